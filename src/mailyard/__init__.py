@@ -1,0 +1,3 @@
+"""Mailyard: a self-hosted mail platform."""
+
+__version__ = "0.1.0"

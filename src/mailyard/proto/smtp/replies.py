@@ -1,0 +1,130 @@
+"""SMTP replies (RFC 5321 4.2) with enhanced status codes (RFC 3463, RFC 2034).
+
+Every reply Mailyard sends is named here, so tests assert on names and a reader sees
+every refusal in one table.  :class:`SmtpError` carries a reply out of protocol and
+policy code to the adapter that writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    status: str  # enhanced status code "x.y.z", or "" where none applies (220, 221 greeting...)
+    text: str
+
+    @property
+    def is_positive(self) -> bool:
+        return self.code < 400
+
+    @property
+    def is_transient(self) -> bool:
+        return 400 <= self.code < 500
+
+    @property
+    def is_permanent(self) -> bool:
+        return self.code >= 500
+
+    def with_text(self, text: str) -> Reply:
+        return Reply(self.code, self.status, text)
+
+    def lines(self, enhanced: bool = True) -> list[str]:
+        """The text lines, each prefixed with the enhanced code when it applies."""
+        out = []
+        for line in self.text.split("\n") or [""]:
+            if enhanced and self.status:
+                out.append(f"{self.status} {line}" if line else self.status)
+            else:
+                out.append(line)
+        return out
+
+    def encode(self, enhanced: bool = True) -> bytes:
+        lines = self.lines(enhanced)
+        parts = []
+        for i, line in enumerate(lines):
+            sep = " " if i == len(lines) - 1 else "-"
+            parts.append(f"{self.code}{sep}{line}\r\n")
+        return "".join(parts).encode("utf-8", "replace")
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.status} {self.text}".replace("  ", " ").strip()
+
+
+class SmtpError(Exception):
+    """A refusal that maps to one SMTP reply."""
+
+    def __init__(self, reply: Reply) -> None:
+        self.reply = reply
+        super().__init__(str(reply))
+
+
+# --- positive -------------------------------------------------------------------
+REPLY_OK = Reply(250, "2.0.0", "OK")
+REPLY_SENDER_OK = Reply(250, "2.1.0", "Sender OK")
+REPLY_RCPT_OK = Reply(250, "2.1.5", "Recipient OK")
+REPLY_QUEUED = Reply(250, "2.0.0", "Queued as {qid}")
+REPLY_RESET = Reply(250, "2.0.0", "Reset state")
+REPLY_NOOP = Reply(250, "2.0.0", "OK")
+REPLY_BYE = Reply(221, "2.0.0", "Bye")
+REPLY_START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+REPLY_READY_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+REPLY_AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+REPLY_VRFY_CANNOT = Reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery")
+REPLY_HELP = Reply(214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH")
+REPLY_BDAT_OK = Reply(250, "2.0.0", "{size} octets received")
+
+# --- transient (4xx) ------------------------------------------------------------
+REPLY_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, closing connection")
+REPLY_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your address, try again later")
+REPLY_SERVER_BUSY = Reply(421, "4.3.2", "Too many connections, try again later")
+REPLY_TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded, closing connection")
+REPLY_TOO_SLOW = Reply(421, "4.4.2", "Data rate too low, closing connection")
+REPLY_TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
+REPLY_TOO_MANY_AUTH_FAILURES = Reply(421, "4.7.0", "Too many authentication failures, closing connection")
+REPLY_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+REPLY_DISK_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
+REPLY_STORAGE_ERROR = Reply(451, "4.3.0", "Local error in processing, message not accepted, try again later")
+REPLY_TEMP_LOOKUP = Reply(451, "4.4.3", "Temporary lookup failure, try again later")
+REPLY_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
+REPLY_AUTH_TEMP = Reply(454, "4.7.0", "Temporary authentication failure")
+
+# --- permanent (5xx) ------------------------------------------------------------
+REPLY_UNKNOWN_COMMAND = Reply(500, "5.5.1", "Command unrecognized")
+REPLY_LINE_TOO_LONG = Reply(500, "5.5.6", "Line too long")
+REPLY_SYNTAX = Reply(501, "5.5.4", "Syntax error in parameters or arguments")
+REPLY_BAD_CHARS = Reply(501, "5.5.2", "Invalid character (CR, LF or NUL) in command")
+REPLY_BAD_ADDRESS = Reply(501, "5.1.3", "Bad address syntax")
+REPLY_BAD_SENDER_ADDRESS = Reply(501, "5.1.7", "Bad sender address syntax")
+REPLY_NOT_IMPLEMENTED = Reply(502, "5.5.1", "Command not implemented")
+REPLY_PARAM_NOT_IMPLEMENTED = Reply(555, "5.5.4", "Parameter not recognized or not implemented")
+REPLY_BAD_SEQUENCE = Reply(503, "5.5.1", "Bad sequence of commands")
+REPLY_NEED_HELO = Reply(503, "5.5.1", "Send EHLO/HELO first")
+REPLY_NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command first")
+REPLY_NEED_RCPT = Reply(503, "5.5.1", "Need RCPT command first")
+REPLY_NESTED_MAIL = Reply(503, "5.5.1", "Sender already specified")
+REPLY_ALREADY_AUTH = Reply(503, "5.5.1", "Already authenticated")
+REPLY_ALREADY_TLS = Reply(503, "5.5.1", "TLS already active")
+REPLY_BDAT_MIXED = Reply(503, "5.5.1", "DATA not allowed after BDAT")
+REPLY_AUTH_MECH = Reply(504, "5.5.4", "Unrecognized authentication mechanism")
+REPLY_AUTH_CANCELLED = Reply(501, "5.7.0", "Authentication cancelled")
+REPLY_AUTH_BAD_BASE64 = Reply(501, "5.5.2", "Cannot decode base64 response")
+REPLY_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+REPLY_MUST_STARTTLS = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+REPLY_AUTH_NEEDS_TLS = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+REPLY_AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+REPLY_UNKNOWN_USER = Reply(550, "5.1.1", "Recipient address rejected: user unknown")
+REPLY_RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
+REPLY_SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by authenticated user")
+REPLY_NEEDS_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
+REPLY_MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
+REPLY_LOOP = Reply(554, "5.4.6", "Too many Received headers: mail loop detected")
+REPLY_BARE_LINE_ENDING = Reply(
+    554, "5.6.11", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8)"
+)
+REPLY_BAD_BDAT = Reply(501, "5.5.4", "Invalid BDAT chunk size")
+REPLY_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
+REPLY_TRANSACTION_FAILED = Reply(554, "5.0.0", "Transaction failed")
+REPLY_NOT_ACCEPTING = Reply(554, "5.3.2", "Not accepting mail")
