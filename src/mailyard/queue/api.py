@@ -44,6 +44,9 @@ class QueuedRecipient:
     last_attempt: float = 0.0
     last_reply: str = ""  # e.g. "451 4.3.0 Try later" or a local error text
     delay_notified: bool = False
+    # A previous attempt was claimed but never recorded (the process died mid-delivery):
+    # delivery agents check for an earlier copy before delivering again.
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class Outcome:
 class MessageWriter(Protocol):
     """Streams one message's content to storage.  Nothing is visible to the queue until
     :meth:`commit` returns, and then it is on stable storage."""
+
+    qid: str  # assigned when the writer is opened (used in the Received header)
 
     def write(self, data: bytes) -> None: ...
 
@@ -110,6 +115,8 @@ class Spool(Protocol):
         ...
 
     def release_lease(self, qid: str) -> None: ...
+
+    def mark_delay_notified(self, qid: str, indexes: Iterable[int]) -> None: ...
 
     # --- operator ---
     def get(self, qid: str) -> QueueEntry | None: ...
