@@ -2,4 +2,10 @@
 
 from __future__ import annotations
 
-REGISTER: list = []
+from mailyard.cli import queue, send, serve
+
+REGISTER = [
+    serve.register,
+    queue.register,
+    send.register,
+]

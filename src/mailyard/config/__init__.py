@@ -360,6 +360,22 @@ def default_config(data_dir: str = "./mailyard-data") -> Config:
     return _finish(cfg)
 
 
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """A plain dict (TOML/JSON-able) that :func:`config_from_dict` turns back into ``cfg``."""
+    def plain(value: Any) -> Any:
+        if is_dataclass(value):
+            return {f.name: plain(getattr(value, f.name)) for f in fields(value)
+                    if f.name not in _NOT_IN_FILE}
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        return value
+    return plain(cfg)
+
+
+def config_from_dict(data: dict[str, Any], source: str = "") -> Config:
+    return replace(_finish(_build(Config, data, "")), source=source)
+
+
 def find_config_path(explicit: str | None) -> str | None:
     """--config, then $MAILYARD_CONFIG, then ./mailyard.toml; None: embedded default."""
     if explicit:

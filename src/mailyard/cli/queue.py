@@ -1,0 +1,134 @@
+"""``mailyard queue``: inspect and manage queued mail."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+from mailyard.cli.spool_access import fail, open_spool
+from mailyard.config import Config
+from mailyard.queue.api import QueueEntry
+
+
+def _ts(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
+
+
+def entry_to_json(entry: QueueEntry) -> dict[str, Any]:
+    env = entry.envelope
+    return {
+        "id": entry.qid,
+        "sender": env.sender,
+        "size": entry.size,
+        "created": entry.created,
+        "envid": env.envid,
+        "ret": env.ret,
+        "auth_user": env.auth_user,
+        "client_ip": env.client_ip,
+        "recipients": [
+            {
+                "index": r.index,
+                "address": r.address,
+                "state": r.state.value,
+                "attempts": r.attempts,
+                "next_attempt": r.next_attempt,
+                "last_attempt": r.last_attempt,
+                "last_reply": r.last_reply,
+            }
+            for r in entry.recipients
+        ],
+    }
+
+
+def cmd_list(args: argparse.Namespace, config: Config) -> int:
+    entries = open_spool(config).list()
+    if args.json:
+        print(json.dumps([entry_to_json(e) for e in entries], indent=2))
+        return 0
+    if not entries:
+        print("Queue is empty.")
+        return 0
+    print(f"{'ID':<20} {'SIZE':>9} {'ARRIVED':<19}  SENDER / RECIPIENTS")
+    for e in entries:
+        print(f"{e.qid:<20} {e.size:>9} {_ts(e.created):<19}  <{e.envelope.sender}>")
+        for r in e.recipients:
+            extra = f" next {_ts(r.next_attempt)}" if r.state.value == "deferred" else ""
+            print(f"{'':<52}{r.address} [{r.state.value}, {r.attempts} attempts{extra}]")
+            if r.last_reply:
+                print(f"{'':<54}{r.last_reply}")
+    print(f"-- {len(entries)} message(s)")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace, config: Config) -> int:
+    spool = open_spool(config)
+    entry = spool.get(args.id)
+    if entry is None:
+        return fail(f"no queued message with id {args.id}")
+    if args.json:
+        print(json.dumps(entry_to_json(entry), indent=2))
+        return 0
+    env = entry.envelope
+    print(f"Queue ID:    {entry.qid}")
+    print(f"Arrived:     {_ts(entry.created)}")
+    print(f"Size:        {entry.size}")
+    print(f"Sender:      <{env.sender}>")
+    if env.auth_user:
+        print(f"Submitted by: {env.auth_user}")
+    if env.client_ip:
+        print(f"Client:      {env.client_helo} [{env.client_ip}]")
+    for r in entry.recipients:
+        print(f"Recipient:   {r.address}: {r.state.value}, {r.attempts} attempt(s), "
+              f"last {_ts(r.last_attempt)}, next {_ts(r.next_attempt)}")
+        if r.last_reply:
+            print(f"             last reply: {r.last_reply}")
+    if args.headers:
+        print()
+        with spool.open_content(entry.qid) as f:
+            for line in f:
+                if line in (b"\r\n", b"\n"):
+                    break
+                print(line.decode("utf-8", "replace").rstrip("\r\n"))
+    return 0
+
+
+def _one(action: str):  # type: ignore[no-untyped-def]
+    def handler(args: argparse.Namespace, config: Config) -> int:
+        spool = open_spool(config)
+        ok = getattr(spool, action)(args.id)
+        if not ok:
+            return fail(f"no queued message with id {args.id}")
+        print(f"{args.id}: {action} done")
+        return 0
+    return handler
+
+
+def cmd_flush(args: argparse.Namespace, config: Config) -> int:
+    n = open_spool(config).flush(args.id)
+    print(f"{n} recipient(s) scheduled for immediate delivery")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    q = sub.add_parser("queue", help="inspect and manage the mail queue",
+                       description="Inspect and manage queued mail.")
+    qs = q.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
+    p = qs.add_parser("list", help="list queued messages with per-recipient state")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_list)
+    p = qs.add_parser("show", help="show one queued message")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--headers", action="store_true", help="also print the message headers")
+    p.set_defaults(func=cmd_show)
+    p = qs.add_parser("flush", help="retry deferred mail now (all, or one ID)")
+    p.add_argument("id", nargs="?")
+    p.set_defaults(func=cmd_flush)
+    for action, text in (("delete", "delete a queued message (no bounce is sent)"),
+                         ("hold", "hold a message: it is not delivered until released"),
+                         ("release", "release a held message for immediate delivery")):
+        p = qs.add_parser(action, help=text)
+        p.add_argument("id")
+        p.set_defaults(func=_one(action))

@@ -1,0 +1,57 @@
+"""Binding the listening sockets named in ``[listen]``.
+
+The supervisor binds every socket once, before it starts the workers, and hands the
+file descriptors down; so privileged ports can be bound before privileges are dropped
+and every worker accepts on the same sockets.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+
+from mailyard.config import Config, parse_hostport
+
+KINDS = ("smtp", "submission", "submissions")
+
+
+class ListenError(Exception):
+    pass
+
+
+@dataclass
+class Listener:
+    kind: str  # smtp | submission | submissions
+    address: str  # as configured
+    sock: socket.socket
+
+    @property
+    def bound(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def bind_listeners(config: Config, backlog: int = 1024) -> list[Listener]:
+    out: list[Listener] = []
+    try:
+        for kind in KINDS:
+            for address in getattr(config.listen, kind):
+                host, port = parse_hostport(address)
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                sock = socket.socket(family, socket.SOCK_STREAM)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    sock.bind((host, port))
+                except OSError as exc:
+                    sock.close()
+                    raise ListenError(f"listen.{kind}: cannot bind {address}: {exc.strerror}") from None
+                sock.listen(backlog)
+                sock.setblocking(False)
+                out.append(Listener(kind, address, sock))
+    except ListenError:
+        for listener in out:
+            listener.sock.close()
+        raise
+    return out

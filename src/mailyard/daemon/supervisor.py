@@ -1,0 +1,235 @@
+"""``mailyard serve``: the supervisor process.
+
+It prepares the data directory (and the self-signed certificate when none is
+configured), binds every listening socket, sweeps the queue, starts the SMTP worker
+processes (restarting any that dies), and itself runs the delivery dispatcher and the
+metrics endpoint.  SIGTERM or SIGINT stops everything cleanly: workers answer
+421 to connected clients, deliveries in flight finish or are left for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from mailyard.config import Config, config_to_dict
+from mailyard.daemon.listeners import Listener, bind_listeners
+from mailyard.daemon.worker import install_event_loop_policy
+from mailyard.obs import Metrics, collect, log_event, setup_logging
+from mailyard.tls import ensure_certificate
+
+log = logging.getLogger("mailyard.supervisor")
+
+RESTART_BACKOFF = (0.5, 1, 2, 5, 10)
+POLL_INTERVAL = 1.0
+
+
+def prepare_data_dir(config: Config) -> tuple[str, str]:
+    data = config.data_path
+    for sub in ("queue", "mail", "run/metrics", "tls"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(data / "tls", 0o700)
+    if config.tls.cert:
+        return config.tls.cert, config.tls.key
+    return ensure_certificate(data, config.hostname)
+
+
+class WorkerProcess:
+    def __init__(self, slot: int, argv: list[str], fds: list[int], payload: bytes) -> None:
+        self.slot = slot
+        self.argv = argv
+        self.fds = fds
+        self.payload = payload
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.failures = 0
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, pass_fds=self.fds,
+                                     close_fds=True)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(self.payload)
+        self.proc.stdin.close()
+        self.started = time.monotonic()
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.workers: list[WorkerProcess] = []
+        self.listeners: list[Listener] = []
+        self.stopping = False
+
+    # --- start-up --------------------------------------------------------------
+    def worker_count(self) -> int:
+        n = self.config.smtpd.workers
+        return n if n > 0 else max(1, os.cpu_count() or 1)
+
+    def start_workers(self, cert: str, key: str, notify_w: int) -> None:
+        payload = json.dumps({"config": config_to_dict(self.config),
+                              "source": self.config.source}).encode()
+        argv = [sys.executable, "-m", "mailyard.daemon.worker",
+                "--notify-fd", str(notify_w), "--cert", cert, "--key", key]
+        fds = [notify_w]
+        for listener in self.listeners:
+            fd = listener.sock.fileno()
+            os.set_inheritable(fd, True)
+            argv += ["--listen", f"{listener.kind}:{fd}"]
+            fds.append(fd)
+        for slot in range(self.worker_count()):
+            worker = WorkerProcess(slot, argv, fds, payload)
+            worker.start()
+            self.workers.append(worker)
+
+    def run(self) -> int:
+        cfg = self.config
+        setup_logging(cfg.log.format, cfg.log.level, cfg.log.file)
+        cert, key = prepare_data_dir(cfg)
+        self.listeners = bind_listeners(cfg)
+        from mailyard.queue.spool import FileSpool
+
+        spool = FileSpool(cfg.data_path / "queue", cfg.hostname)
+        spool.sweep()
+        notify_r, notify_w = os.pipe()
+        self.start_workers(cert, key, notify_w)
+        os.close(notify_w)
+        for listener in self.listeners:
+            print(f"mailyard: {listener.kind} listening on {listener.bound}", flush=True)
+        print(f"mailyard: data in {cfg.data_dir}; {len(self.workers)} SMTP worker(s); "
+              f"pid {os.getpid()}", flush=True)
+        install_event_loop_policy()
+        try:
+            asyncio.run(self.main_loop(spool, notify_r))
+        finally:
+            self.stop_workers()
+            for listener in self.listeners:
+                listener.sock.close()
+        return 0
+
+    # --- running ---------------------------------------------------------------
+    async def main_loop(self, spool, notify_r: int) -> None:  # type: ignore[no-untyped-def]
+        from mailyard.delivery.dispatcher import Dispatcher
+
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        dispatcher = Dispatcher(self.config, spool, self.metrics)
+        os.set_blocking(notify_r, False)
+
+        def on_notify() -> None:
+            try:
+                data = os.read(notify_r, 65536)
+            except BlockingIOError:
+                return
+            if data:
+                dispatcher.wake()
+
+        loop.add_reader(notify_r, on_notify)
+        metrics_server = await self.start_metrics_endpoint()
+        dispatch_task = asyncio.create_task(dispatcher.run())
+        log_event(log, "mailyard started", workers=len(self.workers),
+                  listeners=",".join(f"{l.kind}={l.bound}" for l in self.listeners))
+        try:
+            while not stop.is_set():
+                try:
+                    await asyncio.wait_for(stop.wait(), POLL_INTERVAL)
+                except asyncio.TimeoutError:
+                    pass
+                self.reap_workers()
+                self.dump_metrics(dispatcher)
+                if dispatch_task.done():
+                    dispatch_task.result()  # surface a crashed dispatcher
+        finally:
+            loop.remove_reader(notify_r)
+            self.stopping = True
+            await dispatcher.stop()
+            dispatch_task.cancel()
+            if metrics_server is not None:
+                metrics_server.close()
+            log_event(log, "mailyard stopping")
+
+    def reap_workers(self) -> None:
+        now = time.monotonic()
+        for worker in self.workers:
+            proc = worker.proc
+            if proc is None or proc.poll() is None:
+                continue
+            if self.stopping:
+                continue
+            worker.failures = worker.failures + 1 if now - worker.started < 30 else 1
+            delay = RESTART_BACKOFF[min(worker.failures, len(RESTART_BACKOFF)) - 1]
+            log_event(log, "worker exited; restarting", level=logging.WARNING,
+                      pid=proc.pid, status=proc.returncode, delay=delay)
+            self.metrics.inc("worker_restarts_total")
+            worker.proc = None
+            asyncio.get_running_loop().call_later(delay, self._restart, worker)
+
+    def _restart(self, worker: WorkerProcess) -> None:
+        if not self.stopping:
+            worker.start()
+
+    def stop_workers(self, timeout: float = 10.0) -> None:
+        self.stopping = True
+        for worker in self.workers:
+            if worker.proc and worker.proc.poll() is None:
+                worker.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for worker in self.workers:
+            if worker.proc is None:
+                continue
+            try:
+                worker.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait()
+
+    # --- metrics ---------------------------------------------------------------
+    def dump_metrics(self, dispatcher) -> None:  # type: ignore[no-untyped-def]
+        dispatcher.update_gauges()
+        metrics_dir = self.config.data_path / "run" / "metrics"
+        try:
+            self.metrics.dump(metrics_dir)
+            if self.config.metrics.file:
+                tmp = Path(self.config.metrics.file + ".tmp")
+                tmp.write_text(collect(metrics_dir))
+                os.replace(tmp, self.config.metrics.file)
+        except OSError as exc:
+            log_event(log, "cannot write metrics", level=logging.WARNING, error=str(exc))
+
+    async def start_metrics_endpoint(self) -> asyncio.AbstractServer | None:
+        if not self.config.metrics.listen:
+            return None
+        from mailyard.config import parse_hostport
+
+        host, port = parse_hostport(self.config.metrics.listen)
+        metrics_dir = self.config.data_path / "run" / "metrics"
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            try:
+                request = await asyncio.wait_for(reader.readline(), 5)
+                while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
+                    pass
+                parts = request.split()
+                if len(parts) >= 2 and parts[0] == b"GET" and parts[1] == b"/metrics":
+                    body = collect(metrics_dir).encode()
+                    head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
+                else:
+                    body = b"not found\n"
+                    head = b"HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
+                writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+            except (asyncio.TimeoutError, ConnectionError):
+                pass
+            finally:
+                writer.close()
+
+        return await asyncio.start_server(handle, host, port)

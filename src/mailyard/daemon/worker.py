@@ -1,0 +1,113 @@
+"""An SMTP worker process.
+
+The supervisor starts one worker per CPU (``smtpd.workers``).  Each worker inherits the
+listening sockets, runs the asyncio SMTP server on all of them, and tells the
+supervisor about every message it queued by writing the queue id to a pipe, so delivery
+starts at once.  Run as ``python -m mailyard.daemon.worker``; the configuration comes as
+JSON on standard input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from mailyard.config import Config, config_from_dict
+from mailyard.obs import Metrics, log_event, setup_logging
+
+log = logging.getLogger("mailyard.worker")
+
+METRICS_DUMP_INTERVAL = 5.0
+
+
+def install_event_loop_policy() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+class QueueNotifier:
+    """Writes queue ids to the supervisor's pipe.  A full pipe drops the note: the
+    supervisor also polls the queue, so nothing is lost, only a little latency."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    def __call__(self, qid: str) -> None:
+        try:
+            os.write(self.fd, qid.encode("ascii") + b"\n")
+        except (BlockingIOError, BrokenPipeError):
+            pass
+
+
+async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
+                     notify_fd: int, cert: str, key: str) -> None:
+    from mailyard.directory.sqlite import SqliteDirectory
+    from mailyard.queue.spool import FileSpool
+    from mailyard.smtpd.server import SmtpServer
+    from mailyard.tls import server_context
+
+    data = config.data_path
+    spool = FileSpool(data / "queue", config.hostname)
+    directory = SqliteDirectory(data / "directory.db", config)
+    metrics = Metrics()
+    server = SmtpServer(config, spool, directory, server_context(cert, key), metrics,
+                        QueueNotifier(notify_fd))
+    for kind, sock in listeners:
+        await server.serve(kind, sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    metrics_dir = data / "run" / "metrics"
+    log_event(log, "worker started", pid=os.getpid())
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), METRICS_DUMP_INTERVAL)
+        except asyncio.TimeoutError:
+            pass
+        try:
+            metrics.dump(metrics_dir)
+        except OSError as exc:
+            log_event(log, "cannot write metrics", level=logging.WARNING, error=str(exc))
+    await server.close()
+    try:
+        metrics.dump(metrics_dir)
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mailyard-worker")
+    parser.add_argument("--listen", action="append", default=[], metavar="KIND:FD")
+    parser.add_argument("--notify-fd", type=int, required=True)
+    parser.add_argument("--cert", required=True)
+    parser.add_argument("--key", required=True)
+    args = parser.parse_args(argv)
+    payload = json.loads(sys.stdin.read())
+    config = config_from_dict(payload["config"], payload.get("source", ""))
+    setup_logging(config.log.format, config.log.level, config.log.file)
+    listeners = []
+    for item in args.listen:
+        kind, fd = item.split(":")
+        sock = socket.socket(fileno=int(fd))
+        sock.setblocking(False)
+        listeners.append((kind, sock))
+    install_event_loop_policy()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    asyncio.run(run_worker(config, listeners, args.notify_fd, args.cert, args.key))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
