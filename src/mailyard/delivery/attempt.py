@@ -1,0 +1,103 @@
+"""Turning delivery attempts into queue states, bounces and delay notices.
+
+Agents report an :class:`AttemptResult` per recipient (delivered, deferred or failed,
+with the reply).  The :class:`Finalizer` applies the retry schedule and the queue
+lifetime, queues the DSNs the senders asked for (RFC 3461 NOTIFY; never for a null
+sender), and returns the :class:`Outcome` list the spool records.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from mailyard.config import Config
+from mailyard.obs import log_event
+from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState
+
+log = logging.getLogger("mailyard.delivery")
+
+DELIVERED, DEFERRED, FAILED = "delivered", "deferred", "failed"
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    index: int
+    address: str
+    kind: str  # delivered | deferred | failed
+    reply: str
+    transport: str = "smtp"  # local | smtp
+    relay: str = ""  # remote host that answered, for logs and DSN Remote-MTA
+
+    @classmethod
+    def for_recipient(cls, r: QueuedRecipient, kind: str, reply: str, transport: str,
+                      relay: str = "") -> AttemptResult:
+        return cls(r.index, r.address, kind, reply, transport, relay)
+
+
+class Finalizer:
+    def __init__(self, config: Config, spool: Any, clock: Callable[[], float]) -> None:
+        from mailyard.delivery.retry import RetryPolicy
+
+        self.config = config
+        self.spool = spool
+        self.clock = clock
+        self.retry = RetryPolicy.from_config(config.delivery)
+
+    async def finish(self, entry: QueueEntry, results: list[AttemptResult]) -> list[Outcome]:
+        now = self.clock()
+        by_index = {r.index: r for r in entry.recipients}
+        outcomes: list[Outcome] = []
+        failed: list[tuple[QueuedRecipient, AttemptResult]] = []
+        delayed: list[tuple[QueuedRecipient, AttemptResult]] = []
+        delivered: list[tuple[QueuedRecipient, AttemptResult]] = []
+        for res in results:
+            rcpt = by_index[res.index]
+            if res.kind == DELIVERED:
+                outcomes.append(Outcome(res.index, RecipientState.DELIVERED, res.reply))
+                delivered.append((rcpt, res))
+            elif res.kind == FAILED:
+                outcomes.append(Outcome(res.index, RecipientState.FAILED, res.reply))
+                failed.append((rcpt, res))
+            elif self.retry.expired(entry.created, now):
+                reply = f"{res.reply} (gave up: in the queue longer than delivery.max_lifetime)"
+                expired = AttemptResult(res.index, res.address, FAILED, reply, res.transport,
+                                        res.relay)
+                outcomes.append(Outcome(res.index, RecipientState.FAILED, reply))
+                failed.append((rcpt, expired))
+            else:
+                next_at = self.retry.next_attempt(rcpt.attempts + 1, now)
+                outcomes.append(Outcome(res.index, RecipientState.DEFERRED, res.reply, next_at))
+                if (not rcpt.delay_notified
+                        and self.retry.delay_warning_due(entry.created, now)):
+                    delayed.append((rcpt, res))
+        await self.notify(entry, failed, "failure")
+        await self.notify(entry, delivered, "success")
+        if await self.notify(entry, delayed, "delay"):
+            self.spool.mark_delay_notified(entry.qid, [r.index for r, _ in delayed])
+        return outcomes
+
+    async def notify(self, entry: QueueEntry, items: list[tuple[QueuedRecipient, AttemptResult]],
+                     kind: str) -> bool:
+        """Queue one DSN of ``kind`` covering ``items`` (those whose NOTIFY asks for it)."""
+        from mailyard.message import dsn
+
+        if not items or not entry.envelope.sender:
+            return False
+        env = entry.envelope
+        wanted = [(r, res) for r, res in items
+                  if dsn.should_notify(env.recipients[r.index], kind)]
+        if not wanted:
+            return False
+        reports = [dsn.RecipientReport.from_attempt(env.recipients[r.index], res.kind, kind,
+                                                    res.reply, res.relay, self.clock())
+                   for r, res in wanted]
+        with self.spool.open_content(entry.qid) as content:
+            bounce_env, bounce = dsn.build_report(
+                self.config.hostname, env, reports, content, entry.size, entry.created,
+                now=self.clock(), retry_until=entry.created + self.config.delivery.max_lifetime)
+        qid = await self.spool.enqueue(bounce_env, bounce)
+        log_event(log, "dsn queued", qid=entry.qid, dsn_qid=qid, kind=kind,
+                  to=env.sender, recipients=",".join(res.address for _, res in wanted))
+        return True

@@ -1,0 +1,184 @@
+"""Run a real ``mailyard serve`` in a temporary directory, for end-to-end tests and
+benchmarks: free ports on 127.0.0.1, a generated config, CLI helpers, and a clean
+stop (or a SIGKILL of the whole process group, for crash tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(value)
+
+
+def render_toml(cfg: dict[str, Any]) -> str:
+    lines = []
+    tables = []
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        for key, value in table.items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+class MailyardServer:
+    def __init__(self, root: Path, *, domains: tuple[str, ...] = ("example.test",),
+                 hostname: str = "mx.example.test", overrides: dict[str, Any] | None = None,
+                 workers: int = 1) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ports = {"smtp": free_port(), "submission": free_port(),
+                      "submissions": free_port()}
+        self.data_dir = self.root / "data"
+        cfg: dict[str, Any] = {
+            "hostname": hostname,
+            "data_dir": str(self.data_dir),
+            "local_domains": list(domains),
+            "listen": {k: [f"127.0.0.1:{p}"] for k, p in self.ports.items()},
+            "smtpd": {"workers": workers, "max_connections_per_ip": 200},
+            "log": {"file": str(self.root / "mailyard.log")},
+        }
+        for key, value in (overrides or {}).items():
+            if isinstance(value, dict):
+                cfg.setdefault(key, {}).update(value)
+            else:
+                cfg[key] = value
+        self.config_path = self.root / "mailyard.toml"
+        self.config_path.write_text(render_toml(cfg))
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    # --- lifecycle -------------------------------------------------------------
+    def start(self, timeout: float = 20.0) -> MailyardServer:
+        out = open(self.root / "serve.out", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mailyard.cli.main", "--config", str(self.config_path),
+             "serve"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mailyard serve exited: {self.output()}")
+            if all(self._banner_ok(p) for p in (self.ports["smtp"], self.ports["submission"])):
+                return self
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"mailyard serve did not start: {self.output()}")
+
+    def _banner_ok(self, port: int) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.settimeout(2)
+                return s.recv(512).startswith(b"220")
+        except OSError:
+            return False
+
+    def output(self) -> str:
+        parts = []
+        for name in ("serve.out", "mailyard.log"):
+            p = self.root / name
+            if p.exists():
+                parts.append(p.read_text(errors="replace")[-4000:])
+        return "\n".join(parts)
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor and every worker at once (a crash)."""
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+
+    def __enter__(self) -> MailyardServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+    # --- CLI -------------------------------------------------------------------
+    def cli(self, *args: str, input: bytes | None = None, check: bool = True
+            ) -> subprocess.CompletedProcess[bytes]:
+        res = subprocess.run(
+            [sys.executable, "-m", "mailyard.cli.main", "--config", str(self.config_path), *args],
+            input=input, capture_output=True, timeout=60)
+        if check and res.returncode != 0:
+            raise RuntimeError(f"mailyard {' '.join(args)} failed ({res.returncode}): "
+                               f"{res.stderr.decode(errors='replace')}")
+        return res
+
+    def add_user(self, address: str, password: str) -> None:
+        self.cli("user", "add", address, "--password-stdin", input=password.encode() + b"\n")
+
+    def queue(self) -> list[dict[str, Any]]:
+        return json.loads(self.cli("queue", "list", "--json").stdout)
+
+    # --- mailboxes -------------------------------------------------------------
+    def maildir(self, address: str) -> Path:
+        local, domain = address.rsplit("@", 1)
+        return self.data_dir / "mail" / domain.lower() / local.lower()
+
+    def messages(self, address: str) -> list[bytes]:
+        box = self.maildir(address)
+        out = []
+        for sub in ("new", "cur"):
+            d = box / sub
+            if d.is_dir():
+                for name in sorted(os.listdir(d)):
+                    out.append((d / name).read_bytes())
+        return out
+
+    def wait_for_messages(self, address: str, count: int, timeout: float = 20.0) -> list[bytes]:
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.messages(address)
+            if len(msgs) >= count or time.monotonic() > deadline:
+                return msgs
+            time.sleep(0.05)
+
+    def wait_queue_empty(self, timeout: float = 30.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.queue():
+                return True
+            time.sleep(0.2)
+        return False
