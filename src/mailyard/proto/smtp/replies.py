@@ -75,6 +75,7 @@ REPLY_AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
 REPLY_VRFY_CANNOT = Reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery")
 REPLY_HELP = Reply(214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY STARTTLS AUTH")
 REPLY_BDAT_OK = Reply(250, "2.0.0", "{size} octets received")
+REPLY_MAILBOX_DELIVERED = Reply(250, "2.0.0", "Delivered to maildir")
 
 # --- transient (4xx) ------------------------------------------------------------
 REPLY_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, closing connection")
@@ -90,6 +91,13 @@ REPLY_STORAGE_ERROR = Reply(451, "4.3.0", "Local error in processing, message no
 REPLY_TEMP_LOOKUP = Reply(451, "4.4.3", "Temporary lookup failure, try again later")
 REPLY_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
 REPLY_AUTH_TEMP = Reply(454, "4.7.0", "Temporary authentication failure")
+REPLY_MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full")
+REPLY_LOCAL_DELIVERY_ERROR = Reply(451, "4.3.0", "Local delivery failed: {error}")
+# Outbound routing and queue lifetime (delivery); "{domain}"/"{host}" are filled in.
+REPLY_DNS_TEMP_FAILURE = Reply(451, "4.4.3", "Temporary DNS failure looking up {domain}: {reason}")
+REPLY_NO_MX_ADDRESS = Reply(451, "4.4.4", "No address found for any mail exchanger of {domain}")
+REPLY_NEXTHOP_UNRESOLVED = Reply(451, "4.4.4", "Cannot resolve next hop {host} for {domain}")
+REPLY_MESSAGE_EXPIRED = Reply(451, "4.4.7", "Message expired: not delivered within {lifetime}; last error: {last}")
 
 # --- permanent (5xx) ------------------------------------------------------------
 REPLY_UNKNOWN_COMMAND = Reply(500, "5.5.1", "Command unrecognized")
@@ -128,3 +136,10 @@ REPLY_BAD_BDAT = Reply(501, "5.5.4", "Invalid BDAT chunk size")
 REPLY_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
 REPLY_TRANSACTION_FAILED = Reply(554, "5.0.0", "Transaction failed")
 REPLY_NOT_ACCEPTING = Reply(554, "5.3.2", "Not accepting mail")
+REPLY_BAD_MAILBOX_NAME = Reply(550, "5.1.3", "Mailbox name not usable: {address}")
+# Outbound routing (delivery); "{domain}" is filled in.
+REPLY_NULL_MX = Reply(556, "5.1.10", "Recipient domain {domain} does not accept mail (null MX, RFC 7505)")
+REPLY_DOMAIN_NOT_FOUND = Reply(550, "5.1.2", "Recipient domain {domain} not found")
+REPLY_BAD_DESTINATION = Reply(550, "5.1.2", "Bad destination domain {domain}: {reason}")
+REPLY_NO_ROUTE = Reply(550, "5.4.4", "No MX or address records for {domain}")
+REPLY_MAIL_LOOPS = Reply(554, "5.4.6", "Mail for {domain} loops back to myself")

@@ -1,0 +1,297 @@
+"""Outbound routing: from a recipient domain to the ordered list of next hops.
+
+Order of decisions (the caller has already taken local domains out):
+
+1. a per-domain transport (``delivery.transports``): its ``nexthop`` if set, else MX
+   routing with the transport's TLS policy; its ``mode`` gives :attr:`Route.end_to_end`;
+2. the smarthost (``delivery.relayhost``) with its port, credentials and TLS policy;
+3. an address literal (``[192.0.2.1]``, ``[IPv6:2001:db8::1]``, RFC 5321 4.1.3) as is;
+4. MX routing (RFC 5321 5.1): MX records by preference, shuffled among equal
+   preferences; each host resolved to AAAA and A; no MX means the domain itself is
+   the one implicit MX; a Null MX (RFC 7505) fails permanently.
+
+Outcomes that stop delivery are :class:`RouteError` carrying the reply for the
+bounce or the queue (temporary: retry; permanent: bounce).  Name-resolution details
+(CNAMEs, negative answers, caching) belong to :mod:`mailyard.dns`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import itertools
+import logging
+import random
+from dataclasses import dataclass, field
+
+from mailyard.config import Config, TransportRoute, parse_hostport
+from mailyard.dns.api import (
+    DnsNameError,
+    DnsTemporaryError,
+    MxKind,
+    MxRecord,
+    Resolver,
+    ascii_domain,
+    is_ip_literal,
+)
+from mailyard.obs import log_event
+from mailyard.proto.smtp.replies import (
+    REPLY_BAD_DESTINATION,
+    REPLY_DNS_TEMP_FAILURE,
+    REPLY_DOMAIN_NOT_FOUND,
+    REPLY_MAIL_LOOPS,
+    REPLY_NEXTHOP_UNRESOLVED,
+    REPLY_NO_MX_ADDRESS,
+    REPLY_NO_ROUTE,
+    REPLY_NULL_MX,
+    Reply,
+)
+
+log = logging.getLogger("mailyard.delivery.routing")
+
+#: MX hosts considered per domain; bounds the DNS work a hostile zone can cause.
+MAX_MX_HOSTS = 10
+
+
+@dataclass(frozen=True)
+class SmtpAuth:
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class NextHop:
+    host: str  # name for TLS verification and logs: MX host, relay host or literal
+    ip: str
+    port: int
+    tls_policy: str  # "none", "may" or "require"
+    auth: SmtpAuth | None = None
+    mx_preference: int | None = None  # None when the hop does not come from MX routing
+
+
+@dataclass(frozen=True)
+class Route:
+    domain: str  # the destination domain in A-label form
+    hops: tuple[NextHop, ...]
+    via: str  # "transport", "relayhost", "literal", "mx" or "implicit-mx"
+    end_to_end: bool = False  # transport mode "end-to-end": relay only while the client waits
+    warnings: tuple[str, ...] = ()
+
+
+class RouteError(Exception):
+    """No next hop.  ``reply`` is the reply text for the queue and the DSN
+    (``"556 5.1.10 ..."``); ``temporary`` says retry (4xx) rather than bounce (5xx)."""
+
+    def __init__(self, smtp_reply: Reply) -> None:
+        self.smtp_reply = smtp_reply
+        self.reply = str(smtp_reply)
+        self.temporary = smtp_reply.is_transient
+        super().__init__(self.reply)
+
+
+def _fail(template: Reply, **values: str) -> RouteError:
+    return RouteError(template.with_text(template.text.format(**values)))
+
+
+def find_transport(domain: str, transports: tuple[TransportRoute, ...]) -> TransportRoute | None:
+    """The transport for ``domain``: an exact entry, else the closest ``.parent`` entry
+    (which matches subdomains only), else ``*``."""
+    by_name = {t.domain.lower().rstrip("."): t for t in transports}
+    if domain in by_name:
+        return by_name[domain]
+    labels = domain.split(".")
+    for i in range(1, len(labels)):
+        parent = "." + ".".join(labels[i:])
+        if parent in by_name:
+            return by_name[parent]
+    return by_name.get("*")
+
+
+def parse_address_literal(domain: str) -> str | None:
+    """The IP of an RFC 5321 4.1.3 address literal, None if ``domain`` is not one."""
+    if not (domain.startswith("[") and domain.endswith("]")):
+        return None
+    inner = domain[1:-1]
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return str(ipaddress.IPv6Address(inner[5:]))
+        return str(ipaddress.IPv4Address(inner))
+    except ValueError:
+        raise _fail(REPLY_BAD_DESTINATION, domain=domain,
+                    reason="not an IPv4 or IPv6 address literal") from None
+
+
+class Router:
+    """Routing bound to one config and resolver, as the delivery engine holds it."""
+
+    def __init__(self, config: Config, resolver: Resolver,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.resolver = resolver
+        self.rng = rng or random.Random()
+
+    async def route(self, domain: str) -> list[NextHop]:
+        """The next hops for ``domain``, best first.  Raises :class:`RouteError`."""
+        return list((await self.plan(domain)).hops)
+
+    async def plan(self, domain: str) -> Route:
+        """The whole routing decision: hops, how they were found, warnings."""
+        return await route(domain, self.config, self.resolver, rng=self.rng)
+
+    def end_to_end(self, domain: str) -> bool:
+        """Whether ``domain``'s transport is in "end-to-end" mode (no DNS needed)."""
+        try:
+            name = ascii_domain(domain)
+        except DnsNameError:
+            name = domain.strip().lower()
+        transport = find_transport(name, self.config.delivery.transports)
+        return transport is not None and transport.mode == "end-to-end"
+
+
+async def route(domain: str, config: Config, resolver: Resolver, *,
+                rng: random.Random | None = None) -> Route:
+    """The next hops for mail to ``domain``, best first.  Raises :class:`RouteError`."""
+    rng = rng or random.Random()
+    delivery = config.delivery
+    literal_ip = parse_address_literal(domain.strip())
+    if literal_ip is not None:
+        name = domain.strip()
+    else:
+        try:
+            name = ascii_domain(domain)
+        except DnsNameError as exc:
+            raise _fail(REPLY_BAD_DESTINATION, domain=domain, reason=exc.reason) from None
+    transport = find_transport(name.lower(), delivery.transports)
+    end_to_end = transport is not None and transport.mode == "end-to-end"
+    if transport is not None and transport.nexthop:
+        hops = await _nexthop(name, transport.nexthop, delivery.smtp_port, transport.tls,
+                              None, resolver)
+        return Route(name, hops, "transport", end_to_end)
+    if transport is None and delivery.relayhost:
+        auth = (SmtpAuth(delivery.relayhost_username, delivery.relayhost_password)
+                if delivery.relayhost_username else None)
+        hops = await _nexthop(name, delivery.relayhost, delivery.smtp_port,
+                              delivery.relayhost_tls, auth, resolver)
+        return Route(name, hops, "relayhost")
+    tls = transport.tls if transport is not None else delivery.tls
+    if literal_ip is not None:
+        return Route(name, (NextHop(name, literal_ip, delivery.smtp_port, tls),), "literal",
+                     end_to_end)
+    route_ = await _mx_route(name, config, resolver, tls, rng)
+    if end_to_end:
+        route_ = Route(route_.domain, route_.hops, route_.via, True, route_.warnings)
+    return route_
+
+
+async def _nexthop(domain: str, spec: str, default_port: int, tls: str,
+                   auth: SmtpAuth | None, resolver: Resolver) -> tuple[NextHop, ...]:
+    """A configured next hop: resolved to addresses directly, never through MX.  A
+    name that does not resolve is an operator problem, so it defers, never bounces."""
+    host, port = parse_hostport(spec, default_port)
+    if is_ip_literal(host):
+        return (NextHop(host, str(ipaddress.ip_address(host)), port, tls, auth),)
+    try:
+        ips = await resolver.addresses(host)
+    except DnsTemporaryError as exc:
+        raise _fail(REPLY_DNS_TEMP_FAILURE, domain=host, reason=exc.reason) from None
+    except DnsNameError:
+        ips = []
+    if not ips:
+        raise _fail(REPLY_NEXTHOP_UNRESOLVED, host=host, domain=domain)
+    return tuple(NextHop(host.lower().rstrip("."), ip, port, tls, auth) for ip in ips)
+
+
+def order_mx(records: tuple[MxRecord, ...], rng: random.Random) -> list[MxRecord]:
+    """RFC 5321 5.1: ascending preference, random order among equal preferences."""
+    ordered: list[MxRecord] = []
+    by_pref = sorted(records, key=lambda r: r.preference)
+    for _, group in itertools.groupby(by_pref, key=lambda r: r.preference):
+        same = list(group)
+        rng.shuffle(same)
+        ordered.extend(same)
+    return ordered
+
+
+def _below_self(ordered: list[MxRecord], myself: str, domain: str) -> list[MxRecord]:
+    """RFC 5321 5.1: when we are one of the MX hosts, only better ones may be tried;
+    when we are the best one, the mail would loop."""
+    mine = [r.preference for r in ordered if r.host == myself]
+    if not mine:
+        return ordered
+    better = [r for r in ordered if r.preference < min(mine)]
+    if not better:
+        raise _fail(REPLY_MAIL_LOOPS, domain=domain)
+    return better
+
+
+async def _mx_route(domain: str, config: Config, resolver: Resolver, tls: str,
+                    rng: random.Random) -> Route:
+    try:
+        mx = await resolver.mx(domain)
+    except DnsTemporaryError as exc:
+        raise _fail(REPLY_DNS_TEMP_FAILURE, domain=domain, reason=exc.reason) from None
+    except DnsNameError as exc:
+        raise _fail(REPLY_BAD_DESTINATION, domain=domain, reason=exc.reason) from None
+    myself = config.hostname.lower().rstrip(".")
+    port = config.delivery.smtp_port
+    if mx.kind is MxKind.NXDOMAIN:
+        raise _fail(REPLY_DOMAIN_NOT_FOUND, domain=domain)
+    if mx.kind is MxKind.NULL_MX:
+        raise _fail(REPLY_NULL_MX, domain=domain)
+    if mx.kind is MxKind.NO_RECORDS:
+        # RFC 5321 5.1: the domain is its own MX, with preference 0.
+        if domain == myself:
+            raise _fail(REPLY_MAIL_LOOPS, domain=domain)
+        try:
+            ips = await resolver.addresses(domain)
+        except DnsTemporaryError as exc:
+            raise _fail(REPLY_DNS_TEMP_FAILURE, domain=domain, reason=exc.reason) from None
+        if not ips:
+            raise _fail(REPLY_NO_ROUTE, domain=domain)
+        return Route(domain, tuple(NextHop(domain, ip, port, tls, None, 0) for ip in ips),
+                     "implicit-mx")
+    ordered = _below_self(order_mx(mx.records, rng), myself, domain)[:MAX_MX_HOSTS]
+    hops, warnings = await _resolve_mx_hosts(domain, ordered, port, tls, resolver)
+    return Route(domain, hops, "mx", warnings=warnings)
+
+
+async def _resolve_mx_hosts(domain: str, ordered: list[MxRecord], port: int, tls: str,
+                            resolver: Resolver) -> tuple[tuple[NextHop, ...], tuple[str, ...]]:
+    """Resolve every MX host at once.  Hosts without addresses are skipped; if none
+    is left the failure is temporary (RFC 5321 5.1: try later)."""
+    warnings: list[str] = []
+    literal = [is_ip_literal(r.host) for r in ordered]
+    lookups = await asyncio.gather(
+        *(_no_lookup() if lit else resolver.addresses(r.host) for r, lit in zip(ordered, literal)),
+        return_exceptions=True,
+    )
+    hops: list[NextHop] = []
+    temporary: DnsTemporaryError | None = None
+    for record, lit, result in zip(ordered, literal, lookups):
+        if lit:
+            warnings.append(f"MX of {domain} is an IP address ({record.host}), RFC 5321 5.1")
+            ip = str(ipaddress.ip_address(record.host.strip("[]")))
+            hops.append(NextHop(ip, ip, port, tls, None, record.preference))
+        elif isinstance(result, DnsTemporaryError):
+            temporary = result
+            warnings.append(f"MX host {record.host}: {result.reason}")
+        elif isinstance(result, DnsNameError):
+            warnings.append(f"MX host {record.host} is not a valid host name")
+        elif isinstance(result, BaseException):
+            raise result
+        elif not result:
+            warnings.append(f"MX host {record.host} has no address records")
+        else:
+            hops.extend(NextHop(record.host, ip, port, tls, None, record.preference)
+                        for ip in result)
+    for warning in warnings:
+        log_event(log, "routing warning", level=logging.WARNING, domain=domain, detail=warning)
+    if hops:
+        return tuple(hops), tuple(warnings)
+    if temporary is not None:
+        raise _fail(REPLY_DNS_TEMP_FAILURE, domain=domain, reason=temporary.reason)
+    raise _fail(REPLY_NO_MX_ADDRESS, domain=domain)
+
+
+async def _no_lookup() -> list[str]:
+    return []
