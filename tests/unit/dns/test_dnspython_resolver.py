@@ -185,3 +185,29 @@ def test_cache_in_front_of_real_resolver(server):
         assert count("example.org") == before[0] + 2
 
     run(scenario())
+
+
+def test_server_runs_as_a_module(tmp_path):
+    """``python -m tests.support.dnsserver --zone file.json`` serves the zone."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    zone = tmp_path / "zone.json"
+    zone.write_text(json.dumps({"bench.example": {"MX": ["10 mx.bench.example"]}}))
+    root = Path(__file__).resolve().parents[3]
+    env = dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.dnsserver", "--zone",
+                             str(zone), "--port", "0"], cwd=root, env=env,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("serving DNS on 127.0.0.1:")
+        spec = line.rsplit(" ", 1)[1].strip()
+        result = run(DnsPythonResolver([spec], timeout=1.0).mx("bench.example"))
+        assert result.records == (MxRecord(10, "mx.bench.example"),)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0

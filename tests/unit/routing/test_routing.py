@@ -247,3 +247,51 @@ def test_router_returns_hop_list():
     hops = asyncio.run(router.route("example.net"))
     assert isinstance(hops, list) and hops[0].host == "mx1.example.net"
     assert not router.end_to_end("example.net")
+
+
+# --- over real DNS: DnsPythonResolver against the test server on 127.0.0.1 -------------
+
+@pytest.fixture(scope="module")
+def dns_server():
+    from tests.support.dnsserver import DnsTestServer
+
+    server = DnsTestServer(ZONES).start()
+    yield server
+    server.stop()
+
+
+def routed_over_dns(dns_server, domain: str):
+    from mailyard.dns import make_resolver
+
+    config = cfg(dns_servers=(dns_server.server_spec,), dns_timeout=0.5)
+    return asyncio.run(Router(config, make_resolver(config.delivery), random.Random(1))
+                       .plan(domain))
+
+
+@pytest.mark.timeout(30)
+def test_over_dns_mx_and_implicit_mx(dns_server):
+    dns_server.heal()
+    assert [h.ip for h in routed_over_dns(dns_server, "example.net").hops] == [
+        "2001:db8::1", "192.0.2.1", "192.0.2.2"]
+    assert routed_over_dns(dns_server, "implicit.example").via == "implicit-mx"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("domain,fault,temporary,status", [
+    ("nullmx.example", None, False, "5.1.10"),  # RFC 7505 4.1
+    ("nowhere.example", None, False, "5.1.2"),  # NXDOMAIN
+    ("example.net", "servfail", True, "4.4.3"),
+    ("example.net", "drop", True, "4.4.3"),  # timeout
+])
+def test_over_dns_failures(dns_server, domain, fault, temporary, status):
+    """DNS SERVFAIL and timeouts defer; NXDOMAIN and Null MX bounce."""
+    dns_server.heal()
+    if fault == "servfail":
+        dns_server.servfail(domain)
+    elif fault == "drop":
+        dns_server.drop(domain)
+    with pytest.raises(RouteError) as info:
+        routed_over_dns(dns_server, domain)
+    assert info.value.temporary is temporary
+    assert info.value.smtp_reply.status == status
+    dns_server.heal()
