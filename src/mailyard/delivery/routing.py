@@ -202,9 +202,14 @@ async def _nexthop(domain: str, spec: str, default_port: int, tls: str,
 
 
 def order_mx(records: tuple[MxRecord, ...], rng: random.Random) -> list[MxRecord]:
-    """RFC 5321 5.1: ascending preference, random order among equal preferences."""
+    """RFC 5321 5.1: ascending preference, random order among equal preferences.  A
+    host listed twice keeps its best preference only."""
+    best: dict[str, MxRecord] = {}
+    for record in records:
+        if record.host not in best or record.preference < best[record.host].preference:
+            best[record.host] = record
     ordered: list[MxRecord] = []
-    by_pref = sorted(records, key=lambda r: r.preference)
+    by_pref = sorted(best.values(), key=lambda r: r.preference)
     for _, group in itertools.groupby(by_pref, key=lambda r: r.preference):
         same = list(group)
         rng.shuffle(same)
@@ -255,24 +260,24 @@ async def _mx_route(domain: str, config: Config, resolver: Resolver, tls: str,
     return Route(domain, hops, "mx", warnings=warnings)
 
 
+async def _host_addresses(host: str, resolver: Resolver) -> list[str]:
+    if is_ip_literal(host):
+        return [str(ipaddress.ip_address(host.strip("[]")))]
+    return await resolver.addresses(host)
+
+
 async def _resolve_mx_hosts(domain: str, ordered: list[MxRecord], port: int, tls: str,
                             resolver: Resolver) -> tuple[tuple[NextHop, ...], tuple[str, ...]]:
     """Resolve every MX host at once.  Hosts without addresses are skipped; if none
     is left the failure is temporary (RFC 5321 5.1: try later)."""
+    lookups = await asyncio.gather(*(_host_addresses(r.host, resolver) for r in ordered),
+                                   return_exceptions=True)
     warnings: list[str] = []
-    literal = [is_ip_literal(r.host) for r in ordered]
-    lookups = await asyncio.gather(
-        *(_no_lookup() if lit else resolver.addresses(r.host) for r, lit in zip(ordered, literal)),
-        return_exceptions=True,
-    )
     hops: list[NextHop] = []
+    seen_ips: set[str] = set()
     temporary: DnsTemporaryError | None = None
-    for record, lit, result in zip(ordered, literal, lookups):
-        if lit:
-            warnings.append(f"MX of {domain} is an IP address ({record.host}), RFC 5321 5.1")
-            ip = str(ipaddress.ip_address(record.host.strip("[]")))
-            hops.append(NextHop(ip, ip, port, tls, None, record.preference))
-        elif isinstance(result, DnsTemporaryError):
+    for record, result in zip(ordered, lookups):
+        if isinstance(result, DnsTemporaryError):
             temporary = result
             warnings.append(f"MX host {record.host}: {result.reason}")
         elif isinstance(result, DnsNameError):
@@ -282,8 +287,13 @@ async def _resolve_mx_hosts(domain: str, ordered: list[MxRecord], port: int, tls
         elif not result:
             warnings.append(f"MX host {record.host} has no address records")
         else:
-            hops.extend(NextHop(record.host, ip, port, tls, None, record.preference)
-                        for ip in result)
+            if is_ip_literal(record.host):
+                warnings.append(f"MX of {domain} is an IP address ({record.host}), RFC 5321 5.1")
+            for ip in result:
+                if ip not in seen_ips:  # two names for one server: try it once
+                    seen_ips.add(ip)
+                    hops.append(NextHop(record.host.strip("[]"), ip, port, tls, None,
+                                        record.preference))
     for warning in warnings:
         log_event(log, "routing warning", level=logging.WARNING, domain=domain, detail=warning)
     if hops:
@@ -291,7 +301,3 @@ async def _resolve_mx_hosts(domain: str, ordered: list[MxRecord], port: int, tls
     if temporary is not None:
         raise _fail(REPLY_DNS_TEMP_FAILURE, domain=domain, reason=temporary.reason)
     raise _fail(REPLY_NO_MX_ADDRESS, domain=domain)
-
-
-async def _no_lookup() -> list[str]:
-    return []

@@ -37,7 +37,10 @@ _MAX_TRY_TIMEOUT = 2.0
 
 def _nameserver(spec: str) -> dns.nameserver.Do53Nameserver:
     host, port = parse_hostport(spec, 53)
-    ipaddress.ip_address(host)  # ValueError: a DNS server must be given by address
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"a DNS server must be an IP address (with :port), not {spec!r}") from None
     return dns.nameserver.Do53Nameserver(host, port)
 
 
@@ -72,7 +75,12 @@ class DnsPythonResolver(BaseResolver):
             resolver = dns.asyncresolver.Resolver(configure=False)
             resolver.nameservers = [_nameserver(s) for s in servers]
         else:
-            resolver = dns.asyncresolver.Resolver(configure=True)
+            try:
+                resolver = dns.asyncresolver.Resolver(configure=True)
+            except dns.resolver.NoResolverConfiguration:
+                # No /etc/resolv.conf: local delivery still works; remote mail defers
+                # (every query fails temporarily) until DNS is configured.
+                resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.cache = None
         resolver.lifetime = timeout
         resolver.timeout = min(timeout, _MAX_TRY_TIMEOUT) if len(resolver.nameservers) > 1 else timeout
@@ -98,7 +106,9 @@ class DnsPythonResolver(BaseResolver):
         except dns.exception.Timeout:
             raise DnsTemporaryError(name, rdtype, "timeout") from None
         except dns.resolver.NoNameservers as exc:
-            raise DnsTemporaryError(name, rdtype, f"no server answered: {exc}") from None
+            reason = f"no server answered: {exc}" if self._resolver.nameservers else \
+                "no DNS servers configured"
+            raise DnsTemporaryError(name, rdtype, reason) from None
         except dns.resolver.YXDOMAIN:
             raise DnsTemporaryError(name, rdtype, "name too long after DNAME substitution") from None
         except (dns.exception.DNSException, OSError) as exc:

@@ -200,3 +200,11 @@ def test_concurrent_lookups_share_one_query():
         assert all(r.kind is MxKind.RECORDS for r in results)
 
     run(go())
+
+
+def test_dns_server_must_be_an_address():
+    from mailyard.dns import DnsPythonResolver
+
+    with pytest.raises(ValueError, match="IP address"):
+        DnsPythonResolver(["dns.example:53"])
+    DnsPythonResolver(["192.0.2.53", "[2001:db8::53]:5353"])  # both forms accepted

@@ -295,3 +295,12 @@ def test_over_dns_failures(dns_server, domain, fault, temporary, status):
     assert info.value.temporary is temporary
     assert info.value.smtp_reply.status == status
     dns_server.heal()
+
+
+def test_duplicate_mx_hosts_and_addresses_are_tried_once():
+    zones = {"dup.example": {"MX": ["10 a.dup.example", "20 a.dup.example", "30 b.dup.example"]},
+             "a.dup.example": {"A": ["192.0.2.5"]},
+             "b.dup.example": {"A": ["192.0.2.5", "192.0.2.6"]}}
+    r = hops_of("dup.example", resolver=StaticResolver(zones))
+    assert [(h.host, h.ip, h.mx_preference) for h in r.hops] == [
+        ("a.dup.example", "192.0.2.5", 10), ("b.dup.example", "192.0.2.6", 30)]
