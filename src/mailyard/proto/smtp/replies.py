@@ -143,3 +143,18 @@ REPLY_DOMAIN_NOT_FOUND = Reply(550, "5.1.2", "Recipient domain {domain} not foun
 REPLY_BAD_DESTINATION = Reply(550, "5.1.2", "Bad destination domain {domain}: {reason}")
 REPLY_NO_ROUTE = Reply(550, "5.4.4", "No MX or address records for {domain}")
 REPLY_MAIL_LOOPS = Reply(554, "5.4.6", "Mail for {domain} loops back to myself")
+# Outbound SMTP client: recorded for the queue and DSNs when the remote server gave no
+# reply of its own (connection trouble, local checks against its EHLO capabilities).
+REPLY_REMOTE_UNREACHABLE = Reply(451, "4.4.1", "Cannot connect to the remote server")
+REPLY_REMOTE_TIMEOUT = Reply(451, "4.4.2", "Timed out talking to the remote server")
+REPLY_REMOTE_LOST = Reply(451, "4.4.2", "Lost connection with the remote server")
+REPLY_REMOTE_PROTOCOL = Reply(451, "4.5.0", "Remote server violated the SMTP protocol")
+REPLY_REMOTE_TLS_FAILED = Reply(451, "4.7.5", "TLS handshake with the remote server failed")
+REPLY_REMOTE_NO_TLS = Reply(451, "4.7.4", "TLS is required but the remote server does not offer STARTTLS")
+REPLY_REMOTE_AUTH_NO_TLS = Reply(451, "4.7.0", "Not sending credentials over an unencrypted connection")
+REPLY_REMOTE_AUTH_MECH = Reply(451, "4.7.0", "Remote server offers no supported AUTH mechanism (PLAIN, LOGIN)")
+REPLY_REMOTE_NO_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address, and the remote server does not support SMTPUTF8")
+REPLY_REMOTE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds the remote server's fixed limit")
+REPLY_REMOTE_NO_BINARYMIME = Reply(554, "5.6.3", "Binary content, and the remote server does not support BINARYMIME")
+REPLY_REMOTE_BAD_ADDRESS = Reply(553, "5.1.3", "Address contains characters not allowed in an SMTP command")
+REPLY_REMOTE_NO_HOPS = Reply(451, "4.4.0", "No next hop to deliver to")
