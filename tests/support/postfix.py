@@ -343,7 +343,9 @@ class PostfixInstance:
         return found
 
     def queue_count(self, queues: Iterable[str] = QUEUE_NAMES) -> int:
-        return len(self.queue_files(queues))
+        """Messages queued.  A file moving to a later queue while we look is counted
+        once (queue files keep their name; queues are scanned in the order mail moves)."""
+        return len({path.name for path in self.queue_files(queues)})
 
     def queue_entries(self) -> list[dict[str, object]]:
         """The queue as ``postqueue -j`` reports it (one dict per message)."""
