@@ -22,7 +22,7 @@ import ipaddress
 import itertools
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from mailyard.config import Config, TransportRoute, parse_hostport
 from mailyard.dns.api import (
@@ -140,28 +140,28 @@ class Router:
 
     def end_to_end(self, domain: str) -> bool:
         """Whether ``domain``'s transport is in "end-to-end" mode (no DNS needed)."""
-        try:
-            name = ascii_domain(domain)
-        except DnsNameError:
-            name = domain.strip().lower()
-        transport = find_transport(name, self.config.delivery.transports)
+        transport = find_transport(_destination(domain)[0], self.config.delivery.transports)
         return transport is not None and transport.mode == "end-to-end"
+
+
+def _destination(domain: str) -> tuple[str, str | None]:
+    """(the domain as routing keys it, the IP if it is an address literal)."""
+    domain = domain.strip()
+    literal_ip = parse_address_literal(domain)
+    if literal_ip is not None:
+        return domain.lower(), literal_ip
+    try:
+        return ascii_domain(domain), None
+    except DnsNameError as exc:
+        raise _fail(REPLY_BAD_DESTINATION, domain=domain, reason=exc.reason) from None
 
 
 async def route(domain: str, config: Config, resolver: Resolver, *,
                 rng: random.Random | None = None) -> Route:
     """The next hops for mail to ``domain``, best first.  Raises :class:`RouteError`."""
-    rng = rng or random.Random()
     delivery = config.delivery
-    literal_ip = parse_address_literal(domain.strip())
-    if literal_ip is not None:
-        name = domain.strip()
-    else:
-        try:
-            name = ascii_domain(domain)
-        except DnsNameError as exc:
-            raise _fail(REPLY_BAD_DESTINATION, domain=domain, reason=exc.reason) from None
-    transport = find_transport(name.lower(), delivery.transports)
+    name, literal_ip = _destination(domain)
+    transport = find_transport(name, delivery.transports)
     end_to_end = transport is not None and transport.mode == "end-to-end"
     if transport is not None and transport.nexthop:
         hops = await _nexthop(name, transport.nexthop, delivery.smtp_port, transport.tls,
@@ -177,10 +177,8 @@ async def route(domain: str, config: Config, resolver: Resolver, *,
     if literal_ip is not None:
         return Route(name, (NextHop(name, literal_ip, delivery.smtp_port, tls),), "literal",
                      end_to_end)
-    route_ = await _mx_route(name, config, resolver, tls, rng)
-    if end_to_end:
-        route_ = Route(route_.domain, route_.hops, route_.via, True, route_.warnings)
-    return route_
+    mx_route = await _mx_route(name, config, resolver, tls, rng or random.Random())
+    return replace(mx_route, end_to_end=end_to_end)
 
 
 async def _nexthop(domain: str, spec: str, default_port: int, tls: str,

@@ -305,7 +305,8 @@ def build_report(hostname: str, envelope: Envelope, reports: Sequence[RecipientR
                 "The header of the original message is attached." if original else
                 "The original message is not available.")
     boundary = f"{secrets.token_hex(12)}/{hostname}"
-    headline = _headline_action(min(reports, key=lambda r: list(DsnAction).index(r.action)).action)
+    headline = next(a for a in (DsnAction.FAILED, DsnAction.DELAYED, DsnAction.DELIVERED)
+                    if any(_headline_action(r.action) is a for r in reports))
     head = (
         fold_field("From", f'"Mail Delivery System" <MAILER-DAEMON@{hostname}>')
         + _field("To", envelope.sender, True)
@@ -327,7 +328,7 @@ def build_report(hostname: str, envelope: Envelope, reports: Sequence[RecipientR
         + f"Content-Transfer-Encoding: {'7bit' if human.isascii() else '8bit'}\r\n\r\n"
         + human + f"\r\n--{boundary}\r\nContent-Description: Delivery report\r\n"
         + f"Content-Type: {status_type}\r\n"
-        + (f"Content-Transfer-Encoding: 8bit\r\n" if utf8 else "")
+        + ("Content-Transfer-Encoding: 8bit\r\n" if utf8 else "")
         + "\r\n" + status
     )
     body = text.encode("utf-8")
