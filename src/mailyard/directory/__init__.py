@@ -1,0 +1,1 @@
+"""The user directory: local domains, users, aliases and their passwords."""

@@ -58,3 +58,57 @@ class Directory(Protocol):
         """True when the authenticated user owns ``address`` (its own address, a +tag of
         it, or an alias whose targets include the user)."""
         ...
+
+
+# --- administration (the ``mailyard user/alias/domain`` commands) -------------------
+
+
+@dataclass(frozen=True)
+class DomainRecord:
+    name: str
+    in_config: bool = False  # listed in config.local_domains
+    in_database: bool = False  # added with ``mailyard domain add``
+
+    @property
+    def source(self) -> str:
+        return "+".join(s for s, on in (("config", self.in_config),
+                                         ("database", self.in_database)) if on)
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    address: str
+    created: float = 0.0
+    scram: bool = False  # SCRAM-SHA-256 credentials are stored
+
+
+@dataclass(frozen=True)
+class AliasRecord:
+    address: str  # "name@domain", or "@domain" for a catch-all
+    targets: tuple[str, ...] = field(default_factory=tuple)
+    created: float = 0.0
+
+
+class DirectoryAdmin(Protocol):
+    """Changes to the directory.  Every method raises DirectoryError with a message fit
+    for the operator (bad address, user exists, domain not local, ...)."""
+
+    def add_domain(self, domain: str) -> None: ...
+
+    def delete_domain(self, domain: str) -> None: ...
+
+    def list_domains(self) -> list[DomainRecord]: ...
+
+    def add_user(self, address: str, password: str) -> UserRecord: ...
+
+    def set_password(self, address: str, password: str) -> None: ...
+
+    def delete_user(self, address: str) -> None: ...
+
+    def list_users(self, domain: str | None = None) -> list[UserRecord]: ...
+
+    def add_alias(self, address: str, targets: list[str] | tuple[str, ...]) -> AliasRecord: ...
+
+    def delete_alias(self, address: str) -> None: ...
+
+    def list_aliases(self, domain: str | None = None) -> list[AliasRecord]: ...

@@ -1,0 +1,1 @@
+"""Mailboxes on disk: Maildir++ folders (and later their index)."""

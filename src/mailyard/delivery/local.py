@@ -1,0 +1,161 @@
+"""The local delivery agent: queued mail for our own domains into Maildir mailboxes.
+
+For one queued recipient it asks the directory where the address goes (aliases may
+name several local mailboxes and some external addresses), writes a copy into each
+mailbox with ``Return-Path:`` and ``Delivered-To:`` prepended (RFC 5321 4.4, RFC 9228),
+and reports one result for the recipient.  External alias targets are returned, not
+queued: the caller queues the forwarded copy once the local copies are safe.
+
+Each copy's Maildir name carries the key ``<qid>.<recipient index>``; on a retry, or
+after an attempt that died before its result was recorded, the agent looks for that key
+first, so a mailbox never gets the same queued recipient twice.
+
+The agent is synchronous (file I/O with fsync); the dispatcher runs it in a thread pool.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from mailyard.config import Config
+from mailyard.directory.api import Directory, DirectoryError
+from mailyard.proto.smtp.replies import (
+    REPLY_BAD_MAILBOX_NAME,
+    REPLY_DISK_FULL,
+    REPLY_LOCAL_DELIVERY_ERROR,
+    REPLY_MAILBOX_DELIVERED,
+    REPLY_MAILBOX_FULL,
+    REPLY_TEMP_LOOKUP,
+    REPLY_UNKNOWN_USER,
+)
+from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState, StorageError
+from mailyard.store.maildir import Maildir, MailboxNameError, mailbox_path
+
+class LocalStatus(str, enum.Enum):
+    """The same words as ``delivery.attempt`` (delivered / deferred / failed)."""
+
+    DELIVERED = "delivered"
+    DEFERRED = "deferred"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class LocalDeliveryResult:
+    """The outcome for one queued recipient."""
+
+    status: LocalStatus
+    reply: str  # SMTP-style: "250 2.0.0 ...", "452 4.2.2 ...", "550 5.1.1 ..."
+    mailboxes: tuple[str, ...] = ()  # mailboxes that hold a copy (new or found)
+    external: tuple[str, ...] = ()  # alias targets to forward (set only when delivered)
+
+    @property
+    def kind(self) -> str:
+        return self.status.value
+
+    def outcome(self, index: int, next_attempt: float = 0.0) -> Outcome:
+        state = {LocalStatus.DELIVERED: RecipientState.DELIVERED,
+                 LocalStatus.DEFERRED: RecipientState.DEFERRED,
+                 LocalStatus.FAILED: RecipientState.FAILED}[self.status]
+        return Outcome(index, state, self.reply, next_attempt)
+
+
+def delivery_key(entry: QueueEntry, recipient: QueuedRecipient) -> str:
+    """The Maildir ``unique`` key of one queued recipient's copy in one mailbox."""
+    return f"{entry.qid}.{recipient.index}"
+
+
+def trace_headers(sender: str, mailbox: str) -> bytes:
+    """``Return-Path`` (RFC 5321 4.4, RFC 5322 3.6.7) and ``Delivered-To`` (RFC 9228)."""
+    def clean(value: str) -> str:
+        return value.replace("\r", "").replace("\n", "")
+
+    return (f"Return-Path: <{clean(sender)}>\r\n"
+            f"Delivered-To: {clean(mailbox)}\r\n").encode("utf-8")
+
+
+def os_error_reply(exc: OSError) -> str:
+    """A temporary reply for a failed write: mail stays queued and is retried."""
+    if exc.errno == errno.EDQUOT:
+        return str(REPLY_MAILBOX_FULL)
+    if exc.errno == errno.ENOSPC:
+        return str(REPLY_DISK_FULL)
+    reason = exc.strerror or type(exc).__name__
+    return str(REPLY_LOCAL_DELIVERY_ERROR).format(error=reason)
+
+
+class LocalDeliveryAgent:
+    def __init__(self, config: Config, directory: Directory, *,
+                 mail_root: Path | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.directory = directory
+        self.mail_root = mail_root or config.data_path / "mail"
+        self.clock = clock
+
+    def maildir(self, mailbox: str) -> Maildir:
+        return Maildir(mailbox_path(self.mail_root, mailbox), self.config.hostname, self.clock)
+
+    def deliver(self, entry: QueueEntry, recipient: QueuedRecipient,
+                open_content: Callable[[], BinaryIO]) -> LocalDeliveryResult:
+        try:
+            resolution = self.directory.resolve(recipient.address)
+        except DirectoryError as exc:
+            return LocalDeliveryResult(LocalStatus.DEFERRED,
+                                       f"{REPLY_TEMP_LOOKUP} ({exc})")
+        if resolution.unknown:
+            reply = REPLY_UNKNOWN_USER.with_text(
+                f"<{recipient.address}>: Recipient address rejected: user unknown")
+            return LocalDeliveryResult(LocalStatus.FAILED, str(reply))
+        done: list[str] = []
+        problem: LocalDeliveryResult | None = None
+        for mailbox in resolution.mailboxes:
+            result = self._deliver_one(entry, recipient, mailbox, open_content)
+            if result is None:
+                done.append(mailbox)
+            elif problem is None or (problem.status is LocalStatus.FAILED
+                                     and result.status is LocalStatus.DEFERRED):
+                problem = result  # a temporary problem wins: the whole recipient is retried
+        if problem is not None:
+            return LocalDeliveryResult(problem.status, problem.reply, tuple(done))
+        reply = self._success_reply(done, resolution.external)
+        return LocalDeliveryResult(LocalStatus.DELIVERED, reply, tuple(done), resolution.external)
+
+    def _deliver_one(self, entry: QueueEntry, recipient: QueuedRecipient, mailbox: str,
+                     open_content: Callable[[], BinaryIO]) -> LocalDeliveryResult | None:
+        """Write one copy; None when it is in place, else the problem."""
+        key = delivery_key(entry, recipient)
+        try:
+            box = self.maildir(mailbox)
+        except MailboxNameError:
+            return LocalDeliveryResult(LocalStatus.FAILED,
+                                       str(REPLY_BAD_MAILBOX_NAME).format(address=mailbox))
+        try:
+            if (recipient.interrupted or recipient.attempts > 0) and box.find(key):
+                return None
+            box.create()
+            with open_content() as content:
+                box.deliver(content, trace_headers(entry.envelope.sender, mailbox), key)
+        except StorageError as exc:
+            reason = f"cannot read queued message: {exc}"
+            return LocalDeliveryResult(LocalStatus.DEFERRED,
+                                       str(REPLY_LOCAL_DELIVERY_ERROR).format(error=reason))
+        except OSError as exc:
+            return LocalDeliveryResult(LocalStatus.DEFERRED, os_error_reply(exc))
+        return None
+
+    @staticmethod
+    def _success_reply(done: list[str], external: tuple[str, ...]) -> str:
+        if not done:
+            return str(REPLY_MAILBOX_DELIVERED.with_text(
+                f"Forwarding to {len(external)} address(es)"))
+        text = REPLY_MAILBOX_DELIVERED.text
+        if len(done) > 1:
+            text += f" ({len(done)} mailboxes)"
+        if external:
+            text += f"; forwarding to {len(external)} address(es)"
+        return str(REPLY_MAILBOX_DELIVERED.with_text(text))

@@ -1,0 +1,264 @@
+"""The local delivery agent: queued recipients into Maildir mailboxes."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import pytest
+from argon2 import PasswordHasher
+
+from mailyard.config import Config
+from mailyard.delivery import local as local_module
+from mailyard.delivery.local import LocalDeliveryAgent, LocalDeliveryResult, LocalStatus
+from mailyard.directory.api import DirectoryError, Resolution
+from mailyard.directory.sqlite import SqliteDirectory
+from mailyard.envelope import Envelope, Recipient
+from mailyard.queue.api import QueuedRecipient, QueueEntry, RecipientState, StorageError
+
+MESSAGE = b"From: sender@remote.org\r\nSubject: test\r\n\r\nbody line\r\n"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config(hostname="mx.example.test", data_dir=str(tmp_path),
+                  local_domains=("example.test",))
+
+
+@pytest.fixture
+def directory(tmp_path: Path, config: Config) -> SqliteDirectory:
+    d = SqliteDirectory(tmp_path / "directory.db", config,
+                        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    d.add_user("alice@example.test", "pw")
+    d.add_user("bob@example.test", "pw")
+    return d
+
+
+@pytest.fixture
+def agent(config: Config, directory: SqliteDirectory) -> LocalDeliveryAgent:
+    return LocalDeliveryAgent(config, directory)
+
+
+def make_entry(*addresses: str, sender: str = "sender@remote.org", qid: str = "Q1abc",
+               attempts: int = 0, interrupted: bool = False) -> QueueEntry:
+    env = Envelope(sender=sender, recipients=tuple(Recipient(a) for a in addresses))
+    rcpts = tuple(QueuedRecipient(i, a, RecipientState.PENDING, attempts=attempts,
+                                  interrupted=interrupted) for i, a in enumerate(addresses))
+    return QueueEntry(qid, env, len(MESSAGE), 1700000000.0, rcpts)
+
+
+def content(data: bytes = MESSAGE) -> Callable[[], BinaryIO]:
+    return lambda: io.BytesIO(data)
+
+
+def messages(config: Config, address: str) -> list[bytes]:
+    local, domain = address.split("@")
+    box = config.data_path / "mail" / domain / local
+    out = []
+    for sub in ("new", "cur"):
+        if (box / sub).is_dir():
+            out += [(box / sub / n).read_bytes() for n in sorted(os.listdir(box / sub))]
+    return out
+
+
+def test_delivers_with_return_path_and_delivered_to(agent: LocalDeliveryAgent,
+                                                    config: Config) -> None:
+    """RFC 5321 4.4: the final delivery adds Return-Path with the envelope sender;
+    Delivered-To (RFC 9228) names the mailbox.  Both come first."""
+    entry = make_entry("Alice@Example.TEST")
+    result = agent.deliver(entry, entry.recipients[0], content())
+    assert result.status is LocalStatus.DELIVERED and result.kind == "delivered"
+    assert result.reply.startswith("250 2.0.0")
+    assert result.mailboxes == ("alice@example.test",)
+    assert messages(config, "alice@example.test") == [
+        b"Return-Path: <sender@remote.org>\r\nDelivered-To: alice@example.test\r\n" + MESSAGE]
+
+
+def test_null_sender(agent: LocalDeliveryAgent, config: Config) -> None:
+    entry = make_entry("alice@example.test", sender="")
+    agent.deliver(entry, entry.recipients[0], content())
+    assert messages(config, "alice@example.test")[0].startswith(b"Return-Path: <>\r\n")
+
+
+def test_subaddress_goes_to_the_user(agent: LocalDeliveryAgent, config: Config) -> None:
+    """RFC 5233 sub-addressing."""
+    entry = make_entry("alice+lists@example.test")
+    assert agent.deliver(entry, entry.recipients[0], content()).kind == "delivered"
+    assert len(messages(config, "alice@example.test")) == 1
+
+
+def test_unknown_user_is_a_permanent_failure(agent: LocalDeliveryAgent) -> None:
+    entry = make_entry("nobody@example.test")
+    result = agent.deliver(entry, entry.recipients[0], content())
+    assert result.status is LocalStatus.FAILED
+    assert result.reply.startswith("550 5.1.1")
+    assert "nobody@example.test" in result.reply
+    assert result.outcome(0).state is RecipientState.FAILED
+
+
+def test_alias_fans_out_and_returns_external(agent: LocalDeliveryAgent,
+                                            directory: SqliteDirectory,
+                                            config: Config) -> None:
+    directory.add_alias("team@example.test",
+                        ["alice@example.test", "bob@example.test", "Carol@remote.org"])
+    entry = make_entry("team@example.test")
+    result = agent.deliver(entry, entry.recipients[0], content())
+    assert result.status is LocalStatus.DELIVERED
+    assert result.mailboxes == ("alice@example.test", "bob@example.test")
+    assert result.external == ("Carol@remote.org",)
+    assert "forwarding to 1" in result.reply
+    assert b"Delivered-To: bob@example.test\r\n" in messages(config, "bob@example.test")[0]
+    assert len(messages(config, "alice@example.test")) == 1
+
+
+def test_alias_only_external(agent: LocalDeliveryAgent, directory: SqliteDirectory) -> None:
+    directory.add_alias("fwd@example.test", ["x@remote.org"])
+    entry = make_entry("fwd@example.test")
+    result = agent.deliver(entry, entry.recipients[0], content())
+    assert result.status is LocalStatus.DELIVERED
+    assert result.mailboxes == () and result.external == ("x@remote.org",)
+
+
+def test_postmaster_mailbox_exists_without_setup(agent: LocalDeliveryAgent,
+                                                 config: Config) -> None:
+    """RFC 5321 4.5.1 / RFC 2142: postmaster@ and abuse@ always reach a real mailbox."""
+    entry = make_entry("postmaster@example.test", "abuse@example.test")
+    for r in entry.recipients:
+        assert agent.deliver(entry, r, content()).kind == "delivered"
+    assert len(messages(config, "postmaster@example.test")) == 2
+
+
+def test_interrupted_delivery_is_not_repeated(agent: LocalDeliveryAgent,
+                                              config: Config) -> None:
+    first = make_entry("alice@example.test")
+    agent.deliver(first, first.recipients[0], content())
+    # The process died before the result was recorded: the queue hands it out again.
+    again = make_entry("alice@example.test", attempts=0, interrupted=True)
+    result = agent.deliver(again, again.recipients[0], content())
+    assert result.status is LocalStatus.DELIVERED
+    assert len(messages(config, "alice@example.test")) == 1
+
+
+def test_interrupted_but_never_written_is_delivered(agent: LocalDeliveryAgent,
+                                                    config: Config) -> None:
+    entry = make_entry("alice@example.test", interrupted=True)
+    assert agent.deliver(entry, entry.recipients[0], content()).kind == "delivered"
+    assert len(messages(config, "alice@example.test")) == 1
+
+
+def test_dedupe_also_finds_copies_already_read(agent: LocalDeliveryAgent,
+                                               config: Config) -> None:
+    entry = make_entry("alice@example.test")
+    agent.deliver(entry, entry.recipients[0], content())
+    box = config.data_path / "mail" / "example.test" / "alice"
+    (name,) = os.listdir(box / "new")
+    os.rename(box / "new" / name, box / "cur" / (name + ":2,S"))
+    again = make_entry("alice@example.test", interrupted=True)
+    agent.deliver(again, again.recipients[0], content())
+    assert len(messages(config, "alice@example.test")) == 1
+
+
+def test_same_mailbox_via_two_recipients_gets_two_copies(agent: LocalDeliveryAgent,
+                                                         config: Config) -> None:
+    entry = make_entry("alice@example.test", "alice+x@example.test")
+    for r in entry.recipients:
+        agent.deliver(entry, r, content())
+    assert len(messages(config, "alice@example.test")) == 2
+
+
+def _fail_writes(monkeypatch: pytest.MonkeyPatch, code: int,
+                 only: str | None = None) -> None:
+    import mailyard.store.maildir as maildir_module
+
+    real = maildir_module._write_all
+
+    def write_all(fd: int, chunks):  # type: ignore[no-untyped-def]
+        target = os.readlink(f"/proc/self/fd/{fd}")
+        if only is None or f"/{only}/" in target:
+            raise OSError(code, os.strerror(code))
+        return real(fd, chunks)
+
+    monkeypatch.setattr(maildir_module, "_write_all", write_all)
+
+
+@pytest.mark.parametrize(("code", "reply"), [
+    (errno.ENOSPC, "452 4.3.1"),
+    (errno.EDQUOT, "452 4.2.2"),
+    (errno.EIO, "451 4.3.0"),
+])
+def test_disk_errors_defer(agent: LocalDeliveryAgent, config: Config,
+                           monkeypatch: pytest.MonkeyPatch, code: int, reply: str) -> None:
+    _fail_writes(monkeypatch, code)
+    entry = make_entry("alice@example.test")
+    result = agent.deliver(entry, entry.recipients[0], content())
+    assert result.status is LocalStatus.DEFERRED
+    assert result.reply.startswith(reply)
+    assert result.outcome(0, next_attempt=5.0).state is RecipientState.DEFERRED
+    box = config.data_path / "mail" / "example.test" / "alice"
+    assert os.listdir(box / "tmp") == [] and os.listdir(box / "new") == []
+
+
+def test_partial_failure_retry_does_not_duplicate(agent: LocalDeliveryAgent,
+                                                  directory: SqliteDirectory, config: Config,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    directory.add_alias("team@example.test", ["alice@example.test", "bob@example.test",
+                                              "x@remote.org"])
+    _fail_writes(monkeypatch, errno.ENOSPC, only="bob")
+    entry = make_entry("team@example.test")
+    result = agent.deliver(entry, entry.recipients[0], content())
+    assert result.status is LocalStatus.DEFERRED
+    assert result.mailboxes == ("alice@example.test",)
+    assert result.external == ()  # forwarding waits until every local copy is in
+    monkeypatch.undo()
+    retry = make_entry("team@example.test", attempts=1)
+    result = agent.deliver(retry, retry.recipients[0], content())
+    assert result.status is LocalStatus.DELIVERED
+    assert result.external == ("x@remote.org",)
+    assert len(messages(config, "alice@example.test")) == 1
+    assert len(messages(config, "bob@example.test")) == 1
+
+
+def test_unreadable_queue_file_defers(agent: LocalDeliveryAgent) -> None:
+    def broken() -> BinaryIO:
+        raise StorageError("queue file missing")
+
+    entry = make_entry("alice@example.test")
+    result = agent.deliver(entry, entry.recipients[0], broken)
+    assert result.status is LocalStatus.DEFERRED
+    assert result.reply.startswith("451 4.3.0") and "queue file missing" in result.reply
+
+
+class BrokenDirectory:
+    def resolve(self, address: str) -> Resolution:
+        raise DirectoryError("database is locked")
+
+
+def test_directory_failure_defers(config: Config) -> None:
+    agent = LocalDeliveryAgent(config, BrokenDirectory())  # type: ignore[arg-type]
+    entry = make_entry("alice@example.test")
+    result = agent.deliver(entry, entry.recipients[0], content())
+    assert result.status is LocalStatus.DEFERRED
+    assert result.reply.startswith("451 4.4.3")
+
+
+def test_unknown_user_at_delivery_time(agent: LocalDeliveryAgent,
+                                       directory: SqliteDirectory) -> None:
+    """The user existed at RCPT time but was deleted before delivery: 550 5.1.1."""
+    entry = make_entry("bob@example.test")
+    directory.delete_user("bob@example.test")
+    result = agent.deliver(entry, entry.recipients[0], content())
+    assert result.status is LocalStatus.FAILED and result.reply.startswith("550 5.1.1")
+
+
+def test_header_injection_is_neutralised() -> None:
+    headers = local_module.trace_headers("evil@x\r\nBcc: y", "alice@example.test")
+    assert headers.count(b"\r\n") == 2
+
+
+def test_result_outcome_mapping() -> None:
+    ok = LocalDeliveryResult(LocalStatus.DELIVERED, "250 2.0.0 ok")
+    assert ok.outcome(3).index == 3
+    assert ok.outcome(3).state is RecipientState.DELIVERED
