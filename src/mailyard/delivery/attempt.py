@@ -61,13 +61,13 @@ class Finalizer:
                 outcomes.append(Outcome(res.index, RecipientState.FAILED, res.reply))
                 failed.append((rcpt, res))
             elif self.retry.expired(entry.created, now):
-                reply = f"{res.reply} (gave up: in the queue longer than delivery.max_lifetime)"
+                reply = self.retry.expired_reply(res.reply)
                 expired = AttemptResult(res.index, res.address, FAILED, reply, res.transport,
                                         res.relay)
                 outcomes.append(Outcome(res.index, RecipientState.FAILED, reply))
                 failed.append((rcpt, expired))
             else:
-                next_at = self.retry.next_attempt(rcpt.attempts + 1, now)
+                next_at = self.retry.next_attempt(rcpt.attempts + 1, now, arrival=entry.created)
                 outcomes.append(Outcome(res.index, RecipientState.DEFERRED, res.reply, next_at))
                 if (not rcpt.delay_notified
                         and self.retry.delay_warning_due(entry.created, now)):
