@@ -1,0 +1,266 @@
+"""``mailyard user``, ``mailyard alias`` and ``mailyard domain``: manage the directory.
+
+The commands write the same SQLite directory the running server reads
+(``<data_dir>/directory.db``); changes take effect on the server's next lookup.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from typing import Any, Callable
+
+from mailyard.config import Config
+from mailyard.directory.api import AliasRecord, DirectoryError, DomainRecord, UserRecord
+from mailyard.store.maildir import Maildir, MailboxNameError, mailbox_path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace, Config], int]
+
+
+def open_directory(config: Config):  # type: ignore[no-untyped-def]
+    from mailyard.directory.sqlite import SqliteDirectory
+
+    return SqliteDirectory(config.data_path / "directory.db", config)
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"mailyard: {message}", file=sys.stderr)
+    return code
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Turn a DirectoryError into a message on stderr and exit status 1."""
+    def run(args: argparse.Namespace, config: Config) -> int:
+        try:
+            return handler(args, config)
+        except DirectoryError as exc:
+            return _fail(str(exc))
+    run.__name__ = handler.__name__
+    run.__doc__ = handler.__doc__
+    return run
+
+
+class PasswordInputError(Exception):
+    """No password could be read (usage problem: exit status 2)."""
+
+
+def read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\n").rstrip("\r")
+        if not password:
+            raise PasswordInputError("no password on standard input")
+        return password
+    if not sys.stdin.isatty():
+        raise PasswordInputError(
+            "standard input is not a terminal: pass --password-stdin and write the "
+            "password on standard input")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != first:
+        raise PasswordInputError("the passwords do not match")
+    return first
+
+
+# --- users ---------------------------------------------------------------------------
+def user_to_json(user: UserRecord) -> dict[str, Any]:
+    return {"address": user.address, "created": user.created, "scram": user.scram}
+
+
+@_guarded
+def cmd_user_add(args: argparse.Namespace, config: Config) -> int:
+    try:
+        password = read_password(args)
+    except PasswordInputError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    user = open_directory(config).add_user(args.email, password)
+    try:
+        Maildir(mailbox_path(config.data_path / "mail", user.address), config.hostname).create()
+    except (OSError, MailboxNameError) as exc:
+        print(f"mailyard: warning: mailbox not created yet ({exc}); "
+              "the first delivery creates it", file=sys.stderr)
+    print(f"user {user.address} added")
+    if not user.scram:
+        print("note: this password cannot be used with SCRAM-SHA-256 (RFC 4013 SASLprep "
+              "refuses some of its characters); PLAIN and LOGIN work", file=sys.stderr)
+    return EXIT_OK
+
+
+@_guarded
+def cmd_user_list(args: argparse.Namespace, config: Config) -> int:
+    users = open_directory(config).list_users(args.domain)
+    if args.json:
+        print(json.dumps([user_to_json(u) for u in users], indent=2))
+        return EXIT_OK
+    for u in users:
+        print(u.address)
+    print(f"-- {len(users)} user(s)")
+    return EXIT_OK
+
+
+@_guarded
+def cmd_user_delete(args: argparse.Namespace, config: Config) -> int:
+    directory = open_directory(config)
+    directory.delete_user(args.email)
+    key = args.email.strip().lower()
+    print(f"user {key} deleted")
+    try:
+        path = mailbox_path(config.data_path / "mail", key)
+    except MailboxNameError:
+        return EXIT_OK
+    if path.exists():
+        print(f"its mailbox is kept at {path}; remove it by hand when no longer needed")
+    return EXIT_OK
+
+
+@_guarded
+def cmd_user_passwd(args: argparse.Namespace, config: Config) -> int:
+    try:
+        password = read_password(args)
+    except PasswordInputError as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    open_directory(config).set_password(args.email, password)
+    print(f"password of {args.email.strip().lower()} changed")
+    return EXIT_OK
+
+
+# --- aliases -------------------------------------------------------------------------
+def alias_to_json(alias: AliasRecord) -> dict[str, Any]:
+    return {"address": alias.address, "targets": list(alias.targets), "created": alias.created}
+
+
+@_guarded
+def cmd_alias_add(args: argparse.Namespace, config: Config) -> int:
+    alias = open_directory(config).add_alias(args.address, args.targets)
+    print(f"alias {alias.address} -> {', '.join(alias.targets)}")
+    return EXIT_OK
+
+
+@_guarded
+def cmd_alias_list(args: argparse.Namespace, config: Config) -> int:
+    aliases = open_directory(config).list_aliases(args.domain)
+    if args.json:
+        print(json.dumps([alias_to_json(a) for a in aliases], indent=2))
+        return EXIT_OK
+    for a in aliases:
+        print(f"{a.address} -> {', '.join(a.targets)}")
+    print(f"-- {len(aliases)} alias(es)")
+    return EXIT_OK
+
+
+@_guarded
+def cmd_alias_delete(args: argparse.Namespace, config: Config) -> int:
+    open_directory(config).delete_alias(args.address, args.targets)
+    what = f"target(s) {', '.join(args.targets)} of alias" if args.targets else "alias"
+    print(f"{what} {args.address.strip().lower()} deleted")
+    return EXIT_OK
+
+
+# --- domains -------------------------------------------------------------------------
+def domain_to_json(domain: DomainRecord) -> dict[str, Any]:
+    return {"domain": domain.name, "config": domain.in_config, "database": domain.in_database}
+
+
+@_guarded
+def cmd_domain_add(args: argparse.Namespace, config: Config) -> int:
+    open_directory(config).add_domain(args.domain)
+    print(f"domain {args.domain.strip().lower().rstrip('.')} added")
+    return EXIT_OK
+
+
+@_guarded
+def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
+    domains = open_directory(config).list_domains()
+    if args.json:
+        print(json.dumps([domain_to_json(d) for d in domains], indent=2))
+        return EXIT_OK
+    width = max((len(d.name) for d in domains), default=6)
+    for d in domains:
+        print(f"{d.name:<{width}}  ({d.source})")
+    print(f"-- {len(domains)} domain(s)")
+    return EXIT_OK
+
+
+@_guarded
+def cmd_domain_delete(args: argparse.Namespace, config: Config) -> int:
+    open_directory(config).delete_domain(args.domain)
+    print(f"domain {args.domain.strip().lower().rstrip('.')} deleted")
+    return EXIT_OK
+
+
+# --- registration --------------------------------------------------------------------
+def _parser(sub: argparse._SubParsersAction, name: str, help_text: str,  # type: ignore[type-arg]
+            func: Handler, description: str = "") -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=description or help_text)
+    p.set_defaults(func=func)
+    return p
+
+
+def _password_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input "
+                        "(default: prompt on the terminal)")
+
+
+def _register_user(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    u = sub.add_parser("user", help="manage mail users (mailboxes and logins)",
+                       description="Manage mail users: each has a mailbox and a password.")
+    us = u.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    p = _parser(us, "add", "add a user and create its mailbox", cmd_user_add,
+                "Add a user in a local domain and create its Maildir.  user+tag@domain "
+                "reaches the user without further setup.")
+    p.add_argument("email", metavar="EMAIL", help="the user's address, e.g. alice@example.org")
+    _password_option(p)
+    p = _parser(us, "list", "list users", cmd_user_list)
+    p.add_argument("--domain", metavar="DOMAIN", help="only users of this domain")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _parser(us, "delete", "delete a user (its mailbox files are kept)", cmd_user_delete)
+    p.add_argument("email", metavar="EMAIL")
+    p = _parser(us, "passwd", "change a user's password", cmd_user_passwd)
+    p.add_argument("email", metavar="EMAIL")
+    _password_option(p)
+
+
+def _register_alias(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    a = sub.add_parser("alias", help="manage aliases (forwarding addresses)",
+                       description="Manage aliases: an address that forwards to one or more "
+                                   "local users or external addresses.")
+    as_ = a.add_subparsers(dest="alias_command", metavar="ACTION", required=True)
+    p = _parser(as_, "add", "create an alias or add targets to it", cmd_alias_add,
+                "Create ADDRESS as an alias of the TARGETs, or add TARGETs to an existing "
+                "alias.  ADDRESS '@domain' is a catch-all for the domain; a catch-all's "
+                "target '@other' rewrites the domain.  An alias that lists its own address "
+                "(with a user of that address) keeps a copy and forwards.")
+    p.add_argument("address", metavar="ADDRESS", help="alias address, or @domain")
+    p.add_argument("targets", metavar="TARGET", nargs="+", help="where the mail goes")
+    p = _parser(as_, "list", "list aliases", cmd_alias_list)
+    p.add_argument("--domain", metavar="DOMAIN", help="only aliases of this domain")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _parser(as_, "delete", "delete an alias, or some of its targets", cmd_alias_delete)
+    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("targets", metavar="TARGET", nargs="*",
+                   help="delete only these targets (default: the whole alias)")
+
+
+def _register_domain(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = sub.add_parser("domain", help="manage local domains",
+                       description="Manage the domains this server receives mail for "
+                                   "(in addition to local_domains in the configuration).")
+    ds = d.add_subparsers(dest="domain_command", metavar="ACTION", required=True)
+    p = _parser(ds, "add", "add a local domain", cmd_domain_add)
+    p.add_argument("domain", metavar="DOMAIN")
+    p = _parser(ds, "list", "list local domains (from the configuration and the database)",
+                cmd_domain_list)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = _parser(ds, "delete", "delete a local domain (it must have no users or aliases)",
+                cmd_domain_delete)
+    p.add_argument("domain", metavar="DOMAIN")
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    _register_user(sub)
+    _register_alias(sub)
+    _register_domain(sub)
