@@ -3,7 +3,9 @@
 For one queued recipient it asks the directory where the address goes (aliases may
 name several local mailboxes and some external addresses), writes a copy into each
 mailbox with ``Return-Path:`` and ``Delivered-To:`` prepended (RFC 5321 4.4, RFC 9228),
-and reports one result for the recipient.  External alias targets are returned, not
+and reports one result for the recipient.  A message that already carries a
+``Delivered-To:`` naming a mailbox has come back through a forwarding loop and is not
+delivered there again (554 5.4.6).  External alias targets are returned, not
 queued: the caller queues the forwarded copy once the local copies are safe.
 
 Each copy's Maildir name carries the key ``<qid>.<recipient index>``; on a retry, or
@@ -23,10 +25,12 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from mailyard.config import Config
+from mailyard.directory.addresses import address_key
 from mailyard.directory.api import Directory, DirectoryError
 from mailyard.proto.smtp.replies import (
     REPLY_BAD_MAILBOX_NAME,
     REPLY_DISK_FULL,
+    REPLY_FORWARDING_LOOP,
     REPLY_LOCAL_DELIVERY_ERROR,
     REPLY_MAILBOX_DELIVERED,
     REPLY_MAILBOX_FULL,
@@ -78,6 +82,25 @@ def trace_headers(sender: str, mailbox: str) -> bytes:
             f"Delivered-To: {clean(mailbox)}\r\n").encode("utf-8")
 
 
+MAX_HEADER_SCAN = 256 * 1024
+
+
+def delivered_to(content: BinaryIO) -> set[str]:
+    """The addresses in the message's ``Delivered-To:`` headers (lower-case), read from
+    the header section only (at most :data:`MAX_HEADER_SCAN` bytes)."""
+    found: set[str] = set()
+    scanned = 0
+    while scanned < MAX_HEADER_SCAN:
+        line = content.readline(8192)
+        scanned += len(line)
+        if line in (b"", b"\r\n", b"\n"):
+            break
+        if line[:13].lower() == b"delivered-to:":
+            value = line[13:].decode("utf-8", "replace").strip().strip("<>")
+            found.add(address_key(value))
+    return found
+
+
 def os_error_reply(exc: OSError) -> str:
     """A temporary reply for a failed write: mail stays queued and is retried."""
     if exc.errno == errno.EDQUOT:
@@ -111,9 +134,19 @@ class LocalDeliveryAgent:
             reply = REPLY_UNKNOWN_USER.with_text(
                 f"<{recipient.address}>: Recipient address rejected: user unknown")
             return LocalDeliveryResult(LocalStatus.FAILED, str(reply))
+        try:
+            looped = self._looped(resolution.mailboxes, open_content)
+        except (StorageError, OSError) as exc:
+            reason = f"cannot read queued message: {exc}"
+            return LocalDeliveryResult(LocalStatus.DEFERRED,
+                                       str(REPLY_LOCAL_DELIVERY_ERROR).format(error=reason))
+        mailboxes = [m for m in resolution.mailboxes if m not in looped]
+        if looped and not mailboxes:
+            reply = str(REPLY_FORWARDING_LOOP).format(address=", ".join(sorted(looped)))
+            return LocalDeliveryResult(LocalStatus.FAILED, reply)
         done: list[str] = []
         problem: LocalDeliveryResult | None = None
-        for mailbox in resolution.mailboxes:
+        for mailbox in mailboxes:
             result = self._deliver_one(entry, recipient, mailbox, open_content)
             if result is None:
                 done.append(mailbox)
@@ -124,6 +157,16 @@ class LocalDeliveryAgent:
             return LocalDeliveryResult(problem.status, problem.reply, tuple(done))
         reply = self._success_reply(done, resolution.external)
         return LocalDeliveryResult(LocalStatus.DELIVERED, reply, tuple(done), resolution.external)
+
+    @staticmethod
+    def _looped(mailboxes: tuple[str, ...],
+                open_content: Callable[[], BinaryIO]) -> set[str]:
+        """Mailboxes this message was already delivered to (a ``Delivered-To:`` header
+        names them): it has come back through a forwarding loop."""
+        if not mailboxes:
+            return set()
+        with open_content() as content:
+            return delivered_to(content) & set(mailboxes)
 
     def _deliver_one(self, entry: QueueEntry, recipient: QueuedRecipient, mailbox: str,
                      open_content: Callable[[], BinaryIO]) -> LocalDeliveryResult | None:

@@ -435,9 +435,10 @@ class _Lookups:
     def __init__(self, directory: SqliteDirectory, conn: sqlite3.Connection) -> None:
         self.directory = directory
         self.conn = conn
+        self.domains = directory.local_domains()
 
     def is_local_domain(self, domain: str) -> bool:
-        return self.directory.is_local_domain(domain)
+        return domain in self.domains
 
     def alias_targets(self, key: str) -> tuple[str, ...] | None:
         with _database_errors():

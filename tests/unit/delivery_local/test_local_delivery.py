@@ -262,3 +262,29 @@ def test_result_outcome_mapping() -> None:
     ok = LocalDeliveryResult(LocalStatus.DELIVERED, "250 2.0.0 ok")
     assert ok.outcome(3).index == 3
     assert ok.outcome(3).state is RecipientState.DELIVERED
+
+
+def test_forwarding_loop_is_refused(agent: LocalDeliveryAgent, config: Config) -> None:
+    """A message carrying Delivered-To for the mailbox came back through a forwarding
+    loop (RFC 9228 4): 554 5.4.6, nothing delivered."""
+    looped = b"Delivered-To: Alice@example.test\r\n" + MESSAGE
+    entry = make_entry("alice@example.test")
+    result = agent.deliver(entry, entry.recipients[0], content(looped))
+    assert result.status is LocalStatus.FAILED
+    assert result.reply.startswith("554 5.4.6") and "alice@example.test" in result.reply
+    assert messages(config, "alice@example.test") == []
+
+
+def test_loop_check_reads_headers_only(agent: LocalDeliveryAgent,
+                                       directory: SqliteDirectory, config: Config) -> None:
+    body_mention = MESSAGE + b"Delivered-To: alice@example.test\r\n"
+    entry = make_entry("alice@example.test")
+    assert agent.deliver(entry, entry.recipients[0], content(body_mention)).kind == "delivered"
+    # Only the looping mailbox of an alias is skipped.
+    directory.add_alias("team@example.test", ["alice@example.test", "bob@example.test"])
+    looped = b"Delivered-To: alice@example.test\r\n" + MESSAGE
+    entry = make_entry("team@example.test", qid="Q2")
+    result = agent.deliver(entry, entry.recipients[0], content(looped))
+    assert result.status is LocalStatus.DELIVERED
+    assert result.mailboxes == ("bob@example.test",)
+    assert len(messages(config, "alice@example.test")) == 1

@@ -137,6 +137,7 @@ REPLY_NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
 REPLY_TRANSACTION_FAILED = Reply(554, "5.0.0", "Transaction failed")
 REPLY_NOT_ACCEPTING = Reply(554, "5.3.2", "Not accepting mail")
 REPLY_BAD_MAILBOX_NAME = Reply(550, "5.1.3", "Mailbox name not usable: {address}")
+REPLY_FORWARDING_LOOP = Reply(554, "5.4.6", "Mail forwarding loop for {address}")
 # Outbound routing (delivery); "{domain}" is filled in.
 REPLY_NULL_MX = Reply(556, "5.1.10", "Recipient domain {domain} does not accept mail (null MX, RFC 7505)")
 REPLY_DOMAIN_NOT_FOUND = Reply(550, "5.1.2", "Recipient domain {domain} not found")
