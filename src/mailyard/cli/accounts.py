@@ -10,18 +10,21 @@ import argparse
 import getpass
 import json
 import sys
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mailyard.config import Config
 from mailyard.directory.api import AliasRecord, DirectoryError, DomainRecord, UserRecord
 from mailyard.store.maildir import Maildir, MailboxNameError, mailbox_path
+
+if TYPE_CHECKING:
+    from mailyard.directory.sqlite import SqliteDirectory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 Handler = Callable[[argparse.Namespace, Config], int]
 
 
-def open_directory(config: Config):  # type: ignore[no-untyped-def]
+def open_directory(config: Config) -> SqliteDirectory:
     from mailyard.directory.sqlite import SqliteDirectory
 
     return SqliteDirectory(config.data_path / "directory.db", config)

@@ -118,13 +118,18 @@ class SqliteDirectory:
         return state
 
     def _connect(self) -> sqlite3.Connection:
-        with _database_errors():
+        try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Password hashes inside: owner-only (SQLite gives -wal/-shm the same mode).
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            raise DirectoryError(f"cannot open {self.path}: {exc.strerror}") from exc
+        with _database_errors():
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA synchronous = FULL")
             if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 with _transaction(conn):
                     conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA +

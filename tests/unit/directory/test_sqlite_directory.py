@@ -317,3 +317,16 @@ def test_usable_after_fork(directory: SqliteDirectory) -> None:
     assert child.exitcode == 0
     assert directory.recipient_exists("child@example.test")
     assert directory.verify_password("child@example.test", "pw")
+
+
+def test_database_file_is_private(directory: SqliteDirectory) -> None:
+    directory.add_user("alice@example.test", "pw")
+    assert directory.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_unusable_location_is_a_directory_error(tmp_path: Path, config: Config) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    d = SqliteDirectory(blocker / "directory.db", config, hasher=FAST_HASHER)
+    with pytest.raises(DirectoryError, match="cannot open"):
+        d.recipient_exists("alice@example.test")
