@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from mailyard.cli import queue, send, serve
+from mailyard.cli import accounts, queue, send, serve
 
 REGISTER = [
     serve.register,
+    accounts.register,
     queue.register,
     send.register,
 ]

@@ -35,6 +35,12 @@ class AttemptResult:
                       relay: str = "") -> AttemptResult:
         return cls(r.index, r.address, kind, reply, transport, relay)
 
+    @classmethod
+    def from_local(cls, r: QueuedRecipient, result: Any, forwarded_qid: str = "") -> AttemptResult:
+        """From a LocalDeliveryResult (kind, reply); notes a forwarded copy's queue id."""
+        reply = f"{result.reply} (forwarded as {forwarded_qid})" if forwarded_qid else result.reply
+        return cls(r.index, r.address, result.kind, reply, "local")
+
 
 class Finalizer:
     def __init__(self, config: Config, spool: Any, clock: Callable[[], float]) -> None:
