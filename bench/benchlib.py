@@ -23,6 +23,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -408,7 +409,7 @@ def machine_info() -> dict[str, Any]:
         pass
     mem = _kb_fields("/proc/meminfo", ("MemTotal",)).get("MemTotal", 0)
     try:
-        fs = subprocess.run(["df", "-T", "--output=source,fstype", "/tmp"], capture_output=True,
+        fs = subprocess.run(["df", "--output=source,fstype", tempfile.gettempdir()], capture_output=True,
                             text=True, timeout=10).stdout.splitlines()[-1].split()
     except (OSError, subprocess.TimeoutExpired, IndexError):
         fs = ["?", "?"]
@@ -461,3 +462,17 @@ def ratio(a: float | None, b: float | None) -> float | None:
     if not a or not b:
         return None
     return round(a / b, 3)
+
+
+def combine_rounds(server: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's rounds in one record: the median round's figures at the top level
+    (rates, CPU, memory), min/max of the rate, and every round under ``rounds``."""
+    failed = [r for r in rounds if not r["ok"]]
+    if failed or not rounds:
+        first = failed[0] if failed else {"error": "no rounds run"}
+        return {**first, "server": server, "ok": False, "rounds": rounds}
+    ordered = sorted(rounds, key=lambda r: r["msgs_per_s"])
+    median = ordered[len(ordered) // 2]
+    rates = [r["msgs_per_s"] for r in rounds]
+    return {**median, "server": server, "ok": True, "msgs_per_s_min": min(rates),
+            "msgs_per_s_max": max(rates), "rounds": rounds}
