@@ -1,0 +1,69 @@
+"""bench/benchlib.py: the TOML writer, /proc sampling and round merging."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "bench"))
+
+import benchlib  # noqa: E402
+
+from mailyard.config import parse_config  # noqa: E402
+
+
+def test_generated_config_is_valid_mailyard_toml(tmp_path: Path) -> None:
+    server = benchlib.MailyardServer(tmp_path, {
+        "local_domains": ["bench.test"],
+        "smtpd": {"workers": 2, "max_connections_per_ip": 1100},
+        "delivery": {"defer_all": True,
+                     "transports": [{"domain": "bench.test", "nexthop": "127.0.0.1:2600",
+                                     "tls": "none"}]},
+    }, port=2500)
+    text = benchlib.to_toml(server.config)
+    assert tomllib.loads(text)["listen"]["smtp"] == ["127.0.0.1:2500"]
+    cfg = parse_config(text)
+    assert cfg.delivery.defer_all is True
+    assert cfg.delivery.transports[0].nexthop == "127.0.0.1:2600"
+    assert cfg.smtpd.max_connections_per_ip == 1100
+    assert cfg.local_domains == ("bench.test",)
+
+
+def test_toml_strings_are_escaped() -> None:
+    assert tomllib.loads(benchlib.to_toml({"k": 'a"b\\c'}))["k"] == 'a"b\\c'
+    with pytest.raises(TypeError):
+        benchlib.to_toml({"k": object()})
+
+
+def test_tree_sampling_sees_child_processes() -> None:
+    code = "import subprocess,sys; subprocess.run([sys.executable,'-c','import time; time.sleep(30)'])"
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        for _ in range(100):
+            pids = benchlib.tree_pids(parent.pid)
+            if len(pids) == 2:
+                break
+            subprocess.run(["sleep", "0.05"])
+        assert len(pids) == 2 and pids[0] == parent.pid
+        rss, pss = benchlib.tree_memory_kb(pids)
+        assert rss > 1000 and 0 < pss <= rss
+        sampler = benchlib.ProcessTreeSampler(parent.pid, interval=0.01).start()
+        usage = sampler.stop()
+        assert usage.peak_processes == 2 and usage.peak_rss_kb >= usage.baseline_rss_kb > 0
+    finally:
+        for pid in reversed(benchlib.tree_pids(parent.pid)):
+            subprocess.run(["kill", str(pid)])
+        parent.wait(10)
+
+
+def test_combine_rounds_reports_the_median_round() -> None:
+    rounds = [{"ok": True, "msgs_per_s": r, "error": ""} for r in (300.0, 100.0, 200.0)]
+    merged = benchlib.combine_rounds("x", rounds)
+    assert merged["ok"] and merged["msgs_per_s"] == 200.0
+    assert (merged["msgs_per_s_min"], merged["msgs_per_s_max"]) == (100.0, 300.0)
+    failed = benchlib.combine_rounds("x", rounds + [{"ok": False, "error": "boom"}])
+    assert not failed["ok"] and failed["error"] == "boom" and len(failed["rounds"]) == 4
