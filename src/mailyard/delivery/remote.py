@@ -1,0 +1,261 @@
+"""Remote delivery: one message to some recipients over SMTP, trying the next hops in
+order, with idle connections kept for reuse.
+
+Hop by hop (RFC 5321 5.1 order, as given by routing):
+
+* connection refused or timed out, a TLS handshake failure, a 4xx (or 5xx) greeting,
+  EHLO/HELO refusal, a 4xx to MAIL, a 421 or a dropped connection before the content
+  was complete: those recipients go on to the next hop;
+* a 5xx to MAIL, DATA or the end of data fails the recipients it concerns; a 4xx to
+  DATA or the end of data defers them; RCPT replies count per recipient;
+* a dropped connection after the final "." defers: a message is delivered only on the
+  server's final 2xx.
+
+With TLS policy "may", a failed handshake is retried once on the same host in clear
+(RFC 3207 practice: opportunistic TLS must not make mail undeliverable); "require"
+treats it like any other temporary failure.
+
+:class:`ConnectionPool` keeps sessions idle for a short time, keyed by (address, port,
+TLS policy, credentials), so several messages to one destination share a connection;
+each is probed with RSET before reuse and retired after
+``delivery.max_messages_per_connection`` messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Protocol, Sequence
+
+from mailyard.config import Config
+from mailyard.delivery.smtp_session import SessionError, SmtpSession, Timeouts
+from mailyard.envelope import Envelope, Recipient
+from mailyard.obs import log_event
+from mailyard.proto.smtp.client import RecipientResult, describe
+from mailyard.proto.smtp.replies import REPLY_REMOTE_LOST, REPLY_REMOTE_NO_HOPS, Reply
+from mailyard.queue.api import RecipientState
+
+log = logging.getLogger("mailyard.delivery.smtp")
+
+#: Recipients per transaction: every server must take 100 (RFC 5321 4.5.3.1.8).
+MAX_RECIPIENTS_PER_TRANSACTION = 100
+IDLE_SECONDS = 5.0
+
+
+class HopLike(Protocol):
+    """What delivery reads from a next hop (routing's ``NextHop`` fits)."""
+
+    host: str
+    ip: str
+    port: int
+    tls_policy: str  # "none", "may" or "require"
+    auth: Any  # None, (username, password), or an object with .username/.password
+
+
+@dataclass(frozen=True)
+class RemoteResult:
+    index: int  # the recipient's index in the envelope
+    state: RecipientState  # DELIVERED, DEFERRED or FAILED
+    reply: str  # "250 2.0.0 Ok: queued as X", or what went wrong
+    remote_host: str  # for logs and DSN Remote-MTA; "" if no server answered
+
+
+def credentials(auth: Any) -> tuple[str, str] | None:
+    if auth is None:
+        return None
+    if isinstance(auth, tuple):
+        return (str(auth[0]), str(auth[1]))
+    return (auth.username, auth.password)
+
+
+PoolKey = tuple[str, int, str, "tuple[str, str] | None"]
+
+
+def pool_key(hop: HopLike) -> PoolKey:
+    return (hop.ip or hop.host, hop.port, hop.tls_policy, credentials(hop.auth))
+
+
+class ConnectionPool:
+    """Open sessions to next hops, kept idle for ``idle_seconds`` between messages."""
+
+    def __init__(self, config: Config, idle_seconds: float = IDLE_SECONDS) -> None:
+        self.config = config
+        self.timeouts = Timeouts.from_config(config.delivery)
+        self.idle_seconds = idle_seconds
+        self.max_messages = config.delivery.max_messages_per_connection
+        self.opened = 0  # connections set up (for metrics and tests)
+        self.reused = 0  # sessions taken from the idle list
+        self._idle: dict[PoolKey, list[SmtpSession]] = {}
+        self._timers: dict[SmtpSession, asyncio.TimerHandle] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def idle_count(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    async def acquire(self, hop: HopLike) -> SmtpSession:
+        """An idle session that still answers RSET, else a new one.  Raises SessionError."""
+        key = pool_key(hop)
+        idle = self._idle.get(key, [])
+        while idle:
+            session = idle.pop()
+            timer = self._timers.pop(session, None)
+            if timer is not None:
+                timer.cancel()
+            if await session.probe():
+                self.reused += 1
+                return session
+        return await self._open(hop)
+
+    async def _open(self, hop: HopLike) -> SmtpSession:
+        auth = credentials(hop.auth)
+        try:
+            session = await SmtpSession.open(hop.host, hop.ip, hop.port, self.config.hostname,
+                                             tls=hop.tls_policy, auth=auth, timeouts=self.timeouts)
+        except SessionError as exc:
+            if not (exc.failure.tls_failure and hop.tls_policy == "may"):
+                raise
+            log_event(log, "TLS failed, retrying without TLS", host=hop.host, ip=hop.ip,
+                      reply=describe(exc.failure.reply))
+            session = await SmtpSession.open(hop.host, hop.ip, hop.port, self.config.hostname,
+                                             tls="none", auth=auth, timeouts=self.timeouts)
+        self.opened += 1
+        return session
+
+    def release(self, hop: HopLike, session: SmtpSession) -> None:
+        """Keep the session for the next message, or close it when it is spent."""
+        if not session.usable or session.transactions >= self.max_messages:
+            self._close_later(session)
+            return
+        key = pool_key(hop)
+        self._idle.setdefault(key, []).append(session)
+        loop = asyncio.get_running_loop()
+        self._timers[session] = loop.call_later(self.idle_seconds, self._expire, key, session)
+
+    def _expire(self, key: PoolKey, session: SmtpSession) -> None:
+        self._timers.pop(session, None)
+        idle = self._idle.get(key, [])
+        if session in idle:
+            idle.remove(session)
+            self._close_later(session)
+
+    def _close_later(self, session: SmtpSession) -> None:
+        task = asyncio.get_running_loop().create_task(session.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        """QUIT every idle session (at shutdown)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+        sessions = [s for idle in self._idle.values() for s in idle]
+        self._idle.clear()
+        for session in sessions:
+            self._close_later(session)
+        if self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
+
+
+@dataclass
+class _Attempt:
+    """What one hop said about one recipient."""
+
+    reply: Reply
+    host: str
+    final: bool  # False: another hop may still take it
+    state: RecipientState
+
+
+def _state(reply: Reply) -> RecipientState:
+    if reply.code < 400:
+        return RecipientState.DELIVERED
+    return RecipientState.DEFERRED if reply.code < 500 else RecipientState.FAILED
+
+
+async def deliver_remote(hops: Sequence[HopLike], envelope: Envelope,
+                         recipients: Sequence[tuple[int, Recipient]],
+                         open_content: Callable[[], BinaryIO], size: int, config: Config,
+                         connection_pool: ConnectionPool | None = None) -> list[RemoteResult]:
+    """Deliver to ``recipients`` through the first hop that takes them; one result per
+    recipient, in the order given."""
+    pool = connection_pool if connection_pool is not None else ConnectionPool(config)
+    try:
+        history: dict[int, list[_Attempt]] = {index: [] for index, _ in recipients}
+        pending = list(recipients)
+        for hop in hops:
+            if not pending:
+                break
+            attempts = await _deliver_via(pool, hop, envelope, pending, open_content, size)
+            for (index, _), attempt in zip(pending, attempts):
+                history[index].append(attempt)
+            pending = [p for p, a in zip(pending, attempts) if not a.final]
+        return [_conclude(index, history[index]) for index, _ in recipients]
+    finally:
+        if connection_pool is None:
+            await pool.close()
+
+
+def _conclude(index: int, attempts: list[_Attempt]) -> RemoteResult:
+    """The last hop's word, except that a refusal only counts as permanent when no hop
+    failed temporarily (a backup MX saying 554 must not bounce mail the primary would
+    have taken once it is back)."""
+    if not attempts:
+        return RemoteResult(index, RecipientState.DEFERRED, describe(REPLY_REMOTE_NO_HOPS), "")
+    last = attempts[-1]
+    if last.final or last.state is not RecipientState.FAILED:
+        return RemoteResult(index, last.state, describe(last.reply), last.host)
+    deferred = [a for a in attempts if a.state is RecipientState.DEFERRED]
+    if deferred:
+        return RemoteResult(index, RecipientState.DEFERRED, describe(deferred[-1].reply),
+                            deferred[-1].host)
+    return RemoteResult(index, RecipientState.FAILED, describe(last.reply), last.host)
+
+
+async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
+                       pending: list[tuple[int, Recipient]], open_content: Callable[[], BinaryIO],
+                       size: int) -> list[_Attempt]:
+    host = hop.host or hop.ip
+    try:
+        session = await pool.acquire(hop)
+    except SessionError as exc:
+        failure = exc.failure
+        state = RecipientState.FAILED if failure.permanent else RecipientState.DEFERRED
+        log_event(log, "next hop failed", host=host, ip=hop.ip, port=hop.port,
+                  stage=failure.stage, reply=describe(failure.reply))
+        return [_Attempt(failure.reply, host, False, state) for _ in pending]
+    results: dict[int, RecipientResult] = {}
+    try:
+        await _transactions(session, envelope, pending, open_content, size, results)
+    finally:
+        pool.release(hop, session)
+    out = []
+    for index, _ in pending:
+        res = results[index]
+        out.append(_Attempt(res.reply, host, not (res.retry_elsewhere and not res.reply.is_positive),
+                            _state(res.reply)))
+    return out
+
+
+async def _transactions(session: SmtpSession, envelope: Envelope,
+                        pending: list[tuple[int, Recipient]], open_content: Callable[[], BinaryIO],
+                        size: int, results: dict[int, RecipientResult]) -> None:
+    """Send the message in batches of at most 100 recipients over one session; recipients
+    refused with 452 "too many recipients" go again in the next transaction
+    (RFC 5321 4.5.3.1.10) as long as each round delivers to someone."""
+    todo = list(pending)
+    last = REPLY_REMOTE_LOST
+    while todo:
+        batch, todo = todo[:MAX_RECIPIENTS_PER_TRANSACTION], todo[MAX_RECIPIENTS_PER_TRANSACTION:]
+        if not session.usable:  # the previous transaction ended the session (421, lost)
+            for index, rcpt in batch + todo:
+                results[index] = RecipientResult(rcpt, last, retry_elsewhere=True)
+            return
+        done = await session.send_message(envelope, [r for _, r in batch], open_content, size)
+        last = done.reply if not done.reply.is_positive else REPLY_REMOTE_LOST
+        again = []
+        for (index, rcpt), res in zip(batch, done.recipients):
+            results[index] = res
+            if res.reply.code == 452 and done.reply.is_positive:
+                again.append((index, rcpt))
+        todo = again + todo

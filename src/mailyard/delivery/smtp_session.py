@@ -1,0 +1,245 @@
+"""One outbound SMTP connection: the asyncio adapter around the sans-IO client.
+
+It only moves bytes: read when the core needs a reply (with the RFC 5321 4.5.3.2
+timeout the core names), write what the core emits, run the TLS handshake when asked,
+and stream message content from the spool file in chunks.  Every protocol decision is
+in :mod:`mailyard.proto.smtp.client`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Sequence
+
+from mailyard.config import DeliveryConfig
+from mailyard.envelope import Envelope, Recipient
+from mailyard.obs import log_event
+from mailyard.proto.smtp.client import (
+    Event,
+    NeedContent,
+    NeedData,
+    Phase,
+    Send,
+    SessionFailed,
+    SessionReady,
+    SmtpClient,
+    StartTls,
+    TransactionDone,
+    TransactionResult,
+)
+from mailyard.proto.smtp.replies import (
+    REPLY_REMOTE_LOST,
+    REPLY_REMOTE_TIMEOUT,
+    REPLY_REMOTE_UNREACHABLE,
+    Reply,
+)
+from mailyard.tls import client_context
+
+log = logging.getLogger("mailyard.delivery.smtp")
+
+CONTENT_CHUNK = 65536
+READ_SIZE = 65536
+QUIT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """RFC 5321 4.5.3.2 waits, from ``delivery.*_timeout``: ``command`` for the greeting,
+    EHLO, MAIL, RCPT, DATA and each block of content; ``data`` for the final reply."""
+
+    connect: float = 30.0
+    command: float = 300.0
+    data: float = 600.0
+
+    @classmethod
+    def from_config(cls, delivery: DeliveryConfig) -> Timeouts:
+        return cls(delivery.connect_timeout, delivery.command_timeout, delivery.data_timeout)
+
+
+class SessionError(Exception):
+    """The session could not be set up; ``failure`` says at which stage and why."""
+
+    def __init__(self, failure: SessionFailed) -> None:
+        self.failure = failure
+        super().__init__(f"{failure.stage}: {failure.reply}")
+
+
+def _sni(host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return host.rstrip(".") or None
+    return None  # RFC 6066 3: no IP literals in server_name
+
+
+class SmtpSession:
+    """An open, greeted (and possibly TLS-protected and authenticated) connection."""
+
+    def __init__(self, client: SmtpClient, reader: asyncio.StreamReader,
+                 writer: asyncio.StreamWriter, timeouts: Timeouts, host: str,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
+        self.client = client
+        self.reader, self.writer = reader, writer
+        self.timeouts = timeouts
+        self.host = host
+        self.ssl_context = ssl_context
+        self._content: BinaryIO | None = None
+        self._open_content: Callable[[], BinaryIO] | None = None
+
+    @classmethod
+    async def open(cls, host: str, ip: str, port: int, helo_name: str, *, tls: str = "may",
+                   auth: tuple[str, str] | None = None, timeouts: Timeouts = Timeouts(),
+                   ssl_context: ssl.SSLContext | None = None) -> SmtpSession:
+        """Connect, read the greeting, EHLO, STARTTLS, AUTH.  Raises SessionError."""
+        address = ip or host
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(address, port), timeouts.connect)
+        except (OSError, asyncio.TimeoutError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
+                "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc))
+            reply = REPLY_REMOTE_UNREACHABLE.with_text(
+                f"connect to {host}[{address}]:{port}: {reason}")
+            raise SessionError(SessionFailed(reply, "connect")) from None
+        client = SmtpClient(helo_name, tls, auth)
+        session = cls(client, reader, writer, timeouts, host, ssl_context)
+        event = await session._pump()
+        if isinstance(event, SessionReady):
+            return session
+        await session.close()
+        if isinstance(event, SessionFailed):
+            raise SessionError(event)
+        raise SessionError(SessionFailed(REPLY_REMOTE_LOST, "greeting"))
+
+    @property
+    def usable(self) -> bool:
+        return self.client.usable
+
+    @property
+    def transactions(self) -> int:
+        return self.client.transactions
+
+    async def send_message(self, envelope: Envelope, recipients: Sequence[Recipient],
+                           open_content: Callable[[], BinaryIO], size: int) -> TransactionResult:
+        """One transaction.  The content file is opened only once the server is ready for
+        it, and read in chunks."""
+        self.client.start_transaction(envelope, recipients, size)
+        self._open_content = open_content
+        try:
+            event = await self._pump()
+        except BaseException:
+            self.abort()
+            raise
+        finally:
+            if self._content is not None:
+                self._content.close()
+            self._content = self._open_content = None
+        if not isinstance(event, TransactionDone):
+            raise RuntimeError(f"SMTP client ended a transaction with {event!r}")
+        if not self.usable:
+            await self.close()
+        return event.result
+
+    async def probe(self) -> bool:
+        """RSET before reusing an idle connection; False if it is no longer usable."""
+        if not self.usable:
+            return False
+        self.client.reset()
+        event = await self._pump()
+        if isinstance(event, SessionReady):
+            return True
+        await self.close()
+        return False
+
+    async def close(self) -> None:
+        """QUIT politely when the protocol allows, then close the socket."""
+        if self.client.can_quit:
+            self.client.quit()
+            try:
+                await asyncio.wait_for(self._pump(), QUIT_TIMEOUT)
+            except (asyncio.TimeoutError, OSError):
+                pass
+        self.abort()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), QUIT_TIMEOUT)
+        except (asyncio.TimeoutError, OSError, ssl.SSLError):
+            pass
+
+    def abort(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+
+    # --- the pump -------------------------------------------------------------------
+    async def _pump(self) -> Event:
+        """Do what the client asks until it reports a result."""
+        while True:
+            event = self.client.next_event()
+            if isinstance(event, Send):
+                await self._write(event.data)
+            elif isinstance(event, NeedData):
+                await self._read(event.phase)
+            elif isinstance(event, NeedContent):
+                self._feed_content()
+            elif isinstance(event, StartTls):
+                await self._start_tls()
+            else:
+                return event
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            self.writer.write(data)
+            await asyncio.wait_for(self.writer.drain(), self.timeouts.command)
+        except asyncio.TimeoutError:
+            self._lost(REPLY_REMOTE_TIMEOUT.with_text(
+                f"{REPLY_REMOTE_TIMEOUT.text} ({self.host}) while sending"))
+        except (OSError, ssl.SSLError) as exc:
+            self._lost(REPLY_REMOTE_LOST.with_text(
+                f"{REPLY_REMOTE_LOST.text} ({self.host}) while sending: {exc}"))
+
+    async def _read(self, phase: Phase) -> None:
+        timeout = self.timeouts.data if phase is Phase.DATA_END else self.timeouts.command
+        try:
+            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+        except asyncio.TimeoutError:
+            self._lost(REPLY_REMOTE_TIMEOUT.with_text(
+                f"{REPLY_REMOTE_TIMEOUT.text} ({self.host}) after {timeout:g}s"))
+            return
+        except (OSError, ssl.SSLError) as exc:
+            self._lost(REPLY_REMOTE_LOST.with_text(f"{REPLY_REMOTE_LOST.text} ({self.host}): {exc}"))
+            return
+        self.client.receive_data(data)
+
+    def _lost(self, reply: Reply) -> None:
+        self.client.connection_lost(reply)
+        self.abort()
+
+    def _feed_content(self) -> None:
+        if self._content is None:
+            if self._open_content is None:
+                raise RuntimeError("SMTP client asked for content outside a transaction")
+            self._content = self._open_content()
+        chunk = self._content.read(CONTENT_CHUNK)
+        if chunk:
+            self.client.send_content(chunk)
+        else:
+            self.client.end_content()
+
+    async def _start_tls(self) -> None:
+        ctx = self.ssl_context or client_context()
+        try:
+            await asyncio.wait_for(
+                self.writer.start_tls(ctx, server_hostname=_sni(self.host)),
+                self.timeouts.command)
+        except (ssl.SSLError, OSError, asyncio.TimeoutError, EOFError) as exc:
+            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
+                str(exc) or type(exc).__name__)
+            log_event(log, "TLS handshake failed", level=logging.INFO, host=self.host,
+                      error=reason)
+            self.client.tls_failed(reason)
+            self.abort()
+            return
+        self.client.tls_established()
