@@ -115,8 +115,14 @@ class SmtpdConfig:
     min_free_disk: int = 104_857_600
     workers: int = 0
     banner: str = ""
+    max_line_length: int = 1000
+    data_rate_grace: float = 30.0
 
     def validate(self, key: str) -> None:
+        if self.max_line_length < 1000:
+            raise ConfigError(f"{key}.max_line_length", "must be at least 1000 (RFC 5321 4.5.3.1.6)")
+        if self.data_rate_grace < 0:
+            raise ConfigError(f"{key}.data_rate_grace", "must not be negative")
         if self.max_recipients < 100:
             raise ConfigError(f"{key}.max_recipients", "must be at least 100 (RFC 5321 4.5.3.1.8)")
         if self.bare_line_endings not in ("reject", "normalize"):
