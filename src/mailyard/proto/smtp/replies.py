@@ -159,3 +159,6 @@ REPLY_REMOTE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds the remote serv
 REPLY_REMOTE_NO_BINARYMIME = Reply(554, "5.6.3", "Binary content, and the remote server does not support BINARYMIME")
 REPLY_REMOTE_BAD_ADDRESS = Reply(553, "5.1.3", "Address contains characters not allowed in an SMTP command")
 REPLY_REMOTE_NO_HOPS = Reply(451, "4.4.0", "No next hop to deliver to")
+
+# --- SMTP server (smtpd) --------------------------------------------------------
+REPLY_INTERNAL_ERROR = Reply(421, "4.3.0", "Internal error, closing connection")
