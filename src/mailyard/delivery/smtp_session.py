@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import ssl
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Sequence
@@ -68,6 +69,14 @@ class SessionError(Exception):
         super().__init__(f"{failure.stage}: {failure.reply}")
 
 
+def _connect_error(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
+
+
 def _sni(host: str) -> str | None:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -100,8 +109,7 @@ class SmtpSession:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(address, port), timeouts.connect)
         except (OSError, asyncio.TimeoutError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else (
-                "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc))
+            reason = _connect_error(exc)
             reply = REPLY_REMOTE_UNREACHABLE.with_text(
                 f"connect to {host}[{address}]:{port}: {reason}")
             raise SessionError(SessionFailed(reply, "connect")) from None

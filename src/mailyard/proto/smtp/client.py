@@ -498,7 +498,7 @@ class SmtpClient:
             self._fail_session(REPLY_REMOTE_AUTH_MECH, "auth")
 
     def _on_auth(self, reply: Reply, _: int) -> None:
-        if reply.code == 235:
+        if reply.code // 100 == 2:  # 235 (RFC 4954 6); some test servers say 250
             self._ready()
         elif reply.code == 334 and self._auth_answers:  # RFC 4954 4 (LOGIN: user, password)
             self._command(self._auth_answers.pop(0), Cmd.AUTH)
