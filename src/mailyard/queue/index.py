@@ -1,0 +1,380 @@
+"""The SQLite index of the file spool: per-recipient state, due times and leases.
+
+The message files are the truth about *what* is queued; this index is the truth about
+*how far* each recipient got.  One row per message (``messages``) and one per recipient
+(``recipients``).  ``messages.next_due`` caches the earliest ``next_attempt`` over the
+message's PENDING and DEFERRED recipients (NULL when none is due: all held or final), so
+the scheduler's claim is one ordered range scan on a partial index, however many
+messages are queued.
+
+A message whose recipients are all final becomes a *tombstone* (``done = 1``, recipient
+rows gone) until its file's unlink is known to be durable; only then is the row purged.
+So an index row without a file means "being removed", and a file without a row means
+"committed but not indexed yet": the sweep can tell the two apart after any crash.
+
+The database runs in WAL mode with ``synchronous=NORMAL``: a committed transaction
+survives the death of the process (it is in the WAL file), and a power loss can only
+roll the index back to an earlier consistent state (recipients retried again, never a
+message lost, since each committed message's file is durable and re-indexed by the
+sweep).  Several processes use the database at once; writers take the lock up front
+(``BEGIN IMMEDIATE``) and wait for each other through the busy timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailyard.envelope import Envelope
+from mailyard.queue.api import (
+    Outcome,
+    QueuedRecipient,
+    QueueEntry,
+    RecipientState,
+    StorageError,
+)
+
+BUSY_TIMEOUT_MS = 30_000
+_ACTIVE = ("pending", "deferred")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    qid TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    size INTEGER NOT NULL,
+    envelope TEXT NOT NULL,
+    next_due REAL,
+    lease_owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    done INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_due ON messages(next_due) WHERE next_due IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_lease ON messages(lease_owner)
+    WHERE lease_owner IS NOT NULL;
+CREATE INDEX IF NOT EXISTS messages_done ON messages(done) WHERE done = 1;
+CREATE TABLE IF NOT EXISTS recipients (
+    qid TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt REAL NOT NULL DEFAULT 0,
+    last_attempt REAL NOT NULL DEFAULT 0,
+    last_reply TEXT NOT NULL DEFAULT '',
+    delay_notified INTEGER NOT NULL DEFAULT 0,
+    interrupted INTEGER NOT NULL DEFAULT 0,
+    claimed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (qid, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS recipients_state ON recipients(state);
+"""
+
+_REFRESH_DUE = """
+UPDATE messages SET next_due = (
+    SELECT MIN(next_attempt) FROM recipients r
+    WHERE r.qid = messages.qid AND r.state IN ('pending', 'deferred'))
+WHERE qid = ?"""
+
+# Due, unleased messages in due order: a range scan of the partial index messages_due.
+CLAIM_QUERY = ("SELECT qid, lease_owner FROM messages"
+               " WHERE next_due IS NOT NULL AND next_due <= ? AND lease_until < ?"
+               " ORDER BY next_due LIMIT ?")
+
+_RECIPIENT_COLUMNS = ("qid, idx, address, state, attempts, next_attempt, last_attempt, "
+                      "last_reply, delay_notified, interrupted")
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """What the index learns about a freshly committed message."""
+
+    qid: str
+    created: float
+    size: int
+    envelope: Envelope
+
+
+class QueueIndex:
+    """One connection to the index database (thread-safe through a lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000,
+                                       isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            with self._lock:
+                self._db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open queue index {path}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- transactions ----------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (the database lock is taken up front)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"queue index: {exc}") from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                try:
+                    yield self._db
+                finally:
+                    self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StorageError(f"queue index: {exc}") from exc
+
+    # --- producers -------------------------------------------------------------
+    def insert(self, messages: Sequence[NewMessage]) -> None:
+        """Index committed messages (a message already known is left alone)."""
+        with self._write() as db:
+            for m in messages:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO messages (qid, created, size, envelope, next_due)"
+                    " VALUES (?, ?, ?, ?, 0)",
+                    (m.qid, m.created, m.size, json.dumps(m.envelope.to_dict())))
+                if cur.rowcount == 0:
+                    continue
+                db.executemany(
+                    "INSERT INTO recipients (qid, idx, address, state) VALUES (?, ?, ?, ?)",
+                    [(m.qid, i, r.address, "pending")
+                     for i, r in enumerate(m.envelope.recipients)])
+                if not m.envelope.recipients:
+                    db.execute("UPDATE messages SET next_due = NULL WHERE qid = ?", (m.qid,))
+
+    # --- scheduler -------------------------------------------------------------
+    def reap_dead_owners(self, is_dead: Callable[[str], bool]) -> int:
+        """Free the leases of owners that are gone; their claimed recipients become
+        ``interrupted``.  Returns how many messages were freed."""
+        with self._read() as db:
+            owners = [row[0] for row in db.execute(
+                "SELECT DISTINCT lease_owner FROM messages WHERE lease_owner IS NOT NULL")]
+        dead = [o for o in owners if is_dead(o)]
+        freed = 0
+        for owner in dead:
+            with self._write() as db:
+                qids = [row[0] for row in db.execute(
+                    "SELECT qid FROM messages WHERE lease_owner = ?", (owner,))]
+                for qid in qids:
+                    self._lose_lease(db, qid)
+                freed += len(qids)
+        return freed
+
+    @staticmethod
+    def _lose_lease(db: sqlite3.Connection, qid: str) -> None:
+        db.execute("UPDATE recipients SET interrupted = 1, claimed = 0"
+                   " WHERE qid = ? AND claimed = 1", (qid,))
+        db.execute("UPDATE messages SET lease_owner = NULL, lease_until = 0 WHERE qid = ?",
+                   (qid,))
+
+    def claim_due(self, now: float, limit: int, lease_until: float,
+                  owner: str) -> list[QueueEntry]:
+        with self._write() as db:
+            rows = db.execute(CLAIM_QUERY, (now, now, limit)).fetchall()
+            for qid, previous_owner in rows:
+                if previous_owner is not None:  # an expired lease: that attempt was lost
+                    self._lose_lease(db, qid)
+                db.execute("UPDATE messages SET lease_owner = ?, lease_until = ? WHERE qid = ?",
+                           (owner, lease_until, qid))
+                db.execute("UPDATE recipients SET claimed = 1 WHERE qid = ?"
+                           " AND state IN ('pending', 'deferred') AND next_attempt <= ?",
+                           (qid, now))
+            return self._entries(db, [row[0] for row in rows])
+
+    def release_lease(self, qid: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE recipients SET claimed = 0 WHERE qid = ? AND claimed = 1",
+                       (qid,))
+            db.execute("UPDATE messages SET lease_owner = NULL, lease_until = 0 WHERE qid = ?",
+                       (qid,))
+
+    def record(self, qid: str, outcomes: Iterable[Outcome],
+               now: float) -> QueueEntry | None:
+        """Apply attempt results.  A message whose recipients are all final becomes a
+        tombstone; the returned entry then shows the final states."""
+        with self._write() as db:
+            entries = self._entries(db, [qid])
+            if not entries:
+                return None
+            current = {r.index: r for r in entries[0].recipients}
+            for o in outcomes:
+                old = current.get(o.index)
+                if old is None:
+                    raise StorageError(f"{qid}: no recipient with index {o.index}")
+                current[o.index] = self._apply(db, qid, old, o, now)
+            db.execute("UPDATE recipients SET claimed = 0 WHERE qid = ? AND claimed = 1",
+                       (qid,))
+            db.execute("UPDATE messages SET lease_owner = NULL, lease_until = 0 WHERE qid = ?",
+                       (qid,))
+            db.execute(_REFRESH_DUE, (qid,))
+            entry = QueueEntry(entries[0].qid, entries[0].envelope, entries[0].size,
+                               entries[0].created, tuple(current[i] for i in sorted(current)))
+            if entry.is_done:
+                self._entomb(db, qid)
+            return entry
+
+    @staticmethod
+    def _apply(db: sqlite3.Connection, qid: str, old: QueuedRecipient, o: Outcome,
+               now: float) -> QueuedRecipient:
+        if o.state not in (RecipientState.DELIVERED, RecipientState.FAILED,
+                           RecipientState.DEFERRED):
+            raise StorageError(f"{qid}: an attempt cannot end in state {o.state.value}")
+        state, next_attempt = o.state, old.next_attempt
+        if o.state is RecipientState.DEFERRED:
+            next_attempt = o.next_attempt
+            if old.state is RecipientState.HELD:  # held while the attempt ran
+                state = RecipientState.HELD
+        new = QueuedRecipient(old.index, old.address, state, old.attempts + 1, next_attempt,
+                              now, o.reply, old.delay_notified, False)
+        db.execute("UPDATE recipients SET state = ?, attempts = ?, next_attempt = ?,"
+                   " last_attempt = ?, last_reply = ?, interrupted = 0, claimed = 0"
+                   " WHERE qid = ? AND idx = ?",
+                   (state.value, new.attempts, next_attempt, now, o.reply, qid, old.index))
+        return new
+
+    def mark_delay_notified(self, qid: str, indexes: Iterable[int]) -> None:
+        with self._write() as db:
+            db.executemany("UPDATE recipients SET delay_notified = 1 WHERE qid = ? AND idx = ?",
+                           [(qid, i) for i in indexes])
+
+    # --- operator --------------------------------------------------------------
+    def get(self, qid: str) -> QueueEntry | None:
+        with self._read() as db:
+            entries = self._entries(db, [qid])
+        return entries[0] if entries else None
+
+    def list(self) -> list[QueueEntry]:
+        with self._read() as db:
+            messages = db.execute("SELECT qid, created, size, envelope FROM messages"
+                                  " WHERE done = 0 ORDER BY qid").fetchall()
+            recipients = db.execute(f"SELECT {_RECIPIENT_COLUMNS} FROM recipients"
+                                    " ORDER BY qid, idx").fetchall()
+        return _build_entries(messages, recipients)
+
+    def hold(self, qid: str) -> bool:
+        with self._write() as db:
+            if not self._exists(db, qid):
+                return False
+            db.execute("UPDATE recipients SET state = 'held'"
+                       " WHERE qid = ? AND state IN ('pending', 'deferred')", (qid,))
+            db.execute(_REFRESH_DUE, (qid,))
+            return True
+
+    def release(self, qid: str) -> bool:
+        with self._write() as db:
+            if not self._exists(db, qid):
+                return False
+            db.execute("UPDATE recipients SET next_attempt = 0, state ="
+                       " CASE WHEN attempts = 0 THEN 'pending' ELSE 'deferred' END"
+                       " WHERE qid = ? AND state = 'held'", (qid,))
+            db.execute(_REFRESH_DUE, (qid,))
+            return True
+
+    def flush(self, qid: str | None) -> int:
+        with self._write() as db:
+            if qid is None:
+                n = db.execute("UPDATE recipients SET next_attempt = 0"
+                               " WHERE state = 'deferred'").rowcount
+                db.execute("UPDATE messages SET next_due = 0 WHERE next_due IS NOT NULL")
+                return n
+            if not self._exists(db, qid):
+                return 0
+            n = db.execute("UPDATE recipients SET next_attempt = 0"
+                           " WHERE qid = ? AND state = 'deferred'", (qid,)).rowcount
+            db.execute(_REFRESH_DUE, (qid,))
+            return n
+
+    def entomb(self, qid: str) -> bool:
+        """Remove a message from the queue (its file is then unlinked by the caller)."""
+        with self._write() as db:
+            if not self._exists(db, qid):
+                return False
+            self._entomb(db, qid)
+            return True
+
+    @staticmethod
+    def _entomb(db: sqlite3.Connection, qid: str) -> None:
+        db.execute("DELETE FROM recipients WHERE qid = ?", (qid,))
+        db.execute("UPDATE messages SET done = 1, next_due = NULL, lease_owner = NULL,"
+                   " lease_until = 0, envelope = '{}' WHERE qid = ?", (qid,))
+
+    def stats(self) -> dict[str, int]:
+        counts = {state.value: 0 for state in RecipientState}
+        with self._read() as db:
+            for state, n in db.execute("SELECT state, COUNT(*) FROM recipients GROUP BY state"):
+                counts[state] = n
+        return counts
+
+    # --- sweep support -----------------------------------------------------------
+    def known(self) -> dict[str, bool]:
+        """Every indexed qid and whether it is a tombstone."""
+        with self._read() as db:
+            return {qid: bool(done) for qid, done in db.execute("SELECT qid, done FROM messages")}
+
+    def tombstones(self, limit: int) -> list[str]:
+        with self._read() as db:
+            return [row[0] for row in db.execute(
+                "SELECT qid FROM messages WHERE done = 1 LIMIT ?", (limit,))]
+
+    def forget(self, qids: Sequence[str]) -> None:
+        """Drop index rows (tombstones whose unlink is durable, or rows without a file)."""
+        with self._write() as db:
+            for qid in qids:
+                db.execute("DELETE FROM recipients WHERE qid = ?", (qid,))
+                db.execute("DELETE FROM messages WHERE qid = ?", (qid,))
+
+    # --- helpers -----------------------------------------------------------------
+    @staticmethod
+    def _exists(db: sqlite3.Connection, qid: str) -> bool:
+        return db.execute("SELECT 1 FROM messages WHERE qid = ? AND done = 0",
+                          (qid,)).fetchone() is not None
+
+    @staticmethod
+    def _entries(db: sqlite3.Connection, qids: Sequence[str]) -> list[QueueEntry]:
+        if not qids:
+            return []
+        marks = ",".join("?" * len(qids))
+        messages = db.execute(f"SELECT qid, created, size, envelope FROM messages"
+                              f" WHERE done = 0 AND qid IN ({marks})", list(qids)).fetchall()
+        recipients = db.execute(f"SELECT {_RECIPIENT_COLUMNS} FROM recipients"
+                                f" WHERE qid IN ({marks}) ORDER BY qid, idx",
+                                list(qids)).fetchall()
+        by_qid = {e.qid: e for e in _build_entries(messages, recipients)}
+        return [by_qid[q] for q in qids if q in by_qid]
+
+
+def _build_entries(messages: list[tuple], recipients: list[tuple]) -> list[QueueEntry]:
+    grouped: dict[str, list[QueuedRecipient]] = {}
+    for (qid, idx, address, state, attempts, next_attempt, last_attempt, last_reply,
+         delay_notified, interrupted) in recipients:
+        grouped.setdefault(qid, []).append(QueuedRecipient(
+            idx, address, RecipientState(state), attempts, next_attempt, last_attempt,
+            last_reply, bool(delay_notified), bool(interrupted)))
+    return [QueueEntry(qid, Envelope.from_dict(json.loads(envelope)), size, created,
+                       tuple(grouped.get(qid, ())))
+            for qid, created, size, envelope in messages]

@@ -1,0 +1,211 @@
+"""The on-disk record of one queued message.
+
+A message file is self-validating, so a torn or truncated write is recognised without
+the index (the Postfix idea: a record that does not end with its end marker was never
+committed)::
+
+    header   16 bytes  "MYQR", version (1 byte), flags (1 byte, 0), 2 bytes zero,
+                       meta length (uint32), CRC-32 of meta (uint32)
+    meta     JSON      {"qid": ..., "created": ..., "envelope": {...}}
+    content  bytes     the message exactly as received (CRLF line ends)
+    trailer  20 bytes  "MYQT", content length (uint64), CRC-32 of content (uint32), "END\\n"
+
+All integers are big-endian.  The envelope is complete before DATA, so the header is
+written first and the content streams after it; the trailer is appended at commit.
+The file size must equal header + meta + content + trailer exactly.
+
+:func:`open_content` gives a read-only file limited to the content; reading it to the
+end also checks the content CRC, so a message that rotted on disk is noticed by the
+delivery that reads it instead of being sent damaged.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from mailyard.envelope import Envelope
+from mailyard.queue.api import StorageError
+
+MAGIC = b"MYQR"
+VERSION = 1
+HEADER = struct.Struct(">4sBBHII")
+TRAILER_MAGIC = b"MYQT"
+END_MARKER = b"END\n"
+TRAILER = struct.Struct(">4sQI4s")
+MAX_META = 16 * 1024 * 1024
+_CHUNK = 1024 * 1024
+
+
+class RecordError(StorageError):
+    """A message file is not a complete, valid record."""
+
+
+@dataclass(frozen=True)
+class RecordMeta:
+    qid: str
+    created: float
+    envelope: Envelope
+
+    def to_json(self) -> bytes:
+        doc = {"qid": self.qid, "created": self.created, "envelope": self.envelope.to_dict()}
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+    @classmethod
+    def from_json(cls, data: bytes) -> RecordMeta:
+        try:
+            doc: dict[str, Any] = json.loads(data.decode("utf-8"))
+            return cls(str(doc["qid"]), float(doc["created"]),
+                       Envelope.from_dict(doc["envelope"]))
+        except (UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise RecordError(f"bad meta: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class RecordInfo:
+    """Where a valid record's parts are."""
+
+    meta: RecordMeta
+    content_offset: int
+    content_length: int
+    content_crc: int
+
+
+def encode_header(meta: RecordMeta) -> bytes:
+    data = meta.to_json()
+    return HEADER.pack(MAGIC, VERSION, 0, 0, len(data), zlib.crc32(data)) + data
+
+
+def encode_trailer(content_length: int, content_crc: int) -> bytes:
+    return TRAILER.pack(TRAILER_MAGIC, content_length, content_crc, END_MARKER)
+
+
+def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise RecordError(f"truncated {what}")
+    return data
+
+
+def read_info(f: BinaryIO, *, verify_content: bool = False) -> RecordInfo:
+    """Check a record's structure (header, meta, trailer, total size) and, optionally, the
+    content checksum.  Raises RecordError."""
+    f.seek(0, os.SEEK_END)
+    file_size = f.tell()
+    f.seek(0)
+    magic, version, flags, reserved, meta_len, meta_crc = HEADER.unpack(
+        _read_exact(f, HEADER.size, "header"))
+    if magic != MAGIC:
+        raise RecordError("bad magic")
+    if flags or reserved:
+        raise RecordError("unknown header flags")
+    if version != VERSION:
+        raise RecordError(f"unknown record version {version}")
+    if meta_len > MAX_META:
+        raise RecordError("meta too long")
+    meta_bytes = _read_exact(f, meta_len, "meta")
+    if zlib.crc32(meta_bytes) != meta_crc:
+        raise RecordError("meta checksum mismatch")
+    meta = RecordMeta.from_json(meta_bytes)
+    content_offset = HEADER.size + meta_len
+    if file_size < content_offset + TRAILER.size:
+        raise RecordError("truncated content or trailer")
+    f.seek(file_size - TRAILER.size)
+    tmagic, length, crc, end = TRAILER.unpack(_read_exact(f, TRAILER.size, "trailer"))
+    if tmagic != TRAILER_MAGIC or end != END_MARKER:
+        raise RecordError("no trailer")
+    if content_offset + length + TRAILER.size != file_size:
+        raise RecordError("size mismatch")
+    info = RecordInfo(meta, content_offset, length, crc)
+    if verify_content:
+        f.seek(content_offset)
+        _verify_crc(f, info)
+    return info
+
+
+def _verify_crc(f: BinaryIO, info: RecordInfo) -> None:
+    remaining, crc = info.content_length, 0
+    while remaining:
+        chunk = f.read(min(_CHUNK, remaining))
+        if not chunk:
+            raise RecordError("truncated content")
+        crc = zlib.crc32(chunk, crc)
+        remaining -= len(chunk)
+    if crc != info.content_crc:
+        raise RecordError("content checksum mismatch")
+
+
+def validate(path: Path, *, verify_content: bool = False) -> RecordInfo:
+    with open(path, "rb") as f:
+        return read_info(f, verify_content=verify_content)
+
+
+class ContentReader(io.RawIOBase):
+    """The content part of an open record file, read-only and seekable within bounds.
+    A sequential read from the start to the end checks the content CRC."""
+
+    def __init__(self, f: BinaryIO, info: RecordInfo) -> None:
+        super().__init__()
+        self._f = f
+        self._start = info.content_offset
+        self._length = info.content_length
+        self._expected_crc = info.content_crc
+        self._pos = 0
+        self._crc: int | None = 0  # None once a seek makes the running CRC meaningless
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        want = min(len(view), self._length - self._pos)
+        if want <= 0:
+            return 0
+        n = os.preadv(self._f.fileno(), [view[:want]], self._start + self._pos)
+        if n == 0:
+            raise RecordError("message file shrank while being read")
+        if self._crc is not None:
+            self._crc = zlib.crc32(view[:n], self._crc)
+        self._pos += n
+        if self._pos == self._length and self._crc is not None:
+            if self._crc != self._expected_crc:
+                raise RecordError("content checksum mismatch")
+            self._crc = None
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
+        pos = max(0, base + offset)
+        if pos != self._pos:
+            self._crc = 0 if pos == 0 else None
+        self._pos = pos
+        return pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        if not self.closed:
+            self._f.close()
+        super().close()
+
+
+def open_content(path: Path) -> BinaryIO:
+    """A buffered, read-only file over the content of the record at ``path``.
+    Raises FileNotFoundError if there is no such file, RecordError if it is invalid."""
+    f = open(path, "rb")
+    try:
+        info = read_info(f)
+    except BaseException:
+        f.close()
+        raise
+    return io.BufferedReader(ContentReader(f, info), buffer_size=256 * 1024)  # type: ignore[return-value]

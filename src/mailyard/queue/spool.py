@@ -1,0 +1,255 @@
+"""The embedded durable queue: message files on local disk plus an SQLite index.
+
+:class:`FileSpool` implements the :class:`~mailyard.queue.api.Spool` protocol for one
+machine and any number of processes: the SMTP workers commit messages, the master's
+dispatcher claims and records, the CLI lists and holds, all at the same time, each with
+its own ``FileSpool`` over the same directory (see :mod:`mailyard.queue.layout`).
+
+Durability: a message is acknowledged only after :meth:`SpoolWriter.commit` returns,
+that is after its record (:mod:`mailyard.queue.record`) was written, fdatasync'd,
+renamed into ``msg/`` and the directory fsync'd (:mod:`mailyard.queue.writer`).  The
+blocking calls run in thread pools, and the directory fsyncs are group-committed
+across the concurrent commits of a process (:mod:`mailyard.queue.groupcommit`).
+
+How the index learns about new messages: the commit inserts them itself, in a second
+group-commit stage after the directory fsync (one SQLite transaction per batch, WAL,
+``synchronous=NORMAL``, so no extra disk flush; while one batch is inserted the next
+one's directory fsync already runs).  The alternative, a scheduler that
+scans for new files, would need either a directory listing per round (costly with
+100,000 queued files) or a notification channel between processes, and would leave
+``mailyard queue list`` blind to mail that is safely queued.  The insert is safe
+without its own flush because the message file is the truth: a file whose insert was
+lost (process killed between the fsync and the insert, or power lost before the WAL
+reached the disk) is indexed by :meth:`FileSpool.sweep` at the next start-up.
+
+Removal order (all recipients final, or ``delete``): the index row first becomes a
+tombstone, then the file is unlinked, and only after a directory fsync has made the
+unlink durable is the row purged (at the next claim round after
+:data:`PURGE_INTERVAL`, in ``delete``, and in the sweep).  So a crash anywhere
+leaves either a tombstone (the sweep deletes the file) or no file: a finished message
+is never taken for a new one and delivered twice, and nothing unfinished is lost.
+
+Recipient state changes (``record``, ``hold`` ...) are SQLite transactions that are in
+the WAL file when the call returns: they survive the death of the process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import BinaryIO
+
+from mailyard.envelope import Envelope
+from mailyard.queue.api import Outcome, QueueEntry, StorageError
+from mailyard.queue.groupcommit import CommitStages, GroupCommit
+from mailyard.queue.identity import ProcessIdentity, QueueIdGenerator, owner_is_dead
+from mailyard.queue.index import NewMessage, QueueIndex
+from mailyard.queue.layout import SpoolLayout, unlink_if_present
+from mailyard.queue.record import open_content
+from mailyard.queue.sweep import SweepReport, purge_tombstones, sweep
+from mailyard.queue.writer import SpoolWriter, storage_error
+
+COMMIT_THREADS = 32  # file writes + fdatasyncs of concurrent commits
+PURGE_INTERVAL = 5.0  # seconds between tombstone purges in claim_due
+
+
+class _ProcessResources:
+    """What must not cross a fork: database connections, threads, file descriptors."""
+
+    def __init__(self, layout: SpoolLayout) -> None:
+        self.pid = os.getpid()
+        self.layout = layout
+        self.owner = ProcessIdentity.current().token
+        self.index = QueueIndex(layout.index_path)
+        self._commit_index: QueueIndex | None = None
+        self._files: ThreadPoolExecutor | None = None
+        self._stages: CommitStages | None = None
+        self._sync: ThreadPoolExecutor | None = None
+        self._insert: ThreadPoolExecutor | None = None
+        self._dir_fd: int | None = None
+
+    @property
+    def files(self) -> ThreadPoolExecutor:
+        if self._files is None:
+            self._files = ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="spool-write")
+        return self._files
+
+    @property
+    def group(self) -> CommitStages:
+        if self._stages is None:
+            self._commit_index = QueueIndex(self.layout.index_path)
+            self._dir_fd = os.open(self.layout.msg_dir,
+                                   os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._sync = ThreadPoolExecutor(1, thread_name_prefix="spool-dirsync")
+            self._insert = ThreadPoolExecutor(1, thread_name_prefix="spool-index")
+            self._stages = CommitStages(GroupCommit(self._sync, self._sync_directory),
+                                        GroupCommit(self._insert, self._index))
+        return self._stages
+
+    def _sync_directory(self, batch: list[NewMessage]) -> None:
+        """Make the renames of a batch durable."""
+        assert self._dir_fd is not None
+        try:
+            os.fsync(self._dir_fd)
+        except OSError as exc:
+            self._discard(batch)
+            raise storage_error("cannot sync the queue directory", exc) from exc
+
+    def _index(self, batch: list[NewMessage]) -> None:
+        assert self._commit_index is not None
+        try:
+            self._commit_index.insert(batch)
+        except StorageError:
+            self._discard(batch)
+            raise
+
+    def _discard(self, batch: list[NewMessage]) -> None:
+        """Commits that fail are answered 4xx: remove their files so that the client's
+        retry does not make a second copy."""
+        for m in batch:
+            try:
+                unlink_if_present(self.layout.message_path(m.qid))
+            except OSError:
+                pass  # left for the sweep to index: a duplicate at worst
+
+    def close(self) -> None:
+        if self._files is not None:
+            self._files.shutdown(wait=True)
+        for pool in (self._sync, self._insert):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+        if self._commit_index is not None:
+            self._commit_index.close()
+        self.index.close()
+
+
+class FileSpool:
+    """The queue on local disk.  ``root`` is the queue directory (created if needed)."""
+
+    def __init__(self, root: Path, hostname: str, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.layout = SpoolLayout(Path(root))
+        self.hostname = hostname
+        self.clock = clock
+        self.layout.create()
+        self._ids = QueueIdGenerator()
+        self._res = _ProcessResources(self.layout)
+        self._orphaned: list[_ProcessResources] = []  # a parent's, never closed by a child
+        self._last_purge = 0.0
+
+    @property
+    def _r(self) -> _ProcessResources:
+        if self._res.pid != os.getpid():
+            self._orphaned.append(self._res)
+            self._res = _ProcessResources(self.layout)
+        return self._res
+
+    def close(self) -> None:
+        self._r.close()
+
+    # --- producers ---------------------------------------------------------------
+    def open_message(self, envelope: Envelope) -> SpoolWriter:
+        r = self._r
+        qid = self._ids.next()
+        return SpoolWriter(qid, self.clock(), envelope, self.layout.temp_path(qid, r.owner),
+                           self.layout.message_path(qid), r.files, r.group)
+
+    async def enqueue(self, envelope: Envelope, content: bytes) -> str:
+        writer = self.open_message(envelope)
+        try:
+            writer.write(content)
+            return await writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+
+    def free_bytes(self) -> int:
+        try:
+            st = os.statvfs(self.layout.msg_dir)
+        except OSError as exc:
+            raise storage_error("cannot stat the queue file system", exc) from exc
+        return st.f_bavail * st.f_frsize
+
+    # --- scheduler / delivery ------------------------------------------------------
+    def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[QueueEntry]:
+        r = self._r
+        if time.monotonic() - self._last_purge >= PURGE_INTERVAL:
+            self._purge()
+        r.index.reap_dead_owners(owner_is_dead)
+        return r.index.claim_due(now, limit, now + lease_seconds, r.owner)
+
+    def open_content(self, qid: str) -> BinaryIO:
+        try:
+            return open_content(self.layout.message_path(qid))
+        except FileNotFoundError as exc:
+            raise StorageError(f"{qid}: no such queued message") from exc
+        except OSError as exc:
+            raise storage_error(f"{qid}: cannot read the queue file", exc) from exc
+
+    def record(self, qid: str, outcomes: Iterable[Outcome]) -> QueueEntry | None:
+        entry = self._r.index.record(qid, list(outcomes), self.clock())
+        if entry is not None and entry.is_done:
+            self._unlink(qid)
+        return entry
+
+    def release_lease(self, qid: str) -> None:
+        self._r.index.release_lease(qid)
+
+    def mark_delay_notified(self, qid: str, indexes: Iterable[int]) -> None:
+        self._r.index.mark_delay_notified(qid, list(indexes))
+
+    # --- operator ------------------------------------------------------------------
+    def get(self, qid: str) -> QueueEntry | None:
+        return self._r.index.get(qid)
+
+    def list(self) -> list[QueueEntry]:
+        return self._r.index.list()
+
+    def hold(self, qid: str) -> bool:
+        return self._r.index.hold(qid)
+
+    def release(self, qid: str) -> bool:
+        return self._r.index.release(qid)
+
+    def delete(self, qid: str) -> bool:
+        if not self._r.index.entomb(qid):
+            return False
+        self._unlink(qid)
+        self._purge()
+        return True
+
+    def flush(self, qid: str | None = None) -> int:
+        return self._r.index.flush(qid)
+
+    def stats(self) -> dict[str, int]:
+        """Recipients of queued messages, by state value (all five states present)."""
+        return self._r.index.stats()
+
+    # --- maintenance -----------------------------------------------------------------
+    def sweep(self, *, verify_content: bool = False) -> SweepReport:
+        """Start-up recovery (see :mod:`mailyard.queue.sweep`)."""
+        try:
+            report = sweep(self.layout, self._r.index, verify_content=verify_content)
+        except OSError as exc:
+            raise storage_error("queue sweep failed", exc) from exc
+        self._last_purge = time.monotonic()
+        return report
+
+    def _purge(self) -> None:
+        try:
+            purge_tombstones(self.layout, self._r.index)
+        except OSError as exc:
+            raise storage_error("cannot remove finished queue files", exc) from exc
+        self._last_purge = time.monotonic()
+
+    def _unlink(self, qid: str) -> None:
+        try:
+            unlink_if_present(self.layout.message_path(qid))
+        except OSError as exc:
+            raise storage_error(f"{qid}: cannot remove the queue file", exc) from exc
+

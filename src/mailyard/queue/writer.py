@@ -1,0 +1,156 @@
+"""Streaming one message into the spool (the :class:`MessageWriter` of the file spool).
+
+``write()`` is synchronous and buffers up to :data:`BUFFER_LIMIT` bytes; beyond that it
+writes through to the temporary file (header first, since the envelope is complete
+before DATA), so memory per message stays bounded whatever the message size.
+
+``commit()`` makes the message durable before it returns, in this order:
+
+1. the rest of the content and the trailer are written to ``tmp/<qid>.<owner>.tmp``,
+   the file is fdatasync'd and closed (in a thread pool: other sessions keep running);
+2. the file is renamed to ``msg/<qid>``;
+3. the ``msg/`` directory is fsync'd, then the message is inserted into the index, each
+   in a group commit shared with the other commits of this process
+   (:mod:`mailyard.queue.groupcommit`).
+
+Only then may the server answer 250.  A crash before step 2 leaves a temporary file
+(removed by the sweep); a crash after it leaves a complete record (indexed by the sweep
+if the index did not get it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import zlib
+from concurrent.futures import Executor
+from pathlib import Path
+
+from mailyard.envelope import Envelope
+from mailyard.queue.api import StorageError
+from mailyard.queue.groupcommit import CommitStages
+from mailyard.queue.index import NewMessage
+from mailyard.queue.record import RecordMeta, encode_header, encode_trailer
+
+BUFFER_LIMIT = 256 * 1024
+_OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+def storage_error(action: str, exc: OSError) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"{action}: disk full ({exc.strerror})")
+    return StorageError(f"{action}: {exc}")
+
+
+class SpoolWriter:
+    """One message being received.  States: open -> committing -> committed, or aborted."""
+
+    def __init__(self, qid: str, created: float, envelope: Envelope, tmp_path: Path,
+                 final_path: Path, executor: Executor, stages: CommitStages[NewMessage]) -> None:
+        self.qid = qid
+        self._created = created
+        self._envelope = envelope
+        self._header = encode_header(RecordMeta(qid, created, envelope))
+        self._tmp_path = tmp_path
+        self._final_path = final_path
+        self._executor = executor
+        self._stages = stages
+        self._buffer = bytearray()
+        self._fd: int | None = None
+        self._length = 0
+        self._crc = 0
+        self._state = "open"
+        self._commit_task: asyncio.Future[str] | None = None
+
+    @property
+    def size(self) -> int:
+        return self._length
+
+    def write(self, data: bytes) -> None:
+        if self._state != "open":
+            raise StorageError(f"{self.qid}: write after {self._state}")
+        self._crc = zlib.crc32(data, self._crc)
+        self._length += len(data)
+        self._buffer += data
+        if len(self._buffer) >= BUFFER_LIMIT:
+            self._spill()
+
+    def _spill(self) -> None:
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._tmp_path, _OPEN_FLAGS, 0o600)
+                write_all(self._fd, self._header)
+            write_all(self._fd, self._buffer)
+        except OSError as exc:
+            self.abort()
+            raise storage_error(f"{self.qid}: cannot write the queue file", exc) from exc
+        self._buffer.clear()
+
+    async def commit(self) -> str:
+        """Make the message durable; returns the queue id.  Raises StorageError.
+        Once started, the commit runs to its end even if the caller is cancelled."""
+        if self._commit_task is None:
+            if self._state != "open":
+                raise StorageError(f"{self.qid}: commit after {self._state}")
+            self._state = "committing"
+            self._commit_task = asyncio.ensure_future(self._commit())
+        return await asyncio.shield(self._commit_task)
+
+    async def _commit(self) -> str:
+        loop = asyncio.get_running_loop()
+        tail = bytes(self._buffer) + encode_trailer(self._length, self._crc)
+        self._buffer = bytearray()
+        try:
+            await loop.run_in_executor(self._executor, self._finish_file, tail)
+        except StorageError:
+            self._state = "aborted"
+            raise
+        message = NewMessage(self.qid, self._created, self._length, self._envelope)
+        await self._stages.directory.submit(message)
+        await self._stages.index.submit(message)
+        self._state = "committed"
+        return self.qid
+
+    def _finish_file(self, tail: bytes) -> None:
+        """Runs in the thread pool: complete, flush and rename the record."""
+        fd = self._fd
+        self._fd = None
+        try:
+            if fd is None:
+                fd = os.open(self._tmp_path, _OPEN_FLAGS, 0o600)
+                tail = self._header + tail
+            try:
+                write_all(fd, tail)
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+            os.rename(self._tmp_path, self._final_path)
+        except OSError as exc:
+            _unlink_quietly(self._tmp_path)
+            raise storage_error(f"{self.qid}: cannot commit the queue file", exc) from exc
+
+    def abort(self) -> None:
+        """Discard the message (idempotent; a commit already under way completes)."""
+        if self._state != "open":
+            return
+        self._state = "aborted"
+        self._buffer = bytearray()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            _unlink_quietly(self._tmp_path)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass  # already gone, or a leftover that the next sweep removes
