@@ -37,6 +37,7 @@ class FakeSmtpServer:
     starttls: str = "none"  # "none", "ok" (needs ssl_context) or "broken"
     ssl_context: ssl.SSLContext | None = None
     hangup_after_content_bytes: int | None = None  # drop the connection mid-content
+    max_rcpts: int | None = None  # 452 4.5.3 beyond this many per transaction
     delays: dict[str, float] = field(default_factory=dict)  # verb -> seconds before replying
 
     def __post_init__(self) -> None:
@@ -122,7 +123,8 @@ class _Conversation:
 
     async def do_starttls(self, text: str) -> bool:
         await self.reply("STARTTLS", b"220 2.0.0 go ahead\r\n")
-        if self.server.starttls == "broken":
+        if self.server.starttls == "broken":  # answer the ClientHello with garbage
+            await self.reader.read(1)
             self.writer.write(b"\x15\x03\x03\x00\x02\x02\x28not a TLS server hello\r\n")
             await self.writer.drain()
             return True
@@ -143,6 +145,9 @@ class _Conversation:
             if special == HANGUP:
                 raise _HangUp()
             self.writer.write(special)
+            return False
+        if self.server.max_rcpts is not None and len(self.rcpts) >= self.server.max_rcpts:
+            await self.reply("RCPT", b"452 4.5.3 too many recipients\r\n")
             return False
         self.rcpts.append(address)
         await self.reply("RCPT", b"250 2.1.5 ok\r\n")
