@@ -1,0 +1,1 @@
+"""SMTP listeners: the asyncio adapter around :mod:`mailyard.proto.smtp` plus policy."""

@@ -1,0 +1,124 @@
+"""The SMTP listeners (25, 587, 465): :class:`SmtpServer` serves sockets the
+supervisor has already bound, one :class:`~mailyard.smtpd.session.SmtpSession` per
+connection.
+
+Kinds: ``smtp`` (MX: no AUTH, local recipients only), ``submission`` (STARTTLS, then
+AUTH required) and ``submissions`` (implicit TLS, then as submission).  See
+:mod:`mailyard.smtpd.policy` for the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from typing import Callable
+
+from mailyard.config import Config
+from mailyard.directory.api import Directory
+from mailyard.obs import Metrics, log_event
+from mailyard.proto.smtp.server import ServerSettings
+from mailyard.queue.api import Spool
+from mailyard.smtpd.limits import ConnectionLimiter
+from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy
+from mailyard.smtpd.session import Listener, SmtpSession
+
+__all__ = ["SmtpServer", "settings_for"]
+
+log = logging.getLogger("mailyard.smtpd")
+
+SHUTDOWN_GRACE = 5.0
+
+
+def settings_for(config: Config, kind: str, tls_available: bool) -> ServerSettings:
+    smtpd = config.smtpd
+    return ServerSettings(
+        hostname=config.hostname,
+        banner=smtpd.banner,
+        max_message_size=smtpd.max_message_size,
+        max_recipients=smtpd.max_recipients,
+        max_errors=smtpd.max_errors,
+        max_auth_failures=smtpd.max_auth_failures,
+        max_line_length=smtpd.max_line_length,
+        max_received_headers=smtpd.max_received_headers,
+        normalize_bare_line_endings=smtpd.bare_line_endings == "normalize",
+        starttls=tls_available and kind != "submissions",
+        auth=kind != "smtp",
+        vrfy=smtpd.vrfy,
+        implicit_tls=kind == "submissions",
+    )
+
+
+class SmtpServer:
+    def __init__(self, config: Config, spool: Spool, directory: Directory,
+                 ssl_context: ssl.SSLContext | None, metrics: Metrics,
+                 on_queued: Callable[[str], None]) -> None:
+        self.config = config
+        self.spool = spool
+        self.directory = directory
+        self.ssl_context = ssl_context
+        self.metrics = metrics
+        self.on_queued = on_queued
+        self.limiter = ConnectionLimiter(config.smtpd.max_connections,
+                                         config.smtpd.max_connections_per_ip)
+        self.free_space = FreeSpaceGauge(spool)
+        self.sessions: set[SmtpSession] = set()
+        self.shutting_down = False
+        self._servers: list[asyncio.base_events.Server] = []
+        self._listeners: dict[str, Listener] = {}
+        self._idle: asyncio.Event | None = None
+
+    def listener(self, kind: str) -> Listener:
+        if kind not in KINDS:
+            raise ValueError(f"unknown listener kind {kind!r} (expected one of {KINDS})")
+        if kind not in self._listeners:
+            policy = ListenerPolicy(kind, self.config, self.directory, self.free_space)
+            settings = settings_for(self.config, kind, self.ssl_context is not None)
+            self._listeners[kind] = Listener(kind, settings, policy, self.ssl_context)
+        return self._listeners[kind]
+
+    async def serve(self, kind: str, sock: socket.socket) -> asyncio.base_events.Server:
+        """Accept connections on ``sock`` (bound and listening) as a ``kind`` listener."""
+        listener = self.listener(kind)
+        loop = asyncio.get_running_loop()
+        if kind == "submissions":
+            if self.ssl_context is None:
+                raise ValueError("the submissions listener needs a TLS context")
+            server = await loop.create_server(
+                lambda: SmtpSession(self, listener), sock=sock, ssl=self.ssl_context,
+                ssl_handshake_timeout=self.config.smtpd.command_timeout)
+        else:
+            server = await loop.create_server(lambda: SmtpSession(self, listener), sock=sock)
+        self._servers.append(server)
+        return server
+
+    def notify_queued(self, qid: str) -> None:
+        try:
+            self.on_queued(qid)
+        except OSError as exc:
+            log_event(log, "queue notification failed", level=logging.WARNING, qid=qid,
+                      error=str(exc))
+
+    def session_ended(self, session: SmtpSession) -> None:
+        self.sessions.discard(session)
+        if not self.sessions and self._idle is not None:
+            self._idle.set()
+
+    async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop listening, send 421 4.3.2 to every client (after any commit in
+        progress), and wait up to ``grace`` seconds for the connections to end."""
+        self.shutting_down = True
+        for server in self._servers:
+            server.close()
+        self._idle = asyncio.Event()
+        for session in list(self.sessions):
+            session.shutdown()
+        if self.sessions:
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except asyncio.TimeoutError:
+                for session in list(self.sessions):
+                    if session.transport is not None:
+                        session.transport.abort()
+        self._servers.clear()

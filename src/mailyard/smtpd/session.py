@@ -1,0 +1,543 @@
+"""One SMTP connection: an ``asyncio.Protocol`` around the sans-IO server core.
+
+It reads, feeds :class:`~mailyard.proto.smtp.server.ServerConnection`, answers the
+core's decisions (policy checks, the spool, the directory), writes what the core
+emits, and runs the timers.  Replies to a pipelined group go out in one write.
+
+Timeouts: ``smtpd.command_timeout`` while waiting for a command; during message
+content ``smtpd.data_timeout`` between packets, and after ``smtpd.data_rate_grace``
+seconds the average rate must stay above ``smtpd.min_data_rate``.  Time spent waiting
+for our own answers (an fsync, a password hash) never counts against the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, cast
+
+from mailyard.directory.api import DirectoryError
+from mailyard.envelope import split_address
+from mailyard.obs import log_event
+from mailyard.proto.smtp.events import (
+    CLOSED, NEED_DATA, PAUSED, AuthCredentials, AuthResult, DataChunk, DataStart, Event, Helo,
+    MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, StartTlsRequested,
+    TransactionAborted, Vrfy,
+)
+from mailyard.proto.smtp.replies import (
+    REPLY_AUTH_FAILED, REPLY_AUTH_REQUIRED, REPLY_AUTH_TEMP, REPLY_BARE_LINE_ENDING,
+    REPLY_DISK_FULL, REPLY_INTERNAL_ERROR, REPLY_LINE_TOO_LONG, REPLY_LOOP,
+    REPLY_MESSAGE_TOO_BIG, REPLY_MUST_STARTTLS, REPLY_QUEUED, REPLY_RELAY_DENIED,
+    REPLY_SENDER_NOT_OWNED, REPLY_SHUTTING_DOWN, REPLY_STORAGE_ERROR, REPLY_TEMP_LOOKUP,
+    REPLY_TIMEOUT, REPLY_TLS_UNAVAILABLE, REPLY_TOO_SLOW, REPLY_UNKNOWN_USER, Reply,
+)
+from mailyard.proto.smtp.server import ServerConnection, ServerSettings
+from mailyard.queue.api import MessageWriter, StorageError
+from mailyard.smtpd.policy import ListenerPolicy
+from mailyard.smtpd.received import protocol_name, received_header
+
+if TYPE_CHECKING:
+    from mailyard.smtpd.server import SmtpServer
+
+log = logging.getLogger("mailyard.smtpd")
+
+PAUSE_BUFFER = 1 << 20  # stop reading while this much input waits for a decision
+RATE_CHECK_INTERVAL = 1.0
+
+REJECT_REASONS: dict[Reply, str] = {
+    REPLY_RELAY_DENIED: "relay_denied", REPLY_UNKNOWN_USER: "unknown_user",
+    REPLY_SENDER_NOT_OWNED: "sender_not_owned", REPLY_MUST_STARTTLS: "tls_required",
+    REPLY_AUTH_REQUIRED: "auth_required", REPLY_DISK_FULL: "disk_full",
+    REPLY_STORAGE_ERROR: "storage_error", REPLY_MESSAGE_TOO_BIG: "too_big",
+    REPLY_BARE_LINE_ENDING: "bare_line_ending", REPLY_LINE_TOO_LONG: "line_too_long",
+    REPLY_LOOP: "loop", REPLY_TEMP_LOOKUP: "lookup_failure",
+}
+
+
+@dataclass
+class Listener:
+    """What one listening socket serves: its kind, core settings and policy."""
+
+    kind: str
+    settings: ServerSettings
+    policy: ListenerPolicy
+    tls_context: ssl.SSLContext | None
+
+
+@dataclass
+class TransactionRecord:
+    """What the per-transaction log line reports."""
+
+    sender: str
+    recipients: list[str] = field(default_factory=list)
+    last_refusal: Reply | None = None
+    data_started: bool = False
+
+
+def reason_for(reply: Reply) -> str:
+    return REJECT_REASONS.get(reply) or f"{reply.code}_{reply.status or 'none'}"
+
+
+class SmtpSession(asyncio.Protocol):
+    def __init__(self, server: SmtpServer, listener: Listener) -> None:
+        self.server = server
+        self.listener = listener
+        self.loop = asyncio.get_running_loop()
+        self.conn = ServerConnection(listener.settings)
+        self.transport: asyncio.Transport | None = None
+        self.ip = ""
+        self.counted = False
+        self.writer: MessageWriter | None = None
+        self.write_failed = False
+        self.record: TransactionRecord | None = None
+        self.task: asyncio.Future[Any] | None = None  # our own answer in progress
+        self.tls_started = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.last_activity = 0.0
+        self.in_content = False
+        self.content_started = 0.0
+        self.content_bytes = 0
+        self.bytes_in = 0
+        self.lost = False
+        self.shutdown_requested = False
+        self.reading_paused: set[str] = set()
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            Helo: self._on_helo, MailFrom: self._on_mail, RcptTo: self._on_rcpt,
+            DataStart: self._on_data_start, DataChunk: self._on_chunk,
+            MessageComplete: self._on_complete, MessageRefused: self._on_refused,
+            TransactionAborted: self._on_aborted, AuthCredentials: self._on_credentials,
+            ScramLookup: self._on_scram, AuthResult: self._on_auth_result,
+            StartTlsRequested: self._on_starttls, Vrfy: self._on_vrfy,
+        }
+
+    # --- asyncio.Protocol ---------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername")
+        self.ip = peer[0] if peer else ""
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        server = self.server
+        server.metrics.inc("connections_total", listener=self.listener.kind)
+        server.sessions.add(self)
+        refusal = REPLY_SHUTTING_DOWN if server.shutting_down else server.limiter.acquire(self.ip)
+        self.counted = refusal is None
+        if refusal is not None:
+            log_event(log, "connection refused", client=self.ip, reply=str(refusal))
+            self.conn.refuse(refusal)
+        else:
+            self.conn.greet()
+        self.last_activity = self.loop.time()
+        self._pump()
+        if not self.conn.closed:
+            self.timer = self.loop.call_at(self.last_activity + self._idle_limit(), self._on_timer)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_activity = self.loop.time()
+        self.bytes_in += len(data)
+        if self.in_content:
+            self.content_bytes += len(data)
+        self.conn.receive_data(data)
+        self._pump()
+
+    def eof_received(self) -> bool | None:
+        self.conn.receive_data(b"")
+        self._pump()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        if self.timer is not None:
+            self.timer.cancel()
+        self._discard_message()
+        record = self.record
+        if record is not None and (record.data_started or record.last_refusal is not None):
+            self._log_record("rejected" if record.last_refusal else "aborted", record.last_refusal)
+        self.conn.close()
+        if self.counted:
+            self.server.limiter.release(self.ip)
+            self.counted = False
+        self.server.metrics.inc("bytes_received_total", self.bytes_in)
+        self.server.session_ended(self)
+
+    def pause_writing(self) -> None:
+        self._pause_reading("writing")
+
+    def resume_writing(self) -> None:
+        self._resume_reading("writing")
+
+    # --- driving the core ---------------------------------------------------------
+
+    def _pump(self) -> None:
+        conn = self.conn
+        try:
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    break
+                if event is PAUSED:
+                    if conn.tls_pending and not self.tls_started:
+                        self._flush()
+                        self._begin_tls()
+                        return
+                    break
+                if event is CLOSED:
+                    self._flush()
+                    self._close_transport()
+                    return
+                self._handlers[type(event)](event)
+        except Exception:  # a bug here or in a plug-in: log it, keep other sessions going
+            log.exception("smtp session failed", extra={"fields": {"client": self.ip}})
+            self._fail()
+            return
+        self._flush()
+        self._after_pump()
+
+    def _after_pump(self) -> None:
+        conn = self.conn
+        if conn.in_content != self.in_content:
+            self.in_content = conn.in_content
+            if self.in_content:
+                self.content_started = self.loop.time()
+                self.content_bytes = 0
+                self._rearm(self.content_started + min(self._first_rate_check(),
+                                                       self.server.config.smtpd.data_timeout))
+        if conn.pending is not None and conn.buffered > PAUSE_BUFFER:
+            self._pause_reading("decision")
+        else:
+            self._resume_reading("decision")
+
+    def _flush(self) -> None:
+        out = self.conn.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+
+    def _close_transport(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _fail(self) -> None:
+        self._discard_message()
+        self.conn.close(REPLY_INTERNAL_ERROR)
+        self._flush()
+        self._close_transport()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = self.loop.create_task(coro)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error("smtp session task failed", exc_info=task.exception(),
+                  extra={"fields": {"client": self.ip}})
+        if not self.lost:
+            self._fail()
+
+    def _answered(self, event: Event) -> bool:
+        """Is ``event`` still the decision the core waits for (the client may be gone)?"""
+        return not self.lost and self.conn.pending is event
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self.reading_paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.reading_paused.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason not in self.reading_paused:
+            return
+        self.reading_paused.discard(reason)
+        if not self.reading_paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # --- timers -------------------------------------------------------------------
+
+    def _idle_limit(self) -> float:
+        smtpd = self.server.config.smtpd
+        return smtpd.data_timeout if self.in_content else smtpd.command_timeout
+
+    def _first_rate_check(self) -> float:
+        smtpd = self.server.config.smtpd
+        return smtpd.data_rate_grace if smtpd.min_data_rate else smtpd.data_timeout
+
+    def _rearm(self, when: float) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if not self.lost:
+            self.timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        if self.lost or self.conn.closed:
+            return
+        now = self.loop.time()
+        if self.conn.pending is not None or self.tls_started and self.conn.tls_pending:
+            self._rearm(now + self._idle_limit())  # waiting for ourselves, not the client
+            return
+        deadline = self.last_activity + self._idle_limit()
+        if now >= deadline:
+            self._timeout(REPLY_TIMEOUT)
+            return
+        if self.in_content and self._too_slow(now):
+            self._timeout(REPLY_TOO_SLOW)
+            return
+        if self.in_content and self.server.config.smtpd.min_data_rate:
+            deadline = min(deadline, now + RATE_CHECK_INTERVAL)
+        self._rearm(deadline)
+
+    def _too_slow(self, now: float) -> bool:
+        smtpd = self.server.config.smtpd
+        elapsed = now - self.content_started
+        if not smtpd.min_data_rate or elapsed < smtpd.data_rate_grace or elapsed <= 0:
+            return False
+        return self.content_bytes / elapsed < smtpd.min_data_rate
+
+    def _timeout(self, reply: Reply) -> None:
+        log_event(log, "smtp timeout", client=self.ip, reply=str(reply))
+        self.conn.close(reply)
+        self._pump()
+
+    def shutdown(self) -> None:
+        """Server shutdown: 421 4.3.2 now, or right after a commit in progress."""
+        self.shutdown_requested = True
+        if self.task is None and not self.lost:
+            self.conn.close(REPLY_SHUTTING_DOWN)
+            self._pump()
+
+    # --- STARTTLS -----------------------------------------------------------------
+
+    def _begin_tls(self) -> None:
+        self.tls_started = True
+        self._pause_reading("tls")
+        self._spawn(self._start_tls())
+
+    async def _start_tls(self) -> None:
+        assert self.transport is not None and self.listener.tls_context is not None
+        try:
+            transport = await self.loop.start_tls(
+                self.transport, self, self.listener.tls_context, server_side=True,
+                ssl_handshake_timeout=self.server.config.smtpd.command_timeout)
+        except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
+            log_event(log, "starttls failed", level=logging.INFO, client=self.ip, error=str(exc))
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if transport is None or self.lost:
+            return
+        self.transport = transport  # type: ignore[assignment]
+        self.reading_paused.clear()
+        self.tls_started = False
+        self.conn.tls_established()
+        self.last_activity = self.loop.time()
+        self._pump()
+
+    def tls_description(self) -> str:
+        ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
+        if ssl_object is None:
+            return ""
+        cipher = ssl_object.cipher()
+        return f"{ssl_object.version()} with cipher {cipher[0] if cipher else 'unknown'}"
+
+    # --- decisions ----------------------------------------------------------------
+
+    def _on_helo(self, event: Helo) -> None:
+        self.conn.accept()
+
+    def _on_mail(self, event: MailFrom) -> None:
+        refusal = self.listener.policy.check_mail(self.conn.session, event.address)
+        if refusal is not None:
+            self.conn.reject(refusal)
+            self.record = TransactionRecord(event.address, last_refusal=refusal)
+            self._log_record("rejected", refusal)
+            return
+        self.conn.accept()
+        self.record = TransactionRecord(event.address)
+
+    def _on_rcpt(self, event: RcptTo) -> None:
+        policy = self.listener.policy
+        if not event.mailbox.domain:
+            event.address = policy.postmaster_address(event.address)
+        refusal = policy.check_rcpt(self.conn.session, event.address)
+        if refusal is not None:
+            self.conn.reject(refusal)
+            if self.record is not None:
+                self.record.last_refusal = refusal
+            return
+        self.conn.accept()
+        if self.record is not None:
+            self.record.recipients.append(event.address)
+
+    def _on_data_start(self, event: DataStart) -> None:
+        conn = self.conn
+        session = conn.session
+        envelope = conn.transaction.envelope(client_ip=self.ip, client_helo=session.helo,
+                                             auth_user=session.auth_user, received_at=time.time())
+        if self.record is not None:
+            self.record.data_started = True
+        writer: MessageWriter | None = None
+        try:
+            writer = self.server.spool.open_message(envelope)
+            protocol = protocol_name(session.extended, session.tls, bool(session.auth_user),
+                                     envelope.smtputf8)
+            writer.write(received_header(
+                helo=session.helo, ip=self.ip, hostname=self.server.config.hostname,
+                protocol=protocol, qid=writer.qid,
+                recipients=tuple(r.address for r in envelope.recipients),
+                tls=self.tls_description()))
+        except (StorageError, OSError) as exc:
+            log_event(log, "spool open failed", level=logging.ERROR, client=self.ip, error=str(exc))
+            if writer is not None:
+                writer.abort()
+            conn.reject(REPLY_STORAGE_ERROR)
+            self._log_record("failed", REPLY_STORAGE_ERROR)
+            return
+        self.writer = writer
+        self.write_failed = False
+        conn.accept()
+
+    def _on_chunk(self, event: DataChunk) -> None:
+        writer = self.writer
+        if writer is None or self.write_failed:
+            return
+        try:
+            writer.write(event.data)
+        except (StorageError, OSError) as exc:
+            log_event(log, "spool write failed", level=logging.ERROR, client=self.ip,
+                      qid=writer.qid, error=str(exc))
+            self.write_failed = True
+            writer.abort()
+
+    def _on_complete(self, event: MessageComplete) -> None:
+        writer, self.writer = self.writer, None
+        if writer is None or self.write_failed:
+            self.conn.reject(REPLY_STORAGE_ERROR)
+            self._log_record("failed", REPLY_STORAGE_ERROR, size=event.size)
+            return
+        self.task = self._spawn(self._commit(event, writer))
+
+    async def _commit(self, event: MessageComplete, writer: MessageWriter) -> None:
+        qid = ""
+        try:
+            qid = await writer.commit()
+        except (StorageError, OSError) as exc:
+            log_event(log, "spool commit failed", level=logging.ERROR, client=self.ip,
+                      qid=writer.qid, error=str(exc))
+            writer.abort()
+        finally:
+            self.task = None
+        reply = REPLY_QUEUED.with_text(f"Queued as {qid}") if qid else REPLY_STORAGE_ERROR
+        self._log_record("queued" if qid else "failed", reply, qid=qid, size=event.size)
+        if self._answered(event):
+            if qid:
+                self.conn.accept(reply)
+            else:
+                self.conn.reject(reply)
+            if self.shutdown_requested:
+                self.conn.close(REPLY_SHUTTING_DOWN)
+            self._pump()
+        if qid:
+            self.server.metrics.inc("messages_accepted_total")
+            self.server.notify_queued(qid)
+
+    def _on_refused(self, event: MessageRefused) -> None:
+        self._discard_message()
+        self._log_record("rejected", event.reply, size=event.size)
+
+    def _on_aborted(self, event: TransactionAborted) -> None:
+        self._discard_message()
+        record = self.record
+        if record is not None and (record.data_started or record.last_refusal is not None):
+            self._log_record("rejected" if record.last_refusal else "aborted",
+                             record.last_refusal)
+        self.record = None
+
+    def _discard_message(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.abort()
+
+    def _on_credentials(self, event: AuthCredentials) -> None:
+        self.task = self._spawn(self._verify_password(event))
+
+    async def _verify_password(self, event: AuthCredentials) -> None:
+        directory = self.server.directory
+        try:
+            ok = await self.loop.run_in_executor(None, directory.verify_password,
+                                                 event.username, event.password)
+            refusal = None if ok else REPLY_AUTH_FAILED
+        except DirectoryError as exc:
+            log_event(log, "password check failed", level=logging.ERROR, error=str(exc))
+            refusal = REPLY_AUTH_TEMP
+        finally:
+            self.task = None
+        if not self._answered(event):
+            return
+        if refusal is None:
+            self.conn.accept()
+        else:
+            self.conn.reject(refusal)
+        if self.shutdown_requested:
+            self.conn.close(REPLY_SHUTTING_DOWN)
+        self._pump()
+
+    def _on_scram(self, event: ScramLookup) -> None:
+        try:
+            credentials = self.server.directory.scram_credentials(event.username)
+        except DirectoryError:
+            self.conn.reject(REPLY_AUTH_TEMP)
+            return
+        self.conn.accept_scram(credentials)
+
+    def _on_auth_result(self, event: AuthResult) -> None:
+        if not event.success:
+            self.server.metrics.inc("auth_failures_total")
+        log_event(log, "smtp auth", level=logging.INFO if event.success else logging.WARNING,
+                  client=self.ip, user=event.username, mechanism=event.mechanism,
+                  result="ok" if event.success else "failed")
+
+    def _on_starttls(self, event: StartTlsRequested) -> None:
+        if self.listener.tls_context is None:
+            self.conn.reject(REPLY_TLS_UNAVAILABLE)
+        else:
+            self.conn.accept()
+
+    def _on_vrfy(self, event: Vrfy) -> None:
+        address = event.argument.strip().strip("<>")
+        local, domain = split_address(address)
+        directory = self.server.directory
+        try:
+            if domain and directory.is_local_domain(domain):
+                if directory.recipient_exists(address):
+                    self.conn.accept(Reply(250, "2.1.5", f"<{address}>"))
+                else:
+                    self.conn.reject(REPLY_UNKNOWN_USER)
+                return
+        except DirectoryError:
+            self.conn.reject(REPLY_TEMP_LOOKUP)
+            return
+        self.conn.accept()
+
+    # --- logging ------------------------------------------------------------------
+
+    def _log_record(self, result: str, reply: Reply | None, qid: str = "", size: int = 0) -> None:
+        record, self.record = self.record, None
+        if record is None:
+            return
+        if result != "queued":
+            self.server.metrics.inc("messages_rejected_total",
+                                    reason=reason_for(reply) if reply else result)
+        log_event(log, "smtp transaction", qid=qid, client=self.ip, helo=self.conn.session.helo,
+                  from_=record.sender, to=",".join(record.recipients), size=size,
+                  result=result, reply=str(reply) if reply else "")
