@@ -40,7 +40,8 @@ class MemoryWriter:
         self.committed = False
 
     def write(self, data: bytes) -> None:
-        if self.spool.fail_write:
+        after = self.spool.fail_write_after
+        if self.spool.fail_write or (after is not None and len(self.parts) >= after):
             raise StorageError("simulated write failure")
         self.parts.append(data)
 
@@ -65,6 +66,7 @@ class MemorySpool:
         self.writers: list[MemoryWriter] = []
         self.free = 1 << 40
         self.fail_write = False
+        self.fail_write_after: int | None = None  # writes that succeed before failing
         self.fail_commit = False
         self.commit_gate: asyncio.Event | None = None
         self._next = 0
