@@ -132,8 +132,11 @@ def test_directory_fsyncs_are_shared(spool: FileSpool, envelope: Envelope,
 
     async def main() -> None:
         first = asyncio.ensure_future(spool.enqueue(envelope, CONTENT))
-        while not dir_fsyncs:  # the first commit's directory fsync is now blocked
+        for _ in range(5000):  # until the first commit's directory fsync is blocked
+            if dir_fsyncs:
+                break
             await asyncio.sleep(0.001)
+        assert dir_fsyncs, "no directory fsync"
         rest = [asyncio.ensure_future(spool.enqueue(envelope, CONTENT)) for _ in range(19)]
         loop = asyncio.get_running_loop()
         for _ in range(20):  # every rename done (the first one's too)
