@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import time
 from dataclasses import dataclass, field
@@ -105,14 +104,6 @@ class SmtpSession(asyncio.Protocol):
         self.lost = False
         self.shutdown_requested = False
         self.reading_paused: set[str] = set()
-        self._handlers: dict[type, Callable[[Any], None]] = {
-            Helo: self._on_helo, MailFrom: self._on_mail, RcptTo: self._on_rcpt,
-            DataStart: self._on_data_start, DataChunk: self._on_chunk,
-            MessageComplete: self._on_complete, MessageRefused: self._on_refused,
-            TransactionAborted: self._on_aborted, AuthCredentials: self._on_credentials,
-            ScramLookup: self._on_scram, AuthResult: self._on_auth_result,
-            StartTlsRequested: self._on_starttls, Vrfy: self._on_vrfy,
-        }
 
     # --- asyncio.Protocol ---------------------------------------------------------
 
@@ -120,12 +111,6 @@ class SmtpSession(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else ""
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
         server = self.server
         server.metrics.inc("connections_total", listener=self.listener.kind)
         server.sessions.add(self)
@@ -194,7 +179,7 @@ class SmtpSession(asyncio.Protocol):
                     self._flush()
                     self._close_transport()
                     return
-                self._handlers[type(event)](event)
+                _HANDLERS[type(event)](self, event)
         except Exception:  # a bug here or in a plug-in: log it, keep other sessions going
             log.exception("smtp session failed", extra={"fields": {"client": self.ip}})
             self._fail()
@@ -541,3 +526,13 @@ class SmtpSession(asyncio.Protocol):
         log_event(log, "smtp transaction", qid=qid, client=self.ip, helo=self.conn.session.helo,
                   from_=record.sender, to=",".join(record.recipients), size=size,
                   result=result, reply=str(reply) if reply else "")
+
+
+_HANDLERS: dict[type, Callable[[SmtpSession, Any], None]] = {
+    Helo: SmtpSession._on_helo, MailFrom: SmtpSession._on_mail, RcptTo: SmtpSession._on_rcpt,
+    DataStart: SmtpSession._on_data_start, DataChunk: SmtpSession._on_chunk,
+    MessageComplete: SmtpSession._on_complete, MessageRefused: SmtpSession._on_refused,
+    TransactionAborted: SmtpSession._on_aborted, AuthCredentials: SmtpSession._on_credentials,
+    ScramLookup: SmtpSession._on_scram, AuthResult: SmtpSession._on_auth_result,
+    StartTlsRequested: SmtpSession._on_starttls, Vrfy: SmtpSession._on_vrfy,
+}

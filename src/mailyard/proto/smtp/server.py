@@ -150,12 +150,6 @@ class ServerConnection:
         self._chunk_last = False
         self._chunk_refusal: Reply | None = None  # a refused BDAT: discard, then reply
         self._sasl: sasl.PlainMechanism | sasl.LoginMechanism | sasl.ScramSha256Mechanism | None = None
-        self._commands: dict[str, Callable[[str, object], None]] = {
-            "EHLO": self._ehlo, "HELO": self._helo, "MAIL": self._mail, "RCPT": self._rcpt,
-            "DATA": self._data_command, "BDAT": self._bdat, "RSET": self._rset,
-            "NOOP": self._noop, "HELP": self._help, "VRFY": self._vrfy, "QUIT": self._quit,
-            "STARTTLS": self._starttls, "AUTH": self._auth,
-        }
 
     # --- adapter API ----------------------------------------------------------------
 
@@ -340,9 +334,11 @@ class ServerConnection:
     def _abort_transaction(self, reason: str) -> None:
         if in_transaction(self.state) or self.mode is Mode.DATA or self.mode is Mode.CHUNK:
             self._events.append(TransactionAborted(reason))
-        self._reset_transaction()
-        if self.mode is Mode.DATA or self.mode is Mode.CHUNK:
-            self.mode = Mode.COMMAND
+            self._reset_transaction()
+            if self.mode is Mode.DATA or self.mode is Mode.CHUNK:
+                self.mode = Mode.COMMAND
+        else:  # nothing was started: keep the (untouched) Transaction object
+            self.state = State.READY if self.session.helo else State.START
 
     def _content_check(self) -> ContentCheck:
         s = self.settings
@@ -460,7 +456,7 @@ class ServerConnection:
         if verb in NO_ARGUMENT and arg.strip():
             self._refuse(REPLY_SYNTAX.with_text(f"{verb} takes no argument"))
             return
-        self._commands[verb](arg, table[self.state])
+        _COMMANDS[verb](self, arg, table[self.state])
 
     def _ehlo(self, arg: str, outcome: object, extended: bool = True) -> None:
         name = arg.strip()
@@ -725,3 +721,14 @@ class ServerConnection:
         self.session.auth_failures += 1
         if self.session.auth_failures >= self.settings.max_auth_failures:
             self.close(REPLY_TOO_MANY_AUTH_FAILURES)
+
+
+_COMMANDS: dict[str, Callable[[ServerConnection, str, object], None]] = {
+    "EHLO": ServerConnection._ehlo, "HELO": ServerConnection._helo,
+    "MAIL": ServerConnection._mail, "RCPT": ServerConnection._rcpt,
+    "DATA": ServerConnection._data_command, "BDAT": ServerConnection._bdat,
+    "RSET": ServerConnection._rset, "NOOP": ServerConnection._noop,
+    "HELP": ServerConnection._help, "VRFY": ServerConnection._vrfy,
+    "QUIT": ServerConnection._quit, "STARTTLS": ServerConnection._starttls,
+    "AUTH": ServerConnection._auth,
+}
