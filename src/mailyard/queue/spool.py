@@ -59,8 +59,9 @@ PURGE_INTERVAL = 5.0  # seconds between tombstone purges in claim_due
 class _ProcessResources:
     """What must not cross a fork: database connections, threads, file descriptors."""
 
-    def __init__(self, layout: SpoolLayout) -> None:
+    def __init__(self, layout: SpoolLayout, commit_threads: int) -> None:
         self.pid = os.getpid()
+        self.commit_threads = commit_threads
         self.layout = layout
         self.owner = ProcessIdentity.current().token
         self.index = QueueIndex(layout.index_path)
@@ -74,7 +75,8 @@ class _ProcessResources:
     @property
     def files(self) -> ThreadPoolExecutor:
         if self._files is None:
-            self._files = ThreadPoolExecutor(COMMIT_THREADS, thread_name_prefix="spool-write")
+            self._files = ThreadPoolExecutor(self.commit_threads,
+                                             thread_name_prefix="spool-write")
         return self._files
 
     @property
@@ -132,13 +134,15 @@ class FileSpool:
     """The queue on local disk.  ``root`` is the queue directory (created if needed)."""
 
     def __init__(self, root: Path, hostname: str, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 commit_threads: int = COMMIT_THREADS) -> None:
         self.layout = SpoolLayout(Path(root))
         self.hostname = hostname
         self.clock = clock
         self.layout.create()
         self._ids = QueueIdGenerator()
-        self._res = _ProcessResources(self.layout)
+        self._commit_threads = commit_threads
+        self._res = _ProcessResources(self.layout, commit_threads)
         self._orphaned: list[_ProcessResources] = []  # a parent's, never closed by a child
         self._last_purge = 0.0
 
@@ -146,7 +150,7 @@ class FileSpool:
     def _r(self) -> _ProcessResources:
         if self._res.pid != os.getpid():
             self._orphaned.append(self._res)
-            self._res = _ProcessResources(self.layout)
+            self._res = _ProcessResources(self.layout, self._commit_threads)
         return self._res
 
     def close(self) -> None:

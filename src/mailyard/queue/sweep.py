@@ -104,10 +104,10 @@ def reconcile(layout: SpoolLayout, index: QueueIndex, report: SweepReport,
         index.insert(new[i:i + INSERT_CHUNK])
     report.indexed = len(new)
     lost = [qid for qid, done in known.items() if not done and qid not in names]
-    for qid in lost:
-        log_event(log, "queue index entry without a file dropped", level=logging.WARNING,
-                  qid=qid)
-    index.forget(lost)
+    if lost:
+        log_event(log, "queue index entries without a file dropped", level=logging.WARNING,
+                  count=len(lost), qids=",".join(lost[:20]))
+        index.forget(lost)
     report.lost_rows = len(lost)
 
 

@@ -232,3 +232,31 @@ def test_unknown_temp_files_are_removed(tmp_path: Path, name: str) -> None:
     spool = FileSpool(tmp_path, "mx.example.org")
     (spool.layout.tmp_dir / name).write_bytes(b"x")
     assert spool.sweep().temp_removed == 1
+
+
+def test_lost_index_is_rebuilt_from_the_files(tmp_path: Path) -> None:
+    spool = FileSpool(tmp_path, "mx.example.org")
+    qids = [asyncio.run(spool.enqueue(make_envelope(f"r{i}@example.net"), CONTENT))
+            for i in range(5)]
+    spool.close()
+    for name in ("index.db", "index.db-wal", "index.db-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    spool, report = fresh_sweep(tmp_path)
+    assert report.indexed == 5  # type: ignore[attr-defined]
+    assert [e.qid for e in spool.list()] == sorted(qids)
+    assert [e.envelope.recipients[0].address for e in spool.list()] == [
+        f"r{i}@example.net" for i in range(5)]
+
+
+def test_spool_used_before_a_fork_works_in_the_child(tmp_path: Path) -> None:
+    spool = FileSpool(tmp_path, "mx.example.org")
+    before = asyncio.run(spool.enqueue(make_envelope(), CONTENT))  # threads and connections
+
+    def body(child_unused: FileSpool) -> None:
+        qid = asyncio.run(spool.enqueue(make_envelope(), CONTENT))  # the inherited object
+        assert spool.get(qid) is not None and spool.get(before) is not None
+        os._exit(CRASH)
+
+    run_child(tmp_path, body)
+    after = asyncio.run(spool.enqueue(make_envelope(), CONTENT))
+    assert len(spool.list()) == 3 and spool.get(after) is not None
