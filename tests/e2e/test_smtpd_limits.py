@@ -190,3 +190,23 @@ def test_session_error_is_not_a_traceback(tmp_path: Path) -> None:
             assert [raw.code() for _ in range(3)] == ["250", "250 2.1.0", "421 4.3.0"]
             assert raw.closed()
             assert other.command(b"NOOP") == "250 2.0.0"
+
+
+def test_big_message_is_streamed(tmp_path: Path) -> None:
+    """A 50 MB message reaches the spool in pieces as it arrives, never whole."""
+    size_mb = 50
+    with RunningSmtpd(tmp_path, max_message_size=60 * 1024 * 1024) as smtpd:
+        smtpd.spool.keep_content = False
+        line = b"A" * 76 + b"\r\n"
+        block = line * 800  # 62.4 KB
+        blocks = size_mb * 1024 * 1024 // len(block)
+        with RawClient(smtpd.ports["smtp"], timeout=60) as raw:
+            start_data(raw)
+            for _ in range(blocks):
+                raw.send(block)
+            raw.send(b".\r\n")
+            assert raw.code() == "250 2.0.0"
+        writer = smtpd.spool.writers[0]
+        assert writer.committed
+        assert writer.size > blocks * len(block)
+        assert writer.writes > 100 and writer.largest_write < 1024 * 1024

@@ -38,12 +38,19 @@ class MemoryWriter:
         self.parts: list[bytes] = []
         self.aborted = False
         self.committed = False
+        self.writes = 0
+        self.largest_write = 0
+        self.size = 0
 
     def write(self, data: bytes) -> None:
         after = self.spool.fail_write_after
         if self.spool.fail_write or (after is not None and len(self.parts) >= after):
             raise StorageError("simulated write failure")
-        self.parts.append(data)
+        self.writes += 1
+        self.largest_write = max(self.largest_write, len(data))
+        self.size += len(data)
+        if self.spool.keep_content:
+            self.parts.append(data)
 
     async def commit(self) -> str:
         if self.spool.commit_gate is not None:
@@ -69,6 +76,7 @@ class MemorySpool:
         self.fail_write_after: int | None = None  # writes that succeed before failing
         self.fail_commit = False
         self.commit_gate: asyncio.Event | None = None
+        self.keep_content = True  # False: only count octets (big-message tests)
         self._next = 0
 
     def open_message(self, envelope: Envelope) -> MemoryWriter:

@@ -30,13 +30,18 @@ __all__ = ["ChunkDecoder", "ContentCheck", "DataDecoder"]
 
 _ANY_EOL = re.compile(rb"\r\n|\r|\n")
 _TERMINATOR = b"\r\n.\r\n"
+_BARE_EOL = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 
 
 class ContentCheck:
-    """Per-message checks over CRLF-aligned regions of content.
+    """Per-message checks over regions of content, each cut just after an LF.
 
-    ``refusal`` is the reply for the first problem found; from then on :meth:`scan`
-    returns nothing and the caller discards the rest of the message.
+    ``refusal`` is the reply for the first problem in the content; from then on
+    :meth:`scan` returns nothing and the caller discards the rest of the message.
+    When one region has several problems, the one that starts first wins (ties: line
+    length, bare line ending, size, loop), so the reply does not depend on how the
+    input was split into packets.  A "line" here ends at an LF, so a CRLF line may
+    hold ``max_line - 2`` octets of text, as RFC 5321 4.5.3.1.6 allows.
     """
 
     __slots__ = ("max_size", "max_line", "max_received", "normalize", "binary",
@@ -59,52 +64,74 @@ class ContentCheck:
             self.refusal = reply
 
     def scan(self, region: bytes) -> bytes:
-        """Check ``region`` (starting at a line start) and return what to store."""
+        """Check ``region`` (content after an LF, or the first content) and return
+        what to store."""
         if self.refusal is not None:
             return b""
+        bare = long = False
         if not self.binary:
             crlf = region.count(b"\r\n")
-            if region.count(b"\r") != crlf or region.count(b"\n") != crlf:
-                if not self.normalize:
-                    self.refuse(REPLY_BARE_LINE_ENDING)
-                    return b""
+            bare = region.count(b"\r") != crlf or region.count(b"\n") != crlf
+            if bare and self.normalize:
                 region = _ANY_EOL.sub(b"\r\n", region)
-            if len(region) > self.max_line and self._longest_line(region) > self.max_line - 2:
-                self.refuse(REPLY_LINE_TOO_LONG)
-                return b""
-        self.size += len(region)
-        if self.size > self.max_size:
-            self.refuse(REPLY_MESSAGE_TOO_BIG)
+                bare = False
+            long = len(region) >= self.max_line and \
+                max(map(len, region.split(b"\n"))) >= self.max_line
+        big = self.size + len(region) > self.max_size
+        loop_at = self._count_received(region) if self.in_headers else -1
+        if bare or long or big or loop_at >= 0:
+            self.refusal = self._first_problem(region, bare, long, big, loop_at)
             return b""
-        if self.in_headers:
-            self._count_received(region)
-            if self.received > self.max_received:
-                self.refuse(REPLY_LOOP)
-                return b""
+        self.size += len(region)
         return region
 
     def long_tail(self, length: int) -> bool:
-        """A partial line of ``length`` octets with no LF yet: too long already?"""
-        if self.binary or length < self.max_line:
+        """A partial line of ``length`` raw octets, no LF yet: certainly too long?
+        (One octet of slack: a leading dot may still be removed.)"""
+        if self.binary or length <= self.max_line:
             return False
         self.refuse(REPLY_LINE_TOO_LONG)
         return True
 
-    @staticmethod
-    def _longest_line(region: bytes) -> int:
-        return max(map(len, region.split(b"\r\n")))
+    def _first_problem(self, region: bytes, bare: bool, long: bool, big: bool,
+                       loop_at: int) -> Reply:
+        found: list[tuple[int, int, Reply]] = []
+        if long:
+            offset = 0
+            for segment in region.split(b"\n"):
+                if len(segment) >= self.max_line:
+                    found.append((offset, 0, REPLY_LINE_TOO_LONG))
+                    break
+                offset += len(segment) + 1
+        if bare:
+            match = _BARE_EOL.search(region)
+            assert match is not None
+            found.append((match.start(), 1, REPLY_BARE_LINE_ENDING))
+        if big:
+            found.append((self.max_size - self.size, 2, REPLY_MESSAGE_TOO_BIG))
+        if loop_at >= 0:
+            found.append((loop_at, 3, REPLY_LOOP))
+        return min(found)[2]
 
-    def _count_received(self, region: bytes) -> None:
-        """RFC 5321 6.3: count trace fields while in the header section."""
+    def _count_received(self, region: bytes) -> int:
+        """RFC 5321 6.3: count trace fields in the header section; the offset of the
+        field that goes over the limit, or -1."""
         if region.startswith(b"\r\n"):
             self.in_headers = False
-            return
+            return -1
         end = region.find(b"\r\n\r\n")
         head = region if end < 0 else region[: end + 2]
         if end >= 0:
             self.in_headers = False
-        lowered = head.lower()
-        self.received += lowered.count(b"\r\nreceived:") + lowered.startswith(b"received:")
+        lowered = b"\r\n" + head.lower()
+        count = lowered.count(b"\r\nreceived:")
+        if self.received + count <= self.max_received:
+            self.received += count
+            return -1
+        offset = -2
+        for _ in range(self.max_received - self.received + 1):
+            offset = lowered.find(b"\r\nreceived:", offset + 2)
+        return max(offset, 0)
 
 
 class DataDecoder:
