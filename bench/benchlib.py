@@ -422,6 +422,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "postfix": _postfix_version(),
+        "loadavg_at_start": os.getloadavg()[0],
     }
 
 
@@ -437,6 +438,7 @@ def _postfix_version() -> str:
 def write_result(name: str, data: Mapping[str, Any]) -> Path:
     """bench/results/<name>-<UTC time>.json, plus <name>-latest.json; the first path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    data = {**data, "loadavg_at_end": os.getloadavg()[0]}
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     text = json.dumps(data, indent=2, default=str) + "\n"
     path = RESULTS_DIR / f"{name}-{stamp}.json"
