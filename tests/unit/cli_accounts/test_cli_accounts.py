@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from argon2 import PasswordHasher
 
-from mailyard.cli import accounts, registry
+from mailyard.cli import accounts
 from mailyard.cli.main import main
 from mailyard.config import Config
 from mailyard.directory.sqlite import SqliteDirectory
@@ -40,7 +40,6 @@ def cli(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
     config_path = tmp_path / "mailyard.toml"
     config_path.write_text(f'hostname = "mx.example.test"\ndata_dir = "{data_dir}"\n'
                            'local_domains = ["example.test"]\n')
-    monkeypatch.setattr(registry, "REGISTER", [*registry.REGISTER, accounts.register])
     fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
     def open_directory(config: Config) -> SqliteDirectory:
