@@ -398,3 +398,11 @@ def test_message_refusal_by_policy_resets() -> None:
 def test_splits_cover_all_modes() -> None:
     assert SPLITS == ("whole", "bytes", "random")
     assert REPLY_QUEUED.code == 250 and REPLY_SENDER_OK.code == 250 and REPLY_RCPT_OK.code == 250
+
+
+def test_http_request_closes() -> None:
+    """Cross-protocol requests (an HTTP proxy pointed at port 25) are not SMTP:
+    421 and close, nothing after them is read."""
+    run = run_all_ways(b"POST / HTTP/1.1\r\nHost: mx\r\n\r\nMAIL FROM:<a@b>\r\n")
+    assert run.codes == ["220", "421 4.7.0"]
+    assert run.conn.closed

@@ -42,6 +42,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_AUTH_MECH, REPLY_AUTH_NEEDS_TLS, REPLY_AUTH_OK, REPLY_BAD_BDAT, REPLY_BAD_CHARS,
     REPLY_BAD_SEQUENCE, REPLY_BDAT_OK, REPLY_BYE, REPLY_HELP, REPLY_LINE_TOO_LONG,
     REPLY_MESSAGE_TOO_BIG, REPLY_NEEDS_SMTPUTF8, REPLY_NOOP, REPLY_NOT_IMPLEMENTED,
+    REPLY_NOT_SMTP,
     REPLY_RCPT_OK, REPLY_READY_TLS, REPLY_RESET, REPLY_SENDER_OK, REPLY_START_DATA,
     REPLY_SYNTAX, REPLY_TOO_MANY_AUTH_FAILURES, REPLY_TOO_MANY_ERRORS,
     REPLY_TOO_MANY_RECIPIENTS, REPLY_UNKNOWN_COMMAND, REPLY_VRFY_CANNOT, Reply, SmtpError,
@@ -55,6 +56,10 @@ __all__ = ["ServerConnection", "ServerSettings", "Session", "Transaction", "Loca
 
 # Old or dangerous commands answered 502 rather than 500 (RFC 5321 4.2.4, 7.3).
 _NOT_IMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML"})
+# Another protocol's request (an HTTP proxy abused for cross-protocol attacks): no
+# point in answering further; the connection is closed (as Postfix's
+# smtpd_forbidden_commands does).
+_FOREIGN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS", "USER"})
 AUTH_MECHANISMS = "PLAIN LOGIN SCRAM-SHA-256"
 
 
@@ -445,6 +450,9 @@ class ServerConnection:
         verb = verb.upper()
         table = SEQUENCE.get(verb)
         if table is None:
+            if verb in _FOREIGN:
+                self.close(REPLY_NOT_SMTP)
+                return
             self._refuse(REPLY_NOT_IMPLEMENTED if verb in _NOT_IMPLEMENTED else REPLY_UNKNOWN_COMMAND)
             return
         if len(line) + 2 > LINE_LIMITS.get(verb, MAX_COMMAND_LINE):
