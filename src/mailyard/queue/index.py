@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mailyard.envelope import Envelope
 from mailyard.queue.api import (
@@ -244,7 +245,8 @@ class QueueIndex:
         if o.state not in (RecipientState.DELIVERED, RecipientState.FAILED,
                            RecipientState.DEFERRED):
             raise StorageError(f"{qid}: an attempt cannot end in state {o.state.value}")
-        state, next_attempt = o.state, old.next_attempt
+        state: RecipientState = o.state
+        next_attempt = old.next_attempt
         if o.state is RecipientState.DEFERRED:
             next_attempt = o.next_attempt
             if old.state is RecipientState.HELD:  # held while the attempt ran
@@ -268,7 +270,7 @@ class QueueIndex:
             entries = self._entries(db, [qid])
         return entries[0] if entries else None
 
-    def list(self) -> list[QueueEntry]:
+    def all_entries(self) -> list[QueueEntry]:
         with self._read() as db:
             messages = db.execute("SELECT qid, created, size, envelope FROM messages"
                                   " WHERE done = 0 ORDER BY qid").fetchall()
@@ -368,7 +370,8 @@ class QueueIndex:
         return [by_qid[q] for q in qids if q in by_qid]
 
 
-def _build_entries(messages: list[tuple], recipients: list[tuple]) -> list[QueueEntry]:
+def _build_entries(messages: list[tuple[Any, ...]],
+                   recipients: list[tuple[Any, ...]]) -> list[QueueEntry]:
     grouped: dict[str, list[QueuedRecipient]] = {}
     for (qid, idx, address, state, attempts, next_attempt, last_attempt, last_reply,
          delay_notified, interrupted) in recipients:

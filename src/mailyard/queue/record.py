@@ -208,4 +208,4 @@ def open_content(path: Path) -> BinaryIO:
     except BaseException:
         f.close()
         raise
-    return io.BufferedReader(ContentReader(f, info), buffer_size=256 * 1024)  # type: ignore[return-value]
+    return io.BufferedReader(ContentReader(f, info), buffer_size=256 * 1024)

@@ -67,7 +67,7 @@ class _ProcessResources:
         self.index = QueueIndex(layout.index_path)
         self._commit_index: QueueIndex | None = None
         self._files: ThreadPoolExecutor | None = None
-        self._stages: CommitStages | None = None
+        self._stages: CommitStages[NewMessage] | None = None
         self._sync: ThreadPoolExecutor | None = None
         self._insert: ThreadPoolExecutor | None = None
         self._dir_fd: int | None = None
@@ -80,7 +80,7 @@ class _ProcessResources:
         return self._files
 
     @property
-    def group(self) -> CommitStages:
+    def group(self) -> CommitStages[NewMessage]:
         if self._stages is None:
             self._commit_index = QueueIndex(self.layout.index_path)
             self._dir_fd = os.open(self.layout.msg_dir,
@@ -212,7 +212,7 @@ class FileSpool:
         return self._r.index.get(qid)
 
     def list(self) -> list[QueueEntry]:
-        return self._r.index.list()
+        return self._r.index.all_entries()
 
     def hold(self, qid: str) -> bool:
         return self._r.index.hold(qid)

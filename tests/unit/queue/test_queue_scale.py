@@ -9,6 +9,7 @@ import json
 import sqlite3
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ MESSAGE_SIZE = 50 * 1024 * 1024
 CHUNK = 64 * 1024
 
 
-def chunks(total: int) -> "list[bytes] | object":
+def chunks(total: int) -> Iterator[bytes]:
     block = (b"0123456789abcdef" * (CHUNK // 16 - 1) + b"line end\r\n" + b"\r\n" * 3)[:CHUNK]
     sent = 0
     while sent < total:
