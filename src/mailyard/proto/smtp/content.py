@@ -212,9 +212,10 @@ class ChunkDecoder:
             self.carry = b"" if check.long_tail(len(data)) else data
             return b""
         self.carry = data[cut + 1 :]
+        content = check.scan(data[: cut + 1])  # before the rest: it comes first
         if self.carry and check.long_tail(len(self.carry)):
             self.carry = b""
-        return check.scan(data[: cut + 1])
+        return content
 
     def finish(self) -> bytes:
         """The message ended (BDAT LAST): check and return the unterminated rest."""
