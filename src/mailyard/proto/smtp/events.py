@@ -73,7 +73,8 @@ class MailFrom(Decision):
 
 @dataclass(slots=True)
 class RcptTo(Decision):
-    """RCPT TO, syntax and parameters already checked (RFC 5321 4.1.1.3)."""
+    """RCPT TO, syntax and parameters already checked (RFC 5321 4.1.1.3).  Policy may
+    rewrite ``address`` before accepting (``<postmaster>`` gets our domain)."""
 
     address: str
     mailbox: Mailbox
