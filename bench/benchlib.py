@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -478,3 +478,14 @@ def combine_rounds(server: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     rates = [r["msgs_per_s"] for r in rounds]
     return {**median, "server": server, "ok": True, "msgs_per_s_min": min(rates),
             "msgs_per_s_max": max(rates), "rounds": rounds}
+
+
+def run_main(main: Callable[[], int]) -> int:
+    """Run a bench's ``main``; an interruption (Ctrl-C, SIGTERM, SIGHUP) exits 130 after
+    the servers were stopped by the ``finally`` blocks on the way out."""
+    install_signal_handlers()
+    try:
+        return main()
+    except (Interrupted, KeyboardInterrupt) as exc:
+        print(f"\ninterrupted ({exc or 'Ctrl-C'}); servers stopped", file=sys.stderr)
+        return 130
