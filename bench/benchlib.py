@@ -350,6 +350,14 @@ class MailyardServer:
             raise BenchError(f"queue list --json printed {type(entries).__name__}, not a list")
         return entries
 
+    def queue_file_count(self) -> int:
+        """Committed message files in the spool (``queue/msg``): a cheap poll for an
+        empty queue, confirmed afterwards with :meth:`queue_entries`."""
+        try:
+            return sum(1 for _ in os.scandir(self.data_dir / "queue" / "msg"))
+        except FileNotFoundError:
+            return 0
+
     def log_tail(self, lines: int = 40) -> str:
         try:
             text = self.log_path.read_text(errors="replace").splitlines()[-lines:]
@@ -376,6 +384,13 @@ class SourceRun:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    def failure(self) -> str:
+        """What went wrong: its last output line first, then the command and output."""
+        lines = [line for line in self.output.splitlines() if line.strip()]
+        last = lines[-1] if lines else "(no output)"
+        return (f"smtp-source exited {self.returncode}: {last}\n"
+                f"command: {' '.join(self.argv)}\n{self.output}")
 
 
 def run_smtp_source(port: int, *, messages: int, sessions: int, size: int,

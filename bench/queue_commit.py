@@ -87,6 +87,29 @@ def one_process(root: str, writers: int, size: int, seconds: float,
     }
 
 
+def sequential_baseline(root: Path, size: int, seconds: float) -> dict[str, float]:
+    """The same disk work without the spool, one message at a time: write, fdatasync,
+    rename, directory fsync.  Shows what the disk gives at this moment."""
+    tmp, final = root / "baseline-tmp", root / "baseline-msg"
+    tmp.mkdir()
+    final.mkdir()
+    content = make_content(size)
+    dir_fd = os.open(final, os.O_RDONLY | os.O_DIRECTORY)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        path = tmp / str(n)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, content)
+        os.fdatasync(fd)
+        os.close(fd)
+        os.rename(path, final / str(n))
+        os.fsync(dir_fd)
+        n += 1
+    elapsed = time.perf_counter() - start
+    os.close(dir_fd)
+    return {"commits_per_s": round(n / elapsed, 1), "ms_each": round(elapsed / n * 1000, 3)}
+
+
 def _child(args: tuple[str, int, int, float, int, bool], queue: "multiprocessing.Queue[dict]") -> None:
     queue.put(one_process(*args))
 
@@ -100,11 +123,14 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=32, help="commit threads per process")
     p.add_argument("--no-uvloop", action="store_true", help="use the default event loop")
     p.add_argument("--dir", default=None)
+    p.add_argument("--baseline", type=float, default=2.0, metavar="SECONDS",
+                   help="first measure sequential write+fdatasync+rename+dirfsync (0: skip)")
     args = p.parse_args()
     base = Path(tempfile.mkdtemp(prefix="mailyard-bench-", dir=args.dir))
     root = str(base / "queue")
     FileSpool(Path(root), "bench.example.org").close()
     try:
+        baseline = sequential_baseline(base, args.size, args.baseline) if args.baseline else {}
         if args.processes == 1:
             results = [one_process(root, args.writers, args.size, args.seconds, args.threads,
                                    not args.no_uvloop)]
@@ -124,6 +150,7 @@ def main() -> int:
         print(json.dumps({"writers_per_process": args.writers, "size": args.size,
                           "threads": args.threads, "uvloop": not args.no_uvloop,
                           "processes": args.processes, "total_commits_per_s": round(total, 1),
+                          "sequential_baseline": baseline,
                           "per_process": results}, indent=2))
     finally:
         shutil.rmtree(base, ignore_errors=True)
