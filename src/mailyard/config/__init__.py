@@ -242,6 +242,7 @@ class Config:
     hostname: str = ""
     data_dir: str = "./mailyard-data"
     local_domains: tuple[str, ...] = ()
+    relay_domains: tuple[str, ...] = ()
     listen: ListenConfig = field(default_factory=ListenConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     smtpd: SmtpdConfig = field(default_factory=SmtpdConfig)
@@ -257,10 +258,25 @@ class Config:
         for i, dom in enumerate(self.local_domains):
             if not dom or "@" in dom or " " in dom:
                 raise ConfigError(f"local_domains[{i}]", f"not a domain: {dom!r}")
+        for i, dom in enumerate(self.relay_domains):
+            if not dom or "@" in dom or " " in dom:
+                raise ConfigError(f"relay_domains[{i}]", f"not a domain: {dom!r}")
         for f in fields(self):
             value = getattr(self, f.name)
             if is_dataclass(value):
                 value.validate(f.name)
+
+    def is_relay_domain(self, domain: str) -> bool:
+        """Port 25 accepts mail for these (not local) domains and forwards it: an entry
+        "example.org" matches that domain, ".example.org" its subdomains."""
+        domain = domain.lower().rstrip(".")
+        for entry in self.relay_domains:
+            if entry.startswith("."):
+                if domain.endswith(entry):
+                    return True
+            elif domain == entry:
+                return True
+        return False
 
     @property
     def data_path(self) -> Path:
@@ -324,6 +340,7 @@ def _finish(cfg: Config) -> Config:
     if not cfg.local_domains:
         updates["local_domains"] = ()
     updates["local_domains"] = tuple(d.lower().rstrip(".") for d in cfg.local_domains)
+    updates["relay_domains"] = tuple(d.lower().rstrip(".") for d in cfg.relay_domains)
     cfg = replace(cfg, **updates)
     cfg.validate()
     return cfg

@@ -88,7 +88,9 @@ class ListenerPolicy:
             return None
         try:
             if not self.directory.is_local_domain(domain):
-                return None if self.submission else REPLY_RELAY_DENIED
+                if self.submission or self.config.is_relay_domain(domain):
+                    return None
+                return REPLY_RELAY_DENIED
             if not self.directory.recipient_exists(address):
                 return REPLY_UNKNOWN_USER
         except DirectoryError:

@@ -1,0 +1,97 @@
+"""Configuration: typed keys, errors that name the key, defaults, round trip."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailyard.config import (
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    default_config,
+    load_config,
+    parse_config,
+    parse_hostport,
+)
+
+ISSUE_EXAMPLE = '''
+hostname = "mx.example.test"
+data_dir = "/var/lib/mailyard"
+local_domains = ["example.test"]
+[listen]
+smtp = ["127.0.0.1:25"]
+submission = ["127.0.0.1:587"]
+submissions = ["127.0.0.1:465"]
+[tls]
+cert = ""
+key = ""
+[delivery]
+relayhost = ""
+smtp_port = 25
+dns_servers = []
+'''
+
+
+def test_documented_example_loads():
+    cfg = parse_config(ISSUE_EXAMPLE)
+    assert cfg.hostname == "mx.example.test"
+    assert cfg.listen.submission == ("127.0.0.1:587",)
+    assert cfg.local_domains == ("example.test",)
+
+
+@pytest.mark.parametrize("text, key", [
+    ('bogus = 1', "bogus"),
+    ('[listen]\nsmtp = ["127.0.0.1:99999"]', "listen.smtp[0]"),
+    ('[listen]\nsmtp = "127.0.0.1:25"', "listen.smtp"),
+    ('[smtpd]\nmax_recipients = 10', "smtpd.max_recipients"),
+    ('[smtpd]\nmax_message_size = "big"', "smtpd.max_message_size"),
+    ('[smtpd]\nvrfy = 1', "smtpd.vrfy"),
+    ('[delivery]\ntls = "sometimes"', "delivery.tls"),
+    ('[delivery]\ndns_servers = ["1.2.3.4:x"]', "delivery.dns_servers[0]"),
+    ('[[delivery.transports]]\ndomain = "a.test"\nmode = "teleport"', "delivery.transports[0].mode"),
+    ('[tls]\ncert = "/nonexistent.pem"', "tls"),
+    ('relay_domains = ["a@b"]', "relay_domains[0]"),
+])
+def test_errors_name_the_key(text, key):
+    with pytest.raises(ConfigError) as err:
+        parse_config('hostname = "mx.test"\n' + text)
+    assert err.value.key == key
+    assert str(err.value).startswith(key)
+
+
+def test_invalid_toml_is_a_config_error():
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        parse_config("hostname = ")
+
+
+def test_relative_data_dir_is_relative_to_the_file(tmp_path):
+    p = tmp_path / "mailyard.toml"
+    p.write_text('hostname = "mx.test"\ndata_dir = "data"\n')
+    assert load_config(p).data_dir == str(tmp_path / "data")
+
+
+def test_relay_domains_match_domain_and_subdomains():
+    cfg = parse_config('hostname = "mx.test"\nrelay_domains = ["Example.ORG", ".corp.test"]')
+    assert cfg.is_relay_domain("example.org")
+    assert not cfg.is_relay_domain("sub.example.org")
+    assert cfg.is_relay_domain("a.corp.test")
+    assert not cfg.is_relay_domain("corp.test")
+
+
+def test_round_trip_through_dict():
+    cfg = parse_config(ISSUE_EXAMPLE + '[[delivery.transports]]\ndomain = "x.test"\nnexthop = "127.0.0.1:2525"\n')
+    assert config_from_dict(config_to_dict(cfg), cfg.source) == cfg
+
+
+def test_embedded_default_is_valid():
+    cfg = default_config()
+    assert cfg.listen.smtp and cfg.local_domains == ("localhost",)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("127.0.0.1:25", ("127.0.0.1", 25)),
+    ("[::1]:587", ("::1", 587)),
+    ("mx.example.test", ("mx.example.test", 25)),
+])
+def test_parse_hostport(value, expected):
+    assert parse_hostport(value, 25) == expected
