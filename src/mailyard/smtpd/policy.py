@@ -28,7 +28,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_UNKNOWN_USER,
     Reply,
 )
-from mailyard.proto.smtp.server import Session
+from mailyard.proto.smtp.session import Session
 from mailyard.queue.api import Spool
 
 KINDS = ("smtp", "submission", "submissions")

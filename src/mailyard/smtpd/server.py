@@ -18,7 +18,7 @@ from typing import Callable
 from mailyard.config import Config
 from mailyard.directory.api import Directory
 from mailyard.obs import Metrics, log_event
-from mailyard.proto.smtp.server import ServerSettings
+from mailyard.proto.smtp.session import ServerSettings
 from mailyard.queue.api import Spool
 from mailyard.smtpd.limits import ConnectionLimiter
 from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy

@@ -34,7 +34,8 @@ from mailyard.proto.smtp.replies import (
     REPLY_SENDER_NOT_OWNED, REPLY_SHUTTING_DOWN, REPLY_STORAGE_ERROR, REPLY_TEMP_LOOKUP,
     REPLY_TIMEOUT, REPLY_TLS_UNAVAILABLE, REPLY_TOO_SLOW, REPLY_UNKNOWN_USER, Reply,
 )
-from mailyard.proto.smtp.server import ServerConnection, ServerSettings
+from mailyard.proto.smtp.server import ServerConnection
+from mailyard.proto.smtp.session import ServerSettings
 from mailyard.queue.api import MessageWriter, StorageError
 from mailyard.smtpd.policy import ListenerPolicy
 from mailyard.smtpd.received import protocol_name, received_header

@@ -244,6 +244,7 @@ def test_too_many_recipients() -> None:
                        settings=settings(max_recipients=100))
     assert run.codes.count("250 2.1.5") == 100
     assert run.codes.count("452 4.5.3") == 2
+    assert run.has(REPLY_TOO_MANY_RECIPIENTS)
     assert run.codes[-1] == "250 2.0.0"
 
 

@@ -19,36 +19,33 @@ table in :mod:`mailyard.proto.smtp.states`; content handling is in
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import deque
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
 from mailyard.directory.api import ScramCredentials
-from mailyard.envelope import Envelope, Recipient
-from mailyard.proto.smtp import sasl
-from mailyard.proto.smtp.address import needs_smtputf8, parse_forward_path, parse_params, parse_reverse_path
+from mailyard.envelope import Recipient
+from mailyard.proto.smtp.address import (
+    needs_smtputf8, parse_forward_path, parse_params, parse_reverse_path,
+)
 from mailyard.proto.smtp.content import ChunkDecoder, ContentCheck, DataDecoder
 from mailyard.proto.smtp.events import (
-    CLOSED, NEED_DATA, PAUSED, AuthCredentials, AuthResult, DataChunk, DataStart, Decision,
-    Event, Helo, MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, Sentinel,
+    CLOSED, NEED_DATA, PAUSED, AuthCredentials, DataChunk, DataStart, Decision, Event, Helo,
+    MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, Sentinel,
     StartTlsRequested, TransactionAborted, Vrfy,
 )
 from mailyard.proto.smtp.params import mail_parameters, rcpt_parameters
 from mailyard.proto.smtp.replies import (
-    REPLY_ALREADY_AUTH, REPLY_ALREADY_TLS, REPLY_AUTH_BAD_BASE64, REPLY_AUTH_CANCELLED,
-    REPLY_AUTH_MECH, REPLY_AUTH_NEEDS_TLS, REPLY_AUTH_OK, REPLY_BAD_BDAT, REPLY_BAD_CHARS,
-    REPLY_BAD_SEQUENCE, REPLY_BDAT_OK, REPLY_BYE, REPLY_HELP, REPLY_LINE_TOO_LONG,
-    REPLY_MESSAGE_TOO_BIG, REPLY_NEEDS_SMTPUTF8, REPLY_NOOP, REPLY_NOT_IMPLEMENTED,
-    REPLY_NOT_SMTP,
-    REPLY_RCPT_OK, REPLY_READY_TLS, REPLY_RESET, REPLY_SENDER_OK, REPLY_START_DATA,
-    REPLY_SYNTAX, REPLY_TOO_MANY_AUTH_FAILURES, REPLY_TOO_MANY_ERRORS,
+    REPLY_ALREADY_TLS, REPLY_BAD_BDAT, REPLY_BAD_CHARS, REPLY_BAD_SEQUENCE, REPLY_BDAT_OK,
+    REPLY_BYE, REPLY_HELP, REPLY_LINE_TOO_LONG, REPLY_MESSAGE_TOO_BIG, REPLY_NEEDS_SMTPUTF8,
+    REPLY_NOOP, REPLY_NOT_IMPLEMENTED, REPLY_NOT_SMTP, REPLY_RCPT_OK, REPLY_READY_TLS,
+    REPLY_RESET, REPLY_SENDER_OK, REPLY_START_DATA, REPLY_SYNTAX, REPLY_TOO_MANY_ERRORS,
     REPLY_TOO_MANY_RECIPIENTS, REPLY_UNKNOWN_COMMAND, REPLY_VRFY_CANNOT, Reply, SmtpError,
 )
+from mailyard.proto.smtp.server_auth import AUTH_MECHANISMS, AuthCommands
+from mailyard.proto.smtp.session import ServerSettings, Session, Transaction
 from mailyard.proto.smtp.states import (
-    LINE_LIMITS, MAX_COMMAND_LINE, MAX_SASL_LINE, NO_ARGUMENT, SAME, SEQUENCE, Mode, State,
+    LINE_LIMITS, MAX_COMMAND_LINE, MAX_SASL_LINE, NO_ARGUMENT, SEQUENCE, Mode, State,
     in_transaction,
 )
 
@@ -60,70 +57,10 @@ _NOT_IMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "S
 # point in answering further; the connection is closed (as Postfix's
 # smtpd_forbidden_commands does).
 _FOREIGN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS", "USER"})
-AUTH_MECHANISMS = "PLAIN LOGIN SCRAM-SHA-256"
 
 
 class LocalProtocolError(RuntimeError):
     """The adapter used the core wrongly (a decision with nothing pending, ...)."""
-
-
-@dataclass(frozen=True)
-class ServerSettings:
-    hostname: str
-    banner: str = ""
-    max_message_size: int = 52_428_800
-    max_recipients: int = 1000
-    max_errors: int = 20
-    max_auth_failures: int = 3
-    max_line_length: int = 1000  # DATA text line, CRLF included (RFC 5321 4.5.3.1.6)
-    max_received_headers: int = 50
-    normalize_bare_line_endings: bool = False
-    starttls: bool = False  # a TLS context exists: offer STARTTLS before TLS
-    auth: bool = False  # this listener offers AUTH (once TLS is active)
-    vrfy: bool = False  # ask policy about VRFY instead of answering 252
-    implicit_tls: bool = False  # TLS from the first octet (port 465, RFC 8314)
-
-
-class Session:
-    """Per-connection state (RFC 5321 4.1.4: survives RSET, not STARTTLS)."""
-
-    __slots__ = ("helo", "extended", "tls", "auth_user", "auth_mechanism", "errors",
-                 "auth_failures", "messages")
-
-    def __init__(self, tls: bool) -> None:
-        self.helo = ""
-        self.extended = False
-        self.tls = tls
-        self.auth_user = ""
-        self.auth_mechanism = ""
-        self.errors = 0
-        self.auth_failures = 0
-        self.messages = 0
-
-
-class Transaction:
-    """Per-transaction state, built from MAIL and RCPT (the envelope in the making)."""
-
-    __slots__ = ("sender", "body", "smtputf8", "ret", "envid", "declared_size",
-                 "recipients", "chunks", "size")
-
-    def __init__(self) -> None:
-        self.sender: str | None = None
-        self.body = "7BIT"
-        self.smtputf8 = False
-        self.ret = ""
-        self.envid = ""
-        self.declared_size: int | None = None
-        self.recipients: list[Recipient] = []
-        self.chunks = 0
-        self.size = 0
-
-    def envelope(self, *, client_ip: str = "", client_helo: str = "", auth_user: str = "",
-                 received_at: float = 0.0) -> Envelope:
-        return Envelope(sender=self.sender or "", recipients=tuple(self.recipients),
-                        body_type=self.body, smtputf8=self.smtputf8, ret=self.ret,
-                        envid=self.envid, client_ip=client_ip, client_helo=client_helo,
-                        auth_user=auth_user, received_at=received_at)
 
 
 @lru_cache(maxsize=512)
@@ -131,7 +68,7 @@ def _encode(reply: Reply) -> bytes:
     return reply.encode()
 
 
-class ServerConnection:
+class ServerConnection(AuthCommands):
     """One SMTP server connection's protocol state."""
 
     def __init__(self, settings: ServerSettings) -> None:
@@ -154,7 +91,7 @@ class ServerConnection:
         self._chunk_size = 0
         self._chunk_last = False
         self._chunk_refusal: Reply | None = None  # a refused BDAT: discard, then reply
-        self._sasl: sasl.PlainMechanism | sasl.LoginMechanism | sasl.ScramSha256Mechanism | None = None
+        self._sasl = None
 
     # --- adapter API ----------------------------------------------------------------
 
@@ -646,89 +583,6 @@ class ServerConnection:
             self._refuse(outcome)
         else:
             self._ask(StartTlsRequested())
-
-    # --- AUTH (RFC 4954) --------------------------------------------------------------
-
-    def _auth(self, arg: str, outcome: object) -> None:
-        if not self.settings.auth:
-            self._refuse(REPLY_NOT_IMPLEMENTED)
-            return
-        if not self.session.tls:
-            self._refuse(REPLY_AUTH_NEEDS_TLS)
-            return
-        if self.session.auth_user:
-            self._refuse(REPLY_ALREADY_AUTH)
-            return
-        if isinstance(outcome, Reply):
-            self._refuse(outcome)
-            return
-        name, _, initial_text = arg.strip().partition(" ")
-        mechanism = sasl.MECHANISMS.get(name.upper())
-        if mechanism is None:
-            self._refuse(REPLY_AUTH_MECH)
-            return
-        initial: bytes | None = None
-        if initial_text:
-            initial = self._b64decode(initial_text.strip().encode("ascii", "replace"))
-            if initial is None:
-                return
-        self._sasl = mechanism()
-        self._sasl_step(self._sasl.start(initial))
-
-    def _b64decode(self, data: bytes) -> bytes | None:
-        if data == b"=":
-            return b""
-        try:
-            return base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError):
-            self.mode = Mode.COMMAND
-            self._sasl = None
-            self._refuse(REPLY_AUTH_BAD_BASE64)
-            return None
-
-    def _sasl_line(self, line: bytes) -> None:
-        if line == b"*":
-            self.mode = Mode.COMMAND
-            self._sasl = None
-            self._refuse(REPLY_AUTH_CANCELLED)
-            return
-        data = self._b64decode(line) if line else b""
-        if data is not None and self._sasl is not None:
-            self._sasl_step(self._sasl.respond(data))
-
-    def _sasl_step(self, step: sasl.Step) -> None:
-        mechanism = self._sasl.name if self._sasl is not None else ""
-        self.mode = Mode.COMMAND
-        if isinstance(step, sasl.Challenge):
-            self.mode = Mode.SASL
-            self._out.append(b"334 " + base64.b64encode(step.data) + b"\r\n")
-        elif isinstance(step, sasl.Credentials):
-            self._ask(AuthCredentials(mechanism, step.username, step.password))
-        elif isinstance(step, sasl.NeedScramCredentials):
-            self._ask(ScramLookup(step.username))
-        elif isinstance(step, sasl.Success):
-            self._auth_succeeded(mechanism, step.username)
-        else:
-            self._auth_failed(step.reply, mechanism, step.username)
-
-    def _auth_succeeded(self, mechanism: str, username: str) -> None:
-        self._sasl = None
-        self.session.auth_user = username
-        self.session.auth_mechanism = mechanism
-        self._events.append(AuthResult(mechanism, username, True))
-        self._send(REPLY_AUTH_OK)
-
-    def _auth_failed(self, reply: Reply, mechanism: str, username: str) -> None:
-        self._sasl = None
-        self.mode = Mode.COMMAND
-        self._events.append(AuthResult(mechanism, username, False))
-        if reply.code != 535:
-            self._refuse(reply)
-            return
-        self._send(reply)
-        self.session.auth_failures += 1
-        if self.session.auth_failures >= self.settings.max_auth_failures:
-            self.close(REPLY_TOO_MANY_AUTH_FAILURES)
 
 
 _COMMANDS: dict[str, Callable[[ServerConnection, str, object], None]] = {
