@@ -6,6 +6,8 @@ It is 19 characters of Crockford base32 (upper case digits and letters, no I/L/O
 process, then 8 characters (40 bits) of a per-process random nonce.  So ids sort by
 arrival time, are safe as file names on any file system (no case folding issue, no
 separators), and are unique across processes and machines without coordination.
+(The encoder is written here because the standard library's base32 uses the RFC 4648
+alphabet, whose letters-before-digits order does not sort like the numbers it encodes.)
 
 A lease owner is a process, named by :class:`ProcessIdentity` as
 ``<boot id>-<pid>-<start ticks>``.  The boot id tells a leftover from before a reboot;

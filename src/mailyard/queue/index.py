@@ -152,21 +152,19 @@ class QueueIndex:
 
     # --- producers -------------------------------------------------------------
     def insert(self, messages: Sequence[NewMessage]) -> None:
-        """Index committed messages (a message already known is left alone)."""
+        """Index committed messages (a message or recipient already known is left
+        alone: the sweep may have indexed it first)."""
         with self._write() as db:
-            for m in messages:
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO messages (qid, created, size, envelope, next_due)"
-                    " VALUES (?, ?, ?, ?, 0)",
-                    (m.qid, m.created, m.size, json.dumps(m.envelope.to_dict())))
-                if cur.rowcount == 0:
-                    continue
-                db.executemany(
-                    "INSERT INTO recipients (qid, idx, address, state) VALUES (?, ?, ?, ?)",
-                    [(m.qid, i, r.address, "pending")
-                     for i, r in enumerate(m.envelope.recipients)])
-                if not m.envelope.recipients:
-                    db.execute("UPDATE messages SET next_due = NULL WHERE qid = ?", (m.qid,))
+            db.executemany(
+                "INSERT OR IGNORE INTO messages (qid, created, size, envelope, next_due)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(m.qid, m.created, m.size, json.dumps(m.envelope.to_dict()),
+                  0 if m.envelope.recipients else None) for m in messages])
+            db.executemany(
+                "INSERT OR IGNORE INTO recipients (qid, idx, address, state)"
+                " VALUES (?, ?, ?, 'pending')",
+                [(m.qid, i, r.address) for m in messages
+                 for i, r in enumerate(m.envelope.recipients)])
 
     # --- scheduler -------------------------------------------------------------
     def reap_dead_owners(self, is_dead: Callable[[str], bool]) -> int:

@@ -68,7 +68,7 @@ class SpoolLayout:
         os.rename(path, target)
         fsync_dir(self.corrupt_dir)
         fsync_dir(path.parent)
-        log_event(log, "queue file quarantined", level=logging.WARNING, file=path.name,
+        log_event(log, "queue file quarantined", level=logging.ERROR, file=path.name,
                   reason=reason, moved_to=str(target))
         return target
 

@@ -91,7 +91,7 @@ def reconcile(layout: SpoolLayout, index: QueueIndex, report: SweepReport,
                 raise RecordError(f"file name does not match queue id {info.meta.qid!r}")
         except FileNotFoundError:
             continue  # removed meanwhile by a delivery that finished
-        except RecordError as exc:
+        except (RecordError, IsADirectoryError) as exc:
             layout.quarantine(path, str(exc))
             report.quarantined += 1
             if done is not None:

@@ -108,14 +108,14 @@ class SpoolWriter:
         loop = asyncio.get_running_loop()
         tail = bytes(self._buffer) + encode_trailer(self._length, self._crc)
         self._buffer = bytearray()
+        message = NewMessage(self.qid, self._created, self._length, self._envelope)
         try:
             await loop.run_in_executor(self._executor, self._finish_file, tail)
+            await self._stages.directory.submit(message)
+            await self._stages.index.submit(message)
         except StorageError:
-            self._state = "aborted"
+            self._state = "aborted"  # and its files are gone
             raise
-        message = NewMessage(self.qid, self._created, self._length, self._envelope)
-        await self._stages.directory.submit(message)
-        await self._stages.index.submit(message)
         self._state = "committed"
         return self.qid
 

@@ -160,9 +160,11 @@ def test_torn_and_foreign_files_are_quarantined(tmp_path: Path) -> None:
     torn = "1K1CA8Z883X9DRD8JB0"
     (spool.layout.msg_dir / torn).write_bytes(data[:len(data) // 2])
     (spool.layout.msg_dir / "README").write_bytes(b"not a record")
+    (spool.layout.msg_dir / "subdir").mkdir()
     report = spool.sweep()
-    assert report.quarantined == 2
-    assert sorted(os.listdir(spool.layout.corrupt_dir)) == ["1K1CA8Z883X9DRD8JB0", "README"]
+    assert report.quarantined == 3
+    assert sorted(os.listdir(spool.layout.corrupt_dir)) == ["1K1CA8Z883X9DRD8JB0", "README",
+                                                            "subdir"]
     assert [e.qid for e in spool.list()] == [good]
 
 
