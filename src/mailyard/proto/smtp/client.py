@@ -28,9 +28,10 @@ import enum
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Sequence, Union
+from typing import Sequence
 
 from mailyard.envelope import Envelope, Recipient
+from mailyard.proto.smtp.address import xtext_encode
 from mailyard.proto.smtp.client_codec import (
     DataEncoder,
     Extensions,
@@ -38,6 +39,21 @@ from mailyard.proto.smtp.client_codec import (
     RemoteProtocolError,
     ReplyParser,
     describe,
+)
+from mailyard.proto.smtp.client_events import (
+    Closed,
+    Event,
+    Idle,
+    NeedContent,
+    NeedData,
+    Phase,
+    RecipientResult,
+    Send,
+    SessionFailed,
+    SessionReady,
+    StartTls,
+    TransactionDone,
+    TransactionResult,
 )
 from mailyard.proto.smtp.replies import (
     REPLY_NO_VALID_RECIPIENTS,
@@ -54,100 +70,12 @@ from mailyard.proto.smtp.replies import (
     Reply,
 )
 
-try:
-    from mailyard.proto.smtp.address import xtext_encode
-except ImportError:  # pragma: no cover - only while the address module is not there
-
-    def xtext_encode(value: str) -> str:
-        """RFC 3461 4: "+" hex for "+", "=" and bytes outside 33..126."""
-        return "".join(chr(b) if 33 <= b <= 126 and b not in (43, 61) else f"+{b:02X}"
-                       for b in value.encode("utf-8"))
-
-
 __all__ = [
-    "Closed", "Extensions", "Idle", "NeedContent", "NeedData", "Phase", "RemoteProtocolError",
-    "RecipientResult", "ReplyParser", "Send", "SessionFailed", "SessionReady", "SmtpClient",
-    "StartTls", "State", "TransactionDone", "TransactionResult", "DataEncoder", "describe",
+    "Closed", "DataEncoder", "Event", "Extensions", "Idle", "NeedContent", "NeedData", "Phase",
+    "RecipientResult", "RemoteProtocolError", "ReplyParser", "Send", "SessionFailed",
+    "SessionReady", "SmtpClient", "StartTls", "State", "TRANSITIONS", "TransactionDone",
+    "TransactionResult", "describe",
 ]
-
-
-# --- events -----------------------------------------------------------------------------
-class Phase(enum.Enum):
-    """Which RFC 5321 4.5.3.2 timeout applies while waiting for a reply."""
-
-    COMMAND = "command"  # greeting, EHLO, MAIL, RCPT, DATA initiation, BDAT chunks
-    DATA_END = "data_end"  # the reply to the final "." or BDAT LAST
-
-
-@dataclass(frozen=True)
-class Send:
-    data: bytes
-
-
-@dataclass(frozen=True)
-class NeedData:
-    phase: Phase
-
-
-@dataclass(frozen=True)
-class StartTls:
-    pass
-
-
-@dataclass(frozen=True)
-class NeedContent:
-    pass
-
-
-@dataclass(frozen=True)
-class Idle:
-    pass
-
-
-@dataclass(frozen=True)
-class SessionReady:
-    """Greeting, EHLO, STARTTLS and AUTH are done (or an RSET probe succeeded)."""
-
-
-@dataclass(frozen=True)
-class SessionFailed:
-    reply: Reply
-    stage: str  # greeting, ehlo, helo, starttls, tls, auth, rset
-    tls_failure: bool = False  # the handshake itself failed (RFC 3207 practice: retry in clear)
-
-    @property
-    def permanent(self) -> bool:
-        """Only a 5xx greeting or HELO says "this host will never take mail"; refused
-        STARTTLS or AUTH, and connection trouble, are worth another try later."""
-        return self.reply.is_permanent and self.stage in ("greeting", "helo")
-
-
-@dataclass(frozen=True)
-class RecipientResult:
-    recipient: Recipient
-    reply: Reply  # 2xx delivered, 4xx try again later, 5xx failed
-    retry_elsewhere: bool = False  # a session-level problem: another host may take it
-
-
-@dataclass(frozen=True)
-class TransactionResult:
-    reply: Reply  # the reply that decided the message as a whole
-    recipients: tuple[RecipientResult, ...]  # in the order given
-    content_sent: bool = False
-
-
-@dataclass(frozen=True)
-class TransactionDone:
-    result: TransactionResult
-
-
-@dataclass(frozen=True)
-class Closed:
-    pass
-
-
-Event = Union[Send, NeedData, StartTls, NeedContent, Idle, SessionReady, SessionFailed,
-              TransactionDone, Closed]
 
 
 # --- the state machine ------------------------------------------------------------------
