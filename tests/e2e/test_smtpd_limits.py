@@ -210,3 +210,28 @@ def test_big_message_is_streamed(tmp_path: Path) -> None:
         assert writer.committed
         assert writer.size > blocks * len(block)
         assert writer.writes > 100 and writer.largest_write < 1024 * 1024
+
+
+def test_client_gone_during_commit(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The client disconnects while the message is being committed: the message stays
+    queued (it is durable), on_queued is called and the log line says queued."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="mailyard.smtpd")
+    with RunningSmtpd(tmp_path) as smtpd:
+        gate = smtpd.run(asyncio.Event)
+        smtpd.spool.commit_gate = gate
+        with RawClient(smtpd.ports["smtp"]) as raw:
+            start_data(raw)
+            raw.send(MESSAGE + b".\r\n")
+        deadline = time.monotonic() + 5
+        while smtpd.connection_count() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        smtpd.run(gate.set)
+        deadline = time.monotonic() + 5
+        while not smtpd.queued and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(smtpd.queued) == 1 and len(smtpd.spool.messages) == 1
+    results = [r.fields["result"] for r in caplog.records  # type: ignore[attr-defined]
+               if r.getMessage() == "smtp transaction"]
+    assert results == ["queued"]

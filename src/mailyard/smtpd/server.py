@@ -22,7 +22,7 @@ from mailyard.proto.smtp.session import ServerSettings
 from mailyard.queue.api import Spool
 from mailyard.smtpd.limits import ConnectionLimiter
 from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy
-from mailyard.smtpd.session import Listener, SmtpSession
+from mailyard.smtpd.session import TLS_HANDSHAKE_TIMEOUT, Listener, SmtpSession
 
 __all__ = ["SmtpServer", "settings_for"]
 
@@ -87,7 +87,8 @@ class SmtpServer:
                 raise ValueError("the submissions listener needs a TLS context")
             server = await loop.create_server(
                 lambda: SmtpSession(self, listener), sock=sock, ssl=self.ssl_context,
-                ssl_handshake_timeout=self.config.smtpd.command_timeout)
+                ssl_handshake_timeout=min(self.config.smtpd.command_timeout,
+                                          TLS_HANDSHAKE_TIMEOUT))
         else:
             server = await loop.create_server(lambda: SmtpSession(self, listener), sock=sock)
         self._servers.append(server)

@@ -47,6 +47,7 @@ log = logging.getLogger("mailyard.smtpd")
 
 PAUSE_BUFFER = 1 << 20  # stop reading while this much input waits for a decision
 RATE_CHECK_INTERVAL = 1.0
+TLS_HANDSHAKE_TIMEOUT = 60.0
 
 REJECT_REASONS: dict[Reply, str] = {
     REPLY_RELAY_DENIED: "relay_denied", REPLY_UNKNOWN_USER: "unknown_user",
@@ -314,7 +315,8 @@ class SmtpSession(asyncio.Protocol):
         try:
             transport = await self.loop.start_tls(
                 self.transport, self, self.listener.tls_context, server_side=True,
-                ssl_handshake_timeout=self.server.config.smtpd.command_timeout)
+                ssl_handshake_timeout=min(self.server.config.smtpd.command_timeout,
+                                          TLS_HANDSHAKE_TIMEOUT))
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
             log_event(log, "starttls failed", level=logging.INFO, client=self.ip, error=str(exc))
             if self.transport is not None:
@@ -411,9 +413,11 @@ class SmtpSession(asyncio.Protocol):
             self.conn.reject(REPLY_STORAGE_ERROR)
             self._log_record("failed", REPLY_STORAGE_ERROR, size=event.size)
             return
-        self.task = self._spawn(self._commit(event, writer))
+        record, self.record = self.record, None  # logged by the commit, whatever happens
+        self.task = self._spawn(self._commit(event, writer, record))
 
-    async def _commit(self, event: MessageComplete, writer: MessageWriter) -> None:
+    async def _commit(self, event: MessageComplete, writer: MessageWriter,
+                      record: TransactionRecord | None) -> None:
         qid = ""
         try:
             qid = await writer.commit()
@@ -424,6 +428,7 @@ class SmtpSession(asyncio.Protocol):
         finally:
             self.task = None
         reply = REPLY_QUEUED.with_text(f"Queued as {qid}") if qid else REPLY_STORAGE_ERROR
+        self.record = record
         self._log_record("queued" if qid else "failed", reply, qid=qid, size=event.size)
         if self._answered(event):
             if qid:
