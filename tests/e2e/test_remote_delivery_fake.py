@@ -256,6 +256,20 @@ def test_concurrent_deliveries_do_not_share_a_session() -> None:
     assert server.connections == 4 and len(server.messages) == 4
 
 
+def test_tar_pit_times_out_per_reply_not_per_read() -> None:
+    """RFC 5321 4.5.3.2: the timeout bounds the wait for a whole reply; a server sending
+    one byte every 0.2 s must not hold the client past command_timeout (2 s here)."""
+    async def go():
+        async with FakeSmtpServer(drip=0.2) as server:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            res = await send([hop(server)], envelope("r@dest.test"))
+            return res, loop.time() - started
+    res, elapsed = run(go())
+    assert states(res) == [DEFERRED] and "Timed out" in res[0].reply
+    assert elapsed < 3.5
+
+
 def test_no_hops() -> None:
     res = run(send([], envelope("r@dest.test")))
     assert states(res) == [DEFERRED] and res[0].reply.startswith("451 4.4.0")

@@ -39,6 +39,7 @@ class FakeSmtpServer:
     hangup_after_content_bytes: int | None = None  # drop the connection mid-content
     max_rcpts: int | None = None  # 452 4.5.3 beyond this many per transaction
     delays: dict[str, float] = field(default_factory=dict)  # verb -> seconds before replying
+    drip: float = 0.0  # seconds between the bytes of each reply (a tar pit)
 
     def __post_init__(self) -> None:
         self.port = 0
@@ -87,6 +88,12 @@ class _Conversation:
             await asyncio.sleep(self.server.delays[verb])
         if data == HANGUP:
             raise _HangUp()
+        if self.server.drip:
+            for i in range(len(data)):
+                self.writer.write(data[i:i + 1])
+                await self.writer.drain()
+                await asyncio.sleep(self.server.drip)
+            return
         self.writer.write(data)
         await self.writer.drain()
 

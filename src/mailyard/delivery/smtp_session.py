@@ -97,6 +97,7 @@ class SmtpSession:
         self.host = host
         self.ssl_context = ssl_context
         self._content: BinaryIO | None = None
+        self._wait: tuple[int, float] | None = None  # (replies seen, deadline) of this wait
         self._open_content: Callable[[], BinaryIO] | None = None
 
     @classmethod
@@ -209,9 +210,14 @@ class SmtpSession:
                 f"{REPLY_REMOTE_LOST.text} ({self.host}) while sending: {exc}"))
 
     async def _read(self, phase: Phase) -> None:
+        """Read with the timeout for the awaited reply as a whole, so a server that drips
+        one byte at a time cannot hold the session beyond it."""
         timeout = self.timeouts.data if phase is Phase.DATA_END else self.timeouts.command
+        now = asyncio.get_running_loop().time()
+        if self._wait is None or self._wait[0] != self.client.replies_seen:
+            self._wait = (self.client.replies_seen, now + timeout)
         try:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), timeout)
+            data = await asyncio.wait_for(self.reader.read(READ_SIZE), max(0.0, self._wait[1] - now))
         except asyncio.TimeoutError:
             self._lost(REPLY_REMOTE_TIMEOUT.with_text(
                 f"{REPLY_REMOTE_TIMEOUT.text} ({self.host}) after {timeout:g}s"))

@@ -169,6 +169,7 @@ class SmtpClient:
         self.extensions = Extensions()
         self.tls_active = False
         self.transactions = 0  # messages whose content went out on this connection
+        self.replies_seen = 0  # lets the adapter bound the wait for one reply, not one read
         self._parser = parser or ReplyParser()
         self._out = bytearray()
         self._events: deque[Event] = deque()
@@ -352,6 +353,7 @@ class SmtpClient:
         self._set_state(State.FAILED)
 
     def _dispatch(self, reply: Reply) -> None:
+        self.replies_seen += 1
         cmd, arg = self._pending.popleft()
         if reply.code == 421 and cmd is not Cmd.QUIT:  # RFC 5321 3.8: the server is closing
             self._pending.appendleft((cmd, arg))
