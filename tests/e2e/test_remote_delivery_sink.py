@@ -75,8 +75,9 @@ class Sink:
         return [p.read_bytes() for p in sorted(self.dump.iterdir())]
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(5)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(5)
         shutil.rmtree(self.dump, ignore_errors=True)
 
 
@@ -278,11 +279,20 @@ def test_dead_idle_connection_is_replaced(sinks) -> None:
     assert pool.opened == 2
 
 
-def test_auth_plain_when_policy_allows_clear_text(sinks) -> None:
-    """RFC 4954: smtp-sink announces AUTH PLAIN LOGIN and accepts any credentials."""
-    sink = sinks()
-    hop = Hop(sink.hop.host, "127.0.0.1", sink.port, "none", ("user", "secret"))
+def test_auth_plain_with_routings_next_hop(sinks) -> None:
+    """RFC 4954: smtp-sink announces AUTH PLAIN LOGIN and accepts any credentials; the
+    hop is routing's own NextHop (with SmtpAuth), sent in clear only with policy "none"."""
+    from mailyard.delivery.routing import NextHop, SmtpAuth
+
+    sink = sinks("-v")
+    hop = NextHop("relay.test", "127.0.0.1", sink.port, "none", SmtpAuth("user", "secret"))
     assert states(deliver([hop])) == [DELIVERED, DELIVERED]
+    sink.stop()
+    assert b"AUTH PLAIN AHVzZXIAc2VjcmV0" in sink.proc.stderr.read()
+    refused = sinks()
+    hop = NextHop("relay.test", "127.0.0.1", refused.port, "may", SmtpAuth("user", "secret"))
+    results = deliver([hop])
+    assert states(results) == [DEFERRED, DEFERRED] and "credentials" in results[0].reply
 
 
 def test_large_message_is_streamed(sinks, tmp_path) -> None:
