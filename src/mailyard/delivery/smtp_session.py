@@ -116,7 +116,11 @@ class SmtpSession:
             raise SessionError(SessionFailed(reply, "connect")) from None
         client = SmtpClient(helo_name, tls, auth)
         session = cls(client, reader, writer, timeouts, host, ssl_context)
-        event = await session._pump()
+        try:
+            event = await session._pump()
+        except BaseException:
+            session.abort()
+            raise
         if isinstance(event, SessionReady):
             return session
         await session.close()
