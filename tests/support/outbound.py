@@ -118,11 +118,26 @@ class DumpSink:
         self.close()
 
     def messages(self) -> list[SinkMessage]:
-        out = []
-        for path in sorted(self.dump_dir.rglob("*")):
-            if path.is_file():
-                out.append(parse_sink_dump(path.read_bytes()))
-        return out
+        """Every complete dump: a file smtp-sink no longer holds open (it keeps one
+        open per transaction in progress, and closes it before answering the dot)."""
+        paths = sorted(p for p in self.dump_dir.rglob("*") if p.is_file())
+        busy = self._open_files()
+        return [parse_sink_dump(p.read_bytes()) for p in paths if str(p) not in busy]
+
+    def _open_files(self) -> set[str]:
+        if self.proc is None or self.proc.poll() is not None:
+            return set()
+        fd_dir = Path(f"/proc/{self.proc.pid}/fd")
+        busy = set()
+        try:
+            for fd in fd_dir.iterdir():
+                try:
+                    busy.add(os.readlink(fd))
+                except OSError:
+                    continue
+        except OSError:
+            return set()
+        return busy
 
     def wait_messages(self, count: int, timeout: float = 15.0) -> list[SinkMessage]:
         return wait_until(lambda: (m := self.messages()) and len(m) >= count and m,

@@ -51,8 +51,8 @@ class OutboundDelivery:
             results = await deliver_remote(hops, entry.envelope, pairs, open_content,
                                            entry.size, self.config, self.pool)
         by_index = {r.index: r for r in recipients}
-        return [AttemptResult.for_recipient(by_index[res.index], res.state, res.reply, "smtp",
-                                            res.remote_host)
+        return [AttemptResult.for_recipient(by_index[res.index], res.state.value, res.reply,
+                                            "smtp", res.remote_host)
                 for res in results]
 
     async def close(self) -> None:
