@@ -17,7 +17,7 @@ import re
 import time
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9.\-_:\[\]\u0080-\U0010ffff]")
-_date_cache: tuple[int, str] = (0, "")
+_date_cache: tuple[int, str] = (-1, "")
 
 
 def rfc5322_date(now: float | None = None) -> str:

@@ -1,0 +1,111 @@
+"""smtpd policy pieces without a network: listener rules, the free-space cache, the
+connection limiter and the Received field (RFC 5321 4.4, RFC 3848)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from mailyard.config import Config, SmtpdConfig  # noqa: E402
+from mailyard.proto.smtp.replies import (  # noqa: E402
+    REPLY_AUTH_REQUIRED, REPLY_DISK_FULL, REPLY_MUST_STARTTLS, REPLY_RELAY_DENIED,
+    REPLY_SENDER_NOT_OWNED, REPLY_SERVER_BUSY, REPLY_TOO_MANY_CONNECTIONS, REPLY_UNKNOWN_USER,
+)
+from mailyard.proto.smtp.session import Session  # noqa: E402
+from mailyard.smtpd.limits import ConnectionLimiter  # noqa: E402
+from mailyard.smtpd.policy import FreeSpaceGauge, ListenerPolicy  # noqa: E402
+from mailyard.smtpd.received import protocol_name, received_header, rfc5322_date  # noqa: E402
+from support.smtpd_fakes import MemoryDirectory, MemorySpool  # noqa: E402
+
+CONFIG = Config(hostname="mx.test", local_domains=("mx.test",),
+                smtpd=SmtpdConfig(min_free_disk=1000))
+
+
+def policy(kind: str, spool: MemorySpool | None = None) -> ListenerPolicy:
+    directory = MemoryDirectory(("mx.test",), {"user@mx.test": "pw"})
+    return ListenerPolicy(kind, CONFIG, directory, FreeSpaceGauge(spool or MemorySpool()))
+
+
+def session(tls: bool = False, user: str = "") -> Session:
+    s = Session(tls=tls)
+    s.auth_user = user
+    return s
+
+
+def test_mx_rules() -> None:
+    p = policy("smtp")
+    assert p.check_mail(session(), "anyone@example.org") is None
+    assert p.check_rcpt(session(), "user@mx.test") is None
+    assert p.check_rcpt(session(), "user+tag@MX.test") is None
+    assert p.check_rcpt(session(), "nobody@mx.test") == REPLY_UNKNOWN_USER
+    assert p.check_rcpt(session(), "user@example.org") == REPLY_RELAY_DENIED
+    assert p.check_rcpt(session(), "user@[192.0.2.1]") == REPLY_RELAY_DENIED
+    assert p.check_rcpt(session(), "Postmaster") is None
+    assert p.postmaster_address("Postmaster") == "Postmaster@mx.test"
+
+
+def test_submission_rules() -> None:
+    """RFC 6409 4.3 / RFC 8314: TLS, then AUTH, then only owned senders."""
+    p = policy("submission")
+    assert p.check_mail(session(), "user@mx.test") == REPLY_MUST_STARTTLS
+    assert p.check_mail(session(tls=True), "user@mx.test") == REPLY_AUTH_REQUIRED
+    authed = session(tls=True, user="user@mx.test")
+    assert p.check_mail(authed, "user@mx.test") is None
+    assert p.check_mail(authed, "user+x@mx.test") is None
+    assert p.check_mail(authed, "other@mx.test") == REPLY_SENDER_NOT_OWNED
+    assert p.check_rcpt(authed, "anyone@example.org") is None
+    assert p.check_rcpt(authed, "nobody@mx.test") == REPLY_UNKNOWN_USER
+    with pytest.raises(ValueError):
+        policy("lmtp")
+
+
+def test_disk_space_is_cached() -> None:
+    spool = MemorySpool()
+    clock = [0.0]
+    gauge = FreeSpaceGauge(spool, clock=lambda: clock[0])
+    spool.free = 5000
+    assert gauge.free_bytes() == 5000
+    spool.free = 10
+    assert gauge.free_bytes() == 5000  # within the second
+    clock[0] = 1.5
+    assert gauge.free_bytes() == 10
+    p = ListenerPolicy("smtp", CONFIG, MemoryDirectory((), {}), gauge)
+    assert p.check_mail(session(), "a@b.example") == REPLY_DISK_FULL
+
+
+def test_connection_limiter() -> None:
+    limiter = ConnectionLimiter(max_total=3, max_per_ip=2)
+    assert limiter.acquire("192.0.2.1") is None
+    assert limiter.acquire("192.0.2.1") is None
+    assert limiter.acquire("192.0.2.1") == REPLY_TOO_MANY_CONNECTIONS
+    assert limiter.acquire("192.0.2.2") is None
+    assert limiter.acquire("192.0.2.3") == REPLY_SERVER_BUSY
+    limiter.release("192.0.2.1")
+    assert limiter.count("192.0.2.1") == 1 and limiter.total == 2
+    limiter.release("192.0.2.9")  # never counted: no effect
+    assert limiter.total == 2
+
+
+def test_received_header() -> None:
+    """RFC 5321 4.4 Time-stamp-line; RFC 3848 / RFC 6531 'with' keywords."""
+    assert protocol_name(False, False, False, False) == "SMTP"
+    assert protocol_name(True, True, True, False) == "ESMTPSA"
+    assert protocol_name(True, False, False, True) == "UTF8SMTP"
+    header = received_header(helo="client (evil)\t", ip="2001:db8::1", hostname="mx.test",
+                             protocol="ESMTPS", qid="Q1", recipients=("u@mx.test",),
+                             tls="TLSv1.3 with cipher TLS_AES_128_GCM_SHA256", now=0).decode()
+    lines = header.split("\r\n")
+    assert lines[0] == "Received: from client??evil?? ([IPv6:2001:db8::1])"
+    assert lines[1] == "\t(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256)"
+    assert lines[2] == "\tby mx.test (Mailyard) with ESMTPS id Q1"
+    assert lines[3] == "\tfor <u@mx.test>; Thu, 01 Jan 1970 00:00:00 +0000"
+    assert lines[4] == ""
+    two = received_header(helo="c", ip="192.0.2.1", hostname="mx.test", protocol="ESMTP",
+                          qid="Q2", recipients=("a@x", "b@x"), now=0).decode()
+    assert "for <" not in two and two.endswith("id Q2;\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n")
+    assert re.fullmatch(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \+0000", rfc5322_date())
