@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import smtplib
 
 import pytest
 
@@ -26,6 +27,7 @@ from tests.support.outbound import (
     SENDER,
     DumpSink,
     bounces,
+    make_message,
     outbound_server,
     recipient_states,
     remote_zones,
@@ -39,6 +41,7 @@ from tests.support.outbound import (
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.postfix,
     pytest.mark.timeout(90),
     pytest.mark.skipif(shutil.which("smtp-sink", path="/usr/sbin:/usr/bin") is None,
                        reason="Postfix's smtp-sink is not installed"),
@@ -295,6 +298,30 @@ def test_remote_5xx_bounces_to_local_sender(start_mailyard, sinks, command):
     assert str(dsn.message["To"]).strip() == SENDER or SENDER in str(dsn.message["To"])
 
 
+def test_bounce_to_remote_sender_goes_out_with_null_reverse_path(start_mailyard, sinks,
+                                                                fake_mx):
+    """Mail from a remote sender, forwarded by a local alias to a remote address that
+    refuses it: the DSN goes back to the sender's MX with ``MAIL FROM:<>``
+    (RFC 5321 4.5.5, RFC 3461 6.2)."""
+    refusing = fake_mx(OTHER_MX)
+    refusing.script(rcpt_replies={"carol@other.test": "550 5.1.1 No such user here"})
+    sender_mx = sinks(MX1)
+    srv = start_mailyard(retry_schedule=[600])
+    srv.cli("alias", "add", "fwd@example.test", "carol@other.test")
+    msg, token = make_message("dave@remote.test", ["fwd@example.test"], "forward me")
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as client:
+        client.send_message(msg)
+    [report] = sender_mx.wait_messages(1)
+    wait_queue_empty(srv)
+    assert report.mail_from == "" and report.mail_args.startswith("<>")
+    assert report.recipients == ["dave@remote.test"]
+    assert b"multipart/report" in report.content and b"delivery-status" in report.content
+    assert b"Final-Recipient: rfc822; carol@other.test" in report.content
+    assert b"550 5.1.1 No such user here" in report.content
+    assert token.encode() in report.content
+    assert refusing.messages == []
+
+
 def test_null_mx_bounces_immediately(start_mailyard):
     """RFC 7505 3.2: a domain with a Null MX does not accept mail: bounce at once with
     5.1.10, no retries (the schedule here would wait ten minutes)."""
@@ -345,8 +372,7 @@ def test_connection_dropped_mid_data_defers_then_delivers_exactly_once(start_mai
     mx = fake_mx(OTHER_MX)
     mx.script(drop_after_content_bytes=2000)
     srv = start_mailyard()
-    token = submit(srv, ["carol@other.test"], "dropped mid-DATA", body="x" * 60 + "\n" * 1
-                   + ("y" * 70 + "\n") * 200)
+    token = submit(srv, ["carol@other.test"], "dropped mid-DATA", body=("y" * 70 + "\n") * 200)
     rec = wait_deferred(srv, "carol@other.test")
     assert rec["last_reply"].startswith("451 4.4.2"), rec
     assert mx.messages == []
@@ -385,7 +411,7 @@ def test_tls_handshake_failure_with_tls_may_retries_in_clear(start_mailyard, fak
     mx.wait_messages(1)
     wait_queue_empty(srv)
     assert tokens_in(mx.messages) == [token]
-    first, *later = mx.sessions
+    first = mx.sessions[0]
     assert first.tls_attempted and first.ended == "tls-broken"
     delivering = mx.sessions[mx.messages[0].session - 1]
     assert not any(c.upper() == "STARTTLS" for c in delivering.commands)

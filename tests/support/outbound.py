@@ -18,6 +18,7 @@ import email.policy
 import os
 import shutil
 import smtplib
+import socket
 import ssl
 import subprocess
 import tempfile
@@ -85,8 +86,6 @@ class DumpSink:
         return self
 
     def _listening(self) -> bool:
-        import socket
-
         assert self.proc is not None
         if self.proc.poll() is not None:
             self._log.seek(0)
