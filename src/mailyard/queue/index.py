@@ -151,10 +151,15 @@ class QueueIndex:
                 raise StorageError(f"queue index: {exc}") from exc
 
     # --- producers -------------------------------------------------------------
-    def insert(self, messages: Sequence[NewMessage]) -> None:
+    def insert(self, messages: Sequence[NewMessage],
+               present: Callable[[str], bool] | None = None) -> None:
         """Index committed messages (a message or recipient already known is left
-        alone: the sweep may have indexed it first)."""
+        alone: the sweep may have indexed it first).  ``present(qid)`` is asked under
+        the write lock: a message whose file is gone was indexed by a concurrent sweep,
+        delivered and purged meanwhile, and must not come back."""
         with self._write() as db:
+            if present is not None:
+                messages = [m for m in messages if present(m.qid)]
             db.executemany(
                 "INSERT OR IGNORE INTO messages (qid, created, size, envelope, next_due)"
                 " VALUES (?, ?, ?, ?, ?)",

@@ -30,7 +30,14 @@ leaves either a tombstone (the sweep deletes the file) or no file: a finished me
 is never taken for a new one and delivered twice, and nothing unfinished is lost.
 
 Recipient state changes (``record``, ``hold`` ...) are SQLite transactions that are in
-the WAL file when the call returns: they survive the death of the process.
+the WAL file when the call returns: they survive the death of the process.  A power
+loss can roll the index back by the last few transactions (``synchronous=NORMAL``):
+recipients recorded just before it are tried again (a duplicate, never a loss).
+
+:meth:`FileSpool.sweep` is meant for start-up, but it is safe while other processes
+commit and deliver (see :mod:`mailyard.queue.sweep`); running it after an SMTP worker
+died picks up a message the worker had made durable but not yet indexed (that message
+was never acknowledged, so the client may also have sent it again).
 """
 
 from __future__ import annotations
@@ -103,10 +110,13 @@ class _ProcessResources:
     def _index(self, batch: list[NewMessage]) -> None:
         assert self._commit_index is not None
         try:
-            self._commit_index.insert(batch)
+            self._commit_index.insert(batch, self._file_present)
         except StorageError:
             self._discard(batch)
             raise
+
+    def _file_present(self, qid: str) -> bool:
+        return os.path.exists(self.layout.message_path(qid))
 
     def _discard(self, batch: list[NewMessage]) -> None:
         """Commits that fail are answered 4xx: remove their files so that the client's

@@ -262,3 +262,21 @@ def test_spool_used_before_a_fork_works_in_the_child(tmp_path: Path) -> None:
     run_child(tmp_path, body)
     after = asyncio.run(spool.enqueue(make_envelope(), CONTENT))
     assert len(spool.list()) == 3 and spool.get(after) is not None
+
+
+def test_late_index_insert_does_not_bring_back_a_finished_message(tmp_path: Path) -> None:
+    """A sweep running during a commit may index the file before the commit's own
+    insert; if the message is delivered and purged in between, that insert must not
+    bring it back as a row without a file."""
+    from mailyard.queue.index import NewMessage
+
+    spool = FileSpool(tmp_path, "mx.example.org")
+    qid = asyncio.run(spool.enqueue(make_envelope(), CONTENT))
+    entry = spool.get(qid)
+    assert entry is not None
+    spool.claim_due(time.time(), 10, 60)
+    spool.record(qid, [Outcome(0, RecipientState.DELIVERED, "250 ok")])
+    spool.sweep()  # tombstone purged
+    late = NewMessage(qid, entry.created, entry.size, entry.envelope)
+    spool._r._index([late])  # noqa: SLF001 - the commit's index stage, run late
+    assert spool.get(qid) is None and spool.list() == []
