@@ -63,6 +63,10 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     metrics = Metrics()
     server = SmtpServer(config, spool, directory, server_context(cert, key), metrics,
                         QueueNotifier(notify_fd))
+    if any(t.mode == "end-to-end" for t in config.delivery.transports):
+        from mailyard.smtpd.relay import InSessionRelay
+
+        server.relay = InSessionRelay(config, spool)
     for kind, sock in listeners:
         await server.serve(kind, sock)
     stop = asyncio.Event()
@@ -81,6 +85,8 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
         except OSError as exc:
             log_event(log, "cannot write metrics", level=logging.WARNING, error=str(exc))
     await server.close()
+    if server.relay is not None:
+        await server.relay.close()
     try:
         metrics.dump(metrics_dir)
     except OSError:

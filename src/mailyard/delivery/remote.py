@@ -33,7 +33,15 @@ from mailyard.delivery.smtp_session import SessionError, SmtpSession, Timeouts
 from mailyard.envelope import Envelope, Recipient
 from mailyard.obs import log_event
 from mailyard.proto.smtp.client import RecipientResult, describe
-from mailyard.proto.smtp.replies import REPLY_REMOTE_LOST, REPLY_REMOTE_NO_HOPS, Reply
+from mailyard.proto.smtp.replies import (
+    REPLY_REMOTE_LOST,
+    REPLY_REMOTE_NO_HOPS,
+    REPLY_REMOTE_PROTOCOL,
+    REPLY_REMOTE_TIMEOUT,
+    REPLY_REMOTE_TLS_FAILED,
+    REPLY_REMOTE_UNREACHABLE,
+    Reply,
+)
 from mailyard.queue.api import RecipientState
 
 log = logging.getLogger("mailyard.delivery.smtp")
@@ -59,6 +67,18 @@ class RemoteResult:
     state: RecipientState  # DELIVERED, DEFERRED or FAILED
     reply: str  # "250 2.0.0 Ok: queued as X", or what went wrong
     remote_host: str  # for logs and DSN Remote-MTA; "" if no server answered
+
+    @property
+    def answered(self) -> bool:
+        """The reply is the remote server's own word, not a local note that it could not
+        be reached or the session broke (end-to-end relaying falls back to queueing)."""
+        code, _, rest = self.reply.partition(" ")
+        return (code, rest.split(" ", 1)[0]) not in _LOCAL_FAILURES and bool(self.remote_host)
+
+
+_LOCAL_FAILURES = {(str(r.code), r.status) for r in (
+    REPLY_REMOTE_UNREACHABLE, REPLY_REMOTE_TIMEOUT, REPLY_REMOTE_LOST, REPLY_REMOTE_PROTOCOL,
+    REPLY_REMOTE_TLS_FAILED, REPLY_REMOTE_NO_HOPS)}
 
 
 def credentials(auth: Any) -> tuple[str, str] | None:

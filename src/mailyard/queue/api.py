@@ -105,6 +105,10 @@ class Spool(Protocol):
         next_attempt <= now), not held and not leased by another worker; leases them."""
         ...
 
+    def claim(self, qid: str, now: float, lease_seconds: float) -> QueueEntry | None:
+        """Lease this one entry if it is due and not leased (None otherwise)."""
+        ...
+
     def open_content(self, qid: str) -> BinaryIO:
         """A binary file positioned at the start of the message content (read-only)."""
         ...

@@ -86,6 +86,9 @@ CLAIM_QUERY = ("SELECT qid, lease_owner FROM messages"
                " WHERE next_due IS NOT NULL AND next_due <= ? AND lease_until < ?"
                " ORDER BY next_due LIMIT ?")
 
+CLAIM_ONE_QUERY = ("SELECT qid, lease_owner FROM messages"
+                   " WHERE qid = ? AND next_due IS NOT NULL AND next_due <= ? AND lease_until < ?")
+
 _RECIPIENT_COLUMNS = ("qid, idx, address, state, attempts, next_attempt, last_attempt, "
                       "last_reply, delay_notified, interrupted")
 
@@ -197,9 +200,12 @@ class QueueIndex:
                    (qid,))
 
     def claim_due(self, now: float, limit: int, lease_until: float,
-                  owner: str) -> list[QueueEntry]:
+                  owner: str, qid: str | None = None) -> list[QueueEntry]:
         with self._write() as db:
-            rows = db.execute(CLAIM_QUERY, (now, now, limit)).fetchall()
+            if qid is None:
+                rows = db.execute(CLAIM_QUERY, (now, now, limit)).fetchall()
+            else:
+                rows = db.execute(CLAIM_ONE_QUERY, (qid, now, now)).fetchall()
             for qid, previous_owner in rows:
                 if previous_owner is not None:  # an expired lease: that attempt was lost
                     self._lose_lease(db, qid)

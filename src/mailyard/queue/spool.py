@@ -197,6 +197,12 @@ class FileSpool:
         r.index.reap_dead_owners(owner_is_dead)
         return r.index.claim_due(now, limit, now + lease_seconds, r.owner)
 
+    def claim(self, qid: str, now: float, lease_seconds: float) -> QueueEntry | None:
+        """Lease one entry if it is due and nobody holds it (in-session relaying)."""
+        r = self._r
+        entries = r.index.claim_due(now, 1, now + lease_seconds, r.owner, qid=qid)
+        return entries[0] if entries else None
+
     def open_content(self, qid: str) -> BinaryIO:
         try:
             return open_content(self.layout.message_path(qid))

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import socket
 import ssl
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from mailyard.config import Config
 from mailyard.directory.api import Directory
@@ -50,6 +50,10 @@ def settings_for(config: Config, kind: str, tls_available: bool) -> ServerSettin
     )
 
 
+if TYPE_CHECKING:
+    from mailyard.smtpd.relay import InSessionRelay
+
+
 class SmtpServer:
     def __init__(self, config: Config, spool: Spool, directory: Directory,
                  ssl_context: ssl.SSLContext | None, metrics: Metrics,
@@ -60,6 +64,8 @@ class SmtpServer:
         self.ssl_context = ssl_context
         self.metrics = metrics
         self.on_queued = on_queued
+        # End-to-end relaying for chosen routes (mailyard.smtpd.relay); None: always queue.
+        self.relay: InSessionRelay | None = None
         self.limiter = ConnectionLimiter(config.smtpd.max_connections,
                                          config.smtpd.max_connections_per_ip)
         self.free_space = FreeSpaceGauge(spool)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, cast
 
 from mailyard.directory.api import DirectoryError
-from mailyard.envelope import split_address
+from mailyard.envelope import Envelope, split_address
 from mailyard.obs import log_event
 from mailyard.proto.smtp.events import (
     CLOSED, NEED_DATA, PAUSED, AuthCredentials, AuthResult, DataChunk, DataStart, Event, Helo,
@@ -93,6 +93,7 @@ class SmtpSession(asyncio.Protocol):
         self.ip = ""
         self.counted = False
         self.writer: MessageWriter | None = None
+        self.envelope: Envelope | None = None
         self.write_failed = False
         self.record: TransactionRecord | None = None
         self.task: asyncio.Future[Any] | None = None  # our own answer in progress
@@ -392,6 +393,7 @@ class SmtpSession(asyncio.Protocol):
             self._log_record("failed", REPLY_STORAGE_ERROR)
             return
         self.writer = writer
+        self.envelope = envelope
         self.write_failed = False
         conn.accept()
 
@@ -428,10 +430,17 @@ class SmtpSession(asyncio.Protocol):
         finally:
             self.task = None
         reply = REPLY_QUEUED.with_text(f"Queued as {qid}") if qid else REPLY_STORAGE_ERROR
+        relay, envelope = self.server.relay, self.envelope
+        if qid and relay is not None and envelope is not None and relay.applies(envelope):
+            verdict = await relay.forward(qid, envelope)
+            if verdict is not None:
+                reply = verdict
+                if not verdict.is_positive:
+                    qid = ""
         self.record = record
         self._log_record("queued" if qid else "failed", reply, qid=qid, size=event.size)
         if self._answered(event):
-            if qid:
+            if reply.is_positive:
                 self.conn.accept(reply)
             else:
                 self.conn.reject(reply)
