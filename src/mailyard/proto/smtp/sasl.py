@@ -21,6 +21,8 @@ import secrets
 from dataclasses import dataclass
 
 from mailyard.directory.api import ScramCredentials
+from mailyard.directory.scram import derive_credentials as derive_scram_credentials
+from mailyard.directory.scram import salted_password
 from mailyard.proto.smtp.replies import REPLY_AUTH_FAILED, REPLY_SYNTAX, Reply
 
 __all__ = [
@@ -136,15 +138,6 @@ def _b64(data: bytes) -> str:
 
 def _hmac(key: bytes, msg: bytes) -> bytes:
     return hmac.new(key, msg, hashlib.sha256).digest()
-
-
-def derive_scram_credentials(password: str, salt: bytes, iterations: int) -> ScramCredentials:
-    """RFC 5802 3: SaltedPassword, then StoredKey and ServerKey."""
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    client_key = _hmac(salted, b"Client Key")
-    return ScramCredentials(salt=salt, iterations=iterations,
-                            stored_key=hashlib.sha256(client_key).digest(),
-                            server_key=_hmac(salted, b"Server Key"))
 
 
 def _saslname(value: str) -> str | None:
@@ -268,7 +261,7 @@ def scram_client_final(password: str, client_first_bare: str, server_first: str,
     Used by tests and by the delivery client for SCRAM relays."""
     attrs = dict(_attributes(server_first) or [])
     salt = base64.b64decode(attrs["s"])
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, int(attrs["i"]))
+    salted = salted_password(password, salt, int(attrs["i"]))
     client_key = _hmac(salted, b"Client Key")
     without_proof = f"c={_b64(gs2_header.encode('utf-8'))},r={attrs['r']}"
     auth_message = ",".join((client_first_bare, server_first, without_proof)).encode("utf-8")
