@@ -322,6 +322,44 @@ def test_bounce_to_remote_sender_goes_out_with_null_reverse_path(start_mailyard,
     assert refusing.messages == []
 
 
+def test_notify_success_relayed_to_server_without_dsn(start_mailyard, sinks):
+    """RFC 3461 5.2.2: NOTIFY=SUCCESS, and the next hop does not offer DSN: the sender
+    gets a success report whose action is "relayed" (RFC 3464 2.3.3), not
+    "delivered" (the message did not reach its final mailbox here)."""
+    sink = sinks(OTHER_MX, "-N")
+    srv = start_mailyard()
+    token = submit(srv, ["carol@other.test"], "notify success",
+                   rcpt_options=("NOTIFY=SUCCESS,FAILURE",))
+    [got] = sink.wait_messages(1)
+    [dsn] = wait_bounce(srv)
+    wait_queue_empty(srv)
+    assert tokens_in([got]) == [token]
+    dump = next(p for p in sink.dump_dir.rglob("*") if p.is_file()).read_text()
+    assert "X-Rcpt-Args: <carol@other.test>\n" in dump  # no NOTIFY to a non-DSN server
+    block = dsn.recipient("carol@other.test")
+    assert header(block, "Action") == "relayed"
+    assert header(block, "Status").startswith("2.")
+
+
+@pytest.mark.xfail(strict=True, reason="remote.py does not report whether the next hop "
+                   "took the DSN parameters, so a success report is always issued")
+def test_notify_success_passed_on_to_server_with_dsn(start_mailyard, sinks):
+    """RFC 3461 5.2.1: the next hop offers DSN: NOTIFY is passed on with the RCPT and
+    the success report is the next hop's to give, not ours."""
+    sink = sinks(OTHER_MX)
+    srv = start_mailyard()
+    submit(srv, ["carol@other.test"], "notify passed on",
+           rcpt_options=("NOTIFY=SUCCESS,FAILURE",))
+    sink.wait_messages(1)
+    wait_queue_empty(srv)
+    dump = next(p for p in sink.dump_dir.rglob("*") if p.is_file()).read_text()
+    assert "X-Rcpt-Args: <carol@other.test> NOTIFY=SUCCESS,FAILURE" in dump
+    # A report, if one were coming, is queued before the recipient is recorded as
+    # delivered; with the queue empty it would be in the mailbox already.
+    wait_queue_empty(srv)
+    assert bounces(srv) == []
+
+
 def test_null_mx_bounces_immediately(start_mailyard):
     """RFC 7505 3.2: a domain with a Null MX does not accept mail: bounce at once with
     5.1.10, no retries (the schedule here would wait ten minutes)."""

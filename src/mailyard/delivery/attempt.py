@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from mailyard.config import Config
+from mailyard.envelope import Recipient
 from mailyard.obs import log_event
 from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState
 
@@ -96,9 +97,7 @@ class Finalizer:
                   if dsn.should_notify(env.recipients[r.index], kind)]
         if not wanted:
             return False
-        reports = [dsn.RecipientReport.from_attempt(env.recipients[r.index], res.kind, kind,
-                                                    res.reply, res.relay, self.clock())
-                   for r, res in wanted]
+        reports = [self.report(env.recipients[r.index], res, kind) for r, res in wanted]
         with self.spool.open_content(entry.qid) as content:
             bounce_env, bounce = dsn.build_report(
                 self.config.hostname, env, reports, content, entry.size, entry.created,
@@ -107,3 +106,14 @@ class Finalizer:
         log_event(log, "dsn queued", qid=entry.qid, dsn_qid=qid, kind=kind,
                   to=env.sender, recipients=",".join(res.address for _, res in wanted))
         return True
+
+    def report(self, recipient: Recipient, res: AttemptResult, kind: str) -> Any:
+        """One recipient's DSN block.  Mail handed to another MTA over SMTP was relayed,
+        not delivered (RFC 3464 2.3.3, RFC 3461 5.2.2)."""
+        from mailyard.message import dsn
+
+        if kind == "success" and res.transport == "smtp":
+            return dsn.RecipientReport.from_reply(recipient, dsn.DsnAction.RELAYED, res.reply,
+                                                  res.relay, self.clock())
+        return dsn.RecipientReport.from_attempt(recipient, res.kind, kind, res.reply, res.relay,
+                                                self.clock())
