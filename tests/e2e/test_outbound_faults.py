@@ -298,6 +298,26 @@ def test_remote_5xx_bounces_to_local_sender(start_mailyard, sinks, command):
     assert str(dsn.message["To"]).strip() == SENDER or SENDER in str(dsn.message["To"])
 
 
+def test_bounce_honours_ret_hdrs_envid_and_orcpt(start_mailyard, sinks):
+    """RFC 3461 4.3 (RET=HDRS: only the header comes back, as text/rfc822-headers),
+    4.4 (ENVID returned as Original-Envelope-Id) and 4.2 (ORCPT returned as
+    Original-Recipient) in the RFC 3464 report of a 5xx refusal."""
+    sinks(OTHER_MX, "-f", "RCPT")
+    srv = start_mailyard(retry_schedule=[600])
+    token = submit(srv, ["carol@other.test"], "ret hdrs", body="secret body text\n",
+                   mail_options=("RET=HDRS", "ENVID=env-42"),
+                   rcpt_options=("ORCPT=rfc822;carol+2Borig@other.test",))  # xtext
+    [dsn] = wait_bounce(srv)
+    wait_queue_empty(srv)
+    assert header(dsn.per_message, "Original-Envelope-Id") == "env-42"
+    block = dsn.recipient("carol@other.test")
+    assert header(block, "Original-Recipient").lower() == "rfc822; carol+orig@other.test"
+    assert dsn.returned is not None
+    assert dsn.returned.get_content_type() == "text/rfc822-headers"
+    returned = dsn.returned.as_string()
+    assert token in returned and "secret body text" not in returned
+
+
 def test_bounce_to_remote_sender_goes_out_with_null_reverse_path(start_mailyard, sinks,
                                                                 fake_mx):
     """Mail from a remote sender, forwarded by a local alias to a remote address that
@@ -516,6 +536,31 @@ def test_null_sender_is_never_bounced(start_mailyard, fake_mx):
     assert len(mx.sessions) == 1
 
 
+def test_mixed_local_and_remote_recipients_each_delivered_once(start_mailyard, sinks):
+    """One message to a local mailbox, a healthy remote domain and a failing one: each
+    recipient has its own state, so the retry for the failing domain sends no second
+    copy to the others."""
+    healthy = sinks(MX1)
+    failing = sinks(OTHER_MX, "-r", "MAIL")
+    srv = start_mailyard(retry_schedule=[600])
+    srv.add_user("bob@example.test", "bob-secret")
+    token = submit(srv, ["bob@example.test", "dave@remote.test", "carol@other.test"],
+                   "three ways")
+    rec = wait_deferred(srv, "carol@other.test")
+    states = recipient_states(srv)
+    assert states["bob@example.test"]["state"] == "delivered", states
+    assert states["dave@remote.test"]["state"] == "delivered", states
+    failing = heal(failing, sinks)
+    srv.cli("queue", "flush", rec["qid"])
+    failing.wait_messages(1)
+    wait_queue_empty(srv)
+    assert tokens_in(failing.messages()) == [token]
+    assert tokens_in(healthy.messages()) == [token]
+    assert healthy.messages()[0].recipients == ["dave@remote.test"]
+    local = srv.messages("bob@example.test")
+    assert len(local) == 1 and token.encode() in local[0]
+
+
 # --- operator's queue tools --------------------------------------------------------------
 def test_queue_cli_shows_deferred_recipient_state(start_mailyard, sinks):
     """``mailyard queue list/show``: per recipient state, attempts, next try and the
@@ -619,3 +664,23 @@ def test_sigkill_mid_delivery_neither_loses_nor_duplicates(start_mailyard, fake_
     mx.wait_messages(2)
     wait_queue_empty(srv)
     assert sorted(tokens_in(mx.messages)) == sorted([token, later])
+
+
+def test_graceful_stop_mid_delivery_keeps_the_message(start_mailyard, fake_mx):
+    """SIGTERM while a delivery waits for the remote's final reply: the server stops
+    in bounded time, keeps the message, and delivers it once after the restart."""
+    mx = fake_mx(OTHER_MX)
+    mx.script(delays={".": 60.0})
+    srv = start_mailyard(data_timeout=60)
+    token = submit(srv, ["carol@other.test"], "stop mid delivery")
+    wait_until(lambda: any(s.content_received for s in mx.sessions), 15,
+               "the message content at the fake MX")
+    srv.stop(timeout=30)
+    assert srv.proc is not None and srv.proc.returncode is not None
+    wait_until(lambda: all(s.ended for s in mx.sessions), 10, "the fake MX to see the cut")
+    assert mx.messages == []
+    mx.heal()
+    srv.start()
+    mx.wait_messages(1, timeout=30)
+    wait_queue_empty(srv)
+    assert tokens_in(mx.messages) == [token]
