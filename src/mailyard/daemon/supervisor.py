@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from mailyard.config import Config, config_to_dict
 from mailyard.daemon.listeners import Listener, bind_listeners
@@ -67,6 +68,7 @@ class Supervisor:
         self.workers: list[WorkerProcess] = []
         self.listeners: list[Listener] = []
         self.stopping = False
+        self.spool: Any = None
 
     # --- start-up --------------------------------------------------------------
     def worker_count(self) -> int:
@@ -98,6 +100,7 @@ class Supervisor:
 
         spool = FileSpool(cfg.data_path / "queue", cfg.hostname)
         spool.sweep()
+        self.spool = spool
         notify_r, notify_w = os.pipe()
         self.start_workers(cert, key, notify_w)
         os.close(notify_w)
@@ -171,6 +174,9 @@ class Supervisor:
                       pid=proc.pid, status=proc.returncode, delay=delay)
             self.metrics.inc("worker_restarts_total")
             worker.proc = None
+            # A message the worker made durable but did not get to index is found by
+            # the sweep (safe while other processes work).
+            self.spool.sweep()
             asyncio.get_running_loop().call_later(delay, self._restart, worker)
 
     def _restart(self, worker: WorkerProcess) -> None:
