@@ -240,7 +240,38 @@ def test_idle_connection_is_reused_then_closed() -> None:
             return server, pool
     server, pool = run(go())
     assert server.connections == 1 and (pool.opened, pool.reused) == (1, 2)
-    assert server.commands.count("RSET") == 2 and server.commands[-1] == "QUIT"
+    # Used moments ago: no RSET probe, the next MAIL goes straight out.
+    assert server.commands.count("RSET") == 0 and server.commands[-1] == "QUIT"
+
+
+def test_session_idle_for_a_while_is_probed_with_rset() -> None:
+    async def go():
+        async with FakeSmtpServer() as server:
+            pool = ConnectionPool(CONFIG, probe_after=0.0)
+            for _ in range(3):
+                assert states(await send([hop(server)], envelope("r@dest.test"), pool=pool)) == [DELIVERED]
+            await pool.close()
+            return server, pool
+    server, pool = run(go())
+    assert server.connections == 1 and (pool.opened, pool.reused) == (1, 2)
+    assert server.commands.count("RSET") == 2
+
+
+def test_reused_session_closed_by_the_server_is_replaced_without_a_deferral() -> None:
+    """RFC 5321 3.8: the server may close an idle connection with 421; without a probe
+    the 421 answers the next MAIL, and the message goes out on a new connection."""
+    async def go():
+        closing = b"250 2.0.0 queued\r\n421 4.4.2 fake.test idle timeout\r\n"
+        async with FakeSmtpServer(replies={".": closing}) as server:
+            pool = ConnectionPool(CONFIG)
+            results = [await send([hop(server)], envelope("r@dest.test"), pool=pool)
+                       for _ in range(2)]
+            await pool.close()
+            return server, pool, results
+    server, pool, results = run(go())
+    assert [states(r) for r in results] == [[DELIVERED], [DELIVERED]]
+    assert server.connections == 2 and len(server.messages) == 2
+    assert (pool.opened, pool.reused) == (2, 1)
 
 
 def test_concurrent_deliveries_do_not_share_a_session() -> None:

@@ -268,7 +268,7 @@ def test_dead_idle_connection_is_replaced(sinks) -> None:
     sink = sinks("-q", "RSET")
 
     async def run() -> ConnectionPool:
-        pool = ConnectionPool(CONFIG)
+        pool = ConnectionPool(CONFIG, probe_after=0.0)
         for _ in range(2):
             res = await deliver_remote([sink.hop], ENV, list(enumerate(ENV.recipients)),
                                        lambda: io.BytesIO(CONTENT), len(CONTENT), CONFIG, pool)

@@ -16,9 +16,13 @@ With TLS policy "may", a failed handshake is retried once on the same host in cl
 treats it like any other temporary failure.
 
 :class:`ConnectionPool` keeps sessions idle for a short time, keyed by (address, port,
-TLS policy, credentials), so several messages to one destination share a connection;
-each is probed with RSET before reuse and retired after
-``delivery.max_messages_per_connection`` messages.
+TLS policy, credentials), so several messages to one destination share a connection,
+and retires them after ``delivery.max_messages_per_connection`` messages.  A session
+idle for longer than ``probe_after`` seconds is probed with RSET before reuse; one used
+moments ago goes straight to MAIL (the client core still sends RSET first when the last
+transaction was left open, RFC 5321 4.1.1.5), which saves a round trip per message.  If
+such a session turns out to be gone (EOF or 421 before the MAIL reply), the message is
+tried once more on a new connection to the same hop.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from mailyard.config import Config
 from mailyard.delivery.smtp_session import SessionError, SmtpSession, Timeouts
 from mailyard.envelope import Envelope, Recipient
 from mailyard.obs import log_event
-from mailyard.proto.smtp.client import RecipientResult, describe
+from mailyard.proto.smtp.client import RecipientResult, TransactionResult, describe
 from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_LOST,
     REPLY_REMOTE_NO_HOPS,
@@ -49,6 +53,7 @@ log = logging.getLogger("mailyard.delivery.smtp")
 #: Recipients per transaction: every server must take 100 (RFC 5321 4.5.3.1.8).
 MAX_RECIPIENTS_PER_TRANSACTION = 100
 IDLE_SECONDS = 5.0
+PROBE_AFTER = 2.0  # seconds idle before a session is probed with RSET on reuse
 
 
 class HopLike(Protocol):
@@ -99,10 +104,12 @@ def pool_key(hop: HopLike) -> PoolKey:
 class ConnectionPool:
     """Open sessions to next hops, kept idle for ``idle_seconds`` between messages."""
 
-    def __init__(self, config: Config, idle_seconds: float = IDLE_SECONDS) -> None:
+    def __init__(self, config: Config, idle_seconds: float = IDLE_SECONDS,
+                 probe_after: float = PROBE_AFTER) -> None:
         self.config = config
         self.timeouts = Timeouts.from_config(config.delivery)
         self.idle_seconds = idle_seconds
+        self.probe_after = probe_after
         self.max_messages = config.delivery.max_messages_per_connection
         self.opened = 0  # connections set up (for metrics and tests)
         self.reused = 0  # sessions taken from the idle list
@@ -113,16 +120,18 @@ class ConnectionPool:
     def idle_count(self) -> int:
         return sum(len(v) for v in self._idle.values())
 
-    async def acquire(self, hop: HopLike) -> SmtpSession:
-        """An idle session that still answers RSET, else a new one.  Raises SessionError."""
-        key = pool_key(hop)
-        idle = self._idle.get(key, [])
+    async def acquire(self, hop: HopLike, *, fresh: bool = False) -> SmtpSession:
+        """The most recently used idle session (probed with RSET if it was idle for
+        long), else a new one; ``fresh`` always opens a new one.  Raises SessionError."""
+        idle = [] if fresh else self._idle.get(pool_key(hop), [])
+        now = asyncio.get_running_loop().time()
         while idle:
             session = idle.pop()
             timer = self._timers.pop(session, None)
             if timer is not None:
                 timer.cancel()
-            if await session.probe():
+            recent = session.last_used is not None and now - session.last_used < self.probe_after
+            if (recent and session.usable) or await session.probe():
                 self.reused += 1
                 return session
         return await self._open(hop)
@@ -236,19 +245,26 @@ async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
                        pending: list[tuple[int, Recipient]], open_content: Callable[[], BinaryIO],
                        size: int) -> list[_Attempt]:
     host = hop.host or hop.ip
-    try:
-        session = await pool.acquire(hop)
-    except SessionError as exc:
-        failure = exc.failure
-        state = RecipientState.FAILED if failure.permanent else RecipientState.DEFERRED
-        log_event(log, "next hop failed", host=host, ip=hop.ip, port=hop.port,
-                  stage=failure.stage, reply=describe(failure.reply))
-        return [_Attempt(failure.reply, host, False, state) for _ in pending]
     results: dict[int, RecipientResult] = {}
-    try:
-        await _transactions(session, envelope, pending, open_content, size, results)
-    finally:
-        pool.release(hop, session)
+    for fresh in (False, True):
+        try:
+            session = await pool.acquire(hop, fresh=fresh)
+        except SessionError as exc:
+            failure = exc.failure
+            state = RecipientState.FAILED if failure.permanent else RecipientState.DEFERRED
+            log_event(log, "next hop failed", host=host, ip=hop.ip, port=hop.port,
+                      stage=failure.stage, reply=describe(failure.reply))
+            return [_Attempt(failure.reply, host, False, state) for _ in pending]
+        reused = session.last_used is not None
+        try:
+            stale = await _transactions(session, envelope, pending, open_content, size,
+                                        results, reused)
+        finally:
+            pool.release(hop, session)
+        if not stale:
+            break
+        log_event(log, "reused connection was closed; reconnecting", host=host, ip=hop.ip,
+                  port=hop.port)
     out = []
     for index, _ in pending:
         res = results[index]
@@ -259,19 +275,25 @@ async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
 
 async def _transactions(session: SmtpSession, envelope: Envelope,
                         pending: list[tuple[int, Recipient]], open_content: Callable[[], BinaryIO],
-                        size: int, results: dict[int, RecipientResult]) -> None:
+                        size: int, results: dict[int, RecipientResult],
+                        reused: bool = False) -> bool:
     """Send the message in batches of at most 100 recipients over one session; recipients
     refused with 452 "too many recipients" go again in the next transaction
-    (RFC 5321 4.5.3.1.10) as long as each round delivers to someone."""
+    (RFC 5321 4.5.3.1.10) as long as each round delivers to someone.  True (and no
+    results) when ``reused`` and the session was found closed before the MAIL reply."""
     todo = list(pending)
     last = REPLY_REMOTE_LOST
+    first = True
     while todo:
         batch, todo = todo[:MAX_RECIPIENTS_PER_TRANSACTION], todo[MAX_RECIPIENTS_PER_TRANSACTION:]
         if not session.usable:  # the previous transaction ended the session (421, lost)
             for index, rcpt in batch + todo:
                 results[index] = RecipientResult(rcpt, last, retry_elsewhere=True)
-            return
+            return False
         done = await session.send_message(envelope, [r for _, r in batch], open_content, size)
+        if first and reused and _found_closed(session, done):
+            return True
+        first = False
         last = done.reply if not done.reply.is_positive else REPLY_REMOTE_LOST
         again = []
         for (index, rcpt), res in zip(batch, done.recipients):
@@ -279,3 +301,12 @@ async def _transactions(session: SmtpSession, envelope: Envelope,
             if res.reply.code == 452 and done.reply.is_positive:
                 again.append((index, rcpt))
         todo = again + todo
+    return False
+
+
+def _found_closed(session: SmtpSession, done: TransactionResult) -> bool:
+    """The session ended (EOF, reset, 421) before the message was complete: nothing
+    was delivered, so it is safe to try a new connection."""
+    return (not session.usable and not done.content_sent
+            and done.reply.code in (421, REPLY_REMOTE_LOST.code)
+            and all(r.retry_elsewhere for r in done.recipients))

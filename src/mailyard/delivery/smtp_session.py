@@ -44,6 +44,7 @@ log = logging.getLogger("mailyard.delivery.smtp")
 
 CONTENT_CHUNK = 65536
 READ_SIZE = 65536
+WRITE_HIGH_WATER = 65536
 QUIT_TIMEOUT = 5.0
 
 
@@ -99,6 +100,7 @@ class SmtpSession:
         self._content: BinaryIO | None = None
         self._wait: tuple[int, float] | None = None  # (replies seen, deadline) of this wait
         self._open_content: Callable[[], BinaryIO] | None = None
+        self.last_used: float | None = None  # loop time the last transaction ended
 
     @classmethod
     async def open(cls, host: str, ip: str, port: int, helo_name: str, *, tls: str = "may",
@@ -153,6 +155,7 @@ class SmtpSession:
             self._content = self._open_content = None
         if not isinstance(event, TransactionDone):
             raise RuntimeError(f"SMTP client ended a transaction with {event!r}")
+        self.last_used = asyncio.get_running_loop().time()
         if not self.usable:
             await self.close()
         return event.result
@@ -203,10 +206,14 @@ class SmtpSession:
                 return event
 
     async def _write(self, data: bytes) -> None:
+        """Write; wait for the buffer to drain only once it is above the high-water
+        mark (a lost connection shows up at the next read)."""
         try:
             self.writer.write(data)
-            await asyncio.wait_for(self.writer.drain(), self.timeouts.command)
-        except asyncio.TimeoutError:
+            if self.writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
+                async with asyncio.timeout(self.timeouts.command):
+                    await self.writer.drain()
+        except TimeoutError:
             self._lost(REPLY_REMOTE_TIMEOUT.with_text(
                 f"{REPLY_REMOTE_TIMEOUT.text} ({self.host}) while sending"))
         except (OSError, ssl.SSLError) as exc:
@@ -221,8 +228,9 @@ class SmtpSession:
         if self._wait is None or self._wait[0] != self.client.replies_seen:
             self._wait = (self.client.replies_seen, now + timeout)
         try:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), max(0.0, self._wait[1] - now))
-        except asyncio.TimeoutError:
+            async with asyncio.timeout_at(self._wait[1]):
+                data = await self.reader.read(READ_SIZE)
+        except TimeoutError:
             self._lost(REPLY_REMOTE_TIMEOUT.with_text(
                 f"{REPLY_REMOTE_TIMEOUT.text} ({self.host}) after {timeout:g}s"))
             return
