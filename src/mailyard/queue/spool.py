@@ -220,6 +220,23 @@ class FileSpool:
     def release_lease(self, qid: str) -> None:
         self._r.index.release_lease(qid)
 
+    def record_many(self, items: Iterable[tuple[str, Iterable[Outcome],
+                                                Iterable[tuple[int, float, str]]]]
+                    ) -> list[QueueEntry | None]:
+        """:meth:`record` for several messages in one index transaction; each item is
+        (qid, outcomes, postponed), see :meth:`QueueIndex.record_many`."""
+        batch = [(qid, list(outcomes), list(postponed)) for qid, outcomes, postponed in items]
+        entries = self._r.index.record_many(batch, self.clock())
+        for entry in entries:
+            if entry is not None and entry.is_done:
+                self._unlink(entry.qid)
+        return entries
+
+    def postpone_domain(self, domain: str, until: float, reason: str) -> int:
+        """Due recipients in ``domain`` not leased by anyone wait until ``until`` without
+        counting an attempt (a destination that is down); returns how many."""
+        return self._r.index.postpone_domain(domain, until, reason, self.clock())
+
     def mark_delay_notified(self, qid: str, indexes: Iterable[int]) -> None:
         self._r.index.mark_delay_notified(qid, list(indexes))
 
