@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Callable
 
 from mailyard.config import Config
 from mailyard.delivery.attempt import AttemptResult, Finalizer
+from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder
 from mailyard.envelope import split_address
 from mailyard.obs import Metrics, log_event
 from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState
@@ -49,6 +50,9 @@ class Dispatcher:
         self.outbound = OutboundDelivery(config)
         self.finalizer = Finalizer(config, spool, clock)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="local-delivery")
+        # Claims and outcome batches: index transactions never block the event loop.
+        self.queue_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-io")
+        self.recorder = OutcomeRecorder(spool, self.queue_io)
         self.active: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._running = True
@@ -64,7 +68,7 @@ class Dispatcher:
             self._wake.clear()
             claimed = 0
             if not self.config.delivery.defer_all:
-                claimed = self.claim_round()
+                claimed = await self.claim_round()
             if claimed < CLAIM_BATCH or len(self.active) >= self.config.delivery.active_window:
                 try:
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
@@ -73,11 +77,13 @@ class Dispatcher:
             else:
                 await asyncio.sleep(0)
 
-    def claim_round(self) -> int:
+    async def claim_round(self) -> int:
         room = self.config.delivery.active_window - len(self.active)
         if room <= 0:
             return 0
-        entries = self.spool.claim_due(self.clock(), min(room, CLAIM_BATCH), LEASE_SECONDS)
+        entries = await asyncio.get_running_loop().run_in_executor(
+            self.queue_io, self.spool.claim_due, self.clock(), min(room, CLAIM_BATCH),
+            LEASE_SECONDS)
         for entry in entries:
             if entry.qid in self.active:  # still working on it (lease renewed)
                 continue
@@ -108,6 +114,7 @@ class Dispatcher:
             task.cancel()
         await self.outbound.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.queue_io.shutdown(wait=True)
 
     def update_gauges(self) -> None:
         self.metrics.set("delivery_active", len(self.active))
@@ -143,10 +150,7 @@ class Dispatcher:
             log_event(log, "delivery attempt", qid=entry.qid, from_=entry.envelope.sender,
                       to=result.address, size=entry.size, transport=result.transport,
                       relay=result.relay, result=result.kind, reply=result.reply)
-        if outcomes:
-            self.spool.record(entry.qid, outcomes)
-        else:
-            self.spool.release_lease(entry.qid)
+        await self.recorder.record(FinishedEntry(entry.qid, outcomes))
 
     def open_content(self, qid: str) -> Callable[[], BinaryIO]:
         return lambda: self.spool.open_content(qid)

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -267,6 +267,71 @@ class QueueIndex:
                    " WHERE qid = ? AND idx = ?",
                    (state.value, new.attempts, next_attempt, now, o.reply, qid, old.index))
         return new
+
+    def record_many(self, items: Sequence[tuple[str, Sequence[Outcome],
+                                                 Sequence[tuple[int, float, str]]]],
+                    now: float) -> list[QueueEntry | None]:
+        """:meth:`record` for several messages in one transaction.  Each item is (qid,
+        outcomes, postponed): ``postponed`` recipients (index, until, reason) wait until
+        ``until`` without counting an attempt (their destination is known to be down);
+        an item with neither just gives up the lease."""
+        out: list[QueueEntry | None] = []
+        with self._write() as db:
+            found = {e.qid: e for e in self._entries(db, [item[0] for item in items])}
+            for qid, outcomes, postponed in items:
+                entry = found.get(qid)
+                if entry is None:
+                    out.append(None)
+                    continue
+                current = {r.index: r for r in entry.recipients}
+                for o in outcomes:
+                    current[o.index] = self._apply(db, qid, self._known(current, qid, o.index),
+                                                   o, now)
+                for index, until, reason in postponed:
+                    old = self._known(current, qid, index)
+                    current[index] = replace(old, next_attempt=until, last_reply=reason)
+                    db.execute("UPDATE recipients SET next_attempt = ?, last_reply = ?"
+                               " WHERE qid = ? AND idx = ?", (until, reason, qid, index))
+                db.execute("UPDATE recipients SET claimed = 0 WHERE qid = ? AND claimed = 1",
+                           (qid,))
+                db.execute("UPDATE messages SET lease_owner = NULL, lease_until = 0"
+                           " WHERE qid = ?", (qid,))
+                db.execute(_REFRESH_DUE, (qid,))
+                done = QueueEntry(qid, entry.envelope, entry.size, entry.created,
+                                  tuple(current[i] for i in sorted(current)))
+                if done.is_done:
+                    self._entomb(db, qid)
+                out.append(done)
+        return out
+
+    @staticmethod
+    def _known(current: dict[int, QueuedRecipient], qid: str, index: int) -> QueuedRecipient:
+        old = current.get(index)
+        if old is None:
+            raise StorageError(f"{qid}: no recipient with index {index}")
+        return old
+
+    def postpone_domain(self, domain: str, until: float, reason: str, now: float,
+                        chunk: int = 10_000) -> int:
+        """Due recipients in ``domain`` of messages nobody holds a lease on wait until
+        ``until``, without counting an attempt; one transaction per ``chunk`` recipients.
+        Returns how many were postponed."""
+        suffix = "@" + domain.lower()
+        total = 0
+        while True:
+            with self._write() as db:
+                rows = db.execute(
+                    "SELECT r.qid, r.idx FROM recipients r JOIN messages m ON m.qid = r.qid"
+                    " WHERE r.state IN ('pending', 'deferred') AND r.next_attempt < ?"
+                    " AND lower(substr(r.address, -?)) = ? AND m.lease_until < ? LIMIT ?",
+                    (until, len(suffix), suffix, now, chunk)).fetchall()
+                db.executemany("UPDATE recipients SET next_attempt = ?, last_reply = ?"
+                               " WHERE qid = ? AND idx = ?",
+                               [(until, reason, qid, idx) for qid, idx in rows])
+                db.executemany(_REFRESH_DUE, [(qid,) for qid in {qid for qid, _ in rows}])
+            total += len(rows)
+            if len(rows) < chunk:
+                return total
 
     def mark_delay_notified(self, qid: str, indexes: Iterable[int]) -> None:
         with self._write() as db:
