@@ -51,6 +51,8 @@ log = logging.getLogger("mailyard.delivery.routing")
 
 #: MX hosts considered per domain; bounds the DNS work a hostile zone can cause.
 MAX_MX_HOSTS = 10
+#: Routes remembered by a Router (see there); the memo is emptied when it is full.
+MAX_FIXED_ROUTES = 10_000
 
 
 @dataclass(frozen=True)
@@ -122,13 +124,20 @@ def parse_address_literal(domain: str) -> str | None:
 
 
 class Router:
-    """Routing bound to one config and resolver, as the delivery engine holds it."""
+    """Routing bound to one config and resolver, as the delivery engine holds it.
+
+    A route that follows from the configuration alone (a transport or relay host given
+    as an IP address, an address literal) is remembered per domain: the same answer
+    would be worked out again for every message.  Routes that needed DNS are not kept
+    here; the resolver's cache keeps the answers for their TTL, and MX hosts of equal
+    preference are shuffled afresh for every message."""
 
     def __init__(self, config: Config, resolver: Resolver,
                  rng: random.Random | None = None) -> None:
         self.config = config
         self.resolver = resolver
         self.rng = rng or random.Random()
+        self._fixed: dict[str, Route] = {}
 
     async def route(self, domain: str) -> list[NextHop]:
         """The next hops for ``domain``, best first.  Raises :class:`RouteError`."""
@@ -136,12 +145,28 @@ class Router:
 
     async def plan(self, domain: str) -> Route:
         """The whole routing decision: hops, how they were found, warnings."""
-        return await route(domain, self.config, self.resolver, rng=self.rng)
+        known = self._fixed.get(domain)
+        if known is not None:
+            return known
+        planned = await route(domain, self.config, self.resolver, rng=self.rng)
+        if _from_config_alone(planned):
+            if len(self._fixed) >= MAX_FIXED_ROUTES:
+                self._fixed.clear()
+            self._fixed[domain] = planned
+        return planned
 
     def end_to_end(self, domain: str) -> bool:
         """Whether ``domain``'s transport is in "end-to-end" mode (no DNS needed)."""
         transport = find_transport(_destination(domain)[0], self.config.delivery.transports)
         return transport is not None and transport.mode == "end-to-end"
+
+
+def _from_config_alone(planned: Route) -> bool:
+    """True when no DNS answer went into ``planned`` (it can be reused as it is)."""
+    if planned.via == "literal":
+        return True
+    return planned.via in ("transport", "relayhost") and all(
+        is_ip_literal(hop.host) for hop in planned.hops)
 
 
 def _destination(domain: str) -> tuple[str, str | None]:

@@ -249,8 +249,15 @@ class SmtpSession:
                 raise RuntimeError("SMTP client asked for content outside a transaction")
             self._content = self._open_content()
         chunk = self._content.read(CONTENT_CHUNK)
+        if len(chunk) == CONTENT_CHUNK:
+            self.client.send_content(chunk)
+            return
+        # A short read is usually the end: then the last chunk and "." share one write.
+        rest = self._content.read(CONTENT_CHUNK) if chunk else b""
         if chunk:
             self.client.send_content(chunk)
+        if rest:
+            self.client.send_content(rest)
         else:
             self.client.end_content()
 

@@ -304,3 +304,15 @@ def test_duplicate_mx_hosts_and_addresses_are_tried_once():
     r = hops_of("dup.example", resolver=StaticResolver(zones))
     assert [(h.host, h.ip, h.mx_preference) for h in r.hops] == [
         ("a.dup.example", "192.0.2.5", 10), ("b.dup.example", "192.0.2.6", 30)]
+
+
+def test_router_remembers_routes_that_need_no_dns():
+    """A transport to an IP address is worked out once per domain; MX routes are not
+    kept (the resolver's cache honours the TTLs)."""
+    config = cfg(transports=(TransportRoute(domain="relay.example", nexthop="192.0.2.9:2525"),))
+    router = Router(config, StaticResolver(ZONES), random.Random(3))
+    first = asyncio.run(router.plan("relay.example"))
+    assert asyncio.run(router.plan("relay.example")) is first
+    assert [(h.ip, h.port) for h in first.hops] == [("192.0.2.9", 2525)]
+    mx = asyncio.run(router.plan("example.net"))
+    assert asyncio.run(router.plan("example.net")) is not mx
