@@ -29,7 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 
 from mailyard.envelope import Envelope, Recipient  # noqa: E402
-from mailyard.queue.spool import FileSpool  # noqa: E402
+from mailyard.queue.spool import COMMIT_THREADS, FileSpool  # noqa: E402
 
 ENVELOPE = Envelope("sender@example.org", (Recipient("rcpt@example.net"),),
                     client_ip="127.0.0.1", client_helo="bench.example.org")
@@ -60,7 +60,7 @@ async def run_writers(spool: FileSpool, writers: int, content: bytes,
 
 
 def one_process(root: str, writers: int, size: int, seconds: float,
-                threads: int = 32, use_uvloop: bool = True) -> dict[str, float]:
+                threads: int = COMMIT_THREADS, use_uvloop: bool = True) -> dict[str, float]:
     if use_uvloop:
         try:
             import uvloop
@@ -120,7 +120,8 @@ def main() -> int:
     p.add_argument("--size", type=int, default=2048)
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--processes", type=int, default=1)
-    p.add_argument("--threads", type=int, default=32, help="commit threads per process")
+    p.add_argument("--threads", type=int, default=COMMIT_THREADS,
+                   help="file-stage threads per process")
     p.add_argument("--no-uvloop", action="store_true", help="use the default event loop")
     p.add_argument("--dir", default=None)
     p.add_argument("--baseline", type=float, default=2.0, metavar="SECONDS",

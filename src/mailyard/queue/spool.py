@@ -8,13 +8,13 @@ its own ``FileSpool`` over the same directory (see :mod:`mailyard.queue.layout`)
 Durability: a message is acknowledged only after :meth:`SpoolWriter.commit` returns,
 that is after its record (:mod:`mailyard.queue.record`) was written, fdatasync'd,
 renamed into ``msg/`` and the directory fsync'd (:mod:`mailyard.queue.writer`).  The
-blocking calls run in thread pools, and the directory fsyncs are group-committed
-across the concurrent commits of a process (:mod:`mailyard.queue.groupcommit`).
+blocking calls run in threads, and the directory fsyncs are group-committed across the
+concurrent commits of a process (:mod:`mailyard.queue.groupcommit`).
 
-How the index learns about new messages: the commit inserts them itself, in a second
-group-commit stage after the directory fsync (one SQLite transaction per batch, WAL,
-``synchronous=NORMAL``, so no extra disk flush; while one batch is inserted the next
-one's directory fsync already runs).  The alternative, a scheduler that
+How the index learns about new messages: the commit inserts them itself, right after
+the directory fsync of its batch, in the same sync thread (one SQLite transaction per
+batch, WAL, ``synchronous=NORMAL``, so no extra disk flush; meanwhile the file stage
+of the next batch already runs).  The alternative, a scheduler that
 scans for new files, would need either a directory listing per round (costly with
 100,000 queued files) or a notification channel between processes, and would leave
 ``mailyard queue list`` blind to mail that is safely queued.  The insert is safe
@@ -51,15 +51,15 @@ from typing import BinaryIO
 
 from mailyard.envelope import Envelope
 from mailyard.queue.api import Outcome, QueueEntry, StorageError
-from mailyard.queue.groupcommit import CommitStages, GroupCommit
+from mailyard.queue.groupcommit import GroupCommit
 from mailyard.queue.identity import ProcessIdentity, QueueIdGenerator, owner_is_dead
 from mailyard.queue.index import NewMessage, QueueIndex
-from mailyard.queue.layout import SpoolLayout, unlink_if_present
+from mailyard.queue.layout import TEMP_SUFFIX, SpoolLayout, unlink_if_present
 from mailyard.queue.record import open_content
 from mailyard.queue.sweep import SweepReport, purge_tombstones, sweep
 from mailyard.queue.writer import SpoolWriter, storage_error
 
-COMMIT_THREADS = 32  # file writes + fdatasyncs of concurrent commits
+COMMIT_THREADS = 8  # file stages (write, fdatasync, rename) running at once
 PURGE_INTERVAL = 5.0  # seconds between tombstone purges in claim_due
 
 
@@ -72,34 +72,30 @@ class _ProcessResources:
         self.layout = layout
         self.owner = ProcessIdentity.current().token
         self.index = QueueIndex(layout.index_path)
-        self._commit_index: QueueIndex | None = None
         self._files: ThreadPoolExecutor | None = None
-        self._stages: CommitStages[NewMessage] | None = None
         self._sync: ThreadPoolExecutor | None = None
-        self._insert: ThreadPoolExecutor | None = None
+        self._group: GroupCommit[NewMessage] | None = None
+        self._commit_index: QueueIndex | None = None
         self._dir_fd: int | None = None
 
     @property
-    def files(self) -> ThreadPoolExecutor:
-        if self._files is None:
-            self._files = ThreadPoolExecutor(self.commit_threads,
-                                             thread_name_prefix="spool-write")
-        return self._files
-
-    @property
-    def group(self) -> CommitStages[NewMessage]:
-        if self._stages is None:
+    def group(self) -> GroupCommit[NewMessage]:
+        if self._group is None:
             self._commit_index = QueueIndex(self.layout.index_path)
             self._dir_fd = os.open(self.layout.msg_dir,
                                    os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._sync = ThreadPoolExecutor(1, thread_name_prefix="spool-dirsync")
-            self._insert = ThreadPoolExecutor(1, thread_name_prefix="spool-index")
-            self._stages = CommitStages(GroupCommit(self._sync, self._sync_directory),
-                                        GroupCommit(self._insert, self._index))
-        return self._stages
+            self._files = ThreadPoolExecutor(self.commit_threads,
+                                             thread_name_prefix="spool-write")
+            self._sync = ThreadPoolExecutor(1, thread_name_prefix="spool-sync")
+            self._group = GroupCommit(self._files, self._sync, self._sync_batch)
+        return self._group
+
+    def _sync_batch(self, batch: list[NewMessage]) -> None:
+        """The sync stage: make the renames of a batch durable, then index it."""
+        self._sync_directory(batch)
+        self._index(batch)
 
     def _sync_directory(self, batch: list[NewMessage]) -> None:
-        """Make the renames of a batch durable."""
         assert self._dir_fd is not None
         try:
             os.fsync(self._dir_fd)
@@ -128,9 +124,7 @@ class _ProcessResources:
                 pass  # left for the sweep to index: a duplicate at worst
 
     def close(self) -> None:
-        if self._files is not None:
-            self._files.shutdown(wait=True)
-        for pool in (self._sync, self._insert):
+        for pool in (self._files, self._sync):
             if pool is not None:
                 pool.shutdown(wait=True)
         if self._dir_fd is not None:
@@ -150,6 +144,8 @@ class FileSpool:
         self.hostname = hostname
         self.clock = clock
         self.layout.create()
+        self._msg_prefix = f"{self.layout.msg_dir}{os.sep}"  # plain strings: the hot path
+        self._tmp_prefix = f"{self.layout.tmp_dir}{os.sep}"
         self._ids = QueueIdGenerator()
         self._commit_threads = commit_threads
         self._res = _ProcessResources(self.layout, commit_threads)
@@ -170,8 +166,9 @@ class FileSpool:
     def open_message(self, envelope: Envelope) -> SpoolWriter:
         r = self._r
         qid = self._ids.next()
-        return SpoolWriter(qid, self.clock(), envelope, self.layout.temp_path(qid, r.owner),
-                           self.layout.message_path(qid), r.files, r.group)
+        return SpoolWriter(qid, self.clock(), envelope,
+                           f"{self._tmp_prefix}{qid}.{r.owner}{TEMP_SUFFIX}",
+                           f"{self._msg_prefix}{qid}", r.group)
 
     async def enqueue(self, envelope: Envelope, content: bytes) -> str:
         writer = self.open_message(envelope)

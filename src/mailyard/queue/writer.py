@@ -7,15 +7,15 @@ before DATA), so memory per message stays bounded whatever the message size.
 ``commit()`` makes the message durable before it returns, in this order:
 
 1. the rest of the content and the trailer are written to ``tmp/<qid>.<owner>.tmp``,
-   the file is fdatasync'd and closed (in a thread pool: other sessions keep running);
-2. the file is renamed to ``msg/<qid>``;
-3. the ``msg/`` directory is fsync'd, then the message is inserted into the index, each
-   in a group commit shared with the other commits of this process
+   the file is fdatasync'd, closed and renamed to ``msg/<qid>`` (in a thread pool:
+   other sessions keep running);
+2. the ``msg/`` directory is fsync'd, then the message is inserted into the index, in
+   a group commit shared with the other commits of this process
    (:mod:`mailyard.queue.groupcommit`).
 
-Only then may the server answer 250.  A crash before step 2 leaves a temporary file
-(removed by the sweep); a crash after it leaves a complete record (indexed by the sweep
-if the index did not get it).
+Only then may the server answer 250.  A crash before the rename leaves a temporary
+file (removed by the sweep); a crash after it leaves a complete record (indexed by the
+sweep if the index did not get it).
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ import asyncio
 import errno
 import os
 import zlib
-from concurrent.futures import Executor
-from pathlib import Path
+from functools import partial
 
 from mailyard.envelope import Envelope
 from mailyard.queue.api import StorageError
-from mailyard.queue.groupcommit import CommitStages
+from mailyard.queue.groupcommit import GroupCommit
 from mailyard.queue.index import NewMessage
 from mailyard.queue.record import RecordMeta, encode_header, encode_trailer
 
@@ -53,22 +52,21 @@ def storage_error(action: str, exc: OSError) -> StorageError:
 class SpoolWriter:
     """One message being received.  States: open -> committing -> committed, or aborted."""
 
-    def __init__(self, qid: str, created: float, envelope: Envelope, tmp_path: Path,
-                 final_path: Path, executor: Executor, stages: CommitStages[NewMessage]) -> None:
+    def __init__(self, qid: str, created: float, envelope: Envelope, tmp_path: str,
+                 final_path: str, group: GroupCommit[NewMessage]) -> None:
         self.qid = qid
         self._created = created
         self._envelope = envelope
         self._header = encode_header(RecordMeta(qid, created, envelope))
         self._tmp_path = tmp_path
         self._final_path = final_path
-        self._executor = executor
-        self._stages = stages
+        self._group = group
         self._buffer = bytearray()
         self._fd: int | None = None
         self._length = 0
         self._crc = 0
         self._state = "open"
-        self._commit_task: asyncio.Future[str] | None = None
+        self._done: asyncio.Future[None] | None = None
 
     @property
     def size(self) -> int:
@@ -97,27 +95,21 @@ class SpoolWriter:
     async def commit(self) -> str:
         """Make the message durable; returns the queue id.  Raises StorageError.
         Once started, the commit runs to its end even if the caller is cancelled."""
-        if self._commit_task is None:
+        if self._done is None:
             if self._state != "open":
                 raise StorageError(f"{self.qid}: commit after {self._state}")
             self._state = "committing"
-            self._commit_task = asyncio.ensure_future(self._commit())
-        return await asyncio.shield(self._commit_task)
-
-    async def _commit(self) -> str:
-        loop = asyncio.get_running_loop()
-        tail = bytes(self._buffer) + encode_trailer(self._length, self._crc)
-        self._buffer = bytearray()
-        message = NewMessage(self.qid, self._created, self._length, self._envelope)
-        try:
-            await loop.run_in_executor(self._executor, self._finish_file, tail)
-            await self._stages.directory.submit(message)
-            await self._stages.index.submit(message)
-        except StorageError:
-            self._state = "aborted"  # and its files are gone
-            raise
-        self._state = "committed"
+            tail = bytes(self._buffer) + encode_trailer(self._length, self._crc)
+            self._buffer = bytearray()
+            message = NewMessage(self.qid, self._created, self._length, self._envelope)
+            self._done = self._group.submit(message, partial(self._finish_file, tail))
+            self._done.add_done_callback(self._finished)
+        await asyncio.shield(self._done)
         return self.qid
+
+    def _finished(self, done: asyncio.Future[None]) -> None:
+        failed = done.cancelled() or done.exception() is not None
+        self._state = "aborted" if failed else "committed"  # a failed commit left no files
 
     def _finish_file(self, tail: bytes) -> None:
         """Runs in the thread pool: complete, flush and rename the record."""
@@ -149,7 +141,7 @@ class SpoolWriter:
             _unlink_quietly(self._tmp_path)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: str) -> None:
     try:
         os.unlink(path)
     except OSError:

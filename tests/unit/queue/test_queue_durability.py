@@ -240,3 +240,32 @@ def test_qid_is_known_before_commit(spool: FileSpool, envelope: Envelope,
     assert len(w.qid) <= 20
     w.write(b"Received: by mx.example.org with ESMTP id " + w.qid.encode() + b"\r\n\r\n")
     assert asyncio.run(w.commit()) == w.qid
+
+
+def test_failed_file_stage_fails_only_that_commit(spool: FileSpool, envelope: Envelope,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits share the directory fsync and the index insert, not each other's file
+    errors: one fdatasync failing leaves the concurrent commits intact."""
+    real_fdatasync = os.fdatasync
+    failing: set[str] = set()
+
+    def fdatasync(fd: int) -> None:
+        if any(name in os.readlink(f"/proc/self/fd/{fd}") for name in failing):
+            raise OSError(errno.EIO, "I/O error")
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+
+    async def main() -> list[str | BaseException]:
+        writers = [spool.open_message(envelope) for _ in range(6)]
+        failing.add(writers[2].qid)
+        for w in writers:
+            w.write(CONTENT)
+        return await asyncio.gather(*(w.commit() for w in writers), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert isinstance(results[2], StorageError)
+    committed = [r for r in results if isinstance(r, str)]
+    assert len(committed) == 5
+    assert {e.qid for e in spool.list()} == set(committed)
+    assert os.listdir(spool.layout.tmp_dir) == []
