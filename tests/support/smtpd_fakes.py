@@ -127,6 +127,9 @@ class MemoryDirectory:
     def may_send_from(self, username: str, address: str) -> bool:
         return bool(address) and self._canonical(address) == username.lower()
 
+    def refresh(self) -> None:
+        pass  # always current
+
 
 class RunningSmtpd:
     """SmtpServer on ephemeral 127.0.0.1 ports, in a background event loop."""

@@ -59,7 +59,7 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
 
     data = config.data_path
     spool = FileSpool(data / "queue", config.hostname)
-    directory = SqliteDirectory(data / "directory.db", config)
+    directory = SqliteDirectory(data / "directory.db", config, refresh_each_lookup=False)
     metrics = Metrics()
     server = SmtpServer(config, spool, directory, server_context(cert, key), metrics,
                         QueueNotifier(notify_fd))

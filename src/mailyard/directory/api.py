@@ -59,6 +59,12 @@ class Directory(Protocol):
         it, or an alias whose targets include the user)."""
         ...
 
+    def refresh(self) -> None:
+        """Make changes committed elsewhere (by the CLI, another process) visible to
+        the lookups that follow.  smtpd calls it once per mail transaction (at MAIL and
+        VRFY), so an implementation may answer the lookups in between from a cache."""
+        ...
+
 
 # --- administration (the ``mailyard user/alias/domain`` commands) -------------------
 

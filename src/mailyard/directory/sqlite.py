@@ -4,8 +4,12 @@
 dispatcher, the CLI): WAL journal, a busy timeout, and one connection per process and
 thread, opened on first use, so an object built before ``fork()`` is safe to use after
 it.  Lookups on the RCPT path are cached per connection; the cache is dropped as soon
-as ``PRAGMA data_version`` shows another connection committed, so a user added with
-the CLI is visible to the running server on the next lookup.
+as ``PRAGMA data_version`` shows another connection committed.  By default that is
+checked at every lookup, so a user added with the CLI is visible on the next one.  An
+SMTP worker builds its directory with ``refresh_each_lookup=False`` and checks once
+per mail transaction instead (:meth:`SqliteDirectory.refresh`, which smtpd calls at
+MAIL and VRFY): that keeps SQLite, and the interpreter lock each call gives up, off
+the RCPT path.
 
 Passwords are stored as argon2id hashes (argon2-cffi) and, for SCRAM-SHA-256, as the
 RFC 5802 StoredKey/ServerKey pair computed when the password is set.
@@ -99,8 +103,10 @@ class SqliteDirectory:
 
     def __init__(self, path: Path | str, config: Config, *,
                  hasher: PasswordHasher | None = None,
-                 scram_iterations: int = SCRAM_ITERATIONS) -> None:
+                 scram_iterations: int = SCRAM_ITERATIONS,
+                 refresh_each_lookup: bool = True) -> None:
         self.path = Path(path)
+        self.refresh_each_lookup = refresh_each_lookup
         self.config_domains = frozenset(domain_key(d) for d in config.local_domains)
         self.hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 parameters
         self.scram_iterations = scram_iterations
@@ -140,15 +146,25 @@ class SqliteDirectory:
         return self._state().conn
 
     def _fresh_state(self) -> _ConnectionState:
-        """The connection state with its caches dropped if anyone else has written."""
+        """The connection state, with its caches dropped if anyone else has written
+        (checked here, or only in :meth:`refresh`)."""
         state = self._state()
+        if self.refresh_each_lookup or state.data_version < 0:
+            self._check_version(state)
+        return state
+
+    def refresh(self) -> None:
+        """Drop the cached lookups if another connection committed since the last check."""
+        self._check_version(self._state())
+
+    @staticmethod
+    def _check_version(state: _ConnectionState) -> None:
         with _database_errors():
             version = state.conn.execute("PRAGMA data_version").fetchone()[0]
         if version != state.data_version:
             state.data_version = version
             state.domains = None
             state.resolutions.clear()
-        return state
 
     def _changed(self) -> None:
         """After a write on this connection (its own data_version does not move)."""

@@ -67,6 +67,12 @@ class ListenerPolicy:
         self.free_space = free_space
 
     def check_mail(self, session: Session, sender: str) -> Reply | None:
+        """MAIL starts a transaction: the directory lookups from here to its end see
+        the directory as it is now (one freshness check, not one per RCPT)."""
+        try:
+            self.directory.refresh()
+        except DirectoryError:
+            return REPLY_TEMP_LOOKUP
         if self.submission:
             if not session.tls:
                 return REPLY_MUST_STARTTLS

@@ -518,6 +518,7 @@ class SmtpSession(asyncio.Protocol):
         local, domain = split_address(address)
         directory = self.server.directory
         try:
+            directory.refresh()
             if domain and directory.is_local_domain(domain):
                 if directory.recipient_exists(address):
                     self.conn.accept(Reply(250, "2.1.5", f"<{address}>"))

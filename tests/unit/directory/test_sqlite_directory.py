@@ -284,6 +284,26 @@ def test_changes_by_another_connection_are_seen(directory: SqliteDirectory,
     other.close()
 
 
+def test_refresh_once_per_transaction(directory: SqliteDirectory, config: Config) -> None:
+    """An SMTP worker's directory checks for changes only at refresh() (once per mail
+    transaction), and then sees everything committed before it."""
+    smtpd = SqliteDirectory(directory.path, config, hasher=FAST_HASHER,
+                            refresh_each_lookup=False)
+    smtpd.refresh()
+    assert not smtpd.recipient_exists("late@example.test")  # cached as unknown
+    directory.add_user("late@example.test", "pw")
+    directory.add_domain("late.test")
+    assert not smtpd.recipient_exists("late@example.test")  # same transaction
+    assert not smtpd.is_local_domain("late.test")
+    smtpd.refresh()
+    assert smtpd.recipient_exists("late@example.test")
+    assert smtpd.is_local_domain("late.test")
+    directory.delete_user("late@example.test")
+    smtpd.refresh()
+    assert not smtpd.recipient_exists("late@example.test")
+    smtpd.close()
+
+
 def test_threads_use_their_own_connections(directory: SqliteDirectory) -> None:
     directory.add_user("alice@example.test", "pw")
     errors: list[BaseException] = []

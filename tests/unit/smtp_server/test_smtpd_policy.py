@@ -12,9 +12,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mailyard.config import Config, SmtpdConfig  # noqa: E402
+from mailyard.directory.api import DirectoryError  # noqa: E402
 from mailyard.proto.smtp.replies import (  # noqa: E402
     REPLY_AUTH_REQUIRED, REPLY_DISK_FULL, REPLY_MUST_STARTTLS, REPLY_RELAY_DENIED,
-    REPLY_SENDER_NOT_OWNED, REPLY_SERVER_BUSY, REPLY_TOO_MANY_CONNECTIONS, REPLY_UNKNOWN_USER,
+    REPLY_SENDER_NOT_OWNED, REPLY_SERVER_BUSY, REPLY_TEMP_LOOKUP, REPLY_TOO_MANY_CONNECTIONS,
+    REPLY_UNKNOWN_USER,
 )
 from mailyard.proto.smtp.session import Session  # noqa: E402
 from mailyard.smtpd.limits import ConnectionLimiter  # noqa: E402
@@ -62,6 +64,31 @@ def test_submission_rules() -> None:
     assert p.check_rcpt(authed, "nobody@mx.test") == REPLY_UNKNOWN_USER
     with pytest.raises(ValueError):
         policy("lmtp")
+
+
+class CountingDirectory(MemoryDirectory):
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__(("mx.test",), {"user@mx.test": "pw"})
+        self.refreshes = 0
+        self.fail = fail
+
+    def refresh(self) -> None:
+        if self.fail:
+            raise DirectoryError("database is locked")
+        self.refreshes += 1
+
+
+def test_directory_refreshed_once_per_transaction() -> None:
+    """MAIL refreshes the directory; the RCPTs of the transaction use what it saw."""
+    directory = CountingDirectory()
+    p = ListenerPolicy("smtp", CONFIG, directory, FreeSpaceGauge(MemorySpool()))
+    assert p.check_mail(session(), "anyone@example.org") is None
+    for _ in range(3):
+        assert p.check_rcpt(session(), "user@mx.test") is None
+    assert directory.refreshes == 1
+    failing = ListenerPolicy("smtp", CONFIG, CountingDirectory(fail=True),
+                             FreeSpaceGauge(MemorySpool()))
+    assert failing.check_mail(session(), "anyone@example.org") == REPLY_TEMP_LOOKUP
 
 
 def test_disk_space_is_cached() -> None:
