@@ -4,6 +4,12 @@
 ``[log] format``.  ``Metrics`` keeps counters and gauges per process; each process
 dumps its values to ``<data_dir>/run/metrics/<pid>.prom`` and the metrics endpoint
 adds the files up, so a multi-process server reports one set of figures.
+
+SMTP workers log through a buffered handler (``setup_logging(buffered=True)``): a line
+per transaction would otherwise cost a write system call, and a hand-over of the
+interpreter lock, each.  Lines reach the file at most :data:`FLUSH_DELAY` seconds
+later, warnings and errors at once (with everything before them), and whatever is
+left when the process exits normally (``logging.shutdown`` flushes every handler).
 """
 
 from __future__ import annotations
@@ -17,12 +23,25 @@ import time
 from pathlib import Path
 from typing import Any
 
-_JSON = False
+FLUSH_DELAY = 0.2  # seconds an INFO line may wait in a buffered handler
+MAX_PENDING = 1000  # lines; a buffered handler writes when this many wait
 
 
 class _TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._stamp = ""
+
+    def _timestamp(self, created: float) -> str:
+        second = int(created)
+        if second != self._second:  # one strftime per second, not per line
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S",
+                                                              time.gmtime(second))
+        return self._stamp
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        ts = self._timestamp(record.created)
         fields = getattr(record, "fields", None)
         if fields is None:
             return f"{ts} {record.levelname.lower()} {record.name}: {record.getMessage()}"
@@ -47,10 +66,77 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
-def setup_logging(fmt: str = "text", level: str = "info", file: str = "") -> None:
-    handler: logging.Handler = (
-        logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
-    )
+class BufferedLineHandler(logging.Handler):
+    """Collects formatted lines and writes them with one ``write`` per flush: after
+    :data:`FLUSH_DELAY` seconds (a flusher thread), at once for a WARNING or worse,
+    when :data:`MAX_PENDING` lines wait, and at close.  Whole lines per write, so
+    several processes appending to one file never split each other's lines."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self._pending: list[str] = []
+        self._dirty = threading.Event()
+        threading.Thread(target=self._flusher, name="log-flush", daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except RecursionError:
+            raise
+        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
+            self.handleError(record)
+            return
+        self._pending.append(line + "\n")
+        if record.levelno >= logging.WARNING or len(self._pending) >= MAX_PENDING:
+            self.flush()
+        elif not self._dirty.is_set():
+            self._dirty.set()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if not self._pending:
+                return
+            data = "".join(self._pending).encode("utf-8", "backslashreplace")
+            self._pending.clear()
+            view = memoryview(data)
+            try:
+                while view:
+                    view = view[os.write(self.fd, view):]
+            except OSError as exc:
+                sys.stderr.write(f"mailyard: cannot write the log: {exc}\n")
+
+    def close(self) -> None:
+        self.flush()
+        with self.lock:  # type: ignore[union-attr]
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+        super().close()
+
+    def _flusher(self) -> None:
+        while True:
+            self._dirty.wait()
+            time.sleep(FLUSH_DELAY)
+            self._dirty.clear()
+            self.flush()
+
+
+def _log_fd(file: str) -> int:
+    """The log file opened for appending, or a duplicate of standard error."""
+    if file:
+        return os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    return os.dup(sys.stderr.fileno())
+
+
+def setup_logging(fmt: str = "text", level: str = "info", file: str = "",
+                  buffered: bool = False) -> None:
+    """Log to ``file`` (or standard error); ``buffered`` for busy processes (see above)."""
+    handler: logging.Handler
+    if buffered:
+        handler = BufferedLineHandler(_log_fd(file))
+    else:
+        handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     root = logging.getLogger("mailyard")
     root.handlers[:] = [handler]

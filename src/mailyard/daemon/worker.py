@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     payload = json.loads(sys.stdin.read())
     config = config_from_dict(payload["config"], payload.get("source", ""))
-    setup_logging(config.log.format, config.log.level, config.log.file)
+    setup_logging(config.log.format, config.log.level, config.log.file, buffered=True)
     listeners = []
     for item in args.listen:
         kind, fd = item.split(":")
