@@ -36,16 +36,26 @@ def install_event_loop_policy() -> None:
 
 
 class QueueNotifier:
-    """Writes queue ids to the supervisor's pipe.  A full pipe drops the note: the
+    """Writes queue ids to the supervisor's pipe, one line each; the ids queued in
+    one turn of the event loop (a group commit answers many at once) go out in one
+    write, so the supervisor wakes once for them.  A full pipe drops the note: the
     supervisor also polls the queue, so nothing is lost, only a little latency."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self._pending: list[str] = []
         os.set_blocking(fd, False)
 
     def __call__(self, qid: str) -> None:
+        self._pending.append(qid)
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(self.send)
+
+    def send(self) -> None:
+        data = "".join(f"{qid}\n" for qid in self._pending).encode("ascii")
+        self._pending.clear()
         try:
-            os.write(self.fd, qid.encode("ascii") + b"\n")
+            os.write(self.fd, data)
         except (BlockingIOError, BrokenPipeError):
             pass
 
