@@ -1,7 +1,8 @@
 """Turning delivery attempts into queue states, bounces and delay notices.
 
 Agents report an :class:`AttemptResult` per recipient (delivered, deferred or failed,
-with the reply).  The :class:`Finalizer` applies the retry schedule and the queue
+with the reply; or postponed: not tried, because its destination is suspended or busy,
+see :mod:`mailyard.delivery.destinations`).  The :class:`Finalizer` applies the retry schedule and the queue
 lifetime, queues the DSNs the senders asked for (RFC 3461 NOTIFY; never for a null
 sender), and returns the :class:`Outcome` list the spool records.
 """
@@ -9,17 +10,21 @@ sender), and returns the :class:`Outcome` list the spool records.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Callable
 
 from mailyard.config import Config
 from mailyard.envelope import Recipient
 from mailyard.obs import log_event
 from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState
 
+if TYPE_CHECKING:
+    from mailyard.delivery.recorder import Postponement
+
 log = logging.getLogger("mailyard.delivery")
 
 DELIVERED, DEFERRED, FAILED = "delivered", "deferred", "failed"
+POSTPONED = "postponed"  # not tried: waits until ``until``, no attempt counted
 
 
 @dataclass(frozen=True)
@@ -30,11 +35,12 @@ class AttemptResult:
     reply: str
     transport: str = "smtp"  # local | smtp
     relay: str = ""  # remote host that answered, for logs and DSN Remote-MTA
+    until: float = 0.0  # POSTPONED: when to try
 
     @classmethod
     def for_recipient(cls, r: QueuedRecipient, kind: str, reply: str, transport: str,
-                      relay: str = "") -> AttemptResult:
-        return cls(r.index, r.address, kind, reply, transport, relay)
+                      relay: str = "", until: float = 0.0) -> AttemptResult:
+        return cls(r.index, r.address, kind, reply, transport, relay, until)
 
     @classmethod
     def from_local(cls, r: QueuedRecipient, result: Any, forwarded_qid: str = "") -> AttemptResult:
@@ -51,6 +57,25 @@ class Finalizer:
         self.spool = spool
         self.clock = clock
         self.retry = RetryPolicy.from_config(config.delivery)
+
+    def postponements(self, entry: QueueEntry, results: list[AttemptResult]
+                      ) -> tuple[list[AttemptResult], list[Postponement]]:
+        """Take the postponed results out: they wait without an attempt, unless the
+        message's lifetime is over (then they go on as deferred, and :meth:`finish`
+        fails them with the expiry reply and the bounce)."""
+        from mailyard.delivery.recorder import Postponement
+
+        expired = self.retry.expired(entry.created, self.clock())
+        tried: list[AttemptResult] = []
+        postponed: list[Postponement] = []
+        for res in results:
+            if res.kind != POSTPONED:
+                tried.append(res)
+            elif expired:
+                tried.append(replace(res, kind=DEFERRED))
+            else:
+                postponed.append(Postponement(res.index, res.until, res.reply))
+        return tried, postponed
 
     async def finish(self, entry: QueueEntry, results: list[AttemptResult]) -> list[Outcome]:
         now = self.clock()

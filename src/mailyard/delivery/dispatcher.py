@@ -22,10 +22,17 @@ from typing import Any, BinaryIO, Callable
 
 from mailyard.config import Config
 from mailyard.delivery.attempt import AttemptResult, Finalizer
+from mailyard.delivery.destinations import Sweep
 from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder
 from mailyard.envelope import split_address
 from mailyard.obs import Metrics, log_event
-from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState
+from mailyard.queue.api import (
+    Outcome,
+    QueuedRecipient,
+    QueueEntry,
+    RecipientState,
+    StorageError,
+)
 
 log = logging.getLogger("mailyard.delivery")
 
@@ -47,12 +54,13 @@ class Dispatcher:
         self.clock = clock
         self.directory = SqliteDirectory(config.data_path / "directory.db", config)
         self.local_agent = LocalDeliveryAgent(config, self.directory)
-        self.outbound = OutboundDelivery(config)
+        self.outbound = OutboundDelivery(config, clock=clock)
         self.finalizer = Finalizer(config, spool, clock)
         self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="local-delivery")
         # Claims and outcome batches: index transactions never block the event loop.
         self.queue_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-io")
         self.recorder = OutcomeRecorder(spool, self.queue_io)
+        self.sweeping: set[asyncio.Task[None]] = set()
         self.active: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._running = True
@@ -110,6 +118,8 @@ class Dispatcher:
         self._wake.set()
         if self.active:
             await asyncio.wait(list(self.active.values()), timeout=10)
+        if self.sweeping:
+            await asyncio.wait(list(self.sweeping), timeout=10)
         for task in self.active.values():
             task.cancel()
         await self.outbound.close()
@@ -141,8 +151,12 @@ class Dispatcher:
         jobs += [self.outbound.deliver(entry, domain, rcpts, self.open_content(entry.qid))
                  for domain, rcpts in remote.items()]
         results: list[AttemptResult] = []
-        for batch in await asyncio.gather(*jobs):
+        for batch in ([await jobs[0]] if len(jobs) == 1 else await asyncio.gather(*jobs)):
             results.extend(batch)
+        self.start_sweeps()
+        results, postponed = self.finalizer.postponements(entry, results)
+        if postponed:
+            self.metrics.inc("delivery_postponed_total", len(postponed))
         outcomes = await self.finalizer.finish(entry, results)
         for result in results:
             self.metrics.inc("delivery_attempts_total", result=result.kind,
@@ -150,7 +164,32 @@ class Dispatcher:
             log_event(log, "delivery attempt", qid=entry.qid, from_=entry.envelope.sender,
                       to=result.address, size=entry.size, transport=result.transport,
                       relay=result.relay, result=result.kind, reply=result.reply)
-        await self.recorder.record(FinishedEntry(entry.qid, outcomes))
+        await self.recorder.record(FinishedEntry(entry.qid, outcomes, postponed))
+
+    def start_sweeps(self) -> None:
+        """Postpone the queued mail of destinations that were just suspended or went
+        over their share (see :mod:`mailyard.delivery.destinations`)."""
+        postpone_domain = getattr(self.spool, "postpone_domain", None)
+        for sweep in self.outbound.destinations.take_sweeps():
+            if postpone_domain is None:
+                continue
+            task = asyncio.create_task(self.sweep(postpone_domain, sweep))
+            self.sweeping.add(task)
+            task.add_done_callback(self.sweeping.discard)
+
+    async def sweep(self, postpone_domain: Callable[[str, float, str], int],
+                    sweep: Sweep) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            n = await loop.run_in_executor(self.queue_io, postpone_domain, sweep.domain,
+                                           sweep.until, sweep.reason)
+        except StorageError as exc:
+            log_event(log, "cannot postpone queued mail", level=logging.ERROR,
+                      domain=sweep.domain, error=str(exc))
+            return
+        log_event(log, "destination postponed", domain=sweep.domain, recipients=n,
+                  until=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(sweep.until)),
+                  reason=sweep.reason)
 
     def open_content(self, qid: str) -> Callable[[], BinaryIO]:
         return lambda: self.spool.open_content(qid)

@@ -2,22 +2,27 @@
 
 Concurrency is bounded twice: ``delivery.max_concurrency`` SMTP sessions in all and
 ``delivery.max_per_destination`` per domain, so one slow or dead destination cannot
-take every slot (a hundred thousand messages for an unreachable domain wait their turn
-without holding up healthy ones).
+take every slot.  A destination whose next hops do not answer is suspended, and one
+destination holds at most a share of the active window (:mod:`.destinations`): its
+mail then comes back as *postponed* (no attempt counted), so a hundred thousand
+messages for an unreachable domain wait without holding up healthy ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import BinaryIO, Callable
 
 from mailyard.config import Config
-from mailyard.delivery.attempt import DEFERRED, FAILED, AttemptResult
+from mailyard.delivery.attempt import DEFERRED, FAILED, POSTPONED, AttemptResult
+from mailyard.delivery.destinations import Destinations, Hold
 from mailyard.queue.api import QueuedRecipient, QueueEntry
 
 
 class OutboundDelivery:
-    def __init__(self, config: Config, resolver=None) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, config: Config, resolver=None,  # type: ignore[no-untyped-def]
+                 clock: Callable[[], float] = time.time) -> None:
         from mailyard.delivery.remote import ConnectionPool
         from mailyard.delivery.routing import Router
         from mailyard.dns import make_resolver
@@ -28,6 +33,8 @@ class OutboundDelivery:
         self.pool = ConnectionPool(config)
         self.global_slots = asyncio.Semaphore(config.delivery.max_concurrency)
         self.domain_slots: dict[str, asyncio.Semaphore] = {}
+        self.clock = clock
+        self.destinations = Destinations(config.delivery)
 
     def _slot(self, domain: str) -> asyncio.Semaphore:
         sem = self.domain_slots.get(domain)
@@ -41,15 +48,28 @@ class OutboundDelivery:
         from mailyard.delivery.remote import deliver_remote
         from mailyard.delivery.routing import RouteError
 
+        hold = self.destinations.admit(domain, self.clock())
+        if hold is not None:
+            return _postponed(recipients, hold)
         try:
-            hops = await self.router.route(domain)
-        except RouteError as exc:
-            kind = DEFERRED if exc.temporary else FAILED
-            return [AttemptResult.for_recipient(r, kind, exc.reply, "smtp") for r in recipients]
-        pairs = [(r.index, entry.envelope.recipients[r.index]) for r in recipients]
-        async with self._slot(domain), self.global_slots:
-            results = await deliver_remote(hops, entry.envelope, pairs, open_content,
-                                           entry.size, self.config, self.pool)
+            try:
+                hops = await self.router.route(domain)
+            except RouteError as exc:
+                kind = DEFERRED if exc.temporary else FAILED
+                return [AttemptResult.for_recipient(r, kind, exc.reply, "smtp")
+                        for r in recipients]
+            pairs = [(r.index, entry.envelope.recipients[r.index]) for r in recipients]
+            async with self._slot(domain), self.global_slots:
+                hold = self.destinations.suspension(domain, self.clock())
+                if hold is not None:  # it died while this entry waited for a slot
+                    return _postponed(recipients, hold)
+                results = await deliver_remote(hops, entry.envelope, pairs, open_content,
+                                               entry.size, self.config, self.pool)
+            self.destinations.attempt_ended(domain, any(r.answered for r in results),
+                                            results[0].reply if results else "",
+                                            self.clock())
+        finally:
+            self.destinations.leave(domain)
         by_index = {r.index: r for r in recipients}
         return [AttemptResult.for_recipient(by_index[res.index], res.state.value, res.reply,
                                             "smtp", res.remote_host)
@@ -57,3 +77,8 @@ class OutboundDelivery:
 
     async def close(self) -> None:
         await self.pool.close()
+
+
+def _postponed(recipients: list[QueuedRecipient], hold: Hold) -> list[AttemptResult]:
+    return [AttemptResult.for_recipient(r, POSTPONED, hold.reason, "smtp", until=hold.until)
+            for r in recipients]

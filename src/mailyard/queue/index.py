@@ -311,27 +311,26 @@ class QueueIndex:
             raise StorageError(f"{qid}: no recipient with index {index}")
         return old
 
-    def postpone_domain(self, domain: str, until: float, reason: str, now: float,
-                        chunk: int = 10_000) -> int:
+    def postpone_domain(self, domain: str, until: float, reason: str, now: float) -> int:
         """Due recipients in ``domain`` of messages nobody holds a lease on wait until
-        ``until``, without counting an attempt; one transaction per ``chunk`` recipients.
-        Returns how many were postponed."""
+        ``until``, without counting an attempt (two set-based statements, one
+        transaction).  Returns how many were postponed."""
         suffix = "@" + domain.lower()
-        total = 0
-        while True:
-            with self._write() as db:
-                rows = db.execute(
-                    "SELECT r.qid, r.idx FROM recipients r JOIN messages m ON m.qid = r.qid"
-                    " WHERE r.state IN ('pending', 'deferred') AND r.next_attempt < ?"
-                    " AND lower(substr(r.address, -?)) = ? AND m.lease_until < ? LIMIT ?",
-                    (until, len(suffix), suffix, now, chunk)).fetchall()
-                db.executemany("UPDATE recipients SET next_attempt = ?, last_reply = ?"
-                               " WHERE qid = ? AND idx = ?",
-                               [(until, reason, qid, idx) for qid, idx in rows])
-                db.executemany(_REFRESH_DUE, [(qid,) for qid in {qid for qid, _ in rows}])
-            total += len(rows)
-            if len(rows) < chunk:
-                return total
+        match = "lower(substr(address, -?)) = ?"
+        with self._write() as db:
+            n = db.execute(
+                "UPDATE recipients SET next_attempt = ?, last_reply = ?"
+                f" WHERE state IN ('pending', 'deferred') AND next_attempt < ? AND {match}"
+                " AND qid IN (SELECT qid FROM messages WHERE lease_until < ? AND done = 0)",
+                (until, reason, until, len(suffix), suffix, now)).rowcount
+            if n:
+                db.execute(
+                    "UPDATE messages SET next_due = (SELECT MIN(next_attempt) FROM recipients r"
+                    "  WHERE r.qid = messages.qid AND r.state IN ('pending', 'deferred'))"
+                    " WHERE lease_until < ? AND done = 0 AND qid IN (SELECT qid FROM recipients"
+                    f"  WHERE next_attempt = ? AND {match})",
+                    (now, until, len(suffix), suffix))
+            return n
 
     def mark_delay_notified(self, qid: str, indexes: Iterable[int]) -> None:
         with self._write() as db:
