@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -270,26 +270,38 @@ class QueueIndex:
 
     def record_many(self, items: Sequence[tuple[str, Sequence[Outcome],
                                                  Sequence[tuple[int, float, str]]]],
-                    now: float) -> list[QueueEntry | None]:
+                    now: float) -> list[bool | None]:
         """:meth:`record` for several messages in one transaction.  Each item is (qid,
         outcomes, postponed): ``postponed`` recipients (index, until, reason) wait until
         ``until`` without counting an attempt (their destination is known to be down);
-        an item with neither just gives up the lease."""
-        out: list[QueueEntry | None] = []
+        an item with neither just gives up the lease.  Per item: True when every
+        recipient is now final (the message became a tombstone), False when it stays
+        queued, None when it was not in the queue."""
+        out: list[bool | None] = []
+        qids = [item[0] for item in items]
+        marks = ",".join("?" * len(qids))
         with self._write() as db:
-            found = {e.qid: e for e in self._entries(db, [item[0] for item in items])}
+            present = {row[0] for row in db.execute(
+                f"SELECT qid FROM messages WHERE done = 0 AND qid IN ({marks})", qids)}
+            known: dict[str, dict[int, QueuedRecipient]] = {q: {} for q in present}
+            for qid, idx, address, state, attempts, next_attempt, last_attempt, last_reply, \
+                    delay_notified, interrupted in db.execute(
+                        f"SELECT {_RECIPIENT_COLUMNS} FROM recipients WHERE qid IN ({marks})",
+                        qids):
+                if qid in known:
+                    known[qid][idx] = QueuedRecipient(
+                        idx, address, RecipientState(state), attempts, next_attempt,
+                        last_attempt, last_reply, bool(delay_notified), bool(interrupted))
             for qid, outcomes, postponed in items:
-                entry = found.get(qid)
-                if entry is None:
+                current = known.get(qid)
+                if current is None:
                     out.append(None)
                     continue
-                current = {r.index: r for r in entry.recipients}
                 for o in outcomes:
                     current[o.index] = self._apply(db, qid, self._known(current, qid, o.index),
                                                    o, now)
                 for index, until, reason in postponed:
-                    old = self._known(current, qid, index)
-                    current[index] = replace(old, next_attempt=until, last_reply=reason)
+                    self._known(current, qid, index)
                     db.execute("UPDATE recipients SET next_attempt = ?, last_reply = ?"
                                " WHERE qid = ? AND idx = ?", (until, reason, qid, index))
                 db.execute("UPDATE recipients SET claimed = 0 WHERE qid = ? AND claimed = 1",
@@ -297,9 +309,8 @@ class QueueIndex:
                 db.execute("UPDATE messages SET lease_owner = NULL, lease_until = 0"
                            " WHERE qid = ?", (qid,))
                 db.execute(_REFRESH_DUE, (qid,))
-                done = QueueEntry(qid, entry.envelope, entry.size, entry.created,
-                                  tuple(current[i] for i in sorted(current)))
-                if done.is_done:
+                done = all(r.state.is_final for r in current.values())
+                if done:
                     self._entomb(db, qid)
                 out.append(done)
         return out

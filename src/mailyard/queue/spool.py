@@ -219,15 +219,17 @@ class FileSpool:
 
     def record_many(self, items: Iterable[tuple[str, Iterable[Outcome],
                                                 Iterable[tuple[int, float, str]]]]
-                    ) -> list[QueueEntry | None]:
+                    ) -> list[bool | None]:
         """:meth:`record` for several messages in one index transaction; each item is
-        (qid, outcomes, postponed), see :meth:`QueueIndex.record_many`."""
+        (qid, outcomes, postponed).  Per item: True when the message is finished (and
+        its file removed), False when it stays queued, None when it was not queued
+        (see :meth:`QueueIndex.record_many`)."""
         batch = [(qid, list(outcomes), list(postponed)) for qid, outcomes, postponed in items]
-        entries = self._r.index.record_many(batch, self.clock())
-        for entry in entries:
-            if entry is not None and entry.is_done:
-                self._unlink(entry.qid)
-        return entries
+        finished = self._r.index.record_many(batch, self.clock())
+        for (qid, _, _), done in zip(batch, finished):
+            if done:
+                self._unlink(qid)
+        return finished
 
     def postpone_domain(self, domain: str, until: float, reason: str) -> int:
         """Due recipients in ``domain`` not leased by anyone wait until ``until`` without
