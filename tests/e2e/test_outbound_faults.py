@@ -361,8 +361,6 @@ def test_notify_success_relayed_to_server_without_dsn(start_mailyard, sinks):
     assert header(block, "Status").startswith("2.")
 
 
-@pytest.mark.xfail(strict=True, reason="remote.py does not report whether the next hop "
-                   "took the DSN parameters, so a success report is always issued")
 def test_notify_success_passed_on_to_server_with_dsn(start_mailyard, sinks):
     """RFC 3461 5.2.1: the next hop offers DSN: NOTIFY is passed on with the RCPT and
     the success report is the next hop's to give, not ours."""

@@ -36,6 +36,7 @@ class AttemptResult:
     transport: str = "smtp"  # local | smtp
     relay: str = ""  # remote host that answered, for logs and DSN Remote-MTA
     until: float = 0.0  # POSTPONED: when to try
+    dsn_passed_on: bool = False  # the next hop took NOTIFY; success reports are its to give
 
     @classmethod
     def for_recipient(cls, r: QueuedRecipient, kind: str, reply: str, transport: str,
@@ -105,7 +106,8 @@ class Finalizer:
                         and self.retry.delay_warning_due(entry.created, now)):
                     delayed.append((rcpt, res))
         await self.notify(entry, failed, "failure")
-        await self.notify(entry, delivered, "success")
+        await self.notify(entry, [(r, res) for r, res in delivered if not res.dsn_passed_on],
+                          "success")
         if await self.notify(entry, delayed, "delay"):
             self.spool.mark_delay_notified(entry.qid, [r.index for r, _ in delayed])
         return outcomes

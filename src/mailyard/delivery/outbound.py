@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import BinaryIO, Callable
 
 from mailyard.config import Config
@@ -71,8 +72,9 @@ class OutboundDelivery:
         finally:
             self.destinations.leave(domain)
         by_index = {r.index: r for r in recipients}
-        return [AttemptResult.for_recipient(by_index[res.index], res.state.value, res.reply,
-                                            "smtp", res.remote_host)
+        return [replace(AttemptResult.for_recipient(by_index[res.index], res.state.value,
+                                                    res.reply, "smtp", res.remote_host),
+                        dsn_passed_on=res.dsn_passed_on)
                 for res in results]
 
     async def close(self) -> None:

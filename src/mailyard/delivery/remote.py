@@ -72,6 +72,9 @@ class RemoteResult:
     state: RecipientState  # DELIVERED, DEFERRED or FAILED
     reply: str  # "250 2.0.0 Ok: queued as X", or what went wrong
     remote_host: str  # for logs and DSN Remote-MTA; "" if no server answered
+    # The accepting server offers DSN, so NOTIFY went on with RCPT and success reports
+    # are its to give (RFC 3461 5.2.1).
+    dsn_passed_on: bool = False
 
     @property
     def answered(self) -> bool:
@@ -194,6 +197,7 @@ class _Attempt:
     host: str
     final: bool  # False: another hop may still take it
     state: RecipientState
+    dsn: bool = False  # the hop offered the DSN extension
 
 
 def _state(reply: Reply) -> RecipientState:
@@ -233,7 +237,7 @@ def _conclude(index: int, attempts: list[_Attempt]) -> RemoteResult:
         return RemoteResult(index, RecipientState.DEFERRED, describe(REPLY_REMOTE_NO_HOPS), "")
     last = attempts[-1]
     if last.final or last.state is not RecipientState.FAILED:
-        return RemoteResult(index, last.state, describe(last.reply), last.host)
+        return RemoteResult(index, last.state, describe(last.reply), last.host, last.dsn)
     deferred = [a for a in attempts if a.state is RecipientState.DEFERRED]
     if deferred:
         return RemoteResult(index, RecipientState.DEFERRED, describe(deferred[-1].reply),
@@ -256,6 +260,7 @@ async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
                       stage=failure.stage, reply=describe(failure.reply))
             return [_Attempt(failure.reply, host, False, state) for _ in pending]
         reused = session.last_used is not None
+        dsn = "DSN" in session.client.extensions
         try:
             stale = await _transactions(session, envelope, pending, open_content, size,
                                         results, reused)
@@ -269,7 +274,7 @@ async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
     for index, _ in pending:
         res = results[index]
         out.append(_Attempt(res.reply, host, not (res.retry_elsewhere and not res.reply.is_positive),
-                            _state(res.reply)))
+                            _state(res.reply), dsn))
     return out
 
 
