@@ -59,7 +59,7 @@ from mailyard.queue.record import open_content
 from mailyard.queue.sweep import SweepReport, purge_tombstones, sweep
 from mailyard.queue.writer import SpoolWriter, storage_error
 
-COMMIT_THREADS = 8  # file stages (write, fdatasync, rename) running at once
+COMMIT_THREADS = 4  # file stages of large messages (already on disk) flushed at once
 PURGE_INTERVAL = 5.0  # seconds between tombstone purges in claim_due
 
 

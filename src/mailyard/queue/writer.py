@@ -7,11 +7,12 @@ before DATA), so memory per message stays bounded whatever the message size.
 ``commit()`` makes the message durable before it returns, in this order:
 
 1. the rest of the content and the trailer are written to ``tmp/<qid>.<owner>.tmp``,
-   the file is fdatasync'd, closed and renamed to ``msg/<qid>`` (in a thread pool:
-   other sessions keep running);
-2. the ``msg/`` directory is fsync'd, then the message is inserted into the index, in
-   a group commit shared with the other commits of this process
-   (:mod:`mailyard.queue.groupcommit`).
+   the file is fdatasync'd, closed and renamed to ``msg/<qid>``;
+2. the ``msg/`` directory is fsync'd, then the message is inserted into the index.
+
+Both run in the spool's commit threads, in a group commit shared with the other
+commits of this process (:mod:`mailyard.queue.groupcommit`); other sessions keep
+running meanwhile.
 
 Only then may the server answer 250.  A crash before the rename leaves a temporary
 file (removed by the sweep); a crash after it leaves a complete record (indexed by the
@@ -102,7 +103,8 @@ class SpoolWriter:
             tail = bytes(self._buffer) + encode_trailer(self._length, self._crc)
             self._buffer = bytearray()
             message = NewMessage(self.qid, self._created, self._length, self._envelope)
-            self._done = self._group.submit(message, partial(self._finish_file, tail))
+            self._done = self._group.submit(message, partial(self._finish_file, tail),
+                                            slow=self._fd is not None)
             self._done.add_done_callback(self._finished)
         await asyncio.shield(self._done)
         return self.qid

@@ -113,8 +113,6 @@ def test_directory_fsyncs_are_shared(spool: FileSpool, envelope: Envelope,
     real_fsync = os.fsync
     gate = threading.Event()
     dir_fsyncs: list[int] = []
-    renames = threading.Semaphore(0)
-    real_rename = os.rename
 
     def fsync(fd: int) -> None:
         if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
@@ -123,12 +121,7 @@ def test_directory_fsyncs_are_shared(spool: FileSpool, envelope: Envelope,
                 gate.wait(10)
         real_fsync(fd)
 
-    def rename(src, dst):  # type: ignore[no-untyped-def]
-        real_rename(src, dst)
-        renames.release()
-
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "rename", rename)
 
     async def main() -> None:
         first = asyncio.ensure_future(spool.enqueue(envelope, CONTENT))
@@ -138,16 +131,48 @@ def test_directory_fsyncs_are_shared(spool: FileSpool, envelope: Envelope,
             await asyncio.sleep(0.001)
         assert dir_fsyncs, "no directory fsync"
         rest = [asyncio.ensure_future(spool.enqueue(envelope, CONTENT)) for _ in range(19)]
-        loop = asyncio.get_running_loop()
-        for _ in range(20):  # every rename done (the first one's too)
-            assert await loop.run_in_executor(None, renames.acquire, True, 10)
-        await asyncio.sleep(0.05)  # let the last ones join the waiting batch
+        await asyncio.sleep(0)  # every one of them has handed its commit over
         gate.set()
         await asyncio.gather(first, *rest)
 
     asyncio.run(main())
     assert len(dir_fsyncs) == 2
     assert len(spool.list()) == 20
+
+
+def test_a_large_message_holds_up_no_other_commit(spool: FileSpool, envelope: Envelope,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message already streamed to its temporary file is flushed in a thread of its
+    own: small commits made meanwhile complete without waiting for it."""
+    real_fdatasync = os.fdatasync
+    gate = threading.Event()
+    big_flushing = threading.Event()
+    big: list[str] = []
+
+    def fdatasync(fd: int) -> None:
+        if big and big[0] in os.readlink(f"/proc/self/fd/{fd}"):
+            big_flushing.set()
+            gate.wait(10)
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", fdatasync)
+
+    async def main() -> None:
+        writer = spool.open_message(envelope)
+        big.append(writer.qid)
+        for _ in range(8):
+            writer.write(b"x" * 65536)  # beyond the buffer: streamed to disk
+        big_commit = asyncio.ensure_future(writer.commit())
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, big_flushing.wait, 10)
+        small = await asyncio.wait_for(
+            asyncio.gather(*(spool.enqueue(envelope, CONTENT) for _ in range(5))), 10)
+        assert not big_commit.done() and all(spool.get(q) for q in small)
+        gate.set()
+        assert await big_commit == big[0]
+
+    asyncio.run(main())
+    assert len(spool.list()) == 6
 
 
 def test_failed_file_sync_raises_and_leaves_nothing(spool: FileSpool, envelope: Envelope,
