@@ -30,6 +30,9 @@ log = logging.getLogger("mailyard.supervisor")
 
 RESTART_BACKOFF = (0.5, 1, 2, 5, 10)
 POLL_INTERVAL = 1.0
+# The queue gauges count every queued recipient (tens of ms with 100,000 queued), so
+# they are refreshed as often as the workers dump their counters, not every poll.
+METRICS_INTERVAL = 5.0
 
 
 def prepare_data_dir(config: Config) -> tuple[str, str]:
@@ -141,6 +144,7 @@ class Supervisor:
         dispatch_task = asyncio.create_task(dispatcher.run())
         log_event(log, "mailyard started", workers=len(self.workers),
                   listeners=",".join(f"{l.kind}={l.bound}" for l in self.listeners))
+        dumped = float("-inf")
         try:
             while not stop.is_set():
                 try:
@@ -148,7 +152,9 @@ class Supervisor:
                 except asyncio.TimeoutError:
                     pass
                 self.reap_workers()
-                self.dump_metrics(dispatcher)
+                if time.monotonic() - dumped >= METRICS_INTERVAL:
+                    self.dump_metrics(dispatcher)
+                    dumped = time.monotonic()
                 if dispatch_task.done():
                     dispatch_task.result()  # surface a crashed dispatcher
         finally:
