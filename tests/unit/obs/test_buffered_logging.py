@@ -19,10 +19,14 @@ from mailyard.obs import FLUSH_DELAY, log_event, setup_logging
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger("mailyard")
     saved = root.handlers[:], root.level, root.propagate
+    switches = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
+    saved_switches = {name: getattr(logging, name) for name in switches}
     yield
     for handler in root.handlers:
         handler.close()
     root.handlers[:], root.level, root.propagate = saved
+    for name, value in saved_switches.items():
+        setattr(logging, name, value)
 
 
 def wait_for(path: Path, text: str, timeout: float = 5.0) -> str:
