@@ -26,13 +26,7 @@ from mailyard.delivery.destinations import Sweep
 from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder
 from mailyard.envelope import split_address
 from mailyard.obs import Metrics, log_event
-from mailyard.queue.api import (
-    Outcome,
-    QueuedRecipient,
-    QueueEntry,
-    RecipientState,
-    StorageError,
-)
+from mailyard.queue.api import QueuedRecipient, QueueEntry, RecipientState, StorageError
 
 log = logging.getLogger("mailyard.delivery")
 
