@@ -134,7 +134,7 @@ class SqliteDirectory:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            _use_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
             if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                 with _transaction(conn):
@@ -484,6 +484,24 @@ def _check_password(password: str) -> None:
         raise DirectoryError("empty password")
     if any(c in password for c in "\r\n\0"):
         raise DirectoryError("the password contains a line break or NUL")
+
+
+def _use_wal(conn: sqlite3.Connection) -> None:
+    """Switch a new database to WAL.  The switch needs the database to itself and, when
+    several processes open a new database at once, fails at once with "database is
+    locked" instead of waiting (the busy timeout does not apply); so it is retried
+    until one of them has made the switch."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise DirectoryError("directory database: cannot switch to WAL journaling")
+        time.sleep(0.01)
 
 
 @contextlib.contextmanager

@@ -339,6 +339,29 @@ def test_usable_after_fork(directory: SqliteDirectory) -> None:
     assert directory.verify_password("child@example.test", "pw")
 
 
+def _child_opens(path: Path, config: Config, start: "multiprocessing.synchronize.Barrier"
+                 ) -> None:
+    directory = SqliteDirectory(path, config, hasher=FAST_HASHER)
+    start.wait(10)
+    assert not directory.recipient_exists("nobody@example.test")
+
+
+def test_processes_opening_a_new_database_at_once(tmp_path: Path, config: Config) -> None:
+    """SMTP workers and the dispatcher open a new data directory's database together;
+    none of them may fail (switching to WAL does not wait for a busy database)."""
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(8):
+        path = tmp_path / f"d{attempt}" / "directory.db"
+        start = ctx.Barrier(3)
+        children = [ctx.Process(target=_child_opens, args=(path, config, start))
+                    for _ in range(3)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(timeout=60)
+        assert [c.exitcode for c in children] == [0, 0, 0], attempt
+
+
 def test_database_file_is_private(directory: SqliteDirectory) -> None:
     directory.add_user("alice@example.test", "pw")
     assert directory.path.stat().st_mode & 0o777 == 0o600
