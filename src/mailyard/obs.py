@@ -210,10 +210,8 @@ def collect(directory: str | os.PathLike[str]) -> str:
         total["kinds"].update(snap["kinds"])
         for name, labels, value in snap["values"]:
             key = (name, tuple(tuple(x) for x in labels))
-            if snap["kinds"].get(name) == "gauge" and not name.endswith("_total"):
-                sums[key] = sums.get(key, 0) + value
-            else:
-                sums[key] = sums.get(key, 0) + value
+            # Counters and gauges alike add up: every process reports its own share.
+            sums[key] = sums.get(key, 0) + value
     total["values"] = [[n, list(map(list, l)), v] for (n, l), v in sums.items()]
     return render_prometheus(total)
 
