@@ -67,3 +67,15 @@ def test_combine_rounds_reports_the_median_round() -> None:
     assert (merged["msgs_per_s_min"], merged["msgs_per_s_max"]) == (100.0, 300.0)
     failed = benchlib.combine_rounds("x", rounds + [{"ok": False, "error": "boom"}])
     assert not failed["ok"] and failed["error"] == "boom" and len(failed["rounds"]) == 4
+
+
+def test_spread_out_sets_the_top_directory_flag(tmp_path: Path) -> None:
+    if not benchlib.spread_out(tmp_path):
+        pytest.skip("chattr +T not supported here (not ext4, or no chattr)")
+    flags = subprocess.run(["lsattr", "-d", str(tmp_path)], capture_output=True,
+                           text=True, check=True).stdout.split()[0]
+    assert "T" in flags
+
+
+def test_spread_out_reports_failure(tmp_path: Path) -> None:
+    assert benchlib.spread_out(tmp_path / "missing") is False
