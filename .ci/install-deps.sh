@@ -2,9 +2,11 @@
 # Installs what the tests and benchmarks need, and nothing when it is already there:
 #   Debian: postfix (for smtp-source, smtp-sink and private Postfix instances used as a
 #           reference and an interop peer), swaks, procps;
-#   PyPI:   this checkout, editable, with its test extras.
+# (Mailyard itself and its test extras go into the project's virtual environment:
+# scripts/venv.sh.) Postfix is installed with "No configuration" preseeded, so no
+# Postfix daemon is set up or started: the tests run private instances of their own.
+# On a default Debian it replaces exim4 as the system's MTA package.
 # Idempotent and quiet; any failure stops the script with a message on stderr.
-# Set MAILYARD_FORCE_PIP=1 to reinstall the Python package even when it imports fine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,6 +39,14 @@ install_debian() {
     # Without a preseeded answer the postfix package asks an interactive question.
     echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
     export DEBIAN_FRONTEND=noninteractive
+    # No service of the packages installed here may start (policy-rc.d, 101: "action
+    # forbidden"); the file is removed again unless it was there before.
+    local policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null
+        as_root chmod 0755 "$policy"
+        trap 'as_root rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     # Refresh the package lists only when they are absent or a first attempt fails.
     if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e '^lock$' -e '^partial$' || true)" ]; then
         as_root apt-get update -qq || die "apt-get update failed"
@@ -52,28 +62,7 @@ install_debian() {
     [ -z "${missing// /}" ] || die "still missing after install: $missing"
 }
 
-python_ready() {
-    # The checkout is importable (editable install pointing here) with the test extras.
-    python3 - "$PWD/src" <<'EOF' >/dev/null 2>&1
-import os, sys
-import mailyard, pytest, pytest_timeout, hypothesis  # noqa: F401
-want = os.path.realpath(sys.argv[1])
-sys.exit(0 if os.path.realpath(mailyard.__file__).startswith(want + os.sep) else 1)
-EOF
-}
-
-install_python() {
-    if [ "${MAILYARD_FORCE_PIP:-0}" != 1 ] && python_ready && command -v mailyard >/dev/null 2>&1; then
-        return 0
-    fi
-    echo "install-deps: pip install -e '.[test]'" >&2
-    python3 -m pip install -q --disable-pip-version-check -e '.[test]' \
-        || die "pip install -e '.[test]' failed"
-    python_ready || die "mailyard is not importable from $PWD/src after pip install"
-}
-
 install_debian
-install_python
 for tool in postfix postconf smtp-source smtp-sink swaks; do
     command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || die "$tool not found after install"
 done

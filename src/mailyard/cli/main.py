@@ -9,9 +9,12 @@ configuration error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from typing import Callable
 
+from mailyard import __version__
 from mailyard.config import Config, ConfigError, resolve_config
 
 Handler = Callable[[argparse.Namespace, Config], int]
@@ -33,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Mailyard: a self-hosted mail server.",
         epilog="Exit codes: 0 success, 1 operation failed, 2 usage or configuration error.",
     )
+    parser.add_argument("--version", action="version", version=f"mailyard {__version__}")
     _add_common(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     from mailyard.cli import registry
@@ -47,6 +51,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_message(exc: OSError, config: Config | None) -> str:
+    """One line for an operating-system error, naming the file and, when the file is
+    under data_dir, the key to change."""
+    what = exc.strerror or str(exc)
+    name = exc.filename
+    if not name:
+        return what
+    line = f"{name}: {what}"
+    if config is not None:
+        data_dir = os.path.realpath(config.data_dir)
+        path = os.path.realpath(str(name))
+        if path == data_dir or path.startswith(data_dir + os.sep):
+            line += (f" (data_dir is {config.data_dir}: run as the user that owns it, "
+                     "or set data_dir in the configuration to a directory this user can write)")
+    return line
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -54,15 +75,26 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return EXIT_USAGE
+    config: Config | None = None
     try:
+        if getattr(args, "no_config", False):
+            return func(args, None)  # type: ignore[arg-type]
         config = resolve_config(getattr(args, "config", None))
+        return func(args, config)
     except ConfigError as exc:
         print(f"mailyard: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        return func(args, config)
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        print(f"mailyard: {_os_error_message(exc, config)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # the last line of defence: never a traceback on the terminal
+        if os.environ.get("MAILYARD_DEBUG"):
+            traceback.print_exc()
+        print(f"mailyard: unexpected error: {type(exc).__name__}: {exc} "
+              "(set MAILYARD_DEBUG=1 to see where)", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from mailyard.cli import accounts, queue, send, serve
+from mailyard.cli import accounts, init, queue, send, serve
 
 REGISTER = [
+    init.register,
     serve.register,
     accounts.register,
     queue.register,

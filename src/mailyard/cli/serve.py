@@ -3,20 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from mailyard.config import Config
+from mailyard.config import Config, ConfigError
+
+
+def check_listeners(config: Config) -> None:
+    """Refuse to serve nothing: at least one listener must be configured."""
+    if not any(getattr(config.listen, kind) for kind in ("smtp", "submission", "submissions")):
+        raise ConfigError("listen", "no listener configured: set at least one of listen.smtp, "
+                                    "listen.submission, listen.submissions "
+                                    "(or remove [listen] to use the defaults)")
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from mailyard.daemon.listeners import ListenError
+    from mailyard.daemon.lock import AlreadyRunning, acquire_serve_lock
     from mailyard.daemon.supervisor import Supervisor
 
+    check_listeners(config)
+    if config.listen_defaulted:
+        print(f"mailyard: {config.source} has no [listen] table: using the default listeners",
+              file=sys.stderr)
+    try:
+        lock_fd = acquire_serve_lock(config.data_path)
+    except AlreadyRunning as exc:
+        print(f"mailyard: {exc}", file=sys.stderr)
+        return 2
     try:
         return Supervisor(config).run()
     except ListenError as exc:
         print(f"mailyard: {exc}", file=sys.stderr)
         return 1
+    finally:
+        os.close(lock_fd)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -25,6 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Run the mail server in the foreground. Without a configuration file it "
                     "runs on the embedded default: data in ./mailyard-data, a self-signed "
                     "certificate, and unprivileged ports 2525/5587/5465 on 127.0.0.1 when "
-                    "not root. Stops cleanly on SIGTERM or Ctrl-C.",
+                    "not root. Only one server runs on a data directory at a time. Stops "
+                    "cleanly on SIGTERM or Ctrl-C.",
     )
     p.set_defaults(func=cmd_serve)

@@ -9,6 +9,7 @@ traceback.  ``docs/configuration.md`` documents every key.
 
 from __future__ import annotations
 
+import difflib
 import os
 import socket
 import tomllib
@@ -27,6 +28,7 @@ __all__ = [
     "TlsConfig",
     "TransportRoute",
     "default_config",
+    "default_listen",
     "find_config_path",
     "load_config",
     "parse_hostport",
@@ -251,6 +253,8 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Where this object came from (a file path, or "" for the embedded default).
     source: str = ""
+    # True when the file has no [listen] table and the default listeners are used.
+    listen_defaulted: bool = False
 
     def validate(self, key: str = "") -> None:
         if not self.hostname or any(c in self.hostname for c in " \t\r\n"):
@@ -283,7 +287,7 @@ class Config:
         return Path(self.data_dir)
 
 
-_NOT_IN_FILE = {"source"}
+_NOT_IN_FILE = {"source", "listen_defaulted"}
 
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
@@ -323,7 +327,9 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     for k, v in data.items():
         key = f"{prefix}.{k}" if prefix else k
         if k not in known:
-            raise ConfigError(key, "unknown key")
+            close = difflib.get_close_matches(k, sorted(known), n=1, cutoff=0.6)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(key, f"unknown key{hint}")
         kwargs[k] = _convert(hints[k], v, key)
     return cls(**kwargs)
 
@@ -352,15 +358,27 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("", f"{source}: not valid TOML: {exc}") from None
     cfg = _build(Config, data, "")
+    if "listen" not in data:
+        # Never serve nothing silently: without [listen], the embedded default's
+        # listeners (``mailyard serve`` says so when it starts).
+        cfg = replace(cfg, listen=default_listen(), listen_defaulted=True)
     return _finish(replace(cfg, source=source))
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError("", f"cannot read {p}: {exc.strerror}") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark, as some editors write
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError("", f"{p}: not UTF-8 (line {line}, byte {exc.start}): "
+                              "save the file as UTF-8") from None
     cfg = parse_config(text, str(p))
     # A relative data_dir is relative to the config file's directory.
     if not os.path.isabs(cfg.data_dir):
@@ -368,17 +386,22 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return cfg
 
 
-def default_config(data_dir: str = "./mailyard-data") -> Config:
-    """The embedded default: everything under ./mailyard-data, unprivileged ports
-    unless running as root."""
+def default_listen() -> ListenConfig:
+    """The embedded default's listeners: 127.0.0.1 only; the standard ports as root,
+    unprivileged ones otherwise."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     ports = (25, 587, 465) if root else (2525, 5587, 5465)
-    listen = ListenConfig(
+    return ListenConfig(
         smtp=(f"127.0.0.1:{ports[0]}",),
         submission=(f"127.0.0.1:{ports[1]}",),
         submissions=(f"127.0.0.1:{ports[2]}",),
     )
-    cfg = Config(data_dir=str(Path(data_dir).resolve()), listen=listen,
+
+
+def default_config(data_dir: str = "./mailyard-data") -> Config:
+    """The embedded default: everything under ./mailyard-data, unprivileged ports
+    unless running as root."""
+    cfg = Config(data_dir=str(Path(data_dir).resolve()), listen=default_listen(),
                  local_domains=("localhost",))
     return _finish(cfg)
 

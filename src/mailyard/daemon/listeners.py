@@ -7,6 +7,7 @@ and every worker accepts on the same sockets.
 
 from __future__ import annotations
 
+import errno
 import socket
 from dataclasses import dataclass
 
@@ -31,6 +32,20 @@ class Listener:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _bind_error(config: Config, kind: str, address: str, exc: OSError) -> str:
+    where = config.source or "the configuration"
+    line = f"listen.{kind}: cannot bind {address}: {exc.strerror}"
+    if exc.errno == errno.EADDRINUSE:
+        line += (f" (another program, or another mailyard, uses that port: stop it or "
+                 f"change listen.{kind} in {where})")
+    elif exc.errno == errno.EACCES:
+        line += (f" (ports below 1024 need root or CAP_NET_BIND_SERVICE: change "
+                 f"listen.{kind} in {where}, or see docs/deployment.md)")
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        line += f" (no interface has that address: change listen.{kind} in {where})"
+    return line
+
+
 def bind_listeners(config: Config, backlog: int = 1024) -> list[Listener]:
     out: list[Listener] = []
     try:
@@ -46,7 +61,7 @@ def bind_listeners(config: Config, backlog: int = 1024) -> list[Listener]:
                     sock.bind((host, port))
                 except OSError as exc:
                     sock.close()
-                    raise ListenError(f"listen.{kind}: cannot bind {address}: {exc.strerror}") from None
+                    raise ListenError(_bind_error(config, kind, address, exc)) from None
                 sock.listen(backlog)
                 sock.setblocking(False)
                 out.append(Listener(kind, address, sock))

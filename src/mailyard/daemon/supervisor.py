@@ -22,6 +22,7 @@ from typing import Any
 
 from mailyard.config import Config, config_to_dict
 from mailyard.daemon.listeners import Listener, bind_listeners
+from mailyard.daemon.startup import startup_lines
 from mailyard.daemon.worker import install_event_loop_policy
 from mailyard.obs import Metrics, collect, log_event, setup_logging
 from mailyard.tls import ensure_certificate
@@ -107,10 +108,8 @@ class Supervisor:
         notify_r, notify_w = os.pipe()
         self.start_workers(cert, key, notify_w)
         os.close(notify_w)
-        for listener in self.listeners:
-            print(f"mailyard: {listener.kind} listening on {listener.bound}", flush=True)
-        print(f"mailyard: data in {cfg.data_dir}; {len(self.workers)} SMTP worker(s); "
-              f"pid {os.getpid()}", flush=True)
+        for line in startup_lines(cfg, self.listeners, len(self.workers), os.getpid()):
+            print(line, flush=True)
         install_event_loop_policy()
         try:
             asyncio.run(self.main_loop(spool, notify_r))
