@@ -51,21 +51,27 @@ class PasswordInputError(Exception):
     """No password could be read (usage problem: exit status 2)."""
 
 
-def read_password(args: argparse.Namespace) -> str:
+def read_password(args: argparse.Namespace, min_length: int = 0) -> str:
     if args.password_stdin:
         line = sys.stdin.readline()
-        password = line.rstrip("\n").rstrip("\r")
-        if not password:
+        if not line:
             raise PasswordInputError("no password on standard input")
-        return password
-    if not sys.stdin.isatty():
+        password = line.rstrip("\n").rstrip("\r")
+    elif not sys.stdin.isatty():
         raise PasswordInputError(
             "standard input is not a terminal: pass --password-stdin and write the "
             "password on standard input")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Repeat password: ") != first:
-        raise PasswordInputError("the passwords do not match")
-    return first
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise PasswordInputError("the passwords do not match")
+    if not password:
+        raise PasswordInputError("the password is empty")
+    if len(password) < min_length:
+        raise PasswordInputError(
+            f"the password is too short: {len(password)} characters, at least {min_length} "
+            "needed (auth.min_password_length)")
+    return password
 
 
 # --- users ---------------------------------------------------------------------------
@@ -76,7 +82,7 @@ def user_to_json(user: UserRecord) -> dict[str, Any]:
 @_guarded
 def cmd_user_add(args: argparse.Namespace, config: Config) -> int:
     try:
-        password = read_password(args)
+        password = read_password(args, config.auth.min_password_length)
     except PasswordInputError as exc:
         return _fail(str(exc), EXIT_USAGE)
     user = open_directory(config).add_user(args.email, password)
@@ -122,7 +128,7 @@ def cmd_user_delete(args: argparse.Namespace, config: Config) -> int:
 @_guarded
 def cmd_user_passwd(args: argparse.Namespace, config: Config) -> int:
     try:
-        password = read_password(args)
+        password = read_password(args, config.auth.min_password_length)
     except PasswordInputError as exc:
         return _fail(str(exc), EXIT_USAGE)
     open_directory(config).set_password(args.email, password)
@@ -221,9 +227,9 @@ def _register_user(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--domain", metavar="DOMAIN", help="only users of this domain")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = _parser(us, "delete", "delete a user (its mailbox files are kept)", cmd_user_delete)
-    p.add_argument("email", metavar="EMAIL")
+    p.add_argument("email", metavar="EMAIL", help="the user's address")
     p = _parser(us, "passwd", "change a user's password", cmd_user_passwd)
-    p.add_argument("email", metavar="EMAIL")
+    p.add_argument("email", metavar="EMAIL", help="the user's address")
     _password_option(p)
 
 
@@ -243,7 +249,7 @@ def _register_alias(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.add_argument("--domain", metavar="DOMAIN", help="only aliases of this domain")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = _parser(as_, "delete", "delete an alias, or some of its targets", cmd_alias_delete)
-    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("address", metavar="ADDRESS", help="the alias address, or @domain")
     p.add_argument("targets", metavar="TARGET", nargs="*",
                    help="delete only these targets (default: the whole alias)")
 
@@ -254,13 +260,13 @@ def _register_domain(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                                    "(in addition to local_domains in the configuration).")
     ds = d.add_subparsers(dest="domain_command", metavar="ACTION", required=True)
     p = _parser(ds, "add", "add a local domain", cmd_domain_add)
-    p.add_argument("domain", metavar="DOMAIN")
+    p.add_argument("domain", metavar="DOMAIN", help="domain name, e.g. example.org")
     p = _parser(ds, "list", "list local domains (from the configuration and the database)",
                 cmd_domain_list)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = _parser(ds, "delete", "delete a local domain (it must have no users or aliases)",
                 cmd_domain_delete)
-    p.add_argument("domain", metavar="DOMAIN")
+    p.add_argument("domain", metavar="DOMAIN", help="a domain added with `domain add`")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -9,7 +9,9 @@ configuration error.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import sqlite3
 import sys
 import traceback
 from typing import Callable
@@ -63,12 +65,26 @@ def _os_error_message(exc: OSError, config: Config | None) -> str:
         data_dir = os.path.realpath(config.data_dir)
         path = os.path.realpath(str(name))
         if path == data_dir or path.startswith(data_dir + os.sep):
-            line += (f" (data_dir is {config.data_dir}: run as the user that owns it, "
-                     "or set data_dir in the configuration to a directory this user can write)")
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                line += (f" (data_dir is {config.data_dir}: run as the user that owns it, "
+                         "or set data_dir in the configuration to a directory this user "
+                         "can write)")
+            else:
+                line += f" (data_dir is {config.data_dir})"
     return line
 
 
+def _tolerant_output() -> None:
+    """Arguments and stored data may hold text the terminal cannot encode (an
+    undecodable byte in argv, a surrogate): print it escaped rather than fail."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Handler | None = getattr(args, "func", None)
@@ -89,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"mailyard: {_os_error_message(exc, config)}", file=sys.stderr)
         return EXIT_USAGE
+    except sqlite3.Error as exc:
+        where = f" in {config.data_dir}" if config is not None else ""
+        print(f"mailyard: database error{where}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except Exception as exc:  # the last line of defence: never a traceback on the terminal
         if os.environ.get("MAILYARD_DEBUG"):
             traceback.print_exc()

@@ -115,20 +115,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     q = sub.add_parser("queue", help="inspect and manage the mail queue",
                        description="Inspect and manage queued mail.")
     qs = q.add_subparsers(dest="queue_command", metavar="ACTION", required=True)
-    p = qs.add_parser("list", help="list queued messages with per-recipient state")
+    id_help = "queue id, as `mailyard queue list` shows it"
+    p = qs.add_parser("list", help="list queued messages with per-recipient state",
+                      description="List queued messages: sender, size, age and each "
+                                  "recipient's state (pending, deferred, held...), attempts, "
+                                  "next attempt and last reply.")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_list)
-    p = qs.add_parser("show", help="show one queued message")
-    p.add_argument("id")
+    p = qs.add_parser("show", help="show one queued message",
+                      description="Show one queued message in detail: envelope, client, "
+                                  "submitter, DSN parameters and every recipient's state.")
+    p.add_argument("id", metavar="ID", help=id_help)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--headers", action="store_true", help="also print the message headers")
     p.set_defaults(func=cmd_show)
-    p = qs.add_parser("flush", help="retry deferred mail now (all, or one ID)")
-    p.add_argument("id", nargs="?")
+    p = qs.add_parser("flush", help="retry deferred mail now (all, or one ID)",
+                      description="Make deferred recipients due now, of every message or "
+                                  "of one; the running server picks them up at once.")
+    p.add_argument("id", metavar="ID", nargs="?", help=id_help + " (default: every message)")
     p.set_defaults(func=cmd_flush)
     for action, text in (("delete", "delete a queued message (no bounce is sent)"),
                          ("hold", "hold a message: it is not delivered until released"),
                          ("release", "release a held message for immediate delivery")):
-        p = qs.add_parser(action, help=text)
-        p.add_argument("id")
+        p = qs.add_parser(action, help=text, description=text[0].upper() + text[1:] + ".")
+        p.add_argument("id", metavar="ID", help=id_help)
         p.set_defaults(func=_one(action))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 __all__ = [
+    "AuthConfig",
     "Config",
     "ConfigError",
     "DeliveryConfig",
@@ -240,6 +241,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AuthConfig:
+    min_password_length: int = 10
+
+    def validate(self, key: str) -> None:
+        if not 1 <= self.min_password_length <= 1024:
+            raise ConfigError(f"{key}.min_password_length", "must be between 1 and 1024")
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str = ""
     data_dir: str = "./mailyard-data"
@@ -251,6 +261,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # Where this object came from (a file path, or "" for the embedded default).
     source: str = ""
     # True when the file has no [listen] table and the default listeners are used.

@@ -39,7 +39,8 @@ def cli(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> Cli:
     config_path = tmp_path / "mailyard.toml"
     config_path.write_text(f'hostname = "mx.example.test"\ndata_dir = "{data_dir}"\n'
-                           'local_domains = ["example.test"]\n')
+                           'local_domains = ["example.test"]\n'
+                           '[auth]\nmin_password_length = 1\n')
     fast = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
     def open_directory(config: Config) -> SqliteDirectory:
@@ -71,7 +72,7 @@ def test_user_add_errors(cli: Cli) -> None:
     code, _, err = cli("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
     assert code == 1 and "exists" in err
     code, _, err = cli("user", "add", "bob@example.test", "--password-stdin", stdin="\n")
-    assert code == 2 and "no password" in err
+    assert code == 2 and "the password is empty" in err
 
 
 def test_user_add_without_tty_needs_password_stdin(cli: Cli) -> None:
@@ -189,3 +190,23 @@ def test_handlers_callable_directly(tmp_path: Path) -> None:
     config = Config(hostname="h", data_dir=str(tmp_path), local_domains=("example.test",))
     args = argparse.Namespace(json=True)
     assert accounts.cmd_domain_list(args, config) == 0
+
+
+def test_password_rules(tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str],
+                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default minimum length is 10; an empty line is reported as empty."""
+    config_path = tmp_path / "strict.toml"
+    config_path.write_text(f'hostname = "mx.example.test"\ndata_dir = "{data_dir}"\n'
+                           'local_domains = ["example.test"]\n')
+    strict = Cli(config_path, capsys, monkeypatch)
+    code, _, err = strict("user", "add", "a@example.test", "--password-stdin", stdin="\n")
+    assert code == 2 and "the password is empty" in err
+    code, _, err = strict("user", "add", "a@example.test", "--password-stdin", stdin="")
+    assert code == 2 and "no password on standard input" in err
+    code, _, err = strict("user", "add", "a@example.test", "--password-stdin", stdin="short\n")
+    assert code == 2 and "at least 10" in err and "auth.min_password_length" in err
+    code, _, err = strict("user", "add", "a@example.test", "--password-stdin",
+                          stdin="long enough pw\n")
+    assert code == 0, err
+    code, _, err = strict("user", "passwd", "a@example.test", "--password-stdin", stdin="tiny\n")
+    assert code == 2 and "too short" in err
