@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mailyard.config import Config
 from mailyard.daemon.listeners import Listener
@@ -15,12 +18,23 @@ def startup_lines(cfg: Config, listeners: Sequence[Listener], workers: int, pid:
     if cfg.metrics.file:
         lines.append(f"mailyard: metrics written to {cfg.metrics.file}")
     lines.append(f"mailyard: data in {cfg.data_dir}; {workers} SMTP worker(s); pid {pid}")
-    config_arg = f" --config {cfg.source}" if cfg.source else ""
-    domain = cfg.local_domains[0] if cfg.local_domains else "example.org"
-    lines.append("mailyard: next, in another terminal: "
-                 f"mailyard{config_arg} domain add {domain}; "
-                 f"mailyard{config_arg} user add you@{domain}; "
-                 "then send mail to it on the smtp port, or with "
-                 f"mailyard{config_arg} send --to you@{domain} --subject test. "
-                 "Stop with Ctrl-C.")
+    command = _command() + (f" --config {cfg.source}" if cfg.source else "")
+    if cfg.local_domains:
+        domain, steps = cfg.local_domains[0], []
+    else:
+        domain = "example.org"
+        steps = [f"{command} domain add {domain}"]
+    steps.append(f"{command} user add you@{domain}")
+    lines.append("mailyard: next, in another terminal: " + "; ".join(steps) +
+                 f"; then send mail to you@{domain} on the smtp port. Stop with Ctrl-C.")
     return lines
+
+
+def _command() -> str:
+    """How to call the CLI from another terminal: the bare name when it is on PATH,
+    else the script beside this interpreter (a virtual environment's bin/)."""
+    beside = Path(sys.executable).parent / "mailyard"
+    found = shutil.which("mailyard")
+    if found and (not beside.exists() or Path(found).resolve() == beside.resolve()):
+        return "mailyard"
+    return str(beside) if beside.exists() else "mailyard"
