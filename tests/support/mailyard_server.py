@@ -67,6 +67,10 @@ class MailyardServer:
             "smtpd": {"workers": workers, "max_connections_per_ip": 200},
             "log": {"file": str(self.root / "mailyard.log")},
         }
+        if os.geteuid() == 0:
+            # Tests run as root keep the server as root (it reads and writes the test's
+            # files); tests of the privilege drop override `user`.
+            cfg.update(user="root", allow_root=True)
         for key, value in (overrides or {}).items():
             if isinstance(value, dict):
                 cfg.setdefault(key, {}).update(value)

@@ -9,6 +9,7 @@ configuration error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Callable
 
@@ -59,6 +60,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"mailyard: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # Everything Mailyard writes (queue, mailboxes, databases, logs) is private.
+    os.umask(0o077)
+    if args.command != "serve":  # serve chooses its identity itself (daemon/privileges.py)
+        from mailyard.daemon.privileges import cli_take_data_dir_owner
+
+        try:
+            cli_take_data_dir_owner(config.data_path)
+        except OSError as exc:
+            print(f"mailyard: cannot take the identity of {config.data_dir}'s owner: "
+                  f"{exc.strerror}", file=sys.stderr)
+            return EXIT_FAILED
     try:
         return func(args, config)
     except KeyboardInterrupt:
