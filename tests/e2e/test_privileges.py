@@ -166,6 +166,15 @@ def test_missing_user_is_refused_with_how_to_create_it(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1
 
 
+def test_unusable_data_dir_is_one_line_not_a_traceback(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    srv = MailyardServer(tmp_path, overrides={"data_dir": str(tmp_path / "a-file" / "data")})
+    res = _serve(srv)
+    assert res.returncode == 1
+    assert res.stderr.startswith("mailyard: cannot prepare ")
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
 def test_data_dir_files_are_private_despite_a_loose_umask(tmp_path):
     srv = MailyardServer(tmp_path)
     srv.data_dir.mkdir(mode=0o755)  # an existing, too open data_dir is repaired

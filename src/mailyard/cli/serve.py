@@ -12,7 +12,7 @@ from mailyard.config import Config
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from mailyard.daemon.listeners import ListenError
     from mailyard.daemon.privileges import PrivilegeError
-    from mailyard.daemon.supervisor import Supervisor
+    from mailyard.daemon.supervisor import StartError, Supervisor
 
     if args.allow_root:
         config = replace(config, allow_root=True)
@@ -24,6 +24,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     except PrivilegeError as exc:
         print(f"mailyard: {exc}", file=sys.stderr)
         return 2
+    except StartError as exc:
+        print(f"mailyard: {exc}", file=sys.stderr)
+        return 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

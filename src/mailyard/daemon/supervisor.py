@@ -22,7 +22,8 @@ from typing import Any
 
 from mailyard.config import Config, config_to_dict
 from mailyard.daemon.listeners import Listener, bind_listeners
-from mailyard.daemon.privileges import drop_privileges, give_file, give_tree, server_identity
+from mailyard.daemon.privileges import (PrivilegeError, drop_privileges, give_file, give_tree,
+                                        server_identity)
 from mailyard.daemon.worker import install_event_loop_policy
 from mailyard.obs import (Metrics, collect, log_event, remove_metrics_files,
                           retire_metrics_file, setup_logging, write_private)
@@ -52,6 +53,10 @@ def prepare_data_dir(config: Config) -> tuple[str, str]:
     if config.tls.cert:
         return config.tls.cert, config.tls.key
     return ensure_certificate(data, config.hostname)
+
+
+class StartError(Exception):
+    """The server cannot start (one line for the operator)."""
 
 
 class WorkerProcess:
@@ -113,16 +118,25 @@ class Supervisor:
         os.umask(0o077)
         identity = server_identity(cfg)  # before anything is created: fails fast
         setup_logging(cfg.log.format, cfg.log.level, cfg.log.file)
-        cert, key = prepare_data_dir(cfg)
-        tls_pem = (Path(cert).read_text(), Path(key).read_text())
+        try:
+            cert, key = prepare_data_dir(cfg)
+            # Latin-1 carries any bytes unchanged through the JSON payload.
+            tls_pem = (Path(cert).read_text("latin-1"), Path(key).read_text("latin-1"))
+        except OSError as exc:
+            raise StartError(f"cannot prepare {exc.filename or cfg.data_dir}: "
+                             f"{exc.strerror}") from None
         self.listeners = bind_listeners(cfg)
         if identity is not None:
             # Everything that needed root is done: give data_dir (and the log file the
             # workers open) to the server's user and become that user for good.
-            give_tree(cfg.data_path, identity)
-            if cfg.log.file:
-                give_file(cfg.log.file, identity)
-            drop_privileges(identity)
+            try:
+                give_tree(cfg.data_path, identity)
+                if cfg.log.file:
+                    give_file(cfg.log.file, identity)
+                drop_privileges(identity)
+            except OSError as exc:
+                raise PrivilegeError(f"cannot switch to user {cfg.user!r}: "
+                                     f"{exc.strerror} ({exc.filename or 'set ids'})") from None
         # Files of processes from an earlier run would be added to this run's figures.
         remove_metrics_files(cfg.data_path / "run" / "metrics")
         from mailyard.queue.spool import FileSpool

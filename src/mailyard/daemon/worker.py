@@ -70,7 +70,7 @@ def pem_files(cert_pem: str, key_pem: str) -> tuple[str, str]:
     paths = []
     for name, text in (("cert", cert_pem), ("key", key_pem)):
         fd = os.memfd_create(f"mailyard-{name}", os.MFD_CLOEXEC)
-        os.write(fd, text.encode("ascii"))
+        os.write(fd, text.encode("latin-1"))
         paths.append(f"/proc/self/fd/{fd}")
     return paths[0], paths[1]
 
