@@ -285,6 +285,8 @@ class MailyardServer:
             "data_dir": str(self.data_dir),
             "listen": {"smtp": [f"127.0.0.1:{self.port}"]},
         }
+        if os.geteuid() == 0:  # benchmarks run as root keep the server as root
+            self.config.update(user="root", allow_root=True)
         for key, value in settings.items():
             if isinstance(value, Mapping) and isinstance(self.config.get(key), dict):
                 self.config[key] = {**self.config[key], **value}

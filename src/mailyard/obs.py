@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +123,22 @@ class BufferedLineHandler(logging.Handler):
             self.flush()
 
 
+LOG_FILE_MODE = 0o640  # the owner writes, its group (an admin group, say) may read
+
+
 def _log_fd(file: str) -> int:
-    """The log file opened for appending, or a duplicate of standard error."""
+    """The log file opened for appending (created :data:`LOG_FILE_MODE`, and made
+    unreadable to others if it was), or a duplicate of standard error."""
     if file:
-        return os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     LOG_FILE_MODE)
+        try:
+            mode = os.fstat(fd).st_mode
+            if mode & 0o007:
+                os.fchmod(fd, mode & 0o770)
+        except OSError:
+            pass  # not ours to change
+        return fd
     return os.dup(sys.stderr.fileno())
 
 
@@ -136,7 +149,11 @@ def setup_logging(fmt: str = "text", level: str = "info", file: str = "",
     if buffered:
         handler = BufferedLineHandler(_log_fd(file))
     else:
-        handler = logging.FileHandler(file) if file else logging.StreamHandler(sys.stderr)
+        if file:
+            os.close(_log_fd(file))  # created with the right mode before logging opens it
+            handler = logging.FileHandler(file)
+        else:
+            handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter() if fmt == "json" else _TextFormatter())
     # Neither format shows the caller, thread or process: skip collecting them (the
     # optimisations listed in the logging HOWTO).
@@ -150,9 +167,14 @@ def setup_logging(fmt: str = "text", level: str = "info", file: str = "",
     root.propagate = False
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
-    """One structured line: ``event`` plus ``fields`` (queue id, client, from, to, ...)."""
+def log_event(logger: logging.Logger, event: str, level: int = logging.INFO,
+              exc_info: BaseException | None = None, **fields: Any) -> None:
+    """One structured line: ``event`` plus ``fields`` (queue id, client, from, to, ...).
+    With ``exc_info``, the exception's traceback is added as the field ``traceback``
+    (escaped like any value, so it stays on the event's one line)."""
     if logger.isEnabledFor(level):
+        if exc_info is not None:
+            fields["traceback"] = "".join(traceback.format_exception(exc_info)).rstrip("\n")
         logger.log(level, event, extra={"fields": fields})
 
 
@@ -194,8 +216,41 @@ class Metrics:
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
         tmp = d / f".{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(self._snapshot()))
+        write_private(tmp, json.dumps(self._snapshot()))
         os.replace(tmp, d / f"{os.getpid()}.json")
+
+    def add_counters(self, snap: dict[str, Any]) -> None:
+        """Add the counters of a dumped snapshot (a process that is gone) to these."""
+        kinds = snap.get("kinds", {})
+        for name, labels, value in snap.get("values", []):
+            if kinds.get(name, "counter") == "counter":
+                self.inc(name, value, **dict(map(tuple, labels)))
+
+
+def write_private(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to a new or truncated file readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def remove_metrics_files(directory: str | os.PathLike[str]) -> None:
+    """At server start: remove the files of every process of an earlier run."""
+    for path in Path(directory).glob("*.json"):
+        path.unlink(missing_ok=True)
+    for path in Path(directory).glob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def retire_metrics_file(path: str | os.PathLike[str], into: Metrics) -> None:
+    """A process is gone: keep its counters (added to ``into``) so totals do not go
+    back, drop its gauges, and remove its file."""
+    p = Path(path)
+    try:
+        into.add_counters(json.loads(p.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    p.unlink(missing_ok=True)
 
 
 def collect(directory: str | os.PathLike[str]) -> str:

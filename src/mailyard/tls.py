@@ -15,19 +15,49 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
+SELF_SIGNED_DAYS = 365
+RENEW_BEFORE = datetime.timedelta(days=30)
+
+
+def _self_signed_usable(cert_path: Path, hostname: str) -> bool:
+    """A certificate made earlier is kept while it names ``hostname``, is no CA (older
+    versions made one) and has more than :data:`RENEW_BEFORE` left."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return (not ca and hostname in names.get_values_for_type(x509.DNSName)
+            and cert.not_valid_after_utc - now > RENEW_BEFORE)
+
+
 def ensure_certificate(directory: str | os.PathLike[str], hostname: str) -> tuple[str, str]:
     """Return (cert, key) paths under ``directory``/tls, creating a self-signed pair for
-    ``hostname`` the first time.  The key file is written 0600."""
+    ``hostname`` the first time, and again when the one there expires within
+    :data:`RENEW_BEFORE` (checked at each start) or does not fit (see
+    :func:`_self_signed_usable`).  The key file is written 0600.
+
+    The certificate is an end-entity certificate for a TLS server, valid
+    :data:`SELF_SIGNED_DAYS` days: not a CA (trusting it in a mail program trusts this
+    one server, not every certificate its key could sign), key usage digitalSignature
+    only (an ECDSA key signs; keyEncipherment does not apply to EC keys, RFC 5480
+    section 3), extended key usage serverAuth."""
     tls_dir = Path(directory) / "tls"
     cert_path, key_path = tls_dir / "selfsigned.crt", tls_dir / "selfsigned.key"
-    if cert_path.is_file() and key_path.is_file():
+    if key_path.is_file() and _self_signed_usable(cert_path, hostname):
         return str(cert_path), str(key_path)
-    tls_dir.mkdir(parents=True, exist_ok=True)
+    tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = datetime.datetime.now(datetime.timezone.utc)
     alt: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
     alt.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
+    usage = x509.KeyUsage(digital_signature=True, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False,
+                          key_agreement=False, key_cert_sign=False, crl_sign=False,
+                          encipher_only=False, decipher_only=False)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -35,9 +65,14 @@ def ensure_certificate(directory: str | os.PathLike[str], hostname: str) -> tupl
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=3650))
+        .not_valid_after(now + datetime.timedelta(days=SELF_SIGNED_DAYS))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
+                       critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
         .sign(key, hashes.SHA256())
     )
     tmp_key = key_path.with_suffix(".tmp")
@@ -48,7 +83,9 @@ def ensure_certificate(directory: str | os.PathLike[str], hostname: str) -> tupl
                                   serialization.NoEncryption()))
     os.replace(tmp_key, key_path)
     tmp_cert = cert_path.with_suffix(".tmp")
-    tmp_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    fd = os.open(tmp_cert, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
     os.replace(tmp_cert, cert_path)
     return str(cert_path), str(key_path)
 

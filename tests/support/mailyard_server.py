@@ -69,6 +69,10 @@ class MailyardServer:
             # Throwaway test passwords; the length rule has its own tests.
             "auth": {"min_password_length": 1},
         }
+        if os.geteuid() == 0:
+            # Tests run as root keep the server as root (it reads and writes the test's
+            # files); tests of the privilege drop override `user`.
+            cfg.update(user="root", allow_root=True)
         for key, value in (overrides or {}).items():
             if isinstance(value, dict):
                 cfg.setdefault(key, {}).update(value)
@@ -77,13 +81,14 @@ class MailyardServer:
         self.config_path = self.root / "mailyard.toml"
         self.config_path.write_text(render_toml(cfg))
         self.proc: subprocess.Popen[bytes] | None = None
+        self.launcher: list[str] = []  # a command that runs `mailyard` (a wrapper)
 
     # --- lifecycle -------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> MailyardServer:
         out = open(self.root / "serve.out", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailyard.cli.main", "--config", str(self.config_path),
-             "serve"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            [*self.launcher, sys.executable, "-m", "mailyard.cli.main", "--config",
+             str(self.config_path), "serve"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -141,7 +146,8 @@ class MailyardServer:
     def cli(self, *args: str, input: bytes | None = None, check: bool = True
             ) -> subprocess.CompletedProcess[bytes]:
         res = subprocess.run(
-            [sys.executable, "-m", "mailyard.cli.main", "--config", str(self.config_path), *args],
+            [*self.launcher, sys.executable, "-m", "mailyard.cli.main", "--config",
+             str(self.config_path), *args],
             input=input, capture_output=True, timeout=60)
         if check and res.returncode != 0:
             raise RuntimeError(f"mailyard {' '.join(args)} failed ({res.returncode}): "

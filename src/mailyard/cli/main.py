@@ -91,11 +91,22 @@ def main(argv: list[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return EXIT_USAGE
+    # Everything Mailyard writes (queue, mailboxes, databases, logs) is private.
+    os.umask(0o077)
     config: Config | None = None
     try:
         if getattr(args, "no_config", False):
             return func(args, None)  # type: ignore[arg-type]
         config = resolve_config(getattr(args, "config", None))
+        if args.command != "serve":  # serve chooses its identity itself (daemon/privileges.py)
+            from mailyard.daemon.privileges import cli_take_data_dir_owner
+
+            try:
+                cli_take_data_dir_owner(config.data_path)
+            except OSError as exc:
+                print(f"mailyard: cannot take the identity of {config.data_dir}'s owner: "
+                      f"{exc.strerror}", file=sys.stderr)
+                return EXIT_FAILED
         return func(args, config)
     except ConfigError as exc:
         print(f"mailyard: configuration error: {exc}", file=sys.stderr)

@@ -262,6 +262,12 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    # The identity ``mailyard serve`` switches to when started as root (ignored
+    # otherwise): a user name or uid, and a group name or gid ("": the user's group).
+    user: str = "mailyard"
+    group: str = ""
+    # Let the server keep running as root (user = "root"); refused unless set.
+    allow_root: bool = False
     # Where this object came from (a file path, or "" for the embedded default).
     source: str = ""
     # True when the file has no [listen] table and the default listeners are used.
@@ -276,6 +282,10 @@ class Config:
         for i, dom in enumerate(self.relay_domains):
             if not dom or "@" in dom or " " in dom:
                 raise ConfigError(f"relay_domains[{i}]", f"not a domain: {dom!r}")
+        for name in ("user", "group"):
+            value = getattr(self, name)
+            if any(c.isspace() or c in ":/" for c in value) or (name == "user" and not value):
+                raise ConfigError(name, "must be a user/group name or a numeric id")
         for f in fields(self):
             value = getattr(self, f.name)
             if is_dataclass(value):

@@ -23,8 +23,11 @@ from typing import Any
 from mailyard.config import Config, config_to_dict
 from mailyard.daemon.listeners import Listener, bind_listeners
 from mailyard.daemon.startup import startup_lines
+from mailyard.daemon.privileges import (PrivilegeError, drop_privileges, give_file, give_tree,
+                                        server_identity)
 from mailyard.daemon.worker import install_event_loop_policy
-from mailyard.obs import Metrics, collect, log_event, setup_logging
+from mailyard.obs import (Metrics, collect, log_event, remove_metrics_files,
+                          retire_metrics_file, setup_logging, write_private)
 from mailyard.tls import ensure_certificate
 
 log = logging.getLogger("mailyard.supervisor")
@@ -36,14 +39,25 @@ POLL_INTERVAL = 1.0
 METRICS_INTERVAL = 5.0
 
 
+# Directories the server keeps private (created 0700; a looser mode is repaired at
+# start).  queue/'s own subdirectories are handled by the queue layout.
+PRIVATE_DIRS = ("", "queue", "mail", "run", "run/metrics", "tls")
+
+
 def prepare_data_dir(config: Config) -> tuple[str, str]:
     data = config.data_path
-    for sub in ("queue", "mail", "run/metrics", "tls"):
-        (data / sub).mkdir(parents=True, exist_ok=True)
-    os.chmod(data / "tls", 0o700)
+    for sub in PRIVATE_DIRS:
+        path = data / sub if sub else data
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o700)
     if config.tls.cert:
         return config.tls.cert, config.tls.key
     return ensure_certificate(data, config.hostname)
+
+
+class StartError(Exception):
+    """The server cannot start (one line for the operator)."""
 
 
 class WorkerProcess:
@@ -79,11 +93,16 @@ class Supervisor:
         n = self.config.smtpd.workers
         return n if n > 0 else max(1, os.cpu_count() or 1)
 
-    def start_workers(self, cert: str, key: str, notify_w: int) -> None:
-        payload = json.dumps({"config": config_to_dict(self.config),
-                              "source": self.config.source}).encode()
+    def start_workers(self, tls_pem: tuple[str, str], notify_w: int) -> None:
+        # The certificate and key were read before privileges were dropped (a key
+        # readable only by root still works); they reach the workers on the payload
+        # pipe, so the workers' configuration names no file they may not be able to read.
+        worker_config = config_to_dict(self.config)
+        worker_config["tls"] = {"cert": "", "key": ""}
+        payload = json.dumps({"config": worker_config, "source": self.config.source,
+                              "cert_pem": tls_pem[0], "key_pem": tls_pem[1]}).encode()
         argv = [sys.executable, "-m", "mailyard.daemon.worker",
-                "--notify-fd", str(notify_w), "--cert", cert, "--key", key]
+                "--notify-fd", str(notify_w)]
         fds = [notify_w]
         for listener in self.listeners:
             fd = listener.sock.fileno()
@@ -97,16 +116,37 @@ class Supervisor:
 
     def run(self) -> int:
         cfg = self.config
+        os.umask(0o077)
+        identity = server_identity(cfg)  # before anything is created: fails fast
         setup_logging(cfg.log.format, cfg.log.level, cfg.log.file)
-        cert, key = prepare_data_dir(cfg)
+        try:
+            cert, key = prepare_data_dir(cfg)
+            # Latin-1 carries any bytes unchanged through the JSON payload.
+            tls_pem = (Path(cert).read_text("latin-1"), Path(key).read_text("latin-1"))
+        except OSError as exc:
+            raise StartError(f"cannot prepare {exc.filename or cfg.data_dir}: "
+                             f"{exc.strerror}") from None
         self.listeners = bind_listeners(cfg)
+        if identity is not None:
+            # Everything that needed root is done: give data_dir (and the log file the
+            # workers open) to the server's user and become that user for good.
+            try:
+                give_tree(cfg.data_path, identity)
+                if cfg.log.file:
+                    give_file(cfg.log.file, identity)
+                drop_privileges(identity)
+            except OSError as exc:
+                raise PrivilegeError(f"cannot switch to user {cfg.user!r}: "
+                                     f"{exc.strerror} ({exc.filename or 'set ids'})") from None
+        # Files of processes from an earlier run would be added to this run's figures.
+        remove_metrics_files(cfg.data_path / "run" / "metrics")
         from mailyard.queue.spool import FileSpool
 
         spool = FileSpool(cfg.data_path / "queue", cfg.hostname)
         spool.sweep()
         self.spool = spool
         notify_r, notify_w = os.pipe()
-        self.start_workers(cert, key, notify_w)
+        self.start_workers(tls_pem, notify_w)
         os.close(notify_w)
         for line in startup_lines(cfg, self.listeners, len(self.workers), os.getpid()):
             print(line, flush=True)
@@ -178,6 +218,9 @@ class Supervisor:
             log_event(log, "worker exited; restarting", level=logging.WARNING,
                       pid=proc.pid, status=proc.returncode, delay=delay)
             self.metrics.inc("worker_restarts_total")
+            # Its counters live on in the supervisor's figures; its gauges go.
+            retire_metrics_file(self.config.data_path / "run" / "metrics" / f"{proc.pid}.json",
+                                self.metrics)
             worker.proc = None
             # A message the worker made durable but did not get to index is found by
             # the sweep (safe while other processes work).
@@ -211,7 +254,7 @@ class Supervisor:
             self.metrics.dump(metrics_dir)
             if self.config.metrics.file:
                 tmp = Path(self.config.metrics.file + ".tmp")
-                tmp.write_text(collect(metrics_dir))
+                write_private(tmp, collect(metrics_dir))
                 os.replace(tmp, self.config.metrics.file)
         except OSError as exc:
             log_event(log, "cannot write metrics", level=logging.WARNING, error=str(exc))

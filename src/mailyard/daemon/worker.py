@@ -63,6 +63,18 @@ class QueueNotifier:
             pass
 
 
+def pem_files(cert_pem: str, key_pem: str) -> tuple[str, str]:
+    """Paths ``ssl`` can load the certificate and key from, without writing them to
+    disk: anonymous memory files of this process (the supervisor read the originals
+    before it gave up root)."""
+    paths = []
+    for name, text in (("cert", cert_pem), ("key", key_pem)):
+        fd = os.memfd_create(f"mailyard-{name}", os.MFD_CLOEXEC)
+        os.write(fd, text.encode("latin-1"))
+        paths.append(f"/proc/self/fd/{fd}")
+    return paths[0], paths[1]
+
+
 async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
                      notify_fd: int, cert: str, key: str) -> None:
     from mailyard.directory.sqlite import SqliteDirectory
@@ -110,10 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailyard-worker")
     parser.add_argument("--listen", action="append", default=[], metavar="KIND:FD")
     parser.add_argument("--notify-fd", type=int, required=True)
-    parser.add_argument("--cert", required=True)
-    parser.add_argument("--key", required=True)
     args = parser.parse_args(argv)
     payload = json.loads(sys.stdin.read())
+    cert, key = pem_files(payload["cert_pem"], payload["key_pem"])
     config = config_from_dict(payload["config"], payload.get("source", ""))
     setup_logging(config.log.format, config.log.level, config.log.file, buffered=True)
     listeners = []
@@ -124,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         listeners.append((kind, sock))
     install_event_loop_policy()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    asyncio.run(run_worker(config, listeners, args.notify_fd, args.cert, args.key))
+    asyncio.run(run_worker(config, listeners, args.notify_fd, cert, key))
     return 0
 
 

@@ -99,8 +99,8 @@ class Dispatcher:
         self._wake.set()
         if not task.cancelled() and task.exception() is not None:
             exc = task.exception()
-            log_event(log, "delivery task failed", level=logging.ERROR, qid=qid,
-                      error=f"{type(exc).__name__}: {exc}")
+            log_event(log, "delivery task failed", level=logging.ERROR, exc_info=exc,
+                      qid=qid, error=f"{type(exc).__name__}: {exc}")
             try:
                 self.spool.release_lease(qid)
             except Exception as release_exc:  # noqa: BLE001 - logged; the lease expires anyway

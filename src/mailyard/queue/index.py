@@ -23,6 +23,7 @@ sweep).  Several processes use the database at once; writers take the lock up fr
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -103,12 +104,26 @@ class NewMessage:
     envelope: Envelope
 
 
+def _private_database_files(path: Path) -> None:
+    """The index holds every envelope: create it 0600 (SQLite gives its -wal and -shm
+    files the database's mode) and repair an existing one that others could read."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        for suffix in ("", "-wal", "-shm"):
+            p = Path(f"{path}{suffix}")
+            if p.exists() and p.stat().st_mode & 0o077 and p.stat().st_uid == os.geteuid():
+                os.chmod(p, 0o600)
+    except OSError as exc:
+        raise StorageError(f"cannot open queue index {path}: {exc}") from exc
+
+
 class QueueIndex:
     """One connection to the index database (thread-safe through a lock)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        _private_database_files(path)
         try:
             self._db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000,
                                        isolation_level=None, check_same_thread=False)

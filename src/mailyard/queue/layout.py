@@ -54,6 +54,7 @@ class SpoolLayout:
         try:
             for d in (self.root, self.msg_dir, self.tmp_dir, self.corrupt_dir):
                 d.mkdir(mode=0o700, parents=True, exist_ok=True)
+                make_private(d)
         except OSError as exc:
             raise StorageError(f"cannot create the queue directories in {self.root}: {exc}") \
                 from exc
@@ -71,6 +72,14 @@ class SpoolLayout:
         log_event(log, "queue file quarantined", level=logging.ERROR, file=path.name,
                   reason=reason, moved_to=str(target))
         return target
+
+
+def make_private(path: Path) -> None:
+    """Take group and other permissions away from ``path`` if it has any (a spool made
+    with a looser umask, or by an older version, is repaired at open)."""
+    st = path.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        os.chmod(path, st.st_mode & 0o700)
 
 
 def fsync_dir(path: Path) -> None:
