@@ -124,12 +124,7 @@ class SqliteDirectory:
         return state
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Password hashes inside: owner-only (SQLite gives -wal/-shm the same mode).
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise DirectoryError(f"cannot open {self.path}: {exc.strerror}") from exc
+        _create_private(self.path)
         with _database_errors():
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
@@ -484,6 +479,33 @@ def _check_password(password: str) -> None:
         raise DirectoryError("empty password")
     if any(c in password for c in "\r\n\0"):
         raise DirectoryError("the password contains a line break or NUL")
+
+
+# Serialises the creation of database files in this process (see _create_private).
+_CREATE_LOCK = threading.Lock()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only (password hashes inside; SQLite gives the
+    -wal and -shm files the same mode) if it does not exist yet.
+
+    Only a file this call has just created is ever opened and closed by hand.  POSIX
+    locks belong to the process and the file, so closing *any* descriptor of a
+    database releases every lock the process's SQLite connections hold on it; another
+    process (a CLI command) then thinks it is the last user, checkpoints and deletes
+    the WAL under the running server (sqlite.org/howtocorrupt.html 2.2).  A file that
+    exists may have connections in this process and is left to SQLite alone.  The lock
+    makes sure no thread here opens the new file before its creator has closed it."""
+    with _CREATE_LOCK:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                return
+        except OSError as exc:
+            raise DirectoryError(f"cannot open {path}: {exc.strerror}") from exc
+        os.close(fd)
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:
