@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 __all__ = [
+    "AuthConfig",
     "Config",
     "ConfigError",
     "DeliveryConfig",
@@ -237,6 +238,27 @@ class MetricsConfig:
                 raise ConfigError(f"{key}.listen", str(exc)) from None
 
 
+# RFC 7677 4: at least 4096.  The upper bound keeps one SCRAM login (the client
+# derives the key once, then may cache it) within about a second.
+SCRAM_ITERATIONS_MIN = 4096
+SCRAM_ITERATIONS_MAX = 10_000_000
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    # PBKDF2-SHA256 iterations of the SCRAM-SHA-256 keys stored with each new password;
+    # 0 stores no SCRAM keys (argon2id only) and does not offer SCRAM-SHA-256.
+    scram_iterations: int = 100_000
+
+    def validate(self, key: str) -> None:
+        n = self.scram_iterations
+        if n != 0 and not SCRAM_ITERATIONS_MIN <= n <= SCRAM_ITERATIONS_MAX:
+            raise ConfigError(
+                f"{key}.scram_iterations",
+                f"must be 0 (no SCRAM-SHA-256) or between {SCRAM_ITERATIONS_MIN} "
+                f"(RFC 7677) and {SCRAM_ITERATIONS_MAX}")
+
+
 @dataclass(frozen=True)
 class Config:
     hostname: str = ""
@@ -249,6 +271,7 @@ class Config:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
     # Where this object came from (a file path, or "" for the embedded default).
     source: str = ""
 
