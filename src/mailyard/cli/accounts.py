@@ -92,7 +92,7 @@ def cmd_user_add(args: argparse.Namespace, config: Config) -> int:
         print(f"mailyard: warning: mailbox not created yet ({exc}); "
               "the first delivery creates it", file=sys.stderr)
     print(f"user {user.address} added")
-    if not user.scram:
+    if not user.scram and config.auth.scram_iterations:
         print("note: this password cannot be used with SCRAM-SHA-256 (RFC 4013 SASLprep "
               "refuses some of its characters); PLAIN and LOGIN work", file=sys.stderr)
     return EXIT_OK

@@ -77,17 +77,24 @@ def pem_files(cert_pem: str, key_pem: str) -> tuple[str, str]:
 
 async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
                      notify_fd: int, cert: str, key: str) -> None:
+    from mailyard.daemon.secret import ServerSecretError, derive_key, load_server_secret
     from mailyard.directory.sqlite import SqliteDirectory
     from mailyard.queue.spool import FileSpool
     from mailyard.smtpd.server import SmtpServer
     from mailyard.tls import server_context
 
     data = config.data_path
+    try:
+        secret = load_server_secret(data)
+    except ServerSecretError as exc:
+        log_event(log, "worker cannot start", level=logging.ERROR, error=str(exc))
+        raise SystemExit(1) from None
     spool = FileSpool(data / "queue", config.hostname)
     directory = SqliteDirectory(data / "directory.db", config, refresh_each_lookup=False)
     metrics = Metrics()
     server = SmtpServer(config, spool, directory, server_context(cert, key), metrics,
-                        QueueNotifier(notify_fd))
+                        QueueNotifier(notify_fd),
+                        scram_decoy_key=derive_key(secret, "scram decoy"))
     if any(t.mode == "end-to-end" for t in config.delivery.transports):
         from mailyard.smtpd.relay import InSessionRelay
 

@@ -18,7 +18,7 @@ import unicodedata
 
 from mailyard.directory.api import ScramCredentials
 
-SCRAM_ITERATIONS = 4096  # RFC 7677 4: at least 4096
+SCRAM_ITERATIONS = 4096  # RFC 7677 4: at least 4096 (the server stores [auth] scram_iterations)
 SCRAM_SALT_BYTES = 16
 
 

@@ -12,7 +12,10 @@ MAIL and VRFY): that keeps SQLite, and the interpreter lock each call gives up, 
 the RCPT path.
 
 Passwords are stored as argon2id hashes (argon2-cffi) and, for SCRAM-SHA-256, as the
-RFC 5802 StoredKey/ServerKey pair computed when the password is set.
+RFC 5802 StoredKey/ServerKey pair computed when the password is set, with the
+iteration count of ``[auth] scram_iterations`` stored next to it (0: no SCRAM keys).
+A successful password check brings an outdated hash or SCRAM iteration count up to
+the configured one.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from mailyard.directory.api import (
     ScramCredentials,
     UserRecord,
 )
-from mailyard.directory.scram import SCRAM_ITERATIONS, SaslprepError, new_credentials, saslprep
+from mailyard.directory.scram import SaslprepError, new_credentials, saslprep
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
@@ -103,13 +106,15 @@ class SqliteDirectory:
 
     def __init__(self, path: Path | str, config: Config, *,
                  hasher: PasswordHasher | None = None,
-                 scram_iterations: int = SCRAM_ITERATIONS,
+                 scram_iterations: int | None = None,
                  refresh_each_lookup: bool = True) -> None:
         self.path = Path(path)
         self.refresh_each_lookup = refresh_each_lookup
         self.config_domains = frozenset(domain_key(d) for d in config.local_domains)
         self.hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 parameters
-        self.scram_iterations = scram_iterations
+        # PBKDF2 iterations for new SCRAM keys; 0: store none (SCRAM is not offered).
+        self.scram_iterations = (config.auth.scram_iterations if scram_iterations is None
+                                 else scram_iterations)
         self._local = threading.local()
         self._dummy_hash: str | None = None
 
@@ -124,12 +129,7 @@ class SqliteDirectory:
         return state
 
     def _connect(self) -> sqlite3.Connection:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Password hashes inside: owner-only (SQLite gives -wal/-shm the same mode).
-            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        except OSError as exc:
-            raise DirectoryError(f"cannot open {self.path}: {exc.strerror}") from exc
+        _create_private(self.path)
         with _database_errors():
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=True,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
@@ -211,15 +211,23 @@ class SqliteDirectory:
         key = address_key(username)
         with _database_errors():
             row = self._conn().execute(
-                "SELECT password_hash FROM users WHERE address = ?", (key,)).fetchone()
+                "SELECT password_hash, scram_iterations FROM users WHERE address = ?",
+                (key,)).fetchone()
         if row is None:
             self._verify(self._dummy(), password)  # same work for unknown users
             return False
         if not self._verify(row[0], password):
             return False
-        if self.hasher.check_needs_rehash(row[0]):
+        if self.hasher.check_needs_rehash(row[0]) or self._scram_outdated(row[1], password):
             self._store_password(key, password)
         return True
+
+    def _scram_outdated(self, stored_iterations: int | None, password: str) -> bool:
+        """The stored SCRAM keys do not follow ``scram_iterations`` (keys made with
+        another count, keys kept although SCRAM is off, or none although it is on)."""
+        if stored_iterations is not None:
+            return stored_iterations != self.scram_iterations
+        return self.scram_iterations > 0 and self._scram_possible(password)
 
     def _verify(self, stored: str, password: str) -> bool:
         try:
@@ -233,6 +241,8 @@ class SqliteDirectory:
         return self._dummy_hash
 
     def scram_credentials(self, username: str) -> ScramCredentials | None:
+        if not self.scram_iterations:
+            return None  # SCRAM is off: keys left from before are not used
         with _database_errors():
             row = self._conn().execute(
                 "SELECT scram_salt, scram_iterations, scram_stored_key, scram_server_key "
@@ -308,7 +318,7 @@ class SqliteDirectory:
                 "INSERT INTO users (address, domain, password_hash, created, updated) "
                 "VALUES (?, ?, '', ?, ?)", (key, split_key(key)[1], now, now))
             self._write_password(conn, key, password)
-        return UserRecord(key, now, self._scram_possible(password))
+        return UserRecord(key, now, self.scram_iterations > 0 and self._scram_possible(password))
 
     def set_password(self, address: str, password: str) -> None:
         key = address_key(address)
@@ -323,10 +333,12 @@ class SqliteDirectory:
             self._write_password(conn, key, password)
 
     def _write_password(self, conn: sqlite3.Connection, key: str, password: str) -> None:
-        try:
-            scram: ScramCredentials | None = new_credentials(password, self.scram_iterations)
-        except SaslprepError:
-            scram = None  # PLAIN/LOGIN still work; SCRAM cannot be offered for it
+        scram: ScramCredentials | None = None
+        if self.scram_iterations:
+            try:
+                scram = new_credentials(password, self.scram_iterations)
+            except SaslprepError:
+                pass  # PLAIN/LOGIN still work; SCRAM cannot be offered for it
         conn.execute(
             "UPDATE users SET password_hash = ?, scram_salt = ?, scram_iterations = ?, "
             "scram_stored_key = ?, scram_server_key = ?, updated = ? WHERE address = ?",
@@ -484,6 +496,33 @@ def _check_password(password: str) -> None:
         raise DirectoryError("empty password")
     if any(c in password for c in "\r\n\0"):
         raise DirectoryError("the password contains a line break or NUL")
+
+
+# Serialises the creation of database files in this process (see _create_private).
+_CREATE_LOCK = threading.Lock()
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file owner-only (password hashes inside; SQLite gives the
+    -wal and -shm files the same mode) if it does not exist yet.
+
+    Only a file this call has just created is ever opened and closed by hand.  POSIX
+    locks belong to the process and the file, so closing *any* descriptor of a
+    database releases every lock the process's SQLite connections hold on it; another
+    process (a CLI command) then thinks it is the last user, checkpoints and deletes
+    the WAL under the running server (sqlite.org/howtocorrupt.html 2.2).  A file that
+    exists may have connections in this process and is left to SQLite alone.  The lock
+    makes sure no thread here opens the new file before its creator has closed it."""
+    with _CREATE_LOCK:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            except FileExistsError:
+                return
+        except OSError as exc:
+            raise DirectoryError(f"cannot open {path}: {exc.strerror}") from exc
+        os.close(fd)
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:

@@ -31,8 +31,10 @@ log = logging.getLogger("mailyard.smtpd")
 SHUTDOWN_GRACE = 5.0
 
 
-def settings_for(config: Config, kind: str, tls_available: bool) -> ServerSettings:
+def settings_for(config: Config, kind: str, tls_available: bool,
+                 scram_decoy_key: bytes = b"") -> ServerSettings:
     smtpd = config.smtpd
+    scram_iterations = config.auth.scram_iterations
     return ServerSettings(
         hostname=config.hostname,
         banner=smtpd.banner,
@@ -47,6 +49,9 @@ def settings_for(config: Config, kind: str, tls_available: bool) -> ServerSettin
         auth=kind != "smtp",
         vrfy=smtpd.vrfy,
         implicit_tls=kind == "submissions",
+        scram=scram_iterations > 0,
+        scram_decoy_key=scram_decoy_key,
+        scram_decoy_iterations=scram_iterations or 4096,
     )
 
 
@@ -57,8 +62,11 @@ if TYPE_CHECKING:
 class SmtpServer:
     def __init__(self, config: Config, spool: Spool, directory: Directory,
                  ssl_context: ssl.SSLContext | None, metrics: Metrics,
-                 on_queued: Callable[[str], None]) -> None:
+                 on_queued: Callable[[str], None], *, scram_decoy_key: bytes = b"") -> None:
         self.config = config
+        # SCRAM decoys for unknown users (derived from the server secret; see
+        # mailyard.daemon.secret), the same in every worker.
+        self.scram_decoy_key = scram_decoy_key
         self.spool = spool
         self.directory = directory
         self.ssl_context = ssl_context
@@ -80,7 +88,8 @@ class SmtpServer:
             raise ValueError(f"unknown listener kind {kind!r} (expected one of {KINDS})")
         if kind not in self._listeners:
             policy = ListenerPolicy(kind, self.config, self.directory, self.free_space)
-            settings = settings_for(self.config, kind, self.ssl_context is not None)
+            settings = settings_for(self.config, kind, self.ssl_context is not None,
+                                    self.scram_decoy_key)
             self._listeners[kind] = Listener(kind, settings, policy, self.ssl_context)
         return self._listeners[kind]
 

@@ -156,14 +156,17 @@ def _attributes(message: str) -> list[tuple[str, str]] | None:
     return pairs
 
 
-_FAKE_KEY = secrets.token_bytes(32)
+# Used only when no decoy key is given (library use, tests): the server passes one
+# derived from its persistent secret, the same in every process and across restarts.
+_PROCESS_DECOY_KEY = secrets.token_bytes(32)
+DECOY_ITERATIONS = 4096
 
 
-def _decoy_credentials(username: str) -> ScramCredentials:
+def _decoy_credentials(key: bytes, username: str, iterations: int) -> ScramCredentials:
     """Stable, unguessable credentials for an unknown user, so the exchange looks the
     same whether or not the account exists (RFC 5802 9)."""
-    seed = _hmac(_FAKE_KEY, username.encode("utf-8"))
-    return ScramCredentials(salt=seed[:16], iterations=4096,
+    seed = _hmac(key, username.encode("utf-8"))
+    return ScramCredentials(salt=seed[:16], iterations=iterations,
                             stored_key=_hmac(seed, b"stored"), server_key=_hmac(seed, b"server"))
 
 
@@ -173,7 +176,13 @@ class ScramSha256Mechanism:
 
     name = "SCRAM-SHA-256"
 
-    def __init__(self, nonce: str | None = None) -> None:
+    def __init__(self, nonce: str | None = None, *, decoy_key: bytes = b"",
+                 decoy_iterations: int = DECOY_ITERATIONS) -> None:
+        """``decoy_key`` and ``decoy_iterations``: the salt and count shown for an
+        unknown user are derived from the key and the user name; give the same key in
+        every process, and the iteration count new passwords get."""
+        self._decoy_key = decoy_key or _PROCESS_DECOY_KEY
+        self._decoy_iterations = decoy_iterations
         self._server_nonce = nonce or secrets.token_urlsafe(18)
         self._stage = "client-first"
         self._gs2_header = ""
@@ -222,7 +231,8 @@ class ScramSha256Mechanism:
         if self._stage != "lookup":
             raise RuntimeError("SCRAM credentials set out of order")
         self._known = credentials is not None
-        self._credentials = credentials or _decoy_credentials(self._username)
+        self._credentials = credentials or _decoy_credentials(
+            self._decoy_key, self._username, self._decoy_iterations)
         creds = self._credentials
         self._server_first = f"r={self._nonce},s={_b64(creds.salt)},i={creds.iterations}"
         self._stage = "client-final"

@@ -42,7 +42,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_RESET, REPLY_SENDER_OK, REPLY_START_DATA, REPLY_SYNTAX, REPLY_TOO_MANY_ERRORS,
     REPLY_TOO_MANY_RECIPIENTS, REPLY_UNKNOWN_COMMAND, REPLY_VRFY_CANNOT, Reply, SmtpError,
 )
-from mailyard.proto.smtp.server_auth import AUTH_MECHANISMS, AuthCommands
+from mailyard.proto.smtp.server_auth import AuthCommands, offered_mechanisms
 from mailyard.proto.smtp.session import ServerSettings, Session, Transaction
 from mailyard.proto.smtp.states import (
     LINE_LIMITS, MAX_COMMAND_LINE, MAX_SASL_LINE, NO_ARGUMENT, SEQUENCE, Mode, State,
@@ -432,7 +432,7 @@ class ServerConnection(AuthCommands):
         if s.starttls and not self.session.tls:
             lines.append("STARTTLS")
         if s.auth and self.session.tls:
-            lines.append(f"AUTH {AUTH_MECHANISMS}")
+            lines.append(f"AUTH {offered_mechanisms(s)}")
         return _encode(Reply(250, "", "\n".join(lines)))
 
     def _mail(self, arg: str, outcome: object) -> None:

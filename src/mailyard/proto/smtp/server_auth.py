@@ -27,6 +27,11 @@ from mailyard.proto.smtp.session import ServerSettings, Session
 from mailyard.proto.smtp.states import Mode
 
 AUTH_MECHANISMS = "PLAIN LOGIN SCRAM-SHA-256"
+
+
+def offered_mechanisms(settings: ServerSettings) -> str:
+    """The EHLO AUTH keyword's mechanisms (SCRAM-SHA-256 only when keys are stored)."""
+    return AUTH_MECHANISMS if settings.scram else "PLAIN LOGIN"
 Mechanism = sasl.PlainMechanism | sasl.LoginMechanism | sasl.ScramSha256Mechanism
 
 
@@ -61,7 +66,8 @@ class AuthCommands:
             return
         name, _, initial_text = arg.strip().partition(" ")
         mechanism = sasl.MECHANISMS.get(name.upper())
-        if mechanism is None:
+        if mechanism is None or (mechanism is sasl.ScramSha256Mechanism
+                                 and not self.settings.scram):
             self._refuse(REPLY_AUTH_MECH)
             return
         initial: bytes | None = None
@@ -69,7 +75,12 @@ class AuthCommands:
             initial = self._b64decode(initial_text.strip().encode("ascii", "replace"))
             if initial is None:
                 return
-        self._sasl = mechanism()
+        if mechanism is sasl.ScramSha256Mechanism:
+            self._sasl = sasl.ScramSha256Mechanism(
+                decoy_key=self.settings.scram_decoy_key,
+                decoy_iterations=self.settings.scram_decoy_iterations)
+        else:
+            self._sasl = mechanism()
         self._sasl_step(self._sasl.start(initial))
 
     def _b64decode(self, data: bytes) -> bytes | None:

@@ -26,6 +26,11 @@ class ServerSettings:
     auth: bool = False  # this listener offers AUTH (once TLS is active)
     vrfy: bool = False  # ask policy about VRFY instead of answering 252
     implicit_tls: bool = False  # TLS from the first octet (port 465, RFC 8314)
+    scram: bool = True  # offer SCRAM-SHA-256 ([auth] scram_iterations is not 0)
+    # SCRAM for unknown users: decoy salts derived from this key (the same in every
+    # process; empty: a per-process key) with this iteration count.
+    scram_decoy_key: bytes = b""
+    scram_decoy_iterations: int = 4096
 
 
 class Session:
