@@ -129,7 +129,7 @@ class PeerCheck:
         if der is None:
             return False
         seen = certificate_fingerprint(der)
-        return any(hmac.compare_digest(seen, pin) for pin in self.fingerprints)
+        return any(hmac.compare_digest(seen, parse_fingerprint(pin)) for pin in self.fingerprints)
 
 
 @functools.lru_cache(maxsize=32)
