@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 import uvloop
 
-from mailyard.config import Config, DeliveryConfig
+from mailyard.config import Config, DeliveryConfig, TransportRoute
 from mailyard.delivery.remote import deliver_remote
 from mailyard.delivery.routing import NextHop, Router, SmtpAuth
 from mailyard.delivery.smtp_session import SessionError, SmtpSession, Timeouts
@@ -370,3 +370,26 @@ def test_auth_object_without_opt_in_is_refused_over_unverified_tls(tmp_path) -> 
     server, result = asyncio.run(go())
     assert result.state is DEFERRED and "not verified" in result.reply
     assert not sent_auth(server)
+
+
+def test_transport_to_an_ip_address_is_checked_against_the_certificates_ip(tmp_path) -> None:
+    """A transport's own tls_ca_file; a next hop given as an IP address must be named by
+    an IP address entry in the certificate."""
+    ca = make_ca(tmp_path)
+    good, wrong = ca.issue(tmp_path, "127.0.0.1"), ca.issue(tmp_path, "127.0.0.2")
+
+    async def go(cert_key):
+        async with tls_server(cert_key) as server:
+            transport = TransportRoute(domain="dest.test", nexthop=f"127.0.0.1:{server.port}",
+                                       tls="verify", tls_ca_file=str(ca.cert_file))
+            config = Config(hostname="client.test", delivery=DeliveryConfig(
+                transports=(transport,), connect_timeout=5.0, command_timeout=5.0))
+            config.validate()
+            hops = await Router(config, StaticResolver({})).route("dest.test")
+            env = Envelope("s@origin.test", (Recipient("r@dest.test"),))
+            (result,) = await deliver_remote(hops, env, list(enumerate(env.recipients)),
+                                             lambda: io.BytesIO(CONTENT), len(CONTENT), config)
+            return result
+    assert asyncio.run(go(good)).state is DELIVERED
+    refused = asyncio.run(go(wrong))
+    assert refused.state is DEFERRED and "4.7.5" in refused.reply

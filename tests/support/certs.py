@@ -71,8 +71,8 @@ class TestCa:
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
                 self.key.public_key()), critical=False) \
             .sign(self.key, hashes.SHA256())
-        stem = directory / names[0].replace("*", "star")
-        cert_path, key_path = stem.with_suffix(".crt"), stem.with_suffix(".key")
+        stem = names[0].replace("*", "star")
+        cert_path, key_path = directory / f"{stem}.crt", directory / f"{stem}.key"
         cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         _write_key(key, key_path)
         return str(cert_path), str(key_path)
@@ -109,8 +109,7 @@ def self_signed(directory: Path, *names: str) -> tuple[str, str]:
                      .serial_number(x509.random_serial_number())) \
         .add_extension(_san(names), critical=False) \
         .sign(key, hashes.SHA256())
-    stem = directory / f"self-{names[0]}"
-    cert_path, key_path = stem.with_suffix(".crt"), stem.with_suffix(".key")
+    cert_path, key_path = directory / f"self-{names[0]}.crt", directory / f"self-{names[0]}.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     _write_key(key, key_path)
     return str(cert_path), str(key_path)
