@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import subprocess
+import sys
 import ssl
 import threading
 import time
@@ -393,3 +395,18 @@ def test_transport_to_an_ip_address_is_checked_against_the_certificates_ip(tmp_p
     assert asyncio.run(go(good)).state is DELIVERED
     refused = asyncio.run(go(wrong))
     assert refused.state is DEFERRED and "4.7.5" in refused.reply
+
+
+def test_mailyard_refuses_credentials_without_certificate_check(tmp_path) -> None:
+    """What an operator upgrading with relayhost_tls = "require" and credentials sees:
+    one line naming the key and the way out, no traceback, exit status 2."""
+    config = tmp_path / "mailyard.toml"
+    config.write_text(f'hostname = "mx.example.test"\ndata_dir = "{tmp_path / "data"}"\n'
+                      '[delivery]\nrelayhost = "smtp.provider.example:587"\n'
+                      'relayhost_username = "u"\nrelayhost_password = "p"\n'
+                      'relayhost_tls = "require"\n')
+    proc = subprocess.run([sys.executable, "-m", "mailyard.cli.main", "--config", str(config),
+                           "queue", "list"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "delivery.relayhost_tls: is 'require'" in proc.stderr
+    assert "relayhost_auth_unverified" in proc.stderr and "Traceback" not in proc.stderr

@@ -243,7 +243,7 @@ class DeliveryConfig:
                 and not self.relayhost_auth_unverified):
             raise ConfigError(
                 f"{key}.relayhost_tls",
-                f"is {level!r}, which does not verify the relay host's "
+                f"is {self.relayhost_tls!r}, which does not verify the relay host's "
                 "certificate, but relayhost_username is set: credentials are only sent to "
                 "a verified server.  Use 'verify' or 'secure' (with relayhost_tls_ca_file "
                 "or relayhost_tls_fingerprints for a private server), or set "

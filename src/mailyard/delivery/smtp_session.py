@@ -106,6 +106,8 @@ class UpgradeGuardReader(asyncio.StreamReader):
         super().feed_data(data)
 
     async def read(self, n: int = -1) -> bytes:
+        if n < 0:  # StreamReader would read to EOF in blocks, each counted here again
+            raise ValueError("UpgradeGuardReader reads blocks of n >= 0 bytes")
         data = await super().read(n)
         self.unread -= len(data)
         return data
