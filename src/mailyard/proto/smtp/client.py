@@ -75,8 +75,8 @@ from mailyard.proto.smtp.replies import (
 __all__ = [
     "Closed", "DataEncoder", "Event", "Extensions", "Idle", "NeedContent", "NeedData", "Phase",
     "RecipientResult", "RemoteProtocolError", "ReplyParser", "Send", "SessionFailed",
-    "SessionReady", "SmtpClient", "StartTls", "State", "TRANSITIONS", "TransactionDone",
-    "TransactionResult", "TLS_LEVELS", "describe", "tls_level",
+    "SessionReady", "SmtpClient", "StartTls", "State", "TLS_LEVELS", "TRANSITIONS",
+    "TransactionDone", "TransactionResult", "describe", "tls_level",
 ]
 
 
