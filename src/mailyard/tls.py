@@ -4,9 +4,13 @@ certificate is configured."""
 from __future__ import annotations
 
 import datetime
+import functools
+import hashlib
+import hmac
 import ipaddress
 import os
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -98,12 +102,74 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
     return ctx
 
 
-def client_context(verify: bool = False) -> ssl.SSLContext:
-    """For outbound SMTP.  Opportunistic TLS does not verify (RFC 7435); policies that
-    require authentication (MTA-STS, DANE) build their own verifying context."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+def client_context(verify: bool = False, ca_file: str = "") -> ssl.SSLContext:
+    """For outbound SMTP.  Opportunistic TLS does not verify (RFC 7435).  ``verify``
+    checks the chain (against ``ca_file`` if given, else the system CA store) and the
+    host name passed as ``server_hostname``."""
+    if verify and ca_file:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    else:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if not verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
+
+
+# --- outbound certificate checks (levels: mailyard.proto.smtp.client.TLS_LEVELS) -------
+VERIFYING_LEVELS = ("verify", "secure")
+
+
+def parse_fingerprint(text: str) -> str:
+    """``sha256:AB:CD...`` or ``sha256:abcd...`` -> ``sha256:abcd...``; ValueError if it
+    is not a SHA-256 digest."""
+    algo, sep, digest = text.strip().partition(":")
+    digest = digest.replace(":", "").lower()
+    if not sep or algo.lower() != "sha256" or len(digest) != 64 or any(
+            c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"expected 'sha256:' and 64 hex digits, got {text!r}")
+    return "sha256:" + digest
+
+
+def certificate_fingerprint(der: bytes) -> str:
+    """The ``sha256:...`` fingerprint of a DER certificate (what ``tls_fingerprints`` pins)."""
+    return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+@dataclass(frozen=True)
+class PeerCheck:
+    """What the SMTP client checks of the server after STARTTLS, for one next hop.
+
+    ``none``/``may``/``encrypt``: nothing (the session is encrypted, not authenticated).
+    ``verify``/``secure``: the certificate chain against ``ca_file`` (or the system CA
+    store) and the host name; or, when ``fingerprints`` are given, only that the leaf
+    certificate is one of them (then the chain need not validate)."""
+
+    level: str = "may"
+    ca_file: str = ""
+    fingerprints: tuple[str, ...] = ()
+
+    @property
+    def verifies(self) -> bool:
+        return self.level in VERIFYING_LEVELS
+
+    @property
+    def pinned(self) -> bool:
+        return self.verifies and bool(self.fingerprints)
+
+    def context(self) -> ssl.SSLContext:
+        chain = self.verifies and not self.fingerprints
+        return _cached_client_context(chain, self.ca_file if chain else "")
+
+    def fingerprint_matches(self, der: bytes | None) -> bool:
+        if der is None:
+            return False
+        seen = certificate_fingerprint(der)
+        return any(hmac.compare_digest(seen, parse_fingerprint(pin)) for pin in self.fingerprints)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_client_context(verify: bool, ca_file: str) -> ssl.SSLContext:
+    """Building a context (loading the CA store) is costly; one per kind per process."""
+    return client_context(verify, ca_file)

@@ -38,6 +38,8 @@ class Hop:
     port: int
     tls_policy: str = "none"
     auth: object = None
+    tls_ca_file: str = ""
+    tls_fingerprints: tuple[str, ...] = ()
 
 
 def hop(server: FakeSmtpServer, tls: str = "none", auth: object = None) -> Hop:

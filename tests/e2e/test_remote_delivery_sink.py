@@ -41,6 +41,8 @@ class Hop:
     port: int
     tls_policy: str = "none"
     auth: object = None
+    tls_ca_file: str = ""
+    tls_fingerprints: tuple[str, ...] = ()
 
 
 def _listening(port: int) -> bool:
@@ -281,16 +283,19 @@ def test_dead_idle_connection_is_replaced(sinks) -> None:
 
 def test_auth_plain_with_routings_next_hop(sinks) -> None:
     """RFC 4954: smtp-sink announces AUTH PLAIN LOGIN and accepts any credentials; the
-    hop is routing's own NextHop (with SmtpAuth), sent in clear only with policy "none"."""
+    hop is routing's own NextHop (with SmtpAuth), sent in clear only with policy "none"
+    and the operator's explicit relayhost_auth_unverified."""
     from mailyard.delivery.routing import NextHop, SmtpAuth
 
     sink = sinks("-v")
-    hop = NextHop("relay.test", "127.0.0.1", sink.port, "none", SmtpAuth("user", "secret"))
+    hop = NextHop("relay.test", "127.0.0.1", sink.port, "none",
+                  SmtpAuth("user", "secret", unverified_ok=True))
     assert states(deliver([hop])) == [DELIVERED, DELIVERED]
     sink.stop()
     assert b"AUTH PLAIN AHVzZXIAc2VjcmV0" in sink.proc.stderr.read()
     refused = sinks()
-    hop = NextHop("relay.test", "127.0.0.1", refused.port, "may", SmtpAuth("user", "secret"))
+    hop = NextHop("relay.test", "127.0.0.1", refused.port, "may",
+                  SmtpAuth("user", "secret", unverified_ok=True))
     results = deliver([hop])
     assert states(results) == [DEFERRED, DEFERRED] and "credentials" in results[0].reply
 

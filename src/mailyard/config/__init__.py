@@ -12,10 +12,14 @@ from __future__ import annotations
 import difflib
 import os
 import socket
+import ssl
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
+
+from mailyard.proto.smtp.client import tls_level
+from mailyard.tls import VERIFYING_LEVELS, parse_fingerprint
 
 __all__ = [
     "AuthConfig",
@@ -142,6 +146,36 @@ class SmtpdConfig:
                 raise ConfigError(f"{key}.{name}", "must not be negative")
 
 
+_TLS_LEVELS_TEXT = ("must be 'none', 'may', 'encrypt', 'verify' or 'secure' "
+                    "('require' is accepted as the earlier name of 'encrypt')")
+
+
+def _validate_outbound_tls(key: str, level_key: str, level: str, ca_key: str, ca_file: str,
+                           pins_key: str, fingerprints: tuple[str, ...]) -> None:
+    """One next hop's TLS settings: a known level; a CA file and pins only where the
+    level checks certificates, the CA file loadable, the pins SHA-256 digests."""
+    try:
+        tls_level(level)
+    except ValueError:
+        raise ConfigError(f"{key}.{level_key}", _TLS_LEVELS_TEXT) from None
+    verifying = tls_level(level) in VERIFYING_LEVELS
+    for name, value in ((ca_key, ca_file), (pins_key, fingerprints)):
+        if value and not verifying:
+            raise ConfigError(f"{key}.{name}",
+                              f"only used with {level_key} = 'verify' or 'secure'")
+    for i, pin in enumerate(fingerprints):
+        try:
+            parse_fingerprint(pin)
+        except ValueError as exc:
+            raise ConfigError(f"{key}.{pins_key}[{i}]", str(exc)) from None
+    if ca_file:
+        try:
+            ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"{key}.{ca_key}",
+                              f"cannot load CA certificates from {ca_file!r}: {exc}") from None
+
+
 @dataclass(frozen=True)
 class TransportRoute:
     """Where mail for one domain goes instead of its MX hosts."""
@@ -150,6 +184,8 @@ class TransportRoute:
     nexthop: str = ""
     tls: str = "may"
     mode: str = "store-and-forward"
+    tls_ca_file: str = ""
+    tls_fingerprints: tuple[str, ...] = ()
 
     def validate(self, key: str) -> None:
         if not self.domain:
@@ -159,8 +195,8 @@ class TransportRoute:
                 parse_hostport(self.nexthop, 25)
             except ValueError as exc:
                 raise ConfigError(f"{key}.nexthop", str(exc)) from None
-        if self.tls not in ("none", "may", "require"):
-            raise ConfigError(f"{key}.tls", "must be 'none', 'may' or 'require'")
+        _validate_outbound_tls(key, "tls", self.tls, "tls_ca_file", self.tls_ca_file,
+                               "tls_fingerprints", self.tls_fingerprints)
         if self.mode not in ("store-and-forward", "end-to-end"):
             raise ConfigError(f"{key}.mode", "must be 'store-and-forward' or 'end-to-end'")
 
@@ -170,7 +206,7 @@ class DeliveryConfig:
     relayhost: str = ""
     relayhost_username: str = ""
     relayhost_password: str = ""
-    relayhost_tls: str = "may"
+    relayhost_tls: str = ""  # "": "verify" with credentials, CA file or pins, else "may"
     smtp_port: int = 25
     dns_servers: tuple[str, ...] = ()
     dns_timeout: float = 5.0
@@ -187,6 +223,34 @@ class DeliveryConfig:
     delay_warning: int = 4 * 3600
     defer_all: bool = False
     transports: tuple[TransportRoute, ...] = ()
+    relayhost_tls_ca_file: str = ""
+    relayhost_tls_fingerprints: tuple[str, ...] = ()
+    relayhost_auth_unverified: bool = False
+
+    @property
+    def relayhost_tls_level(self) -> str:
+        """The relay host's TLS level; unset, it checks the certificate whenever there
+        are credentials to protect or a CA file or pins to check against."""
+        if self.relayhost_tls:
+            return tls_level(self.relayhost_tls)
+        checked = (self.relayhost_username or self.relayhost_tls_ca_file
+                   or self.relayhost_tls_fingerprints)
+        return "verify" if checked else "may"
+
+    def _validate_relayhost_tls(self, key: str) -> None:
+        _validate_outbound_tls(key, "relayhost_tls", self.relayhost_tls or self.relayhost_tls_level,
+                               "relayhost_tls_ca_file", self.relayhost_tls_ca_file,
+                               "relayhost_tls_fingerprints", self.relayhost_tls_fingerprints)
+        level = self.relayhost_tls_level
+        if (self.relayhost_username and level not in VERIFYING_LEVELS
+                and not self.relayhost_auth_unverified):
+            raise ConfigError(
+                f"{key}.relayhost_tls",
+                f"is {self.relayhost_tls!r}, which does not verify the relay host's "
+                "certificate, but relayhost_username is set: credentials are only sent to "
+                "a verified server.  Use 'verify' or 'secure' (with relayhost_tls_ca_file "
+                "or relayhost_tls_fingerprints for a private server), or set "
+                "relayhost_auth_unverified = true to send them without that check")
 
     def validate(self, key: str) -> None:
         if self.relayhost:
@@ -201,9 +265,11 @@ class DeliveryConfig:
                 raise ConfigError(f"{key}.dns_servers[{i}]", str(exc)) from None
         if not 0 < self.smtp_port < 65536:
             raise ConfigError(f"{key}.smtp_port", "must be a TCP port (1-65535)")
-        for name in ("tls", "relayhost_tls"):
-            if getattr(self, name) not in ("none", "may", "require"):
-                raise ConfigError(f"{key}.{name}", "must be 'none', 'may' or 'require'")
+        try:
+            tls_level(self.tls)
+        except ValueError:
+            raise ConfigError(f"{key}.tls", _TLS_LEVELS_TEXT) from None
+        self._validate_relayhost_tls(key)
         for name in ("max_concurrency", "max_per_destination", "max_messages_per_connection",
                      "active_window", "max_lifetime"):
             if getattr(self, name) <= 0:

@@ -11,12 +11,13 @@ Hop by hop (RFC 5321 5.1 order, as given by routing):
 * a dropped connection after the final "." defers: a message is delivered only on the
   server's final 2xx.
 
-With TLS policy "may", a failed handshake is retried once on the same host in clear
-(RFC 3207 practice: opportunistic TLS must not make mail undeliverable); "require"
-treats it like any other temporary failure.
+With TLS level "may", a failed handshake is retried once on the same host in clear
+(RFC 3207 practice: opportunistic TLS must not make mail undeliverable), never with
+credentials; "encrypt", "verify" and "secure" treat it, and a certificate that does
+not pass the level's check, like any other temporary failure.
 
 :class:`ConnectionPool` keeps sessions idle for a short time, keyed by (address, port,
-TLS policy, credentials), so several messages to one destination share a connection,
+TLS settings, credentials), so several messages to one destination share a connection,
 and retires them after ``delivery.max_messages_per_connection`` messages.  A session
 idle for longer than ``probe_after`` seconds is probed with RSET before reuse; one used
 moments ago goes straight to MAIL (the client core still sends RSET first when the last
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Protocol, Sequence
 
 from mailyard.config import Config
+from mailyard.delivery.routing import SmtpAuth
 from mailyard.delivery.smtp_session import SessionError, SmtpSession, Timeouts
 from mailyard.envelope import Envelope, Recipient
 from mailyard.obs import log_event
@@ -47,6 +49,7 @@ from mailyard.proto.smtp.replies import (
     Reply,
 )
 from mailyard.queue.api import RecipientState
+from mailyard.tls import VERIFYING_LEVELS
 
 log = logging.getLogger("mailyard.delivery.smtp")
 
@@ -62,8 +65,10 @@ class HopLike(Protocol):
     host: str
     ip: str
     port: int
-    tls_policy: str  # "none", "may" or "require"
-    auth: Any  # None, (username, password), or an object with .username/.password
+    tls_policy: str  # a TLS level: "none", "may", "encrypt" ("require"), "verify", "secure"
+    auth: Any  # None, (username, password), or routing's SmtpAuth
+    tls_ca_file: str  # "verify"/"secure": CA file instead of the system store
+    tls_fingerprints: tuple[str, ...]  # "verify"/"secure": leaf certificate pins
 
 
 @dataclass(frozen=True)
@@ -97,11 +102,21 @@ def credentials(auth: Any) -> tuple[str, str] | None:
     return (auth.username, auth.password)
 
 
-PoolKey = tuple[str, int, str, "tuple[str, str] | None"]
+def auth_unverified(auth: Any) -> bool:
+    """The operator allowed these credentials over a session whose certificate was not
+    verified (``delivery.relayhost_auth_unverified``)."""
+    return isinstance(auth, SmtpAuth) and auth.unverified_ok
+
+
+PoolKey = tuple[str, int, str, str, str, "tuple[str, ...]", "tuple[str, str] | None", bool]
 
 
 def pool_key(hop: HopLike) -> PoolKey:
-    return (hop.ip or hop.host, hop.port, hop.tls_policy, credentials(hop.auth))
+    """Sessions are shared between hops with the same address, TLS settings and
+    credentials, and, when the level checks the certificate against the name, name."""
+    checked_name = hop.host if hop.tls_policy in VERIFYING_LEVELS else ""
+    return (hop.ip or hop.host, hop.port, checked_name, hop.tls_policy, hop.tls_ca_file,
+            tuple(hop.tls_fingerprints), credentials(hop.auth), auth_unverified(hop.auth))
 
 
 class ConnectionPool:
@@ -142,13 +157,16 @@ class ConnectionPool:
     async def _open(self, hop: HopLike) -> SmtpSession:
         auth = credentials(hop.auth)
         try:
-            session = await SmtpSession.open(hop.host, hop.ip, hop.port, self.config.hostname,
-                                             tls=hop.tls_policy, auth=auth, timeouts=self.timeouts)
+            session = await SmtpSession.open(
+                hop.host, hop.ip, hop.port, self.config.hostname, tls=hop.tls_policy, auth=auth,
+                auth_unverified=auth_unverified(hop.auth), ca_file=hop.tls_ca_file,
+                fingerprints=tuple(hop.tls_fingerprints), timeouts=self.timeouts)
         except SessionError as exc:
             if not (exc.failure.tls_failure and hop.tls_policy == "may"):
                 raise
             log_event(log, "TLS failed, retrying without TLS", host=hop.host, ip=hop.ip,
                       reply=describe(exc.failure.reply))
+            # In clear: credentials, if any, are refused by the client core.
             session = await SmtpSession.open(hop.host, hop.ip, hop.port, self.config.hostname,
                                              tls="none", auth=auth, timeouts=self.timeouts)
         self.opened += 1

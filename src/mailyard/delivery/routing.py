@@ -35,6 +35,7 @@ from mailyard.dns.api import (
     is_ip_literal,
 )
 from mailyard.obs import log_event
+from mailyard.proto.smtp.client import tls_level
 from mailyard.proto.smtp.replies import (
     REPLY_BAD_DESTINATION,
     REPLY_DNS_TEMP_FAILURE,
@@ -43,6 +44,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_NEXTHOP_UNRESOLVED,
     REPLY_NO_MX_ADDRESS,
     REPLY_NO_ROUTE,
+    REPLY_NO_SECURE_MX,
     REPLY_NULL_MX,
     Reply,
 )
@@ -59,6 +61,8 @@ MAX_FIXED_ROUTES = 10_000
 class SmtpAuth:
     username: str
     password: str = field(repr=False)
+    # delivery.relayhost_auth_unverified: may go over TLS whose certificate was not checked
+    unverified_ok: bool = False
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,11 @@ class NextHop:
     host: str  # name for TLS verification and logs: MX host, relay host or literal
     ip: str
     port: int
-    tls_policy: str  # "none", "may" or "require"
+    tls_policy: str  # TLS level: "none", "may", "encrypt" ("require"), "verify", "secure"
     auth: SmtpAuth | None = None
     mx_preference: int | None = None  # None when the hop does not come from MX routing
+    tls_ca_file: str = ""  # "verify"/"secure": check the chain against this, not the system store
+    tls_fingerprints: tuple[str, ...] = ()  # "verify"/"secure": leaf certificate pins instead
 
 
 @dataclass(frozen=True)
@@ -191,19 +197,47 @@ async def route(domain: str, config: Config, resolver: Resolver, *,
     if transport is not None and transport.nexthop:
         hops = await _nexthop(name, transport.nexthop, delivery.smtp_port, transport.tls,
                               None, resolver)
-        return Route(name, hops, "transport", end_to_end)
+        return Route(name, _with_tls_files(hops, transport.tls_ca_file,
+                                           transport.tls_fingerprints), "transport", end_to_end)
     if transport is None and delivery.relayhost:
-        auth = (SmtpAuth(delivery.relayhost_username, delivery.relayhost_password)
+        auth = (SmtpAuth(delivery.relayhost_username, delivery.relayhost_password,
+                         delivery.relayhost_auth_unverified)
                 if delivery.relayhost_username else None)
         hops = await _nexthop(name, delivery.relayhost, delivery.smtp_port,
-                              delivery.relayhost_tls, auth, resolver)
-        return Route(name, hops, "relayhost")
+                              delivery.relayhost_tls_level, auth, resolver)
+        return Route(name, _with_tls_files(hops, delivery.relayhost_tls_ca_file,
+                                           delivery.relayhost_tls_fingerprints), "relayhost")
     tls = transport.tls if transport is not None else delivery.tls
     if literal_ip is not None:
-        return Route(name, (NextHop(name, literal_ip, delivery.smtp_port, tls),), "literal",
-                     end_to_end)
-    mx_route = await _mx_route(name, config, resolver, tls, rng or random.Random())
-    return replace(mx_route, end_to_end=end_to_end)
+        planned = Route(name, (NextHop(name, literal_ip, delivery.smtp_port, tls),), "literal",
+                        end_to_end)
+    else:
+        planned = await _mx_route(name, config, resolver, tls, rng or random.Random())
+        if tls_level(tls) == "secure":
+            planned = _secure_mx(planned)
+        planned = replace(planned, end_to_end=end_to_end)
+    if transport is not None:
+        planned = replace(planned, hops=_with_tls_files(
+            planned.hops, transport.tls_ca_file, transport.tls_fingerprints))
+    return planned
+
+
+def _with_tls_files(hops: tuple[NextHop, ...], ca_file: str,
+                    fingerprints: tuple[str, ...]) -> tuple[NextHop, ...]:
+    if not (ca_file or fingerprints):
+        return hops
+    return tuple(replace(h, tls_ca_file=ca_file, tls_fingerprints=fingerprints) for h in hops)
+
+
+def _secure_mx(mx_route: Route) -> Route:
+    """TLS level "secure" on MX routing: the certificate is checked against the MX host
+    name, and an MX host counts only when that name is the destination domain or under
+    it, so a forged MX answer cannot point the mail to a certificate for another name."""
+    domain = mx_route.domain
+    kept = tuple(h for h in mx_route.hops if h.host == domain or h.host.endswith("." + domain))
+    if kept:
+        return replace(mx_route, hops=kept)
+    raise _fail(REPLY_NO_SECURE_MX, domain=domain)
 
 
 async def _nexthop(domain: str, spec: str, default_port: int, tls: str,

@@ -4,6 +4,16 @@ It only moves bytes: read when the core needs a reply (with the RFC 5321 4.5.3.2
 timeout the core names), write what the core emits, run the TLS handshake when asked,
 and stream message content from the spool file in chunks.  Every protocol decision is
 in :mod:`mailyard.proto.smtp.client`.
+
+Two things belong to the handshake and so live here:
+
+* the certificate check of the hop's TLS level (:class:`mailyard.tls.PeerCheck`),
+  reported to the core as ``verified`` (it decides whether credentials may go out);
+* the STARTTLS upgrade boundary.  From the 220 to STARTTLS until the handshake is
+  over, the connection's reader is sealed (:class:`UpgradeGuardReader`): a byte that
+  arrives then came in clear, whatever the event loop does with it (uvloop hands bytes
+  read just before the switch to the old protocol, where they would otherwise be read
+  after the handshake as if they had come over TLS).  Any such byte fails the session.
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_UNREACHABLE,
     Reply,
 )
-from mailyard.tls import client_context
+from mailyard.tls import PeerCheck, certificate_fingerprint
 
 log = logging.getLogger("mailyard.delivery.smtp")
 
@@ -78,6 +88,50 @@ def _connect_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+class UpgradeGuardReader(asyncio.StreamReader):
+    """A StreamReader that counts what it holds, and can be sealed for a TLS upgrade:
+    while sealed, bytes fed to it are counted and dropped, never read."""
+
+    def __init__(self, limit: int = READ_SIZE) -> None:
+        super().__init__(limit=limit)
+        self.unread = 0  # bytes fed and not yet read
+        self.sealed = False
+        self.cleartext = 0  # bytes unread at sealing time, plus any fed while sealed
+
+    def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # transports feed bytes
+        if self.sealed:
+            self.cleartext += len(data)
+            return
+        self.unread += len(data)
+        super().feed_data(data)
+
+    async def read(self, n: int = -1) -> bytes:
+        if n < 0:  # StreamReader would read to EOF in blocks, each counted here again
+            raise ValueError("UpgradeGuardReader reads blocks of n >= 0 bytes")
+        data = await super().read(n)
+        self.unread -= len(data)
+        return data
+
+    def seal(self) -> None:
+        self.sealed = True
+        self.cleartext = self.unread
+
+    def unseal(self) -> int:
+        """Open again; returns how many bytes came in clear while sealed (including
+        any that were waiting unread at sealing time)."""
+        self.sealed = False
+        return self.cleartext
+
+
+async def _connect(address: str, port: int) -> tuple[UpgradeGuardReader, asyncio.StreamWriter]:
+    """asyncio.open_connection, with the guarded reader."""
+    loop = asyncio.get_running_loop()
+    reader = UpgradeGuardReader()
+    protocol = asyncio.StreamReaderProtocol(reader)
+    transport, _ = await loop.create_connection(lambda: protocol, address, port)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 def _sni(host: str) -> str | None:
     try:
         ipaddress.ip_address(host.strip("[]"))
@@ -89,14 +143,14 @@ def _sni(host: str) -> str | None:
 class SmtpSession:
     """An open, greeted (and possibly TLS-protected and authenticated) connection."""
 
-    def __init__(self, client: SmtpClient, reader: asyncio.StreamReader,
+    def __init__(self, client: SmtpClient, reader: UpgradeGuardReader,
                  writer: asyncio.StreamWriter, timeouts: Timeouts, host: str,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 peer_check: PeerCheck | None = None) -> None:
         self.client = client
         self.reader, self.writer = reader, writer
         self.timeouts = timeouts
         self.host = host
-        self.ssl_context = ssl_context
+        self.peer_check = peer_check or PeerCheck(client.tls_policy)
         self._content: BinaryIO | None = None
         self._wait: tuple[int, float] | None = None  # (replies seen, deadline) of this wait
         self._open_content: Callable[[], BinaryIO] | None = None
@@ -104,20 +158,25 @@ class SmtpSession:
 
     @classmethod
     async def open(cls, host: str, ip: str, port: int, helo_name: str, *, tls: str = "may",
-                   auth: tuple[str, str] | None = None, timeouts: Timeouts = Timeouts(),
-                   ssl_context: ssl.SSLContext | None = None) -> SmtpSession:
-        """Connect, read the greeting, EHLO, STARTTLS, AUTH.  Raises SessionError."""
+                   auth: tuple[str, str] | None = None, auth_unverified: bool = False,
+                   ca_file: str = "", fingerprints: tuple[str, ...] = (),
+                   timeouts: Timeouts = Timeouts()) -> SmtpSession:
+        """Connect, read the greeting, EHLO, STARTTLS, AUTH.  Raises SessionError.
+
+        ``tls`` is the hop's level; with "verify" or "secure" the certificate must
+        match one of ``fingerprints`` if any are given, else chain up to ``ca_file`` (or
+        the system CA store) and name ``host``."""
         address = ip or host
+        client = SmtpClient(helo_name, tls, auth, auth_unverified=auth_unverified)
+        check = PeerCheck(client.tls_policy, ca_file, fingerprints)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(address, port), timeouts.connect)
+            reader, writer = await asyncio.wait_for(_connect(address, port), timeouts.connect)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = _connect_error(exc)
             reply = REPLY_REMOTE_UNREACHABLE.with_text(
                 f"connect to {host}[{address}]:{port}: {reason}")
             raise SessionError(SessionFailed(reply, "connect")) from None
-        client = SmtpClient(helo_name, tls, auth)
-        session = cls(client, reader, writer, timeouts, host, ssl_context)
+        session = cls(client, reader, writer, timeouts, host, check)
         try:
             event = await session._pump()
         except BaseException:
@@ -262,17 +321,57 @@ class SmtpSession:
             self.client.end_content()
 
     async def _start_tls(self) -> None:
-        ctx = self.ssl_context or client_context()
-        try:
-            await asyncio.wait_for(
-                self.writer.start_tls(ctx, server_hostname=_sni(self.host)),
-                self.timeouts.command)
-        except (ssl.SSLError, OSError, asyncio.TimeoutError, EOFError) as exc:
-            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else (
-                str(exc) or type(exc).__name__)
-            log_event(log, "TLS handshake failed", level=logging.INFO, host=self.host,
-                      error=reason)
-            self.client.tls_failed(reason)
-            self.abort()
+        check = self.peer_check
+        self.reader.seal()
+        if self.reader.cleartext:  # already there before the handshake began
+            self._cleartext_injected(self.reader.unseal())
             return
-        self.client.tls_established()
+        try:
+            ctx = check.context()
+        except (OSError, ssl.SSLError) as exc:  # ca_file gone or unreadable since start
+            self._tls_failed(f"cannot load CA file {check.ca_file}: {exc}", certificate=True)
+            return
+        # With a chain check the host name is checked too (an IP matches an IP SAN).
+        name = self.host.strip("[]") if ctx.check_hostname else _sni(self.host)
+        try:
+            await asyncio.wait_for(self.writer.start_tls(ctx, server_hostname=name),
+                                   self.timeouts.command)
+        except (ssl.SSLError, OSError, asyncio.TimeoutError, EOFError) as exc:
+            if self.reader.unseal():
+                self._cleartext_injected(self.reader.cleartext)
+                return
+            certificate = isinstance(exc, ssl.SSLCertVerificationError)
+            if isinstance(exc, asyncio.TimeoutError):
+                reason = "timed out"
+            elif isinstance(exc, ssl.SSLCertVerificationError):
+                reason = exc.verify_message or str(exc)
+            else:
+                reason = str(exc) or type(exc).__name__
+            self._tls_failed(reason, certificate=certificate)
+            return
+        injected = self.reader.unseal()
+        if injected:
+            self._cleartext_injected(injected)
+            return
+        if check.pinned:
+            ssl_object = self.writer.get_extra_info("ssl_object")
+            der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+            if not check.fingerprint_matches(der):
+                seen = certificate_fingerprint(der) if der else "none"
+                self._tls_failed(f"certificate fingerprint {seen} is not one of "
+                                 "the configured tls_fingerprints", certificate=True)
+                return
+        self.client.tls_established(verified=check.verifies)
+
+    def _tls_failed(self, reason: str, *, certificate: bool) -> None:
+        log_event(log, "TLS certificate not verified" if certificate else "TLS handshake failed",
+                  level=logging.INFO, host=self.host, tls_level=self.peer_check.level,
+                  error=reason)
+        self.client.tls_failed(reason, certificate=certificate)
+        self.abort()
+
+    def _cleartext_injected(self, size: int) -> None:
+        log_event(log, "cleartext received during STARTTLS handshake", level=logging.WARNING,
+                  host=self.host, bytes=size)
+        self.client.cleartext_in_handshake(size)
+        self.abort()

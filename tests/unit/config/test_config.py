@@ -95,3 +95,45 @@ def test_embedded_default_is_valid():
 ])
 def test_parse_hostport(value, expected):
     assert parse_hostport(value, 25) == expected
+
+
+# --- outbound TLS levels ----------------------------------------------------------------
+RELAY = '[delivery]\nrelayhost = "smart.example.net:587"\n'
+CREDS = RELAY + 'relayhost_username = "u"\nrelayhost_password = "p"\n'
+
+
+@pytest.mark.parametrize("text, key", [
+    (RELAY + 'relayhost_tls = "sometimes"', "delivery.relayhost_tls"),
+    (CREDS + 'relayhost_tls = "require"', "delivery.relayhost_tls"),
+    (CREDS + 'relayhost_tls = "may"', "delivery.relayhost_tls"),
+    (CREDS + 'relayhost_tls = "none"', "delivery.relayhost_tls"),
+    (RELAY + 'relayhost_tls_fingerprints = ["md5:abcd"]', "delivery.relayhost_tls_fingerprints[0]"),
+    (RELAY + 'relayhost_tls_ca_file = "/nonexistent/ca.pem"', "delivery.relayhost_tls_ca_file"),
+    (RELAY + 'relayhost_tls = "encrypt"\nrelayhost_tls_fingerprints = ["sha256:' + "a" * 64 + '"]',
+     "delivery.relayhost_tls_fingerprints"),
+    ('[[delivery.transports]]\ndomain = "a.test"\ntls = "may"\ntls_ca_file = "/etc/hosts"',
+     "delivery.transports[0].tls_ca_file"),
+    ('[[delivery.transports]]\ndomain = "a.test"\ntls = "strict"', "delivery.transports[0].tls"),
+])
+def test_outbound_tls_errors_name_the_key(text, key):
+    with pytest.raises(ConfigError) as err:
+        parse_config('hostname = "mx.test"\n' + text)
+    assert err.value.key == key
+
+
+def test_credentials_need_a_verifying_level_unless_explicitly_allowed():
+    with pytest.raises(ConfigError, match="relayhost_auth_unverified"):
+        parse_config(CREDS + 'relayhost_tls = "encrypt"')
+    cfg = parse_config(CREDS + 'relayhost_tls = "encrypt"\nrelayhost_auth_unverified = true')
+    assert cfg.delivery.relayhost_tls_level == "encrypt"
+    assert parse_config(CREDS).delivery.relayhost_tls_level == "verify"  # the default
+    assert parse_config(RELAY).delivery.relayhost_tls_level == "may"
+    pinned = parse_config(CREDS + 'relayhost_tls_fingerprints = ["sha256:' + "AB:" * 31 + 'AB"]')
+    assert pinned.delivery.relayhost_tls_level == "verify"
+
+
+def test_require_is_accepted_as_the_earlier_name_of_encrypt():
+    cfg = parse_config(RELAY + 'relayhost_tls = "require"\ntls = "require"\n'
+                       '[[delivery.transports]]\ndomain = "a.test"\ntls = "require"')
+    assert cfg.delivery.relayhost_tls_level == "encrypt"
+    assert cfg.delivery.transports[0].tls == "require"

@@ -26,6 +26,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_NEXTHOP_UNRESOLVED,
     REPLY_NO_MX_ADDRESS,
     REPLY_NO_ROUTE,
+    REPLY_NO_SECURE_MX,
     REPLY_NULL_MX,
 )
 
@@ -48,6 +49,7 @@ ZONES = {
                               "30 mx2.example.net"]},
     "relay.mailyard.test": {"A": ["192.0.2.100"]},
     "xn--bcher-kva.example": {"MX": ["10 mx1.example.net"]},
+    "outsourced.example": {"MX": ["10 mx1.example.net"]},
 }
 
 
@@ -193,12 +195,53 @@ def test_international_domain_routed_by_a_label():
 
 def test_relayhost_with_port_auth_and_tls():
     config = cfg(relayhost="relay.mailyard.test:587", relayhost_username="u",
-                 relayhost_password="secret", relayhost_tls="require")
+                 relayhost_password="secret", relayhost_tls="secure")
     r = hops_of("example.net", config)
     assert r.via == "relayhost"
-    assert r.hops == (NextHop("relay.mailyard.test", "192.0.2.100", 587, "require",
+    assert r.hops == (NextHop("relay.mailyard.test", "192.0.2.100", 587, "secure",
                               SmtpAuth("u", "secret")),)
     assert "secret" not in repr(r.hops[0])
+
+
+def test_relayhost_tls_level_defaults_to_verify_with_credentials():
+    plain = hops_of("example.net", cfg(relayhost="relay.mailyard.test"))
+    assert plain.hops[0].tls_policy == "may"
+    config = cfg(relayhost="relay.mailyard.test", relayhost_username="u",
+                 relayhost_password="secret")
+    (hop,) = hops_of("example.net", config).hops
+    assert hop.tls_policy == "verify" and hop.auth == SmtpAuth("u", "secret")
+    assert not hop.auth.unverified_ok
+    config = cfg(relayhost="relay.mailyard.test", relayhost_username="u",
+                 relayhost_password="secret", relayhost_tls="encrypt",
+                 relayhost_auth_unverified=True)
+    (hop,) = hops_of("example.net", config).hops
+    assert hop.tls_policy == "encrypt" and hop.auth.unverified_ok
+
+
+def test_relayhost_and_transport_carry_ca_file_and_pins():
+    pin = "sha256:" + "ab" * 32
+    config = cfg(relayhost="relay.mailyard.test", relayhost_tls_fingerprints=(pin,))
+    (hop,) = hops_of("example.net", config).hops
+    assert (hop.tls_policy, hop.tls_fingerprints, hop.tls_ca_file) == ("verify", (pin,), "")
+    config = cfg(transports=(TransportRoute(domain="example.net", nexthop="192.0.2.60",
+                                            tls="secure", tls_ca_file="/etc/ca.pem"),))
+    (hop,) = hops_of("example.net", config).hops
+    assert (hop.tls_policy, hop.tls_ca_file) == ("secure", "/etc/ca.pem")
+
+
+def test_secure_mx_keeps_only_mx_hosts_inside_the_domain():
+    """TLS level secure on MX routing: an MX host outside the destination domain could
+    come from a forged DNS answer, so it is not used (the certificate is checked
+    against the MX host name)."""
+    r = hops_of("example.net", cfg(tls="secure"))
+    assert {h.host for h in r.hops} == {"mx1.example.net", "mx2.example.net"}
+    assert {h.host for h in hops_of("half.example", cfg(tls="verify")).hops} == {
+        "mx2.example.net"}
+    err = route_error("half.example", cfg(tls="secure"))  # gone.half.example has no address
+    assert err.temporary
+    assert hops_of("alias-mx.example", cfg(tls="secure")).hops[0].host == "www.alias-mx.example"
+    err = route_error("outsourced.example", cfg(tls="secure"))
+    assert err.smtp_reply.status == REPLY_NO_SECURE_MX.status and err.temporary
 
 
 def test_relayhost_by_ip_without_port_uses_smtp_port():

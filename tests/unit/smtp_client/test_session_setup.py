@@ -9,6 +9,7 @@ import pytest
 
 from mailyard.proto.smtp.client import (
     Closed,
+    Idle,
     SessionFailed,
     SessionReady,
     SmtpClient,
@@ -17,6 +18,8 @@ from mailyard.proto.smtp.client import (
 )
 from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_AUTH_NO_TLS,
+    REPLY_REMOTE_AUTH_UNVERIFIED,
+    REPLY_REMOTE_CERT_UNVERIFIED,
     REPLY_REMOTE_LOST,
     REPLY_REMOTE_NO_TLS,
     Reply,
@@ -31,9 +34,12 @@ def chunker(request):
     return CHUNKERS[request.param]
 
 
-def session(chunker, *writes: bytes, tls: str = "none", auth=None) -> Transcript:
-    client = SmtpClient("client.example", tls=tls, auth=auth)
-    return Transcript(client, Script(chunker).reply(*writes))
+def session(chunker, *writes: bytes, tls: str = "none", auth=None, auth_unverified=False,
+            verified=False) -> Transcript:
+    client = SmtpClient("client.example", tls=tls, auth=auth, auth_unverified=auth_unverified)
+    t = Transcript(client, Script(chunker).reply(*writes))
+    t.tls_verified = verified
+    return t
 
 
 def test_greeting_and_ehlo(chunker) -> None:
@@ -141,7 +147,7 @@ def test_starttls_refused(chunker, policy: str, ready: bool) -> None:
 def test_auth_plain(chunker) -> None:
     """RFC 4954 4 with the initial response; RFC 4616 PLAIN message."""
     t = session(chunker, b"220 x\r\n", b"250-x\r\n250 AUTH LOGIN PLAIN\r\n", b"235 2.7.0 ok\r\n",
-                auth=("user", "pa ss"))
+                auth=("user", "pa ss"), auth_unverified=True)
     assert t.pump() == [SessionReady()]
     ehlo, auth = commands(t.take())
     token = base64.b64encode(b"\0user\0pa ss").decode()
@@ -150,14 +156,14 @@ def test_auth_plain(chunker) -> None:
 
 def test_auth_login(chunker) -> None:
     t = session(chunker, b"220 x\r\n", b"250-x\r\n250 AUTH LOGIN\r\n", b"334 VXNlcm5hbWU6\r\n",
-                b"334 UGFzc3dvcmQ6\r\n", b"235 2.7.0 ok\r\n", auth=("user", "secret"))
+                b"334 UGFzc3dvcmQ6\r\n", b"235 2.7.0 ok\r\n", auth=("user", "secret"), auth_unverified=True)
     assert t.pump() == [SessionReady()]
     assert commands(t.take())[1:] == ["AUTH LOGIN", "dXNlcg==", "c2VjcmV0"]
 
 
 def test_auth_failure_is_not_permanent(chunker) -> None:
     t = session(chunker, b"220 x\r\n", b"250-x\r\n250 AUTH PLAIN\r\n", b"535 5.7.8 bad credentials\r\n",
-                auth=("u", "p"))
+                auth=("u", "p"), auth_unverified=True)
     (failed,) = t.pump()
     assert failed.stage == "auth" and failed.reply.code == 535 and not failed.permanent
 
@@ -206,3 +212,71 @@ def test_commands_out_of_order_are_refused() -> None:
         client.send_content(b"x")
     with pytest.raises(ValueError):
         SmtpClient("c", tls="sometimes")
+
+
+# --- TLS levels and credentials -------------------------------------------------------
+STARTTLS_THEN_AUTH = (b"220 x\r\n", b"250-x\r\n250 STARTTLS\r\n", b"220 go\r\n",
+                      b"250-x\r\n250 AUTH PLAIN\r\n")
+
+
+@pytest.mark.parametrize("level", ["encrypt", "require", "verify", "secure"])
+def test_levels_that_require_tls_fail_without_starttls(level: str) -> None:
+    t = session(CHUNKERS["whole"], b"220 x\r\n", EHLO, tls=level)
+    assert t.pump() == [SessionFailed(REPLY_REMOTE_NO_TLS, "starttls")]
+
+
+def test_credentials_not_sent_after_an_unverified_handshake(chunker) -> None:
+    """encrypt: the session is encrypted, but nobody checked who is at the other end."""
+    t = session(chunker, *STARTTLS_THEN_AUTH, tls="encrypt", auth=("u", "p"))
+    assert t.pump() == [SessionFailed(REPLY_REMOTE_AUTH_UNVERIFIED, "auth")]
+    assert b"AUTH" not in t.take() and not t.client.tls_verified
+
+
+def test_credentials_sent_after_a_verified_handshake(chunker) -> None:
+    t = session(chunker, *STARTTLS_THEN_AUTH, b"235 2.7.0 ok\r\n", tls="verify", auth=("u", "p"),
+                verified=True)
+    assert t.pump() == [SessionReady()]
+    assert commands(t.take())[-1].startswith("AUTH PLAIN ")
+
+
+def test_credentials_over_unverified_tls_only_when_the_operator_allows_it() -> None:
+    t = session(CHUNKERS["whole"], *STARTTLS_THEN_AUTH, b"235 2.7.0 ok\r\n", tls="encrypt",
+                auth=("u", "p"), auth_unverified=True)
+    assert t.pump() == [SessionReady()]
+    assert commands(t.take())[-1].startswith("AUTH PLAIN ")
+    # ... but never in clear unless the level is "none".
+    t = session(CHUNKERS["whole"], b"220 x\r\n", b"250-x\r\n250 AUTH PLAIN\r\n", tls="may",
+                auth=("u", "p"), auth_unverified=True)
+    assert t.pump() == [SessionFailed(REPLY_REMOTE_AUTH_NO_TLS, "auth")]
+
+
+def _in_handshake(level: str = "verify") -> SmtpClient:
+    client = SmtpClient("c", tls=level)
+    for data in (b"220 x\r\n", b"250-x\r\n250 STARTTLS\r\n", b"220 go\r\n"):
+        client.next_event()
+        client.receive_data(data)
+    assert client.next_event() == StartTls()
+    return client
+
+
+def test_certificate_failure_is_temporary_and_not_retried_in_clear() -> None:
+    client = _in_handshake()
+    client.tls_failed("Hostname mismatch", certificate=True)
+    failed = client.next_event()
+    assert isinstance(failed, SessionFailed) and failed.stage == "tls"
+    assert failed.reply.code == 451 and failed.reply.status == REPLY_REMOTE_CERT_UNVERIFIED.status
+    assert "Hostname mismatch" in failed.reply.text
+    assert not failed.tls_failure and not failed.permanent
+
+
+def test_cleartext_during_the_handshake_fails_the_session() -> None:
+    """RFC 3207 5: bytes received between the 220 and the end of the handshake came in
+    clear; the adapter reports them and the session ends (temporary, no retry in clear)."""
+    client = _in_handshake("may")
+    client.cleartext_in_handshake(27)
+    failed = client.next_event()
+    assert isinstance(failed, SessionFailed) and failed.stage == "tls"
+    assert (failed.reply.code, failed.reply.status) == (451, "4.5.0")
+    assert "in clear during the STARTTLS handshake" in failed.reply.text
+    assert not failed.tls_failure and client.state is State.CLOSED
+    assert client.next_event() == Idle()

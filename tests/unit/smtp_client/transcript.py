@@ -73,6 +73,7 @@ class Transcript:
         self.events: list[object] = []
         self.content = content
         self.content_chunker = content_chunker
+        self.tls_verified = False  # what the adapter reports of the certificate check
 
     def pump(self) -> list[object]:
         """Run until the client is idle; returns the result events of this run."""
@@ -94,7 +95,7 @@ class Transcript:
                     self.client.send_content(piece)
                 self.client.end_content()
             elif isinstance(ev, StartTls):
-                self.client.tls_established()
+                self.client.tls_established(verified=self.tls_verified)
             elif isinstance(ev, Idle):
                 return self.events[start:]
             else:

@@ -59,7 +59,9 @@ from mailyard.proto.smtp.replies import (
     REPLY_NO_VALID_RECIPIENTS,
     REPLY_REMOTE_AUTH_MECH,
     REPLY_REMOTE_AUTH_NO_TLS,
+    REPLY_REMOTE_AUTH_UNVERIFIED,
     REPLY_REMOTE_BAD_ADDRESS,
+    REPLY_REMOTE_CERT_UNVERIFIED,
     REPLY_REMOTE_LOST,
     REPLY_REMOTE_NO_BINARYMIME,
     REPLY_REMOTE_NO_SMTPUTF8,
@@ -73,8 +75,8 @@ from mailyard.proto.smtp.replies import (
 __all__ = [
     "Closed", "DataEncoder", "Event", "Extensions", "Idle", "NeedContent", "NeedData", "Phase",
     "RecipientResult", "RemoteProtocolError", "ReplyParser", "Send", "SessionFailed",
-    "SessionReady", "SmtpClient", "StartTls", "State", "TRANSITIONS", "TransactionDone",
-    "TransactionResult", "describe",
+    "SessionReady", "SmtpClient", "StartTls", "State", "TLS_LEVELS", "TRANSITIONS",
+    "TransactionDone", "TransactionResult", "describe", "tls_level",
 ]
 
 
@@ -115,6 +117,20 @@ Cmd = enum.Enum("Cmd", "GREETING EHLO HELO STARTTLS AUTH PROBE RSET MAIL RCPT DA
 _FINAL = (Cmd.DOT, Cmd.BDAT_LAST)
 _BAD_ADDRESS_CHARS = re.compile(r"[\x00-\x20\x7f<>]")  # outside quoted local parts
 BDAT_CHUNK = 262144
+#: Outbound TLS security levels, weakest first (like Postfix's smtp_tls_security_level).
+#: "verify" and "secure" have the adapter check the certificate (mailyard.tls.PeerCheck).
+TLS_LEVELS = ("none", "may", "encrypt", "verify", "secure")
+#: Earlier names still accepted: "require" meant what "encrypt" means.
+TLS_LEVEL_ALIASES = {"require": "encrypt"}
+_TLS_REQUIRED = ("encrypt", "verify", "secure")
+
+
+def tls_level(value: str) -> str:
+    """The level ``value`` names; ValueError if it names none."""
+    level = TLS_LEVEL_ALIASES.get(value, value)
+    if level not in TLS_LEVELS:
+        raise ValueError(f"bad TLS level {value!r}")
+    return level
 
 
 def _b64(text: str) -> str:
@@ -153,17 +169,23 @@ class _Transaction:
 
 
 class SmtpClient:
-    """One SMTP client connection.  ``tls`` is the hop's policy: "none", "may" (use
-    STARTTLS when offered) or "require"; ``auth`` is (username, password) for a
-    smarthost, sent only over TLS unless the policy is "none"."""
+    """One SMTP client connection.  ``tls`` is the hop's level: "none", "may" (use
+    STARTTLS when offered), "encrypt" (STARTTLS required; "require" is its earlier
+    name), "verify" or "secure" (STARTTLS required and the adapter checks the
+    certificate, reporting the result to :meth:`tls_established`).
+
+    ``auth`` is (username, password) for a smarthost.  It is sent only after a
+    handshake whose certificate was verified; with ``auth_unverified`` (the operator's
+    explicit choice) also over unverified TLS, and in clear when the level is "none"."""
 
     def __init__(self, helo_name: str, tls: str = "may", auth: tuple[str, str] | None = None,
-                 *, bdat_chunk: int = BDAT_CHUNK, parser: ReplyParser | None = None) -> None:
-        if tls not in ("none", "may", "require"):
-            raise ValueError(f"bad TLS policy {tls!r}")
+                 *, auth_unverified: bool = False, bdat_chunk: int = BDAT_CHUNK,
+                 parser: ReplyParser | None = None) -> None:
         self.helo_name = helo_name
-        self.tls_policy = tls
+        self.tls_policy = tls_level(tls)
         self.auth = auth
+        self.auth_unverified = auth_unverified
+        self.tls_verified = False  # the server's certificate was checked and passed
         self.bdat_chunk = bdat_chunk
         self.state = State.GREETING
         self.extensions = Extensions()
@@ -228,19 +250,37 @@ class SmtpClient:
                 return NeedContent()
             return Idle()
 
-    def tls_established(self) -> None:
-        """The handshake after STARTTLS succeeded: forget the EHLO state (RFC 3207 4.2)."""
+    def tls_established(self, verified: bool = False) -> None:
+        """The handshake after STARTTLS succeeded: forget the EHLO state (RFC 3207 4.2).
+        ``verified``: the adapter checked the server's certificate for this hop."""
         self._require(State.TLS_HANDSHAKE)
         self.tls_active = True
+        self.tls_verified = verified
         self.extensions = Extensions()
         self._parser.reset()
         self._set_state(State.EHLO)
         self._command(f"EHLO {self.helo_name}", Cmd.EHLO)
 
-    def tls_failed(self, reason: str) -> None:
+    def tls_failed(self, reason: str, *, certificate: bool = False) -> None:
+        """The handshake failed, or (``certificate``) the server's certificate did not
+        pass the level's check.  Either is a temporary failure; only a failed handshake
+        counts as ``tls_failure`` (opportunistic TLS may then retry in clear)."""
         self._require(State.TLS_HANDSHAKE)
-        reply = REPLY_REMOTE_TLS_FAILED.with_text(f"{REPLY_REMOTE_TLS_FAILED.text}: {reason}")
-        self._events.append(SessionFailed(reply, "tls", tls_failure=True))
+        template = REPLY_REMOTE_CERT_UNVERIFIED if certificate else REPLY_REMOTE_TLS_FAILED
+        reply = template.with_text(f"{template.text}: {reason}")
+        self._events.append(SessionFailed(reply, "tls", tls_failure=not certificate))
+        self._close()
+
+    def cleartext_in_handshake(self, size: int) -> None:
+        """``size`` bytes arrived after the 220 to STARTTLS and before the session's
+        first command inside TLS: they came in clear (RFC 3207 5; a server says nothing
+        between the handshake and the client's EHLO), so nothing of this session can be
+        trusted.  A temporary failure, never a retry in clear."""
+        self._require(State.TLS_HANDSHAKE)
+        reply = REPLY_REMOTE_PROTOCOL.with_text(
+            f"{REPLY_REMOTE_PROTOCOL.text}: {size} byte(s) received in clear during the "
+            "STARTTLS handshake")
+        self._events.append(SessionFailed(reply, "tls"))
         self._close()
 
     def reset(self) -> None:
@@ -393,7 +433,7 @@ class SmtpClient:
                 self._set_state(State.STARTTLS)
                 self._command("STARTTLS", Cmd.STARTTLS)
                 return
-            if self.tls_policy == "require":
+            if self.tls_policy in _TLS_REQUIRED:
                 self._fail_session(REPLY_REMOTE_NO_TLS, "starttls")
                 return
         self._start_auth()
@@ -405,7 +445,7 @@ class SmtpClient:
                 return
             self._set_state(State.TLS_HANDSHAKE)
             self._events.append(StartTls())
-        elif self.tls_policy == "require":
+        elif self.tls_policy in _TLS_REQUIRED:
             self._fail_session(reply, "starttls")
         else:
             self._start_auth()
@@ -414,8 +454,9 @@ class SmtpClient:
         mechanisms = self.extensions.auth_mechanisms
         if self.auth is None or "AUTH" not in self.extensions:
             self._ready()
-        elif not self.tls_active and self.tls_policy != "none":
-            self._fail_session(REPLY_REMOTE_AUTH_NO_TLS, "auth")
+        elif not self._may_send_credentials():
+            refusal = REPLY_REMOTE_AUTH_UNVERIFIED if self.tls_active else REPLY_REMOTE_AUTH_NO_TLS
+            self._fail_session(refusal, "auth")
         elif "PLAIN" in mechanisms:
             self._set_state(State.AUTH)
             self._auth_answers = [_b64(f"\0{self.auth[0]}\0{self.auth[1]}")]
@@ -426,6 +467,13 @@ class SmtpClient:
             self._command("AUTH LOGIN", Cmd.AUTH)
         else:
             self._fail_session(REPLY_REMOTE_AUTH_MECH, "auth")
+
+    def _may_send_credentials(self) -> bool:
+        if self.tls_verified:
+            return True
+        if not self.auth_unverified:
+            return False
+        return self.tls_active or self.tls_policy == "none"
 
     def _on_auth(self, reply: Reply, _: int) -> None:
         if reply.code // 100 == 2:  # 235 (RFC 4954 6); some test servers say 250

@@ -96,6 +96,7 @@ REPLY_LOCAL_DELIVERY_ERROR = Reply(451, "4.3.0", "Local delivery failed: {error}
 # Outbound routing and queue lifetime (delivery); "{domain}"/"{host}" are filled in.
 REPLY_DNS_TEMP_FAILURE = Reply(451, "4.4.3", "Temporary DNS failure looking up {domain}: {reason}")
 REPLY_NO_MX_ADDRESS = Reply(451, "4.4.4", "No address found for any mail exchanger of {domain}")
+REPLY_NO_SECURE_MX = Reply(451, "4.7.5", "No MX host of {domain} is inside that domain, as TLS level secure requires")
 REPLY_NEXTHOP_UNRESOLVED = Reply(451, "4.4.4", "Cannot resolve next hop {host} for {domain}")
 REPLY_MESSAGE_EXPIRED = Reply(451, "4.4.7", "Message expired: not delivered within {lifetime}; last error: {last}")
 
@@ -153,6 +154,8 @@ REPLY_REMOTE_PROTOCOL = Reply(451, "4.5.0", "Remote server violated the SMTP pro
 REPLY_REMOTE_TLS_FAILED = Reply(451, "4.7.5", "TLS handshake with the remote server failed")
 REPLY_REMOTE_NO_TLS = Reply(451, "4.7.4", "TLS is required but the remote server does not offer STARTTLS")
 REPLY_REMOTE_AUTH_NO_TLS = Reply(451, "4.7.0", "Not sending credentials over an unencrypted connection")
+REPLY_REMOTE_AUTH_UNVERIFIED = Reply(451, "4.7.0", "Not sending credentials to a server whose certificate was not verified")
+REPLY_REMOTE_CERT_UNVERIFIED = Reply(451, "4.7.5", "Remote server certificate not verified")
 REPLY_REMOTE_AUTH_MECH = Reply(451, "4.7.0", "Remote server offers no supported AUTH mechanism (PLAIN, LOGIN)")
 REPLY_REMOTE_NO_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address, and the remote server does not support SMTPUTF8")
 REPLY_REMOTE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds the remote server's fixed limit")
