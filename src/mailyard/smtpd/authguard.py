@@ -226,6 +226,7 @@ class AuthGate:
         self._counting = ThreadPoolExecutor(1, thread_name_prefix="auth-guard")
         self._slots = asyncio.Semaphore(concurrency)
         self._waiting = 0
+        self._closed = False
 
     @classmethod
     def from_config(cls, smtpd: SmtpdConfig, data_dir: str | os.PathLike[str]) -> AuthGate:
@@ -249,7 +250,7 @@ class AuthGate:
         finally:
             self._waiting -= 1
         try:
-            if not wanted():
+            if not wanted() or self._closed:
                 return REPLY_AUTH_BUSY
             ok = await asyncio.get_running_loop().run_in_executor(self._hashing, check)
         finally:
@@ -280,6 +281,8 @@ class AuthGate:
             await self._in_guard_thread(self.guard.failed, ip, username)
 
     async def _in_guard_thread(self, fn: Callable[..., T], *args: str) -> T | None:
+        if self._closed:  # the server is stopping
+            return None
         return await asyncio.get_running_loop().run_in_executor(
             self._counting, self._guarded, fn, *args)
 
@@ -293,8 +296,11 @@ class AuthGate:
             return None
 
     def close(self) -> None:
+        """Stop the threads (verifications in progress finish); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self._hashing.shutdown(wait=False, cancel_futures=True)
         if self.guard is not None:
-            guard = self.guard
-            self._counting.submit(guard.close)
+            self._counting.submit(self.guard.close)
         self._counting.shutdown(wait=False)
