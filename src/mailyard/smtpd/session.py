@@ -532,9 +532,10 @@ class SmtpSession(asyncio.Protocol):
         if not event.success:
             self.server.metrics.inc("auth_failures_total")
         result = "ok" if event.success else AUTH_RESULTS.get(event.reply, "refused")
+        fields = {"reply": str(event.reply)} if event.reply is not None else {}
         log_event(log, "smtp auth", level=logging.INFO if event.success else logging.WARNING,
                   client=self.ip, user=event.username, mechanism=event.mechanism,
-                  result=result, reply=str(event.reply) if event.reply else "")
+                  result=result, **fields)
         if event.mechanism == "SCRAM-SHA-256" and result in ("ok", "failed"):
             # PLAIN and LOGIN are counted by the gate before their reply; SCRAM here.
             self._spawn(self.server.auth_gate.record(self.ip, event.username, event.success))
