@@ -7,7 +7,8 @@ bounded:
 * **Verification slots, per worker process** (:class:`AuthGate`).  At most
   ``smtpd.auth_concurrency`` verifications run at once in a worker, on a thread pool of
   that size (not the event loop's default executor); ``smtpd.auth_queue`` more may wait
-  for a slot.  Beyond that the try is answered ``454 4.7.0`` (RFC 4954 6, temporary
+  for a slot (and are checked against the counters again once they have one, since the
+  tries ahead of them may have failed).  Beyond that the try is answered ``454 4.7.0`` (RFC 4954 6, temporary
   authentication failure) at once, without hashing.  Memory thus stays under about
   ``auth_concurrency`` x 64 MiB per worker whatever the number of clients.
 
@@ -242,7 +243,8 @@ class AuthGate:
         refusal = await self.admit(ip, username)
         if refusal is not None:
             return refusal
-        if not wanted() or self._slots.locked() and self._waiting >= self.queue:
+        waited = self._slots.locked()
+        if not wanted() or waited and self._waiting >= self.queue:
             return REPLY_AUTH_BUSY
         self._waiting += 1
         try:
@@ -252,14 +254,18 @@ class AuthGate:
         try:
             if not wanted() or self._closed:
                 return REPLY_AUTH_BUSY
+            if waited:  # the failures of the tries ahead in the queue count too
+                refusal = await self.admit(ip, username, delay=False)
+                if refusal is not None:
+                    return refusal
             ok = await asyncio.get_running_loop().run_in_executor(self._hashing, check)
         finally:
             self._slots.release()
         await self.record(ip, username, ok)
         return None if ok else REPLY_AUTH_FAILED
 
-    async def admit(self, ip: str, username: str) -> Reply | None:
-        """The counters' say on a try: 421 when locked out, else None after the delay."""
+    async def admit(self, ip: str, username: str, delay: bool = True) -> Reply | None:
+        """The counters' say on a try: 421 when locked out, else None (after the delay)."""
         if self.guard is None:
             return None
         verdict = await self._in_guard_thread(self.guard.check, ip, username)
@@ -267,7 +273,7 @@ class AuthGate:
             return None
         if verdict.locked:
             return REPLY_AUTH_LOCKED_OUT  # logged as "smtp auth" with result=locked
-        if verdict.delay > 0:
+        if delay and verdict.delay > 0:
             await asyncio.sleep(verdict.delay)
         return None
 

@@ -178,6 +178,35 @@ def test_gate_locked_out_answers_421_without_hashing(tmp_path: Path) -> None:
     assert hashed == 2
 
 
+def test_gate_rechecks_a_queued_try_before_hashing(tmp_path: Path) -> None:
+    """A try that waited for the slot while the one ahead failed, reaching the
+    address's limit, is refused (421) without being hashed."""
+    async def scenario() -> list[object]:
+        limits = AuthLimits(max_per_ip=1, max_per_user=0, delay=0.0)
+        gate = AuthGate(AuthGuard(guard_path(tmp_path), limits), concurrency=1, queue=2)
+        release = threading.Event()
+        calls: list[str] = []
+
+        def slow_wrong(name: str) -> bool:
+            calls.append(name)
+            release.wait(10)
+            return False
+
+        first = asyncio.ensure_future(gate.verify("192.0.2.1", "a", lambda: slow_wrong("a"),
+                                                  lambda: True))
+        while not calls:
+            await asyncio.sleep(0.01)
+        queued = asyncio.ensure_future(gate.verify("192.0.2.1", "b", lambda: slow_wrong("b"),
+                                                   lambda: True))
+        await asyncio.sleep(0.05)
+        release.set()
+        out = [await first, await queued, list(calls)]
+        gate.close()
+        return out
+
+    assert run(scenario()) == [REPLY_AUTH_FAILED, REPLY_AUTH_LOCKED_OUT, ["a"]]
+
+
 def test_gate_works_without_a_usable_database(tmp_path: Path) -> None:
     """The counters are skipped (and logged) when their database cannot be opened;
     AUTH itself keeps working."""
