@@ -133,3 +133,48 @@ def test_failures_on_two_workers_add_up(tmp_path: Path) -> None:
             assert codes == [535, 535]
         assert auth(server, "nobody@example.test", "guess")[0] == 421
         assert auth(server, "alice@example.test", "alice-secret", source="127.0.0.2")[0] == 235
+
+
+def test_scram_failures_count_and_scram_is_locked_out_too(tmp_path: Path) -> None:
+    """SCRAM-SHA-256 (RFC 7677) costs no argon2id hash but is password guessing all the
+    same: its failures count, and a locked-out address gets 421 4.7.0 at its first
+    message (in-process server, real sockets)."""
+    import time
+
+    from mailyard.proto.smtp.sasl import scram_client_final
+    from tests.support.smtpd_fakes import RawClient, RunningSmtpd
+
+    def scram_start(raw: RawClient) -> tuple[bytes, str]:
+        raw.code()
+        raw.command(b"EHLO c")
+        bare = "n=user@mx.test,r=abcdefgh"
+        raw.send(b"AUTH SCRAM-SHA-256 " + base64.b64encode(("n,," + bare).encode()) + b"\r\n")
+        return raw.reply(), bare
+
+    with RunningSmtpd(tmp_path, auth_max_failures_per_ip=2, auth_max_failures_per_user=0,
+                      auth_failure_delay=0.0, auth_failure_delay_max=0.0) as smtpd:
+        port = smtpd.ports["submissions"]
+        for _ in range(2):
+            with RawClient(port, tls=True) as raw:
+                challenge, bare = scram_start(raw)
+                server_first = base64.b64decode(challenge[4:]).decode()
+                final, _ = scram_client_final("wrong", bare, server_first)
+                raw.send(base64.b64encode(final.encode()) + b"\r\n")
+                assert raw.code() == "535 5.7.8"
+        # SCRAM failures are counted just after their reply: allow that moment.
+        for _ in range(50):
+            with RawClient(port, tls=True) as raw:
+                reply, _ = scram_start(raw)
+                if reply.startswith(b"334 "):
+                    assert raw.command(b"*") == "501 5.7.0"
+                    time.sleep(0.05)
+                    continue
+                assert reply == b"421 4.7.0 Too many authentication failures, try later"
+                assert raw.closed()
+                break
+        else:
+            pytest.fail("SCRAM failures were not counted")
+        with RawClient(port, tls=True) as raw:
+            raw.code()
+            raw.command(b"EHLO c")
+            assert raw.command(b"AUTH " + _plain("user@mx.test", "secret").encode()) == "421 4.7.0"

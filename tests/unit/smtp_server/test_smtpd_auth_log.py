@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailyard.obs import _TextFormatter  # noqa: PLC2701 - the format under test
+from mailyard.obs import _TextFormatter  # the format under test
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "deployment.md"
 
