@@ -124,6 +124,15 @@ class SmtpdConfig:
     banner: str = ""
     max_line_length: int = 1000
     data_rate_grace: float = 30.0
+    # AUTH guard (mailyard.smtpd.authguard): password verifications at once per worker,
+    # how many more may wait for a slot, and the failure limits shared by the workers.
+    auth_concurrency: int = 2
+    auth_queue: int = 8
+    auth_failure_window: float = 600.0
+    auth_max_failures_per_ip: int = 10
+    auth_max_failures_per_user: int = 5
+    auth_failure_delay: float = 0.5
+    auth_failure_delay_max: float = 8.0
 
     def validate(self, key: str) -> None:
         if self.max_line_length < 1000:
@@ -144,6 +153,20 @@ class SmtpdConfig:
         for name in ("min_data_rate", "min_free_disk", "workers"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{key}.{name}", "must not be negative")
+        self._validate_auth_guard(key)
+
+    def _validate_auth_guard(self, key: str) -> None:
+        if self.auth_concurrency <= 0:
+            raise ConfigError(f"{key}.auth_concurrency", "must be positive")
+        if self.auth_failure_window <= 0:
+            raise ConfigError(f"{key}.auth_failure_window", "must be positive")
+        for name in ("auth_queue", "auth_max_failures_per_ip", "auth_max_failures_per_user",
+                     "auth_failure_delay", "auth_failure_delay_max"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{key}.{name}", "must not be negative")
+        if self.auth_failure_delay_max < self.auth_failure_delay:
+            raise ConfigError(f"{key}.auth_failure_delay_max",
+                              "must be at least smtpd.auth_failure_delay")
 
 
 _TLS_LEVELS_TEXT = ("must be 'none', 'may', 'encrypt', 'verify' or 'secure' "

@@ -20,6 +20,7 @@ from mailyard.directory.api import Directory
 from mailyard.obs import Metrics, log_event
 from mailyard.proto.smtp.session import ServerSettings
 from mailyard.queue.api import Spool
+from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.limits import ConnectionLimiter
 from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy
 from mailyard.smtpd.session import TLS_HANDSHAKE_TIMEOUT, Listener, SmtpSession
@@ -77,6 +78,7 @@ class SmtpServer:
         self.limiter = ConnectionLimiter(config.smtpd.max_connections,
                                          config.smtpd.max_connections_per_ip)
         self.free_space = FreeSpaceGauge(spool)
+        self.auth_gate = AuthGate.from_config(config.smtpd, config.data_path)
         self.sessions: set[SmtpSession] = set()
         self.shutting_down = False
         self._servers: list[asyncio.base_events.Server] = []
@@ -138,3 +140,4 @@ class SmtpServer:
                     if session.transport is not None:
                         session.transport.abort()
         self._servers.clear()
+        self.auth_gate.close()

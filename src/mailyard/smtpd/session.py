@@ -13,6 +13,7 @@ for our own answers (an fsync, a password hash) never counts against the client.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import ssl
 import time
@@ -26,6 +27,9 @@ from mailyard.proto.smtp.events import (
     CLOSED, NEED_DATA, PAUSED, AuthCredentials, AuthResult, DataChunk, DataStart, Event, Helo,
     MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, StartTlsRequested,
     TransactionAborted, Vrfy,
+)
+from mailyard.proto.smtp.replies import (
+    REPLY_AUTH_BUSY, REPLY_AUTH_CANCELLED, REPLY_AUTH_LOCKED_OUT,
 )
 from mailyard.proto.smtp.replies import (
     REPLY_AUTH_FAILED, REPLY_AUTH_REQUIRED, REPLY_AUTH_TEMP, REPLY_BARE_LINE_ENDING,
@@ -77,6 +81,13 @@ class TransactionRecord:
     recipients: list[str] = field(default_factory=list)
     last_refusal: Reply | None = None
     data_started: bool = False
+
+
+# The "result" field of the "smtp auth" log line (fail2ban matches result=failed).
+AUTH_RESULTS: dict[Reply | None, str] = {
+    REPLY_AUTH_FAILED: "failed", REPLY_AUTH_BUSY: "busy", REPLY_AUTH_LOCKED_OUT: "locked",
+    REPLY_AUTH_TEMP: "tempfail", REPLY_AUTH_CANCELLED: "cancelled",
+}
 
 
 def reason_for(reply: Reply) -> str:
@@ -472,11 +483,13 @@ class SmtpSession(asyncio.Protocol):
         self.task = self._spawn(self._verify_password(event))
 
     async def _verify_password(self, event: AuthCredentials) -> None:
+        """PLAIN/LOGIN: within the AUTH guard's limits (mailyard.smtpd.authguard)."""
         directory = self.server.directory
         try:
-            ok = await self.loop.run_in_executor(None, directory.verify_password,
-                                                 event.username, event.password)
-            refusal = None if ok else REPLY_AUTH_FAILED
+            refusal = await self.server.auth_gate.verify(
+                self.ip, event.username,
+                functools.partial(directory.verify_password, event.username, event.password),
+                lambda: self._answered(event))
         except DirectoryError as exc:
             log_event(log, "password check failed", level=logging.ERROR, error=str(exc))
             refusal = REPLY_AUTH_TEMP
@@ -493,19 +506,39 @@ class SmtpSession(asyncio.Protocol):
         self._pump()
 
     def _on_scram(self, event: ScramLookup) -> None:
+        self.task = self._spawn(self._lookup_scram(event))
+
+    async def _lookup_scram(self, event: ScramLookup) -> None:
         try:
-            credentials = self.server.directory.scram_credentials(event.username)
-        except DirectoryError:
-            self.conn.reject(REPLY_AUTH_TEMP)
+            refusal = await self.server.auth_gate.admit(self.ip, event.username)
+        finally:
+            self.task = None
+        if not self._answered(event):
             return
-        self.conn.accept_scram(credentials)
+        if refusal is not None:
+            self.conn.reject(refusal)
+        else:
+            try:
+                credentials = self.server.directory.scram_credentials(event.username)
+            except DirectoryError:
+                self.conn.reject(REPLY_AUTH_TEMP)
+            else:
+                self.conn.accept_scram(credentials)
+        if self.shutdown_requested:
+            self.conn.close(REPLY_SHUTTING_DOWN)
+        self._pump()
 
     def _on_auth_result(self, event: AuthResult) -> None:
         if not event.success:
             self.server.metrics.inc("auth_failures_total")
+        result = "ok" if event.success else AUTH_RESULTS.get(event.reply, "refused")
+        fields = {"reply": str(event.reply)} if event.reply is not None else {}
         log_event(log, "smtp auth", level=logging.INFO if event.success else logging.WARNING,
                   client=self.ip, user=event.username, mechanism=event.mechanism,
-                  result="ok" if event.success else "failed")
+                  result=result, **fields)
+        if event.mechanism == "SCRAM-SHA-256" and result in ("ok", "failed"):
+            # PLAIN and LOGIN are counted by the gate before their reply; SCRAM here.
+            self._spawn(self.server.auth_gate.record(self.ip, event.username, event.success))
 
     def _on_starttls(self, event: StartTlsRequested) -> None:
         if self.listener.tls_context is None:

@@ -51,6 +51,10 @@ def test_documented_example_loads():
     ('[[delivery.transports]]\ndomain = "a.test"\nmode = "teleport"', "delivery.transports[0].mode"),
     ('[tls]\ncert = "/nonexistent.pem"', "tls"),
     ('relay_domains = ["a@b"]', "relay_domains[0]"),
+    ('[smtpd]\nauth_concurrency = 0', "smtpd.auth_concurrency"),
+    ('[smtpd]\nauth_queue = -1', "smtpd.auth_queue"),
+    ('[smtpd]\nauth_failure_window = 0', "smtpd.auth_failure_window"),
+    ('[smtpd]\nauth_failure_delay = 2\nauth_failure_delay_max = 1', "smtpd.auth_failure_delay_max"),
 ])
 def test_errors_name_the_key(text, key):
     with pytest.raises(ConfigError) as err:

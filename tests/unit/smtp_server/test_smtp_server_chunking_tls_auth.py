@@ -11,8 +11,8 @@ from mailyard.proto.smtp.events import (
     ScramLookup, StartTlsRequested, TransactionAborted,
 )
 from mailyard.proto.smtp.replies import (
-    REPLY_AUTH_FAILED, REPLY_AUTH_NEEDS_TLS, REPLY_BAD_BDAT, REPLY_BARE_LINE_ENDING,
-    REPLY_BDAT_MIXED, REPLY_DISK_FULL, REPLY_TOO_MANY_AUTH_FAILURES,
+    REPLY_AUTH_FAILED, REPLY_AUTH_LOCKED_OUT, REPLY_AUTH_NEEDS_TLS, REPLY_BAD_BDAT,
+    REPLY_BARE_LINE_ENDING, REPLY_BDAT_MIXED, REPLY_DISK_FULL, REPLY_TOO_MANY_AUTH_FAILURES,
 )
 from mailyard.proto.smtp.sasl import derive_scram_credentials, scram_client_final
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings
@@ -256,3 +256,19 @@ def test_helo_event_names() -> None:
     helo = run.of_type(Helo)[0]
     assert (helo.name, helo.extended) == ("c.test", False)  # type: ignore[attr-defined]
     assert not run.of_type(MessageComplete)
+
+
+def test_auth_421_from_the_adapter_closes() -> None:
+    """RFC 5321 3.8: a 421 answer to AUTH (the AUTH guard's lock-out) closes the
+    connection; the AuthResult carries the reply sent."""
+    def locked_out(conn: ServerConnection, event: Event) -> None:
+        if isinstance(event, AuthCredentials):
+            conn.reject(REPLY_AUTH_LOCKED_OUT)
+        else:
+            accept_all(conn, event)
+
+    bad = b"AUTH PLAIN " + b64(b"\x00user@mx.test\x00wrong") + b"\r\n"
+    run = run_all_ways(b"EHLO c\r\n" + bad + b"NOOP\r\n", settings=TLS_AUTH, policy=locked_out)
+    assert run.codes[-1] == f"421 {REPLY_AUTH_LOCKED_OUT.status}"
+    assert run.conn.closed
+    assert [e.reply for e in run.of_type(AuthResult)] == [REPLY_AUTH_LOCKED_OUT]  # type: ignore[attr-defined]

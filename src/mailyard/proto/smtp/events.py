@@ -154,8 +154,9 @@ class TransactionAborted(Event):
 
 @dataclass(slots=True)
 class AuthResult(Event):
-    """How an AUTH exchange ended (for metrics and logs)."""
+    """How an AUTH exchange ended (for metrics and logs); ``reply``: the refusal sent."""
 
     mechanism: str
     username: str
     success: bool
+    reply: Reply | None = None

@@ -91,6 +91,10 @@ REPLY_STORAGE_ERROR = Reply(451, "4.3.0", "Local error in processing, message no
 REPLY_TEMP_LOOKUP = Reply(451, "4.4.3", "Temporary lookup failure, try again later")
 REPLY_TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available")
 REPLY_AUTH_TEMP = Reply(454, "4.7.0", "Temporary authentication failure")
+# RFC 4954 6: 454 4.7.0 is the temporary AUTH failure; the busy variant is sent without
+# hashing when every password verification slot of the worker is taken.
+REPLY_AUTH_BUSY = Reply(454, "4.7.0", "Temporary authentication failure, server busy, try again later")
+REPLY_AUTH_LOCKED_OUT = Reply(421, "4.7.0", "Too many authentication failures, try later")
 REPLY_MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full")
 REPLY_LOCAL_DELIVERY_ERROR = Reply(451, "4.3.0", "Local delivery failed: {error}")
 # Outbound routing and queue lifetime (delivery); "{domain}"/"{host}" are filled in.

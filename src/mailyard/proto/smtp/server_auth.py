@@ -5,8 +5,9 @@ sans-IO server core.
 it starts a mechanism from :mod:`mailyard.proto.smtp.sasl`, relays its challenges as
 334 replies, asks the adapter to verify credentials (:class:`AuthCredentials`,
 :class:`ScramLookup`), and counts failures (535 5.7.8, then 421 4.7.0 at
-``max_auth_failures``).  AUTH is refused outside TLS (538 5.7.11, RFC 4954 4 and
-RFC 8314), on listeners without AUTH (502) and after a success (503).
+``max_auth_failures``; a 421 from the adapter closes too).  AUTH is refused outside
+TLS (538 5.7.11, RFC 4954 4 and RFC 8314), on listeners without AUTH (502) and after
+a success (503).
 """
 
 from __future__ import annotations
@@ -129,7 +130,10 @@ class AuthCommands:
     def _auth_failed(self, reply: Reply, mechanism: str, username: str) -> None:
         self._sasl = None
         self.mode = Mode.COMMAND
-        self._events.append(AuthResult(mechanism, username, False))
+        self._events.append(AuthResult(mechanism, username, False, reply))
+        if reply.code == 421:  # RFC 5321 3.8: 421 closes the connection
+            self.close(reply)
+            return
         if reply.code != 535:
             self._refuse(reply)
             return
