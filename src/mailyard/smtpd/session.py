@@ -106,6 +106,7 @@ class SmtpSession(asyncio.Protocol):
         self.task: asyncio.Future[Any] | None = None  # our own answer in progress
         self.tls_started = False
         self.handshaking = False  # implicit TLS: the first handshake is running
+        self.early_input = b""  # TLS octets that arrived before start_tls took over
         self.line_started: float | None = None  # first octet of an incomplete command line
         self.session_deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
@@ -147,9 +148,13 @@ class SmtpSession(asyncio.Protocol):
             self.conn.greet()
         self._pump()
         if not self.conn.closed:
-            self.timer = self.loop.call_at(self.last_activity + self._idle_limit(), self._on_timer)
+            self.timer = self.loop.call_at(min(self.last_activity + self._idle_limit(),
+                                               self.session_deadline), self._on_timer)
 
     def data_received(self, data: bytes) -> None:
+        if self.handshaking:
+            self._early_tls_input(data)
+            return
         self.last_activity = self.loop.time()
         self.bytes_in += len(data)
         if self.in_content:
@@ -163,6 +168,8 @@ class SmtpSession(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.lost:  # also called by _start_tls when a handshake fails
+            return
         self.lost = True
         if self.timer is not None:
             self.timer.cancel()
@@ -219,6 +226,8 @@ class SmtpSession(asyncio.Protocol):
                 self.content_bytes = 0
                 self._rearm(self.content_started + min(self._first_rate_check(),
                                                        self.server.config.smtpd.data_timeout))
+            else:  # back to commands: their timeouts, and the session's, apply again
+                self._rearm(min(self.loop.time() + self._idle_limit(), self.session_deadline))
         if conn.pending is None and conn.line_pending:
             if self.line_started is None:
                 self.line_started = self.loop.time()
@@ -360,6 +369,9 @@ class SmtpSession(asyncio.Protocol):
                       level=logging.INFO, client=self.ip, error=str(exc) or type(exc).__name__)
             if self.transport is not None:
                 self.transport.abort()
+            # asyncio's SSL protocol reports no loss to us when the handshake never
+            # completed (uvloop's may): end the session here, once.
+            self.loop.call_soon(self.connection_lost, exc)
             return
         if transport is None or self.lost:
             return
@@ -376,6 +388,34 @@ class SmtpSession(asyncio.Protocol):
             self.conn.tls_established()
         self.last_activity = self.loop.time()
         self._pump()
+
+    def _early_tls_input(self, data: bytes) -> None:
+        """The first TLS octets reached us before ``start_tls`` took the transport
+        over (uvloop may start reading before the handshake task runs).  Hand them to
+        the TLS protocol once it is set up: two loop turns, so that they arrive after
+        the ``connection_made`` that ``start_tls`` schedules and before any later
+        input (``start_tls`` pauses reading until then)."""
+        raw = self.transport
+        if raw is None:
+            return
+        self.early_input += data
+        self.loop.call_soon(self.loop.call_soon, self._replay_early_input, raw)
+
+    def _replay_early_input(self, raw: asyncio.Transport) -> None:
+        data, self.early_input = self.early_input, b""
+        tls = raw.get_protocol()
+        if not data or tls is self or raw.is_closing():
+            return
+        if isinstance(tls, asyncio.BufferedProtocol) or hasattr(tls, "get_buffer"):
+            view = memoryview(data)
+            while view:
+                buf = tls.get_buffer(len(view))  # type: ignore[attr-defined]
+                n = min(len(buf), len(view))
+                buf[:n] = view[:n]
+                tls.buffer_updated(n)  # type: ignore[attr-defined]
+                view = view[n:]
+        else:
+            cast(asyncio.Protocol, tls).data_received(data)
 
     def _handshake_timeout(self) -> float:
         smtpd = self.server.config.smtpd
