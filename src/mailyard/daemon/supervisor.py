@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mailyard.config import Config, config_to_dict
+from mailyard.daemon.fdlimit import raise_nofile_limit
 from mailyard.daemon.listeners import Listener, bind_listeners
 from mailyard.daemon.worker import install_event_loop_policy
 from mailyard.obs import Metrics, collect, log_event, setup_logging
@@ -97,6 +98,7 @@ class Supervisor:
     def run(self) -> int:
         cfg = self.config
         setup_logging(cfg.log.format, cfg.log.level, cfg.log.file)
+        raise_nofile_limit()  # inherited by the workers, which fit their caps to it
         cert, key = prepare_data_dir(cfg)
         self.listeners = bind_listeners(cfg)
         from mailyard.queue.spool import FileSpool
