@@ -110,7 +110,7 @@ class SmtpdConfig:
     max_message_size: int = 52_428_800
     max_recipients: int = 1000
     max_connections: int = 2000
-    max_connections_per_ip: int = 50
+    max_connections_per_ip: int = 20
     command_timeout: float = 300.0
     data_timeout: float = 600.0
     min_data_rate: int = 1024
@@ -133,6 +133,8 @@ class SmtpdConfig:
     auth_max_failures_per_user: int = 5
     auth_failure_delay: float = 0.5
     auth_failure_delay_max: float = 8.0
+    tls_handshake_timeout: float = 10.0
+    max_session_time: float = 3600.0
 
     def validate(self, key: str) -> None:
         if self.max_line_length < 1000:
@@ -147,7 +149,8 @@ class SmtpdConfig:
                      "max_auth_failures", "max_errors", "max_received_headers"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{key}.{name}", "must be positive")
-        for name in ("command_timeout", "data_timeout"):
+        for name in ("command_timeout", "data_timeout", "tls_handshake_timeout",
+                     "max_session_time"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{key}.{name}", "must be positive")
         for name in ("min_data_rate", "min_free_disk", "workers"):

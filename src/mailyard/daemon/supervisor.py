@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mailyard.config import Config, config_to_dict
+from mailyard.daemon.fdlimit import raise_nofile_limit
 from mailyard.daemon.listeners import Listener, bind_listeners
 from mailyard.daemon.startup import startup_lines
 from mailyard.daemon.privileges import (PrivilegeError, drop_privileges, give_file, give_tree,
@@ -119,6 +120,7 @@ class Supervisor:
         os.umask(0o077)
         identity = server_identity(cfg)  # before anything is created: fails fast
         setup_logging(cfg.log.format, cfg.log.level, cfg.log.file)
+        raise_nofile_limit()  # inherited by the workers, which fit their caps to it
         try:
             cert, key = prepare_data_dir(cfg)
             # Latin-1 carries any bytes unchanged through the JSON payload.
@@ -263,27 +265,8 @@ class Supervisor:
         if not self.config.metrics.listen:
             return None
         from mailyard.config import parse_hostport
+        from mailyard.daemon.metrics_http import MetricsEndpoint
 
         host, port = parse_hostport(self.config.metrics.listen)
         metrics_dir = self.config.data_path / "run" / "metrics"
-
-        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            try:
-                request = await asyncio.wait_for(reader.readline(), 5)
-                while (await asyncio.wait_for(reader.readline(), 5)) not in (b"\r\n", b"\n", b""):
-                    pass
-                parts = request.split()
-                if len(parts) >= 2 and parts[0] == b"GET" and parts[1] == b"/metrics":
-                    body = collect(metrics_dir).encode()
-                    head = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                else:
-                    body = b"not found\n"
-                    head = b"HTTP/1.0 404 Not Found\r\nContent-Type: text/plain\r\n"
-                writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-                await writer.drain()
-            except (asyncio.TimeoutError, ConnectionError):
-                pass
-            finally:
-                writer.close()
-
-        return await asyncio.start_server(handle, host, port)
+        return await MetricsEndpoint(lambda: collect(metrics_dir)).start(host, port)

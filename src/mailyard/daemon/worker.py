@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import errno
 import json
 import logging
 import os
@@ -20,6 +22,10 @@ import sys
 from pathlib import Path
 
 from mailyard.config import Config, config_from_dict
+from mailyard.daemon.fdlimit import (
+    RESERVED_DESCRIPTORS, AcceptErrorReporter, log_budget, open_descriptors, plan_worker,
+    raise_nofile_limit,
+)
 from mailyard.obs import Metrics, log_event, setup_logging
 
 log = logging.getLogger("mailyard.worker")
@@ -83,6 +89,10 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     from mailyard.smtpd.server import SmtpServer
     from mailyard.tls import server_context
 
+    loop = asyncio.get_running_loop()
+    reporter = AcceptErrorReporter()
+    loop.set_exception_handler(reporter)
+    config, nofile = fit_open_file_limit(config)
     data = config.data_path
     try:
         secret = load_server_secret(data)
@@ -102,7 +112,6 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     for kind, sock in listeners:
         await server.serve(kind, sock)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     metrics_dir = data / "run" / "metrics"
@@ -116,6 +125,7 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
             metrics.dump(metrics_dir)
         except OSError as exc:
             log_event(log, "cannot write metrics", level=logging.WARNING, error=str(exc))
+        check_descriptors(reporter, nofile)
     await server.close()
     if server.relay is not None:
         await server.relay.close()
@@ -123,6 +133,26 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
         metrics.dump(metrics_dir)
     except OSError:
         pass
+
+
+def fit_open_file_limit(config: Config) -> tuple[Config, int]:
+    """Raise RLIMIT_NOFILE and lower smtpd.max_connections (with a warning) when the
+    connections would not fit; the config to use and the open-file limit."""
+    nofile = raise_nofile_limit()
+    budget = plan_worker(config, nofile)
+    log_budget(budget)
+    if budget.clamped:
+        smtpd = dataclasses.replace(config.smtpd, max_connections=budget.max_connections)
+        config = dataclasses.replace(config, smtpd=smtpd)
+    return config, nofile
+
+
+def check_descriptors(reporter: AcceptErrorReporter, nofile: int) -> None:
+    """uvloop (libuv) accepts and drops connections silently when descriptors run
+    out: say so when this process gets near its limit (rate-limited)."""
+    used = open_descriptors()
+    if used is not None and used >= nofile - RESERVED_DESCRIPTORS // 2:
+        reporter.report(errno.EMFILE, "file descriptors nearly exhausted")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from mailyard.queue.api import Spool
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.limits import ConnectionLimiter
 from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy
-from mailyard.smtpd.session import TLS_HANDSHAKE_TIMEOUT, Listener, SmtpSession
+from mailyard.smtpd.session import Listener, SmtpSession
 
 __all__ = ["SmtpServer", "settings_for"]
 
@@ -96,18 +96,16 @@ class SmtpServer:
         return self._listeners[kind]
 
     async def serve(self, kind: str, sock: socket.socket) -> asyncio.base_events.Server:
-        """Accept connections on ``sock`` (bound and listening) as a ``kind`` listener."""
+        """Accept connections on ``sock`` (bound and listening) as a ``kind`` listener.
+
+        Every listener accepts plain TCP, so each connection counts against the
+        connection caps from the moment it is accepted; on ``submissions`` the session
+        itself runs the TLS handshake (see :mod:`mailyard.smtpd.session`)."""
         listener = self.listener(kind)
         loop = asyncio.get_running_loop()
-        if kind == "submissions":
-            if self.ssl_context is None:
-                raise ValueError("the submissions listener needs a TLS context")
-            server = await loop.create_server(
-                lambda: SmtpSession(self, listener), sock=sock, ssl=self.ssl_context,
-                ssl_handshake_timeout=min(self.config.smtpd.command_timeout,
-                                          TLS_HANDSHAKE_TIMEOUT))
-        else:
-            server = await loop.create_server(lambda: SmtpSession(self, listener), sock=sock)
+        if kind == "submissions" and self.ssl_context is None:
+            raise ValueError("the submissions listener needs a TLS context")
+        server = await loop.create_server(lambda: SmtpSession(self, listener), sock=sock)
         self._servers.append(server)
         return server
 

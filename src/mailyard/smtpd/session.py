@@ -4,10 +4,18 @@ It reads, feeds :class:`~mailyard.proto.smtp.server.ServerConnection`, answers t
 core's decisions (policy checks, the spool, the directory), writes what the core
 emits, and runs the timers.  Replies to a pipelined group go out in one write.
 
-Timeouts: ``smtpd.command_timeout`` while waiting for a command; during message
-content ``smtpd.data_timeout`` between packets, and after ``smtpd.data_rate_grace``
-seconds the average rate must stay above ``smtpd.min_data_rate``.  Time spent waiting
-for our own answers (an fsync, a password hash) never counts against the client.
+Timeouts: ``smtpd.command_timeout`` while waiting for a command, and a command line
+must be complete within ``smtpd.command_timeout`` of its first octet (a client that
+trickles one octet at a time gets no more); during message content
+``smtpd.data_timeout`` between packets, and after ``smtpd.data_rate_grace`` seconds
+the average rate must stay above ``smtpd.min_data_rate``.  Between commands, a session
+older than ``smtpd.max_session_time`` is closed.  Time spent waiting for our own
+answers (an fsync, a password hash) never counts against the client.
+
+Implicit TLS (port 465): the connection is counted against the connection caps when
+it is accepted, like any other, and the handshake runs here (``loop.start_tls``,
+within ``smtpd.tls_handshake_timeout``); a connection over a cap is closed without a
+reply, as there is no TLS yet to send one over.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_AUTH_FAILED, REPLY_AUTH_REQUIRED, REPLY_AUTH_TEMP, REPLY_BARE_LINE_ENDING,
     REPLY_DISK_FULL, REPLY_INTERNAL_ERROR, REPLY_LINE_TOO_LONG, REPLY_LOOP,
     REPLY_MESSAGE_TOO_BIG, REPLY_MUST_STARTTLS, REPLY_QUEUED, REPLY_RELAY_DENIED,
-    REPLY_SENDER_NOT_OWNED, REPLY_SHUTTING_DOWN, REPLY_STORAGE_ERROR, REPLY_TEMP_LOOKUP,
+    REPLY_SENDER_NOT_OWNED, REPLY_SESSION_TOO_LONG, REPLY_SHUTTING_DOWN, REPLY_STORAGE_ERROR, REPLY_TEMP_LOOKUP,
     REPLY_TIMEOUT, REPLY_TLS_UNAVAILABLE, REPLY_TOO_SLOW, REPLY_UNKNOWN_USER, Reply,
 )
 from mailyard.proto.smtp.server import ServerConnection
@@ -51,7 +59,6 @@ log = logging.getLogger("mailyard.smtpd")
 
 PAUSE_BUFFER = 1 << 20  # stop reading while this much input waits for a decision
 RATE_CHECK_INTERVAL = 1.0
-TLS_HANDSHAKE_TIMEOUT = 60.0
 
 REJECT_REASONS: dict[Reply, str] = {
     REPLY_RELAY_DENIED: "relay_denied", REPLY_UNKNOWN_USER: "unknown_user",
@@ -109,6 +116,10 @@ class SmtpSession(asyncio.Protocol):
         self.record: TransactionRecord | None = None
         self.task: asyncio.Future[Any] | None = None  # our own answer in progress
         self.tls_started = False
+        self.handshaking = False  # implicit TLS: the first handshake is running
+        self.early_input = b""  # TLS octets that arrived before start_tls took over
+        self.line_started: float | None = None  # first octet of an incomplete command line
+        self.session_deadline = 0.0
         self.timer: asyncio.TimerHandle | None = None
         self.last_activity = 0.0
         self.in_content = False
@@ -130,17 +141,31 @@ class SmtpSession(asyncio.Protocol):
         server.sessions.add(self)
         refusal = REPLY_SHUTTING_DOWN if server.shutting_down else server.limiter.acquire(self.ip)
         self.counted = refusal is None
+        implicit_tls = self.listener.settings.implicit_tls
+        self.last_activity = self.loop.time()
+        self.session_deadline = self.last_activity + server.config.smtpd.max_session_time
         if refusal is not None:
-            log_event(log, "connection refused", client=self.ip, reply=str(refusal))
+            log_event(log, "connection refused", client=self.ip, reply=str(refusal),
+                      listener=self.listener.kind)
+            if implicit_tls:  # no TLS yet to carry a 421
+                self.conn.close()
+                self._close_transport()
+                return
             self.conn.refuse(refusal)
+        elif implicit_tls:
+            self.handshaking = True
+            self._begin_tls()  # the greeting follows the handshake
         else:
             self.conn.greet()
-        self.last_activity = self.loop.time()
         self._pump()
         if not self.conn.closed:
-            self.timer = self.loop.call_at(self.last_activity + self._idle_limit(), self._on_timer)
+            self.timer = self.loop.call_at(min(self.last_activity + self._idle_limit(),
+                                               self.session_deadline), self._on_timer)
 
     def data_received(self, data: bytes) -> None:
+        if self.handshaking:
+            self._early_tls_input(data)
+            return
         self.last_activity = self.loop.time()
         self.bytes_in += len(data)
         if self.in_content:
@@ -154,6 +179,8 @@ class SmtpSession(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.lost:  # also called by _start_tls when a handshake fails
+            return
         self.lost = True
         if self.timer is not None:
             self.timer.cancel()
@@ -210,6 +237,13 @@ class SmtpSession(asyncio.Protocol):
                 self.content_bytes = 0
                 self._rearm(self.content_started + min(self._first_rate_check(),
                                                        self.server.config.smtpd.data_timeout))
+            else:  # back to commands: their timeouts, and the session's, apply again
+                self._rearm(min(self.loop.time() + self._idle_limit(), self.session_deadline))
+        if conn.pending is None and conn.line_pending:
+            if self.line_started is None:
+                self.line_started = self.loop.time()
+        else:
+            self.line_started = None  # a line completed, or we are the ones deciding
         if conn.pending is not None and conn.buffered > PAUSE_BUFFER:
             self._pause_reading("decision")
         else:
@@ -282,10 +316,19 @@ class SmtpSession(asyncio.Protocol):
         if self.lost or self.conn.closed:
             return
         now = self.loop.time()
-        if self.conn.pending is not None or self.tls_started and self.conn.tls_pending:
-            self._rearm(now + self._idle_limit())  # waiting for ourselves, not the client
+        if self.conn.pending is not None or self.tls_started and (self.conn.tls_pending
+                                                                   or self.handshaking):
+            # Waiting for ourselves, not the client (a handshake has its own timeout).
+            self._rearm(now + self._idle_limit())
             return
         deadline = self.last_activity + self._idle_limit()
+        if not self.in_content:
+            if now >= self.session_deadline:
+                self._timeout(REPLY_SESSION_TOO_LONG)
+                return
+            if self.line_started is not None:
+                deadline = min(deadline, self.line_started + self._idle_limit())
+            deadline = min(deadline, self.session_deadline)
         if now >= deadline:
             self._timeout(REPLY_TIMEOUT)
             return
@@ -311,6 +354,10 @@ class SmtpSession(asyncio.Protocol):
     def shutdown(self) -> None:
         """Server shutdown: 421 4.3.2 now, or right after a commit in progress."""
         self.shutdown_requested = True
+        if self.handshaking:  # nothing to say a 421 over yet
+            if self.transport is not None:
+                self.transport.abort()
+            return
         if self.task is None and not self.lost:
             self.conn.close(REPLY_SHUTTING_DOWN)
             self._pump()
@@ -327,21 +374,63 @@ class SmtpSession(asyncio.Protocol):
         try:
             transport = await self.loop.start_tls(
                 self.transport, self, self.listener.tls_context, server_side=True,
-                ssl_handshake_timeout=min(self.server.config.smtpd.command_timeout,
-                                          TLS_HANDSHAKE_TIMEOUT))
+                ssl_handshake_timeout=self._handshake_timeout())
         except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError) as exc:
-            log_event(log, "starttls failed", level=logging.INFO, client=self.ip, error=str(exc))
+            log_event(log, "tls handshake failed" if self.handshaking else "starttls failed",
+                      level=logging.INFO, client=self.ip, error=str(exc) or type(exc).__name__)
             if self.transport is not None:
                 self.transport.abort()
+            # asyncio's SSL protocol reports no loss to us when the handshake never
+            # completed (uvloop's may): end the session here, once.
+            self.loop.call_soon(self.connection_lost, exc)
             return
         if transport is None or self.lost:
             return
         self.transport = transport  # type: ignore[assignment]
         self.reading_paused.clear()
         self.tls_started = False
-        self.conn.tls_established()
+        if self.handshaking:
+            self.handshaking = False
+            if self.shutdown_requested:
+                self.conn.refuse(REPLY_SHUTTING_DOWN)
+            else:
+                self.conn.greet()
+        else:
+            self.conn.tls_established()
         self.last_activity = self.loop.time()
         self._pump()
+
+    def _early_tls_input(self, data: bytes) -> None:
+        """The first TLS octets reached us before ``start_tls`` took the transport
+        over (uvloop may start reading before the handshake task runs).  Hand them to
+        the TLS protocol once it is set up: two loop turns, so that they arrive after
+        the ``connection_made`` that ``start_tls`` schedules and before any later
+        input (``start_tls`` pauses reading until then)."""
+        raw = self.transport
+        if raw is None:
+            return
+        self.early_input += data
+        self.loop.call_soon(self.loop.call_soon, self._replay_early_input, raw)
+
+    def _replay_early_input(self, raw: asyncio.Transport) -> None:
+        data, self.early_input = self.early_input, b""
+        tls = raw.get_protocol()
+        if not data or tls is self or raw.is_closing():
+            return
+        if isinstance(tls, asyncio.BufferedProtocol) or hasattr(tls, "get_buffer"):
+            view = memoryview(data)
+            while view:
+                buf = tls.get_buffer(len(view))  # type: ignore[attr-defined]
+                n = min(len(buf), len(view))
+                buf[:n] = view[:n]
+                tls.buffer_updated(n)  # type: ignore[attr-defined]
+                view = view[n:]
+        else:
+            cast(asyncio.Protocol, tls).data_received(data)
+
+    def _handshake_timeout(self) -> float:
+        smtpd = self.server.config.smtpd
+        return min(smtpd.command_timeout, smtpd.tls_handshake_timeout)
 
     def tls_description(self) -> str:
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None

@@ -83,6 +83,7 @@ REPLY_TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections from your
 REPLY_SERVER_BUSY = Reply(421, "4.3.2", "Too many connections, try again later")
 REPLY_TIMEOUT = Reply(421, "4.4.2", "Timeout exceeded, closing connection")
 REPLY_TOO_SLOW = Reply(421, "4.4.2", "Data rate too low, closing connection")
+REPLY_SESSION_TOO_LONG = Reply(421, "4.4.2", "Session time limit exceeded, closing connection")
 REPLY_TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
 REPLY_TOO_MANY_AUTH_FAILURES = Reply(421, "4.7.0", "Too many authentication failures, closing connection")
 REPLY_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")

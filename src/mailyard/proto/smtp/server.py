@@ -117,6 +117,14 @@ class ServerConnection(AuthCommands):
     def buffered(self) -> int:
         return len(self._buf) - self._pos
 
+    @property
+    def line_pending(self) -> bool:
+        """Part of a command or SASL line has arrived, not yet its CRLF (or the client
+        is still sending an over-long line that is being skipped)."""
+        if self.mode is not Mode.COMMAND and self.mode is not Mode.SASL:
+            return False
+        return self._skipping_line or self._pos < len(self._buf)
+
     def greet(self) -> None:
         banner = self.settings.banner or "ESMTP Mailyard"
         self._send(Reply(220, "", f"{self.settings.hostname} {banner}"))
