@@ -79,7 +79,7 @@ class ContentCheck:
         self.header_state = "taken"
         block = b"".join(self.header)
         self.header = []
-        return block, state == "complete" or (state == "open" and self.refusal is None)
+        return block, state != "truncated" and self.refusal is None
 
     def refuse(self, reply: Reply) -> None:
         if self.refusal is None:
