@@ -105,6 +105,9 @@ class MemoryDirectory:
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.domains
 
+    def primary_domain(self) -> str | None:
+        return min(self.domains) if self.domains else None
+
     def _canonical(self, address: str) -> str:
         local, domain = split_address(address)
         return f"{local.split('+', 1)[0].lower()}@{domain}"

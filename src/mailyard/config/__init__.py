@@ -135,6 +135,14 @@ class SmtpdConfig:
     auth_failure_delay_max: float = 8.0
     tls_handshake_timeout: float = 10.0
     max_session_time: float = 3600.0
+    # Submission (587/465) only: recipients at address literals (user@[192.0.2.1]).
+    # Off: all refused.  On: literals of public addresses only; loopback, private,
+    # link-local and other non-global ranges are always refused (no SSRF into the LAN).
+    submission_allow_address_literals: bool = False
+    # Submission only: every address in header From must be owned by the login user
+    # (same rule as the envelope sender).  Off by default: list managers, "on behalf of"
+    # and shared-mailbox clients legitimately send with a From they do not own.
+    require_header_from_match: bool = False
 
     def validate(self, key: str) -> None:
         if self.max_line_length < 1000:

@@ -41,6 +41,12 @@ class Resolution:
 class Directory(Protocol):
     def is_local_domain(self, domain: str) -> bool: ...
 
+    def primary_domain(self) -> str | None:
+        """The domain ``<postmaster>`` without a domain belongs to (RFC 5321 4.5.1): the
+        first of ``local_domains`` in the configuration, else the first domain added to
+        the directory; None when there is no local domain."""
+        ...
+
     def resolve(self, address: str) -> Resolution:
         """Resolve a recipient in a local domain: users, aliases (recursively, loop-safe),
         user+tag sub-addressing, and postmaster@/abuse@ which always exist."""

@@ -111,6 +111,7 @@ class SqliteDirectory:
         self.path = Path(path)
         self.refresh_each_lookup = refresh_each_lookup
         self.config_domains = frozenset(domain_key(d) for d in config.local_domains)
+        self.config_primary = domain_key(config.local_domains[0]) if config.local_domains else ""
         self.hasher = hasher or PasswordHasher()  # argon2id, RFC 9106 parameters
         # PBKDF2 iterations for new SCRAM keys; 0: store none (SCRAM is not offered).
         self.scram_iterations = (config.auth.scram_iterations if scram_iterations is None
@@ -190,6 +191,15 @@ class SqliteDirectory:
 
     def is_local_domain(self, domain: str) -> bool:
         return domain_key(domain) in self.local_domains()
+
+    def primary_domain(self) -> str | None:
+        if self.config_primary:
+            return self.config_primary
+        state = self._fresh_state()
+        with _database_errors():
+            row = state.conn.execute(
+                "SELECT name FROM domains ORDER BY created, name LIMIT 1").fetchone()
+        return row[0] if row else None
 
     def resolve(self, address: str) -> Resolution:
         key = address.strip()

@@ -35,6 +35,7 @@ __all__ = [
     "RecipientReport",
     "bounce_envelope_and_content",
     "build_report",
+    "may_return_full",
     "should_notify",
     "status_of",
 ]
@@ -275,6 +276,14 @@ def _original_part(original: bytes, full: bool, smtputf8: bool) -> str:
             f"Content-Transfer-Encoding: {cte}\r\n\r\n")
 
 
+def may_return_full(envelope: Envelope, reports: Sequence[RecipientReport]) -> bool:
+    """Backscatter: the sender of mail that arrived without authentication may be
+    forged, so its failure notices carry the header only (as with RET=HDRS), whatever
+    RET says; so do notices about a mail loop (5.4.6), which a crafted header can
+    cause.  Mail from an authenticated submitter (or a local program) gets it whole."""
+    return bool(envelope.auth_user) and not any(r.status == "5.4.6" for r in reports)
+
+
 def build_report(hostname: str, envelope: Envelope, reports: Sequence[RecipientReport],
                  content: BinaryIO | None, size: int = 0, arrival: float = 0.0, *,
                  now: float, retry_until: float | None = None, qid: str = "",
@@ -283,8 +292,8 @@ def build_report(hostname: str, envelope: Envelope, reports: Sequence[RecipientR
 
     Returns the envelope to queue it under (null sender, to the original sender) and
     its bytes.  The whole original is returned only in a report with failures, when
-    RET is not HDRS (RFC 3461 4.3), the body is not BINARYMIME and it fits
-    ``max_return_size``; otherwise its header.  ``size`` (the spool's content size)
+    RET is not HDRS (RFC 3461 4.3), the body is not BINARYMIME, it fits
+    ``max_return_size`` and :func:`may_return_full` allows it; otherwise its header.  ``size`` (the spool's content size)
     lets a large original be known too big without reading it.  ``retry_until`` fills
     Will-Retry-Until for delays.  The caller decides who gets notified
     (:func:`should_notify`) and never reports to a null sender.
@@ -298,7 +307,8 @@ def build_report(hostname: str, envelope: Envelope, reports: Sequence[RecipientR
     want_full = (any(r.action is DsnAction.FAILED for r in reports)
                  and envelope.ret.upper() != "HDRS"
                  and envelope.body_type.upper() != "BINARYMIME"
-                 and not size > max_return_size)
+                 and not size > max_return_size
+                 and may_return_full(envelope, reports))
     original, full = read_original(content, want_full=want_full, max_size=max_return_size)
     utf8 = _needs_utf8(envelope, reports)
     returned = ("The original message is attached." if full else

@@ -4,7 +4,16 @@
   domains that exist (554 5.7.1 relay denied / 550 5.1.1 unknown user); no AUTH.
 * ``submission`` (587) and ``submissions`` (465): STARTTLS (587) and then AUTH are
   required before MAIL (RFC 6409 4.3, RFC 8314); an authenticated user may send to
-  anyone, but only from an address the directory says they own (553 5.7.1).
+  anyone, but only from an address the directory says they own (553 5.7.1); not to
+  address literals unless ``smtpd.submission_allow_address_literals``, and never to
+  literals of loopback, private or link-local addresses (550 5.7.1).
+
+At the end of the content (every kind), the header section is checked: a
+``Delivered-To:`` naming an accepted local recipient means the message has been
+delivered here before and is looping (554 5.4.6, refused in session so no bounce
+goes to a possibly forged sender); on submission with
+``smtpd.require_header_from_match``, every ``From:`` address must be owned by the
+login user (550 5.7.1).
 
 Every kind refuses MAIL with 452 4.3.1 when the spool's free space is below
 ``smtpd.min_free_disk`` (the free space is sampled at most once a second).
@@ -12,15 +21,21 @@ Every kind refuses MAIL with 452 4.3.1 when the spool's free space is below
 
 from __future__ import annotations
 
+import ipaddress
 import time
-from typing import Callable
+from typing import Callable, Iterable
 
 from mailyard.config import Config
+from mailyard.directory.addresses import address_key, base_address
 from mailyard.directory.api import Directory, DirectoryError
-from mailyard.envelope import split_address
+from mailyard.envelope import Recipient, split_address
+from mailyard.message.headerblock import HeaderSummary
 from mailyard.proto.smtp.replies import (
+    REPLY_ADDRESS_LITERAL_DENIED,
     REPLY_AUTH_REQUIRED,
+    REPLY_DELIVERED_TO_LOOP,
     REPLY_DISK_FULL,
+    REPLY_HEADER_FROM_NOT_OWNED,
     REPLY_MUST_STARTTLS,
     REPLY_RELAY_DENIED,
     REPLY_SENDER_NOT_OWNED,
@@ -94,7 +109,9 @@ class ListenerPolicy:
             return None
         try:
             if not self.directory.is_local_domain(domain):
-                if self.submission or self.config.is_relay_domain(domain):
+                if self.submission:
+                    return self._check_literal(domain)
+                if self.config.is_relay_domain(domain):
                     return None
                 return REPLY_RELAY_DENIED
             if not self.directory.recipient_exists(address):
@@ -103,9 +120,71 @@ class ListenerPolicy:
             return REPLY_TEMP_LOOKUP
         return None
 
+    def _check_literal(self, domain: str) -> Reply | None:
+        """Submission to ``user@[address]`` (RFC 5321 4.1.3)."""
+        if not domain.startswith("["):
+            return None
+        if not self.config.smtpd.submission_allow_address_literals:
+            return REPLY_ADDRESS_LITERAL_DENIED
+        text = domain[1:-1] if domain.endswith("]") else domain[1:]
+        if text[:5].lower() == "ipv6:":
+            text = text[5:]
+        try:
+            ip = ipaddress.ip_address(text)
+        except ValueError:
+            return REPLY_ADDRESS_LITERAL_DENIED
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return None if ip.is_global and not ip.is_multicast else REPLY_ADDRESS_LITERAL_DENIED
+
+    def check_content(self, session: Session, recipients: Iterable[Recipient],
+                      header: HeaderSummary) -> Reply | None:
+        """End of DATA/BDAT, before the message is committed: the header checks."""
+        try:
+            if header.delivered_to and self._looped(recipients, header.delivered_to):
+                return REPLY_DELIVERED_TO_LOOP
+            if self.submission and self.config.smtpd.require_header_from_match:
+                return self._check_header_from(session.auth_user, header)
+        except DirectoryError:
+            return REPLY_TEMP_LOOKUP
+        return None
+
+    def _looped(self, recipients: Iterable[Recipient], delivered_to: frozenset[str]) -> bool:
+        """Does a ``Delivered-To:`` name a local recipient (its key, or without its
+        +tag), or every mailbox the recipient goes to?  Local delivery would refuse
+        the latter as a loop (554 5.4.6) and bounce it."""
+        for recipient in recipients:
+            _local, domain = split_address(recipient.address)
+            if not domain or not self.directory.is_local_domain(domain):
+                continue
+            key = address_key(recipient.address)
+            if key in delivered_to or base_address(key) in delivered_to:
+                return True
+            mailboxes = self.directory.resolve(recipient.address).mailboxes
+            if mailboxes and delivered_to.issuperset(mailboxes):
+                return True
+        return False
+
+    def _check_header_from(self, user: str, header: HeaderSummary) -> Reply | None:
+        """RFC 5322 3.6.2 From: every address in it must be the user's own (the same
+        ownership rule as MAIL FROM); a message without one is refused too."""
+        if not header.from_addresses:
+            return REPLY_HEADER_FROM_NOT_OWNED
+        for address in header.from_addresses:
+            if not self.directory.may_send_from(user, address):
+                return REPLY_HEADER_FROM_NOT_OWNED
+        return None
+
     def postmaster_address(self, address: str) -> str:
-        """``<postmaster>`` without a domain means postmaster of our primary domain."""
+        """``<postmaster>`` without a domain (RFC 5321 4.1.1.3, 4.5.1, any case) means
+        postmaster of our primary domain: the first of ``local_domains``, else the
+        first domain in the directory; ``hostname`` when there is none."""
         if "@" in address:
             return address
-        domain = self.config.local_domains[0] if self.config.local_domains else self.config.hostname
-        return f"{address}@{domain}"
+        domain = self.config.local_domains[0] if self.config.local_domains else ""
+        if not domain:
+            try:
+                domain = self.directory.primary_domain() or ""
+            except DirectoryError:
+                domain = ""
+        return f"{address}@{domain or self.config.hostname}"

@@ -30,18 +30,19 @@ from typing import TYPE_CHECKING, Any, Callable, Coroutine, cast
 
 from mailyard.directory.api import DirectoryError
 from mailyard.envelope import Envelope, split_address
+from mailyard.message.headerblock import EMPTY as NO_HEADER
+from mailyard.message.headerblock import HeaderSummary, inspect_header, submission_fields
 from mailyard.obs import log_event
 from mailyard.proto.smtp.events import (
-    CLOSED, NEED_DATA, PAUSED, AuthCredentials, AuthResult, DataChunk, DataStart, Event, Helo,
-    MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, StartTlsRequested,
+    CLOSED, NEED_DATA, PAUSED, AuthCredentials, AuthResult, DataChunk, DataStart, Event,
+    HeaderSection, Helo, MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, StartTlsRequested,
     TransactionAborted, Vrfy,
 )
 from mailyard.proto.smtp.replies import (
-    REPLY_AUTH_BUSY, REPLY_AUTH_CANCELLED, REPLY_AUTH_LOCKED_OUT,
-)
-from mailyard.proto.smtp.replies import (
-    REPLY_AUTH_FAILED, REPLY_AUTH_REQUIRED, REPLY_AUTH_TEMP, REPLY_BARE_LINE_ENDING,
-    REPLY_DISK_FULL, REPLY_INTERNAL_ERROR, REPLY_LINE_TOO_LONG, REPLY_LOOP,
+    REPLY_ADDRESS_LITERAL_DENIED, REPLY_AUTH_BUSY, REPLY_AUTH_CANCELLED, REPLY_AUTH_FAILED,
+    REPLY_AUTH_LOCKED_OUT, REPLY_AUTH_REQUIRED, REPLY_AUTH_TEMP, REPLY_BARE_LINE_ENDING,
+    REPLY_DELIVERED_TO_LOOP, REPLY_DISK_FULL, REPLY_HEADER_FROM_NOT_OWNED,
+    REPLY_INTERNAL_ERROR, REPLY_LINE_TOO_LONG, REPLY_LOOP,
     REPLY_MESSAGE_TOO_BIG, REPLY_MUST_STARTTLS, REPLY_QUEUED, REPLY_RELAY_DENIED,
     REPLY_SENDER_NOT_OWNED, REPLY_SESSION_TOO_LONG, REPLY_SHUTTING_DOWN, REPLY_STORAGE_ERROR, REPLY_TEMP_LOOKUP,
     REPLY_TIMEOUT, REPLY_TLS_UNAVAILABLE, REPLY_TOO_SLOW, REPLY_UNKNOWN_USER, Reply,
@@ -67,6 +68,8 @@ REJECT_REASONS: dict[Reply, str] = {
     REPLY_STORAGE_ERROR: "storage_error", REPLY_MESSAGE_TOO_BIG: "too_big",
     REPLY_BARE_LINE_ENDING: "bare_line_ending", REPLY_LINE_TOO_LONG: "line_too_long",
     REPLY_LOOP: "loop", REPLY_TEMP_LOOKUP: "lookup_failure",
+    REPLY_DELIVERED_TO_LOOP: "loop", REPLY_HEADER_FROM_NOT_OWNED: "header_from_not_owned",
+    REPLY_ADDRESS_LITERAL_DENIED: "address_literal",
 }
 
 
@@ -113,6 +116,8 @@ class SmtpSession(asyncio.Protocol):
         self.writer: MessageWriter | None = None
         self.envelope: Envelope | None = None
         self.write_failed = False
+        self.header: HeaderSummary = NO_HEADER  # the message's, once its header is read
+        self.held: list[bytes] | None = None  # submission: content held until the header ends
         self.record: TransactionRecord | None = None
         self.task: asyncio.Future[Any] | None = None  # our own answer in progress
         self.tls_started = False
@@ -480,11 +485,15 @@ class SmtpSession(asyncio.Protocol):
             writer = self.server.spool.open_message(envelope)
             protocol = protocol_name(session.extended, session.tls, bool(session.auth_user),
                                      envelope.smtputf8)
-            writer.write(received_header(
+            received = received_header(
                 helo=session.helo, ip=self.ip, hostname=self.server.config.hostname,
                 protocol=protocol, qid=writer.qid,
                 recipients=tuple(r.address for r in envelope.recipients),
-                tls=self.tls_description()))
+                tls=self.tls_description())
+            if self.listener.policy.submission:
+                self.held = [received]  # Date/Message-ID may follow it (_on_header)
+            else:
+                writer.write(received)
         except (StorageError, OSError) as exc:
             log_event(log, "spool open failed", level=logging.ERROR, client=self.ip, error=str(exc))
             if writer is not None:
@@ -495,14 +504,33 @@ class SmtpSession(asyncio.Protocol):
         self.writer = writer
         self.envelope = envelope
         self.write_failed = False
+        self.header = NO_HEADER
         conn.accept()
 
+    def _on_header(self, event: HeaderSection) -> None:
+        """The header section, read once: kept for the end-of-data checks; on
+        submission the held content goes out after the Received field, with Date and
+        Message-ID when the client left them out (RFC 6409 8.2, 8.3)."""
+        self.header = inspect_header(event.block, event.complete)
+        held, self.held = self.held, None
+        if held is None or self.writer is None:
+            return
+        held.insert(1, submission_fields(self.header, self.server.config.hostname,
+                                         time.time()))
+        self._write(b"".join(held))
+
     def _on_chunk(self, event: DataChunk) -> None:
+        if self.held is not None:
+            self.held.append(event.data)
+            return
+        self._write(event.data)
+
+    def _write(self, data: bytes) -> None:
         writer = self.writer
         if writer is None or self.write_failed:
             return
         try:
-            writer.write(event.data)
+            writer.write(data)
         except (StorageError, OSError) as exc:
             log_event(log, "spool write failed", level=logging.ERROR, client=self.ip,
                       qid=writer.qid, error=str(exc))
@@ -514,6 +542,13 @@ class SmtpSession(asyncio.Protocol):
         if writer is None or self.write_failed:
             self.conn.reject(REPLY_STORAGE_ERROR)
             self._log_record("failed", REPLY_STORAGE_ERROR, size=event.size)
+            return
+        refusal = self.listener.policy.check_content(
+            self.conn.session, self.envelope.recipients if self.envelope else (), self.header)
+        if refusal is not None:
+            writer.abort()
+            self.conn.reject(refusal)
+            self._log_record("rejected", refusal, size=event.size)
             return
         record, self.record = self.record, None  # logged by the commit, whatever happens
         self.task = self._spawn(self._commit(event, writer, record))
@@ -564,6 +599,7 @@ class SmtpSession(asyncio.Protocol):
         self.record = None
 
     def _discard_message(self) -> None:
+        self.held = None
         writer, self.writer = self.writer, None
         if writer is not None:
             writer.abort()
@@ -669,6 +705,7 @@ class SmtpSession(asyncio.Protocol):
 _HANDLERS: dict[type, Callable[[SmtpSession, Any], None]] = {
     Helo: SmtpSession._on_helo, MailFrom: SmtpSession._on_mail, RcptTo: SmtpSession._on_rcpt,
     DataStart: SmtpSession._on_data_start, DataChunk: SmtpSession._on_chunk,
+    HeaderSection: SmtpSession._on_header,
     MessageComplete: SmtpSession._on_complete, MessageRefused: SmtpSession._on_refused,
     TransactionAborted: SmtpSession._on_aborted, AuthCredentials: SmtpSession._on_credentials,
     ScramLookup: SmtpSession._on_scram, AuthResult: SmtpSession._on_auth_result,

@@ -34,7 +34,7 @@ def envelope(**kw) -> Envelope:
                                       DsnRecipient(("FAILURE",), "rfc822;bob@example.net")),
                             Recipient("carol@example.net"),
                             Recipient("dave@example.net", DsnRecipient(("SUCCESS",)))),
-                envid="QQ314159", received_at=NOW - 3600)
+                envid="QQ314159", received_at=NOW - 3600, auth_user="alice@example.org")
     base.update(kw)
     return Envelope(**base)
 
@@ -235,7 +235,7 @@ def test_utf8_addresses_use_rfc6533_forms():
     env = Envelope(sender="jöran@bücher.example",
                    recipients=(Recipient("用户@例子.example",
                                          DsnRecipient((), "utf-8;用户@例子.example")),),
-                   smtputf8=True, ret="FULL")
+                   smtputf8=True, ret="FULL", auth_user="jöran@bücher.example")
     original = "From: jöran@bücher.example\r\nTo: 用户@例子.example\r\nSubject: hé\r\n\r\nhi\r\n"
     dsn_env, data = build(env, [failed(env, 0, "550 5.1.1 no such user")],
                           content=original.encode())
@@ -337,3 +337,23 @@ def test_from_attempt_maps_result_kinds():
 def test_status_of(reply, action, status):
     """RFC 3463 2: status from the enhanced code, else the reply class."""
     assert status_of(reply, action) == status
+
+
+def test_unauthenticated_sender_gets_headers_only_even_with_ret_full():
+    """Backscatter: mail that came in without authentication may carry a forged
+    sender, so its failure notice returns the header only (RET=HDRS semantics)."""
+    env = envelope(auth_user="", ret="FULL")
+    _, data = build(env, [failed(env)])
+    part = parse(data).get_payload()[2]
+    assert part.get_content_type() == "text/rfc822-headers"
+    assert "Subject: quarterly figures" in part.get_payload()
+    assert b"Line one." not in data
+
+
+def test_loop_failure_returns_headers_only_to_authenticated_sender():
+    env = envelope(ret="FULL")
+    _, data = build(env, [failed(env, 0, "554 5.4.6 Mail forwarding loop for bob@example.net")])
+    assert parse(data).get_payload()[2].get_content_type() == "text/rfc822-headers"
+    assert b"Line one." not in data
+    _, other = build(env, [failed(env)])
+    assert b"Line one." in other  # other failures: whole, as asked

@@ -136,3 +136,85 @@ def test_received_header() -> None:
                           qid="Q2", recipients=("a@x", "b@x"), now=0).decode()
     assert "for <" not in two and two.endswith("id Q2;\r\n\tThu, 01 Jan 1970 00:00:00 +0000\r\n")
     assert re.fullmatch(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d \+0000", rfc5322_date())
+
+
+# --- end-of-content header checks, address literals, <postmaster> ---------------
+
+def _summary(block: bytes):
+    from mailyard.message.headerblock import inspect_header
+    return inspect_header(block)
+
+
+def test_delivered_to_naming_a_recipient_is_a_loop() -> None:
+    """A Delivered-To for an accepted local recipient (key, +tag stripped) refuses the
+    message in session (554 5.4.6), so no bounce goes to a forged sender."""
+    from mailyard.envelope import Recipient
+    from mailyard.proto.smtp.replies import REPLY_DELIVERED_TO_LOOP
+
+    for kind in ("smtp", "submission"):
+        p = policy(kind)
+        s = session(tls=True, user="user@mx.test")
+        rcpts = (Recipient("User+Tag@MX.test"), Recipient("someone@remote.test"))
+        assert p.check_content(s, rcpts, _summary(b"Delivered-To: user@mx.test\r\n")) == \
+            REPLY_DELIVERED_TO_LOOP
+        assert p.check_content(s, rcpts, _summary(b"Delivered-To: USER+tag@mx.test\r\n")) == \
+            REPLY_DELIVERED_TO_LOOP
+        assert p.check_content(s, rcpts, _summary(b"Delivered-To: other@mx.test\r\n")) is None
+        assert p.check_content(s, rcpts, _summary(b"Delivered-To: someone@remote.test\r\n")) \
+            is None  # not local: not ours to judge
+        assert p.check_content(s, rcpts, _summary(b"Subject: x\r\n")) is None
+
+
+def test_header_from_must_be_owned_when_required() -> None:
+    from dataclasses import replace as dc_replace
+
+    from mailyard.proto.smtp.replies import REPLY_HEADER_FROM_NOT_OWNED
+    required = dc_replace(CONFIG, smtpd=dc_replace(CONFIG.smtpd, require_header_from_match=True))
+    directory = MemoryDirectory(("mx.test",), {"user@mx.test": "pw"})
+    on = ListenerPolicy("submission", required, directory, FreeSpaceGauge(MemorySpool()))
+    off = policy("submission")
+    s = session(tls=True, user="user@mx.test")
+    own = _summary(b"From: User <user+news@mx.test>\r\n")
+    foreign = _summary(b"From: \"user@mx.test\" <ceo@mx.test>\r\n")
+    display = _summary(b"From: \"ceo@mx.test\" <user@mx.test>\r\n")
+    missing = _summary(b"Subject: x\r\n")
+    assert on.check_content(s, (), own) is None
+    for summary in (foreign, display, missing):
+        assert on.check_content(s, (), summary) == REPLY_HEADER_FROM_NOT_OWNED
+        assert off.check_content(s, (), summary) is None
+    mx = ListenerPolicy("smtp", required, directory, FreeSpaceGauge(MemorySpool()))
+    assert mx.check_content(session(), (), foreign) is None  # port 25: not a login
+
+
+@pytest.mark.parametrize("literal,allowed", [
+    ("[192.0.2.1]", False), ("[8.8.8.8]", True), ("[127.0.0.1]", False),
+    ("[10.0.0.5]", False), ("[169.254.1.1]", False), ("[IPv6:::1]", False),
+    ("[IPv6:fe80::1]", False), ("[IPv6:::ffff:10.0.0.1]", False),
+    ("[IPv6:2001:4860:4860::8888]", True), ("[not-an-ip]", False), ("[224.0.0.1]", False),
+])
+def test_submission_address_literals(literal: str, allowed: bool) -> None:
+    """Refused by default on submission; allowed on request, but never to loopback,
+    private, link-local or other non-global ranges (no SSRF into the LAN)."""
+    from dataclasses import replace as dc_replace
+
+    from mailyard.proto.smtp.replies import REPLY_ADDRESS_LITERAL_DENIED
+    authed = session(tls=True, user="user@mx.test")
+    assert policy("submission").check_rcpt(authed, f"x@{literal}") == REPLY_ADDRESS_LITERAL_DENIED
+    config = dc_replace(CONFIG, smtpd=dc_replace(CONFIG.smtpd,
+                                                 submission_allow_address_literals=True))
+    p = ListenerPolicy("submission", config,
+                       MemoryDirectory(("mx.test",), {"user@mx.test": "pw"}),
+                       FreeSpaceGauge(MemorySpool()))
+    assert p.check_rcpt(authed, f"x@{literal}") == (None if allowed else REPLY_ADDRESS_LITERAL_DENIED)
+    assert p.check_rcpt(authed, "x@remote.example") is None
+
+
+def test_postmaster_goes_to_first_directory_domain_without_local_domains() -> None:
+    """RFC 5321 4.5.1: <postmaster> is accepted even when the domains come only from
+    the directory (``mailyard domain add``)."""
+    config = Config(hostname="host.test", smtpd=SmtpdConfig(min_free_disk=1000))
+    p = ListenerPolicy("smtp", config, MemoryDirectory(("mx.test",), {}),
+                       FreeSpaceGauge(MemorySpool()))
+    address = p.postmaster_address("POSTMASTER")
+    assert address == "POSTMASTER@mx.test"
+    assert p.check_rcpt(session(), address) is None

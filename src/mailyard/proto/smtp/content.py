@@ -6,7 +6,9 @@ removes dot-stuffing (4.5.2).  :class:`ChunkDecoder` passes BDAT octets through
 size, refuses bare CR or LF (RFC 5321 2.3.8; a lone ``\\n.\\n`` is how SMTP smuggling,
 CVE-2023-51764, hides a second message) or converts them to CRLF, enforces the
 text-line limit (4.5.3.1.6) and counts Received fields in the header section for loop
-detection (6.3).
+detection (6.3).  The same pass keeps a copy of the header section (up to
+:data:`MAX_HEADER_BLOCK` octets) for the checks the adapter makes at the end of the
+content (:meth:`ContentCheck.take_header`); the header is never parsed twice.
 
 Everything works on whole buffers with ``bytes.find``/``count``/``replace`` so that
 the per-octet work happens in C; nothing here loops over octets in Python.  Once a
@@ -31,6 +33,9 @@ __all__ = ["ChunkDecoder", "ContentCheck", "DataDecoder"]
 _ANY_EOL = re.compile(rb"\r\n|\r|\n")
 _TERMINATOR = b"\r\n.\r\n"
 _BARE_EOL = re.compile(rb"\r(?!\n)|(?<!\r)\n")
+#: Largest header section kept for inspection (Postfix's header_size_limit); fields
+#: beyond it are stored and delivered, but not inspected.
+MAX_HEADER_BLOCK = 102_400
 
 
 class ContentCheck:
@@ -45,7 +50,8 @@ class ContentCheck:
     """
 
     __slots__ = ("max_size", "max_line", "max_received", "normalize", "binary",
-                 "size", "received", "in_headers", "refusal")
+                 "size", "received", "in_headers", "refusal", "header", "header_size",
+                 "header_state")
 
     def __init__(self, max_size: int, max_line: int, max_received: int,
                  normalize: bool = False, binary: bool = False) -> None:
@@ -58,6 +64,22 @@ class ContentCheck:
         self.received = 0
         self.in_headers = True
         self.refusal: Reply | None = None
+        self.header: list[bytes] = []  # the header section, as scanned
+        self.header_size = 0
+        self.header_state = "open"  # open -> complete | truncated -> taken
+
+    def take_header(self, at_end: bool = False) -> tuple[bytes, bool] | None:
+        """The header section and whether it is complete, once: as soon as its end (the
+        empty line) was scanned or it grew past :data:`MAX_HEADER_BLOCK`, or with
+        ``at_end`` when the content ended (a message without a body is all header; a
+        refused one has what was scanned).  None before that, and after."""
+        state = self.header_state
+        if state == "taken" or (state == "open" and not at_end):
+            return None
+        self.header_state = "taken"
+        block = b"".join(self.header)
+        self.header = []
+        return block, state != "truncated" and self.refusal is None
 
     def refuse(self, reply: Reply) -> None:
         if self.refusal is None:
@@ -118,11 +140,13 @@ class ContentCheck:
         field that goes over the limit, or -1."""
         if region.startswith(b"\r\n"):
             self.in_headers = False
+            self._keep_header(b"", True)
             return -1
         end = region.find(b"\r\n\r\n")
         head = region if end < 0 else region[: end + 2]
         if end >= 0:
             self.in_headers = False
+        self._keep_header(head, end >= 0)
         lowered = b"\r\n" + head.lower()
         count = lowered.count(b"\r\nreceived:")
         if self.received + count <= self.max_received:
@@ -132,6 +156,19 @@ class ContentCheck:
         for _ in range(self.max_received - self.received + 1):
             offset = lowered.find(b"\r\nreceived:", offset + 2)
         return max(offset, 0)
+
+
+    def _keep_header(self, head: bytes, ended: bool) -> None:
+        if self.header_state != "open":
+            return
+        if self.header_size + len(head) > MAX_HEADER_BLOCK:
+            self.header_state = "truncated"
+            return
+        if head:
+            self.header.append(head)
+            self.header_size += len(head)
+        if ended:
+            self.header_state = "complete"
 
 
 class DataDecoder:
@@ -202,11 +239,17 @@ class ChunkDecoder:
         if check.refusal is not None:
             self.carry = b""
             return b""
-        if check.binary:
-            # No line structure to keep (RFC 3030 3); Received fields split across two
-            # chunks are not counted, which only delays loop detection by a hop.
-            return check.scan(piece)
         data = self.carry + piece if self.carry else piece
+        if check.binary:
+            # No line rules in the body (RFC 3030 3), but the header section is still
+            # lines: it is scanned in whole lines, like text, so that a field split
+            # across two chunks is seen whole.
+            if not check.in_headers or len(data) > MAX_HEADER_BLOCK:
+                self.carry = b""
+                return check.scan(data)
+            cut = data.rfind(b"\n")
+            self.carry = data[cut + 1 :]
+            return check.scan(data[: cut + 1]) if cut >= 0 else b""
         cut = data.rfind(b"\n")
         if cut < 0:
             self.carry = b"" if check.long_tail(len(data)) else data

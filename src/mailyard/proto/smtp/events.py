@@ -136,6 +136,17 @@ class DataChunk(Event):
 
 
 @dataclass(slots=True)
+class HeaderSection(Event):
+    """The message's header section (RFC 5322 2.1), once per message: as soon as the
+    empty line after it was read, before the :class:`DataChunk` that holds that line,
+    or just before :class:`MessageComplete` for content without a body.  ``complete``
+    is False when it was cut at ``content.MAX_HEADER_BLOCK`` octets."""
+
+    block: bytes
+    complete: bool
+
+
+@dataclass(slots=True)
 class MessageRefused(Event):
     """The content failed a check; the reply is already queued and the transaction
     is over.  The adapter discards what it stored."""

@@ -135,6 +135,9 @@ REPLY_SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by authen
 REPLY_NEEDS_SMTPUTF8 = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
 REPLY_MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed limit")
 REPLY_LOOP = Reply(554, "5.4.6", "Too many Received headers: mail loop detected")
+REPLY_DELIVERED_TO_LOOP = Reply(554, "5.4.6", "Message already delivered to a recipient (Delivered-To): mail loop detected")
+REPLY_HEADER_FROM_NOT_OWNED = Reply(550, "5.7.1", "Header From address not owned by authenticated user")
+REPLY_ADDRESS_LITERAL_DENIED = Reply(550, "5.7.1", "Address literal recipients are not accepted here")
 REPLY_BARE_LINE_ENDING = Reply(
     554, "5.6.11", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8)"
 )

@@ -30,8 +30,8 @@ from mailyard.proto.smtp.address import (
 )
 from mailyard.proto.smtp.content import ChunkDecoder, ContentCheck, DataDecoder
 from mailyard.proto.smtp.events import (
-    CLOSED, NEED_DATA, PAUSED, AuthCredentials, DataChunk, DataStart, Decision, Event, Helo,
-    MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, Sentinel,
+    CLOSED, NEED_DATA, PAUSED, AuthCredentials, DataChunk, DataStart, Decision, Event,
+    HeaderSection, Helo, MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, Sentinel,
     StartTlsRequested, TransactionAborted, Vrfy,
 )
 from mailyard.proto.smtp.params import mail_parameters, rcpt_parameters
@@ -329,6 +329,7 @@ class ServerConnection(AuthCommands):
         if new_pos == pos and not done:
             return False
         self._pos = new_pos
+        self._header_event(self._data.check)
         if content:
             self._events.append(DataChunk(content))
         if done:
@@ -347,6 +348,7 @@ class ServerConnection(AuthCommands):
             self._chunk_left -= take
             if self._chunk_refusal is None and self._chunks is not None:
                 content = self._chunks.feed(piece)
+                self._header_event(self._chunks.check)
                 if content:
                     self._events.append(DataChunk(content))
         if not self._chunk_left:
@@ -363,6 +365,7 @@ class ServerConnection(AuthCommands):
         self.transaction.chunks += 1
         if self._chunk_last:
             tail = self._chunks.finish()
+            self._header_event(self._chunks.check)
             if tail:
                 self._events.append(DataChunk(tail))
             self._content_done(self._chunks.check)
@@ -371,8 +374,16 @@ class ServerConnection(AuthCommands):
         else:
             self._send(REPLY_BDAT_OK.with_text(f"{self._chunk_size} octets received"))
 
+    def _header_event(self, check: ContentCheck, at_end: bool = False) -> None:
+        """One HeaderSection per message, before MessageComplete or MessageRefused,
+        whatever the packet boundaries."""
+        header = check.take_header(at_end)
+        if header is not None:
+            self._events.append(HeaderSection(*header))
+
     def _content_done(self, check: ContentCheck) -> None:
         self.transaction.size = check.size
+        self._header_event(check, at_end=True)
         if check.refusal is None:
             self._ask(MessageComplete(check.size))
             return
