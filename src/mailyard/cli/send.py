@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import os
+import pwd
+import re
 import sys
 import time
 
 from mailyard.cli.spool_access import fail, open_spool
+from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.envelope import Envelope, Recipient
 from mailyard.message.submit import (
+    SubmissionError,
+    check_text,
     compose,
     is_valid_address,
     prepare_local_message,
@@ -25,19 +29,39 @@ from mailyard.message.submit import (
 )
 
 
-def _local_user() -> str:
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+def local_user(uid: int | None = None) -> str:
+    """The name of the user running the command, from the password database by the
+    real uid: never from ``LOGNAME``/``USER``, which the caller controls.  A name that
+    is not a plain login name (or a uid without one) is given as the uid number."""
+    uid = os.getuid() if uid is None else uid
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+    return name if _USER_NAME.fullmatch(name) and len(name) <= 64 else str(uid)
+
+
+def usage_error(message: str) -> int:
+    print(f"mailyard: {message}", file=sys.stderr)
+    return 2  # usage error (see mailyard.cli.main)
+
+
+def _check_addresses(sender: str, recipients: list[str]) -> str | None:
+    bad = [r for r in recipients if not is_valid_address(r)]
+    if bad:
+        return f"not a valid recipient address: {printable(bad[0])}"
+    if sender and not is_valid_address(sender):
+        return f"not a valid sender address: {printable(sender)}"
+    return None
 
 
 def _enqueue(config: Config, sender: str, recipients: list[str], content: bytes) -> int:
-    bad = [r for r in recipients if not is_valid_address(r)]
-    if bad:
-        return fail(f"not a valid recipient address: {bad[0]}")
-    if sender and not is_valid_address(sender):
-        return fail(f"not a valid sender address: {sender}")
+    problem = _check_addresses(sender, recipients)
+    if problem:
+        return fail(problem)
     if len(content) > config.smtpd.max_message_size:
         return fail(f"message is {len(content)} bytes, over smtpd.max_message_size "
                     f"({config.smtpd.max_message_size})")
@@ -46,7 +70,7 @@ def _enqueue(config: Config, sender: str, recipients: list[str], content: bytes)
     envelope = Envelope(sender=sender, recipients=tuple(Recipient(r) for r in recipients),
                         body_type=body_type, smtputf8=smtputf8,
                         client_ip="127.0.0.1", client_helo="localhost",
-                        auth_user=_local_user(), received_at=time.time())
+                        auth_user=local_user(), received_at=time.time())
     spool = open_spool(config)
     from mailyard.queue.api import StorageError
 
@@ -60,21 +84,30 @@ def _enqueue(config: Config, sender: str, recipients: list[str], content: bytes)
 
 def default_sender(config: Config) -> str:
     domain = config.local_domains[0] if config.local_domains else config.hostname
-    return f"{_local_user()}@{domain}"
+    return f"{local_user()}@{domain}"
 
 
 def cmd_send(args: argparse.Namespace, config: Config) -> int:
     sender = args.sender or default_sender(config)
-    if args.body_file:
-        try:
+    problem = _check_addresses(sender, [*args.to, *args.cc, *args.bcc])
+    if problem:
+        return usage_error(problem)
+    try:
+        check_text("--subject", args.subject)
+    except SubmissionError as exc:
+        return usage_error(str(exc))
+    try:
+        if args.body_file:
             with open(args.body_file, encoding="utf-8") as f:
                 body = f.read()
-        except OSError as exc:
-            return fail(f"cannot read {args.body_file}: {exc.strerror}")
-    else:
-        body = sys.stdin.read()
+        else:
+            body = sys.stdin.read()
+    except OSError as exc:
+        return fail(f"cannot read {args.body_file}: {exc.strerror}")
+    except UnicodeDecodeError:
+        return fail("the body is not valid UTF-8 text")
     raw = compose(sender, args.to, args.subject, body, cc=args.cc, hostname=config.hostname)
-    content = prepare_local_message(raw, config.hostname, user=_local_user(), strip_bcc=False)
+    content = prepare_local_message(raw, config.hostname, user=local_user(), strip_bcc=False)
     return _enqueue(config, sender, [*args.to, *args.cc, *args.bcc], content)
 
 
@@ -91,18 +124,30 @@ def read_sendmail_input(stream, dot_ends: bool) -> bytes:  # type: ignore[no-unt
 
 
 def cmd_sendmail(args: argparse.Namespace, config: Config) -> int:
+    full_name = args.F or ""
+    try:
+        check_text("the full name (-F)", full_name)
+    except SubmissionError as exc:
+        return usage_error(str(exc))
+    sender = args.f if args.f is not None else default_sender(config)
+    if sender == "<>":
+        sender = ""
+    problem = _check_addresses(sender, list(args.recipients))
+    if problem:
+        return usage_error(problem)
     raw = read_sendmail_input(sys.stdin.buffer, dot_ends=not (args.i or args.oi))
     recipients = list(args.recipients)
     if args.t:
         head, _ = split_head(to_crlf(raw))
-        recipients += [r for r in recipients_from_headers(head) if r not in recipients]
+        try:
+            found = recipients_from_headers(head)
+        except SubmissionError as exc:
+            return fail(f"-t: {printable(str(exc))}")
+        recipients += [r for r in found if r not in recipients]
     if not recipients:
         return fail("no recipients (give addresses, or -t to read them from the headers)")
-    sender = args.f if args.f is not None else default_sender(config)
-    if sender == "<>":
-        sender = ""
-    content = prepare_local_message(raw, config.hostname, user=_local_user(), strip_bcc=True,
-                                    sender=sender, full_name=args.F or "")
+    content = prepare_local_message(raw, config.hostname, user=local_user(), strip_bcc=True,
+                                    sender=sender, full_name=full_name)
     return _enqueue(config, sender, recipients, content)
 
 
