@@ -10,6 +10,7 @@ the body is passed through untouched.
 from __future__ import annotations
 
 import email.utils
+import pwd
 import re
 import time
 from email import errors
@@ -17,6 +18,7 @@ from email.message import EmailMessage
 from email.parser import HeaderParser
 from email.policy import SMTP, SMTPUTF8, compat32
 
+from mailyard.envelope import Envelope, Recipient
 from mailyard.proto.smtp.address import AddressError, parse_forward_path
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -164,6 +166,29 @@ def compose(sender: str, to: list[str], subject: str, body: str, cc: list[str] |
         return msg.as_bytes()
     except UnicodeEncodeError:
         return msg.as_bytes(policy=SMTPUTF8)
+
+
+def local_envelope(sender: str, recipients: list[str], content: bytes, user: str) -> Envelope:
+    """The envelope of a local submission by ``user`` (a name from :func:`user_name`)."""
+    return Envelope(sender=sender, recipients=tuple(Recipient(r) for r in recipients),
+                    body_type="8BITMIME" if not content.isascii() else "7BIT",
+                    smtputf8=any(not a.isascii() for a in [sender, *recipients]),
+                    client_ip="127.0.0.1", client_helo="localhost",
+                    auth_user=user, received_at=time.time())
+
+
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
+def user_name(uid: int) -> str:
+    """The login name of ``uid`` from the password database, for the ``Received:``
+    trace line and the envelope's submitter.  A name that is not a plain login name
+    (or a uid without one) is given as the uid number."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+    return name if _USER_NAME.fullmatch(name) and len(name) <= 64 else str(uid)
 
 
 def is_valid_address(address: str) -> bool:
