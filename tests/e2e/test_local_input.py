@@ -105,8 +105,8 @@ def _run_as_nobody(config: Path, args: list[str], stdin: bytes) -> tuple[int, by
     interpreter lives under /root, which nobody cannot read, so everything the command
     needs is imported before the fork."""
     import mailyard.cli.main
-    import mailyard.cli.registry  # noqa: F401
-    import mailyard.queue.pickup  # noqa: F401
+    import mailyard.cli.registry
+    import mailyard.queue.pickup
 
     in_r, in_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -125,7 +125,7 @@ def _run_as_nobody(config: Path, args: list[str], stdin: bytes) -> tuple[int, by
             os.setuid(65534)
             os.environ["LOGNAME"] = os.environ["USER"] = "root"  # must be ignored
             code = mailyard.cli.main.main(["--config", str(config), *args])
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the child reports everything, then exits
             os.write(2, traceback.format_exc().encode())
         finally:
             sys.stderr.flush()

@@ -9,7 +9,6 @@ import argparse
 import asyncio
 import os
 import sys
-import time
 
 from mailyard.cli.spool_access import fail, open_spool
 from mailyard.cli.terminal import printable
@@ -18,8 +17,8 @@ from mailyard.message.submit import (
     SubmissionError,
     check_text,
     compose,
-    local_envelope,
     is_valid_address,
+    local_envelope,
     prepare_local_message,
     recipients_from_headers,
     split_head,

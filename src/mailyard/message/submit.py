@@ -117,7 +117,7 @@ def prepare_local_message(raw: bytes, hostname: str, *, user: str, strip_bcc: bo
         head += b"\r\n"
     extra = []
     if not has_header(head, "from") and sender:
-        extra.append(f"From: {from_field(full_name, sender)}\r\n".encode("utf-8"))
+        extra.append(f"From: {from_field(full_name, sender)}\r\n".encode())
     if not has_header(head, "date"):
         extra.append(f"Date: {email.utils.formatdate(localtime=True)}\r\n".encode())
     if not has_header(head, "message-id"):
