@@ -19,17 +19,20 @@ records who wrote each file (``st_uid``) as reliably as it reports a socket peer
 
 **What is trusted.**  Only the file's owner, which the kernel sets and the user cannot
 change; it names the submitter in the ``Received:`` line ("from user NAME") and as
-the envelope's submitter.  The content is not trusted: a drop file is taken by a
-rename into the private ``pickup/taken/`` first (so the user can no longer replace
-it), then opened with ``O_NOFOLLOW|O_NONBLOCK`` and must be a regular file with one
-link (a hard link to someone else's file would otherwise be mailed out in that
-person's name) and at most ``smtpd.max_message_size`` (plus the small envelope
-line).  Its envelope is checked like the command line's, and the message gets the
-same treatment as ``mailyard sendmail`` gives it (:func:`prepare_local_message`).
+the envelope's submitter.  The content is not trusted: a drop file is opened with
+``O_NOFOLLOW|O_NONBLOCK`` and must be a regular file with one link (a hard link to
+someone else's file would otherwise be mailed out in that person's name) and at
+most ``smtpd.max_message_size`` (plus the small envelope line).  Its envelope is
+checked like the command line's, and the message gets the same treatment as
+``mailyard sendmail`` gives it (:func:`prepare_local_message`).  What is queued is
+what was read through that descriptor; the rename into the private ``taken/`` then
+checks that the name still refers to the same inode (a file swapped in meanwhile
+is handled on its own at the next round).
 A refused file moves to ``pickup/bad/`` with a log line.
 
-**Exactly once.**  The queue id is reserved before anything is written
-(:meth:`FileSpool.open_message`), and the drop file is taken under that id::
+**Exactly once.**  After the file was read and checked, the queue id is reserved
+before anything is written (:meth:`FileSpool.open_message`), and the drop file is
+taken under that id::
 
     1. writer = spool.open_message(...)            queue id Q reserved, nothing durable
     2. rename maildrop/F -> pickup/taken/Q          fsync both directories
