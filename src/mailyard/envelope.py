@@ -23,7 +23,10 @@ class DsnRecipient:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DsnRecipient:
-        return cls(notify=tuple(d.get("notify", ())), orcpt=d.get("orcpt", ""))
+        _require(d, dict, "dsn")
+        notify = _get(d, "notify", list, [])
+        return cls(notify=tuple(_require(n, str, "notify item") for n in notify),
+                   orcpt=_get(d, "orcpt", str, ""))
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,9 @@ class Recipient:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipient:
-        return cls(address=d["address"], dsn=DsnRecipient.from_dict(d.get("dsn", {})))
+        _require(d, dict, "recipient")
+        return cls(address=_require(d.get("address"), str, "address"),
+                   dsn=DsnRecipient.from_dict(d.get("dsn", {})))
 
 
 @dataclass(frozen=True)
@@ -74,18 +79,38 @@ class Envelope:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Envelope:
+        """Raises EnvelopeFormatError (a ValueError) when a field is missing or has the
+        wrong type: the dict comes from disk and may have been damaged or forged."""
+        _require(d, dict, "envelope")
         return cls(
-            sender=d["sender"],
-            recipients=tuple(Recipient.from_dict(r) for r in d["recipients"]),
-            body_type=d.get("body_type", "7BIT"),
-            smtputf8=bool(d.get("smtputf8", False)),
-            ret=d.get("ret", ""),
-            envid=d.get("envid", ""),
-            client_ip=d.get("client_ip", ""),
-            client_helo=d.get("client_helo", ""),
-            auth_user=d.get("auth_user", ""),
-            received_at=float(d.get("received_at", 0.0)),
+            sender=_require(d.get("sender"), str, "sender"),
+            recipients=tuple(Recipient.from_dict(r)
+                             for r in _require(d.get("recipients"), list, "recipients")),
+            body_type=_get(d, "body_type", str, "7BIT"),
+            smtputf8=_get(d, "smtputf8", bool, False),
+            ret=_get(d, "ret", str, ""),
+            envid=_get(d, "envid", str, ""),
+            client_ip=_get(d, "client_ip", str, ""),
+            client_helo=_get(d, "client_helo", str, ""),
+            auth_user=_get(d, "auth_user", str, ""),
+            received_at=float(_get(d, "received_at", (int, float), 0.0)),
         )
+
+
+class EnvelopeFormatError(ValueError):
+    """A stored envelope field is missing or has the wrong type."""
+
+
+def _require(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
+    # bool is an int subclass: a number field must not accept true/false, nor the reverse.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind != bool):
+        raise EnvelopeFormatError(f"envelope field {what!r} has the wrong type "
+                                  f"({type(value).__name__})")
+    return value
+
+
+def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    return _require(d[key], kind, key) if key in d else default
 
 
 def split_address(address: str) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -44,15 +45,34 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         ts = self._timestamp(record.created)
         fields = getattr(record, "fields", None)
+        message = record.getMessage()
+        if _NEEDS_ESCAPE.search(message):
+            message = _escape_controls(message)
         if fields is None:
-            return f"{ts} {record.levelname.lower()} {record.name}: {record.getMessage()}"
-        parts = [f"{ts} {record.levelname.lower()} {record.name}: {record.getMessage()}"]
+            return f"{ts} {record.levelname.lower()} {record.name}: {message}"
+        parts = [f"{ts} {record.levelname.lower()} {record.name}: {message}"]
         for k, v in fields.items():
             s = v if type(v) is str else str(v)
-            if not s or " " in s or '"' in s or "=" in s:
-                s = json.dumps(s, ensure_ascii=False)
+            if not s or " " in s or '"' in s or "=" in s or _NEEDS_ESCAPE.search(s):
+                s = _quote(s)
             parts.append(f"{k}={s}")
         return " ".join(parts)
+
+
+# C0 controls, DEL, the C1 controls and the Unicode line/paragraph separators: none may
+# reach a text log line raw, or a value could end the line (or forge a new one) or
+# drive the terminal that shows the log.
+_NEEDS_ESCAPE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape_controls(text: str) -> str:
+    return _NEEDS_ESCAPE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _quote(value: str) -> str:
+    """A double-quoted value with every control character escaped (JSON string rules,
+    plus \\u escapes for DEL, C1 and U+2028/9, which JSON would leave raw)."""
+    return _escape_controls(json.dumps(value, ensure_ascii=False))
 
 
 class _JsonFormatter(logging.Formatter):
@@ -64,7 +84,9 @@ class _JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         out.update(getattr(record, "fields", None) or {})
-        return json.dumps(out, ensure_ascii=False, default=str)
+        line = json.dumps(out, ensure_ascii=False, default=str)
+        # JSON escapes C0 controls itself; DEL, C1 and U+2028/9 it leaves raw.
+        return _escape_controls(line) if _NEEDS_ESCAPE.search(line) else line
 
 
 class BufferedLineHandler(logging.Handler):

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from mailyard.cli.spool_access import fail, open_spool
+from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.queue.api import QueueEntry
 
@@ -52,12 +53,13 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
         return 0
     print(f"{'ID':<20} {'SIZE':>9} {'ARRIVED':<19}  SENDER / RECIPIENTS")
     for e in entries:
-        print(f"{e.qid:<20} {e.size:>9} {_ts(e.created):<19}  <{e.envelope.sender}>")
+        print(f"{e.qid:<20} {e.size:>9} {_ts(e.created):<19}  <{printable(e.envelope.sender)}>")
         for r in e.recipients:
             extra = f" next {_ts(r.next_attempt)}" if r.state.value == "deferred" else ""
-            print(f"{'':<52}{r.address} [{r.state.value}, {r.attempts} attempts{extra}]")
+            print(f"{'':<52}{printable(r.address)} [{r.state.value}, {r.attempts} attempts"
+                  f"{extra}]")
             if r.last_reply:
-                print(f"{'':<54}{r.last_reply}")
+                print(f"{'':<54}{printable(r.last_reply)}")
     print(f"-- {len(entries)} message(s)")
     return 0
 
@@ -74,23 +76,23 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     print(f"Queue ID:    {entry.qid}")
     print(f"Arrived:     {_ts(entry.created)}")
     print(f"Size:        {entry.size}")
-    print(f"Sender:      <{env.sender}>")
+    print(f"Sender:      <{printable(env.sender)}>")
     if env.auth_user:
-        print(f"Submitted by: {env.auth_user}")
+        print(f"Submitted by: {printable(env.auth_user)}")
     if env.client_ip:
-        print(f"Client:      {env.client_helo} [{env.client_ip}]")
+        print(f"Client:      {printable(env.client_helo)} [{printable(env.client_ip)}]")
     for r in entry.recipients:
-        print(f"Recipient:   {r.address}: {r.state.value}, {r.attempts} attempt(s), "
+        print(f"Recipient:   {printable(r.address)}: {r.state.value}, {r.attempts} attempt(s), "
               f"last {_ts(r.last_attempt)}, next {_ts(r.next_attempt)}")
         if r.last_reply:
-            print(f"             last reply: {r.last_reply}")
+            print(f"             last reply: {printable(r.last_reply)}")
     if args.headers:
         print()
         with spool.open_content(entry.qid) as f:
             for line in f:
                 if line in (b"\r\n", b"\n"):
                     break
-                print(line.decode("utf-8", "replace").rstrip("\r\n"))
+                print(printable(line.decode("utf-8", "replace").rstrip("\r\n")))
     return 0
 
 

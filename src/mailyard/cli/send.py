@@ -7,46 +7,97 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import os
 import sys
-import time
 
 from mailyard.cli.spool_access import fail, open_spool
+from mailyard.cli.terminal import printable
 from mailyard.config import Config
-from mailyard.envelope import Envelope, Recipient
 from mailyard.message.submit import (
+    SubmissionError,
+    check_text,
     compose,
     is_valid_address,
+    local_envelope,
     prepare_local_message,
     recipients_from_headers,
     split_head,
     to_crlf,
+    user_name,
 )
 
 
-def _local_user() -> str:
+def local_user(uid: int | None = None) -> str:
+    """The name of the user running the command, from the password database by the
+    real uid: never from ``LOGNAME``/``USER``, which the caller controls."""
+    return user_name(os.getuid() if uid is None else uid)
+
+
+def usage_error(message: str) -> int:
+    print(f"mailyard: {message}", file=sys.stderr)
+    return 2  # usage error (see mailyard.cli.main)
+
+
+def _check_addresses(sender: str, recipients: list[str]) -> str | None:
+    bad = [r for r in recipients if not is_valid_address(r)]
+    if bad:
+        return f"not a valid recipient address: {printable(bad[0])}"
+    if sender and not is_valid_address(sender):
+        return f"not a valid sender address: {printable(sender)}"
+    return None
+
+
+def can_write_queue(config: Config) -> bool:
+    """True for the data directory's owner (and root): they write the queue directly.
+    Everybody else hands the message to the server through the maildrop."""
+    queue = config.data_path / "queue"
+    if queue.is_dir():
+        dirs = [queue / "msg", queue / "tmp"]
+    else:  # not created yet: whoever may create it
+        existing = next(p for p in (queue, *queue.parents) if p.exists())
+        dirs = [existing]
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.getuid())
+        return all(os.access(d, os.W_OK | os.X_OK) for d in dirs) and (
+            not (queue / "index.db").exists() or os.access(queue / "index.db", os.W_OK))
+    except OSError:
+        return False
+
+
+def _submit(config: Config, sender: str, recipients: list[str], raw: bytes, *,
+            strip_bcc: bool, full_name: str = "") -> int:
+    """Queue directly when allowed, else drop the message for the server's pickup."""
+    if can_write_queue(config):
+        content = prepare_local_message(raw, config.hostname, user=local_user(),
+                                        strip_bcc=strip_bcc, sender=sender,
+                                        full_name=full_name)
+        return _enqueue(config, sender, recipients, content)
+    from mailyard.queue.pickup import MaildropPaths, encode_drop, write_drop_file
+
+    problem = _check_addresses(sender, recipients)
+    if problem:
+        return fail(problem)
+    if len(raw) > config.smtpd.max_message_size:
+        return fail(f"message is {len(raw)} bytes, over smtpd.max_message_size "
+                    f"({config.smtpd.max_message_size})")
+    maildrop = MaildropPaths(config.data_path).maildrop
+    data = encode_drop(sender, recipients, raw, full_name=full_name, strip_bcc=strip_bcc)
+    try:
+        write_drop_file(maildrop, data)
+    except OSError as exc:
+        return fail(f"cannot write the queue, nor the maildrop {maildrop} "
+                    f"({exc.strerror or exc}); is the server set up (mailyard serve)?")
+    print("queued for pickup by the server", file=sys.stderr)
+    return 0
 
 
 def _enqueue(config: Config, sender: str, recipients: list[str], content: bytes) -> int:
-    bad = [r for r in recipients if not is_valid_address(r)]
-    if bad:
-        return fail(f"not a valid recipient address: {bad[0]}")
-    if sender and not is_valid_address(sender):
-        return fail(f"not a valid sender address: {sender}")
+    problem = _check_addresses(sender, recipients)
+    if problem:
+        return fail(problem)
     if len(content) > config.smtpd.max_message_size:
         return fail(f"message is {len(content)} bytes, over smtpd.max_message_size "
                     f"({config.smtpd.max_message_size})")
-    smtputf8 = any(not a.isascii() for a in [sender, *recipients])
-    body_type = "8BITMIME" if not content.isascii() else "7BIT"
-    envelope = Envelope(sender=sender, recipients=tuple(Recipient(r) for r in recipients),
-                        body_type=body_type, smtputf8=smtputf8,
-                        client_ip="127.0.0.1", client_helo="localhost",
-                        auth_user=_local_user(), received_at=time.time())
+    envelope = local_envelope(sender, recipients, content, local_user())
     spool = open_spool(config)
     from mailyard.queue.api import StorageError
 
@@ -60,22 +111,30 @@ def _enqueue(config: Config, sender: str, recipients: list[str], content: bytes)
 
 def default_sender(config: Config) -> str:
     domain = config.local_domains[0] if config.local_domains else config.hostname
-    return f"{_local_user()}@{domain}"
+    return f"{local_user()}@{domain}"
 
 
 def cmd_send(args: argparse.Namespace, config: Config) -> int:
     sender = args.sender or default_sender(config)
-    if args.body_file:
-        try:
+    problem = _check_addresses(sender, [*args.to, *args.cc, *args.bcc])
+    if problem:
+        return usage_error(problem)
+    try:
+        check_text("--subject", args.subject)
+    except SubmissionError as exc:
+        return usage_error(str(exc))
+    try:
+        if args.body_file:
             with open(args.body_file, encoding="utf-8") as f:
                 body = f.read()
-        except OSError as exc:
-            return fail(f"cannot read {args.body_file}: {exc.strerror}")
-    else:
-        body = sys.stdin.read()
+        else:
+            body = sys.stdin.read()
+    except OSError as exc:
+        return fail(f"cannot read {args.body_file}: {exc.strerror}")
+    except UnicodeDecodeError:
+        return fail("the body is not valid UTF-8 text")
     raw = compose(sender, args.to, args.subject, body, cc=args.cc, hostname=config.hostname)
-    content = prepare_local_message(raw, config.hostname, user=_local_user(), strip_bcc=False)
-    return _enqueue(config, sender, [*args.to, *args.cc, *args.bcc], content)
+    return _submit(config, sender, [*args.to, *args.cc, *args.bcc], raw, strip_bcc=False)
 
 
 def read_sendmail_input(stream, dot_ends: bool) -> bytes:  # type: ignore[no-untyped-def]
@@ -91,19 +150,29 @@ def read_sendmail_input(stream, dot_ends: bool) -> bytes:  # type: ignore[no-unt
 
 
 def cmd_sendmail(args: argparse.Namespace, config: Config) -> int:
+    full_name = args.F or ""
+    try:
+        check_text("the full name (-F)", full_name)
+    except SubmissionError as exc:
+        return usage_error(str(exc))
+    sender = args.f if args.f is not None else default_sender(config)
+    if sender == "<>":
+        sender = ""
+    problem = _check_addresses(sender, list(args.recipients))
+    if problem:
+        return usage_error(problem)
     raw = read_sendmail_input(sys.stdin.buffer, dot_ends=not (args.i or args.oi))
     recipients = list(args.recipients)
     if args.t:
         head, _ = split_head(to_crlf(raw))
-        recipients += [r for r in recipients_from_headers(head) if r not in recipients]
+        try:
+            found = recipients_from_headers(head)
+        except SubmissionError as exc:
+            return fail(f"-t: {printable(str(exc))}")
+        recipients += [r for r in found if r not in recipients]
     if not recipients:
         return fail("no recipients (give addresses, or -t to read them from the headers)")
-    sender = args.f if args.f is not None else default_sender(config)
-    if sender == "<>":
-        sender = ""
-    content = prepare_local_message(raw, config.hostname, user=_local_user(), strip_bcc=True,
-                                    sender=sender, full_name=args.F or "")
-    return _enqueue(config, sender, recipients, content)
+    return _submit(config, sender, recipients, raw, strip_bcc=True, full_name=full_name)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

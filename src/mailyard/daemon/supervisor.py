@@ -164,6 +164,7 @@ class Supervisor:
     # --- running ---------------------------------------------------------------
     async def main_loop(self, spool, notify_r: int) -> None:  # type: ignore[no-untyped-def]
         from mailyard.delivery.dispatcher import Dispatcher
+        from mailyard.queue.pickup import MaildropPickup
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -183,6 +184,7 @@ class Supervisor:
         loop.add_reader(notify_r, on_notify)
         metrics_server = await self.start_metrics_endpoint()
         dispatch_task = asyncio.create_task(dispatcher.run())
+        pickup_task = asyncio.create_task(MaildropPickup(self.config, spool).run())  # noqa: F841
         log_event(log, "mailyard started", workers=len(self.workers),
                   listeners=",".join(f"{l.kind}={l.bound}" for l in self.listeners))
         dumped = float("-inf")

@@ -21,9 +21,11 @@ delivery that reads it instead of being sent damaged.
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -141,8 +143,33 @@ def _verify_crc(f: BinaryIO, info: RecordInfo) -> None:
         raise RecordError("content checksum mismatch")
 
 
+def open_record(path: Path) -> BinaryIO:
+    """Open a message file for reading, refusing anything but a regular file.
+
+    ``O_NOFOLLOW``: a symbolic link in the spool is damage, not a message to follow.
+    ``O_NONBLOCK``: opening a FIFO for reading would otherwise wait for a writer
+    forever (and a device could do anything); ``fstat`` then rejects both.
+    Raises RecordError for a file that is not a regular one, FileNotFoundError when
+    there is no file, OSError otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise RecordError("not a regular file (symbolic link)") from exc
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise RecordError(f"not a regular file (mode {stat.filemode(mode)})")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def validate(path: Path, *, verify_content: bool = False) -> RecordInfo:
-    with open(path, "rb") as f:
+    with open_record(path) as f:
         return read_info(f, verify_content=verify_content)
 
 
@@ -202,7 +229,7 @@ class ContentReader(io.RawIOBase):
 def open_content(path: Path) -> BinaryIO:
     """A buffered, read-only file over the content of the record at ``path``.
     Raises FileNotFoundError if there is no such file, RecordError if it is invalid."""
-    f = open(path, "rb")
+    f = open_record(path)
     try:
         info = read_info(f)
     except BaseException:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from mailyard.obs import log_event
 from mailyard.queue.identity import is_qid, owner_is_dead
@@ -91,11 +92,15 @@ def reconcile(layout: SpoolLayout, index: QueueIndex, report: SweepReport,
                 raise RecordError(f"file name does not match queue id {info.meta.qid!r}")
         except FileNotFoundError:
             continue  # removed meanwhile by a delivery that finished
-        except (RecordError, IsADirectoryError) as exc:
-            layout.quarantine(path, str(exc))
-            report.quarantined += 1
-            if done is not None:
-                index.forget([name])
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the start-up
+            # RecordError is the expected case; anything else a file in msg/ makes the
+            # reader raise is damage too, and is kept in corrupt/ for the operator.
+            reason = str(exc) if isinstance(exc, RecordError) else \
+                f"{type(exc).__name__}: {exc}"
+            if _quarantine(layout, path, reason):
+                report.quarantined += 1
+                if done is not None:
+                    index.forget([name])
             continue
         if done is None:
             new.append(NewMessage(name, info.meta.created, info.content_length,
@@ -109,6 +114,18 @@ def reconcile(layout: SpoolLayout, index: QueueIndex, report: SweepReport,
                   count=len(lost), qids=",".join(lost[:20]))
         index.forget(lost)
     report.lost_rows = len(lost)
+
+
+def _quarantine(layout: SpoolLayout, path: Path, reason: str) -> bool:
+    try:
+        layout.quarantine(path, reason)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:  # left in place: the next sweep tries again
+        log_event(log, "queue file could not be quarantined", level=logging.ERROR,
+                  file=path.name, reason=reason, error=str(exc))
+        return False
+    return True
 
 
 def purge_tombstones(layout: SpoolLayout, index: QueueIndex) -> int:

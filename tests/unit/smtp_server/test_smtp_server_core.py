@@ -409,3 +409,14 @@ def test_http_request_closes() -> None:
     run = run_all_ways(b"POST / HTTP/1.1\r\nHost: mx\r\n\r\nMAIL FROM:<a@b>\r\n")
     assert run.codes == ["220", "421 4.7.0"]
     assert run.conn.closed
+
+
+@pytest.mark.parametrize("name", [b"evil\x1b]0;PWNED\x07.example", b"a\tb", b"x\x7f",
+                                  "x\u009b31m".encode()])
+def test_helo_with_control_characters_refused(name: bytes) -> None:
+    """The EHLO/HELO argument is a domain or address literal (RFC 5321 4.1.1.1): a
+    control character is refused with 501 and the session stays usable."""
+    run = run_all_ways(b"EHLO " + name + b"\r\nHELO " + name + b"\r\nEHLO ok.test\r\n")
+    assert run.codes == ["220", f"501 {REPLY_BAD_CHARS.status}", f"501 {REPLY_BAD_CHARS.status}",
+                         "250"]
+    assert not [e for e in run.events if isinstance(e, Helo) and e.name != "ok.test"]

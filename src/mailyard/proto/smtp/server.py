@@ -19,6 +19,7 @@ table in :mod:`mailyard.proto.smtp.states`; content handling is in
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from functools import lru_cache
 from typing import Callable
@@ -57,6 +58,9 @@ _NOT_IMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "S
 # point in answering further; the connection is closed (as Postfix's
 # smtpd_forbidden_commands does).
 _FOREIGN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS", "USER"})
+# Control characters (C0, DEL, C1) in an EHLO/HELO argument: never part of a domain or
+# address literal, and the name goes to logs, the queue and the operator's terminal.
+_HELO_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class LocalProtocolError(RuntimeError):
@@ -426,6 +430,9 @@ class ServerConnection(AuthCommands):
         name = arg.strip()
         if not name:
             self._refuse(REPLY_SYNTAX.with_text("EHLO/HELO needs a domain or address literal"))
+            return
+        if _HELO_CONTROL.search(name):  # no domain or address literal contains one
+            self._refuse(REPLY_BAD_CHARS.with_text("Control character in EHLO/HELO argument"))
             return
         self._abort_transaction("helo")
         self._ask(Helo(name, extended))
