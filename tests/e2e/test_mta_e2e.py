@@ -124,6 +124,49 @@ def test_alias_expands_to_every_member(server):
     assert len(server.wait_for_messages("bob@example.test", b0 + 1)) == b0 + 1
 
 
+def _files_with(server, address: str, token: bytes) -> list:
+    return [p for p in server.message_files(address) if token in p.read_bytes()]
+
+
+def test_maildir_files_have_lf_line_ends_and_parse(server):
+    """Stored as maildir(5) and Dovecot want it: LF line ends (mutt would show ^M and
+    s-nail would find no end of header with CRLF); S= is the file size and W= the size
+    with CRLF line ends, the message as received plus the trace header fields."""
+    import email
+    import email.policy
+    import mailbox
+
+    body = "line one\nline two\n"
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+        s.send_message(_msg("carol@remote.test", "bob@example.test", "lf check", body))
+    server.wait_queue_empty()
+    (path,) = _files_with(server, "bob@example.test", b"Subject: lf check")
+    data = path.read_bytes()
+    assert b"\r" not in data
+    sizes = dict(part.split("=") for part in path.name.split(":")[0].split(",")[1:])
+    assert int(sizes["S"]) == len(data)
+    assert int(sizes["W"]) == len(data) + data.count(b"\n")
+    box = mailbox.Maildir(server.maildir("bob@example.test"), factory=None, create=False)
+    (msg,) = [box.get_message(k) for k in box.keys()
+              if box.get_message(k)["Subject"] == "lf check"]
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert parsed["Delivered-To"] == "bob@example.test"
+    assert parsed["From"] == "carol@remote.test"
+    assert parsed.get_content() == body
+    assert not parsed.defects
+
+
+def test_one_copy_per_mailbox_after_alias_expansion(server):
+    """To: alice plus Bcc: team (team -> alice, bob): alice gets one copy, not two."""
+    token = b"dedupe-after-expansion"
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+        s.send_message(_msg("carol@remote.test", "alice@example.test", token.decode()),
+                       to_addrs=["alice@example.test", "team@example.test"])
+    server.wait_queue_empty()
+    assert len(_files_with(server, "bob@example.test", token)) == 1
+    assert len(_files_with(server, "alice@example.test", token)) == 1
+
+
 def test_subaddress_goes_to_user(server):
     before = len(server.messages("alice@example.test"))
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
