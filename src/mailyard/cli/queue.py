@@ -78,7 +78,7 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     if env.auth_user:
         print(f"Submitted by: {env.auth_user}")
     if env.client_ip:
-        print(f"Client:      {env.client_helo} [{env.client_ip}]")
+        print(f"Client:      helo={env.client_helo or '-'} ip={env.client_ip}")
     for r in entry.recipients:
         print(f"Recipient:   {r.address}: {r.state.value}, {r.attempts} attempt(s), "
               f"last {_ts(r.last_attempt)}, next {_ts(r.next_attempt)}")
