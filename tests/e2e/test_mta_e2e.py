@@ -167,6 +167,43 @@ def test_one_copy_per_mailbox_after_alias_expansion(server):
     assert len(_files_with(server, "alice@example.test", token)) == 1
 
 
+def _bounces_at_postmaster(server, token: bytes) -> list[bytes]:
+    return [m for m in server.messages("postmaster@example.test")
+            if token in m and b"multipart/report" in m]
+
+
+def test_cli_send_default_sender_gets_the_bounce(server):
+    """The default sender of ``mailyard send`` can receive mail: the OS user has no
+    mailbox here, so it is postmaster@, and the bounce lands there."""
+    token = b"cli-bounce-token"
+    server.cli("send", "--to", "nobody@example.test", "--subject", token.decode(),
+               input=b"will bounce\n")
+    server.wait_queue_empty()
+    [bounce] = wait_for(lambda: _bounces_at_postmaster(server, token))
+    assert b"Final-Recipient: rfc822; nobody@example.test" in bounce
+
+
+def test_bounce_to_a_sender_without_mailbox_goes_to_postmaster(server):
+    """A bounce that cannot be delivered (its sender has no mailbox) is not dropped:
+    it reaches postmaster as a double bounce."""
+    token = b"double-bounce-token"
+    server.cli("sendmail", "-i", "-f", "ghost@example.test", "nobody@example.test",
+               input=b"Subject: " + token + b"\n\nbody\n")
+    server.wait_queue_empty()
+    [report] = wait_for(lambda: _bounces_at_postmaster(server, token))
+    assert b"Final-Recipient: rfc822; ghost@example.test" in report
+    assert b"Final-Recipient: rfc822; nobody@example.test" in report  # the bounce inside
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
 def test_subaddress_goes_to_user(server):
     before = len(server.messages("alice@example.test"))
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
@@ -177,9 +214,10 @@ def test_subaddress_goes_to_user(server):
 
 
 def test_postmaster_always_exists(server):
+    before = len(server.messages("postmaster@example.test"))
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
         s.send_message(_msg("carol@remote.test", "postmaster@example.test", "hi pm"))
-    msgs = server.wait_for_messages("postmaster@example.test", 1)
+    msgs = server.wait_for_messages("postmaster@example.test", before + 1)
     assert any(b"Subject: hi pm" in m for m in msgs)
 
 
