@@ -147,7 +147,7 @@ def test_maildir_files_have_lf_line_ends_and_parse(server):
     assert int(sizes["S"]) == len(data)
     assert int(sizes["W"]) == len(data) + data.count(b"\n")
     box = mailbox.Maildir(server.maildir("bob@example.test"), factory=None, create=False)
-    (msg,) = [box.get_message(k) for k in box.keys()
+    (msg,) = [box.get_message(k) for k in box.iterkeys()
               if box.get_message(k)["Subject"] == "lf check"]
     parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
     assert parsed["Delivered-To"] == "bob@example.test"

@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 from mailyard.store import maildir as maildir_module
 from mailyard.store.maildir import (
     LfWriter,
-    Maildir,
     MailboxNameError,
+    Maildir,
     mailbox_path,
     message_sizes,
     read_message,
