@@ -124,6 +124,86 @@ def test_alias_expands_to_every_member(server):
     assert len(server.wait_for_messages("bob@example.test", b0 + 1)) == b0 + 1
 
 
+def _files_with(server, address: str, token: bytes) -> list:
+    return [p for p in server.message_files(address) if token in p.read_bytes()]
+
+
+def test_maildir_files_have_lf_line_ends_and_parse(server):
+    """Stored as maildir(5) and Dovecot want it: LF line ends (mutt would show ^M and
+    s-nail would find no end of header with CRLF); S= is the file size and W= the size
+    with CRLF line ends, the message as received plus the trace header fields."""
+    import email
+    import email.policy
+    import mailbox
+
+    body = "line one\nline two\n"
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+        s.send_message(_msg("carol@remote.test", "bob@example.test", "lf check", body))
+    server.wait_queue_empty()
+    (path,) = _files_with(server, "bob@example.test", b"Subject: lf check")
+    data = path.read_bytes()
+    assert b"\r" not in data
+    sizes = dict(part.split("=") for part in path.name.split(":")[0].split(",")[1:])
+    assert int(sizes["S"]) == len(data)
+    assert int(sizes["W"]) == len(data) + data.count(b"\n")
+    box = mailbox.Maildir(server.maildir("bob@example.test"), factory=None, create=False)
+    (msg,) = [box.get_message(k) for k in box.iterkeys()
+              if box.get_message(k)["Subject"] == "lf check"]
+    parsed = email.message_from_bytes(msg.as_bytes(), policy=email.policy.default)
+    assert parsed["Delivered-To"] == "bob@example.test"
+    assert parsed["From"] == "carol@remote.test"
+    assert parsed.get_content() == body
+    assert not parsed.defects
+
+
+def test_one_copy_per_mailbox_after_alias_expansion(server):
+    """To: alice plus Bcc: team (team -> alice, bob): alice gets one copy, not two."""
+    token = b"dedupe-after-expansion"
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+        s.send_message(_msg("carol@remote.test", "alice@example.test", token.decode()),
+                       to_addrs=["alice@example.test", "team@example.test"])
+    server.wait_queue_empty()
+    assert len(_files_with(server, "bob@example.test", token)) == 1
+    assert len(_files_with(server, "alice@example.test", token)) == 1
+
+
+def _bounces_at_postmaster(server, token: bytes) -> list[bytes]:
+    return [m for m in server.messages("postmaster@example.test")
+            if token in m and b"multipart/report" in m]
+
+
+def test_cli_send_default_sender_gets_the_bounce(server):
+    """The default sender of ``mailyard send`` can receive mail: the OS user has no
+    mailbox here, so it is postmaster@, and the bounce lands there."""
+    token = b"cli-bounce-token"
+    server.cli("send", "--to", "nobody@example.test", "--subject", token.decode(),
+               input=b"will bounce\n")
+    server.wait_queue_empty()
+    [bounce] = wait_for(lambda: _bounces_at_postmaster(server, token))
+    assert b"Final-Recipient: rfc822; nobody@example.test" in bounce
+
+
+def test_bounce_to_a_sender_without_mailbox_goes_to_postmaster(server):
+    """A bounce that cannot be delivered (its sender has no mailbox) is not dropped:
+    it reaches postmaster as a double bounce."""
+    token = b"double-bounce-token"
+    server.cli("sendmail", "-i", "-f", "ghost@example.test", "nobody@example.test",
+               input=b"Subject: " + token + b"\n\nbody\n")
+    server.wait_queue_empty()
+    [report] = wait_for(lambda: _bounces_at_postmaster(server, token))
+    assert b"Final-Recipient: rfc822; ghost@example.test" in report
+    assert b"Final-Recipient: rfc822; nobody@example.test" in report  # the bounce inside
+
+
+def wait_for(predicate, timeout: float = 20.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
 def test_subaddress_goes_to_user(server):
     before = len(server.messages("alice@example.test"))
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
@@ -134,9 +214,10 @@ def test_subaddress_goes_to_user(server):
 
 
 def test_postmaster_always_exists(server):
+    before = len(server.messages("postmaster@example.test"))
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
         s.send_message(_msg("carol@remote.test", "postmaster@example.test", "hi pm"))
-    msgs = server.wait_for_messages("postmaster@example.test", 1)
+    msgs = server.wait_for_messages("postmaster@example.test", before + 1)
     assert any(b"Subject: hi pm" in m for m in msgs)
 
 

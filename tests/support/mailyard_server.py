@@ -165,15 +165,21 @@ class MailyardServer:
         local, domain = address.rsplit("@", 1)
         return self.data_dir / "mail" / domain.lower() / local.lower()
 
-    def messages(self, address: str) -> list[bytes]:
+    def message_files(self, address: str) -> list[Path]:
         box = self.maildir(address)
         out = []
         for sub in ("new", "cur"):
             d = box / sub
             if d.is_dir():
-                for name in sorted(os.listdir(d)):
-                    out.append((d / name).read_bytes())
+                out += [d / name for name in sorted(os.listdir(d))]
         return out
+
+    def messages(self, address: str) -> list[bytes]:
+        """The stored messages with CRLF line ends, as IMAP would give them (files
+        have LF line ends; those of earlier versions CRLF: both read the same)."""
+        from mailyard.store.maildir import read_message
+
+        return [read_message(p) for p in self.message_files(address)]
 
     def wait_for_messages(self, address: str, count: int, timeout: float = 20.0) -> list[bytes]:
         deadline = time.monotonic() + timeout

@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from mailyard.config import Config
+from mailyard.directory.addresses import address_key, split_key
 from mailyard.directory.api import AliasRecord, DirectoryError, DomainRecord, UserRecord
 from mailyard.store.maildir import Maildir, MailboxNameError, mailbox_path
 
@@ -141,10 +142,38 @@ def alias_to_json(alias: AliasRecord) -> dict[str, Any]:
     return {"address": alias.address, "targets": list(alias.targets), "created": alias.created}
 
 
+def _diverted_user(directory: SqliteDirectory, address: str,
+                   targets: list[str]) -> str | None:
+    """The user ADDRESS names, when the alias (with ``targets`` added) would take all
+    of the user's mail away from its mailbox; None otherwise."""
+    if address.strip().startswith("@"):
+        return None
+    key = address_key(address)
+    domain = split_key(key)[1]
+    if not any(u.address == key for u in directory.list_users(domain)):
+        return None
+    existing = next((a.targets for a in directory.list_aliases(domain) if a.address == key),
+                    ())
+    if any(address_key(t) == key for t in [*existing, *targets]):
+        return None  # the alias already keeps a copy in the user's mailbox
+    return key
+
+
 @_guarded
 def cmd_alias_add(args: argparse.Namespace, config: Config) -> int:
-    alias = open_directory(config).add_alias(args.address, args.targets)
+    directory = open_directory(config)
+    targets = list(args.targets)
+    user = _diverted_user(directory, args.address, targets)
+    if user is not None:
+        if not args.force:
+            return _fail(f"{user} is a user: an alias would divert all of its mail away "
+                         "from its mailbox (add --force to forward and keep a copy there)",
+                         EXIT_USAGE)
+        targets.insert(0, user)
+    alias = directory.add_alias(args.address, targets)
     print(f"alias {alias.address} -> {', '.join(alias.targets)}")
+    if user is not None:
+        print(f"{user} is a user: its mail is forwarded and a copy kept in its mailbox")
     return EXIT_OK
 
 
@@ -245,6 +274,9 @@ def _register_alias(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                 "(with a user of that address) keeps a copy and forwards.")
     p.add_argument("address", metavar="ADDRESS", help="alias address, or @domain")
     p.add_argument("targets", metavar="TARGET", nargs="+", help="where the mail goes")
+    p.add_argument("--force", action="store_true",
+                   help="ADDRESS is a user: make the alias anyway, and keep a copy in "
+                        "the user's own mailbox too")
     p = _parser(as_, "list", "list aliases", cmd_alias_list)
     p.add_argument("--domain", metavar="DOMAIN", help="only aliases of this domain")
     p.add_argument("--json", action="store_true", help="machine-readable output")

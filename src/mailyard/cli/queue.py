@@ -80,7 +80,8 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     if env.auth_user:
         print(f"Submitted by: {printable(env.auth_user)}")
     if env.client_ip:
-        print(f"Client:      {printable(env.client_helo)} [{printable(env.client_ip)}]")
+        print(f"Client:      helo={printable(env.client_helo or '-')} "
+              f"ip={printable(env.client_ip or '-')}")
     for r in entry.recipients:
         print(f"Recipient:   {printable(r.address)}: {r.state.value}, {r.attempts} attempt(s), "
               f"last {_ts(r.last_attempt)}, next {_ts(r.next_attempt)}")

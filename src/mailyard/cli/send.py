@@ -110,8 +110,27 @@ def _enqueue(config: Config, sender: str, recipients: list[str], content: bytes)
 
 
 def default_sender(config: Config) -> str:
-    domain = config.local_domains[0] if config.local_domains else config.hostname
-    return f"{local_user()}@{domain}"
+    """An envelope sender whose bounces reach a mailbox: ``USER@<primary local domain>``
+    when that address exists in the directory (a user or an alias), otherwise
+    ``postmaster@<primary local domain>``, which always exists.  The primary local
+    domain is the first of ``local_domains``, else the first added with ``mailyard
+    domain add``, else the host name."""
+    from mailyard.directory.api import DirectoryError
+    from mailyard.directory.sqlite import SqliteDirectory
+
+    path = config.data_path / "directory.db"
+    domain = config.local_domains[0] if config.local_domains else ""
+    own = ""
+    if path.exists():  # never create the directory from here
+        try:
+            directory = SqliteDirectory(path, config)
+            domain = domain or next((d.name for d in directory.list_domains()), "")
+            own = f"{local_user()}@{domain or config.hostname}"
+            if not directory.recipient_exists(own):
+                own = ""
+        except DirectoryError:
+            own = ""
+    return own or f"postmaster@{domain or config.hostname}"
 
 
 def cmd_send(args: argparse.Namespace, config: Config) -> int:
@@ -180,7 +199,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="Compose a plain-text message and queue it for delivery. "
                                    "The body is read from standard input unless --body-file "
                                    "is given.")
-    p.add_argument("--from", dest="sender", help="sender address (default: USER@first local domain)")
+    p.add_argument("--from", dest="sender", help="sender address (default: USER@first local domain if that "
+                        "address exists, else postmaster@first local domain)")
     p.add_argument("--to", action="append", required=True, help="recipient (repeatable)")
     p.add_argument("--cc", action="append", default=[], help="Cc recipient (repeatable)")
     p.add_argument("--bcc", action="append", default=[], help="Bcc recipient (repeatable)")

@@ -5,6 +5,13 @@ with the reply; or postponed: not tried, because its destination is suspended or
 see :mod:`mailyard.delivery.destinations`).  The :class:`Finalizer` applies the retry schedule and the queue
 lifetime, queues the DSNs the senders asked for (RFC 3461 NOTIFY; never for a null
 sender), and returns the :class:`Outcome` list the spool records.
+
+A message with the null sender (a bounce) is never answered by a DSN to its sender.
+When one cannot be delivered to a local recipient (the original sender's mailbox
+does not exist, say), it is not silently dropped: a report with the failed bounce
+attached goes to ``postmaster@<that recipient's domain>`` (a double bounce, as
+Postfix sends to ``2bounce_notice_recipient``), itself with the null sender.  Only
+when the failed recipient is postmaster is the message logged and dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable
 
 from mailyard.config import Config
+from mailyard.directory.addresses import address_key, base_address, split_key
+from mailyard.directory.expand import ROLE_POSTMASTER
 from mailyard.envelope import Recipient
 from mailyard.obs import log_event
 from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState
@@ -105,7 +114,10 @@ class Finalizer:
                 if (not rcpt.delay_notified
                         and self.retry.delay_warning_due(entry.created, now)):
                     delayed.append((rcpt, res))
-        await self.notify(entry, failed, "failure")
+        if entry.envelope.sender:
+            await self.notify(entry, failed, "failure")
+        else:
+            await self.double_bounce(entry, failed)
         await self.notify(entry, [(r, res) for r, res in delivered if not res.dsn_passed_on],
                           "success")
         if await self.notify(entry, delayed, "delay"):
@@ -133,6 +145,39 @@ class Finalizer:
         log_event(log, "dsn queued", qid=entry.qid, dsn_qid=qid, kind=kind,
                   to=env.sender, recipients=",".join(res.address for _, res in wanted))
         return True
+
+    async def double_bounce(self, entry: QueueEntry,
+                            failed: list[tuple[QueuedRecipient, AttemptResult]]) -> int:
+        """Report a bounce (null sender) that failed for local recipients to the
+        postmaster of their domain; returns how many reports were queued."""
+        from mailyard.message import dsn
+
+        env = entry.envelope
+        by_domain: dict[str, list[AttemptResult]] = {}
+        for _, res in failed:
+            if res.transport != "local":
+                continue
+            local, domain = split_key(base_address(address_key(res.address)))
+            if local == ROLE_POSTMASTER:
+                log_event(log, "undeliverable bounce to postmaster dropped",
+                          level=logging.ERROR, qid=entry.qid, to=res.address, reply=res.reply)
+                continue
+            by_domain.setdefault(domain, []).append(res)
+        queued = 0
+        for domain, results in by_domain.items():
+            postmaster = f"{ROLE_POSTMASTER}@{domain}"
+            reports = [dsn.RecipientReport.from_attempt(env.recipients[res.index], res.kind,
+                                                        "failure", res.reply, res.relay,
+                                                        self.clock()) for res in results]
+            with self.spool.open_content(entry.qid) as content:
+                bounce_env, bounce = dsn.build_report(
+                    self.config.hostname, replace(env, sender=postmaster), reports, content,
+                    entry.size, entry.created, now=self.clock(), qid=entry.qid)
+            qid = await self.spool.enqueue(bounce_env, bounce)
+            log_event(log, "double bounce queued", qid=entry.qid, dsn_qid=qid, to=postmaster,
+                      recipients=",".join(res.address for res in results))
+            queued += 1
+        return queued
 
     def report(self, recipient: Recipient, res: AttemptResult, kind: str) -> Any:
         """One recipient's DSN block.  Mail handed to another MTA over SMTP was relayed,

@@ -192,9 +192,11 @@ class Dispatcher:
                             recipients: list[QueuedRecipient]) -> list[AttemptResult]:
         loop = asyncio.get_running_loop()
         out: list[AttemptResult] = []
+        written: set[str] = set()  # one copy per mailbox per message, whatever the aliases
         for r in recipients:
             result = await loop.run_in_executor(
-                self.executor, self.local_agent.deliver, entry, r, self.open_content(entry.qid))
+                self.executor, self.local_agent.deliver, entry, r, self.open_content(entry.qid),
+                written)
             forwarded = await self.forward(entry, r, getattr(result, "external", ()))
             out.append(AttemptResult.from_local(r, result, forwarded))
         return out

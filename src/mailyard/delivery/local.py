@@ -8,9 +8,14 @@ and reports one result for the recipient.  A message that already carries a
 delivered there again (554 5.4.6).  External alias targets are returned, not
 queued: the caller queues the forwarded copy once the local copies are safe.
 
-Each copy's Maildir name carries the key ``<qid>.<recipient index>``; on a retry, or
-after an attempt that died before its result was recorded, the agent looks for that key
-first, so a mailbox never gets the same queued recipient twice.
+A mailbox gets one copy of a queued message, however many of its recipients lead
+there (``To: alice@`` plus ``Bcc: sales@`` where sales expands to alice), as Postfix
+does: the caller passes the set of mailboxes already written for this message, and a
+recipient whose mailboxes all hold a copy is reported delivered without a second one.
+Each copy's Maildir name carries the key ``<qid>.<mailbox>``; on a retry, or after an
+attempt that died before its result was recorded, the agent looks for that key first
+(and for ``<qid>.<recipient index>``, the key of earlier versions), so a retry never
+makes a second copy either.
 
 The agent is synchronous (file I/O with fsync); the dispatcher runs it in a thread pool.
 """
@@ -68,8 +73,13 @@ class LocalDeliveryResult:
         return Outcome(index, state, self.reply, next_attempt)
 
 
-def delivery_key(entry: QueueEntry, recipient: QueuedRecipient) -> str:
-    """The Maildir ``unique`` key of one queued recipient's copy in one mailbox."""
+def delivery_key(entry: QueueEntry, mailbox: str) -> str:
+    """The Maildir ``unique`` key of the queued message's copy in ``mailbox``."""
+    return f"{entry.qid}.{mailbox}"
+
+
+def legacy_delivery_key(entry: QueueEntry, recipient: QueuedRecipient) -> str:
+    """The key earlier versions used (per queued recipient), still looked for."""
     return f"{entry.qid}.{recipient.index}"
 
 
@@ -124,7 +134,14 @@ class LocalDeliveryAgent:
         return Maildir(mailbox_path(self.mail_root, mailbox), self.config.hostname, self.clock)
 
     def deliver(self, entry: QueueEntry, recipient: QueuedRecipient,
-                open_content: Callable[[], BinaryIO]) -> LocalDeliveryResult:
+                open_content: Callable[[], BinaryIO],
+                written: set[str] | None = None) -> LocalDeliveryResult:
+        """Deliver ``entry`` for ``recipient``.  ``written`` holds the mailboxes that
+        already have a copy of this queued message (from its other recipients in this
+        round); they are not written again, and the mailboxes this call fills are
+        added to it."""
+        if written is None:
+            written = set()
         try:
             resolution = self.directory.resolve(recipient.address)
         except DirectoryError as exc:
@@ -145,17 +162,23 @@ class LocalDeliveryAgent:
             reply = str(REPLY_FORWARDING_LOOP).format(address=", ".join(sorted(looped)))
             return LocalDeliveryResult(LocalStatus.FAILED, reply)
         done: list[str] = []
+        shared = 0
         problem: LocalDeliveryResult | None = None
         for mailbox in mailboxes:
+            if mailbox in written:
+                done.append(mailbox)
+                shared += 1
+                continue
             result = self._deliver_one(entry, recipient, mailbox, open_content)
             if result is None:
                 done.append(mailbox)
+                written.add(mailbox)
             elif problem is None or (problem.status is LocalStatus.FAILED
                                      and result.status is LocalStatus.DEFERRED):
                 problem = result  # a temporary problem wins: the whole recipient is retried
         if problem is not None:
             return LocalDeliveryResult(problem.status, problem.reply, tuple(done))
-        reply = self._success_reply(done, resolution.external)
+        reply = self._success_reply(done, resolution.external, shared)
         return LocalDeliveryResult(LocalStatus.DELIVERED, reply, tuple(done), resolution.external)
 
     @staticmethod
@@ -171,14 +194,14 @@ class LocalDeliveryAgent:
     def _deliver_one(self, entry: QueueEntry, recipient: QueuedRecipient, mailbox: str,
                      open_content: Callable[[], BinaryIO]) -> LocalDeliveryResult | None:
         """Write one copy; None when it is in place, else the problem."""
-        key = delivery_key(entry, recipient)
+        key = delivery_key(entry, mailbox)
         try:
             box = self.maildir(mailbox)
         except MailboxNameError:
             return LocalDeliveryResult(LocalStatus.FAILED,
                                        str(REPLY_BAD_MAILBOX_NAME).format(address=mailbox))
         try:
-            if (recipient.interrupted or recipient.attempts > 0) and box.find(key):
+            if _tried_before(entry) and box.find(key, legacy_delivery_key(entry, recipient)):
                 return None
             box.create()
             with open_content() as content:
@@ -192,13 +215,22 @@ class LocalDeliveryAgent:
         return None
 
     @staticmethod
-    def _success_reply(done: list[str], external: tuple[str, ...]) -> str:
+    def _success_reply(done: list[str], external: tuple[str, ...], shared: int = 0) -> str:
         if not done:
             return str(REPLY_MAILBOX_DELIVERED.with_text(
                 f"Forwarding to {len(external)} address(es)"))
         text = REPLY_MAILBOX_DELIVERED.text
         if len(done) > 1:
             text += f" ({len(done)} mailboxes)"
+        if shared:
+            text += (f"; {shared} mailbox(es) already had this message "
+                     "from another recipient")
         if external:
             text += f"; forwarding to {len(external)} address(es)"
         return str(REPLY_MAILBOX_DELIVERED.with_text(text))
+
+
+def _tried_before(entry: QueueEntry) -> bool:
+    """Whether an earlier attempt on this message may have left copies in mailboxes
+    (then :meth:`Maildir.find` is asked before writing)."""
+    return any(r.attempts > 0 or r.interrupted for r in entry.recipients)

@@ -7,9 +7,19 @@ Maildir of its own with a ``maildirfolder`` marker file.
 Delivery is the classic Maildir protocol made durable: stream the message into
 ``tmp/``, fsync the file, rename it into ``new/``, fsync ``new/``; only then is the
 message delivered.  File names follow the Maildir convention
-``<sec>.M<usec>P<pid>Q<unique>.<host>,S=<size>`` (``cur/`` names add ``:2,<flags>``),
-with the ``Q`` part derived from the caller's ``unique`` key (queue id and recipient),
-so :meth:`Maildir.find` can tell whether an interrupted delivery already left a copy.
+``<sec>.M<usec>P<pid>Q<unique>.<host>,S=<size>,W=<crlf size>`` (``cur/`` names add
+``:2,<flags>``), with the ``Q`` part derived from the caller's ``unique`` key (queue id
+and final mailbox), so :meth:`Maildir.find` can tell whether an interrupted delivery
+already left a copy.
+
+Messages are stored with LF line ends, as maildir(5) and Dovecot expect and as mutt,
+s-nail and mblaze read them: every CRLF of the message (SMTP's line end) becomes LF
+while the file is written, in a streaming pass that also handles a CRLF split across
+two chunks.  A CR that is not followed by LF is data, and is kept as it is.
+``S=`` is the size of the file (the LF form), ``W=`` the size with CRLF line ends
+(Dovecot's convention, RFC822.SIZE for IMAP), so neither needs the file to be read.
+Files written by earlier versions with CRLF line ends and only ``S=`` are still found
+by :meth:`Maildir.find` and read by :func:`read_message`.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ CHUNK_SIZE = 256 * 1024
 SUBDIRS = ("cur", "new", "tmp")
 TMP_MAX_AGE = 36 * 3600  # the Maildir convention for stale tmp/ files
 _NAME = re.compile(r"(\d+)\.M(\d+)P(\d+)Q([A-Za-z0-9_-]+)\.")
+_SIZES = re.compile(r",S=(\d+)(?:,W=(\d+))?")
 _TOKEN_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _counter = itertools.count(1)
 
@@ -79,6 +90,62 @@ def _chunks(source: Source) -> Iterator[bytes]:
         yield chunk
 
 
+class LfWriter:
+    """CRLF -> LF, chunk by chunk.  Feed the chunks in order, then call :meth:`end`;
+    a CR that ends one chunk is held back until the next shows whether LF follows.
+    ``lf_size`` counts the bytes returned, ``crlf_size`` the size the same text has
+    with every LF written as CRLF (a lone CR counts once in both)."""
+
+    def __init__(self) -> None:
+        self._held_cr = False
+        self.lf_size = 0
+        self.crlf_size = 0
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return b""
+        if self._held_cr:
+            chunk = b"\r" + chunk
+        self._held_cr = chunk.endswith(b"\r")
+        if self._held_cr:
+            chunk = chunk[:-1]
+        return self._count(chunk.replace(b"\r\n", b"\n"))
+
+    def end(self) -> bytes:
+        """What is still held back: a CR that ended the last chunk (kept as data)."""
+        held, self._held_cr = self._held_cr, False
+        return self._count(b"\r" if held else b"")
+
+    def _count(self, out: bytes) -> bytes:
+        self.lf_size += len(out)
+        self.crlf_size += len(out) + out.count(b"\n")
+        return out
+
+    def convert(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            out = self.feed(chunk)
+            if out:
+                yield out
+        out = self.end()
+        if out:
+            yield out
+
+
+def message_sizes(name: str) -> tuple[int, int | None] | None:
+    """(``S=``, ``W=`` or None) from a Maildir file name, None without ``S=``."""
+    m = _SIZES.search(name)
+    if m is None:
+        return None
+    return int(m.group(1)), (int(m.group(2)) if m.group(2) else None)
+
+
+def read_message(path: Path | str) -> bytes:
+    """A stored message with CRLF line ends (as IMAP and SMTP carry it), whether the
+    file has LF line ends or, written by an earlier version, CRLF ones."""
+    data = Path(path).read_bytes()
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 class Maildir:
     def __init__(self, path: Path | str, host: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -110,9 +177,10 @@ class Maildir:
 
     # --- delivery ------------------------------------------------------------------
     def deliver(self, source: Source, prefix: bytes = b"", unique: str = "") -> str:
-        """Store one message (``prefix`` then the stream) in ``new/``; returns its file
-        name.  The message is streamed in chunks, never held whole in memory.  Raises
-        OSError (ENOSPC, EDQUOT, EIO, ...) with nothing left behind in ``tmp/``."""
+        """Store one message (``prefix`` then the stream) in ``new/`` with LF line
+        ends; returns its file name.  The message is streamed in chunks, never held
+        whole in memory.  Raises OSError (ENOSPC, EDQUOT, EIO, ...) with nothing left
+        behind in ``tmp/``."""
         now = self.clock()
         sec, usec = int(now), int((now - int(now)) * 1_000_000)
         token = unique_token(unique) if unique else f"{next(_counter)}-{os.urandom(4).hex()}"
@@ -120,15 +188,16 @@ class Maildir:
         tmp = self.path / "tmp" / base
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
                      0o600)
+        lf = LfWriter()
         try:
-            size = _write_all(fd, itertools.chain((prefix,), _chunks(source)))
+            size = _write_all(fd, lf.convert(itertools.chain((prefix,), _chunks(source))))
             os.fsync(fd)
         except BaseException:
             os.close(fd)
             _unlink_quietly(tmp)
             raise
         os.close(fd)
-        name = f"{base},S={size}"
+        name = f"{base},S={size},W={lf.crlf_size}"
         try:
             os.rename(tmp, self.path / "new" / name)
         except BaseException:
@@ -137,9 +206,11 @@ class Maildir:
         _fsync_dir(self.path / "new")
         return name
 
-    def find(self, unique: str) -> Path | None:
-        """An earlier copy delivered with ``unique`` (in ``new/`` or ``cur/``), or None."""
-        token = unique_token(unique)
+    def find(self, *uniques: str) -> Path | None:
+        """An earlier copy delivered with one of the ``uniques`` keys (in ``new/`` or
+        ``cur/``), or None.  Only the file name is read, so copies stored with CRLF
+        line ends by earlier versions are found too."""
+        tokens = {unique_token(u) for u in uniques}
         for sub in ("new", "cur"):
             try:
                 entries = os.scandir(self.path / sub)
@@ -148,7 +219,7 @@ class Maildir:
             with entries:
                 for entry in entries:
                     m = _NAME.match(entry.name)
-                    if m and m.group(4) == token:
+                    if m and m.group(4) in tokens:
                         return Path(entry.path)
         return None
 

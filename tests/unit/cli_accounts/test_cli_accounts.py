@@ -140,6 +140,29 @@ def test_alias_commands(cli: Cli, data_dir: Path) -> None:
     assert code == 1 and "not local" in err
 
 
+def test_alias_on_a_user_is_refused_without_force(cli: Cli, data_dir: Path) -> None:
+    """An alias on a user's own address would divert all of its mail: refused (exit 2,
+    one line) unless --force, which keeps the user's copy besides the targets."""
+    cli("user", "add", "alice@example.test", "--password-stdin", stdin="pw\n")
+    code, out, err = cli("alias", "add", "Alice@example.test", "boss@remote.org")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "alice@example.test is a user" in err and "--force" in err
+    assert directory(data_dir).list_aliases() == []
+    code, out, err = cli("alias", "add", "alice@example.test", "boss@remote.org", "--force")
+    assert code == 0 and err == ""
+    assert "alice@example.test -> alice@example.test, boss@remote.org" in out
+    assert "copy kept in its mailbox" in out
+    res = directory(data_dir).resolve("alice@example.test")
+    assert res.mailboxes == ("alice@example.test",) and res.external == ("boss@remote.org",)
+    # The alias now keeps the user's copy: more targets need no --force.
+    code, _, _ = cli("alias", "add", "alice@example.test", "other@remote.org")
+    assert code == 0
+    # Naming the user itself among the targets is explicit enough.
+    cli("user", "add", "bob@example.test", "--password-stdin", stdin="pw\n")
+    code, out, _ = cli("alias", "add", "bob@example.test", "bob@example.test", "x@remote.org")
+    assert code == 0 and "copy kept" not in out
+
+
 def test_alias_add_needs_a_target(cli: Cli) -> None:
     with pytest.raises(SystemExit) as info:
         cli("alias", "add", "team@example.test")

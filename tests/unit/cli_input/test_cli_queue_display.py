@@ -48,7 +48,7 @@ def test_queue_show_escapes_helo_headers_and_names(queued, capsys) -> None:
     config, qid = queued
     out = run(config, capsys, "queue", "show", qid, "--headers")
     assert_no_controls(out)
-    assert "Client:      evil\\x1b]0;PWNED\\x07.example [192.0.2.7]" in out
+    assert "Client:      helo=evil\\x1b]0;PWNED\\x07.example ip=192.0.2.7" in out
     assert "X-Esc: \\x1b[31mred\\x1b[0m" in out
     assert "Submitted by: m\\x0d\\x0aallory" in out
     assert "<eve\\x9b2J@remote.test>" in out

@@ -18,6 +18,7 @@ from mailyard.directory.api import DirectoryError, Resolution
 from mailyard.directory.sqlite import SqliteDirectory
 from mailyard.envelope import Envelope, Recipient
 from mailyard.queue.api import QueuedRecipient, QueueEntry, RecipientState, StorageError
+from mailyard.store.maildir import message_sizes, read_message
 
 MESSAGE = b"From: sender@remote.org\r\nSubject: test\r\n\r\nbody line\r\n"
 
@@ -54,14 +55,19 @@ def content(data: bytes = MESSAGE) -> Callable[[], BinaryIO]:
     return lambda: io.BytesIO(data)
 
 
-def messages(config: Config, address: str) -> list[bytes]:
+def message_files(config: Config, address: str) -> list[Path]:
     local, domain = address.split("@")
     box = config.data_path / "mail" / domain / local
     out = []
     for sub in ("new", "cur"):
         if (box / sub).is_dir():
-            out += [(box / sub / n).read_bytes() for n in sorted(os.listdir(box / sub))]
+            out += [box / sub / n for n in sorted(os.listdir(box / sub))]
     return out
+
+
+def messages(config: Config, address: str) -> list[bytes]:
+    """The stored messages with CRLF line ends (as IMAP would give them)."""
+    return [read_message(p) for p in message_files(config, address)]
 
 
 def test_delivers_with_return_path_and_delivered_to(agent: LocalDeliveryAgent,
@@ -161,12 +167,73 @@ def test_dedupe_also_finds_copies_already_read(agent: LocalDeliveryAgent,
     assert len(messages(config, "alice@example.test")) == 1
 
 
-def test_same_mailbox_via_two_recipients_gets_two_copies(agent: LocalDeliveryAgent,
-                                                         config: Config) -> None:
+def test_same_mailbox_via_two_recipients_gets_one_copy(agent: LocalDeliveryAgent,
+                                                       config: Config) -> None:
+    """One copy per final mailbox per message (as Postfix): alice and alice+x are the
+    same mailbox; the second recipient is delivered without a second copy."""
     entry = make_entry("alice@example.test", "alice+x@example.test")
-    for r in entry.recipients:
-        agent.deliver(entry, r, content())
-    assert len(messages(config, "alice@example.test")) == 2
+    written: set[str] = set()
+    results = [agent.deliver(entry, r, content(), written) for r in entry.recipients]
+    assert [r.status for r in results] == [LocalStatus.DELIVERED, LocalStatus.DELIVERED]
+    assert results[1].mailboxes == ("alice@example.test",)
+    assert "already had this message" in results[1].reply
+    assert len(messages(config, "alice@example.test")) == 1
+
+
+def test_alias_overlapping_a_recipient_gives_one_copy_each(
+        agent: LocalDeliveryAgent, directory: SqliteDirectory, config: Config) -> None:
+    """To: alice plus Bcc: sales (sales -> alice, bob): alice 1 copy, bob 1 copy."""
+    directory.add_alias("sales@example.test", ["alice@example.test", "bob@example.test"])
+    entry = make_entry("alice@example.test", "sales@example.test")
+    written: set[str] = set()
+    results = [agent.deliver(entry, r, content(), written) for r in entry.recipients]
+    assert all(r.status is LocalStatus.DELIVERED for r in results)
+    assert results[1].mailboxes == ("alice@example.test", "bob@example.test")
+    assert len(messages(config, "alice@example.test")) == 1
+    assert len(messages(config, "bob@example.test")) == 1
+
+
+def test_retry_of_another_recipient_finds_the_copy_by_mailbox(
+        agent: LocalDeliveryAgent, directory: SqliteDirectory, config: Config,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Maildir key is queue id + final mailbox: a retry of a recipient that shares
+    a mailbox with one delivered in an earlier round does not write a second copy."""
+    directory.add_alias("sales@example.test", ["alice@example.test", "bob@example.test"])
+    _fail_writes(monkeypatch, errno.ENOSPC, only="bob")
+    entry = make_entry("alice@example.test", "sales@example.test")
+    written: set[str] = set()
+    first = [agent.deliver(entry, r, content(), written) for r in entry.recipients]
+    assert [r.status for r in first] == [LocalStatus.DELIVERED, LocalStatus.DEFERRED]
+    monkeypatch.undo()
+    retry = make_entry("alice@example.test", "sales@example.test", attempts=1)
+    result = agent.deliver(retry, retry.recipients[1], content(), set())
+    assert result.status is LocalStatus.DELIVERED
+    assert len(messages(config, "alice@example.test")) == 1
+    assert len(messages(config, "bob@example.test")) == 1
+
+
+def test_copy_keyed_by_recipient_index_is_still_found(agent: LocalDeliveryAgent,
+                                                      config: Config) -> None:
+    """Copies written by earlier versions carry ``<qid>.<index>``; a retry finds them."""
+    entry = make_entry("alice@example.test", interrupted=True)
+    box = agent.maildir("alice@example.test")
+    box.create()
+    box.deliver(io.BytesIO(MESSAGE), b"", f"{entry.qid}.0")
+    assert agent.deliver(entry, entry.recipients[0], content()).kind == "delivered"
+    assert len(messages(config, "alice@example.test")) == 1
+
+
+def test_delivered_file_has_lf_line_ends_and_true_sizes(agent: LocalDeliveryAgent,
+                                                        config: Config) -> None:
+    """The file has no CR before LF; S= is its size, W= the size with CRLF line ends
+    (the trace header and the message as received)."""
+    entry = make_entry("alice@example.test")
+    agent.deliver(entry, entry.recipients[0], content())
+    (path,) = message_files(config, "alice@example.test")
+    data = path.read_bytes()
+    assert b"\r\n" not in data
+    trace = local_module.trace_headers("sender@remote.org", "alice@example.test")
+    assert message_sizes(path.name) == (len(data), len(trace) + len(MESSAGE))
 
 
 def _fail_writes(monkeypatch: pytest.MonkeyPatch, code: int,

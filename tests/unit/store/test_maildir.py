@@ -15,10 +15,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailyard.store import maildir as maildir_module
-from mailyard.store.maildir import Maildir, MailboxNameError, mailbox_path, unique_token
+from mailyard.store.maildir import (
+    LfWriter,
+    MailboxNameError,
+    Maildir,
+    mailbox_path,
+    message_sizes,
+    read_message,
+    unique_token,
+)
 
 MESSAGE = b"From: a@remote.org\r\nTo: alice@example.test\r\nSubject: hi\r\n\r\nHello\r\n"
-NAME = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q([A-Za-z0-9_-]+)\.([^,:/]+),S=(\d+)$")
+NAME = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q([A-Za-z0-9_-]+)\.([^,:/]+),S=(\d+),W=(\d+)$")
 
 
 @pytest.fixture
@@ -50,15 +58,71 @@ def test_deliver_writes_prefix_then_message_into_new(box: Maildir) -> None:
     prefix = b"Return-Path: <a@remote.org>\r\n"
     name = box.deliver(io.BytesIO(MESSAGE), prefix, "Q123.0")
     path = box.path / "new" / name
-    assert path.read_bytes() == prefix + MESSAGE
+    assert path.read_bytes() == (prefix + MESSAGE).replace(b"\r\n", b"\n")
     assert os.listdir(box.path / "tmp") == []
     m = NAME.match(name)
     assert m is not None, name
     assert m.group(1) == "1700000000" and m.group(2) == "123456"
     assert int(m.group(3)) == os.getpid()
     assert m.group(5) == "mx.example.test"
-    assert int(m.group(6)) == len(prefix) + len(MESSAGE)  # S= is the file size (Maildir++)
+    assert int(m.group(6)) == path.stat().st_size  # S= is the file size (Maildir++)
+    assert int(m.group(7)) == len(prefix) + len(MESSAGE)  # W= the size as received (CRLF)
+    assert message_sizes(name) == (path.stat().st_size, len(prefix) + len(MESSAGE))
     assert (path.stat().st_mode & 0o777) == 0o600
+
+
+def test_stored_with_lf_line_ends(box: Maildir) -> None:
+    """maildir(5) and Dovecot: LF line ends.  mutt shows ^M and s-nail cannot find the
+    end of the header when the file has CRLF."""
+    name = box.deliver(io.BytesIO(MESSAGE), b"Return-Path: <a@remote.org>\r\n", "k")
+    data = (box.path / "new" / name).read_bytes()
+    assert b"\r" not in data
+    assert b"\nSubject: hi\n\nHello\n" in data
+
+
+def test_lone_cr_is_kept(box: Maildir) -> None:
+    """A CR not followed by LF is message data: it stays, and counts once in S= and W=."""
+    message = b"Subject: cr\r\n\r\nhalf\rway\r\nend\r"
+    name = box.deliver([message], b"", "k")
+    data = (box.path / "new" / name).read_bytes()
+    assert data == b"Subject: cr\n\nhalf\rway\nend\r"
+    assert message_sizes(name) == (len(data), len(message))
+
+
+@pytest.mark.parametrize("split", range(1, len(MESSAGE)))
+def test_crlf_split_across_chunks(split: int) -> None:
+    """A CRLF whose CR ends one chunk and whose LF starts the next is one line end."""
+    writer = LfWriter()
+    out = b"".join(writer.convert([MESSAGE[:split], b"", MESSAGE[split:]]))
+    assert out == MESSAGE.replace(b"\r\n", b"\n")
+    assert (writer.lf_size, writer.crlf_size) == (len(out), len(MESSAGE))
+
+
+@given(st.lists(st.sampled_from([b"a", b"\r", b"\n", b"\r\n", b"xy"]), max_size=40),
+       st.lists(st.integers(min_value=0, max_value=8), max_size=10))
+def test_chunking_does_not_change_the_result(parts: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(parts)
+    chunks, rest = [], data
+    for n in cuts:
+        chunks.append(rest[:n])
+        rest = rest[n:]
+    chunks.append(rest)
+    writer = LfWriter()
+    out = b"".join(writer.convert(chunks))
+    assert out == data.replace(b"\r\n", b"\n")
+    assert writer.crlf_size == len(out) + out.count(b"\n")
+
+
+def test_read_message_reads_lf_and_legacy_crlf_files(box: Maildir) -> None:
+    """Files written before LF storage (CRLF, S= only) are found and read the same."""
+    name = box.deliver(io.BytesIO(MESSAGE), b"", "new-format")
+    legacy = box.path / "cur" / f"1600000000.M1P1Qold-format.mx.example.test,S={len(MESSAGE)}:2,S"
+    legacy.write_bytes(MESSAGE)
+    assert read_message(box.path / "new" / name) == MESSAGE
+    assert read_message(legacy) == MESSAGE
+    assert box.find("old-format") == legacy
+    assert box.find("nothing", "old-format") == legacy
+    assert message_sizes(legacy.name) == (len(MESSAGE), None)
 
 
 def test_deliver_from_chunks(box: Maildir) -> None:
@@ -145,7 +209,7 @@ def test_unique_token_is_safe_and_injective(a: str, b: str) -> None:
 def test_large_message_is_streamed(box: Maildir) -> None:
     """A 50 MB message goes through in chunks: Python memory stays far below its size."""
     size = 50 * 1024 * 1024
-    chunk = b"x" * 1023 + b"\n"
+    chunk = b"x" * 1022 + b"\r\n"
 
     def chunks() -> Iterator[bytes]:
         for _ in range(size // len(chunk)):
@@ -158,7 +222,10 @@ def test_large_message_is_streamed(box: Maildir) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 4 * 1024 * 1024
-    assert (box.path / "new" / name).stat().st_size == size + len(b"Return-Path: <>\r\n")
+    lines = size // len(chunk) + 1
+    assert (box.path / "new" / name).stat().st_size == size + len(b"Return-Path: <>\r\n") - lines
+    assert message_sizes(name) == (size + len(b"Return-Path: <>\r\n") - lines,
+                                   size + len(b"Return-Path: <>\r\n"))
 
 
 def test_large_file_source_is_streamed(box: Maildir, tmp_path: Path) -> None:
