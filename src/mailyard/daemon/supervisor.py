@@ -50,7 +50,8 @@ def prepare_data_dir(config: Config) -> tuple[str, str]:
     for sub in PRIVATE_DIRS:
         path = data / sub if sub else data
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if path.stat().st_mode & 0o077:
+        # data_dir itself may keep the search bits the maildrop needs (queue/pickup.py).
+        if path.stat().st_mode & (0o066 if path == data else 0o077):
             os.chmod(path, 0o700)
     if config.tls.cert:
         return config.tls.cert, config.tls.key
