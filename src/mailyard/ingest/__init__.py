@@ -1,0 +1,1 @@
+"""The front door of the queue: every message enters through :mod:`mailyard.ingest`."""

@@ -1,0 +1,98 @@
+"""The one way into the queue.
+
+Every producer of mail (smtpd on 25/587/465, ``mailyard send``/``sendmail`` and the
+maildrop pickup, bounces and delay notices, alias forwards, and later the HTTP API and
+campaigns) hands its message to an :class:`Ingest`, like Postfix's cleanup(8) or
+Stalwart's ``queue_message``; nobody else opens a queue writer.  Ingest owns what is
+done to every message on its way in: the trace field (``Received:``) built in one
+place, the submission fixes (missing ``Date:`` and ``Message-ID:``, RFC 6409 8), the
+loop and size checks, and the hooks where ``Authentication-Results``, DKIM signing and
+SRS plug in.
+
+Headers computed after the body.  A DKIM signature depends on the body hash, which is
+known only when the last byte has been streamed to disk.  Such fields are *appended
+to the record at commit* (the queue record's ``prepend`` section, written with the
+trailer) and put in front of the content by whoever reads the message back
+(:meth:`mailyard.queue.api.WorkQueue.open_content`), so the body is never copied or
+rewritten.  A hook that needs the whole message returns its fields from
+:meth:`IngestHook.at_commit`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from mailyard.envelope import Envelope
+
+
+class Origin(enum.StrEnum):
+    """Where a message came from: decides which fixes and checks ingest applies."""
+
+    INBOUND = "inbound"  # port 25, from another server
+    SUBMISSION = "submission"  # 587/465, an authenticated user
+    LOCAL = "local"  # mailyard send / sendmail / maildrop pickup, a local user
+    DSN = "dsn"  # a bounce, delay or success notice we generate
+    FORWARD = "forward"  # an alias's copy to an external address
+    API = "api"  # the HTTP API
+    CAMPAIGN = "campaign"  # bulk sending
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What the producer knows about a message before its content."""
+
+    origin: Origin
+    envelope: Envelope
+    # Transport facts for the trace field (empty where they do not apply).
+    protocol: str = ""  # "ESMTPSA", "ESMTPS", "ESMTP", "SMTP"... (RFC 3848); "" for local
+    tls: str = ""  # "TLSv1.3 TLS_AES_256_GCM_SHA384" or ""
+    local_user: str = ""  # the Unix user of a local submission
+
+
+class IngestRefused(Exception):
+    """Ingest refuses the message (loop, too big, policy); ``reply`` says why in SMTP
+    terms (a :class:`mailyard.proto.smtp.replies.Reply`)."""
+
+    def __init__(self, reply: object) -> None:
+        self.reply = reply
+        super().__init__(str(reply))
+
+
+class IngestWriter(Protocol):
+    """Streams one message through ingest into the queue."""
+
+    qid: str  # the queue id, known from the start (it goes into the Received field)
+
+    def write(self, data: bytes) -> None:
+        """Content bytes as received (CRLF line ends).  Raises StorageError."""
+        ...
+
+    async def commit(self) -> str:
+        """Run the at-commit hooks, make the message durable and return its queue id.
+        Raises IngestRefused or StorageError."""
+        ...
+
+    def abort(self) -> None:
+        """Discard everything written so far (idempotent)."""
+        ...
+
+
+class Ingest(Protocol):
+    def open(self, submission: Submission) -> IngestWriter:
+        """Start a message whose content is streamed (SMTP DATA/BDAT)."""
+        ...
+
+    async def submit(self, submission: Submission, content: bytes) -> str:
+        """A whole message at once (bounces, forwards, the CLI); returns the queue id."""
+        ...
+
+
+class IngestHook(Protocol):
+    """A stage that sees every message of the origins it is registered for."""
+
+    def at_commit(self, submission: Submission, header: bytes) -> bytes:
+        """Header fields to put in front of the message, computed once the whole
+        message is known (``header`` is its original header section)."""
+        ...
