@@ -48,6 +48,8 @@ class _TextFormatter(logging.Formatter):
         message = record.getMessage()
         if _NEEDS_ESCAPE.search(message):
             message = _escape_controls(message)
+        if record.exc_info:  # log.exception(): the traceback, escaped onto this line
+            fields = {**(fields or {}), "traceback": self.formatException(record.exc_info)}
         if fields is None:
             return f"{ts} {record.levelname.lower()} {record.name}: {message}"
         parts = [f"{ts} {record.levelname.lower()} {record.name}: {message}"]
@@ -84,6 +86,8 @@ class _JsonFormatter(logging.Formatter):
             "event": record.getMessage(),
         }
         out.update(getattr(record, "fields", None) or {})
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
         line = json.dumps(out, ensure_ascii=False, default=str)
         # JSON escapes C0 controls itself; DEL, C1 and U+2028/9 it leaves raw.
         return _escape_controls(line) if _NEEDS_ESCAPE.search(line) else line

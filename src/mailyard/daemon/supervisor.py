@@ -58,6 +58,11 @@ def prepare_data_dir(config: Config) -> tuple[str, str]:
     return ensure_certificate(data, config.hostname)
 
 
+class DispatcherCrashed(Exception):
+    """The delivery dispatcher ended on an unexpected exception (logged with its
+    traceback); the server stops rather than accept mail it would not deliver."""
+
+
 class StartError(Exception):
     """The server cannot start (one line for the operator)."""
 
@@ -156,6 +161,11 @@ class Supervisor:
         install_event_loop_policy()
         try:
             asyncio.run(self.main_loop(spool, notify_r))
+        except DispatcherCrashed as exc:
+            # The traceback is in the log; the terminal gets one line.
+            print(f"mailyard: delivery stopped on an internal error ({exc}); see the log",
+                  file=sys.stderr, flush=True)
+            return 1
         finally:
             self.stop_workers()
             for listener in self.listeners:
@@ -199,8 +209,12 @@ class Supervisor:
                 if time.monotonic() - dumped >= METRICS_INTERVAL:
                     self.dump_metrics(dispatcher)
                     dumped = time.monotonic()
-                if dispatch_task.done():
-                    dispatch_task.result()  # surface a crashed dispatcher
+                if dispatch_task.done() and not dispatch_task.cancelled():
+                    exc = dispatch_task.exception()
+                    if exc is not None:
+                        log_event(log, "dispatcher crashed; stopping", level=logging.CRITICAL,
+                                  exc_info=exc)
+                        raise DispatcherCrashed(f"{type(exc).__name__}: {exc}")
         finally:
             loop.remove_reader(notify_r)
             self.stopping = True

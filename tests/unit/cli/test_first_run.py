@@ -168,3 +168,24 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_crashed_dispatcher_stops_serve_with_one_line(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from mailyard.delivery import dispatcher
+
+    async def crash(self: object) -> None:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(dispatcher.Dispatcher, "run", crash)
+    log = tmp_path / "log"
+    path = tmp_path / "m.toml"
+    path.write_text(f'{AS_IS}data_dir = "{tmp_path}/d"\n[listen]\nsmtp = ["127.0.0.1:{_free_port()}"]\n'
+                    f'[smtpd]\nworkers = 1\n[log]\nfile = "{log}"\n')
+    assert main(["serve", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "delivery stopped on an internal error (RuntimeError: injected fault)" in err
+    assert "Traceback" not in err
+    text = log.read_text()
+    assert "dispatcher crashed; stopping" in text and "traceback=" in text and "crash" in text
