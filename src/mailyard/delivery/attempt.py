@@ -172,7 +172,8 @@ class Finalizer:
             with self.spool.open_content(entry.qid) as content:
                 bounce_env, bounce = dsn.build_report(
                     self.config.hostname, replace(env, sender=postmaster), reports, content,
-                    entry.size, entry.created, now=self.clock(), qid=entry.qid)
+                    entry.size, entry.created, now=self.clock(), qid=entry.qid,
+                    trusted=True)  # to our own postmaster: the failed bounce whole
             qid = await self.spool.enqueue(bounce_env, bounce)
             log_event(log, "double bounce queued", qid=entry.qid, dsn_qid=qid, to=postmaster,
                       recipients=",".join(res.address for res in results))

@@ -276,18 +276,21 @@ def _original_part(original: bytes, full: bool, smtputf8: bool) -> str:
             f"Content-Transfer-Encoding: {cte}\r\n\r\n")
 
 
-def may_return_full(envelope: Envelope, reports: Sequence[RecipientReport]) -> bool:
+def may_return_full(envelope: Envelope, reports: Sequence[RecipientReport],
+                    trusted: bool = False) -> bool:
     """Backscatter: the sender of mail that arrived without authentication may be
     forged, so its failure notices carry the header only (as with RET=HDRS), whatever
     RET says; so do notices about a mail loop (5.4.6), which a crafted header can
     cause.  Mail from an authenticated submitter (or a local program) gets it whole."""
-    return bool(envelope.auth_user) and not any(r.status == "5.4.6" for r in reports)
+    return ((trusted or bool(envelope.auth_user))
+            and not any(r.status == "5.4.6" for r in reports))
 
 
 def build_report(hostname: str, envelope: Envelope, reports: Sequence[RecipientReport],
                  content: BinaryIO | None, size: int = 0, arrival: float = 0.0, *,
                  now: float, retry_until: float | None = None, qid: str = "",
-                 max_return_size: int = DEFAULT_MAX_RETURN_SIZE) -> tuple[Envelope, bytes]:
+                 max_return_size: int = DEFAULT_MAX_RETURN_SIZE,
+                 trusted: bool = False) -> tuple[Envelope, bytes]:
     """The DSN for ``reports`` about the message ``envelope``/``content``.
 
     Returns the envelope to queue it under (null sender, to the original sender) and
@@ -308,7 +311,7 @@ def build_report(hostname: str, envelope: Envelope, reports: Sequence[RecipientR
                  and envelope.ret.upper() != "HDRS"
                  and envelope.body_type.upper() != "BINARYMIME"
                  and not size > max_return_size
-                 and may_return_full(envelope, reports))
+                 and may_return_full(envelope, reports, trusted))
     original, full = read_original(content, want_full=want_full, max_size=max_return_size)
     utf8 = _needs_utf8(envelope, reports)
     returned = ("The original message is attached." if full else
