@@ -9,9 +9,23 @@ import random
 from dataclasses import dataclass, field
 
 from mailyard.proto.pop3 import (
-    CLOSED, NEED_DATA, PAUSED, AuthFailed, AuthStart, Event, Login, MessageInfo,
-    Pop3Connection, Pop3Settings, Response, Retrieve, SaslChallenge, SaslFailure, SaslStep,
-    SaslSuccess, Update,
+    CLOSED,
+    NEED_DATA,
+    PAUSED,
+    AuthFailed,
+    AuthStart,
+    Event,
+    Login,
+    MessageInfo,
+    Pop3Connection,
+    Pop3Settings,
+    Response,
+    Retrieve,
+    SaslChallenge,
+    SaslFailure,
+    SaslStep,
+    SaslSuccess,
+    Update,
 )
 from mailyard.proto.pop3.responses import RESP_AUTH_FAILED
 

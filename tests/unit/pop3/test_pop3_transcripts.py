@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from mailyard.proto.pop3 import LoggedIn, Pop3Settings, Retrieve, Update
 from pop3_core_harness import run_all_ways, run_session
+
+from mailyard.proto.pop3 import LoggedIn, Pop3Settings, Retrieve, Update
 
 # Two messages of 120 and 200 CRLF octets, as in RFC 1939 10; the second stored LF-only.
 MSG1 = b"Subject: one\r\n\r\n" + b"x" * (120 - 16 - 2) + b"\r\n"
