@@ -205,6 +205,8 @@ class _Reader:
         if self.index + 2 >= len(self.segments):
             raise Incomplete
         data = self.segments[self.index + 1]
+        if not m.group(1) and b"\x00" in data:
+            raise ParseError("NUL in a literal (RFC 9051 4.3; use a literal8)")
         self.index += 2
         self.line = self.segments[self.index]
         self.pos = 0
@@ -235,13 +237,13 @@ class _Reader:
         c = self.peek()
         if c == 0x22:
             return self.quoted()
-        if c == 0x7B or c == 0x7E:
+        if c == 0x7B or self.at(b"~{"):
             return self.literal()
         raise ParseError("Expected a string")
 
     def astring(self) -> bytes:
         c = self.peek()
-        if c == 0x22 or c == 0x7B or c == 0x7E:
+        if c == 0x22 or c == 0x7B or self.at(b"~{"):
             return self.string()
         raw = self.take(ASTRING_CHARS)
         if not raw:
@@ -339,7 +341,7 @@ class _Reader:
 
     def list_mailbox(self) -> str:
         c = self.peek()
-        if c in (0x22, 0x7B, 0x7E):
+        if c == 0x22 or c == 0x7B or self.at(b"~{"):
             return self.decode_name(self.string())
         raw = self.take(LIST_CHARS)
         if not raw:

@@ -399,8 +399,7 @@ class ServerConnection:
             self._events.append(AppendAborted("connection lost"))
             self._append = None
         self._reset_command()
-        self.mode = Mode.CLOSED
-        self.state = State.LOGOUT
+        self.mode = Mode.CLOSED  # the state stays what it was, for the adapter's log
 
     # --- reading ----------------------------------------------------------------------
 
