@@ -11,9 +11,24 @@ from dataclasses import dataclass, field
 
 from mailyard.proto.imap import responses as resp
 from mailyard.proto.imap.events import (
-    CLOSED, NEED_DATA, PAUSED, AppendComplete, AppendData, AppendRequested, AuthenticateStep,
-    CommandRequested, Event, FetchRequested, IdleRequested, LoginRequested, SaslChallenge,
-    SaslFailure, SaslOutcome, SaslSuccess, SearchRequested, SelectRequested,
+    CLOSED,
+    NEED_DATA,
+    PAUSED,
+    AppendComplete,
+    AppendData,
+    AppendRequested,
+    AuthenticateStep,
+    CommandRequested,
+    Event,
+    FetchRequested,
+    IdleRequested,
+    LoginRequested,
+    SaslChallenge,
+    SaslFailure,
+    SaslOutcome,
+    SaslSuccess,
+    SearchRequested,
+    SelectRequested,
     StartTlsRequested,
 )
 from mailyard.proto.imap.server import ImapSettings, ServerConnection

@@ -10,12 +10,34 @@ from hypothesis import strategies as st
 
 from mailyard.proto.imap import mutf7
 from mailyard.proto.imap.commands import (
-    STAR, Append, Authenticate, CopyMove, Create, Enable, Expunge, Fetch, FetchAttribute, Id,
-    ListMailboxes, Login, Search, SearchKey, Section, Select, SequenceSet, Simple, Sort,
-    Status, Store, Thread,
+    STAR,
+    Append,
+    Authenticate,
+    CopyMove,
+    Create,
+    Enable,
+    Expunge,
+    Fetch,
+    FetchAttribute,
+    Id,
+    ListMailboxes,
+    Login,
+    Search,
+    SearchKey,
+    Section,
+    Select,
+    SequenceSet,
+    Simple,
+    Sort,
+    Status,
+    Store,
+    Thread,
 )
 from mailyard.proto.imap.parser import (
-    ParseContext, ParseError, append_head, parse_command,
+    ParseContext,
+    ParseError,
+    append_head,
+    parse_command,
 )
 
 CTX = ParseContext()

@@ -8,11 +8,19 @@ import base64
 import dataclasses
 
 import pytest
-
 from imap_core_harness import SETTINGS, FakePlain, run_all_ways, run_session
+
 from mailyard.proto.imap.events import (
-    AppendAborted, AppendData, AppendRequested, AuthResult, Enabled, LoginRequested,
-    SaslChallenge, SaslSuccess, SelectRequested, StartTlsRequested,
+    AppendAborted,
+    AppendData,
+    AppendRequested,
+    AuthResult,
+    Enabled,
+    LoginRequested,
+    SaslChallenge,
+    SaslSuccess,
+    SelectRequested,
+    StartTlsRequested,
 )
 from mailyard.proto.imap.server import LocalProtocolError, ServerConnection
 from mailyard.proto.imap.states import State
