@@ -1,9 +1,8 @@
-"""Observability: structured log lines and Prometheus-format counters.
+"""Observability: structured log lines (the metrics live in :mod:`mailyard.metrics`).
 
 ``log_event`` writes one line per event, as ``key=value`` text or JSON depending on
-``[log] format``.  ``Metrics`` keeps counters and gauges per process; each process
-dumps its values to ``<data_dir>/run/metrics/<pid>.prom`` and the metrics endpoint
-adds the files up, so a multi-process server reports one set of figures.
+``[log] format``.  The metric names below are imported from :mod:`mailyard.metrics`
+for the modules that take them from here.
 
 SMTP workers log through a buffered handler (``setup_logging(buffered=True)``): a line
 per transaction would otherwise cost a write system call, and a hand-over of the
@@ -22,8 +21,16 @@ import sys
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any
+
+from mailyard.metrics import (  # noqa: F401 - re-exported
+    Metrics,
+    collect,
+    remove_metrics_files,
+    render_prometheus,
+    retire_metrics_file,
+    write_private,
+)
 
 FLUSH_DELAY = 0.2  # seconds an INFO line may wait in a buffered handler
 MAX_PENDING = 1000  # lines; a buffered handler writes when this many wait
@@ -202,109 +209,3 @@ def log_event(logger: logging.Logger, event: str, level: int = logging.INFO,
         if exc_info is not None:
             fields["traceback"] = "".join(traceback.format_exception(exc_info)).rstrip("\n")
         logger.log(level, event, extra={"fields": fields})
-
-
-class Metrics:
-    """Counters and gauges of one process, keyed by (name, sorted labels)."""
-
-    def __init__(self) -> None:
-        self._values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        self._kinds: dict[str, str] = {}
-        self._lock = threading.Lock()
-
-    def inc(self, name: str, amount: float = 1, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            self._kinds.setdefault(name, "counter")
-            self._values[key] = self._values.get(key, 0) + amount
-
-    def set(self, name: str, value: float, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
-        with self._lock:
-            self._kinds.setdefault(name, "gauge")
-            self._values[key] = value
-
-    def get(self, name: str, **labels: str) -> float:
-        return self._values.get((name, tuple(sorted(labels.items()))), 0)
-
-    def render(self) -> str:
-        return render_prometheus(self._snapshot())
-
-    def _snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "kinds": dict(self._kinds),
-                "values": [[n, list(map(list, l)), v] for (n, l), v in self._values.items()],
-            }
-
-    def dump(self, directory: str | os.PathLike[str]) -> None:
-        """Write this process's values where the metrics endpoint adds them up."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{os.getpid()}.tmp"
-        write_private(tmp, json.dumps(self._snapshot()))
-        os.replace(tmp, d / f"{os.getpid()}.json")
-
-    def add_counters(self, snap: dict[str, Any]) -> None:
-        """Add the counters of a dumped snapshot (a process that is gone) to these."""
-        kinds = snap.get("kinds", {})
-        for name, labels, value in snap.get("values", []):
-            if kinds.get(name, "counter") == "counter":
-                self.inc(name, value, **dict(map(tuple, labels)))
-
-
-def write_private(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to a new or truncated file readable by its owner only."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-
-
-def remove_metrics_files(directory: str | os.PathLike[str]) -> None:
-    """At server start: remove the files of every process of an earlier run."""
-    for path in Path(directory).glob("*.json"):
-        path.unlink(missing_ok=True)
-    for path in Path(directory).glob(".*.tmp"):
-        path.unlink(missing_ok=True)
-
-
-def retire_metrics_file(path: str | os.PathLike[str], into: Metrics) -> None:
-    """A process is gone: keep its counters (added to ``into``) so totals do not go
-    back, drop its gauges, and remove its file."""
-    p = Path(path)
-    try:
-        into.add_counters(json.loads(p.read_text()))
-    except (OSError, ValueError, TypeError):
-        pass
-    p.unlink(missing_ok=True)
-
-
-def collect(directory: str | os.PathLike[str]) -> str:
-    """Add up every process's dumped values into one Prometheus text exposition."""
-    total: dict[str, Any] = {"kinds": {}, "values": []}
-    sums: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-    for path in sorted(Path(directory).glob("*.json")):
-        try:
-            snap = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        total["kinds"].update(snap["kinds"])
-        for name, labels, value in snap["values"]:
-            key = (name, tuple(tuple(x) for x in labels))
-            # Counters and gauges alike add up: every process reports its own share.
-            sums[key] = sums.get(key, 0) + value
-    total["values"] = [[n, list(map(list, l)), v] for (n, l), v in sums.items()]
-    return render_prometheus(total)
-
-
-def render_prometheus(snap: dict[str, Any]) -> str:
-    by_name: dict[str, list[str]] = {}
-    for name, labels, value in snap["values"]:
-        lab = ",".join(f'{k}="{v}"' for k, v in labels)
-        sample = f"mailyard_{name}{{{lab}}} {value:g}" if lab else f"mailyard_{name} {value:g}"
-        by_name.setdefault(name, []).append(sample)
-    lines = []
-    for name in sorted(by_name):
-        lines.append(f"# TYPE mailyard_{name} {snap['kinds'].get(name, 'counter')}")
-        lines.extend(sorted(by_name[name]))
-    return "\n".join(lines) + "\n"

@@ -1,7 +1,9 @@
 """``mailyard user``, ``mailyard alias`` and ``mailyard domain``: manage the directory.
 
 The commands write the same SQLite directory the running server reads
-(``<data_dir>/directory.db``); changes take effect on the server's next lookup.
+(``<data_dir>/directory.db``); changes take effect on the server's next lookup.  They
+are adapters over :class:`mailyard.services.accounts.Accounts`: parse the arguments,
+read a password, call the service, print its result.
 """
 
 from __future__ import annotations
@@ -10,17 +12,20 @@ import argparse
 import getpass
 import json
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from mailyard.config import Config
-from mailyard.directory.addresses import address_key, split_key
-from mailyard.directory.api import AliasRecord, DirectoryError, DomainRecord, UserRecord
-from mailyard.store.maildir import Maildir, MailboxNameError, mailbox_path
+from mailyard.services.accounts import Accounts
+from mailyard.services.errors import ServiceError
 
 if TYPE_CHECKING:
     from mailyard.directory.sqlite import SqliteDirectory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# Refusals the operator fixes by asking differently (exit status 2, like a usage error).
+USAGE_CODES = frozenset({"password_empty", "password_too_short", "alias_diverts_user"})
 
 Handler = Callable[[argparse.Namespace, Config], int]
 
@@ -31,18 +36,23 @@ def open_directory(config: Config) -> SqliteDirectory:
     return SqliteDirectory(config.data_path / "directory.db", config)
 
 
+def accounts_for(config: Config) -> Accounts:
+    return Accounts.for_config(config, open_directory(config))
+
+
 def _fail(message: str, code: int = EXIT_FAILED) -> int:
     print(f"mailyard: {message}", file=sys.stderr)
     return code
 
 
 def _guarded(handler: Handler) -> Handler:
-    """Turn a DirectoryError into a message on stderr and exit status 1."""
+    """Turn a ServiceError into a message on stderr and exit status 1 (2 for the
+    refusals in USAGE_CODES)."""
     def run(args: argparse.Namespace, config: Config) -> int:
         try:
             return handler(args, config)
-        except DirectoryError as exc:
-            return _fail(str(exc))
+        except ServiceError as exc:
+            return _fail(str(exc), EXIT_USAGE if exc.code in USAGE_CODES else EXIT_FAILED)
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
     return run
@@ -52,48 +62,40 @@ class PasswordInputError(Exception):
     """No password could be read (usage problem: exit status 2)."""
 
 
-def read_password(args: argparse.Namespace, min_length: int = 0) -> str:
+def read_password(args: argparse.Namespace) -> str:
+    """The password from standard input or the terminal; the service checks its rules."""
     if args.password_stdin:
         line = sys.stdin.readline()
         if not line:
             raise PasswordInputError("no password on standard input")
-        password = line.rstrip("\n").rstrip("\r")
-    elif not sys.stdin.isatty():
+        return line.rstrip("\n").rstrip("\r")
+    if not sys.stdin.isatty():
         raise PasswordInputError(
             "standard input is not a terminal: pass --password-stdin and write the "
             "password on standard input")
-    else:
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Repeat password: ") != password:
-            raise PasswordInputError("the passwords do not match")
-    if not password:
-        raise PasswordInputError("the password is empty")
-    if len(password) < min_length:
-        raise PasswordInputError(
-            f"the password is too short: {len(password)} characters, at least {min_length} "
-            "needed (auth.min_password_length)")
+    password = getpass.getpass("Password: ")
+    if getpass.getpass("Repeat password: ") != password:
+        raise PasswordInputError("the passwords do not match")
     return password
 
 
+def _print_json(items: list[dict[str, object]]) -> None:
+    print(json.dumps(items, indent=2))
+
+
 # --- users ---------------------------------------------------------------------------
-def user_to_json(user: UserRecord) -> dict[str, Any]:
-    return {"address": user.address, "created": user.created, "scram": user.scram}
-
-
 @_guarded
 def cmd_user_add(args: argparse.Namespace, config: Config) -> int:
     try:
-        password = read_password(args, config.auth.min_password_length)
+        password = read_password(args)
     except PasswordInputError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    user = open_directory(config).add_user(args.email, password)
-    try:
-        Maildir(mailbox_path(config.data_path / "mail", user.address), config.hostname).create()
-    except (OSError, MailboxNameError) as exc:
-        print(f"mailyard: warning: mailbox not created yet ({exc}); "
+    added = accounts_for(config).add_user(args.email, password)
+    if added.mailbox_error is not None:
+        print(f"mailyard: warning: mailbox not created yet ({added.mailbox_error}); "
               "the first delivery creates it", file=sys.stderr)
-    print(f"user {user.address} added")
-    if not user.scram and config.auth.scram_iterations:
+    print(f"user {added.user.address} added")
+    if added.scram_refused:
         print("note: this password cannot be used with SCRAM-SHA-256 (RFC 4013 SASLprep "
               "refuses some of its characters); PLAIN and LOGIN work", file=sys.stderr)
     return EXIT_OK
@@ -101,9 +103,9 @@ def cmd_user_add(args: argparse.Namespace, config: Config) -> int:
 
 @_guarded
 def cmd_user_list(args: argparse.Namespace, config: Config) -> int:
-    users = open_directory(config).list_users(args.domain)
+    users = accounts_for(config).list_users(args.domain)
     if args.json:
-        print(json.dumps([user_to_json(u) for u in users], indent=2))
+        _print_json([u.to_dict() for u in users])
         return EXIT_OK
     for u in users:
         print(u.address)
@@ -113,75 +115,46 @@ def cmd_user_list(args: argparse.Namespace, config: Config) -> int:
 
 @_guarded
 def cmd_user_delete(args: argparse.Namespace, config: Config) -> int:
-    directory = open_directory(config)
-    directory.delete_user(args.email)
-    key = args.email.strip().lower()
-    print(f"user {key} deleted")
-    try:
-        path = mailbox_path(config.data_path / "mail", key)
-    except MailboxNameError:
-        return EXIT_OK
-    if path.exists():
-        print(f"its mailbox is kept at {path}; remove it by hand when no longer needed")
+    deleted = accounts_for(config).delete_user(args.email)
+    print(f"user {deleted.address} deleted")
+    if deleted.kept_mailbox is not None:
+        print(f"its mailbox is kept at {deleted.kept_mailbox}; remove it by hand when no "
+              "longer needed")
     return EXIT_OK
 
 
 @_guarded
 def cmd_user_passwd(args: argparse.Namespace, config: Config) -> int:
     try:
-        password = read_password(args, config.auth.min_password_length)
+        password = read_password(args)
     except PasswordInputError as exc:
         return _fail(str(exc), EXIT_USAGE)
-    open_directory(config).set_password(args.email, password)
-    print(f"password of {args.email.strip().lower()} changed")
+    address = accounts_for(config).change_password(args.email, password)
+    print(f"password of {address} changed")
     return EXIT_OK
 
 
 # --- aliases -------------------------------------------------------------------------
-def alias_to_json(alias: AliasRecord) -> dict[str, Any]:
-    return {"address": alias.address, "targets": list(alias.targets), "created": alias.created}
-
-
-def _diverted_user(directory: SqliteDirectory, address: str,
-                   targets: list[str]) -> str | None:
-    """The user ADDRESS names, when the alias (with ``targets`` added) would take all
-    of the user's mail away from its mailbox; None otherwise."""
-    if address.strip().startswith("@"):
-        return None
-    key = address_key(address)
-    domain = split_key(key)[1]
-    if not any(u.address == key for u in directory.list_users(domain)):
-        return None
-    existing = next((a.targets for a in directory.list_aliases(domain) if a.address == key),
-                    ())
-    if any(address_key(t) == key for t in [*existing, *targets]):
-        return None  # the alias already keeps a copy in the user's mailbox
-    return key
-
-
 @_guarded
 def cmd_alias_add(args: argparse.Namespace, config: Config) -> int:
-    directory = open_directory(config)
-    targets = list(args.targets)
-    user = _diverted_user(directory, args.address, targets)
-    if user is not None:
-        if not args.force:
-            return _fail(f"{user} is a user: an alias would divert all of its mail away "
-                         "from its mailbox (add --force to forward and keep a copy there)",
-                         EXIT_USAGE)
-        targets.insert(0, user)
-    alias = directory.add_alias(args.address, targets)
-    print(f"alias {alias.address} -> {', '.join(alias.targets)}")
-    if user is not None:
-        print(f"{user} is a user: its mail is forwarded and a copy kept in its mailbox")
+    try:
+        added = accounts_for(config).add_alias(args.address, args.targets, force=args.force)
+    except ServiceError as exc:
+        if exc.code != "alias_diverts_user":
+            raise
+        return _fail(f"{exc} (add --force to forward and keep a copy there)", EXIT_USAGE)
+    print(f"alias {added.alias.address} -> {', '.join(added.alias.targets)}")
+    if added.copy_kept_for is not None:
+        print(f"{added.copy_kept_for} is a user: its mail is forwarded and a copy kept in "
+              "its mailbox")
     return EXIT_OK
 
 
 @_guarded
 def cmd_alias_list(args: argparse.Namespace, config: Config) -> int:
-    aliases = open_directory(config).list_aliases(args.domain)
+    aliases = accounts_for(config).list_aliases(args.domain)
     if args.json:
-        print(json.dumps([alias_to_json(a) for a in aliases], indent=2))
+        _print_json([a.to_dict() for a in aliases])
         return EXIT_OK
     for a in aliases:
         print(f"{a.address} -> {', '.join(a.targets)}")
@@ -191,29 +164,25 @@ def cmd_alias_list(args: argparse.Namespace, config: Config) -> int:
 
 @_guarded
 def cmd_alias_delete(args: argparse.Namespace, config: Config) -> int:
-    open_directory(config).delete_alias(args.address, args.targets)
+    address = accounts_for(config).delete_alias(args.address, args.targets)
     what = f"target(s) {', '.join(args.targets)} of alias" if args.targets else "alias"
-    print(f"{what} {args.address.strip().lower()} deleted")
+    print(f"{what} {address} deleted")
     return EXIT_OK
 
 
 # --- domains -------------------------------------------------------------------------
-def domain_to_json(domain: DomainRecord) -> dict[str, Any]:
-    return {"domain": domain.name, "config": domain.in_config, "database": domain.in_database}
-
-
 @_guarded
 def cmd_domain_add(args: argparse.Namespace, config: Config) -> int:
-    open_directory(config).add_domain(args.domain)
-    print(f"domain {args.domain.strip().lower().rstrip('.')} added")
+    domain = accounts_for(config).add_domain(args.domain)
+    print(f"domain {domain.name} added")
     return EXIT_OK
 
 
 @_guarded
 def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
-    domains = open_directory(config).list_domains()
+    domains = accounts_for(config).list_domains()
     if args.json:
-        print(json.dumps([domain_to_json(d) for d in domains], indent=2))
+        _print_json([d.to_dict() for d in domains])
         return EXIT_OK
     width = max((len(d.name) for d in domains), default=6)
     for d in domains:
@@ -224,8 +193,8 @@ def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
 
 @_guarded
 def cmd_domain_delete(args: argparse.Namespace, config: Config) -> int:
-    open_directory(config).delete_domain(args.domain)
-    print(f"domain {args.domain.strip().lower().rstrip('.')} deleted")
+    name = accounts_for(config).delete_domain(args.domain)
+    print(f"domain {name} deleted")
     return EXIT_OK
 
 

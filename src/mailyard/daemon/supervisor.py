@@ -27,6 +27,7 @@ from mailyard.daemon.startup import startup_lines
 from mailyard.daemon.privileges import (PrivilegeError, drop_privileges, give_file, give_tree,
                                         server_identity)
 from mailyard.daemon.worker import install_event_loop_policy
+from mailyard.metrics import WORKER_RESTARTS
 from mailyard.obs import (Metrics, collect, log_event, remove_metrics_files,
                           retire_metrics_file, setup_logging, write_private)
 from mailyard.tls import ensure_certificate
@@ -236,7 +237,7 @@ class Supervisor:
             delay = RESTART_BACKOFF[min(worker.failures, len(RESTART_BACKOFF)) - 1]
             log_event(log, "worker exited; restarting", level=logging.WARNING,
                       pid=proc.pid, status=proc.returncode, delay=delay)
-            self.metrics.inc("worker_restarts_total")
+            self.metrics.inc(WORKER_RESTARTS)
             # Its counters live on in the supervisor's figures; its gauges go.
             retire_metrics_file(self.config.data_path / "run" / "metrics" / f"{proc.pid}.json",
                                 self.metrics)

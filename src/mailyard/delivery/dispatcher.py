@@ -25,6 +25,8 @@ from mailyard.delivery.attempt import AttemptResult, Finalizer
 from mailyard.delivery.destinations import Sweep
 from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder
 from mailyard.envelope import split_address
+from mailyard.metrics import (DELIVERY_ACTIVE, DELIVERY_ATTEMPTS, DELIVERY_POSTPONED,
+                              QUEUE_RECIPIENTS)
 from mailyard.obs import Metrics, log_event
 from mailyard.queue.api import QueuedRecipient, QueueEntry, RecipientState, StorageError
 
@@ -121,11 +123,11 @@ class Dispatcher:
         self.queue_io.shutdown(wait=True)
 
     def update_gauges(self) -> None:
-        self.metrics.set("delivery_active", len(self.active))
+        self.metrics.set(DELIVERY_ACTIVE, len(self.active))
         stats = getattr(self.spool, "stats", None)
         if stats is not None:
             for state, count in stats().items():
-                self.metrics.set("queue_recipients", count, state=str(state))
+                self.metrics.set(QUEUE_RECIPIENTS, count, state=str(state))
 
     # --- one entry -------------------------------------------------------------
     async def process(self, entry: QueueEntry) -> None:
@@ -150,12 +152,12 @@ class Dispatcher:
         self.start_sweeps()
         results, postponed = self.finalizer.postponements(entry, results)
         if postponed:
-            self.metrics.inc("delivery_postponed_total", len(postponed))
+            self.metrics.inc(DELIVERY_POSTPONED, len(postponed))
         outcomes = await self.finalizer.finish(entry, results)
         for result in results:
-            self.metrics.inc("delivery_attempts_total", result=result.kind,
+            self.metrics.inc(DELIVERY_ATTEMPTS, result=result.kind,
                              transport=result.transport)
-            log_event(log, "delivery attempt", qid=entry.qid, from_=entry.envelope.sender,
+            log_event(log, "delivery attempt", qid=entry.qid, sender=entry.envelope.sender,
                       to=result.address, size=entry.size, transport=result.transport,
                       relay=result.relay, result=result.kind, reply=result.reply)
         await self.recorder.record(FinishedEntry(entry.qid, outcomes, postponed))

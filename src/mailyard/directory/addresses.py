@@ -58,17 +58,19 @@ def check_domain(domain: str) -> str:
     """Return the domain's key, or raise DirectoryError saying what is wrong with it."""
     d = domain_key(domain)
     if not d:
-        raise DirectoryError("bad domain: empty")
+        raise DirectoryError("bad domain: empty", code="invalid_domain")
     if not d.isascii():
-        raise DirectoryError(f"bad domain {domain!r}: use the ASCII (xn--) form of the name")
+        raise DirectoryError(f"bad domain {domain!r}: use the ASCII (xn--) form of the name",
+                             code="invalid_domain")
     if len(d) > MAX_DOMAIN:
-        raise DirectoryError(f"bad domain {domain!r}: longer than {MAX_DOMAIN} characters")
+        raise DirectoryError(f"bad domain {domain!r}: longer than {MAX_DOMAIN} characters",
+                             code="invalid_domain")
     labels = d.split(".")
     for label in labels:
         if not _LABEL.fullmatch(label):
             raise DirectoryError(
                 f"bad domain {domain!r}: label {label!r} must be letters, digits and '-' "
-                "(1-63 characters, not starting or ending with '-')")
+                "(1-63 characters, not starting or ending with '-')", code="invalid_domain")
     return d
 
 
@@ -79,24 +81,29 @@ def check_address(address: str, *, mailbox: bool = False) -> str:
     text = address.strip()
     local, sep, domain = text.rpartition("@")
     if not sep or not local:
-        raise DirectoryError(f"bad address {address!r}: expected local-part@domain")
+        raise DirectoryError(f"bad address {address!r}: expected local-part@domain",
+                             code="invalid_address")
     if len(text) > MAX_ADDRESS:
-        raise DirectoryError(f"bad address {address!r}: longer than {MAX_ADDRESS} characters")
+        raise DirectoryError(f"bad address {address!r}: longer than {MAX_ADDRESS} characters",
+                             code="invalid_address")
     if len(local.encode("utf-8")) > MAX_LOCAL_PART:
         raise DirectoryError(
-            f"bad address {address!r}: local part longer than {MAX_LOCAL_PART} octets")
+            f"bad address {address!r}: local part longer than {MAX_LOCAL_PART} octets",
+            code="invalid_address")
     if not _DOT_ATOM.fullmatch(local):
         raise DirectoryError(
             f"bad address {address!r}: the local part must be a dot-atom (RFC 5322 3.2.3), "
-            "without spaces, quotes or leading, trailing or double dots")
+            "without spaces, quotes or leading, trailing or double dots",
+            code="invalid_address")
     if mailbox:
         if _UNSAFE_FOR_MAILBOX & set(local):
             raise DirectoryError(f"bad address {address!r}: '/' and '\\' are not allowed "
-                                 "in a mailbox name")
+                                 "in a mailbox name", code="invalid_address")
         if SUBADDRESS_SEPARATOR in local:
             raise DirectoryError(
                 f"bad address {address!r}: '{SUBADDRESS_SEPARATOR}' is the sub-address "
-                "separator (user+tag@domain reaches user@domain automatically)")
+                "separator (user+tag@domain reaches user@domain automatically)",
+                code="invalid_address")
     return f"{local.lower()}@{check_domain(domain)}"
 
 

@@ -12,7 +12,13 @@ from typing import Protocol
 
 
 class DirectoryError(Exception):
-    """A directory operation failed (bad input or storage trouble), with a clear message."""
+    """A directory operation failed (bad input or storage trouble), with a clear message
+    and a stable ``code`` ("user_exists", "no_such_alias", ...) that
+    :mod:`mailyard.services.errors` turns into a typed service error."""
+
+    def __init__(self, message: str, code: str = "directory_error") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,6 @@ class DirectoryAdmin(Protocol):
 
     def add_alias(self, address: str, targets: list[str] | tuple[str, ...]) -> AliasRecord: ...
 
-    def delete_alias(self, address: str) -> None: ...
+    def delete_alias(self, address: str, targets: list[str] | tuple[str, ...] = ()) -> None: ...
 
     def list_aliases(self, domain: str | None = None) -> list[AliasRecord]: ...

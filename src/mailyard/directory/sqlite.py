@@ -281,10 +281,11 @@ class SqliteDirectory:
     def add_domain(self, domain: str) -> None:
         name = check_domain(domain)
         if name in self.config_domains:
-            raise DirectoryError(f"domain {name} is already local (config local_domains)")
+            raise DirectoryError(f"domain {name} is already local (config local_domains)",
+                                 code="domain_in_config")
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM domains WHERE name = ?", (name,)).fetchone():
-                raise DirectoryError(f"domain {name} exists")
+                raise DirectoryError(f"domain {name} exists", code="domain_exists")
             conn.execute("INSERT INTO domains (name, created) VALUES (?, ?)",
                          (name, time.time()))
 
@@ -295,8 +296,8 @@ class SqliteDirectory:
                 if name in self.config_domains:
                     raise DirectoryError(
                         f"domain {name} is listed in the configuration file "
-                        "(local_domains); remove it there")
-                raise DirectoryError(f"no such domain: {name}")
+                        "(local_domains); remove it there", code="domain_in_config")
+                raise DirectoryError(f"no such domain: {name}", code="no_such_domain")
             if name not in self.config_domains:
                 users = conn.execute("SELECT COUNT(*) FROM users WHERE domain = ?",
                                      (name,)).fetchone()[0]
@@ -306,7 +307,7 @@ class SqliteDirectory:
                 if users or aliases:
                     raise DirectoryError(
                         f"domain {name} still has {users} user(s) and {aliases} alias(es); "
-                        "delete them first")
+                        "delete them first", code="domain_not_empty")
             conn.execute("DELETE FROM domains WHERE name = ?", (name,))
 
     def list_domains(self) -> list[DomainRecord]:
@@ -323,7 +324,7 @@ class SqliteDirectory:
         now = time.time()
         with self._write() as conn:
             if self._user_exists(conn, key):
-                raise DirectoryError(f"user {key} exists")
+                raise DirectoryError(f"user {key} exists", code="user_exists")
             conn.execute(
                 "INSERT INTO users (address, domain, password_hash, created, updated) "
                 "VALUES (?, ?, '', ?, ?)", (key, split_key(key)[1], now, now))
@@ -335,7 +336,7 @@ class SqliteDirectory:
         _check_password(password)
         with self._write() as conn:
             if not self._user_exists(conn, key):
-                raise DirectoryError(f"no such user: {key}")
+                raise DirectoryError(f"no such user: {key}", code="no_such_user")
             self._write_password(conn, key, password)
 
     def _store_password(self, key: str, password: str) -> None:
@@ -369,7 +370,7 @@ class SqliteDirectory:
         key = address_key(address)
         with self._write() as conn:
             if conn.execute("DELETE FROM users WHERE address = ?", (key,)).rowcount == 0:
-                raise DirectoryError(f"no such user: {key}")
+                raise DirectoryError(f"no such user: {key}", code="no_such_user")
 
     def list_users(self, domain: str | None = None) -> list[UserRecord]:
         sql = "SELECT address, created, scram_salt IS NOT NULL FROM users"
@@ -388,12 +389,13 @@ class SqliteDirectory:
         domain = key.rpartition("@")[2]
         self._require_local(f"x@{domain}")
         if not targets:
-            raise DirectoryError(f"alias {key}: give at least one target")
+            raise DirectoryError(f"alias {key}: give at least one target",
+                                 code="alias_without_target")
         checked = [check_target(t) for t in targets]
         if not key.startswith("@") and any(t.startswith("@") for t in checked):
             raise DirectoryError(
                 f"alias {key}: an '@domain' target is only allowed for a catch-all "
-                f"alias (@{domain})")
+                f"alias (@{domain})", code="invalid_target")
         now = time.time()
         with self._write() as conn:
             rows = conn.execute("SELECT position, target FROM aliases WHERE address = ?",
@@ -417,17 +419,18 @@ class SqliteDirectory:
         with self._write() as conn:
             if not targets:
                 if conn.execute("DELETE FROM aliases WHERE address = ?", (key,)).rowcount == 0:
-                    raise DirectoryError(f"no such alias: {key}")
+                    raise DirectoryError(f"no such alias: {key}", code="no_such_alias")
                 return
             rows = conn.execute("SELECT position, target FROM aliases WHERE address = ?",
                                 (key,)).fetchall()
             if not rows:
-                raise DirectoryError(f"no such alias: {key}")
+                raise DirectoryError(f"no such alias: {key}", code="no_such_alias")
             by_key = {address_key(r[1]): r[0] for r in rows}
             for target in targets:
                 position = by_key.get(address_key(target))
                 if position is None:
-                    raise DirectoryError(f"alias {key} has no target {target}")
+                    raise DirectoryError(f"alias {key} has no target {target}",
+                                         code="no_such_target")
                 conn.execute("DELETE FROM aliases WHERE address = ? AND position = ?",
                              (key, position))
 
@@ -461,7 +464,8 @@ class SqliteDirectory:
         if not self.is_local_domain(domain):
             raise DirectoryError(
                 f"domain {domain} is not local; add it first with `mailyard domain add "
-                f"{domain}` (or list it in local_domains in the configuration)")
+                f"{domain}` (or list it in local_domains in the configuration)",
+                code="domain_not_local")
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -503,9 +507,10 @@ def _alias_key(address: str) -> str:
 
 def _check_password(password: str) -> None:
     if not password:
-        raise DirectoryError("empty password")
+        raise DirectoryError("empty password", code="password_empty")
     if any(c in password for c in "\r\n\0"):
-        raise DirectoryError("the password contains a line break or NUL")
+        raise DirectoryError("the password contains a line break or NUL",
+                             code="password_invalid")
 
 
 # Serialises the creation of database files in this process (see _create_private).

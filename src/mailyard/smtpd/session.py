@@ -32,6 +32,8 @@ from mailyard.directory.api import DirectoryError
 from mailyard.envelope import Envelope, split_address
 from mailyard.message.headerblock import EMPTY as NO_HEADER
 from mailyard.message.headerblock import HeaderSummary, inspect_header, submission_fields
+from mailyard.metrics import (AUTH_FAILURES, BYTES_RECEIVED, CONNECTIONS, MESSAGES_ACCEPTED,
+                              MESSAGES_REJECTED)
 from mailyard.obs import log_event
 from mailyard.proto.smtp.events import (
     CLOSED, NEED_DATA, PAUSED, AuthCredentials, AuthResult, DataChunk, DataStart, Event,
@@ -142,7 +144,7 @@ class SmtpSession(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else ""
         server = self.server
-        server.metrics.inc("connections_total", listener=self.listener.kind)
+        server.metrics.inc(CONNECTIONS, listener=self.listener.kind)
         server.sessions.add(self)
         refusal = REPLY_SHUTTING_DOWN if server.shutting_down else server.limiter.acquire(self.ip)
         self.counted = refusal is None
@@ -197,7 +199,7 @@ class SmtpSession(asyncio.Protocol):
         if self.counted:
             self.server.limiter.release(self.ip)
             self.counted = False
-        self.server.metrics.inc("bytes_received_total", self.bytes_in)
+        self.server.metrics.inc(BYTES_RECEIVED, self.bytes_in)
         self.server.session_ended(self)
 
     def pause_writing(self) -> None:
@@ -583,7 +585,7 @@ class SmtpSession(asyncio.Protocol):
                 self.conn.close(REPLY_SHUTTING_DOWN)
             self._pump()
         if qid:
-            self.server.metrics.inc("messages_accepted_total")
+            self.server.metrics.inc(MESSAGES_ACCEPTED)
             self.server.notify_queued(qid)
 
     def _on_refused(self, event: MessageRefused) -> None:
@@ -655,7 +657,7 @@ class SmtpSession(asyncio.Protocol):
 
     def _on_auth_result(self, event: AuthResult) -> None:
         if not event.success:
-            self.server.metrics.inc("auth_failures_total")
+            self.server.metrics.inc(AUTH_FAILURES)
         result = "ok" if event.success else AUTH_RESULTS.get(event.reply, "refused")
         fields = {"reply": str(event.reply)} if event.reply is not None else {}
         log_event(log, "smtp auth", level=logging.INFO if event.success else logging.WARNING,
@@ -695,10 +697,10 @@ class SmtpSession(asyncio.Protocol):
         if record is None:
             return
         if result != "queued":
-            self.server.metrics.inc("messages_rejected_total",
+            self.server.metrics.inc(MESSAGES_REJECTED,
                                     reason=reason_for(reply) if reply else result)
         log_event(log, "smtp transaction", qid=qid, client=self.ip, helo=self.conn.session.helo,
-                  from_=record.sender, to=",".join(record.recipients), size=size,
+                  sender=record.sender, to=",".join(record.recipients), size=size,
                   result=result, reply=str(reply) if reply else "")
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from mailyard.delivery.dispatcher import Dispatcher
 from mailyard import obs
+from mailyard.metrics import DELIVERY_ACTIVE, WORKER_RESTARTS
 from mailyard.obs import Metrics, collect, log_event, setup_logging
 
 
@@ -42,7 +43,7 @@ def mode(path: Path) -> int:
 
 def test_metric_dumps_are_private(tmp_path: Path, loose_umask: None):
     m = Metrics()
-    m.inc("x_total")
+    m.inc(WORKER_RESTARTS)
     m.dump(tmp_path)
     assert mode(tmp_path / f"{os.getpid()}.json") == 0o600
 
@@ -64,23 +65,23 @@ def _snap(**values: tuple[str, float]) -> str:
 
 
 def test_retired_process_keeps_its_counters_not_its_gauges(tmp_path: Path):
-    (tmp_path / "4242.json").write_text(_snap(smtp_total=("counter", 5),
-                                              queue_recipients=("gauge", 100)))
+    (tmp_path / "4242.json").write_text(_snap(worker_restarts_total=("counter", 5),
+                                              delivery_active=("gauge", 100)))
     supervisor = Metrics()
-    supervisor.inc("smtp_total", 2)
+    supervisor.inc(WORKER_RESTARTS, 2)
     obs.retire_metrics_file(tmp_path / "4242.json", supervisor)
     assert not (tmp_path / "4242.json").exists()
-    assert supervisor.get("smtp_total") == 7
-    assert supervisor.get("queue_recipients") == 0
+    assert supervisor.get(WORKER_RESTARTS) == 7
+    assert supervisor.get(DELIVERY_ACTIVE) == 0
     obs.retire_metrics_file(tmp_path / "4242.json", supervisor)  # already gone: no error
 
 
 def test_files_of_an_earlier_run_are_removed(tmp_path: Path):
-    (tmp_path / "1.json").write_text(_snap(queue_recipients=("gauge", 100)))
+    (tmp_path / "1.json").write_text(_snap(delivery_active=("gauge", 100)))
     (tmp_path / ".1.tmp").write_text("")
     obs.remove_metrics_files(tmp_path)
     assert list(tmp_path.iterdir()) == []
-    assert "queue_recipients" not in collect(tmp_path)
+    assert "delivery_active" not in collect(tmp_path)
 
 
 def _crash() -> None:

@@ -1,0 +1,78 @@
+"""The errors a service raises: one small family, each with a stable ``code``.
+
+The message is for a person (the CLI prints it as is); the ``code`` is for a program.
+The HTTP API turns the class into a status and the code into an RFC 9457 problem
+``type``, so a code, once published, keeps its meaning.  ``CODES`` lists every code
+a service may raise, with its class: a code not in it is a bug (a test checks).
+"""
+
+from __future__ import annotations
+
+from mailyard.directory.api import DirectoryError
+
+
+class ServiceError(Exception):
+    """An operation was refused or failed.  ``code`` is stable; ``str(error)`` is the
+    message for the operator."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+
+class InvalidInput(ServiceError):
+    """The request itself is wrong (a bad address, a short password): asking again
+    the same way fails again."""
+
+
+class NotFound(ServiceError):
+    """The thing the request names does not exist."""
+
+
+class Conflict(ServiceError):
+    """The request clashes with the current state (exists already, still in use)."""
+
+
+class StorageFailure(ServiceError):
+    """The storage behind the service failed (database error, disk trouble)."""
+
+
+CODES: dict[str, type[ServiceError]] = {
+    # domains
+    "invalid_domain": InvalidInput,
+    "domain_exists": Conflict,
+    "domain_in_config": Conflict,
+    "domain_not_empty": Conflict,
+    "domain_not_local": InvalidInput,
+    "no_such_domain": NotFound,
+    # users and passwords
+    "invalid_address": InvalidInput,
+    "user_exists": Conflict,
+    "no_such_user": NotFound,
+    "password_empty": InvalidInput,
+    "password_too_short": InvalidInput,
+    "password_invalid": InvalidInput,
+    # aliases
+    "alias_without_target": InvalidInput,
+    "invalid_target": InvalidInput,
+    "alias_diverts_user": Conflict,
+    "no_such_alias": NotFound,
+    "no_such_target": NotFound,
+    # anything the directory reports without a code of its own
+    "directory_error": StorageFailure,
+}
+
+
+def error(code: str, message: str) -> ServiceError:
+    """The error of class ``CODES[code]``; an unknown code is a programming error."""
+    return CODES[code](code, message)
+
+
+def from_directory(exc: DirectoryError) -> ServiceError:
+    """The service error for a directory's refusal (same message, same code)."""
+    cls = CODES.get(exc.code, StorageFailure)
+    return cls(exc.code if exc.code in CODES else "directory_error", str(exc))
