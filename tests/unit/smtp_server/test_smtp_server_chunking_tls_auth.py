@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 
-from mailyard.directory.api import ScramCredentials
+from mailyard.sasl.scram import ScramCredentials
 from mailyard.proto.smtp.events import (
     AuthCredentials, AuthResult, DataStart, Event, Helo, MessageComplete, MessageRefused,
     ScramLookup, StartTlsRequested, TransactionAborted,
@@ -14,7 +14,8 @@ from mailyard.proto.smtp.replies import (
     REPLY_AUTH_FAILED, REPLY_AUTH_LOCKED_OUT, REPLY_AUTH_NEEDS_TLS, REPLY_BAD_BDAT,
     REPLY_BARE_LINE_ENDING, REPLY_BDAT_MIXED, REPLY_DISK_FULL, REPLY_TOO_MANY_AUTH_FAILURES,
 )
-from mailyard.proto.smtp.sasl import derive_scram_credentials, scram_client_final
+from mailyard.sasl.scram import derive_credentials as derive_scram_credentials
+from mailyard.sasl.scram import scram_client_final
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings
 from smtpd_core_harness import accept_all, run_all_ways, run_session
 

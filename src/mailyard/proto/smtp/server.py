@@ -22,10 +22,10 @@ from __future__ import annotations
 import re
 from collections import deque
 from functools import lru_cache
-from typing import Callable
+from collections.abc import Callable
 
-from mailyard.directory.api import ScramCredentials
 from mailyard.envelope import Recipient
+from mailyard.proto.errors import LocalProtocolError
 from mailyard.proto.smtp.address import (
     needs_smtputf8, parse_forward_path, parse_params, parse_reverse_path,
 )
@@ -46,9 +46,11 @@ from mailyard.proto.smtp.replies import (
 from mailyard.proto.smtp.server_auth import AuthCommands, offered_mechanisms
 from mailyard.proto.smtp.session import ServerSettings, Session, Transaction
 from mailyard.proto.smtp.states import (
-    LINE_LIMITS, MAX_COMMAND_LINE, MAX_SASL_LINE, NO_ARGUMENT, SEQUENCE, Mode, State,
-    in_transaction,
+    LINE_LIMITS, MAX_COMMAND_LINE, MAX_SASL_LINE, NO_ARGUMENT, SAME, SEQUENCE, Mode, Outcome,
+    State, in_transaction,
 )
+from mailyard.sasl.mechanisms import Mechanism
+from mailyard.sasl.scram import ScramCredentials, ScramSha256Mechanism
 
 __all__ = ["ServerConnection", "ServerSettings", "Session", "Transaction", "LocalProtocolError"]
 
@@ -61,10 +63,6 @@ _FOREIGN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS", "USER"
 # Control characters (C0, DEL, C1) in an EHLO/HELO argument: never part of a domain or
 # address literal, and the name goes to logs, the queue and the operator's terminal.
 _HELO_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-class LocalProtocolError(RuntimeError):
-    """The adapter used the core wrongly (a decision with nothing pending, ...)."""
 
 
 @lru_cache(maxsize=512)
@@ -95,7 +93,10 @@ class ServerConnection(AuthCommands):
         self._chunk_size = 0
         self._chunk_last = False
         self._chunk_refusal: Reply | None = None  # a refused BDAT: discard, then reply
-        self._sasl = None
+        self._sasl: Mechanism | None = None
+        # The table's entry for the command being handled: the state its success leads
+        # to (applied by _enter once the command is accepted), SAME, or its refusal.
+        self._outcome: Outcome = SAME
 
     # --- adapter API ----------------------------------------------------------------
 
@@ -182,55 +183,54 @@ class ServerConnection(AuthCommands):
     def accept(self, reply: Reply | None = None) -> None:
         """Say yes to the pending decision (``reply`` overrides the usual one;
         :class:`MessageComplete` needs it: the ``250 ... queued`` reply)."""
-        event = self._take_pending()
-        kind = type(event)
-        if kind is Helo:
-            self._accept_helo(event, reply)  # type: ignore[arg-type]
-        elif kind is MailFrom:
-            self._accept_mail(event, reply)  # type: ignore[arg-type]
-        elif kind is RcptTo:
-            self._accept_rcpt(event, reply)  # type: ignore[arg-type]
-        elif kind is DataStart:
-            self._accept_data(event)  # type: ignore[arg-type]
-        elif kind is MessageComplete:
-            if reply is None:
-                raise LocalProtocolError("MessageComplete needs the queued reply")
-            self._send(reply)
-            self.session.messages += 1
-            self.session.errors = 0
-            self._reset_transaction()
-        elif kind is AuthCredentials:
-            self._auth_succeeded(event.mechanism, event.username)  # type: ignore[attr-defined]
-        elif kind is StartTlsRequested:
-            self._send(reply or REPLY_READY_TLS)
-            self._buf, self._pos = b"", 0  # CVE-2011-0411: drop pipelined plaintext
-            self.mode = Mode.TLS_PENDING
-        elif kind is Vrfy:
-            self._send(reply or REPLY_VRFY_CANNOT)
-        else:
-            raise LocalProtocolError(f"accept() does not answer {kind.__name__}")
+        match self._take_pending():
+            case Helo() as event:
+                self._accept_helo(event, reply)
+            case MailFrom() as event:
+                self._accept_mail(event, reply)
+            case RcptTo() as event:
+                self._accept_rcpt(event, reply)
+            case DataStart() as event:
+                self._accept_data(event)
+            case MessageComplete():
+                if reply is None:
+                    raise LocalProtocolError("MessageComplete needs the queued reply")
+                self._send(reply)
+                self.session.messages += 1
+                self.session.errors = 0
+                self._reset_transaction()
+            case AuthCredentials() as event:
+                self._auth_succeeded(event.mechanism, event.username)
+            case StartTlsRequested():
+                self._send(reply or REPLY_READY_TLS)
+                self._buf, self._pos = b"", 0  # CVE-2011-0411: drop pipelined plaintext
+                self.mode = Mode.TLS_PENDING
+            case Vrfy():
+                self._send(reply or REPLY_VRFY_CANNOT)
+            case event:
+                raise LocalProtocolError(f"accept() does not answer {type(event).__name__}")
 
     def reject(self, reply: Reply) -> None:
         """Say no to the pending decision with ``reply``."""
-        event = self._take_pending()
-        kind = type(event)
-        if kind is AuthCredentials or kind is ScramLookup:
-            self._auth_failed(reply, event.mechanism if kind is AuthCredentials else "SCRAM-SHA-256",  # type: ignore[attr-defined]
-                              event.username)  # type: ignore[attr-defined]
-            return
-        if kind is DataStart and event.chunking:  # type: ignore[attr-defined]
-            # RFC 3030 2: the chunk still arrives; read it, then refuse it.
-            self._abort_transaction("chunk refused")
-            self._begin_chunk_discard(reply)
-            return
-        if kind is MessageComplete:
-            self._reset_transaction()
-        self._refuse(reply)
+        match self._take_pending():
+            case AuthCredentials(mechanism=mechanism, username=username):
+                self._auth_failed(reply, mechanism, username)
+            case ScramLookup(username=username):
+                self._auth_failed(reply, ScramSha256Mechanism.name, username)
+            case DataStart(chunking=True):
+                # RFC 3030 2: the chunk still arrives; read it, then refuse it.
+                self._abort_transaction("chunk refused")
+                self._begin_chunk_discard(reply)
+            case MessageComplete():
+                self._reset_transaction()
+                self._refuse(reply)
+            case _:
+                self._refuse(reply)
 
     def accept_scram(self, credentials: ScramCredentials | None) -> None:
         """Answer :class:`ScramLookup`: the user's stored credentials, or None."""
         event = self._take_pending()
-        if type(event) is not ScramLookup or self._sasl is None:
+        if type(event) is not ScramLookup or not isinstance(self._sasl, ScramSha256Mechanism):
             raise LocalProtocolError("accept_scram() answers ScramLookup only")
         self._sasl_step(self._sasl.set_credentials(credentials))
 
@@ -240,7 +240,7 @@ class ServerConnection(AuthCommands):
             raise LocalProtocolError("no STARTTLS in progress")
         self.session = Session(tls=True)
         self._reset_transaction()
-        self.state = State.START
+        self._enter()  # the table's STARTTLS row: back to START
         self.mode = Mode.COMMAND
 
     def close(self, reply: Reply | None = None) -> None:
@@ -279,9 +279,18 @@ class ServerConnection(AuthCommands):
             if self.session.errors >= self.settings.max_errors:
                 self.close(REPLY_TOO_MANY_ERRORS)
 
+    def _enter(self) -> None:
+        """Apply the table: the state the current command's success leads to."""
+        outcome = self._outcome
+        if type(outcome) is State:
+            self.state = outcome
+
     def _reset_transaction(self) -> None:
+        """The transaction is over (its content answered, RSET, QUIT, EHLO, STARTTLS or
+        the connection lost): back to READY, or START before EHLO, as the RSET row has
+        it.  That is also where DATA and BDAT LAST lead once the content is answered."""
         self.transaction = Transaction()
-        self.state = State.READY if self.session.helo else State.START
+        self.state = _AFTER_RESET[self.state]
         self._data = None
         self._chunks = None
 
@@ -292,7 +301,7 @@ class ServerConnection(AuthCommands):
             if self.mode is Mode.DATA or self.mode is Mode.CHUNK:
                 self.mode = Mode.COMMAND
         else:  # nothing was started: keep the (untouched) Transaction object
-            self.state = State.READY if self.session.helo else State.START
+            self.state = _AFTER_RESET[self.state]
 
     def _content_check(self) -> ContentCheck:
         s = self.settings
@@ -424,7 +433,8 @@ class ServerConnection(AuthCommands):
         if verb in NO_ARGUMENT and arg.strip():
             self._refuse(REPLY_SYNTAX.with_text(f"{verb} takes no argument"))
             return
-        _COMMANDS[verb](self, arg, table[self.state])
+        outcome = self._outcome = table[self.state]
+        _COMMANDS[verb](self, arg, outcome)
 
     def _ehlo(self, arg: str, outcome: object, extended: bool = True) -> None:
         name = arg.strip()
@@ -443,7 +453,7 @@ class ServerConnection(AuthCommands):
     def _accept_helo(self, event: Helo, reply: Reply | None) -> None:
         self.session.helo = event.name
         self.session.extended = event.extended
-        self.state = State.READY
+        self._enter()
         if reply is not None:
             self._send(reply)
         elif event.extended:
@@ -495,7 +505,7 @@ class ServerConnection(AuthCommands):
         txn.ret = event.ret
         txn.envid = event.envid
         txn.declared_size = event.size
-        self.state = State.MAIL
+        self._enter()
         self._send(reply or REPLY_SENDER_OK)
 
     def _rcpt(self, arg: str, outcome: object) -> None:
@@ -524,7 +534,7 @@ class ServerConnection(AuthCommands):
 
     def _accept_rcpt(self, event: RcptTo, reply: Reply | None) -> None:
         self.transaction.recipients.append(Recipient(event.address, event.dsn))
-        self.state = State.RCPT
+        self._enter()
         self._send(reply or REPLY_RCPT_OK)
 
     def _data_command(self, arg: str, outcome: object) -> None:
@@ -537,7 +547,7 @@ class ServerConnection(AuthCommands):
 
     def _accept_data(self, event: DataStart) -> None:
         if event.chunking:
-            self.state = State.CHUNKING
+            self._enter()
             self._chunks = ChunkDecoder(self._content_check())
             self._begin_chunk()
         else:
@@ -579,6 +589,7 @@ class ServerConnection(AuthCommands):
 
     def _rset(self, arg: str, outcome: object) -> None:
         self._abort_transaction("rset")
+        self._enter()
         self._send(REPLY_RESET)
 
     def _noop(self, arg: str, outcome: object) -> None:
@@ -597,6 +608,7 @@ class ServerConnection(AuthCommands):
 
     def _quit(self, arg: str, outcome: object) -> None:
         self._abort_transaction("quit")
+        self._enter()
         self._send(REPLY_BYE)
         self.mode = Mode.CLOSED
 
@@ -610,6 +622,11 @@ class ServerConnection(AuthCommands):
         else:
             self._ask(StartTlsRequested())
 
+
+# Where a transaction's end leaves the dialogue (the RSET row, which never refuses).
+_AFTER_RESET: dict[State, State] = {
+    state: outcome for state, outcome in SEQUENCE["RSET"].items() if type(outcome) is State
+}
 
 _COMMANDS: dict[str, Callable[[ServerConnection, str, object], None]] = {
     "EHLO": ServerConnection._ehlo, "HELO": ServerConnection._helo,
