@@ -20,6 +20,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_SENDER_OK, REPLY_SYNTAX, REPLY_TOO_MANY_ERRORS, REPLY_TOO_MANY_RECIPIENTS,
     REPLY_UNKNOWN_COMMAND, REPLY_UNKNOWN_USER, REPLY_VRFY_CANNOT, Reply,
 )
+from mailyard.proto.errors import LocalProtocolError
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings
 from smtpd_core_harness import SPLITS, accept_all, run_all_ways, run_session
 
@@ -420,3 +421,18 @@ def test_helo_with_control_characters_refused(name: bytes) -> None:
     assert run.codes == ["220", f"501 {REPLY_BAD_CHARS.status}", f"501 {REPLY_BAD_CHARS.status}",
                          "250"]
     assert not [e for e in run.events if isinstance(e, Helo) and e.name != "ok.test"]
+
+
+def test_adapter_misuse_is_a_local_protocol_error() -> None:
+    """Answering a decision that is not pending, or with the wrong method, is the
+    adapter's bug: LocalProtocolError (the same type the client core raises)."""
+    conn = ServerConnection(SETTINGS)
+    conn.greet()
+    with pytest.raises(LocalProtocolError):
+        conn.accept()
+    with pytest.raises(LocalProtocolError):
+        conn.tls_established()
+    conn.receive_data(b"EHLO c\r\n")
+    assert isinstance(conn.next_event(), Helo)
+    with pytest.raises(LocalProtocolError):
+        conn.accept_scram(None)

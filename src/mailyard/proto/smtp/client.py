@@ -28,9 +28,10 @@ import enum
 import re
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Sequence
+from collections.abc import Callable, Sequence
 
 from mailyard.envelope import Envelope, Recipient
+from mailyard.proto.errors import LocalProtocolError
 from mailyard.proto.smtp.address import xtext_encode
 from mailyard.proto.smtp.client_codec import (
     DataEncoder,
@@ -73,7 +74,8 @@ from mailyard.proto.smtp.replies import (
 )
 
 __all__ = [
-    "Closed", "DataEncoder", "Event", "Extensions", "Idle", "NeedContent", "NeedData", "Phase",
+    "Closed", "DataEncoder", "Event", "Extensions", "Idle", "LocalProtocolError", "NeedContent",
+    "NeedData", "Phase",
     "RecipientResult", "RemoteProtocolError", "ReplyParser", "Send", "SessionFailed",
     "SessionReady", "SmtpClient", "StartTls", "State", "TLS_LEVELS", "TRANSITIONS",
     "TransactionDone", "TransactionResult", "describe", "tls_level",
@@ -109,7 +111,7 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-#: What an awaited reply answers; each has a handler ``SmtpClient._on_<name>``.
+#: What an awaited reply answers; each has its handler in ``_HANDLERS``.
 Cmd = enum.Enum("Cmd", "GREETING EHLO HELO STARTTLS AUTH PROBE RSET MAIL RCPT DATA DISCARD "
                        "DOT BDAT BDAT_LAST QUIT")
 
@@ -290,7 +292,7 @@ class SmtpClient:
 
     def quit(self) -> None:
         if not self.can_quit:
-            raise RuntimeError(f"cannot QUIT in state {self.state.value}")
+            raise LocalProtocolError(f"cannot QUIT in state {self.state.value}")
         self._set_state(State.QUIT)
         self._command("QUIT", Cmd.QUIT)
 
@@ -350,12 +352,12 @@ class SmtpClient:
     # --- plumbing -------------------------------------------------------------------
     def _set_state(self, new: State) -> None:
         if new is not self.state and new not in TRANSITIONS[self.state]:
-            raise RuntimeError(f"SMTP client: {self.state.value} -> {new.value} not allowed")
+            raise LocalProtocolError(f"SMTP client: {self.state.value} -> {new.value} not allowed")
         self.state = new
 
     def _require(self, state: State) -> None:
         if self.state is not state or self._pending:
-            raise RuntimeError(f"SMTP client is {self.state.value}, not {state.value}")
+            raise LocalProtocolError(f"SMTP client is {self.state.value}, not {state.value}")
 
     def _command(self, line: str, cmd: Cmd, arg: int = 0) -> None:
         self._out += line.encode("utf-8") + b"\r\n"
@@ -399,8 +401,7 @@ class SmtpClient:
             self._pending.appendleft((cmd, arg))
             self._abort(reply)
             return
-        handler = getattr(self, f"_on_{cmd.name.lower()}")
-        handler(reply, arg)
+        _HANDLERS[cmd](self, reply, arg)
 
     # --- session set-up -------------------------------------------------------------
     def _on_greeting(self, reply: Reply, _: int) -> None:
@@ -647,7 +648,7 @@ class SmtpClient:
     def _content_txn(self) -> _Transaction:
         txn = self._txn
         if self.state is not State.TRANSACTION or txn is None or not txn.wants_content:
-            raise RuntimeError("SMTP client is not sending content now")
+            raise LocalProtocolError("SMTP client is not sending content now")
         return txn
 
     def _bdat(self, txn: _Transaction, last: bool) -> None:
@@ -665,8 +666,6 @@ class SmtpClient:
         self._needs_reset = False
         self.transactions += 1
         self._finish(reply, False)
-
-    _on_bdat_last = _on_dot
 
     def _finish(self, reply: Reply, retry_elsewhere: bool, close: bool = False,
                 fail: bool = False) -> None:
@@ -690,3 +689,14 @@ class SmtpClient:
             if fail:
                 self._set_state(State.FAILED)
 
+
+#: The handler of each awaited reply (declared, not looked up by name).
+_HANDLERS: dict[Cmd, Callable[[SmtpClient, Reply, int], None]] = {
+    Cmd.GREETING: SmtpClient._on_greeting, Cmd.EHLO: SmtpClient._on_ehlo,
+    Cmd.HELO: SmtpClient._on_helo, Cmd.STARTTLS: SmtpClient._on_starttls,
+    Cmd.AUTH: SmtpClient._on_auth, Cmd.PROBE: SmtpClient._on_probe,
+    Cmd.RSET: SmtpClient._on_rset, Cmd.MAIL: SmtpClient._on_mail, Cmd.RCPT: SmtpClient._on_rcpt,
+    Cmd.DATA: SmtpClient._on_data, Cmd.DISCARD: SmtpClient._on_discard,
+    Cmd.DOT: SmtpClient._on_dot, Cmd.BDAT: SmtpClient._on_bdat,
+    Cmd.BDAT_LAST: SmtpClient._on_dot, Cmd.QUIT: SmtpClient._on_quit,
+}
