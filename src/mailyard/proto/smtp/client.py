@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import base64
 import enum
-import re
 from collections import deque
 from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
 
 from mailyard.envelope import Envelope, Recipient
 from mailyard.proto.errors import LocalProtocolError
-from mailyard.proto.smtp.address import xtext_encode
 from mailyard.proto.smtp.client_codec import (
     DataEncoder,
     Extensions,
@@ -56,6 +54,7 @@ from mailyard.proto.smtp.client_events import (
     TransactionDone,
     TransactionResult,
 )
+from mailyard.proto.smtp.params import MailParameters
 from mailyard.proto.smtp.replies import (
     REPLY_NO_VALID_RECIPIENTS,
     REPLY_REMOTE_AUTH_MECH,
@@ -72,6 +71,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_TOO_BIG,
     Reply,
 )
+from mailyard.proto.smtp.wire import MailCommand, RcptCommand, forward_path_ok, reverse_path_ok
 
 __all__ = [
     "Closed", "DataEncoder", "Event", "Extensions", "Idle", "LocalProtocolError", "NeedContent",
@@ -117,7 +117,6 @@ Cmd = enum.Enum("Cmd", "GREETING EHLO HELO STARTTLS AUTH PROBE RSET MAIL RCPT DA
 
 
 _FINAL = (Cmd.DOT, Cmd.BDAT_LAST)
-_BAD_ADDRESS_CHARS = re.compile(r"[\x00-\x20\x7f<>]")  # outside quoted local parts
 BDAT_CHUNK = 262144
 #: Outbound TLS security levels, weakest first (like Postfix's smtp_tls_security_level).
 #: "verify" and "secure" have the adapter check the certificate (mailyard.tls.PeerCheck).
@@ -137,13 +136,6 @@ def tls_level(value: str) -> str:
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def _address_ok(address: str) -> bool:
-    local, _, domain = address.rpartition("@")
-    if local.startswith('"') and local.endswith('"') and len(local) >= 2:
-        return not re.search(r"[\x00\r\n]", local) and not _BAD_ADDRESS_CHARS.search(domain)
-    return not _BAD_ADDRESS_CHARS.search(address)
 
 
 @dataclass
@@ -312,7 +304,7 @@ class SmtpClient:
             return
         needs_utf8 = not envelope.sender.isascii()
         for i, rcpt in enumerate(txn.recipients):
-            if not _address_ok(rcpt.address):
+            if not forward_path_ok(rcpt.address):
                 txn.results[i] = REPLY_REMOTE_BAD_ADDRESS
             elif not rcpt.address.isascii():
                 if "SMTPUTF8" not in ext:
@@ -509,7 +501,7 @@ class SmtpClient:
                 f"{REPLY_REMOTE_TOO_BIG.text} ({txn.size} > {limit} octets)")
         if env.body_type.upper() == "BINARYMIME" and not ("BINARYMIME" in ext and txn.bdat):
             return REPLY_REMOTE_NO_BINARYMIME  # RFC 3030 3: no downgrade of binary content
-        if not _address_ok(env.sender):
+        if not reverse_path_ok(env.sender):
             return REPLY_REMOTE_BAD_ADDRESS
         if not env.sender.isascii() and "SMTPUTF8" not in ext:  # RFC 6531 3.2
             return REPLY_REMOTE_NO_SMTPUTF8
@@ -517,30 +509,19 @@ class SmtpClient:
 
     def _mail_line(self, txn: _Transaction) -> str:
         ext, env = self.extensions, txn.envelope
-        params = []
-        if ext.size_limit is not None:
-            params.append(f"SIZE={txn.size}")
         body = env.body_type.upper()
-        if body == "BINARYMIME" or (body == "8BITMIME" and "8BITMIME" in ext):
-            params.append(f"BODY={body}")
-        if txn.smtputf8:
-            params.append("SMTPUTF8")
-        if "DSN" in ext:  # RFC 3461 4.3, 4.4
-            if env.ret:
-                params.append(f"RET={env.ret}")
-            if env.envid:
-                params.append(f"ENVID={xtext_encode(env.envid)}")
-        return " ".join([f"MAIL FROM:<{env.sender}>", *params])
+        if not (body == "BINARYMIME" or (body == "8BITMIME" and "8BITMIME" in ext)):
+            body = "7BIT"  # sent without BODY=
+        dsn = "DSN" in ext  # RFC 3461 4.3, 4.4
+        params = MailParameters(size=txn.size if ext.size_limit is not None else None,
+                                body=body, smtputf8=txn.smtputf8,
+                                ret=env.ret if dsn else "", envid=env.envid if dsn else "")
+        return MailCommand(env.sender, params).encode()
 
     def _rcpt_line(self, rcpt: Recipient) -> str:
-        params = []
         if "DSN" in self.extensions:  # RFC 3461 4.1, 4.2
-            if rcpt.dsn.notify:
-                params.append("NOTIFY=" + ",".join(rcpt.dsn.notify))
-            addr_type, sep, original = rcpt.dsn.orcpt.partition(";")
-            if sep and addr_type and original:
-                params.append(f"ORCPT={addr_type};{xtext_encode(original)}")
-        return " ".join([f"RCPT TO:<{rcpt.address}>", *params])
+            return RcptCommand(rcpt.address, rcpt.dsn).encode()
+        return RcptCommand(rcpt.address).encode()
 
     def _plan(self, txn: _Transaction) -> None:
         if self._needs_reset:

@@ -26,16 +26,13 @@ from collections.abc import Callable
 
 from mailyard.envelope import Recipient
 from mailyard.proto.errors import LocalProtocolError
-from mailyard.proto.smtp.address import (
-    needs_smtputf8, parse_forward_path, parse_params, parse_reverse_path,
-)
+from mailyard.proto.smtp.address import needs_smtputf8
 from mailyard.proto.smtp.content import ChunkDecoder, ContentCheck, DataDecoder
 from mailyard.proto.smtp.events import (
     CLOSED, NEED_DATA, PAUSED, AuthCredentials, DataChunk, DataStart, Decision, Event,
     HeaderSection, Helo, MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, Sentinel,
     StartTlsRequested, TransactionAborted, Vrfy,
 )
-from mailyard.proto.smtp.params import mail_parameters, rcpt_parameters
 from mailyard.proto.smtp.replies import (
     REPLY_ALREADY_TLS, REPLY_BAD_BDAT, REPLY_BAD_CHARS, REPLY_BAD_SEQUENCE, REPLY_BDAT_OK,
     REPLY_BYE, REPLY_HELP, REPLY_LINE_TOO_LONG, REPLY_MESSAGE_TOO_BIG, REPLY_NEEDS_SMTPUTF8,
@@ -49,6 +46,7 @@ from mailyard.proto.smtp.states import (
     LINE_LIMITS, MAX_COMMAND_LINE, MAX_SASL_LINE, NO_ARGUMENT, SAME, SEQUENCE, Mode, Outcome,
     State, in_transaction,
 )
+from mailyard.proto.smtp.wire import MailCommand, RcptCommand
 from mailyard.sasl.mechanisms import Mechanism
 from mailyard.sasl.scram import ScramCredentials, ScramSha256Mechanism
 
@@ -475,27 +473,20 @@ class ServerConnection(AuthCommands):
         if isinstance(outcome, Reply):
             self._refuse(outcome)
             return
-        if arg[:5].upper() != "FROM:":
-            self._refuse(REPLY_SYNTAX.with_text("Syntax: MAIL FROM:<address>"))
-            return
         try:
-            mailbox, rest = parse_reverse_path(arg[5:])
-            params = parse_params(rest) if rest else {}
-            if params and not self.session.extended:
-                raise SmtpError(REPLY_SYNTAX.with_text("Parameters need EHLO"))
-            mail = mail_parameters(params)
+            command = MailCommand.parse(arg, extended=self.session.extended)
         except SmtpError as exc:
             self._refuse(exc.reply)
             return
+        mail, address = command.params, command.sender
         if mail.size is not None and mail.size > self.settings.max_message_size:
             self._refuse(REPLY_MESSAGE_TOO_BIG)
             return
-        address = mailbox.address if mailbox is not None else ""
         if not mail.smtputf8 and needs_smtputf8(address):
             self._refuse(REPLY_NEEDS_SMTPUTF8)
             return
-        self._ask(MailFrom(address, mailbox, mail.size, mail.body, mail.smtputf8, mail.ret,
-                           mail.envid))
+        self._ask(MailFrom(address, command.mailbox, mail.size, mail.body, mail.smtputf8,
+                           mail.ret, mail.envid))
 
     def _accept_mail(self, event: MailFrom, reply: Reply | None) -> None:
         txn = self.transaction
@@ -512,25 +503,21 @@ class ServerConnection(AuthCommands):
         if isinstance(outcome, Reply):
             self._refuse(outcome)
             return
-        if arg[:3].upper() != "TO:":
-            self._refuse(REPLY_SYNTAX.with_text("Syntax: RCPT TO:<address>"))
-            return
-        if len(self.transaction.recipients) >= self.settings.max_recipients:
+        if (len(self.transaction.recipients) >= self.settings.max_recipients
+                and arg[:3].upper() == "TO:"):
             self._send(REPLY_TOO_MANY_RECIPIENTS)  # RFC 5321 4.5.3.1.10: not an error
             return
         try:
-            mailbox, rest = parse_forward_path(arg[3:])
-            params = parse_params(rest) if rest else {}
-            if params and not self.session.extended:
-                raise SmtpError(REPLY_SYNTAX.with_text("Parameters need EHLO"))
-            dsn = rcpt_parameters(params)
+            command = RcptCommand.parse(arg, extended=self.session.extended)
         except SmtpError as exc:
             self._refuse(exc.reply)
             return
+        mailbox = command.mailbox
+        assert mailbox is not None
         if not self.transaction.smtputf8 and mailbox.needs_smtputf8:
             self._refuse(REPLY_NEEDS_SMTPUTF8)
             return
-        self._ask(RcptTo(mailbox.address, mailbox, dsn))
+        self._ask(RcptTo(command.address, mailbox, command.dsn))
 
     def _accept_rcpt(self, event: RcptTo, reply: Reply | None) -> None:
         self.transaction.recipients.append(Recipient(event.address, event.dsn))
