@@ -24,8 +24,14 @@ import unicodedata
 from dataclasses import dataclass
 
 from mailyard.proto.errors import LocalProtocolError
-from mailyard.sasl.steps import Challenge, Failure, FailureReason, NeedScramCredentials, Step
-from mailyard.sasl.steps import Success
+from mailyard.sasl.steps import (
+    Challenge,
+    Failure,
+    FailureReason,
+    NeedScramCredentials,
+    Step,
+    Success,
+)
 
 __all__ = [
     "DECOY_ITERATIONS", "SCRAM_ITERATIONS", "SCRAM_SALT_BYTES", "SaslprepError",

@@ -26,8 +26,8 @@ from __future__ import annotations
 import base64
 import enum
 from collections import deque
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from mailyard.envelope import Envelope, Recipient
 from mailyard.proto.errors import LocalProtocolError
@@ -238,7 +238,8 @@ class SmtpClient:
                 cmd = self._pending[0][0]
                 return NeedData(Phase.DATA_END if cmd in _FINAL else Phase.COMMAND)
             if self._parser.replies and self.state is not State.CLOSED:
-                self._abort(REPLY_REMOTE_PROTOCOL.with_text("Unexpected reply from the remote server"))
+                self._abort(REPLY_REMOTE_PROTOCOL.with_text(
+                    "Unexpected reply from the remote server"))
                 continue
             if self._txn is not None and self._txn.wants_content:
                 return NeedContent()
@@ -598,9 +599,7 @@ class SmtpClient:
                 return
         if not txn.accepted:
             self._finish(REPLY_NO_VALID_RECIPIENTS, False)
-        elif txn.bdat:
-            self._begin_content(txn)
-        elif txn.data_reply is not None and txn.data_reply.code == 354:
+        elif txn.bdat or (txn.data_reply is not None and txn.data_reply.code == 354):
             self._begin_content(txn)
         elif txn.data_reply is not None:
             self._finish(txn.data_reply, False)
@@ -658,7 +657,8 @@ class SmtpClient:
                 txn.results[i] = reply
                 txn.retry[i] = retry_elsewhere
         recipients = tuple(RecipientResult(r, res, retry)  # type: ignore[arg-type]
-                           for r, res, retry in zip(txn.recipients, txn.results, txn.retry))
+                           for r, res, retry in zip(txn.recipients, txn.results, txn.retry,
+                                                    strict=True))
         result = TransactionResult(reply, recipients, txn.content_sent)
         self._events.append(TransactionDone(result))
         self._txn = None

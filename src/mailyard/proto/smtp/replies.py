@@ -5,6 +5,7 @@ every refusal in one table.  :class:`SmtpError` carries a reply out of protocol 
 policy code to the adapter that writes it.
 """
 
+# ruff: noqa: E501  (one reply per line: the table reads down the page)
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -21,30 +21,74 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from functools import lru_cache
 from collections.abc import Callable
+from functools import lru_cache
 
 from mailyard.envelope import Recipient
 from mailyard.proto.errors import LocalProtocolError
 from mailyard.proto.smtp.address import needs_smtputf8
 from mailyard.proto.smtp.content import ChunkDecoder, ContentCheck, DataDecoder
 from mailyard.proto.smtp.events import (
-    CLOSED, NEED_DATA, PAUSED, AuthCredentials, DataChunk, DataStart, Decision, Event,
-    HeaderSection, Helo, MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, Sentinel,
-    StartTlsRequested, TransactionAborted, Vrfy,
+    CLOSED,
+    NEED_DATA,
+    PAUSED,
+    AuthCredentials,
+    DataChunk,
+    DataStart,
+    Decision,
+    Event,
+    HeaderSection,
+    Helo,
+    MailFrom,
+    MessageComplete,
+    MessageRefused,
+    RcptTo,
+    ScramLookup,
+    Sentinel,
+    StartTlsRequested,
+    TransactionAborted,
+    Vrfy,
 )
 from mailyard.proto.smtp.replies import (
-    REPLY_ALREADY_TLS, REPLY_BAD_BDAT, REPLY_BAD_CHARS, REPLY_BAD_SEQUENCE, REPLY_BDAT_OK,
-    REPLY_BYE, REPLY_HELP, REPLY_LINE_TOO_LONG, REPLY_MESSAGE_TOO_BIG, REPLY_NEEDS_SMTPUTF8,
-    REPLY_NOOP, REPLY_NOT_IMPLEMENTED, REPLY_NOT_SMTP, REPLY_RCPT_OK, REPLY_READY_TLS,
-    REPLY_RESET, REPLY_SENDER_OK, REPLY_START_DATA, REPLY_SYNTAX, REPLY_TOO_MANY_ERRORS,
-    REPLY_TOO_MANY_RECIPIENTS, REPLY_UNKNOWN_COMMAND, REPLY_VRFY_CANNOT, Reply, SmtpError,
+    REPLY_ALREADY_TLS,
+    REPLY_BAD_BDAT,
+    REPLY_BAD_CHARS,
+    REPLY_BAD_SEQUENCE,
+    REPLY_BDAT_OK,
+    REPLY_BYE,
+    REPLY_HELP,
+    REPLY_LINE_TOO_LONG,
+    REPLY_MESSAGE_TOO_BIG,
+    REPLY_NEEDS_SMTPUTF8,
+    REPLY_NOOP,
+    REPLY_NOT_IMPLEMENTED,
+    REPLY_NOT_SMTP,
+    REPLY_RCPT_OK,
+    REPLY_READY_TLS,
+    REPLY_RESET,
+    REPLY_SENDER_OK,
+    REPLY_START_DATA,
+    REPLY_SYNTAX,
+    REPLY_TOO_MANY_ERRORS,
+    REPLY_TOO_MANY_RECIPIENTS,
+    REPLY_UNKNOWN_COMMAND,
+    REPLY_VRFY_CANNOT,
+    Reply,
+    SmtpError,
 )
 from mailyard.proto.smtp.server_auth import AuthCommands, offered_mechanisms
 from mailyard.proto.smtp.session import ServerSettings, Session, Transaction
 from mailyard.proto.smtp.states import (
-    LINE_LIMITS, MAX_COMMAND_LINE, MAX_SASL_LINE, NO_ARGUMENT, SAME, SEQUENCE, Mode, Outcome,
-    State, in_transaction,
+    LINE_LIMITS,
+    MAX_COMMAND_LINE,
+    MAX_SASL_LINE,
+    NO_ARGUMENT,
+    SAME,
+    SEQUENCE,
+    Mode,
+    Outcome,
+    State,
+    in_transaction,
 )
 from mailyard.proto.smtp.wire import MailCommand, RcptCommand
 from mailyard.sasl.mechanisms import Mechanism
@@ -420,7 +464,8 @@ class ServerConnection(AuthCommands):
             if verb in _FOREIGN:
                 self.close(REPLY_NOT_SMTP)
                 return
-            self._refuse(REPLY_NOT_IMPLEMENTED if verb in _NOT_IMPLEMENTED else REPLY_UNKNOWN_COMMAND)
+            self._refuse(REPLY_NOT_IMPLEMENTED if verb in _NOT_IMPLEMENTED
+                         else REPLY_UNKNOWN_COMMAND)
             return
         if len(line) + 2 > LINE_LIMITS.get(verb, MAX_COMMAND_LINE):
             if verb == "BDAT":  # its chunk size cannot be trusted: out of sync

@@ -21,16 +21,30 @@ from typing import TYPE_CHECKING
 
 from mailyard.proto.smtp.events import AuthCredentials, AuthResult, Decision, Event, ScramLookup
 from mailyard.proto.smtp.replies import (
-    REPLY_ALREADY_AUTH, REPLY_AUTH_BAD_BASE64, REPLY_AUTH_CANCELLED, REPLY_AUTH_FAILED,
-    REPLY_AUTH_MECH, REPLY_AUTH_NEEDS_TLS, REPLY_AUTH_OK, REPLY_NOT_IMPLEMENTED, REPLY_SYNTAX,
-    REPLY_TOO_MANY_AUTH_FAILURES, Reply,
+    REPLY_ALREADY_AUTH,
+    REPLY_AUTH_BAD_BASE64,
+    REPLY_AUTH_CANCELLED,
+    REPLY_AUTH_FAILED,
+    REPLY_AUTH_MECH,
+    REPLY_AUTH_NEEDS_TLS,
+    REPLY_AUTH_OK,
+    REPLY_NOT_IMPLEMENTED,
+    REPLY_SYNTAX,
+    REPLY_TOO_MANY_AUTH_FAILURES,
+    Reply,
 )
 from mailyard.proto.smtp.session import ServerSettings, Session
 from mailyard.proto.smtp.states import Mode
 from mailyard.sasl.mechanisms import Mechanism, new_mechanism
 from mailyard.sasl.scram import ScramSha256Mechanism
 from mailyard.sasl.steps import (
-    Challenge, Credentials, Failure, FailureReason, NeedScramCredentials, Step, Success,
+    Challenge,
+    Credentials,
+    Failure,
+    FailureReason,
+    NeedScramCredentials,
+    Step,
+    Success,
 )
 
 AUTH_MECHANISMS = "PLAIN LOGIN SCRAM-SHA-256"

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 
 from mailyard.envelope import DsnRecipient
 from mailyard.proto.smtp.address import (
-    AddressError, Mailbox, format_path, parse_forward_path, parse_params, parse_reverse_path,
+    AddressError,
+    Mailbox,
+    format_path,
+    parse_forward_path,
+    parse_params,
+    parse_reverse_path,
     xtext_encode,
 )
 from mailyard.proto.smtp.params import MailParameters, mail_parameters, rcpt_parameters
