@@ -11,11 +11,24 @@ from hypothesis import strategies as st
 from mailyard.envelope import DsnRecipient, Envelope, Recipient
 from mailyard.proto.smtp.address import AddressError, format_address, parse_forward_path
 from mailyard.proto.smtp.client import (
-    Closed, Idle, NeedContent, NeedData, Send, SessionReady, SmtpClient, TransactionDone,
+    Closed,
+    Idle,
+    NeedContent,
+    NeedData,
+    Send,
+    SessionReady,
+    SmtpClient,
+    TransactionDone,
     TransactionResult,
 )
 from mailyard.proto.smtp.events import (
-    CLOSED, NEED_DATA, PAUSED, MailFrom, MessageComplete, RcptTo, ScramLookup,
+    CLOSED,
+    NEED_DATA,
+    PAUSED,
+    MailFrom,
+    MessageComplete,
+    RcptTo,
+    ScramLookup,
 )
 from mailyard.proto.smtp.replies import REPLY_QUEUED, REPLY_REMOTE_BAD_ADDRESS
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings

@@ -7,11 +7,11 @@ from __future__ import annotations
 import base64
 
 import pytest
+from smtpd_core_harness import run_session
 
 from mailyard.proto.smtp.replies import Reply
 from mailyard.proto.smtp.server import ServerSettings
 from mailyard.proto.smtp.states import SAME, SEQUENCE, State
-from smtpd_core_harness import run_session
 
 # A transcript that leaves the core in each state.
 REACH: dict[State, bytes] = {
