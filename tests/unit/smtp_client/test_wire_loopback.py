@@ -88,7 +88,16 @@ class Loopback:
 
 
 # --- what the server's grammar accepts, built from its parts ----------------------------
-_TEXT = st.characters(min_codepoint=0x20, max_codepoint=0x2FF, blacklist_categories=("Cs",))
+def _server_accepts(address: str) -> bool:
+    try:
+        _, rest = parse_forward_path(f"<{address}>")
+    except AddressError:
+        return False
+    return not rest
+
+
+_TEXT = st.characters(min_codepoint=0x20, max_codepoint=0x2FF,
+                      blacklist_categories=("Cs", "Cc"))
 _LABEL = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,8}[A-Za-z0-9])?", fullmatch=True)
 _DOMAIN = st.one_of(
     st.lists(_LABEL, min_size=1, max_size=3).map(".".join),
@@ -100,7 +109,7 @@ _LOCAL = st.one_of(
     st.from_regex(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9_+-]+)*", fullmatch=True),
     st.text(_TEXT, max_size=12),  # anything printable: quoted when it must be
 )
-ADDRESS = st.builds(format_address, _LOCAL, _DOMAIN).filter(lambda a: len(a) < 200)
+ADDRESS = st.builds(format_address, _LOCAL, _DOMAIN).filter(lambda a: _server_accepts(a))
 _NOTIFY = st.one_of(
     st.just(()), st.just(("NEVER",)),
     st.permutations(["SUCCESS", "FAILURE", "DELAY"]).flatmap(
@@ -119,14 +128,6 @@ ENVELOPE = st.builds(
     ret=st.sampled_from(["", "FULL", "HDRS"]),
     envid=st.text(_TEXT, max_size=30),
 )
-
-
-def _server_accepts(address: str) -> bool:
-    try:
-        _, rest = parse_forward_path(f"<{address}>")
-    except AddressError:
-        return False
-    return not rest
 
 
 @settings(max_examples=100, deadline=None)
