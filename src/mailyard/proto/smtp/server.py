@@ -225,13 +225,13 @@ class ServerConnection(AuthCommands):
     def accept(self, reply: Reply | None = None) -> None:
         """Say yes to the pending decision (``reply`` overrides the usual one;
         :class:`MessageComplete` needs it: the ``250 ... queued`` reply)."""
-        match self._take_pending():
-            case Helo() as event:
-                self._accept_helo(event, reply)
-            case MailFrom() as event:
-                self._accept_mail(event, reply)
+        match self._take_pending():  # the most frequent decisions first
             case RcptTo() as event:
                 self._accept_rcpt(event, reply)
+            case MailFrom() as event:
+                self._accept_mail(event, reply)
+            case Helo() as event:
+                self._accept_helo(event, reply)
             case DataStart() as event:
                 self._accept_data(event)
             case MessageComplete():
@@ -330,9 +330,10 @@ class ServerConnection(AuthCommands):
     def _reset_transaction(self) -> None:
         """The transaction is over (its content answered, RSET, QUIT, EHLO, STARTTLS or
         the connection lost): back to READY, or START before EHLO, as the RSET row has
-        it.  That is also where DATA and BDAT LAST lead once the content is answered."""
+        it (written out: an enum lookup costs more than this test on every command).
+        That is also where DATA and BDAT LAST lead once the content is answered."""
         self.transaction = Transaction()
-        self.state = _AFTER_RESET[self.state]
+        self.state = State.READY if self.session.helo else State.START
         self._data = None
         self._chunks = None
 
@@ -343,7 +344,7 @@ class ServerConnection(AuthCommands):
             if self.mode is Mode.DATA or self.mode is Mode.CHUNK:
                 self.mode = Mode.COMMAND
         else:  # nothing was started: keep the (untouched) Transaction object
-            self.state = _AFTER_RESET[self.state]
+            self.state = State.READY if self.session.helo else State.START
 
     def _content_check(self) -> ContentCheck:
         s = self.settings
@@ -654,11 +655,6 @@ class ServerConnection(AuthCommands):
         else:
             self._ask(StartTlsRequested())
 
-
-# Where a transaction's end leaves the dialogue (the RSET row, which never refuses).
-_AFTER_RESET: dict[State, State] = {
-    state: outcome for state, outcome in SEQUENCE["RSET"].items() if type(outcome) is State
-}
 
 _COMMANDS: dict[str, Callable[[ServerConnection, str, object], None]] = {
     "EHLO": ServerConnection._ehlo, "HELO": ServerConnection._helo,
