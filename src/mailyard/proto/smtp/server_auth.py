@@ -6,8 +6,9 @@ it starts a protocol-neutral exchange from :mod:`mailyard.sasl`, does the SMTP f
 (base64 lines, ``=`` for an empty initial response, ``*`` to cancel), relays the
 mechanism's challenges as 334 replies, asks the adapter to verify credentials
 (:class:`AuthCredentials`, :class:`ScramLookup`), maps the exchange's outcome to a reply
-(235, 501 for a malformed response, 535 5.7.8), and counts failures (535 5.7.8, then 421 4.7.0 at
-``max_auth_failures``; a 421 from the adapter closes too).  AUTH is refused outside
+(235; :data:`FAILURE_REPLIES`: 501 5.5.4 for a malformed response, 535 5.7.8 for refused
+credentials), and counts failures (421 4.7.0 at ``max_auth_failures``; a 421 from the
+adapter closes too).  AUTH is refused outside
 TLS (538 5.7.11, RFC 4954 4 and RFC 8314), on listeners without AUTH (502) and after
 a success (503).
 """
@@ -25,11 +26,11 @@ from mailyard.proto.smtp.replies import (
     REPLY_AUTH_BAD_BASE64,
     REPLY_AUTH_CANCELLED,
     REPLY_AUTH_FAILED,
+    REPLY_AUTH_MALFORMED,
     REPLY_AUTH_MECH,
     REPLY_AUTH_NEEDS_TLS,
     REPLY_AUTH_OK,
     REPLY_NOT_IMPLEMENTED,
-    REPLY_SYNTAX,
     REPLY_TOO_MANY_AUTH_FAILURES,
     Reply,
 )
@@ -55,7 +56,6 @@ def offered_mechanisms(settings: ServerSettings) -> str:
     return AUTH_MECHANISMS if settings.scram else "PLAIN LOGIN"
 
 
-REPLY_AUTH_MALFORMED = REPLY_SYNTAX.with_text("Malformed authentication response")
 #: How an exchange's failure is answered in SMTP (RFC 4954 4, 6).
 FAILURE_REPLIES: dict[FailureReason, Reply] = {
     FailureReason.MALFORMED: REPLY_AUTH_MALFORMED,
