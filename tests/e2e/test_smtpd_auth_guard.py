@@ -141,7 +141,7 @@ def test_scram_failures_count_and_scram_is_locked_out_too(tmp_path: Path) -> Non
     message (in-process server, real sockets)."""
     import time
 
-    from mailyard.proto.smtp.sasl import scram_client_final
+    from mailyard.sasl.scram import scram_client_final
     from tests.support.smtpd_fakes import RawClient, RunningSmtpd
 
     def scram_start(raw: RawClient) -> tuple[bytes, str]:

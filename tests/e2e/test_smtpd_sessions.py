@@ -124,7 +124,7 @@ def test_auth_login_and_scram(smtpd: RunningSmtpd) -> None:
     """LOGIN via smtplib; SCRAM-SHA-256 (RFC 7677) by hand."""
     import base64
 
-    from mailyard.proto.smtp.sasl import scram_client_final
+    from mailyard.sasl.scram import scram_client_final
 
     with smtplib.SMTP_SSL("127.0.0.1", smtpd.ports["submissions"], timeout=10,
                           context=client_tls_context()) as client:

@@ -22,7 +22,7 @@ from mailyard.config import Config, SmtpdConfig
 from mailyard.directory.api import Resolution, ScramCredentials
 from mailyard.envelope import Envelope, split_address
 from mailyard.obs import Metrics
-from mailyard.proto.smtp.sasl import derive_scram_credentials
+from mailyard.sasl.scram import derive_credentials as derive_scram_credentials
 from mailyard.queue.api import StorageError
 from mailyard.smtpd.server import SmtpServer
 from mailyard.tls import ensure_certificate, server_context

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from mailyard.sasl.scram import ScramCredentials as ScramCredentials  # stored by the directory
+
 
 class DirectoryError(Exception):
     """A directory operation failed (bad input or storage trouble), with a clear message
@@ -19,16 +21,6 @@ class DirectoryError(Exception):
     def __init__(self, message: str, code: str = "directory_error") -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass(frozen=True)
-class ScramCredentials:
-    """RFC 5802 / RFC 7677 stored credentials for SCRAM-SHA-256."""
-
-    salt: bytes
-    iterations: int
-    stored_key: bytes
-    server_key: bytes
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import base64
 
 import pytest
 
+from mailyard.proto.errors import LocalProtocolError
 from mailyard.proto.smtp.client import (
     Closed,
     Idle,
@@ -206,10 +207,12 @@ def test_unsolicited_reply_is_a_protocol_error() -> None:
 
 def test_commands_out_of_order_are_refused() -> None:
     client = SmtpClient("c")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         client.reset()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(LocalProtocolError):
         client.send_content(b"x")
+    with pytest.raises(LocalProtocolError):
+        client.quit()
     with pytest.raises(ValueError):
         SmtpClient("c", tls="sometimes")
 

@@ -3,9 +3,8 @@ with the server's bytes cut whole, byte by byte or at random points."""
 
 from __future__ import annotations
 
-import random
 from collections import deque
-from typing import Callable, Iterable
+from typing import Iterable
 
 from mailyard.proto.smtp.client import (
     Idle,
@@ -15,33 +14,10 @@ from mailyard.proto.smtp.client import (
     SmtpClient,
     StartTls,
 )
-
-Chunker = Callable[[bytes], list[bytes]]
-
-
-def whole(data: bytes) -> list[bytes]:
-    return [data]
-
-
-def bytewise(data: bytes) -> list[bytes]:
-    return [data[i:i + 1] for i in range(len(data))]
-
-
-def random_chunks(seed: int) -> Chunker:
-    rng = random.Random(seed)
-
-    def cut(data: bytes) -> list[bytes]:
-        out, i = [], 0
-        while i < len(data):
-            n = rng.randint(1, 17)
-            out.append(data[i:i + n])
-            i += n
-        return out
-    return cut
-
+from tests.support.chunking import Chunker, bytewise, random_chunker, whole
 
 CHUNKERS: dict[str, Chunker] = {"whole": whole, "bytewise": bytewise,
-                                "random1": random_chunks(1), "random2": random_chunks(2)}
+                                "random1": random_chunker(1), "random2": random_chunker(2)}
 
 
 class Script:

@@ -14,6 +14,7 @@ from mailyard.proto.smtp.events import (
 )
 from mailyard.proto.smtp.replies import REPLY_QUEUED, Reply
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings
+from tests.support.chunking import bytewise, random_pieces, whole
 
 Policy = Callable[[ServerConnection, Event], None]
 SPLITS = ("whole", "bytes", "random")
@@ -37,6 +38,24 @@ class Run:
     _current: list[bytes] | None = None
 
     @property
+    def replies(self) -> list[bytes]:
+        """Every reply sent, as the exact bytes of :meth:`Reply.encode` (all its lines),
+        so replies that share a code and enhanced code are told apart."""
+        out, current = [], b""
+        for line in self.output.splitlines(keepends=True):
+            current += line
+            if len(line) < 4 or line[3:4] != b"-":  # "250 text" ends a reply; "250-" does not
+                out.append(current)
+                current = b""
+        if current:
+            out.append(current)
+        return out
+
+    @property
+    def last(self) -> bytes:
+        return self.replies[-1]
+
+    @property
     def codes(self) -> list[str]:
         """The reply code (plus enhanced code) of every final reply line, in order."""
         out = []
@@ -47,7 +66,8 @@ class Run:
         return out
 
     def has(self, reply: Reply) -> bool:
-        return f"{reply.code} {reply.status}".strip() in self.codes
+        """``reply`` itself (code, enhanced code and text) was sent."""
+        return reply.encode() in self.replies
 
     def of_type(self, kind: type) -> list[Event]:
         return [e for e in self.events if isinstance(e, kind)]
@@ -55,16 +75,10 @@ class Run:
 
 def pieces(data: bytes, split: str, seed: int = 0) -> list[bytes]:
     if split == "whole":
-        return [data]
+        return whole(data)
     if split == "bytes":
-        return [data[i : i + 1] for i in range(len(data))]
-    rng = random.Random(seed)
-    out, pos = [], 0
-    while pos < len(data):
-        n = rng.randint(1, 40)
-        out.append(data[pos : pos + n])
-        pos += n
-    return out
+        return bytewise(data)
+    return random_pieces(data, random.Random(seed), 40)
 
 
 def pump(run: Run, policy: Policy) -> None:

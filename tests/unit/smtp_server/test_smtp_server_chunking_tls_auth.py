@@ -5,16 +5,19 @@ from __future__ import annotations
 import base64
 import dataclasses
 
-from mailyard.directory.api import ScramCredentials
+from mailyard.sasl.scram import ScramCredentials
 from mailyard.proto.smtp.events import (
     AuthCredentials, AuthResult, DataStart, Event, Helo, MessageComplete, MessageRefused,
     ScramLookup, StartTlsRequested, TransactionAborted,
 )
 from mailyard.proto.smtp.replies import (
+    REPLY_ALREADY_AUTH, REPLY_AUTH_BAD_BASE64, REPLY_AUTH_CANCELLED, REPLY_AUTH_MALFORMED,
+    REPLY_AUTH_MECH, REPLY_AUTH_OK, REPLY_BAD_SEQUENCE, REPLY_SENDER_OK,
     REPLY_AUTH_FAILED, REPLY_AUTH_LOCKED_OUT, REPLY_AUTH_NEEDS_TLS, REPLY_BAD_BDAT,
     REPLY_BARE_LINE_ENDING, REPLY_BDAT_MIXED, REPLY_DISK_FULL, REPLY_TOO_MANY_AUTH_FAILURES,
 )
-from mailyard.proto.smtp.sasl import derive_scram_credentials, scram_client_final
+from mailyard.sasl.scram import derive_credentials as derive_scram_credentials
+from mailyard.sasl.scram import scram_client_final
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings
 from smtpd_core_harness import accept_all, run_all_ways, run_session
 
@@ -79,7 +82,7 @@ def test_bdat_refused_data_start_consumes_chunks() -> None:
 def test_bdat_bad_size_closes() -> None:
     """RFC 3030 2: a chunk size that cannot be read loses sync: 501, then close."""
     run = run_all_ways(HEAD + b"BDAT ten\r\nNOOP\r\n")
-    assert run.codes[-1] == f"501 {REPLY_BAD_BDAT.status}"
+    assert run.last == REPLY_BAD_BDAT.encode()
     assert run.conn.closed
 
 
@@ -174,7 +177,7 @@ def test_auth_requires_tls() -> None:
     token = b64(b"\x00user@mx.test\x00secret")
     run = run_all_ways(b"EHLO c\r\nAUTH PLAIN " + token + b"\r\n", settings=PLAIN_AUTH,
                        policy=check_password)
-    assert run.codes[-1] == f"538 {REPLY_AUTH_NEEDS_TLS.status}"
+    assert run.last == REPLY_AUTH_NEEDS_TLS.encode()
     assert not run.of_type(AuthCredentials)
 
 
@@ -197,7 +200,26 @@ def test_auth_cancel_bad_base64_and_sequence() -> None:
     transaction is 503; a second AUTH after success is 503."""
     run = run_all_ways(b"EHLO c\r\nAUTH LOGIN\r\n*\r\nAUTH PLAIN !!!\r\nAUTH FOO\r\n"
                        b"MAIL FROM:<a@c.test>\r\nAUTH PLAIN\r\n", settings=TLS_AUTH)
-    assert run.codes[2:] == ["334", "501 5.7.0", "501 5.5.2", "504 5.5.4", "250 2.1.0", "503 5.5.1"]
+    assert run.replies[2:] == [b"334 VXNlcm5hbWU6\r\n", REPLY_AUTH_CANCELLED.encode(),
+                               REPLY_AUTH_BAD_BASE64.encode(), REPLY_AUTH_MECH.encode(),
+                               REPLY_SENDER_OK.encode(), REPLY_BAD_SEQUENCE.encode()]
+    token = b64(b"\x00user@mx.test\x00secret")
+    run = run_all_ways(b"EHLO c\r\nAUTH PLAIN " + token + b"\r\nAUTH PLAIN " + token + b"\r\n",
+                       settings=TLS_AUTH, policy=check_password)
+    assert run.replies[2:] == [REPLY_AUTH_OK.encode(), REPLY_ALREADY_AUTH.encode()]
+
+
+def test_sasl_outcomes_map_to_smtp_replies() -> None:
+    """The protocol-neutral SASL failures become SMTP replies here: a malformed
+    response is 501 5.5.4, an authorization identity other than the user is refused
+    like a bad password, 535 5.7.8 (RFC 4954 4, 6; RFC 4616 2)."""
+    malformed = b"AUTH PLAIN " + b64(b"only-one-field") + b"\r\n"
+    proxy = b"AUTH PLAIN " + b64(b"admin@mx.test\x00user@mx.test\x00secret") + b"\r\n"
+    run = run_all_ways(b"EHLO c\r\n" + malformed + proxy, settings=TLS_AUTH,
+                       policy=check_password)
+    assert run.replies[2:] == [REPLY_AUTH_MALFORMED.encode(), REPLY_AUTH_FAILED.encode()]
+    assert not run.of_type(AuthCredentials)
+    assert [e.success for e in run.of_type(AuthResult)] == [False, False]  # type: ignore[attr-defined]
 
 
 def scram_policy(creds: ScramCredentials) -> object:
@@ -269,6 +291,6 @@ def test_auth_421_from_the_adapter_closes() -> None:
 
     bad = b"AUTH PLAIN " + b64(b"\x00user@mx.test\x00wrong") + b"\r\n"
     run = run_all_ways(b"EHLO c\r\n" + bad + b"NOOP\r\n", settings=TLS_AUTH, policy=locked_out)
-    assert run.codes[-1] == f"421 {REPLY_AUTH_LOCKED_OUT.status}"
+    assert run.last == REPLY_AUTH_LOCKED_OUT.encode()
     assert run.conn.closed
     assert [e.reply for e in run.of_type(AuthResult)] == [REPLY_AUTH_LOCKED_OUT]  # type: ignore[attr-defined]

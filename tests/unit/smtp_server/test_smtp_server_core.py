@@ -18,8 +18,9 @@ from mailyard.proto.smtp.replies import (
     REPLY_NEED_MAIL, REPLY_NEED_RCPT, REPLY_NEEDS_SMTPUTF8, REPLY_NESTED_MAIL,
     REPLY_NOT_IMPLEMENTED, REPLY_PARAM_NOT_IMPLEMENTED, REPLY_QUEUED, REPLY_RCPT_OK,
     REPLY_SENDER_OK, REPLY_SYNTAX, REPLY_TOO_MANY_ERRORS, REPLY_TOO_MANY_RECIPIENTS,
-    REPLY_UNKNOWN_COMMAND, REPLY_UNKNOWN_USER, REPLY_VRFY_CANNOT,
+    REPLY_UNKNOWN_COMMAND, REPLY_UNKNOWN_USER, REPLY_VRFY_CANNOT, Reply,
 )
+from mailyard.proto.errors import LocalProtocolError
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings
 from smtpd_core_harness import SPLITS, accept_all, run_all_ways, run_session
 
@@ -64,8 +65,9 @@ def test_ehlo_after_tls_offers_auth_not_starttls() -> None:
 def test_helo() -> None:
     """RFC 5321 4.1.1.1: HELO gets a one-line 250; ESMTP parameters then refused."""
     run = run_all_ways(b"HELO c\r\nMAIL FROM:<a@c.test> SIZE=10\r\nMAIL FROM:<a@c.test>\r\n")
-    assert run.codes == ["220", "250", REPLY_SYNTAX.code.__str__(), "250 2.1.0"][:2] + \
-        [f"{REPLY_SYNTAX.code} {REPLY_SYNTAX.status}", "250 2.1.0"]
+    assert run.replies[1:] == [b"250 mx.test\r\n",
+                               REPLY_SYNTAX.with_text("Parameters need EHLO").encode(),
+                               REPLY_SENDER_OK.encode()]
 
 
 def test_dot_stuffing_removed() -> None:
@@ -182,8 +184,7 @@ def test_bare_lf_does_not_end_command() -> None:
 def test_unknown_command_and_not_implemented() -> None:
     """RFC 5321 4.2.4: 500 for unrecognized, 502 for known but not implemented."""
     run = run_all_ways(b"EHLO c\r\nFOO bar\r\nEXPN list\r\n")
-    assert run.codes[2:] == [f"{REPLY_UNKNOWN_COMMAND.code} {REPLY_UNKNOWN_COMMAND.status}",
-                             f"{REPLY_NOT_IMPLEMENTED.code} {REPLY_NOT_IMPLEMENTED.status}"]
+    assert run.replies[2:] == [REPLY_UNKNOWN_COMMAND.encode(), REPLY_NOT_IMPLEMENTED.encode()]
 
 
 @pytest.mark.parametrize("commands, reply", [
@@ -193,10 +194,11 @@ def test_unknown_command_and_not_implemented() -> None:
     (b"EHLO c\r\nMAIL FROM:<a@c.test>\r\nDATA\r\n", REPLY_NEED_RCPT),
     (b"EHLO c\r\nMAIL FROM:<a@c.test>\r\nMAIL FROM:<a@c.test>\r\n", REPLY_NESTED_MAIL),
 ])
-def test_out_of_sequence(commands: bytes, reply: object) -> None:
-    """RFC 5321 4.1.4 / 4.3.2: out-of-sequence commands get 503."""
+def test_out_of_sequence(commands: bytes, reply: Reply) -> None:
+    """RFC 5321 4.1.4 / 4.3.2: out-of-sequence commands get 503, each with its own
+    reply (they share 503 5.5.1, so the whole reply is compared)."""
     run = run_all_ways(commands)
-    assert run.codes[-1] == f"{reply.code} {reply.status}"  # type: ignore[attr-defined]
+    assert run.last == reply.encode()
 
 
 @pytest.mark.parametrize("command", [
@@ -211,13 +213,13 @@ def test_syntax_errors(command: bytes) -> None:
 
 def test_mail_syntax_error_is_5_1_7() -> None:
     run = run_all_ways(b"EHLO c\r\nMAIL FROM:<a b@c>\r\n")
-    assert run.codes[-1] == f"501 {REPLY_BAD_SENDER_ADDRESS.status}"
+    assert run.last == REPLY_BAD_SENDER_ADDRESS.encode()
 
 
 def test_unknown_parameter() -> None:
     """RFC 5321 4.1.1.11: unrecognized parameters get 555."""
     run = run_all_ways(b"EHLO c\r\nMAIL FROM:<a@c.test> FOO=1\r\n")
-    assert run.codes[-1] == f"{REPLY_PARAM_NOT_IMPLEMENTED.code} {REPLY_PARAM_NOT_IMPLEMENTED.status}"
+    assert run.last == REPLY_PARAM_NOT_IMPLEMENTED.with_text("Unsupported parameter FOO").encode()
 
 
 def test_declared_size_over_limit() -> None:
@@ -308,7 +310,7 @@ def test_received_header_loop() -> None:
     run = run_all_ways(HEAD + b"DATA\r\n" + b"rEcEiVeD: a\r\n" * 5 + b"\r\nb\r\n.\r\n",
                        settings=settings(max_received_headers=4))
     assert run.messages == []
-    assert run.codes[-1] == f"554 {REPLY_LOOP.status}"
+    assert run.last == REPLY_LOOP.encode()
 
 
 def test_rset_noop_help_vrfy_quit() -> None:
@@ -420,3 +422,18 @@ def test_helo_with_control_characters_refused(name: bytes) -> None:
     assert run.codes == ["220", f"501 {REPLY_BAD_CHARS.status}", f"501 {REPLY_BAD_CHARS.status}",
                          "250"]
     assert not [e for e in run.events if isinstance(e, Helo) and e.name != "ok.test"]
+
+
+def test_adapter_misuse_is_a_local_protocol_error() -> None:
+    """Answering a decision that is not pending, or with the wrong method, is the
+    adapter's bug: LocalProtocolError (the same type the client core raises)."""
+    conn = ServerConnection(SETTINGS)
+    conn.greet()
+    with pytest.raises(LocalProtocolError):
+        conn.accept()
+    with pytest.raises(LocalProtocolError):
+        conn.tls_established()
+    conn.receive_data(b"EHLO c\r\n")
+    assert isinstance(conn.next_event(), Helo)
+    with pytest.raises(LocalProtocolError):
+        conn.accept_scram(None)

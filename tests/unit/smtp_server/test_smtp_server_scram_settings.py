@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 
-from mailyard.proto.smtp.sasl import Challenge, NeedScramCredentials, ScramSha256Mechanism
+from mailyard.sasl.scram import ScramSha256Mechanism
+from mailyard.sasl.steps import Challenge, NeedScramCredentials
 from mailyard.proto.smtp.server import ServerSettings
 from smtpd_core_harness import run_all_ways, run_session
 

@@ -9,8 +9,10 @@ RFC 3461 xtext codec used by ENVID= and ORCPT=, and SMTPUTF8 detection.
 
 The grammar is small and the error replies must be exact, so it is written out as a
 few regular expressions rather than bending ``email.utils`` (which parses RFC 5322
-header addresses, a different and far looser grammar).  The delivery client uses
-:func:`format_path` and :func:`xtext_encode` from here too.
+header addresses, a different and far looser grammar).  Both roles use it: the server
+core parses MAIL and RCPT with it, and the delivery client encodes them (with
+:func:`format_path` and :func:`xtext_encode`) and checks its addresses against the same
+grammar, all through :mod:`mailyard.proto.smtp.wire`.
 """
 
 from __future__ import annotations

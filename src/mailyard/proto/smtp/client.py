@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import base64
 import enum
-import re
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from mailyard.envelope import Envelope, Recipient
-from mailyard.proto.smtp.address import xtext_encode
+from mailyard.proto.errors import LocalProtocolError
 from mailyard.proto.smtp.client_codec import (
     DataEncoder,
     Extensions,
@@ -55,6 +54,7 @@ from mailyard.proto.smtp.client_events import (
     TransactionDone,
     TransactionResult,
 )
+from mailyard.proto.smtp.params import MailParameters
 from mailyard.proto.smtp.replies import (
     REPLY_NO_VALID_RECIPIENTS,
     REPLY_REMOTE_AUTH_MECH,
@@ -71,9 +71,11 @@ from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_TOO_BIG,
     Reply,
 )
+from mailyard.proto.smtp.wire import MailCommand, RcptCommand, forward_path_ok, reverse_path_ok
 
 __all__ = [
-    "Closed", "DataEncoder", "Event", "Extensions", "Idle", "NeedContent", "NeedData", "Phase",
+    "Closed", "DataEncoder", "Event", "Extensions", "Idle", "LocalProtocolError", "NeedContent",
+    "NeedData", "Phase",
     "RecipientResult", "RemoteProtocolError", "ReplyParser", "Send", "SessionFailed",
     "SessionReady", "SmtpClient", "StartTls", "State", "TLS_LEVELS", "TRANSITIONS",
     "TransactionDone", "TransactionResult", "describe", "tls_level",
@@ -109,13 +111,12 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
-#: What an awaited reply answers; each has a handler ``SmtpClient._on_<name>``.
+#: What an awaited reply answers; each has its handler in ``_HANDLERS``.
 Cmd = enum.Enum("Cmd", "GREETING EHLO HELO STARTTLS AUTH PROBE RSET MAIL RCPT DATA DISCARD "
                        "DOT BDAT BDAT_LAST QUIT")
 
 
 _FINAL = (Cmd.DOT, Cmd.BDAT_LAST)
-_BAD_ADDRESS_CHARS = re.compile(r"[\x00-\x20\x7f<>]")  # outside quoted local parts
 BDAT_CHUNK = 262144
 #: Outbound TLS security levels, weakest first (like Postfix's smtp_tls_security_level).
 #: "verify" and "secure" have the adapter check the certificate (mailyard.tls.PeerCheck).
@@ -135,13 +136,6 @@ def tls_level(value: str) -> str:
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
-
-
-def _address_ok(address: str) -> bool:
-    local, _, domain = address.rpartition("@")
-    if local.startswith('"') and local.endswith('"') and len(local) >= 2:
-        return not re.search(r"[\x00\r\n]", local) and not _BAD_ADDRESS_CHARS.search(domain)
-    return not _BAD_ADDRESS_CHARS.search(address)
 
 
 @dataclass
@@ -244,7 +238,8 @@ class SmtpClient:
                 cmd = self._pending[0][0]
                 return NeedData(Phase.DATA_END if cmd in _FINAL else Phase.COMMAND)
             if self._parser.replies and self.state is not State.CLOSED:
-                self._abort(REPLY_REMOTE_PROTOCOL.with_text("Unexpected reply from the remote server"))
+                self._abort(REPLY_REMOTE_PROTOCOL.with_text(
+                    "Unexpected reply from the remote server"))
                 continue
             if self._txn is not None and self._txn.wants_content:
                 return NeedContent()
@@ -290,7 +285,7 @@ class SmtpClient:
 
     def quit(self) -> None:
         if not self.can_quit:
-            raise RuntimeError(f"cannot QUIT in state {self.state.value}")
+            raise LocalProtocolError(f"cannot QUIT in state {self.state.value}")
         self._set_state(State.QUIT)
         self._command("QUIT", Cmd.QUIT)
 
@@ -310,7 +305,7 @@ class SmtpClient:
             return
         needs_utf8 = not envelope.sender.isascii()
         for i, rcpt in enumerate(txn.recipients):
-            if not _address_ok(rcpt.address):
+            if not forward_path_ok(rcpt.address):
                 txn.results[i] = REPLY_REMOTE_BAD_ADDRESS
             elif not rcpt.address.isascii():
                 if "SMTPUTF8" not in ext:
@@ -350,12 +345,12 @@ class SmtpClient:
     # --- plumbing -------------------------------------------------------------------
     def _set_state(self, new: State) -> None:
         if new is not self.state and new not in TRANSITIONS[self.state]:
-            raise RuntimeError(f"SMTP client: {self.state.value} -> {new.value} not allowed")
+            raise LocalProtocolError(f"SMTP client: {self.state.value} -> {new.value} not allowed")
         self.state = new
 
     def _require(self, state: State) -> None:
         if self.state is not state or self._pending:
-            raise RuntimeError(f"SMTP client is {self.state.value}, not {state.value}")
+            raise LocalProtocolError(f"SMTP client is {self.state.value}, not {state.value}")
 
     def _command(self, line: str, cmd: Cmd, arg: int = 0) -> None:
         self._out += line.encode("utf-8") + b"\r\n"
@@ -399,8 +394,7 @@ class SmtpClient:
             self._pending.appendleft((cmd, arg))
             self._abort(reply)
             return
-        handler = getattr(self, f"_on_{cmd.name.lower()}")
-        handler(reply, arg)
+        _HANDLERS[cmd](self, reply, arg)
 
     # --- session set-up -------------------------------------------------------------
     def _on_greeting(self, reply: Reply, _: int) -> None:
@@ -508,7 +502,7 @@ class SmtpClient:
                 f"{REPLY_REMOTE_TOO_BIG.text} ({txn.size} > {limit} octets)")
         if env.body_type.upper() == "BINARYMIME" and not ("BINARYMIME" in ext and txn.bdat):
             return REPLY_REMOTE_NO_BINARYMIME  # RFC 3030 3: no downgrade of binary content
-        if not _address_ok(env.sender):
+        if not reverse_path_ok(env.sender):
             return REPLY_REMOTE_BAD_ADDRESS
         if not env.sender.isascii() and "SMTPUTF8" not in ext:  # RFC 6531 3.2
             return REPLY_REMOTE_NO_SMTPUTF8
@@ -516,30 +510,19 @@ class SmtpClient:
 
     def _mail_line(self, txn: _Transaction) -> str:
         ext, env = self.extensions, txn.envelope
-        params = []
-        if ext.size_limit is not None:
-            params.append(f"SIZE={txn.size}")
         body = env.body_type.upper()
-        if body == "BINARYMIME" or (body == "8BITMIME" and "8BITMIME" in ext):
-            params.append(f"BODY={body}")
-        if txn.smtputf8:
-            params.append("SMTPUTF8")
-        if "DSN" in ext:  # RFC 3461 4.3, 4.4
-            if env.ret:
-                params.append(f"RET={env.ret}")
-            if env.envid:
-                params.append(f"ENVID={xtext_encode(env.envid)}")
-        return " ".join([f"MAIL FROM:<{env.sender}>", *params])
+        if not (body == "BINARYMIME" or (body == "8BITMIME" and "8BITMIME" in ext)):
+            body = "7BIT"  # sent without BODY=
+        dsn = "DSN" in ext  # RFC 3461 4.3, 4.4
+        params = MailParameters(size=txn.size if ext.size_limit is not None else None,
+                                body=body, smtputf8=txn.smtputf8,
+                                ret=env.ret if dsn else "", envid=env.envid if dsn else "")
+        return MailCommand(env.sender, params).encode()
 
     def _rcpt_line(self, rcpt: Recipient) -> str:
-        params = []
         if "DSN" in self.extensions:  # RFC 3461 4.1, 4.2
-            if rcpt.dsn.notify:
-                params.append("NOTIFY=" + ",".join(rcpt.dsn.notify))
-            addr_type, sep, original = rcpt.dsn.orcpt.partition(";")
-            if sep and addr_type and original:
-                params.append(f"ORCPT={addr_type};{xtext_encode(original)}")
-        return " ".join([f"RCPT TO:<{rcpt.address}>", *params])
+            return RcptCommand(rcpt.address, rcpt.dsn).encode()
+        return RcptCommand(rcpt.address).encode()
 
     def _plan(self, txn: _Transaction) -> None:
         if self._needs_reset:
@@ -616,9 +599,7 @@ class SmtpClient:
                 return
         if not txn.accepted:
             self._finish(REPLY_NO_VALID_RECIPIENTS, False)
-        elif txn.bdat:
-            self._begin_content(txn)
-        elif txn.data_reply is not None and txn.data_reply.code == 354:
+        elif txn.bdat or (txn.data_reply is not None and txn.data_reply.code == 354):
             self._begin_content(txn)
         elif txn.data_reply is not None:
             self._finish(txn.data_reply, False)
@@ -647,7 +628,7 @@ class SmtpClient:
     def _content_txn(self) -> _Transaction:
         txn = self._txn
         if self.state is not State.TRANSACTION or txn is None or not txn.wants_content:
-            raise RuntimeError("SMTP client is not sending content now")
+            raise LocalProtocolError("SMTP client is not sending content now")
         return txn
 
     def _bdat(self, txn: _Transaction, last: bool) -> None:
@@ -666,8 +647,6 @@ class SmtpClient:
         self.transactions += 1
         self._finish(reply, False)
 
-    _on_bdat_last = _on_dot
-
     def _finish(self, reply: Reply, retry_elsewhere: bool, close: bool = False,
                 fail: bool = False) -> None:
         """Every recipient still open gets ``reply``; the transaction ends."""
@@ -678,7 +657,8 @@ class SmtpClient:
                 txn.results[i] = reply
                 txn.retry[i] = retry_elsewhere
         recipients = tuple(RecipientResult(r, res, retry)  # type: ignore[arg-type]
-                           for r, res, retry in zip(txn.recipients, txn.results, txn.retry))
+                           for r, res, retry in zip(txn.recipients, txn.results, txn.retry,
+                                                    strict=True))
         result = TransactionResult(reply, recipients, txn.content_sent)
         self._events.append(TransactionDone(result))
         self._txn = None
@@ -690,3 +670,14 @@ class SmtpClient:
             if fail:
                 self._set_state(State.FAILED)
 
+
+#: The handler of each awaited reply (declared, not looked up by name).
+_HANDLERS: dict[Cmd, Callable[[SmtpClient, Reply, int], None]] = {
+    Cmd.GREETING: SmtpClient._on_greeting, Cmd.EHLO: SmtpClient._on_ehlo,
+    Cmd.HELO: SmtpClient._on_helo, Cmd.STARTTLS: SmtpClient._on_starttls,
+    Cmd.AUTH: SmtpClient._on_auth, Cmd.PROBE: SmtpClient._on_probe,
+    Cmd.RSET: SmtpClient._on_rset, Cmd.MAIL: SmtpClient._on_mail, Cmd.RCPT: SmtpClient._on_rcpt,
+    Cmd.DATA: SmtpClient._on_data, Cmd.DISCARD: SmtpClient._on_discard,
+    Cmd.DOT: SmtpClient._on_dot, Cmd.BDAT: SmtpClient._on_bdat,
+    Cmd.BDAT_LAST: SmtpClient._on_dot, Cmd.QUIT: SmtpClient._on_quit,
+}

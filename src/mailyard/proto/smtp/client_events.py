@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Union
 
 from mailyard.envelope import Recipient
 from mailyard.proto.smtp.replies import Reply
@@ -90,6 +89,6 @@ class Closed:
     pass
 
 
-Event = Union[Send, NeedData, StartTls, NeedContent, Idle, SessionReady, SessionFailed,
-              TransactionDone, Closed]
+Event = (Send | NeedData | StartTls | NeedContent | Idle | SessionReady | SessionFailed
+         | TransactionDone | Closed)
 

@@ -5,6 +5,7 @@ every refusal in one table.  :class:`SmtpError` carries a reply out of protocol 
 policy code to the adapter that writes it.
 """
 
+# ruff: noqa: E501  (one reply per line: the table reads down the page)
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -129,6 +130,7 @@ REPLY_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 REPLY_MUST_STARTTLS = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 REPLY_AUTH_NEEDS_TLS = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
 REPLY_AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+REPLY_AUTH_MALFORMED = Reply(501, "5.5.4", "Malformed authentication response")
 REPLY_UNKNOWN_USER = Reply(550, "5.1.1", "Recipient address rejected: user unknown")
 REPLY_RELAY_DENIED = Reply(554, "5.7.1", "Relay access denied")
 REPLY_SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not owned by authenticated user")

@@ -21,34 +21,78 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
-from mailyard.directory.api import ScramCredentials
 from mailyard.envelope import Recipient
-from mailyard.proto.smtp.address import (
-    needs_smtputf8, parse_forward_path, parse_params, parse_reverse_path,
-)
+from mailyard.proto.errors import LocalProtocolError
+from mailyard.proto.smtp.address import needs_smtputf8
 from mailyard.proto.smtp.content import ChunkDecoder, ContentCheck, DataDecoder
 from mailyard.proto.smtp.events import (
-    CLOSED, NEED_DATA, PAUSED, AuthCredentials, DataChunk, DataStart, Decision, Event,
-    HeaderSection, Helo, MailFrom, MessageComplete, MessageRefused, RcptTo, ScramLookup, Sentinel,
-    StartTlsRequested, TransactionAborted, Vrfy,
+    CLOSED,
+    NEED_DATA,
+    PAUSED,
+    AuthCredentials,
+    DataChunk,
+    DataStart,
+    Decision,
+    Event,
+    HeaderSection,
+    Helo,
+    MailFrom,
+    MessageComplete,
+    MessageRefused,
+    RcptTo,
+    ScramLookup,
+    Sentinel,
+    StartTlsRequested,
+    TransactionAborted,
+    Vrfy,
 )
-from mailyard.proto.smtp.params import mail_parameters, rcpt_parameters
 from mailyard.proto.smtp.replies import (
-    REPLY_ALREADY_TLS, REPLY_BAD_BDAT, REPLY_BAD_CHARS, REPLY_BAD_SEQUENCE, REPLY_BDAT_OK,
-    REPLY_BYE, REPLY_HELP, REPLY_LINE_TOO_LONG, REPLY_MESSAGE_TOO_BIG, REPLY_NEEDS_SMTPUTF8,
-    REPLY_NOOP, REPLY_NOT_IMPLEMENTED, REPLY_NOT_SMTP, REPLY_RCPT_OK, REPLY_READY_TLS,
-    REPLY_RESET, REPLY_SENDER_OK, REPLY_START_DATA, REPLY_SYNTAX, REPLY_TOO_MANY_ERRORS,
-    REPLY_TOO_MANY_RECIPIENTS, REPLY_UNKNOWN_COMMAND, REPLY_VRFY_CANNOT, Reply, SmtpError,
+    REPLY_ALREADY_TLS,
+    REPLY_BAD_BDAT,
+    REPLY_BAD_CHARS,
+    REPLY_BAD_SEQUENCE,
+    REPLY_BDAT_OK,
+    REPLY_BYE,
+    REPLY_HELP,
+    REPLY_LINE_TOO_LONG,
+    REPLY_MESSAGE_TOO_BIG,
+    REPLY_NEEDS_SMTPUTF8,
+    REPLY_NOOP,
+    REPLY_NOT_IMPLEMENTED,
+    REPLY_NOT_SMTP,
+    REPLY_RCPT_OK,
+    REPLY_READY_TLS,
+    REPLY_RESET,
+    REPLY_SENDER_OK,
+    REPLY_START_DATA,
+    REPLY_SYNTAX,
+    REPLY_TOO_MANY_ERRORS,
+    REPLY_TOO_MANY_RECIPIENTS,
+    REPLY_UNKNOWN_COMMAND,
+    REPLY_VRFY_CANNOT,
+    Reply,
+    SmtpError,
 )
 from mailyard.proto.smtp.server_auth import AuthCommands, offered_mechanisms
 from mailyard.proto.smtp.session import ServerSettings, Session, Transaction
 from mailyard.proto.smtp.states import (
-    LINE_LIMITS, MAX_COMMAND_LINE, MAX_SASL_LINE, NO_ARGUMENT, SEQUENCE, Mode, State,
+    LINE_LIMITS,
+    MAX_COMMAND_LINE,
+    MAX_SASL_LINE,
+    NO_ARGUMENT,
+    SAME,
+    SEQUENCE,
+    Mode,
+    Outcome,
+    State,
     in_transaction,
 )
+from mailyard.proto.smtp.wire import MailCommand, RcptCommand
+from mailyard.sasl.mechanisms import Mechanism
+from mailyard.sasl.scram import ScramCredentials, ScramSha256Mechanism
 
 __all__ = ["ServerConnection", "ServerSettings", "Session", "Transaction", "LocalProtocolError"]
 
@@ -61,10 +105,6 @@ _FOREIGN = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS", "USER"
 # Control characters (C0, DEL, C1) in an EHLO/HELO argument: never part of a domain or
 # address literal, and the name goes to logs, the queue and the operator's terminal.
 _HELO_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-class LocalProtocolError(RuntimeError):
-    """The adapter used the core wrongly (a decision with nothing pending, ...)."""
 
 
 @lru_cache(maxsize=512)
@@ -95,7 +135,10 @@ class ServerConnection(AuthCommands):
         self._chunk_size = 0
         self._chunk_last = False
         self._chunk_refusal: Reply | None = None  # a refused BDAT: discard, then reply
-        self._sasl = None
+        self._sasl: Mechanism | None = None
+        # The table's entry for the command being handled: the state its success leads
+        # to (applied by _enter once the command is accepted), SAME, or its refusal.
+        self._outcome: Outcome = SAME
 
     # --- adapter API ----------------------------------------------------------------
 
@@ -182,55 +225,54 @@ class ServerConnection(AuthCommands):
     def accept(self, reply: Reply | None = None) -> None:
         """Say yes to the pending decision (``reply`` overrides the usual one;
         :class:`MessageComplete` needs it: the ``250 ... queued`` reply)."""
-        event = self._take_pending()
-        kind = type(event)
-        if kind is Helo:
-            self._accept_helo(event, reply)  # type: ignore[arg-type]
-        elif kind is MailFrom:
-            self._accept_mail(event, reply)  # type: ignore[arg-type]
-        elif kind is RcptTo:
-            self._accept_rcpt(event, reply)  # type: ignore[arg-type]
-        elif kind is DataStart:
-            self._accept_data(event)  # type: ignore[arg-type]
-        elif kind is MessageComplete:
-            if reply is None:
-                raise LocalProtocolError("MessageComplete needs the queued reply")
-            self._send(reply)
-            self.session.messages += 1
-            self.session.errors = 0
-            self._reset_transaction()
-        elif kind is AuthCredentials:
-            self._auth_succeeded(event.mechanism, event.username)  # type: ignore[attr-defined]
-        elif kind is StartTlsRequested:
-            self._send(reply or REPLY_READY_TLS)
-            self._buf, self._pos = b"", 0  # CVE-2011-0411: drop pipelined plaintext
-            self.mode = Mode.TLS_PENDING
-        elif kind is Vrfy:
-            self._send(reply or REPLY_VRFY_CANNOT)
-        else:
-            raise LocalProtocolError(f"accept() does not answer {kind.__name__}")
+        match self._take_pending():  # the most frequent decisions first
+            case RcptTo() as event:
+                self._accept_rcpt(event, reply)
+            case MailFrom() as event:
+                self._accept_mail(event, reply)
+            case Helo() as event:
+                self._accept_helo(event, reply)
+            case DataStart() as event:
+                self._accept_data(event)
+            case MessageComplete():
+                if reply is None:
+                    raise LocalProtocolError("MessageComplete needs the queued reply")
+                self._send(reply)
+                self.session.messages += 1
+                self.session.errors = 0
+                self._reset_transaction()
+            case AuthCredentials() as event:
+                self._auth_succeeded(event.mechanism, event.username)
+            case StartTlsRequested():
+                self._send(reply or REPLY_READY_TLS)
+                self._buf, self._pos = b"", 0  # CVE-2011-0411: drop pipelined plaintext
+                self.mode = Mode.TLS_PENDING
+            case Vrfy():
+                self._send(reply or REPLY_VRFY_CANNOT)
+            case event:
+                raise LocalProtocolError(f"accept() does not answer {type(event).__name__}")
 
     def reject(self, reply: Reply) -> None:
         """Say no to the pending decision with ``reply``."""
-        event = self._take_pending()
-        kind = type(event)
-        if kind is AuthCredentials or kind is ScramLookup:
-            self._auth_failed(reply, event.mechanism if kind is AuthCredentials else "SCRAM-SHA-256",  # type: ignore[attr-defined]
-                              event.username)  # type: ignore[attr-defined]
-            return
-        if kind is DataStart and event.chunking:  # type: ignore[attr-defined]
-            # RFC 3030 2: the chunk still arrives; read it, then refuse it.
-            self._abort_transaction("chunk refused")
-            self._begin_chunk_discard(reply)
-            return
-        if kind is MessageComplete:
-            self._reset_transaction()
-        self._refuse(reply)
+        match self._take_pending():
+            case AuthCredentials(mechanism=mechanism, username=username):
+                self._auth_failed(reply, mechanism, username)
+            case ScramLookup(username=username):
+                self._auth_failed(reply, ScramSha256Mechanism.name, username)
+            case DataStart(chunking=True):
+                # RFC 3030 2: the chunk still arrives; read it, then refuse it.
+                self._abort_transaction("chunk refused")
+                self._begin_chunk_discard(reply)
+            case MessageComplete():
+                self._reset_transaction()
+                self._refuse(reply)
+            case _:
+                self._refuse(reply)
 
     def accept_scram(self, credentials: ScramCredentials | None) -> None:
         """Answer :class:`ScramLookup`: the user's stored credentials, or None."""
         event = self._take_pending()
-        if type(event) is not ScramLookup or self._sasl is None:
+        if type(event) is not ScramLookup or not isinstance(self._sasl, ScramSha256Mechanism):
             raise LocalProtocolError("accept_scram() answers ScramLookup only")
         self._sasl_step(self._sasl.set_credentials(credentials))
 
@@ -240,7 +282,7 @@ class ServerConnection(AuthCommands):
             raise LocalProtocolError("no STARTTLS in progress")
         self.session = Session(tls=True)
         self._reset_transaction()
-        self.state = State.START
+        self._enter()  # the table's STARTTLS row: back to START
         self.mode = Mode.COMMAND
 
     def close(self, reply: Reply | None = None) -> None:
@@ -279,7 +321,17 @@ class ServerConnection(AuthCommands):
             if self.session.errors >= self.settings.max_errors:
                 self.close(REPLY_TOO_MANY_ERRORS)
 
+    def _enter(self) -> None:
+        """Apply the table: the state the current command's success leads to."""
+        outcome = self._outcome
+        if type(outcome) is State:
+            self.state = outcome
+
     def _reset_transaction(self) -> None:
+        """The transaction is over (its content answered, RSET, QUIT, EHLO, STARTTLS or
+        the connection lost): back to READY, or START before EHLO, as the RSET row has
+        it (written out: an enum lookup costs more than this test on every command).
+        That is also where DATA and BDAT LAST lead once the content is answered."""
         self.transaction = Transaction()
         self.state = State.READY if self.session.helo else State.START
         self._data = None
@@ -413,7 +465,8 @@ class ServerConnection(AuthCommands):
             if verb in _FOREIGN:
                 self.close(REPLY_NOT_SMTP)
                 return
-            self._refuse(REPLY_NOT_IMPLEMENTED if verb in _NOT_IMPLEMENTED else REPLY_UNKNOWN_COMMAND)
+            self._refuse(REPLY_NOT_IMPLEMENTED if verb in _NOT_IMPLEMENTED
+                         else REPLY_UNKNOWN_COMMAND)
             return
         if len(line) + 2 > LINE_LIMITS.get(verb, MAX_COMMAND_LINE):
             if verb == "BDAT":  # its chunk size cannot be trusted: out of sync
@@ -424,7 +477,8 @@ class ServerConnection(AuthCommands):
         if verb in NO_ARGUMENT and arg.strip():
             self._refuse(REPLY_SYNTAX.with_text(f"{verb} takes no argument"))
             return
-        _COMMANDS[verb](self, arg, table[self.state])
+        outcome = self._outcome = table[self.state]
+        _COMMANDS[verb](self, arg, outcome)
 
     def _ehlo(self, arg: str, outcome: object, extended: bool = True) -> None:
         name = arg.strip()
@@ -443,7 +497,7 @@ class ServerConnection(AuthCommands):
     def _accept_helo(self, event: Helo, reply: Reply | None) -> None:
         self.session.helo = event.name
         self.session.extended = event.extended
-        self.state = State.READY
+        self._enter()
         if reply is not None:
             self._send(reply)
         elif event.extended:
@@ -465,27 +519,20 @@ class ServerConnection(AuthCommands):
         if isinstance(outcome, Reply):
             self._refuse(outcome)
             return
-        if arg[:5].upper() != "FROM:":
-            self._refuse(REPLY_SYNTAX.with_text("Syntax: MAIL FROM:<address>"))
-            return
         try:
-            mailbox, rest = parse_reverse_path(arg[5:])
-            params = parse_params(rest) if rest else {}
-            if params and not self.session.extended:
-                raise SmtpError(REPLY_SYNTAX.with_text("Parameters need EHLO"))
-            mail = mail_parameters(params)
+            command = MailCommand.parse(arg, extended=self.session.extended)
         except SmtpError as exc:
             self._refuse(exc.reply)
             return
+        mail, address = command.params, command.sender
         if mail.size is not None and mail.size > self.settings.max_message_size:
             self._refuse(REPLY_MESSAGE_TOO_BIG)
             return
-        address = mailbox.address if mailbox is not None else ""
         if not mail.smtputf8 and needs_smtputf8(address):
             self._refuse(REPLY_NEEDS_SMTPUTF8)
             return
-        self._ask(MailFrom(address, mailbox, mail.size, mail.body, mail.smtputf8, mail.ret,
-                           mail.envid))
+        self._ask(MailFrom(address, command.mailbox, mail.size, mail.body, mail.smtputf8,
+                           mail.ret, mail.envid))
 
     def _accept_mail(self, event: MailFrom, reply: Reply | None) -> None:
         txn = self.transaction
@@ -495,36 +542,32 @@ class ServerConnection(AuthCommands):
         txn.ret = event.ret
         txn.envid = event.envid
         txn.declared_size = event.size
-        self.state = State.MAIL
+        self._enter()
         self._send(reply or REPLY_SENDER_OK)
 
     def _rcpt(self, arg: str, outcome: object) -> None:
         if isinstance(outcome, Reply):
             self._refuse(outcome)
             return
-        if arg[:3].upper() != "TO:":
-            self._refuse(REPLY_SYNTAX.with_text("Syntax: RCPT TO:<address>"))
-            return
-        if len(self.transaction.recipients) >= self.settings.max_recipients:
+        if (len(self.transaction.recipients) >= self.settings.max_recipients
+                and arg[:3].upper() == "TO:"):
             self._send(REPLY_TOO_MANY_RECIPIENTS)  # RFC 5321 4.5.3.1.10: not an error
             return
         try:
-            mailbox, rest = parse_forward_path(arg[3:])
-            params = parse_params(rest) if rest else {}
-            if params and not self.session.extended:
-                raise SmtpError(REPLY_SYNTAX.with_text("Parameters need EHLO"))
-            dsn = rcpt_parameters(params)
+            command = RcptCommand.parse(arg, extended=self.session.extended)
         except SmtpError as exc:
             self._refuse(exc.reply)
             return
+        mailbox = command.mailbox
+        assert mailbox is not None
         if not self.transaction.smtputf8 and mailbox.needs_smtputf8:
             self._refuse(REPLY_NEEDS_SMTPUTF8)
             return
-        self._ask(RcptTo(mailbox.address, mailbox, dsn))
+        self._ask(RcptTo(command.address, mailbox, command.dsn))
 
     def _accept_rcpt(self, event: RcptTo, reply: Reply | None) -> None:
         self.transaction.recipients.append(Recipient(event.address, event.dsn))
-        self.state = State.RCPT
+        self._enter()
         self._send(reply or REPLY_RCPT_OK)
 
     def _data_command(self, arg: str, outcome: object) -> None:
@@ -537,7 +580,7 @@ class ServerConnection(AuthCommands):
 
     def _accept_data(self, event: DataStart) -> None:
         if event.chunking:
-            self.state = State.CHUNKING
+            self._enter()
             self._chunks = ChunkDecoder(self._content_check())
             self._begin_chunk()
         else:
@@ -579,6 +622,7 @@ class ServerConnection(AuthCommands):
 
     def _rset(self, arg: str, outcome: object) -> None:
         self._abort_transaction("rset")
+        self._enter()
         self._send(REPLY_RESET)
 
     def _noop(self, arg: str, outcome: object) -> None:
@@ -597,6 +641,7 @@ class ServerConnection(AuthCommands):
 
     def _quit(self, arg: str, outcome: object) -> None:
         self._abort_transaction("quit")
+        self._enter()
         self._send(REPLY_BYE)
         self.mode = Mode.CLOSED
 

@@ -2,10 +2,13 @@
 sans-IO server core.
 
 :class:`AuthCommands` is mixed into :class:`~mailyard.proto.smtp.server.ServerConnection`:
-it starts a mechanism from :mod:`mailyard.proto.smtp.sasl`, relays its challenges as
-334 replies, asks the adapter to verify credentials (:class:`AuthCredentials`,
-:class:`ScramLookup`), and counts failures (535 5.7.8, then 421 4.7.0 at
-``max_auth_failures``; a 421 from the adapter closes too).  AUTH is refused outside
+it starts a protocol-neutral exchange from :mod:`mailyard.sasl`, does the SMTP framing
+(base64 lines, ``=`` for an empty initial response, ``*`` to cancel), relays the
+mechanism's challenges as 334 replies, asks the adapter to verify credentials
+(:class:`AuthCredentials`, :class:`ScramLookup`), maps the exchange's outcome to a reply
+(235; :data:`FAILURE_REPLIES`: 501 5.5.4 for a malformed response, 535 5.7.8 for refused
+credentials), and counts failures (421 4.7.0 at ``max_auth_failures``; a 421 from the
+adapter closes too).  AUTH is refused outside
 TLS (538 5.7.11, RFC 4954 4 and RFC 8314), on listeners without AUTH (502) and after
 a success (503).
 """
@@ -17,15 +20,33 @@ import binascii
 from collections import deque
 from typing import TYPE_CHECKING
 
-from mailyard.proto.smtp import sasl
 from mailyard.proto.smtp.events import AuthCredentials, AuthResult, Decision, Event, ScramLookup
 from mailyard.proto.smtp.replies import (
-    REPLY_ALREADY_AUTH, REPLY_AUTH_BAD_BASE64, REPLY_AUTH_CANCELLED, REPLY_AUTH_MECH,
-    REPLY_AUTH_NEEDS_TLS, REPLY_AUTH_OK, REPLY_NOT_IMPLEMENTED, REPLY_TOO_MANY_AUTH_FAILURES,
+    REPLY_ALREADY_AUTH,
+    REPLY_AUTH_BAD_BASE64,
+    REPLY_AUTH_CANCELLED,
+    REPLY_AUTH_FAILED,
+    REPLY_AUTH_MALFORMED,
+    REPLY_AUTH_MECH,
+    REPLY_AUTH_NEEDS_TLS,
+    REPLY_AUTH_OK,
+    REPLY_NOT_IMPLEMENTED,
+    REPLY_TOO_MANY_AUTH_FAILURES,
     Reply,
 )
 from mailyard.proto.smtp.session import ServerSettings, Session
 from mailyard.proto.smtp.states import Mode
+from mailyard.sasl.mechanisms import Mechanism, new_mechanism
+from mailyard.sasl.scram import ScramSha256Mechanism
+from mailyard.sasl.steps import (
+    Challenge,
+    Credentials,
+    Failure,
+    FailureReason,
+    NeedScramCredentials,
+    Step,
+    Success,
+)
 
 AUTH_MECHANISMS = "PLAIN LOGIN SCRAM-SHA-256"
 
@@ -33,7 +54,13 @@ AUTH_MECHANISMS = "PLAIN LOGIN SCRAM-SHA-256"
 def offered_mechanisms(settings: ServerSettings) -> str:
     """The EHLO AUTH keyword's mechanisms (SCRAM-SHA-256 only when keys are stored)."""
     return AUTH_MECHANISMS if settings.scram else "PLAIN LOGIN"
-Mechanism = sasl.PlainMechanism | sasl.LoginMechanism | sasl.ScramSha256Mechanism
+
+
+#: How an exchange's failure is answered in SMTP (RFC 4954 4, 6).
+FAILURE_REPLIES: dict[FailureReason, Reply] = {
+    FailureReason.MALFORMED: REPLY_AUTH_MALFORMED,
+    FailureReason.REJECTED: REPLY_AUTH_FAILED,
+}
 
 
 class AuthCommands:
@@ -66,8 +93,9 @@ class AuthCommands:
             self._refuse(outcome)
             return
         name, _, initial_text = arg.strip().partition(" ")
-        mechanism = sasl.MECHANISMS.get(name.upper())
-        if mechanism is None or (mechanism is sasl.ScramSha256Mechanism
+        mechanism = new_mechanism(name, scram_decoy_key=self.settings.scram_decoy_key,
+                                  scram_decoy_iterations=self.settings.scram_decoy_iterations)
+        if mechanism is None or (isinstance(mechanism, ScramSha256Mechanism)
                                  and not self.settings.scram):
             self._refuse(REPLY_AUTH_MECH)
             return
@@ -76,13 +104,8 @@ class AuthCommands:
             initial = self._b64decode(initial_text.strip().encode("ascii", "replace"))
             if initial is None:
                 return
-        if mechanism is sasl.ScramSha256Mechanism:
-            self._sasl = sasl.ScramSha256Mechanism(
-                decoy_key=self.settings.scram_decoy_key,
-                decoy_iterations=self.settings.scram_decoy_iterations)
-        else:
-            self._sasl = mechanism()
-        self._sasl_step(self._sasl.start(initial))
+        self._sasl = mechanism
+        self._sasl_step(mechanism.start(initial))
 
     def _b64decode(self, data: bytes) -> bytes | None:
         if data == b"=":
@@ -105,20 +128,21 @@ class AuthCommands:
         if data is not None and self._sasl is not None:
             self._sasl_step(self._sasl.respond(data))
 
-    def _sasl_step(self, step: sasl.Step) -> None:
+    def _sasl_step(self, step: Step) -> None:
         mechanism = self._sasl.name if self._sasl is not None else ""
         self.mode = Mode.COMMAND
-        if isinstance(step, sasl.Challenge):
-            self.mode = Mode.SASL
-            self._out.append(b"334 " + base64.b64encode(step.data) + b"\r\n")
-        elif isinstance(step, sasl.Credentials):
-            self._ask(AuthCredentials(mechanism, step.username, step.password))
-        elif isinstance(step, sasl.NeedScramCredentials):
-            self._ask(ScramLookup(step.username))
-        elif isinstance(step, sasl.Success):
-            self._auth_succeeded(mechanism, step.username)
-        else:
-            self._auth_failed(step.reply, mechanism, step.username)
+        match step:
+            case Challenge(data):
+                self.mode = Mode.SASL
+                self._out.append(b"334 " + base64.b64encode(data) + b"\r\n")
+            case Credentials(username, password):
+                self._ask(AuthCredentials(mechanism, username, password))
+            case NeedScramCredentials(username):
+                self._ask(ScramLookup(username))
+            case Success(username):
+                self._auth_succeeded(mechanism, username)
+            case Failure(reason, username):
+                self._auth_failed(FAILURE_REPLIES[reason], mechanism, username)
 
     def _auth_succeeded(self, mechanism: str, username: str) -> None:
         self._sasl = None

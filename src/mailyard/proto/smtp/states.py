@@ -2,8 +2,14 @@
 
 Each command verb maps every dialogue state either to the state the server is in once
 the command succeeds, or to the reply that refuses it as out of sequence.  The
-server core (:mod:`mailyard.proto.smtp.server`) looks up every command here first, so
-this one table is the whole list of legal command sequences.
+server core (:mod:`mailyard.proto.smtp.server`) looks up every command here first and
+moves only to the state found here, so this one table is the whole list of legal
+command sequences.  ``tests/unit/smtp_server/test_smtp_server_states.py`` walks every
+(verb, state) pair through the core and compares.
+
+When a success takes effect: EHLO/HELO, MAIL, RCPT and the first BDAT once the
+adapter accepts them; STARTTLS once TLS is up (RFC 3207 4.2); DATA and BDAT LAST once
+the content has been answered (the transaction is over, as after RSET).
 
 Commands that do not appear (EXPN, TURN, SEND...) are answered 502/500 by the core.
 """
@@ -73,7 +79,7 @@ SEQUENCE: dict[str, dict[State, Outcome]] = {
         State.START: REPLY_NEED_MAIL,
         State.READY: REPLY_NEED_MAIL,
         State.MAIL: REPLY_NEED_RCPT,
-        State.RCPT: State.READY,
+        State.RCPT: State.READY,  # once the content is answered
         State.CHUNKING: REPLY_BDAT_MIXED,  # RFC 3030 2: DATA may not follow BDAT
     },
     # A refused BDAT still has its chunk read and discarded (RFC 3030 2).
@@ -104,7 +110,12 @@ SEQUENCE: dict[str, dict[State, Outcome]] = {
     "NOOP": {s: SAME for s in State},
     "HELP": {s: SAME for s in State},
     "VRFY": {s: SAME for s in State},
-    "QUIT": {s: SAME for s in State},
+    # QUIT aborts an open transaction before the connection closes (RFC 5321 4.1.1.10).
+    "QUIT": {
+        State.START: State.START,
+        State.READY: State.READY,
+        **{s: State.READY for s in _TRANSACTION},
+    },
 }
 
 # Commands that may take no argument at all (RFC 5321 4.1.1).

@@ -1,14 +1,14 @@
-"""SASL mechanisms for SMTP AUTH, server side, sans-IO (RFC 4954, RFC 4422).
+"""SCRAM-SHA-256 (RFC 5802 with RFC 7677's hash), its stored credentials, and SASLprep
+(RFC 4013).
 
-Each mechanism is a small state machine: the core feeds it the client's decoded
-responses and gets back one :data:`Step`: a challenge to send (334), credentials for
-policy to verify (PLAIN, LOGIN), a request for stored SCRAM credentials, success, or
-failure with its reply.
+The server keeps only StoredKey and ServerKey (plus salt and iteration count),
+computed once when the password is set (:func:`new_credentials`), so it can run SCRAM
+without knowing the password.  The mechanism is written out here because the standard
+library has no SCRAM and it is a few HMACs; SASLprep because the standard library ships
+the stringprep tables (RFC 3454) but not the profile built from them.
 
-PLAIN is RFC 4616, LOGIN the de-facto mechanism (draft-murchison-sasl-login), and
-SCRAM-SHA-256 is RFC 5802 with RFC 7677's hash, written out here because the standard
-library has no SCRAM and the mechanism is a few HMACs.  Channel binding
-(SCRAM-SHA-256-PLUS) is not offered, so a client asking for it (``p=``) is refused.
+Channel binding (SCRAM-SHA-256-PLUS) is not offered, so a client asking for it
+(``p=``) is refused.
 """
 
 from __future__ import annotations
@@ -16,128 +16,127 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
+import stringprep
+import unicodedata
 from dataclasses import dataclass
 
-from mailyard.directory.api import ScramCredentials
-from mailyard.directory.scram import derive_credentials as derive_scram_credentials
-from mailyard.directory.scram import salted_password
-from mailyard.proto.smtp.replies import REPLY_AUTH_FAILED, REPLY_SYNTAX, Reply
+from mailyard.proto.errors import LocalProtocolError
+from mailyard.sasl.steps import (
+    Challenge,
+    Failure,
+    FailureReason,
+    NeedScramCredentials,
+    Step,
+    Success,
+)
 
 __all__ = [
-    "Challenge",
-    "Credentials",
-    "Failure",
-    "LoginMechanism",
-    "MECHANISMS",
-    "NeedScramCredentials",
-    "PlainMechanism",
-    "ScramSha256Mechanism",
-    "Step",
-    "Success",
-    "derive_scram_credentials",
-    "scram_client_final",
+    "DECOY_ITERATIONS", "SCRAM_ITERATIONS", "SCRAM_SALT_BYTES", "SaslprepError",
+    "ScramCredentials", "ScramSha256Mechanism", "derive_credentials", "new_credentials",
+    "salted_password", "saslprep", "scram_client_final",
 ]
 
-
-@dataclass(frozen=True, slots=True)
-class Challenge:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    username: str
-    password: str
+SCRAM_ITERATIONS = 4096  # RFC 7677 4: at least 4096 (the server stores [auth] scram_iterations)
+SCRAM_SALT_BYTES = 16
+DECOY_ITERATIONS = SCRAM_ITERATIONS
 
 
-@dataclass(frozen=True, slots=True)
-class NeedScramCredentials:
-    username: str
+@dataclass(frozen=True)
+class ScramCredentials:
+    """RFC 5802 3 / RFC 7677 stored credentials for SCRAM-SHA-256."""
+
+    salt: bytes
+    iterations: int
+    stored_key: bytes
+    server_key: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Success:
-    username: str
+# --- SASLprep (RFC 4013) -------------------------------------------------------------
+
+class SaslprepError(ValueError):
+    """The string contains characters SASLprep prohibits (RFC 4013 2.3, 2.4, 2.5)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Failure:
-    reply: Reply
-    username: str = ""
+_PROHIBITED = (
+    stringprep.in_table_c12,  # non-ASCII space
+    stringprep.in_table_c21_c22,  # control characters
+    stringprep.in_table_c3,  # private use
+    stringprep.in_table_c4,  # non-character code points
+    stringprep.in_table_c5,  # surrogates
+    stringprep.in_table_c6,  # inappropriate for plain text
+    stringprep.in_table_c7,  # inappropriate for canonical representation
+    stringprep.in_table_c8,  # change display properties / deprecated
+    stringprep.in_table_c9,  # tagging characters
+)
 
 
-Step = Challenge | Credentials | NeedScramCredentials | Success | Failure
-
-_BAD_ESCAPE = re.compile(r"=(?!2C|3D)")
-_MALFORMED = REPLY_SYNTAX.with_text("Malformed authentication response")
-
-
-def _text(data: bytes) -> str | None:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
-class PlainMechanism:
-    """RFC 4616: ``[authzid] NUL authcid NUL passwd``; an authzid other than the
-    authcid (acting for another user) is refused."""
-
-    name = "PLAIN"
-
-    def start(self, initial: bytes | None) -> Step:
-        return Challenge(b"") if initial is None else self.respond(initial)
-
-    def respond(self, data: bytes) -> Step:
-        parts = data.split(b"\x00")
-        if len(parts) != 3:
-            return Failure(_MALFORMED)
-        authzid, authcid, passwd = (_text(p) for p in parts)
-        if authzid is None or authcid is None or passwd is None or not authcid:
-            return Failure(_MALFORMED)
-        if authzid and authzid != authcid:
-            return Failure(REPLY_AUTH_FAILED, authcid)
-        return Credentials(authcid, passwd)
-
-    def set_credentials(self, credentials: ScramCredentials | None) -> Step:
-        raise TypeError("PLAIN has no stored-credential step")
+def saslprep(text: str, *, allow_unassigned: bool = False) -> str:
+    """RFC 4013 SASLprep.  Stored strings (passwords being set) refuse unassigned code
+    points; queries (what a client sends) may pass ``allow_unassigned=True``."""
+    # 2.1 Mapping: non-ASCII spaces to SPACE, "commonly mapped to nothing" removed.
+    mapped = "".join(
+        " " if stringprep.in_table_c12(c) else c
+        for c in text if not stringprep.in_table_b1(c))
+    # 2.2 Normalization: NFKC.
+    prepared = unicodedata.normalize("NFKC", mapped)
+    for c in prepared:
+        if any(table(c) for table in _PROHIBITED):
+            raise SaslprepError(f"prohibited character U+{ord(c):04X}")
+        if not allow_unassigned and stringprep.in_table_a1(c):
+            raise SaslprepError(f"unassigned code point U+{ord(c):04X}")
+    _check_bidi(prepared)
+    return prepared
 
 
-class LoginMechanism:
-    """LOGIN: ``Username:`` then ``Password:`` challenges; an initial response is
-    the user name."""
+def _check_bidi(text: str) -> None:
+    """RFC 3454 6: right-to-left text may not mix with left-to-right text and must
+    start and end with a right-to-left character."""
+    if not any(stringprep.in_table_d1(c) for c in text):
+        return
+    if any(stringprep.in_table_d2(c) for c in text):
+        raise SaslprepError("mixes right-to-left and left-to-right characters")
+    if not (stringprep.in_table_d1(text[0]) and stringprep.in_table_d1(text[-1])):
+        raise SaslprepError("right-to-left text must start and end with a right-to-left character")
 
-    name = "LOGIN"
 
-    def __init__(self) -> None:
-        self._username: str | None = None
+# --- stored credentials (RFC 5802 3) ---------------------------------------------------
 
-    def start(self, initial: bytes | None) -> Step:
-        if initial is None:
-            return Challenge(b"Username:")
-        return self.respond(initial)
-
-    def respond(self, data: bytes) -> Step:
-        text = _text(data)
-        if text is None:
-            return Failure(_MALFORMED)
-        if self._username is None:
-            self._username = text
-            return Challenge(b"Password:")
-        return Credentials(self._username, text)
-
-    def set_credentials(self, credentials: ScramCredentials | None) -> Step:
-        raise TypeError("LOGIN has no stored-credential step")
+def _hmac(key: bytes, msg: bytes) -> bytes:
+    return hmac.new(key, msg, hashlib.sha256).digest()
 
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _hmac(key: bytes, msg: bytes) -> bytes:
-    return hmac.new(key, msg, hashlib.sha256).digest()
+def salted_password(password: str, salt: bytes, iterations: int) -> bytes:
+    """SaltedPassword := Hi(Normalize(password), salt, i) (RFC 5802 3); Hi is PBKDF2."""
+    return hashlib.pbkdf2_hmac("sha256", saslprep(password).encode("utf-8"), salt, iterations)
+
+
+def derive_credentials(password: str, salt: bytes, iterations: int) -> ScramCredentials:
+    """StoredKey := H(HMAC(SaltedPassword, "Client Key")),
+    ServerKey := HMAC(SaltedPassword, "Server Key") (RFC 5802 3).
+    Raises SaslprepError when the password cannot be prepared."""
+    if iterations < 1:
+        raise ValueError("iterations must be positive")
+    salted = salted_password(password, salt, iterations)
+    client_key = _hmac(salted, b"Client Key")
+    return ScramCredentials(salt=salt, iterations=iterations,
+                            stored_key=hashlib.sha256(client_key).digest(),
+                            server_key=_hmac(salted, b"Server Key"))
+
+
+def new_credentials(password: str, iterations: int = SCRAM_ITERATIONS) -> ScramCredentials:
+    return derive_credentials(password, os.urandom(SCRAM_SALT_BYTES), iterations)
+
+
+# --- the exchange (RFC 5802 5, 7) -------------------------------------------------------
+
+_BAD_ESCAPE = re.compile(r"=(?!2C|3D)")
 
 
 def _saslname(value: str) -> str | None:
@@ -159,7 +158,6 @@ def _attributes(message: str) -> list[tuple[str, str]] | None:
 # Used only when no decoy key is given (library use, tests): the server passes one
 # derived from its persistent secret, the same in every process and across restarts.
 _PROCESS_DECOY_KEY = secrets.token_bytes(32)
-DECOY_ITERATIONS = 4096
 
 
 def _decoy_credentials(key: bytes, username: str, iterations: int) -> ScramCredentials:
@@ -170,9 +168,15 @@ def _decoy_credentials(key: bytes, username: str, iterations: int) -> ScramCrede
                             stored_key=_hmac(seed, b"stored"), server_key=_hmac(seed, b"server"))
 
 
+_MALFORMED = FailureReason.MALFORMED
+_REJECTED = FailureReason.REJECTED
+
+
 class ScramSha256Mechanism:
     """RFC 5802 / RFC 7677 server: client-first, server-first, client-final,
-    server-final (sent as a 334 challenge; the client answers with an empty line)."""
+    server-final.  The server-final message goes out as a last challenge; the client
+    answers it with an empty response (RFC 4422 3, protocols without
+    additional-data-with-success, such as SMTP AUTH)."""
 
     name = "SCRAM-SHA-256"
 
@@ -180,7 +184,7 @@ class ScramSha256Mechanism:
                  decoy_iterations: int = DECOY_ITERATIONS) -> None:
         """``decoy_key`` and ``decoy_iterations``: the salt and count shown for an
         unknown user are derived from the key and the user name; give the same key in
-        every process, and the iteration count new passwords get."""
+        every process (a server secret), and the iteration count new passwords get."""
         self._decoy_key = decoy_key or _PROCESS_DECOY_KEY
         self._decoy_iterations = decoy_iterations
         self._server_nonce = nonce or secrets.token_urlsafe(18)
@@ -197,8 +201,9 @@ class ScramSha256Mechanism:
         return Challenge(b"") if initial is None else self.respond(initial)
 
     def respond(self, data: bytes) -> Step:
-        text = _text(data)
-        if text is None:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
             return Failure(_MALFORMED, self._username)
         if self._stage == "client-first":
             return self._client_first(text)
@@ -229,7 +234,7 @@ class ScramSha256Mechanism:
     def set_credentials(self, credentials: ScramCredentials | None) -> Step:
         """Continue with the stored credentials, or ``None`` for an unknown user."""
         if self._stage != "lookup":
-            raise RuntimeError("SCRAM credentials set out of order")
+            raise LocalProtocolError("SCRAM credentials set out of order")
         self._known = credentials is not None
         self._credentials = credentials or _decoy_credentials(
             self._decoy_key, self._username, self._decoy_iterations)
@@ -245,7 +250,7 @@ class ScramSha256Mechanism:
             return Failure(_MALFORMED, self._username)
         expected_cbind = _b64(self._gs2_header.encode("utf-8"))
         if attrs[0][1] != expected_cbind or attrs[1][1] != self._nonce:
-            return Failure(REPLY_AUTH_FAILED, self._username)
+            return Failure(_REJECTED, self._username)
         try:
             proof = base64.b64decode(proof_attr, validate=True)
         except ValueError:
@@ -255,11 +260,11 @@ class ScramSha256Mechanism:
         auth_message = ",".join((self._client_first_bare, self._server_first, without_proof))
         signature = _hmac(creds.stored_key, auth_message.encode("utf-8"))
         if len(proof) != len(signature):
-            return Failure(REPLY_AUTH_FAILED, self._username)
-        client_key = bytes(a ^ b for a, b in zip(proof, signature))
+            return Failure(_REJECTED, self._username)
+        client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
         valid = hmac.compare_digest(hashlib.sha256(client_key).digest(), creds.stored_key)
         if not (valid and self._known):
-            return Failure(REPLY_AUTH_FAILED, self._username)
+            return Failure(_REJECTED, self._username)
         self._stage = "server-final"
         server_signature = _hmac(creds.server_key, auth_message.encode("utf-8"))
         return Challenge(f"v={_b64(server_signature)}".encode("ascii"))
@@ -268,7 +273,8 @@ class ScramSha256Mechanism:
 def scram_client_final(password: str, client_first_bare: str, server_first: str,
                        gs2_header: str = "n,,") -> tuple[str, str]:
     """The client side of the proof: (client-final message, expected server-final).
-    Used by tests and by the delivery client for SCRAM relays."""
+    Only tests use it (the server side is what Mailyard runs; the delivery client
+    authenticates to smarthosts with PLAIN or LOGIN)."""
     attrs = dict(_attributes(server_first) or [])
     salt = base64.b64decode(attrs["s"])
     salted = salted_password(password, salt, int(attrs["i"]))
@@ -276,10 +282,6 @@ def scram_client_final(password: str, client_first_bare: str, server_first: str,
     without_proof = f"c={_b64(gs2_header.encode('utf-8'))},r={attrs['r']}"
     auth_message = ",".join((client_first_bare, server_first, without_proof)).encode("utf-8")
     signature = _hmac(hashlib.sha256(client_key).digest(), auth_message)
-    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
     server_signature = _hmac(_hmac(salted, b"Server Key"), auth_message)
     return f"{without_proof},p={_b64(proof)}", f"v={_b64(server_signature)}"
-
-
-MECHANISMS = {"PLAIN": PlainMechanism, "LOGIN": LoginMechanism,
-              "SCRAM-SHA-256": ScramSha256Mechanism}
