@@ -111,7 +111,14 @@ class Ingest(Protocol):
         ...
 
     async def submit(self, submission: Submission, content: bytes) -> str:
-        """A whole message at once (bounces, forwards, the CLI); returns the queue id."""
+        """A whole message at once (bounces, forwards, the CLI); returns the queue id.
+        Raises IngestRefused or StorageError."""
+        ...
+
+    def check(self, submission: Submission, content: bytes) -> None:
+        """The checks :meth:`submit` makes on a message given whole, for a producer
+        that must reserve the queue id with :meth:`open` first (the maildrop pickup).
+        Raises IngestRefused."""
         ...
 
 

@@ -46,7 +46,7 @@ from mailyard.message.trace import local_received, smtp_received
 from mailyard.proto.smtp.replies import REPLY_LOOP, REPLY_MESSAGE_TOO_BIG
 from mailyard.queue.api import MessageWriter
 
-__all__ = ["QueueIngest", "QueueWriterLike", "header_end"]
+__all__ = ["QueueIngest", "QueueWriterLike", "header_end", "ingest_for"]
 
 _SMTP = frozenset((Origin.INBOUND, Origin.SUBMISSION))
 _FIXED = frozenset((Origin.SUBMISSION, Origin.LOCAL))  # Date and Message-ID when missing
@@ -144,7 +144,7 @@ class QueueIngest:
         return _Writer(self, submission, self._queue.open_message(submission.envelope))
 
     async def submit(self, submission: Submission, content: bytes) -> str:
-        self.check(submission.origin, content)
+        self.check(submission, content)
         writer = self.open(submission)
         try:
             writer.write(content)
@@ -153,9 +153,10 @@ class QueueIngest:
             writer.abort()
             raise
 
-    def check(self, origin: Origin, content: bytes) -> None:
+    def check(self, submission: Submission, content: bytes) -> None:
         """The checks a message given whole gets (no SMTP core made them).  Raises
         IngestRefused."""
+        origin = submission.origin
         if (origin in _SIZE_CHECKED and self.max_message_size
                 and len(content) > self.max_message_size):
             raise IngestRefused(REPLY_MESSAGE_TOO_BIG)
@@ -182,3 +183,28 @@ class QueueIngest:
 
     def at_commit(self, submission: Submission, header: bytes) -> bytes:
         return b"".join(hook.at_commit(submission, header) for hook in self._hooks)
+
+
+class _Limits(Protocol):
+    @property
+    def max_message_size(self) -> int: ...
+
+    @property
+    def max_received_headers(self) -> int: ...
+
+
+class _Settings(Protocol):
+    """The part of :class:`mailyard.config.Config` ingest reads."""
+
+    @property
+    def hostname(self) -> str: ...
+
+    @property
+    def smtpd(self) -> _Limits: ...
+
+
+def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
+    """Ingest over ``queue`` with the configured limits (``smtpd.max_message_size``,
+    ``smtpd.max_received_headers``), as every producer uses it."""
+    return QueueIngest(queue, config.hostname, max_message_size=config.smtpd.max_message_size,
+                       max_received=config.smtpd.max_received_headers)

@@ -4,12 +4,12 @@ Ingest (:mod:`mailyard.ingest`) puts one at the top of every message that enters
 through SMTP or a local submission::
 
     Received: from <helo> ([ip])
-    	(using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)
-    	by <hostname> (Mailyard) with ESMTPS id <qid>
-    	for <rcpt>; <RFC 5322 date>
+        (using TLSv1.3 with cipher TLS_AES_256_GCM_SHA384)
+        by <hostname> (Mailyard) with ESMTPS id <qid>
+        for <rcpt>; <RFC 5322 date>
 
     Received: by <hostname> (Mailyard, from user <name>);
-    	<RFC 5322 date>
+        <RFC 5322 date>
 
 The ``with`` keyword follows RFC 3848 (ESMTP, ESMTPS, ESMTPA, ESMTPSA) and RFC 6531
 (UTF8SMTP...); ``for`` names the recipient only when there is exactly one, so Bcc

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from mailyard.config import Config
 from mailyard.directory.api import Directory
 from mailyard.ingest.api import DeliverNow, Ingest
-from mailyard.ingest.pipeline import QueueIngest
+from mailyard.ingest.pipeline import ingest_for
 from mailyard.obs import Metrics, log_event
 from mailyard.proto.smtp.replies import REPLY_SHUTTING_DOWN, Reply
 from mailyard.proto.smtp.session import ServerSettings
@@ -58,12 +58,6 @@ def settings_for(config: Config, kind: str, tls_available: bool,
         scram_decoy_key=scram_decoy_key,
         scram_decoy_iterations=scram_iterations or 4096,
     )
-
-
-def ingest_for(config: Config, spool: Spool) -> QueueIngest:
-    """The ingest smtpd writes through, with the configured limits."""
-    return QueueIngest(spool, config.hostname, max_message_size=config.smtpd.max_message_size,
-                       max_received=config.smtpd.max_received_headers)
 
 
 class SmtpServer:

@@ -249,16 +249,18 @@ class SmtpSession(asyncio.Protocol):
         self._pump()
 
     def _pause_reading(self, reason: str) -> None:
-        if not self.reading_paused and self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        transport = self.transport
+        if not self.reading_paused and transport is not None and not transport.is_closing():
+            transport.pause_reading()
         self.reading_paused.add(reason)
 
     def _resume_reading(self, reason: str) -> None:
         if reason not in self.reading_paused:
             return
         self.reading_paused.discard(reason)
-        if not self.reading_paused and self.transport is not None and not self.transport.is_closing():
-            self.transport.resume_reading()
+        transport = self.transport
+        if not self.reading_paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     # --- timers -------------------------------------------------------------------
 
