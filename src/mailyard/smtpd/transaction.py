@@ -87,19 +87,27 @@ class InboundTransaction:
             self._guard(self.writer.header, block, self.header)
 
     def write(self, data: bytes) -> None:
-        if self.writer is not None and not self.write_failed:
-            self._guard(self.writer.write, data)
+        writer = self.writer
+        if writer is None or self.write_failed:
+            return
+        try:  # the hot path: no extra call for the guard
+            writer.write(data)
+        except (StorageError, OSError) as exc:
+            self._failed(exc)
 
     def _guard(self, method: Callable[..., None], *args: object) -> None:
         try:
             method(*args)
         except (StorageError, OSError) as exc:
-            writer = self.writer
-            log_event(log, "spool write failed", level=logging.ERROR, client=self.client,
-                      qid=writer.qid if writer else "", error=str(exc))
-            self.write_failed = True
-            if writer is not None:
-                writer.abort()
+            self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        writer = self.writer
+        log_event(log, "spool write failed", level=logging.ERROR, client=self.client,
+                  qid=writer.qid if writer else "", error=str(exc))
+        self.write_failed = True
+        if writer is not None:
+            writer.abort()
 
     def take_writer(self) -> IngestWriter | None:
         """The writer to commit, or None when there is nothing (left) to commit."""
