@@ -18,7 +18,7 @@ from mailyard.message.submit import (
     check_text,
     compose,
     is_valid_address,
-    local_envelope,
+    local_submission,
     prepare_local_message,
     recipients_from_headers,
     split_head,
@@ -67,9 +67,8 @@ def _submit(config: Config, sender: str, recipients: list[str], raw: bytes, *,
             strip_bcc: bool, full_name: str = "") -> int:
     """Queue directly when allowed, else drop the message for the server's pickup."""
     if can_write_queue(config):
-        content = prepare_local_message(raw, config.hostname, user=local_user(),
-                                        strip_bcc=strip_bcc, sender=sender,
-                                        full_name=full_name)
+        content = prepare_local_message(raw, user=local_user(), strip_bcc=strip_bcc,
+                                        sender=sender, full_name=full_name)
         return _enqueue(config, sender, recipients, content)
     from mailyard.queue.pickup import MaildropPaths, encode_drop, write_drop_file
 
@@ -91,18 +90,26 @@ def _submit(config: Config, sender: str, recipients: list[str], raw: bytes, *,
 
 
 def _enqueue(config: Config, sender: str, recipients: list[str], content: bytes) -> int:
+    """Queue through ingest (the trace field, Date and Message-ID, the limits)."""
     problem = _check_addresses(sender, recipients)
     if problem:
         return fail(problem)
     if len(content) > config.smtpd.max_message_size:
         return fail(f"message is {len(content)} bytes, over smtpd.max_message_size "
                     f"({config.smtpd.max_message_size})")
-    envelope = local_envelope(sender, recipients, content, local_user())
-    spool = open_spool(config)
+    from mailyard.ingest.api import IngestRefused
+    from mailyard.ingest.pipeline import ingest_for
+    from mailyard.message.trace import TraceError
     from mailyard.queue.api import StorageError
 
+    ingest = ingest_for(config, open_spool(config))
+    submission = local_submission(sender, recipients, content, local_user())
     try:
-        qid = asyncio.run(spool.enqueue(envelope, content))
+        qid = asyncio.run(ingest.submit(submission, content))
+    except IngestRefused as exc:
+        return fail(f"message refused: {exc.reply}")
+    except TraceError as exc:
+        return fail(str(exc))
     except (StorageError, OSError) as exc:
         return fail(f"could not queue the message: {exc}")
     print(f"queued as {qid}", file=sys.stderr)

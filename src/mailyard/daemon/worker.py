@@ -85,6 +85,8 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
                      notify_fd: int, cert: str, key: str) -> None:
     from mailyard.daemon.secret import ServerSecretError, derive_key, load_server_secret
     from mailyard.directory.sqlite import SqliteDirectory
+    from mailyard.ingest.api import DeliverNow
+    from mailyard.ingest.pipeline import ingest_for
     from mailyard.queue.spool import FileSpool
     from mailyard.smtpd.server import SmtpServer
     from mailyard.tls import server_context
@@ -102,13 +104,16 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     spool = FileSpool(data / "queue", config.hostname)
     directory = SqliteDirectory(data / "directory.db", config, refresh_each_lookup=False)
     metrics = Metrics()
+    deliver_now: DeliverNow | None = None
+    if any(t.mode == "end-to-end" for t in config.delivery.transports):
+        # Only workers with end-to-end transports load the delivery code.
+        from mailyard.delivery.now import EndToEndDelivery
+
+        deliver_now = EndToEndDelivery(config, spool)
     server = SmtpServer(config, spool, directory, server_context(cert, key), metrics,
                         QueueNotifier(notify_fd),
-                        scram_decoy_key=derive_key(secret, "scram decoy"))
-    if any(t.mode == "end-to-end" for t in config.delivery.transports):
-        from mailyard.smtpd.relay import InSessionRelay
-
-        server.relay = InSessionRelay(config, spool)
+                        scram_decoy_key=derive_key(secret, "scram decoy"),
+                        ingest=ingest_for(config, spool), deliver_now=deliver_now)
     for kind, sock in listeners:
         await server.serve(kind, sock)
     stop = asyncio.Event()
@@ -127,8 +132,8 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
             log_event(log, "cannot write metrics", level=logging.WARNING, error=str(exc))
         check_descriptors(reporter, nofile)
     await server.close()
-    if server.relay is not None:
-        await server.relay.close()
+    if deliver_now is not None:
+        await deliver_now.close()
     try:
         metrics.dump(metrics_dir)
     except OSError:

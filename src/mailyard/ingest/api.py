@@ -16,6 +16,21 @@ trailer) and put in front of the content by whoever reads the message back
 (:meth:`mailyard.queue.api.WorkQueue.open_content`), so the body is never copied or
 rewritten.  A hook that needs the whole message returns its fields from
 :meth:`IngestHook.at_commit`.
+
+What ingest does, by origin (see :mod:`mailyard.ingest.pipeline`):
+
+* the trace field: ``INBOUND``/``SUBMISSION`` get the SMTP ``Received:`` field,
+  ``LOCAL`` the "from user NAME" one (:mod:`mailyard.message.trace`);
+* ``SUBMISSION`` and ``LOCAL``: ``Date:`` and ``Message-ID:`` when missing.  The
+  content is held until the end of its header section, then the fields go out right
+  after the trace field; the body streams through untouched;
+* the whole-message origins (``submit``): the size limit and the ``Received:`` count
+  (a mail loop, RFC 5321 6.3) where no SMTP core checked them while streaming;
+* at commit, the hooks' fields go to the record's ``prepend`` section.
+
+Relaying while the sender waits (end-to-end transports) is not ingest's business:
+smtpd hands the committed message to a :class:`DeliverNow` service, which delivery
+implements with the dispatcher's claim and record path.
 """
 
 from __future__ import annotations
@@ -25,6 +40,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mailyard.envelope import Envelope
+from mailyard.message.headerblock import HeaderSummary
+from mailyard.proto.smtp.replies import Reply
 
 
 class Origin(enum.StrEnum):
@@ -55,7 +72,7 @@ class IngestRefused(Exception):
     """Ingest refuses the message (loop, too big, policy); ``reply`` says why in SMTP
     terms (a :class:`mailyard.proto.smtp.replies.Reply`)."""
 
-    def __init__(self, reply: object) -> None:
+    def __init__(self, reply: Reply) -> None:
         self.reply = reply
         super().__init__(str(reply))
 
@@ -67,6 +84,15 @@ class IngestWriter(Protocol):
 
     def write(self, data: bytes) -> None:
         """Content bytes as received (CRLF line ends).  Raises StorageError."""
+        ...
+
+    def header(self, block: bytes, summary: HeaderSummary) -> None:
+        """The producer's parser found the end of the header section (``block``, as
+        summarised by :func:`~mailyard.message.headerblock.inspect_header`): called at
+        most once, before the content that follows the header section is written.
+        A producer that does not call it gets its held content scanned for the end of
+        the header at commit (fine for a message that is in memory anyway).
+        Raises StorageError."""
         ...
 
     async def commit(self) -> str:
@@ -85,7 +111,14 @@ class Ingest(Protocol):
         ...
 
     async def submit(self, submission: Submission, content: bytes) -> str:
-        """A whole message at once (bounces, forwards, the CLI); returns the queue id."""
+        """A whole message at once (bounces, forwards, the CLI); returns the queue id.
+        Raises IngestRefused or StorageError."""
+        ...
+
+    def check(self, submission: Submission, content: bytes) -> None:
+        """The checks :meth:`submit` makes on a message given whole, for a producer
+        that must reserve the queue id with :meth:`open` first (the maildrop pickup).
+        Raises IngestRefused."""
         ...
 
 
@@ -96,3 +129,20 @@ class IngestHook(Protocol):
         """Header fields to put in front of the message, computed once the whole
         message is known (``header`` is its original header section)."""
         ...
+
+
+class DeliverNow(Protocol):
+    """Delivery while the sender waits (transports with ``mode = "end-to-end"``): the
+    message is already committed to the queue; this claims it, delivers it and records
+    the outcome through the same path as the dispatcher."""
+
+    def applies(self, envelope: Envelope) -> bool:
+        """Should this message be delivered now rather than only queued?"""
+        ...
+
+    async def deliver(self, qid: str, envelope: Envelope) -> Reply | None:
+        """The reply for the sender, or None for the ordinary "queued" answer (the
+        entry stays in the queue for the dispatcher)."""
+        ...
+
+    async def close(self) -> None: ...

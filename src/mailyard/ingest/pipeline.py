@@ -3,16 +3,55 @@
 Each message is opened on the queue (``QueueWriter.open_message``), passes the stages
 for its origin while its content streams through, and is committed with the fields
 the at-commit hooks computed (the record's ``prepend`` section, see ``api``).
+
+The stages, by origin:
+
+============  ============  ====================  ==============================
+origin        trace field   Date / Message-ID     size and Received-count checks
+============  ============  ====================  ==============================
+INBOUND       SMTP          no                    the SMTP core's, while streaming
+SUBMISSION    SMTP          added when missing    the SMTP core's, while streaming
+LOCAL         from user     added when missing    here (``submit``)
+API/CAMPAIGN  none yet      no                    here (``submit``)
+DSN           none          no                    none (our own, new content)
+FORWARD       none          no                    Received count here (``submit``)
+============  ============  ====================  ==============================
+
+A forward is not held to the size limit: the message it copies was accepted at up to
+that size and the forward adds fields to it.  Nothing here reads the body: the
+fixes need only the header section, which the SMTP core hands over
+(:meth:`IngestWriter.header`) or, for a message given whole, is found at commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from mailyard.envelope import Envelope
-from mailyard.ingest.api import IngestHook, IngestWriter, Submission
+from mailyard.ingest.api import (
+    IngestHook,
+    IngestRefused,
+    IngestWriter,
+    Origin,
+    Submission,
+)
+from mailyard.message.headerblock import (
+    HeaderSummary,
+    inspect_header,
+    submission_fields,
+)
+from mailyard.message.trace import local_received, smtp_received
+from mailyard.proto.smtp.replies import REPLY_LOOP, REPLY_MESSAGE_TOO_BIG
 from mailyard.queue.api import MessageWriter
+
+__all__ = ["QueueIngest", "QueueWriterLike", "header_end", "ingest_for"]
+
+_SMTP = frozenset((Origin.INBOUND, Origin.SUBMISSION))
+_FIXED = frozenset((Origin.SUBMISSION, Origin.LOCAL))  # Date and Message-ID when missing
+_SIZE_CHECKED = frozenset((Origin.LOCAL, Origin.API, Origin.CAMPAIGN))
+_LOOP_CHECKED = frozenset((Origin.LOCAL, Origin.API, Origin.CAMPAIGN, Origin.FORWARD))
 
 
 class QueueWriterLike(Protocol):
@@ -21,33 +60,91 @@ class QueueWriterLike(Protocol):
     def open_message(self, envelope: Envelope) -> MessageWriter: ...
 
 
+def header_end(content: bytes) -> int:
+    """The length of the header section of a CRLF message, its final CRLF included
+    (0 when the message starts with the empty line; all of it when there is none)."""
+    if content.startswith(b"\r\n"):
+        return 0
+    end = content.find(b"\r\n\r\n")
+    return len(content) if end < 0 else end + 2
+
+
+def received_count(header: bytes) -> int:
+    return sum(1 for line in header.split(b"\r\n") if line[:9].lower() == b"received:")
+
+
 class _Writer:
-    def __init__(self, submission: Submission, writer: MessageWriter,
-                 hooks: Sequence[IngestHook]) -> None:
+    """One message on its way in.  With fixes to make, the content is held (the
+    trace field first) until the header section is known; then it goes out with the
+    fixes after the trace field, and everything after that streams through."""
+
+    def __init__(self, ingest: QueueIngest, submission: Submission,
+                 writer: MessageWriter) -> None:
         self.submission = submission
-        self._writer = writer
-        self._hooks = hooks
         self.qid = writer.qid
+        self._ingest = ingest
+        self._writer = writer
+        self._header: bytes | None = None
+        trace = ingest.trace(submission, writer.qid)
+        self._held: list[bytes] | None = None
+        if submission.origin in _FIXED:
+            self._held = [trace]
+        elif trace:
+            try:
+                writer.write(trace)
+            except BaseException:
+                writer.abort()
+                raise
 
     def write(self, data: bytes) -> None:
-        self._writer.write(data)
+        if self._held is not None:
+            self._held.append(data)
+        else:
+            self._writer.write(data)
+
+    def header(self, block: bytes, summary: HeaderSummary) -> None:
+        self._header = block
+        held, self._held = self._held, None
+        if held is not None:
+            held.insert(1, submission_fields(summary, self._ingest.hostname,
+                                             self._ingest.clock()))
+            self._writer.write(b"".join(held))
 
     async def commit(self) -> str:
+        if self._held is not None:  # given whole: find the header section now
+            content = b"".join(self._held[1:])
+            self._held = [self._held[0], content]
+            block = content[:header_end(content)]
+            self.header(block, inspect_header(block))
+        prepend = self._ingest.at_commit(self.submission, self._header or b"")
+        if prepend:
+            return await self._writer.commit(prepend=prepend)  # type: ignore[call-arg]
         return await self._writer.commit()
 
     def abort(self) -> None:
+        self._held = None
         self._writer.abort()
 
 
 class QueueIngest:
-    def __init__(self, queue: QueueWriterLike, hooks: Sequence[IngestHook] = ()) -> None:
+    """Ingest over the queue's writer.  ``max_message_size`` and ``max_received`` are
+    the limits for messages given whole (0: none); ``hooks`` run at every commit."""
+
+    def __init__(self, queue: QueueWriterLike, hostname: str, *, max_message_size: int = 0,
+                 max_received: int = 0, hooks: Sequence[IngestHook] = (),
+                 clock: Callable[[], float] = time.time) -> None:
         self._queue = queue
+        self.hostname = hostname
+        self.max_message_size = max_message_size
+        self.max_received = max_received
         self._hooks = tuple(hooks)
+        self.clock = clock
 
     def open(self, submission: Submission) -> IngestWriter:
-        return _Writer(submission, self._queue.open_message(submission.envelope), self._hooks)
+        return _Writer(self, submission, self._queue.open_message(submission.envelope))
 
     async def submit(self, submission: Submission, content: bytes) -> str:
+        self.check(submission, content)
         writer = self.open(submission)
         try:
             writer.write(content)
@@ -55,3 +152,59 @@ class QueueIngest:
         except BaseException:
             writer.abort()
             raise
+
+    def check(self, submission: Submission, content: bytes) -> None:
+        """The checks a message given whole gets (no SMTP core made them).  Raises
+        IngestRefused."""
+        origin = submission.origin
+        if (origin in _SIZE_CHECKED and self.max_message_size
+                and len(content) > self.max_message_size):
+            raise IngestRefused(REPLY_MESSAGE_TOO_BIG)
+        if origin in _LOOP_CHECKED and self.max_received:
+            header = content[:header_end(content)]
+            if received_count(header) > self.max_received:
+                raise IngestRefused(REPLY_LOOP)
+
+    def trace(self, submission: Submission, qid: str) -> bytes:
+        """The ``Received:`` field this message gets (empty for none)."""
+        origin = submission.origin
+        envelope = submission.envelope
+        if origin in _SMTP:
+            return smtp_received(
+                helo=envelope.client_helo, ip=envelope.client_ip, hostname=self.hostname,
+                protocol=submission.protocol or "ESMTP", qid=qid,
+                recipients=tuple(r.address for r in envelope.recipients), tls=submission.tls,
+                now=envelope.received_at or None)
+        if origin is Origin.LOCAL:
+            return local_received(hostname=self.hostname,
+                                  user=submission.local_user or envelope.auth_user,
+                                  now=self.clock())
+        return b""
+
+    def at_commit(self, submission: Submission, header: bytes) -> bytes:
+        return b"".join(hook.at_commit(submission, header) for hook in self._hooks)
+
+
+class _Limits(Protocol):
+    @property
+    def max_message_size(self) -> int: ...
+
+    @property
+    def max_received_headers(self) -> int: ...
+
+
+class _Settings(Protocol):
+    """The part of :class:`mailyard.config.Config` ingest reads."""
+
+    @property
+    def hostname(self) -> str: ...
+
+    @property
+    def smtpd(self) -> _Limits: ...
+
+
+def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
+    """Ingest over ``queue`` with the configured limits (``smtpd.max_message_size``,
+    ``smtpd.max_received_headers``), as every producer uses it."""
+    return QueueIngest(queue, config.hostname, max_message_size=config.smtpd.max_message_size,
+                       max_received=config.smtpd.max_received_headers)

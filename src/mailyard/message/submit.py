@@ -1,8 +1,10 @@
 """Messages handed over by local programs (``mailyard send``, ``mailyard sendmail``).
 
-Local submissions get what a submission server adds (RFC 6409 8): a Date and a
-Message-ID when missing, a Received trace line, CRLF line endings; ``-t`` takes the
-recipients from To/Cc/Bcc and removes Bcc.  Parsing uses the standard ``email``
+Local submissions get CRLF line endings and a ``From:`` when missing (``-f``/``-F``);
+``-t`` takes the recipients from To/Cc/Bcc and removes Bcc.  What every submission
+gets (the Received trace line, a Date and a Message-ID when missing, RFC 6409 8) is
+added by ingest (:mod:`mailyard.ingest`), where the message is queued with
+:func:`local_submission`.  Parsing uses the standard ``email``
 package; only the line-ending and header-block handling is done here, on bytes, so
 the body is passed through untouched.
 """
@@ -19,6 +21,7 @@ from email.parser import HeaderParser
 from email.policy import SMTP, SMTPUTF8, compat32
 
 from mailyard.envelope import Envelope, Recipient
+from mailyard.ingest.api import Origin, Submission
 from mailyard.proto.smtp.address import AddressError, parse_forward_path
 
 _BARE_LF = re.compile(rb"(?<!\r)\n")
@@ -107,9 +110,10 @@ def has_header(head: bytes, name: str) -> bool:
     return any(line.lower().startswith(prefix) for line in head.split(b"\r\n"))
 
 
-def prepare_local_message(raw: bytes, hostname: str, *, user: str, strip_bcc: bool,
+def prepare_local_message(raw: bytes, *, user: str, strip_bcc: bool,
                           sender: str = "", full_name: str = "") -> bytes:
-    """Normalise a locally submitted message for the queue."""
+    """Normalise a locally submitted message for ingest (which adds the trace field,
+    and Date and Message-ID when missing)."""
     head, body = split_head(to_crlf(raw))
     if strip_bcc:
         head = remove_header(head, "bcc")
@@ -118,14 +122,8 @@ def prepare_local_message(raw: bytes, hostname: str, *, user: str, strip_bcc: bo
     extra = []
     if not has_header(head, "from") and sender:
         extra.append(f"From: {from_field(full_name, sender)}\r\n".encode())
-    if not has_header(head, "date"):
-        extra.append(f"Date: {email.utils.formatdate(localtime=True)}\r\n".encode())
-    if not has_header(head, "message-id"):
-        extra.append(f"Message-ID: {email.utils.make_msgid(domain=hostname)}\r\n".encode())
     check_text("the user name", user)
-    received = (f"Received: by {hostname} (Mailyard, from user {user});\r\n"
-                f"\t{email.utils.formatdate(time.time(), localtime=True)}\r\n").encode()
-    return received + head + b"".join(extra) + b"\r\n" + body
+    return head + b"".join(extra) + b"\r\n" + body
 
 
 def check_text(what: str, text: str) -> None:
@@ -166,6 +164,13 @@ def compose(sender: str, to: list[str], subject: str, body: str, cc: list[str] |
         return msg.as_bytes()
     except UnicodeEncodeError:
         return msg.as_bytes(policy=SMTPUTF8)
+
+
+def local_submission(sender: str, recipients: list[str], content: bytes,
+                     user: str) -> Submission:
+    """What ingest needs to queue a local submission by ``user``."""
+    return Submission(origin=Origin.LOCAL, local_user=user,
+                      envelope=local_envelope(sender, recipients, content, user))
 
 
 def local_envelope(sender: str, recipients: list[str], content: bytes, user: str) -> Envelope:

@@ -24,7 +24,8 @@ the envelope's submitter.  The content is not trusted: a drop file is opened wit
 someone else's file would otherwise be mailed out in that person's name) and at
 most ``smtpd.max_message_size`` (plus the small envelope line).  Its envelope is
 checked like the command line's, and the message gets the same treatment as
-``mailyard sendmail`` gives it (:func:`prepare_local_message`).  What is queued is
+``mailyard sendmail`` gives it (:func:`prepare_local_message`, then ingest as a
+``LOCAL`` submission: the trace field, Date and Message-ID, the limits).  What is queued is
 what was read through that descriptor; the rename into the private ``taken/`` then
 checks that the name still refers to the same inode (a file swapped in meanwhile
 is handled on its own at the next round).
@@ -34,7 +35,7 @@ A refused file moves to ``pickup/bad/`` with a log line.
 before anything is written (:meth:`FileSpool.open_message`), and the drop file is
 taken under that id::
 
-    1. writer = spool.open_message(...)            queue id Q reserved, nothing durable
+    1. writer = ingest.open(...)                   queue id Q reserved, nothing durable
     2. rename maildrop/F -> pickup/taken/Q          fsync both directories
     3. write and commit the record                  queue/msg/Q durable and indexed
     4. unlink pickup/taken/Q                        fsync the directory
@@ -65,11 +66,13 @@ from pathlib import Path
 from typing import Any
 
 from mailyard.config import Config
+from mailyard.ingest.api import Ingest, IngestRefused
+from mailyard.ingest.pipeline import ingest_for
 from mailyard.message.submit import (
     SubmissionError,
     from_field,
     is_valid_address,
-    local_envelope,
+    local_submission,
     prepare_local_message,
     user_name,
 )
@@ -187,11 +190,13 @@ def decode_drop(data: bytes) -> tuple[dict[str, Any], bytes]:
 
 class MaildropPickup:
     """Moves dropped files into the queue (see the module docstring).  Runs in the
-    supervisor, on the dispatcher's event loop; ``spool`` is its FileSpool."""
+    supervisor, on the dispatcher's event loop; ``spool`` is its FileSpool, which the
+    messages reach through ``ingest`` (by default one over ``spool``)."""
 
-    def __init__(self, config: Config, spool: Any) -> None:
+    def __init__(self, config: Config, spool: Any, ingest: Ingest | None = None) -> None:
         self.config = config
         self.spool = spool
+        self.ingest = ingest or ingest_for(config, spool)
         self.paths = MaildropPaths(config.data_path)
         self.max_size = config.smtpd.max_message_size + len(MAGIC) + MAX_ENVELOPE_LINE
 
@@ -251,19 +256,17 @@ class MaildropPickup:
             meta, raw = decode_drop(data)
             user = user_name(uid)
             content = prepare_local_message(
-                raw, self.config.hostname, user=user, strip_bcc=meta["strip_bcc"],
+                raw, user=user, strip_bcc=meta["strip_bcc"],
                 sender=meta["sender"], full_name=meta["full_name"])
-            if len(content) > self.config.smtpd.max_message_size:
-                raise DropFileError(f"message over smtpd.max_message_size "
-                                    f"({self.config.smtpd.max_message_size})")
+            submission = local_submission(meta["sender"], meta["recipients"], content, user)
+            self.ingest.check(submission, content)  # the size limit, a Received loop
             ino = os.fstat(fd).st_ino
-        except (DropFileError, SubmissionError) as exc:
+        except (DropFileError, SubmissionError, IngestRefused) as exc:
             self._refuse(source, str(exc))
             return False
         finally:
             os.close(fd)
-        envelope = local_envelope(meta["sender"], meta["recipients"], content, user)
-        writer = self.spool.open_message(envelope)  # step 1: the queue id
+        writer = self.ingest.open(submission)  # step 1: the queue id
         committed = False
         try:
             taken = self.paths.taken / writer.qid

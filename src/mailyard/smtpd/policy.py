@@ -17,22 +17,34 @@ login user (550 5.7.1).
 
 Every kind refuses MAIL with 452 4.3.1 when the spool's free space is below
 ``smtpd.min_free_disk`` (the free space is sampled at most once a second).
+
+AUTH and VRFY are decided here too (the session only relays the answers): PLAIN and
+LOGIN passwords are checked within the AUTH guard's limits
+(:mod:`mailyard.smtpd.authguard`), SCRAM credentials are looked up after the guard
+admits the attempt, and VRFY answers for addresses in our local domains only.
+
+:class:`Policy` is what a session sees; :class:`ListenerPolicy` implements it.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import logging
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 from mailyard.config import Config
 from mailyard.directory.addresses import address_key, base_address
-from mailyard.directory.api import Directory, DirectoryError
+from mailyard.directory.api import Directory, DirectoryError, ScramCredentials
 from mailyard.envelope import Recipient, split_address
 from mailyard.message.headerblock import HeaderSummary
+from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import (
     REPLY_ADDRESS_LITERAL_DENIED,
     REPLY_AUTH_REQUIRED,
+    REPLY_AUTH_TEMP,
     REPLY_DELIVERED_TO_LOOP,
     REPLY_DISK_FULL,
     REPLY_HEADER_FROM_NOT_OWNED,
@@ -45,6 +57,9 @@ from mailyard.proto.smtp.replies import (
 )
 from mailyard.proto.smtp.session import Session
 from mailyard.queue.api import Spool
+from mailyard.smtpd.authguard import AuthGate
+
+log = logging.getLogger("mailyard.smtpd")
 
 KINDS = ("smtp", "submission", "submissions")
 FREE_SPACE_TTL = 1.0
@@ -67,12 +82,42 @@ class FreeSpaceGauge:
         return self._value
 
 
+class Policy(Protocol):
+    """The decisions a session asks for.  Each returns the refusal, or None to accept
+    (VRFY: a positive reply, a refusal, or None for "cannot verify")."""
+
+    kind: str
+    submission: bool
+
+    def check_mail(self, session: Session, sender: str) -> Reply | None: ...
+
+    def check_rcpt(self, session: Session, address: str) -> Reply | None: ...
+
+    def postmaster_address(self, address: str) -> str: ...
+
+    def check_content(self, session: Session, recipients: Iterable[Recipient],
+                      header: HeaderSummary) -> Reply | None: ...
+
+    def vrfy(self, argument: str) -> Reply | None: ...
+
+    async def verify_password(self, ip: str, username: str, password: str,
+                              still_wanted: Callable[[], bool]) -> Reply | None: ...
+
+    async def scram_lookup(self, ip: str, username: str) -> Reply | ScramCredentials | None:
+        """A refusal, or the user's credentials (None: unknown, the core uses decoys)."""
+        ...
+
+    async def auth_finished(self, ip: str, username: str, success: bool) -> None:
+        """A SCRAM exchange ended (PLAIN/LOGIN are counted by ``verify_password``)."""
+        ...
+
+
 class ListenerPolicy:
     """MAIL/RCPT decisions for one listener kind.  Methods return the refusal, or
     None to accept."""
 
     def __init__(self, kind: str, config: Config, directory: Directory,
-                 free_space: FreeSpaceGauge) -> None:
+                 free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r}")
         self.kind = kind
@@ -80,6 +125,7 @@ class ListenerPolicy:
         self.config = config
         self.directory = directory
         self.free_space = free_space
+        self.auth_gate = auth_gate
 
     def check_mail(self, session: Session, sender: str) -> Reply | None:
         """MAIL starts a transaction: the directory lookups from here to its end see
@@ -104,7 +150,7 @@ class ListenerPolicy:
         return None
 
     def check_rcpt(self, session: Session, address: str) -> Reply | None:
-        local, domain = split_address(address)
+        _local, domain = split_address(address)
         if not domain:  # RCPT TO:<postmaster> (RFC 5321 4.1.1.3) always exists
             return None
         try:
@@ -188,3 +234,49 @@ class ListenerPolicy:
             except DirectoryError:
                 domain = ""
         return f"{address}@{domain or self.config.hostname}"
+
+    # --- VRFY and AUTH ------------------------------------------------------------
+
+    def vrfy(self, argument: str) -> Reply | None:
+        """RFC 5321 3.5.3: 250 for an existing local recipient, 550 for an unknown one
+        in a local domain, None ("cannot verify") for anything else."""
+        address = argument.strip().strip("<>")
+        _local, domain = split_address(address)
+        try:
+            self.directory.refresh()
+            if domain and self.directory.is_local_domain(domain):
+                if self.directory.recipient_exists(address):
+                    return Reply(250, "2.1.5", f"<{address}>")
+                return REPLY_UNKNOWN_USER
+        except DirectoryError:
+            return REPLY_TEMP_LOOKUP
+        return None
+
+    def _gate(self) -> AuthGate:
+        if self.auth_gate is None:
+            raise RuntimeError(f"no AUTH guard on the {self.kind} listener")
+        return self.auth_gate
+
+    async def verify_password(self, ip: str, username: str, password: str,
+                              still_wanted: Callable[[], bool]) -> Reply | None:
+        """PLAIN/LOGIN: within the AUTH guard's limits (mailyard.smtpd.authguard)."""
+        try:
+            return await self._gate().verify(
+                ip, username,
+                functools.partial(self.directory.verify_password, username, password),
+                still_wanted)
+        except DirectoryError as exc:
+            log_event(log, "password check failed", level=logging.ERROR, error=str(exc))
+            return REPLY_AUTH_TEMP
+
+    async def scram_lookup(self, ip: str, username: str) -> Reply | ScramCredentials | None:
+        refusal = await self._gate().admit(ip, username)
+        if refusal is not None:
+            return refusal
+        try:
+            return self.directory.scram_credentials(username)
+        except DirectoryError:
+            return REPLY_AUTH_TEMP
+
+    async def auth_finished(self, ip: str, username: str, success: bool) -> None:
+        await self._gate().record(ip, username, success)

@@ -13,17 +13,21 @@ import asyncio
 import logging
 import socket
 import ssl
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
 
 from mailyard.config import Config
 from mailyard.directory.api import Directory
+from mailyard.ingest.api import DeliverNow, Ingest
+from mailyard.ingest.pipeline import ingest_for
 from mailyard.obs import Metrics, log_event
+from mailyard.proto.smtp.replies import REPLY_SHUTTING_DOWN, Reply
 from mailyard.proto.smtp.session import ServerSettings
 from mailyard.queue.api import Spool
 from mailyard.smtpd.authguard import AuthGate
+from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionTimers
 from mailyard.smtpd.limits import ConnectionLimiter
 from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy
-from mailyard.smtpd.session import Listener, SmtpSession
+from mailyard.smtpd.session import SmtpSession
 
 __all__ = ["SmtpServer", "settings_for"]
 
@@ -56,14 +60,15 @@ def settings_for(config: Config, kind: str, tls_available: bool,
     )
 
 
-if TYPE_CHECKING:
-    from mailyard.smtpd.relay import InSessionRelay
-
-
 class SmtpServer:
+    """Serves the listeners; implements :class:`~mailyard.smtpd.context.SessionHost`
+    for its sessions.  ``ingest`` defaults to one over ``spool``; ``deliver_now`` is
+    the service for end-to-end transports (None: every message is only queued)."""
+
     def __init__(self, config: Config, spool: Spool, directory: Directory,
                  ssl_context: ssl.SSLContext | None, metrics: Metrics,
-                 on_queued: Callable[[str], None], *, scram_decoy_key: bytes = b"") -> None:
+                 on_queued: Callable[[str], None], *, scram_decoy_key: bytes = b"",
+                 ingest: Ingest | None = None, deliver_now: DeliverNow | None = None) -> None:
         self.config = config
         # SCRAM decoys for unknown users (derived from the server secret; see
         # mailyard.daemon.secret), the same in every worker.
@@ -73,26 +78,29 @@ class SmtpServer:
         self.ssl_context = ssl_context
         self.metrics = metrics
         self.on_queued = on_queued
-        # End-to-end relaying for chosen routes (mailyard.smtpd.relay); None: always queue.
-        self.relay: InSessionRelay | None = None
+        self.services = InboundServices(ingest or ingest_for(config, spool), metrics,
+                                        config.hostname, deliver_now)
+        self.timers = SessionTimers.from_config(config.smtpd)
         self.limiter = ConnectionLimiter(config.smtpd.max_connections,
                                          config.smtpd.max_connections_per_ip)
         self.free_space = FreeSpaceGauge(spool)
         self.auth_gate = AuthGate.from_config(config.smtpd, config.data_path)
         self.sessions: set[SmtpSession] = set()
+        self._counted: set[object] = set()  # sessions holding a place in the caps
         self.shutting_down = False
         self._servers: list[asyncio.base_events.Server] = []
-        self._listeners: dict[str, Listener] = {}
+        self._listeners: dict[str, ListenerSpec] = {}
         self._idle: asyncio.Event | None = None
 
-    def listener(self, kind: str) -> Listener:
+    def listener(self, kind: str) -> ListenerSpec:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r} (expected one of {KINDS})")
         if kind not in self._listeners:
-            policy = ListenerPolicy(kind, self.config, self.directory, self.free_space)
+            policy = ListenerPolicy(kind, self.config, self.directory, self.free_space,
+                                    self.auth_gate)
             settings = settings_for(self.config, kind, self.ssl_context is not None,
                                     self.scram_decoy_key)
-            self._listeners[kind] = Listener(kind, settings, policy, self.ssl_context)
+            self._listeners[kind] = ListenerSpec(kind, settings, policy, self.ssl_context)
         return self._listeners[kind]
 
     async def serve(self, kind: str, sock: socket.socket) -> asyncio.base_events.Server:
@@ -105,21 +113,37 @@ class SmtpServer:
         loop = asyncio.get_running_loop()
         if kind == "submissions" and self.ssl_context is None:
             raise ValueError("the submissions listener needs a TLS context")
-        server = await loop.create_server(lambda: SmtpSession(self, listener), sock=sock)
+        services, timers = self.services, self.timers
+        server = await loop.create_server(
+            lambda: SmtpSession(listener, services, self, timers), sock=sock)
         self._servers.append(server)
         return server
 
-    def notify_queued(self, qid: str) -> None:
+    # --- SessionHost ----------------------------------------------------------------
+
+    def admit(self, session: object, ip: str) -> Reply | None:
+        self.sessions.add(session)  # type: ignore[arg-type]
+        if self.shutting_down:
+            return REPLY_SHUTTING_DOWN
+        refusal = self.limiter.acquire(ip)
+        if refusal is None:
+            self._counted.add(session)
+        return refusal
+
+    def release(self, session: object, ip: str) -> None:
+        if session in self._counted:
+            self._counted.discard(session)
+            self.limiter.release(ip)
+        self.sessions.discard(session)  # type: ignore[arg-type]
+        if not self.sessions and self._idle is not None:
+            self._idle.set()
+
+    def queued(self, qid: str) -> None:
         try:
             self.on_queued(qid)
         except OSError as exc:
             log_event(log, "queue notification failed", level=logging.WARNING, qid=qid,
                       error=str(exc))
-
-    def session_ended(self, session: SmtpSession) -> None:
-        self.sessions.discard(session)
-        if not self.sessions and self._idle is not None:
-            self._idle.set()
 
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop listening, send 421 4.3.2 to every client (after any commit in
@@ -133,7 +157,7 @@ class SmtpServer:
         if self.sessions:
             try:
                 await asyncio.wait_for(self._idle.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 for session in list(self.sessions):
                     if session.transport is not None:
                         session.transport.abort()

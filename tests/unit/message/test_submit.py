@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 
 from mailyard.cli.send import read_sendmail_input
+from mailyard.ingest.pipeline import QueueIngest
 from mailyard.message.submit import (
     compose,
     is_valid_address,
+    local_submission,
     prepare_local_message,
     recipients_from_headers,
     remove_header,
     split_head,
     to_crlf,
 )
+from tests.support.memory_queue import MemoryQueue
+
+
+def queued(raw: bytes, user: str, strip_bcc: bool, sender: str = "") -> bytes:
+    """What ``mailyard sendmail`` puts in the queue: prepared here, then through ingest."""
+    content = prepare_local_message(raw, user=user, strip_bcc=strip_bcc, sender=sender)
+    queue = MemoryQueue()
+    submission = local_submission(sender or "u@x.test", ["a@x.test"], content, user)
+    qid = asyncio.run(QueueIngest(queue, "mx.test").submit(submission, content))
+    return queue.content(qid)
 
 
 def test_to_crlf_normalises_every_line_ending():
@@ -38,8 +51,8 @@ def test_remove_header_with_continuation_lines():
 
 
 def test_prepare_adds_missing_fields_and_strips_bcc():
-    out = prepare_local_message(b"To: a@x.test\nBcc: b@x.test\n\nhello\n", "mx.test",
-                                user="alice", strip_bcc=True, sender="alice@x.test")
+    out = queued(b"To: a@x.test\nBcc: b@x.test\n\nhello\n", user="alice", strip_bcc=True,
+                 sender="alice@x.test")
     head, body = split_head(out)
     assert head.startswith(b"Received: by mx.test (Mailyard, from user alice);")
     assert b"Bcc:" not in head
@@ -50,7 +63,7 @@ def test_prepare_adds_missing_fields_and_strips_bcc():
 
 def test_prepare_keeps_existing_fields():
     raw = b"From: x@x.test\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <1@x>\r\n\r\nb\r\n"
-    out = prepare_local_message(raw, "mx.test", user="u", strip_bcc=False)
+    out = queued(raw, user="u", strip_bcc=False)
     assert out.count(b"Date:") == 1 and out.count(b"Message-ID:") == 1
 
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from mailyard.queue.api import Outcome, RecipientState
-from mailyard.smtpd.relay import parse_reply
+from mailyard.delivery.now import parse_reply
 
 
 def test_claim_one_entry_once(spool, envelope):

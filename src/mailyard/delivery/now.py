@@ -1,18 +1,24 @@
-"""End-to-end relaying: forward a message to the next hop while its sender waits.
+"""Delivery while the sender waits: the :class:`~mailyard.ingest.api.DeliverNow`
+service for transports with ``mode = "end-to-end"`` (an internal gateway, say).
 
-For domains whose transport has ``mode = "end-to-end"`` (an internal gateway, say),
-the default store-and-forward answer ("queued, we will deliver it") is replaced by
-the next hop's own verdict: the message is first committed to the queue as usual, then
-claimed and sent to the next hop before the 250 goes back:
+The default store-and-forward answer ("queued, we will deliver it") is replaced by
+the next hop's own verdict.  smtpd first commits the message to the queue as usual,
+then hands it here before its 250 goes back:
 
-* the next hop accepts every recipient: the entry is recorded as delivered and the
-  sender gets ``250`` with the next hop's reply;
+* the next hop accepts every recipient: the outcomes are recorded (the entry is
+  finished) and the sender gets ``250`` with the next hop's reply;
 * the next hop refuses every recipient (it answered, 4xx or 5xx): the entry is deleted
   and the sender gets that refusal, so the rejection reaches the original sender in
   session and no bounce is needed;
 * no next hop could be reached, or the answers are mixed: the entry stays in the queue
-  (recorded results are kept, the rest is retried by the dispatcher as usual) and the
-  sender gets the ordinary ``250 Queued``.
+  (delivered recipients are recorded, the lease is given up, the rest is retried by
+  the dispatcher as usual) and the sender gets the ordinary ``250 Queued``.
+
+It takes the same path as the dispatcher: the entry is leased with ``spool.claim``
+(if the dispatcher got there first, the message is simply queued), delivered with
+:func:`~mailyard.delivery.remote.deliver_remote`, and the outcomes go through an
+:class:`~mailyard.delivery.recorder.OutcomeRecorder`.  Every index call runs in this
+service's own queue thread, never on the SMTP worker's event loop.
 
 The message is durable before anything is forwarded, so a crash at any point leaves it
 in the queue; the worst case is the one every SMTP relay has (RFC 1047): the next hop
@@ -21,10 +27,18 @@ accepted it and we died before recording that, so it may be delivered twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from mailyard.config import Config
+from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder
+from mailyard.delivery.remote import ConnectionPool, deliver_remote
+from mailyard.delivery.routing import RouteError, Router
+from mailyard.dns import Resolver, make_resolver
 from mailyard.envelope import Envelope, split_address
 from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import Reply
@@ -33,6 +47,7 @@ from mailyard.queue.api import Outcome, RecipientState, Spool
 log = logging.getLogger("mailyard.smtpd")
 
 LEASE_SECONDS = 900.0
+T = TypeVar("T")
 
 
 def parse_reply(text: str) -> Reply:
@@ -45,28 +60,29 @@ def parse_reply(text: str) -> Reply:
     return Reply(code, "", rest)
 
 
-class InSessionRelay:
-    def __init__(self, config: Config, spool: Spool, resolver=None) -> None:  # type: ignore[no-untyped-def]
-        from mailyard.delivery.remote import ConnectionPool
-        from mailyard.delivery.routing import Router
-        from mailyard.dns import make_resolver
+class EndToEndDelivery:
+    """:class:`~mailyard.ingest.api.DeliverNow` over the queue and the remote agent."""
 
+    def __init__(self, config: Config, spool: Spool, resolver: Resolver | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.spool = spool
         self.router = Router(config, resolver or make_resolver(config.delivery))
         self.pool = ConnectionPool(config)
+        self.clock = clock
+        self.queue_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver-now-io")
+        self.recorder = OutcomeRecorder(spool, self.queue_io)
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.queue_io, fn, *args)
 
     def applies(self, envelope: Envelope) -> bool:
         """Every recipient is in one end-to-end domain."""
         domains = {split_address(r.address)[1] for r in envelope.recipients}
         return len(domains) == 1 and self.router.end_to_end(next(iter(domains)))
 
-    async def forward(self, qid: str, envelope: Envelope) -> Reply | None:
-        """The reply to give the sender, or None for the ordinary "queued" answer."""
-        from mailyard.delivery.remote import deliver_remote
-        from mailyard.delivery.routing import RouteError
-
-        entry = self.spool.claim(qid, time.time(), LEASE_SECONDS)
+    async def deliver(self, qid: str, envelope: Envelope) -> Reply | None:
+        entry = await self._io(self.spool.claim, qid, self.clock(), LEASE_SECONDS)
         if entry is None:  # the dispatcher got there first
             return None
         domain = split_address(envelope.recipients[0].address)[1]
@@ -78,31 +94,30 @@ class InSessionRelay:
                                            entry.size, self.config, self.pool)
         except RouteError as exc:
             log_event(log, "end-to-end relay: no route, queued", qid=qid, reply=exc.reply)
-            self.spool.release_lease(qid)
+            await self.recorder.record(FinishedEntry(qid))  # gives the lease up
             return None
         answered = [r for r in results if r.answered]
         delivered = [r for r in results if r.state is RecipientState.DELIVERED]
         if len(delivered) == len(results):
-            self.spool.record(qid, [Outcome(r.index, r.state, r.reply) for r in results])
+            await self.recorder.record(FinishedEntry(
+                qid, [Outcome(r.index, r.state, r.reply) for r in results]))
             reply = parse_reply(delivered[0].reply)
-            log_event(log, "end-to-end relay: delivered", qid=qid, relay=delivered[0].remote_host,
-                      reply=delivered[0].reply)
+            log_event(log, "end-to-end relay: delivered", qid=qid,
+                      relay=delivered[0].remote_host, reply=delivered[0].reply)
             return Reply(250, reply.status or "2.0.0",
                          f"Delivered to next hop as {qid}: {reply.text}".rstrip(": "))
         if not delivered and len(answered) == len(results):
             worst = max(results, key=lambda r: r.state is RecipientState.FAILED)
-            self.spool.delete(qid)
+            await self._io(self.spool.delete, qid)
             log_event(log, "end-to-end relay: refused by next hop", qid=qid,
                       relay=worst.remote_host, reply=worst.reply)
             return parse_reply(worst.reply)
-        keep = [Outcome(r.index, r.state, r.reply) for r in results
-                if r.state is RecipientState.DELIVERED]
-        if keep:
-            self.spool.record(qid, keep)
-        self.spool.release_lease(qid)
+        await self.recorder.record(FinishedEntry(
+            qid, [Outcome(r.index, r.state, r.reply) for r in delivered]))
         log_event(log, "end-to-end relay: next hop unavailable or mixed answers, queued",
                   qid=qid, replies="; ".join(r.reply for r in results))
         return None
 
     async def close(self) -> None:
         await self.pool.close()
+        self.queue_io.shutdown(wait=True)
