@@ -17,7 +17,11 @@ attempt that died before its result was recorded, the agent looks for that key f
 (and for ``<qid>.<recipient index>``, the key of earlier versions), so a retry never
 makes a second copy either.
 
-The agent is synchronous (file I/O with fsync); the dispatcher runs it in a thread pool.
+Mailboxes are reached only through the :class:`~mailyard.store.api.MailStore`
+interface (injected; by default the Maildir++ store under ``<data_dir>/mail``).  The
+agent is synchronous, as the store's methods are (file I/O with fsync, and the wait
+for a ``new/`` fsync shared with concurrent deliveries into the same mailbox); the
+dispatcher runs it in its delivery thread pool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ from mailyard.proto.smtp.replies import (
     REPLY_UNKNOWN_USER,
 )
 from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState, StorageError
-from mailyard.store.maildir import Maildir, MailboxNameError, mailbox_path
+from mailyard.store.api import MailboxNameError, MailStore
+from mailyard.store.maildir import MaildirStore
+
 
 class LocalStatus(str, enum.Enum):
     """The same words as ``delivery.attempt`` (delivered / deferred / failed)."""
@@ -124,14 +130,13 @@ def os_error_reply(exc: OSError) -> str:
 class LocalDeliveryAgent:
     def __init__(self, config: Config, directory: Directory, *,
                  mail_root: Path | None = None,
+                 store: MailStore | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.directory = directory
-        self.mail_root = mail_root or config.data_path / "mail"
         self.clock = clock
-
-    def maildir(self, mailbox: str) -> Maildir:
-        return Maildir(mailbox_path(self.mail_root, mailbox), self.config.hostname, self.clock)
+        self.store = store or MaildirStore(mail_root or config.data_path / "mail",
+                                           config.hostname, clock=clock)
 
     def deliver(self, entry: QueueEntry, recipient: QueuedRecipient,
                 open_content: Callable[[], BinaryIO],
@@ -196,16 +201,15 @@ class LocalDeliveryAgent:
         """Write one copy; None when it is in place, else the problem."""
         key = delivery_key(entry, mailbox)
         try:
-            box = self.maildir(mailbox)
+            box = self.store.mailbox(mailbox)
+            if _tried_before(entry) and box.find(key, legacy_delivery_key(entry, recipient)):
+                return None
+            with open_content() as content:
+                box.deliver(content, prefix=trace_headers(entry.envelope.sender, mailbox),
+                            key=key)
         except MailboxNameError:
             return LocalDeliveryResult(LocalStatus.FAILED,
                                        str(REPLY_BAD_MAILBOX_NAME).format(address=mailbox))
-        try:
-            if _tried_before(entry) and box.find(key, legacy_delivery_key(entry, recipient)):
-                return None
-            box.create()
-            with open_content() as content:
-                box.deliver(content, trace_headers(entry.envelope.sender, mailbox), key)
         except StorageError as exc:
             reason = f"cannot read queued message: {exc}"
             return LocalDeliveryResult(LocalStatus.DEFERRED,
