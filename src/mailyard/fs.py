@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 StrPath = str | os.PathLike[str]
 
@@ -43,10 +43,8 @@ def fsync_dir(path: StrPath) -> None:
 
 def unlink_quietly(path: StrPath) -> None:
     """Remove ``path``; a file that is already gone is no error."""
-    try:
+    with suppress(FileNotFoundError):
         os.unlink(path)
-    except FileNotFoundError:
-        pass
 
 
 class _DirState:

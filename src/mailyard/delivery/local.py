@@ -147,6 +147,14 @@ class LocalDeliveryAgent:
         added to it."""
         if written is None:
             written = set()
+        content = _OpenedOnce(open_content)
+        try:
+            return self._deliver(entry, recipient, content, written)
+        finally:
+            content.close()
+
+    def _deliver(self, entry: QueueEntry, recipient: QueuedRecipient,
+                 content: _OpenedOnce, written: set[str]) -> LocalDeliveryResult:
         try:
             resolution = self.directory.resolve(recipient.address)
         except DirectoryError as exc:
@@ -157,7 +165,7 @@ class LocalDeliveryAgent:
                 f"<{recipient.address}>: Recipient address rejected: user unknown")
             return LocalDeliveryResult(LocalStatus.FAILED, str(reply))
         try:
-            looped = self._looped(resolution.mailboxes, open_content)
+            looped = self._looped(resolution.mailboxes, content)
         except (StorageError, OSError) as exc:
             reason = f"cannot read queued message: {exc}"
             return LocalDeliveryResult(LocalStatus.DEFERRED,
@@ -174,7 +182,7 @@ class LocalDeliveryAgent:
                 done.append(mailbox)
                 shared += 1
                 continue
-            result = self._deliver_one(entry, recipient, mailbox, open_content)
+            result = self._deliver_one(entry, recipient, mailbox, content)
             if result is None:
                 done.append(mailbox)
                 written.add(mailbox)
@@ -187,26 +195,23 @@ class LocalDeliveryAgent:
         return LocalDeliveryResult(LocalStatus.DELIVERED, reply, tuple(done), resolution.external)
 
     @staticmethod
-    def _looped(mailboxes: tuple[str, ...],
-                open_content: Callable[[], BinaryIO]) -> set[str]:
+    def _looped(mailboxes: tuple[str, ...], content: _OpenedOnce) -> set[str]:
         """Mailboxes this message was already delivered to (a ``Delivered-To:`` header
         names them): it has come back through a forwarding loop."""
         if not mailboxes:
             return set()
-        with open_content() as content:
-            return delivered_to(content) & set(mailboxes)
+        return delivered_to(content.rewound()) & set(mailboxes)
 
     def _deliver_one(self, entry: QueueEntry, recipient: QueuedRecipient, mailbox: str,
-                     open_content: Callable[[], BinaryIO]) -> LocalDeliveryResult | None:
+                     content: _OpenedOnce) -> LocalDeliveryResult | None:
         """Write one copy; None when it is in place, else the problem."""
         key = delivery_key(entry, mailbox)
         try:
             box = self.store.mailbox(mailbox)
             if _tried_before(entry) and box.find(key, legacy_delivery_key(entry, recipient)):
                 return None
-            with open_content() as content:
-                box.deliver(content, prefix=trace_headers(entry.envelope.sender, mailbox),
-                            key=key)
+            box.deliver(content.rewound(),
+                        prefix=trace_headers(entry.envelope.sender, mailbox), key=key)
         except MailboxNameError:
             return LocalDeliveryResult(LocalStatus.FAILED,
                                        str(REPLY_BAD_MAILBOX_NAME).format(address=mailbox))
@@ -232,6 +237,34 @@ class LocalDeliveryAgent:
         if external:
             text += f"; forwarding to {len(external)} address(es)"
         return str(REPLY_MAILBOX_DELIVERED.with_text(text))
+
+
+class _OpenedOnce:
+    """The queued message, opened once for every read one recipient needs (the loop
+    check, then a copy per mailbox); each read starts from the beginning.  Opening a
+    queue file (open, fstat, read and check its header) costs more than a seek."""
+
+    def __init__(self, open_content: Callable[[], BinaryIO]) -> None:
+        self._open = open_content
+        self._file: BinaryIO | None = None
+
+    def rewound(self) -> BinaryIO:
+        """The content at offset 0 (opened on first use; reopened if not seekable)."""
+        if self._file is not None:
+            if self._file.seekable():
+                self._file.seek(0)
+                return self._file
+            self.close()
+        self._file = self._open()
+        return self._file
+
+    def close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass  # read-only: nothing is lost
 
 
 def _tried_before(entry: QueueEntry) -> bool:
