@@ -50,9 +50,10 @@ def unlink_quietly(path: StrPath) -> None:
 class _DirState:
     """One directory's fsyncs: numbered in the order they start."""
 
-    __slots__ = ("completed", "errors", "running", "started", "waiting", "writers")
+    __slots__ = ("completed", "cond", "errors", "running", "started", "waiting", "writers")
 
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.Lock) -> None:
+        self.cond = threading.Condition(lock)  # wakes only this directory's callers
         self.started = 0  # number of the last fsync started
         self.completed = 0  # number of the last fsync completed
         self.running = False
@@ -97,7 +98,7 @@ class DirectorySyncer:
                  linger: float = 0.003) -> None:
         self._fsync = fsync
         self._linger = linger
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._dirs: dict[str, _DirState] = {}
         self.fsyncs = 0  # for tests and benchmarks: directory fsyncs run
         self.synced = 0  # callers answered
@@ -108,18 +109,20 @@ class DirectorySyncer:
         for the fsync covering it.  Leaving the block without ``sync`` (a failed
         write) just withdraws the announcement."""
         key = os.fspath(directory)
-        with self._cond:
-            self._dirs.setdefault(key, _DirState()).writers += 1
+        with self._lock:
+            state = self._dirs.get(key)
+            if state is None:
+                state = self._dirs[key] = _DirState(self._lock)
+            state.writers += 1
         ticket = SyncTicket(self, key)
         try:
             yield ticket
         finally:
             if not ticket.synced:
-                with self._cond:
-                    state = self._dirs[key]
+                with self._lock:
                     state.writers -= 1
+                    state.cond.notify_all()
                     self._forget_if_idle(key, state)
-                    self._cond.notify_all()
 
     def sync(self, directory: StrPath) -> None:
         """:meth:`pending` and :meth:`SyncTicket.sync` at once, for a rename already made."""
@@ -127,17 +130,18 @@ class DirectorySyncer:
             ticket.sync()
 
     def _sync(self, key: str) -> None:
-        with self._cond:
+        with self._lock:
             state = self._dirs[key]
             state.writers -= 1
-            self._cond.notify_all()  # a lingering leader may be waiting for this rename
+            if state.writers == 0:
+                state.cond.notify_all()  # a lingering leader may be waiting for this rename
             need = state.started + 1  # the next fsync to start: it starts after now
             state.waiting[need] = state.waiting.get(need, 0) + 1
             lingered = False
             try:
                 while state.completed < need:
                     if state.running:
-                        self._cond.wait()
+                        state.cond.wait()
                     elif state.writers and self._linger > 0 and not lingered:
                         self._linger_for_writers(state)
                         lingered = True
@@ -164,7 +168,7 @@ class DirectorySyncer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            self._cond.wait(remaining)
+            state.cond.wait(remaining)
 
     def _run_fsync(self, key: str, state: _DirState) -> None:
         """Run the next fsync of ``key`` (called with the lock held; released meanwhile)."""
@@ -172,19 +176,19 @@ class DirectorySyncer:
         state.started += 1
         number = state.started
         error: BaseException | None = None
-        self._cond.release()
+        self._lock.release()
         try:
             self._fsync(key)
         except BaseException as exc:  # noqa: BLE001 - answered to every caller it covers
             error = exc
         finally:
-            self._cond.acquire()
+            self._lock.acquire()
             state.running = False
             state.completed = number
             if error is not None:
                 state.errors[number] = error
             self.fsyncs += 1
-            self._cond.notify_all()
+            state.cond.notify_all()
 
     def _forget_if_idle(self, key: str, state: _DirState) -> None:
         if state.idle() and self._dirs.get(key) is state:

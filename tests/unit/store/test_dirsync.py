@@ -56,7 +56,7 @@ def wait_for(cond: Callable[[], bool], what: str) -> None:
 
 
 def waiting(syncer: DirectorySyncer) -> int:
-    with syncer._cond:
+    with syncer._lock:
         state = syncer._dirs.get(DIR)
         return sum(state.waiting.values()) if state else 0
 
