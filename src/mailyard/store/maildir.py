@@ -242,7 +242,8 @@ class Maildir:
         return None
 
     def sweep_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
-        """Remove files left in ``tmp/`` by deliveries that died; returns how many."""
+        """Remove files left in ``tmp/`` by deliveries that died; returns how many.
+        Safe while deliveries run: a file renamed away during the scan is skipped."""
         removed = 0
         cutoff = self.clock() - max_age
         try:
@@ -251,7 +252,12 @@ class Maildir:
             return 0
         with entries:
             for entry in entries:
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                try:
+                    stale = (entry.is_file(follow_symlinks=False)
+                             and entry.stat(follow_symlinks=False).st_mtime < cutoff)
+                except FileNotFoundError:
+                    continue  # a delivery renamed it into new/ meanwhile
+                if stale:
                     unlink_quietly(entry.path)
                     removed += 1
         return removed

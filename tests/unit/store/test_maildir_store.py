@@ -6,6 +6,7 @@ import io
 import os
 import threading
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -154,3 +155,45 @@ def test_concurrent_deliveries_into_one_maildir_share_new_fsyncs(tmp_path: Path)
         t.join(10)
     assert len(done) == 4
     assert synced == [str(new)] * 2
+
+
+class _VanishingEntry:
+    """A tmp/ entry whose file a delivery renames away between the scan and stat."""
+
+    def __init__(self, entry: os.DirEntry[str]) -> None:
+        self.name, self.path = entry.name, entry.path
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        return True
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        raise FileNotFoundError(2, "No such file or directory", self.path)
+
+
+def test_sweep_skips_files_renamed_away_during_the_scan(
+        store: MaildirStore, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep runs at a mailbox's first use, while other deliveries into it may be
+    renaming their tmp/ files into new/: that is no error for anybody."""
+    inbox = store.maildir("alice@example.test")
+    inbox.create()
+    (inbox.path / "tmp" / "in-flight").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    class Scan:
+        def __init__(self, path: str) -> None:
+            self._it = real_scandir(path)
+
+        def __enter__(self) -> Self:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._it.close()
+
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            return (_VanishingEntry(e) for e in self._it)
+
+    monkeypatch.setattr(os, "scandir", Scan)
+    assert inbox.sweep_tmp(max_age=0) == 0
+    monkeypatch.undo()
+    stored = store.mailbox("alice@example.test").deliver(io.BytesIO(MESSAGE), key="k")
+    assert store.mailbox("alice@example.test").find("k") == stored
