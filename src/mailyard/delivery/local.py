@@ -17,7 +17,11 @@ attempt that died before its result was recorded, the agent looks for that key f
 (and for ``<qid>.<recipient index>``, the key of earlier versions), so a retry never
 makes a second copy either.
 
-The agent is synchronous (file I/O with fsync); the dispatcher runs it in a thread pool.
+Mailboxes are reached only through the :class:`~mailyard.store.api.MailStore`
+interface (injected; by default the Maildir++ store under ``<data_dir>/mail``).  The
+agent is synchronous, as the store's methods are (file I/O with fsync, and the wait
+for a ``new/`` fsync shared with concurrent deliveries into the same mailbox); the
+dispatcher runs it in its delivery thread pool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ from mailyard.proto.smtp.replies import (
     REPLY_UNKNOWN_USER,
 )
 from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState, StorageError
-from mailyard.store.maildir import Maildir, MailboxNameError, mailbox_path
+from mailyard.store.api import MailboxNameError, MailStore
+from mailyard.store.maildir import MaildirStore
+
 
 class LocalStatus(str, enum.Enum):
     """The same words as ``delivery.attempt`` (delivered / deferred / failed)."""
@@ -124,14 +130,13 @@ def os_error_reply(exc: OSError) -> str:
 class LocalDeliveryAgent:
     def __init__(self, config: Config, directory: Directory, *,
                  mail_root: Path | None = None,
+                 store: MailStore | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.directory = directory
-        self.mail_root = mail_root or config.data_path / "mail"
         self.clock = clock
-
-    def maildir(self, mailbox: str) -> Maildir:
-        return Maildir(mailbox_path(self.mail_root, mailbox), self.config.hostname, self.clock)
+        self.store = store or MaildirStore(mail_root or config.data_path / "mail",
+                                           config.hostname, clock=clock)
 
     def deliver(self, entry: QueueEntry, recipient: QueuedRecipient,
                 open_content: Callable[[], BinaryIO],
@@ -142,6 +147,14 @@ class LocalDeliveryAgent:
         added to it."""
         if written is None:
             written = set()
+        content = _OpenedOnce(open_content)
+        try:
+            return self._deliver(entry, recipient, content, written)
+        finally:
+            content.close()
+
+    def _deliver(self, entry: QueueEntry, recipient: QueuedRecipient,
+                 content: _OpenedOnce, written: set[str]) -> LocalDeliveryResult:
         try:
             resolution = self.directory.resolve(recipient.address)
         except DirectoryError as exc:
@@ -152,7 +165,7 @@ class LocalDeliveryAgent:
                 f"<{recipient.address}>: Recipient address rejected: user unknown")
             return LocalDeliveryResult(LocalStatus.FAILED, str(reply))
         try:
-            looped = self._looped(resolution.mailboxes, open_content)
+            looped = self._looped(resolution.mailboxes, content)
         except (StorageError, OSError) as exc:
             reason = f"cannot read queued message: {exc}"
             return LocalDeliveryResult(LocalStatus.DEFERRED,
@@ -169,7 +182,7 @@ class LocalDeliveryAgent:
                 done.append(mailbox)
                 shared += 1
                 continue
-            result = self._deliver_one(entry, recipient, mailbox, open_content)
+            result = self._deliver_one(entry, recipient, mailbox, content)
             if result is None:
                 done.append(mailbox)
                 written.add(mailbox)
@@ -182,30 +195,26 @@ class LocalDeliveryAgent:
         return LocalDeliveryResult(LocalStatus.DELIVERED, reply, tuple(done), resolution.external)
 
     @staticmethod
-    def _looped(mailboxes: tuple[str, ...],
-                open_content: Callable[[], BinaryIO]) -> set[str]:
+    def _looped(mailboxes: tuple[str, ...], content: _OpenedOnce) -> set[str]:
         """Mailboxes this message was already delivered to (a ``Delivered-To:`` header
         names them): it has come back through a forwarding loop."""
         if not mailboxes:
             return set()
-        with open_content() as content:
-            return delivered_to(content) & set(mailboxes)
+        return delivered_to(content.rewound()) & set(mailboxes)
 
     def _deliver_one(self, entry: QueueEntry, recipient: QueuedRecipient, mailbox: str,
-                     open_content: Callable[[], BinaryIO]) -> LocalDeliveryResult | None:
+                     content: _OpenedOnce) -> LocalDeliveryResult | None:
         """Write one copy; None when it is in place, else the problem."""
         key = delivery_key(entry, mailbox)
         try:
-            box = self.maildir(mailbox)
+            box = self.store.mailbox(mailbox)
+            if _tried_before(entry) and box.find(key, legacy_delivery_key(entry, recipient)):
+                return None
+            box.deliver(content.rewound(),
+                        prefix=trace_headers(entry.envelope.sender, mailbox), key=key)
         except MailboxNameError:
             return LocalDeliveryResult(LocalStatus.FAILED,
                                        str(REPLY_BAD_MAILBOX_NAME).format(address=mailbox))
-        try:
-            if _tried_before(entry) and box.find(key, legacy_delivery_key(entry, recipient)):
-                return None
-            box.create()
-            with open_content() as content:
-                box.deliver(content, trace_headers(entry.envelope.sender, mailbox), key)
         except StorageError as exc:
             reason = f"cannot read queued message: {exc}"
             return LocalDeliveryResult(LocalStatus.DEFERRED,
@@ -228,6 +237,34 @@ class LocalDeliveryAgent:
         if external:
             text += f"; forwarding to {len(external)} address(es)"
         return str(REPLY_MAILBOX_DELIVERED.with_text(text))
+
+
+class _OpenedOnce:
+    """The queued message, opened once for every read one recipient needs (the loop
+    check, then a copy per mailbox); each read starts from the beginning.  Opening a
+    queue file (open, fstat, read and check its header) costs more than a seek."""
+
+    def __init__(self, open_content: Callable[[], BinaryIO]) -> None:
+        self._open = open_content
+        self._file: BinaryIO | None = None
+
+    def rewound(self) -> BinaryIO:
+        """The content at offset 0 (opened on first use; reopened if not seekable)."""
+        if self._file is not None:
+            if self._file.seekable():
+                self._file.seek(0)
+                return self._file
+            self.close()
+        self._file = self._open()
+        return self._file
+
+    def close(self) -> None:
+        f, self._file = self._file, None
+        if f is not None:
+            try:
+                f.close()
+            except OSError:
+                pass  # read-only: nothing is lost
 
 
 def _tried_before(entry: QueueEntry) -> bool:

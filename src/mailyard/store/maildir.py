@@ -28,9 +28,20 @@ import itertools
 import os
 import re
 import socket
+import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+
+from mailyard.fs import DirectorySyncer, fsync_dir, unlink_quietly, write_all
+from mailyard.store.api import (
+    INBOX,
+    Mailbox,
+    MailboxNameError,
+    MailStore,
+    Source,
+    StoredMessage,
+)
 
 CHUNK_SIZE = 256 * 1024
 SUBDIRS = ("cur", "new", "tmp")
@@ -39,10 +50,6 @@ _NAME = re.compile(r"(\d+)\.M(\d+)P(\d+)Q([A-Za-z0-9_-]+)\.")
 _SIZES = re.compile(r",S=(\d+)(?:,W=(\d+))?")
 _TOKEN_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _counter = itertools.count(1)
-
-
-class MailboxNameError(ValueError):
-    """An address or folder name that cannot name a directory safely."""
 
 
 def mailbox_path(mail_root: Path | str, address: str) -> Path:
@@ -78,13 +85,10 @@ def _host_part(host: str) -> str:
     return host.replace("/", "\\057").replace(":", "\\072") or "localhost"
 
 
-Source = BinaryIO | Iterable[bytes]
-
-
 def _chunks(source: Source) -> Iterator[bytes]:
     read: Callable[[int], bytes] | None = getattr(source, "read", None)
     if read is None:
-        yield from source  # type: ignore[misc]
+        yield from source
         return
     while chunk := read(CHUNK_SIZE):
         yield chunk
@@ -146,12 +150,21 @@ def read_message(path: Path | str) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+#: The directory fsyncs of every Maildir in this process, grouped per ``new/``.
+SHARED_SYNCER = DirectorySyncer()
+
+
 class Maildir:
+    """One Maildir directory.  ``syncer`` groups the fsyncs of ``new/`` with other
+    deliveries into the same Maildir (default: the process-wide one)."""
+
     def __init__(self, path: Path | str, host: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 syncer: DirectorySyncer | None = None) -> None:
         self.path = Path(path)
         self.host = _host_part(host or socket.gethostname())
         self.clock = clock
+        self.syncer = syncer or SHARED_SYNCER
 
     def create(self) -> None:
         """Create the Maildir (and missing parents); idempotent.  New directories are
@@ -164,7 +177,7 @@ class Maildir:
             except FileExistsError:
                 pass
         if created:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
 
     def exists(self) -> bool:
         return all((self.path / sub).is_dir() for sub in SUBDIRS)
@@ -173,37 +186,42 @@ class Maildir:
         """The Maildir++ sub-folder ``.name`` (not created)."""
         if not name or name.startswith(".") or any(c in name for c in "/\\\0"):
             raise MailboxNameError(f"bad folder name {name!r}")
-        return _Folder(self.path / f".{name}", self.host, self.clock)
+        return _Folder(self.path / f".{name}", self.host, self.clock, self.syncer)
 
     # --- delivery ------------------------------------------------------------------
     def deliver(self, source: Source, prefix: bytes = b"", unique: str = "") -> str:
         """Store one message (``prefix`` then the stream) in ``new/`` with LF line
         ends; returns its file name.  The message is streamed in chunks, never held
-        whole in memory.  Raises OSError (ENOSPC, EDQUOT, EIO, ...) with nothing left
-        behind in ``tmp/``."""
+        whole in memory.  Returns once the file and its entry in ``new/`` are on disk:
+        the file is fsynced before its rename, and the fsync of ``new/`` after it is
+        shared with the deliveries into this Maildir that rename at about the same
+        time (:class:`~mailyard.fs.DirectorySyncer`).  Raises OSError (ENOSPC,
+        EDQUOT, EIO, ...) with nothing left behind in ``tmp/``."""
         now = self.clock()
         sec, usec = int(now), int((now - int(now)) * 1_000_000)
         token = unique_token(unique) if unique else f"{next(_counter)}-{os.urandom(4).hex()}"
         base = f"{sec}.M{usec}P{os.getpid()}Q{token}.{self.host}"
         tmp = self.path / "tmp" / base
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                     0o600)
-        lf = LfWriter()
-        try:
-            size = _write_all(fd, lf.convert(itertools.chain((prefix,), _chunks(source))))
-            os.fsync(fd)
-        except BaseException:
+        new = self.path / "new"
+        with self.syncer.pending(new) as ticket:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                         | getattr(os, "O_CLOEXEC", 0), 0o600)
+            lf = LfWriter()
+            try:
+                size = write_all(fd, lf.convert(itertools.chain((prefix,), _chunks(source))))
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                unlink_quietly(tmp)
+                raise
             os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        os.close(fd)
-        name = f"{base},S={size},W={lf.crlf_size}"
-        try:
-            os.rename(tmp, self.path / "new" / name)
-        except BaseException:
-            _unlink_quietly(tmp)
-            raise
-        _fsync_dir(self.path / "new")
+            name = f"{base},S={size},W={lf.crlf_size}"
+            try:
+                os.rename(tmp, new / name)
+            except BaseException:
+                unlink_quietly(tmp)
+                raise
+            ticket.sync()
         return name
 
     def find(self, *uniques: str) -> Path | None:
@@ -224,7 +242,8 @@ class Maildir:
         return None
 
     def sweep_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
-        """Remove files left in ``tmp/`` by deliveries that died; returns how many."""
+        """Remove files left in ``tmp/`` by deliveries that died; returns how many.
+        Safe while deliveries run: a file renamed away during the scan is skipped."""
         removed = 0
         cutoff = self.clock() - max_age
         try:
@@ -233,8 +252,13 @@ class Maildir:
             return 0
         with entries:
             for entry in entries:
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
-                    _unlink_quietly(Path(entry.path))
+                try:
+                    stale = (entry.is_file(follow_symlinks=False)
+                             and entry.stat(follow_symlinks=False).st_mtime < cutoff)
+                except FileNotFoundError:
+                    continue  # a delivery renamed it into new/ meanwhile
+                if stale:
+                    unlink_quietly(entry.path)
                     removed += 1
         return removed
 
@@ -247,18 +271,7 @@ class _Folder(Maildir):
         marker = self.path / "maildirfolder"
         if not marker.exists():
             marker.touch(0o600)
-            _fsync_dir(self.path)
-
-
-def _write_all(fd: int, chunks: Iterable[bytes]) -> int:
-    size = 0
-    for chunk in chunks:
-        view = memoryview(chunk)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-            size += written
-    return size
+            fsync_dir(self.path)
 
 
 def _makedirs_durable(path: Path) -> bool:
@@ -273,20 +286,118 @@ def _makedirs_durable(path: Path) -> bool:
             os.mkdir(d, 0o700)
         except FileExistsError:
             continue
-        _fsync_dir(d.parent)
+        fsync_dir(d.parent)
     return bool(missing)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+# --- the MailStore interface on Maildir++ ---------------------------------------------
+
+def _stored(folder: str, path: Path) -> StoredMessage:
+    sizes = message_sizes(path.name)
+    if sizes is None:
+        size, rfc822 = path.stat().st_size, None
+    else:
+        size, rfc822 = sizes
+    return StoredMessage(folder, path.name, size, rfc822)
 
 
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+class MaildirMailbox(Mailbox):
+    """A user's Maildir++ mailbox (its INBOX is the top-level Maildir)."""
+
+    def __init__(self, address: str, inbox: Maildir) -> None:
+        self.address = address
+        self.inbox = inbox
+
+    def deliver(self, source: Source, *, prefix: bytes = b"", key: str) -> StoredMessage:
+        name = self.inbox.deliver(source, prefix, key)
+        sizes = message_sizes(name)
+        assert sizes is not None  # deliver() always writes S= and W=
+        return StoredMessage(INBOX, name, sizes[0], sizes[1])
+
+    def find(self, *keys: str) -> StoredMessage | None:
+        path = self.inbox.find(*keys)
+        return None if path is None else _stored(INBOX, path)
+
+    def folders(self) -> list[str]:
+        names = []
+        try:
+            with os.scandir(self.inbox.path) as entries:
+                for entry in entries:
+                    if (entry.name.startswith(".") and entry.name not in (".", "..")
+                            and entry.is_dir(follow_symlinks=False)):
+                        names.append(entry.name[1:])
+        except FileNotFoundError:
+            pass
+        return [INBOX, *sorted(names)]
+
+
+class MaildirStore(MailStore):
+    """Mailboxes as ``<mail_root>/<domain>/<localpart>/`` Maildir++ directories.
+
+    The mailboxes this process has created or found complete are remembered, so a
+    delivery costs no ``mkdir`` calls after the first one into a mailbox; the same
+    first use sweeps the mailbox's ``tmp/`` of files older than 36 hours (left by
+    deliveries that died), and so does any use ``sweep_interval`` seconds after the
+    last sweep.  That is one directory scan per mailbox per interval, of a directory
+    that is normally empty.  A mailbox removed behind the store's back is made
+    again by the retry of the delivery that found it gone.
+    """
+
+    def __init__(self, mail_root: Path | str, host: str | None = None, *,
+                 clock: Callable[[], float] = time.time,
+                 syncer: DirectorySyncer | None = None,
+                 sweep_interval: float = 12 * 3600) -> None:
+        self.mail_root = Path(mail_root)
+        self.host = host
+        self.clock = clock
+        self.syncer = syncer or SHARED_SYNCER
+        self.sweep_interval = sweep_interval
+        self._lock = threading.Lock()
+        self._ready: dict[Path, float] = {}  # created mailbox -> time of its last tmp/ sweep
+
+    def maildir(self, address: str) -> Maildir:
+        """The INBOX Maildir of ``address`` (nothing created)."""
+        return Maildir(mailbox_path(self.mail_root, address), self.host, self.clock,
+                       self.syncer)
+
+    def mailbox(self, address: str, *, create: bool = True) -> MaildirMailbox:
+        box = self.maildir(address)
+        if create:
+            self._prepare(box)
+        return _StoreMailbox(address, box, self)
+
+    def exists(self, address: str) -> bool:
+        return self.maildir(address).exists()
+
+    def _prepare(self, box: Maildir) -> None:
+        """Create the Maildir unless known, and sweep its tmp/ when due."""
+        now = self.clock()
+        with self._lock:
+            last = self._ready.get(box.path)
+        if last is not None and now - last < self.sweep_interval:
+            return
+        box.create()
+        box.sweep_tmp()
+        with self._lock:
+            self._ready[box.path] = now
+
+    def _forget(self, box: Maildir) -> None:
+        with self._lock:
+            self._ready.pop(box.path, None)
+
+
+class _StoreMailbox(MaildirMailbox):
+    """A mailbox from :class:`MaildirStore`: when a delivery finds its directories
+    gone (removed while the store remembered it as created), the store forgets it, so
+    the retry of that delivery creates it again."""
+
+    def __init__(self, address: str, inbox: Maildir, store: MaildirStore) -> None:
+        super().__init__(address, inbox)
+        self._store = store
+
+    def deliver(self, source: Source, *, prefix: bytes = b"", key: str) -> StoredMessage:
+        try:
+            return super().deliver(source, prefix=prefix, key=key)
+        except FileNotFoundError:
+            self._store._forget(self.inbox)
+            raise

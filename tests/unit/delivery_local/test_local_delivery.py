@@ -216,9 +216,8 @@ def test_copy_keyed_by_recipient_index_is_still_found(agent: LocalDeliveryAgent,
                                                       config: Config) -> None:
     """Copies written by earlier versions carry ``<qid>.<index>``; a retry finds them."""
     entry = make_entry("alice@example.test", interrupted=True)
-    box = agent.maildir("alice@example.test")
-    box.create()
-    box.deliver(io.BytesIO(MESSAGE), b"", f"{entry.qid}.0")
+    box = agent.store.mailbox("alice@example.test")
+    box.deliver(io.BytesIO(MESSAGE), key=f"{entry.qid}.0")
     assert agent.deliver(entry, entry.recipients[0], content()).kind == "delivered"
     assert len(messages(config, "alice@example.test")) == 1
 
@@ -240,7 +239,7 @@ def _fail_writes(monkeypatch: pytest.MonkeyPatch, code: int,
                  only: str | None = None) -> None:
     import mailyard.store.maildir as maildir_module
 
-    real = maildir_module._write_all
+    real = maildir_module.write_all
 
     def write_all(fd: int, chunks):  # type: ignore[no-untyped-def]
         target = os.readlink(f"/proc/self/fd/{fd}")
@@ -248,7 +247,7 @@ def _fail_writes(monkeypatch: pytest.MonkeyPatch, code: int,
             raise OSError(code, os.strerror(code))
         return real(fd, chunks)
 
-    monkeypatch.setattr(maildir_module, "_write_all", write_all)
+    monkeypatch.setattr(maildir_module, "write_all", write_all)
 
 
 @pytest.mark.parametrize(("code", "reply"), [

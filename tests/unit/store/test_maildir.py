@@ -7,8 +7,8 @@ import io
 import os
 import re
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import given

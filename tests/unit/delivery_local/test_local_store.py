@@ -1,0 +1,133 @@
+"""The local delivery agent writes only through the MailStore interface it is given."""
+
+from __future__ import annotations
+
+import errno
+import io
+from collections.abc import Iterable
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+from argon2 import PasswordHasher
+
+from mailyard.config import Config
+from mailyard.delivery.local import LocalDeliveryAgent
+from mailyard.directory.sqlite import SqliteDirectory
+from mailyard.envelope import Envelope, Recipient
+from mailyard.queue.api import QueuedRecipient, QueueEntry, RecipientState
+from mailyard.store.api import INBOX, Mailbox, MailboxNameError, MailStore, StoredMessage
+
+MESSAGE = b"Subject: test\r\n\r\nbody\r\n"
+
+
+class MemoryMailbox(Mailbox):
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.messages: dict[str, bytes] = {}
+
+    def deliver(self, source: BinaryIO | Iterable[bytes], *, prefix: bytes = b"",
+                key: str) -> StoredMessage:
+        data = prefix + (source.read() if hasattr(source, "read") else b"".join(source))
+        self.messages[key] = data
+        return StoredMessage(INBOX, key, len(data), None)
+
+    def find(self, *keys: str) -> StoredMessage | None:
+        for k in keys:
+            if k in self.messages:
+                return StoredMessage(INBOX, k, len(self.messages[k]), None)
+        return None
+
+    def folders(self) -> list[str]:
+        return [INBOX]
+
+
+class MemoryStore(MailStore):
+    def __init__(self, fail: OSError | None = None) -> None:
+        self.boxes: dict[str, MemoryMailbox] = {}
+        self.fail = fail
+
+    def mailbox(self, address: str, *, create: bool = True) -> MemoryMailbox:
+        if address.startswith("bad"):
+            raise MailboxNameError(address)
+        if self.fail is not None:
+            raise self.fail
+        return self.boxes.setdefault(address, MemoryMailbox(address))
+
+    def exists(self, address: str) -> bool:
+        return address in self.boxes
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return Config(hostname="mx.example.test", data_dir=str(tmp_path),
+                  local_domains=("example.test",))
+
+
+@pytest.fixture
+def directory(tmp_path: Path, config: Config) -> SqliteDirectory:
+    d = SqliteDirectory(tmp_path / "directory.db", config,
+                        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    d.add_user("alice@example.test", "pw")
+    return d
+
+
+def entry_for(address: str, *, attempts: int = 0) -> QueueEntry:
+    env = Envelope(sender="s@remote.org", recipients=(Recipient(address),))
+    return QueueEntry("Q1", env, len(MESSAGE), 1700000000.0,
+                      (QueuedRecipient(0, address, RecipientState.PENDING, attempts=attempts),))
+
+
+def test_delivers_through_the_injected_store(config: Config, directory: SqliteDirectory,
+                                             tmp_path: Path) -> None:
+    store = MemoryStore()
+    agent = LocalDeliveryAgent(config, directory, store=store)
+    entry = entry_for("alice@example.test")
+    result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(MESSAGE))
+    assert result.kind == "delivered"
+    data = store.boxes["alice@example.test"].messages["Q1.alice@example.test"]
+    assert data.startswith(b"Return-Path: <s@remote.org>\r\nDelivered-To: alice@example.test")
+    assert data.endswith(MESSAGE)
+    assert not (tmp_path / "mail").exists()  # no second path to the disk
+
+
+def test_retry_finds_the_copy_in_the_store(config: Config,
+                                           directory: SqliteDirectory) -> None:
+    store = MemoryStore()
+    agent = LocalDeliveryAgent(config, directory, store=store)
+    store.mailbox("alice@example.test").messages["Q1.alice@example.test"] = b"earlier"
+    entry = entry_for("alice@example.test", attempts=1)
+    result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(MESSAGE))
+    assert result.kind == "delivered"
+    assert store.boxes["alice@example.test"].messages == {"Q1.alice@example.test": b"earlier"}
+
+
+def test_store_errors_defer(config: Config, directory: SqliteDirectory) -> None:
+    agent = LocalDeliveryAgent(config, directory,
+                               store=MemoryStore(OSError(errno.ENOSPC, "No space left")))
+    entry = entry_for("alice@example.test")
+    result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(MESSAGE))
+    assert result.kind == "deferred"
+    assert result.reply.startswith("452 4.3.1")
+
+
+def test_queued_message_is_opened_once_per_recipient(config: Config,
+                                                     directory: SqliteDirectory) -> None:
+    """The loop check and every mailbox copy read the same opened file, each from the
+    start (an alias to two mailboxes here)."""
+    directory.add_user("bob@example.test", "pw")
+    directory.add_alias("team@example.test", ["alice@example.test", "bob@example.test"])
+    store = MemoryStore()
+    agent = LocalDeliveryAgent(config, directory, store=store)
+    opened: list[io.BytesIO] = []
+
+    def open_content() -> BinaryIO:
+        opened.append(io.BytesIO(MESSAGE))
+        return opened[-1]
+
+    entry = entry_for("team@example.test")
+    result = agent.deliver(entry, entry.recipients[0], open_content)
+    assert result.kind == "delivered"
+    assert len(opened) == 1 and opened[0].closed
+    for box in ("alice@example.test", "bob@example.test"):
+        assert store.boxes[box].messages[f"Q1.{box}"].endswith(MESSAGE)
