@@ -3,6 +3,8 @@
 * :func:`write_all` writes chunks to a descriptor, retrying short writes.
 * :func:`fsync_dir` makes the entries of a directory (a rename into it) durable.
 * :func:`unlink_quietly` removes a file that may already be gone.
+* :func:`create_private_database` creates an SQLite database file owner-only without
+  ever closing a descriptor of a file SQLite may already hold open in this process.
 * :class:`DirectorySyncer` groups directory fsyncs for callers in threads: one fsync
   of a directory covers every rename into it made before the fsync started, so
   callers that finish together share one (the thread-based counterpart of
@@ -38,6 +40,29 @@ def fsync_dir(path: StrPath) -> None:
     try:
         os.fsync(fd)
     finally:
+        os.close(fd)
+
+
+# Serialises the creation of database files in this process.
+_CREATE_LOCK = threading.Lock()
+
+
+def create_private_database(path: StrPath) -> None:
+    """Create the database file with mode 0600 (SQLite gives its -wal and -shm files
+    the same mode) if it does not exist yet.
+
+    Only a file this call has just created is ever opened and closed by hand: POSIX
+    locks belong to the process and the file, so closing *any* descriptor of a database
+    file drops every lock the process's SQLite connections hold on it, and another
+    process may then delete the live WAL (sqlite.org/howtocorrupt.html 2.2).  A file
+    that exists may have connections in this process and is left to SQLite alone.  The
+    lock keeps the threads of this process from opening a new file before its creator
+    has closed it, provided each calls this first.  Raises OSError."""
+    with _CREATE_LOCK:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            return
         os.close(fd)
 
 

@@ -52,6 +52,7 @@ from mailyard.directory.api import (
     UserRecord,
 )
 from mailyard.directory.scram import SaslprepError, new_credentials, saslprep
+from mailyard.fs import create_private_database
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 10_000
@@ -513,31 +514,15 @@ def _check_password(password: str) -> None:
                              code="password_invalid")
 
 
-# Serialises the creation of database files in this process (see _create_private).
-_CREATE_LOCK = threading.Lock()
-
-
 def _create_private(path: Path) -> None:
-    """Create the database file owner-only (password hashes inside; SQLite gives the
-    -wal and -shm files the same mode) if it does not exist yet.
-
-    Only a file this call has just created is ever opened and closed by hand.  POSIX
-    locks belong to the process and the file, so closing *any* descriptor of a
-    database releases every lock the process's SQLite connections hold on it; another
-    process (a CLI command) then thinks it is the last user, checkpoints and deletes
-    the WAL under the running server (sqlite.org/howtocorrupt.html 2.2).  A file that
-    exists may have connections in this process and is left to SQLite alone.  The lock
-    makes sure no thread here opens the new file before its creator has closed it."""
-    with _CREATE_LOCK:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            except FileExistsError:
-                return
-        except OSError as exc:
-            raise DirectoryError(f"cannot open {path}: {exc.strerror}") from exc
-        os.close(fd)
+    """Create the database file owner-only if it does not exist yet (password hashes
+    inside), never closing a descriptor of an existing one: see
+    :func:`mailyard.fs.create_private_database`."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_database(path)
+    except OSError as exc:
+        raise DirectoryError(f"cannot open {path}: {exc.strerror}") from exc
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:

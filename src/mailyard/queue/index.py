@@ -33,13 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from mailyard.envelope import Envelope
-from mailyard.queue.api import (
-    Outcome,
-    QueuedRecipient,
-    QueueEntry,
-    RecipientState,
-    StorageError,
-)
+from mailyard.fs import create_private_database
+from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState, StorageError
 
 BUSY_TIMEOUT_MS = 30_000
 _ACTIVE = ("pending", "deferred")
@@ -108,7 +103,7 @@ def _private_database_files(path: Path) -> None:
     """The index holds every envelope: create it 0600 (SQLite gives its -wal and -shm
     files the database's mode) and repair an existing one that others could read."""
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        create_private_database(path)
         for suffix in ("", "-wal", "-shm"):
             p = Path(f"{path}{suffix}")
             if p.exists() and p.stat().st_mode & 0o077 and p.stat().st_uid == os.geteuid():
