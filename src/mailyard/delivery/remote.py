@@ -31,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import BinaryIO, Protocol
 
 from mailyard.config import Config
 from mailyard.delivery.routing import SmtpAuth
@@ -48,7 +49,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_UNREACHABLE,
     Reply,
 )
-from mailyard.queue.api import RecipientState
+from mailyard.queue.api import AttemptStatus, DeliveryReply, RecipientState
 from mailyard.tls import VERIFYING_LEVELS
 
 log = logging.getLogger("mailyard.delivery.smtp")
@@ -66,7 +67,7 @@ class HopLike(Protocol):
     ip: str
     port: int
     tls_policy: str  # a TLS level: "none", "may", "encrypt" ("require"), "verify", "secure"
-    auth: Any  # None, (username, password), or routing's SmtpAuth
+    auth: SmtpAuth | tuple[str, str] | None
     tls_ca_file: str  # "verify"/"secure": CA file instead of the system store
     tls_fingerprints: tuple[str, ...]  # "verify"/"secure": leaf certificate pins
 
@@ -74,27 +75,39 @@ class HopLike(Protocol):
 @dataclass(frozen=True)
 class RemoteResult:
     index: int  # the recipient's index in the envelope
-    state: RecipientState  # DELIVERED, DEFERRED or FAILED
-    reply: str  # "250 2.0.0 Ok: queued as X", or what went wrong
-    remote_host: str  # for logs and DSN Remote-MTA; "" if no server answered
+    status: AttemptStatus  # DELIVERED, DEFERRED or FAILED
+    reply: DeliveryReply  # the server's words (remote origin), or what went wrong (local)
+    remote_host: str  # the hop tried, for logs and DSN Remote-MTA; "" if none was
     # The accepting server offers DSN, so NOTIFY went on with RCPT and success reports
     # are its to give (RFC 3461 5.2.1).
     dsn_passed_on: bool = False
 
     @property
+    def state(self) -> RecipientState:
+        return self.status.state
+
+    @property
     def answered(self) -> bool:
         """The reply is the remote server's own word, not a local note that it could not
         be reached or the session broke (end-to-end relaying falls back to queueing)."""
-        code, _, rest = self.reply.partition(" ")
-        return (code, rest.split(" ", 1)[0]) not in _LOCAL_FAILURES and bool(self.remote_host)
+        return self.reply.remote_host != ""
 
 
-_LOCAL_FAILURES = {(str(r.code), r.status) for r in (
+#: Replies the client synthesises when a session breaks: never a server's own word.
+_LOCAL_FAILURES = {(r.code, r.status) for r in (
     REPLY_REMOTE_UNREACHABLE, REPLY_REMOTE_TIMEOUT, REPLY_REMOTE_LOST, REPLY_REMOTE_PROTOCOL,
     REPLY_REMOTE_TLS_FAILED, REPLY_REMOTE_NO_HOPS)}
 
 
-def credentials(auth: Any) -> tuple[str, str] | None:
+def _said_by(reply: Reply, host: str) -> DeliveryReply:
+    """The reply with its origin, decided once where it is received: a session
+    failure the client core reports is ours, anything else the host's."""
+    if not host or (reply.code, reply.status) in _LOCAL_FAILURES:
+        return DeliveryReply(reply)
+    return DeliveryReply(reply, host)
+
+
+def credentials(auth: SmtpAuth | tuple[str, str] | None) -> tuple[str, str] | None:
     if auth is None:
         return None
     if isinstance(auth, tuple):
@@ -102,7 +115,7 @@ def credentials(auth: Any) -> tuple[str, str] | None:
     return (auth.username, auth.password)
 
 
-def auth_unverified(auth: Any) -> bool:
+def auth_unverified(auth: SmtpAuth | tuple[str, str] | None) -> bool:
     """The operator allowed these credentials over a session whose certificate was not
     verified (``delivery.relayhost_auth_unverified``)."""
     return isinstance(auth, SmtpAuth) and auth.unverified_ok
@@ -214,14 +227,8 @@ class _Attempt:
     reply: Reply
     host: str
     final: bool  # False: another hop may still take it
-    state: RecipientState
+    status: AttemptStatus
     dsn: bool = False  # the hop offered the DSN extension
-
-
-def _state(reply: Reply) -> RecipientState:
-    if reply.code < 400:
-        return RecipientState.DELIVERED
-    return RecipientState.DEFERRED if reply.code < 500 else RecipientState.FAILED
 
 
 async def deliver_remote(hops: Sequence[HopLike], envelope: Envelope,
@@ -252,15 +259,17 @@ def _conclude(index: int, attempts: list[_Attempt]) -> RemoteResult:
     failed temporarily (a backup MX saying 554 must not bounce mail the primary would
     have taken once it is back)."""
     if not attempts:
-        return RemoteResult(index, RecipientState.DEFERRED, describe(REPLY_REMOTE_NO_HOPS), "")
+        return RemoteResult(index, AttemptStatus.DEFERRED, DeliveryReply(REPLY_REMOTE_NO_HOPS),
+                            "")
     last = attempts[-1]
-    if last.final or last.state is not RecipientState.FAILED:
-        return RemoteResult(index, last.state, describe(last.reply), last.host, last.dsn)
-    deferred = [a for a in attempts if a.state is RecipientState.DEFERRED]
+    if last.final or last.status is not AttemptStatus.FAILED:
+        return RemoteResult(index, last.status, _said_by(last.reply, last.host), last.host,
+                            last.dsn)
+    deferred = [a for a in attempts if a.status is AttemptStatus.DEFERRED]
     if deferred:
-        return RemoteResult(index, RecipientState.DEFERRED, describe(deferred[-1].reply),
-                            deferred[-1].host)
-    return RemoteResult(index, RecipientState.FAILED, describe(last.reply), last.host)
+        return RemoteResult(index, AttemptStatus.DEFERRED,
+                            _said_by(deferred[-1].reply, deferred[-1].host), deferred[-1].host)
+    return RemoteResult(index, AttemptStatus.FAILED, _said_by(last.reply, last.host), last.host)
 
 
 async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
@@ -273,10 +282,10 @@ async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
             session = await pool.acquire(hop, fresh=fresh)
         except SessionError as exc:
             failure = exc.failure
-            state = RecipientState.FAILED if failure.permanent else RecipientState.DEFERRED
+            status = AttemptStatus.FAILED if failure.permanent else AttemptStatus.DEFERRED
             log_event(log, "next hop failed", host=host, ip=hop.ip, port=hop.port,
                       stage=failure.stage, reply=describe(failure.reply))
-            return [_Attempt(failure.reply, host, False, state) for _ in pending]
+            return [_Attempt(failure.reply, host, False, status) for _ in pending]
         reused = session.last_used is not None
         dsn = "DSN" in session.client.extensions
         try:
@@ -292,7 +301,7 @@ async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
     for index, _ in pending:
         res = results[index]
         out.append(_Attempt(res.reply, host, not (res.retry_elsewhere and not res.reply.is_positive),
-                            _state(res.reply), dsn))
+                            AttemptStatus.of_reply(res.reply), dsn))
     return out
 
 
