@@ -48,7 +48,7 @@ def test_record_partial_then_final(spool: FileSpool, envelope: Envelope) -> None
                                Outcome(1, W, reply(451, "4.3.0", "later"), NOW + 600)])
     assert entry is not None and not entry.is_done
     r0, r1 = entry.recipients
-    assert (r0.state, r0.attempts, r0.last_reply) == (D, 1, "250 2.0.0 ok")
+    assert (r0.state, r0.attempts, r0.last_reply) == (D, 1, reply(250, "2.0.0", "ok"))
     assert (r1.state, r1.attempts, r1.next_attempt) == (W, 1, NOW + 600)
     assert spool.get(qid) == entry
     assert spool.claim_due(NOW, 10, 60) == []  # nothing due before NOW + 600
