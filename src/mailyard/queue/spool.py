@@ -136,13 +136,17 @@ class _ProcessResources:
                 pass  # left for the sweep to index: a duplicate at worst
 
     def close(self) -> None:
+        """Release everything (idempotent)."""
         for pool in (self._files, self._sync):
             if pool is not None:
                 pool.shutdown(wait=True)
+        self._files = self._sync = self._group = None
         if self._dir_fd is not None:
             os.close(self._dir_fd)
+            self._dir_fd = None
         if self._commit_index is not None:
             self._commit_index.close()
+            self._commit_index = None
         self.index.close()
 
 
