@@ -214,7 +214,8 @@ class SmtpdConfig:
 
     def validate(self, key: str) -> None:
         if self.max_line_length < 1000:
-            raise ConfigError(f"{key}.max_line_length", "must be at least 1000 (RFC 5321 4.5.3.1.6)")
+            raise ConfigError(f"{key}.max_line_length",
+                              "must be at least 1000 (RFC 5321 4.5.3.1.6)")
         if self.data_rate_grace < 0:
             raise ConfigError(f"{key}.data_rate_grace", "must not be negative")
         if self.max_recipients < 100:
@@ -297,7 +298,8 @@ class DeliveryConfig:
     relayhost: str = ""
     relayhost_username: str = ""
     relayhost_password: str = ""
-    relayhost_tls: TlsLevel | None = None  # unset: "verify" with credentials, CA or pins, else "may"
+    # Unset: "verify" with credentials, a CA file or pins, else "may".
+    relayhost_tls: TlsLevel | None = None
     smtp_port: int = 25
     dns_servers: tuple[str, ...] = ()
     dns_timeout: float = 5.0
@@ -362,7 +364,8 @@ class DeliveryConfig:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{key}.{name}", "must be positive")
         if not self.retry_schedule or any(s <= 0 for s in self.retry_schedule):
-            raise ConfigError(f"{key}.retry_schedule", "must be a non-empty list of positive seconds")
+            raise ConfigError(f"{key}.retry_schedule",
+                              "must be a non-empty list of positive seconds")
         for i, route in enumerate(self.transports):
             route.validate(f"{key}.transports[{i}]")
 

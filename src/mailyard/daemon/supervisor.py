@@ -10,6 +10,7 @@ metrics endpoint.  SIGTERM or SIGINT stops everything cleanly: workers answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -23,13 +24,25 @@ from typing import TYPE_CHECKING
 from mailyard.config import Config, config_to_dict
 from mailyard.daemon.fdlimit import raise_nofile_limit
 from mailyard.daemon.listeners import Listener, bind_listeners
+from mailyard.daemon.privileges import (
+    PrivilegeError,
+    drop_privileges,
+    give_file,
+    give_tree,
+    server_identity,
+)
 from mailyard.daemon.startup import startup_lines
-from mailyard.daemon.privileges import (PrivilegeError, drop_privileges, give_file, give_tree,
-                                        server_identity)
 from mailyard.daemon.worker import install_event_loop_policy
+from mailyard.obs import (
+    Metrics,
+    collect,
+    log_event,
+    remove_metrics_files,
+    retire_metrics_file,
+    setup_logging,
+    write_private,
+)
 from mailyard.queue.api import StorageError
-from mailyard.obs import (Metrics, collect, log_event, remove_metrics_files,
-                          retire_metrics_file, setup_logging, write_private)
 from mailyard.tls import ensure_certificate
 
 if TYPE_CHECKING:
@@ -202,14 +215,12 @@ class Supervisor:
         pickup_task = asyncio.create_task(  # noqa: F841
             MaildropPickup(self.config, queue.spool).run())
         log_event(log, "mailyard started", workers=len(self.workers),
-                  listeners=",".join(f"{l.kind}={l.bound}" for l in self.listeners))
+                  listeners=",".join(f"{s.kind}={s.bound}" for s in self.listeners))
         dumped = float("-inf")
         try:
             while not stop.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), POLL_INTERVAL)
-                except asyncio.TimeoutError:
-                    pass
                 self.reap_workers()
                 if time.monotonic() - dumped >= METRICS_INTERVAL:
                     await self.dump_metrics(dispatcher, queue)

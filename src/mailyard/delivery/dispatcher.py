@@ -21,11 +21,13 @@ twice, never none.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from functools import partial
 from typing import BinaryIO
 
 from mailyard.config import Config
@@ -91,10 +93,8 @@ class Dispatcher:
             if not self.config.delivery.defer_all:
                 claimed = await self.claim_round()
             if claimed < CLAIM_BATCH or len(self.active) >= self.config.delivery.active_window:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
-                except asyncio.TimeoutError:
-                    pass
             else:
                 await asyncio.sleep(0)
 
@@ -111,16 +111,18 @@ class Dispatcher:
         for entry in entries:
             task = asyncio.create_task(self.process(entry, local))
             self.active[entry.qid] = task
-            task.add_done_callback(lambda t, q=entry.qid: self._done(q, t))
+            task.add_done_callback(partial(self._done, entry.qid))
         return len(entries)
 
     async def local_domains(self, addresses: Iterable[str]) -> frozenset[str]:
         """Which of the addresses' domains are ours: one directory call per claimed
         batch, in a delivery thread (the directory may read its database)."""
         domains = {split_address(a)[1] for a in addresses}
-        return await asyncio.get_running_loop().run_in_executor(
-            self.executor,
-            lambda: frozenset(d for d in domains if self.directory.is_local_domain(d)))
+
+        def ours() -> frozenset[str]:
+            return frozenset(d for d in domains if self.directory.is_local_domain(d))
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, ours)
 
     def _done(self, qid: str, task: asyncio.Task[None]) -> None:
         self.active.pop(qid, None)

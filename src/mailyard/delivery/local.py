@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from mailyard.config import Config
 from mailyard.directory.addresses import address_key
@@ -42,8 +43,14 @@ from mailyard.proto.smtp.replies import (
     REPLY_UNKNOWN_USER,
     Reply,
 )
-from mailyard.queue.api import AttemptStatus, DeliveryReply, QueuedRecipient, QueueEntry, StorageError
-from mailyard.store.maildir import Maildir, MailboxNameError, mailbox_path
+from mailyard.queue.api import (
+    AttemptStatus,
+    DeliveryReply,
+    QueuedRecipient,
+    QueueEntry,
+    StorageError,
+)
+from mailyard.store.maildir import MailboxNameError, Maildir, mailbox_path
 
 #: The local agent's outcomes are attempt outcomes (never POSTPONED).
 LocalStatus = AttemptStatus
@@ -80,7 +87,7 @@ def trace_headers(sender: str, mailbox: str) -> bytes:
         return value.replace("\r", "").replace("\n", "")
 
     return (f"Return-Path: <{clean(sender)}>\r\n"
-            f"Delivered-To: {clean(mailbox)}\r\n").encode("utf-8")
+            f"Delivered-To: {clean(mailbox)}\r\n").encode()
 
 
 MAX_HEADER_SCAN = 256 * 1024

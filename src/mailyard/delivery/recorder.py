@@ -3,9 +3,9 @@
 Every finished queue entry ends with an index update (attempt results, postponed
 recipients, the lease given up) and, when all its recipients are final, the removal of
 its file.  Done one entry at a time, that is an SQLite transaction (which may wait for
-an SMTP worker's insert to finish) and a thread hand-off per message.  The :class:`OutcomeRecorder` instead
-batches them: entries that finish while one batch is being written wait together for
-the next, which is written in one transaction
+an SMTP worker's insert to finish) and a thread hand-off per message.  The
+:class:`OutcomeRecorder` instead batches them: entries that finish while one batch is
+being written wait together for the next, which is written in one transaction
 (:meth:`~mailyard.queue.api.WorkQueue.record_many`; the embedded queue runs it in its
 ``queue-io`` thread).  Under load that is one transaction and one thread hand-off per
 few hundred messages; when idle, an entry is written at once.

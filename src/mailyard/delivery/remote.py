@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from mailyard.config import Config
@@ -63,13 +63,32 @@ PROBE_AFTER = 2.0  # seconds idle before a session is probed with RSET on reuse
 class HopLike(Protocol):
     """What delivery reads from a next hop (routing's ``NextHop`` fits)."""
 
-    host: str
-    ip: str
-    port: int
-    tls_policy: str  # a TLS level: "none", "may", "encrypt" ("require"), "verify", "secure"
-    auth: SmtpAuth | tuple[str, str] | None
-    tls_ca_file: str  # "verify"/"secure": CA file instead of the system store
-    tls_fingerprints: tuple[str, ...]  # "verify"/"secure": leaf certificate pins
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def ip(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def tls_policy(self) -> str:
+        """A TLS level: "none", "may", "encrypt" ("require"), "verify", "secure"."""
+        ...
+
+    @property
+    def auth(self) -> SmtpAuth | tuple[str, str] | None: ...
+
+    @property
+    def tls_ca_file(self) -> str:
+        """"verify"/"secure": CA file instead of the system store."""
+        ...
+
+    @property
+    def tls_fingerprints(self) -> tuple[str, ...]:
+        """"verify"/"secure": leaf certificate pins."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -245,9 +264,9 @@ async def deliver_remote(hops: Sequence[HopLike], envelope: Envelope,
             if not pending:
                 break
             attempts = await _deliver_via(pool, hop, envelope, pending, open_content, size)
-            for (index, _), attempt in zip(pending, attempts):
+            for (index, _), attempt in zip(pending, attempts, strict=True):
                 history[index].append(attempt)
-            pending = [p for p, a in zip(pending, attempts) if not a.final]
+            pending = [p for p, a in zip(pending, attempts, strict=True) if not a.final]
         return [_conclude(index, history[index]) for index, _ in recipients]
     finally:
         if connection_pool is None:
@@ -300,7 +319,8 @@ async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
     out = []
     for index, _ in pending:
         res = results[index]
-        out.append(_Attempt(res.reply, host, not (res.retry_elsewhere and not res.reply.is_positive),
+        final = not (res.retry_elsewhere and not res.reply.is_positive)
+        out.append(_Attempt(res.reply, host, final,
                             AttemptStatus.of_reply(res.reply), dsn))
     return out
 
@@ -328,7 +348,7 @@ async def _transactions(session: SmtpSession, envelope: Envelope,
         first = False
         last = done.reply if not done.reply.is_positive else REPLY_REMOTE_LOST
         again = []
-        for (index, rcpt), res in zip(batch, done.recipients):
+        for (index, rcpt), res in zip(batch, done.recipients, strict=False):
             results[index] = res
             if res.reply.code == 452 and done.reply.is_positive:
                 again.append((index, rcpt))

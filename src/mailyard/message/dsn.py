@@ -307,10 +307,10 @@ def build_report(hostname: str, envelope: Envelope, reports: Sequence[RecipientR
     Returns the envelope to queue it under (null sender, to the original sender) and
     its bytes.  The whole original is returned only in a report with failures, when
     RET is not HDRS (RFC 3461 4.3), the body is not BINARYMIME, it fits
-    ``max_return_size`` and :func:`may_return_full` allows it; otherwise its header.  ``size`` (the spool's content size)
-    lets a large original be known too big without reading it.  ``retry_until`` fills
-    Will-Retry-Until for delays.  The caller decides who gets notified
-    (:func:`should_notify`) and never reports to a null sender.
+    ``max_return_size`` and :func:`may_return_full` allows it; otherwise its header.
+    ``size`` (the spool's content size) lets a large original be known too big without
+    reading it.  ``retry_until`` fills Will-Retry-Until for delays.  The caller decides
+    who gets notified (:func:`should_notify`) and never reports to a null sender.
     """
     if not envelope.sender:
         raise ValueError("no DSN for a message with a null sender (RFC 3461 6.2)")

@@ -46,6 +46,7 @@ was never acknowledged, so the client may also have sent it again).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -130,10 +131,9 @@ class _ProcessResources:
         """Commits that fail are answered 4xx: remove their files so that the client's
         retry does not make a second copy."""
         for m in batch:
-            try:
+            # If it stays, the sweep indexes it: a duplicate at worst.
+            with contextlib.suppress(OSError):
                 unlink_if_present(self.layout.message_path(m.qid))
-            except OSError:
-                pass  # left for the sweep to index: a duplicate at worst
 
     def close(self) -> None:
         """Release everything (idempotent)."""
@@ -238,7 +238,7 @@ class FileSpool:
         when the message is finished (and its file removed), False when it stays queued,
         None when it was not queued (see :meth:`QueueIndex.record_many`)."""
         finished = self._r.index.record_many(items, self.clock())
-        for item, done in zip(items, finished):
+        for item, done in zip(items, finished, strict=True):
             if done:
                 self._unlink(item.qid)
         return finished

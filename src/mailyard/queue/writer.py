@@ -7,8 +7,8 @@ before DATA), so memory per message stays bounded whatever the message size.
 ``commit()`` makes the message durable before it returns, in this order:
 
 1. the rest of the content, the prepend section (header fields computed once the
-   content is known, see :mod:`mailyard.queue.record`) and the trailer are written to ``tmp/<qid>.<owner>.tmp``,
-   the file is fdatasync'd, closed and renamed to ``msg/<qid>``;
+   content is known, see :mod:`mailyard.queue.record`) and the trailer are written to
+   ``tmp/<qid>.<owner>.tmp``, the file is fdatasync'd, closed and renamed to ``msg/<qid>``;
 2. the ``msg/`` directory is fsync'd, then the message is inserted into the index.
 
 Both run in the spool's commit threads, in a group commit shared with the other
@@ -23,6 +23,7 @@ sweep if the index did not get it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import zlib
@@ -152,7 +153,6 @@ class SpoolWriter:
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    # Already gone, or a leftover that the next sweep removes.
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass  # already gone, or a leftover that the next sweep removes
