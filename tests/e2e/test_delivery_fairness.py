@@ -22,10 +22,13 @@ import pytest
 from mailyard.config import Config, DeliveryConfig, TransportRoute
 from mailyard.delivery.destinations import DEAD_AFTER
 from mailyard.delivery.dispatcher import Dispatcher
+from mailyard.directory.sqlite import SqliteDirectory
 from mailyard.envelope import Envelope, Recipient
+from mailyard.ingest.pipeline import QueueIngest
 from mailyard.obs import Metrics
 from mailyard.queue.api import RecipientState
 from mailyard.queue.spool import FileSpool
+from mailyard.queue.threaded import ThreadedSpool
 from tests.support.fake_smtp import FakeSmtpServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
@@ -59,6 +62,12 @@ async def deliver_until(dispatcher: Dispatcher, spool: FileSpool, qids: list[str
         task.cancel()
 
 
+def make_dispatcher(cfg, spool: FileSpool) -> Dispatcher:
+    queue = ThreadedSpool(spool)
+    directory = SqliteDirectory(cfg.data_path / "directory.db", cfg)
+    return Dispatcher(cfg, queue, QueueIngest(queue), directory, Metrics())
+
+
 @pytest.fixture
 def closed_port():
     """A loopback port where connections are refused (bound, never listening)."""
@@ -76,7 +85,7 @@ def test_unreachable_destination_is_suspended_without_burning_attempts(tmp_path,
             spool = FileSpool(cfg.data_path / "queue", cfg.hostname)
             backlog = await queue(spool, "down.test", 300)
             wanted = await queue(spool, "up.test", 5)
-            dispatcher = Dispatcher(cfg, spool, Metrics())
+            dispatcher = make_dispatcher(cfg, spool)
             await deliver_until(dispatcher, spool, wanted)
             return spool, backlog, healthy
 
@@ -95,7 +104,7 @@ def test_unreachable_destination_is_suspended_without_burning_attempts(tmp_path,
     assert all(r.state is RecipientState.PENDING and r.next_attempt > started
                for r in waiting)
     # Held back as suspended, or (claimed before it died) as over its share.
-    assert all("suspended" in r.last_reply or "waiting for a turn" in r.last_reply
+    assert all("suspended" in r.last_reply.text or "waiting for a turn" in r.last_reply.text
                for r in waiting)
     spool.close()
 
@@ -109,7 +118,7 @@ def test_silent_destination_holds_only_its_share_of_the_window(tmp_path):
             spool = FileSpool(cfg.data_path / "queue", cfg.hostname)
             backlog = await queue(spool, "slow.test", 100)
             wanted = await queue(spool, "up.test", 5)
-            dispatcher = Dispatcher(cfg, spool, Metrics())
+            dispatcher = make_dispatcher(cfg, spool)
             share = dispatcher.outbound.destinations.share
             await deliver_until(dispatcher, spool, wanted)
             return spool, backlog, healthy, silent, share

@@ -117,8 +117,8 @@ def test_one_recipient_refused_the_others_delivered() -> None:
             return server, res
     server, res = run(go())
     assert states(res) == [DELIVERED, FAILED, DEFERRED, DELIVERED]
-    assert res[1].reply == "550 5.1.1 <bad@dest.test>: user unknown"
-    assert res[2].reply == "452 4.2.2 mailbox full"
+    assert str(res[1].reply) == "550 5.1.1 <bad@dest.test>: user unknown"
+    assert str(res[2].reply) == "452 4.2.2 mailbox full"
     assert server.messages[0].rcpts == ["a@dest.test", "b@dest.test"]
 
 
@@ -153,7 +153,7 @@ def test_hangup_mid_content_defers(tmp_path) -> None:
             return server, res
     server, res = run(go())
     assert states(res) == [DEFERRED]
-    assert res[0].reply.startswith("451 4.4.2")
+    assert str(res[0].reply).startswith("451 4.4.2")
     assert server.messages == []
 
 
@@ -199,9 +199,9 @@ def test_broken_tls_with_policy_require_defers() -> None:
             res2 = await send([hop(plain, "require")], envelope("r@dest.test"))
             return server, res, res2
     server, res, res2 = run(go())
-    assert states(res) == [DEFERRED] and "4.7.5" in res[0].reply
+    assert states(res) == [DEFERRED] and "4.7.5" in str(res[0].reply)
     assert server.messages == [] and server.connections == 1
-    assert states(res2) == [DEFERRED] and "4.7.4" in res2[0].reply
+    assert states(res2) == [DEFERRED] and "4.7.4" in str(res2[0].reply)
 
 
 def test_smtputf8_recipient_to_a_server_without_it_fails_with_5_6_7() -> None:
@@ -212,7 +212,7 @@ def test_smtputf8_recipient_to_a_server_without_it_fails_with_5_6_7() -> None:
             return server, res
     server, res = run(go())
     assert states(res) == [FAILED, DELIVERED]
-    assert res[0].reply.startswith("553 5.6.7")
+    assert str(res[0].reply).startswith("553 5.6.7")
     assert server.messages[0].rcpts == ["r@dest.test"]
 
 
@@ -299,10 +299,10 @@ def test_tar_pit_times_out_per_reply_not_per_read() -> None:
             res = await send([hop(server)], envelope("r@dest.test"))
             return res, loop.time() - started
     res, elapsed = run(go())
-    assert states(res) == [DEFERRED] and "Timed out" in res[0].reply
+    assert states(res) == [DEFERRED] and "Timed out" in str(res[0].reply)
     assert elapsed < 3.5
 
 
 def test_no_hops() -> None:
     res = run(send([], envelope("r@dest.test")))
-    assert states(res) == [DEFERRED] and res[0].reply.startswith("451 4.4.0")
+    assert states(res) == [DEFERRED] and str(res[0].reply).startswith("451 4.4.0")

@@ -1,16 +1,48 @@
-"""``mailyard queue``: inspect and manage queued mail."""
+"""``mailyard queue``: inspect and manage queued mail (through :class:`QueueAdmin`)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from mailyard.cli.spool_access import fail, open_spool
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
-from mailyard.queue.api import QueueEntry
+from mailyard.queue.api import DeliveryReply, QueueAdmin, QueuedRecipient, QueueEntry
+from mailyard.queue.spool import FileSpool
+from mailyard.queue.threaded import ThreadedSpool
+
+_T = TypeVar("_T")
+HEADER_READ_LIMIT = 256 * 1024
+
+
+def _with_queue(config: Config, job: Callable[[ThreadedSpool], Awaitable[_T]]) -> _T:
+    spool: FileSpool = open_spool(config)
+    queue = ThreadedSpool(spool)
+    try:
+        return asyncio.run(_call(job, queue))
+    finally:
+        queue.close()
+
+
+async def _call(job: Callable[[ThreadedSpool], Awaitable[_T]], queue: ThreadedSpool) -> _T:
+    return await job(queue)
+
+
+def reply_to_json(reply: DeliveryReply | None) -> dict[str, Any] | None:
+    """code, status, text, origin ("remote"/"local") and the answering host."""
+    return None if reply is None else reply.to_dict()
+
+
+def _reply_line(r: QueuedRecipient) -> str:
+    if r.last_reply is None:
+        return ""
+    said = f" (from {r.last_reply.remote_host})" if r.last_reply.remote_host else ""
+    return printable(str(r.last_reply) + said)
 
 
 def _ts(t: float) -> str:
@@ -36,7 +68,8 @@ def entry_to_json(entry: QueueEntry) -> dict[str, Any]:
                 "attempts": r.attempts,
                 "next_attempt": r.next_attempt,
                 "last_attempt": r.last_attempt,
-                "last_reply": r.last_reply,
+                "last_reply": str(r.last_reply) if r.last_reply is not None else "",
+                "reply": reply_to_json(r.last_reply),
             }
             for r in entry.recipients
         ],
@@ -44,7 +77,7 @@ def entry_to_json(entry: QueueEntry) -> dict[str, Any]:
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
-    entries = open_spool(config).list()
+    entries = _with_queue(config, lambda q: q.list())
     if args.json:
         print(json.dumps([entry_to_json(e) for e in entries], indent=2))
         return 0
@@ -58,15 +91,20 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
             extra = f" next {_ts(r.next_attempt)}" if r.state.value == "deferred" else ""
             print(f"{'':<52}{printable(r.address)} [{r.state.value}, {r.attempts} attempts"
                   f"{extra}]")
-            if r.last_reply:
-                print(f"{'':<54}{printable(r.last_reply)}")
+            if r.last_reply is not None:
+                print(f"{'':<54}{_reply_line(r)}")
     print(f"-- {len(entries)} message(s)")
     return 0
 
 
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
-    spool = open_spool(config)
-    entry = spool.get(args.id)
+    async def load(queue: ThreadedSpool) -> tuple[QueueEntry | None, bytes]:
+        entry = await queue.get(args.id)
+        if entry is None or not args.headers:
+            return entry, b""
+        return entry, await queue.read_content(entry.qid, HEADER_READ_LIMIT)
+
+    entry, head = _with_queue(config, load)
     if entry is None:
         return fail(f"no queued message with id {args.id}")
     if args.json:
@@ -85,22 +123,27 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     for r in entry.recipients:
         print(f"Recipient:   {printable(r.address)}: {r.state.value}, {r.attempts} attempt(s), "
               f"last {_ts(r.last_attempt)}, next {_ts(r.next_attempt)}")
-        if r.last_reply:
-            print(f"             last reply: {printable(r.last_reply)}")
+        if r.last_reply is not None:
+            print(f"             last reply: {_reply_line(r)}")
     if args.headers:
         print()
-        with spool.open_content(entry.qid) as f:
-            for line in f:
-                if line in (b"\r\n", b"\n"):
-                    break
-                print(printable(line.decode("utf-8", "replace").rstrip("\r\n")))
+        for line in head.splitlines(keepends=True):
+            if line in (b"\r\n", b"\n"):
+                break
+            print(printable(line.decode("utf-8", "replace").rstrip("\r\n")))
     return 0
 
 
-def _one(action: str):  # type: ignore[no-untyped-def]
+_ACTIONS: dict[str, Callable[[QueueAdmin, str], Awaitable[bool]]] = {
+    "delete": lambda q, qid: q.delete(qid),
+    "hold": lambda q, qid: q.hold(qid),
+    "release": lambda q, qid: q.release(qid),
+}
+
+
+def _one(action: str) -> Callable[[argparse.Namespace, Config], int]:
     def handler(args: argparse.Namespace, config: Config) -> int:
-        spool = open_spool(config)
-        ok = getattr(spool, action)(args.id)
+        ok = _with_queue(config, lambda q: _ACTIONS[action](q, args.id))
         if not ok:
             return fail(f"no queued message with id {args.id}")
         print(f"{args.id}: {action} done")
@@ -109,7 +152,7 @@ def _one(action: str):  # type: ignore[no-untyped-def]
 
 
 def cmd_flush(args: argparse.Namespace, config: Config) -> int:
-    n = open_spool(config).flush(args.id)
+    n = _with_queue(config, lambda q: q.flush(args.id))
     print(f"{n} recipient(s) scheduled for immediate delivery")
     return 0
 

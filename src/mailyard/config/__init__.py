@@ -10,19 +10,86 @@ traceback.  ``docs/configuration.md`` documents every key.
 from __future__ import annotations
 
 import difflib
+import enum
 import os
 import socket
 import ssl
 import tomllib
+import types
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
-from mailyard.proto.smtp.client import tls_level
+from mailyard.proto.smtp.client import TLS_LEVEL_ALIASES
 from mailyard.tls import VERIFYING_LEVELS, parse_fingerprint
+
+
+# --- enumerated values (the loader converts and checks them once) -----------------------
+class TlsLevel(enum.StrEnum):
+    """An outbound TLS level (see docs/configuration.md)."""
+
+    NONE = "none"
+    MAY = "may"
+    ENCRYPT = "encrypt"
+    VERIFY = "verify"
+    SECURE = "secure"
+
+    @classmethod
+    def _missing_(cls, value: object) -> TlsLevel | None:
+        alias = TLS_LEVEL_ALIASES.get(value) if isinstance(value, str) else None
+        return cls(alias) if alias else None  # "require": the earlier name of "encrypt"
+
+
+class TransportMode(enum.StrEnum):
+    STORE_AND_FORWARD = "store-and-forward"
+    END_TO_END = "end-to-end"
+
+
+class ListenerKind(enum.StrEnum):
+    SMTP = "smtp"  # port 25
+    SUBMISSION = "submission"  # port 587, STARTTLS
+    SUBMISSIONS = "submissions"  # port 465, implicit TLS
+
+
+class BareLineEndings(enum.StrEnum):
+    REJECT = "reject"
+    NORMALIZE = "normalize"
+
+
+class LogFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class LogLevel(enum.StrEnum):
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+#: What the loader says when a value is not one of an enumeration's.
+_ALLOWED_TEXT: dict[type[enum.StrEnum], str] = {
+    TlsLevel: ("must be 'none', 'may', 'encrypt', 'verify' or 'secure' "
+               "('require' is accepted as the earlier name of 'encrypt')"),
+}
+
+
+def _allowed(tp: type[enum.StrEnum]) -> str:
+    text = _ALLOWED_TEXT.get(tp)
+    if text is not None:
+        return text
+    names = [f"'{m.value}'" for m in tp]
+    return f"must be {', '.join(names[:-1])} or {names[-1]}"
 
 __all__ = [
     "AuthConfig",
+    "BareLineEndings",
+    "ListenerKind",
+    "LogFormat",
+    "LogLevel",
+    "TlsLevel",
+    "TransportMode",
     "Config",
     "ConfigError",
     "DeliveryConfig",
@@ -83,7 +150,8 @@ class ListenConfig:
     submissions: tuple[str, ...] = ()
 
     def validate(self, key: str) -> None:
-        for name in ("smtp", "submission", "submissions"):
+        for kind in ListenerKind:
+            name = kind.value
             for i, item in enumerate(getattr(self, name)):
                 try:
                     parse_hostport(item)
@@ -117,7 +185,7 @@ class SmtpdConfig:
     max_auth_failures: int = 3
     max_errors: int = 20
     max_received_headers: int = 50
-    bare_line_endings: str = "reject"
+    bare_line_endings: BareLineEndings = BareLineEndings.REJECT
     vrfy: bool = False
     min_free_disk: int = 104_857_600
     workers: int = 0
@@ -146,13 +214,12 @@ class SmtpdConfig:
 
     def validate(self, key: str) -> None:
         if self.max_line_length < 1000:
-            raise ConfigError(f"{key}.max_line_length", "must be at least 1000 (RFC 5321 4.5.3.1.6)")
+            raise ConfigError(f"{key}.max_line_length",
+                              "must be at least 1000 (RFC 5321 4.5.3.1.6)")
         if self.data_rate_grace < 0:
             raise ConfigError(f"{key}.data_rate_grace", "must not be negative")
         if self.max_recipients < 100:
             raise ConfigError(f"{key}.max_recipients", "must be at least 100 (RFC 5321 4.5.3.1.8)")
-        if self.bare_line_endings not in ("reject", "normalize"):
-            raise ConfigError(f"{key}.bare_line_endings", "must be 'reject' or 'normalize'")
         for name in ("max_message_size", "max_connections", "max_connections_per_ip",
                      "max_auth_failures", "max_errors", "max_received_headers"):
             if getattr(self, name) <= 0:
@@ -180,19 +247,12 @@ class SmtpdConfig:
                               "must be at least smtpd.auth_failure_delay")
 
 
-_TLS_LEVELS_TEXT = ("must be 'none', 'may', 'encrypt', 'verify' or 'secure' "
-                    "('require' is accepted as the earlier name of 'encrypt')")
-
-
-def _validate_outbound_tls(key: str, level_key: str, level: str, ca_key: str, ca_file: str,
-                           pins_key: str, fingerprints: tuple[str, ...]) -> None:
-    """One next hop's TLS settings: a known level; a CA file and pins only where the
-    level checks certificates, the CA file loadable, the pins SHA-256 digests."""
-    try:
-        tls_level(level)
-    except ValueError:
-        raise ConfigError(f"{key}.{level_key}", _TLS_LEVELS_TEXT) from None
-    verifying = tls_level(level) in VERIFYING_LEVELS
+def _validate_outbound_tls(key: str, level_key: str, level: TlsLevel, ca_key: str,
+                           ca_file: str, pins_key: str, fingerprints: tuple[str, ...]) -> None:
+    """One next hop's TLS settings (the level is checked by the loader): a CA file and
+    pins only where the level checks certificates, the CA file loadable, the pins
+    SHA-256 digests."""
+    verifying = level in VERIFYING_LEVELS
     for name, value in ((ca_key, ca_file), (pins_key, fingerprints)):
         if value and not verifying:
             raise ConfigError(f"{key}.{name}",
@@ -216,8 +276,8 @@ class TransportRoute:
 
     domain: str = ""
     nexthop: str = ""
-    tls: str = "may"
-    mode: str = "store-and-forward"
+    tls: TlsLevel = TlsLevel.MAY
+    mode: TransportMode = TransportMode.STORE_AND_FORWARD
     tls_ca_file: str = ""
     tls_fingerprints: tuple[str, ...] = ()
 
@@ -231,8 +291,6 @@ class TransportRoute:
                 raise ConfigError(f"{key}.nexthop", str(exc)) from None
         _validate_outbound_tls(key, "tls", self.tls, "tls_ca_file", self.tls_ca_file,
                                "tls_fingerprints", self.tls_fingerprints)
-        if self.mode not in ("store-and-forward", "end-to-end"):
-            raise ConfigError(f"{key}.mode", "must be 'store-and-forward' or 'end-to-end'")
 
 
 @dataclass(frozen=True)
@@ -240,11 +298,12 @@ class DeliveryConfig:
     relayhost: str = ""
     relayhost_username: str = ""
     relayhost_password: str = ""
-    relayhost_tls: str = ""  # "": "verify" with credentials, CA file or pins, else "may"
+    # Unset: "verify" with credentials, a CA file or pins, else "may".
+    relayhost_tls: TlsLevel | None = None
     smtp_port: int = 25
     dns_servers: tuple[str, ...] = ()
     dns_timeout: float = 5.0
-    tls: str = "may"
+    tls: TlsLevel = TlsLevel.MAY
     connect_timeout: float = 30.0
     command_timeout: float = 300.0
     data_timeout: float = 600.0
@@ -262,17 +321,17 @@ class DeliveryConfig:
     relayhost_auth_unverified: bool = False
 
     @property
-    def relayhost_tls_level(self) -> str:
+    def relayhost_tls_level(self) -> TlsLevel:
         """The relay host's TLS level; unset, it checks the certificate whenever there
         are credentials to protect or a CA file or pins to check against."""
         if self.relayhost_tls:
-            return tls_level(self.relayhost_tls)
+            return TlsLevel(self.relayhost_tls)  # also a plain string given in code
         checked = (self.relayhost_username or self.relayhost_tls_ca_file
                    or self.relayhost_tls_fingerprints)
-        return "verify" if checked else "may"
+        return TlsLevel.VERIFY if checked else TlsLevel.MAY
 
     def _validate_relayhost_tls(self, key: str) -> None:
-        _validate_outbound_tls(key, "relayhost_tls", self.relayhost_tls or self.relayhost_tls_level,
+        _validate_outbound_tls(key, "relayhost_tls", self.relayhost_tls_level,
                                "relayhost_tls_ca_file", self.relayhost_tls_ca_file,
                                "relayhost_tls_fingerprints", self.relayhost_tls_fingerprints)
         level = self.relayhost_tls_level
@@ -280,7 +339,7 @@ class DeliveryConfig:
                 and not self.relayhost_auth_unverified):
             raise ConfigError(
                 f"{key}.relayhost_tls",
-                f"is {self.relayhost_tls!r}, which does not verify the relay host's "
+                f"is '{level}', which does not verify the relay host's "
                 "certificate, but relayhost_username is set: credentials are only sent to "
                 "a verified server.  Use 'verify' or 'secure' (with relayhost_tls_ca_file "
                 "or relayhost_tls_fingerprints for a private server), or set "
@@ -299,32 +358,26 @@ class DeliveryConfig:
                 raise ConfigError(f"{key}.dns_servers[{i}]", str(exc)) from None
         if not 0 < self.smtp_port < 65536:
             raise ConfigError(f"{key}.smtp_port", "must be a TCP port (1-65535)")
-        try:
-            tls_level(self.tls)
-        except ValueError:
-            raise ConfigError(f"{key}.tls", _TLS_LEVELS_TEXT) from None
         self._validate_relayhost_tls(key)
         for name in ("max_concurrency", "max_per_destination", "max_messages_per_connection",
                      "active_window", "max_lifetime"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{key}.{name}", "must be positive")
         if not self.retry_schedule or any(s <= 0 for s in self.retry_schedule):
-            raise ConfigError(f"{key}.retry_schedule", "must be a non-empty list of positive seconds")
+            raise ConfigError(f"{key}.retry_schedule",
+                              "must be a non-empty list of positive seconds")
         for i, route in enumerate(self.transports):
             route.validate(f"{key}.transports[{i}]")
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    format: str = "text"
-    level: str = "info"
+    format: LogFormat = LogFormat.TEXT
+    level: LogLevel = LogLevel.INFO
     file: str = ""
 
     def validate(self, key: str) -> None:
-        if self.format not in ("text", "json"):
-            raise ConfigError(f"{key}.format", "must be 'text' or 'json'")
-        if self.level not in ("debug", "info", "warning", "error"):
-            raise ConfigError(f"{key}.level", "must be debug, info, warning or error")
+        """Format and level are checked by the loader (enumerations)."""
 
 
 @dataclass(frozen=True)
@@ -429,6 +482,16 @@ _NOT_IN_FILE = {"source", "listen_defaulted"}
 
 def _convert(tp: Any, value: Any, key: str) -> Any:
     origin = get_origin(tp)
+    if isinstance(tp, types.UnionType):  # "X | None": None only from a round trip
+        inner = [t for t in get_args(tp) if t is not type(None)]
+        return None if value is None else _convert(inner[0], value, key)
+    if isinstance(tp, type) and issubclass(tp, enum.StrEnum):
+        if not isinstance(value, str):
+            raise ConfigError(key, "must be a string")
+        try:
+            return tp(value)
+        except ValueError:
+            raise ConfigError(key, _allowed(tp)) from None
     if is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(key, "must be a table")

@@ -10,6 +10,7 @@ metrics endpoint.  SIGTERM or SIGINT stops everything cleanly: workers answer
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -18,19 +19,36 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from mailyard.config import Config, config_to_dict
 from mailyard.daemon.fdlimit import raise_nofile_limit
 from mailyard.daemon.listeners import Listener, bind_listeners
+from mailyard.daemon.privileges import (
+    PrivilegeError,
+    drop_privileges,
+    give_file,
+    give_tree,
+    server_identity,
+)
 from mailyard.daemon.startup import startup_lines
-from mailyard.daemon.privileges import (PrivilegeError, drop_privileges, give_file, give_tree,
-                                        server_identity)
 from mailyard.daemon.worker import install_event_loop_policy
-from mailyard.metrics import WORKER_RESTARTS
-from mailyard.obs import (Metrics, collect, log_event, remove_metrics_files,
-                          retire_metrics_file, setup_logging, write_private)
+from mailyard.metrics import QUEUE_RECIPIENTS, WORKER_RESTARTS
+from mailyard.obs import (
+    Metrics,
+    collect,
+    log_event,
+    remove_metrics_files,
+    retire_metrics_file,
+    setup_logging,
+    write_private,
+)
+from mailyard.queue.api import StorageError
 from mailyard.tls import ensure_certificate
+
+if TYPE_CHECKING:
+    from mailyard.delivery.dispatcher import Dispatcher
+    from mailyard.queue.threaded import ThreadedSpool
 
 log = logging.getLogger("mailyard.supervisor")
 
@@ -94,7 +112,8 @@ class Supervisor:
         self.workers: list[WorkerProcess] = []
         self.listeners: list[Listener] = []
         self.stopping = False
-        self.spool: Any = None
+        self.queue: ThreadedSpool | None = None
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- start-up --------------------------------------------------------------
     def worker_count(self) -> int:
@@ -150,10 +169,11 @@ class Supervisor:
         # Files of processes from an earlier run would be added to this run's figures.
         remove_metrics_files(cfg.data_path / "run" / "metrics")
         from mailyard.queue.spool import FileSpool
+        from mailyard.queue.threaded import ThreadedSpool
 
         spool = FileSpool(cfg.data_path / "queue", cfg.hostname)
         spool.sweep()
-        self.spool = spool
+        queue = self.queue = ThreadedSpool(spool)
         notify_r, notify_w = os.pipe()
         self.start_workers(tls_pem, notify_w)
         os.close(notify_w)
@@ -161,7 +181,7 @@ class Supervisor:
             print(line, flush=True)
         install_event_loop_policy()
         try:
-            asyncio.run(self.main_loop(spool, notify_r))
+            asyncio.run(self.main_loop(queue, notify_r))
         except DispatcherCrashed as exc:
             # The traceback is in the log; the terminal gets one line.
             print(f"mailyard: delivery stopped on an internal error ({exc}); see the log",
@@ -169,20 +189,27 @@ class Supervisor:
             return 1
         finally:
             self.stop_workers()
+            queue.close()
             for listener in self.listeners:
                 listener.sock.close()
         return 0
 
     # --- running ---------------------------------------------------------------
-    async def main_loop(self, spool, notify_r: int) -> None:  # type: ignore[no-untyped-def]
+    async def main_loop(self, queue: ThreadedSpool, notify_r: int) -> None:
+        """The composition root of the supervisor: the queue (already open), ingest over
+        it, the directory, the dispatcher, the maildrop pickup."""
         from mailyard.delivery.dispatcher import Dispatcher
+        from mailyard.directory.sqlite import SqliteDirectory
+        from mailyard.ingest.pipeline import ingest_for
         from mailyard.queue.pickup import MaildropPickup
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        dispatcher = Dispatcher(self.config, spool, self.metrics)
+        directory = SqliteDirectory(self.config.data_path / "directory.db", self.config)
+        dispatcher = Dispatcher(self.config, queue, ingest_for(self.config, queue), directory,
+                                self.metrics)
         os.set_blocking(notify_r, False)
 
         def on_notify() -> None:
@@ -196,19 +223,18 @@ class Supervisor:
         loop.add_reader(notify_r, on_notify)
         metrics_server = await self.start_metrics_endpoint()
         dispatch_task = asyncio.create_task(dispatcher.run())
-        pickup_task = asyncio.create_task(MaildropPickup(self.config, spool).run())  # noqa: F841
+        pickup_task = asyncio.create_task(  # noqa: F841
+            MaildropPickup(self.config, queue.spool).run())
         log_event(log, "mailyard started", workers=len(self.workers),
-                  listeners=",".join(f"{l.kind}={l.bound}" for l in self.listeners))
+                  listeners=",".join(f"{s.kind}={s.bound}" for s in self.listeners))
         dumped = float("-inf")
         try:
             while not stop.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), POLL_INTERVAL)
-                except asyncio.TimeoutError:
-                    pass
                 self.reap_workers()
                 if time.monotonic() - dumped >= METRICS_INTERVAL:
-                    self.dump_metrics(dispatcher)
+                    await self.dump_metrics(dispatcher, queue)
                     dumped = time.monotonic()
                 if dispatch_task.done() and not dispatch_task.cancelled():
                     exc = dispatch_task.exception()
@@ -243,9 +269,20 @@ class Supervisor:
                                 self.metrics)
             worker.proc = None
             # A message the worker made durable but did not get to index is found by
-            # the sweep (safe while other processes work).
-            self.spool.sweep()
+            # the sweep (safe while other processes work), off the event loop.
+            if self.queue is not None:
+                task = asyncio.create_task(self._recover(self.queue))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             asyncio.get_running_loop().call_later(delay, self._restart, worker)
+
+    @staticmethod
+    async def _recover(queue: ThreadedSpool) -> None:
+        try:
+            await queue.recover()
+        except StorageError as exc:
+            log_event(log, "queue sweep after a worker death failed", level=logging.ERROR,
+                      error=str(exc))
 
     def _restart(self, worker: WorkerProcess) -> None:
         if not self.stopping:
@@ -267,8 +304,13 @@ class Supervisor:
                 worker.proc.wait()
 
     # --- metrics ---------------------------------------------------------------
-    def dump_metrics(self, dispatcher) -> None:  # type: ignore[no-untyped-def]
+    async def dump_metrics(self, dispatcher: Dispatcher, queue: ThreadedSpool) -> None:
         dispatcher.update_gauges()
+        try:
+            for state, count in (await queue.stats()).items():
+                self.metrics.set(QUEUE_RECIPIENTS, count, state=state.value)
+        except StorageError as exc:
+            log_event(log, "cannot read queue figures", level=logging.WARNING, error=str(exc))
         metrics_dir = self.config.data_path / "run" / "metrics"
         try:
             self.metrics.dump(metrics_dir)

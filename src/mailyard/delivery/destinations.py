@@ -20,9 +20,12 @@ Two rules keep a destination that cannot take mail from holding up the others:
   postponed over and over.
 
 When a destination is suspended or over its share, its waiting mail in the queue is
-postponed in one sweep (``Spool.postpone_domain``, run by the dispatcher), so that the
-queue stops handing it out ahead of other mail; :meth:`Destinations.take_sweeps` says
-which.  A destination is swept again only once the previous sweep's wait is over.
+postponed in one sweep (``WorkQueue.postpone_domain``, run by the dispatcher), so that
+the queue stops handing it out ahead of other mail; :meth:`Destinations.take_sweeps`
+says which.  A destination is swept again only once the previous sweep's wait is over.
+
+This state is per process (node-local): with several delivery nodes, each keeps its
+own suspensions and shares (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailyard.config import DeliveryConfig
+from mailyard.proto.smtp.replies import REPLY_DESTINATION_BUSY, REPLY_REMOTE_NO_HOPS
+from mailyard.queue.api import DeliveryReply
 
 DEAD_AFTER = 5  # attempts in a row without any answer from a next hop
 BUSY_WAIT = 2.0  # seconds mail over a destination's share waits at first
@@ -40,27 +45,27 @@ MAX_BUSY_WAIT = 60.0
 class _Destination:
     failures: int = 0  # attempts in a row in which no next hop answered
     suspended_until: float = 0.0
-    reason: str = ""  # the failure that suspended it, for the queue's last reply
+    reason: DeliveryReply | None = None  # why it is suspended, for the queue's last reply
     in_flight: int = 0
     busy_wait: float = BUSY_WAIT  # the current wait for mail over the share
     swept_until: float = 0.0  # mail in the queue was postponed until then
 
 
 @dataclass(frozen=True)
-class Hold:
+class Postponement:
     """Mail for a destination waits until ``until``; ``reason`` goes in the queue."""
 
     until: float
-    reason: str
+    reason: DeliveryReply
 
 
 @dataclass(frozen=True)
-class Sweep:
+class DestinationSweep:
     """Postpone the queued mail for ``domain`` that nobody is working on."""
 
     domain: str
     until: float
-    reason: str
+    reason: DeliveryReply
 
 
 class Destinations:
@@ -71,7 +76,7 @@ class Destinations:
         self.share = share if share is not None else max(1, delivery.active_window // 4)
         self.busy_wait = busy_wait
         self._state: dict[str, _Destination] = {}
-        self._sweeps: list[Sweep] = []
+        self._sweeps: list[DestinationSweep] = []
 
     def _get(self, domain: str) -> _Destination:
         state = self._state.get(domain)
@@ -83,25 +88,25 @@ class Destinations:
         state = self._state.get(domain)
         return state.in_flight if state is not None else 0
 
-    def suspension(self, domain: str, now: float) -> Hold | None:
-        """The hold on a suspended destination; None when it may be tried."""
+    def suspension(self, domain: str, now: float) -> Postponement | None:
+        """The wait on a suspended destination; None when it may be tried."""
         state = self._state.get(domain)
-        if state is None or state.suspended_until <= now:
+        if state is None or state.suspended_until <= now or state.reason is None:
             return None
-        return Hold(state.suspended_until, state.reason)
+        return Postponement(state.suspended_until, state.reason)
 
-    def admit(self, domain: str, now: float) -> Hold | None:
-        """Before an entry's mail for ``domain`` is delivered: a hold (suspended, or over
-        the share), or None, and the entry counts as in flight until :meth:`leave`."""
+    def admit(self, domain: str, now: float) -> Postponement | None:
+        """Before an entry's mail for ``domain`` is delivered: a postponement (suspended,
+        or over the share), or None, and the entry counts as in flight until
+        :meth:`leave`."""
         state = self._get(domain)
         hold = self.suspension(domain, now)
         if hold is not None:
             self._sweep(domain, state, hold, now)
             return hold
         if state.in_flight >= self.share:
-            hold = Hold(now + state.busy_wait,
-                        f"451 4.4.5 More than {self.share} messages for {domain} in "
-                        f"progress; waiting for a turn")
+            hold = Postponement(now + state.busy_wait, DeliveryReply(
+                REPLY_DESTINATION_BUSY.fill(share=self.share, domain=domain)))
             if self._sweep(domain, state, hold, now):
                 state.busy_wait = min(MAX_BUSY_WAIT, 2 * state.busy_wait)
             return hold
@@ -118,8 +123,10 @@ class Destinations:
         if state.in_flight <= 0 and not state.failures and not state.suspended_until:
             del self._state[domain]  # nothing worth remembering
 
-    def attempt_ended(self, domain: str, answered: bool, reply: str, now: float) -> None:
-        """An attempt at ``domain`` ended; ``answered``: some next hop said something."""
+    def attempt_ended(self, domain: str, answered: bool, reply: DeliveryReply | None,
+                      now: float) -> None:
+        """An attempt at ``domain`` ended; ``answered``: some next hop said something;
+        ``reply``: the (first) recipient's reply."""
         state = self._get(domain)
         if answered:
             state.failures = 0
@@ -128,19 +135,21 @@ class Destinations:
         state.failures += 1
         if state.failures >= self.dead_after and state.suspended_until <= now:
             state.suspended_until = now + self.suspend_seconds
-            state.reason = (f"{reply} (delivery to {domain} suspended after "
-                            f"{state.failures} failed attempts)")
+            last = reply.reply if reply is not None else REPLY_REMOTE_NO_HOPS
+            state.reason = DeliveryReply(last.with_text(
+                f"{DeliveryReply(last).text} (delivery to {domain} suspended after "
+                f"{state.failures} failed attempts)"))
             state.failures = self.dead_after - 1  # after the suspension one probe decides
-            self._sweep(domain, state, Hold(state.suspended_until, state.reason), now)
+            self._sweep(domain, state, Postponement(state.suspended_until, state.reason), now)
 
-    def _sweep(self, domain: str, state: _Destination, hold: Hold, now: float) -> bool:
+    def _sweep(self, domain: str, state: _Destination, hold: Postponement, now: float) -> bool:
         if now < state.swept_until:
             return False  # the mail of the last sweep is still waiting
         state.swept_until = hold.until
-        self._sweeps.append(Sweep(domain, hold.until, hold.reason))
+        self._sweeps.append(DestinationSweep(domain, hold.until, hold.reason))
         return True
 
-    def take_sweeps(self) -> list[Sweep]:
+    def take_sweeps(self) -> list[DestinationSweep]:
         """Destinations whose waiting mail the queue should postpone now."""
         sweeps, self._sweeps = self._sweeps, []
         return sweeps

@@ -7,6 +7,12 @@ and remote ones grouped by domain (routing, then the SMTP client under a
 per-destination and a global concurrency limit), turns the results into queue states
 (retry schedule, lifetime), sends bounces and delay warnings, and records the outcome.
 
+Everything it needs comes in through the constructor: the work queue, ingest (the
+one way into the queue, for bounces, delay notices and alias forwards), the directory
+(which domains are ours, aliases) and the metrics.  Nothing it calls blocks the event
+loop: queue calls are ``async`` (the embedded queue runs them in its own thread),
+directory lookups and the local agent run in the ``local-delivery`` threads.
+
 Ordering rule that keeps mail from being lost: a bounce is enqueued (durably) *before*
 the failed recipient is recorded; a crash in between can at worst send one bounce
 twice, never none.
@@ -15,47 +21,61 @@ twice, never none.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO, Callable
+from dataclasses import replace
+from functools import partial
+from typing import BinaryIO
 
 from mailyard.config import Config
-from mailyard.delivery.attempt import AttemptResult, Finalizer
-from mailyard.delivery.destinations import Sweep
-from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder
-from mailyard.envelope import split_address
-from mailyard.metrics import (DELIVERY_ACTIVE, DELIVERY_ATTEMPTS, DELIVERY_POSTPONED,
-                              QUEUE_RECIPIENTS)
+from mailyard.delivery.attempt import TRANSPORT_LOCAL, AttemptPolicy, AttemptResult
+from mailyard.delivery.destinations import DestinationSweep
+from mailyard.delivery.local import LocalDeliveryAgent, LocalDeliveryResult
+from mailyard.delivery.outbound import OutboundDelivery
+from mailyard.delivery.recorder import OutcomeRecorder
+from mailyard.directory.api import Directory
+from mailyard.envelope import Recipient, split_address
+from mailyard.ingest.api import Ingest, Origin, Submission
+from mailyard.metrics import (DELIVERY_ACTIVE, DELIVERY_ATTEMPTS, DELIVERY_POSTPONED)
 from mailyard.obs import Metrics, log_event
-from mailyard.queue.api import QueuedRecipient, QueueEntry, RecipientState, StorageError
+from mailyard.queue.api import (
+    LEASE_SECONDS,
+    DeliveryReply,
+    FinishedEntry,
+    QueuedRecipient,
+    QueueEntry,
+    RecipientState,
+    StorageError,
+    WorkQueue,
+)
 
 log = logging.getLogger("mailyard.delivery")
 
-LEASE_SECONDS = 900.0
 CLAIM_BATCH = 200
 IDLE_POLL = 1.0
+LOCAL_THREADS = 8
+_COPY_CHUNK = 256 * 1024
 
 
 class Dispatcher:
-    def __init__(self, config: Config, spool: Any, metrics: Metrics,
-                 clock: Callable[[], float] = time.time) -> None:
-        from mailyard.delivery.local import LocalDeliveryAgent
-        from mailyard.delivery.outbound import OutboundDelivery
-        from mailyard.directory.sqlite import SqliteDirectory
-
+    def __init__(self, config: Config, queue: WorkQueue, ingest: Ingest, directory: Directory,
+                 metrics: Metrics, clock: Callable[[], float] = time.time, *,
+                 outbound: OutboundDelivery | None = None) -> None:
         self.config = config
-        self.spool = spool
+        self.queue = queue
+        self.ingest = ingest
+        self.directory = directory
         self.metrics = metrics
         self.clock = clock
-        self.directory = SqliteDirectory(config.data_path / "directory.db", config)
-        self.local_agent = LocalDeliveryAgent(config, self.directory)
-        self.outbound = OutboundDelivery(config, clock=clock)
-        self.finalizer = Finalizer(config, spool, clock)
-        self.executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="local-delivery")
-        # Claims and outcome batches: index transactions never block the event loop.
-        self.queue_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="queue-io")
-        self.recorder = OutcomeRecorder(spool, self.queue_io)
+        self.local_agent = LocalDeliveryAgent(config, directory)
+        self.outbound = outbound or OutboundDelivery(config, clock=clock)
+        self.policy = AttemptPolicy(config, queue, ingest, clock)
+        self.executor = ThreadPoolExecutor(max_workers=LOCAL_THREADS,
+                                           thread_name_prefix="local-delivery")
+        self.recorder = OutcomeRecorder(queue)
         self.sweeping: set[asyncio.Task[None]] = set()
         self.active: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -74,10 +94,8 @@ class Dispatcher:
             if not self.config.delivery.defer_all:
                 claimed = await self.claim_round()
             if claimed < CLAIM_BATCH or len(self.active) >= self.config.delivery.active_window:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
-                except asyncio.TimeoutError:
-                    pass
             else:
                 await asyncio.sleep(0)
 
@@ -85,29 +103,49 @@ class Dispatcher:
         room = self.config.delivery.active_window - len(self.active)
         if room <= 0:
             return 0
-        entries = await asyncio.get_running_loop().run_in_executor(
-            self.queue_io, self.spool.claim_due, self.clock(), min(room, CLAIM_BATCH),
-            LEASE_SECONDS)
+        entries = await self.queue.claim_due(self.clock(), min(room, CLAIM_BATCH),
+                                             LEASE_SECONDS)
+        entries = [e for e in entries if e.qid not in self.active]  # still at work on those
+        if not entries:
+            return 0
+        local = await self.local_domains(r.address for e in entries for r in e.recipients)
         for entry in entries:
-            if entry.qid in self.active:  # still working on it (lease renewed)
-                continue
-            task = asyncio.create_task(self.process(entry))
+            task = asyncio.create_task(self.process(entry, local))
             self.active[entry.qid] = task
-            task.add_done_callback(lambda t, q=entry.qid: self._done(q, t))
+            task.add_done_callback(partial(self._done, entry.qid))
         return len(entries)
+
+    async def local_domains(self, addresses: Iterable[str]) -> frozenset[str]:
+        """Which of the addresses' domains are ours: one directory call per claimed
+        batch, in a delivery thread (the directory may read its database)."""
+        domains = {split_address(a)[1] for a in addresses}
+
+        def ours() -> frozenset[str]:
+            return frozenset(d for d in domains if self.directory.is_local_domain(d))
+
+        return await asyncio.get_running_loop().run_in_executor(self.executor, ours)
 
     def _done(self, qid: str, task: asyncio.Task[None]) -> None:
         self.active.pop(qid, None)
         self._wake.set()
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log_event(log, "delivery task failed", level=logging.ERROR, exc_info=exc,
-                      qid=qid, error=f"{type(exc).__name__}: {exc}")
-            try:
-                self.spool.release_lease(qid)
-            except Exception as release_exc:  # noqa: BLE001 - logged; the lease expires anyway
-                log_event(log, "cannot release lease", level=logging.ERROR, qid=qid,
-                          error=str(release_exc))
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log_event(log, "delivery task failed", level=logging.ERROR, exc_info=exc,
+                  qid=qid, error=f"{type(exc).__name__}: {exc}")
+        self._spawn(self._release(qid))
+
+    async def _release(self, qid: str) -> None:
+        try:
+            await self.queue.release_lease(qid)
+        except StorageError as exc:  # logged; the lease expires anyway
+            log_event(log, "cannot release lease", level=logging.ERROR, qid=qid, error=str(exc))
+
+    def _spawn(self, job: Coroutine[None, None, None]) -> None:
+        """Background work that :meth:`stop` waits for."""
+        task = asyncio.create_task(job)
+        self.sweeping.add(task)
+        task.add_done_callback(self.sweeping.discard)
 
     async def stop(self) -> None:
         self._running = False
@@ -120,17 +158,12 @@ class Dispatcher:
             task.cancel()
         await self.outbound.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        self.queue_io.shutdown(wait=True)
 
     def update_gauges(self) -> None:
         self.metrics.set(DELIVERY_ACTIVE, len(self.active))
-        stats = getattr(self.spool, "stats", None)
-        if stats is not None:
-            for state, count in stats().items():
-                self.metrics.set(QUEUE_RECIPIENTS, count, state=str(state))
 
     # --- one entry -------------------------------------------------------------
-    async def process(self, entry: QueueEntry) -> None:
+    async def process(self, entry: QueueEntry, local_domains: frozenset[str]) -> None:
         now = self.clock()
         due = [r for r in entry.recipients
                if r.state in (RecipientState.PENDING, RecipientState.DEFERRED)
@@ -139,7 +172,7 @@ class Dispatcher:
         remote: dict[str, list[QueuedRecipient]] = {}
         for r in due:
             domain = split_address(r.address)[1]
-            if self.directory.is_local_domain(domain):
+            if domain in local_domains:
                 local.append(r)
             else:
                 remote.setdefault(domain, []).append(r)
@@ -150,45 +183,38 @@ class Dispatcher:
         for batch in ([await jobs[0]] if len(jobs) == 1 else await asyncio.gather(*jobs)):
             results.extend(batch)
         self.start_sweeps()
-        results, postponed = self.finalizer.postponements(entry, results)
+        results, postponed = self.policy.postponements(entry, results)
         if postponed:
             self.metrics.inc(DELIVERY_POSTPONED, len(postponed))
-        outcomes = await self.finalizer.finish(entry, results)
+        outcomes = await self.policy.finish(entry, results)
         for result in results:
-            self.metrics.inc(DELIVERY_ATTEMPTS, result=result.kind,
+            self.metrics.inc(DELIVERY_ATTEMPTS, result=result.status.value,
                              transport=result.transport)
             log_event(log, "delivery attempt", qid=entry.qid, sender=entry.envelope.sender,
                       to=result.address, size=entry.size, transport=result.transport,
-                      relay=result.relay, result=result.kind, reply=result.reply)
+                      relay=result.relay, result=result.status.value, reply=str(result.reply),
+                      reply_origin=result.reply.origin.value)
         await self.recorder.record(FinishedEntry(entry.qid, outcomes, postponed))
 
     def start_sweeps(self) -> None:
         """Postpone the queued mail of destinations that were just suspended or went
         over their share (see :mod:`mailyard.delivery.destinations`)."""
-        postpone_domain = getattr(self.spool, "postpone_domain", None)
         for sweep in self.outbound.destinations.take_sweeps():
-            if postpone_domain is None:
-                continue
-            task = asyncio.create_task(self.sweep(postpone_domain, sweep))
-            self.sweeping.add(task)
-            task.add_done_callback(self.sweeping.discard)
+            self._spawn(self.sweep(sweep))
 
-    async def sweep(self, postpone_domain: Callable[[str, float, str], int],
-                    sweep: Sweep) -> None:
-        loop = asyncio.get_running_loop()
+    async def sweep(self, sweep: DestinationSweep) -> None:
         try:
-            n = await loop.run_in_executor(self.queue_io, postpone_domain, sweep.domain,
-                                           sweep.until, sweep.reason)
+            n = await self.queue.postpone_domain(sweep.domain, sweep.until, sweep.reason)
         except StorageError as exc:
             log_event(log, "cannot postpone queued mail", level=logging.ERROR,
                       domain=sweep.domain, error=str(exc))
             return
         log_event(log, "destination postponed", domain=sweep.domain, recipients=n,
                   until=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(sweep.until)),
-                  reason=sweep.reason)
+                  reason=str(sweep.reason))
 
     def open_content(self, qid: str) -> Callable[[], BinaryIO]:
-        return lambda: self.spool.open_content(qid)
+        return lambda: self.queue.open_content(qid)
 
     async def deliver_local(self, entry: QueueEntry,
                             recipients: list[QueuedRecipient]) -> list[AttemptResult]:
@@ -199,27 +225,27 @@ class Dispatcher:
             result = await loop.run_in_executor(
                 self.executor, self.local_agent.deliver, entry, r, self.open_content(entry.qid),
                 written)
-            forwarded = await self.forward(entry, r, getattr(result, "external", ()))
-            out.append(AttemptResult.from_local(r, result, forwarded))
+            forwarded = await self.forward(entry, r, result.external)
+            out.append(_local_attempt(r, result, forwarded))
         return out
 
     async def forward(self, entry: QueueEntry, r: QueuedRecipient,
-                      targets: tuple[str, ...] | list[str]) -> str:
-        """Queue a copy for alias targets outside our domains (same envelope sender, so
-        bounces go back to the original sender)."""
+                      targets: tuple[str, ...]) -> str:
+        """Queue a copy for alias targets outside our domains, through ingest (same
+        envelope sender, so bounces go back to the original sender)."""
         if not targets:
             return ""
-        from dataclasses import replace
-
-        from mailyard.envelope import Recipient
-
         env = replace(entry.envelope, recipients=tuple(Recipient(t) for t in targets),
                       received_at=self.clock())
-        writer = self.spool.open_message(env)
-        try:
-            with self.spool.open_content(entry.qid) as f:
-                while chunk := f.read(262144):
+        writer = self.ingest.open(Submission(Origin.FORWARD, env))
+
+        def copy() -> None:
+            with self.queue.open_content(entry.qid) as f:
+                while chunk := f.read(_COPY_CHUNK):
                     writer.write(chunk)
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, copy)
             qid = await writer.commit()
         except BaseException:
             writer.abort()
@@ -228,3 +254,13 @@ class Dispatcher:
                   targets=",".join(targets))
         self.wake()
         return qid
+
+
+def _local_attempt(r: QueuedRecipient, result: LocalDeliveryResult,
+                   forwarded_qid: str = "") -> AttemptResult:
+    """The local agent's result as an attempt; notes a forwarded copy's queue id."""
+    reply = result.reply
+    if forwarded_qid:
+        reply = DeliveryReply(reply.reply.with_text(
+            f"{reply.reply.text} (forwarded as {forwarded_qid})"))
+    return AttemptResult(r.index, r.address, result.status, reply, TRANSPORT_LOCAL)

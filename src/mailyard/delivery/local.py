@@ -26,12 +26,12 @@ dispatcher runs it in its delivery thread pool, never on the event loop.
 
 from __future__ import annotations
 
-import enum
 import errno
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from mailyard.config import Config
 from mailyard.directory.addresses import address_key
@@ -45,38 +45,31 @@ from mailyard.proto.smtp.replies import (
     REPLY_MAILBOX_FULL,
     REPLY_TEMP_LOOKUP,
     REPLY_UNKNOWN_USER,
+    Reply,
 )
-from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState, StorageError
+from mailyard.queue.api import (AttemptStatus, DeliveryReply, QueuedRecipient, QueueEntry,
+                                StorageError)
 from mailyard.store.api import MailboxNameError, MailStore
 from mailyard.store.maildir import MaildirStore
 
 
-class LocalStatus(str, enum.Enum):
-    """The same words as ``delivery.attempt`` (delivered / deferred / failed)."""
-
-    DELIVERED = "delivered"
-    DEFERRED = "deferred"
-    FAILED = "failed"
+#: The local agent's outcomes are attempt outcomes (never POSTPONED).
+LocalStatus = AttemptStatus
 
 
 @dataclass(frozen=True)
 class LocalDeliveryResult:
     """The outcome for one queued recipient."""
 
-    status: LocalStatus
-    reply: str  # SMTP-style: "250 2.0.0 ...", "452 4.2.2 ...", "550 5.1.1 ..."
+    status: AttemptStatus  # DELIVERED, DEFERRED or FAILED
+    reply: DeliveryReply  # our own (local origin): 250 2.0.0, 452 4.2.2, 550 5.1.1 ...
     mailboxes: tuple[str, ...] = ()  # mailboxes that hold a copy (new or found)
     external: tuple[str, ...] = ()  # alias targets to forward (set only when delivered)
 
-    @property
-    def kind(self) -> str:
-        return self.status.value
-
-    def outcome(self, index: int, next_attempt: float = 0.0) -> Outcome:
-        state = {LocalStatus.DELIVERED: RecipientState.DELIVERED,
-                 LocalStatus.DEFERRED: RecipientState.DEFERRED,
-                 LocalStatus.FAILED: RecipientState.FAILED}[self.status]
-        return Outcome(index, state, self.reply, next_attempt)
+    @classmethod
+    def of(cls, status: AttemptStatus, reply: Reply, mailboxes: tuple[str, ...] = (),
+           external: tuple[str, ...] = ()) -> LocalDeliveryResult:
+        return cls(status, DeliveryReply(reply), mailboxes, external)
 
 
 def delivery_key(entry: QueueEntry, mailbox: str) -> str:
@@ -95,7 +88,7 @@ def trace_headers(sender: str, mailbox: str) -> bytes:
         return value.replace("\r", "").replace("\n", "")
 
     return (f"Return-Path: <{clean(sender)}>\r\n"
-            f"Delivered-To: {clean(mailbox)}\r\n").encode("utf-8")
+            f"Delivered-To: {clean(mailbox)}\r\n").encode()
 
 
 MAX_HEADER_SCAN = 256 * 1024
@@ -117,14 +110,14 @@ def delivered_to(content: BinaryIO) -> set[str]:
     return found
 
 
-def os_error_reply(exc: OSError) -> str:
+def os_error_reply(exc: OSError) -> Reply:
     """A temporary reply for a failed write: mail stays queued and is retried."""
     if exc.errno == errno.EDQUOT:
-        return str(REPLY_MAILBOX_FULL)
+        return REPLY_MAILBOX_FULL
     if exc.errno == errno.ENOSPC:
-        return str(REPLY_DISK_FULL)
+        return REPLY_DISK_FULL
     reason = exc.strerror or type(exc).__name__
-    return str(REPLY_LOCAL_DELIVERY_ERROR).format(error=reason)
+    return REPLY_LOCAL_DELIVERY_ERROR.fill(error=reason)
 
 
 class LocalDeliveryAgent:
@@ -158,22 +151,23 @@ class LocalDeliveryAgent:
         try:
             resolution = self.directory.resolve(recipient.address)
         except DirectoryError as exc:
-            return LocalDeliveryResult(LocalStatus.DEFERRED,
-                                       f"{REPLY_TEMP_LOOKUP} ({exc})")
+            return LocalDeliveryResult.of(
+                AttemptStatus.DEFERRED,
+                REPLY_TEMP_LOOKUP.with_text(f"{REPLY_TEMP_LOOKUP.text} ({exc})"))
         if resolution.unknown:
             reply = REPLY_UNKNOWN_USER.with_text(
                 f"<{recipient.address}>: Recipient address rejected: user unknown")
-            return LocalDeliveryResult(LocalStatus.FAILED, str(reply))
+            return LocalDeliveryResult.of(AttemptStatus.FAILED, reply)
         try:
             looped = self._looped(resolution.mailboxes, content)
         except (StorageError, OSError) as exc:
             reason = f"cannot read queued message: {exc}"
-            return LocalDeliveryResult(LocalStatus.DEFERRED,
-                                       str(REPLY_LOCAL_DELIVERY_ERROR).format(error=reason))
+            return LocalDeliveryResult.of(AttemptStatus.DEFERRED,
+                                          REPLY_LOCAL_DELIVERY_ERROR.fill(error=reason))
         mailboxes = [m for m in resolution.mailboxes if m not in looped]
         if looped and not mailboxes:
-            reply = str(REPLY_FORWARDING_LOOP).format(address=", ".join(sorted(looped)))
-            return LocalDeliveryResult(LocalStatus.FAILED, reply)
+            reply = REPLY_FORWARDING_LOOP.fill(address=", ".join(sorted(looped)))
+            return LocalDeliveryResult.of(AttemptStatus.FAILED, reply)
         done: list[str] = []
         shared = 0
         problem: LocalDeliveryResult | None = None
@@ -186,13 +180,14 @@ class LocalDeliveryAgent:
             if result is None:
                 done.append(mailbox)
                 written.add(mailbox)
-            elif problem is None or (problem.status is LocalStatus.FAILED
-                                     and result.status is LocalStatus.DEFERRED):
+            elif problem is None or (problem.status is AttemptStatus.FAILED
+                                     and result.status is AttemptStatus.DEFERRED):
                 problem = result  # a temporary problem wins: the whole recipient is retried
         if problem is not None:
             return LocalDeliveryResult(problem.status, problem.reply, tuple(done))
         reply = self._success_reply(done, resolution.external, shared)
-        return LocalDeliveryResult(LocalStatus.DELIVERED, reply, tuple(done), resolution.external)
+        return LocalDeliveryResult.of(AttemptStatus.DELIVERED, reply, tuple(done),
+                                      resolution.external)
 
     @staticmethod
     def _looped(mailboxes: tuple[str, ...], content: _OpenedOnce) -> set[str]:
@@ -213,21 +208,21 @@ class LocalDeliveryAgent:
             box.deliver(content.rewound(),
                         prefix=trace_headers(entry.envelope.sender, mailbox), key=key)
         except MailboxNameError:
-            return LocalDeliveryResult(LocalStatus.FAILED,
-                                       str(REPLY_BAD_MAILBOX_NAME).format(address=mailbox))
+            return LocalDeliveryResult.of(AttemptStatus.FAILED,
+                                          REPLY_BAD_MAILBOX_NAME.fill(address=mailbox))
         except StorageError as exc:
             reason = f"cannot read queued message: {exc}"
-            return LocalDeliveryResult(LocalStatus.DEFERRED,
-                                       str(REPLY_LOCAL_DELIVERY_ERROR).format(error=reason))
+            return LocalDeliveryResult.of(AttemptStatus.DEFERRED,
+                                          REPLY_LOCAL_DELIVERY_ERROR.fill(error=reason))
         except OSError as exc:
-            return LocalDeliveryResult(LocalStatus.DEFERRED, os_error_reply(exc))
+            return LocalDeliveryResult.of(AttemptStatus.DEFERRED, os_error_reply(exc))
         return None
 
     @staticmethod
-    def _success_reply(done: list[str], external: tuple[str, ...], shared: int = 0) -> str:
+    def _success_reply(done: list[str], external: tuple[str, ...], shared: int = 0) -> Reply:
         if not done:
-            return str(REPLY_MAILBOX_DELIVERED.with_text(
-                f"Forwarding to {len(external)} address(es)"))
+            return REPLY_MAILBOX_DELIVERED.with_text(
+                f"Forwarding to {len(external)} address(es)")
         text = REPLY_MAILBOX_DELIVERED.text
         if len(done) > 1:
             text += f" ({len(done)} mailboxes)"
@@ -236,7 +231,7 @@ class LocalDeliveryAgent:
                      "from another recipient")
         if external:
             text += f"; forwarding to {len(external)} address(es)"
-        return str(REPLY_MAILBOX_DELIVERED.with_text(text))
+        return REPLY_MAILBOX_DELIVERED.with_text(text)
 
 
 class _OpenedOnce:

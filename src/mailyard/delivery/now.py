@@ -42,11 +42,10 @@ from mailyard.dns import Resolver, make_resolver
 from mailyard.envelope import Envelope, split_address
 from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import Reply
-from mailyard.queue.api import Outcome, RecipientState, Spool
+from mailyard.queue.api import LEASE_SECONDS, Outcome, RecipientState, Spool
 
 log = logging.getLogger("mailyard.smtpd")
 
-LEASE_SECONDS = 900.0
 T = TypeVar("T")
 
 
@@ -101,21 +100,21 @@ class EndToEndDelivery:
         if len(delivered) == len(results):
             await self.recorder.record(FinishedEntry(
                 qid, [Outcome(r.index, r.state, r.reply) for r in results]))
-            reply = parse_reply(delivered[0].reply)
+            reply = delivered[0].reply.reply
             log_event(log, "end-to-end relay: delivered", qid=qid,
-                      relay=delivered[0].remote_host, reply=delivered[0].reply)
+                      relay=delivered[0].remote_host, reply=str(delivered[0].reply))
             return Reply(250, reply.status or "2.0.0",
                          f"Delivered to next hop as {qid}: {reply.text}".rstrip(": "))
         if not delivered and len(answered) == len(results):
             worst = max(results, key=lambda r: r.state is RecipientState.FAILED)
             await self._io(self.spool.delete, qid)
             log_event(log, "end-to-end relay: refused by next hop", qid=qid,
-                      relay=worst.remote_host, reply=worst.reply)
-            return parse_reply(worst.reply)
+                      relay=worst.remote_host, reply=str(worst.reply))
+            return worst.reply.reply
         await self.recorder.record(FinishedEntry(
             qid, [Outcome(r.index, r.state, r.reply) for r in delivered]))
         log_event(log, "end-to-end relay: next hop unavailable or mixed answers, queued",
-                  qid=qid, replies="; ".join(r.reply for r in results))
+                  qid=qid, replies="; ".join(str(r.reply) for r in results))
         return None
 
     async def close(self) -> None:

@@ -6,26 +6,29 @@ take every slot.  A destination whose next hops do not answer is suspended, and 
 destination holds at most a share of the active window (:mod:`.destinations`): its
 mail then comes back as *postponed* (no attempt counted), so a hundred thousand
 messages for an unreachable domain wait without holding up healthy ones.
+
+The semaphores and the destination state are per process (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from mailyard.config import Config
-from mailyard.delivery.attempt import DEFERRED, FAILED, POSTPONED, AttemptResult
-from mailyard.delivery.destinations import Destinations, Hold
-from mailyard.queue.api import QueuedRecipient, QueueEntry
+from mailyard.delivery.attempt import TRANSPORT_SMTP, AttemptResult
+from mailyard.delivery.destinations import Destinations, Postponement
+from mailyard.delivery.remote import ConnectionPool, deliver_remote
+from mailyard.delivery.routing import RouteError, Router
+from mailyard.dns.api import Resolver
+from mailyard.queue.api import AttemptStatus, DeliveryReply, QueuedRecipient, QueueEntry
 
 
 class OutboundDelivery:
-    def __init__(self, config: Config, resolver=None,  # type: ignore[no-untyped-def]
+    def __init__(self, config: Config, resolver: Resolver | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        from mailyard.delivery.remote import ConnectionPool
-        from mailyard.delivery.routing import Router
         from mailyard.dns import make_resolver
 
         self.config = config
@@ -46,9 +49,6 @@ class OutboundDelivery:
 
     async def deliver(self, entry: QueueEntry, domain: str, recipients: list[QueuedRecipient],
                       open_content: Callable[[], BinaryIO]) -> list[AttemptResult]:
-        from mailyard.delivery.remote import deliver_remote
-        from mailyard.delivery.routing import RouteError
-
         hold = self.destinations.admit(domain, self.clock())
         if hold is not None:
             return _postponed(recipients, hold)
@@ -56,8 +56,9 @@ class OutboundDelivery:
             try:
                 hops = await self.router.route(domain)
             except RouteError as exc:
-                kind = DEFERRED if exc.temporary else FAILED
-                return [AttemptResult.for_recipient(r, kind, exc.reply, "smtp")
+                status = AttemptStatus.DEFERRED if exc.temporary else AttemptStatus.FAILED
+                return [AttemptResult.for_recipient(r, status, DeliveryReply(exc.smtp_reply),
+                                                    TRANSPORT_SMTP)
                         for r in recipients]
             pairs = [(r.index, entry.envelope.recipients[r.index]) for r in recipients]
             async with self._slot(domain), self.global_slots:
@@ -67,20 +68,20 @@ class OutboundDelivery:
                 results = await deliver_remote(hops, entry.envelope, pairs, open_content,
                                                entry.size, self.config, self.pool)
             self.destinations.attempt_ended(domain, any(r.answered for r in results),
-                                            results[0].reply if results else "",
+                                            results[0].reply if results else None,
                                             self.clock())
         finally:
             self.destinations.leave(domain)
         by_index = {r.index: r for r in recipients}
-        return [replace(AttemptResult.for_recipient(by_index[res.index], res.state.value,
-                                                    res.reply, "smtp", res.remote_host),
-                        dsn_passed_on=res.dsn_passed_on)
+        return [AttemptResult(res.index, by_index[res.index].address, res.status, res.reply,
+                              TRANSPORT_SMTP, res.remote_host, dsn_passed_on=res.dsn_passed_on)
                 for res in results]
 
     async def close(self) -> None:
         await self.pool.close()
 
 
-def _postponed(recipients: list[QueuedRecipient], hold: Hold) -> list[AttemptResult]:
-    return [AttemptResult.for_recipient(r, POSTPONED, hold.reason, "smtp", until=hold.until)
+def _postponed(recipients: list[QueuedRecipient], hold: Postponement) -> list[AttemptResult]:
+    return [AttemptResult.for_recipient(r, AttemptStatus.POSTPONED, hold.reason, TRANSPORT_SMTP,
+                                        until=hold.until)
             for r in recipients]

@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Callable, Protocol, Sequence
+from typing import BinaryIO, Protocol
 
 from mailyard.config import Config
 from mailyard.delivery.routing import SmtpAuth
@@ -48,7 +49,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_UNREACHABLE,
     Reply,
 )
-from mailyard.queue.api import RecipientState
+from mailyard.queue.api import AttemptStatus, DeliveryReply, RecipientState
 from mailyard.tls import VERIFYING_LEVELS
 
 log = logging.getLogger("mailyard.delivery.smtp")
@@ -62,39 +63,70 @@ PROBE_AFTER = 2.0  # seconds idle before a session is probed with RSET on reuse
 class HopLike(Protocol):
     """What delivery reads from a next hop (routing's ``NextHop`` fits)."""
 
-    host: str
-    ip: str
-    port: int
-    tls_policy: str  # a TLS level: "none", "may", "encrypt" ("require"), "verify", "secure"
-    auth: Any  # None, (username, password), or routing's SmtpAuth
-    tls_ca_file: str  # "verify"/"secure": CA file instead of the system store
-    tls_fingerprints: tuple[str, ...]  # "verify"/"secure": leaf certificate pins
+    @property
+    def host(self) -> str: ...
+
+    @property
+    def ip(self) -> str: ...
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def tls_policy(self) -> str:
+        """A TLS level: "none", "may", "encrypt" ("require"), "verify", "secure"."""
+        ...
+
+    @property
+    def auth(self) -> SmtpAuth | tuple[str, str] | None: ...
+
+    @property
+    def tls_ca_file(self) -> str:
+        """"verify"/"secure": CA file instead of the system store."""
+        ...
+
+    @property
+    def tls_fingerprints(self) -> tuple[str, ...]:
+        """"verify"/"secure": leaf certificate pins."""
+        ...
 
 
 @dataclass(frozen=True)
 class RemoteResult:
     index: int  # the recipient's index in the envelope
-    state: RecipientState  # DELIVERED, DEFERRED or FAILED
-    reply: str  # "250 2.0.0 Ok: queued as X", or what went wrong
-    remote_host: str  # for logs and DSN Remote-MTA; "" if no server answered
+    status: AttemptStatus  # DELIVERED, DEFERRED or FAILED
+    reply: DeliveryReply  # the server's words (remote origin), or what went wrong (local)
+    remote_host: str  # the hop tried, for logs and DSN Remote-MTA; "" if none was
     # The accepting server offers DSN, so NOTIFY went on with RCPT and success reports
     # are its to give (RFC 3461 5.2.1).
     dsn_passed_on: bool = False
 
     @property
+    def state(self) -> RecipientState:
+        return self.status.state
+
+    @property
     def answered(self) -> bool:
         """The reply is the remote server's own word, not a local note that it could not
         be reached or the session broke (end-to-end relaying falls back to queueing)."""
-        code, _, rest = self.reply.partition(" ")
-        return (code, rest.split(" ", 1)[0]) not in _LOCAL_FAILURES and bool(self.remote_host)
+        return self.reply.remote_host != ""
 
 
-_LOCAL_FAILURES = {(str(r.code), r.status) for r in (
+#: Replies the client synthesises when a session breaks: never a server's own word.
+_LOCAL_FAILURES = {(r.code, r.status) for r in (
     REPLY_REMOTE_UNREACHABLE, REPLY_REMOTE_TIMEOUT, REPLY_REMOTE_LOST, REPLY_REMOTE_PROTOCOL,
     REPLY_REMOTE_TLS_FAILED, REPLY_REMOTE_NO_HOPS)}
 
 
-def credentials(auth: Any) -> tuple[str, str] | None:
+def _said_by(reply: Reply, host: str) -> DeliveryReply:
+    """The reply with its origin, decided once where it is received: a session
+    failure the client core reports is ours, anything else the host's."""
+    if not host or (reply.code, reply.status) in _LOCAL_FAILURES:
+        return DeliveryReply(reply)
+    return DeliveryReply(reply, host)
+
+
+def credentials(auth: SmtpAuth | tuple[str, str] | None) -> tuple[str, str] | None:
     if auth is None:
         return None
     if isinstance(auth, tuple):
@@ -102,7 +134,7 @@ def credentials(auth: Any) -> tuple[str, str] | None:
     return (auth.username, auth.password)
 
 
-def auth_unverified(auth: Any) -> bool:
+def auth_unverified(auth: SmtpAuth | tuple[str, str] | None) -> bool:
     """The operator allowed these credentials over a session whose certificate was not
     verified (``delivery.relayhost_auth_unverified``)."""
     return isinstance(auth, SmtpAuth) and auth.unverified_ok
@@ -214,14 +246,8 @@ class _Attempt:
     reply: Reply
     host: str
     final: bool  # False: another hop may still take it
-    state: RecipientState
+    status: AttemptStatus
     dsn: bool = False  # the hop offered the DSN extension
-
-
-def _state(reply: Reply) -> RecipientState:
-    if reply.code < 400:
-        return RecipientState.DELIVERED
-    return RecipientState.DEFERRED if reply.code < 500 else RecipientState.FAILED
 
 
 async def deliver_remote(hops: Sequence[HopLike], envelope: Envelope,
@@ -238,9 +264,9 @@ async def deliver_remote(hops: Sequence[HopLike], envelope: Envelope,
             if not pending:
                 break
             attempts = await _deliver_via(pool, hop, envelope, pending, open_content, size)
-            for (index, _), attempt in zip(pending, attempts):
+            for (index, _), attempt in zip(pending, attempts, strict=True):
                 history[index].append(attempt)
-            pending = [p for p, a in zip(pending, attempts) if not a.final]
+            pending = [p for p, a in zip(pending, attempts, strict=True) if not a.final]
         return [_conclude(index, history[index]) for index, _ in recipients]
     finally:
         if connection_pool is None:
@@ -252,15 +278,17 @@ def _conclude(index: int, attempts: list[_Attempt]) -> RemoteResult:
     failed temporarily (a backup MX saying 554 must not bounce mail the primary would
     have taken once it is back)."""
     if not attempts:
-        return RemoteResult(index, RecipientState.DEFERRED, describe(REPLY_REMOTE_NO_HOPS), "")
+        return RemoteResult(index, AttemptStatus.DEFERRED, DeliveryReply(REPLY_REMOTE_NO_HOPS),
+                            "")
     last = attempts[-1]
-    if last.final or last.state is not RecipientState.FAILED:
-        return RemoteResult(index, last.state, describe(last.reply), last.host, last.dsn)
-    deferred = [a for a in attempts if a.state is RecipientState.DEFERRED]
+    if last.final or last.status is not AttemptStatus.FAILED:
+        return RemoteResult(index, last.status, _said_by(last.reply, last.host), last.host,
+                            last.dsn)
+    deferred = [a for a in attempts if a.status is AttemptStatus.DEFERRED]
     if deferred:
-        return RemoteResult(index, RecipientState.DEFERRED, describe(deferred[-1].reply),
-                            deferred[-1].host)
-    return RemoteResult(index, RecipientState.FAILED, describe(last.reply), last.host)
+        return RemoteResult(index, AttemptStatus.DEFERRED,
+                            _said_by(deferred[-1].reply, deferred[-1].host), deferred[-1].host)
+    return RemoteResult(index, AttemptStatus.FAILED, _said_by(last.reply, last.host), last.host)
 
 
 async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
@@ -273,10 +301,10 @@ async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
             session = await pool.acquire(hop, fresh=fresh)
         except SessionError as exc:
             failure = exc.failure
-            state = RecipientState.FAILED if failure.permanent else RecipientState.DEFERRED
+            status = AttemptStatus.FAILED if failure.permanent else AttemptStatus.DEFERRED
             log_event(log, "next hop failed", host=host, ip=hop.ip, port=hop.port,
                       stage=failure.stage, reply=describe(failure.reply))
-            return [_Attempt(failure.reply, host, False, state) for _ in pending]
+            return [_Attempt(failure.reply, host, False, status) for _ in pending]
         reused = session.last_used is not None
         dsn = "DSN" in session.client.extensions
         try:
@@ -291,8 +319,9 @@ async def _deliver_via(pool: ConnectionPool, hop: HopLike, envelope: Envelope,
     out = []
     for index, _ in pending:
         res = results[index]
-        out.append(_Attempt(res.reply, host, not (res.retry_elsewhere and not res.reply.is_positive),
-                            _state(res.reply), dsn))
+        final = not (res.retry_elsewhere and not res.reply.is_positive)
+        out.append(_Attempt(res.reply, host, final,
+                            AttemptStatus.of_reply(res.reply), dsn))
     return out
 
 
@@ -319,7 +348,7 @@ async def _transactions(session: SmtpSession, envelope: Envelope,
         first = False
         last = done.reply if not done.reply.is_positive else REPLY_REMOTE_LOST
         again = []
-        for (index, rcpt), res in zip(batch, done.recipients):
+        for (index, rcpt), res in zip(batch, done.recipients, strict=False):
             results[index] = res
             if res.reply.code == 452 and done.reply.is_positive:
                 again.append((index, rcpt))

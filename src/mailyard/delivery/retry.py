@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from mailyard.config import DeliveryConfig
 from mailyard.proto.smtp.replies import REPLY_MESSAGE_EXPIRED
-from mailyard.queue.api import Outcome, RecipientState
+from mailyard.queue.api import DeliveryReply, Outcome, RecipientState
 
 #: RFC 3463 X.4.7 "Delivery time expired", with the class of the last failure (4).
 EXPIRED_STATUS = "4.4.7"
@@ -67,8 +67,9 @@ class RetryPolicy:
         when = now + max(wait, 1.0)
         return when if arrival is None else min(when, max(self.expires_at(arrival), now))
 
-    def after_temporary_failure(self, index: int, reply: str, arrival: float, attempts: int,
-                                now: float, rng: random.Random | None = None) -> Outcome:
+    def after_temporary_failure(self, index: int, reply: DeliveryReply, arrival: float,
+                                attempts: int, now: float,
+                                rng: random.Random | None = None) -> Outcome:
         """The queue outcome of a temporary failure: DEFERRED with the next attempt
         time, or FAILED with an "expired" reply (status 4.4.7) once the lifetime is up.
         ``attempts`` counts this failure."""
@@ -77,11 +78,11 @@ class RetryPolicy:
         return Outcome(index, RecipientState.DEFERRED, reply,
                        self.next_attempt(attempts, now, arrival=arrival, rng=rng))
 
-    def expired_reply(self, last_reply: str) -> str:
-        template = REPLY_MESSAGE_EXPIRED
-        text = template.text.format(lifetime=describe_duration(self.max_lifetime),
-                                    last=last_reply or "none")
-        return str(template.with_text(text))
+    def expired_reply(self, last_reply: DeliveryReply | None) -> DeliveryReply:
+        """Our own verdict (local origin), quoting the last reply."""
+        return DeliveryReply(REPLY_MESSAGE_EXPIRED.fill(
+            lifetime=describe_duration(self.max_lifetime),
+            last=str(last_reply) if last_reply is not None else "none"))
 
     def delay_warning_due(self, arrival: float, now: float,
                           already_notified: bool = False) -> bool:

@@ -333,7 +333,7 @@ async def _resolve_mx_hosts(domain: str, ordered: list[MxRecord], port: int, tls
     hops: list[NextHop] = []
     seen_ips: set[str] = set()
     temporary: DnsTemporaryError | None = None
-    for record, result in zip(ordered, lookups):
+    for record, result in zip(ordered, lookups, strict=True):
         if isinstance(result, DnsTemporaryError):
             temporary = result
             warnings.append(f"MX host {record.host}: {result.reason}")

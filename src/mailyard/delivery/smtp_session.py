@@ -19,12 +19,14 @@ Two things belong to the handshake and so live here:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
 import ssl
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Sequence
+from typing import BinaryIO
 
 from mailyard.config import DeliveryConfig
 from mailyard.envelope import Envelope, Recipient
@@ -171,7 +173,7 @@ class SmtpSession:
         check = PeerCheck(client.tls_policy, ca_file, fingerprints)
         try:
             reader, writer = await asyncio.wait_for(_connect(address, port), timeouts.connect)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             reason = _connect_error(exc)
             reply = REPLY_REMOTE_UNREACHABLE.with_text(
                 f"connect to {host}[{address}]:{port}: {reason}")
@@ -234,15 +236,11 @@ class SmtpSession:
         """QUIT politely when the protocol allows, then close the socket."""
         if self.client.can_quit:
             self.client.quit()
-            try:
+            with contextlib.suppress(TimeoutError, OSError):
                 await asyncio.wait_for(self._pump(), QUIT_TIMEOUT)
-            except (asyncio.TimeoutError, OSError):
-                pass
         self.abort()
-        try:
+        with contextlib.suppress(TimeoutError, OSError, ssl.SSLError):
             await asyncio.wait_for(self.writer.wait_closed(), QUIT_TIMEOUT)
-        except (asyncio.TimeoutError, OSError, ssl.SSLError):
-            pass
 
     def abort(self) -> None:
         if not self.writer.is_closing():
@@ -294,7 +292,8 @@ class SmtpSession:
                 f"{REPLY_REMOTE_TIMEOUT.text} ({self.host}) after {timeout:g}s"))
             return
         except (OSError, ssl.SSLError) as exc:
-            self._lost(REPLY_REMOTE_LOST.with_text(f"{REPLY_REMOTE_LOST.text} ({self.host}): {exc}"))
+            self._lost(REPLY_REMOTE_LOST.with_text(
+                f"{REPLY_REMOTE_LOST.text} ({self.host}): {exc}"))
             return
         self.client.receive_data(data)
 
@@ -336,7 +335,7 @@ class SmtpSession:
         try:
             await asyncio.wait_for(self.writer.start_tls(ctx, server_hostname=name),
                                    self.timeouts.command)
-        except (ssl.SSLError, OSError, asyncio.TimeoutError, EOFError) as exc:
+        except (TimeoutError, ssl.SSLError, OSError, EOFError) as exc:
             if self.reader.unseal():
                 self._cleartext_injected(self.reader.cleartext)
                 return

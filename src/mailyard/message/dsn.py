@@ -21,18 +21,23 @@ DSN is never answered by another DSN (RFC 3461 6.2, RFC 5321 4.5.5), and it carr
 from __future__ import annotations
 
 import enum
-import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import BinaryIO, Sequence
+from typing import BinaryIO
 
 from mailyard.envelope import Envelope, Recipient
 from mailyard.message.headers import clean_value, fold_field, format_date, make_message_id
+from mailyard.proto.smtp.replies import Reply
+from mailyard.queue.api import AttemptStatus, DeliveryReply
 
 __all__ = [
     "DEFAULT_MAX_RETURN_SIZE",
     "DsnAction",
+    "Notify",
+    "ORIGINAL_READ_LIMIT",
     "RecipientReport",
+    "action_of",
     "bounce_envelope_and_content",
     "build_report",
     "may_return_full",
@@ -45,9 +50,20 @@ DEFAULT_MAX_RETURN_SIZE = 256 * 1024
 #: Largest header block copied into a report.
 MAX_HEADER_BLOCK = 256 * 1024
 _READ_CHUNK = 64 * 1024
+#: Enough of the original for any report (see :func:`read_original`): callers that read
+#: it off the event loop read this much and no more.
+ORIGINAL_READ_LIMIT = max(DEFAULT_MAX_RETURN_SIZE, MAX_HEADER_BLOCK) + _READ_CHUNK + 1
 
 
-class DsnAction(str, enum.Enum):
+class Notify(enum.StrEnum):
+    """The RFC 3461 NOTIFY keywords (lower case) that ask for a notice."""
+
+    FAILURE = "failure"
+    DELAY = "delay"
+    SUCCESS = "success"
+
+
+class DsnAction(enum.StrEnum):
     """RFC 3464 2.3.3."""
 
     FAILED = "failed"
@@ -57,47 +73,46 @@ class DsnAction(str, enum.Enum):
     EXPANDED = "expanded"
 
     @property
-    def notify_kind(self) -> str:
-        """The RFC 3461 NOTIFY keyword (lower case) that asks for this action."""
+    def notify_kind(self) -> Notify:
+        """The NOTIFY keyword that asks for this action."""
         if self is DsnAction.FAILED:
-            return "failure"
+            return Notify.FAILURE
         if self is DsnAction.DELAYED:
-            return "delay"
-        return "success"
+            return Notify.DELAY
+        return Notify.SUCCESS
 
 
-_ACTION_OF_RESULT = {"failed": DsnAction.FAILED, "deferred": DsnAction.DELAYED,
-                     "delivered": DsnAction.DELIVERED}
-_DEFAULT_STATUS = {DsnAction.FAILED: "5.0.0", DsnAction.DELAYED: "4.0.0"}
-_REPLY_CODE = re.compile(r"^([245])\d\d(?:[ -]|$)")
-_STATUS = re.compile(r"^(?:[245]\d\d[ -])?\s*([245]\.\d{1,3}\.\d{1,3})(?:\s|$)")
+def action_of(status: AttemptStatus, *, relayed: bool = False) -> DsnAction:
+    """The one mapping from an attempt's outcome to a DSN action.  Mail handed to
+    another MTA over SMTP was relayed, not delivered (RFC 3464 2.3.3, RFC 3461 5.2.2)."""
+    if status is AttemptStatus.FAILED:
+        return DsnAction.FAILED
+    if status is AttemptStatus.DELIVERED:
+        return DsnAction.RELAYED if relayed else DsnAction.DELIVERED
+    if status is AttemptStatus.DEFERRED:
+        return DsnAction.DELAYED
+    raise ValueError(f"no DSN reports a {status.value} attempt")
 
 
 def should_notify(recipient: Recipient, kind: str) -> bool:
     """RFC 3461 4.1: whether ``recipient``'s NOTIFY asks for a ``kind`` notice
-    (``failure``, ``delay`` or ``success``).  Without NOTIFY: failure and delay;
-    NOTIFY=NEVER: nothing."""
-    if kind not in ("failure", "delay", "success"):
-        raise ValueError(f"unknown notification kind {kind!r}")
+    (:class:`Notify`).  Without NOTIFY: failure and delay; NOTIFY=NEVER: nothing."""
+    try:
+        kind = Notify(kind)
+    except ValueError:
+        raise ValueError(f"unknown notification kind {kind!r}") from None
     notify = {n.upper() for n in recipient.dsn.notify}
     if "NEVER" in notify:
         return False
     if not notify:
-        return kind in ("failure", "delay")
+        return kind in (Notify.FAILURE, Notify.DELAY)
     return kind.upper() in notify
 
 
-def status_of(reply: str, action: DsnAction) -> str:
+def status_of(reply: Reply) -> str:
     """The RFC 3463 status of a reply: its enhanced code, else its class from the
-    reply code, else the default for ``action``."""
-    reply = reply.strip()
-    match = _STATUS.match(reply)
-    if match:
-        return match.group(1)
-    match = _REPLY_CODE.match(reply)
-    if match:
-        return f"{match.group(1)}.0.0"
-    return _DEFAULT_STATUS.get(action, "2.0.0")
+    reply code (RFC 3463 2: 2.0.0, 4.0.0, 5.0.0)."""
+    return reply.status or f"{reply.code // 100}.0.0"
 
 
 @dataclass(frozen=True)
@@ -111,32 +126,31 @@ class RecipientReport:
     remote_mta: str = ""  # host name of the server that gave the reply
     last_attempt: float | None = None
     will_retry_until: float | None = None
+    diagnostic_type: str = "X-Mailyard"  # RFC 3464 2.3.6: "smtp" for an SMTP reply
 
     @classmethod
-    def from_reply(cls, recipient: Recipient, action: DsnAction, reply: str,
+    def from_reply(cls, recipient: Recipient, action: DsnAction, reply: Reply | DeliveryReply,
                    remote_mta: str = "", last_attempt: float | None = None,
                    will_retry_until: float | None = None) -> RecipientReport:
-        return cls(recipient, action, status_of(reply, action), reply.strip(), remote_mta,
-                   last_attempt, will_retry_until)
+        if isinstance(reply, Reply):
+            reply = DeliveryReply(reply)
+        return cls(recipient, action, status_of(reply.reply), str(reply), remote_mta,
+                   last_attempt, will_retry_until, "smtp")
 
     @classmethod
-    def from_attempt(cls, recipient: Recipient, result_kind: str, notify_kind: str,
-                     reply: str, relay: str = "",
-                     last_attempt: float | None = None) -> RecipientReport:
-        """From a delivery attempt result (``failed``/``deferred``/``delivered``) for a
-        notice of ``notify_kind`` (``failure``/``delay``/``success``)."""
-        action = _ACTION_OF_RESULT[result_kind]
-        if action.notify_kind != notify_kind:
-            raise ValueError(f"a {result_kind} attempt cannot go in a {notify_kind} notice")
-        return cls.from_reply(recipient, action, reply, relay, last_attempt)
+    def from_attempt(cls, recipient: Recipient, status: AttemptStatus, reply: DeliveryReply,
+                     relay: str = "", last_attempt: float | None = None, *,
+                     relayed: bool = False) -> RecipientReport:
+        """From a delivery attempt's outcome (see :func:`action_of`)."""
+        return cls.from_reply(recipient, action_of(status, relayed=relayed), reply, relay,
+                              last_attempt)
 
     @property
     def diagnostic_field(self) -> str:
         """RFC 3464 2.3.6: ``smtp; <reply>`` for SMTP replies, an X- type otherwise."""
         if not self.diagnostic:
             return ""
-        kind = "smtp" if _REPLY_CODE.match(self.diagnostic) else "X-Mailyard"
-        return f"{kind}; {self.diagnostic}"
+        return f"{self.diagnostic_type}; {self.diagnostic}"
 
 
 def _needs_utf8(envelope: Envelope, reports: Sequence[RecipientReport]) -> bool:
@@ -296,10 +310,10 @@ def build_report(hostname: str, envelope: Envelope, reports: Sequence[RecipientR
     Returns the envelope to queue it under (null sender, to the original sender) and
     its bytes.  The whole original is returned only in a report with failures, when
     RET is not HDRS (RFC 3461 4.3), the body is not BINARYMIME, it fits
-    ``max_return_size`` and :func:`may_return_full` allows it; otherwise its header.  ``size`` (the spool's content size)
-    lets a large original be known too big without reading it.  ``retry_until`` fills
-    Will-Retry-Until for delays.  The caller decides who gets notified
-    (:func:`should_notify`) and never reports to a null sender.
+    ``max_return_size`` and :func:`may_return_full` allows it; otherwise its header.
+    ``size`` (the spool's content size) lets a large original be known too big without
+    reading it.  ``retry_until`` fills Will-Retry-Until for delays.  The caller decides
+    who gets notified (:func:`should_notify`) and never reports to a null sender.
     """
     if not envelope.sender:
         raise ValueError("no DSN for a message with a null sender (RFC 3461 6.2)")

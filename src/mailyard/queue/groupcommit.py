@@ -26,6 +26,7 @@ one wake-up of the loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor
@@ -123,10 +124,9 @@ def _answer(batch: list[PendingCommit[T]], error: BaseException | None) -> None:
     for pending in batch:
         by_loop.setdefault(pending.loop, []).append(pending.done)
     for loop, futures in by_loop.items():
-        try:
+        # RuntimeError: that event loop is closed, nobody waits any more.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_resolve, futures, error)
-        except RuntimeError:
-            pass  # that event loop is closed: nobody waits any more
 
 
 def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:

@@ -18,6 +18,14 @@ roll the index back to an earlier consistent state (recipients retried again, ne
 message lost, since each committed message's file is durable and re-indexed by the
 sweep).  Several processes use the database at once; writers take the lock up front
 (``BEGIN IMMEDIATE``) and wait for each other through the busy timeout.
+
+The schema carries a version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`).  An
+older index is migrated when it is opened; a newer one (written by a later Mailyard)
+is refused with a message that says so, rather than misread.  Replies are stored as
+JSON (:meth:`DeliveryReply.to_dict`), serialised here and nowhere else.
+
+Version history: 0 = the first schema, ``last_reply`` a plain "451 4.3.0 text" string;
+1 = ``last_reply`` a JSON object with code, status, text and the answering host.
 """
 
 from __future__ import annotations
@@ -34,9 +42,19 @@ from typing import Any
 
 from mailyard.envelope import Envelope
 from mailyard.fs import create_private_database
-from mailyard.queue.api import Outcome, QueuedRecipient, QueueEntry, RecipientState, StorageError
+from mailyard.proto.smtp.replies import Reply
+from mailyard.queue.api import (
+    DeliveryReply,
+    FinishedEntry,
+    Outcome,
+    QueuedRecipient,
+    QueueEntry,
+    RecipientState,
+    StorageError,
+)
 
 BUSY_TIMEOUT_MS = 30_000
+SCHEMA_VERSION = 1
 _ACTIVE = ("pending", "deferred")
 
 SCHEMA = """
@@ -127,7 +145,13 @@ class QueueIndex:
                 self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             with self._lock:
-                self._db.executescript("BEGIN IMMEDIATE;" + SCHEMA + "COMMIT;")
+                self._db.executescript("BEGIN IMMEDIATE;" + SCHEMA)
+                try:
+                    _migrate(self._db, path)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open queue index {path}: {exc}") from exc
 
@@ -275,12 +299,11 @@ class QueueIndex:
         db.execute("UPDATE recipients SET state = ?, attempts = ?, next_attempt = ?,"
                    " last_attempt = ?, last_reply = ?, interrupted = 0, claimed = 0"
                    " WHERE qid = ? AND idx = ?",
-                   (state.value, new.attempts, next_attempt, now, o.reply, qid, old.index))
+                   (state.value, new.attempts, next_attempt, now, encode_reply(o.reply),
+                    qid, old.index))
         return new
 
-    def record_many(self, items: Sequence[tuple[str, Sequence[Outcome],
-                                                 Sequence[tuple[int, float, str]]]],
-                    now: float) -> list[bool | None]:
+    def record_many(self, items: Sequence[FinishedEntry], now: float) -> list[bool | None]:
         """:meth:`record` for several messages in one transaction.  Each item is (qid,
         outcomes, postponed): ``postponed`` recipients (index, until, reason) wait until
         ``until`` without counting an attempt (their destination is known to be down);
@@ -288,7 +311,7 @@ class QueueIndex:
         recipient is now final (the message became a tombstone), False when it stays
         queued, None when it was not in the queue."""
         out: list[bool | None] = []
-        qids = [item[0] for item in items]
+        qids = [item.qid for item in items]
         marks = ",".join("?" * len(qids))
         with self._write() as db:
             present = {row[0] for row in db.execute(
@@ -301,19 +324,22 @@ class QueueIndex:
                 if qid in known:
                     known[qid][idx] = QueuedRecipient(
                         idx, address, RecipientState(state), attempts, next_attempt,
-                        last_attempt, last_reply, bool(delay_notified), bool(interrupted))
-            for qid, outcomes, postponed in items:
+                        last_attempt, decode_reply(last_reply), bool(delay_notified),
+                        bool(interrupted))
+            for item in items:
+                qid = item.qid
                 current = known.get(qid)
                 if current is None:
                     out.append(None)
                     continue
-                for o in outcomes:
+                for o in item.outcomes:
                     current[o.index] = self._apply(db, qid, self._known(current, qid, o.index),
                                                    o, now)
-                for index, until, reason in postponed:
-                    self._known(current, qid, index)
+                for p in item.postponed:
+                    self._known(current, qid, p.index)
                     db.execute("UPDATE recipients SET next_attempt = ?, last_reply = ?"
-                               " WHERE qid = ? AND idx = ?", (until, reason, qid, index))
+                               " WHERE qid = ? AND idx = ?",
+                               (p.until, encode_reply(p.reason), qid, p.index))
                 db.execute("UPDATE recipients SET claimed = 0 WHERE qid = ? AND claimed = 1",
                            (qid,))
                 db.execute("UPDATE messages SET lease_owner = NULL, lease_until = 0"
@@ -332,7 +358,8 @@ class QueueIndex:
             raise StorageError(f"{qid}: no recipient with index {index}")
         return old
 
-    def postpone_domain(self, domain: str, until: float, reason: str, now: float) -> int:
+    def postpone_domain(self, domain: str, until: float, reason: DeliveryReply,
+                        now: float) -> int:
         """Due recipients in ``domain`` of messages nobody holds a lease on wait until
         ``until``, without counting an attempt (two set-based statements, one
         transaction).  Returns how many were postponed."""
@@ -343,7 +370,7 @@ class QueueIndex:
                 "UPDATE recipients SET next_attempt = ?, last_reply = ?"
                 f" WHERE state IN ('pending', 'deferred') AND next_attempt < ? AND {match}"
                 " AND qid IN (SELECT qid FROM messages WHERE lease_until < ? AND done = 0)",
-                (until, reason, until, len(suffix), suffix, now)).rowcount
+                (until, encode_reply(reason), until, len(suffix), suffix, now)).rowcount
             if n:
                 db.execute(
                     "UPDATE messages SET next_due = (SELECT MIN(next_attempt) FROM recipients r"
@@ -419,11 +446,11 @@ class QueueIndex:
         db.execute("UPDATE messages SET done = 1, next_due = NULL, lease_owner = NULL,"
                    " lease_until = 0, envelope = '{}' WHERE qid = ?", (qid,))
 
-    def stats(self) -> dict[str, int]:
-        counts = {state.value: 0 for state in RecipientState}
+    def stats(self) -> dict[RecipientState, int]:
+        counts = dict.fromkeys(RecipientState, 0)
         with self._read() as db:
             for state, n in db.execute("SELECT state, COUNT(*) FROM recipients GROUP BY state"):
-                counts[state] = n
+                counts[RecipientState(state)] = n
         return counts
 
     # --- sweep support -----------------------------------------------------------
@@ -471,7 +498,50 @@ def _build_entries(messages: list[tuple[Any, ...]],
          delay_notified, interrupted) in recipients:
         grouped.setdefault(qid, []).append(QueuedRecipient(
             idx, address, RecipientState(state), attempts, next_attempt, last_attempt,
-            last_reply, bool(delay_notified), bool(interrupted)))
+            decode_reply(last_reply), bool(delay_notified), bool(interrupted)))
     return [QueueEntry(qid, Envelope.from_dict(json.loads(envelope)), size, created,
                        tuple(grouped.get(qid, ())))
             for qid, created, size, envelope in messages]
+
+
+# --- the storage boundary for replies -----------------------------------------------
+def encode_reply(reply: DeliveryReply | None) -> str:
+    if reply is None:
+        return ""
+    return json.dumps(reply.to_dict(), separators=(",", ":"), ensure_ascii=False)
+
+
+def decode_reply(stored: str) -> DeliveryReply | None:
+    if not stored:
+        return None
+    try:
+        return DeliveryReply.from_dict(json.loads(stored))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return _legacy_reply(stored)
+
+
+def _legacy_reply(text: str) -> DeliveryReply:
+    """A version-0 row: "451 4.3.0 text" (or any text, kept whole as a 451's)."""
+    code_s, _, rest = text.strip().partition(" ")
+    if not (len(code_s) == 3 and code_s.isdigit() and code_s[0] in "245"):
+        return DeliveryReply(Reply(451, "", text.strip()))
+    status, _, words = rest.partition(" ")
+    if status.count(".") == 2 and status[:1] == code_s[0]:
+        return DeliveryReply(Reply(int(code_s), status, words))
+    return DeliveryReply(Reply(int(code_s), "", rest))
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the schema to :data:`SCHEMA_VERSION` (inside the open transaction)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StorageError(
+            f"queue index {path} has schema version {version}, newer than this Mailyard "
+            f"understands ({SCHEMA_VERSION}); run the Mailyard version that wrote it")
+    if version < 1:
+        rows = db.execute("SELECT qid, idx, last_reply FROM recipients"
+                          " WHERE last_reply != ''").fetchall()
+        db.executemany("UPDATE recipients SET last_reply = ? WHERE qid = ? AND idx = ?",
+                       [(encode_reply(decode_reply(text)), qid, idx) for qid, idx, text in rows])
+    if version != SCHEMA_VERSION:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -8,15 +8,19 @@ committed)::
                        meta length (uint32), CRC-32 of meta (uint32)
     meta     JSON      {"qid": ..., "created": ..., "envelope": {...}}
     content  bytes     the message exactly as received (CRLF line ends)
-    trailer  20 bytes  "MYQT", content length (uint64), CRC-32 of content (uint32), "END\\n"
+    prepend  bytes     optional: header fields computed at commit (a DKIM signature)
+    pinfo     8 bytes  only with a prepend: its length (uint32), its CRC-32 (uint32)
+    trailer  20 bytes  "MYQT" (no prepend) or "MYQP" (prepend and pinfo precede),
+                       content length (uint64), CRC-32 of content (uint32), "END\\n"
 
 All integers are big-endian.  The envelope is complete before DATA, so the header is
-written first and the content streams after it; the trailer is appended at commit.
-The file size must equal header + meta + content + trailer exactly.
+written first and the content streams after it; the prepend section and the trailer
+are appended at commit.  The file size must equal the sum of the parts exactly.
 
-:func:`open_content` gives a read-only file limited to the content; reading it to the
-end also checks the content CRC, so a message that rotted on disk is noticed by the
-delivery that reads it instead of being sent damaged.
+:func:`open_content` gives a read-only file over the message as it is delivered: the
+prepend section (checked against its CRC when the file is opened), then the content.
+Reading it to the end also checks the content CRC, so a message that rotted on disk is
+noticed by the delivery that reads it instead of being sent damaged.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ MAGIC = b"MYQR"
 VERSION = 1
 HEADER = struct.Struct(">4sBBHII")
 TRAILER_MAGIC = b"MYQT"
+TRAILER_PREPEND_MAGIC = b"MYQP"  # a prepend section (and its PREPEND_INFO) precedes
+PREPEND_INFO = struct.Struct(">II")
+MAX_PREPEND = 1024 * 1024
 END_MARKER = b"END\n"
 TRAILER = struct.Struct(">4sQI4s")
 MAX_META = 16 * 1024 * 1024
@@ -77,6 +84,12 @@ class RecordInfo:
     content_offset: int
     content_length: int
     content_crc: int
+    prepend: bytes = b""  # CRC-checked header fields that go before the content
+
+    @property
+    def message_length(self) -> int:
+        """The message as delivered: prepend plus content."""
+        return len(self.prepend) + self.content_length
 
 
 def encode_header(meta: RecordMeta) -> bytes:
@@ -84,8 +97,14 @@ def encode_header(meta: RecordMeta) -> bytes:
     return HEADER.pack(MAGIC, VERSION, 0, 0, len(data), zlib.crc32(data)) + data
 
 
-def encode_trailer(content_length: int, content_crc: int) -> bytes:
-    return TRAILER.pack(TRAILER_MAGIC, content_length, content_crc, END_MARKER)
+def encode_trailer(content_length: int, content_crc: int, prepend: bytes = b"") -> bytes:
+    """The end of a record: the prepend section if any, then the trailer."""
+    if not prepend:
+        return TRAILER.pack(TRAILER_MAGIC, content_length, content_crc, END_MARKER)
+    if len(prepend) > MAX_PREPEND:
+        raise StorageError(f"prepended header fields too long ({len(prepend)} bytes)")
+    return (prepend + PREPEND_INFO.pack(len(prepend), zlib.crc32(prepend))
+            + TRAILER.pack(TRAILER_PREPEND_MAGIC, content_length, content_crc, END_MARKER))
 
 
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
@@ -120,11 +139,26 @@ def read_info(f: BinaryIO, *, verify_content: bool = False) -> RecordInfo:
         raise RecordError("truncated content or trailer")
     f.seek(file_size - TRAILER.size)
     tmagic, length, crc, end = TRAILER.unpack(_read_exact(f, TRAILER.size, "trailer"))
-    if tmagic != TRAILER_MAGIC or end != END_MARKER:
+    if tmagic not in (TRAILER_MAGIC, TRAILER_PREPEND_MAGIC) or end != END_MARKER:
         raise RecordError("no trailer")
-    if content_offset + length + TRAILER.size != file_size:
+    prepend = b""
+    tail = TRAILER.size
+    if tmagic == TRAILER_PREPEND_MAGIC:
+        tail += PREPEND_INFO.size
+        if file_size < content_offset + tail:
+            raise RecordError("truncated prepend section")
+        f.seek(file_size - tail)
+        plen, pcrc = PREPEND_INFO.unpack(_read_exact(f, PREPEND_INFO.size, "prepend info"))
+        if plen > MAX_PREPEND or file_size < content_offset + tail + plen:
+            raise RecordError("bad prepend length")
+        tail += plen
+        f.seek(file_size - tail)
+        prepend = _read_exact(f, plen, "prepend")
+        if zlib.crc32(prepend) != pcrc:
+            raise RecordError("prepend checksum mismatch")
+    if content_offset + length + tail != file_size:
         raise RecordError("size mismatch")
-    info = RecordInfo(meta, content_offset, length, crc)
+    info = RecordInfo(meta, content_offset, length, crc, prepend)
     if verify_content:
         f.seek(content_offset)
         _verify_crc(f, info)
@@ -174,14 +208,16 @@ def validate(path: Path, *, verify_content: bool = False) -> RecordInfo:
 
 
 class ContentReader(io.RawIOBase):
-    """The content part of an open record file, read-only and seekable within bounds.
-    A sequential read from the start to the end checks the content CRC."""
+    """The message of an open record file (prepend section, then content), read-only
+    and seekable within bounds.  A sequential read from the start to the end checks
+    the content CRC (the prepend section was checked when the record was opened)."""
 
     def __init__(self, f: BinaryIO, info: RecordInfo) -> None:
         super().__init__()
         self._f = f
-        self._start = info.content_offset
-        self._length = info.content_length
+        self._prepend = info.prepend
+        self._start = info.content_offset - len(info.prepend)  # file offset of position 0
+        self._length = info.message_length
         self._expected_crc = info.content_crc
         self._pos = 0
         self._crc: int | None = 0  # None once a seek makes the running CRC meaningless
@@ -197,6 +233,11 @@ class ContentReader(io.RawIOBase):
         want = min(len(view), self._length - self._pos)
         if want <= 0:
             return 0
+        if self._pos < len(self._prepend):
+            n = min(want, len(self._prepend) - self._pos)
+            view[:n] = self._prepend[self._pos:self._pos + n]
+            self._pos += n
+            return n
         n = os.preadv(self._f.fileno(), [view[:want]], self._start + self._pos)
         if n == 0:
             raise RecordError("message file shrank while being read")
@@ -213,7 +254,7 @@ class ContentReader(io.RawIOBase):
         base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._length}[whence]
         pos = max(0, base + offset)
         if pos != self._pos:
-            self._crc = 0 if pos == 0 else None
+            self._crc = 0 if pos <= len(self._prepend) else None
         self._pos = pos
         return pos
 

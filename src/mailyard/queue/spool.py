@@ -1,9 +1,13 @@
 """The embedded durable queue: message files on local disk plus an SQLite index.
 
-:class:`FileSpool` implements the :class:`~mailyard.queue.api.Spool` protocol for one
-machine and any number of processes: the SMTP workers commit messages, the master's
-dispatcher claims and records, the CLI lists and holds, all at the same time, each with
-its own ``FileSpool`` over the same directory (see :mod:`mailyard.queue.layout`).
+:class:`FileSpool` is the queue for one machine and any number of processes: the SMTP
+workers commit messages, the master's dispatcher claims and records, the CLI lists and
+holds, all at the same time, each with its own ``FileSpool`` over the same directory
+(see :mod:`mailyard.queue.layout`).  Its methods block (file and SQLite I/O): it is the
+synchronous engine behind :class:`~mailyard.queue.threaded.ThreadedSpool`, which serves
+the asynchronous :mod:`~mailyard.queue.api` protocols from one ``queue-io`` thread, and
+is used directly only where blocking is fine (the CLI, tests, an SMTP worker's
+producer side, whose commit already runs in its own threads).
 
 Durability: a message is acknowledged only after :meth:`SpoolWriter.commit` returns,
 that is after its record (:mod:`mailyard.queue.record`) was written, fdatasync'd,
@@ -42,19 +46,28 @@ was never acknowledged, so the client may also have sent it again).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
 from mailyard.envelope import Envelope
-from mailyard.queue.api import Outcome, QueueEntry, StorageError
+from mailyard.queue.api import (
+    LEASE_SECONDS,
+    DeliveryReply,
+    FinishedEntry,
+    Outcome,
+    QueueEntry,
+    RecipientState,
+    StorageError,
+)
 from mailyard.queue.groupcommit import GroupCommit
 from mailyard.queue.identity import ProcessIdentity, QueueIdGenerator, owner_is_dead
 from mailyard.queue.index import NewMessage, QueueIndex
-from mailyard.queue.layout import TEMP_SUFFIX, SpoolLayout, unlink_if_present
+from mailyard.queue.layout import SpoolLayout, unlink_if_present
 from mailyard.queue.record import open_content
 from mailyard.queue.sweep import SweepReport, purge_tombstones, sweep
 from mailyard.queue.writer import SpoolWriter, storage_error
@@ -118,19 +131,22 @@ class _ProcessResources:
         """Commits that fail are answered 4xx: remove their files so that the client's
         retry does not make a second copy."""
         for m in batch:
-            try:
+            # If it stays, the sweep indexes it: a duplicate at worst.
+            with contextlib.suppress(OSError):
                 unlink_if_present(self.layout.message_path(m.qid))
-            except OSError:
-                pass  # left for the sweep to index: a duplicate at worst
 
     def close(self) -> None:
+        """Release everything (idempotent)."""
         for pool in (self._files, self._sync):
             if pool is not None:
                 pool.shutdown(wait=True)
+        self._files = self._sync = self._group = None
         if self._dir_fd is not None:
             os.close(self._dir_fd)
+            self._dir_fd = None
         if self._commit_index is not None:
             self._commit_index.close()
+            self._commit_index = None
         self.index.close()
 
 
@@ -144,8 +160,7 @@ class FileSpool:
         self.hostname = hostname
         self.clock = clock
         self.layout.create()
-        self._msg_prefix = f"{self.layout.msg_dir}{os.sep}"  # plain strings: the hot path
-        self._tmp_prefix = f"{self.layout.tmp_dir}{os.sep}"
+        self._msg_prefix = f"{self.layout.msg_dir}{os.sep}"  # a plain string: the hot path
         self._ids = QueueIdGenerator()
         self._commit_threads = commit_threads
         self._res = _ProcessResources(self.layout, commit_threads)
@@ -166,8 +181,7 @@ class FileSpool:
     def open_message(self, envelope: Envelope) -> SpoolWriter:
         r = self._r
         qid = self._ids.next()
-        return SpoolWriter(qid, self.clock(), envelope,
-                           f"{self._tmp_prefix}{qid}.{r.owner}{TEMP_SUFFIX}",
+        return SpoolWriter(qid, self.clock(), envelope, str(self.layout.temp_path(qid, r.owner)),
                            f"{self._msg_prefix}{qid}", r.group)
 
     async def enqueue(self, envelope: Envelope, content: bytes) -> str:
@@ -187,14 +201,16 @@ class FileSpool:
         return st.f_bavail * st.f_frsize
 
     # --- scheduler / delivery ------------------------------------------------------
-    def claim_due(self, now: float, limit: int, lease_seconds: float) -> list[QueueEntry]:
+    def claim_due(self, now: float, limit: int,
+                  lease_seconds: float = LEASE_SECONDS) -> list[QueueEntry]:
         r = self._r
         if time.monotonic() - self._last_purge >= PURGE_INTERVAL:
             self._purge()
         r.index.reap_dead_owners(owner_is_dead)
         return r.index.claim_due(now, limit, now + lease_seconds, r.owner)
 
-    def claim(self, qid: str, now: float, lease_seconds: float) -> QueueEntry | None:
+    def claim(self, qid: str, now: float,
+              lease_seconds: float = LEASE_SECONDS) -> QueueEntry | None:
         """Lease one entry if it is due and nobody holds it (in-session relaying)."""
         r = self._r
         entries = r.index.claim_due(now, 1, now + lease_seconds, r.owner, qid=qid)
@@ -217,21 +233,17 @@ class FileSpool:
     def release_lease(self, qid: str) -> None:
         self._r.index.release_lease(qid)
 
-    def record_many(self, items: Iterable[tuple[str, Iterable[Outcome],
-                                                Iterable[tuple[int, float, str]]]]
-                    ) -> list[bool | None]:
-        """:meth:`record` for several messages in one index transaction; each item is
-        (qid, outcomes, postponed).  Per item: True when the message is finished (and
-        its file removed), False when it stays queued, None when it was not queued
-        (see :meth:`QueueIndex.record_many`)."""
-        batch = [(qid, list(outcomes), list(postponed)) for qid, outcomes, postponed in items]
-        finished = self._r.index.record_many(batch, self.clock())
-        for (qid, _, _), done in zip(batch, finished):
+    def record_many(self, items: Sequence[FinishedEntry]) -> list[bool | None]:
+        """:meth:`record` for several messages in one index transaction.  Per item: True
+        when the message is finished (and its file removed), False when it stays queued,
+        None when it was not queued (see :meth:`QueueIndex.record_many`)."""
+        finished = self._r.index.record_many(items, self.clock())
+        for item, done in zip(items, finished, strict=True):
             if done:
-                self._unlink(qid)
+                self._unlink(item.qid)
         return finished
 
-    def postpone_domain(self, domain: str, until: float, reason: str) -> int:
+    def postpone_domain(self, domain: str, until: float, reason: DeliveryReply) -> int:
         """Due recipients in ``domain`` not leased by anyone wait until ``until`` without
         counting an attempt (a destination that is down); returns how many."""
         return self._r.index.postpone_domain(domain, until, reason, self.clock())
@@ -262,8 +274,8 @@ class FileSpool:
     def flush(self, qid: str | None = None) -> int:
         return self._r.index.flush(qid)
 
-    def stats(self) -> dict[str, int]:
-        """Recipients of queued messages, by state value (all five states present)."""
+    def stats(self) -> dict[RecipientState, int]:
+        """Recipients of queued messages, by state (all five states present)."""
         return self._r.index.stats()
 
     # --- maintenance -----------------------------------------------------------------

@@ -103,7 +103,7 @@ def reconcile(layout: SpoolLayout, index: QueueIndex, report: SweepReport,
                     index.forget([name])
             continue
         if done is None:
-            new.append(NewMessage(name, info.meta.created, info.content_length,
+            new.append(NewMessage(name, info.meta.created, info.message_length,
                                   info.meta.envelope))
     for i in range(0, len(new), INSERT_CHUNK):
         index.insert(new[i:i + INSERT_CHUNK])

@@ -6,8 +6,9 @@ before DATA), so memory per message stays bounded whatever the message size.
 
 ``commit()`` makes the message durable before it returns, in this order:
 
-1. the rest of the content and the trailer are written to ``tmp/<qid>.<owner>.tmp``,
-   the file is fdatasync'd, closed and renamed to ``msg/<qid>``;
+1. the rest of the content, the prepend section (header fields computed once the
+   content is known, see :mod:`mailyard.queue.record`) and the trailer are written to
+   ``tmp/<qid>.<owner>.tmp``, the file is fdatasync'd, closed and renamed to ``msg/<qid>``;
 2. the ``msg/`` directory is fsync'd, then the message is inserted into the index.
 
 Both run in the spool's commit threads, in a group commit shared with the other
@@ -22,6 +23,7 @@ sweep if the index did not get it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import zlib
@@ -93,16 +95,23 @@ class SpoolWriter:
             raise storage_error(f"{self.qid}: cannot write the queue file", exc) from exc
         self._buffer.clear()
 
-    async def commit(self) -> str:
-        """Make the message durable; returns the queue id.  Raises StorageError.
-        Once started, the commit runs to its end even if the caller is cancelled."""
+    async def commit(self, prepend: bytes = b"") -> str:
+        """Make the message durable; returns the queue id.  ``prepend`` goes in front of
+        the content when it is read back.  Raises StorageError.  Once started, the
+        commit runs to its end even if the caller is cancelled."""
         if self._done is None:
             if self._state != "open":
                 raise StorageError(f"{self.qid}: commit after {self._state}")
+            try:
+                trailer = encode_trailer(self._length, self._crc, prepend)
+            except StorageError:
+                self.abort()
+                raise
             self._state = "committing"
-            tail = bytes(self._buffer) + encode_trailer(self._length, self._crc)
+            tail = bytes(self._buffer) + trailer
             self._buffer = bytearray()
-            message = NewMessage(self.qid, self._created, self._length, self._envelope)
+            message = NewMessage(self.qid, self._created, self._length + len(prepend),
+                                 self._envelope)
             self._done = self._group.submit(message, partial(self._finish_file, tail),
                                             slow=self._fd is not None)
             self._done.add_done_callback(self._finished)
@@ -144,7 +153,6 @@ class SpoolWriter:
 
 
 def _unlink_quietly(path: str) -> None:
-    try:
+    # Already gone, or a leftover that the next sweep removes.
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass  # already gone, or a leftover that the next sweep removes

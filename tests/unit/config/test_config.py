@@ -140,4 +140,44 @@ def test_require_is_accepted_as_the_earlier_name_of_encrypt():
     cfg = parse_config(RELAY + 'relayhost_tls = "require"\ntls = "require"\n'
                        '[[delivery.transports]]\ndomain = "a.test"\ntls = "require"')
     assert cfg.delivery.relayhost_tls_level == "encrypt"
-    assert cfg.delivery.transports[0].tls == "require"
+    assert cfg.delivery.transports[0].tls == "encrypt"  # converted once, by the loader
+
+
+def test_enumerated_values_are_converted_once_by_the_loader():
+    import json
+
+    from mailyard.config import (
+        BareLineEndings,
+        LogFormat,
+        LogLevel,
+        TlsLevel,
+        TransportMode,
+        config_from_dict,
+        config_to_dict,
+    )
+
+    cfg = parse_config('[smtpd]\nbare_line_endings = "normalize"\n[log]\nformat = "json"\n'
+                       'level = "debug"\n[delivery]\ntls = "require"\n'
+                       '[[delivery.transports]]\ndomain = "a.test"\nmode = "end-to-end"\n')
+    assert cfg.smtpd.bare_line_endings is BareLineEndings.NORMALIZE
+    assert (cfg.log.format, cfg.log.level) == (LogFormat.JSON, LogLevel.DEBUG)
+    assert cfg.delivery.tls is TlsLevel.ENCRYPT
+    assert cfg.delivery.transports[0].mode is TransportMode.END_TO_END
+    assert cfg.delivery.relayhost_tls is None
+    again = config_from_dict(json.loads(json.dumps(config_to_dict(cfg))))
+    assert (again.smtpd, again.log, again.delivery) == (cfg.smtpd, cfg.log, cfg.delivery)
+    assert again.delivery.tls is TlsLevel.ENCRYPT
+
+
+@pytest.mark.parametrize("text,key,allowed", [
+    ('[log]\nformat = "xml"', "log.format", "must be 'text' or 'json'"),
+    ('[log]\nlevel = "loud"', "log.level", "must be 'debug', 'info', 'warning' or 'error'"),
+    ('[smtpd]\nbare_line_endings = "fix"', "smtpd.bare_line_endings",
+     "must be 'reject' or 'normalize'"),
+    ('[delivery]\ntls = "always"', "delivery.tls", "'none', 'may', 'encrypt', 'verify'"),
+    ('[delivery]\ntls = 3', "delivery.tls", "must be a string"),
+])
+def test_enumerated_value_errors_name_the_key_and_the_allowed_values(text, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        parse_config(text)
+    assert err.value.key == key and allowed in str(err.value)

@@ -12,10 +12,18 @@ from pathlib import Path
 import pytest
 
 from mailyard.config import Config
-from mailyard.delivery.attempt import FAILED, AttemptResult, Finalizer
+from mailyard.delivery.attempt import AttemptPolicy, AttemptResult
 from mailyard.envelope import Envelope, Recipient
-from mailyard.queue.api import RecipientState
+from mailyard.ingest.pipeline import QueueIngest
+from mailyard.proto.smtp.replies import Reply
+from mailyard.queue.api import (
+    AttemptStatus,
+    DeliveryReply,
+    FinishedEntry,
+    RecipientState,
+)
 from mailyard.queue.spool import FileSpool
+from mailyard.queue.threaded import ThreadedSpool
 
 NOW = 1_700_000_000.0
 BOUNCE = (b"From: MAILER-DAEMON@mx.example.test\r\nSubject: Undelivered Mail\r\n\r\n"
@@ -31,17 +39,18 @@ def spool(tmp_path: Path):
 
 def fail_all(spool: FileSpool, sender: str, recipient: str, transport: str = "local",
              ) -> list[tuple[Envelope, bytes]]:
-    """Queue a message, fail its recipient through the Finalizer; the new messages."""
+    """Queue a message, fail its recipient through the AttemptPolicy; the new messages."""
     env = Envelope(sender, (Recipient(recipient),), received_at=NOW)
     qid = asyncio.run(spool.enqueue(env, BOUNCE))
     (entry,) = spool.claim_due(NOW, 10, 60)
-    finalizer = Finalizer(Config(hostname="mx.example.test", local_domains=("example.test",)),
-                          spool, lambda: NOW)
-    result = AttemptResult(0, recipient, FAILED,
-                           "550 5.1.1 <ghost@example.test>: user unknown", transport)
-    outcomes = asyncio.run(finalizer.finish(entry, [result]))
+    queue = ThreadedSpool(spool)
+    policy = AttemptPolicy(Config(hostname="mx.example.test", local_domains=("example.test",)),
+                           queue, QueueIngest(queue, "mx.example.test"), lambda: NOW)
+    result = AttemptResult(0, recipient, AttemptStatus.FAILED, DeliveryReply(
+        Reply(550, "5.1.1", "<ghost@example.test>: user unknown")), transport)
+    outcomes = asyncio.run(policy.finish(entry, [result]))
     assert [o.state for o in outcomes] == [RecipientState.FAILED]
-    spool.record_many([(qid, outcomes, [])])
+    spool.record_many([FinishedEntry(qid, outcomes)])
     out = []
     for e in spool.list():
         with spool.open_content(e.qid) as f:

@@ -4,15 +4,20 @@ counted) and OutcomeRecorder's group commit."""
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder, Postponement
+from mailyard.delivery.recorder import (
+    FinishedEntry,
+    OutcomeRecorder,
+    PostponedRecipient,
+)
 from mailyard.envelope import Envelope, Recipient
 from mailyard.queue.api import Outcome, RecipientState
 from mailyard.queue.spool import FileSpool
+from mailyard.queue.threaded import ThreadedSpool
+from tests.support.replies import reply
 
 NOW = 1_700_000_000.0
 
@@ -38,10 +43,11 @@ def test_record_many_applies_each_entry_in_one_call(spool: FileSpool) -> None:
     later = queue(spool, "b@healthy.example", "c@down.example")
     assert len(spool.claim_due(NOW, 10, 60)) == 2
     finished = spool.record_many([
-        (done, [Outcome(0, RecipientState.DELIVERED, "250 ok")], []),
-        (later, [Outcome(0, RecipientState.DELIVERED, "250 ok"),
-                 Outcome(1, RecipientState.DEFERRED, "451 later", NOW + 60)], []),
-        ("nosuchqid", [], []),
+        FinishedEntry(done, [Outcome(0, RecipientState.DELIVERED, reply(250, "", "ok"))]),
+        FinishedEntry(later, [Outcome(0, RecipientState.DELIVERED, reply(250, "", "ok")),
+                              Outcome(1, RecipientState.DEFERRED, reply(451, "", "later"),
+                                      NOW + 60)]),
+        FinishedEntry("nosuchqid"),
     ])
     assert finished == [True, False, None]
     assert spool.get(done) is None  # finished: gone, file removed
@@ -56,10 +62,11 @@ def test_record_many_applies_each_entry_in_one_call(spool: FileSpool) -> None:
 def test_postponed_recipient_waits_without_an_attempt(spool: FileSpool) -> None:
     qid = queue(spool, "a@down.example")
     spool.claim_due(NOW, 10, 60)
-    spool.record_many([(qid, [], [(0, NOW + 300, "451 4.4.1 destination down")])])
+    down = reply(451, "4.4.1", "destination down")
+    spool.record_many([FinishedEntry(qid, [], [PostponedRecipient(0, NOW + 300, down)])])
     rec = spool.get(qid).recipients[0]
     assert (rec.state, rec.attempts, rec.next_attempt) == (RecipientState.PENDING, 0, NOW + 300)
-    assert rec.last_reply == "451 4.4.1 destination down"
+    assert rec.last_reply == down
     assert spool.claim_due(NOW + 299, 10, 60) == []
     assert [e.qid for e in spool.claim_due(NOW + 300, 10, 60)] == [qid]
 
@@ -68,7 +75,8 @@ def test_postpone_domain_skips_leased_messages_and_other_domains(spool: FileSpoo
     leased = queue(spool, "a@Down.Example")
     spool.claim_due(NOW, 10, 60)
     waiting = [queue(spool, f"r{i}@DOWN.example", "x@up.example") for i in range(5)]
-    assert spool.postpone_domain("down.example", NOW + 600, "suspended") == 5
+    assert spool.postpone_domain("down.example", NOW + 600,
+                                 reply(451, "4.4.1", "suspended")) == 5
     for qid in waiting:
         down, up = spool.get(qid).recipients
         assert (down.next_attempt, down.attempts, up.next_attempt) == (NOW + 600, 0, 0)
@@ -83,11 +91,10 @@ def test_recorder_writes_entries_finished_together_in_one_batch(spool: FileSpool
     spool.claim_due(NOW, 100, 60)
 
     async def finish_all() -> OutcomeRecorder:
-        with ThreadPoolExecutor(1) as executor:
-            recorder = OutcomeRecorder(spool, executor)
-            await asyncio.gather(*(recorder.record(FinishedEntry(
-                qid, [Outcome(0, RecipientState.DELIVERED, "250 ok")])) for qid in qids))
-            return recorder
+        recorder = OutcomeRecorder(ThreadedSpool(spool))
+        await asyncio.gather(*(recorder.record(FinishedEntry(
+            qid, [Outcome(0, RecipientState.DELIVERED, reply(250, "", "ok"))])) for qid in qids))
+        return recorder
 
     recorder = asyncio.run(finish_all())
     assert recorder.batches == 1
@@ -99,11 +106,10 @@ def test_recorder_reports_a_storage_error_to_every_entry_of_the_batch(spool: Fil
     spool.claim_due(NOW, 10, 60)
 
     async def finish() -> list[BaseException | None]:
-        with ThreadPoolExecutor(1) as executor:
-            recorder = OutcomeRecorder(spool, executor)
-            bad = FinishedEntry(qid, [], [Postponement(7, NOW, "no such recipient")])
-            return await asyncio.gather(recorder.record(bad), recorder.record(
-                FinishedEntry(qid, [])), return_exceptions=True)
+        recorder = OutcomeRecorder(ThreadedSpool(spool))
+        bad = FinishedEntry(qid, [], [PostponedRecipient(7, NOW, reply(451))])
+        return await asyncio.gather(recorder.record(bad), recorder.record(
+            FinishedEntry(qid, [])), return_exceptions=True)
 
     errors = asyncio.run(finish())
     assert all(type(e).__name__ == "StorageError" for e in errors)

@@ -17,7 +17,14 @@ from mailyard.delivery.local import LocalDeliveryAgent, LocalDeliveryResult, Loc
 from mailyard.directory.api import DirectoryError, Resolution
 from mailyard.directory.sqlite import SqliteDirectory
 from mailyard.envelope import Envelope, Recipient
-from mailyard.queue.api import QueuedRecipient, QueueEntry, RecipientState, StorageError
+from mailyard.proto.smtp.replies import Reply
+from mailyard.queue.api import (
+    QueuedRecipient,
+    QueueEntry,
+    RecipientState,
+    ReplyOrigin,
+    StorageError,
+)
 from mailyard.store.maildir import message_sizes, read_message
 
 MESSAGE = b"From: sender@remote.org\r\nSubject: test\r\n\r\nbody line\r\n"
@@ -76,8 +83,8 @@ def test_delivers_with_return_path_and_delivered_to(agent: LocalDeliveryAgent,
     Delivered-To (RFC 9228) names the mailbox.  Both come first."""
     entry = make_entry("Alice@Example.TEST")
     result = agent.deliver(entry, entry.recipients[0], content())
-    assert result.status is LocalStatus.DELIVERED and result.kind == "delivered"
-    assert result.reply.startswith("250 2.0.0")
+    assert result.status is LocalStatus.DELIVERED and result.status is LocalStatus.DELIVERED
+    assert str(result.reply).startswith("250 2.0.0")
     assert result.mailboxes == ("alice@example.test",)
     assert messages(config, "alice@example.test") == [
         b"Return-Path: <sender@remote.org>\r\nDelivered-To: alice@example.test\r\n" + MESSAGE]
@@ -92,7 +99,7 @@ def test_null_sender(agent: LocalDeliveryAgent, config: Config) -> None:
 def test_subaddress_goes_to_the_user(agent: LocalDeliveryAgent, config: Config) -> None:
     """RFC 5233 sub-addressing."""
     entry = make_entry("alice+lists@example.test")
-    assert agent.deliver(entry, entry.recipients[0], content()).kind == "delivered"
+    assert agent.deliver(entry, entry.recipients[0], content()).status is LocalStatus.DELIVERED
     assert len(messages(config, "alice@example.test")) == 1
 
 
@@ -100,9 +107,9 @@ def test_unknown_user_is_a_permanent_failure(agent: LocalDeliveryAgent) -> None:
     entry = make_entry("nobody@example.test")
     result = agent.deliver(entry, entry.recipients[0], content())
     assert result.status is LocalStatus.FAILED
-    assert result.reply.startswith("550 5.1.1")
-    assert "nobody@example.test" in result.reply
-    assert result.outcome(0).state is RecipientState.FAILED
+    assert str(result.reply).startswith("550 5.1.1")
+    assert "nobody@example.test" in str(result.reply)
+    assert result.status.state is RecipientState.FAILED
 
 
 def test_alias_fans_out_and_returns_external(agent: LocalDeliveryAgent,
@@ -115,7 +122,7 @@ def test_alias_fans_out_and_returns_external(agent: LocalDeliveryAgent,
     assert result.status is LocalStatus.DELIVERED
     assert result.mailboxes == ("alice@example.test", "bob@example.test")
     assert result.external == ("Carol@remote.org",)
-    assert "forwarding to 1" in result.reply
+    assert "forwarding to 1" in str(result.reply)
     assert b"Delivered-To: bob@example.test\r\n" in messages(config, "bob@example.test")[0]
     assert len(messages(config, "alice@example.test")) == 1
 
@@ -133,7 +140,7 @@ def test_postmaster_mailbox_exists_without_setup(agent: LocalDeliveryAgent,
     """RFC 5321 4.5.1 / RFC 2142: postmaster@ and abuse@ always reach a real mailbox."""
     entry = make_entry("postmaster@example.test", "abuse@example.test")
     for r in entry.recipients:
-        assert agent.deliver(entry, r, content()).kind == "delivered"
+        assert agent.deliver(entry, r, content()).status is LocalStatus.DELIVERED
     assert len(messages(config, "postmaster@example.test")) == 2
 
 
@@ -151,7 +158,7 @@ def test_interrupted_delivery_is_not_repeated(agent: LocalDeliveryAgent,
 def test_interrupted_but_never_written_is_delivered(agent: LocalDeliveryAgent,
                                                     config: Config) -> None:
     entry = make_entry("alice@example.test", interrupted=True)
-    assert agent.deliver(entry, entry.recipients[0], content()).kind == "delivered"
+    assert agent.deliver(entry, entry.recipients[0], content()).status is LocalStatus.DELIVERED
     assert len(messages(config, "alice@example.test")) == 1
 
 
@@ -176,7 +183,7 @@ def test_same_mailbox_via_two_recipients_gets_one_copy(agent: LocalDeliveryAgent
     results = [agent.deliver(entry, r, content(), written) for r in entry.recipients]
     assert [r.status for r in results] == [LocalStatus.DELIVERED, LocalStatus.DELIVERED]
     assert results[1].mailboxes == ("alice@example.test",)
-    assert "already had this message" in results[1].reply
+    assert "already had this message" in str(str(results[1].reply))
     assert len(messages(config, "alice@example.test")) == 1
 
 
@@ -218,7 +225,7 @@ def test_copy_keyed_by_recipient_index_is_still_found(agent: LocalDeliveryAgent,
     entry = make_entry("alice@example.test", interrupted=True)
     box = agent.store.mailbox("alice@example.test")
     box.deliver(io.BytesIO(MESSAGE), key=f"{entry.qid}.0")
-    assert agent.deliver(entry, entry.recipients[0], content()).kind == "delivered"
+    assert agent.deliver(entry, entry.recipients[0], content()).status is LocalStatus.DELIVERED
     assert len(messages(config, "alice@example.test")) == 1
 
 
@@ -261,8 +268,8 @@ def test_disk_errors_defer(agent: LocalDeliveryAgent, config: Config,
     entry = make_entry("alice@example.test")
     result = agent.deliver(entry, entry.recipients[0], content())
     assert result.status is LocalStatus.DEFERRED
-    assert result.reply.startswith(reply)
-    assert result.outcome(0, next_attempt=5.0).state is RecipientState.DEFERRED
+    assert str(result.reply).startswith(reply)
+    assert result.status.state is RecipientState.DEFERRED
     box = config.data_path / "mail" / "example.test" / "alice"
     assert os.listdir(box / "tmp") == [] and os.listdir(box / "new") == []
 
@@ -294,7 +301,7 @@ def test_unreadable_queue_file_defers(agent: LocalDeliveryAgent) -> None:
     entry = make_entry("alice@example.test")
     result = agent.deliver(entry, entry.recipients[0], broken)
     assert result.status is LocalStatus.DEFERRED
-    assert result.reply.startswith("451 4.3.0") and "queue file missing" in result.reply
+    assert str(result.reply).startswith("451 4.3.0") and "queue file missing" in str(result.reply)
 
 
 class BrokenDirectory:
@@ -307,7 +314,7 @@ def test_directory_failure_defers(config: Config) -> None:
     entry = make_entry("alice@example.test")
     result = agent.deliver(entry, entry.recipients[0], content())
     assert result.status is LocalStatus.DEFERRED
-    assert result.reply.startswith("451 4.4.3")
+    assert str(result.reply).startswith("451 4.4.3")
 
 
 def test_unknown_user_at_delivery_time(agent: LocalDeliveryAgent,
@@ -316,7 +323,7 @@ def test_unknown_user_at_delivery_time(agent: LocalDeliveryAgent,
     entry = make_entry("bob@example.test")
     directory.delete_user("bob@example.test")
     result = agent.deliver(entry, entry.recipients[0], content())
-    assert result.status is LocalStatus.FAILED and result.reply.startswith("550 5.1.1")
+    assert result.status is LocalStatus.FAILED and str(result.reply).startswith("550 5.1.1")
 
 
 def test_header_injection_is_neutralised() -> None:
@@ -325,9 +332,9 @@ def test_header_injection_is_neutralised() -> None:
 
 
 def test_result_outcome_mapping() -> None:
-    ok = LocalDeliveryResult(LocalStatus.DELIVERED, "250 2.0.0 ok")
-    assert ok.outcome(3).index == 3
-    assert ok.outcome(3).state is RecipientState.DELIVERED
+    ok = LocalDeliveryResult.of(LocalStatus.DELIVERED, Reply(250, "2.0.0", "ok"))
+    assert ok.status.state is RecipientState.DELIVERED
+    assert ok.reply.origin is ReplyOrigin.LOCAL and str(ok.reply) == "250 2.0.0 ok"
 
 
 def test_forwarding_loop_is_refused(agent: LocalDeliveryAgent, config: Config) -> None:
@@ -337,7 +344,7 @@ def test_forwarding_loop_is_refused(agent: LocalDeliveryAgent, config: Config) -
     entry = make_entry("alice@example.test")
     result = agent.deliver(entry, entry.recipients[0], content(looped))
     assert result.status is LocalStatus.FAILED
-    assert result.reply.startswith("554 5.4.6") and "alice@example.test" in result.reply
+    assert str(result.reply).startswith("554 5.4.6") and "alice@example.test" in str(result.reply)
     assert messages(config, "alice@example.test") == []
 
 
@@ -345,7 +352,7 @@ def test_loop_check_reads_headers_only(agent: LocalDeliveryAgent,
                                        directory: SqliteDirectory, config: Config) -> None:
     body_mention = MESSAGE + b"Delivered-To: alice@example.test\r\n"
     entry = make_entry("alice@example.test")
-    assert agent.deliver(entry, entry.recipients[0], content(body_mention)).kind == "delivered"
+    assert agent.deliver(entry, entry.recipients[0], content(body_mention)).status is LocalStatus.DELIVERED
     # Only the looping mailbox of an alias is skipped.
     directory.add_alias("team@example.test", ["alice@example.test", "bob@example.test"])
     looped = b"Delivered-To: alice@example.test\r\n" + MESSAGE

@@ -15,7 +15,7 @@ from mailyard.config import Config
 from mailyard.delivery.local import LocalDeliveryAgent
 from mailyard.directory.sqlite import SqliteDirectory
 from mailyard.envelope import Envelope, Recipient
-from mailyard.queue.api import QueuedRecipient, QueueEntry, RecipientState
+from mailyard.queue.api import AttemptStatus, QueuedRecipient, QueueEntry, RecipientState
 from mailyard.store.api import INBOX, Mailbox, MailboxNameError, MailStore, StoredMessage
 
 MESSAGE = b"Subject: test\r\n\r\nbody\r\n"
@@ -84,7 +84,7 @@ def test_delivers_through_the_injected_store(config: Config, directory: SqliteDi
     agent = LocalDeliveryAgent(config, directory, store=store)
     entry = entry_for("alice@example.test")
     result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(MESSAGE))
-    assert result.kind == "delivered"
+    assert result.status is AttemptStatus.DELIVERED
     data = store.boxes["alice@example.test"].messages["Q1.alice@example.test"]
     assert data.startswith(b"Return-Path: <s@remote.org>\r\nDelivered-To: alice@example.test")
     assert data.endswith(MESSAGE)
@@ -98,7 +98,7 @@ def test_retry_finds_the_copy_in_the_store(config: Config,
     store.mailbox("alice@example.test").messages["Q1.alice@example.test"] = b"earlier"
     entry = entry_for("alice@example.test", attempts=1)
     result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(MESSAGE))
-    assert result.kind == "delivered"
+    assert result.status is AttemptStatus.DELIVERED
     assert store.boxes["alice@example.test"].messages == {"Q1.alice@example.test": b"earlier"}
 
 
@@ -107,8 +107,8 @@ def test_store_errors_defer(config: Config, directory: SqliteDirectory) -> None:
                                store=MemoryStore(OSError(errno.ENOSPC, "No space left")))
     entry = entry_for("alice@example.test")
     result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(MESSAGE))
-    assert result.kind == "deferred"
-    assert result.reply.startswith("452 4.3.1")
+    assert result.status is AttemptStatus.DEFERRED
+    assert (result.reply.reply.code, result.reply.reply.status) == (452, "4.3.1")
 
 
 def test_queued_message_is_opened_once_per_recipient(config: Config,
@@ -127,7 +127,7 @@ def test_queued_message_is_opened_once_per_recipient(config: Config,
 
     entry = entry_for("team@example.test")
     result = agent.deliver(entry, entry.recipients[0], open_content)
-    assert result.kind == "delivered"
+    assert result.status is AttemptStatus.DELIVERED
     assert len(opened) == 1 and opened[0].closed
     for box in ("alice@example.test", "bob@example.test"):
         assert store.boxes[box].messages[f"Q1.{box}"].endswith(MESSAGE)

@@ -14,12 +14,16 @@ from mailyard.envelope import DsnRecipient, Envelope, Recipient
 from mailyard.message.dsn import (
     MAX_HEADER_BLOCK,
     DsnAction,
+    Notify,
     RecipientReport,
+    action_of,
     bounce_envelope_and_content,
     build_report,
     should_notify,
     status_of,
 )
+from mailyard.proto.smtp.replies import Reply
+from mailyard.queue.api import AttemptStatus, DeliveryReply
 
 HOST = "mail.example.org"
 NOW = 1_700_000_000.0
@@ -39,7 +43,8 @@ def envelope(**kw) -> Envelope:
     return Envelope(**base)
 
 
-def failed(env: Envelope, i: int = 0, reply: str = "550 5.1.1 <bob@example.net>: User unknown"):
+def failed(env: Envelope, i: int = 0,
+           reply: Reply = Reply(550, "5.1.1", "<bob@example.net>: User unknown")):
     return RecipientReport.from_reply(env.recipients[i], DsnAction.FAILED, reply,
                                       "mx.example.net", NOW - 10)
 
@@ -122,9 +127,11 @@ def test_mixed_statuses_multiple_recipients():
     reports = [
         failed(env),
         RecipientReport.from_reply(env.recipients[1], DsnAction.DELAYED,
-                                   "451 4.4.1 Connection timed out", "mx.example.net", NOW),
+                                   Reply(451, "4.4.1", "Connection timed out"),
+                                   "mx.example.net", NOW),
         RecipientReport.from_reply(env.recipients[2], DsnAction.DELIVERED,
-                                   "250 2.0.0 Ok: queued as ABC", "mx.example.net", NOW),
+                                   Reply(250, "2.0.0", "Ok: queued as ABC"), "mx.example.net",
+                                   NOW),
     ]
     _, data = build(env, reports, retry_until=NOW + 86400)
     msg = parse(data)
@@ -144,7 +151,8 @@ def test_delay_only_notice_returns_headers():
     header only."""
     env = envelope(ret="FULL")
     report = RecipientReport.from_reply(env.recipients[1], DsnAction.DELAYED,
-                                        "421 4.7.0 Try again later", "mx.example.net", NOW)
+                                        Reply(421, "4.7.0", "Try again later"),
+                                        "mx.example.net", NOW)
     _, data = build(env, [report], retry_until=NOW + 3600)
     msg = parse(data)
     assert msg["Subject"].startswith("Delayed Mail")
@@ -237,7 +245,7 @@ def test_utf8_addresses_use_rfc6533_forms():
                                          DsnRecipient((), "utf-8;用户@例子.example")),),
                    smtputf8=True, ret="FULL", auth_user="jöran@bücher.example")
     original = "From: jöran@bücher.example\r\nTo: 用户@例子.example\r\nSubject: hé\r\n\r\nhi\r\n"
-    dsn_env, data = build(env, [failed(env, 0, "550 5.1.1 no such user")],
+    dsn_env, data = build(env, [failed(env, 0, Reply(550, "5.1.1", "no such user"))],
                           content=original.encode())
     assert dsn_env.smtputf8 and dsn_env.body_type == "8BITMIME"
     msg = email.message_from_bytes(data, policy=policy.SMTPUTF8)
@@ -252,7 +260,7 @@ def test_utf8_addresses_use_rfc6533_forms():
 
 def test_non_ascii_diagnostic_in_ascii_report_is_replaced():
     env = envelope()
-    report = failed(env, 0, "550 5.7.1 Refusé\r\nInjected: header")
+    report = failed(env, 0, Reply(550, "5.7.1", "Refusé\r\nInjected: header"))
     _, data = build(env, [report])
     per_rcpt = status_blocks(parse(data))[1]
     assert per_rcpt["Diagnostic-Code"] == "smtp; 550 5.7.1 Refus? Injected: header"
@@ -261,7 +269,7 @@ def test_non_ascii_diagnostic_in_ascii_report_is_replaced():
 
 def test_long_diagnostic_is_folded():
     env = envelope()
-    reply = "550 5.7.1 " + " ".join(["policy"] * 60)
+    reply = Reply(550, "5.7.1", " ".join(["policy"] * 60))
     _, data = build(env, [failed(env, 0, reply)])
     assert all(len(line) <= 78 for line in data.split(b"\r\n") if line.startswith(b"Diagnostic"))
     assert status_blocks(parse(data))[1]["Diagnostic-Code"].replace("\n ", " ").replace(
@@ -270,10 +278,11 @@ def test_long_diagnostic_is_folded():
 
 def test_local_error_uses_x_diagnostic_type():
     env = envelope()
-    report = RecipientReport.from_reply(env.recipients[0], DsnAction.FAILED,
-                                        "mailbox path is not writable")
-    assert report.status == "5.0.0"
+    report = RecipientReport(env.recipients[0], DsnAction.FAILED, "5.0.0",
+                             "mailbox path is not writable")
     assert report.diagnostic_field == "X-Mailyard; mailbox path is not writable"
+    smtp = RecipientReport.from_reply(env.recipients[0], DsnAction.FAILED, Reply(554, "", "no"))
+    assert (smtp.status, smtp.diagnostic_field) == ("5.0.0", "smtp; 554 no")
 
 
 def test_null_sender_gets_no_dsn():
@@ -306,7 +315,7 @@ def test_should_notify_rejects_unknown_kind():
 def test_bounce_envelope_and_content_applies_notify():
     env = envelope(recipients=(Recipient("bob@example.net", DsnRecipient(("NEVER",))),
                                Recipient("carol@example.net")))
-    reports = [failed(env, 0), failed(env, 1, "550 5.2.2 Mailbox full")]
+    reports = [failed(env, 0), failed(env, 1, Reply(550, "5.2.2", "Mailbox full"))]
     result = bounce_envelope_and_content(HOST, env, reports, io.BytesIO(ORIGINAL), now=NOW)
     assert result is not None
     blocks = status_blocks(parse(result[1]))[1:]
@@ -315,28 +324,35 @@ def test_bounce_envelope_and_content_applies_notify():
                                        now=NOW) is None
 
 
-def test_from_attempt_maps_result_kinds():
+def test_from_attempt_maps_attempt_outcomes():
+    """One table from attempt outcomes to DSN actions (RFC 3464 2.3.3)."""
     r = Recipient("bob@example.net")
-    assert RecipientReport.from_attempt(r, "failed", "failure", "550 5.1.1 x").action is DsnAction.FAILED
-    delayed = RecipientReport.from_attempt(r, "deferred", "delay", "451 4.4.1 x", "mx", NOW)
+    failed_ = RecipientReport.from_attempt(r, AttemptStatus.FAILED,
+                                           DeliveryReply(Reply(550, "5.1.1", "x")))
+    assert (failed_.action, failed_.action.notify_kind) == (DsnAction.FAILED, Notify.FAILURE)
+    delayed = RecipientReport.from_attempt(r, AttemptStatus.DEFERRED,
+                                           DeliveryReply(Reply(451, "4.4.1", "x"), "mx"), "mx", NOW)
     assert (delayed.action, delayed.remote_mta, delayed.last_attempt) == (DsnAction.DELAYED, "mx", NOW)
-    assert RecipientReport.from_attempt(r, "delivered", "success", "250 ok").status == "2.0.0"
+    assert delayed.action.notify_kind is Notify.DELAY
+    ok = RecipientReport.from_attempt(r, AttemptStatus.DELIVERED, DeliveryReply(Reply(250, "", "ok")))
+    assert (ok.action, ok.status) == (DsnAction.DELIVERED, "2.0.0")
+    relayed = RecipientReport.from_attempt(r, AttemptStatus.DELIVERED,
+                                           DeliveryReply(Reply(250, "2.0.0", "ok")), relayed=True)
+    assert relayed.action is DsnAction.RELAYED and relayed.action.notify_kind is Notify.SUCCESS
     with pytest.raises(ValueError):
-        RecipientReport.from_attempt(r, "failed", "delay", "550 x")
+        action_of(AttemptStatus.POSTPONED)
 
 
-@pytest.mark.parametrize("reply,action,status", [
-    ("550 5.1.1 User unknown", DsnAction.FAILED, "5.1.1"),
-    ("550-5.7.26 Unauthenticated", DsnAction.FAILED, "5.7.26"),
-    ("554 Transaction failed", DsnAction.FAILED, "5.0.0"),
-    ("421 Service not available", DsnAction.DELAYED, "4.0.0"),
-    ("4.4.7 Message expired", DsnAction.FAILED, "4.4.7"),
-    ("connection refused", DsnAction.DELAYED, "4.0.0"),
-    ("", DsnAction.DELIVERED, "2.0.0"),
+@pytest.mark.parametrize("reply,status", [
+    (Reply(550, "5.1.1", "User unknown"), "5.1.1"),
+    (Reply(550, "5.7.26", "Unauthenticated"), "5.7.26"),
+    (Reply(554, "", "Transaction failed"), "5.0.0"),
+    (Reply(421, "", "Service not available"), "4.0.0"),
+    (Reply(250, "", "ok"), "2.0.0"),
 ])
-def test_status_of(reply, action, status):
+def test_status_of(reply, status):
     """RFC 3463 2: status from the enhanced code, else the reply class."""
-    assert status_of(reply, action) == status
+    assert status_of(reply) == status
 
 
 def test_unauthenticated_sender_gets_headers_only_even_with_ret_full():
@@ -352,7 +368,7 @@ def test_unauthenticated_sender_gets_headers_only_even_with_ret_full():
 
 def test_loop_failure_returns_headers_only_to_authenticated_sender():
     env = envelope(ret="FULL")
-    _, data = build(env, [failed(env, 0, "554 5.4.6 Mail forwarding loop for bob@example.net")])
+    _, data = build(env, [failed(env, 0, Reply(554, "5.4.6", "Mail forwarding loop for bob@example.net"))])
     assert parse(data).get_payload()[2].get_content_type() == "text/rfc822-headers"
     assert b"Line one." not in data
     _, other = build(env, [failed(env)])

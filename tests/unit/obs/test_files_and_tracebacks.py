@@ -92,8 +92,14 @@ def test_failed_delivery_task_logs_its_traceback(tmp_path: Path, restore_logging
     log = tmp_path / "mailyard.log"
     setup_logging(file=str(log))
     released = []
-    stub = SimpleNamespace(active={}, _wake=asyncio.Event(),
-                           spool=SimpleNamespace(release_lease=released.append))
+
+    async def release_lease(qid: str) -> None:
+        released.append(qid)
+
+    stub = SimpleNamespace(active={}, _wake=asyncio.Event(), sweeping=set(),
+                           queue=SimpleNamespace(release_lease=release_lease))
+    stub._release = lambda qid: Dispatcher._release(stub, qid)  # type: ignore[arg-type]
+    stub._spawn = lambda job: Dispatcher._spawn(stub, job)  # type: ignore[arg-type]
 
     async def failing() -> None:
         _crash()
@@ -102,6 +108,7 @@ def test_failed_delivery_task_logs_its_traceback(tmp_path: Path, restore_logging
         task = asyncio.ensure_future(failing())
         await asyncio.wait([task])
         Dispatcher._done(stub, "Q1", task)  # type: ignore[arg-type]
+        await asyncio.gather(*stub.sweeping)
 
     asyncio.run(run())
     logging.getLogger("mailyard").handlers[0].flush()

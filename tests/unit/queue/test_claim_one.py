@@ -7,6 +7,7 @@ import time
 
 from mailyard.queue.api import Outcome, RecipientState
 from mailyard.delivery.now import parse_reply
+from tests.support.replies import reply
 
 
 def test_claim_one_entry_once(spool, envelope):
@@ -25,8 +26,8 @@ def test_claim_skips_entries_that_are_not_due(spool, envelope):
     qid = asyncio.run(spool.enqueue(envelope, b"Subject: x\r\n\r\nbody\r\n"))
     now = time.time()
     assert spool.claim(qid, now, 60) is not None
-    spool.record(qid, [Outcome(0, RecipientState.DEFERRED, "451 4.0.0 later", now + 600),
-                       Outcome(1, RecipientState.DEFERRED, "451 4.0.0 later", now + 600)])
+    spool.record(qid, [Outcome(0, RecipientState.DEFERRED, reply(451, "4.0.0", "later"), now + 600),
+                       Outcome(1, RecipientState.DEFERRED, reply(451, "4.0.0", "later"), now + 600)])
     assert spool.claim(qid, now, 60) is None
     assert spool.claim("nonexistent", now, 60) is None
 

@@ -16,6 +16,7 @@ from conftest import make_envelope
 
 from mailyard.queue.api import Outcome, RecipientState
 from mailyard.queue.spool import FileSpool
+from tests.support.replies import reply
 
 PER_PRODUCER = 300
 WRITERS = 10
@@ -52,9 +53,9 @@ def scheduler(root: Path, producers_done, conn) -> None:  # type: ignore[no-unty
             claimed.append(entry.qid)
             with spool.open_content(entry.qid) as f:
                 assert f.read().startswith(b"Subject: ")
-            first = [Outcome(0, RecipientState.DELIVERED, "250 ok")]
+            first = [Outcome(0, RecipientState.DELIVERED, reply(250, "", "ok"))]
             assert spool.record(entry.qid, first) is not None
-            final = spool.record(entry.qid, [Outcome(1, RecipientState.FAILED, "550 no")])
+            final = spool.record(entry.qid, [Outcome(1, RecipientState.FAILED, reply(550, "", "no"))])
             assert final is not None and final.is_done
         if not entries:
             if finished:

@@ -13,6 +13,7 @@ from conftest import make_envelope
 from mailyard.envelope import Envelope
 from mailyard.queue.api import Outcome, RecipientState, StorageError
 from mailyard.queue.spool import FileSpool
+from tests.support.replies import reply
 
 NOW = time.time()
 CONTENT = b"Subject: states\r\n\r\nhello\r\n"
@@ -43,16 +44,16 @@ def test_new_message_is_pending_and_due(spool: FileSpool, envelope: Envelope) ->
 def test_record_partial_then_final(spool: FileSpool, envelope: Envelope) -> None:
     qid = enqueue(spool, envelope)
     spool.claim_due(NOW, 10, 60)
-    entry = spool.record(qid, [Outcome(0, D, "250 2.0.0 ok"),
-                               Outcome(1, W, "451 4.3.0 later", NOW + 600)])
+    entry = spool.record(qid, [Outcome(0, D, reply(250, "2.0.0", "ok")),
+                               Outcome(1, W, reply(451, "4.3.0", "later"), NOW + 600)])
     assert entry is not None and not entry.is_done
     r0, r1 = entry.recipients
-    assert (r0.state, r0.attempts, r0.last_reply) == (D, 1, "250 2.0.0 ok")
+    assert (r0.state, r0.attempts, r0.last_reply) == (D, 1, reply(250, "2.0.0", "ok"))
     assert (r1.state, r1.attempts, r1.next_attempt) == (W, 1, NOW + 600)
     assert spool.get(qid) == entry
     assert spool.claim_due(NOW, 10, 60) == []  # nothing due before NOW + 600
     [again] = spool.claim_due(NOW + 601, 10, 60)
-    final = spool.record(qid, [Outcome(1, F, "550 5.1.1 no such user")])
+    final = spool.record(qid, [Outcome(1, F, reply(550, "5.1.1", "no such user"))])
     assert final is not None and final.is_done
     assert final.recipients[1].attempts == 2
     assert spool.get(qid) is None
@@ -66,7 +67,7 @@ def test_claim_is_bounded_and_in_due_order(spool: FileSpool) -> None:
     qids = [enqueue(spool, make_envelope(f"r{i}@example.net")) for i in range(6)]
     for i, qid in enumerate(qids):  # due times in reverse arrival order
         spool.claim_due(NOW, 100, 0.001)
-        spool.record(qid, [Outcome(0, W, "451", NOW + 100 - i)])
+        spool.record(qid, [Outcome(0, W, reply(451), NOW + 100 - i)])
     claimed = spool.claim_due(NOW + 1000, 4, 60)
     assert [e.qid for e in claimed] == list(reversed(qids))[:4]
     assert [e.qid for e in spool.claim_due(NOW + 1000, 4, 60)] == qids[:2][::-1]
@@ -80,7 +81,7 @@ def test_leased_entries_are_not_claimed_twice_until_the_lease_expires(
     assert spool.claim_due(NOW + 59, 10, 60) == []
     [again] = spool.claim_due(NOW + 61, 10, 60)  # the lease expired: attempt lost
     assert all(r.interrupted for r in again.recipients)
-    entry = spool.record(qid, [Outcome(0, W, "451", NOW), Outcome(1, W, "451", NOW + 500)])
+    entry = spool.record(qid, [Outcome(0, W, reply(451), NOW), Outcome(1, W, reply(451), NOW + 500)])
     assert entry is not None
     assert not any(r.interrupted for r in entry.recipients)
 
@@ -127,7 +128,7 @@ def test_sweep_releases_dead_owner_leases(spool: FileSpool, envelope: Envelope) 
 def test_hold_and_release(spool: FileSpool, envelope: Envelope) -> None:
     qid = enqueue(spool, envelope)
     spool.claim_due(NOW, 10, 0.001)
-    spool.record(qid, [Outcome(0, W, "451", NOW + 900)])
+    spool.record(qid, [Outcome(0, W, reply(451), NOW + 900)])
     assert spool.hold(qid)
     assert states(spool, qid) == ["held", "held"]
     assert spool.claim_due(NOW + 10_000, 10, 60) == []
@@ -146,7 +147,7 @@ def test_hold_during_an_attempt_keeps_deferred_recipients_held(
     qid = enqueue(spool, envelope)
     spool.claim_due(NOW, 10, 60)
     spool.hold(qid)
-    entry = spool.record(qid, [Outcome(0, W, "451", NOW + 10), Outcome(1, D, "250")])
+    entry = spool.record(qid, [Outcome(0, W, reply(451), NOW + 10), Outcome(1, D, reply(250))])
     assert entry is not None
     assert [r.state for r in entry.recipients] == [RecipientState.HELD, D]
     assert entry.recipients[0].attempts == 1
@@ -156,8 +157,8 @@ def test_flush(spool: FileSpool) -> None:
     a = enqueue(spool, make_envelope("a@example.net", "b@example.net"))
     b = enqueue(spool, make_envelope("c@example.net"))
     spool.claim_due(NOW, 10, 0.001)
-    spool.record(a, [Outcome(0, W, "451", NOW + 900), Outcome(1, W, "451", NOW + 900)])
-    spool.record(b, [Outcome(0, W, "451", NOW + 900)])
+    spool.record(a, [Outcome(0, W, reply(451), NOW + 900), Outcome(1, W, reply(451), NOW + 900)])
+    spool.record(b, [Outcome(0, W, reply(451), NOW + 900)])
     assert spool.claim_due(NOW + 1, 10, 60) == []
     assert spool.flush(b) == 1
     assert [e.qid for e in spool.claim_due(NOW + 1, 10, 60)] == [b]
@@ -188,7 +189,7 @@ def test_mark_delay_notified(spool: FileSpool, envelope: Envelope) -> None:
 def test_record_rejects_bad_outcomes(spool: FileSpool, envelope: Envelope) -> None:
     qid = enqueue(spool, envelope)
     with pytest.raises(StorageError):
-        spool.record(qid, [Outcome(7, D, "250")])
+        spool.record(qid, [Outcome(7, D, reply(250))])
     with pytest.raises(StorageError):
         spool.record(qid, [Outcome(0, RecipientState.HELD, "x")])
     assert states(spool, qid) == ["pending", "pending"]  # rolled back
@@ -199,7 +200,7 @@ def test_state_survives_reopening(tmp_path: os.PathLike[str], envelope: Envelope
     first = FileSpool(root, "mx.example.org")
     qid = enqueue(first, envelope)
     first.claim_due(NOW, 10, 60)
-    first.record(qid, [Outcome(0, D, "250 ok")])
+    first.record(qid, [Outcome(0, D, reply(250, "", "ok"))])
     second = FileSpool(root, "mx.example.org")
     assert second.sweep().indexed == 0
     assert states(second, qid) == ["delivered", "pending"]

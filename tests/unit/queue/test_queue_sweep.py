@@ -19,6 +19,7 @@ from mailyard.queue.api import Outcome, RecipientState
 from mailyard.queue.index import QueueIndex
 from mailyard.queue.record import RecordMeta, encode_header, encode_trailer
 from mailyard.queue.spool import FileSpool
+from tests.support.replies import reply
 
 CONTENT = b"Subject: crash\r\n\r\n" + b"data line\r\n" * 300
 BIG = b"z" * (1024 * 1024)
@@ -134,7 +135,7 @@ def test_crash_between_final_record_and_unlink(tmp_path: Path) -> None:
     def body(child: FileSpool) -> None:
         child.claim_due(time.time(), 10, 60)
         os.unlink = die  # type: ignore[assignment]
-        child.record(qid, [Outcome(0, RecipientState.DELIVERED, "250 ok")])
+        child.record(qid, [Outcome(0, RecipientState.DELIVERED, reply(250, "", "ok"))])
 
     run_child(tmp_path, body)
     assert spool.layout.message_path(qid).exists()
@@ -148,7 +149,7 @@ def test_crash_after_unlink_before_purge(tmp_path: Path) -> None:
     spool = FileSpool(tmp_path, "mx.example.org")
     qid = asyncio.run(spool.enqueue(make_envelope(), CONTENT))
     spool.claim_due(time.time(), 10, 60)
-    spool.record(qid, [Outcome(0, RecipientState.FAILED, "550 no")])
+    spool.record(qid, [Outcome(0, RecipientState.FAILED, reply(550, "", "no"))])
     assert spool.sweep().tombstones_purged == 1
     assert_empty(spool)
 
@@ -275,7 +276,7 @@ def test_late_index_insert_does_not_bring_back_a_finished_message(tmp_path: Path
     entry = spool.get(qid)
     assert entry is not None
     spool.claim_due(time.time(), 10, 60)
-    spool.record(qid, [Outcome(0, RecipientState.DELIVERED, "250 ok")])
+    spool.record(qid, [Outcome(0, RecipientState.DELIVERED, reply(250, "", "ok"))])
     spool.sweep()  # tombstone purged
     late = NewMessage(qid, entry.created, entry.size, entry.envelope)
     spool._r._index([late])  # noqa: SLF001 - the commit's index stage, run late

@@ -6,8 +6,9 @@ import random
 
 from mailyard.config import DeliveryConfig
 from mailyard.delivery.retry import EXPIRED_STATUS, RetryPolicy, describe_duration
-from mailyard.message.dsn import DsnAction, status_of
-from mailyard.queue.api import RecipientState
+from mailyard.message.dsn import status_of
+from mailyard.proto.smtp.replies import Reply
+from mailyard.queue.api import DeliveryReply, RecipientState, ReplyOrigin
 
 POLICY = RetryPolicy(schedule=(60, 300, 900), max_lifetime=86400.0, delay_warning=3600.0)
 
@@ -51,15 +52,15 @@ def test_expiry():
 
 def test_temporary_failure_defers_until_lifetime_then_fails_with_4_4_7():
     """RFC 3463 X.4.7: delivery time expired."""
-    deferred = POLICY.after_temporary_failure(2, "451 4.3.0 Try later", 0.0, 1, 500.0,
-                                              random.Random(1))
-    assert deferred.state is RecipientState.DEFERRED and deferred.reply == "451 4.3.0 Try later"
+    later = DeliveryReply(Reply(451, "4.3.0", "Try later"), "mx.example")
+    deferred = POLICY.after_temporary_failure(2, later, 0.0, 1, 500.0, random.Random(1))
+    assert deferred.state is RecipientState.DEFERRED and deferred.reply == later
     assert 500 + 54 <= deferred.next_attempt <= 500 + 66
-    expired = POLICY.after_temporary_failure(2, "451 4.3.0 Try later", 0.0, 9, 86400.0)
+    expired = POLICY.after_temporary_failure(2, later, 0.0, 9, 86400.0)
     assert expired.state is RecipientState.FAILED and expired.index == 2
-    assert EXPIRED_STATUS in expired.reply and "451 4.3.0 Try later" in expired.reply
-    assert "1 day" in expired.reply
-    assert status_of(expired.reply, DsnAction.FAILED) == "4.4.7"
+    assert expired.reply.status == EXPIRED_STATUS and expired.reply.origin is ReplyOrigin.LOCAL
+    assert "451 4.3.0 Try later" in expired.reply.text and "1 day" in expired.reply.text
+    assert status_of(expired.reply.reply) == "4.4.7"
 
 
 def test_delay_warning_once_after_the_delay():

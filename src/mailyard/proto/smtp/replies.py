@@ -32,6 +32,10 @@ class Reply:
     def with_text(self, text: str) -> Reply:
         return Reply(self.code, self.status, text)
 
+    def fill(self, **values: object) -> Reply:
+        """The template's text with its ``{name}`` fields filled in."""
+        return Reply(self.code, self.status, self.text.format(**values))
+
     def lines(self, enhanced: bool = True) -> list[str]:
         """The text lines, each prefixed with the enhanced code when it applies."""
         out = []
@@ -104,6 +108,7 @@ REPLY_DNS_TEMP_FAILURE = Reply(451, "4.4.3", "Temporary DNS failure looking up {
 REPLY_NO_MX_ADDRESS = Reply(451, "4.4.4", "No address found for any mail exchanger of {domain}")
 REPLY_NO_SECURE_MX = Reply(451, "4.7.5", "No MX host of {domain} is inside that domain, as TLS level secure requires")
 REPLY_NEXTHOP_UNRESOLVED = Reply(451, "4.4.4", "Cannot resolve next hop {host} for {domain}")
+REPLY_DESTINATION_BUSY = Reply(451, "4.4.5", "More than {share} messages for {domain} in progress; waiting for a turn")
 REPLY_MESSAGE_EXPIRED = Reply(451, "4.4.7", "Message expired: not delivered within {lifetime}; last error: {last}")
 
 # --- permanent (5xx) ------------------------------------------------------------
