@@ -104,17 +104,33 @@ class NewMessage:
     envelope: Envelope
 
 
+_CREATE_LOCK = threading.Lock()
+
+
 def _private_database_files(path: Path) -> None:
     """The index holds every envelope: create it 0600 (SQLite gives its -wal and -shm
-    files the database's mode) and repair an existing one that others could read."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
-        for suffix in ("", "-wal", "-shm"):
-            p = Path(f"{path}{suffix}")
-            if p.exists() and p.stat().st_mode & 0o077 and p.stat().st_uid == os.geteuid():
-                os.chmod(p, 0o600)
-    except OSError as exc:
-        raise StorageError(f"cannot open queue index {path}: {exc}") from exc
+    files the database's mode) and repair an existing one that others could read.
+
+    An existing index is never opened here: POSIX locks belong to the process and the
+    file, so closing *any* descriptor of the database releases every lock this
+    process's SQLite connections hold on it (a process opens a second index connection
+    for its commits); another process (a CLI command) then thinks it is the last user,
+    checkpoints and deletes the WAL under the running server, whose later writes go
+    to the deleted file (sqlite.org/howtocorrupt.html 2.2).  The lock makes sure no
+    thread here connects to a new file before its creator has closed it."""
+    with _CREATE_LOCK:
+        try:
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC,
+                                 0o600))
+            except FileExistsError:
+                pass
+            for suffix in ("", "-wal", "-shm"):
+                p = Path(f"{path}{suffix}")
+                if p.exists() and p.stat().st_mode & 0o077 and p.stat().st_uid == os.geteuid():
+                    os.chmod(p, 0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot open queue index {path}: {exc}") from exc
 
 
 class QueueIndex:
