@@ -216,10 +216,12 @@ def test_metric_files_of_gone_processes_are_removed(tmp_path):
     with srv:
         assert not (metrics / "999999999.json").exists()
         [worker] = _workers(srv.proc.pid)
-        # As if the worker had dumped a counter and a gauge, then died.
+        # As if the worker had dumped a counter and a gauge, then died.  Declared
+        # metrics (mailyard.metrics drops other names), that only workers set.
+        gauge_row = ["queue_recipients", [["state", "test-gone"]], 3]
         (metrics / f"{worker}.json").write_text(json.dumps({
-            "kinds": {"test_events_total": "counter", "test_open": "gauge"},
-            "values": [["test_events_total", [], 7], ["test_open", [], 3]]}))
+            "kinds": {"messages_accepted_total": "counter", "queue_recipients": "gauge"},
+            "values": [["messages_accepted_total", [], 7], gauge_row]}))
         os.kill(worker, 9)
         deadline = time.monotonic() + 15
         while (metrics / f"{worker}.json").exists():
@@ -229,9 +231,9 @@ def test_metric_files_of_gone_processes_are_removed(tmp_path):
         own = metrics / f"{srv.proc.pid}.json"
         while True:
             text = own.read_text() if own.exists() else ""
-            if "test_events_total" in text:
+            if "messages_accepted_total" in text:
                 break
             assert time.monotonic() < deadline + 10
             time.sleep(0.2)
-        assert "test_open" not in text
-        assert ["test_events_total", [], 7] in json.loads(text)["values"]
+        assert "test-gone" not in text
+        assert ["messages_accepted_total", [], 7] in json.loads(text)["values"]
