@@ -40,7 +40,8 @@ def _login(server: MailyardServer, user: str, password: str, implicit_tls: bool)
             s.starttls(context=_insecure())
             s.ehlo("laptop.test")
         try:
-            s.login(user, password)
+            s.user, s.password = user, password
+            s.auth("PLAIN", s.auth_plain)  # one try (login() would retry with LOGIN)
         except smtplib.SMTPAuthenticationError as exc:
             return exc.smtp_code
         code, _ = s.mail(user)
@@ -65,7 +66,16 @@ def _send(server: MailyardServer, to: str, subject: str) -> None:
 
 
 def test_cli_password_change_and_deletion_apply_to_the_running_server(tmp_path):
-    server = MailyardServer(tmp_path, workers=2)
+    # Every login here comes from 127.0.0.1 and fails on purpose 12 times: the AUTH
+    # guard's per-address counter (never cleared by a success) would delay each later
+    # try by up to auth_failure_delay_max and lock 127.0.0.1 out at the 10th failure.
+    # That guard has its own tests; here it only counts per user name, with its
+    # default limit of 5: alice's correct password clears her counter after each
+    # refused old one, and the deleted bob fails 4 times, so every refusal below is
+    # the directory's answer, 535, never the guard's 421.
+    guard = {"auth_max_failures_per_ip": 0, "auth_failure_delay": 0.0,
+             "auth_failure_delay_max": 0.0}
+    server = MailyardServer(tmp_path, workers=2, overrides={"smtpd": guard})
     server.add_user("alice@example.test", "alice-old-pw")
     server.add_user("bob@example.test", "bob-pw")
     with server:

@@ -10,8 +10,10 @@
 from __future__ import annotations
 
 import base64
+import importlib
 import json
 import os
+import pkgutil
 import shutil
 import smtplib
 import ssl
@@ -102,11 +104,15 @@ def test_serve_starts_and_delivers_with_crafted_files_in_the_queue(tmp_path):
 
 def _run_as_nobody(config: Path, args: list[str], stdin: bytes) -> tuple[int, bytes]:
     """Run the CLI in a forked child that has dropped to uid/gid 65534 (nobody).  The
-    interpreter lives under /root, which nobody cannot read, so everything the command
-    needs is imported before the fork."""
+    interpreter here may live where nobody cannot read (under /root), so everything the
+    command could import lazily is imported before the fork: every Mailyard module, and
+    with them the standard and third-party modules they import (grp and pwd for the
+    identity checks, argon2 for the directory...)."""
+    import mailyard
     import mailyard.cli.main
-    import mailyard.cli.registry
-    import mailyard.queue.pickup
+
+    for module in pkgutil.walk_packages(mailyard.__path__, "mailyard."):
+        importlib.import_module(module.name)
 
     in_r, in_w = os.pipe()
     err_r, err_w = os.pipe()
@@ -172,7 +178,10 @@ def _maildrop_scenario(root: Path) -> None:
         assert len(msgs) == 1, server.output()
         assert b"Subject: from nobody" in msgs[0]
         assert b"(Mailyard, from user nobody);" in msgs[0]
-        assert b"From: nobody@example.test" in msgs[0]
+        # The default sender is USER@domain only when that address has a mailbox (so
+        # that bounces reach it), else postmaster@ (cli/send.py default_sender).
+        assert b"From: postmaster@example.test" in msgs[0]
+        assert b"root@example.test" not in msgs[0]
         assert b"from user root" not in msgs[0]
         # A drop file that is not a message is refused and kept, not delivered.
         code, err = _run_as_nobody(server.config_path, ["sendmail", "-t"],

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -69,9 +70,13 @@ def prepare_data_dir(config: Config) -> tuple[str, str]:
     for sub in PRIVATE_DIRS:
         path = data / sub if sub else data
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # data_dir itself may keep the search bits the maildrop needs (queue/pickup.py).
-        if path.stat().st_mode & (0o066 if path == data else 0o077):
-            os.chmod(path, 0o700)
+        # data_dir itself keeps the search bits the maildrop needs (queue/pickup.py
+        # gives it 0711 and maildrop/ 1733): repaired to 0711, not 0700, so that its
+        # mode does not change back and forth at each start.
+        mode = stat.S_IMODE(path.stat().st_mode)
+        keep = mode & 0o011 if path == data else 0
+        if mode & 0o077 != keep:
+            os.chmod(path, 0o700 | keep)
     if config.tls.cert:
         return config.tls.cert, config.tls.key
     return ensure_certificate(data, config.hostname)
