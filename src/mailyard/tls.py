@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-
 SELF_SIGNED_DAYS = 365
 RENEW_BEFORE = datetime.timedelta(days=30)
 
@@ -32,7 +31,7 @@ def _self_signed_usable(cert_path: Path, hostname: str) -> bool:
         ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except (OSError, ValueError, x509.ExtensionNotFound):
         return False
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return (not ca and hostname in names.get_values_for_type(x509.DNSName)
             and cert.not_valid_after_utc - now > RENEW_BEFORE)
 
@@ -55,7 +54,7 @@ def ensure_certificate(directory: str | os.PathLike[str], hostname: str) -> tupl
     tls_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     alt: list[x509.GeneralName] = [x509.DNSName(hostname), x509.DNSName("localhost")]
     alt.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     usage = x509.KeyUsage(digital_signature=True, content_commitment=False,

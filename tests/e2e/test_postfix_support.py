@@ -10,11 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from support.postfix import (  # noqa: E402
-    PostfixInstance,
-    SmtpSink,
-    postfix_available,
-)
+from support.postfix import PostfixInstance, SmtpSink, postfix_available  # noqa: E402
 
 pytestmark = [
     pytest.mark.e2e,

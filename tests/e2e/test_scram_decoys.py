@@ -56,15 +56,14 @@ def test_scram_can_be_turned_off(tmp_path):
     server = MailyardServer(tmp_path, overrides={"auth": {"scram_iterations": 0}})
     server.add_user("alice@example.test", "alice-pw")
     assert json_users(server) == [("alice@example.test", False)]
-    with server:
-        with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=10,
-                              context=_insecure()) as s:
-            s.ehlo("laptop.test")
-            assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
-            first = base64.b64encode(b"n,,n=alice@example.test,r=nonce").decode()
-            code, _ = s.docmd("AUTH", f"SCRAM-SHA-256 {first}")
-            assert code == 504
-            s.login("alice@example.test", "alice-pw")
+    with server, smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=10,
+                          context=_insecure()) as s:
+        s.ehlo("laptop.test")
+        assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
+        first = base64.b64encode(b"n,,n=alice@example.test,r=nonce").decode()
+        code, _ = s.docmd("AUTH", f"SCRAM-SHA-256 {first}")
+        assert code == 504
+        s.login("alice@example.test", "alice-pw")
 
 
 def json_users(server: MailyardServer) -> list[tuple[str, bool]]:

@@ -10,9 +10,9 @@ import signal
 import smtplib
 import ssl
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -7,8 +7,8 @@ SMTPUTF8, BDAT synchronisation."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -192,12 +192,11 @@ def test_unknown_and_out_of_sequence(smtpd: RunningSmtpd) -> None:
 
 def test_too_many_errors(tmp_path: Path) -> None:
     """After smtpd.max_errors hard errors: 421 and close."""
-    with RunningSmtpd(tmp_path, max_errors=3) as smtpd:
-        with RawClient(smtpd.ports["smtp"]) as raw:
-            assert raw.code() == "220"
-            raw.send(b"BAD\r\n" * 3)
-            assert [raw.code() for _ in range(4)] == ["500 5.5.1"] * 3 + ["421 4.7.0"]
-            assert raw.closed()
+    with RunningSmtpd(tmp_path, max_errors=3) as smtpd, RawClient(smtpd.ports["smtp"]) as raw:
+        assert raw.code() == "220"
+        raw.send(b"BAD\r\n" * 3)
+        assert [raw.code() for _ in range(4)] == ["500 5.5.1"] * 3 + ["421 4.7.0"]
+        assert raw.closed()
 
 
 def test_mail_loop_detected(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 import smtplib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 

@@ -30,7 +30,8 @@ import signal
 import socket
 import struct
 import threading
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import dns.exception
 import dns.flags

@@ -24,10 +24,11 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
 
 from tests.support.dnsserver import DnsTestServer
 from tests.support.mailyard_server import MailyardServer

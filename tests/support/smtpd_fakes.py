@@ -14,16 +14,17 @@ import re
 import socket
 import ssl
 import threading
+from collections.abc import Coroutine
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Coroutine
+from typing import Any
 
 from mailyard.config import Config, SmtpdConfig
 from mailyard.directory.api import Resolution, ScramCredentials
 from mailyard.envelope import Envelope, split_address
 from mailyard.obs import Metrics
-from mailyard.sasl.scram import derive_credentials as derive_scram_credentials
 from mailyard.queue.api import StorageError
+from mailyard.sasl.scram import derive_credentials as derive_scram_credentials
 from mailyard.smtpd.server import SmtpServer
 from mailyard.tls import ensure_certificate, server_context
 
@@ -260,7 +261,7 @@ class RawClient:
                 self.buffer += chunk
         except (ConnectionResetError, BrokenPipeError):
             return True
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return False
 
     def starttls(self) -> None:

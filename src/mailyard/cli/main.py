@@ -14,7 +14,7 @@ import os
 import sqlite3
 import sys
 import traceback
-from typing import Callable
+from collections.abc import Callable
 
 from mailyard import __version__
 from mailyard.config import Config, ConfigError, resolve_config

@@ -17,8 +17,9 @@ import logging
 import os
 import resource
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from mailyard.config import Config
 from mailyard.obs import log_event

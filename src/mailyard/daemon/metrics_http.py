@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from mailyard.obs import log_event
 
@@ -78,7 +78,7 @@ class MetricsEndpoint:
             try:
                 request = await asyncio.wait_for(self._read_header(reader), self.header_timeout)
                 out = self._answer(request)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 out = response(408, b"request header too slow\n")
             except RequestRefused as refused:
                 out = response(refused.status, b"bad request\n")
@@ -122,7 +122,7 @@ class MetricsEndpoint:
             if data:
                 writer.write(data)
                 await asyncio.wait_for(writer.drain(), WRITE_TIMEOUT)
-        except (asyncio.TimeoutError, ConnectionError):
+        except (TimeoutError, ConnectionError):
             pass
         finally:
             writer.close()

@@ -19,11 +19,14 @@ import os
 import signal
 import socket
 import sys
-from pathlib import Path
 
 from mailyard.config import Config, config_from_dict
 from mailyard.daemon.fdlimit import (
-    RESERVED_DESCRIPTORS, AcceptErrorReporter, log_budget, open_descriptors, plan_worker,
+    RESERVED_DESCRIPTORS,
+    AcceptErrorReporter,
+    log_budget,
+    open_descriptors,
+    plan_worker,
     raise_nofile_limit,
 )
 from mailyard.obs import Metrics, log_event, setup_logging
@@ -124,7 +127,7 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), METRICS_DUMP_INTERVAL)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         try:
             metrics.dump(metrics_dir)

@@ -39,7 +39,7 @@ from mailyard.delivery.recorder import OutcomeRecorder
 from mailyard.directory.api import Directory
 from mailyard.envelope import Recipient, split_address
 from mailyard.ingest.api import Ingest, Origin, Submission
-from mailyard.metrics import (DELIVERY_ACTIVE, DELIVERY_ATTEMPTS, DELIVERY_POSTPONED)
+from mailyard.metrics import DELIVERY_ACTIVE, DELIVERY_ATTEMPTS, DELIVERY_POSTPONED
 from mailyard.obs import Metrics, log_event
 from mailyard.queue.api import (
     LEASE_SECONDS,

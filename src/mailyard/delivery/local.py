@@ -47,11 +47,15 @@ from mailyard.proto.smtp.replies import (
     REPLY_UNKNOWN_USER,
     Reply,
 )
-from mailyard.queue.api import (AttemptStatus, DeliveryReply, QueuedRecipient, QueueEntry,
-                                StorageError)
+from mailyard.queue.api import (
+    AttemptStatus,
+    DeliveryReply,
+    QueuedRecipient,
+    QueueEntry,
+    StorageError,
+)
 from mailyard.store.api import MailboxNameError, MailStore
 from mailyard.store.maildir import MaildirStore
-
 
 #: The local agent's outcomes are attempt outcomes (never POSTPONED).
 LocalStatus = AttemptStatus

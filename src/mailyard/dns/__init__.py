@@ -8,7 +8,7 @@ whatever needs DNS (routing, SPF, DKIM, MTA-STS), never through a global.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from mailyard.config import DeliveryConfig
 from mailyard.dns.api import (

@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from mailyard.dns.api import AnswerKind, BaseResolver, RecordSet
 

@@ -18,15 +18,10 @@ tests can check what a cache passed through.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from mailyard.dns.api import (
-    SUPPORTED_TYPES,
-    AnswerKind,
-    BaseResolver,
-    DnsTemporaryError,
-    RecordSet,
-)
+from mailyard.dns.api import SUPPORTED_TYPES, AnswerKind, BaseResolver, DnsTemporaryError, RecordSet
 
 _MAX_CHAIN = 8
 Zones = Mapping[str, Mapping[str, Any]]

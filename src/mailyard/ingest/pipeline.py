@@ -30,18 +30,8 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from mailyard.envelope import Envelope
-from mailyard.ingest.api import (
-    IngestHook,
-    IngestRefused,
-    IngestWriter,
-    Origin,
-    Submission,
-)
-from mailyard.message.headerblock import (
-    HeaderSummary,
-    inspect_header,
-    submission_fields,
-)
+from mailyard.ingest.api import IngestHook, IngestRefused, IngestWriter, Origin, Submission
+from mailyard.message.headerblock import HeaderSummary, inspect_header, submission_fields
 from mailyard.message.trace import local_received, smtp_received
 from mailyard.proto.smtp.replies import REPLY_LOOP, REPLY_MESSAGE_TOO_BIG
 from mailyard.queue.api import MessageWriter

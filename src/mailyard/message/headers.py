@@ -19,7 +19,7 @@ _LINE_SOFT_LIMIT = 78
 
 def format_date(timestamp: float) -> str:
     """RFC 5322 3.3 date-time in UTC: ``Sat, 01 Mar 2025 12:00:00 +0000``."""
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
     return email.utils.format_datetime(moment)
 
 

@@ -46,15 +46,19 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from mailyard.config import SmtpdConfig
 from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import (
-    REPLY_AUTH_BUSY, REPLY_AUTH_FAILED, REPLY_AUTH_LOCKED_OUT, Reply,
+    REPLY_AUTH_BUSY,
+    REPLY_AUTH_FAILED,
+    REPLY_AUTH_LOCKED_OUT,
+    Reply,
 )
 
 __all__ = ["AuthGate", "AuthGuard", "AuthLimits", "Verdict", "guard_path"]

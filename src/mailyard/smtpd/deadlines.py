@@ -17,12 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mailyard.proto.smtp.replies import (
-    REPLY_SESSION_TOO_LONG,
-    REPLY_TIMEOUT,
-    REPLY_TOO_SLOW,
-    Reply,
-)
+from mailyard.proto.smtp.replies import REPLY_SESSION_TOO_LONG, REPLY_TIMEOUT, REPLY_TOO_SLOW, Reply
 from mailyard.smtpd.context import SessionTimers
 
 RATE_CHECK_INTERVAL = 1.0

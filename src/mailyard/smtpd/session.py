@@ -24,12 +24,7 @@ from typing import Any, cast
 
 from mailyard.ingest.api import IngestRefused, IngestWriter, Origin, Submission
 from mailyard.message.trace import protocol_name
-from mailyard.metrics import (
-    AUTH_FAILURES,
-    BYTES_RECEIVED,
-    CONNECTIONS,
-    MESSAGES_ACCEPTED,
-)
+from mailyard.metrics import AUTH_FAILURES, BYTES_RECEIVED, CONNECTIONS, MESSAGES_ACCEPTED
 from mailyard.obs import log_event
 from mailyard.proto.smtp.events import (
     CLOSED,
@@ -66,12 +61,7 @@ from mailyard.proto.smtp.replies import (
 )
 from mailyard.proto.smtp.server import ServerConnection
 from mailyard.queue.api import StorageError
-from mailyard.smtpd.context import (
-    InboundServices,
-    ListenerSpec,
-    SessionHost,
-    SessionTimers,
-)
+from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionHost, SessionTimers
 from mailyard.smtpd.deadlines import Deadlines
 from mailyard.smtpd.transaction import InboundTransaction
 

@@ -34,14 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from mailyard.fs import DirectorySyncer, fsync_dir, unlink_quietly, write_all
-from mailyard.store.api import (
-    INBOX,
-    Mailbox,
-    MailboxNameError,
-    MailStore,
-    Source,
-    StoredMessage,
-)
+from mailyard.store.api import INBOX, Mailbox, MailboxNameError, MailStore, Source, StoredMessage
 
 CHUNK_SIZE = 256 * 1024
 SUBDIRS = ("cur", "new", "tmp")

@@ -14,7 +14,6 @@ from mailyard.cli.main import main
 from mailyard.config import ConfigError, default_listen, load_config, parse_config
 from mailyard.daemon.lock import AlreadyRunning, acquire_serve_lock
 
-
 # As root, serve runs as `user` (default "mailyard"); these tests stay who they are.
 AS_IS = 'user = "root"\nallow_root = true\n' if os.geteuid() == 0 else ""
 

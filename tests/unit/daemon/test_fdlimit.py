@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import logging
 import resource
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -14,7 +13,10 @@ import pytest
 from mailyard.config import Config, DeliveryConfig, SmtpdConfig, TransportRoute
 from mailyard.daemon import fdlimit, worker
 from mailyard.daemon.fdlimit import (
-    RESERVED_DESCRIPTORS, AcceptErrorReporter, connection_budget, plan_worker,
+    RESERVED_DESCRIPTORS,
+    AcceptErrorReporter,
+    connection_budget,
+    plan_worker,
     raise_nofile_limit,
 )
 

@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mailyard.daemon.secret import (
-    SECRET_NAME, ServerSecretError, derive_key, load_server_secret,
-)
+from mailyard.daemon.secret import SECRET_NAME, ServerSecretError, derive_key, load_server_secret
 
 
 def test_created_private_and_stable(tmp_path: Path) -> None:
@@ -24,8 +22,8 @@ def test_created_private_and_stable(tmp_path: Path) -> None:
     assert sorted(os.listdir(data)) == [SECRET_NAME]  # no temporary file left behind
 
 
-def _child_reads(data: str, start: "multiprocessing.synchronize.Barrier",
-                 out: "multiprocessing.Queue[bytes]") -> None:
+def _child_reads(data: str, start: multiprocessing.synchronize.Barrier,
+                 out: multiprocessing.Queue[bytes]) -> None:
     start.wait(10)
     out.put(load_server_secret(Path(data)))
 

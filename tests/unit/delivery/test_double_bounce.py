@@ -16,12 +16,7 @@ from mailyard.delivery.attempt import AttemptPolicy, AttemptResult
 from mailyard.envelope import Envelope, Recipient
 from mailyard.ingest.pipeline import QueueIngest
 from mailyard.proto.smtp.replies import Reply
-from mailyard.queue.api import (
-    AttemptStatus,
-    DeliveryReply,
-    FinishedEntry,
-    RecipientState,
-)
+from mailyard.queue.api import AttemptStatus, DeliveryReply, FinishedEntry, RecipientState
 from mailyard.queue.spool import FileSpool
 from mailyard.queue.threaded import ThreadedSpool
 

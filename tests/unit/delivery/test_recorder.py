@@ -8,11 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mailyard.delivery.recorder import (
-    FinishedEntry,
-    OutcomeRecorder,
-    PostponedRecipient,
-)
+from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder, PostponedRecipient
 from mailyard.envelope import Envelope, Recipient
 from mailyard.queue.api import Outcome, RecipientState
 from mailyard.queue.spool import FileSpool

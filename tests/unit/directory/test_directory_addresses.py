@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailyard.directory.addresses import (
-    base_address,
-    check_address,
-    check_domain,
-    check_target,
-)
+from mailyard.directory.addresses import base_address, check_address, check_domain, check_target
 from mailyard.directory.api import DirectoryError
 
 

@@ -339,7 +339,7 @@ def test_usable_after_fork(directory: SqliteDirectory) -> None:
     assert directory.verify_password("child@example.test", "pw")
 
 
-def _child_opens(path: Path, config: Config, start: "multiprocessing.synchronize.Barrier"
+def _child_opens(path: Path, config: Config, start: multiprocessing.synchronize.Barrier
                  ) -> None:
     directory = SqliteDirectory(path, config, hasher=FAST_HASHER)
     start.wait(10)

@@ -33,12 +33,7 @@ from mailyard.proto.imap.commands import (
     Store,
     Thread,
 )
-from mailyard.proto.imap.parser import (
-    ParseContext,
-    ParseError,
-    append_head,
-    parse_command,
-)
+from mailyard.proto.imap.parser import ParseContext, ParseError, append_head, parse_command
 
 CTX = ParseContext()
 

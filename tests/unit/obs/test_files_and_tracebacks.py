@@ -14,8 +14,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from mailyard.delivery.dispatcher import Dispatcher
 from mailyard import obs
+from mailyard.delivery.dispatcher import Dispatcher
 from mailyard.metrics import DELIVERY_ACTIVE, WORKER_RESTARTS
 from mailyard.obs import Metrics, collect, log_event, setup_logging
 

@@ -6,14 +6,7 @@ import base64
 
 from pop3_core_harness import SETTINGS, run_all_ways
 
-from mailyard.proto.pop3 import (
-    NEED_DATA,
-    PAUSED,
-    AuthFailed,
-    Login,
-    Pop3Connection,
-    Pop3Settings,
-)
+from mailyard.proto.pop3 import NEED_DATA, PAUSED, AuthFailed, Login, Pop3Connection, Pop3Settings
 
 STORED = {"u1": b"Subject: s\r\n\r\nbody\r\n"}
 PLAIN_OK = base64.b64encode(b"\0alice\0secret")

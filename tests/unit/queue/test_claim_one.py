@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mailyard.queue.api import Outcome, RecipientState
 from mailyard.delivery.now import parse_reply
+from mailyard.queue.api import Outcome, RecipientState
 from tests.support.replies import reply
 
 

@@ -10,7 +10,6 @@ import sqlite3
 import time
 import tracemalloc
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import make_envelope

@@ -15,14 +15,7 @@ from conftest import make_envelope
 
 from mailyard.envelope import Envelope
 from mailyard.queue.identity import QueueIdGenerator
-from mailyard.queue.record import (
-    HEADER,
-    MAGIC,
-    VERSION,
-    RecordError,
-    encode_trailer,
-    validate,
-)
+from mailyard.queue.record import HEADER, MAGIC, VERSION, RecordError, encode_trailer, validate
 from mailyard.queue.spool import FileSpool
 
 CONTENT = b"Subject: s\r\n\r\nbody\r\n"

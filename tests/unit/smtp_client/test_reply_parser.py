@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailyard.proto.smtp.client_codec import (
-    Extensions,
-    RemoteProtocolError,
-    ReplyParser,
-    describe,
-)
+from mailyard.proto.smtp.client_codec import Extensions, RemoteProtocolError, ReplyParser, describe
 from mailyard.proto.smtp.replies import Reply
 from tests.unit.smtp_client.transcript import CHUNKERS
 

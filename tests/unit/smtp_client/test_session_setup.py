@@ -14,8 +14,8 @@ from mailyard.proto.smtp.client import (
     SessionFailed,
     SessionReady,
     SmtpClient,
-    State,
     StartTls,
+    State,
 )
 from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_AUTH_NO_TLS,

@@ -4,16 +4,9 @@ with the server's bytes cut whole, byte by byte or at random points."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Iterable
+from collections.abc import Iterable
 
-from mailyard.proto.smtp.client import (
-    Idle,
-    NeedContent,
-    NeedData,
-    Send,
-    SmtpClient,
-    StartTls,
-)
+from mailyard.proto.smtp.client import Idle, NeedContent, NeedData, Send, SmtpClient, StartTls
 from tests.support.chunking import Chunker, bytewise, random_chunker, whole
 
 CHUNKERS: dict[str, Chunker] = {"whole": whole, "bytewise": bytewise,

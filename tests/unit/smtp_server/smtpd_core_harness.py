@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from mailyard.proto.smtp.events import (
-    CLOSED, NEED_DATA, PAUSED, DataChunk, DataStart, Event, MessageComplete, ScramLookup,
+    CLOSED,
+    NEED_DATA,
+    PAUSED,
+    DataChunk,
+    DataStart,
+    Event,
+    MessageComplete,
+    ScramLookup,
 )
 from mailyard.proto.smtp.replies import REPLY_QUEUED, Reply
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings

@@ -4,11 +4,11 @@ the packet or BDAT chunk boundaries, and what the inspector reads from it."""
 from __future__ import annotations
 
 import pytest
+from smtpd_core_harness import run_all_ways
 
 from mailyard.message.headerblock import inspect_header, submission_fields
 from mailyard.proto.smtp.content import MAX_HEADER_BLOCK, ChunkDecoder, ContentCheck
 from mailyard.proto.smtp.events import HeaderSection, MessageComplete, MessageRefused
-from smtpd_core_harness import run_all_ways
 
 HEAD = b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<b@mx.test>\r\n"
 HEADER = (b"Received: from a by b; Mon, 1 Jan 2024 00:00:00 +0000\r\n"

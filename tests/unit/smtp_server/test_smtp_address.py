@@ -21,7 +21,6 @@ from mailyard.proto.smtp.address import (
 )
 from mailyard.proto.smtp.replies import REPLY_BAD_ADDRESS, REPLY_BAD_SENDER_ADDRESS, REPLY_SYNTAX
 
-
 # --- RFC 5321 4.1.2: Mailbox = Local-part "@" ( Domain / address-literal ) ---------
 
 @pytest.mark.parametrize(

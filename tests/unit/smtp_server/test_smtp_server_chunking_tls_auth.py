@@ -5,21 +5,41 @@ from __future__ import annotations
 import base64
 import dataclasses
 
-from mailyard.sasl.scram import ScramCredentials
+from smtpd_core_harness import accept_all, run_all_ways, run_session
+
 from mailyard.proto.smtp.events import (
-    AuthCredentials, AuthResult, DataStart, Event, Helo, MessageComplete, MessageRefused,
-    ScramLookup, StartTlsRequested, TransactionAborted,
+    AuthCredentials,
+    AuthResult,
+    DataStart,
+    Event,
+    Helo,
+    MessageComplete,
+    MessageRefused,
+    ScramLookup,
+    StartTlsRequested,
+    TransactionAborted,
 )
 from mailyard.proto.smtp.replies import (
-    REPLY_ALREADY_AUTH, REPLY_AUTH_BAD_BASE64, REPLY_AUTH_CANCELLED, REPLY_AUTH_MALFORMED,
-    REPLY_AUTH_MECH, REPLY_AUTH_OK, REPLY_BAD_SEQUENCE, REPLY_SENDER_OK,
-    REPLY_AUTH_FAILED, REPLY_AUTH_LOCKED_OUT, REPLY_AUTH_NEEDS_TLS, REPLY_BAD_BDAT,
-    REPLY_BARE_LINE_ENDING, REPLY_BDAT_MIXED, REPLY_DISK_FULL, REPLY_TOO_MANY_AUTH_FAILURES,
+    REPLY_ALREADY_AUTH,
+    REPLY_AUTH_BAD_BASE64,
+    REPLY_AUTH_CANCELLED,
+    REPLY_AUTH_FAILED,
+    REPLY_AUTH_LOCKED_OUT,
+    REPLY_AUTH_MALFORMED,
+    REPLY_AUTH_MECH,
+    REPLY_AUTH_NEEDS_TLS,
+    REPLY_AUTH_OK,
+    REPLY_BAD_BDAT,
+    REPLY_BAD_SEQUENCE,
+    REPLY_BARE_LINE_ENDING,
+    REPLY_BDAT_MIXED,
+    REPLY_DISK_FULL,
+    REPLY_SENDER_OK,
+    REPLY_TOO_MANY_AUTH_FAILURES,
 )
-from mailyard.sasl.scram import derive_credentials as derive_scram_credentials
-from mailyard.sasl.scram import scram_client_final
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings
-from smtpd_core_harness import accept_all, run_all_ways, run_session
+from mailyard.sasl.scram import ScramCredentials, scram_client_final
+from mailyard.sasl.scram import derive_credentials as derive_scram_credentials
 
 HEAD = b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<b@mx.test>\r\n"
 TLS_AUTH = ServerSettings(hostname="mx.test", starttls=True, auth=True, implicit_tls=True,

@@ -7,22 +7,50 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from smtpd_core_harness import SPLITS, accept_all, run_all_ways, run_session
 
+from mailyard.proto.errors import LocalProtocolError
 from mailyard.proto.smtp.events import (
-    CLOSED, PAUSED, DataChunk, DataStart, HeaderSection, Helo, MailFrom, MessageComplete, MessageRefused,
-    RcptTo, TransactionAborted,
+    CLOSED,
+    PAUSED,
+    DataChunk,
+    DataStart,
+    HeaderSection,
+    Helo,
+    MailFrom,
+    MessageComplete,
+    MessageRefused,
+    RcptTo,
+    TransactionAborted,
 )
 from mailyard.proto.smtp.replies import (
-    REPLY_BAD_CHARS, REPLY_BAD_SENDER_ADDRESS, REPLY_BAD_SEQUENCE, REPLY_BARE_LINE_ENDING,
-    REPLY_BYE, REPLY_LINE_TOO_LONG, REPLY_LOOP, REPLY_MESSAGE_TOO_BIG, REPLY_NEED_HELO,
-    REPLY_NEED_MAIL, REPLY_NEED_RCPT, REPLY_NEEDS_SMTPUTF8, REPLY_NESTED_MAIL,
-    REPLY_NOT_IMPLEMENTED, REPLY_PARAM_NOT_IMPLEMENTED, REPLY_QUEUED, REPLY_RCPT_OK,
-    REPLY_SENDER_OK, REPLY_SYNTAX, REPLY_TOO_MANY_ERRORS, REPLY_TOO_MANY_RECIPIENTS,
-    REPLY_UNKNOWN_COMMAND, REPLY_UNKNOWN_USER, REPLY_VRFY_CANNOT, Reply,
+    REPLY_BAD_CHARS,
+    REPLY_BAD_SENDER_ADDRESS,
+    REPLY_BAD_SEQUENCE,
+    REPLY_BARE_LINE_ENDING,
+    REPLY_BYE,
+    REPLY_LINE_TOO_LONG,
+    REPLY_LOOP,
+    REPLY_MESSAGE_TOO_BIG,
+    REPLY_NEED_HELO,
+    REPLY_NEED_MAIL,
+    REPLY_NEED_RCPT,
+    REPLY_NEEDS_SMTPUTF8,
+    REPLY_NESTED_MAIL,
+    REPLY_NOT_IMPLEMENTED,
+    REPLY_PARAM_NOT_IMPLEMENTED,
+    REPLY_QUEUED,
+    REPLY_RCPT_OK,
+    REPLY_SENDER_OK,
+    REPLY_SYNTAX,
+    REPLY_TOO_MANY_ERRORS,
+    REPLY_TOO_MANY_RECIPIENTS,
+    REPLY_UNKNOWN_COMMAND,
+    REPLY_UNKNOWN_USER,
+    REPLY_VRFY_CANNOT,
+    Reply,
 )
-from mailyard.proto.errors import LocalProtocolError
 from mailyard.proto.smtp.server import ServerConnection, ServerSettings
-from smtpd_core_harness import SPLITS, accept_all, run_all_ways, run_session
 
 HEAD = b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<b@mx.test>\r\n"
 SETTINGS = ServerSettings(hostname="mx.test")

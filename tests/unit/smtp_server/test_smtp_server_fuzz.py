@@ -7,9 +7,9 @@ import re
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from smtpd_core_harness import run_session
 
 from mailyard.proto.smtp.server import ServerSettings
-from smtpd_core_harness import run_session
 
 FRAGMENTS = [
     b"EHLO c\r\n", b"HELO c\r\n", b"MAIL FROM:<a@c.test>\r\n", b"MAIL FROM:<>\r\n",

@@ -6,10 +6,11 @@ from __future__ import annotations
 import base64
 import dataclasses
 
+from smtpd_core_harness import run_all_ways, run_session
+
+from mailyard.proto.smtp.server import ServerSettings
 from mailyard.sasl.scram import ScramSha256Mechanism
 from mailyard.sasl.steps import Challenge, NeedScramCredentials
-from mailyard.proto.smtp.server import ServerSettings
-from smtpd_core_harness import run_all_ways, run_session
 
 TLS_AUTH = ServerSettings(hostname="mx.test", starttls=True, auth=True, implicit_tls=True)
 KEY_A = b"a" * 32

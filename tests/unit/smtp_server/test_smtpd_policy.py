@@ -10,17 +10,24 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from support.smtpd_fakes import MemoryDirectory, MemorySpool  # noqa: E402
+
 from mailyard.config import Config, SmtpdConfig  # noqa: E402
 from mailyard.directory.api import DirectoryError  # noqa: E402
 from mailyard.proto.smtp.replies import (  # noqa: E402
-    REPLY_AUTH_REQUIRED, REPLY_DISK_FULL, REPLY_MUST_STARTTLS, REPLY_RELAY_DENIED,
-    REPLY_SENDER_NOT_OWNED, REPLY_SERVER_BUSY, REPLY_TEMP_LOOKUP, REPLY_TOO_MANY_CONNECTIONS,
+    REPLY_AUTH_REQUIRED,
+    REPLY_DISK_FULL,
+    REPLY_MUST_STARTTLS,
+    REPLY_RELAY_DENIED,
+    REPLY_SENDER_NOT_OWNED,
+    REPLY_SERVER_BUSY,
+    REPLY_TEMP_LOOKUP,
+    REPLY_TOO_MANY_CONNECTIONS,
     REPLY_UNKNOWN_USER,
 )
 from mailyard.proto.smtp.session import Session  # noqa: E402
 from mailyard.smtpd.limits import ConnectionLimiter  # noqa: E402
 from mailyard.smtpd.policy import FreeSpaceGauge, ListenerPolicy  # noqa: E402
-from support.smtpd_fakes import MemoryDirectory, MemorySpool  # noqa: E402
 
 CONFIG = Config(hostname="mx.test", local_domains=("mx.test",),
                 smtpd=SmtpdConfig(min_free_disk=1000))

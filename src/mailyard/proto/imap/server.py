@@ -93,15 +93,7 @@ from mailyard.proto.imap.parser import (
     parse_tag,
 )
 from mailyard.proto.imap.session import ImapSettings, Session
-from mailyard.proto.imap.states import (
-    ENABLEABLE,
-    ON_NO,
-    ON_OK,
-    READ_WRITE,
-    VALID_IN,
-    Mode,
-    State,
-)
+from mailyard.proto.imap.states import ENABLEABLE, ON_NO, ON_OK, READ_WRITE, VALID_IN, Mode, State
 
 __all__ = ["ImapSettings", "LocalProtocolError", "ServerConnection", "Session"]
 

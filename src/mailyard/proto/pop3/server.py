@@ -44,12 +44,7 @@ from mailyard.proto.pop3.events import (
     Sentinel,
     Update,
 )
-from mailyard.proto.pop3.exchange import (
-    SaslChallenge,
-    SaslExchange,
-    SaslStep,
-    SaslSuccess,
-)
+from mailyard.proto.pop3.exchange import SaslChallenge, SaslExchange, SaslStep, SaslSuccess
 from mailyard.proto.pop3.responses import (
     CODE_AUTH,
     RESP_ALREADY_DELETED,
