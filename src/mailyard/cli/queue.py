@@ -7,14 +7,15 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from mailyard.cli.spool_access import fail, open_spool
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
-from mailyard.queue.api import DeliveryReply, QueueAdmin, QueuedRecipient, QueueEntry
+from mailyard.queue.api import QueueAdmin, QueuedRecipient, QueueEntry
 from mailyard.queue.spool import FileSpool
 from mailyard.queue.threaded import ThreadedSpool
+from mailyard.services.queue import entry_to_json
 
 _T = TypeVar("_T")
 HEADER_READ_LIMIT = 256 * 1024
@@ -33,11 +34,6 @@ async def _call(job: Callable[[ThreadedSpool], Awaitable[_T]], queue: ThreadedSp
     return await job(queue)
 
 
-def reply_to_json(reply: DeliveryReply | None) -> dict[str, Any] | None:
-    """code, status, text, origin ("remote"/"local") and the answering host."""
-    return None if reply is None else reply.to_dict()
-
-
 def _reply_line(r: QueuedRecipient) -> str:
     if r.last_reply is None:
         return ""
@@ -47,33 +43,6 @@ def _reply_line(r: QueuedRecipient) -> str:
 
 def _ts(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
-
-
-def entry_to_json(entry: QueueEntry) -> dict[str, Any]:
-    env = entry.envelope
-    return {
-        "id": entry.qid,
-        "sender": env.sender,
-        "size": entry.size,
-        "created": entry.created,
-        "envid": env.envid,
-        "ret": env.ret,
-        "auth_user": env.auth_user,
-        "client_ip": env.client_ip,
-        "recipients": [
-            {
-                "index": r.index,
-                "address": r.address,
-                "state": r.state.value,
-                "attempts": r.attempts,
-                "next_attempt": r.next_attempt,
-                "last_attempt": r.last_attempt,
-                "last_reply": str(r.last_reply) if r.last_reply is not None else "",
-                "reply": reply_to_json(r.last_reply),
-            }
-            for r in entry.recipients
-        ],
-    }
 
 
 def cmd_list(args: argparse.Namespace, config: Config) -> int:
