@@ -61,7 +61,7 @@ def _record_text(rdtype: str, rdata: object) -> str:
 
 
 def _negative_ttl(response: dns.message.Message | None) -> int:
-    if response is None:
+    if not isinstance(response, dns.message.QueryMessage):  # only a query's answer chains
         return _NEGATIVE_TTL_WITHOUT_SOA
     try:
         return int(response.resolve_chaining().minimum_ttl)
