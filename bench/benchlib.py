@@ -14,6 +14,7 @@ Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -336,14 +337,10 @@ class MailyardServer:
             return
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # workers left behind, if any
-        except ProcessLookupError:
-            pass
         if proc.poll() is None:
             proc.wait(5)
 
@@ -443,8 +440,9 @@ def machine_info() -> dict[str, Any]:
         pass
     mem = _kb_fields("/proc/meminfo", ("MemTotal",)).get("MemTotal", 0)
     try:
-        fs = subprocess.run(["df", "--output=source,fstype", tempfile.gettempdir()], capture_output=True,
-                            text=True, timeout=10).stdout.splitlines()[-1].split()
+        fs = subprocess.run(["df", "--output=source,fstype", tempfile.gettempdir()],
+                            capture_output=True, text=True,
+                            timeout=10).stdout.splitlines()[-1].split()
     except (OSError, subprocess.TimeoutExpired, IndexError):
         fs = ["?", "?"]
     return {

@@ -110,7 +110,8 @@ def sequential_baseline(root: Path, size: int, seconds: float) -> dict[str, floa
     return {"commits_per_s": round(n / elapsed, 1), "ms_each": round(elapsed / n * 1000, 3)}
 
 
-def _child(args: tuple[str, int, int, float, int, bool], queue: multiprocessing.Queue[dict]) -> None:
+def _child(args: tuple[str, int, int, float, int, bool],
+           queue: multiprocessing.Queue[dict]) -> None:
     queue.put(one_process(*args))
 
 

@@ -103,7 +103,7 @@ class EnvelopeFormatError(ValueError):
 
 def _require(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
     # bool is an int subclass: a number field must not accept true/false, nor the reverse.
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind != bool):
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise EnvelopeFormatError(f"envelope field {what!r} has the wrong type "
                                   f"({type(value).__name__})")
     return value

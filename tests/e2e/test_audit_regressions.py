@@ -245,10 +245,12 @@ def test_old_tls_versions_are_refused(server: MailyardServer, version: str) -> N
         ctx.set_ciphers("ALL:@SECLEVEL=0")
     except (ValueError, ssl.SSLError):
         pytest.skip(f"this OpenSSL cannot offer {version}")
-    with socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=10) as raw:
-        with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-            with ctx.wrap_socket(raw) as tls:
-                tls.recv(100)
+    with (
+        socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=10) as raw,
+        pytest.raises((ssl.SSLError, ConnectionError, OSError)),
+        ctx.wrap_socket(raw) as tls,
+    ):
+        tls.recv(100)
 
 
 def test_only_forward_secret_aead_or_sha384_ciphers(server: MailyardServer) -> None:
@@ -263,18 +265,22 @@ def test_only_forward_secret_aead_or_sha384_ciphers(server: MailyardServer) -> N
             ctx.set_ciphers(cipher + ":@SECLEVEL=0")
         except ssl.SSLError:
             continue  # this OpenSSL does not even offer it
-        with socket.create_connection(("127.0.0.1", server.ports["submissions"]),
-                                      timeout=10) as raw:
-            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
-                with ctx.wrap_socket(raw) as tls:
-                    tls.recv(100)
+        with (
+            socket.create_connection(("127.0.0.1", server.ports["submissions"]),
+                                     timeout=10) as raw,
+            pytest.raises((ssl.SSLError, ConnectionError, OSError)),
+            ctx.wrap_socket(raw) as tls,
+        ):
+            tls.recv(100)
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
-    with socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=10) as raw:
-        with ctx.wrap_socket(raw) as tls:
-            assert tls.version() in ("TLSv1.2", "TLSv1.3")
-            assert tls.recv(100).startswith(b"220")
+    with (
+        socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=10) as raw,
+        ctx.wrap_socket(raw) as tls,
+    ):
+        assert tls.version() in ("TLSv1.2", "TLSv1.3")
+        assert tls.recv(100).startswith(b"220")
 
 
 def wait_for(probe, timeout: float = 20.0):  # type: ignore[no-untyped-def]

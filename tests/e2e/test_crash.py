@@ -6,6 +6,7 @@ is delivered at most once (the client cannot know; RFC 1047)."""
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 import socket
@@ -44,8 +45,9 @@ class Client(threading.Thread):
                 time.sleep(0.05)
 
     def send_one(self, token: str) -> str:
-        body = (f"From: a@remote.test\r\nTo: {RCPT}\r\nSubject: crash\r\n"
-                f"X-Token: {token}\r\n\r\n").encode() + (b"x" * 76 + b"\r\n") * self.rng.randint(1, 250)
+        head = (f"From: a@remote.test\r\nTo: {RCPT}\r\nSubject: crash\r\n"
+                f"X-Token: {token}\r\n\r\n").encode()
+        body = head + (b"x" * 76 + b"\r\n") * self.rng.randint(1, 250)
         try:
             s = socket.create_connection(("127.0.0.1", self.port_ref[0]), timeout=5)
         except OSError:
@@ -87,10 +89,8 @@ class Client(threading.Thread):
         except OSError:
             return AMBIGUOUS
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 s.sendall(b"QUIT\r\n")
-            except OSError:
-                pass
             s.close()
         return ACKED if final.startswith(b"250") else CUT
 
@@ -145,5 +145,6 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path)
     unknown = [t for t in counts if t not in outcomes]
     assert not lost, f"acknowledged but not delivered: {lost[:10]}"
     assert not dupes, f"delivered more than once: {dupes[:10]}"
-    assert not cut_but_delivered, f"not acknowledged (DATA cut) but delivered: {cut_but_delivered[:10]}"
+    assert not cut_but_delivered, \
+        f"not acknowledged (DATA cut) but delivered: {cut_but_delivered[:10]}"
     assert not unknown

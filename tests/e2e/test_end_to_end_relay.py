@@ -31,7 +31,8 @@ class ThreadedFake:
         return self.fake
 
     def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.fake.__aexit__(None, None, None), self.loop).result(10)
+        stopping = self.fake.__aexit__(None, None, None)
+        asyncio.run_coroutine_threadsafe(stopping, self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
 
@@ -74,13 +75,15 @@ def test_end_to_end_answers_with_the_next_hops_acceptance(tmp_path):
 
 
 def test_end_to_end_passes_a_rejection_back_in_session(tmp_path):
-    with ThreadedFake(rcpt_replies={"bad@gw.test": b"550 5.1.1 No such user here\r\n"}) as fake:
-        with _server(tmp_path, fake.port, "end-to-end") as srv:
-            code, text = _send(srv, "bad@gw.test")
-            # The sender hears the next hop's verdict; nothing is queued, no bounce is due.
-            assert code == 550 and text.startswith(b"5.1.1")
-            assert srv.queue() == []
-            assert srv.messages("alice@example.test") == []
+    with (
+        ThreadedFake(rcpt_replies={"bad@gw.test": b"550 5.1.1 No such user here\r\n"}) as fake,
+        _server(tmp_path, fake.port, "end-to-end") as srv,
+    ):
+        code, text = _send(srv, "bad@gw.test")
+        # The sender hears the next hop's verdict; nothing is queued, no bounce is due.
+        assert code == 550 and text.startswith(b"5.1.1")
+        assert srv.queue() == []
+        assert srv.messages("alice@example.test") == []
 
 
 def test_end_to_end_falls_back_to_queueing_when_next_hop_is_down(tmp_path):
@@ -94,11 +97,13 @@ def test_end_to_end_falls_back_to_queueing_when_next_hop_is_down(tmp_path):
 
 
 def test_store_and_forward_accepts_then_bounces(tmp_path):
-    with ThreadedFake(rcpt_replies={"bad@gw.test": b"550 5.1.1 No such user here\r\n"}) as fake:
-        with _server(tmp_path, fake.port, "store-and-forward") as srv:
-            code, text = _send(srv, "bad@gw.test")
-            assert code == 250 and b"Queued as" in text
-            bounces = srv.wait_for_messages("alice@example.test", 1, timeout=20)
-            assert len(bounces) == 1
-            assert b"multipart/report" in bounces[0] and b"Status: 5.1.1" in bounces[0]
-            assert srv.wait_queue_empty(20)
+    with (
+        ThreadedFake(rcpt_replies={"bad@gw.test": b"550 5.1.1 No such user here\r\n"}) as fake,
+        _server(tmp_path, fake.port, "store-and-forward") as srv,
+    ):
+        code, text = _send(srv, "bad@gw.test")
+        assert code == 250 and b"Queued as" in text
+        bounces = srv.wait_for_messages("alice@example.test", 1, timeout=20)
+        assert len(bounces) == 1
+        assert b"multipart/report" in bounces[0] and b"Status: 5.1.1" in bounces[0]
+        assert srv.wait_queue_empty(20)

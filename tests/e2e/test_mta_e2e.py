@@ -108,10 +108,12 @@ def test_submission_sender_must_be_owned(server):
 
 
 def test_submissions_wrong_password(server):
-    with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=10,
-                          context=_insecure()) as s:
-        with pytest.raises(smtplib.SMTPAuthenticationError) as err:
-            s.login("alice@example.test", "wrong")
+    with (
+        smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=10,
+                         context=_insecure()) as s,
+        pytest.raises(smtplib.SMTPAuthenticationError) as err,
+    ):
+        s.login("alice@example.test", "wrong")
     assert err.value.smtp_code == 535
 
 

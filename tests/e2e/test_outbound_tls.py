@@ -406,7 +406,8 @@ def test_mailyard_refuses_credentials_without_certificate_check(tmp_path) -> Non
                       'relayhost_username = "u"\nrelayhost_password = "p"\n'
                       'relayhost_tls = "require"\n')
     proc = subprocess.run([sys.executable, "-m", "mailyard.cli.main", "--config", str(config),
-                           "queue", "list"], capture_output=True, text=True, timeout=30, check=False)
+                           "queue", "list"],
+                          capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 2
     assert "delivery.relayhost_tls: is 'require'" in proc.stderr
     assert "relayhost_auth_unverified" in proc.stderr and "Traceback" not in proc.stderr

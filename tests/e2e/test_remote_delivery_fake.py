@@ -20,7 +20,9 @@ from tests.support.fake_smtp import HANGUP, FakeSmtpServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
-DELIVERED, DEFERRED, FAILED = RecipientState.DELIVERED, RecipientState.DEFERRED, RecipientState.FAILED
+DELIVERED = RecipientState.DELIVERED
+DEFERRED = RecipientState.DEFERRED
+FAILED = RecipientState.FAILED
 CONFIG = Config(hostname="client.test",
                 delivery=DeliveryConfig(connect_timeout=2.0, command_timeout=2.0, data_timeout=2.0))
 CONTENT = (b"Subject: exact\r\n\r\n.one\r\n..two\r\nbare lf\nbare cr\r"
@@ -98,8 +100,10 @@ def test_large_bdat_message_in_several_chunks(tmp_path) -> None:
     async def go():
         async with FakeSmtpServer(extensions=("PIPELINING", "CHUNKING")) as server:
             env = envelope("r@dest.test")
+            def opener():  # hands the open file over: deliver_remote reads and closes it
+                return open(path, "rb")  # noqa: SIM115
             res = await deliver_remote([hop(server)], env, [(0, env.recipients[0])],
-                                       lambda: open(path, "rb"), path.stat().st_size, CONFIG, None)
+                                       opener, path.stat().st_size, CONFIG, None)
             return server, res
     server, res = run(go())
     assert states(res) == [DELIVERED]
@@ -231,7 +235,8 @@ def test_idle_connection_is_reused_then_closed() -> None:
         async with FakeSmtpServer() as server:
             pool = ConnectionPool(CONFIG, idle_seconds=0.2)
             for _ in range(3):
-                assert states(await send([hop(server)], envelope("r@dest.test"), pool=pool)) == [DELIVERED]
+                results = await send([hop(server)], envelope("r@dest.test"), pool=pool)
+                assert states(results) == [DELIVERED]
             assert pool.idle_count() == 1
             for _ in range(100):
                 if "QUIT" in server.commands:
@@ -251,7 +256,8 @@ def test_session_idle_for_a_while_is_probed_with_rset() -> None:
         async with FakeSmtpServer() as server:
             pool = ConnectionPool(CONFIG, probe_after=0.0)
             for _ in range(3):
-                assert states(await send([hop(server)], envelope("r@dest.test"), pool=pool)) == [DELIVERED]
+                results = await send([hop(server)], envelope("r@dest.test"), pool=pool)
+                assert states(results) == [DELIVERED]
             await pool.close()
             return server, pool
     server, pool = run(go())
@@ -280,8 +286,8 @@ def test_concurrent_deliveries_do_not_share_a_session() -> None:
     async def go():
         async with FakeSmtpServer(delays={".": 0.1}) as server:
             pool = ConnectionPool(CONFIG)
-            results = await asyncio.gather(*(send([hop(server)], envelope(f"r{i}@dest.test"), pool=pool)
-                                             for i in range(4)))
+            results = await asyncio.gather(
+                *(send([hop(server)], envelope(f"r{i}@dest.test"), pool=pool) for i in range(4)))
             await pool.close()
             return server, results
     server, results = run(go())

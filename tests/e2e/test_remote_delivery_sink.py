@@ -27,7 +27,9 @@ SINK = shutil.which("smtp-sink") or shutil.which("smtp-sink", path="/usr/sbin:/u
 pytestmark = [pytest.mark.e2e, pytest.mark.postfix, pytest.mark.timeout(60),
               pytest.mark.skipif(SINK is None, reason="smtp-sink not installed (postfix)")]
 
-DELIVERED, DEFERRED, FAILED = RecipientState.DELIVERED, RecipientState.DEFERRED, RecipientState.FAILED
+DELIVERED = RecipientState.DELIVERED
+DEFERRED = RecipientState.DEFERRED
+FAILED = RecipientState.FAILED
 CONTENT = b"From: a@origin.test\r\nSubject: sink\r\n\r\n.starts with a dot\r\nbody\r\n"
 ENV = Envelope("a@origin.test", (Recipient("x@dest.test"), Recipient("y@dest.test")))
 CONFIG = Config(hostname="client.test",

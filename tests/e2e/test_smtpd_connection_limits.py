@@ -122,12 +122,14 @@ def test_command_line_trickled_one_octet_at_a_time(tmp_path: Path, loop_kind: st
 
 def test_complete_lines_keep_a_session_alive(tmp_path: Path) -> None:
     """The per-line deadline does not touch a client that sends whole commands."""
-    with RunningSmtpd(tmp_path, command_timeout=1.0) as smtpd:
-        with RawClient(smtpd.ports["smtp"]) as raw:
-            assert raw.code() == "220"
-            for _ in range(4):
-                time.sleep(0.6)
-                assert raw.command(b"NOOP") == "250 2.0.0"
+    with (
+        RunningSmtpd(tmp_path, command_timeout=1.0) as smtpd,
+        RawClient(smtpd.ports["smtp"]) as raw,
+    ):
+        assert raw.code() == "220"
+        for _ in range(4):
+            time.sleep(0.6)
+            assert raw.command(b"NOOP") == "250 2.0.0"
 
 
 def test_session_time_limit(tmp_path: Path, loop_kind: str) -> None:

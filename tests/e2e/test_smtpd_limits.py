@@ -48,21 +48,26 @@ def test_per_ip_connection_cap(tmp_path: Path) -> None:
 
 def test_total_connection_cap(tmp_path: Path) -> None:
     """smtpd.max_connections: 421 4.3.2 when the server is full."""
-    with RunningSmtpd(tmp_path, max_connections=1) as smtpd:
-        with RawClient(smtpd.ports["smtp"]) as first, RawClient(smtpd.ports["smtp"]) as second:
-            assert first.code() == "220"
-            assert second.code() == "421 4.3.2"
+    with (
+        RunningSmtpd(tmp_path, max_connections=1) as smtpd,
+        RawClient(smtpd.ports["smtp"]) as first,
+        RawClient(smtpd.ports["smtp"]) as second,
+    ):
+        assert first.code() == "220"
+        assert second.code() == "421 4.3.2"
 
 
 def test_idle_command_timeout(tmp_path: Path) -> None:
     """smtpd.command_timeout: an idle client gets 421 4.4.2 and is disconnected."""
-    with RunningSmtpd(tmp_path, command_timeout=0.3) as smtpd:
-        with RawClient(smtpd.ports["smtp"]) as raw:
-            assert raw.code() == "220"
-            started = time.monotonic()
-            assert raw.code() == "421 4.4.2"
-            assert 0.2 < time.monotonic() - started < 5
-            assert raw.closed()
+    with (
+        RunningSmtpd(tmp_path, command_timeout=0.3) as smtpd,
+        RawClient(smtpd.ports["smtp"]) as raw,
+    ):
+        assert raw.code() == "220"
+        started = time.monotonic()
+        assert raw.code() == "421 4.4.2"
+        assert 0.2 < time.monotonic() - started < 5
+        assert raw.closed()
 
 
 def test_data_idle_timeout(tmp_path: Path) -> None:

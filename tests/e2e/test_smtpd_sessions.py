@@ -205,8 +205,10 @@ def test_vrfy_and_help(smtpd: RunningSmtpd) -> None:
 def test_vrfy_answered_when_enabled(tmp_path: Path) -> None:
     """smtpd.vrfy = true: VRFY answers from the directory for local domains
     (RFC 5321 3.5.3: 250 known, 550 unknown, 252 when it cannot tell)."""
-    with RunningSmtpd(tmp_path, vrfy=True) as smtpd:
-        with smtplib.SMTP("127.0.0.1", smtpd.ports["smtp"], timeout=10) as client:
-            assert client.verify("user@mx.test")[0] == 250
-            assert client.verify("<nobody@mx.test>")[0] == 550
-            assert client.verify("someone@example.org")[0] == 252
+    with (
+        RunningSmtpd(tmp_path, vrfy=True) as smtpd,
+        smtplib.SMTP("127.0.0.1", smtpd.ports["smtp"], timeout=10) as client,
+    ):
+        assert client.verify("user@mx.test")[0] == 250
+        assert client.verify("<nobody@mx.test>")[0] == 550
+        assert client.verify("someone@example.org")[0] == 252

@@ -20,6 +20,7 @@ records every session and every accepted message.
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import socketserver
@@ -167,10 +168,8 @@ class FakeMx:
         except OSError:
             log.ended = "eof"
         finally:
-            try:
+            with contextlib.suppress(OSError):
                 sock.close()
-            except OSError:
-                pass
 
     def _converse(self, conn: _Conn, log: SessionLog) -> str:
         script = self.current()
@@ -317,8 +316,6 @@ class _Conn:
                 time.sleep(min(left, 0.05))  # data waiting: the client is still there
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.sock.close()

@@ -175,7 +175,8 @@ class _Conversation:
             if limit is not None and len(wire) >= limit:
                 raise _HangUp()
         body = bytes(wire[:-3])
-        content = b"\r\n".join(l[1:] if l.startswith(b".") else l for l in body.split(b"\r\n"))
+        lines = body.split(b"\r\n")
+        content = b"\r\n".join(ln[1:] if ln.startswith(b".") else ln for ln in lines)
         self.server.messages.append(ReceivedMessage(self.mail, self.rcpts, body, content))
         await self.reply(".", b"250 2.0.0 queued\r\n")
         return False

@@ -4,6 +4,7 @@ stop (or a SIGKILL of the whole process group, for crash tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -85,10 +86,11 @@ class MailyardServer:
 
     # --- lifecycle -------------------------------------------------------------
     def start(self, timeout: float = 20.0) -> MailyardServer:
-        out = open(self.root / "serve.out", "ab")
-        self.proc = subprocess.Popen(
-            [*self.launcher, sys.executable, "-m", "mailyard.cli.main", "--config",
-             str(self.config_path), "serve"], stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.root / "serve.out", "ab") as out:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [*self.launcher, sys.executable, "-m", "mailyard.cli.main", "--config",
+                 str(self.config_path), "serve"],
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -128,10 +130,8 @@ class MailyardServer:
         """SIGKILL the supervisor and every worker at once (a crash)."""
         if self.proc is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait()
 
     def __enter__(self) -> MailyardServer:

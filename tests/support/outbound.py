@@ -72,7 +72,8 @@ class DumpSink:
         self.dump_dir = Path(tempfile.mkdtemp(prefix="mailyard-sink-"))
         if os.geteuid() == 0:
             shutil.chown(self.dump_dir, "postfix")
-        self._log = tempfile.TemporaryFile()
+        # smtp-sink's log: kept open while it runs, read on failure, closed at stop.
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 10.0) -> DumpSink:

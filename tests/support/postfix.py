@@ -22,6 +22,7 @@ Logs go to ``<root>/postfix.log`` through ``postlogd`` (no syslog needed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -304,10 +305,8 @@ class PostfixInstance:
             for command in ("stop", "abort"):
                 if pid is None:
                     break
-                try:
+                with contextlib.suppress(PostfixError):
                     self.run("postfix", command, timeout=timeout)
-                except PostfixError:
-                    pass
                 if _wait_gone(pid, timeout / 2):
                     pid = None
             if pid is not None:
@@ -399,7 +398,8 @@ class SmtpSink:
         self.backlog = backlog
         self.max_sessions = max_sessions
         self.extra_args = list(extra_args)
-        self._out = tempfile.NamedTemporaryFile(prefix="smtp-sink-", suffix=".out")
+        # Kept open for the sink's lifetime (its output, read and closed at stop).
+        self._out = tempfile.NamedTemporaryFile(prefix="smtp-sink-", suffix=".out")  # noqa: SIM115
         self.proc: subprocess.Popen[bytes] | None = None
         self._final: str | None = None
 
@@ -492,10 +492,8 @@ def _kill_tree(pid: int) -> None:
     children = [int(p.name) for p in Path("/proc").iterdir()
                 if p.name.isdigit() and _ppid(int(p.name)) == pid]
     for victim in [pid, *children]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(victim, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def _ppid(pid: int) -> int | None:

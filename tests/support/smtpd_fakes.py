@@ -138,7 +138,8 @@ class MemoryDirectory:
 class RunningSmtpd:
     """SmtpServer on ephemeral 127.0.0.1 ports, in a background event loop."""
 
-    def __init__(self, tmp_path: Path, *, kinds: tuple[str, ...] = ("smtp", "submission", "submissions"),
+    def __init__(self, tmp_path: Path, *,
+                 kinds: tuple[str, ...] = ("smtp", "submission", "submissions"),
                  tls: bool = True, uvloop: bool = False, **smtpd: Any) -> None:
         self.config = Config(hostname="mx.test", data_dir=str(tmp_path),
                              local_domains=("mx.test",),

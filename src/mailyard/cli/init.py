@@ -20,7 +20,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 TEMPLATE = """\
 # Mailyard configuration, written by `mailyard init`.
-# Every key and its default: docs/configuration.md. Check it with `mailyard --config {path} domain list`.
+# Every key and its default: docs/configuration.md.
+# Check it with `mailyard --config {path} domain list`.
 
 # The name this server gives in its SMTP greeting and Received lines: the host name
 # that your domains' MX records point to.

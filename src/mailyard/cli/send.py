@@ -206,7 +206,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        description="Compose a plain-text message and queue it for delivery. "
                                    "The body is read from standard input unless --body-file "
                                    "is given.")
-    p.add_argument("--from", dest="sender", help="sender address (default: USER@first local domain if that "
+    p.add_argument("--from", dest="sender",
+                   help="sender address (default: USER@first local domain if that "
                         "address exists, else postmaster@first local domain)")
     p.add_argument("--to", action="append", required=True, help="recipient (repeatable)")
     p.add_argument("--cc", action="append", default=[], help="Cc recipient (repeatable)")
@@ -218,8 +219,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s = sub.add_parser("sendmail", help="sendmail-compatible entry point for local programs",
                        description="Read a message on standard input and queue it, like "
                                    "sendmail(1). Unknown sendmail -o options are ignored.")
-    s.add_argument("-t", action="store_true", help="take recipients from To/Cc/Bcc (Bcc is removed)")
-    s.add_argument("-i", action="store_true", help="a line with a single '.' does not end the message")
+    s.add_argument("-t", action="store_true",
+                   help="take recipients from To/Cc/Bcc (Bcc is removed)")
+    s.add_argument("-i", action="store_true",
+                   help="a line with a single '.' does not end the message")
     s.add_argument("-oi", action="store_true", help="same as -i")
     s.add_argument("-f", metavar="SENDER", help="envelope sender ('<>' for the null sender)")
     s.add_argument("-F", metavar="NAME", help="full name for a From header that is added")

@@ -18,7 +18,7 @@ import tomllib
 import types
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Protocol, get_args, get_origin, get_type_hints, runtime_checkable
 
 from mailyard.proto.smtp.client import TLS_LEVEL_ALIASES
 from mailyard.tls import VERIFYING_LEVELS, parse_fingerprint
@@ -105,6 +105,13 @@ __all__ = [
     "load_config",
     "parse_hostport",
 ]
+
+
+@runtime_checkable
+class _Section(Protocol):
+    """A config section: a dataclass that checks its own values."""
+
+    def validate(self, key: str) -> None: ...
 
 
 class ConfigError(Exception):
@@ -457,7 +464,7 @@ class Config:
                 raise ConfigError(name, "must be a user/group name or a numeric id")
         for f in fields(self):
             value = getattr(self, f.name)
-            if is_dataclass(value):
+            if is_dataclass(value) and isinstance(value, _Section):
                 value.validate(f.name)
 
     def is_relay_domain(self, domain: str) -> bool:
@@ -492,7 +499,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             return tp(value)
         except ValueError:
             raise ConfigError(key, _allowed(tp)) from None
-    if is_dataclass(tp):
+    if isinstance(tp, type) and is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(key, "must be a table")
         return _build(tp, value, key)

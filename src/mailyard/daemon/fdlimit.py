@@ -12,6 +12,7 @@ With the connection caps inside the limit, a flood of connections is refused wit
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -41,10 +42,9 @@ def raise_nofile_limit() -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = UNLIMITED_TARGET if hard == resource.RLIM_INFINITY else hard
     if soft != resource.RLIM_INFINITY and soft < target:
-        try:
+        # If refused, keep what we have: plan_worker() fits the caps to it.
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass  # keep what we have; plan_worker() fits the caps to it
     soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     return UNLIMITED_TARGET if soft == resource.RLIM_INFINITY else soft
 

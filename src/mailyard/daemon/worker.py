@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import errno
 import json
@@ -66,10 +67,8 @@ class QueueNotifier:
     def send(self) -> None:
         data = "".join(f"{qid}\n" for qid in self._pending).encode("ascii")
         self._pending.clear()
-        try:
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
             os.write(self.fd, data)
-        except (BlockingIOError, BrokenPipeError):
-            pass
 
 
 def pem_files(cert_pem: str, key_pem: str) -> tuple[str, str]:
@@ -125,10 +124,8 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     metrics_dir = data / "run" / "metrics"
     log_event(log, "worker started", pid=os.getpid())
     while not stop.is_set():
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), METRICS_DUMP_INTERVAL)
-        except TimeoutError:
-            pass
         try:
             metrics.dump(metrics_dir)
         except OSError as exc:
@@ -137,10 +134,8 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     await server.close()
     if deliver_now is not None:
         await deliver_now.close()
-    try:
+    with contextlib.suppress(OSError):
         metrics.dump(metrics_dir)
-    except OSError:
-        pass
 
 
 def fit_open_file_limit(config: Config) -> tuple[Config, int]:

@@ -26,6 +26,7 @@ dispatcher runs it in its delivery thread pool, never on the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import time
 from collections.abc import Callable
@@ -260,10 +261,8 @@ class _OpenedOnce:
     def close(self) -> None:
         f, self._file = self._file, None
         if f is not None:
-            try:
+            with contextlib.suppress(OSError):  # read-only: nothing is lost
                 f.close()
-            except OSError:
-                pass  # read-only: nothing is lost
 
 
 def _tried_before(entry: QueueEntry) -> bool:

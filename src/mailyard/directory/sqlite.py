@@ -347,10 +347,9 @@ class SqliteDirectory:
     def _write_password(self, conn: sqlite3.Connection, key: str, password: str) -> None:
         scram: ScramCredentials | None = None
         if self.scram_iterations:
-            try:
+            # On SaslprepError PLAIN/LOGIN still work; SCRAM cannot be offered for it.
+            with contextlib.suppress(SaslprepError):
                 scram = new_credentials(password, self.scram_iterations)
-            except SaslprepError:
-                pass  # PLAIN/LOGIN still work; SCRAM cannot be offered for it
         conn.execute(
             "UPDATE users SET password_hash = ?, scram_salt = ?, scram_iterations = ?, "
             "scram_stored_key = ?, scram_server_key = ?, updated = ? WHERE address = ?",

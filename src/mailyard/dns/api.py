@@ -59,7 +59,7 @@ class DnsNameError(DnsError):
     """The name is not a valid domain name (empty label, label over 63 octets, bad IDN)."""
 
 
-class AnswerKind(str, enum.Enum):
+class AnswerKind(enum.StrEnum):
     ANSWER = "answer"  # NOERROR with records of the asked type
     NODATA = "nodata"  # NOERROR, the name exists but has no records of that type
     NXDOMAIN = "nxdomain"  # the name does not exist (RFC 8020: nor anything below it)
@@ -89,7 +89,7 @@ class RecordSet:
     canonical_name: str = ""
 
 
-class MxKind(str, enum.Enum):
+class MxKind(enum.StrEnum):
     RECORDS = "records"  # one or more usable MX records
     NULL_MX = "null-mx"  # RFC 7505: the domain accepts no mail
     NO_RECORDS = "no-records"  # the domain exists without MX: implicit MX (RFC 5321 5.1)

@@ -11,6 +11,7 @@ injected so tests can move time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -54,7 +55,7 @@ class CachingResolver(BaseResolver):
         if task is None:
             task = asyncio.ensure_future(self.upstream.query(key[0], rdtype))
             self._inflight[key] = task
-            task.add_done_callback(lambda t, k=key: self._finished(k, t))
+            task.add_done_callback(functools.partial(self._finished, key))
         # shield: one caller giving up (a cancelled delivery) must not cancel the
         # lookup the other callers are waiting for.
         return await asyncio.shield(task)

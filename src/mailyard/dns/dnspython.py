@@ -61,7 +61,7 @@ def _record_text(rdtype: str, rdata: object) -> str:
 
 
 def _negative_ttl(response: dns.message.Message | None) -> int:
-    if response is None:
+    if not isinstance(response, dns.message.QueryMessage):  # only a query's answer chains
         return _NEGATIVE_TTL_WITHOUT_SOA
     try:
         return int(response.resolve_chaining().minimum_ttl)
@@ -83,7 +83,8 @@ class DnsPythonResolver(BaseResolver):
                 resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.cache = None
         resolver.lifetime = timeout
-        resolver.timeout = min(timeout, _MAX_TRY_TIMEOUT) if len(resolver.nameservers) > 1 else timeout
+        several = len(resolver.nameservers) > 1
+        resolver.timeout = min(timeout, _MAX_TRY_TIMEOUT) if several else timeout
         resolver.use_edns(0, 0, 1232)  # the DNS flag day 2020 payload size
         self._resolver = resolver
 
@@ -110,7 +111,8 @@ class DnsPythonResolver(BaseResolver):
                 "no DNS servers configured"
             raise DnsTemporaryError(name, rdtype, reason) from None
         except dns.resolver.YXDOMAIN:
-            raise DnsTemporaryError(name, rdtype, "name too long after DNAME substitution") from None
+            raise DnsTemporaryError(name, rdtype,
+                                    "name too long after DNAME substitution") from None
         except (dns.exception.DNSException, OSError) as exc:
             raise DnsTemporaryError(name, rdtype, f"{type(exc).__name__}: {exc}") from None
         canonical = str(answer.canonical_name).lower().rstrip(".")

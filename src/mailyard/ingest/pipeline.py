@@ -108,7 +108,7 @@ class _Writer:
             self.header(block, inspect_header(block))
         prepend = self._ingest.at_commit(self.submission, self._header or b"")
         if prepend:
-            return await self._writer.commit(prepend=prepend)  # type: ignore[call-arg]
+            return await self._writer.commit(prepend=prepend)
         return await self._writer.commit()
 
     def abort(self) -> None:

@@ -313,7 +313,8 @@ class MaildropPickup:
 
 
 def _read_limited(fd: int, limit: int) -> bytes:
-    chunks, total = [], 0
+    chunks: list[bytes] = []
+    total = 0
     while True:
         chunk = os.read(fd, min(1 << 20, limit + 1 - total))
         if not chunk:

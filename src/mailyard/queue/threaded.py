@@ -43,9 +43,14 @@ class ThreadedSpool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._io, lambda: fn(*args, **kwargs))
 
+    def shutdown(self) -> None:
+        """Finish the calls under way; the spool stays open (for a view over a spool
+        that someone else owns and closes)."""
+        self._io.shutdown(wait=True)
+
     def close(self) -> None:
         """Finish the calls under way, then close the spool."""
-        self._io.shutdown(wait=True)
+        self.shutdown()
         self.spool.close()
 
     # --- QueueWriter, CapacityProbe ---------------------------------------------

@@ -38,7 +38,8 @@ from mailyard.directory.api import (
     UserRecord,
 )
 from mailyard.services.errors import error, from_directory
-from mailyard.store.maildir import MailboxNameError, Maildir, mailbox_path
+from mailyard.store.api import MailboxNameError
+from mailyard.store.maildir import Maildir, mailbox_path
 
 __all__ = [
     "Accounts", "Alias", "AliasAdded", "Domain", "NewUser", "PasswordRules", "User",

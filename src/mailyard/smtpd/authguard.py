@@ -8,9 +8,10 @@ bounded:
   ``smtpd.auth_concurrency`` verifications run at once in a worker, on a thread pool of
   that size (not the event loop's default executor); ``smtpd.auth_queue`` more may wait
   for a slot (and are checked against the counters again once they have one, since the
-  tries ahead of them may have failed).  Beyond that the try is answered ``454 4.7.0`` (RFC 4954 6, temporary
-  authentication failure) at once, without hashing.  Memory thus stays under about
-  ``auth_concurrency`` x 64 MiB per worker whatever the number of clients.
+  tries ahead of them may have failed).  Beyond that the try is answered ``454 4.7.0``
+  (RFC 4954 6, temporary authentication failure) at once, without hashing.  Memory thus
+  stays under about ``auth_concurrency`` x 64 MiB per worker whatever the number of
+  clients.
 
 * **Failure counters, per node** (:class:`AuthGuard`): shared by every worker process of
   one server through ``<data_dir>/run/authguard.db``, not shared between servers (a
@@ -40,6 +41,7 @@ AUTH still works, still bounded by the verification slots.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import os
@@ -164,10 +166,10 @@ class AuthGuard:
             conn = sqlite3.connect(self.path, isolation_level=None,
                                    timeout=BUSY_TIMEOUT_MS / 1000)
             try:
-                try:
-                    os.chmod(self.path, 0o600)  # before anything is written to it
-                except PermissionError:
-                    pass  # another user's file: its owner chose the mode
+                # Before anything is written to it; another user's file (PermissionError):
+                # its owner chose the mode.
+                with contextlib.suppress(PermissionError):
+                    os.chmod(self.path, 0o600)
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")  # counters, not mail

@@ -521,7 +521,8 @@ class SmtpSession(asyncio.Protocol):
         if not event.success:
             self.services.metrics.inc(AUTH_FAILURES)
         result = "ok" if event.success else AUTH_RESULTS.get(event.reply, "refused")
-        fields = {"reply": str(event.reply)} if event.reply is not None else {}
+        # Any: log_event's named parameters (exc_info) must not narrow the field values.
+        fields: dict[str, Any] = {"reply": str(event.reply)} if event.reply is not None else {}
         log_event(log, "smtp auth", level=logging.INFO if event.success else logging.WARNING,
                   client=self.ip, user=event.username, mechanism=event.mechanism,
                   result=result, **fields)

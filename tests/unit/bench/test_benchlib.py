@@ -40,7 +40,8 @@ def test_toml_strings_are_escaped() -> None:
 
 
 def test_tree_sampling_sees_child_processes() -> None:
-    code = "import subprocess,sys; subprocess.run([sys.executable,'-c','import time; time.sleep(30)'])"
+    code = ("import subprocess,sys; "
+            "subprocess.run([sys.executable,'-c','import time; time.sleep(30)'])")
     parent = subprocess.Popen([sys.executable, "-c", code])
     try:
         for _ in range(100):

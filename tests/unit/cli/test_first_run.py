@@ -121,7 +121,8 @@ def test_port_in_use_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture
         busy.listen()
         port = busy.getsockname()[1]
         path = tmp_path / "m.toml"
-        path.write_text(f'{AS_IS}data_dir = "{tmp_path}/d"\n[listen]\nsubmission = ["127.0.0.1:{port}"]\n')
+        path.write_text(f'{AS_IS}data_dir = "{tmp_path}/d"\n'
+                        f'[listen]\nsubmission = ["127.0.0.1:{port}"]\n')
         assert main(["serve", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert "listen.submission" in err and "change listen.submission in" in err
@@ -180,7 +181,8 @@ def test_crashed_dispatcher_stops_serve_with_one_line(tmp_path: Path,
     monkeypatch.setattr(dispatcher.Dispatcher, "run", crash)
     log = tmp_path / "log"
     path = tmp_path / "m.toml"
-    path.write_text(f'{AS_IS}data_dir = "{tmp_path}/d"\n[listen]\nsmtp = ["127.0.0.1:{_free_port()}"]\n'
+    path.write_text(f'{AS_IS}data_dir = "{tmp_path}/d"\n'
+                    f'[listen]\nsmtp = ["127.0.0.1:{_free_port()}"]\n'
                     f'[smtpd]\nworkers = 1\n[log]\nfile = "{log}"\n')
     assert main(["serve", "--config", str(path)]) == 1
     err = capsys.readouterr().err

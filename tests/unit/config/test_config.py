@@ -48,7 +48,8 @@ def test_documented_example_loads():
     ('[smtpd]\nvrfy = 1', "smtpd.vrfy"),
     ('[delivery]\ntls = "sometimes"', "delivery.tls"),
     ('[delivery]\ndns_servers = ["1.2.3.4:x"]', "delivery.dns_servers[0]"),
-    ('[[delivery.transports]]\ndomain = "a.test"\nmode = "teleport"', "delivery.transports[0].mode"),
+    ('[[delivery.transports]]\ndomain = "a.test"\nmode = "teleport"',
+     "delivery.transports[0].mode"),
     ('[tls]\ncert = "/nonexistent.pem"', "tls"),
     ('relay_domains = ["a@b"]', "relay_domains[0]"),
     ('[smtpd]\nauth_concurrency = 0', "smtpd.auth_concurrency"),
@@ -83,7 +84,8 @@ def test_relay_domains_match_domain_and_subdomains():
 
 
 def test_round_trip_through_dict():
-    cfg = parse_config(ISSUE_EXAMPLE + '[[delivery.transports]]\ndomain = "x.test"\nnexthop = "127.0.0.1:2525"\n')
+    cfg = parse_config(ISSUE_EXAMPLE + '[[delivery.transports]]\ndomain = "x.test"\n'
+                       'nexthop = "127.0.0.1:2525"\n')
     assert config_from_dict(config_to_dict(cfg), cfg.source) == cfg
 
 

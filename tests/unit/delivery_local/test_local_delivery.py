@@ -353,7 +353,8 @@ def test_loop_check_reads_headers_only(agent: LocalDeliveryAgent,
                                        directory: SqliteDirectory, config: Config) -> None:
     body_mention = MESSAGE + b"Delivered-To: alice@example.test\r\n"
     entry = make_entry("alice@example.test")
-    assert agent.deliver(entry, entry.recipients[0], content(body_mention)).status is LocalStatus.DELIVERED
+    result = agent.deliver(entry, entry.recipients[0], content(body_mention))
+    assert result.status is LocalStatus.DELIVERED
     # Only the looping mailbox of an alias is skipped.
     directory.add_alias("team@example.test", ["alice@example.test", "bob@example.test"])
     looped = b"Delivered-To: alice@example.test\r\n" + MESSAGE

@@ -33,7 +33,7 @@ def test_rfc7677_example_client_proof_verifies_against_stored_key() -> None:
     checks H(ClientKey) == StoredKey."""
     creds = derive_credentials("pencil", RFC7677_SALT, RFC7677_ITERATIONS)
     client_signature = hmac.new(creds.stored_key, RFC7677_AUTH_MESSAGE, hashlib.sha256).digest()
-    client_key = bytes(a ^ b for a, b in zip(RFC7677_CLIENT_PROOF, client_signature))
+    client_key = bytes(a ^ b for a, b in zip(RFC7677_CLIENT_PROOF, client_signature, strict=True))
     assert hashlib.sha256(client_key).digest() == creds.stored_key
     wrong = derive_credentials("pencil2", RFC7677_SALT, RFC7677_ITERATIONS)
     assert wrong.stored_key != creds.stored_key

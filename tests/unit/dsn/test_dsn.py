@@ -43,8 +43,10 @@ def envelope(**kw) -> Envelope:
     return Envelope(**base)
 
 
-def failed(env: Envelope, i: int = 0,
-           reply: Reply = Reply(550, "5.1.1", "<bob@example.net>: User unknown")):
+USER_UNKNOWN = Reply(550, "5.1.1", "<bob@example.net>: User unknown")
+
+
+def failed(env: Envelope, i: int = 0, reply: Reply = USER_UNKNOWN):
     return RecipientReport.from_reply(env.recipients[i], DsnAction.FAILED, reply,
                                       "mx.example.net", NOW - 10)
 
@@ -142,7 +144,8 @@ def test_mixed_statuses_multiple_recipients():
         ("rfc822; carol@example.net", "delayed", "4.4.1"),
         ("rfc822; dave@example.net", "delivered", "2.0.0"),
     ]
-    assert email.utils.parsedate_to_datetime(blocks[1]["Will-Retry-Until"]).timestamp() == NOW + 86400
+    retry_until = email.utils.parsedate_to_datetime(blocks[1]["Will-Retry-Until"])
+    assert retry_until.timestamp() == NOW + 86400
     assert blocks[0]["Will-Retry-Until"] is None
 
 
@@ -332,9 +335,11 @@ def test_from_attempt_maps_attempt_outcomes():
     assert (failed_.action, failed_.action.notify_kind) == (DsnAction.FAILED, Notify.FAILURE)
     delayed = RecipientReport.from_attempt(r, AttemptStatus.DEFERRED,
                                            DeliveryReply(Reply(451, "4.4.1", "x"), "mx"), "mx", NOW)
-    assert (delayed.action, delayed.remote_mta, delayed.last_attempt) == (DsnAction.DELAYED, "mx", NOW)
+    assert (delayed.action, delayed.remote_mta, delayed.last_attempt) == \
+        (DsnAction.DELAYED, "mx", NOW)
     assert delayed.action.notify_kind is Notify.DELAY
-    ok = RecipientReport.from_attempt(r, AttemptStatus.DELIVERED, DeliveryReply(Reply(250, "", "ok")))
+    ok = RecipientReport.from_attempt(r, AttemptStatus.DELIVERED,
+                                      DeliveryReply(Reply(250, "", "ok")))
     assert (ok.action, ok.status) == (DsnAction.DELIVERED, "2.0.0")
     relayed = RecipientReport.from_attempt(r, AttemptStatus.DELIVERED,
                                            DeliveryReply(Reply(250, "2.0.0", "ok")), relayed=True)
@@ -368,7 +373,8 @@ def test_unauthenticated_sender_gets_headers_only_even_with_ret_full():
 
 def test_loop_failure_returns_headers_only_to_authenticated_sender():
     env = envelope(ret="FULL")
-    _, data = build(env, [failed(env, 0, Reply(554, "5.4.6", "Mail forwarding loop for bob@example.net"))])
+    loop = Reply(554, "5.4.6", "Mail forwarding loop for bob@example.net")
+    _, data = build(env, [failed(env, 0, loop)])
     assert parse(data).get_payload()[2].get_content_type() == "text/rfc822-headers"
     assert b"Line one." not in data
     _, other = build(env, [failed(env)])

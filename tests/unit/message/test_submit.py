@@ -62,7 +62,8 @@ def test_prepare_adds_missing_fields_and_strips_bcc():
 
 
 def test_prepare_keeps_existing_fields():
-    raw = b"From: x@x.test\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <1@x>\r\n\r\nb\r\n"
+    raw = (b"From: x@x.test\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+           b"Message-ID: <1@x>\r\n\r\nb\r\n")
     out = queued(raw, user="u", strip_bcc=False)
     assert out.count(b"Date:") == 1 and out.count(b"Message-ID:") == 1
 

@@ -26,8 +26,9 @@ def test_claim_skips_entries_that_are_not_due(spool, envelope):
     qid = asyncio.run(spool.enqueue(envelope, b"Subject: x\r\n\r\nbody\r\n"))
     now = time.time()
     assert spool.claim(qid, now, 60) is not None
-    spool.record(qid, [Outcome(0, RecipientState.DEFERRED, reply(451, "4.0.0", "later"), now + 600),
-                       Outcome(1, RecipientState.DEFERRED, reply(451, "4.0.0", "later"), now + 600)])
+    later = reply(451, "4.0.0", "later")
+    spool.record(qid, [Outcome(0, RecipientState.DEFERRED, later, now + 600),
+                       Outcome(1, RecipientState.DEFERRED, later, now + 600)])
     assert spool.claim(qid, now, 60) is None
     assert spool.claim("nonexistent", now, 60) is None
 

@@ -55,7 +55,8 @@ def scheduler(root: Path, producers_done, conn) -> None:  # type: ignore[no-unty
                 assert f.read().startswith(b"Subject: ")
             first = [Outcome(0, RecipientState.DELIVERED, reply(250, "", "ok"))]
             assert spool.record(entry.qid, first) is not None
-            final = spool.record(entry.qid, [Outcome(1, RecipientState.FAILED, reply(550, "", "no"))])
+            final = spool.record(entry.qid,
+                                 [Outcome(1, RecipientState.FAILED, reply(550, "", "no"))])
             assert final is not None and final.is_done
         if not entries:
             if finished:

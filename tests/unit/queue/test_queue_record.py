@@ -111,9 +111,9 @@ def test_reading_damaged_content_to_the_end_raises(tmp_path: Path) -> None:
     data = bytearray(record_bytes())
     data[HEADER.size + int.from_bytes(data[8:12], "big") + 3] ^= 1
     path = write(tmp_path, bytes(data))
-    with open_content(path) as f:  # the structure is fine
-        with pytest.raises(RecordError, match="checksum"):
-            f.read()
+    # The structure is fine: opening works, reading to the end finds the bad checksum.
+    with open_content(path) as f, pytest.raises(RecordError, match="checksum"):
+        f.read()
 
 
 def test_reading_only_the_header_of_a_large_message_works(tmp_path: Path) -> None:

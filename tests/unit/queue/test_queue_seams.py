@@ -112,7 +112,8 @@ def test_a_record_without_prepend_is_unchanged(tmp_path: Path) -> None:
 def test_ingest_submits_forwards_and_bounces_into_the_queue(spool: FileSpool) -> None:
     queue = ThreadedSpool(spool)
     env = make_envelope("postmaster@example.net", sender="")
-    qid = asyncio.run(QueueIngest(queue, "mx.example.test").submit(Submission(Origin.DSN, env), BODY))
+    ingest = QueueIngest(queue, "mx.example.test")
+    qid = asyncio.run(ingest.submit(Submission(Origin.DSN, env), BODY))
     with spool.open_content(qid) as f:
         assert f.read() == BODY
     assert spool.get(qid).envelope.sender == ""

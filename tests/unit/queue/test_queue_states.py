@@ -81,7 +81,8 @@ def test_leased_entries_are_not_claimed_twice_until_the_lease_expires(
     assert spool.claim_due(NOW + 59, 10, 60) == []
     [again] = spool.claim_due(NOW + 61, 10, 60)  # the lease expired: attempt lost
     assert all(r.interrupted for r in again.recipients)
-    entry = spool.record(qid, [Outcome(0, W, reply(451), NOW), Outcome(1, W, reply(451), NOW + 500)])
+    entry = spool.record(qid, [Outcome(0, W, reply(451), NOW),
+                               Outcome(1, W, reply(451), NOW + 500)])
     assert entry is not None
     assert not any(r.interrupted for r in entry.recipients)
 

@@ -36,7 +36,8 @@ def test_recipient_refusal_on_a_later_hop_is_final() -> None:
 
 
 def test_session_refusals_only_bounce_when_no_hop_failed_temporarily() -> None:
-    both_5xx = [_Attempt(NO_SERVICE, "mx1", False, FAILED), _Attempt(NO_SERVICE, "mx2", False, FAILED)]
+    both_5xx = [_Attempt(NO_SERVICE, "mx1", False, FAILED),
+                _Attempt(NO_SERVICE, "mx2", False, FAILED)]
     assert _conclude(0, both_5xx).status is FAILED
     mixed = [_Attempt(REFUSED, "mx1", False, DEFERRED), _Attempt(NO_SERVICE, "mx2", False, FAILED)]
     result = _conclude(0, mixed)

@@ -85,7 +85,8 @@ def test_endless_multiline_reply_is_refused() -> None:
 
 
 def test_describe_is_one_line() -> None:
-    assert describe(Reply(550, "5.1.1", "no such user\nsee docs")) == "550 5.1.1 no such user see docs"
+    described = describe(Reply(550, "5.1.1", "no such user\nsee docs"))
+    assert described == "550 5.1.1 no such user see docs"
     assert describe(Reply(250, "", "")) == "250"
 
 

@@ -128,8 +128,10 @@ def test_plaintext_injected_after_starttls_220_is_refused() -> None:
     assert isinstance(failed, SessionFailed) and failed.reply.status == "4.5.0"
 
 
-@pytest.mark.parametrize("policy, expected", [("may", SessionReady()),
-                                              ("require", SessionFailed(REPLY_REMOTE_NO_TLS, "starttls"))])
+@pytest.mark.parametrize("policy, expected", [
+    ("may", SessionReady()),
+    ("require", SessionFailed(REPLY_REMOTE_NO_TLS, "starttls")),
+])
 def test_no_starttls_offered(chunker, policy: str, expected) -> None:
     t = session(chunker, b"220 x\r\n", EHLO, tls=policy)
     assert t.pump() == [expected]
@@ -138,8 +140,8 @@ def test_no_starttls_offered(chunker, policy: str, expected) -> None:
 
 @pytest.mark.parametrize("policy, ready", [("may", True), ("require", False)])
 def test_starttls_refused(chunker, policy: str, ready: bool) -> None:
-    t = session(chunker, b"220 x\r\n", b"250-x\r\n250 STARTTLS\r\n", b"454 4.7.0 TLS not available\r\n",
-                tls=policy)
+    t = session(chunker, b"220 x\r\n", b"250-x\r\n250 STARTTLS\r\n",
+                b"454 4.7.0 TLS not available\r\n", tls=policy)
     (event,) = t.pump()
     assert isinstance(event, SessionReady) is ready
     assert not t.client.tls_active
@@ -157,14 +159,15 @@ def test_auth_plain(chunker) -> None:
 
 def test_auth_login(chunker) -> None:
     t = session(chunker, b"220 x\r\n", b"250-x\r\n250 AUTH LOGIN\r\n", b"334 VXNlcm5hbWU6\r\n",
-                b"334 UGFzc3dvcmQ6\r\n", b"235 2.7.0 ok\r\n", auth=("user", "secret"), auth_unverified=True)
+                b"334 UGFzc3dvcmQ6\r\n", b"235 2.7.0 ok\r\n",
+                auth=("user", "secret"), auth_unverified=True)
     assert t.pump() == [SessionReady()]
     assert commands(t.take())[1:] == ["AUTH LOGIN", "dXNlcg==", "c2VjcmV0"]
 
 
 def test_auth_failure_is_not_permanent(chunker) -> None:
-    t = session(chunker, b"220 x\r\n", b"250-x\r\n250 AUTH PLAIN\r\n", b"535 5.7.8 bad credentials\r\n",
-                auth=("u", "p"), auth_unverified=True)
+    t = session(chunker, b"220 x\r\n", b"250-x\r\n250 AUTH PLAIN\r\n",
+                b"535 5.7.8 bad credentials\r\n", auth=("u", "p"), auth_unverified=True)
     (failed,) = t.pump()
     assert failed.stage == "auth" and failed.reply.code == 535 and not failed.permanent
 

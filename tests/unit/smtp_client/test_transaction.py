@@ -24,7 +24,8 @@ from mailyard.proto.smtp.replies import (
 )
 from tests.unit.smtp_client.transcript import CHUNKERS, Script, Transcript, commands
 
-PIPELINING = b"250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 1000\r\n250 ENHANCEDSTATUSCODES\r\n"
+PIPELINING = (b"250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 1000\r\n"
+              b"250 ENHANCEDSTATUSCODES\r\n")
 PLAIN = b"250-mx\r\n250 8BITMIME\r\n"
 CHUNKING = b"250-mx\r\n250-PIPELINING\r\n250-CHUNKING\r\n250 BINARYMIME\r\n"
 
@@ -125,14 +126,17 @@ def test_mail_parameters() -> None:
         ret="HDRS", envid="id+1=2")
     run(t, b"250 ok\r\n250 ok\r\n354 go\r\n", b"250 ok\r\n", env=env, size=12)
     mail, rcpt = commands(t.take())[:2]
-    assert mail == "MAIL FROM:<s@o.example> SIZE=12 BODY=8BITMIME SMTPUTF8 RET=HDRS ENVID=id+2B1+3D2"
-    assert rcpt == "RCPT TO:<ü@d.example> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig+2Bx+3Dy@d.example"
+    assert mail == ("MAIL FROM:<s@o.example> SIZE=12 BODY=8BITMIME SMTPUTF8 RET=HDRS "
+                    "ENVID=id+2B1+3D2")
+    assert rcpt == ("RCPT TO:<ü@d.example> NOTIFY=SUCCESS,FAILURE "
+                    "ORCPT=rfc822;orig+2Bx+3Dy@d.example")
 
 
 def test_dsn_parameters_only_when_offered() -> None:
     """RFC 3461 4: the parameters go only to a server that announced DSN."""
     t = ready(CHUNKERS["whole"], ehlo=PLAIN)
-    env = Envelope("s@o.example", (Recipient("r@d.example", DsnRecipient(("NEVER",), "rfc822;r@d.example")),),
+    never = DsnRecipient(("NEVER",), "rfc822;r@d.example")
+    env = Envelope("s@o.example", (Recipient("r@d.example", never),),
                    ret="FULL", envid="x", body_type="8BITMIME")
     run(t, b"250 ok\r\n", b"250 ok\r\n", b"354 go\r\n", b"250 ok\r\n", env=env)
     sent = commands(t.take())
@@ -189,7 +193,8 @@ def test_command_injection_in_addresses_is_refused() -> None:
 def test_all_recipients_refused_after_pipelined_data_354(chunker) -> None:
     """RFC 2920 3.1: if DATA got 354 although no RCPT succeeded, send a lone '.'."""
     t = ready(chunker)
-    result = run(t, b"250 ok\r\n550 a\r\n550 b\r\n450 c\r\n354 go\r\n", b"554 no valid recipients\r\n")
+    result = run(t, b"250 ok\r\n550 a\r\n550 b\r\n450 c\r\n354 go\r\n",
+                 b"554 no valid recipients\r\n")
     assert codes(result) == [550, 550, 450]
     assert result.reply == REPLY_NO_VALID_RECIPIENTS and not result.content_sent
     assert t.take().endswith(b"DATA\r\n.\r\n")

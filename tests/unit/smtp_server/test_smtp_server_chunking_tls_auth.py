@@ -64,8 +64,8 @@ def test_bdat_chunks() -> None:
 
 def test_bdat_zero_last() -> None:
     """RFC 3030 2: 'BDAT 0 LAST' ends the message."""
-    run = run_all_ways(HEAD + b"BDAT 3\r\nab\nBDAT 0 LAST\r\n",
-                       settings=ServerSettings(hostname="mx.test", normalize_bare_line_endings=True))
+    normalizing = ServerSettings(hostname="mx.test", normalize_bare_line_endings=True)
+    run = run_all_ways(HEAD + b"BDAT 3\r\nab\nBDAT 0 LAST\r\n", settings=normalizing)
     assert run.messages == [b"ab\r\n"]
     run = run_all_ways(HEAD + b"BDAT 0 LAST\r\n")
     assert run.messages == [b""]

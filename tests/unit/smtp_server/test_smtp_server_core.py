@@ -182,7 +182,8 @@ def test_command_line_limits() -> None:
     run = run_all_ways(b"EHLO c\r\n" + long_noop + b"NOOP\r\n")
     assert run.codes == ["220", "250", "500 5.5.6", "250 2.0.0"]
     envid = b"e" * 90
-    mail = b"MAIL FROM:<" + b"a" * 200 + b"@c.test> ENVID=" + envid + b" AUTH=" + b"x" * 400 + b"\r\n"
+    mail = (b"MAIL FROM:<" + b"a" * 200 + b"@c.test> ENVID=" + envid
+            + b" AUTH=" + b"x" * 400 + b"\r\n")
     assert 512 < len(mail) < 2048
     run = run_all_ways(b"EHLO c\r\n" + mail)
     assert run.codes[-1] == "250 2.1.0"
@@ -206,7 +207,8 @@ def test_cr_lf_nul_in_command(bad: bytes) -> None:
 def test_bare_lf_does_not_end_command() -> None:
     """A bare LF is not a line ending: 'QUIT\\nNOOP' is one bad line."""
     run = run_all_ways(b"EHLO c\r\nQUIT\nNOOP\r\nNOOP\r\n")
-    assert run.codes == ["220", "250", f"{REPLY_BAD_CHARS.code} {REPLY_BAD_CHARS.status}", "250 2.0.0"]
+    bad_chars = f"{REPLY_BAD_CHARS.code} {REPLY_BAD_CHARS.status}"
+    assert run.codes == ["220", "250", bad_chars, "250 2.0.0"]
 
 
 def test_unknown_command_and_not_implemented() -> None:
@@ -252,7 +254,8 @@ def test_unknown_parameter() -> None:
 
 def test_declared_size_over_limit() -> None:
     """RFC 1870 6.1: SIZE= over the limit is refused at MAIL with 552 5.3.4."""
-    run = run_all_ways(b"EHLO c\r\nMAIL FROM:<a@c.test> SIZE=1001\r\nMAIL FROM:<a@c.test> SIZE=1000\r\n",
+    run = run_all_ways(b"EHLO c\r\nMAIL FROM:<a@c.test> SIZE=1001\r\n"
+                       b"MAIL FROM:<a@c.test> SIZE=1000\r\n",
                        settings=settings(max_message_size=1000))
     assert run.codes[2:] == ["552 5.3.4", "250 2.1.0"]
 
@@ -283,8 +286,8 @@ def test_smtputf8_required_for_non_ascii() -> None:
     run = run_all_ways("EHLO c\r\nMAIL FROM:<ü@c.test>\r\n"
                        "MAIL FROM:<a@c.test>\r\nRCPT TO:<ü@mx.test>\r\n".encode())
     assert run.codes[2:] == ["553 5.6.7", "250 2.1.0", "553 5.6.7"]
-    run = run_all_ways("EHLO c\r\nMAIL FROM:<ü@c.test> SMTPUTF8\r\nRCPT TO:<ö@mx.test>\r\n".encode(),
-                       eof=False)
+    run = run_all_ways("EHLO c\r\nMAIL FROM:<ü@c.test> SMTPUTF8\r\n"
+                       "RCPT TO:<ö@mx.test>\r\n".encode(), eof=False)
     assert run.codes[2:] == ["250 2.1.0", "250 2.1.5"]
     assert run.conn.transaction.smtputf8
     assert REPLY_NEEDS_SMTPUTF8.status == "5.6.7"

@@ -188,7 +188,8 @@ def test_submission_address_literals(literal: str, allowed: bool) -> None:
     p = ListenerPolicy("submission", config,
                        MemoryDirectory(("mx.test",), {"user@mx.test": "pw"}),
                        FreeSpaceGauge(MemorySpool()))
-    assert p.check_rcpt(authed, f"x@{literal}") == (None if allowed else REPLY_ADDRESS_LITERAL_DENIED)
+    expected = None if allowed else REPLY_ADDRESS_LITERAL_DENIED
+    assert p.check_rcpt(authed, f"x@{literal}") == expected
     assert p.check_rcpt(authed, "x@remote.example") is None
 
 
