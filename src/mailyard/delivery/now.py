@@ -14,11 +14,13 @@ then hands it here before its 250 goes back:
   (delivered recipients are recorded, the lease is given up, the rest is retried by
   the dispatcher as usual) and the sender gets the ordinary ``250 Queued``.
 
-It takes the same path as the dispatcher: the entry is leased with ``spool.claim``
-(if the dispatcher got there first, the message is simply queued), delivered with
-:func:`~mailyard.delivery.remote.deliver_remote`, and the outcomes go through an
-:class:`~mailyard.delivery.recorder.OutcomeRecorder`.  Every index call runs in this
-service's own queue thread, never on the SMTP worker's event loop.
+It takes the same path as the dispatcher, over the asynchronous
+:class:`~mailyard.queue.api.WorkQueue` (in the worker, a
+:class:`~mailyard.queue.threaded.ThreadedSpool` over its spool): the entry is leased
+with ``claim`` (if the dispatcher got there first, the message is simply queued),
+delivered with :func:`~mailyard.delivery.remote.deliver_remote`, and the outcomes go
+through an :class:`~mailyard.delivery.recorder.OutcomeRecorder`.  Every index call
+runs in the queue's own thread, never on the SMTP worker's event loop.
 
 The message is durable before anything is forwarded, so a crash at any point leaves it
 in the queue; the worst case is the one every SMTP relay has (RFC 1047): the next hop
@@ -27,12 +29,10 @@ accepted it and we died before recording that, so it may be delivered twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Protocol
 
 from mailyard.config import Config
 from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder
@@ -42,38 +42,29 @@ from mailyard.dns import Resolver, make_resolver
 from mailyard.envelope import Envelope, split_address
 from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import Reply
-from mailyard.queue.api import LEASE_SECONDS, Outcome, RecipientState, Spool
+from mailyard.queue.api import LEASE_SECONDS, Outcome, RecipientState, WorkQueue
 
 log = logging.getLogger("mailyard.smtpd")
 
-T = TypeVar("T")
 
+class RelayQueue(WorkQueue, Protocol):
+    """What end-to-end relaying needs of the queue: the work side, and deleting an
+    entry the next hop refused."""
 
-def parse_reply(text: str) -> Reply:
-    """'550 5.1.1 No such user' -> Reply(550, '5.1.1', 'No such user')."""
-    code_s, _, rest = text.partition(" ")
-    code = int(code_s) if code_s.isdigit() and len(code_s) == 3 else 451
-    status, _, words = rest.partition(" ")
-    if status.count(".") == 2 and status[0] in "245":
-        return Reply(code, status, words or "")
-    return Reply(code, "", rest)
+    async def delete(self, qid: str) -> bool: ...
 
 
 class EndToEndDelivery:
     """:class:`~mailyard.ingest.api.DeliverNow` over the queue and the remote agent."""
 
-    def __init__(self, config: Config, spool: Spool, resolver: Resolver | None = None,
+    def __init__(self, config: Config, queue: RelayQueue, resolver: Resolver | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.spool = spool
+        self.queue = queue
         self.router = Router(config, resolver or make_resolver(config.delivery))
         self.pool = ConnectionPool(config)
         self.clock = clock
-        self.queue_io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deliver-now-io")
-        self.recorder = OutcomeRecorder(spool, self.queue_io)
-
-    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.queue_io, fn, *args)
+        self.recorder = OutcomeRecorder(queue)
 
     def applies(self, envelope: Envelope) -> bool:
         """Every recipient is in one end-to-end domain."""
@@ -81,7 +72,7 @@ class EndToEndDelivery:
         return len(domains) == 1 and self.router.end_to_end(next(iter(domains)))
 
     async def deliver(self, qid: str, envelope: Envelope) -> Reply | None:
-        entry = await self._io(self.spool.claim, qid, self.clock(), LEASE_SECONDS)
+        entry = await self.queue.claim(qid, self.clock(), LEASE_SECONDS)
         if entry is None:  # the dispatcher got there first
             return None
         domain = split_address(envelope.recipients[0].address)[1]
@@ -89,11 +80,11 @@ class EndToEndDelivery:
             hops = await self.router.route(domain)
             pairs = [(r.index, envelope.recipients[r.index]) for r in entry.recipients]
             results = await deliver_remote(hops, envelope, pairs,
-                                           lambda: self.spool.open_content(qid),
+                                           lambda: self.queue.open_content(qid),
                                            entry.size, self.config, self.pool)
         except RouteError as exc:
             log_event(log, "end-to-end relay: no route, queued", qid=qid, reply=exc.reply)
-            await self.recorder.record(FinishedEntry(qid))  # gives the lease up
+            await self.queue.release_lease(qid)
             return None
         answered = [r for r in results if r.answered]
         delivered = [r for r in results if r.state is RecipientState.DELIVERED]
@@ -107,7 +98,7 @@ class EndToEndDelivery:
                          f"Delivered to next hop as {qid}: {reply.text}".rstrip(": "))
         if not delivered and len(answered) == len(results):
             worst = max(results, key=lambda r: r.state is RecipientState.FAILED)
-            await self._io(self.spool.delete, qid)
+            await self.queue.delete(qid)
             log_event(log, "end-to-end relay: refused by next hop", qid=qid,
                       relay=worst.remote_host, reply=str(worst.reply))
             return worst.reply.reply
@@ -118,5 +109,5 @@ class EndToEndDelivery:
         return None
 
     async def close(self) -> None:
+        """Close the connection pool (the queue belongs to the caller)."""
         await self.pool.close()
-        self.queue_io.shutdown(wait=True)
