@@ -24,7 +24,7 @@ from mailyard.delivery.destinations import DEAD_AFTER
 from mailyard.delivery.dispatcher import Dispatcher
 from mailyard.directory.sqlite import SqliteDirectory
 from mailyard.envelope import Envelope, Recipient
-from mailyard.ingest.pipeline import QueueIngest
+from mailyard.ingest.pipeline import ingest_for
 from mailyard.obs import Metrics
 from mailyard.queue.api import RecipientState
 from mailyard.queue.spool import FileSpool
@@ -65,7 +65,7 @@ async def deliver_until(dispatcher: Dispatcher, spool: FileSpool, qids: list[str
 def make_dispatcher(cfg, spool: FileSpool) -> Dispatcher:
     queue = ThreadedSpool(spool)
     directory = SqliteDirectory(cfg.data_path / "directory.db", cfg)
-    return Dispatcher(cfg, queue, QueueIngest(queue), directory, Metrics())
+    return Dispatcher(cfg, queue, ingest_for(cfg, queue), directory, Metrics())
 
 
 @pytest.fixture

@@ -166,7 +166,7 @@ def test_injection_defers_the_message_and_is_not_retried_in_clear(tmp_path, loop
                 Config(hostname="client.test", delivery=DeliveryConfig(
                     connect_timeout=5.0, command_timeout=5.0, data_timeout=5.0)))
         (result,) = run_on(loop_name, go())
-    assert result.state is DEFERRED and result.reply.startswith("451 4."), result.reply
+    assert result.state is DEFERRED and str(result.reply).startswith("451 4."), result.reply
     assert not any(c.startswith((b"MAIL", b"RCPT", b"DATA")) for c in hop.tls_commands)
 
 
@@ -244,8 +244,8 @@ def test_credentials_are_not_sent_to_an_unverified_smarthost(tmp_path) -> None:
         async with tls_server(self_signed(tmp_path, "evil.invalid")) as server:
             return server, await relay_via(server, **CREDENTIALS)
     server, result = asyncio.run(go())
-    assert result.state is DEFERRED and result.reply.startswith("451 4.7.5"), result.reply
-    assert "certificate" in result.reply.lower()
+    assert result.state is DEFERRED and str(result.reply).startswith("451 4.7.5"), result.reply
+    assert "certificate" in str(result.reply).lower()
     assert not sent_auth(server) and server.messages == []
 
 
@@ -269,8 +269,8 @@ def test_private_ca_file_still_checks_the_host_name(tmp_path) -> None:
             return server, await relay_via(server, relayhost_tls_ca_file=str(ca.cert_file),
                                            relayhost_tls="secure", **CREDENTIALS)
     server, result = asyncio.run(go())
-    assert result.state is DEFERRED and "4.7.5" in result.reply
-    assert "mismatch" in result.reply.lower(), result.reply
+    assert result.state is DEFERRED and "4.7.5" in str(result.reply)
+    assert "mismatch" in str(result.reply).lower(), result.reply
     assert not sent_auth(server)
 
 
@@ -296,8 +296,8 @@ def test_fingerprint_pin_that_does_not_match_defers(tmp_path) -> None:
             return server, await relay_via(
                 server, relayhost_tls_fingerprints=(fingerprint(other[0]),), **CREDENTIALS)
     server, result = asyncio.run(go())
-    assert result.state is DEFERRED and "4.7.5" in result.reply
-    assert "fingerprint" in result.reply
+    assert result.state is DEFERRED and "4.7.5" in str(result.reply)
+    assert "fingerprint" in str(result.reply)
     assert not sent_auth(server) and server.messages == []
 
 
@@ -324,7 +324,7 @@ def test_encrypt_defers_when_starttls_is_not_offered() -> None:
         async with FakeSmtpServer() as server:
             return server, await relay_via(server, relayhost_tls="encrypt")
     server, result = asyncio.run(go())
-    assert result.state is DEFERRED and "4.7.4" in result.reply and server.messages == []
+    assert result.state is DEFERRED and "4.7.4" in str(result.reply) and server.messages == []
 
 
 def test_may_falls_back_to_cleartext_when_starttls_is_not_offered() -> None:
@@ -354,7 +354,7 @@ def test_verify_on_an_mx_host_uses_the_system_store(tmp_path) -> None:
                                                        "may")], *args)
             return strict, relaxed
     strict, relaxed = asyncio.run(go())
-    assert strict.state is DEFERRED and "4.7.5" in strict.reply, strict.reply
+    assert strict.state is DEFERRED and "4.7.5" in str(strict.reply), strict.reply
     assert relaxed.state is DELIVERED
 
 
@@ -370,7 +370,7 @@ def test_auth_object_without_opt_in_is_refused_over_unverified_tls(tmp_path) -> 
                 len(CONTENT), Config(hostname="client.test"))
             return server, result
     server, result = asyncio.run(go())
-    assert result.state is DEFERRED and "not verified" in result.reply
+    assert result.state is DEFERRED and "not verified" in str(result.reply)
     assert not sent_auth(server)
 
 
@@ -394,7 +394,7 @@ def test_transport_to_an_ip_address_is_checked_against_the_certificates_ip(tmp_p
             return result
     assert asyncio.run(go(good)).state is DELIVERED
     refused = asyncio.run(go(wrong))
-    assert refused.state is DEFERRED and "4.7.5" in refused.reply
+    assert refused.state is DEFERRED and "4.7.5" in str(refused.reply)
 
 
 def test_mailyard_refuses_credentials_without_certificate_check(tmp_path) -> None:
@@ -409,5 +409,6 @@ def test_mailyard_refuses_credentials_without_certificate_check(tmp_path) -> Non
                            "queue", "list"],
                           capture_output=True, text=True, timeout=30, check=False)
     assert proc.returncode == 2
-    assert "delivery.relayhost_tls: is 'require'" in proc.stderr
+    # the loader reads enumerated values once: "require" is the earlier name of "encrypt"
+    assert "delivery.relayhost_tls: is 'encrypt'" in proc.stderr
     assert "relayhost_auth_unverified" in proc.stderr and "Traceback" not in proc.stderr

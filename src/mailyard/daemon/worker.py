@@ -110,8 +110,9 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     if any(t.mode == "end-to-end" for t in config.delivery.transports):
         # Only workers with end-to-end transports load the delivery code.
         from mailyard.delivery.now import EndToEndDelivery
+        from mailyard.queue.threaded import ThreadedSpool
 
-        deliver_now = EndToEndDelivery(config, spool)
+        deliver_now = EndToEndDelivery(config, ThreadedSpool(spool))
     server = SmtpServer(config, spool, directory, server_context(cert, key), metrics,
                         QueueNotifier(notify_fd),
                         scram_decoy_key=derive_key(secret, "scram decoy"),

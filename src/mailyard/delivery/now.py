@@ -14,12 +14,13 @@ then hands it here before its 250 goes back:
   (delivered recipients are recorded, the lease is given up, the rest is retried by
   the dispatcher as usual) and the sender gets the ordinary ``250 Queued``.
 
-It takes the same path as the dispatcher: the entry is leased with ``claim``
-(if the dispatcher got there first, the message is simply queued), delivered with
-:func:`~mailyard.delivery.remote.deliver_remote`, and the outcomes go through an
-:class:`~mailyard.delivery.recorder.OutcomeRecorder`.  Every index call runs in this
-service's own queue thread (a :class:`~mailyard.queue.threaded.ThreadedSpool` over the
-worker's spool), never on the SMTP worker's event loop.
+It takes the same path as the dispatcher, over the asynchronous
+:class:`~mailyard.queue.api.WorkQueue` (in the worker, a
+:class:`~mailyard.queue.threaded.ThreadedSpool` over its spool): the entry is leased
+with ``claim`` (if the dispatcher got there first, the message is simply queued),
+delivered with :func:`~mailyard.delivery.remote.deliver_remote`, and the outcomes go
+through an :class:`~mailyard.delivery.recorder.OutcomeRecorder`.  Every index call
+runs in the queue's own thread, never on the SMTP worker's event loop.
 
 The message is durable before anything is forwarded, so a crash at any point leaves it
 in the queue; the worst case is the one every SMTP relay has (RFC 1047): the next hop
@@ -31,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 from mailyard.config import Config
 from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder
@@ -40,33 +42,29 @@ from mailyard.dns import Resolver, make_resolver
 from mailyard.envelope import Envelope, split_address
 from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import Reply
-from mailyard.queue.api import LEASE_SECONDS, Outcome, RecipientState
-from mailyard.queue.spool import FileSpool
-from mailyard.queue.threaded import ThreadedSpool
+from mailyard.queue.api import LEASE_SECONDS, Outcome, RecipientState, WorkQueue
 
 log = logging.getLogger("mailyard.smtpd")
 
-def parse_reply(text: str) -> Reply:
-    """'550 5.1.1 No such user' -> Reply(550, '5.1.1', 'No such user')."""
-    code_s, _, rest = text.partition(" ")
-    code = int(code_s) if code_s.isdigit() and len(code_s) == 3 else 451
-    status, _, words = rest.partition(" ")
-    if status.count(".") == 2 and status[0] in "245":
-        return Reply(code, status, words or "")
-    return Reply(code, "", rest)
+
+class RelayQueue(WorkQueue, Protocol):
+    """What end-to-end relaying needs of the queue: the work side, and deleting an
+    entry the next hop refused."""
+
+    async def delete(self, qid: str) -> bool: ...
 
 
 class EndToEndDelivery:
     """:class:`~mailyard.ingest.api.DeliverNow` over the queue and the remote agent."""
 
-    def __init__(self, config: Config, spool: FileSpool, resolver: Resolver | None = None,
+    def __init__(self, config: Config, queue: RelayQueue, resolver: Resolver | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
-        self.queue = ThreadedSpool(spool)  # the worker owns (and closes) the spool itself
+        self.queue = queue
         self.router = Router(config, resolver or make_resolver(config.delivery))
         self.pool = ConnectionPool(config)
         self.clock = clock
-        self.recorder = OutcomeRecorder(self.queue)
+        self.recorder = OutcomeRecorder(queue)
 
     def applies(self, envelope: Envelope) -> bool:
         """Every recipient is in one end-to-end domain."""
@@ -86,7 +84,7 @@ class EndToEndDelivery:
                                            entry.size, self.config, self.pool)
         except RouteError as exc:
             log_event(log, "end-to-end relay: no route, queued", qid=qid, reply=exc.reply)
-            await self.recorder.record(FinishedEntry(qid))  # gives the lease up
+            await self.queue.release_lease(qid)
             return None
         answered = [r for r in results if r.answered]
         delivered = [r for r in results if r.state is RecipientState.DELIVERED]
@@ -111,5 +109,5 @@ class EndToEndDelivery:
         return None
 
     async def close(self) -> None:
+        """Close the connection pool (the queue belongs to the caller)."""
         await self.pool.close()
-        self.queue.shutdown()

@@ -299,18 +299,7 @@ class QueueAdmin(Protocol):
 
 
 class Spool(QueueWriter, CapacityProbe, Protocol):
-    """The blocking surface of the embedded spool that an SMTP worker uses in-process
-    (producing, the free-space check, and the end-to-end relay's claim and record until
-    it moves behind the delivery interface).  Daemon code outside the workers uses the
-    asynchronous protocols above."""
-
-    def claim(self, qid: str, now: float,
-              lease_seconds: float = LEASE_SECONDS) -> QueueEntry | None: ...
-
-    def open_content(self, qid: str) -> BinaryIO: ...
-
-    def record(self, qid: str, outcomes: Iterable[Outcome]) -> QueueEntry | None: ...
-
-    def release_lease(self, qid: str) -> None: ...
-
-    def delete(self, qid: str) -> bool: ...
+    """What an SMTP worker's smtpd uses of the embedded spool in-process: producing and
+    the free-space check.  End-to-end relaying in the worker uses the asynchronous
+    :class:`WorkQueue` (a :class:`~mailyard.queue.threaded.ThreadedSpool` over the same
+    spool), as does daemon code outside the workers."""

@@ -146,6 +146,23 @@ def user_key(username: str) -> str:
     return username.strip().lower()[:MAX_KEY_LENGTH]
 
 
+def _set_up(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """WAL mode and the schema.  Workers start together and may all find a new file:
+    switching it to WAL needs the database to themselves, and SQLite answers "locked"
+    at once, without waiting for the busy timeout, to all but one; they try again."""
+    for attempt in range(attempts):
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # counters, not mail
+            conn.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 + 0.002 * attempt)
+
+
 class AuthGuard:
     """Failure counters in ``<data_dir>/run/authguard.db``, per node (shared by the
     node's worker processes).  Blocking: call it from one thread (a connection per
@@ -171,9 +188,7 @@ class AuthGuard:
                 with contextlib.suppress(PermissionError):
                     os.chmod(self.path, 0o600)
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")  # counters, not mail
-                conn.executescript(_SCHEMA)
+                _set_up(conn)
             except BaseException:
                 conn.close()
                 raise

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-from mailyard.delivery.now import parse_reply
 from mailyard.queue.api import Outcome, RecipientState
 from tests.support.replies import reply
 
@@ -32,9 +31,3 @@ def test_claim_skips_entries_that_are_not_due(spool, envelope):
     assert spool.claim(qid, now, 60) is None
     assert spool.claim("nonexistent", now, 60) is None
 
-
-def test_parse_reply():
-    r = parse_reply("550 5.1.1 No such user here")
-    assert (r.code, r.status, r.text) == (550, "5.1.1", "No such user here")
-    r = parse_reply("421 Service not available")
-    assert (r.code, r.status, r.text) == (421, "", "Service not available")
