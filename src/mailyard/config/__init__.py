@@ -342,11 +342,12 @@ class DeliveryConfig:
                                "relayhost_tls_ca_file", self.relayhost_tls_ca_file,
                                "relayhost_tls_fingerprints", self.relayhost_tls_fingerprints)
         level = self.relayhost_tls_level
+        alias = " (written 'require' too)" if level == "encrypt" else ""
         if (self.relayhost_username and level not in VERIFYING_LEVELS
                 and not self.relayhost_auth_unverified):
             raise ConfigError(
                 f"{key}.relayhost_tls",
-                f"is '{level}', which does not verify the relay host's "
+                f"is '{level}'{alias}, which does not verify the relay host's "
                 "certificate, but relayhost_username is set: credentials are only sent to "
                 "a verified server.  Use 'verify' or 'secure' (with relayhost_tls_ca_file "
                 "or relayhost_tls_fingerprints for a private server), or set "
