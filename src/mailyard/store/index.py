@@ -522,7 +522,7 @@ class MailboxIndex:
             env, body = structure.compute(data)
             cached = (mtime, size, structure.dumps(env), structure.dumps(body))
         base = _split(path.name)[0]
-        db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (fid, uid, base, path.name, letters, keywords, modseq, *cached))
         return True
 
