@@ -60,7 +60,13 @@ def deliver(server: MailyardServer, user: str, count: int = 3) -> list[Path]:
     while len(files := server.message_files(address)) < count:
         assert time.monotonic() < deadline, server.output()
         time.sleep(0.05)
-    return sorted(files, key=lambda p: p.name)
+    return sorted(files, key=delivery_time)
+
+
+def delivery_time(path: Path) -> tuple[int, int]:
+    """The Maildir name's ``<sec>.M<usec>`` (the maildrop's order, RFC 1939 5)."""
+    sec, rest = path.name.split(".M", 1)
+    return int(sec), int(rest.split("P", 1)[0])
 
 
 def stls_login(server: MailyardServer, user: str) -> poplib.POP3:
@@ -93,8 +99,8 @@ def test_stls_user_pass_retrieve_and_delete(server: MailyardServer) -> None:
         assert b"\r\n".join(lines) + b"\r\n" == crlf(path)  # poplib undoes the stuffing
         assert b".starts with a dot" in lines and b"..two dots" in lines
     _, top, _ = client.top(2, 1)
-    header = crlf(files[1]).split(b"\r\n\r\n", 1)[0].split(b"\r\n")
-    assert top == [*header, b"", b"line one of 1"]
+    header, body = crlf(files[1]).split(b"\r\n\r\n", 1)
+    assert top == [*header.split(b"\r\n"), b"", body.split(b"\r\n")[0]]
     client.dele(1)
     client.dele(3)
     assert client.stat() == (1, sizes[1])
@@ -121,7 +127,7 @@ def test_dropped_connection_deletes_nothing(server: MailyardServer) -> None:
             time.sleep(0.05)
     assert again.stat()[0] == 3
     again.quit()
-    assert sorted(server.message_files("bob@example.test"), key=lambda p: p.name) == files
+    assert sorted(server.message_files("bob@example.test"), key=delivery_time) == files
 
 
 def test_second_session_in_use(server: MailyardServer) -> None:

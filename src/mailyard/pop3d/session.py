@@ -334,10 +334,13 @@ class Pop3Session(asyncio.Protocol):
             self._arm(max(self._next_check(), now + 0.05))
             return
         log_event(log, "pop3 timeout", client=self.ip, response=str(response))
+        stuck = self.task is not None and not self.writable.is_set()
         if self.task is not None:
             self.task.cancel()
         self.conn.close(response)
         self._pump()
+        if stuck and self.transport is not None:
+            self.transport.abort()  # a client that stopped reading: nothing would flush
 
     def shutdown(self) -> None:
         """Server shutdown: close now (a session in UPDATE finishes its removals)."""
