@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(postfix swaks procps)
+DEBIAN_PACKAGES=(postfix swaks procps fetchmail)
 
 die() { echo "install-deps: $*" >&2; exit 1; }
 

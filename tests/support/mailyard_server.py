@@ -58,7 +58,7 @@ class MailyardServer:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.ports = {"smtp": free_port(), "submission": free_port(),
-                      "submissions": free_port()}
+                      "submissions": free_port(), "pop3": free_port(), "pop3s": free_port()}
         self.data_dir = self.root / "data"
         cfg: dict[str, Any] = {
             "hostname": hostname,

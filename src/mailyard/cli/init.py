@@ -39,12 +39,17 @@ local_domains = {domains}
 #   smtp = ["0.0.0.0:25", "[::]:25"]
 #   submission = ["0.0.0.0:587", "[::]:587"]
 #   submissions = ["0.0.0.0:465", "[::]:465"]
+#   pop3 = ["0.0.0.0:110", "[::]:110"]
+#   pop3s = ["0.0.0.0:995", "[::]:995"]
 # Incoming mail from other servers (port 25):
 smtp = {smtp}
 # Your users' mail programs, STARTTLS + AUTH (port 587):
 submission = {submission}
 # The same over implicit TLS (port 465):
 submissions = {submissions}
+# Mail retrieval over POP3, STLS then login (port 110), and over implicit TLS (port 995):
+pop3 = {pop3}
+pop3s = {pop3s}
 
 [tls]
 # A certificate for `hostname` (for example from Let's Encrypt). Without one, a
@@ -74,7 +79,8 @@ def render(path: str, hostname: str, data_dir: str, domains: list[str]) -> str:
     return TEMPLATE.format(
         path=path, hostname=_toml_str(hostname), data_dir=_toml_str(data_dir),
         domains=_toml_list(domains), where=where, smtp=_toml_list(listen.smtp),
-        submission=_toml_list(listen.submission), submissions=_toml_list(listen.submissions))
+        submission=_toml_list(listen.submission), submissions=_toml_list(listen.submissions),
+        pop3=_toml_list(listen.pop3), pop3s=_toml_list(listen.pop3s))
 
 
 def cmd_init(args: argparse.Namespace, _config: object) -> int:

@@ -49,6 +49,8 @@ class ListenerKind(enum.StrEnum):
     SMTP = "smtp"  # port 25
     SUBMISSION = "submission"  # port 587, STARTTLS
     SUBMISSIONS = "submissions"  # port 465, implicit TLS
+    POP3 = "pop3"  # port 110, STLS
+    POP3S = "pop3s"  # port 995, implicit TLS
 
 
 class BareLineEndings(enum.StrEnum):
@@ -96,6 +98,7 @@ __all__ = [
     "ListenConfig",
     "LogConfig",
     "MetricsConfig",
+    "Pop3Config",
     "SmtpdConfig",
     "TlsConfig",
     "TransportRoute",
@@ -155,6 +158,8 @@ class ListenConfig:
     smtp: tuple[str, ...] = ()
     submission: tuple[str, ...] = ()
     submissions: tuple[str, ...] = ()
+    pop3: tuple[str, ...] = ()
+    pop3s: tuple[str, ...] = ()
 
     def validate(self, key: str) -> None:
         for kind in ListenerKind:
@@ -252,6 +257,31 @@ class SmtpdConfig:
         if self.auth_failure_delay_max < self.auth_failure_delay:
             raise ConfigError(f"{key}.auth_failure_delay_max",
                               "must be at least smtpd.auth_failure_delay")
+
+
+@dataclass(frozen=True)
+class Pop3Config:
+    """The POP3 listeners (``listen.pop3``, ``listen.pop3s``; mailyard.pop3d).  The
+    AUTH guard's limits are the ``smtpd.auth_*`` keys: one guard for every protocol."""
+
+    # USER/PASS and AUTH before STLS: off (RFC 8314, RFC 2595 3.1).  Only for a
+    # listener that no one reaches over an untrusted network.
+    allow_plaintext_login: bool = False
+    max_connections: int = 1000  # per worker process
+    max_connections_per_ip: int = 20  # per worker process
+    # Seconds without a complete command before the session is closed; RFC 1939 3
+    # asks for at least 10 minutes.
+    idle_timeout: float = 600.0
+    # Seconds one RETR/TOP may take to go out (a client that stops reading).
+    command_timeout: float = 300.0
+    tls_handshake_timeout: float = 10.0
+    max_session_time: float = 3600.0
+
+    def validate(self, key: str) -> None:
+        for name in ("max_connections", "max_connections_per_ip", "idle_timeout",
+                     "command_timeout", "tls_handshake_timeout", "max_session_time"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{key}.{name}", "must be positive")
 
 
 def _validate_outbound_tls(key: str, level_key: str, level: TlsLevel, ca_key: str,
@@ -435,6 +465,7 @@ class Config:
     listen: ListenConfig = field(default_factory=ListenConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     smtpd: SmtpdConfig = field(default_factory=SmtpdConfig)
+    pop3: Pop3Config = field(default_factory=Pop3Config)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -598,11 +629,13 @@ def default_listen() -> ListenConfig:
     """The embedded default's listeners: 127.0.0.1 only; the standard ports as root,
     unprivileged ones otherwise."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    ports = (25, 587, 465) if root else (2525, 5587, 5465)
+    ports = (25, 587, 465, 110, 995) if root else (2525, 5587, 5465, 5110, 5995)
     return ListenConfig(
         smtp=(f"127.0.0.1:{ports[0]}",),
         submission=(f"127.0.0.1:{ports[1]}",),
         submissions=(f"127.0.0.1:{ports[2]}",),
+        pop3=(f"127.0.0.1:{ports[3]}",),
+        pop3s=(f"127.0.0.1:{ports[4]}",),
     )
 
 

@@ -1,7 +1,8 @@
-"""An SMTP worker process.
+"""A worker process: the SMTP and POP3 servers.
 
 The supervisor starts one worker per CPU (``smtpd.workers``).  Each worker inherits the
-listening sockets, runs the asyncio SMTP server on all of them, and tells the
+listening sockets, runs the asyncio SMTP server on the SMTP ones and the POP3 server
+(:mod:`mailyard.pop3d`, sharing the SMTP server's AUTH guard) on the POP3 ones, and tells the
 supervisor about every message it queued by writing the queue id to a pipe, so delivery
 starts at once.  Run as ``python -m mailyard.daemon.worker``; the configuration comes as
 JSON on standard input.
@@ -35,7 +36,8 @@ from mailyard.obs import Metrics, log_event, setup_logging
 log = logging.getLogger("mailyard.worker")
 
 METRICS_DUMP_INTERVAL = 5.0
-NOTIFY_DELAY = 0.02  # seconds queue ids may wait to be sent to the supervisor together
+NOTIFY_DELAY = 0.02
+POP3_KINDS = ("pop3", "pop3s")  # seconds queue ids may wait to be sent to the supervisor together
 
 
 def install_event_loop_policy() -> None:
@@ -113,12 +115,24 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
         from mailyard.queue.threaded import ThreadedSpool
 
         deliver_now = EndToEndDelivery(config, ThreadedSpool(spool))
-    server = SmtpServer(config, spool, directory, server_context(cert, key), metrics,
+    tls = server_context(cert, key)
+    decoy_key = derive_key(secret, "scram decoy")
+    server = SmtpServer(config, spool, directory, tls, metrics,
                         QueueNotifier(notify_fd),
-                        scram_decoy_key=derive_key(secret, "scram decoy"),
+                        scram_decoy_key=decoy_key,
                         ingest=ingest_for(config, spool), deliver_now=deliver_now)
+    pop3 = None
+    if any(kind in POP3_KINDS for kind, _ in listeners):
+        from mailyard.pop3d.server import Pop3Server
+        from mailyard.store.maildir import MaildirStore
+
+        pop3 = Pop3Server(config, directory, MaildirStore(data / "mail", config.hostname),
+                          tls, server.auth_gate, scram_decoy_key=decoy_key)
     for kind, sock in listeners:
-        await server.serve(kind, sock)
+        if pop3 is not None and kind in POP3_KINDS:
+            await pop3.serve(kind, sock)
+        else:
+            await server.serve(kind, sock)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -132,6 +146,8 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
         except OSError as exc:
             log_event(log, "cannot write metrics", level=logging.WARNING, error=str(exc))
         check_descriptors(reporter, nofile)
+    if pop3 is not None:
+        await pop3.close()
     await server.close()
     if deliver_now is not None:
         await deliver_now.close()

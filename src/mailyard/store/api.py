@@ -49,6 +49,28 @@ class StoredMessage:
     # EXTENSION POINT (IMAP index): uid, flags, modseq, internal date.
 
 
+@dataclass(frozen=True)
+class InboxMessage:
+    """One INBOX message as a retrieval session (POP3) lists it."""
+
+    key: str  # the store's handle for it: stable across sessions, flag changes and moves
+    size: int  # octets with CRLF line ends (as POP3 and IMAP carry the message)
+    received: float  # delivery time, seconds since the epoch
+
+
+class MailboxBusy(Exception):
+    """The mailbox's exclusive lock is held by another session (POP3 ``[IN-USE]``)."""
+
+
+class MailboxLock(abc.ABC):
+    """An exclusive lock on a mailbox, held until :meth:`release` (or the process
+    ends).  Blocking-free: release never waits."""
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Give the lock up; idempotent."""
+
+
 class Mailbox(abc.ABC):
     """One user's mailbox: the INBOX and its folders.  Blocking (see the module doc)."""
 
@@ -69,6 +91,30 @@ class Mailbox(abc.ABC):
     @abc.abstractmethod
     def folders(self) -> list[str]:
         """The folder names, ``INBOX`` first."""
+
+    # --- retrieval (POP3; see mailyard.pop3d) -----------------------------------------
+
+    @abc.abstractmethod
+    def inbox_messages(self) -> list[InboxMessage]:
+        """The INBOX messages (new and seen), oldest delivery first."""
+
+    @abc.abstractmethod
+    def open_message(self, key: str) -> BinaryIO:
+        """The stored message ``key`` for reading in chunks (line ends as stored: LF,
+        or CRLF in files of earlier versions).  Raises FileNotFoundError when it is
+        gone."""
+
+    @abc.abstractmethod
+    def remove_messages(self, keys: Iterable[str]) -> int:
+        """Remove these INBOX messages durably; a message already gone is not an
+        error.  Returns how many were removed by this call.  Raises OSError when one
+        could not be removed (the others still are)."""
+
+    @abc.abstractmethod
+    def lock_exclusive(self, purpose: str) -> MailboxLock:
+        """Take the mailbox's exclusive ``purpose`` lock (``"pop3"``: one POP3 session
+        per maildrop, RFC 1939 8), shared by every process on the node.  Raises
+        :class:`MailboxBusy` when another session holds it."""
 
     # EXTENSION POINT (IMAP): select(folder) -> a view with uid_validity, uid_next,
     # highest_modseq; fetch/store flags by UID; append (deliver into a folder with

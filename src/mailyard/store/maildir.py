@@ -24,6 +24,9 @@ by :meth:`Maildir.find` and read by :func:`read_message`.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import itertools
 import os
 import re
@@ -32,9 +35,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from mailyard.fs import DirectorySyncer, fsync_dir, unlink_quietly, write_all
-from mailyard.store.api import INBOX, Mailbox, MailboxNameError, MailStore, Source, StoredMessage
+from mailyard.store.api import (
+    INBOX,
+    InboxMessage,
+    Mailbox,
+    MailboxBusy,
+    MailboxLock,
+    MailboxNameError,
+    MailStore,
+    Source,
+    StoredMessage,
+)
 
 CHUNK_SIZE = 256 * 1024
 SUBDIRS = ("cur", "new", "tmp")
@@ -143,6 +157,43 @@ def read_message(path: Path | str) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def base_name(name: str) -> str:
+    """A Maildir file's unique part: its name before the ``:2,<flags>`` info and the
+    ``,S=``/``,W=`` fields, the same in ``new/`` and ``cur/`` and whatever the flags."""
+    return name.split(":", 1)[0].split(",", 1)[0]
+
+
+def crlf_size(path: Path | str) -> int:
+    """The size of a stored message with CRLF line ends, read from the file (for
+    names without ``W=``): LF files and the CRLF files of earlier versions alike."""
+    lf = LfWriter()
+    with open(path, "rb") as f:
+        for _ in lf.convert(iter(lambda: f.read(CHUNK_SIZE), b"")):
+            pass
+    return lf.crlf_size
+
+
+def _delivered_at(name: str, path: str) -> float:
+    """When a message was delivered: the ``<sec>.M<usec>`` of its name, else its mtime."""
+    m = _NAME.match(name)
+    if m is not None:
+        return int(m.group(1)) + int(m.group(2)) / 1_000_000
+    try:
+        return os.stat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+class _FlockLock(MailboxLock):
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor of the open file drops the flock
+
+
 #: The directory fsyncs of every Maildir in this process, grouped per ``new/``.
 SHARED_SYNCER = DirectorySyncer()
 
@@ -234,6 +285,37 @@ class Maildir:
                         return Path(entry.path)
         return None
 
+    # --- retrieval ---------------------------------------------------------------------
+    def scan(self) -> dict[str, tuple[str, str]]:
+        """The messages in ``new/`` and ``cur/``: base name -> (file name, path)."""
+        found: dict[str, tuple[str, str]] = {}
+        for sub in ("new", "cur"):
+            try:
+                entries = os.scandir(self.path / sub)
+            except FileNotFoundError:
+                continue
+            with entries:
+                for entry in entries:
+                    if entry.name.startswith("."):
+                        continue
+                    found.setdefault(base_name(entry.name), (entry.name, entry.path))
+        return found
+
+    def lock(self, purpose: str) -> MailboxLock:
+        """An exclusive ``flock`` on ``mailyard-<purpose>.lock`` in this Maildir."""
+        if not purpose.isalnum():
+            raise ValueError(f"bad lock purpose {purpose!r}")
+        fd = os.open(self.path / f"mailyard-{purpose}.lock",
+                     os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise MailboxBusy(f"{self.path} is locked ({purpose})") from None
+            raise
+        return _FlockLock(fd)
+
     def sweep_tmp(self, max_age: float = TMP_MAX_AGE) -> int:
         """Remove files left in ``tmp/`` by deliveries that died; returns how many.
         Safe while deliveries run: a file renamed away during the scan is skipped."""
@@ -300,6 +382,7 @@ class MaildirMailbox(Mailbox):
     def __init__(self, address: str, inbox: Maildir) -> None:
         self.address = address
         self.inbox = inbox
+        self._paths: dict[str, str] = {}  # base name -> path, as last listed
 
     def deliver(self, source: Source, *, prefix: bytes = b"", key: str) -> StoredMessage:
         name = self.inbox.deliver(source, prefix, key)
@@ -322,6 +405,61 @@ class MaildirMailbox(Mailbox):
         except FileNotFoundError:
             pass
         return [INBOX, *sorted(names)]
+
+
+    # --- retrieval: messages are named by their base name (see base_name) ------------
+
+    def inbox_messages(self) -> list[InboxMessage]:
+        out = []
+        found = self.inbox.scan()
+        self._paths = {key: path for key, (_name, path) in found.items()}
+        for key, (name, path) in found.items():
+            sizes = message_sizes(name)
+            try:
+                size = sizes[1] if sizes is not None and sizes[1] is not None else crlf_size(path)
+            except FileNotFoundError:
+                continue  # removed by another program meanwhile
+            out.append(InboxMessage(key, size, _delivered_at(name, path)))
+        out.sort(key=lambda m: (m.received, m.key))
+        return out
+
+    def open_message(self, key: str) -> BinaryIO:
+        path = self._paths.get(key)
+        if path is not None:
+            try:
+                return open(path, "rb")
+            except FileNotFoundError:
+                pass  # moved (new/ to cur/, a flag change) since it was listed: look again
+        found = self.inbox.scan().get(key)
+        if found is None:
+            raise FileNotFoundError(errno.ENOENT, "message removed", key)
+        self._paths[key] = found[1]
+        return open(found[1], "rb")
+
+    def remove_messages(self, keys: Iterable[str]) -> int:
+        wanted = set(keys)
+        if not wanted:
+            return 0
+        removed, failure = 0, None
+        for key, (_name, path) in self.inbox.scan().items():
+            if key not in wanted:
+                continue
+            try:
+                os.unlink(path)
+                removed += 1
+            except FileNotFoundError:
+                pass  # removed meanwhile by someone else: the same outcome
+            except OSError as exc:
+                failure = exc
+        for sub in ("new", "cur"):
+            with contextlib.suppress(FileNotFoundError):
+                fsync_dir(self.inbox.path / sub)
+        if failure is not None:
+            raise failure
+        return removed
+
+    def lock_exclusive(self, purpose: str) -> MailboxLock:
+        return self.inbox.lock(purpose)
 
 
 class MaildirStore(MailStore):

@@ -18,7 +18,7 @@ def sections() -> dict[str, str]:
     out: dict[str, str] = {}
     parts = re.split(r"^## (.+)$", DOC.read_text(), flags=re.M)
     for title, body in zip(parts[1::2], parts[2::2], strict=True):
-        m = re.fullmatch(r"`\[([a-z_.]+)\]`", title.strip())
+        m = re.fullmatch(r"`\[([a-z0-9_.]+)\]`", title.strip())
         out["" if title.strip() == "Top level" else (m.group(1) if m else title)] = body
     return out
 

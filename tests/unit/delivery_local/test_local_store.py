@@ -16,7 +16,15 @@ from mailyard.delivery.local import LocalDeliveryAgent
 from mailyard.directory.sqlite import SqliteDirectory
 from mailyard.envelope import Envelope, Recipient
 from mailyard.queue.api import AttemptStatus, QueuedRecipient, QueueEntry, RecipientState
-from mailyard.store.api import INBOX, Mailbox, MailboxNameError, MailStore, StoredMessage
+from mailyard.store.api import (
+    INBOX,
+    InboxMessage,
+    Mailbox,
+    MailboxLock,
+    MailboxNameError,
+    MailStore,
+    StoredMessage,
+)
 
 MESSAGE = b"Subject: test\r\n\r\nbody\r\n"
 
@@ -40,6 +48,19 @@ class MemoryMailbox(Mailbox):
 
     def folders(self) -> list[str]:
         return [INBOX]
+
+    # Retrieval (POP3) is not used by the delivery agent.
+    def inbox_messages(self) -> list[InboxMessage]:
+        raise NotImplementedError
+
+    def open_message(self, key: str) -> BinaryIO:
+        raise NotImplementedError
+
+    def remove_messages(self, keys: Iterable[str]) -> int:
+        raise NotImplementedError
+
+    def lock_exclusive(self, purpose: str) -> MailboxLock:
+        raise NotImplementedError
 
 
 class MemoryStore(MailStore):

@@ -1,0 +1,123 @@
+"""The POP3 listeners (``listen.pop3``: STLS, port 110; ``listen.pop3s``: implicit
+TLS, port 995): :class:`Pop3Server` serves sockets the supervisor has already bound,
+one :class:`~mailyard.pop3d.session.Pop3Session` per connection.
+
+Shared with SMTP: the AUTH guard (:class:`~mailyard.smtpd.authguard.AuthGate`, the
+``smtpd.auth_*`` limits, one failure count per address and user for every protocol)
+and the connection cap logic (:class:`~mailyard.smtpd.limits.ConnectionLimiter`,
+per worker process, with the ``pop3.max_connections*`` keys).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+
+from mailyard.config import Config, ListenerKind
+from mailyard.directory.api import Directory
+from mailyard.pop3d.session import RESP_SHUTTING_DOWN, Pop3Listener, Pop3Session, Pop3Timers
+from mailyard.proto.pop3 import Pop3Settings, Response
+from mailyard.proto.pop3.responses import CODE_SYS_TEMP
+from mailyard.smtpd.authguard import AuthGate
+from mailyard.smtpd.limits import ConnectionLimiter
+from mailyard.store.api import MailStore
+
+__all__ = ["Pop3Server", "settings_for"]
+
+SHUTDOWN_GRACE = 5.0
+KINDS = (ListenerKind.POP3.value, ListenerKind.POP3S.value)
+RESP_BUSY = Response(False, "Too many connections, try again later", CODE_SYS_TEMP)
+
+
+def settings_for(config: Config, kind: str, tls_available: bool) -> Pop3Settings:
+    mechanisms = ["PLAIN"]
+    if config.auth.scram_iterations > 0:
+        mechanisms.append("SCRAM-SHA-256")
+    return Pop3Settings(
+        hostname=config.hostname,
+        stls=tls_available and kind == ListenerKind.POP3,
+        allow_plaintext_login=config.pop3.allow_plaintext_login,
+        sasl_mechanisms=tuple(mechanisms),
+        max_auth_failures=config.smtpd.max_auth_failures,
+    )
+
+
+class Pop3Server:
+    """Serves the POP3 listeners of one worker; the :class:`~mailyard.pop3d.session.
+    Pop3Host` of its sessions."""
+
+    def __init__(self, config: Config, directory: Directory, store: MailStore,
+                 ssl_context: ssl.SSLContext | None, auth_gate: AuthGate, *,
+                 scram_decoy_key: bytes = b"") -> None:
+        self.config = config
+        self.directory = directory
+        self.store = store
+        self.ssl_context = ssl_context
+        self.auth_gate = auth_gate
+        self.scram_decoy_key = scram_decoy_key
+        self.scram_iterations = config.auth.scram_iterations
+        pop3 = config.pop3
+        self.timers = Pop3Timers(idle=pop3.idle_timeout, command=pop3.command_timeout,
+                                 tls_handshake=min(pop3.idle_timeout,
+                                                   pop3.tls_handshake_timeout),
+                                 max_session=pop3.max_session_time)
+        self.limiter = ConnectionLimiter(pop3.max_connections, pop3.max_connections_per_ip)
+        self.sessions: set[Pop3Session] = set()
+        self._counted: set[Pop3Session] = set()
+        self.shutting_down = False
+        self._servers: list[asyncio.base_events.Server] = []
+        self._idle: asyncio.Event | None = None
+
+    def listener(self, kind: str) -> Pop3Listener:
+        if kind not in KINDS:
+            raise ValueError(f"unknown POP3 listener kind {kind!r} (expected one of {KINDS})")
+        implicit = kind == ListenerKind.POP3S
+        if implicit and self.ssl_context is None:
+            raise ValueError("the pop3s listener needs a TLS context")
+        return Pop3Listener(kind, settings_for(self.config, kind, self.ssl_context is not None),
+                            self.ssl_context, implicit, self.timers)
+
+    async def serve(self, kind: str, sock: socket.socket) -> asyncio.base_events.Server:
+        listener = self.listener(kind)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: Pop3Session(listener, self), sock=sock)
+        self._servers.append(server)
+        return server
+
+    # --- Pop3Host -------------------------------------------------------------------
+
+    def admit(self, session: Pop3Session, ip: str) -> Response | None:
+        self.sessions.add(session)
+        if self.shutting_down:
+            return RESP_SHUTTING_DOWN
+        if self.limiter.acquire(ip) is not None:
+            return RESP_BUSY
+        self._counted.add(session)
+        return None
+
+    def release(self, session: Pop3Session, ip: str) -> None:
+        if session in self._counted:
+            self._counted.discard(session)
+            self.limiter.release(ip)
+        self.sessions.discard(session)
+        if not self.sessions and self._idle is not None:
+            self._idle.set()
+
+    async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop listening, close every session (nothing is deleted unless a QUIT's
+        removals are under way, which finish), wait up to ``grace`` seconds."""
+        self.shutting_down = True
+        for server in self._servers:
+            server.close()
+        self._idle = asyncio.Event()
+        for session in list(self.sessions):
+            session.shutdown()
+        if self.sessions:
+            try:
+                await asyncio.wait_for(self._idle.wait(), grace)
+            except TimeoutError:
+                for session in list(self.sessions):
+                    if session.transport is not None:
+                        session.transport.abort()
+        self._servers.clear()
