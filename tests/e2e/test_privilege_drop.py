@@ -50,10 +50,15 @@ def _reachable_launcher(user: pwd.struct_passwd, scratch: Path) -> list[str]:
     """A launcher under which ``user`` can run this interpreter.  Where it lives under a
     directory closed to other users (a Python installed in /root), the server runs in a
     private mount namespace in which that directory shows only the interpreter's tree."""
-    probe = subprocess.run(["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
-                            "--clear-groups", sys.executable, "-c", "import uvloop"],
-                           capture_output=True)
-    if probe.returncode == 0:
+    # The probe drops privileges the way the server does, then starts the interpreter
+    # again, as the server starts its workers (setpriv is not a faithful stand-in: its
+    # exec of a path under /root succeeded where the server's failed).
+    probe = [sys.executable, "-c",
+             "import os, subprocess, sys; os.setgroups([]); "
+             f"os.setresgid({user.pw_gid}, {user.pw_gid}, {user.pw_gid}); "
+             f"os.setresuid({user.pw_uid}, {user.pw_uid}, {user.pw_uid}); "
+             "subprocess.run([sys.executable, '-c', 'import uvloop, mailyard'], check=True)"]
+    if subprocess.run(probe, capture_output=True).returncode == 0:
         return []
     prefix = Path(sys.base_prefix).resolve()
     closed = next((p for p in reversed(prefix.parents) if not p.stat().st_mode & 0o001), None)
@@ -65,9 +70,10 @@ def _reachable_launcher(user: pwd.struct_passwd, scratch: Path) -> list[str]:
     os.chmod(stand_in, 0o711)
     script = (f'mount --bind "{closed / shown}" "{stand_in / shown}" && '
               f'mount --rbind "{stand_in}" "{closed}" && exec "$@"')
-    if subprocess.run(["unshare", "-m", "--", "sh", "-c", script, "sh", "true"]).returncode:
-        pytest.skip(f"{sys.executable} is not usable by {user.pw_name} (no mount namespace)")
-    return ["unshare", "-m", "--", "sh", "-c", script, "sh"]
+    launcher = ["unshare", "-m", "--", "sh", "-c", script, "sh"]
+    if subprocess.run([*launcher, *probe], capture_output=True).returncode:
+        pytest.skip(f"{sys.executable} is not usable by {user.pw_name} here")
+    return launcher
 
 
 def _status(pid: int) -> dict[str, str]:

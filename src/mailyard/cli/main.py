@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
+        if os.environ.get("MAILYARD_DEBUG"):
+            traceback.print_exc()
         print(f"mailyard: {_os_error_message(exc, config)}", file=sys.stderr)
         return EXIT_USAGE
     except sqlite3.Error as exc:

@@ -13,6 +13,7 @@ the server's user, not to root.
 
 from __future__ import annotations
 
+import codecs
 import grp
 import logging
 import os
@@ -110,11 +111,24 @@ def give_file(path: str | os.PathLike[str], identity: Identity) -> None:
         pass
 
 
+# Codecs the server looks up by name (files under /proc, IDNA host names, headers):
+# Python loads each on first use, and the mail user need not be able to read the
+# interpreter's installation (it may live in root's home), so they are loaded while
+# still root.
+_CODECS = ("ascii", "latin-1", "utf-8", "idna", "punycode")
+
+
+def _load_codecs() -> None:
+    for name in _CODECS:
+        codecs.lookup(name)
+
+
 def drop_privileges(identity: Identity) -> None:
     """Become ``identity`` for good (real, effective and saved ids, supplementary
     groups), then check that root cannot be taken back."""
     if identity.uid == 0:
         return  # allow_root: stays root, as configured
+    _load_codecs()
     if identity.name:
         os.initgroups(identity.name, identity.gid)
     else:
