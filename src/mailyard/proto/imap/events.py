@@ -35,21 +35,10 @@ from mailyard.proto.imap.commands import (
     Store,
     Thread,
 )
-
-
-class Sentinel:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA = Sentinel("NEED_DATA")
-PAUSED = Sentinel("PAUSED")
-CLOSED = Sentinel("CLOSED")
+from mailyard.proto.sentinels import CLOSED as CLOSED
+from mailyard.proto.sentinels import NEED_DATA as NEED_DATA
+from mailyard.proto.sentinels import PAUSED as PAUSED
+from mailyard.proto.sentinels import Sentinel as Sentinel
 
 
 class Event:

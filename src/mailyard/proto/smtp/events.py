@@ -17,23 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mailyard.envelope import DsnRecipient
+from mailyard.proto.sentinels import CLOSED as CLOSED
+from mailyard.proto.sentinels import NEED_DATA as NEED_DATA
+from mailyard.proto.sentinels import PAUSED as PAUSED
+from mailyard.proto.sentinels import Sentinel as Sentinel
 from mailyard.proto.smtp.address import Mailbox
 from mailyard.proto.smtp.replies import Reply
-
-
-class Sentinel:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-NEED_DATA = Sentinel("NEED_DATA")
-PAUSED = Sentinel("PAUSED")
-CLOSED = Sentinel("CLOSED")
 
 
 class Event:
