@@ -218,13 +218,13 @@ class Dispatcher:
 
     async def deliver_local(self, entry: QueueEntry,
                             recipients: list[QueuedRecipient]) -> list[AttemptResult]:
-        loop = asyncio.get_running_loop()
+        # All of the message's local recipients in one delivery thread call: one copy
+        # per mailbox per message, whatever the aliases; then the forwards, if any.
+        results = await asyncio.get_running_loop().run_in_executor(
+            self.executor, self.local_agent.deliver_many, entry, recipients,
+            self.open_content(entry.qid))
         out: list[AttemptResult] = []
-        written: set[str] = set()  # one copy per mailbox per message, whatever the aliases
-        for r in recipients:
-            result = await loop.run_in_executor(
-                self.executor, self.local_agent.deliver, entry, r, self.open_content(entry.qid),
-                written)
+        for r, result in zip(recipients, results, strict=True):
             forwarded = await self.forward(entry, r, result.external)
             out.append(_local_attempt(r, result, forwarded))
         return out
