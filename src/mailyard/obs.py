@@ -4,11 +4,12 @@
 ``[log] format``.  The metric names below are imported from :mod:`mailyard.metrics`
 for the modules that take them from here.
 
-SMTP workers log through a buffered handler (``setup_logging(buffered=True)``): a line
-per transaction would otherwise cost a write system call, and a hand-over of the
-interpreter lock, each.  Lines reach the file at most :data:`FLUSH_DELAY` seconds
-later, warnings and errors at once (with everything before them), and whatever is
-left when the process exits normally (``logging.shutdown`` flushes every handler).
+The supervisor and the SMTP workers log through a buffered handler
+(``setup_logging(buffered=True)``): a line per transaction or delivery would otherwise
+cost a write system call, and a hand-over of the interpreter lock, each.  Lines reach
+the file at most :data:`FLUSH_DELAY` seconds later, warnings and errors at once (with
+everything before them), and whatever is left when the process exits normally
+(``logging.shutdown`` flushes every handler).
 """
 
 from __future__ import annotations
@@ -179,6 +180,11 @@ def setup_logging(fmt: str = "text", level: str = "info", file: str = "",
                   buffered: bool = False) -> None:
     """Log to ``file`` (or standard error); ``buffered`` for busy processes (see above)."""
     handler: logging.Handler
+    if buffered and not file:
+        try:
+            sys.stderr.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation: a capture
+            buffered = False  # standard error is no file: hand it the lines one by one
     if buffered:
         handler = BufferedLineHandler(_log_fd(file))
     else:

@@ -150,7 +150,7 @@ class Supervisor:
         cfg = self.config
         os.umask(0o077)
         identity = server_identity(cfg)  # before anything is created: fails fast
-        setup_logging(cfg.log.format, cfg.log.level, cfg.log.file)
+        setup_logging(cfg.log.format, cfg.log.level, cfg.log.file, buffered=True)
         raise_nofile_limit()  # inherited by the workers, which fit their caps to it
         try:
             cert, key = prepare_data_dir(cfg)

@@ -43,8 +43,10 @@ from mailyard.metrics import DELIVERY_ACTIVE, DELIVERY_ATTEMPTS, DELIVERY_POSTPO
 from mailyard.obs import Metrics, log_event
 from mailyard.queue.api import (
     LEASE_SECONDS,
+    AttemptStatus,
     DeliveryReply,
     FinishedEntry,
+    PostponedRecipient,
     QueuedRecipient,
     QueueEntry,
     RecipientState,
@@ -176,16 +178,23 @@ class Dispatcher:
                 local.append(r)
             else:
                 remote.setdefault(domain, []).append(r)
-        jobs = [self.deliver_local(entry, local)] if local else []
-        jobs += [self.outbound.deliver(entry, domain, rcpts, self.open_content(entry.qid))
-                 for domain, rcpts in remote.items()]
-        results: list[AttemptResult] = []
-        for batch in ([await jobs[0]] if len(jobs) == 1 else await asyncio.gather(*jobs)):
-            results.extend(batch)
+        results: list[AttemptResult]
+        if not local and len(remote) == 1:  # the common case: one destination, no gather
+            [(domain, rcpts)] = remote.items()
+            results = await self.outbound.deliver(entry, domain, rcpts,
+                                                  self.open_content(entry.qid))
+        else:
+            jobs = [self.deliver_local(entry, local)] if local else []
+            jobs += [self.outbound.deliver(entry, domain, rcpts, self.open_content(entry.qid))
+                     for domain, rcpts in remote.items()]
+            results = (await jobs[0] if len(jobs) == 1
+                       else [r for batch in await asyncio.gather(*jobs) for r in batch])
         self.start_sweeps()
-        results, postponed = self.policy.postponements(entry, results)
-        if postponed:
-            self.metrics.inc(DELIVERY_POSTPONED, len(postponed))
+        postponed: list[PostponedRecipient] = []
+        if any(r.status is AttemptStatus.POSTPONED for r in results):
+            results, postponed = self.policy.postponements(entry, results)
+            if postponed:
+                self.metrics.inc(DELIVERY_POSTPONED, len(postponed))
         outcomes = await self.policy.finish(entry, results)
         for result in results:
             self.metrics.inc(DELIVERY_ATTEMPTS, result=result.status.value,
@@ -218,13 +227,13 @@ class Dispatcher:
 
     async def deliver_local(self, entry: QueueEntry,
                             recipients: list[QueuedRecipient]) -> list[AttemptResult]:
-        loop = asyncio.get_running_loop()
+        # All of the message's local recipients in one delivery thread call: one copy
+        # per mailbox per message, whatever the aliases; then the forwards, if any.
+        results = await asyncio.get_running_loop().run_in_executor(
+            self.executor, self.local_agent.deliver_many, entry, recipients,
+            self.open_content(entry.qid))
         out: list[AttemptResult] = []
-        written: set[str] = set()  # one copy per mailbox per message, whatever the aliases
-        for r in recipients:
-            result = await loop.run_in_executor(
-                self.executor, self.local_agent.deliver, entry, r, self.open_content(entry.qid),
-                written)
+        for r, result in zip(recipients, results, strict=True):
             forwarded = await self.forward(entry, r, result.external)
             out.append(_local_attempt(r, result, forwarded))
         return out

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -148,6 +148,18 @@ class LocalDeliveryAgent:
         content = _OpenedOnce(open_content)
         try:
             return self._deliver(entry, recipient, content, written)
+        finally:
+            content.close()
+
+    def deliver_many(self, entry: QueueEntry, recipients: Sequence[QueuedRecipient],
+                     open_content: Callable[[], BinaryIO]) -> list[LocalDeliveryResult]:
+        """:meth:`deliver` for several recipients of ``entry`` in one call (one thread
+        hand-off per message): the queued message is opened once for all of them, and
+        a mailbox gets one copy whatever the recipients (and aliases) that lead to it."""
+        written: set[str] = set()
+        content = _OpenedOnce(open_content)
+        try:
+            return [self._deliver(entry, r, content, written) for r in recipients]
         finally:
             content.close()
 

@@ -267,13 +267,75 @@ class ContentReader(io.RawIOBase):
         super().close()
 
 
+SMALL_RECORD = 256 * 1024  # records up to this size are read whole by open_content
+
+
 def open_content(path: Path) -> BinaryIO:
     """A buffered, read-only file over the content of the record at ``path``.
-    Raises FileNotFoundError if there is no such file, RecordError if it is invalid."""
+    Raises FileNotFoundError if there is no such file, RecordError if it is invalid.
+
+    A record of up to :data:`SMALL_RECORD` bytes (nearly all mail) is read with one
+    ``pread`` and checked whole in memory, content CRC included, so a damaged message
+    is refused here, before any of it is sent; the meta is checked against its CRC but
+    not decoded (delivery has the envelope from the index).  A larger record is
+    streamed and its content CRC checked when it is read to the end."""
     f = open_record(path)
     try:
+        fd = f.fileno()
+        size = os.fstat(fd).st_size
+        if size <= SMALL_RECORD:
+            data = os.pread(fd, size, 0)
+            if len(data) != size:
+                raise RecordError("message file shrank while being read")
+            f.close()
+            return io.BytesIO(message_of(data))
         info = read_info(f)
     except BaseException:
         f.close()
         raise
     return io.BufferedReader(ContentReader(f, info), buffer_size=256 * 1024)
+
+
+def message_of(data: bytes) -> bytes:
+    """The message (prepend section, then content) of a whole record in memory, after
+    the checks of :func:`read_info` plus the content CRC.  Raises RecordError."""
+    size = len(data)
+    if size < HEADER.size:
+        raise RecordError("truncated header")
+    magic, version, flags, reserved, meta_len, meta_crc = HEADER.unpack_from(data)
+    if magic != MAGIC:
+        raise RecordError("bad magic")
+    if flags or reserved:
+        raise RecordError("unknown header flags")
+    if version != VERSION:
+        raise RecordError(f"unknown record version {version}")
+    content_offset = HEADER.size + meta_len
+    if size < content_offset:
+        raise RecordError("truncated meta")
+    view = memoryview(data)
+    if zlib.crc32(view[HEADER.size:content_offset]) != meta_crc:
+        raise RecordError("meta checksum mismatch")
+    if size < content_offset + TRAILER.size:
+        raise RecordError("truncated content or trailer")
+    tmagic, length, crc, end = TRAILER.unpack_from(data, size - TRAILER.size)
+    if tmagic not in (TRAILER_MAGIC, TRAILER_PREPEND_MAGIC) or end != END_MARKER:
+        raise RecordError("no trailer")
+    prepend = b""
+    tail = TRAILER.size
+    if tmagic == TRAILER_PREPEND_MAGIC:
+        tail += PREPEND_INFO.size
+        if size < content_offset + tail:
+            raise RecordError("truncated prepend section")
+        plen, pcrc = PREPEND_INFO.unpack_from(data, size - tail)
+        if plen > MAX_PREPEND or size < content_offset + tail + plen:
+            raise RecordError("bad prepend length")
+        tail += plen
+        prepend = data[size - tail:size - tail + plen]
+        if zlib.crc32(prepend) != pcrc:
+            raise RecordError("prepend checksum mismatch")
+    if content_offset + length + tail != size:
+        raise RecordError("size mismatch")
+    content = view[content_offset:content_offset + length]
+    if zlib.crc32(content) != crc:
+        raise RecordError("content checksum mismatch")
+    return prepend + content if prepend else bytes(content)

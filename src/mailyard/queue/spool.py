@@ -74,6 +74,7 @@ from mailyard.queue.writer import SpoolWriter, storage_error
 
 COMMIT_THREADS = 4  # file stages of large messages (already on disk) flushed at once
 PURGE_INTERVAL = 5.0  # seconds between tombstone purges in claim_due
+MAX_UNLINKED = 100_000  # removed files remembered for the purge (beyond: unlinked twice)
 
 
 class _ProcessResources:
@@ -166,6 +167,7 @@ class FileSpool:
         self._res = _ProcessResources(self.layout, commit_threads)
         self._orphaned: list[_ProcessResources] = []  # a parent's, never closed by a child
         self._last_purge = 0.0
+        self._unlinked: set[str] = set()  # files removed, tombstones not yet purged
 
     @property
     def _r(self) -> _ProcessResources:
@@ -290,7 +292,7 @@ class FileSpool:
 
     def _purge(self) -> None:
         try:
-            purge_tombstones(self.layout, self._r.index)
+            purge_tombstones(self.layout, self._r.index, self._unlinked)
         except OSError as exc:
             raise storage_error("cannot remove finished queue files", exc) from exc
         self._last_purge = time.monotonic()
@@ -300,4 +302,6 @@ class FileSpool:
             unlink_if_present(self.layout.message_path(qid))
         except OSError as exc:
             raise storage_error(f"{qid}: cannot remove the queue file", exc) from exc
+        if len(self._unlinked) < MAX_UNLINKED:
+            self._unlinked.add(qid)  # the purge need not unlink it again
 

@@ -128,14 +128,21 @@ def _quarantine(layout: SpoolLayout, path: Path, reason: str) -> bool:
     return True
 
 
-def purge_tombstones(layout: SpoolLayout, index: QueueIndex) -> int:
-    """Forget finished messages once their files are durably gone."""
+def purge_tombstones(layout: SpoolLayout, index: QueueIndex,
+                     unlinked: set[str] | None = None) -> int:
+    """Forget finished messages once their files are durably gone.  ``unlinked``: queue
+    ids whose files this process has already removed (not unlinked a second time; the
+    directory fsync below still makes their removal durable before they are forgotten);
+    the purged ones are taken out of it."""
     purged = 0
+    gone = unlinked if unlinked is not None else set()
     while qids := index.tombstones(PURGE_CHUNK):
         for qid in qids:
-            unlink_if_present(layout.message_path(qid))
+            if qid not in gone:
+                unlink_if_present(layout.message_path(qid))
         fsync_dir(layout.msg_dir)
         index.forget(qids)
+        gone.difference_update(qids)
         purged += len(qids)
         if len(qids) < PURGE_CHUNK:
             break

@@ -111,8 +111,8 @@ def test_reading_damaged_content_to_the_end_raises(tmp_path: Path) -> None:
     data = bytearray(record_bytes())
     data[HEADER.size + int.from_bytes(data[8:12], "big") + 3] ^= 1
     path = write(tmp_path, bytes(data))
-    # The structure is fine: opening works, reading to the end finds the bad checksum.
-    with open_content(path) as f, pytest.raises(RecordError, match="checksum"):
+    # refused when opened (a small record is checked whole) or at the latest when read
+    with pytest.raises(RecordError, match="checksum"), open_content(path) as f:
         f.read()
 
 
@@ -138,3 +138,19 @@ def test_unknown_version_is_rejected(tmp_path: Path) -> None:
 def test_not_a_record(tmp_path: Path) -> None:
     with pytest.raises(RecordError):
         validate(write(tmp_path, b"Received: from somewhere\r\n\r\nhello\r\n" * 3))
+
+
+def test_a_small_record_with_damaged_content_is_refused_when_opened(tmp_path: Path) -> None:
+    data = bytearray(record_bytes())
+    data[HEADER.size + int.from_bytes(data[8:12], "big") + 3] ^= 1
+    path = write(tmp_path, bytes(data))
+    with pytest.raises(RecordError, match="content checksum"):
+        open_content(path)  # before a byte of it could be sent
+
+
+def test_a_small_record_with_damaged_meta_is_refused(tmp_path: Path) -> None:
+    data = bytearray(record_bytes())
+    data[HEADER.size + 2] ^= 1
+    path = write(tmp_path, bytes(data))
+    with pytest.raises(RecordError, match="meta checksum"):
+        open_content(path)

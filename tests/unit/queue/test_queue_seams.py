@@ -232,5 +232,5 @@ def test_content_reader_checks_crc_after_the_prepend(tmp_path: Path) -> None:
     data[header_len + 2] ^= 0x01  # a content byte
     path = tmp_path / "rec"
     path.write_bytes(bytes(data))
-    with open_content(path) as f, pytest.raises(RecordError, match="content checksum"):
+    with pytest.raises(RecordError, match="content checksum"), open_content(path) as f:
         f.read()

@@ -214,3 +214,20 @@ def test_state_survives_reopening(tmp_path: os.PathLike[str], envelope: Envelope
 def test_free_bytes(spool: FileSpool) -> None:
     st = os.statvfs(spool.layout.root)
     assert abs(spool.free_bytes() - st.f_bavail * st.f_frsize) < 64 * 1024 * 1024
+
+
+def test_purge_forgets_finished_messages_without_unlinking_them_twice(
+        spool: FileSpool, envelope: Envelope, monkeypatch: pytest.MonkeyPatch) -> None:
+    finished = enqueue(spool, envelope)
+    spool.claim_due(NOW, 10, 60)
+    spool.record(finished, [Outcome(0, D, reply(250, "2.0.0", "ok")),
+                            Outcome(1, D, reply(250, "2.0.0", "ok"))])
+    deleted = enqueue(spool, envelope)
+    unlinked: list[str] = []
+    real_unlink = os.unlink
+    monkeypatch.setattr(os, "unlink", lambda path: (unlinked.append(str(path)),
+                                                     real_unlink(path))[1])
+    assert spool.delete(deleted)  # removes its file, then purges both tombstones
+    assert unlinked == [str(spool.layout.message_path(deleted))]
+    assert spool._r.index.tombstones(10) == []
+    assert not spool.layout.message_path(finished).exists()
