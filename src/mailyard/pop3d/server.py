@@ -20,7 +20,7 @@ from mailyard.pop3d.session import RESP_SHUTTING_DOWN, Pop3Listener, Pop3Session
 from mailyard.proto.pop3 import Pop3Settings, Response
 from mailyard.proto.pop3.responses import CODE_SYS_TEMP
 from mailyard.smtpd.authguard import AuthGate
-from mailyard.smtpd.limits import ConnectionLimiter
+from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
 from mailyard.store.api import MailStore
 
 __all__ = ["Pop3Server", "settings_for"]
@@ -111,13 +111,5 @@ class Pop3Server:
         for server in self._servers:
             server.close()
         self._idle = asyncio.Event()
-        for session in list(self.sessions):
-            session.shutdown()
-        if self.sessions:
-            try:
-                await asyncio.wait_for(self._idle.wait(), grace)
-            except TimeoutError:
-                for session in list(self.sessions):
-                    if session.transport is not None:
-                        session.transport.abort()
+        await end_sessions(self.sessions, self._idle, grace)
         self._servers.clear()

@@ -1,4 +1,5 @@
-"""Connection caps: how many SMTP connections in all, and from one client address.
+"""Connection caps: how many connections in all, and from one client address; and
+ending a server's open sessions at shutdown.  Used by the SMTP and the POP3 servers.
 
 Counting is per worker process for now (each worker enforces the configured caps on
 its own share of connections); the class is the one place that would change to share
@@ -6,6 +7,10 @@ the counts between processes.
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Set
+from typing import Protocol
 
 from mailyard.proto.smtp.replies import REPLY_SERVER_BUSY, REPLY_TOO_MANY_CONNECTIONS, Reply
 
@@ -40,3 +45,30 @@ class ConnectionLimiter:
 
     def count(self, ip: str) -> int:
         return self._per_ip.get(ip, 0)
+
+
+class _Transport(Protocol):
+    def abort(self) -> None: ...
+
+
+class EndingSession(Protocol):
+    @property
+    def transport(self) -> _Transport | None: ...
+
+    def shutdown(self) -> None: ...
+
+
+async def end_sessions(sessions: Set[EndingSession], idle: asyncio.Event,
+                       grace: float) -> None:
+    """Ask every open session to end, wait up to ``grace`` seconds for the set to
+    empty (the server sets ``idle`` when its last session is released), then abort
+    the connections still open."""
+    for session in list(sessions):
+        session.shutdown()
+    if sessions:
+        try:
+            await asyncio.wait_for(idle.wait(), grace)
+        except TimeoutError:
+            for session in list(sessions):
+                if session.transport is not None:
+                    session.transport.abort()

@@ -25,7 +25,7 @@ from mailyard.proto.smtp.session import ServerSettings
 from mailyard.queue.api import Spool
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionTimers
-from mailyard.smtpd.limits import ConnectionLimiter
+from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
 from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy
 from mailyard.smtpd.session import SmtpSession
 
@@ -152,14 +152,6 @@ class SmtpServer:
         for server in self._servers:
             server.close()
         self._idle = asyncio.Event()
-        for session in list(self.sessions):
-            session.shutdown()
-        if self.sessions:
-            try:
-                await asyncio.wait_for(self._idle.wait(), grace)
-            except TimeoutError:
-                for session in list(self.sessions):
-                    if session.transport is not None:
-                        session.transport.abort()
+        await end_sessions(self.sessions, self._idle, grace)
         self._servers.clear()
         self.auth_gate.close()
