@@ -66,7 +66,7 @@ def over_quota(usage: QuotaUsage, limits: QuotaLimits, adding_bytes: int = 0,
 # --- sizes as an operator writes them ------------------------------------------------
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE)
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?", re.IGNORECASE | re.ASCII)
 MAX_SIZE = 1 << 62
 
 
