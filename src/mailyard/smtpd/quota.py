@@ -27,6 +27,7 @@ from typing import Any
 from mailyard.directory.api import Directory, DirectoryError
 from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import REPLY_OVER_QUOTA, Reply
+from mailyard.store.api import MailboxNameError
 from mailyard.store.quota import QuotaLimits, QuotaUsage, over_quota
 from mailyard.store.usage import UsageCache
 
@@ -88,7 +89,7 @@ class RcptQuota:
         for mailbox in targets:
             try:
                 usage[mailbox] = self.usage.cached(mailbox) or await self._read(mailbox)
-            except (OSError, sqlite3.Error) as exc:
+            except (OSError, sqlite3.Error, MailboxNameError) as exc:
                 log_event(log, "quota usage unreadable", level=logging.WARNING,
                           mailbox=mailbox, error=str(exc))
                 return None

@@ -123,3 +123,21 @@ def test_an_unreadable_usage_accepts() -> None:
     directory.quotas["user@mx.test"] = QuotaLimits(messages=1)
     assert settle(quota.check("user@mx.test", None)) is None
     assert len(reads.calls) == 1
+
+
+def test_listener_policy_asks_only_for_local_recipients() -> None:
+    from mailyard.config import Config
+    from mailyard.smtpd.policy import FreeSpaceGauge, ListenerPolicy
+    from tests.support.smtpd_fakes import MemorySpool
+
+    directory, reads, quota = setup({"user@mx.test": QuotaUsage(0, 1)})
+    directory.quotas["user@mx.test"] = QuotaLimits(messages=1)
+    config = Config(hostname="mx.test", local_domains=("mx.test",))
+    without = ListenerPolicy("smtp", config, directory, FreeSpaceGauge(MemorySpool()))
+    assert without.check_quota("user@mx.test", None) is None  # no quota check configured
+    p = ListenerPolicy("submission", config, directory, FreeSpaceGauge(MemorySpool()),
+                       quota=quota)
+    assert p.check_quota("user@far.test", 10) is None  # not ours: nothing to read
+    assert p.check_quota("postmaster", None) is None
+    assert reads.calls == []
+    assert settle(p.check_quota("user@mx.test", None)) == REPLY_OVER_QUOTA
