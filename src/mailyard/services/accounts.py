@@ -236,7 +236,7 @@ class Accounts:
             inbox = Maildir(mailbox, self.hostname)
             inbox.create()
             MailboxIndex(inbox).close()  # made with the default folders
-        except (OSError, MailboxNameError) as exc:
+        except (OSError, sqlite3.Error, MailboxNameError) as exc:
             mailbox, problem = None, str(exc)
         return NewUser(user, mailbox, problem, scram_refused=self.scram and not user.scram)
 

@@ -4,9 +4,11 @@ The usage is the index's count and size sum over every folder
 (:meth:`MailboxIndex.usage`).  Local delivery writes into the INBOX's ``new/``
 without touching the index, so the INBOX is synced first whenever ``new/`` holds a
 file (or the INBOX was never indexed): that mail counts too, and its UIDs and
-cached structure are then ready for IMAP.  Other folders count as indexed: mail only
-gets there through the index (IMAP APPEND, COPY, MOVE) or is picked up at the next
-SELECT.
+cached structure are then ready for IMAP.  Like an IMAP SELECT, the sync moves the
+files to ``cur/`` (still unread; mutt shows them as old rather than new).  Only
+users with a limit are read this way by smtpd and local delivery.  Other folders
+count as indexed: mail only gets there through the index (IMAP APPEND, COPY, MOVE)
+or is picked up at the next SELECT.
 
 Reading the usage is blocking (a directory scan, SQLite, perhaps parsing new
 messages): callers run it in a worker thread.  :class:`UsageCache` keeps each
