@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from mailyard.message import structure
 from mailyard.message.structure import Entity, Structure
 from mailyard.proto.imap.commands import FetchAttribute, Section
-from mailyard.proto.imap.responses import Atom, Literal, Value
+from mailyard.proto.imap.responses import Atom, Joined, Literal, Value
 from mailyard.store.index import MessageInfo
 
 __all__ = ["FetchError", "fetch_items", "needs_message", "needs_structure", "sets_seen"]
@@ -196,37 +196,53 @@ def _nil(m: _Message, att: FetchAttribute) -> Value:
 # --- ENVELOPE, BODY, BODYSTRUCTURE ----------------------------------------------------------
 
 def _envelope(m: _Message, att: FetchAttribute) -> Value:
-    return m.envelope()
+    return imap_envelope(m.envelope())
 
 
 def _bodystructure(m: _Message, att: FetchAttribute) -> Value:
-    return m.bodystructure()
+    return imap_body(m.bodystructure(), extended=True)
 
 
 def _body(m: _Message, att: FetchAttribute) -> Value:
-    return basic_body(m.bodystructure())
+    return imap_body(m.bodystructure(), extended=False)
 
 
-def basic_body(bs: Structure) -> Structure:
-    """BODY from a BODYSTRUCTURE: the same without extension data (RFC 9051 7.5.2),
-    so the cached BODYSTRUCTURE serves both.  A part keeps its seven basic fields,
-    a text part its line count, a message/rfc822 part its envelope, body and lines."""
+def imap_envelope(env: Structure) -> Value:
+    """A cached ENVELOPE as the response writes it: the addresses of an address list
+    with no space between (RFC 9051 9 ``env-from = "(" 1*address ")"``)."""
+    if not isinstance(env, list) or len(env) != 10:
+        return env
+    out: list[Value] = list(env)
+    for i in range(2, 8):
+        addresses = env[i]
+        if isinstance(addresses, list):
+            out[i] = [Joined(addresses)]
+    return out
+
+
+def imap_body(bs: Structure, extended: bool) -> Value:
+    """A cached BODYSTRUCTURE as the response writes it: the parts of a multipart with
+    no space between (RFC 9051 9 ``body-type-mpart = 1*body SP media-subtype``), and,
+    unless ``extended``, without extension data -- that is BODY (RFC 9051 7.5.2), so
+    the one cached structure serves both.  A part keeps its seven basic fields, a
+    text part its line count, a message/rfc822 part its envelope, body and lines."""
     if not isinstance(bs, list) or not bs:
         return bs
-    if isinstance(bs[0], list):  # multipart: the parts, then the subtype
-        out: list[Structure] = []
-        for item in bs:
-            if isinstance(item, list):
-                out.append(basic_body(item))
-            else:
-                out.append(item)
-                break
-        return out
-    if bs[0] == b"TEXT":
-        return bs[:8]
+    if isinstance(bs[0], list):  # multipart: the parts, then the subtype, extensions
+        n = 0
+        while n < len(bs) and isinstance(bs[n], list):
+            n += 1
+        parts = Joined([imap_body(p, extended) for p in bs[:n]])
+        return [parts, *bs[n:]] if extended else [parts, *bs[n:n + 1]]
     if bs[0] == b"MESSAGE" and len(bs) >= 10 and isinstance(bs[7], list):
-        return [*bs[:8], basic_body(bs[8]), bs[9]]
-    return bs[:7]
+        inner: list[Value] = [*bs[:7], imap_envelope(bs[7]), imap_body(bs[8], extended),
+                              bs[9]]
+        if extended:
+            inner += bs[10:]
+        return inner
+    if extended:
+        return bs
+    return bs[:8] if bs[0] == b"TEXT" else bs[:7]
 
 
 # --- sections ---------------------------------------------------------------------------

@@ -5,7 +5,8 @@ parenthesised list, an :class:`Atom` verbatim, and ``str``/``bytes`` a string --
 when that is possible and short, else a literal (RFC 9051 4.3: a quoted string cannot
 hold CR, LF or NUL; 8-bit text needs UTF8=ACCEPT or IMAP4rev2, RFC 9051 4.3 and
 RFC 6855 3).  :class:`Literal` forces a literal (message content), ``binary`` a
-``~{n}`` literal8 (RFC 3516 4.2).
+``~{n}`` literal8 (RFC 3516 4.2).  :class:`Joined` values follow each other without
+a space, as the grammar wants for ``1*body`` and ``1*address`` (RFC 9051 9).
 
 Human-readable text and response codes are sanitised: control characters become
 spaces, so nothing an adapter passes can split a response line.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from mailyard.proto.imap import mutf7
 
 __all__ = [
-    "Atom", "Literal", "Value", "bye", "capability", "continuation", "enabled",
+    "Atom", "Joined", "Literal", "Value", "bye", "capability", "continuation", "enabled",
     "encode_mailbox", "encode_sequence", "encode_value", "esearch", "exists", "expunge",
     "fetch", "flags", "list_mailbox", "quota", "quotaroot", "search", "status",
     "tagged", "untagged", "untagged_status", "vanished",
@@ -43,7 +44,16 @@ class Literal:
     binary: bool = False
 
 
-Value = None | int | str | bytes | Atom | Literal | Sequence["Value"]
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """Values written one after the other, no space between and no parentheses
+    around: the parts of a multipart BODYSTRUCTURE, the addresses of an address list
+    (RFC 9051 9 ``body-type-mpart``, ``env-from``)."""
+
+    items: Sequence[Value]
+
+
+Value = None | int | str | bytes | Atom | Literal | Joined | Sequence["Value"]
 
 
 def _text(text: str) -> bytes:
@@ -80,6 +90,8 @@ def encode_value(value: Value, utf8: bool = False) -> bytes:
     if isinstance(value, Literal):
         marker = b"~{%d}\r\n" if value.binary else b"{%d}\r\n"
         return marker % len(value.data) + value.data
+    if isinstance(value, Joined):
+        return b"".join([encode_value(v, utf8) for v in value.items])
     return b"(" + b" ".join(encode_value(v, utf8) for v in value) + b")"
 
 
