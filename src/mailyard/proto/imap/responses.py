@@ -29,6 +29,7 @@ __all__ = [
 
 MAX_QUOTED = 1024  # longer strings go as literals (easier for clients to buffer)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_QUOTE_AS_IS = re.compile(rb'[ !#-\[\]-~]*')  # printable ASCII but '"' and '\\'
 _ATOM_SAFE = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\\]]+\Z")
 
 
@@ -77,6 +78,14 @@ def encode_string(data: bytes | str, utf8: bool = False) -> bytes:
 
 
 def encode_value(value: Value, utf8: bool = False) -> bytes:
+    # bytes and lists first: ENVELOPE and BODYSTRUCTURE are mostly short ASCII
+    # strings in lists, hundreds per message (FETCH 1:* ALL).
+    if isinstance(value, bytes):
+        if len(value) <= MAX_QUOTED and _QUOTE_AS_IS.fullmatch(value):
+            return b'"' + value + b'"'
+        return encode_string(value, utf8)
+    if isinstance(value, list):
+        return b"(" + b" ".join([encode_value(v, utf8) for v in value]) + b")"
     if value is None:
         return b"NIL"
     if isinstance(value, bool):
@@ -92,7 +101,7 @@ def encode_value(value: Value, utf8: bool = False) -> bytes:
         return marker % len(value.data) + value.data
     if isinstance(value, Joined):
         return b"".join([encode_value(v, utf8) for v in value.items])
-    return b"(" + b" ".join(encode_value(v, utf8) for v in value) + b")"
+    return b"(" + b" ".join([encode_value(v, utf8) for v in value]) + b")"
 
 
 def encode_mailbox(name: str, utf8: bool = False) -> bytes:
