@@ -162,15 +162,30 @@ def _flags(m: _Message, att: FetchAttribute) -> Value:
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
            "Dec")
-_DATE = '"%02d-%s-%04d %02d:%02d:%02d +0000"'
 _LAST_SECOND = 253402300799  # 31-Dec-9999 23:59:59 UTC: four digits of year
+_DAY_CACHE_SIZE = 4096
+_day_prefixes: dict[int, str] = {}
+
+
+def _day_prefix(day: int) -> str:
+    """``"17-Jul-1996 `` for day ``day`` after the epoch (cached: a mailbox holds
+    many messages of the same day)."""
+    got = _day_prefixes.get(day)
+    if got is None:
+        t = time.gmtime(day * 86400)
+        got = f'"{t.tm_mday:02d}-{_MONTHS[t.tm_mon - 1]}-{t.tm_year:04d} '
+        if len(_day_prefixes) >= _DAY_CACHE_SIZE:
+            _day_prefixes.clear()
+        _day_prefixes[day] = got
+    return got
 
 
 def internal_date(when: float) -> Atom:
     """RFC 9051 9 ``date-time`` in UTC, quoted: ``"17-Jul-1996 09:44:25 +0000"``."""
-    t = time.gmtime(min(max(int(when), 0), _LAST_SECOND))
-    return Atom(_DATE % (t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour,
-                         t.tm_min, t.tm_sec))
+    day, second = divmod(min(max(int(when), 0), _LAST_SECOND), 86400)
+    hour, second = divmod(second, 3600)
+    minute, second = divmod(second, 60)
+    return Atom(f'{_day_prefix(day)}{hour:02d}:{minute:02d}:{second:02d} +0000"')
 
 
 def _internaldate(m: _Message, att: FetchAttribute) -> Value:
