@@ -510,13 +510,15 @@ def _make_plan(attributes: Sequence[FetchAttribute]) -> _Plan:
 
 def _plan(attributes: Sequence[FetchAttribute]) -> _Plan:
     """The plan for ``attributes``; the last one is kept, as one FETCH renders many
-    messages with the same attribute list."""
+    messages with the same attribute tuple (a list could change between calls, so
+    it is planned every time)."""
     global _last_plan
     last = _last_plan
     if last is not None and last[0] is attributes:
         return last[1]
     plan = _make_plan(attributes)
-    _last_plan = (attributes, plan)
+    if isinstance(attributes, tuple):
+        _last_plan = (attributes, plan)
     return plan
 
 

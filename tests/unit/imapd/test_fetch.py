@@ -568,3 +568,9 @@ def test_attribute_list_changes_between_calls() -> None:
     again = fetch_items(2, info(9), atts, message=None, envelope=None, bodystructure=None,
                         modseq=False)
     assert first == [("RFC822.SIZE", 7)] and again == [("RFC822.SIZE", 9)]
+    changing = list(atts)
+    fetch_items(1, info(7), changing, message=None, envelope=None, bodystructure=None,
+                modseq=False)
+    changing.append(FetchAttribute("UID"))
+    assert fetch_items(1, info(7, uid=3), changing, message=None, envelope=None,
+                       bodystructure=None, modseq=False) == [("RFC822.SIZE", 7), ("UID", 3)]
