@@ -23,9 +23,9 @@ Why it looks the way it does:
   The walk is a loop over the numbers given, on a tree whose depth and width
   :mod:`~mailyard.message.structure` caps.
 * A section that does not exist (``BODY[9]``, ``BODY[1.HEADER]`` of a text part) is
-  the empty string "" -- what Dovecot answers (RFC 9051 allows NIL as well; "" does
-  not trip clients that do not expect NIL).  A partial that starts beyond the end is
-  "" too (RFC 9051 6.4.5).
+  the empty string "", as UW imapd and Dovecot answer (RFC 9051 allows NIL as well;
+  "" does not trip clients that do not expect NIL).  A partial that starts beyond
+  the end is "" too (RFC 9051 6.4.5).
 * Content goes out as a literal.  A NUL in BODY data is sent as 0x80 (a literal may
   not hold NUL, RFC 9051 4.3; the size does not change); BINARY data with a NUL goes
   as a literal8 ``~{n}`` (RFC 3516 4.2).  BINARY decodes base64 and quoted-printable;
