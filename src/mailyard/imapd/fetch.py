@@ -17,7 +17,8 @@ Why it looks the way it does:
   size the client was told.  The message is served with CRLF line ends
   (:func:`~mailyard.message.structure.to_crlf`), as RFC822.SIZE counts it.  Sections
   of the top-level header and text (``BODY[HEADER]``, ``HEADER.FIELDS``, ``TEXT``,
-  ``RFC822.HEADER``) only look for the blank line; the MIME tree is not taken apart.
+  ``RFC822.HEADER``) only look for the blank line; the MIME tree is not taken apart,
+  and for the header alone the body is not even converted to CRLF.
 * Part numbers follow RFC 9051 6.4.5: a message that is not multipart has one part,
   1, its body; the parts of a message/rfc822 part are those of the message inside.
   The walk is a loop over the numbers given, on a tree whose depth and width
@@ -112,6 +113,16 @@ class _Message:
                 raise FetchError("The message content is not available")
             self._data = structure.to_crlf(self.raw)
         return self._data
+
+    def head(self) -> bytes:
+        """The top-level header, blank line included, with CRLF line ends; the body of
+        a large message is not converted for it."""
+        if self._data is not None:
+            data = self._data
+            return data[:_body_start(data, 0, len(data))]
+        if self.raw is None:
+            raise FetchError("The message content is not available")
+        return structure.to_crlf(self.raw[:_raw_header_end(self.raw)])
 
     def root(self) -> Entity:
         if self._root is None:
@@ -271,6 +282,21 @@ def _body_start(data: bytes, start: int, end: int) -> int:
     return end if i < 0 else i + 4
 
 
+def _raw_header_end(raw: bytes) -> int:
+    """Where the body begins in a message with any line ends: after the first empty
+    line (the same place :func:`_body_start` finds once CRLF is applied)."""
+    if raw.startswith(b"\n"):
+        return 1
+    if raw.startswith(b"\r\n"):
+        return 2
+    end = len(raw)
+    lf = raw.find(b"\n\n")
+    if lf >= 0:
+        end = lf + 2
+    crlf = raw.find(b"\n\r\n", 0, end)
+    return crlf + 3 if crlf >= 0 else end
+
+
 def _find(root: Entity, numbers: Sequence[int]) -> Entity | None:
     """The entity a section-part names (RFC 9051 6.4.5), or None."""
     ent = root
@@ -335,6 +361,11 @@ def _message_text(data: bytes, start: int, body_start: int, end: int,
 
 
 def section_content(m: _Message, section: Section) -> bytes:
+    if not section.part and section.text.startswith("HEADER"):
+        head = m.head()
+        if section.text == "HEADER":
+            return head
+        return header_fields(head, section.fields, section.text == "HEADER.FIELDS.NOT")
     data = m.data()
     if not section.part:
         end = len(data)
@@ -379,8 +410,7 @@ def _rfc822(m: _Message, att: FetchAttribute) -> Value:
 
 
 def _rfc822_header(m: _Message, att: FetchAttribute) -> Value:
-    data = m.data()
-    return _literal(data[:_body_start(data, 0, len(data))])
+    return _literal(m.head())
 
 
 def _rfc822_text(m: _Message, att: FetchAttribute) -> Value:

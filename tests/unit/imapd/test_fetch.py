@@ -592,3 +592,27 @@ def test_truncated_messages_stay_consistent() -> None:
         for name, size in _leaves(bs):
             spec = (name or "1").encode()  # a single-part message: its part 1
             assert len(section(spec, message)) == size, (cut, name)
+
+
+@pytest.mark.parametrize("message", [
+    b"A: 1\nB: 2\n\nbody\n\nmore\n",
+    b"A: 1\r\nB: 2\r\n\r\nbody\r\n",
+    b"A: 1\r\nB: 2\n\r\nbody\n",
+    b"A: 1\nB: 2\r\n\nbody\r\n\r\n",
+    b"A: 1\r\r\nB: 2\n\nbody",
+    b"\nbody\n",
+    b"\r\nbody\r\n",
+    b"A: 1\nB: 2\n",
+    b"A: 1\n folded\n\n\n",
+])
+def test_header_alone_matches_whole_message(message: bytes) -> None:
+    """BODY[HEADER], HEADER.FIELDS and RFC822.HEADER, found without converting the
+    body, are the header of BODY[] for any mix of line ends."""
+    whole = section(b"", message)
+    header = section(b"HEADER", message)
+    assert whole.startswith(header)
+    assert header == whole[:len(whole) - len(section(b"TEXT", message))]
+    assert fetch_line(b"RFC822.HEADER", message) == fetch_line(b"BODY.PEEK[HEADER]", message) \
+        .replace(b"BODY[HEADER]", b"RFC822.HEADER")
+    assert section(b"HEADER.FIELDS (a)", message) \
+        == fetch.header_fields(header, ("A",), exclude=False)
