@@ -182,8 +182,8 @@ def flags(names: Iterable[str]) -> bytes:
 def fetch(number: int, items: Sequence[tuple[str, Value]], utf8: bool = False) -> bytes:
     """``* n FETCH (NAME value ...)``; names as :meth:`FetchAttribute.label` gives
     them (``BODY[HEADER]<0>``)."""
-    body = b" ".join(name.encode("ascii") + b" " + encode_value(value, utf8)
-                     for name, value in items)
+    body = b" ".join([name.encode("ascii") + b" " + encode_value(value, utf8)
+                      for name, value in items])
     return b"* %d FETCH (%s)\r\n" % (number, body)
 
 
