@@ -50,7 +50,10 @@ from mailyard.proto.imap.commands import FetchAttribute, Section
 from mailyard.proto.imap.responses import Atom, Joined, Literal, Value
 from mailyard.store.index import MessageInfo
 
-__all__ = ["FetchError", "fetch_items", "needs_message", "needs_structure", "sets_seen"]
+__all__ = [
+    "FetchError", "decode", "fetch_items", "header_fields", "imap_body", "imap_envelope",
+    "internal_date", "label", "needs_message", "needs_structure", "sets_seen",
+]
 
 
 class FetchError(ValueError):
@@ -360,7 +363,7 @@ def _message_text(data: bytes, start: int, body_start: int, end: int,
     return header_fields(header, section.fields, text == "HEADER.FIELDS.NOT")
 
 
-def section_content(m: _Message, section: Section) -> bytes:
+def _section_content(m: _Message, section: Section) -> bytes:
     if not section.part and section.text.startswith("HEADER"):
         head = m.head()
         if section.text == "HEADER":
@@ -402,7 +405,7 @@ def _literal(content: bytes, binary: bool = False) -> Value:
 
 def _body_section(m: _Message, att: FetchAttribute) -> Value:
     assert att.section is not None
-    return _literal(_partial(section_content(m, att.section), att.partial))
+    return _literal(_partial(_section_content(m, att.section), att.partial))
 
 
 def _rfc822(m: _Message, att: FetchAttribute) -> Value:
@@ -455,7 +458,7 @@ def _encoding(ent: Entity) -> bytes:
     return (ent.header(b"Content-Transfer-Encoding") or b"7bit").strip().lower()
 
 
-def binary_content(m: _Message, section: Section) -> bytes:
+def _binary_content(m: _Message, section: Section) -> bytes:
     """The decoded content of a BINARY section (part numbers only, RFC 3516 4.2)."""
     data = m.data()
     if not section.part:
@@ -475,12 +478,12 @@ def binary_content(m: _Message, section: Section) -> bytes:
 
 def _binary(m: _Message, att: FetchAttribute) -> Value:
     assert att.section is not None
-    return _literal(_partial(binary_content(m, att.section), att.partial), binary=True)
+    return _literal(_partial(_binary_content(m, att.section), att.partial), binary=True)
 
 
 def _binary_size(m: _Message, att: FetchAttribute) -> Value:
     assert att.section is not None
-    return len(binary_content(m, att.section))
+    return len(_binary_content(m, att.section))
 
 
 # --- planning and rendering -------------------------------------------------------------
