@@ -301,20 +301,20 @@ def test_body_is_bodystructure_without_extensions() -> None:
     line = fetch_line(b"(BODY BODYSTRUCTURE)", EXAMPLE)
     body = line[len(b"* 1 FETCH (BODY "):line.index(b" BODYSTRUCTURE ")]
     assert body == (
-        b'(("TEXT" "PLAIN" NIL NIL NIL "7BIT" 8 1)'
+        b'(("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 8 1)'
         b'("APPLICATION" "OCTET-STREAM" NIL NIL NIL "BASE64" 4)'
         b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 210 (NIL "three"'
         b' ((NIL NIL "three" "example.test")) ((NIL NIL "three" "example.test"))'
         b' ((NIL NIL "three" "example.test")) NIL NIL NIL NIL NIL)'
-        b' (("TEXT" "PLAIN" NIL NIL NIL "7BIT" 8 1)'
+        b' (("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 8 1)'
         b'("APPLICATION" "OCTET-STREAM" NIL NIL NIL "7BIT" 8) "MIXED") 13)'
         b'(("IMAGE" "GIF" NIL NIL NIL "BASE64" 8)'
         b'("MESSAGE" "RFC822" NIL NIL NIL "7BIT" 345 (NIL "4.2"'
         b' ((NIL NIL "four2" "example.test")) ((NIL NIL "four2" "example.test"))'
         b' ((NIL NIL "four2" "example.test")) NIL NIL NIL NIL NIL)'
-        b' (("TEXT" "PLAIN" NIL NIL NIL "7BIT" 10 1)'
-        b'(("TEXT" "PLAIN" NIL NIL NIL "7BIT" 13 1)'
-        b'("TEXT" "RICHTEXT" NIL NIL NIL "7BIT" 25 1) "ALTERNATIVE")'
+        b' (("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 10 1)'
+        b'(("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 13 1)'
+        b'("TEXT" "RICHTEXT" ("CHARSET" "us-ascii") NIL NIL "7BIT" 25 1) "ALTERNATIVE")'
         b' "MIXED") 21) "MIXED") "MIXED")')
     assert line.endswith(b' "MIXED" ("BOUNDARY" "outer") NIL NIL NIL))\r\n')
 
