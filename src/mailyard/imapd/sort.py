@@ -1,0 +1,167 @@
+"""IMAP SORT (RFC 5256 3, RFC 5957 DISPLAYFROM/DISPLAYTO) and the base subject
+(RFC 5256 2.1) that SORT SUBJECT and THREAD compare.
+
+Sort keys, as RFC 5256 3 defines them:
+
+* ARRIVAL: the internal date; SIZE: RFC822.SIZE;
+* DATE: the sent date (the ``Date:`` field, compared in UTC), the internal date when
+  the field is missing or unreadable (RFC 5256 2.2);
+* FROM, TO, CC: the local part (addr-mailbox) of the first address of the field;
+* DISPLAYFROM, DISPLAYTO (RFC 5957): the first address's display name (RFC 2047
+  decoded), its addr-spec when it has none;
+* SUBJECT: the base subject;
+* a missing field sorts as the empty string.
+
+Strings compare under i;ascii-casemap (RFC 4790 9.2, RFC 5256's default collation):
+ASCII letters case-folded, the rest by code point (the order of their UTF-8
+octets).  REVERSE reverses one key; messages that tie on every key stay in
+sequence-number order (RFC 5256 3).  The header section of each message is read
+once (``load_header`` when the context has it), with the deadline checked before
+each message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from mailyard.imapd.search import SearchContext, header_fields
+from mailyard.message import text
+from mailyard.store.index import MessageInfo
+
+__all__ = ["SORT_KEYS", "base_subject", "casemap", "sent_time", "sort"]
+
+SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
+                       "DISPLAYFROM", "DISPLAYTO"})
+_INDEX_KEYS = frozenset({"ARRIVAL", "SIZE"})
+
+_ASCII_UPPER = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+# RFC 5256 5: subj-leader = (*subj-blob subj-refwd) / WSP; subj-blob = "[" *BLOBCHAR "]"
+# *WSP; subj-refwd = ("re" / ("fw" ["d"])) *WSP [subj-blob] ":"
+_BLOB = r"\[[^\[\]]*\][ \t]*"
+_REFWD = re.compile(rf"(?:re|fwd?)[ \t]*(?:{_BLOB})?:", re.I | re.A)
+_SUBJ_BLOB = re.compile(_BLOB)
+
+
+def casemap(value: str) -> str:
+    """The i;ascii-casemap comparison form of ``value``."""
+    return value.translate(_ASCII_UPPER)
+
+
+def _strip_trailers(s: str, start: int, end: int) -> tuple[int, bool]:
+    """RFC 5256 2.1 step 2: drop trailing WSP and "(fwd)"; (new end, removed "(fwd)")."""
+    fwd = False
+    while end > start:
+        if s[end - 1] in " \t":
+            end -= 1
+        elif end - start >= 5 and s[end - 5:end].lower() == "(fwd)":
+            end -= 5
+            fwd = True
+        else:
+            break
+    return end, fwd
+
+
+def _strip_leaders(s: str, start: int, end: int) -> tuple[int, bool]:
+    """RFC 5256 2.1 steps 3 to 5; (new start, removed a subj-refwd).  A run of blobs
+    is scanned once: if no subj-refwd follows it, none follows any later blob of the
+    run either, so step 4 then drops the run (all of it, or all but the last blob
+    when nothing else is left)."""
+    refwd = False
+    while start < end:
+        if s[start] in " \t":
+            start += 1
+            continue
+        blobs: list[int] = []
+        pos = start
+        while (m := _SUBJ_BLOB.match(s, pos, end)) is not None:
+            blobs.append(pos)
+            pos = m.end()
+        m = _REFWD.match(s, pos, end)
+        if m is not None:
+            start, refwd = m.end(), True
+            continue
+        if blobs:
+            start = pos if pos < end else blobs[-1]
+        break
+    return start, refwd
+
+
+def base_subject(subject: bytes | None) -> tuple[str, bool]:
+    """The base subject of a raw ``Subject:`` field (RFC 5256 2.1) and whether the
+    message is a reply or forward: whether the extraction removed a subj-refwd, a
+    "(fwd)" trailer or a "[fwd: ...]" wrapper (RFC 5256 2.1, used by THREAD)."""
+    if subject is None:
+        return "", False
+    s = text.normalize_space(text.decode_header(subject))  # step 1
+    start, end = 0, len(s)
+    reply = False
+    while True:
+        end, fwd = _strip_trailers(s, start, end)  # step 2
+        start, refwd = _strip_leaders(s, start, end)  # steps 3, 4, 5
+        reply = reply or fwd or refwd
+        # step 6: "[fwd:" subject "]"
+        if end - start >= 6 and s[start:start + 5].lower() == "[fwd:" and s[end - 1] == "]":
+            start, end, reply = start + 5, end - 1, True
+            continue
+        return s[start:end], reply
+
+
+def sent_time(fields: Sequence[tuple[str, bytes]], info: MessageInfo) -> float:
+    """The sent date (RFC 5256 2.2) as a UTC timestamp: the ``Date:`` field, the
+    internal date when it is missing or unreadable."""
+    value = next((v for k, v in fields if k == "date"), None)
+    sent = text.sent_date(value)
+    return sent.timestamp if sent is not None else info.internal_date
+
+
+def _field(fields: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
+    return next((v for k, v in fields if k == name), None)
+
+
+def _text_key(name: str, fields: Sequence[tuple[str, bytes]]) -> str:
+    if name == "SUBJECT":
+        return casemap(base_subject(_field(fields, "subject"))[0])
+    display = name.startswith("DISPLAY")
+    address = text.first_address(_field(fields, name.removeprefix("DISPLAY").lower()))
+    if address is None:
+        return ""
+    if display:
+        return casemap(address.name or address.spec)
+    return casemap(address.mailbox)
+
+
+def sort(criteria: Sequence[str], indices: Sequence[int], ctx: SearchContext) -> list[int]:
+    """``indices`` (into ``ctx.messages``) in the order of the SORT ``criteria``
+    (e.g. ``("REVERSE DATE", "SUBJECT")``, as the parser gives them).  Raises
+    :class:`~mailyard.imapd.search.SearchTimeout` past the deadline."""
+    keys = [(c.startswith("REVERSE "), c.removeprefix("REVERSE ")) for c in criteria]
+    for _, name in keys:
+        if name not in SORT_KEYS:
+            raise ValueError(f"unknown sort key {name}")
+    need_header = any(name not in _INDEX_KEYS for _, name in keys)
+    numbers: list[dict[int, float]] = [{} for _ in keys]
+    strings: list[dict[int, str]] = [{} for _ in keys]
+    for index in indices:
+        info = ctx.messages[index]
+        fields: list[tuple[str, bytes]] = []
+        if need_header:
+            ctx.check_deadline()
+            fields = header_fields(ctx, index)
+        for pos, (_, name) in enumerate(keys):
+            if name == "ARRIVAL":
+                numbers[pos][index] = info.internal_date
+            elif name == "SIZE":
+                numbers[pos][index] = info.size
+            elif name == "DATE":
+                numbers[pos][index] = sent_time(fields, info)
+            else:
+                strings[pos][index] = _text_key(name, fields)
+    order = sorted(indices)  # ties stay in sequence-number order
+    for pos in reversed(range(len(keys))):  # stable sorts, least significant key first
+        reverse = keys[pos][0]
+        if numbers[pos]:
+            order.sort(key=numbers[pos].__getitem__, reverse=reverse)
+        elif strings[pos]:
+            order.sort(key=strings[pos].__getitem__, reverse=reverse)
+    return order
