@@ -15,21 +15,24 @@ Sort keys, as RFC 5256 3 defines them:
 Strings compare under i;ascii-casemap (RFC 4790 9.2, RFC 5256's default collation):
 ASCII letters case-folded, the rest by code point (the order of their UTF-8
 octets).  REVERSE reverses one key; messages that tie on every key stay in
-sequence-number order (RFC 5256 3).  The header section of each message is read
-once (``load_header`` when the context has it), with the deadline checked before
-each message.
+sequence-number order (RFC 5256 3).  The keys come from the ENVELOPE the index
+caches when the caller passes it (the same fields RFC 5256 names); otherwise the
+header section of each message is read once (``load_header`` when the context has
+it).  The deadline is checked before each message.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from mailyard.imapd.search import SearchContext, header_fields
 from mailyard.message import text
+from mailyard.message.structure import Structure
 from mailyard.store.index import MessageInfo
 
-__all__ = ["SORT_KEYS", "base_subject", "casemap", "sent_time", "sort"]
+__all__ = ["SORT_KEYS", "Summary", "base_subject", "casemap", "sent_time", "sort", "summary"]
 
 SORT_KEYS = frozenset({"ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
                        "DISPLAYFROM", "DISPLAYTO"})
@@ -107,33 +110,73 @@ def base_subject(subject: bytes | None) -> tuple[str, bool]:
         return s[start:end], reply
 
 
-def sent_time(fields: Sequence[tuple[str, bytes]], info: MessageInfo) -> float:
+def sent_time(date: bytes | None, info: MessageInfo) -> float:
     """The sent date (RFC 5256 2.2) as a UTC timestamp: the ``Date:`` field, the
     internal date when it is missing or unreadable."""
-    value = next((v for k, v in fields if k == "date"), None)
-    sent = text.sent_date(value)
+    sent = text.sent_date(date)
     return sent.timestamp if sent is not None else info.internal_date
 
 
-def _field(fields: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
-    return next((v for k, v in fields if k == name), None)
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """What SORT and ORDEREDSUBJECT look at: the raw Date and Subject fields and the
+    first From, To and Cc addresses."""
+
+    date: bytes | None = None
+    subject: bytes | None = None
+    sender: text.Address | None = None  # From
+    to: text.Address | None = None
+    cc: text.Address | None = None
+
+    @classmethod
+    def of_fields(cls, fields: Sequence[tuple[str, bytes]]) -> Summary:
+        def field(name: str) -> bytes | None:
+            return next((v for k, v in fields if k == name), None)
+        return cls(field("date"), field("subject"), text.first_address(field("from")),
+                   text.first_address(field("to")), text.first_address(field("cc")))
+
+    @classmethod
+    def of_envelope(cls, envelope: Structure) -> Summary | None:
+        """From a cached ENVELOPE (RFC 9051 7.5.2); None if it is not one."""
+        if not isinstance(envelope, list) or len(envelope) != 10:
+            return None
+        date, subject = envelope[0], envelope[1]
+        return cls(date if isinstance(date, bytes) else None,
+                   subject if isinstance(subject, bytes) else None,
+                   text.first_in_list(envelope[2]), text.first_in_list(envelope[5]),
+                   text.first_in_list(envelope[6]))
 
 
-def _text_key(name: str, fields: Sequence[tuple[str, bytes]]) -> str:
+def summary(ctx: SearchContext, index: int,
+            envelopes: Mapping[int, Structure] | None = None) -> Summary:
+    """The :class:`Summary` of message ``index``: from its cached ENVELOPE when
+    ``envelopes`` (by UID) has it, else from its header section."""
+    if envelopes is not None:
+        envelope = envelopes.get(ctx.messages[index].uid)
+        got = Summary.of_envelope(envelope) if envelope is not None else None
+        if got is not None:
+            return got
+    return Summary.of_fields(header_fields(ctx, index))
+
+
+def _text_key(name: str, info: Summary) -> str:
     if name == "SUBJECT":
-        return casemap(base_subject(_field(fields, "subject"))[0])
-    display = name.startswith("DISPLAY")
-    address = text.first_address(_field(fields, name.removeprefix("DISPLAY").lower()))
+        return casemap(base_subject(info.subject)[0])
+    address = {"FROM": info.sender, "TO": info.to, "CC": info.cc, "DISPLAYFROM": info.sender,
+               "DISPLAYTO": info.to}[name]
     if address is None:
         return ""
-    if display:
+    if name.startswith("DISPLAY"):
         return casemap(address.name or address.spec)
     return casemap(address.mailbox)
 
 
-def sort(criteria: Sequence[str], indices: Sequence[int], ctx: SearchContext) -> list[int]:
+def sort(criteria: Sequence[str], indices: Sequence[int], ctx: SearchContext,
+         envelopes: Mapping[int, Structure] | None = None) -> list[int]:
     """``indices`` (into ``ctx.messages``) in the order of the SORT ``criteria``
-    (e.g. ``("REVERSE DATE", "SUBJECT")``, as the parser gives them).  Raises
+    (e.g. ``("REVERSE DATE", "SUBJECT")``, as the parser gives them).  ``envelopes``
+    (cached ENVELOPEs by UID, e.g. from ``MailboxIndex.structures``) spare reading
+    the files of the messages they cover.  Raises
     :class:`~mailyard.imapd.search.SearchTimeout` past the deadline."""
     keys = [(c.startswith("REVERSE "), c.removeprefix("REVERSE ")) for c in criteria]
     for _, name in keys:
@@ -142,21 +185,22 @@ def sort(criteria: Sequence[str], indices: Sequence[int], ctx: SearchContext) ->
     need_header = any(name not in _INDEX_KEYS for _, name in keys)
     numbers: list[dict[int, float]] = [{} for _ in keys]
     strings: list[dict[int, str]] = [{} for _ in keys]
+    empty = Summary()
     for index in indices:
         info = ctx.messages[index]
-        fields: list[tuple[str, bytes]] = []
+        head = empty
         if need_header:
             ctx.check_deadline()
-            fields = header_fields(ctx, index)
+            head = summary(ctx, index, envelopes)
         for pos, (_, name) in enumerate(keys):
             if name == "ARRIVAL":
                 numbers[pos][index] = info.internal_date
             elif name == "SIZE":
                 numbers[pos][index] = info.size
             elif name == "DATE":
-                numbers[pos][index] = sent_time(fields, info)
+                numbers[pos][index] = sent_time(head.date, info)
             else:
-                strings[pos][index] = _text_key(name, fields)
+                strings[pos][index] = _text_key(name, head)
     order = sorted(indices)  # ties stay in sequence-number order
     for pos in reversed(range(len(keys))):  # stable sorts, least significant key first
         reverse = keys[pos][0]

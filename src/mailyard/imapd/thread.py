@@ -15,12 +15,13 @@ ancestors), and the deadline is checked before each message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailyard.imapd.search import SearchContext, header_fields
-from mailyard.imapd.sort import base_subject, casemap, sent_time
+from mailyard.imapd.sort import base_subject, casemap, sent_time, summary
 from mailyard.message import text
+from mailyard.message.structure import Structure
 
 __all__ = ["ALGORITHMS", "MAX_REFERENCES", "ThreadNode", "render_threads", "thread"]
 
@@ -47,33 +48,55 @@ class _Message:
     references: list[str] = field(default_factory=list)
 
 
-def _gather(indices: Sequence[int], ctx: SearchContext, ids: bool) -> list[_Message]:
+def _gather(indices: Sequence[int], ctx: SearchContext,
+            envelopes: Mapping[int, Structure] | None) -> list[_Message]:
+    """Sent date and base subject of each message, for ORDEREDSUBJECT."""
+    out: list[_Message] = []
+    for index in sorted(indices):
+        ctx.check_deadline()
+        head = summary(ctx, index, envelopes)
+        subject, reply = base_subject(head.subject)
+        out.append(_Message(index, sent_time(head.date, ctx.messages[index]),
+                            casemap(subject), reply))
+    return out
+
+
+def _first(fields: Sequence[tuple[str, bytes]], name: str) -> bytes | None:
+    return next((v for k, v in fields if k == name), None)
+
+
+def _gather_references(indices: Sequence[int], ctx: SearchContext) -> list[_Message]:
+    """As :func:`_gather`, with Message-ID and references (RFC 5256 3 REFERENCES
+    step 1: the References field, else the first id of In-Reply-To), from the
+    header section (the ENVELOPE has no References)."""
     out: list[_Message] = []
     for index in sorted(indices):
         ctx.check_deadline()
         fields = header_fields(ctx, index)
-        subject, reply = base_subject(next((v for k, v in fields if k == "subject"), None))
-        msg = _Message(index, sent_time(fields, ctx.messages[index]), casemap(subject), reply)
-        if ids:
-            own = text.message_ids(next((v for k, v in fields if k == "message-id"), None))
-            msg.message_id = own[0] if own else None
-            refs = [r for k, v in fields if k == "references" for r in text.message_ids(v)]
-            if not refs:
-                refs = text.message_ids(next((v for k, v in fields if k == "in-reply-to"),
-                                             None))[:1]
-            msg.references = refs[-MAX_REFERENCES:]
+        subject, reply = base_subject(_first(fields, "subject"))
+        msg = _Message(index, sent_time(_first(fields, "date"), ctx.messages[index]),
+                       casemap(subject), reply)
+        own = text.message_ids(_first(fields, "message-id"))
+        msg.message_id = own[0] if own else None
+        refs = [r for k, v in fields if k == "references" for r in text.message_ids(v)]
+        if not refs:
+            refs = text.message_ids(_first(fields, "in-reply-to"))[:1]
+        msg.references = refs[-MAX_REFERENCES:]
         out.append(msg)
     return out
 
 
-def thread(algorithm: str, indices: Sequence[int], ctx: SearchContext) -> list[ThreadNode]:
+def thread(algorithm: str, indices: Sequence[int], ctx: SearchContext,
+           envelopes: Mapping[int, Structure] | None = None) -> list[ThreadNode]:
     """The threads of the messages ``indices`` by ``algorithm`` (ORDEREDSUBJECT or
-    REFERENCES), in response order.  Raises
+    REFERENCES), in response order.  ``envelopes`` (cached ENVELOPEs by UID) spare
+    ORDEREDSUBJECT the file reads; REFERENCES needs the References field, which is
+    read from the header section.  Raises
     :class:`~mailyard.imapd.search.SearchTimeout` past the deadline."""
     if algorithm == "ORDEREDSUBJECT":
-        return _ordered_subject(_gather(indices, ctx, ids=False))
+        return _ordered_subject(_gather(indices, ctx, envelopes))
     if algorithm == "REFERENCES":
-        return _References(_gather(indices, ctx, ids=True), ctx).run()
+        return _References(_gather_references(indices, ctx), ctx).run()
     raise ValueError(f"unknown threading algorithm {algorithm}")
 
 

@@ -25,8 +25,8 @@ from mailyard.message import structure
 
 __all__ = [
     "Address", "SentDate", "decode_body", "decode_charset", "decode_header", "first_address",
-    "header_block", "header_fields", "message_ids", "normalize_space", "sent_date",
-    "text_parts",
+    "first_in_list", "header_block", "header_fields", "message_ids", "normalize_space",
+    "sent_date", "text_parts",
 ]
 
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
@@ -188,7 +188,12 @@ class Address:
 
 def first_address(value: bytes | None) -> Address | None:
     """The first address of an address-list field (group names skipped), or None."""
-    parsed = structure.addresses(value)
+    return first_in_list(structure.addresses(value))
+
+
+def first_in_list(parsed: structure.Structure) -> Address | None:
+    """The first address of an address list in ENVELOPE form (RFC 9051 7.5.2, as
+    :func:`structure.addresses` gives it and the index caches it), or None."""
     if not isinstance(parsed, list):
         return None
     for item in parsed:

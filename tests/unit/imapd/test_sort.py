@@ -9,6 +9,7 @@ from imapd_mailbox_harness import Mailbox, build, sort_command
 
 from mailyard.imapd.search import SearchTimeout, search
 from mailyard.imapd.sort import base_subject, sort
+from mailyard.message import structure
 
 
 @pytest.mark.parametrize(("subject", "base", "reply"), [
@@ -130,6 +131,27 @@ def test_index_keys_read_no_file(box: Mailbox) -> None:
 def test_header_keys_read_each_header_once(box: Mailbox) -> None:
     assert order(box, "(SUBJECT FROM DATE CC) UTF-8 ALL", headers_only=True) == [2, 1, 3, 4]
     assert box.loads == {} and set(box.header_loads.values()) == {1}
+
+
+@pytest.mark.parametrize("criteria", [
+    ("SUBJECT",), ("REVERSE DATE",), ("FROM",), ("TO",), ("CC",), ("DISPLAYFROM",),
+    ("DISPLAYTO",), ("SUBJECT", "REVERSE ARRIVAL"),
+])
+def test_cached_envelopes_give_the_same_order(box: Mailbox, criteria: tuple[str, ...]
+                                              ) -> None:
+    """The ENVELOPE the index caches holds every field SORT needs (RFC 5256 3 names
+    its keys by ENVELOPE parts): with it no file is read, and the order is the same."""
+    ctx = box.ctx()
+    everything = list(range(len(box.infos)))
+    expected = sort(criteria, everything, ctx)
+    envelopes = {info.uid: structure.compute(raw)[0]
+                 for info, raw in zip(box.infos, box.raw, strict=True)}
+    box.loads.clear()
+    assert sort(criteria, everything, ctx, envelopes) == expected
+    assert box.loads == {}
+    del envelopes[box.infos[2].uid]  # not cached: read from the file
+    assert sort(criteria, everything, ctx, envelopes) == expected
+    assert dict(box.loads) == {box.infos[2].uid: 1}
 
 
 def test_sort_deadline(box: Mailbox) -> None:

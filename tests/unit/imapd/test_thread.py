@@ -10,6 +10,7 @@ from imapd_mailbox_harness import Mailbox, build, thread_command
 
 from mailyard.imapd.search import SearchTimeout, search
 from mailyard.imapd.thread import ThreadNode, render_threads, thread
+from mailyard.message import structure
 
 
 def message(mid: str | None = None, *, subject: str = "topic", refs: str | None = None,
@@ -123,6 +124,12 @@ def test_ordered_subject() -> None:
     assert threads_of(box, "ORDEREDSUBJECT UTF-8 ALL") == b"(4 2)(3 (1)(7)(6))(5)"
     assert threads_of(box, "ORDEREDSUBJECT UTF-8 NOT 4") == b"(3 (1)(7)(6))(2)(5)"
     assert threads_of(box, "ORDEREDSUBJECT UTF-8 SUBJECT none") == b""
+    envelopes = {info.uid: structure.compute(raw)[0]
+                 for info, raw in zip(box.infos, box.raw, strict=True)}
+    box.loads.clear()
+    found = thread("ORDEREDSUBJECT", range(len(box.infos)), box.ctx(), envelopes)
+    assert render_threads(found, lambda i: i + 1) == b"(4 2)(3 (1)(7)(6))(5)"
+    assert box.loads == {}  # the cached ENVELOPEs were enough
 
 
 # --- REFERENCES ----------------------------------------------------------------------
