@@ -77,10 +77,11 @@ class SearchContext:
     ``messages`` are in UID order; message sequence number = index + 1.  ``load``
     returns the raw message of a UID (slow: a file read); ``load_header``, if given,
     returns at least its header section (reading less of the file).  ``saved`` holds
-    the UIDs of the saved search result (``$``, RFC 5182).  ``deadline`` is a
-    :func:`time.monotonic` instant (``clock`` reads it); ``tz`` is the server's time
-    zone for internal dates (None: the local zone); ``now`` gives the wall clock for
-    OLDER/YOUNGER."""
+    the UIDs of the saved search result (``$``, RFC 5182); ``highest_modseq`` is the
+    mailbox's HIGHESTMODSEQ (for the caller's responses; matching does not need it).
+    ``deadline`` is a :func:`time.monotonic` instant (``clock`` reads it); ``tz`` is
+    the server's time zone for internal dates (None: the local zone); ``now`` gives
+    the wall clock for OLDER/YOUNGER."""
 
     messages: Sequence[MessageInfo]
     load: Callable[[int], bytes]
