@@ -12,15 +12,17 @@ the body (if the adapter offers :attr:`SearchContext.load_header`).
 
 Semantics, key by key where the RFCs leave a choice:
 
-* String keys match a case-insensitive substring (Unicode case folding) of what a
-  person reads: header fields with RFC 2047 encoded words decoded, text parts with
-  their transfer encoding and charset undone.  BODY looks at the text parts only
-  (anywhere in the MIME tree, attached messages included); TEXT at those plus every
-  header section of the message (the message's, each part's MIME header, attached
-  messages').  FROM, TO, CC, BCC and SUBJECT look at the message's own header fields
-  (every occurrence); an empty string matches messages that have the field at all,
-  as RFC 9051 says for HEADER.  The search strings arrive decoded (CHARSET US-ASCII
-  or UTF-8; the parser refuses others with ``NO [BADCHARSET]``).
+* String keys match a case-insensitive substring (Unicode case folding, runs of
+  white space and line breaks compared as one space) of what a person reads:
+  header fields with RFC 2047 encoded words decoded, text parts with their
+  transfer encoding and charset undone, of HTML parts the visible text.  BODY
+  looks at the text parts only (anywhere in the MIME tree, attached messages
+  included); TEXT at those plus every header section of the message (the
+  message's, each part's MIME header, attached messages').  FROM, TO, CC, BCC and
+  SUBJECT look at the message's own header fields (every occurrence); an empty
+  string matches messages that have the field at all, as RFC 9051 says for HEADER.
+  The search strings arrive decoded (CHARSET US-ASCII or UTF-8; the parser refuses
+  others with ``NO [BADCHARSET]``).
 * BEFORE, ON and SINCE compare the internal date as a calendar day in the server's
   time zone (:attr:`SearchContext.tz`); SENTBEFORE, SENTON and SENTSINCE the day
   written in the ``Date:`` field, its own time zone ignored.  A message without a
@@ -44,6 +46,7 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +63,8 @@ __all__ = [
 
 MAX_NESTING = 100
 """Deepest search program evaluated; the parser's own limit (32) is lower."""
+
+_SPACES = re.compile(r"\s+")
 
 # Predicate costs: what a key needs besides the index.
 _INDEX, _HEADER, _BODY = 0, 1, 2
@@ -168,10 +173,10 @@ class _Message:
         bodies: list[str] = []
         headers: list[str] = []
         for ent, decoded in text.text_parts(self.data()):
-            headers.extend(f"{k.decode('ascii', 'replace')}: {text.decode_header(v)}".casefold()
+            headers.extend(_fold(f"{k.decode('ascii', 'replace')}: {text.decode_header(v)}")
                            for k, v in ent.fields)
             if decoded:
-                bodies.append(decoded.casefold())
+                bodies.append(_fold(decoded))
         self._body_texts, self._header_texts = bodies, headers
 
     def body_texts(self) -> list[str]:
@@ -185,6 +190,12 @@ class _Message:
             self._walk()
         assert self._header_texts is not None
         return self._header_texts
+
+
+def _fold(value: str) -> str:
+    """The comparison form of text: Unicode case folding, white space runs (line
+    breaks included) as one space."""
+    return _SPACES.sub(" ", value.casefold())
 
 
 _Test = Callable[[_Message], bool]
@@ -277,18 +288,18 @@ def _sent_day(name: str, day: dt.date) -> _Node:
 
 def _header(field_name: str, needle: str) -> _Node:
     wanted = field_name.lower()
-    folded = needle.casefold()
+    folded = _fold(needle)
 
     def test(m: _Message) -> bool:
         for name, value in m.fields():
-            if name == wanted and (not folded or folded in text.decode_header(value).casefold()):
+            if name == wanted and (not folded or folded in _fold(text.decode_header(value))):
                 return True
         return False
     return _Node(_HEADER, test)
 
 
 def _body(needle: str, with_headers: bool) -> _Node:
-    folded = needle.casefold()
+    folded = _fold(needle)
     if not folded:
         return _TRUE
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import binascii
 import calendar
 import datetime as dt
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from mailyard.message import structure
 __all__ = [
     "Address", "SentDate", "decode_body", "decode_charset", "decode_header", "first_address",
     "first_in_list", "header_block", "header_fields", "message_ids", "normalize_space",
-    "sent_date", "text_parts",
+    "sent_date", "text_parts", "visible_text",
 ]
 
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
@@ -39,6 +40,13 @@ _WSP_RUN = re.compile(r"[ \t\r\n]+")
 # Codecs Python offers that are no charset of mail: costly or meaningless on mail text.
 _NOT_CHARSETS = frozenset({"punycode", "idna", "unicode_escape", "raw_unicode_escape",
                            "undefined", "unicode-escape", "raw-unicode-escape"})
+# Labels mail software writes for a wider charset than the name says (as browsers
+# read them, WHATWG Encoding 4.2): decoding as the superset loses nothing.
+_SUPERSETS = {"us-ascii": "utf-8", "ascii": "utf-8", "": "utf-8", "iso-8859-1": "cp1252",
+              "latin1": "cp1252", "gb2312": "gb18030", "gbk": "gb18030",
+              "ks_c_5601-1987": "cp949", "euc-kr": "cp949", "iso-8859-8-i": "iso-8859-8",
+              "tis-620": "cp874", "shift_jis": "cp932"}
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
 # --- octets to text ---------------------------------------------------------------------
@@ -55,8 +63,7 @@ def decode_charset(data: bytes, charset: str | None) -> str:
     """``data`` in ``charset`` (a MIME charset name); unknown or unusable charsets
     and undecodable octets give replacement characters, never an error."""
     name = (charset or "us-ascii").strip().strip('"').lower()
-    if name in ("us-ascii", "ascii", "") or name in _NOT_CHARSETS:
-        name = "utf-8"
+    name = "utf-8" if name in _NOT_CHARSETS else _SUPERSETS.get(name, name)
     try:
         return data.decode(name, "replace")
     except (LookupError, UnicodeError, ValueError):
@@ -223,10 +230,42 @@ def message_ids(value: bytes | None) -> list[str]:
 
 # --- the body ---------------------------------------------------------------------------
 
+def visible_text(markup: str) -> str:
+    """What a reader sees of an HTML part: tags, comments, styles and scripts
+    removed (each leaves a space), character references resolved.  One forward scan
+    (``find`` from a growing position), so unclosed constructs cost no rescans."""
+    lower = markup.translate(_ASCII_LOWER)  # same length, for case-insensitive finds
+    out: list[str] = []
+    pos, n = 0, len(markup)
+    while pos < n:
+        lt = lower.find("<", pos)
+        if lt < 0:
+            out.append(markup[pos:])
+            break
+        out.append(markup[pos:lt])
+        out.append(" ")
+        if lower.startswith("<!--", lt):
+            end = lower.find("-->", lt + 4)
+            pos = n if end < 0 else end + 3
+            continue
+        gt = lower.find(">", lt + 1)
+        if gt < 0:
+            break
+        pos = gt + 1
+        for element in ("style", "script"):
+            if lower.startswith(element, lt + 1) and not lower[lt + 1 + len(element)].isalnum():
+                close = lower.find("</" + element, pos)
+                end = lower.find(">", close) if close >= 0 else -1
+                pos = n if end < 0 else end + 1
+                break
+    return html.unescape("".join(out))
+
+
 def text_parts(message: bytes) -> Iterator[tuple[structure.Entity, str]]:
     """Every entity of ``message`` (CRLF line ends) with its decoded text: for text/*
-    leaves the body in its charset, for others "".  The tree is the one
-    :func:`structure.parse` builds, so nesting and part count are capped there."""
+    leaves the body in its charset (of HTML the visible text), for others "".  The
+    tree is the one :func:`structure.parse` builds, so nesting and part count are
+    capped there."""
     root = structure.parse(message)
     stack = [root]
     while stack:
@@ -241,4 +280,5 @@ def text_parts(message: bytes) -> Iterator[tuple[structure.Entity, str]]:
         body = decode_body(message[ent.body_start:ent.end],
                            ent.header(b"Content-Transfer-Encoding"))
         charset = dict(ent.params).get("CHARSET")
-        yield ent, decode_charset(body, charset.decode("ascii", "replace") if charset else None)
+        decoded = decode_charset(body, charset.decode("ascii", "replace") if charset else None)
+        yield ent, visible_text(decoded) if ent.subtype == "html" else decoded

@@ -266,6 +266,23 @@ def test_text_searches_headers_and_body() -> None:
     assert numbers(box, "TEXT treasure") == []
 
 
+def test_body_compares_what_a_reader_sees() -> None:
+    """Line breaks compare as spaces; of HTML the visible text counts (no tags,
+    character references resolved, no styles); a Latin-1 label is read as its
+    Windows superset (WHATWG Encoding), so the euro sign survives."""
+    box = Mailbox()
+    box.add(b"Subject: a\nContent-Type: text/html\n\n<style>.sale{}</style>"
+            b"<p>Fish &amp; <b>chips</b></p>\n")
+    box.add(b"Subject: b\nContent-Type: text/plain; charset=iso-8859-1\n\n"
+            b"the quarterly\r\n  figures: 5 \x80\n")
+    assert numbers(box, 'BODY "fish & chips"') == [1]
+    assert numbers(box, "BODY sale") == []
+    assert numbers(box, "BODY amp") == []
+    assert numbers(box, 'BODY "QUARTERLY FIGURES"') == [2]
+    assert numbers(box, 'BODY "quarterly   figures"') == [2]
+    assert numbers(box, 'BODY "5 \u20ac"') == [2]
+
+
 def test_malformed_encodings_do_not_raise() -> None:
     """Bad input never gives a traceback: broken base64, unknown or hostile charsets,
     truncated encoded words, 8-bit headers."""

@@ -75,3 +75,20 @@ def test_message_ids_and_header_fields() -> None:
     assert text.header_fields(block) == [("subject", b"a b"), ("to", b"x")]
     assert text.header_block(b"\r\nbody") == b""
     assert text.header_block(b"Subject: only a header") == b"Subject: only a header"
+
+
+def test_visible_text_of_html() -> None:
+    markup = ("<html><head><STYLE>p {}</STYLE><script>if (a<b) x()</script></head>"
+              "<body><p>Caf&eacute; <b>cr&egrave;me</b><!-- hidden --> &#8364;5</p>")
+    assert " ".join(text.visible_text(markup).split()) == "Café crème €5"
+    assert text.visible_text("a <unclosed").rstrip() == "a"
+    assert text.visible_text("a <!-- open").rstrip() == "a"
+    assert text.visible_text("<styles>y</styles>").strip() == "y"
+
+
+def test_visible_text_is_linear_on_unclosed_constructs() -> None:
+    """One forward scan: thousands of unclosed comments, tags or styles cost no
+    rescans."""
+    assert text.visible_text("<!--" * 100_000) == " "
+    assert text.visible_text("x<" * 100_000) == "x "
+    assert text.visible_text("<style>" * 100_000) == " "
