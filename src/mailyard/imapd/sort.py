@@ -120,20 +120,23 @@ def sent_time(date: bytes | None, info: MessageInfo) -> float:
 @dataclass(frozen=True, slots=True)
 class Summary:
     """What SORT and ORDEREDSUBJECT look at: the raw Date and Subject fields and the
-    first From, To and Cc addresses."""
+    From, To and Cc address lists, each either the raw field (``bytes``) or the
+    ENVELOPE's parsed list; addresses are parsed only when a key asks for them."""
 
     date: bytes | None = None
     subject: bytes | None = None
-    sender: text.Address | None = None  # From
-    to: text.Address | None = None
-    cc: text.Address | None = None
+    sender: Structure = None  # From
+    to: Structure = None
+    cc: Structure = None
 
     @classmethod
     def of_fields(cls, fields: Sequence[tuple[str, bytes]]) -> Summary:
-        def field(name: str) -> bytes | None:
-            return next((v for k, v in fields if k == name), None)
-        return cls(field("date"), field("subject"), text.first_address(field("from")),
-                   text.first_address(field("to")), text.first_address(field("cc")))
+        wanted: dict[str, bytes] = {}
+        for name, value in fields:
+            if name in ("date", "subject", "from", "to", "cc"):
+                wanted.setdefault(name, value)
+        return cls(wanted.get("date"), wanted.get("subject"), wanted.get("from"),
+                   wanted.get("to"), wanted.get("cc"))
 
     @classmethod
     def of_envelope(cls, envelope: Structure) -> Summary | None:
@@ -141,10 +144,17 @@ class Summary:
         if not isinstance(envelope, list) or len(envelope) != 10:
             return None
         date, subject = envelope[0], envelope[1]
+        lists = [v if isinstance(v, list) else None for v in (envelope[2], envelope[5],
+                                                               envelope[6])]
         return cls(date if isinstance(date, bytes) else None,
-                   subject if isinstance(subject, bytes) else None,
-                   text.first_in_list(envelope[2]), text.first_in_list(envelope[5]),
-                   text.first_in_list(envelope[6]))
+                   subject if isinstance(subject, bytes) else None, *lists)
+
+    def first_address(self, field: str) -> text.Address | None:
+        """The first address of ``field`` ("from", "to" or "cc")."""
+        value = {"from": self.sender, "to": self.to, "cc": self.cc}[field]
+        if isinstance(value, bytes):
+            return text.first_address(value)
+        return text.first_in_list(value)
 
 
 def summary(ctx: SearchContext, index: int,
@@ -162,8 +172,7 @@ def summary(ctx: SearchContext, index: int,
 def _text_key(name: str, info: Summary) -> str:
     if name == "SUBJECT":
         return casemap(base_subject(info.subject)[0])
-    address = {"FROM": info.sender, "TO": info.to, "CC": info.cc, "DISPLAYFROM": info.sender,
-               "DISPLAYTO": info.to}[name]
+    address = info.first_address(name.removeprefix("DISPLAY").lower())
     if address is None:
         return ""
     if name.startswith("DISPLAY"):

@@ -35,12 +35,14 @@ class Mailbox:
     infos: list[MessageInfo] = field(default_factory=list)
     loads: Counter[int] = field(default_factory=Counter)
     header_loads: Counter[int] = field(default_factory=Counter)
+    positions: dict[int, int] = field(default_factory=dict)  # UID -> position
 
     def add(self, raw: bytes, *, uid: int | None = None, flags: tuple[str, ...] = (),
             date: str = "2026-12-01 10:00", size: int | None = None,
             modseq: int = 1) -> int:
         uid = uid if uid is not None else (self.infos[-1].uid + 1 if self.infos else 1)
         crlf = raw.replace(b"\n", b"\r\n")
+        self.positions[uid] = len(self.raw)
         self.raw.append(raw)
         self.infos.append(MessageInfo(uid, frozenset(flags), modseq, when(date),
                                       len(crlf) if size is None else size,
@@ -48,10 +50,7 @@ class Mailbox:
         return len(self.infos) - 1
 
     def _by_uid(self, uid: int) -> bytes:
-        for info, raw in zip(self.infos, self.raw, strict=True):
-            if info.uid == uid:
-                return raw
-        raise KeyError(uid)
+        return self.raw[self.positions[uid]]
 
     def load(self, uid: int) -> bytes:
         self.loads[uid] += 1
