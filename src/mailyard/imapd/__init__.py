@@ -4,4 +4,7 @@ commands from the mail store (:mod:`mailyard.store`).
 
 * :mod:`mailyard.imapd.fetch` - FETCH data items rendered from the index and the
   message file.
+* :mod:`mailyard.imapd.search`, :mod:`~mailyard.imapd.sort`,
+  :mod:`~mailyard.imapd.thread` - SEARCH, SORT and THREAD (RFC 5256) evaluated over a
+  folder's messages.
 """
