@@ -181,8 +181,11 @@ class ListenerPolicy:
         if self.quota is None:
             return None
         _local, domain = split_address(address)
-        if not domain or not self.directory.is_local_domain(domain):
-            return None
+        try:
+            if not domain or not self.directory.is_local_domain(domain):
+                return None
+        except DirectoryError:
+            return None  # local delivery checks again
         return self.quota.check(address, size)
 
     def _check_literal(self, domain: str) -> Reply | None:
