@@ -5,7 +5,9 @@ RFC 3834 5 asks automatic responders to send ``Auto-Submitted: auto-replied``; o
 ones say so with ``X-Autoreply``/``X-Autorespond`` fields or ``Precedence:
 auto_reply``, and some only with a subject such as "Automatic reply:" or "Out of
 Office".  Bounces carry ``Auto-Submitted`` too (RFC 3464 reports and most MTAs' text
-bounces), so :mod:`.classify` asks this module only after the bounce formats.
+bounces), so that field alone is a weak sign, weighed by :mod:`.classify` only after
+the bounce formats; the other signs are strong and win over bounce-like text quoted
+in a reply.
 """
 
 from __future__ import annotations
@@ -26,9 +28,13 @@ _SUBJECT = re.compile(
 
 
 def is_auto_reply(msg: Message) -> bool:
+    """Any sign of an automatic message, Auto-Submitted included."""
     submitted = (mime.header(msg, "auto-submitted") or "").split(";")[0].strip().lower()
-    if submitted and submitted != "no":
-        return True
+    return bool(submitted and submitted != "no") or is_clear_auto_reply(msg)
+
+
+def is_clear_auto_reply(msg: Message) -> bool:
+    """A sign that only auto-replies carry (not the Auto-Submitted of bounces)."""
     for name in _FLAG_FIELDS:
         value = mime.header(msg, name)
         if value is not None and value.strip().lower() not in ("no", "false", "0"):

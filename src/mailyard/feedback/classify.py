@@ -5,11 +5,13 @@ The order matters:
 
 1. an RFC 5965 feedback report is a complaint;
 2. an RFC 3464 delivery-status report gives per-recipient outcomes;
-3. a known text bounce format (:mod:`.textformats`);
-4. an auto-reply (:mod:`.autoreply`): checked after the bounce formats because
-   bounces carry ``Auto-Submitted`` as well;
-5. a message from MAILER-DAEMON/postmaster or with a bounce subject, read generically;
-6. anything else is not a bounce (a person answering the newsletter, spam).
+3. an auto-reply with a sign only auto-replies carry (X-Autoreply, Precedence:
+   auto_reply, an "Out of Office" subject), even if it quotes bounce-like text;
+4. a known text bounce format (:mod:`.textformats`);
+5. an auto-reply by ``Auto-Submitted`` alone: checked after the bounce formats
+   because bounces carry that field as well;
+6. a message from MAILER-DAEMON/postmaster or with a bounce subject, read generically;
+7. anything else is not a bounce (a person answering the newsletter, spam).
 
 Malformed input never raises: unparseable bytes are "not a bounce" with a note.
 """
@@ -62,6 +64,8 @@ def classify_message(msg: Message) -> Feedback:
 
 
 def _text_bounce(msg: Message) -> Feedback:
+    if autoreply.is_clear_auto_reply(msg):
+        return Feedback(Verdict.AUTO_REPLY, ReportFormat.AUTO_REPLY)
     text = mime.human_text(msg)
     subject = mime.decoded_header(msg, "subject") or ""
     fmt = textformats.known_format(text)

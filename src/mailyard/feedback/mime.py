@@ -120,7 +120,7 @@ def text_of(part: Message) -> str:
     if isinstance(payload, list):
         return serialise_fields(payload)[:MAX_TEXT]
     if isinstance(payload, Message):
-        return serialise_fields([payload], with_body=True)[:MAX_TEXT]
+        return serialise_fields([payload])[:MAX_TEXT]
     try:
         data = part.get_payload(decode=True)
     except PARSE_ERRORS:
@@ -135,9 +135,10 @@ def text_of(part: Message) -> str:
         return data.decode("utf-8", errors="replace")[:MAX_TEXT]
 
 
-def serialise_fields(blocks: list[object], with_body: bool = False) -> str:
+def serialise_fields(blocks: list[object]) -> str:
     """The text of header blocks the parser made into messages (``message/delivery-
-    status`` blocks, a ``message/feedback-report``), blocks separated by blank lines."""
+    status`` blocks, a ``message/feedback-report``; the parser puts all but the first
+    block of other ``message/*`` types into a body), blocks separated by blank lines."""
     texts: list[str] = []
     for block in blocks[:MAX_PARTS]:
         if not isinstance(block, Message):
@@ -147,10 +148,9 @@ def serialise_fields(blocks: list[object], with_body: bool = False) -> str:
         except PARSE_ERRORS:
             lines = []
         text = "\n".join(lines)
-        if with_body:
-            body = _payload(block)
-            if isinstance(body, str):
-                text += "\n\n" + body[:MAX_TEXT]
+        body = _body_text(block)
+        if body.strip():
+            text += "\n\n" + body
         texts.append(text)
     return "\n\n".join(texts)
 
@@ -238,6 +238,20 @@ def headers_of(inner: Message) -> OriginalHeaders:
     )
 
 
+def _body_text(block: Message) -> str:
+    """The body of a parsed header block as UTF-8 text (the parser's own str view
+    decodes 8-bit bytes as ASCII, losing RFC 6533 UTF-8 addresses)."""
+    if _is_multipart(block):
+        return ""
+    try:
+        data = block.get_payload(decode=True)
+    except PARSE_ERRORS:
+        return ""
+    if not isinstance(data, bytes):
+        return ""
+    return data[:MAX_TEXT].decode("utf-8", "replace")
+
+
 def _is_multipart(part: Message) -> bool:
     try:
         return part.is_multipart() and content_type(part).startswith("multipart/")
@@ -260,4 +274,11 @@ def _payload(part: Message) -> object:
 
 
 def _unfold(value: str) -> str:
-    return _SPACE.sub(" ", _FOLD.sub(" ", value)).strip()[:MAX_FIELD]
+    return _clean(_SPACE.sub(" ", _FOLD.sub(" ", value)).strip()[:MAX_FIELD])
+
+
+def _clean(text: str) -> str:
+    """Raw 8-bit bytes the parser kept as surrogate escapes, read as UTF-8 (RFC 6532)."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

@@ -29,7 +29,7 @@ import re
 
 from mailyard.feedback.model import Severity
 
-STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+STATUS = re.compile(r"(?<![\d.])([245])\.([0-7])\.(\d{1,3})(?![\d.]*\d)")
 SMTP_CODE = re.compile(r"(?<![\d.])([245]\d\d)(?=[ \-]|$)", re.M)
 
 _HARD = {(1, None), (2, 0), (2, 1), (4, 4), (0, 0)}  # (subject, detail); None: any
