@@ -36,7 +36,7 @@ _ADDR = re.compile(textformats.ADDR)
 
 
 def classify(raw: bytes, *, max_bytes: int = mime.MAX_INPUT) -> Feedback:
-    truncated = len(raw) > max_bytes
+    truncated = len(mime.cap(raw, max_bytes)) < len(raw)
     msg = mime.parse(raw, max_bytes)
     if msg is None:
         return Feedback(Verdict.NOT_BOUNCE, ReportFormat.NONE, notes=("unparseable",))
