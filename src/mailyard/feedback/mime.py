@@ -18,8 +18,11 @@ make the structured header parser fail.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.errors
 import html
+import quopri
 import re
 from collections.abc import Iterator
 from email import policy
@@ -142,10 +145,9 @@ def walk(msg: Message) -> Iterator[Message]:
 def text_of(part: Message) -> str:
     """The decoded text of a leaf part (charset errors replaced), capped."""
     payload = _payload(part)
-    if isinstance(payload, list):
-        return serialise_fields(payload)[:MAX_TEXT]
-    if isinstance(payload, Message):
-        return serialise_fields([payload])[:MAX_TEXT]
+    if isinstance(payload, list | Message):
+        blocks = payload if isinstance(payload, list) else [payload]
+        return _transfer_decoded(part, serialise_fields(blocks))[:MAX_TEXT]
     try:
         data = part.get_payload(decode=True)
     except PARSE_ERRORS:
@@ -158,6 +160,23 @@ def text_of(part: Message) -> str:
         return data.decode(charset, errors="replace")[:MAX_TEXT]
     except PARSE_ERRORS:
         return data.decode("utf-8", errors="replace")[:MAX_TEXT]
+
+
+def _transfer_decoded(part: Message, text: str) -> str:
+    """A ``message/*`` status or report part sent base64 or quoted-printable encoded
+    (which RFC 2046 5.2 forbids, and some systems do anyway), decoded."""
+    cte = (header(part, "content-transfer-encoding") or "").lower()
+    data = text.encode("ascii", "ignore")
+    try:
+        if cte == "base64":
+            data = base64.b64decode(b"".join(data.split()), validate=False)
+        elif cte == "quoted-printable":
+            data = quopri.decodestring(data)
+        else:
+            return text
+    except (binascii.Error, ValueError):
+        return text
+    return data[:MAX_TEXT].decode("utf-8", "replace")
 
 
 def serialise_fields(blocks: list[object]) -> str:

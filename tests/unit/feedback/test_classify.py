@@ -277,3 +277,20 @@ def test_json_form() -> None:
                       "server after RCPT TO:<gone@example.com>: 550 5.1.1 "
                       "<gone@example.com>: Recipient address rejected: User unknown",
         "original_recipient": None, "remote_mta": None}]
+
+
+@pytest.mark.parametrize("cte,body", [
+    ("base64", "RmluYWwtUmVjaXBpZW50OiByZmM4MjI7IGFAZXhhbXBsZS5vcmcNCkFjdGlvbjogZmFpbGVk\r\n"
+               "DQpTdGF0dXM6IDUuMS4xDQo=\r\n"),
+    ("quoted-printable", "Final-Recipient: rfc822; a@example.org=0D=0A"
+                         "Action: failed=0D=0AStatus: 5.1.1=0D=0A\r\n"),
+])
+def test_encoded_status_part_is_decoded(cte: str, body: str) -> None:
+    # RFC 2046 5.2 allows only 7bit/8bit/binary for message/*; some systems encode anyway
+    raw = ("From: MAILER-DAEMON@mx.example.net\r\nMIME-Version: 1.0\r\n"
+           'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n'
+           "\r\n--B\r\nContent-Type: message/delivery-status\r\n"
+           f"Content-Transfer-Encoding: {cte}\r\n\r\n{body}--B--\r\n").encode()
+    result = classify(raw)
+    assert (result.verdict, result.format) == (Verdict.HARD_BOUNCE, ReportFormat.DSN)
+    assert result.recipients[0].address == "a@example.org"
