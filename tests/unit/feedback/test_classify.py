@@ -34,6 +34,8 @@ H, S = Verdict.HARD_BOUNCE, Verdict.SOFT_BOUNCE
     # RFC 3464 appendix: "failed" after a timeout is a 4.0.0: soft
     ("rfc3464-simple.eml", S, ReportFormat.DSN, "louisl@larry.slip.umd.edu", "4.0.0",
      "failed"),
+    # RFC 3464 as Postfix writes it: text, delivery-status, text/rfc822-headers
+    ("postfix-dsn.eml", H, ReportFormat.DSN, "ghost@example.net", "5.1.1", "failed"),
     ("qmail.eml", H, ReportFormat.QMAIL, "nobody@example.net", "5.1.1", "failed"),
     ("exim.eml", H, ReportFormat.EXIM, "gone@example.com", "5.1.1", "failed"),
     ("exim-delay.eml", S, ReportFormat.EXIM, "slow@example.com", "4.7.1", "delayed"),
@@ -61,7 +63,7 @@ def test_single_recipient_bounces(name: str, verdict: Verdict, fmt: ReportFormat
     assert locate(result, KEY, VERP) == TARGET
 
 
-@pytest.mark.parametrize("name", ["rfc3464-simple.eml", "qmail.eml", "exim.eml",
+@pytest.mark.parametrize("name", ["rfc3464-simple.eml", "postfix-dsn.eml", "qmail.eml", "exim.eml",
                                   "sendmail.eml", "exchange-2010.eml", "gmail-text.eml"])
 def test_returned_original_maps_back_without_the_envelope(name: str) -> None:
     result = classify(sample(name))
