@@ -11,6 +11,8 @@ diagnostic, from which :mod:`.status` takes the status code and the severity.  F
 that name the recipient in a sentence ("Your message wasn't delivered to X because")
 are read with :data:`INLINE`.  A message from MAILER-DAEMON or with a bounce-like
 subject that matches no row is read the same way as :attr:`ReportFormat.GENERIC`.
+A report that names no recipient (nor in X-Failed-Recipients) gives one outcome without
+an address: the VERP address it was sent to says whose it is.
 
 Patterns are bounded (no nested quantifiers) and run on text capped by :mod:`.mime`.
 """

@@ -296,3 +296,15 @@ def test_encoded_status_part_is_decoded(cte: str, body: str) -> None:
     result = classify(raw)
     assert (result.verdict, result.format) == (Verdict.HARD_BOUNCE, ReportFormat.DSN)
     assert result.recipients[0].address == "a@example.org"
+
+
+def test_unreadable_bounce_from_mailer_daemon_is_soft_without_address() -> None:
+    raw = (b"From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>\r\n"
+           b"Subject: Returned mail\r\n\r\nSomething went wrong.\r\n")
+    result = classify(raw)
+    assert (result.verdict, result.format) == (Verdict.SOFT_BOUNCE, ReportFormat.GENERIC)
+    assert result.recipients[0].address is None
+
+
+def test_unparseable_bytes() -> None:
+    assert classify(b"\r\n").verdict is Verdict.NOT_BOUNCE

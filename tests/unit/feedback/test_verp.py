@@ -127,3 +127,15 @@ def test_refused_when_encoding() -> None:
         encode_token(CampaignRecipient(0, MAX_ID + 1), KEY)
     with pytest.raises(ValueError):
         encode_token(TransactionalMessage("bad id\n"), KEY)
+
+
+@given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz234567ABCXYZ", min_size=0, max_size=70))
+def test_random_tokens_are_refused(token: str) -> None:
+    # an 80-bit signature: a guessed token is accepted with probability 2**-80
+    assert decode_token(token, KEY) is None
+    assert parse_verp_address(f"bounces+{token}@lists.example.org", KEY) is None
+
+
+@given(st.text(max_size=100))
+def test_any_address_text_gives_a_target_or_none(address: str) -> None:
+    assert parse_verp_address(address, KEY) is None
