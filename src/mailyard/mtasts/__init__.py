@@ -1,0 +1,105 @@
+"""MTA-STS (RFC 8461): the sending side's policy discovery, fetch, cache and MX
+matching (:class:`Discovery`), and the receiving side's policy text."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mailyard.dns.api import AnswerKind, DnsError, Resolver
+from mailyard.mtasts.cache import CachedPolicy, PolicyCache
+from mailyard.mtasts.fetch import Fetched, fetch_policy
+from mailyard.mtasts.policy import Invalid, Mode, Policy, parse_policy, parse_record
+
+__all__ = ["Discovery", "Mode", "Policy", "StsResult"]
+
+#: After a failed fetch, the same policy id is not fetched again for this long.
+RETRY_FAILED_FETCH = 300.0
+
+
+@dataclass(frozen=True)
+class StsResult:
+    """What is known about a recipient domain's policy.  ``policy`` None: none
+    applies (not published, or discovery failed); then ``failure`` is the TLS-RPT
+    result type (``sts-policy-fetch-error``, ``sts-policy-invalid``,
+    ``sts-webpki-invalid``) and ``detail`` says why, or both are empty."""
+
+    policy: Policy | None
+    policy_id: str = ""
+    failure: str = ""
+    detail: str = ""
+    from_cache: bool = False
+
+
+class Discovery:
+    """RFC 8461 5.1: the TXT record says which policy id is current; a cached,
+    unexpired policy with that id is used as it is; otherwise the policy is fetched,
+    and when the fetch fails a cached unexpired policy is still used (a missing or
+    broken TXT record does not remove one either: an attacker can strip TXT records)."""
+
+    def __init__(self, resolver: Resolver, cache: PolicyCache, *, timeout: float = 10.0,
+                 ca_file: str = "", clock: Callable[[], float] = time.time) -> None:
+        self.resolver = resolver
+        self.cache = cache
+        self.timeout = timeout
+        self.ca_file = ca_file
+        self.clock = clock
+        self._failed: dict[tuple[str, str], tuple[float, StsResult]] = {}
+
+    async def policy_for(self, domain: str) -> StsResult:
+        now = self.clock()
+        cached = self.cache.get(domain)
+        if cached is not None and not cached.fresh(now):
+            cached = None
+        record_id = await self._record_id(domain)
+        if record_id is None:
+            return self._from_cache(cached)
+        if cached is not None and cached.policy_id == record_id:
+            return self._from_cache(cached)
+        failed = self._failed.get((domain, record_id))
+        if failed is not None and now < failed[0]:
+            return self._from_cache(cached) if cached is not None else failed[1]
+        return await self._fetch(domain, record_id, cached, now)
+
+    async def _record_id(self, domain: str) -> str | None:
+        try:
+            answer = await self.resolver.query(f"_mta-sts.{domain}", "TXT")
+        except DnsError:
+            return None
+        if answer.kind is not AnswerKind.ANSWER:
+            return None
+        record = parse_record(list(answer.records))
+        return record.id if record is not None and not isinstance(record, Invalid) else None
+
+    def _from_cache(self, cached: CachedPolicy | None) -> StsResult:
+        if cached is None:
+            return StsResult(None)
+        policy = parse_policy(cached.text)
+        if isinstance(policy, Invalid):  # cannot happen for what we stored
+            return StsResult(None)
+        return StsResult(policy, cached.policy_id, from_cache=True)
+
+    async def _fetch(self, domain: str, record_id: str, cached: CachedPolicy | None,
+                     now: float) -> StsResult:
+        fetched = await fetch_policy(domain, self.resolver, timeout=self.timeout,
+                                     ca_file=self.ca_file)
+        if isinstance(fetched, Fetched):
+            policy = parse_policy(fetched.text)
+            if not isinstance(policy, Invalid):
+                await self.cache.put(CachedPolicy(domain, record_id, fetched.text, now,
+                                                  now + policy.max_age))
+                self._failed.pop((domain, record_id), None)
+                return StsResult(policy, record_id)
+            failure = StsResult(None, record_id, "sts-policy-invalid", policy.reason)
+        else:
+            kind = ("sts-webpki-invalid" if "certificate" in fetched.reason
+                    else "sts-policy-fetch-error")
+            failure = StsResult(None, record_id, kind, fetched.reason)
+        self._failed[(domain, record_id)] = (now + RETRY_FAILED_FETCH, failure)
+        if cached is not None:
+            return self._from_cache(cached)
+        return failure
+
+    def close(self) -> None:
+        self.cache.close()
