@@ -4,16 +4,18 @@ matching (:class:`Discovery`), and the receiving side's policy text."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from mailyard.dns.api import AnswerKind, DnsError, Resolver
 from mailyard.mtasts.cache import CachedPolicy, PolicyCache
-from mailyard.mtasts.fetch import Fetched, fetch_policy
+from mailyard.mtasts.fetch import Fetched, FetchFailed, fetch_policy
 from mailyard.mtasts.policy import Invalid, Mode, Policy, parse_policy, parse_record
 
 __all__ = ["Discovery", "Mode", "Policy", "StsResult"]
 
+#: Fetches a domain's policy text (HTTPS in production, a function in tests).
+Fetcher = Callable[[str], Awaitable[Fetched | FetchFailed]]
 #: After a failed fetch, the same policy id is not fetched again for this long.
 RETRY_FAILED_FETCH = 300.0
 
@@ -39,12 +41,14 @@ class Discovery:
     broken TXT record does not remove one either: an attacker can strip TXT records)."""
 
     def __init__(self, resolver: Resolver, cache: PolicyCache, *, timeout: float = 10.0,
-                 ca_file: str = "", clock: Callable[[], float] = time.time) -> None:
+                 ca_file: str = "", clock: Callable[[], float] = time.time,
+                 fetch: Fetcher | None = None) -> None:
         self.resolver = resolver
         self.cache = cache
         self.timeout = timeout
         self.ca_file = ca_file
         self.clock = clock
+        self.fetch = fetch or self._fetch_https
         self._failed: dict[tuple[str, str], tuple[float, StsResult]] = {}
 
     async def policy_for(self, domain: str) -> StsResult:
@@ -82,8 +86,7 @@ class Discovery:
 
     async def _fetch(self, domain: str, record_id: str, cached: CachedPolicy | None,
                      now: float) -> StsResult:
-        fetched = await fetch_policy(domain, self.resolver, timeout=self.timeout,
-                                     ca_file=self.ca_file)
+        fetched = await self.fetch(domain)
         if isinstance(fetched, Fetched):
             policy = parse_policy(fetched.text)
             if not isinstance(policy, Invalid):
@@ -100,6 +103,10 @@ class Discovery:
         if cached is not None:
             return self._from_cache(cached)
         return failure
+
+    async def _fetch_https(self, domain: str) -> Fetched | FetchFailed:
+        return await fetch_policy(domain, self.resolver, timeout=self.timeout,
+                                  ca_file=self.ca_file)
 
     def close(self) -> None:
         self.cache.close()

@@ -160,4 +160,4 @@ def report_message(report: dict[str, Any], *, domain: str, submitter: str, sende
                        filename=report_filename(submitter, domain, report))
     msg.set_type("multipart/report")
     msg.set_param("report-type", "tlsrpt")
-    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
+    return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n", max_line_length=998))
