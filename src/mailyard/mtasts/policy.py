@@ -24,6 +24,7 @@ __all__ = [
     "parse_record",
     "policy_text",
     "record_text",
+    "valid_mx_pattern",
 ]
 
 #: RFC 8461 3.2: max_age is at most 31557600 seconds (about a year).
@@ -126,7 +127,7 @@ def parse_policy(text: str) -> Policy | Invalid:
     patterns = []
     for pattern in values.get("mx", []):
         pattern = pattern.lower().rstrip(".")
-        if not _valid_pattern(pattern):
+        if not valid_mx_pattern(pattern):
             return Invalid(f"bad mx pattern {pattern[:80]!r}")
         patterns.append(pattern)
     if not patterns and mode is not Mode.NONE:
@@ -134,7 +135,8 @@ def parse_policy(text: str) -> Policy | Invalid:
     return Policy(mode, tuple(patterns), min(int(age), MAX_AGE_CAP), text)
 
 
-def _valid_pattern(pattern: str) -> bool:
+def valid_mx_pattern(pattern: str) -> bool:
+    """An mx value of a policy: a host name, or ``*.`` and a host name."""
     name = pattern[2:] if pattern.startswith("*.") else pattern
     labels = name.split(".")
     return bool(name) and all(
