@@ -3,6 +3,7 @@ matching (:class:`Discovery`), and the receiving side's policy text."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ __all__ = ["Discovery", "Mode", "Policy", "StsResult"]
 Fetcher = Callable[[str], Awaitable[Fetched | FetchFailed]]
 #: After a failed fetch, the same policy id is not fetched again for this long.
 RETRY_FAILED_FETCH = 300.0
+MAX_REMEMBERED_FAILURES = 10_000
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Discovery:
         self.clock = clock
         self.fetch = fetch or self._fetch_https
         self._failed: dict[tuple[str, str], tuple[float, StsResult]] = {}
+        self._inflight: dict[tuple[str, str], asyncio.Task[StsResult]] = {}
 
     async def policy_for(self, domain: str) -> StsResult:
         now = self.clock()
@@ -64,7 +67,13 @@ class Discovery:
         failed = self._failed.get((domain, record_id))
         if failed is not None and now < failed[0]:
             return self._from_cache(cached) if cached is not None else failed[1]
-        return await self._fetch(domain, record_id, cached, now)
+        key = (domain, record_id)
+        task = self._inflight.get(key)
+        if task is None:  # one fetch for all the deliveries to a domain that wait for it
+            task = asyncio.ensure_future(self._fetch(domain, record_id, cached, now))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
 
     async def _record_id(self, domain: str) -> str | None:
         try:
@@ -99,6 +108,8 @@ class Discovery:
             kind = ("sts-webpki-invalid" if "certificate" in fetched.reason
                     else "sts-policy-fetch-error")
             failure = StsResult(None, record_id, kind, fetched.reason)
+        if len(self._failed) >= MAX_REMEMBERED_FAILURES:
+            self._failed.clear()
         self._failed[(domain, record_id)] = (now + RETRY_FAILED_FETCH, failure)
         if cached is not None:
             return self._from_cache(cached)

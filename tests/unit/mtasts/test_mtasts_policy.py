@@ -110,6 +110,7 @@ class Fetches:
 
     async def __call__(self, domain: str) -> Fetched | FetchFailed:
         self.count += 1
+        await asyncio.sleep(0)  # let other deliveries run while this one is fetching
         return self.answer
 
 
@@ -184,3 +185,15 @@ def test_cache_file_is_private_and_survives_reopening(tmp_path) -> None:
     again = PolicyCache(path)
     assert again.get("example.com") == CachedPolicy("example.com", "one", RFC_POLICY, 1.0, 2.0)
     again.close()
+
+
+def test_concurrent_deliveries_share_one_fetch() -> None:
+    resolver = StaticResolver({"_mta-sts.example.com": {"TXT": ["v=STSv1; id=one"]}})
+    fetch, clock = Fetches(Fetched(RFC_POLICY)), [1000.0]
+    d = discovery(resolver, fetch, clock)
+
+    async def go() -> None:
+        results = await asyncio.gather(*(d.policy_for("example.com") for _ in range(20)))
+        assert all(r.policy is not None for r in results)
+    asyncio.run(go())
+    assert fetch.count == 1
