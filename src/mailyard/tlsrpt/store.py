@@ -5,7 +5,7 @@ Outcomes are counted in memory as sessions happen (:meth:`TlsOutcomes.record`, n
 I/O) and added to the database in one transaction by :meth:`TlsOutcomes.flush`, on a
 worker thread; delivery flushes every ``FLUSH_SECONDS`` and at shutdown.  Per node: a
 second node counts its own sessions (and would send its own reports, as RFC 8460
-expects of every sending MTA).
+expects of every sending MTA).  Counts are kept ``RETAIN_DAYS`` days.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from mailyard.tlsrpt.results import PolicyTag, ResultType
 __all__ = ["OutcomeRow", "TlsOutcomes", "utc_day"]
 
 FLUSH_SECONDS = 30.0
+RETAIN_DAYS = 31  # counts older than this are deleted (reports go out after one day)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outcome (
     day TEXT NOT NULL,
@@ -79,6 +80,7 @@ class TlsOutcomes:
         self._db: sqlite3.Connection | None = None
         self._rows: dict[_Key, OutcomeRow] = {}  # the in-memory store when path is None
         self._last_flush = clock()
+        self._pruned_day = ""
         if path is not None:
             create_private_database(path)
             self._db = sqlite3.connect(str(path), check_same_thread=False,
@@ -105,7 +107,11 @@ class TlsOutcomes:
         if self._db is None:
             self._merge_memory(pending)
             return
-        await asyncio.to_thread(self._write, pending)
+        today = utc_day(self.clock())
+        cutoff = "" if today == self._pruned_day else utc_day(
+            self.clock() - RETAIN_DAYS * 86400)
+        self._pruned_day = today
+        await asyncio.to_thread(self._write, pending, cutoff)
 
     def _merge_memory(self, pending: dict[_Key, tuple[int, str, tuple[str, ...]]]) -> None:
         for key, (count, detail, strings) in pending.items():
@@ -113,11 +119,15 @@ class TlsOutcomes:
             total = count + (old.count if old is not None else 0)
             self._rows[key] = OutcomeRow(*key[:6], detail, total, strings)
 
-    def _write(self, pending: dict[_Key, tuple[int, str, tuple[str, ...]]]) -> None:
+    def _write(self, pending: dict[_Key, tuple[int, str, tuple[str, ...]]],
+               prune_before: str = "") -> None:
         assert self._db is not None
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if prune_before:
+                    self._db.execute("DELETE FROM outcome WHERE day < ?", (prune_before,))
+                    self._db.execute("DELETE FROM sent WHERE day < ?", (prune_before,))
                 for key, (count, detail, strings) in pending.items():
                     self._db.execute(
                         "INSERT INTO outcome VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "

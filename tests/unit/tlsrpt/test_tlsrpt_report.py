@@ -115,3 +115,15 @@ def test_certificate_failures_by_openssl_message() -> None:
         ResultType.CERTIFICATE_NOT_TRUSTED
     assert certificate_failure("unable to get local issuer certificate") is \
         ResultType.CERTIFICATE_NOT_TRUSTED
+
+
+def test_counts_older_than_the_retention_are_deleted(tmp_path) -> None:
+    clock = [DAY_START]
+    store = TlsOutcomes(tmp_path / "tls-rpt.db", clock=lambda: clock[0])
+    store.record(STS, "mx1.mail.company-y.example", "203.0.113.56", None)
+    asyncio.run(store.flush())
+    clock[0] += 40 * 86400
+    store.record(STS, "mx1.mail.company-y.example", "203.0.113.56", None)
+    asyncio.run(store.flush())
+    assert [r.day for r in store.rows()] == ["2027-01-09"]
+    store.close()
