@@ -77,6 +77,8 @@ class Dispatcher:
         self.local_agent = LocalDeliveryAgent(config, directory)
         self.outbound = outbound or OutboundDelivery(config, clock=clock)
         outcomes = self.outbound.tls_outcomes
+        if outcomes is not None:
+            outcomes.metrics = metrics
         self.tls_reports = (ReportSender(config, outcomes, self.outbound.resolver, ingest, clock)
                             if outcomes is not None and config.tls_rpt.send_reports else None)
         self.policy = AttemptPolicy(config, queue, ingest, clock)

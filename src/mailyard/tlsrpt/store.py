@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailyard.fs import create_private_database
+from mailyard.metrics import OUTBOUND_TLS, Metrics
 from mailyard.tlsrpt.results import PolicyTag, ResultType
 
 __all__ = ["OutcomeRow", "TlsOutcomes", "utc_day"]
@@ -81,6 +82,7 @@ class TlsOutcomes:
         self._rows: dict[_Key, OutcomeRow] = {}  # the in-memory store when path is None
         self._last_flush = clock()
         self._pruned_day = ""
+        self.metrics: Metrics | None = None  # counts each outcome as it is recorded too
         if path is not None:
             create_private_database(path)
             self._db = sqlite3.connect(str(path), check_same_thread=False,
@@ -95,6 +97,8 @@ class TlsOutcomes:
                result.value if result is not None else "", receiving_ip)
         count, _, _ = self._pending.get(key, (0, "", ()))
         self._pending[key] = (count + 1, detail[:500], policy.strings)
+        if self.metrics is not None:
+            self.metrics.inc(OUTBOUND_TLS, policy=key[2], result=key[4] or "success")
 
     def flush_due(self) -> bool:
         return bool(self._pending) and self.clock() - self._last_flush >= FLUSH_SECONDS

@@ -127,3 +127,15 @@ def test_counts_older_than_the_retention_are_deleted(tmp_path) -> None:
     asyncio.run(store.flush())
     assert [r.day for r in store.rows()] == ["2027-01-09"]
     store.close()
+
+
+def test_outcomes_are_counted_in_the_metrics_too() -> None:
+    from mailyard.metrics import OUTBOUND_TLS, Metrics
+
+    store = TlsOutcomes(None, clock=lambda: DAY_START)
+    store.metrics = Metrics()
+    store.record(STS, "mx1.mail.company-y.example", "203.0.113.56", None)
+    store.record(STS, "mx2.mail.company-y.example", "203.0.113.58",
+                 ResultType.STARTTLS_NOT_SUPPORTED)
+    assert store.metrics.get(OUTBOUND_TLS, policy="sts", result="success") == 1
+    assert store.metrics.get(OUTBOUND_TLS, policy="sts", result="starttls-not-supported") == 1
