@@ -267,3 +267,33 @@ def test_dane_is_not_used_without_the_ad_bit(world, tmp_path) -> None:
             return status, reply
     status, reply = asyncio.run(go())
     assert status is AttemptStatus.DELIVERED, reply
+
+
+@pytest.mark.parametrize(("name", "delivered"), [("mx1.dest.test", True),
+                                                 ("other.dest.test", False)])
+def test_dane_ta_record_anchors_the_chain_and_names_are_checked(world, tmp_path, name,
+                                                                delivered) -> None:
+    """DANE-TA(2): the server sends its CA in the chain, the TLSA record matches that CA
+    (no system trust involved), and the leaf must name the MX host (RFC 7672 3.2.2)."""
+    net, _, dns = world
+    dns.authenticated = True
+    dns.set("dest.test", "MX", ["10 mx1.dest.test"])
+    dns.set("_mta-sts.dest.test", "TXT", [])
+    private = make_ca(tmp_path, "Private CA")
+    cert_file, key_file = private.issue(tmp_path, name)
+    chain = tmp_path / "chain.pem"
+    chain.write_bytes(Path(cert_file).read_bytes() + Path(private.cert_file).read_bytes())
+    ca_der = private.cert.public_bytes(serialization.Encoding.DER)
+    dns.set("_25._tcp.mx1.dest.test", "TLSA", [f"2 0 1 {hashlib.sha256(ca_der).hexdigest()}"])
+
+    async def go():
+        async with FakeSmtpServer(starttls="ok", ssl_context=server_context(str(chain), key_file),
+                                  host=net.mx1) as mx1:
+            status, reply = await deliver(config_for(tmp_path, dns, mx1.port, "", dane=True))
+            return status, reply, mx1
+    status, reply, mx1 = asyncio.run(go())
+    if delivered:
+        assert status is AttemptStatus.DELIVERED, reply
+    else:
+        assert status is AttemptStatus.DEFERRED and "4.7.5" in reply, reply
+        assert ("tlsa", "mx1.dest.test", "certificate-host-mismatch", 1) in outcomes(tmp_path)
