@@ -26,7 +26,10 @@ from mailyard.authres.model import AuthResults, MethodResult, ResultProperty
 
 __all__ = ["ParseError", "authserv_id_of", "claims_authserv_id", "parse_value"]
 
-_TSPECIALS = frozenset('()<>@,;:\\"/[]?=')
+# RFC 2045 token: any printable ASCII but SPACE and tspecials; non-ASCII is let through
+# (RFC 6532 fields), control characters and tspecials end it.
+_TOKEN = re.compile(r'[^\x00-\x20\x7f()<>@,;:\\"/\[\]?=]*')
+_TOKEN_AT = re.compile(r'[^\x00-\x20\x7f()<>,;:\\"/\[\]?=]*')
 _KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?")
 _DIGITS = re.compile(r"[0-9]+")
 _MAX_COMMENT_DEPTH = 32
@@ -120,14 +123,11 @@ class _Cursor:
         raise self.fail("unterminated quoted string")
 
     def token(self, extra: str = "") -> str:
-        """An RFC 2045 token; ``extra`` admits more characters (for pvalue forms)."""
-        start = self.pos
-        while self.pos < len(self.text):
-            char = self.text[self.pos]
-            if char <= " " or char == "\x7f" or (char in _TSPECIALS and char not in extra):
-                break
-            self.pos += 1
-        return self.text[start:self.pos]
+        """An RFC 2045 token; ``extra`` (only "@") admits more characters (pvalue forms)."""
+        match = (_TOKEN_AT if extra else _TOKEN).match(self.text, self.pos)
+        token = match.group() if match is not None else ""
+        self.pos += len(token)
+        return token
 
     def value(self, what: str) -> str:
         """RFC 2045 value: a token or a quoted string."""

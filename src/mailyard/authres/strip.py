@@ -32,6 +32,8 @@ def _fields(block: bytes) -> list[bytes]:
 def strip_claimed(block: bytes, ours: Collection[str]) -> tuple[bytes, int]:
     """The header section without the Authentication-Results fields claiming one of
     ``ours``, and how many were removed."""
+    if _NAME not in block.lower():
+        return block, 0
     kept: list[bytes] = []
     removed = 0
     for field in _fields(block):

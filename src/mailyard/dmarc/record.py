@@ -22,6 +22,7 @@ so a hostile record costs time linear in its length and a bounded result.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,8 +174,12 @@ class _Tags:
         return value
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_record(text: str) -> DmarcRecord | RecordError:
-    """Parse one DMARC TXT record (its character-strings already concatenated)."""
+    """Parse one DMARC TXT record (its character-strings already concatenated).
+
+    The results are values, so the last 1,024 are remembered: the same records come
+    back with every message of a sender, from the DNS cache."""
     if not is_dmarc_record(text):
         return RecordError("record does not begin with v=DMARC1")
     tags = _Tags(text)
