@@ -39,7 +39,14 @@ from mailyard.dmarc.record import (
     is_dmarc_record,
     parse_record,
 )
-from mailyard.dns.api import AnswerKind, DnsError, DnsNameError, DnsTemporaryError, Resolver
+from mailyard.dns.api import (
+    AnswerKind,
+    DnsError,
+    DnsNameError,
+    DnsTemporaryError,
+    Resolver,
+    ascii_domain,
+)
 
 __all__ = [
     "Disposition",
@@ -194,8 +201,9 @@ def _authenticated(record: DmarcRecord, author: str, spf: SpfOutcome | None,
 async def evaluate_domain(author: str, spf: SpfOutcome | None, dkim: Sequence[DkimOutcome],
                           resolver: Resolver, suffixes: PublicSuffixes,
                           sample: Sampler = random_percent) -> DmarcResult:
-    """DMARC for one Author Domain (an A-label domain, lower case)."""
+    """DMARC for one Author Domain (U-labels are converted, case is ignored)."""
     try:
+        author = ascii_domain(author)
         found = await _discover(resolver, author, suffixes.organizational_domain(author))
         if found.record is None:
             return DmarcResult(DmarcStatus.NONE, author_domain=author,
