@@ -16,11 +16,13 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from mailyard.authres.format import dmarc_result
+from mailyard.authres.model import MethodResult
 from mailyard.config import DmarcConfig
 from mailyard.dmarc.evaluate import Disposition, DmarcResult, DmarcStatus
 from mailyard.proto.smtp.replies import REPLY_DMARC_REJECT, Reply
 
-__all__ = ["QUARANTINE_FIELD", "ActionKind", "DmarcAction", "dmarc_action"]
+__all__ = ["QUARANTINE_FIELD", "ActionKind", "DmarcAction", "authres_entry", "dmarc_action"]
 
 QUARANTINE_FIELD = "X-Mailyard-Quarantine"
 
@@ -55,3 +57,13 @@ def dmarc_action(result: DmarcResult, config: DmarcConfig) -> DmarcAction:
     if result.disposition is Disposition.QUARANTINE:
         return _quarantine(result)
     return DmarcAction(ActionKind.ACCEPT)
+
+
+def authres_entry(result: DmarcResult) -> MethodResult:
+    """The ``dmarc=`` entry of our Authentication-Results field for this result:
+    ``dmarc=fail (p=reject dis=quarantine) header.from=example.com``."""
+    policy = result.policy.value if result.policy is not None else ""
+    disposition = result.disposition.value if result.policy is not None else ""
+    return dmarc_result(result.status.value, result.author_domain, policy=policy,
+                        disposition=disposition)
+

@@ -7,7 +7,9 @@ evaluation reports as ``permerror`` so that the receiver's policy can refuse the
 (a second From field is a known way to show one author and get another checked).
 A single From field with several addresses (RFC 5322 allows a mailbox-list) is
 checked once per distinct domain, and the strictest failing policy applies (6.6.1).
-U-labels are converted to A-labels (6.6.1, IDNA 2008).
+U-labels are converted to A-labels (6.6.1, IDNA 2008).  Each domain costs DNS
+lookups, so a From field with more than :data:`MAX_AUTHOR_DOMAINS` distinct domains
+is refused as a problem rather than checked.
 """
 
 from __future__ import annotations
@@ -19,15 +21,17 @@ from email.utils import getaddresses
 
 from mailyard.dns.api import DnsNameError, ascii_domain
 
-__all__ = ["FromProblem", "author_domains"]
+__all__ = ["MAX_AUTHOR_DOMAINS", "FromProblem", "author_domains"]
 
 _FOLD = re.compile(r"\r?\n[ \t]")
+MAX_AUTHOR_DOMAINS = 8
 
 
 class FromProblem(enum.StrEnum):
     NO_FROM = "no From field"
     MULTIPLE_FROM = "more than one From field"
     NO_DOMAIN = "From has no address with a valid domain"
+    TOO_MANY_DOMAINS = f"From names more than {MAX_AUTHOR_DOMAINS} domains"
 
 
 def _domain(address: str) -> str | None:
@@ -59,5 +63,7 @@ def author_domains(from_values: Sequence[str]) -> tuple[str, ...] | FromProblem:
         if domain is None:
             return FromProblem.NO_DOMAIN
         if domain not in domains:
+            if len(domains) == MAX_AUTHOR_DOMAINS:
+                return FromProblem.TOO_MANY_DOMAINS
             domains.append(domain)
     return tuple(domains) if domains else FromProblem.NO_DOMAIN

@@ -152,7 +152,7 @@ async def _records_at(resolver: Resolver, domain: str) -> list[str]:
 
 
 async def _discover(resolver: Resolver, domain: str, org: str) -> _Found:
-    """Steps 1-3 and 6 of RFC 7489 6.6.3.  Raises DnsTemporaryError."""
+    """Steps 1-6 of RFC 7489 6.6.3.  Raises DnsTemporaryError."""
     where = domain
     records = await _records_at(resolver, domain)
     if not records and org != domain:

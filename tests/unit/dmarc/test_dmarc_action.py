@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from mailyard.authres import AuthResults, format_value
 from mailyard.config import ConfigError, DmarcConfig, parse_config
 from mailyard.dmarc import Disposition, DmarcResult, DmarcStatus, Policy
-from mailyard.dmarc.action import ActionKind, dmarc_action
+from mailyard.dmarc.action import ActionKind, authres_entry, dmarc_action
 from mailyard.proto.smtp.replies import REPLY_DMARC_REJECT
 
 
@@ -68,3 +69,16 @@ def test_config_errors_name_the_key(text, key):
     with pytest.raises(ConfigError) as info:
         parse_config('hostname = "mx.example.org"\n' + text)
     assert info.value.key == key
+
+
+def test_rfc7489_11_2_authentication_results_entry():
+    result = DmarcResult(DmarcStatus.FAIL, Disposition.QUARANTINE, "example.com",
+                         "example.com", Policy.REJECT, sampled_out=True)
+    value = format_value(AuthResults("mx.example.org", (authres_entry(result),)))
+    assert value == (" mx.example.org;\r\n"
+                     "\tdmarc=fail (p=reject dis=quarantine) header.from=example.com")
+    none = authres_entry(DmarcResult(DmarcStatus.NONE, author_domain="example.net"))
+    assert (none.result, none.comment, none.prop("header", "from")) == ("none", "",
+                                                                         "example.net")
+    bad_from = authres_entry(DmarcResult(DmarcStatus.PERMERROR, reason="no From field"))
+    assert bad_from.properties == ()

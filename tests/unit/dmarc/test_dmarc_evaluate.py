@@ -238,6 +238,7 @@ def test_6_6_1_single_from_address():
     (["undisclosed-recipients:;"], "From has no address with a valid domain"),
     (["Jane <jane>"], "From has no address with a valid domain"),
     (["jane@[192.0.2.1]"], "From has no address with a valid domain"),
+    ([", ".join(f"u@d{i}.example" for i in range(1000))], "From names more than 8 domains"),
 ])
 def test_6_6_1_messages_outside_dmarc_are_permerror(values, reason):
     result = message(values)
