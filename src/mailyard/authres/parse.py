@@ -29,7 +29,10 @@ __all__ = ["ParseError", "authserv_id_of", "claims_authserv_id", "parse_value"]
 # RFC 2045 token: any printable ASCII but SPACE and tspecials; non-ASCII is let through
 # (RFC 6532 fields), control characters and tspecials end it.
 _TOKEN = re.compile(r'[^\x00-\x20\x7f()<>@,;:\\"/\[\]?=]*')
-_TOKEN_AT = re.compile(r'[^\x00-\x20\x7f()<>,;:\\"/\[\]?=]*')
+# An unquoted pvalue: a token or [local-part]@domain (a dot-atom local part may hold
+# "/", "=", "?"...); read up to whitespace, ";" or a comment, which also takes the
+# base64 padding some writers leave unquoted in header.b.
+_PVALUE = re.compile(r'[^\x00-\x20\x7f();"]*')
 _KEYWORD = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?")
 _DIGITS = re.compile(r"[0-9]+")
 _MAX_COMMENT_DEPTH = 32
@@ -122,9 +125,9 @@ class _Cursor:
                 self.pos += 1
         raise self.fail("unterminated quoted string")
 
-    def token(self, extra: str = "") -> str:
-        """An RFC 2045 token; ``extra`` (only "@") admits more characters (pvalue forms)."""
-        match = (_TOKEN_AT if extra else _TOKEN).match(self.text, self.pos)
+    def token(self, pattern: re.Pattern[str] = _TOKEN) -> str:
+        """An RFC 2045 token (or what ``pattern`` reads), possibly empty."""
+        match = pattern.match(self.text, self.pos)
         token = match.group() if match is not None else ""
         self.pos += len(token)
         return token
@@ -147,8 +150,8 @@ class _Cursor:
             text = self.quoted()
             if self.peek() != "@":
                 return text
-            return text + self.token("@")
-        token = self.token("@")
+            return text + self.token(_PVALUE)
+        token = self.token(_PVALUE)
         if not token:
             raise self.fail("expected a property value")
         return token

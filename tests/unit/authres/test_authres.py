@@ -190,3 +190,13 @@ def test_5_strip_removes_only_our_fields_and_keeps_the_rest_byte_for_byte():
                         b"authentication-results : other.example; dkim=pass header.d=a.example\r\n"
                         b"Subject: Authentication-Results: mx.example.org; none\r\n"
                         b"\r\n")
+
+
+def test_2_2_unquoted_local_parts_and_base64_are_read_whole():
+    """pvalue's [local-part]@domain form admits "/", "=" and "?" in a dot-atom; some
+    writers also leave header.b's base64 unquoted."""
+    ar = parsed(" mx.example; spf=pass smtp.mailfrom=a/b=c?d@example.net;"
+                " dkim=pass header.b=ab+/cd== header.d=example.net")
+    assert ar.results[0].prop("smtp", "mailfrom") == "a/b=c?d@example.net"
+    assert ar.results[1].prop("header", "b") == "ab+/cd=="
+    assert ar.results[1].prop("header", "d") == "example.net"

@@ -4,6 +4,8 @@ RFC 9091 (np), with the records of RFC 7489 appendix B.2."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailyard.dmarc.record import (
     MAX_REPORT_URIS,
@@ -117,4 +119,10 @@ def test_hostile_huge_record_is_bounded():
 @pytest.mark.parametrize("text", ["", ";", "v=", "v=DMARC1;;;;", "v=DMARC1; p", "v=DMARC1; =;=",
                                   "v=DMARC1; p=\x00", "v=DMARC1; p=réject"])
 def test_malformed_records_give_a_value(text):
+    assert isinstance(parse_record(text), (DmarcRecord, RecordError))
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=300).map(lambda t: "v=DMARC1;" + t) | st.text(max_size=300))
+def test_any_text_gives_a_value(text):
     assert isinstance(parse_record(text), (DmarcRecord, RecordError))
