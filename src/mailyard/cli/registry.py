@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailyard.cli import accounts, init, queue, send, serve, transport_security
+from mailyard.cli import accounts, init, queue, report, send, serve
 
 REGISTER = [
     init.register,
@@ -10,5 +10,5 @@ REGISTER = [
     accounts.register,
     queue.register,
     send.register,
-    transport_security.register,
+    report.register,
 ]

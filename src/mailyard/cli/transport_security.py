@@ -121,10 +121,8 @@ def register_domain(ds: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    r = sub.add_parser("report", help="reports on outbound mail",
-                       description="Reports on outbound mail.")
-    rs = r.add_subparsers(dest="report_command", metavar="REPORT", required=True)
+def register_report(rs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """``report tls``, under the ``report`` group of :mod:`mailyard.cli.report`."""
     p = rs.add_parser("tls", help="TLS outcomes of outbound sessions (TLS-RPT)",
                       description="Successful and failed TLS sessions to MX hosts per day, "
                                   "recipient domain and policy (sts, tlsa, no-policy-found), "

@@ -512,6 +512,35 @@ class AuthConfig:
                 f"(RFC 7677) and {SCRAM_ITERATIONS_MAX}")
 
 
+class DmarcQuarantine(enum.StrEnum):
+    HEADER = "header"  # deliver, marked with X-Mailyard-Quarantine
+
+
+@dataclass(frozen=True)
+class DmarcConfig:
+    # Check DMARC (RFC 7489) on mail received on port 25 and act on failures.
+    enabled: bool = True
+    # Refuse mail whose domain asks for p=reject (550 5.7.1); false: quarantine it.
+    reject: bool = True
+    quarantine: DmarcQuarantine = DmarcQuarantine.HEADER
+    # A Public Suffix List file instead of the copy publicsuffixlist ships ("").
+    public_suffix_list: str = ""
+
+    def validate(self, key: str) -> None:
+        if self.public_suffix_list and not os.path.isabs(self.public_suffix_list):
+            raise ConfigError(f"{key}.public_suffix_list", "must be an absolute path")
+
+
+@dataclass(frozen=True)
+class AuthResultsConfig:
+    # The authserv-id of our Authentication-Results fields (RFC 8601 2.5); "": hostname.
+    authserv_id: str = ""
+
+    def validate(self, key: str) -> None:
+        if any(c.isspace() or c in '()<>@,;:\\"/[]?=' for c in self.authserv_id):
+            raise ConfigError(f"{key}.authserv_id", "must be a host name (an RFC 2045 token)")
+
+
 @dataclass(frozen=True)
 class MailboxConfig:
     # The default quota of every user (RFC 9208 STORAGE in octets, MESSAGE in
@@ -539,6 +568,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    dmarc: DmarcConfig = field(default_factory=DmarcConfig)
+    auth_results: AuthResultsConfig = field(default_factory=AuthResultsConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     dane: DaneConfig = field(default_factory=DaneConfig)
@@ -659,6 +690,9 @@ def _finish(cfg: Config) -> Config:
         updates["local_domains"] = ()
     updates["local_domains"] = tuple(d.lower().rstrip(".") for d in cfg.local_domains)
     updates["relay_domains"] = tuple(d.lower().rstrip(".") for d in cfg.relay_domains)
+    if not cfg.auth_results.authserv_id:
+        hostname = updates.get("hostname", cfg.hostname)
+        updates["auth_results"] = replace(cfg.auth_results, authserv_id=hostname)
     cfg = replace(cfg, **updates)
     cfg.validate()
     return cfg

@@ -183,3 +183,6 @@ REPLY_REMOTE_NO_HOPS = Reply(451, "4.4.0", "No next hop to deliver to")
 # --- SMTP server (smtpd) --------------------------------------------------------
 REPLY_INTERNAL_ERROR = Reply(421, "4.3.0", "Internal error, closing connection")
 REPLY_NOT_SMTP = Reply(421, "4.7.0", "This is an SMTP server, closing connection")
+
+# --- sender authentication (RFC 7489 DMARC) --------------------------------------
+REPLY_DMARC_REJECT = Reply(550, "5.7.1", "Message rejected: the DMARC policy of {domain} asks to reject mail that fails authentication")
