@@ -18,9 +18,11 @@ or its domain does not work are hard:
 - ``5.4.7`` (delivery time expired) and other ``5.3.x``/``5.4.x`` are soft.
 
 The server's text overrides a code in two cases: text saying the mailbox is full or
-over quota makes any failure soft, and text saying the user is unknown makes a
-permanent failure whose code is generic or policy (``5.0.0``, ``5.7.1`` — common for
-"550 5.7.1 Recipient address rejected: user unknown") hard.
+over quota makes any failure soft, and text saying the user is unknown makes any
+permanent failure hard, whatever its code: large providers answer a missing mailbox
+with codes of other subjects ("550 5.5.0 Requested action not taken: mailbox
+unavailable", "550 5.4.1 Recipient address rejected: Access denied", "550 5.7.1
+Recipient address rejected: user unknown").
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ _UNKNOWN = re.compile(r"user unknown|unknown user|no such (user|mailbox|recipien
                       r"recipient not found|address not found|invalid (recipient|mailbox)|"
                       r"mailbox unavailable|unknown (recipient|mailbox|address)|"
                       r"account (is )?(disabled|deactivated)|recipnotfound|"
-                      r"address rejected: user", re.I)
+                      r"address rejected: (?:user|access denied)|"
+                      r"(?:does not|doesn'?t) have an? (?:\S+ )?account", re.I)
 
 
 def find_status(text: str) -> str | None:
@@ -80,6 +83,6 @@ def severity(status: str | None, text: str = "") -> Severity:
     subject, detail = (int(x) for x in status.split(".")[1:])
     if (subject, None) in _HARD or (subject, detail) in _HARD:
         return Severity.HARD
-    if unknown and subject in (0, 7):
+    if unknown:
         return Severity.HARD
     return Severity.SOFT

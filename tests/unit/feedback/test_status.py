@@ -23,6 +23,10 @@ HARD, SOFT, NONE = Severity.HARD, Severity.SOFT, Severity.NONE
     ("5.7.1", "554 5.7.1 Message rejected as spam", SOFT),
     ("5.7.1", "550 5.7.1 Recipient address rejected: user unknown", HARD),
     ("5.5.0", "", SOFT),
+    ("5.5.0", "550 5.5.0 Requested action not taken: mailbox unavailable", HARD),
+    ("5.4.1", "550 5.4.1 Recipient address rejected: Access denied", HARD),
+    ("5.4.1", "550 5.4.1 no answer from host", SOFT),
+    (None, "554 delivery error: dd This user doesn't have a example.com account", HARD),
     ("5.1.1", "Mailbox quota exceeded", SOFT),          # text says full: soft wins
     ("4.2.2", "mailbox full", SOFT),
     ("4.4.1", "no answer from host", SOFT),
