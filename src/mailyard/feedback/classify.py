@@ -8,9 +8,9 @@ The order matters:
 3. an auto-reply with a sign only auto-replies carry (X-Autoreply, Precedence:
    auto_reply, an "Out of Office" subject), even if it quotes bounce-like text;
 4. a known text bounce format (:mod:`.textformats`);
-5. an auto-reply by ``Auto-Submitted`` alone: checked after the bounce formats
+5. a message from MAILER-DAEMON/postmaster or with a bounce subject, read generically;
+6. an auto-reply by ``Auto-Submitted`` alone: checked after the bounce readings
    because bounces carry that field as well;
-6. a message from MAILER-DAEMON/postmaster or with a bounce subject, read generically;
 7. anything else is not a bounce (a person answering the newsletter, spam).
 
 Malformed input never raises: unparseable bytes are "not a bounce" with a note.
@@ -69,7 +69,7 @@ def _text_bounce(msg: Message) -> Feedback:
     text = mime.human_text(msg)
     subject = mime.decoded_header(msg, "subject") or ""
     fmt = textformats.known_format(text)
-    if fmt is None and not autoreply.is_auto_reply(msg):
+    if fmt is None:  # Auto-Submitted alone does not tell an auto-reply from a bounce
         sender = " ".join(mime.headers(msg, "from", 3) + mime.headers(msg, "return-path", 3))
         if textformats.looks_like_bounce(sender, subject):
             fmt = textformats.GENERIC

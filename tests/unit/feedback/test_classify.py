@@ -308,3 +308,17 @@ def test_unreadable_bounce_from_mailer_daemon_is_soft_without_address() -> None:
 
 def test_unparseable_bytes() -> None:
     assert classify(b"\r\n").verdict is Verdict.NOT_BOUNCE
+
+
+def test_unknown_language_bounce_with_auto_submitted_is_still_a_bounce() -> None:
+    # RFC 3834 5: bounces carry Auto-Submitted too; sender and subject say bounce
+    raw = (b"From: MAILER-DAEMON@mail.example.de (Mail-Zustellsystem)\r\n"
+           b"Subject: Unzustellbare Nachricht\r\nAuto-Submitted: auto-replied\r\n"
+           b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+           b"Dies ist das Mailsystem auf dem Rechner mail.example.de.\r\n\r\n"
+           b"Ihre Nachricht konnte nicht zugestellt werden:\r\n\r\n"
+           b"<weg@example.de>: host mx.example.de said: 550 5.1.1 Benutzer unbekannt\r\n"
+           )
+    result = classify(raw)
+    assert (result.verdict, result.format) == (Verdict.HARD_BOUNCE, ReportFormat.GENERIC)
+    assert result.recipients[0].address == "weg@example.de"
