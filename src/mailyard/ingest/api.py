@@ -131,6 +131,26 @@ class IngestHook(Protocol):
         ...
 
 
+class ContentObserver(Protocol):
+    """Sees one message's content exactly as it is stored (trace field and submission
+    fixes included), in pieces, then says what to prepend (a DKIM signature, whose body
+    hash is computed as the content streams by, so the body is read only once)."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    def fields(self) -> bytes:
+        """Header fields for the prepend section, at commit (may be empty)."""
+        ...
+
+
+class StreamingHook(Protocol):
+    """A stage that watches the content of the messages it chooses while it streams."""
+
+    def observe(self, submission: Submission) -> ContentObserver | None:
+        """An observer for this message, or None to leave it alone."""
+        ...
+
+
 class DeliverNow(Protocol):
     """Delivery while the sender waits (transports with ``mode = "end-to-end"``): the
     message is already committed to the queue; this claims it, delivers it and records
