@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import re
 from dataclasses import dataclass
 
 __all__ = [
@@ -24,10 +23,6 @@ __all__ = [
 ]
 
 CRLF = b"\r\n"
-# A run of WSP that relaxed canonicalization changes: two or more, or one tab.  A
-# single space is already canonical, so matching it would only cost time.
-_WSP_TO_SPACE = re.compile(rb" [ \t]+|\t[ \t]*")
-_WSP = re.compile(rb"[ \t]+")
 
 
 class Canon(enum.StrEnum):
@@ -87,8 +82,23 @@ def canon_header(raw: bytes, canon: Canon) -> bytes:
     if canon is Canon.SIMPLE:
         return raw
     name, _, value = raw.partition(b":")
-    value = _WSP.sub(b" ", value.replace(CRLF, b"")).strip(b" ")
-    return name.rstrip(b" \t").lower() + b":" + value + CRLF
+    value = value.replace(CRLF, b"")
+    if b"\t" in value:
+        value = value.replace(b"\t", b" ")
+    while b"  " in value:
+        value = value.replace(b"  ", b" ")
+    return name.rstrip(b" \t").lower() + b":" + value.strip(b" ") + CRLF
+
+
+def _relaxed_lines(lines: bytes) -> bytes:
+    """3.4.4 on whole lines: each WSP run one space, none before CRLF.  Done with
+    ``bytes.replace`` passes (C loops over the buffer; a run of n blanks needs log2(n)
+    passes), several times faster than a regex substitution on text with many runs."""
+    if b"\t" in lines:
+        lines = lines.replace(b"\t", b" ")
+    while b"  " in lines:
+        lines = lines.replace(b"  ", b" ")
+    return lines.replace(b" \r\n", CRLF)
 
 
 class BodyHasher:
@@ -124,7 +134,7 @@ class BodyHasher:
     def _lines(self, lines: bytes) -> None:
         """Complete lines (ending with CRLF), starting at a line start."""
         if self._relaxed:
-            lines = _WSP_TO_SPACE.sub(b" ", lines).replace(b" \r\n", CRLF)
+            lines = _relaxed_lines(lines)
         end = len(lines)
         while end >= 2 and lines[end - 2] == 13 and lines[end - 1] == 10:
             end -= 2
@@ -154,7 +164,7 @@ class BodyHasher:
             last = self._partial
             self._partial = b""
             if self._relaxed and last:
-                last = _WSP_TO_SPACE.sub(b" ", last).rstrip(b" ")
+                last = _relaxed_lines(last).rstrip(b" ")
             if last:
                 self._lines(last + CRLF)
             if not self._relaxed and self.length == 0:

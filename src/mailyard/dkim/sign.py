@@ -16,8 +16,11 @@ From must not slip in).
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from mailyard.dkim.canon import BodyHasher, Canon, split_header
 from mailyard.dkim.crypto import PrivateKey, sign_data
@@ -47,19 +50,30 @@ class Signer:
     header_canon: Canon = Canon.RELAXED
     body_canon: Canon = Canon.RELAXED
     expiry: int = 0  # seconds until x=; 0 for none
+    # (name as written in h=, lower-case name, extra entries): computed once
+    _plan: tuple[tuple[str, bytes, int], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_plan", _plan(self.headers, self.oversign))
 
     @property
     def algorithm(self) -> str:
-        from cryptography.hazmat.primitives.asymmetric import ed25519
-        return "ed25519-sha256" if isinstance(self.key, ed25519.Ed25519PrivateKey) \
-            else "rsa-sha256"
+        if isinstance(self.key, ed25519.Ed25519PrivateKey):
+            return "ed25519-sha256"
+        return "rsa-sha256"
 
     def field(self, header: bytes, body_hash: bytes, now: float) -> bytes:
         """The ``DKIM-Signature:`` field (folded, ending with CRLF) to put on top of
         the message whose header section is ``header``."""
         fields = split_header(header)
-        names = _names_to_sign(fields_names(f.name for f in fields), self.headers,
-                               self.oversign)
+        present = Counter(f.name for f in fields)
+        names: list[str] = []
+        lows: list[bytes] = []
+        for name, low, extra in self._plan:
+            count = present[low] + extra
+            if count:
+                names += [name] * count
+                lows += [low] * count
         stamp = int(now)
         lines = [f"DKIM-Signature: v=1; a={self.algorithm}; "
                  f"c={self.header_canon}/{self.body_canon};",
@@ -69,36 +83,25 @@ class Signer:
                  f"bh={base64.b64encode(body_hash).decode('ascii')};",
                  "b="]
         unsigned = "\r\n\t".join(lines).encode("ascii")
-        data = signed_header_data(fields, (n.lower().encode() for n in names),
-                                  self.header_canon, unsigned)
+        data = signed_header_data(fields, lows, self.header_canon, unsigned)
         signature = base64.b64encode(sign_data(self.key, data))
         return unsigned + _fold_base64(signature, 3)
 
 
-def fields_names(names: Iterable[bytes]) -> dict[str, int]:
-    """How many times each (lower-case) field name occurs."""
-    counts: dict[str, int] = {}
-    for name in names:
-        key = name.decode("ascii", "replace")
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
-def _names_to_sign(present: dict[str, int], headers: Sequence[str],
-                   oversign: Sequence[str]) -> list[str]:
+def _plan(headers: Sequence[str], oversign: Sequence[str]) -> tuple[tuple[str, bytes, int], ...]:
+    """Each configured name once, From first if it was left out (RFC 6376 5.4: From is
+    always signed), with one extra entry for the oversigned names."""
     extra = {o.lower() for o in oversign}
-    names: list[str] = []
+    plan: list[tuple[str, bytes, int]] = []
     seen: set[str] = set()
     for name in headers:
         low = name.lower()
-        if low in seen:
-            continue
-        seen.add(low)
-        count = present.get(low, 0) + (1 if low in extra else 0)
-        names.extend([name] * count)
-    if "from" not in seen:  # RFC 6376 5.4: From is always signed
-        names[:0] = ["From"] * (present.get("from", 0) + 1)
-    return names
+        if low not in seen:
+            seen.add(low)
+            plan.append((name, low.encode("ascii"), 1 if low in extra else 0))
+    if "from" not in seen:
+        plan.insert(0, ("From", b"from", 1))
+    return tuple(plan)
 
 
 def _fold_list(tag: str, names: list[str]) -> str:
