@@ -268,6 +268,9 @@ def _register_domain(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p = _parser(ds, "delete", "delete a local domain (it must have no users or aliases)",
                 cmd_domain_delete)
     p.add_argument("domain", metavar="DOMAIN", help="a domain added with `domain add`")
+    from mailyard.cli.dkim import register_domain_actions
+
+    register_domain_actions(ds)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

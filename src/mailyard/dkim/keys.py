@@ -214,6 +214,8 @@ class KeyStore:
                     (json.dumps(data, indent=1) + "\n").encode())
 
     def _write(self, path: Path, data: bytes) -> None:
+        """Atomically, 0600 in 0700 directories (the CLI runs as the data dir's owner,
+        so the server can read what it writes)."""
         for directory in (self.root, path.parent):
             directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             os.chmod(directory, 0o700)

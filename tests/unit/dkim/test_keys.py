@@ -74,3 +74,4 @@ def test_unreadable_key_is_an_error_value(tmp_path: Path) -> None:
     (tmp_path / "dkim" / "example.com" / "s1.pem").write_text("garbage")
     with pytest.raises(KeyStoreError, match="cannot read"):
         KeyStore(tmp_path).signing_keys("example.com")
+
