@@ -5,12 +5,13 @@ of the data, so the signed message is the 32-byte hash)."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-__all__ = ["PrivateKey", "sign_data", "verify_data"]
+__all__ = ["PrivateKey", "sign_data", "signing_function", "verify_data"]
 
 PrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
 _PKCS1 = padding.PKCS1v15()
@@ -20,6 +21,15 @@ def sign_data(key: PrivateKey, data: bytes) -> bytes:
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key.sign(hashlib.sha256(data).digest())
     return key.sign(data, _PKCS1, hashes.SHA256())
+
+
+def signing_function(key: PrivateKey) -> Callable[[bytes], bytes]:
+    """``sign_data`` with the key type decided once (a signer signs many messages)."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        ed = key
+        return lambda data: ed.sign(hashlib.sha256(data).digest())
+    sha256 = hashes.SHA256()
+    return lambda data: key.sign(data, _PKCS1, sha256)
 
 
 def verify_data(key: rsa.RSAPublicKey | ed25519.Ed25519PublicKey, signature: bytes,

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from mailyard.dkim.canon import BodyHasher, Canon, split_header
-from mailyard.dkim.crypto import PrivateKey, sign_data
+from mailyard.dkim.crypto import PrivateKey, signing_function
 from mailyard.dkim.verify import signed_header_data
 
 __all__ = ["DEFAULT_HEADERS", "DEFAULT_OVERSIGN", "Signer", "sign_message"]
@@ -52,9 +52,15 @@ class Signer:
     expiry: int = 0  # seconds until x=; 0 for none
     # (name as written in h=, lower-case name, extra entries): computed once
     _plan: tuple[tuple[str, bytes, int], ...] = field(init=False, repr=False, compare=False)
+    _prefix: str = field(init=False, repr=False, compare=False)  # the fixed tags
+    _sign: Callable[[bytes], bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_plan", _plan(self.headers, self.oversign))
+        object.__setattr__(self, "_prefix", (
+            f"DKIM-Signature: v=1; a={self.algorithm}; c={self.header_canon.value}/"
+            f"{self.body_canon.value};\r\n\td={self.domain}; s={self.selector};\r\n\t"))
+        object.__setattr__(self, "_sign", signing_function(self.key))
 
     @property
     def algorithm(self) -> str:
@@ -70,21 +76,16 @@ class Signer:
         names: list[str] = []
         lows: list[bytes] = []
         for name, low, extra in self._plan:
-            count = present[low] + extra
+            count = present.get(low, 0) + extra
             if count:
                 names += [name] * count
                 lows += [low] * count
         stamp = int(now)
-        lines = [f"DKIM-Signature: v=1; a={self.algorithm}; "
-                 f"c={self.header_canon}/{self.body_canon};",
-                 f"d={self.domain}; s={self.selector};",
-                 f"t={stamp};" + (f" x={stamp + self.expiry};" if self.expiry else ""),
-                 _fold_list("h=", names) + ";",
-                 f"bh={base64.b64encode(body_hash).decode('ascii')};",
-                 "b="]
-        unsigned = "\r\n\t".join(lines).encode("ascii")
+        expires = f" x={stamp + self.expiry};" if self.expiry else ""
+        unsigned = (f"{self._prefix}t={stamp};{expires}\r\n\t{_fold_list('h=', names)};\r\n\t"
+                    f"bh={base64.b64encode(body_hash).decode('ascii')};\r\n\tb=").encode("ascii")
         data = signed_header_data(fields, lows, self.header_canon, unsigned)
-        signature = base64.b64encode(sign_data(self.key, data))
+        signature = base64.b64encode(self._sign(data))
         return unsigned + _fold_base64(signature, 3)
 
 
