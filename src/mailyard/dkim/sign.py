@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from mailyard.dkim.canon import BodyHasher, Canon, split_header
+from mailyard.dkim.canon import BodyHasher, Canon, HeaderField, split_header
 from mailyard.dkim.crypto import PrivateKey, signing_function
 from mailyard.dkim.verify import signed_header_data
 
@@ -68,10 +68,8 @@ class Signer:
             return "ed25519-sha256"
         return "rsa-sha256"
 
-    def field(self, header: bytes, body_hash: bytes, now: float) -> bytes:
-        """The ``DKIM-Signature:`` field (folded, ending with CRLF) to put on top of
-        the message whose header section is ``header``."""
-        fields = split_header(header)
+    def names_to_sign(self, fields: Sequence[HeaderField]) -> tuple[list[str], list[bytes]]:
+        """The h= names (as configured, and lower case) for a header's fields."""
         present = Counter(f.name for f in fields)
         names: list[str] = []
         lows: list[bytes] = []
@@ -80,9 +78,16 @@ class Signer:
             if count:
                 names += [name] * count
                 lows += [low] * count
+        return names, lows
+
+    def field(self, header: bytes, body_hash: bytes, now: float) -> bytes:
+        """The ``DKIM-Signature:`` field (folded, ending with CRLF) to put on top of
+        the message whose header section is ``header``."""
+        fields = split_header(header)
+        names, lows = self.names_to_sign(fields)
         stamp = int(now)
         expires = f" x={stamp + self.expiry};" if self.expiry else ""
-        unsigned = (f"{self._prefix}t={stamp};{expires}\r\n\t{_fold_list('h=', names)};\r\n\t"
+        unsigned = (f"{self._prefix}t={stamp};{expires}\r\n\t{fold_list('h=', names)};\r\n\t"
                     f"bh={base64.b64encode(body_hash).decode('ascii')};\r\n\tb=").encode("ascii")
         data = signed_header_data(fields, lows, self.header_canon, unsigned)
         signature = base64.b64encode(self._sign(data))
@@ -105,7 +110,7 @@ def _plan(headers: Sequence[str], oversign: Sequence[str]) -> tuple[tuple[str, b
     return tuple(plan)
 
 
-def _fold_list(tag: str, names: list[str]) -> str:
+def fold_list(tag: str, names: list[str]) -> str:
     text, line = tag, len(tag)
     for i, name in enumerate(names):
         sep = ":" if i else ""
