@@ -29,10 +29,11 @@ from mailyard.config import DkimConfig
 from mailyard.dkim.canon import BodyHasher, Canon, split_header
 from mailyard.dkim.keys import DkimKey, KeyStore, KeyStoreError
 from mailyard.dkim.sign import Signer
+from mailyard.dkim.verify import VerifyPolicy
 from mailyard.ingest.api import ContentObserver, Origin, Submission
 from mailyard.obs import log_event
 
-__all__ = ["DkimSigning", "from_domain", "signing_for"]
+__all__ = ["DkimSigning", "from_domain", "signing_for", "verify_policy_for"]
 
 log = logging.getLogger("mailyard.dkim")
 
@@ -126,6 +127,12 @@ class _Observer:
         now = self._signing.clock()
         return b"".join(self._signing.signer(key).field(self._header, digest, now)
                         for key in self._keys)
+
+
+def verify_policy_for(settings: DkimConfig) -> VerifyPolicy:
+    """The verification limits of ``[dkim]`` (``max_signatures``, ``min_rsa_bits``)."""
+    return VerifyPolicy(max_signatures=settings.max_signatures,
+                        min_rsa_bits=settings.min_rsa_bits)
 
 
 def signing_for(settings: DkimConfig, data_dir: str) -> DkimSigning:

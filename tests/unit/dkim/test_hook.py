@@ -123,3 +123,9 @@ def test_message_without_body_is_signed(tmp_path: Path,
 ])
 def test_from_domain(header: bytes, domain: str) -> None:
     assert from_domain(header) == domain
+
+
+def test_verify_policy_from_config() -> None:
+    from mailyard.dkim.hook import verify_policy_for
+    policy = verify_policy_for(DkimConfig(max_signatures=2, min_rsa_bits=2048))
+    assert (policy.max_signatures, policy.min_rsa_bits) == (2, 2048)

@@ -91,8 +91,8 @@ def test_ours_verifies_dkimpy(rsa_key: rsa.RSAPrivateKey, ed_key: ed25519.Ed2551
 def opendkim_usable() -> str:
     if shutil.which("opendkim-testmsg") is None:
         return "opendkim-testmsg not installed (Debian opendkim-tools)"
-    if os.geteuid() != 0 or shutil.which("unshare") is None:
-        return "needs root and unshare for a private DNS namespace"
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
+        return "needs root, unshare and ip for a private DNS namespace"
     return ""
 
 
