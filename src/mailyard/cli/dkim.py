@@ -54,16 +54,19 @@ def cmd_dkim_rotate(args: argparse.Namespace, config: Config) -> int:
             print("keep the retired records published for a few days "
                   f"({', '.join(s.record_name for s in retired)})")
         return 0
-    new = keys.rotate(args.domain, args.algorithm)
+    made = keys.ensure(args.domain) if args.algorithm is None else []
+    if not made:
+        made = [keys.rotate(args.domain, args.algorithm or "rsa-sha256")]
     if args.json:
-        print(json.dumps(new.to_dict(), indent=2))
+        print(json.dumps([m.to_dict() for m in made], indent=2))
         return 0
-    print("\n".join(_record_lines(new)))
-    if new.state == "pending":
+    for new in made:
+        print("\n".join(_record_lines(new)))
+    if made[-1].state == "pending":
         print(f"publish this record, wait for its TTL, then run "
-              f"`mailyard domain dkim rotate {new.domain} --switch`", file=sys.stderr)
+              f"`mailyard domain dkim rotate {made[-1].domain} --switch`", file=sys.stderr)
     else:
-        print("this key signs from now on: publish the record", file=sys.stderr)
+        print("signing with the new key from now on: publish its record", file=sys.stderr)
     return 0
 
 
@@ -80,8 +83,9 @@ def register_domain_actions(ds: argparse._SubParsersAction) -> None:  # type: ig
     p = _parser(dks, "rotate", "make a new key to publish (then --switch to sign with it)",
                 cmd_dkim_rotate)
     p.add_argument("domain", metavar="DOMAIN")
-    p.add_argument("--algorithm", default="rsa-sha256",
-                   help="rsa-sha256 (default) or ed25519-sha256")
+    p.add_argument("--algorithm", default=None,
+                   help="rsa-sha256 or ed25519-sha256 (default: the first keys of "
+                        "[dkim] algorithms for a domain without keys, else rsa-sha256)")
     p.add_argument("--switch", action="store_true",
                    help="sign with the pending key from now on (after its record is published)")
     p.add_argument("--json", action="store_true", help="print JSON")

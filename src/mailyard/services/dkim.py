@@ -15,7 +15,7 @@ DMARC treats like no signature).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from mailyard.config import Config
@@ -59,16 +59,24 @@ class DkimDomain:
 
 class DkimKeys:
     def __init__(self, store: KeyStore, local_domains: Callable[[], Iterable[str]], *,
-                 selector: str = "mailyard", rsa_bits: int = 2048) -> None:
+                 selector: str = "mailyard", rsa_bits: int = 2048,
+                 algorithms: Sequence[str] = ("rsa-sha256",)) -> None:
         self.store = store
         self._local_domains = local_domains
         self.selector = selector
         self.rsa_bits = rsa_bits
+        self.algorithms = tuple(algorithms)
 
     @classmethod
     def for_config(cls, config: Config, local_domains: Callable[[], Iterable[str]]) -> DkimKeys:
         return cls(KeyStore(config.data_dir), local_domains, selector=config.dkim.selector,
-                   rsa_bits=config.dkim.rsa_bits)
+                   rsa_bits=config.dkim.rsa_bits, algorithms=config.dkim.algorithms)
+
+    def ensure(self, domain: str) -> list[DkimSelector]:
+        """The first key of each configured algorithm (``[dkim] algorithms``) the domain
+        has no active key of, signing at once (for ``domain add``); the new ones."""
+        active = {s.algorithm for s in self.show(domain).selectors if s.state == "active"}
+        return [self.rotate(domain, a) for a in self.algorithms if a not in active]
 
     def show(self, domain: str) -> DkimDomain:
         domain = self._local(domain)

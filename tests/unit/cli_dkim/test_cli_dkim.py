@@ -30,7 +30,7 @@ def test_first_key_then_rotation(run, tmp_path: Path) -> None:  # type: ignore[n
     code, out, _ = run("domain", "dkim", "show", "example.test")
     assert code == 0 and "no DKIM key" in out
     code, out, err = run("domain", "dkim", "rotate", "example.test", "--json")
-    first = json.loads(out)
+    [first] = json.loads(out)
     assert code == 0 and first["state"] == "active" and first["selector"] == "mailyard"
     assert first["name"] == "mailyard._domainkey.example.test" and first["type"] == "TXT"
     assert parse_key_record(first["value"]).bits == 2048
@@ -44,6 +44,19 @@ def test_first_key_then_rotation(run, tmp_path: Path) -> None:  # type: ignore[n
     states = {s["selector"]: s["state"] for s in shown["selectors"]}
     assert states["mailyard"] == "retired" and list(states.values()).count("active") == 1
     assert [k.selector for k in store.signing_keys("example.test")] != ["mailyard"]
+
+
+def test_first_keys_follow_the_configured_algorithms(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    config_path = tmp_path / "mailyard.toml"
+    config_path.write_text(f'hostname = "mx.example.test"\ndata_dir = "{tmp_path / "d"}"\n'
+                           'local_domains = ["example.test"]\n[dkim]\n'
+                           'algorithms = ["rsa-sha256", "ed25519-sha256"]\n')
+    assert main(["domain", "dkim", "rotate", "example.test", "--json",
+                 "--config", str(config_path)]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert [(m["selector"], m["state"], m["algorithm"]) for m in made] == [
+        ("mailyard", "active", "rsa-sha256"), ("mailyard-ed", "active", "ed25519-sha256")]
 
 
 def test_ed25519_and_refusals(run) -> None:  # type: ignore[no-untyped-def]
