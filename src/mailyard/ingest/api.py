@@ -14,8 +14,11 @@ known only when the last byte has been streamed to disk.  Such fields are *appen
 to the record at commit* (the queue record's ``prepend`` section, written with the
 trailer) and put in front of the content by whoever reads the message back
 (:meth:`mailyard.queue.api.WorkQueue.open_content`), so the body is never copied or
-rewritten.  A hook that needs the whole message returns its fields from
-:meth:`IngestHook.at_commit`.
+rewritten.  A hook that needs the header section returns its fields from
+:meth:`IngestHook.at_commit`; one that needs the body (DKIM signing, see
+:mod:`mailyard.dkim.hook`) is a :class:`StreamingHook`, whose
+:class:`ContentObserver` is fed the content as it is stored and returns its fields
+at commit, so the body is read once, while it streams.
 
 What ingest does, by origin (see :mod:`mailyard.ingest.pipeline`):
 
