@@ -30,6 +30,7 @@ from mailyard.dkim.canon import BodyHasher, Canon, split_header
 from mailyard.dkim.keys import DkimKey, KeyStore, KeyStoreError
 from mailyard.dkim.sign import Signer
 from mailyard.dkim.verify import VerifyPolicy
+from mailyard.dns.api import DnsNameError, ascii_domain
 from mailyard.ingest.api import ContentObserver, Origin, Submission
 from mailyard.obs import log_event
 
@@ -52,7 +53,12 @@ def from_domain(header: bytes) -> str:
     if len(addresses) != 1:
         return ""
     local, at, domain = addresses[0].rpartition("@")
-    return domain.strip().lower().rstrip(".") if at and local else ""
+    if not (at and local and domain.strip()):
+        return ""
+    try:
+        return ascii_domain(domain)  # an IDN From domain signs as its A-label (d=)
+    except DnsNameError:
+        return ""
 
 
 class DkimSigning:

@@ -119,6 +119,8 @@ def test_message_without_body_is_signed(tmp_path: Path,
     (b"From: a@x.example, b@y.example\r\n", ""),
     (b"From: a@x.example\r\nFrom: b@x.example\r\n", ""),
     (b"From: nobody\r\n", ""),
+    ("From: Jörg <j@bücher.example>\r\n".encode(), "xn--bcher-kva.example"),
+    (b"From: a@bad..example\r\n", ""),
     (b"Subject: x\r\n", ""),
 ])
 def test_from_domain(header: bytes, domain: str) -> None:
