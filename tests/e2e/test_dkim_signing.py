@@ -79,3 +79,13 @@ def test_mail_from_other_servers_is_not_signed(server: MailyardServer) -> None:
                         b"From: someone@remote.test\r\nSubject: hi\r\n\r\nhello\r\n")
     messages = server.wait_for_messages("alice@example.test", before + 1)
     assert b"DKIM-Signature" not in messages[-1]
+
+
+def test_local_sendmail_is_signed(server: MailyardServer) -> None:
+    before = len(server.messages("bob@example.test"))
+    server.cli("sendmail", "-i", "-f", "alice@example.test", "bob@example.test",
+               input=b"From: alice@example.test\nTo: bob@example.test\nSubject: local\n\n"
+                     b"from the command line\n")
+    messages = server.wait_for_messages("bob@example.test", before + 1)
+    results = asyncio.run(verify_message(messages[-1], resolver(server)))
+    assert results and all(r.status is DkimStatus.PASS for r in results), results
