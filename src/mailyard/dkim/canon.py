@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "BodyHasher",
@@ -37,8 +37,7 @@ def parse_canon(value: bytes) -> tuple[Canon, Canon]:
     return Canon(head), Canon(body or "simple")
 
 
-@dataclass(frozen=True)
-class HeaderField:
+class HeaderField(NamedTuple):
     """One field of a header section as it is on the wire (folding and final CRLF
     included); ``name`` is lower case, for lookups."""
 

@@ -89,7 +89,7 @@ class Signer:
         expires = f" x={stamp + self.expiry};" if self.expiry else ""
         unsigned = (f"{self._prefix}t={stamp};{expires}\r\n\t{fold_list('h=', names)};\r\n\t"
                     f"bh={base64.b64encode(body_hash).decode('ascii')};\r\n\tb=").encode("ascii")
-        data = signed_header_data(fields, lows, self.header_canon, unsigned)
+        data = signed_header_data(fields, lows, self.header_canon, unsigned, b_empty=True)
         signature = base64.b64encode(self._sign(data))
         return unsigned + _fold_base64(signature, 3)
 

@@ -180,7 +180,9 @@ class Verification:
 
 
 def signed_header_data(fields: Iterable[HeaderField], names: Iterable[bytes], canon: Canon,
-                       signature_field: bytes) -> bytes:
+                       signature_field: bytes, *, b_empty: bool = False) -> bytes:
+    """The h= fields canonicalized, then the signature field without its b= value and
+    final CRLF.  ``b_empty``: the field is a signer's, whose b= is still empty."""
     by_name: dict[bytes, list[HeaderField]] = {}
     for field in fields:
         by_name.setdefault(field.name, []).append(field)
@@ -189,7 +191,8 @@ def signed_header_data(fields: Iterable[HeaderField], names: Iterable[bytes], ca
         instances = by_name.get(name)
         if instances:
             parts.append(canon_header(instances.pop().raw, canon))
-    last = canon_header(without_b_value(signature_field), canon)
+    last = canon_header(signature_field if b_empty else without_b_value(signature_field),
+                        canon)
     parts.append(last[:-2] if last.endswith(b"\r\n") else last)
     return b"".join(parts)
 
