@@ -6,9 +6,11 @@ implementations run in alternating rounds (ours, dkimpy, ours, dkimpy...), each 
 for ``--seconds``, so a change in machine load hits both alike.  Both sign with the
 same RSA-2048 key, relaxed/relaxed, rsa-sha256; both verify the same signed message
 (signed by us) with the key served from memory (no DNS).  Reported per size and
-operation: the median rate of the rounds (messages per second), CPU microseconds per
-message, and the ratio ours / dkimpy.  Also reported: where our signing time goes
-(body hash vs the RSA operation and header work) and an Ed25519 signature's cost.
+operation: the median rate of the rounds (messages per second), the median CPU
+microseconds per message, and the ratio of messages per CPU second (dkimpy's CPU time
+over ours; the ratio of wall-clock rates is in the JSON as ``wall_ratio``).  Also
+reported: where our signing time goes (body hash vs the RSA operation and header
+work) and an Ed25519 signature's cost.
 
 Targets (issue 10): signing at least 10x dkimpy's rate, verifying no slower.
 
@@ -121,7 +123,10 @@ def main() -> int:
             for side, values in rates.items():
                 row[f"{side}_per_s"] = statistics.median(v[0] for v in values)
                 row[f"{side}_cpu_us"] = statistics.median(v[1] for v in values)
-            row["ratio"] = row["mailyard_per_s"] / row["dkimpy_per_s"]
+            # CPU time per message is what the target is about (messages per CPU
+            # second); the wall-clock rates also carry whatever else the machine ran.
+            row["ratio"] = row["dkimpy_cpu_us"] / row["mailyard_cpu_us"]
+            row["wall_ratio"] = row["mailyard_per_s"] / row["dkimpy_per_s"]
             figures[op] = row
         hasher_cost = timed(lambda m=message: _hash(m), args.seconds)[1]
         figures["parts_us"] = {
