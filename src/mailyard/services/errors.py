@@ -56,6 +56,7 @@ CODES: dict[str, type[ServiceError]] = {
     "password_empty": InvalidInput,
     "password_too_short": InvalidInput,
     "password_invalid": InvalidInput,
+    "invalid_quota": InvalidInput,
     # aliases
     "alias_without_target": InvalidInput,
     "invalid_target": InvalidInput,
@@ -66,6 +67,8 @@ CODES: dict[str, type[ServiceError]] = {
     "invalid_algorithm": InvalidInput,
     "no_pending_key": Conflict,
     "dkim_key_error": StorageFailure,
+    # mailboxes
+    "mailbox_error": StorageFailure,
     # anything the directory reports without a code of its own
     "directory_error": StorageFailure,
 }
