@@ -10,7 +10,8 @@ signature hash the body once).
 Header selection (5.4): each configured name is signed as many times as it occurs;
 the names in ``oversign`` get one more entry, so a verifier hashes an empty string
 for it and a field of that name added later breaks the signature (8.15: a second
-From must not slip in).
+From must not slip in).  No ``l=`` is ever written: a body length limit lets anyone
+append to the message (8.2).
 """
 
 from __future__ import annotations
