@@ -123,7 +123,7 @@ class _Observer:
             self._hasher = BodyHasher(Canon.RELAXED)
             self._hasher.update(body)
 
-    def fields(self) -> bytes:
+    async def fields(self) -> bytes:
         if self._head is not None:  # a message without a body
             head = bytes(self._head)
             self._header_done(head if head.endswith(b"\r\n") else head + b"\r\n", b"")

@@ -141,8 +141,9 @@ class ContentObserver(Protocol):
 
     def feed(self, data: bytes) -> None: ...
 
-    def fields(self) -> bytes:
-        """Header fields for the prepend section, at commit (may be empty)."""
+    async def fields(self) -> bytes:
+        """Header fields for the prepend section, at commit (may be empty).  Async, so
+        an observer may look things up (the DNS, for a check that needs keys)."""
         ...
 
 

@@ -126,7 +126,7 @@ class _Writer:
             self.header(block, inspect_header(block))
         prepend = self._ingest.at_commit(self.submission, self._header or b"")
         if self._observers:
-            prepend += b"".join(observer.fields() for observer in self._observers)
+            prepend += b"".join([await observer.fields() for observer in self._observers])
         if prepend:
             return await self._writer.commit(prepend=prepend)
         return await self._writer.commit()

@@ -171,7 +171,7 @@ class Recorder:
     def feed(self, data: bytes) -> None:
         self.seen.append(data)
 
-    def fields(self) -> bytes:
+    async def fields(self) -> bytes:
         return b"X-Seen: %d\r\n" % len(b"".join(self.seen))
 
 
