@@ -28,7 +28,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mailyard.dkim.canon import BodyHasher, Canon, HeaderField, canon_header, split_header
+from mailyard.dkim.canon import (
+    BodyHasher,
+    Canon,
+    HeaderField,
+    canon_header,
+    parse_canon,
+    split_header,
+)
 from mailyard.dkim.crypto import PrivateKey, signing_function, verify_data
 from mailyard.dkim.record import KeyRecordError, parse_key_record
 from mailyard.dkim.sign import DEFAULT_HEADERS, Signer, fold_list
@@ -146,11 +153,15 @@ class ArcValidation:
             self._sets = _sets(self.fields)
             if self._sets:
                 self._ams = _tags(self._sets[-1].ams, ("a", "b", "bh", "d", "h", "s"))
-                _body_canon = strip_fws(self._ams.get("c", b"simple/simple")).lower()
-                body = Canon(_body_canon.partition(b"/")[2].decode() or "simple")
-                length = self._ams.get("l")
-                self._hasher = BodyHasher(body, int(strip_fws(length)) if length else None)
-        except (_Broken, ValueError) as exc:
+                try:
+                    _, body = parse_canon(strip_fws(self._ams.get("c", b"simple/simple")))
+                except ValueError:
+                    raise _Broken("ARC-Message-Signature has an unknown c=") from None
+                length = strip_fws(self._ams.get("l", b""))
+                if length and not (length.isdigit() and len(length) <= 12):
+                    raise _Broken("ARC-Message-Signature l= is not a number")
+                self._hasher = BodyHasher(body, int(length) if length else None)
+        except _Broken as exc:
             self._error = str(exc)
 
     def update(self, body: bytes) -> None:

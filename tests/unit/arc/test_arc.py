@@ -127,3 +127,16 @@ def test_failed_chain_is_not_sealed_and_dns_failure_fails(rsa_key: rsa.RSAPrivat
 def test_hostile_arc_fields_fail_without_exceptions(header: bytes) -> None:
     result = run(validate_message(header + MESSAGE, StaticResolver(), NOW))
     assert result.status is ArcStatus.FAIL and result.reason
+
+
+@pytest.mark.parametrize(("edit", "reason"), [
+    ((b"c=relaxed/relaxed", b"c=fancy/relaxed"), "unknown c="),
+    ((b"c=relaxed/relaxed", b"c=relaxed/relaxed; l=abc"), "l= is not a number"),
+])
+def test_bad_ams_tags_give_reasons(rsa_key: rsa.RSAPrivateKey, edit: tuple[bytes, bytes],
+                                   reason: str) -> None:
+    resolver = zones(arc__lists_example_org=rsa_key)
+    sealer = ArcSealer("lists.example.org", "arc", rsa_key, "lists.example.org")
+    sealed = run(seal_message(MESSAGE, sealer, resolver, "dkim=none", NOW)) + MESSAGE
+    result = run(validate_message(sealed.replace(*edit, 1), resolver, NOW))
+    assert result.status is ArcStatus.FAIL and reason in result.reason, result
