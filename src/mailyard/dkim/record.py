@@ -83,7 +83,7 @@ def parse_key_record(text: str | bytes) -> KeyRecord:
 def _list(value: bytes | None) -> tuple[str, ...]:
     if not value:
         return ()
-    items = (strip_fws(v).decode("ascii").lower() for v in value.split(b":"))
+    items = (strip_fws(v).decode("ascii", "replace").lower() for v in value.split(b":"))
     return tuple(i for i in items if i)
 
 

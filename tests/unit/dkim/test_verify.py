@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -219,3 +220,36 @@ def test_huge_header_and_message_without_body(rsa_key: rsa.RSAPrivateKey) -> Non
     assert check(message, resolver) == [DkimStatus.PASS]
     headers_only = MESSAGE.split(b"\r\n\r\n")[0] + b"\r\n"
     assert check(signed(rsa_key, message=headers_only), resolver) == [DkimStatus.PASS]
+
+
+def test_mutated_messages_and_records_give_results_not_exceptions() -> None:
+    """Random damage to a signed message and to its key record (bytes changed, cut,
+    tag characters inserted): every outcome is a result value."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from mailyard.dkim.record import KeyRecordError, parse_key_record
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    base = signed(key)
+    record = dns_record(key).encode()
+    resolver = zones(s1=dns_record(key))
+    edit = st.tuples(st.integers(0, 10_000), st.integers(0, 8),
+                     st.sampled_from([b"", b";", b"=", b"\r\n", b"\r\n\t", b":", b"\xff",
+                                      b"b=", b"l=9", b"x=1", b"a=rsa-sha1"]))
+
+    def damaged(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
+        for at, cut, insert in edits:
+            at %= len(data) or 1
+            data = data[:at] + insert + data[at + cut:]
+        return data
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(edit, min_size=1, max_size=5))
+    def check_one(edits: list[tuple[int, int, bytes]]) -> None:
+        results = asyncio.run(verify_message(damaged(base, edits), resolver, now=NOW))
+        assert all(isinstance(r.status, DkimStatus) for r in results)
+        with contextlib.suppress(KeyRecordError):  # a refused record is a value too
+            parse_key_record(damaged(record, edits))
+
+    check_one()
