@@ -68,8 +68,19 @@ class DkimSigning:
     def __init__(self, store: KeyStore, signer: Callable[[DkimKey], Signer],
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
-        self.signer = signer
+        self._make_signer = signer
         self.clock = clock
+        # Signers by key object (the store keeps a key object while its file is
+        # unchanged), so a signer's fixed parts are prepared once per key.
+        self._signers: dict[object, Signer] = {}
+
+    def signer(self, key: DkimKey) -> Signer:
+        found = self._signers.get(key.key)
+        if found is None or (found.domain, found.selector) != (key.domain, key.selector):
+            if len(self._signers) > 1000:
+                self._signers.clear()
+            found = self._signers[key.key] = self._make_signer(key)
+        return found
 
     def observe(self, submission: Submission) -> ContentObserver | None:
         origin = submission.origin
