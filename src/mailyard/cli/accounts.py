@@ -346,6 +346,9 @@ def _register_domain(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                 cmd_domain_delete)
     p.add_argument("domain", metavar="DOMAIN", help="a domain added with `domain add`")
     transport_security.register_domain(ds)
+    from mailyard.cli.dkim import register_domain_actions
+
+    register_domain_actions(ds)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

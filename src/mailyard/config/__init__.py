@@ -98,6 +98,7 @@ __all__ = [
     "MtaStsConfig",
     "TlsRptConfig",
     "DeliveryConfig",
+    "DkimConfig",
     "ListenConfig",
     "LogConfig",
     "MailboxConfig",
@@ -539,6 +540,42 @@ class AuthResultsConfig:
     def validate(self, key: str) -> None:
         if any(c.isspace() or c in '()<>@,;:\\"/[]?=' for c in self.authserv_id):
             raise ConfigError(f"{key}.authserv_id", "must be a host name (an RFC 2045 token)")
+_DKIM_HEADERS = (
+    "From", "Reply-To", "Subject", "Date", "To", "Cc", "In-Reply-To", "References",
+    "Message-ID", "Sender", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+    "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Post", "List-Help",
+    "List-Subscribe", "List-Owner", "List-Archive", "Resent-Date", "Resent-From",
+    "Resent-To", "Resent-Cc")
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    # Sign mail from local domains that have a key (see docs/configuration.md).
+    enabled: bool = True
+    selector: str = "mailyard"
+    algorithms: tuple[str, ...] = ("rsa-sha256",)
+    rsa_bits: int = 2048
+    headers: tuple[str, ...] = _DKIM_HEADERS
+    oversign: tuple[str, ...] = ("From",)
+    expiry: int = 0
+    # Verification.
+    max_signatures: int = 5
+    min_rsa_bits: int = 1024
+
+    def validate(self, key: str) -> None:
+        if not self.algorithms or any(a not in ("rsa-sha256", "ed25519-sha256")
+                                      for a in self.algorithms):
+            raise ConfigError(f"{key}.algorithms",
+                              "must list 'rsa-sha256' and/or 'ed25519-sha256'")
+        if not self.selector or not all(c.isalnum() or c == "-" for c in self.selector):
+            raise ConfigError(f"{key}.selector", "must be letters, digits and '-'")
+        if not 1024 <= self.rsa_bits <= 8192:
+            raise ConfigError(f"{key}.rsa_bits", "must be between 1024 and 8192")
+        if not any(h.lower() == "from" for h in self.headers):
+            raise ConfigError(f"{key}.headers", "must include From (RFC 6376 5.4)")
+        if self.expiry < 0 or self.max_signatures < 0 or self.min_rsa_bits < 512:
+            raise ConfigError(key, "expiry and max_signatures must be >= 0, "
+                              "min_rsa_bits >= 512")
 
 
 @dataclass(frozen=True)
@@ -570,6 +607,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     dmarc: DmarcConfig = field(default_factory=DmarcConfig)
     auth_results: AuthResultsConfig = field(default_factory=AuthResultsConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     dane: DaneConfig = field(default_factory=DaneConfig)
