@@ -61,7 +61,7 @@ def _rdata_text(rdtype: str, value: Any) -> str:
         text = str(value)
         chunks = [text[i:i + 255] for i in range(0, len(text), 255)] or [""]
         return " ".join('"' + c.replace("\\", "\\\\").replace('"', '\\"') + '"' for c in chunks)
-    if rdtype in ("MX", "CNAME", "PTR"):
+    if rdtype in ("MX", "CNAME", "PTR", "SRV"):
         # Make targets absolute so dnspython does not append an origin.
         head, _, target = str(value).rpartition(" ")
         target = target if target.endswith(".") else target + "."

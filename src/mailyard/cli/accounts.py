@@ -237,13 +237,6 @@ def cmd_alias_delete(args: argparse.Namespace, config: Config) -> int:
 
 # --- domains -------------------------------------------------------------------------
 @_guarded
-def cmd_domain_add(args: argparse.Namespace, config: Config) -> int:
-    domain = accounts_for(config).add_domain(args.domain)
-    print(f"domain {domain.name} added")
-    return EXIT_OK
-
-
-@_guarded
 def cmd_domain_list(args: argparse.Namespace, config: Config) -> int:
     domains = accounts_for(config).list_domains()
     if args.json:
@@ -337,8 +330,14 @@ def _register_domain(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                        description="Manage the domains this server receives mail for "
                                    "(in addition to local_domains in the configuration).")
     ds = d.add_subparsers(dest="domain_command", metavar="ACTION", required=True)
-    p = _parser(ds, "add", "add a local domain", cmd_domain_add)
+    from mailyard.cli import domain_setup
+
+    p = _parser(ds, "add", "add a local domain and print the DNS records to publish",
+                domain_setup.cmd_domain_add,
+                "Add a local domain, make its DKIM keys, and print every DNS record to "
+                "publish for it (the same as `domain records`).")
     p.add_argument("domain", metavar="DOMAIN", help="domain name, e.g. example.org")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p = _parser(ds, "list", "list local domains (from the configuration and the database)",
                 cmd_domain_list)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -349,6 +348,7 @@ def _register_domain(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     from mailyard.cli.dkim import register_domain_actions
 
     register_domain_actions(ds)
+    domain_setup.register_domain_actions(ds)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 #: Record types the resolvers answer, by their DNS mnemonic.
-SUPPORTED_TYPES = ("A", "AAAA", "MX", "TXT", "CNAME", "TLSA", "PTR")
+SUPPORTED_TYPES = ("A", "AAAA", "MX", "TXT", "CNAME", "TLSA", "PTR", "SRV")
 
 
 class DnsError(Exception):
@@ -75,6 +75,7 @@ class RecordSet:
     * TXT: the character-strings of one record concatenated (RFC 7208 3.3)
     * CNAME, PTR: the target host
     * TLSA: ``"<usage> <selector> <matching-type> <hex data>"``
+    * SRV: ``"<priority> <weight> <port> <target>"``, target as for MX
 
     ``ttl`` is the seconds the answer may be cached; for NODATA and NXDOMAIN it is the
     negative-caching TTL (RFC 2308 5).  ``canonical_name`` differs from ``name`` when a

@@ -58,6 +58,9 @@ def _record_text(rdtype: str, rdata: object) -> str:
         return b"".join(rdata.strings).decode("utf-8", "replace")  # type: ignore[attr-defined]
     if rdtype in ("CNAME", "PTR"):
         return str(rdata.target).lower().rstrip(".")  # type: ignore[attr-defined]
+    if rdtype == "SRV":
+        target = str(rdata.target).lower().rstrip(".") or "."  # type: ignore[attr-defined]
+        return f"{rdata.priority} {rdata.weight} {rdata.port} {target}"  # type: ignore[attr-defined]
     if rdtype == "TLSA":
         r = rdata
         return f"{r.usage} {r.selector} {r.mtype} {r.cert.hex()}"  # type: ignore[attr-defined]

@@ -44,6 +44,9 @@ def _value_text(rdtype: str, value: Any) -> str:
         return str(ipaddress.ip_address(str(value)))
     if rdtype in ("CNAME", "PTR"):
         return _norm(str(value))
+    if rdtype == "SRV":
+        *numbers, target = str(value).split()
+        return " ".join([*(str(int(n)) for n in numbers), _norm(target) or "."])
     return str(value)
 
 

@@ -1,0 +1,289 @@
+"""Compare what the DNS holds with what a domain should publish, record by record.
+
+:func:`check_record` looks one expected :class:`DnsRecord` up through the injected
+resolver and returns a :class:`Verdict`: ``ok``, ``missing``, ``wrong`` (with what is
+wrong and how to fix it) or ``unknown`` (the lookup failed).  What counts as right
+is what receivers need, not textual equality:
+
+* MX: this server's host name among the MX hosts, and that name has an address;
+* SPF: exactly one ``v=spf1`` record (RFC 7208 4.5: two are a permerror), well formed,
+  and it lets this server's addresses send (a :data:`SpfEvaluator` when one is given,
+  else the record's ``mx``, ``a:``, ``ip4:`` and ``ip6:`` terms);
+* DKIM: one key record at the selector, holding our public key;
+* DMARC: one valid record (RFC 7489 6.6.3) whose policy is not ``none``;
+* MTA-STS: one valid ``v=STSv1`` record, and ``mta-sts.<domain>`` has an address to
+  fetch the policy from (the policy itself is not fetched);
+* TLS-RPT: one valid ``v=TLSRPTv1`` record with a report address;
+* SRV: a record naming this server and port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+from collections.abc import Awaitable, Callable, Sequence
+
+from mailyard.dkim.record import KeyRecordError, parse_key_record, public_key_text
+from mailyard.dmarc.record import Policy, RecordError, is_dmarc_record, parse_record
+from mailyard.dns.api import AnswerKind, DnsError, DnsTemporaryError, MxKind, Resolver
+from mailyard.dnsrecords.model import DnsRecord, RecordKind, Status, Verdict
+from mailyard.mtasts.policy import Invalid
+from mailyard.mtasts.policy import parse_record as parse_sts_record
+from mailyard.tlsrpt.report import parse_rua_record
+
+__all__ = ["SpfEvaluator", "check_record", "check_records", "is_spf_record", "spf_syntax_problem"]
+
+#: ``(ip, domain)`` to the SPF result keyword (RFC 7208 2.6) of that address sending
+#: for that domain.
+SpfEvaluator = Callable[[str, str], Awaitable[str]]
+
+_SPF_VERSION = re.compile(r"v=spf1(?: |\Z)", re.IGNORECASE)
+# RFC 7208 12: directive = [qualifier] mechanism; modifier = name "=" macro-string.
+_MECHANISM = re.compile(
+    r"[+\-~?]?(?:all|include:\S+|exists:\S+|(?:a|mx|ptr)(?::[^/\s]+)?(?:/\d{1,3}){0,2}"
+    r"|ip4:[0-9.]+(?:/\d{1,2})?|ip6:[0-9a-f:.]+(?:/\d{1,3})?)\Z", re.IGNORECASE)
+_MODIFIER = re.compile(r"[a-z][a-z0-9_.\-]*=\S*\Z", re.IGNORECASE)
+
+
+def is_spf_record(text: str) -> bool:
+    """RFC 7208 4.5: a TXT record is an SPF record when it begins with ``v=spf1``
+    followed by a space or its end."""
+    return _SPF_VERSION.match(text) is not None
+
+
+def spf_syntax_problem(text: str) -> str:
+    """What is wrong with an SPF record's terms ("" when nothing): an unknown
+    mechanism, a malformed one, a modifier given twice (RFC 7208 6)."""
+    seen: set[str] = set()
+    for term in text.split()[1:]:
+        if _MECHANISM.match(term):
+            continue
+        if not _MODIFIER.match(term):
+            return f"unknown or malformed term {term[:60]!r}"
+        name = term.split("=", 1)[0].lower()
+        if name in ("redirect", "exp") and name in seen:
+            return f"the {name}= modifier appears twice"
+        seen.add(name)
+    return ""
+
+
+async def check_records(resolver: Resolver, records: Sequence[DnsRecord], *, hostname: str,
+                        spf: SpfEvaluator | None = None) -> list[Verdict]:
+    """All of ``records`` at once (a slow name server costs one timeout, not one each)."""
+    return list(await asyncio.gather(*(check_record(resolver, r, hostname=hostname, spf=spf)
+                                       for r in records)))
+
+
+async def check_record(resolver: Resolver, record: DnsRecord, *, hostname: str,
+                       spf: SpfEvaluator | None = None) -> Verdict:
+    try:
+        if record.kind is RecordKind.MX:
+            return await _mx(resolver, record, hostname)
+        if record.kind is RecordKind.SPF:
+            return await _spf(resolver, record, hostname, spf)
+        if record.kind is RecordKind.SRV:
+            return await _srv(resolver, record)
+        texts = tuple(await resolver.txt(record.name))
+        if record.kind is RecordKind.MTA_STS:
+            return await _mta_sts(resolver, record, texts)
+        return _TXT_CHECKS[record.kind](record, texts)
+    except DnsTemporaryError as exc:
+        return Verdict(record, Status.UNKNOWN, problem=f"lookup failed: {exc.reason}",
+                       fix="try again; if it persists, check the domain's name servers")
+    except DnsError as exc:
+        return Verdict(record, Status.WRONG, problem=f"{exc.name}: {exc.reason}")
+
+
+def _publish(record: DnsRecord) -> str:
+    return f"publish: {record.zone_line()}"
+
+
+def _missing(record: DnsRecord, what: str, found: Sequence[str] = ()) -> Verdict:
+    return Verdict(record, Status.MISSING, tuple(found), what, _publish(record))
+
+
+# --- MX ------------------------------------------------------------------------------
+async def _mx(resolver: Resolver, record: DnsRecord, hostname: str) -> Verdict:
+    result = await resolver.mx(record.name)
+    found = tuple(f"{r.preference} {r.host}" for r in result.records)
+    if result.kind is MxKind.NXDOMAIN:
+        return _missing(record, f"{record.name} does not exist in the DNS")
+    if result.kind is MxKind.NO_RECORDS:
+        return _missing(record, "no MX record")
+    if result.kind is MxKind.NULL_MX:
+        return Verdict(record, Status.WRONG, ("0 .",),
+                       "a Null MX (RFC 7505): the domain says it accepts no mail",
+                       f"replace it; {_publish(record)}")
+    hosts = [r.host for r in result.records]
+    host = hostname.lower().rstrip(".")
+    if host not in hosts:
+        return Verdict(record, Status.WRONG, found,
+                       f"the MX names {', '.join(hosts)}, not this server ({host})",
+                       f"{_publish(record)} (and remove the other MX records unless those "
+                       "hosts forward mail to this server)")
+    if not await resolver.addresses(host):
+        return Verdict(record, Status.WRONG, found, f"{host} has no A or AAAA record",
+                       f"publish the server's public addresses as A/AAAA records of {host}")
+    others = [h for h in hosts if h != host]
+    notes = (f"other MX hosts ({', '.join(others)}) must pass the mail on to this server",) \
+        if others else ()
+    return Verdict(record, Status.OK, found, notes=notes)
+
+
+# --- SPF -----------------------------------------------------------------------------
+async def _spf(resolver: Resolver, record: DnsRecord, hostname: str,
+               evaluate: SpfEvaluator | None) -> Verdict:
+    found = tuple(t for t in await resolver.txt(record.name) if is_spf_record(t))
+    if not found:
+        return _missing(record, "no SPF record")
+    if len(found) > 1:
+        return Verdict(record, Status.WRONG, found,
+                       f"{len(found)} SPF records: receivers treat that as a permerror "
+                       "(RFC 7208 4.5), as if the domain had a broken policy",
+                       f"merge them into one TXT record, e.g. {record.value!r}")
+    problem = spf_syntax_problem(found[0])
+    if problem:
+        return Verdict(record, Status.WRONG, found, f"the SPF record is invalid: {problem}",
+                       f"replace it; {_publish(record)}")
+    host = hostname.lower().rstrip(".")
+    for ip in await resolver.addresses(host):
+        if evaluate is not None:
+            result = await evaluate(ip, record.name)
+            covered = result == "pass"
+        else:
+            result, covered = "", await _covers(resolver, found[0], ip, host, record.name)
+        if not covered:
+            said = f" (SPF result: {result})" if result else ""
+            return Verdict(record, Status.WRONG, found,
+                           f"the SPF record does not let this server ({host}, {ip}) send "
+                           f"mail for {record.name}{said}",
+                           f"add 'mx' (or 'ip{ipaddress.ip_address(ip).version}:{ip}') "
+                           f"before the 'all' term, e.g. {record.value!r}")
+    return Verdict(record, Status.OK, found)
+
+
+async def _covers(resolver: Resolver, text: str, ip: str, host: str, domain: str) -> bool:
+    """Without an SPF evaluator: a passing ``mx`` term when the domain's MX names this
+    host, ``a:<host>``, or an ``ip4:``/``ip6:`` network holding ``ip``."""
+    address = ipaddress.ip_address(ip)
+    for term in text.lower().split()[1:]:
+        if term.startswith(("-", "~", "?")):
+            continue
+        term = term.lstrip("+")
+        if term in ("mx", f"mx:{domain}"):
+            mx = await resolver.mx(domain)
+            if any(r.host == host for r in mx.records):
+                return True
+        elif term == f"a:{host}":
+            return True
+        elif term.startswith(("ip4:", "ip6:")):
+            try:
+                if address in ipaddress.ip_network(term[4:], strict=False):
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+# --- the TXT records -----------------------------------------------------------------
+def _dkim(record: DnsRecord, texts: tuple[str, ...]) -> Verdict:
+    if not texts:
+        return _missing(record, "no DKIM key record at this selector")
+    if len(texts) > 1:
+        return Verdict(record, Status.WRONG, texts,
+                       f"{len(texts)} TXT records at the selector: verifiers may use any",
+                       f"keep only one; {_publish(record)}")
+    ours = parse_key_record(record.value)
+    try:
+        published = parse_key_record(texts[0])
+    except KeyRecordError as exc:
+        return Verdict(record, Status.WRONG, texts, f"the key record is unusable: {exc}",
+                       f"replace it; {_publish(record)}")
+    if public_key_text(published.key) != public_key_text(ours.key):
+        return Verdict(record, Status.WRONG, texts,
+                       "the published key is not this server's key for the selector "
+                       "(an older key?): signatures fail to verify",
+                       f"replace it; {_publish(record)}")
+    notes = ("t=y: receivers treat failures as if unsigned (testing)",) if published.testing \
+        else ()
+    return Verdict(record, Status.OK, texts, notes=notes)
+
+
+def _dmarc(record: DnsRecord, texts: tuple[str, ...]) -> Verdict:
+    found = tuple(t for t in texts if is_dmarc_record(t))
+    if not found:
+        return _missing(record, "no DMARC record")
+    if len(found) > 1:
+        return Verdict(record, Status.WRONG, found,
+                       f"{len(found)} DMARC records: receivers then apply none "
+                       "(RFC 7489 6.6.3)", f"keep only one; {_publish(record)}")
+    parsed = parse_record(found[0])
+    if isinstance(parsed, RecordError):
+        return Verdict(record, Status.WRONG, found, f"the DMARC record is invalid: "
+                       f"{parsed.reason}", f"replace it; {_publish(record)}")
+    if parsed.policy is Policy.NONE:
+        return Verdict(record, Status.WRONG, found,
+                       "p=none: receivers take no action on mail that fails, so forged "
+                       "mail from the domain is not stopped",
+                       "once the aggregate reports show your own mail passes, set "
+                       f"p=quarantine (or reject), e.g. {record.value!r}")
+    notes = []
+    if not parsed.rua:
+        notes.append("no rua=: you receive no aggregate reports")
+    if parsed.pct < 100:
+        notes.append(f"pct={parsed.pct}: the policy applies to only part of the failing mail")
+    return Verdict(record, Status.OK, found, notes=tuple(notes))
+
+
+async def _mta_sts(resolver: Resolver, record: DnsRecord, texts: tuple[str, ...]) -> Verdict:
+    parsed = parse_sts_record(list(texts))
+    if parsed is None:
+        return _missing(record, "no v=STSv1 record", texts)
+    found = tuple(t for t in texts if t.startswith("v=STSv1"))
+    if isinstance(parsed, Invalid):
+        return Verdict(record, Status.WRONG, found,
+                       f"the MTA-STS record is invalid: {parsed.reason}",
+                       f"replace it; {_publish(record)}")
+    policy_host = "mta-sts." + record.name.removeprefix("_mta-sts.")
+    if not await resolver.addresses(policy_host):
+        return Verdict(record, Status.WRONG, found,
+                       f"{policy_host} has no address, so senders cannot fetch the policy",
+                       f"point {policy_host} at an HTTPS server with a certificate for it "
+                       "that serves the policy (`mailyard domain records` prints it)")
+    return Verdict(record, Status.OK, found, notes=(
+        "the policy file itself was not fetched; change the id whenever it changes",))
+
+
+def _tls_rpt(record: DnsRecord, texts: tuple[str, ...]) -> Verdict:
+    found = tuple(t for t in texts if t.startswith("v=TLSRPTv1"))
+    if not found:
+        return _missing(record, "no TLS-RPT record")
+    if parse_rua_record(found) is None:
+        what = f"{len(found)} TLS-RPT records" if len(found) > 1 else \
+            "the TLS-RPT record is malformed or has no usable rua="
+        return Verdict(record, Status.WRONG, found, what, f"replace it; {_publish(record)}")
+    return Verdict(record, Status.OK, found)
+
+
+_TXT_CHECKS: dict[RecordKind, Callable[[DnsRecord, tuple[str, ...]], Verdict]] = {
+    RecordKind.DKIM: _dkim, RecordKind.DMARC: _dmarc, RecordKind.TLS_RPT: _tls_rpt,
+}
+
+
+# --- SRV -----------------------------------------------------------------------------
+async def _srv(resolver: Resolver, record: DnsRecord) -> Verdict:
+    answer = await resolver.query(record.name, "SRV")
+    if answer.kind is not AnswerKind.ANSWER:
+        return _missing(record, "no SRV record")
+    found = answer.records
+    _, _, port, target = record.value.split()
+    served = [r.split() for r in found]
+    if any(r[2:] == [port, target] for r in served):
+        return Verdict(record, Status.OK, found)
+    if any(r[3] == "." for r in served):
+        problem = "the record says the service is not offered (target '.', RFC 6186 4)"
+    else:
+        problem = "it names " + ", ".join(f"{r[3]} port {r[2]}" for r in served) + \
+            f", not {target} port {port}"
+    return Verdict(record, Status.WRONG, found, problem, f"replace it; {_publish(record)}")
