@@ -579,6 +579,16 @@ class DkimConfig:
 
 
 @dataclass(frozen=True)
+class ForwardingConfig:
+    # Alias forwards to external addresses are sent from an SRS address of the alias's
+    # domain (mailyard.srs); bounces to such addresses go back to the original sender.
+    srs: bool = True
+
+    def validate(self, key: str) -> None:
+        return None
+
+
+@dataclass(frozen=True)
 class MailboxConfig:
     # The default quota of every user (RFC 9208 STORAGE in octets, MESSAGE in
     # messages; 0: unlimited); `mailyard user quota` sets a user's own.
@@ -612,6 +622,7 @@ class Config:
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     dane: DaneConfig = field(default_factory=DaneConfig)
     tls_rpt: TlsRptConfig = field(default_factory=TlsRptConfig)
+    forwarding: ForwardingConfig = field(default_factory=ForwardingConfig)
     # The identity ``mailyard serve`` switches to when started as root (ignored
     # otherwise): a user name or uid, and a group name or gid ("": the user's group).
     user: str = "mailyard"

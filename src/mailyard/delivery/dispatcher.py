@@ -40,6 +40,7 @@ from mailyard.delivery.recorder import OutcomeRecorder
 from mailyard.directory.api import Directory
 from mailyard.envelope import Recipient, split_address
 from mailyard.ingest.api import Ingest, Origin, Submission
+from mailyard.ingest.pipeline import srs_for
 from mailyard.metrics import DELIVERY_ACTIVE, DELIVERY_ATTEMPTS, DELIVERY_POSTPONED
 from mailyard.obs import Metrics, log_event
 from mailyard.queue.api import (
@@ -75,6 +76,7 @@ class Dispatcher:
         self.metrics = metrics
         self.clock = clock
         self.local_agent = LocalDeliveryAgent(config, directory)
+        self.srs = srs_for(config)
         self.outbound = outbound or OutboundDelivery(config, clock=clock)
         outcomes = self.outbound.tls_outcomes
         if outcomes is not None:
@@ -257,12 +259,17 @@ class Dispatcher:
 
     async def forward(self, entry: QueueEntry, r: QueuedRecipient,
                       targets: tuple[str, ...]) -> str:
-        """Queue a copy for alias targets outside our domains, through ingest (same
-        envelope sender, so bounces go back to the original sender)."""
+        """Queue a copy for alias targets outside our domains, through ingest.  Its
+        envelope sender is the original one, or with ``[forwarding] srs`` an SRS address
+        of the alias's domain that bounces come back through to the original sender."""
         if not targets:
             return ""
-        env = replace(entry.envelope, recipients=tuple(Recipient(t) for t in targets),
-                      received_at=self.clock())
+        now = self.clock()
+        sender = entry.envelope.sender
+        if self.srs is not None and sender:
+            sender = self.srs().forward(sender, split_address(r.address)[1], now)
+        env = replace(entry.envelope, sender=sender,
+                      recipients=tuple(Recipient(t) for t in targets), received_at=now)
         writer = self.ingest.open(Submission(Origin.FORWARD, env))
 
         def copy() -> None:
@@ -276,7 +283,7 @@ class Dispatcher:
         except BaseException:
             writer.abort()
             raise
-        log_event(log, "forwarded", qid=entry.qid, to=r.address, new_qid=qid,
+        log_event(log, "forwarded", qid=entry.qid, to=r.address, new_qid=qid, sender=sender,
                   targets=",".join(targets))
         self.wake()
         return qid

@@ -25,11 +25,15 @@ fixes need only the header section, which the SMTP core hands over
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Protocol
 
-from mailyard.config import DkimConfig
+from mailyard.config import DkimConfig, ForwardingConfig
+from mailyard.daemon.secret import derive_key, load_server_secret
 from mailyard.envelope import Envelope
 from mailyard.ingest.api import (
     ContentObserver,
@@ -44,13 +48,17 @@ from mailyard.message.headerblock import HeaderSummary, inspect_header, submissi
 from mailyard.message.trace import local_received, smtp_received
 from mailyard.proto.smtp.replies import REPLY_LOOP, REPLY_MESSAGE_TOO_BIG
 from mailyard.queue.api import MessageWriter
+from mailyard.srs import Srs, is_srs
 
-__all__ = ["QueueIngest", "QueueWriterLike", "header_end", "ingest_for"]
+__all__ = ["QueueIngest", "QueueWriterLike", "header_end", "ingest_for", "srs_for"]
 
 _SMTP = frozenset((Origin.INBOUND, Origin.SUBMISSION))
 _FIXED = frozenset((Origin.SUBMISSION, Origin.LOCAL))  # Date and Message-ID when missing
 _SIZE_CHECKED = frozenset((Origin.LOCAL, Origin.API, Origin.CAMPAIGN))
 _LOOP_CHECKED = frozenset((Origin.LOCAL, Origin.API, Origin.CAMPAIGN, Origin.FORWARD))
+# Where a recipient may be an SRS address of ours: bounces from other hosts (accepted at
+# RCPT TO for a local domain, see smtpd.policy) and our own DSNs of forwarded copies.
+_SRS_REVERSED = frozenset((Origin.INBOUND, Origin.DSN))
 
 
 class QueueWriterLike(Protocol):
@@ -145,8 +153,10 @@ class QueueIngest:
     def __init__(self, queue: QueueWriterLike, hostname: str, *, max_message_size: int = 0,
                  max_received: int = 0, hooks: Sequence[IngestHook] = (),
                  streaming_hooks: Sequence[StreamingHook] = (),
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 srs: Callable[[], Srs] | None = None) -> None:
         self._queue = queue
+        self.srs = srs
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_received = max_received
@@ -155,7 +165,21 @@ class QueueIngest:
         self.clock = clock
 
     def open(self, submission: Submission) -> IngestWriter:
+        if (self.srs is not None and submission.origin in _SRS_REVERSED
+                and any(is_srs(r.address) for r in submission.envelope.recipients)):
+            submission = replace(submission, envelope=self.reverse_srs(submission.envelope))
         return _Writer(self, submission, self._queue.open_message(submission.envelope))
+
+    def reverse_srs(self, envelope: Envelope) -> Envelope:
+        """Recipients that are valid SRS addresses of ours (bounces of forwarded mail)
+        become the original senders they encode; others stay as they are."""
+        assert self.srs is not None
+        srs, now = self.srs(), self.clock()
+        recipients = []
+        for r in envelope.recipients:
+            back = srs.reverse(r.address, now) if is_srs(r.address) else None
+            recipients.append(replace(r, address=back) if isinstance(back, str) else r)
+        return replace(envelope, recipients=tuple(recipients))
 
     async def submit(self, submission: Submission, content: bytes) -> str:
         self.check(submission, content)
@@ -226,6 +250,19 @@ class _Settings(Protocol):
     @property
     def dkim(self) -> DkimConfig: ...
 
+    @property
+    def forwarding(self) -> ForwardingConfig: ...
+
+
+def srs_for(config: _Settings) -> Callable[[], Srs] | None:
+    """The SRS rewriting of forwards (``[forwarding] srs``), keyed from the server
+    secret, so every process and every restart agree; None when it is off.  The
+    secret is read the first time an SRS address is made or read."""
+    if not config.forwarding.srs:
+        return None
+    data_dir = Path(config.data_dir)
+    return functools.cache(lambda: Srs(derive_key(load_server_secret(data_dir), "srs")))
+
 
 def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
     """Ingest over ``queue`` with the configured limits (``smtpd.max_message_size``,
@@ -236,4 +273,4 @@ def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
     streaming = [signing_for(config.dkim, config.data_dir)] if config.dkim.enabled else []
     return QueueIngest(queue, config.hostname, max_message_size=config.smtpd.max_message_size,
                        max_received=config.smtpd.max_received_headers,
-                       streaming_hooks=streaming)
+                       streaming_hooks=streaming, srs=srs_for(config))

@@ -62,6 +62,7 @@ from mailyard.proto.smtp.session import Session
 from mailyard.queue.api import Spool
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.quota import QuotaVerdict, RcptQuota
+from mailyard.srs import Srs, is_srs
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -127,7 +128,8 @@ class ListenerPolicy:
 
     def __init__(self, kind: str, config: Config, directory: Directory,
                  free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None,
-                 quota: RcptQuota | None = None) -> None:
+                 quota: RcptQuota | None = None,
+                 srs: Callable[[], Srs] | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r}")
         self.kind = kind
@@ -137,6 +139,7 @@ class ListenerPolicy:
         self.free_space = free_space
         self.auth_gate = auth_gate
         self.quota = quota
+        self.srs = srs  # bounces to our SRS addresses are accepted (``[forwarding] srs``)
 
     def check_mail(self, session: Session, sender: str) -> Reply | None:
         """MAIL starts a transaction: the directory lookups from here to its end see
@@ -171,7 +174,7 @@ class ListenerPolicy:
                 if self.config.is_relay_domain(domain):
                     return None
                 return REPLY_RELAY_DENIED
-            if not self.directory.recipient_exists(address):
+            if not self.directory.recipient_exists(address) and not self._srs_bounce(address):
                 return REPLY_UNKNOWN_USER
         except DirectoryError:
             return REPLY_TEMP_LOOKUP
@@ -187,6 +190,13 @@ class ListenerPolicy:
         except DirectoryError:
             return None  # local delivery checks again
         return self.quota.check(address, size)
+
+    def _srs_bounce(self, address: str) -> bool:
+        """An SRS address of ours, on port 25, that reverses (valid hash, not expired):
+        ingest turns it back into the original sender."""
+        if self.srs is None or self.submission or not is_srs(address):
+            return False
+        return isinstance(self.srs().reverse(address, time.time()), str)
 
     def _check_literal(self, domain: str) -> Reply | None:
         """Submission to ``user@[address]`` (RFC 5321 4.1.3)."""

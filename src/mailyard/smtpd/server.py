@@ -18,7 +18,7 @@ from collections.abc import Callable
 from mailyard.config import Config
 from mailyard.directory.api import Directory
 from mailyard.ingest.api import DeliverNow, Ingest
-from mailyard.ingest.pipeline import ingest_for
+from mailyard.ingest.pipeline import ingest_for, srs_for
 from mailyard.obs import Metrics, log_event
 from mailyard.proto.smtp.replies import REPLY_SHUTTING_DOWN, Reply
 from mailyard.proto.smtp.session import ServerSettings
@@ -102,7 +102,7 @@ class SmtpServer:
             raise ValueError(f"unknown listener kind {kind!r} (expected one of {KINDS})")
         if kind not in self._listeners:
             policy = ListenerPolicy(kind, self.config, self.directory, self.free_space,
-                                    self.auth_gate, self.quota)
+                                    self.auth_gate, self.quota, srs_for(self.config))
             settings = settings_for(self.config, kind, self.ssl_context is not None,
                                     self.scram_decoy_key)
             self._listeners[kind] = ListenerSpec(kind, settings, policy, self.ssl_context)
