@@ -1,6 +1,7 @@
-"""Alias forwards with SRS, end to end: the real ``mailyard serve`` forwards mail for an
-alias to an external address (a scripted MX on loopback) from an SRS address of the
-alias's domain, and a bounce sent to that address reaches the original sender's MX.
+"""Alias forwards with SRS and ARC, end to end: the real ``mailyard serve`` forwards mail
+for an alias to an external address (a scripted MX on loopback) from an SRS address of
+the alias's domain, with an ARC Set signed by the domain's DKIM key, and a bounce sent
+to that address reaches the original sender's MX.
 
 Zones (tests/support/outbound.py ``remote_zones``): the original sender is at
 ``remote.test`` (MX 127.0.0.2, then 127.0.0.3), the alias target at ``other.test``
@@ -9,10 +10,14 @@ Zones (tests/support/outbound.py ``remote_zones``): the original sender is at
 
 from __future__ import annotations
 
+import asyncio
+import json
 import smtplib
 
 import pytest
 
+from mailyard.arc.chain import ArcStatus, validate_message
+from mailyard.dns import StaticResolver
 from tests.support.dnsserver import DnsTestServer
 from tests.support.fake_mx import FakeMx
 from tests.support.mailyard_server import MailyardServer, free_port
@@ -33,6 +38,7 @@ def setup(tmp_path):  # type: ignore[no-untyped-def]
                                               {"retry_schedule": [600]})
         try:
             srv.cli("alias", "add", "fwd@example.test", "carol@other.test")
+            srv.cli("domain", "dkim", "rotate", "example.test")
             yield srv, sender_mx, target_mx
         finally:
             srv.stop()
@@ -52,6 +58,16 @@ def test_forward_uses_srs_and_a_bounce_goes_back_to_the_sender(setup) -> None:  
     srs = forwarded.mail_from
     assert srs.startswith("SRS0=") and srs.endswith("=remote.test=dave@example.test"), srs
     assert token.encode() in forwarded.data
+    # RFC 8617: one ARC Set, sealed by example.test, that the next hop validates.
+    assert forwarded.data.startswith(b"ARC-Seal: i=1; a=rsa-sha256; t="), forwarded.data[:200]
+    assert b"cv=none;\r\n\td=example.test; s=mailyard;" in forwarded.data
+    assert b"ARC-Authentication-Results: i=1; " in forwarded.data
+    assert b"arc=none" in forwarded.data
+    [key] = json.loads(srv.cli("domain", "dkim", "show", "example.test", "--json").stdout)[
+        "selectors"]
+    resolver = StaticResolver({key["name"]: {"TXT": [key["value"]]}})
+    chain = asyncio.run(validate_message(forwarded.data, resolver))
+    assert chain.status is ArcStatus.PASS and chain.instances == 1, chain
 
     # The target's MX bounces later, to the SRS address; it goes on to the sender.
     bounce = (b"From: MAILER-DAEMON@other.test\r\nTo: " + srs.encode() + b"\r\n"

@@ -583,6 +583,8 @@ class ForwardingConfig:
     # Alias forwards to external addresses are sent from an SRS address of the alias's
     # domain (mailyard.srs); bounces to such addresses go back to the original sender.
     srs: bool = True
+    # Forwarded copies get an ARC Set (RFC 8617) signed with the alias domain's DKIM key.
+    arc: bool = True
 
     def validate(self, key: str) -> None:
         return None

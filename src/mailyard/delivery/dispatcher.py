@@ -31,6 +31,8 @@ from dataclasses import replace
 from functools import partial
 from typing import BinaryIO
 
+from mailyard.arc.chain import ArcSealer
+from mailyard.arc.forward import forward_seal
 from mailyard.config import Config
 from mailyard.delivery.attempt import TRANSPORT_LOCAL, AttemptPolicy, AttemptResult
 from mailyard.delivery.destinations import DestinationSweep
@@ -38,6 +40,7 @@ from mailyard.delivery.local import LocalDeliveryAgent, LocalDeliveryResult
 from mailyard.delivery.outbound import OutboundDelivery
 from mailyard.delivery.recorder import OutcomeRecorder
 from mailyard.directory.api import Directory
+from mailyard.dkim.keys import DkimKey, KeyAlgorithm, KeyStore, KeyStoreError
 from mailyard.envelope import Recipient, split_address
 from mailyard.ingest.api import Ingest, Origin, Submission
 from mailyard.ingest.pipeline import srs_for
@@ -77,6 +80,7 @@ class Dispatcher:
         self.clock = clock
         self.local_agent = LocalDeliveryAgent(config, directory)
         self.srs = srs_for(config)
+        self.dkim_keys = KeyStore(config.data_dir)
         self.outbound = outbound or OutboundDelivery(config, clock=clock)
         outcomes = self.outbound.tls_outcomes
         if outcomes is not None:
@@ -257,6 +261,21 @@ class Dispatcher:
             out.append(_local_attempt(r, result, forwarded))
         return out
 
+    def arc_sealer(self, domain: str) -> ArcSealer | None:
+        """The sealer of forwards from ``domain`` (``[forwarding] arc``): its active RSA
+        DKIM key (RFC 8617 uses rsa-sha256), None when it has none or ARC is off."""
+        if not self.config.forwarding.arc:
+            return None
+        key = _first_rsa_key(self.dkim_keys, domain)
+        if key is None:
+            return None
+        return ArcSealer(key.domain, key.selector, key.key,
+                         self.config.auth_results.authserv_id or self.config.hostname)
+
+    def read_content(self, qid: str) -> bytes:
+        with self.queue.open_content(qid) as f:
+            return f.read()
+
     async def forward(self, entry: QueueEntry, r: QueuedRecipient,
                       targets: tuple[str, ...]) -> str:
         """Queue a copy for alias targets outside our domains, through ingest.  Its
@@ -270,9 +289,16 @@ class Dispatcher:
             sender = self.srs().forward(sender, split_address(r.address)[1], now)
         env = replace(entry.envelope, sender=sender,
                       recipients=tuple(Recipient(t) for t in targets), received_at=now)
+        sealer = self.arc_sealer(split_address(r.address)[1])
+        seal = b""
+        if sealer is not None:
+            content = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.read_content, entry.qid)
+            seal = await forward_seal(content, sealer, self.outbound.resolver, now)
         writer = self.ingest.open(Submission(Origin.FORWARD, env))
 
         def copy() -> None:
+            writer.write(seal)
             with self.queue.open_content(entry.qid) as f:
                 while chunk := f.read(_COPY_CHUNK):
                     writer.write(chunk)
@@ -287,6 +313,16 @@ class Dispatcher:
                   targets=",".join(targets))
         self.wake()
         return qid
+
+
+def _first_rsa_key(keys: KeyStore, domain: str) -> DkimKey | None:
+    try:
+        found = keys.signing_keys(domain)
+    except KeyStoreError as exc:
+        log_event(log, "cannot read DKIM key for ARC", level=logging.ERROR, domain=domain,
+                  error=str(exc))
+        return None
+    return next((k for k in found if k.algorithm is KeyAlgorithm.RSA), None)
 
 
 def _local_attempt(r: QueuedRecipient, result: LocalDeliveryResult,
