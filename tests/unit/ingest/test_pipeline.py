@@ -11,6 +11,7 @@ from mailyard.ingest.api import IngestRefused, Origin, Submission
 from mailyard.ingest.pipeline import QueueIngest, header_end
 from mailyard.message.headerblock import inspect_header
 from mailyard.proto.smtp.replies import REPLY_LOOP, REPLY_MESSAGE_TOO_BIG
+from mailyard.srs import Srs
 from tests.support.memory_queue import MemoryQueue
 
 ENVELOPE = Envelope(sender="a@x.test", recipients=(Recipient("b@y.test"),),
@@ -187,3 +188,23 @@ def test_streaming_hook_sees_the_content_as_stored() -> None:
     recorder.seen.clear()
     qid = asyncio.run(ingest.submit(Submission(Origin.DSN, ENVELOPE), HEADER + b"\r\nb\r\n"))
     assert recorder.seen == [] and queue.messages[qid][2] == b""
+
+
+@pytest.mark.parametrize(("origin", "reversed_"), [
+    (Origin.INBOUND, True), (Origin.DSN, True), (Origin.SUBMISSION, False),
+    (Origin.LOCAL, False), (Origin.FORWARD, False)])
+def test_srs_recipients_of_bounces_go_back_to_the_original_sender(origin: Origin,
+                                                                  reversed_: bool) -> None:
+    """A bounce (from another host, or our own DSN) to an SRS address of ours goes to the
+    sender it encodes; a forged one, and other recipients, stay as they are."""
+    srs = Srs(b"k" * 32)
+    now = 1_796_000_000.0
+    good = srs.forward("Dave@remote.test", "alias.test", now)
+    forged = good.replace("=Dave@", "=eve@")
+    envelope = Envelope(sender="", recipients=(Recipient(good), Recipient(forged),
+                                               Recipient("b@y.test")))
+    queue = MemoryQueue()
+    ingest = QueueIngest(queue, "mx.test", clock=lambda: now, srs=lambda: srs)
+    qid = asyncio.run(ingest.submit(Submission(origin, envelope), HEADER + b"\r\nhi\r\n"))
+    got = [r.address for r in queue.messages[qid][0].recipients]
+    assert got == [("Dave@remote.test" if reversed_ else good), forged, "b@y.test"]

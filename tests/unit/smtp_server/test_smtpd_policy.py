@@ -202,3 +202,32 @@ def test_postmaster_goes_to_first_directory_domain_without_local_domains() -> No
     address = p.postmaster_address("POSTMASTER")
     assert address == "POSTMASTER@mx.test"
     assert p.check_rcpt(session(), address) is None
+
+
+def test_bounces_to_our_srs_addresses_are_accepted_on_port_25() -> None:
+    """A valid SRS address of a local domain is a recipient (ingest routes it back to
+    the original sender); a forged or expired one is an unknown user, and so is any on
+    the submission ports, which take no bounces."""
+    import time
+
+    from mailyard.srs import Srs
+
+    srs = Srs(b"k" * 32)
+    good = srs.forward("dave@remote.test", "mx.test", time.time())
+    old = srs.forward("dave@remote.test", "mx.test", time.time() - 30 * 86_400)
+    directory = MemoryDirectory(("mx.test",), {"user@mx.test": "pw"})
+
+    def made(kind: str) -> ListenerPolicy:
+        return ListenerPolicy(kind, CONFIG, directory, FreeSpaceGauge(MemorySpool()),
+                              srs=lambda: srs)
+
+    mx = made("smtp")
+    assert mx.check_rcpt(session(), good) is None
+    assert mx.check_rcpt(session(), good.upper().replace("MX.TEST", "mx.test")) is None
+    assert mx.check_rcpt(session(), good.replace("=dave@", "=eve@")) == REPLY_UNKNOWN_USER
+    assert mx.check_rcpt(session(), old) == REPLY_UNKNOWN_USER
+    assert mx.check_rcpt(session(), good.replace("@mx.test", "@elsewhere.test")) == \
+        REPLY_RELAY_DENIED
+    assert policy("smtp").check_rcpt(session(), good) == REPLY_UNKNOWN_USER  # SRS off
+    assert made("submission").check_rcpt(session(True, "user@mx.test"), good) == \
+        REPLY_UNKNOWN_USER
