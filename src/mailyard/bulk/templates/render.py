@@ -35,12 +35,14 @@ class Part(enum.StrEnum):
     SUBJECT = "subject"
     HTML = "html"
     TEXT = "text"
+    HEADERS = "headers"  # an address or header value of the message refused
 
 
 class FailureKind(enum.StrEnum):
     MISSING_VALUE = "missing-value"  # a variable, attribute or key not given
     LIMIT = "limit"  # a loop, size, call or time limit
     FORBIDDEN = "forbidden"  # a sandbox refusal: internals, unsafe call
+    HEADER = "header"  # a value that cannot go into a header field (mime.HeaderRefused)
     ERROR = "error"  # anything else the template raised (1/0, a bad filter argument)
 
 
