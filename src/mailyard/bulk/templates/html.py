@@ -119,8 +119,22 @@ class PreparedHtml:
         return "".join(out)
 
     def fill_text(self, values: Sequence[str]) -> str:
-        return "".join(p if isinstance(p, str) else _WHITE.sub(" ", values[p])
-                       for p in self.text)
+        """The text part: a value's white space collapsed, and dropped where it meets
+        a space or a line end, as the conversion of the real HTML would have it."""
+        out: list[str] = []
+        pieces = self.text
+        for i, piece in enumerate(pieces):
+            if isinstance(piece, str):
+                out.append(piece)
+                continue
+            value = _WHITE.sub(" ", values[piece])
+            if not out or out[-1][-1:] in ("", " ", "\n"):
+                value = value.lstrip(" ")
+            after = pieces[i + 1] if i + 1 < len(pieces) else "\n"
+            if isinstance(after, str) and after[:1] in (" ", "\n"):
+                value = value.rstrip(" ")
+            out.append(value)
+        return "".join(out)
 
 
 def _href(href: Href, values: Sequence[str], links: LinkRewriter | None) -> str:

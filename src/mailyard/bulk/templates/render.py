@@ -19,6 +19,7 @@ from typing import Any
 
 import jinja2
 from jinja2 import nodes
+from jinja2.exceptions import SecurityError
 
 from mailyard.bulk.templates import sandbox
 from mailyard.bulk.templates.html import HtmlFinisher, LinkRewriter, PreparedHtml
@@ -159,7 +160,7 @@ class _CompiledPart:
             return self._failure(FailureKind.MISSING_VALUE, exc)
         except sandbox.LimitExceeded as exc:
             return self._failure(FailureKind.LIMIT, exc)
-        except jinja2.SecurityError as exc:
+        except SecurityError as exc:
             return self._failure(FailureKind.FORBIDDEN, exc)
         except RecursionError as exc:
             return self._failure(FailureKind.LIMIT, exc, "nested too deeply")

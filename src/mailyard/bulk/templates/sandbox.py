@@ -257,7 +257,7 @@ class _GuardedCodeGenerator(CodeGenerator):
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         for loop in node.find_all(nodes.For):
-            literal = sum(len(d.data) for d in _body_data(loop))
+            literal = _body_literal(loop)
             loop.iter = nodes.Call(nodes.EnvironmentAttribute("loop_guard"),
                                    [loop.iter, nodes.Const(literal)], [], None, None)
         super().visit_Template(node, frame)
@@ -268,11 +268,18 @@ class _GuardedCodeGenerator(CodeGenerator):
         self.write(")")
 
 
-def _body_data(loop: nodes.For) -> Iterator[nodes.TemplateData]:
+def _body_literal(loop: nodes.For) -> int:
+    """Characters a loop's body writes whatever the values: its text and constants."""
+    size = 0
     for child in loop.body:
-        yield from child.find_all(nodes.TemplateData)
-        if isinstance(child, nodes.TemplateData):
-            yield child
+        outputs = [child] if isinstance(child, nodes.Output) else []
+        for output in [*outputs, *child.find_all(nodes.Output)]:
+            for item in output.nodes:
+                if isinstance(item, nodes.TemplateData):
+                    size += len(item.data)
+                elif isinstance(item, nodes.Const) and isinstance(item.value, str):
+                    size += len(item.value)
+    return size
 
 
 class TemplateSandbox(ImmutableSandboxedEnvironment):
