@@ -216,8 +216,11 @@ def build_message(content: RenderedContent, *, sender: Mailbox, to: Mailbox,
         delimiter = f"--{boundary}\r\n".encode()
         part = (b"Content-Type: text/%s; charset=utf-8\r\n"
                 b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-        body = b"".join([delimiter, part % b"plain", text, delimiter, part % b"html",
-                         quoted_printable(content.html), f"--{boundary}--\r\n".encode()])
+        # The CRLF before a delimiter belongs to it (RFC 2046 5.1.1): one more keeps
+        # each part's own last line end.
+        body = b"".join([delimiter, part % b"plain", text, b"\r\n", delimiter,
+                         part % b"html", quoted_printable(content.html), b"\r\n",
+                         f"--{boundary}--\r\n".encode()])
     header = "".join(head)
     smtputf8 = not header.isascii()
     return BuiltMessage(header.encode("utf-8") + body, message_id, smtputf8)
