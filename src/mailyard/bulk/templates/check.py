@@ -12,6 +12,7 @@ from __future__ import annotations
 import email
 import email.policy
 import enum
+import ipaddress
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -26,7 +27,7 @@ HTML_WARN_BYTES = 90_000
 MAX_FINDINGS_PER_CODE = 10
 
 _HOST = re.compile(r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9.\u0080-\U0010ffff-]*"
-                   r"[A-Za-z0-9\u0080-\U0010ffff])?\.?|\[[0-9A-Fa-f:.]+\]")
+                   r"[A-Za-z0-9\u0080-\U0010ffff])?\.?")
 _UNSAFE_SCHEMES = frozenset({"javascript", "vbscript", "data", "file"})
 _SAFE_SCHEMES = frozenset({"http", "https", "mailto", "tel", "sms"})
 
@@ -217,12 +218,21 @@ def link_problem(href: str) -> tuple[Severity, str, str] | None:
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError:
             host = ""
-        if not host or not _HOST.fullmatch(host) or "." not in host.strip("[]") and \
-                not host.startswith("["):
+        if not _valid_host(host):
             return Severity.ERROR, "malformed-link", f"a link without a valid host: {url[:80]!r}"
         if scheme == "http":
             return Severity.WARNING, "insecure-link", f"a plain http link: {url[:80]!r}"
     return None
+
+
+def _valid_host(host: str) -> bool:
+    if ":" in host:  # an IPv6 literal, without its brackets
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(_HOST.fullmatch(host)) and "." in host
 
 
 def _check_links(links: list[str], found: _Findings) -> None:
