@@ -198,9 +198,11 @@ class _Compiler:
                 f"CAST(trim(v) AS REAL) END FROM (SELECT {kind} AS t, {value} AS v))")
 
     def bool_expr(self, name: str, value: bool) -> str:
+        word = "true" if value else "false"
         kind = self.attr_type(name)
+        self.bind(word)  # parameters are bound in the order their ? appear
         text = self.text_expr(name)
-        self.bind("true" if value else "false", "true" if value else "false")
+        self.bind(word)
         return f"({kind} = ? OR lower({text}) = ?)"
 
     # --- conditions --------------------------------------------------------------

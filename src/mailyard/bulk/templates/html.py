@@ -203,4 +203,4 @@ class HtmlFinisher:
     def _text(self, inlined: str) -> str | None:
         if not self.want_text:
             return None
-        return get_text(inlined, _TEXT_CONFIG).strip() + "\n"
+        return str(get_text(inlined, _TEXT_CONFIG)).strip() + "\n"

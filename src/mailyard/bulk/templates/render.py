@@ -217,9 +217,10 @@ class CompiledTemplate:
                 return finished
             html, text = finished
         if self.text is not None:
-            text = self.text.render(given, self._budget())
-            if isinstance(text, RenderFailure):
-                return text
+            written = self.text.render(given, self._budget())
+            if isinstance(written, RenderFailure):
+                return written
+            text = written
         return RenderedContent(one_line(subject), html, text or "")
 
     def _budget(self, values: list[Any] | None = None) -> Budget:
