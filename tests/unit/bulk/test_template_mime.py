@@ -3,6 +3,7 @@ and no header injection through contact data, subjects or campaign settings."""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 from email.message import EmailMessage
@@ -219,3 +220,18 @@ def test_compose_reports_render_failure() -> None:
     result = compose(template, ContactFields("a@example.org"), Envelope(SENDER, 0.0),
                      unsubscribe_url="https://example.com/u")
     assert isinstance(result, RenderFailure) and result.part is Part.SUBJECT
+
+
+def test_encoded_words_keep_characters_whole_rfc_2047_5() -> None:
+    from mailyard.bulk.templates.mime import encoded_words
+
+    text = "Grüße 🎉" * 20
+    words = encoded_words(text).split("\r\n ")
+    assert len(words) > 1
+    assert all(len(w) <= 75 and w.startswith("=?utf-8?b?") for w in words)
+    decoded = b"".join(base64.b64decode(w[10:-2]) for w in words)
+    for w in words:  # each word decodes on its own: no sequence cut in two
+        base64.b64decode(w[10:-2]).decode("utf-8")
+    assert decoded.decode("utf-8") == text
+    subject = parse(build(RenderedContent(text, None, "x")))["Subject"]
+    assert subject == text
