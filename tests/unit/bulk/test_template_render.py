@@ -218,3 +218,24 @@ def test_text_only_template() -> None:
     template = CompiledTemplate(TemplateSource(subject="s", text="Hi {{ name }}"))
     result = render(template, BOB)
     assert result.html is None and result.text == "Hi Bob"
+
+
+def test_skeleton_cache_is_bounded() -> None:
+    template = compiled(html="<p>{% for i in range(attributes.n) %}{{ i }}{% endfor %}</p>")
+    template.finisher.cache_size = 2
+    for n in (1, 2, 3, 1):
+        result = render(template, ContactFields("n@example.org", "N", {"n": n}))
+        assert "<p>" + "".join(str(i) for i in range(n)) + "</p>" in (result.html or "")
+    assert template.finisher.prepared == 4  # 1 was evicted by 3 and prepared again
+
+
+def test_one_template_renders_in_several_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    template = compiled()
+    people = [ContactFields(f"p{i}@example.org", f"P{i}", {"plan": "pro" if i % 2 else "free"})
+              for i in range(200)]
+    serial = [render(compiled(), p) for p in people]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda p: render(template, p), people))
+    assert parallel == serial

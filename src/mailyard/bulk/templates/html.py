@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -160,8 +161,8 @@ def marker_counts_ok(inlined: str, count: int) -> bool:
 
 class HtmlFinisher:
     """Inlines and converts HTML, keeping prepared skeletons in a small LRU cache.
-    One per compiled template; safe to share between threads (a lost cache race only
-    costs a second preparation)."""
+    One per compiled template; safe to share between threads (two threads meeting a
+    new skeleton at once both prepare it)."""
 
     def __init__(self, *, want_text: bool, cache_size: int = 64) -> None:
         self.want_text = want_text
@@ -169,23 +170,26 @@ class HtmlFinisher:
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False,
                                               keep_at_rules=True, keep_link_tags=False)
         self._cache: OrderedDict[str, PreparedHtml | None] = OrderedDict()
+        self._lock = threading.Lock()
         self.prepared = 0  # skeletons inlined and converted (for the benchmark and tests)
 
     def skeleton(self, skeleton: str, count: int) -> PreparedHtml | None:
         """The prepared form of a skeleton with ``count`` values, or None when it
         cannot be shared (a value inside CSS)."""
         cache = self._cache
-        if skeleton in cache:
-            cache.move_to_end(skeleton)
-            return cache[skeleton]
+        with self._lock:
+            if skeleton in cache:
+                cache.move_to_end(skeleton)
+                return cache[skeleton]
         inlined = self._inline(skeleton)
         prepared = None
         if marker_counts_ok(inlined, count):
             prepared = PreparedHtml.prepare(inlined, self._text(inlined))
-        self.prepared += 1
-        cache[skeleton] = prepared
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
+        with self._lock:
+            self.prepared += 1
+            cache[skeleton] = prepared
+            if len(cache) > self.cache_size:
+                cache.popitem(last=False)
         return prepared
 
     def direct(self, rendered: str) -> PreparedHtml:
