@@ -293,6 +293,7 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
                          finalize=_finalize, auto_reload=False, cache_size=0,
                          keep_trailing_newline=True)
         del self.globals["lipsum"]
+        self.globals["range"] = _range
         for name, func in list(self.filters.items()):
             self.filters[name] = _guarded_filter(name, func)
 
@@ -341,6 +342,15 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
     def concat_guard(value: str) -> str:
         _check_size("a concatenated string", len(value))
         return value
+
+
+def _range(*args: int) -> range:
+    """``range`` no longer than a render may loop."""
+    numbers = range(*args)
+    limit = current_budget().limits.max_iterations
+    if len(numbers) > limit:
+        raise LimitExceeded(f"a range of {len(numbers)} numbers; at most {limit}")
+    return numbers
 
 
 def _finalize(value: Any) -> Any:
