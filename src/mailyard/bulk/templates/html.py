@@ -42,7 +42,7 @@ _MARKER = re.compile(f"{MARK_OPEN}([0-9]+){MARK_CLOSE}")
 _A_HREF = re.compile(r'<a(?:\s+[^\s"\'>/=]+(?:="[^"]*")?)*?\s+href="([^"]*)"', re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _TEXT_CONFIG = ParserConfig(display_links=True)
-_WHITE = re.compile(r"\s+")
+_WHITE = re.compile(r"[ \t\n\r\f]+")  # HTML's white space (not NBSP)
 
 #: A piece of a prepared part: literal text, the index of a value, or an href.
 Piece = str | int
@@ -124,19 +124,24 @@ class PreparedHtml:
         a space or a line end, as the conversion of the real HTML would have it."""
         out: list[str] = []
         pieces = self.text
+        skip_space = False
         for i, piece in enumerate(pieces):
             if isinstance(piece, str):
-                out.append(piece)
+                out.append(piece[1:] if skip_space and piece[:1] == " " else piece)
+                skip_space = False
                 continue
             value = _WHITE.sub(" ", values[piece])
-            if not out or out[-1][-1:] in ("", " ", "\n"):
+            before = out[-1][-1:] if out else "\n"
+            if before in (" ", "\n"):
                 value = value.lstrip(" ")
             after = pieces[i + 1] if i + 1 < len(pieces) else "\n"
             if isinstance(after, str) and after[:1] in (" ", "\n"):
                 value = value.rstrip(" ")
-            out.append(value)
-        return "".join(out)
-
+            if value:
+                out.append(value)
+            elif before == " ":
+                skip_space = True  # "a {{ '' }} b" reads "a b"
+        return "".join(out).strip() + "\n"
 
 def _href(href: Href, values: Sequence[str], links: LinkRewriter | None) -> str:
     raw = "".join(p if isinstance(p, str) else escape(values[p]) for p in href.pieces)

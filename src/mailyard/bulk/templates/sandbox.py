@@ -374,7 +374,12 @@ def _finalize(value: Any) -> Any:
 
 
 def _unmarked(text: str) -> str:
-    return text.replace(MARK_OPEN, "").replace(MARK_CLOSE, "")
+    """A value as an HTML parser reads it: no markers, CR LF and CR as LF, no NUL."""
+    if MARK_OPEN in text or MARK_CLOSE in text:
+        text = text.replace(MARK_OPEN, "").replace(MARK_CLOSE, "")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.replace("\x00", "") if "\x00" in text else text
 
 
 # Markers for placeholder mode: characters from the Unicode private use area.
