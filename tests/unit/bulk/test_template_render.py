@@ -239,3 +239,28 @@ def test_one_template_renders_in_several_threads() -> None:
     with ThreadPoolExecutor(4) as pool:
         parallel = list(pool.map(lambda p: render(template, p), people))
     assert parallel == serial
+
+
+def test_a_template_over_the_source_limit_is_refused() -> None:
+    from mailyard.bulk.templates.sandbox import TemplateLimits
+
+    with pytest.raises(TemplateSyntaxProblem, match="longer than 100"):
+        CompiledTemplate(TemplateSource(subject="s", html="x" * 101),
+                         TemplateLimits(max_source_chars=100))
+
+
+def test_a_campaign_goes_on_past_failing_contacts() -> None:
+    from mailyard.bulk.templates.mime import BuiltMessage, Envelope, Mailbox, compose
+
+    template = compiled()
+    people = [ALICE, CAROL, ContactFields("bad address@example.org", "X", {"plan": "pro"}),
+              BOB]
+    results = [compose(template, p, Envelope(Mailbox("news@example.com"), 0.0),
+                       unsubscribe_url="https://ex.com/u", variables={"items": []})
+               for p in people]
+    assert [type(r).__name__ for r in results] == ["BuiltMessage", "RenderFailure",
+                                                   "RenderFailure", "BuiltMessage"]
+    assert isinstance(results[0], BuiltMessage) and isinstance(results[3], BuiltMessage)
+    failures = [r for r in results if isinstance(r, RenderFailure)]
+    assert [f.part for f in failures] == [Part.HTML, Part.HEADERS]
+    assert "bad address" in str(failures[1])
