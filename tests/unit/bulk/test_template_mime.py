@@ -235,3 +235,18 @@ def test_encoded_words_keep_characters_whole_rfc_2047_5() -> None:
     assert decoded.decode("utf-8") == text
     subject = parse(build(RenderedContent(text, None, "x")))["Subject"]
     assert subject == text
+
+
+def test_no_header_line_over_998_characters_rfc_5322_2_1_1() -> None:
+    long_word = "x" * 2000
+    data = build(RenderedContent(f"see {long_word}", None, "x"),
+                 to=Mailbox("b@example.org", long_word), extra=[("X-Long", long_word)])
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    message = parse(data)
+    assert message["Subject"] == f"see {long_word}"
+    # RFC 2047 6.2: white space between encoded-words is not part of the text (Python's
+    # address parser keeps it, so it is dropped here).
+    assert message["To"].addresses[0].display_name.replace(" ", "") == long_word
+    with pytest.raises(HeaderRefused):
+        build(lists=ListHeaders(unsubscribe_url="https://example.com/" + long_word))

@@ -135,8 +135,16 @@ def encoded_words(text: str) -> str:
     return "\r\n ".join(words)
 
 
+def _plain(text: str) -> bool:
+    """ASCII that folds into lines under 998 characters (RFC 5322 2.1.1)."""
+    return text.isascii() and max(map(len, text.split()), default=0) <= _LONGEST_WORD
+
+
+_LONGEST_WORD = 900
+
+
 def phrase(text: str) -> str:
-    if not text.isascii():
+    if not _plain(text):
         return encoded_words(text)
     if _PHRASE_ATOMS.fullmatch(text):
         return text
@@ -144,7 +152,7 @@ def phrase(text: str) -> str:
 
 
 def _subject(subject: str) -> str:
-    if subject.isascii():
+    if _plain(subject):
         return fold_field("Subject", subject)
     return f"Subject: {encoded_words(subject)}\r\n"
 
@@ -156,7 +164,8 @@ def _line(name: str, value: str) -> str:
 
 
 def _uri(uri: str, scheme: str) -> str:
-    if not uri.lower().startswith(scheme) or not _URI.fullmatch(uri):
+    if not uri.lower().startswith(scheme) or not _URI.fullmatch(uri) or \
+            len(uri) > _LONGEST_WORD:
         raise HeaderRefused(f"not a {scheme} URI that can be put in a header: {uri!r}")
     return uri
 
@@ -191,7 +200,7 @@ def extra_field(name: str, value: str) -> str:
         raise HeaderRefused(f"not a header field that may be added: {name!r}")
     if "\r" in value or "\n" in value or one_line(value) != value.strip():
         raise HeaderRefused(f"the value of {name} holds a line break or control character")
-    if value.isascii():
+    if _plain(value):
         return _line(name, value)
     return _line(name, encoded_words(value))
 
