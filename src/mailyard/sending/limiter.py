@@ -97,10 +97,12 @@ class SendAllowance:
     limits: dict[str, SendLimits] = field(default_factory=dict)
     buckets: dict[str, list[Bucket]] = field(default_factory=dict)
 
-    def _refusal(self, messages: int, recipients: int) -> SendRefusal | None:
+    def _refusal(self, messages: int, recipients: int,
+                 pending: int = 0) -> SendRefusal | None:
         worst: SendRefusal | None = None
+        taken = [Bucket(minute_of(self.now), 0, pending)] if pending else []
         for subject, limits in self.limits.items():
-            found = exceeded(self.buckets.get(subject, ()), limits, self.now,
+            found = exceeded([*self.buckets.get(subject, ()), *taken], limits, self.now,
                              messages=messages, recipients=recipients)
             if found is not None and (worst is None or found.retry_after > worst.retry_after):
                 worst = SendRefusal(subject, found)
@@ -110,9 +112,9 @@ class SendAllowance:
         """May one more message start (MAIL)?"""
         return self._refusal(1, 0)
 
-    def recipient_refusal(self, recipients: int) -> SendRefusal | None:
-        """May the transaction have ``recipients`` recipients (RCPT)?"""
-        return self._refusal(0, recipients)
+    def recipient_refusal(self, accepted: int) -> SendRefusal | None:
+        """May a transaction that has ``accepted`` recipients take one more (RCPT)?"""
+        return self._refusal(0, 1, pending=accepted)
 
 
 class SendLimiter:

@@ -65,6 +65,9 @@ CODES: dict[str, type[ServiceError]] = {
     "no_such_target": NotFound,
     # mailboxes
     "mailbox_error": StorageFailure,
+    # sending limits
+    "invalid_limit": InvalidInput,
+    "storage_failed": StorageFailure,
     # anything the directory reports without a code of its own
     "directory_error": StorageFailure,
 }

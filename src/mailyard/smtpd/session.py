@@ -414,7 +414,7 @@ class SmtpSession(asyncio.Protocol):
         refusal = policy.check_rcpt(self.conn.session, event.address)
         allowance = self.txn.allowance if self.txn is not None else None
         if refusal is None and allowance is not None and self.txn is not None:
-            limited = allowance.recipient_refusal(len(self.txn.recipients) + 1)
+            limited = allowance.recipient_refusal(len(self.txn.recipients))
             refusal = limited.reply if limited is not None else None
         if refusal is None:
             verdict = policy.check_quota(event.address, self.conn.transaction.declared_size)
