@@ -7,23 +7,32 @@ destination holds at most a share of the active window (:mod:`.destinations`): i
 mail then comes back as *postponed* (no attempt counted), so a hundred thousand
 messages for an unreachable domain wait without holding up healthy ones.
 
+Each delivery pool (:mod:`.pools`) has its own of all that: a message is sent
+through its pool's lane (source addresses, HELO, slots, idle connections, rates), so
+one pool's backlog never holds a slot another pool's mail needs.
+
 The semaphores and the destination state are per process (see docs/architecture.md).
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import BinaryIO
 
 from mailyard.config import Config
 from mailyard.delivery.attempt import TRANSPORT_SMTP, AttemptResult
-from mailyard.delivery.destinations import Destinations, Postponement
-from mailyard.delivery.remote import ConnectionPool, deliver_remote
+from mailyard.delivery.destinations import Postponement
+from mailyard.delivery.pools import DEFAULT_POOL, Lane, lanes_for
+from mailyard.delivery.remote import deliver_remote
 from mailyard.delivery.routing import RouteError, Router
 from mailyard.dns.api import Resolver
+from mailyard.obs import log_event
+from mailyard.proto.smtp.replies import REPLY_POOL_RATE
 from mailyard.queue.api import AttemptStatus, DeliveryReply, QueuedRecipient, QueueEntry
+
+log = logging.getLogger("mailyard.delivery")
 
 
 class OutboundDelivery:
@@ -34,24 +43,35 @@ class OutboundDelivery:
         self.config = config
         self.resolver = resolver or make_resolver(config.delivery)
         self.router = Router(config, self.resolver)
-        self.pool = ConnectionPool(config)
-        self.global_slots = asyncio.Semaphore(config.delivery.max_concurrency)
-        self.domain_slots: dict[str, asyncio.Semaphore] = {}
         self.clock = clock
-        self.destinations = Destinations(config.delivery)
+        self.lanes = lanes_for(config)
+        default = self.lanes[DEFAULT_POOL]
+        self.pool = default.connections  # the default pool's (tests look at them)
+        self.destinations = default.destinations  # the one whose sweeps the queue runs
+        self._unknown: set[str] = set()
 
-    def _slot(self, domain: str) -> asyncio.Semaphore:
-        sem = self.domain_slots.get(domain)
-        if sem is None:
-            sem = self.domain_slots[domain] = asyncio.Semaphore(
-                self.config.delivery.max_per_destination)
-        return sem
+    def lane(self, name: str) -> Lane:
+        lane = self.lanes.get(name or DEFAULT_POOL)
+        if lane is None:
+            if name not in self._unknown:  # once per name: the config lost the pool
+                self._unknown.add(name)
+                log_event(log, "unknown delivery pool, using the default", level=logging.WARNING,
+                          pool=name)
+            lane = self.lanes[DEFAULT_POOL]
+        return lane
 
     async def deliver(self, entry: QueueEntry, domain: str, recipients: list[QueuedRecipient],
                       open_content: Callable[[], BinaryIO]) -> list[AttemptResult]:
-        hold = self.destinations.admit(domain, self.clock())
+        lane = self.lane(entry.envelope.pool)
+        now = self.clock()
+        hold = lane.destinations.admit(domain, now)
         if hold is not None:
             return _postponed(recipients, hold)
+        due = lane.pacer.reserve(domain, now)
+        if due is not None:
+            lane.destinations.leave(domain)
+            return _postponed(recipients, Postponement(due, DeliveryReply(REPLY_POOL_RATE.fill(
+                pool=lane.name, domain=domain, rate=lane.rate_of(domain)))))
         try:
             try:
                 hops = await self.router.route(domain)
@@ -61,24 +81,25 @@ class OutboundDelivery:
                                                     TRANSPORT_SMTP)
                         for r in recipients]
             pairs = [(r.index, entry.envelope.recipients[r.index]) for r in recipients]
-            async with self._slot(domain), self.global_slots:
-                hold = self.destinations.suspension(domain, self.clock())
+            async with lane.domain_slot(domain), lane.slots:
+                hold = lane.destinations.suspension(domain, self.clock())
                 if hold is not None:  # it died while this entry waited for a slot
                     return _postponed(recipients, hold)
                 results = await deliver_remote(hops, entry.envelope, pairs, open_content,
-                                               entry.size, self.config, self.pool)
-            self.destinations.attempt_ended(domain, any(r.answered for r in results),
+                                               entry.size, self.config, lane.connections)
+            lane.destinations.attempt_ended(domain, any(r.answered for r in results),
                                             results[0].reply if results else None,
                                             self.clock())
         finally:
-            self.destinations.leave(domain)
+            lane.destinations.leave(domain)
         by_index = {r.index: r for r in recipients}
         return [AttemptResult(res.index, by_index[res.index].address, res.status, res.reply,
                               TRANSPORT_SMTP, res.remote_host, dsn_passed_on=res.dsn_passed_on)
                 for res in results]
 
     async def close(self) -> None:
-        await self.pool.close()
+        for lane in self.lanes.values():
+            await lane.connections.close()
 
 
 def _postponed(recipients: list[QueuedRecipient], hold: Postponement) -> list[AttemptResult]:

@@ -39,7 +39,7 @@ from mailyard.delivery.routing import SmtpAuth
 from mailyard.delivery.smtp_session import SessionError, SmtpSession, Timeouts
 from mailyard.envelope import Envelope, Recipient
 from mailyard.obs import log_event
-from mailyard.proto.smtp.client import RecipientResult, TransactionResult, describe
+from mailyard.proto.smtp.client import RecipientResult, SessionFailed, TransactionResult, describe
 from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_LOST,
     REPLY_REMOTE_NO_HOPS,
@@ -89,6 +89,14 @@ class HopLike(Protocol):
     def tls_fingerprints(self) -> tuple[str, ...]:
         """"verify"/"secure": leaf certificate pins."""
         ...
+
+
+class SourcePicker(Protocol):
+    """A delivery pool's source addresses (:class:`mailyard.delivery.pools.SourceAddresses`)."""
+
+    def __bool__(self) -> bool: ...
+
+    def pick(self, destination: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -155,8 +163,11 @@ class ConnectionPool:
     """Open sessions to next hops, kept idle for ``idle_seconds`` between messages."""
 
     def __init__(self, config: Config, idle_seconds: float = IDLE_SECONDS,
-                 probe_after: float = PROBE_AFTER) -> None:
+                 probe_after: float = PROBE_AFTER, *, helo_name: str = "",
+                 sources: SourcePicker | None = None) -> None:
         self.config = config
+        self.helo_name = helo_name or config.hostname
+        self.sources = sources  # a delivery pool's source addresses
         self.timeouts = Timeouts.from_config(config.delivery)
         self.idle_seconds = idle_seconds
         self.probe_after = probe_after
@@ -186,21 +197,35 @@ class ConnectionPool:
                 return session
         return await self._open(hop)
 
+    def _source(self, hop: HopLike) -> str:
+        if not self.sources:
+            return ""
+        source = self.sources.pick(hop.ip or hop.host)
+        if source is None:
+            reply = REPLY_REMOTE_UNREACHABLE.with_text(
+                f"no source address of the address family of {hop.host}[{hop.ip}] "
+                "in this delivery pool")
+            raise SessionError(SessionFailed(reply, "connect"))
+        return source
+
     async def _open(self, hop: HopLike) -> SmtpSession:
         auth = credentials(hop.auth)
+        source = self._source(hop)
         try:
             session = await SmtpSession.open(
-                hop.host, hop.ip, hop.port, self.config.hostname, tls=hop.tls_policy, auth=auth,
+                hop.host, hop.ip, hop.port, self.helo_name, tls=hop.tls_policy, auth=auth,
                 auth_unverified=auth_unverified(hop.auth), ca_file=hop.tls_ca_file,
-                fingerprints=tuple(hop.tls_fingerprints), timeouts=self.timeouts)
+                fingerprints=tuple(hop.tls_fingerprints), timeouts=self.timeouts,
+                source=source)
         except SessionError as exc:
             if not (exc.failure.tls_failure and hop.tls_policy == "may"):
                 raise
             log_event(log, "TLS failed, retrying without TLS", host=hop.host, ip=hop.ip,
                       reply=describe(exc.failure.reply))
             # In clear: credentials, if any, are refused by the client core.
-            session = await SmtpSession.open(hop.host, hop.ip, hop.port, self.config.hostname,
-                                             tls="none", auth=auth, timeouts=self.timeouts)
+            session = await SmtpSession.open(hop.host, hop.ip, hop.port, self.helo_name,
+                                             tls="none", auth=auth, timeouts=self.timeouts,
+                                             source=source)
         self.opened += 1
         return session
 
