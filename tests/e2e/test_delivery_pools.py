@@ -133,3 +133,44 @@ def test_flood_in_one_pool_does_not_delay_another(tmp_path):
     # 60 messages it would have taken about 30 s.
     assert len(from_a) <= 12 < flooded
     assert took < 10 * slow
+
+
+def test_destination_rate_postpones_without_an_attempt(tmp_path):
+    async def go():
+        async with FakeSmtpServer() as mx:
+            cfg = _config(tmp_path, mx.port)
+            pool = DeliveryPool(name="a", source_addresses=("127.0.0.2",),
+                                rate_limits={"dest.test": "1/h"})
+            cfg = Config(hostname=cfg.hostname, data_dir=cfg.data_dir,
+                         delivery=DeliveryConfig(transports=cfg.delivery.transports,
+                                                 pools=(pool,)))
+            spool = FileSpool(cfg.data_path / "queue", cfg.hostname)
+            qids = await _enqueue(spool, "a", 3)
+            queue = ThreadedSpool(spool)
+            dispatcher = Dispatcher(cfg, queue, ingest_for(cfg, queue),
+                                    SqliteDirectory(cfg.data_path / "directory.db", cfg),
+                                    Metrics())
+            task = asyncio.create_task(dispatcher.run())
+            started = time.time()
+            try:
+                def waiting() -> list:
+                    entries = [spool.get(q) for q in qids]
+                    return [e.recipients[0] for e in entries
+                            if e is not None and e.recipients[0].last_reply is not None]
+                while len(mx.messages) < 1 or len(waiting()) < 2:
+                    await asyncio.sleep(0.02)
+                    assert not task.done(), task
+                held = waiting()
+            finally:
+                await dispatcher.stop()
+                task.cancel()
+            spool.close()
+            return mx.messages, held, started
+
+    messages, held, started = asyncio.run(go())
+    assert len(messages) == 1 and messages[0].peer == "127.0.0.2"
+    for r in held:
+        assert r.attempts == 0
+        assert "Delivery pool a: rate to dest.test is 1/h" in r.last_reply.text
+        # Both wait for the next slot, an hour on (no slot is taken while waiting).
+        assert r.next_attempt >= started + 3600 - 5

@@ -188,6 +188,11 @@ class ThreadedSendLimiter:
     async def allowance(self, address: str) -> SendAllowance | None:
         return await self._run(self.limiter.allowance, address)
 
+    async def check(self, address: str, recipients: int) -> SendRefusal | None:
+        """:meth:`SendLimiter.check` off the event loop (the HTTP API: 429 with
+        ``Retry-After: refusal.retry_after``)."""
+        return await self._run(self.limiter.check, address, recipients)
+
     async def record(self, address: str, recipients: int) -> None:
         await self._run(self.limiter.record, address, recipients)
 
