@@ -11,6 +11,10 @@ Each delivery pool (:mod:`.pools`) has its own of all that: a message is sent
 through its pool's lane (source addresses, HELO, slots, idle connections, rates), so
 one pool's backlog never holds a slot another pool's mail needs.
 
+The TLS each MX host must offer (DANE, MTA-STS) is decided after routing by
+:class:`~mailyard.delivery.tls_policy.TransportSecurity`; TLS outcomes are counted for
+TLS-RPT and written to the store every few seconds.
+
 The semaphores and the destination state are per process (see docs/architecture.md).
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from mailyard.config import Config
@@ -27,10 +32,14 @@ from mailyard.delivery.destinations import Postponement
 from mailyard.delivery.pools import DEFAULT_POOL, Lane, lanes_for
 from mailyard.delivery.remote import deliver_remote
 from mailyard.delivery.routing import RouteError, Router
+from mailyard.delivery.tls_policy import TransportSecurity
 from mailyard.dns.api import Resolver
+from mailyard.mtasts import Discovery
+from mailyard.mtasts.cache import PolicyCache
 from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import REPLY_POOL_RATE
 from mailyard.queue.api import AttemptStatus, DeliveryReply, QueuedRecipient, QueueEntry
+from mailyard.tlsrpt.store import TlsOutcomes
 
 log = logging.getLogger("mailyard.delivery")
 
@@ -43,8 +52,10 @@ class OutboundDelivery:
         self.config = config
         self.resolver = resolver or make_resolver(config.delivery)
         self.router = Router(config, self.resolver)
+        self.tls_outcomes = _tls_outcomes(config, clock)
+        self.security = _transport_security(config, self.resolver, self.tls_outcomes, clock)
         self.clock = clock
-        self.lanes = lanes_for(config)
+        self.lanes = lanes_for(config, self.tls_outcomes)
         default = self.lanes[DEFAULT_POOL]
         self.pool = default.connections  # the default pool's (tests look at them)
         self.destinations = default.destinations  # the one whose sweeps the queue runs
@@ -55,8 +66,8 @@ class OutboundDelivery:
         if lane is None:
             if name not in self._unknown:  # once per name: the config lost the pool
                 self._unknown.add(name)
-                log_event(log, "unknown delivery pool, using the default", level=logging.WARNING,
-                          pool=name)
+                log_event(log, "unknown delivery pool, using the default",
+                          level=logging.WARNING, pool=name)
             lane = self.lanes[DEFAULT_POOL]
         return lane
 
@@ -74,7 +85,7 @@ class OutboundDelivery:
                 pool=lane.name, domain=domain, rate=lane.rate_of(domain)))))
         try:
             try:
-                hops = await self.router.route(domain)
+                hops = await self.security.secure(await self.router.plan(domain))
             except RouteError as exc:
                 status = AttemptStatus.DEFERRED if exc.temporary else AttemptStatus.FAILED
                 return [AttemptResult.for_recipient(r, status, DeliveryReply(exc.smtp_reply),
@@ -92,6 +103,8 @@ class OutboundDelivery:
                                             self.clock())
         finally:
             lane.destinations.leave(domain)
+            if self.tls_outcomes is not None and self.tls_outcomes.flush_due():
+                await self.tls_outcomes.flush()
         by_index = {r.index: r for r in recipients}
         return [AttemptResult(res.index, by_index[res.index].address, res.status, res.reply,
                               TRANSPORT_SMTP, res.remote_host, dsn_passed_on=res.dsn_passed_on)
@@ -100,6 +113,39 @@ class OutboundDelivery:
     async def close(self) -> None:
         for lane in self.lanes.values():
             await lane.connections.close()
+        if self.tls_outcomes is not None:
+            await self.tls_outcomes.flush()
+            self.tls_outcomes.close()
+        if self.security.sts is not None:
+            self.security.sts.close()
+
+
+def _store_path(config: Config, name: str) -> Path | None:
+    """A database in data_dir, or None (in memory) when there is no data_dir."""
+    return config.data_path / name if config.data_path.is_dir() else None
+
+
+def _tls_outcomes(config: Config, clock: Callable[[], float]) -> TlsOutcomes | None:
+    if not config.tls_rpt.enabled:
+        return None
+    return TlsOutcomes(_store_path(config, "tls-rpt.db"), clock)
+
+
+def _transport_security(config: Config, resolver: Resolver, outcomes: TlsOutcomes | None,
+                        clock: Callable[[], float]) -> TransportSecurity:
+    from mailyard.dns import CachingResolver, DnsPythonResolver
+
+    sts = None
+    if config.mta_sts.enabled:
+        cache = PolicyCache(_store_path(config, "mta-sts.db") if config.mta_sts.cache else None)
+        sts = Discovery(resolver, cache, timeout=config.mta_sts.fetch_timeout,
+                        ca_file=config.mta_sts.ca_file, clock=clock)
+    dane_resolver = None
+    if config.dane.enabled:
+        servers = config.dane.dns_servers or config.delivery.dns_servers
+        dane_resolver = CachingResolver(DnsPythonResolver(
+            list(servers), config.delivery.dns_timeout, dnssec=True))
+    return TransportSecurity(sts, dane_resolver, outcomes, config.mta_sts.ca_file)
 
 
 def _postponed(recipients: list[QueuedRecipient], hold: Postponement) -> list[AttemptResult]:

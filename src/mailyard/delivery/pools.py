@@ -37,6 +37,7 @@ from mailyard.config import Config, DeliveryPool
 from mailyard.delivery.destinations import Destinations
 from mailyard.delivery.remote import ConnectionPool
 from mailyard.sending.rate import RatePacer
+from mailyard.tlsrpt.store import TlsOutcomes
 
 DEFAULT_POOL = "default"
 
@@ -71,30 +72,33 @@ class Lane:
     def __init__(self, name: str, config: Config, *, max_concurrency: int,
                  max_per_destination: int, helo_name: str = "",
                  source_addresses: Sequence[str] = (),
-                 rate_limits: dict[str, str] | None = None, sweeps: bool = True) -> None:
+                 rate_limits: dict[str, str] | None = None, sweeps: bool = True,
+                 tls_outcomes: TlsOutcomes | None = None) -> None:
         self.name = name
         self.max_per_destination = max_per_destination
         self.slots = asyncio.Semaphore(max_concurrency)
         self.domain_slots: dict[str, asyncio.Semaphore] = {}
         self.connections = ConnectionPool(config, helo_name=helo_name or config.hostname,
-                                          sources=SourceAddresses(source_addresses))
+                                          sources=SourceAddresses(source_addresses),
+                                          tls_outcomes=tls_outcomes)
         self.destinations = Destinations(config.delivery, sweeps=sweeps)
         self.pacer = RatePacer(rate_limits or {})
         self.rate_limits = dict(rate_limits or {})
 
     @classmethod
-    def default(cls, config: Config) -> Lane:
+    def default(cls, config: Config, tls_outcomes: TlsOutcomes | None = None) -> Lane:
         d = config.delivery
         return cls(DEFAULT_POOL, config, max_concurrency=d.max_concurrency,
-                   max_per_destination=d.max_per_destination)
+                   max_per_destination=d.max_per_destination, tls_outcomes=tls_outcomes)
 
     @classmethod
-    def for_pool(cls, config: Config, pool: DeliveryPool) -> Lane:
+    def for_pool(cls, config: Config, pool: DeliveryPool,
+                 tls_outcomes: TlsOutcomes | None = None) -> Lane:
         return cls(pool.name, config, max_concurrency=pool.max_concurrency,
                    max_per_destination=(pool.max_per_destination
                                         or config.delivery.max_per_destination),
                    helo_name=pool.helo_name, source_addresses=pool.source_addresses,
-                   rate_limits=pool.rate_limits, sweeps=False)
+                   rate_limits=pool.rate_limits, sweeps=False, tls_outcomes=tls_outcomes)
 
     def domain_slot(self, domain: str) -> asyncio.Semaphore:
         sem = self.domain_slots.get(domain)
@@ -107,8 +111,8 @@ class Lane:
         return self.rate_limits.get(key, "") if key else ""
 
 
-def lanes_for(config: Config) -> dict[str, Lane]:
-    lanes = {DEFAULT_POOL: Lane.default(config)}
+def lanes_for(config: Config, tls_outcomes: TlsOutcomes | None = None) -> dict[str, Lane]:
+    lanes = {DEFAULT_POOL: Lane.default(config, tls_outcomes)}
     for pool in config.delivery.pools:
-        lanes[pool.name] = Lane.for_pool(config, pool)
+        lanes[pool.name] = Lane.for_pool(config, pool, tls_outcomes)
     return lanes
