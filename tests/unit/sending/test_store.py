@@ -69,3 +69,22 @@ def test_overrides_replace_defaults_per_limit(tmp_path: Path) -> None:
     assert own.messages_per_hour == 0 and own.messages_per_day is None
     store.set_overrides(user_subject("a@x.test"), LimitOverrides())
     assert limiter.user_limits("a@x.test")[0].messages_per_hour == 5
+
+
+def test_allowance_answers_each_rcpt_without_io(tmp_path: Path) -> None:
+    """Read once at MAIL; RCPT n is refused when the recipients already taken in the
+    transaction plus this one would go over (the 4th of 3, not a 'permanent' refusal)."""
+    store = SqliteSendCounters(tmp_path / "s.db")
+    limiter = SendLimiter(store, SendingConfig(user_recipients_per_hour=3), lambda: T0)
+    limiter.record("a@x.test", 1)
+    allowance = limiter.allowance("a@x.test")
+    store.close()
+    (tmp_path / "s.db").unlink()  # nothing more is read
+    assert allowance.message_refusal() is None
+    assert allowance.recipient_refusal(0) is None
+    assert allowance.recipient_refusal(1) is None
+    refusal = allowance.recipient_refusal(2)
+    assert refusal is not None and not refusal.exceeded.permanent
+    assert refusal.retry_after == 3600
+    assert refusal.text == ("Sending limit reached (3 recipients per hour for user "
+                            "a@x.test), try again in 60 minutes")
