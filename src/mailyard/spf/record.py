@@ -208,6 +208,7 @@ def _ip_directive(directive: Directive, rest: str) -> Directive:
 def _cidr_length(text: str | None, maximum: int, term: str) -> int:
     if text is None:
         return maximum
-    if not text or (len(text) > 1 and text[0] == "0") or int(text) > maximum:
+    if not text.isdigit() or not text.isascii() or (len(text) > 1 and text[0] == "0") \
+            or int(text) > maximum:
         raise RecordSyntaxError(f"invalid CIDR length in {term!r}")
     return int(text)
