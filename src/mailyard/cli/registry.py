@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailyard.cli import accounts, init, queue, send, serve
+from mailyard.cli import accounts, check, init, queue, send, serve
 
 REGISTER = [
     init.register,
@@ -10,4 +10,5 @@ REGISTER = [
     accounts.register,
     queue.register,
     send.register,
+    check.register,
 ]

@@ -100,6 +100,8 @@ __all__ = [
     "MetricsConfig",
     "Pop3Config",
     "SmtpdConfig",
+    "SpfAction",
+    "SpfConfig",
     "TlsConfig",
     "TransportRoute",
     "default_config",
@@ -431,6 +433,38 @@ class MetricsConfig:
                 raise ConfigError(f"{key}.listen", str(exc)) from None
 
 
+class SpfAction(enum.StrEnum):
+    """What an SPF result does at MAIL FROM (docs/configuration.md, [spf])."""
+
+    REJECT = "reject"  # 550 5.7.23 (fail) / 550 5.7.24 (permerror)
+    DEFER = "defer"  # 451 4.7.24
+    MARK = "mark"  # accept: the result is only recorded (Authentication-Results)
+
+
+@dataclass(frozen=True)
+class SpfConfig:
+    # Check SPF (RFC 7208) at MAIL FROM on the port 25 listeners (never on submission).
+    enabled: bool = True
+    # The action for each result that can refuse; the others are recorded only.
+    fail: SpfAction = SpfAction.REJECT
+    softfail: SpfAction = SpfAction.MARK
+    permerror: SpfAction = SpfAction.MARK
+    temperror: SpfAction = SpfAction.MARK
+    # Seconds one evaluation may take in all (RFC 7208 4.6.4 allows 20).
+    time_budget: float = 5.0
+    # RFC 7208 4.6.4: DNS lookups that find nothing before the result is permerror.
+    max_void_lookups: int = 2
+
+    def validate(self, key: str) -> None:
+        if not 0.1 <= self.time_budget <= 60:
+            raise ConfigError(f"{key}.time_budget", "must be between 0.1 and 60 seconds")
+        if not 0 <= self.max_void_lookups <= 100:
+            raise ConfigError(f"{key}.max_void_lookups", "must be between 0 and 100")
+        if self.softfail is SpfAction.REJECT:
+            raise ConfigError(f"{key}.softfail", "may be \"mark\" or \"defer\" "
+                              "(RFC 7208 8.5: a softfail is not a refusal)")
+
+
 # RFC 7677 4: at least 4096.  The upper bound keeps one SCRAM login (the client
 # derives the key once, then may cache it) within about a second.
 SCRAM_ITERATIONS_MIN = 4096
@@ -470,6 +504,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    spf: SpfConfig = field(default_factory=SpfConfig)
     # The identity ``mailyard serve`` switches to when started as root (ignored
     # otherwise): a user name or uid, and a group name or gid ("": the user's group).
     user: str = "mailyard"
