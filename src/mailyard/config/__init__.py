@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import ipaddress
 import os
 import socket
 import ssl
@@ -454,12 +455,20 @@ class SpfConfig:
     time_budget: float = 5.0
     # RFC 7208 4.6.4: DNS lookups that find nothing before the result is permerror.
     max_void_lookups: int = 2
+    # Clients not checked: the host itself (mail it hands to its own port 25).
+    skip_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 
     def validate(self, key: str) -> None:
         if not 0.1 <= self.time_budget <= 60:
             raise ConfigError(f"{key}.time_budget", "must be between 0.1 and 60 seconds")
         if not 0 <= self.max_void_lookups <= 100:
             raise ConfigError(f"{key}.max_void_lookups", "must be between 0 and 100")
+        for i, network in enumerate(self.skip_addresses):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"{key}.skip_addresses[{i}]",
+                                  f"not an address or network: {network!r}") from None
         if self.softfail is SpfAction.REJECT:
             raise ConfigError(f"{key}.softfail", "may be \"mark\" or \"defer\" "
                               "(RFC 7208 8.5: a softfail is not a refusal)")

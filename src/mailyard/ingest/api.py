@@ -42,6 +42,7 @@ from typing import Protocol
 from mailyard.envelope import Envelope
 from mailyard.message.headerblock import HeaderSummary
 from mailyard.proto.smtp.replies import Reply
+from mailyard.spf.result import SpfResult
 
 
 class Origin(enum.StrEnum):
@@ -66,6 +67,8 @@ class Submission:
     protocol: str = ""  # "ESMTPSA", "ESMTPS", "ESMTP", "SMTP"... (RFC 3848); "" for local
     tls: str = ""  # "TLSv1.3 TLS_AES_256_GCM_SHA384" or ""
     local_user: str = ""  # the Unix user of a local submission
+    # The SPF result of the MAIL FROM identity (port 25), for Authentication-Results.
+    spf: SpfResult | None = None
 
 
 class IngestRefused(Exception):

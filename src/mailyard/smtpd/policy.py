@@ -15,6 +15,10 @@ goes to a possibly forged sender); on submission with
 ``smtpd.require_header_from_match``, every ``From:`` address must be owned by the
 login user (550 5.7.1).
 
+On ``smtp``, an accepted MAIL FROM is then checked with SPF (RFC 7208; see
+:mod:`mailyard.smtpd.spf` and ``[spf]``): a ``fail`` is refused with 550 5.7.23 by
+default, and every result is kept on the transaction for Authentication-Results.
+
 Every kind refuses MAIL with 452 4.3.1 when the spool's free space is below
 ``smtpd.min_free_disk`` (the free space is sampled at most once a second).
 
@@ -58,6 +62,7 @@ from mailyard.proto.smtp.replies import (
 from mailyard.proto.smtp.session import Session
 from mailyard.queue.api import Spool
 from mailyard.smtpd.authguard import AuthGate
+from mailyard.smtpd.spf import SpfCheck, SpfVerdict
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -91,6 +96,14 @@ class Policy(Protocol):
 
     def check_mail(self, session: Session, sender: str) -> Reply | None: ...
 
+    def wants_sender_check(self, ip: str) -> bool:
+        """Does MAIL FROM from ``ip`` go through :meth:`check_sender` (SPF)?"""
+        ...
+
+    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
+        """Sender authentication at MAIL FROM, after :meth:`check_mail` accepted."""
+        ...
+
     def check_rcpt(self, session: Session, address: str) -> Reply | None: ...
 
     def postmaster_address(self, address: str) -> str: ...
@@ -117,7 +130,8 @@ class ListenerPolicy:
     None to accept."""
 
     def __init__(self, kind: str, config: Config, directory: Directory,
-                 free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None) -> None:
+                 free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None,
+                 spf: SpfCheck | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r}")
         self.kind = kind
@@ -126,6 +140,8 @@ class ListenerPolicy:
         self.directory = directory
         self.free_space = free_space
         self.auth_gate = auth_gate
+        # SPF is for mail from other servers: port 25 only (RFC 7208 2.3, 2.4).
+        self.spf = spf if kind == "smtp" else None
 
     def check_mail(self, session: Session, sender: str) -> Reply | None:
         """MAIL starts a transaction: the directory lookups from here to its end see
@@ -148,6 +164,14 @@ class ListenerPolicy:
             except DirectoryError:
                 return REPLY_TEMP_LOOKUP
         return None
+
+    def wants_sender_check(self, ip: str) -> bool:
+        return self.spf is not None and self.spf.applies(ip)
+
+    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
+        if self.spf is None:
+            return SpfVerdict(None)
+        return await self.spf.check(ip, helo, sender)
 
     def check_rcpt(self, session: Session, address: str) -> Reply | None:
         _local, domain = split_address(address)

@@ -24,7 +24,13 @@ from typing import Any, cast
 
 from mailyard.ingest.api import IngestRefused, IngestWriter, Origin, Submission
 from mailyard.message.trace import protocol_name
-from mailyard.metrics import AUTH_FAILURES, BYTES_RECEIVED, CONNECTIONS, MESSAGES_ACCEPTED
+from mailyard.metrics import (
+    AUTH_FAILURES,
+    BYTES_RECEIVED,
+    CONNECTIONS,
+    MESSAGES_ACCEPTED,
+    SPF_RESULTS,
+)
 from mailyard.obs import log_event
 from mailyard.proto.smtp.events import (
     CLOSED,
@@ -370,13 +376,40 @@ class SmtpSession(asyncio.Protocol):
         self.conn.accept()
 
     def _on_mail(self, event: MailFrom) -> None:
-        refusal = self.listener.policy.check_mail(self.conn.session, event.address)
+        policy = self.listener.policy
+        refusal = policy.check_mail(self.conn.session, event.address)
         self.txn = InboundTransaction(event.address, self.ip, last_refusal=refusal)
         if refusal is not None:
             self.conn.reject(refusal)
             self._log("rejected", refusal)
             return
+        if policy.wants_sender_check(self.ip):
+            self.task = self._spawn(self._check_sender(event))
+            return
         self.conn.accept()
+
+    async def _check_sender(self, event: MailFrom) -> None:
+        """SPF: the answer to MAIL waits for it (bounded by ``spf.time_budget``)."""
+        try:
+            verdict = await self.listener.policy.check_sender(
+                self.ip, self.conn.session.helo, event.address)
+        finally:
+            self.task = None
+        if not self._answered(event):
+            return
+        txn = self.txn
+        if verdict.result is not None:
+            self.services.metrics.inc(SPF_RESULTS, result=str(verdict.result.status))
+            if txn is not None:
+                txn.spf_result = verdict.result
+        if verdict.refusal is None:
+            self._answer(None)
+            return
+        if txn is not None:
+            txn.last_refusal = verdict.refusal
+        self.conn.reject(verdict.refusal)
+        self._log("rejected", verdict.refusal)
+        self._carry_on()
 
     def _on_rcpt(self, event: RcptTo) -> None:
         policy = self.listener.policy
@@ -399,6 +432,7 @@ class SmtpSession(asyncio.Protocol):
         submission = Submission(
             origin=Origin.SUBMISSION if self.listener.policy.submission else Origin.INBOUND,
             envelope=envelope, tls=self.tls_description(),
+            spf=self.txn.spf_result if self.txn is not None else None,
             protocol=protocol_name(session.extended, session.tls, bool(session.auth_user),
                                    envelope.smtputf8))
         txn = self.txn = self.txn or InboundTransaction(envelope.sender, self.ip)

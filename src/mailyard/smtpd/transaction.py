@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailyard.envelope import Envelope
 from mailyard.ingest.api import Ingest, IngestWriter, Submission
@@ -36,6 +37,7 @@ from mailyard.proto.smtp.replies import (
     Reply,
 )
 from mailyard.queue.api import StorageError
+from mailyard.spf.result import SpfResult
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -68,6 +70,9 @@ class InboundTransaction:
     writer: IngestWriter | None = None
     write_failed: bool = False
     header: HeaderSummary = NO_HEADER
+    # SPF of the MAIL FROM identity (port 25; None: not checked), passed on to ingest
+    # in the Submission for the Authentication-Results header (RFC 8601 2.7.2).
+    spf_result: SpfResult | None = None
 
     @property
     def unfinished(self) -> bool:
@@ -125,6 +130,9 @@ class InboundTransaction:
         if result != "queued":
             metrics.inc(MESSAGES_REJECTED,
                         reason=reason_for(reply) if reply else result)
+        # Any: log_event's named parameters (exc_info) must not narrow the field values.
+        extra: dict[str, Any] = {"spf": str(self.spf_result.status)} if self.spf_result \
+            is not None else {}
         log_event(log, "smtp transaction", qid=qid, client=client, helo=helo,
                   sender=self.sender, to=",".join(self.recipients), size=size,
-                  result=result, reply=str(reply) if reply else "")
+                  result=result, reply=str(reply) if reply else "", **extra)
