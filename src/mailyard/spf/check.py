@@ -24,10 +24,11 @@ evaluation asks the network nothing.  Deliberate readings of the RFC:
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from mailyard.dns.api import (
     DnsNameError,
@@ -101,20 +102,29 @@ def client_address(ip: str) -> IPAddress:
     return address
 
 
+# Names repeat from one evaluation to the next; invalid ones raise and are not kept.
+_query_name = functools.lru_cache(maxsize=8192)(ascii_domain)
+
+
 def valid_domain(name: str) -> bool:
     """RFC 7208 4.3: a well-formed, multi-label domain name."""
     try:
-        return "." in ascii_domain(name)
+        return "." in _query_name(name)
     except DnsNameError:
         return False
 
 
-def _same_prefix(ip: IPAddress, text: str, prefix: int) -> bool:
+@functools.lru_cache(maxsize=8192)
+def _address(text: str) -> IPAddress | None:
     try:
-        other = ipaddress.ip_address(text)
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
-    if other.version != ip.version:
+        return None
+
+
+def _same_prefix(ip: IPAddress, text: str, prefix: int) -> bool:
+    other = _address(text)
+    if other is None or other.version != ip.version:
         return False
     shift = ip.max_prefixlen - prefix
     return (int(ip) >> shift) == (int(other) >> shift)
@@ -135,7 +145,7 @@ class _Evaluation:
     async def _query(self, name: str, rdtype: str, *, void_counts: bool = True
                      ) -> tuple[str, ...]:
         try:
-            qname = ascii_domain(name)
+            qname = _query_name(name)
             answer = await self.resolver.query(qname, rdtype)
         except DnsNameError:
             return ()
@@ -171,7 +181,7 @@ class _Evaluation:
             record = parse_record(text)
         except RecordSyntaxError as exc:
             raise _PermError(f"{domain}: {exc}") from None
-        context = replace(self.context, domain=domain)
+        context = self.context.for_domain(domain)
         return await self._evaluate(record, context, explain)
 
     async def _evaluate(self, record: Record, context: MacroContext,
@@ -195,7 +205,7 @@ class _Evaluation:
 
     async def _target(self, spec: MacroString, context: MacroContext) -> str:
         if needs_validated_name(spec):
-            context = replace(context, validated_name=await self._validated_name(context.domain))
+            context = context.with_validated_name(await self._validated_name(context.domain))
         return expand_domain(spec, context)
 
     async def _matches(self, directive: Directive, context: MacroContext) -> bool:
@@ -295,7 +305,7 @@ class _Evaluation:
                 name = await self._validated_name(context.domain)
             except _PermError:
                 name = "unknown"
-            context = replace(context, validated_name=name)
+            context = context.with_validated_name(name)
         return expand(parts, context)
 
 

@@ -72,6 +72,14 @@ class MacroContext:
     timestamp: int = 0  # t
     validated_name: str = "unknown"  # p
 
+    def for_domain(self, domain: str) -> MacroContext:
+        return MacroContext(self.sender, self.local_part, self.sender_domain, domain, self.ip,
+                            self.helo, self.receiver, self.timestamp, self.validated_name)
+
+    def with_validated_name(self, name: str) -> MacroContext:
+        return MacroContext(self.sender, self.local_part, self.sender_domain, self.domain,
+                            self.ip, self.helo, self.receiver, self.timestamp, name)
+
     def value(self, letter: str) -> str:
         if letter == "s":
             return self.sender
