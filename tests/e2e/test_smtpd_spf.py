@@ -25,7 +25,9 @@ ZONES = {
     "soft.example": {"TXT": ["v=spf1 ~all"]},
     "broken.example": {"TXT": ["v=spf1 ip4:127.0.0.300 -all"]},
     "down.example": {"TXT": ["v=spf1 +all"]},
-    "client.example": {"TXT": ["v=spf1 -all"]},
+    "client.example": {"TXT": ["v=spf1 a:localhost.example -all"]},
+    "localhost.example": {"A": ["127.0.0.1"]},
+    "strict.example": {"TXT": ["v=spf1 -all"]},
     "loop.example": {"TXT": ["v=spf1 include:loop.example -all"]},
     "slow.example": {"TXT": ["v=spf1 +all"]},
 }
@@ -116,6 +118,16 @@ def test_a_silent_dns_server_costs_the_time_budget_not_the_session(
 
 
 def test_null_sender_checks_the_helo_name(server: MailyardServer) -> None:
-    code, text = mail_from(server, "", helo="client.example")
+    code, text = mail_from(server, "", helo="strict.example")
     assert code == 550 and text.startswith(b"5.7.23")
     assert mail_from(server, "", helo="good.example")[0] == 250
+
+
+def test_helo_identity_is_checked_too(server: MailyardServer) -> None:
+    """RFC 7208 2.3: a HELO fail refuses unless MAIL FROM passed; both are logged."""
+    code, text = mail_from(server, "ivan@nowhere.example", helo="strict.example")
+    assert code == 550 and text.startswith(b"5.7.23")
+    assert mail_from(server, "judy@good.example", helo="strict.example")[0] == 250
+    send(server, "kim@soft.example", "marker-helo")
+    line = log_line(server, "kim@soft.example")
+    assert "spf=softfail" in line and "spf_helo=pass" in line

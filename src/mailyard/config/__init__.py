@@ -455,6 +455,9 @@ class SpfConfig:
     time_budget: float = 5.0
     # RFC 7208 4.6.4: DNS lookups that find nothing before the result is permerror.
     max_void_lookups: int = 2
+    # Also check the HELO identity (RFC 7208 2.3); its fail refuses like a MAIL FROM
+    # fail unless MAIL FROM passed.
+    check_helo: bool = True
     # Clients not checked: the host itself (mail it hands to its own port 25).
     skip_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
 

@@ -69,6 +69,7 @@ class Submission:
     local_user: str = ""  # the Unix user of a local submission
     # The SPF result of the MAIL FROM identity (port 25), for Authentication-Results.
     spf: SpfResult | None = None
+    spf_helo: SpfResult | None = None  # the HELO identity, when checked separately
 
 
 class IngestRefused(Exception):

@@ -401,7 +401,7 @@ class SmtpSession(asyncio.Protocol):
         if verdict.result is not None:
             self.services.metrics.inc(SPF_RESULTS, result=str(verdict.result.status))
             if txn is not None:
-                txn.spf_result = verdict.result
+                txn.spf_result, txn.spf_helo_result = verdict.result, verdict.helo_result
         if verdict.refusal is None:
             self._answer(None)
             return
@@ -433,6 +433,7 @@ class SmtpSession(asyncio.Protocol):
             origin=Origin.SUBMISSION if self.listener.policy.submission else Origin.INBOUND,
             envelope=envelope, tls=self.tls_description(),
             spf=self.txn.spf_result if self.txn is not None else None,
+            spf_helo=self.txn.spf_helo_result if self.txn is not None else None,
             protocol=protocol_name(session.extended, session.tls, bool(session.auth_user),
                                    envelope.smtputf8))
         txn = self.txn = self.txn or InboundTransaction(envelope.sender, self.ip)

@@ -10,6 +10,7 @@ result is returned either way, for the transaction's Authentication-Results.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from dataclasses import dataclass
 
@@ -22,7 +23,14 @@ from mailyard.proto.smtp.replies import (
     REPLY_SPF_TEMPERROR,
     Reply,
 )
-from mailyard.spf import SpfLimits, SpfResult, SpfStatus, check_mail_from, client_address
+from mailyard.spf import (
+    SpfLimits,
+    SpfResult,
+    SpfStatus,
+    check_helo,
+    check_mail_from,
+    client_address,
+)
 
 __all__ = ["SpfCheck", "SpfVerdict", "refusal_for"]
 
@@ -42,10 +50,13 @@ _REFUSALS: dict[tuple[SpfStatus, SpfAction], Reply] = {
 
 @dataclass(frozen=True)
 class SpfVerdict:
-    """The SPF result (None: not checked) and the refusal it leads to (None: go on)."""
+    """The SPF result of the MAIL FROM identity (None: not checked), of the HELO
+    identity (None: not checked separately), and the refusal they lead to (None: go
+    on)."""
 
     result: SpfResult | None
     refusal: Reply | None = None
+    helo_result: SpfResult | None = None
 
 
 def _action(config: SpfConfig, status: SpfStatus) -> SpfAction:
@@ -95,6 +106,18 @@ class SpfCheck:
         return not any(address in network for network in self.skipped)
 
     async def check(self, ip: str, helo: str, sender: str) -> SpfVerdict:
-        result = await check_mail_from(self.resolver, ip, sender, helo, receiver=self.receiver,
-                                       limits=self.limits)
-        return SpfVerdict(result, refusal_for(result, self.config))
+        """Both identities at once (RFC 7208 2.3, 2.4), each within the time budget.
+        A HELO fail counts unless MAIL FROM passed."""
+        mail_from = check_mail_from(self.resolver, ip, sender, helo, receiver=self.receiver,
+                                    limits=self.limits)
+        if not (self.config.check_helo and sender):  # <>: MAIL FROM is the HELO identity
+            result = await mail_from
+            return SpfVerdict(result, refusal_for(result, self.config))
+        result, helo_result = await asyncio.gather(
+            mail_from, check_helo(self.resolver, ip, helo, receiver=self.receiver,
+                                  limits=self.limits))
+        refusal = refusal_for(result, self.config)
+        if refusal is None and helo_result.status is SpfStatus.FAIL \
+                and result.status is not SpfStatus.PASS:
+            refusal = refusal_for(helo_result, self.config)
+        return SpfVerdict(result, refusal, helo_result)

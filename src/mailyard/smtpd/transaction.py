@@ -73,6 +73,7 @@ class InboundTransaction:
     # SPF of the MAIL FROM identity (port 25; None: not checked), passed on to ingest
     # in the Submission for the Authentication-Results header (RFC 8601 2.7.2).
     spf_result: SpfResult | None = None
+    spf_helo_result: SpfResult | None = None  # the HELO identity, checked separately
 
     @property
     def unfinished(self) -> bool:
@@ -131,8 +132,11 @@ class InboundTransaction:
             metrics.inc(MESSAGES_REJECTED,
                         reason=reason_for(reply) if reply else result)
         # Any: log_event's named parameters (exc_info) must not narrow the field values.
-        extra: dict[str, Any] = {"spf": str(self.spf_result.status)} if self.spf_result \
-            is not None else {}
+        extra: dict[str, Any] = {}
+        if self.spf_result is not None:
+            extra["spf"] = str(self.spf_result.status)
+        if self.spf_helo_result is not None:
+            extra["spf_helo"] = str(self.spf_helo_result.status)
         log_event(log, "smtp transaction", qid=qid, client=client, helo=helo,
                   sender=self.sender, to=",".join(self.recipients), size=size,
                   result=result, reply=str(reply) if reply else "", **extra)

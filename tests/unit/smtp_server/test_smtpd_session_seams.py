@@ -176,6 +176,7 @@ def session_transcript(lines: bytes, resolver: StaticResolver
 
 
 ZONE = {"pass.test": {"TXT": ["v=spf1 ip4:192.0.2.0/24 -all"]},
+        "badhelo.test": {"TXT": ["v=spf1 -all"]},
         "fail.test": {"TXT": ["v=spf1 -all exp=why.fail.test"]},
         "why.fail.test": {"TXT": ["%{i} is not ours"]}}
 
@@ -199,6 +200,7 @@ def test_pass_goes_on_to_ingest_with_the_result() -> None:
     [submission] = ingest.submissions
     assert submission.spf is not None and submission.spf.status is SpfStatus.PASS
     assert submission.spf.mechanism == "ip4:192.0.2.0/24"
+    assert submission.spf_helo is not None and submission.spf_helo.status is SpfStatus.NONE
 
 
 def test_null_sender_checks_the_helo_name() -> None:
@@ -206,3 +208,13 @@ def test_null_sender_checks_the_helo_name() -> None:
     transport, _, _ = session_transcript(
         b"EHLO client.test\r\nMAIL FROM:<>\r\nQUIT\r\n", StaticResolver(zone))
     assert b"550 5.7.23" in transport.out
+
+
+def test_helo_fail_refuses_unless_mail_from_passed() -> None:
+    """RFC 7208 2.3: the HELO identity is checked too."""
+    transport, _, _ = session_transcript(
+        b"EHLO badhelo.test\r\nMAIL FROM:<a@nospf.test>\r\nQUIT\r\n", StaticResolver(ZONE))
+    assert b"550 5.7.23" in transport.out
+    transport, _, _ = session_transcript(
+        b"EHLO badhelo.test\r\nMAIL FROM:<a@pass.test>\r\nQUIT\r\n", StaticResolver(ZONE))
+    assert b"250 2.1.0" in transport.out
