@@ -370,7 +370,7 @@ async def _check_helo(resolver: Resolver, ip: str, helo: str, identity: Identity
                       clock: Callable[[], float]) -> SpfResult:
     name = helo.strip().rstrip(".")
     sender = f"postmaster@{name}"
-    if not valid_domain(name) or name.rpartition(".")[2].isdigit():
+    if name.startswith("[") or not valid_domain(name) or name.rpartition(".")[2].isdigit():
         return SpfResult(SpfStatus.NONE, identity, str(client_address(ip)), sender, name,
                          problem=f"HELO {helo!r} is not a domain name")
     return await check_host(resolver, ip, name, sender, name, identity=identity,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from mailyard.dns import BaseResolver, RecordSet, StaticResolver
 from mailyard.spf import SpfLimits, SpfResult, SpfStatus, check_host
 
@@ -172,3 +175,28 @@ class _Silent(BaseResolver):
 def test_time_budget_ends_a_stalled_evaluation_with_temperror() -> None:
     result = run(_Silent(), limits=SpfLimits(time_budget=0.05))
     assert result.status is TEMP and "no result within" in result.problem
+
+
+# --- anything at all -------------------------------------------------------------------
+
+TERMS = ["all", "-all", "~all", "?all", "+all", "a", "a:", "mx", "mx/24//64", "ptr", "ptr:",
+         "ip4:192.0.2.1", "ip4:192.0.2.0/24", "ip6:2001:db8::/32", "ip4:", "ip6::::",
+         "include:x.example", "include:", "exists:%{i}.x.example", "exists:%{", "redirect=",
+         "redirect=x.example", "exp=e.example", "exp=%{c}", "%{l}", "%%", "%", "=", ":", "/",
+         "//", "a:%{d9999999}.example", "a:%{ir}.%{v}.%{L}.example", "v=spf1", "\x00",
+         "\u00e9", "a:" + "x" * 300 + ".example", "mx:%{p}.example"]
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(st.sampled_from(TERMS), st.text(max_size=12)), max_size=12),
+       st.sampled_from(["192.0.2.1", "2001:db8::1", "::ffff:192.0.2.9"]),
+       st.text(max_size=20))
+def test_any_record_any_sender_gives_a_result(terms: list[str], ip: str, local: str) -> None:
+    """Whatever is published or sent, check_host returns one of the seven results."""
+    r = StaticResolver({"x.example": {"TXT": ["v=spf1 " + " ".join(terms[:3])]},
+                        "e.example": {"TXT": [" ".join(terms[3:6])]}})
+    r.set("example.com", "TXT", ["v=spf1 " + " ".join(terms)])
+    result = asyncio.run(check_host(r, ip, "example.com", f"{local}@example.com",
+                                    "helo.example"))
+    assert result.status in set(SpfStatus)
