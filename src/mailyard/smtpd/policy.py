@@ -15,7 +15,10 @@ goes to a possibly forged sender); on submission with
 ``smtpd.require_header_from_match``, every ``From:`` address must be owned by the
 login user (550 5.7.1).
 
-On ``smtp``, an accepted MAIL FROM is then checked with SPF (RFC 7208; see
+A recipient whose mailboxes are all over quota is refused with 552 5.2.2 after the
+checks above (:mod:`mailyard.smtpd.quota`; the usage may be read in a thread).
+
+On ``smtp``, an accepted MAIL FROM is also checked with SPF (RFC 7208; see
 :mod:`mailyard.smtpd.spf` and ``[spf]``): a ``fail`` is refused with 550 5.7.23 by
 default, and every result is kept on the transaction for Authentication-Results.
 
@@ -62,6 +65,7 @@ from mailyard.proto.smtp.replies import (
 from mailyard.proto.smtp.session import Session
 from mailyard.queue.api import Spool
 from mailyard.smtpd.authguard import AuthGate
+from mailyard.smtpd.quota import QuotaVerdict, RcptQuota
 from mailyard.smtpd.spf import SpfCheck, SpfVerdict
 
 log = logging.getLogger("mailyard.smtpd")
@@ -106,6 +110,11 @@ class Policy(Protocol):
 
     def check_rcpt(self, session: Session, address: str) -> Reply | None: ...
 
+    def check_quota(self, address: str, size: int | None) -> QuotaVerdict:
+        """After :meth:`check_rcpt` accepted ``address``: its mailbox quota (552
+        5.2.2), at once or as a coroutine to await (the usage is read in a thread)."""
+        ...
+
     def postmaster_address(self, address: str) -> str: ...
 
     def check_content(self, session: Session, recipients: Iterable[Recipient],
@@ -131,7 +140,7 @@ class ListenerPolicy:
 
     def __init__(self, kind: str, config: Config, directory: Directory,
                  free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None,
-                 spf: SpfCheck | None = None) -> None:
+                 quota: RcptQuota | None = None, spf: SpfCheck | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r}")
         self.kind = kind
@@ -140,6 +149,7 @@ class ListenerPolicy:
         self.directory = directory
         self.free_space = free_space
         self.auth_gate = auth_gate
+        self.quota = quota
         # SPF is for mail from other servers: port 25 only (RFC 7208 2.3, 2.4).
         self.spf = spf if kind == "smtp" else None
 
@@ -189,6 +199,17 @@ class ListenerPolicy:
         except DirectoryError:
             return REPLY_TEMP_LOOKUP
         return None
+
+    def check_quota(self, address: str, size: int | None) -> QuotaVerdict:
+        if self.quota is None:
+            return None
+        _local, domain = split_address(address)
+        try:
+            if not domain or not self.directory.is_local_domain(domain):
+                return None
+        except DirectoryError:
+            return None  # local delivery checks again
+        return self.quota.check(address, size)
 
     def _check_literal(self, domain: str) -> Reply | None:
         """Submission to ``user@[address]`` (RFC 5321 4.1.3)."""
