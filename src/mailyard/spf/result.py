@@ -82,6 +82,14 @@ class SpfResult:
             text += f" (mechanism {self.mechanism})"
         return text
 
+    def resinfo(self) -> str:
+        """This result as one ``resinfo`` of an Authentication-Results field (RFC 8601
+        2.7.2): ``spf=pass smtp.mailfrom=user@example.com`` (``smtp.helo=NAME`` for
+        the HELO identity)."""
+        if self.identity is Identity.HELO:
+            return f"spf={self.status} smtp.helo={_pvalue(self.domain)}"
+        return f"spf={self.status} smtp.mailfrom={_pvalue(self.sender)}"
+
     def to_dict(self) -> dict[str, object]:
         return {
             "result": str(self.status),
@@ -96,3 +104,15 @@ class SpfResult:
             "lookups": self.lookups,
             "void_lookups": self.void_lookups,
         }
+
+
+_TSPECIALS = set('()<>@,;:\\"/[]?= ')
+
+
+def _pvalue(text: str) -> str:
+    """RFC 8601 2.2 pvalue: an address or domain as is, else a quoted string."""
+    local, _, domain = text.rpartition("@")
+    if all(c not in _TSPECIALS and " " < c < "\x7f" for c in local + domain):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+

@@ -341,3 +341,15 @@ def test_5_mechanism_lookup_errors(record: str) -> None:
     r = zone(record)
     r.fail("mail.example.com")
     assert run(r).status is TEMP
+
+
+# --- RFC 8601 2.7.2: the result as Authentication-Results resinfo ------------------------
+
+def test_resinfo() -> None:
+    r = zone("v=spf1 ip4:192.0.2.1 -all")
+    assert run(r).resinfo() == "spf=pass smtp.mailfrom=user@example.com"
+    assert run(r, sender='"odd user"@example.com').resinfo() == \
+        'spf=pass smtp.mailfrom="\\"odd user\\"@example.com"'
+    r.set("mail.example.com", "TXT", ["v=spf1 -all"])
+    helo = asyncio.run(check_helo(r, "192.0.2.1", "mail.example.com"))
+    assert helo.resinfo() == "spf=fail smtp.helo=mail.example.com"
