@@ -21,9 +21,9 @@ EXIT_OK, EXIT_USAGE = 0, 2
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("check", help="check sender authentication (SPF) against live DNS")
-    checks = p.add_subparsers(dest="check", metavar="CHECK")
-    spf = checks.add_parser(
+    """Adds ``check spf`` to the ``check`` group of diagnostics, creating the group
+    unless a module registered before this one did (other checks join it too)."""
+    spf = _check_group(sub).add_parser(
         "spf", help="evaluate SPF for a client address, MAIL FROM and HELO",
         description="Prints the SPF result (pass, fail, softfail, neutral, none, permerror, "
                     "temperror) as the first word, then the explanation. Exit 0 for any "
@@ -38,7 +38,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                           "else the system resolver)")
     spf.add_argument("--json", action="store_true", help="print the result as JSON")
     spf.set_defaults(func=cmd_check_spf)
-    p.set_defaults(func=lambda args, config: _usage("check: name a check: spf"))
+
+
+def _check_group(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    group = sub.choices.get("check")
+    if group is not None:
+        for action in group._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action
+    group = sub.add_parser("check", help="diagnostics: sender authentication against live DNS")
+    group.set_defaults(func=lambda args, config: _usage("check: name a check (spf)"))
+    return group.add_subparsers(dest="check", metavar="CHECK")
 
 
 def _usage(message: str) -> int:
