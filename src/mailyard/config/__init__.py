@@ -110,6 +110,8 @@ __all__ = [
     "Pop3Config",
     "SendingConfig",
     "SmtpdConfig",
+    "SpfAction",
+    "SpfConfig",
     "TlsConfig",
     "TransportRoute",
     "default_config",
@@ -552,6 +554,47 @@ class TlsRptConfig:
             value = getattr(self, name)
             if value and "@" not in value:
                 raise ConfigError(f"{key}.{name}", "must be a mail address")
+class SpfAction(enum.StrEnum):
+    """What an SPF result does at MAIL FROM (docs/configuration.md, [spf])."""
+
+    REJECT = "reject"  # 550 5.7.23 (fail) / 550 5.7.24 (permerror)
+    DEFER = "defer"  # 451 4.7.24
+    MARK = "mark"  # accept: the result is only recorded (Authentication-Results)
+
+
+@dataclass(frozen=True)
+class SpfConfig:
+    # Check SPF (RFC 7208) at MAIL FROM on the port 25 listeners (never on submission).
+    enabled: bool = True
+    # The action for each result that can refuse; the others are recorded only.
+    fail: SpfAction = SpfAction.REJECT
+    softfail: SpfAction = SpfAction.MARK
+    permerror: SpfAction = SpfAction.MARK
+    temperror: SpfAction = SpfAction.MARK
+    # Seconds one evaluation may take in all (RFC 7208 4.6.4 allows 20).
+    time_budget: float = 5.0
+    # RFC 7208 4.6.4: DNS lookups that find nothing before the result is permerror.
+    max_void_lookups: int = 2
+    # Also check the HELO identity (RFC 7208 2.3); its fail refuses like a MAIL FROM
+    # fail unless MAIL FROM passed.
+    check_helo: bool = True
+    # Clients not checked: the host itself (mail it hands to its own port 25).
+    skip_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    def validate(self, key: str) -> None:
+        if not 0.1 <= self.time_budget <= 60:
+            raise ConfigError(f"{key}.time_budget", "must be between 0.1 and 60 seconds")
+        if not 0 <= self.max_void_lookups <= 100:
+            raise ConfigError(f"{key}.max_void_lookups", "must be between 0 and 100")
+        for i, network in enumerate(self.skip_addresses):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"{key}.skip_addresses[{i}]",
+                                  f"not an address or network: {network!r}") from None
+        if self.softfail is SpfAction.REJECT:
+            raise ConfigError(f"{key}.softfail", "may be \"mark\" or \"defer\" "
+                              "(RFC 7208 8.5: a softfail is not a refusal)")
 
 
 # RFC 7677 4: at least 4096.  The upper bound keeps one SCRAM login (the client
@@ -713,6 +756,7 @@ class Config:
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     dane: DaneConfig = field(default_factory=DaneConfig)
     tls_rpt: TlsRptConfig = field(default_factory=TlsRptConfig)
+    spf: SpfConfig = field(default_factory=SpfConfig)
     # The identity ``mailyard serve`` switches to when started as root (ignored
     # otherwise): a user name or uid, and a group name or gid ("": the user's group).
     user: str = "mailyard"

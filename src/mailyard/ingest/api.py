@@ -49,6 +49,7 @@ from typing import Protocol
 from mailyard.envelope import Envelope
 from mailyard.message.headerblock import HeaderSummary
 from mailyard.proto.smtp.replies import Reply
+from mailyard.spf.result import SpfResult
 
 
 class Origin(enum.StrEnum):
@@ -76,6 +77,9 @@ class Submission:
     # The delivery pool the producer chose (a campaign, an API key); "" lets ingest
     # route by sender (``delivery.pools[].senders``), else the default pool.
     pool: str = ""
+    # The SPF result of the MAIL FROM identity (port 25), for Authentication-Results.
+    spf: SpfResult | None = None
+    spf_helo: SpfResult | None = None  # the HELO identity, when checked separately
 
 
 class IngestRefused(Exception):

@@ -23,6 +23,10 @@ over it; the accepted message is counted after its 250 (:meth:`Policy.message_se
 A recipient whose mailboxes are all over quota is refused with 552 5.2.2 after the
 checks above (:mod:`mailyard.smtpd.quota`; the usage may be read in a thread).
 
+On ``smtp``, an accepted MAIL FROM is also checked with SPF (RFC 7208; see
+:mod:`mailyard.smtpd.spf` and ``[spf]``): a ``fail`` is refused with 550 5.7.23 by
+default, and every result is kept on the transaction for Authentication-Results.
+
 Every kind refuses MAIL with 452 4.3.1 when the spool's free space is below
 ``smtpd.min_free_disk`` (the free space is sampled at most once a second).
 
@@ -68,6 +72,7 @@ from mailyard.queue.api import Spool
 from mailyard.sending.limiter import SendAllowance, ThreadedSendLimiter
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.quota import QuotaVerdict, RcptQuota
+from mailyard.smtpd.spf import SpfCheck, SpfVerdict
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -100,6 +105,14 @@ class Policy(Protocol):
     submission: bool
 
     def check_mail(self, session: Session, sender: str) -> Reply | None: ...
+
+    def wants_sender_check(self, ip: str) -> bool:
+        """Does MAIL FROM from ``ip`` go through :meth:`check_sender` (SPF)?"""
+        ...
+
+    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
+        """Sender authentication at MAIL FROM, after :meth:`check_mail` accepted."""
+        ...
 
     def check_rcpt(self, session: Session, address: str) -> Reply | None: ...
 
@@ -144,7 +157,8 @@ class ListenerPolicy:
     def __init__(self, kind: str, config: Config, directory: Directory,
                  free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None,
                  quota: RcptQuota | None = None,
-                 sending: ThreadedSendLimiter | None = None) -> None:
+                 sending: ThreadedSendLimiter | None = None,
+                 spf: SpfCheck | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r}")
         self.kind = kind
@@ -155,6 +169,8 @@ class ListenerPolicy:
         self.auth_gate = auth_gate
         self.quota = quota
         self.sending = sending if self.submission else None
+        # SPF is for mail from other servers: port 25 only (RFC 7208 2.3, 2.4).
+        self.spf = spf if kind == "smtp" else None
 
     def check_mail(self, session: Session, sender: str) -> Reply | None:
         """MAIL starts a transaction: the directory lookups from here to its end see
@@ -177,6 +193,14 @@ class ListenerPolicy:
             except DirectoryError:
                 return REPLY_TEMP_LOOKUP
         return None
+
+    def wants_sender_check(self, ip: str) -> bool:
+        return self.spf is not None and self.spf.applies(ip)
+
+    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
+        if self.spf is None:
+            return SpfVerdict(None)
+        return await self.spf.check(ip, helo, sender)
 
     def check_rcpt(self, session: Session, address: str) -> Reply | None:
         _local, domain = split_address(address)

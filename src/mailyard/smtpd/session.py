@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 from mailyard.ingest.api import IngestRefused, IngestWriter, Origin, Submission
 from mailyard.message.trace import protocol_name
-from mailyard.metrics import AUTH_FAILURES, BYTES_RECEIVED, CONNECTIONS, MESSAGES_ACCEPTED
+from mailyard.metrics import (
+    AUTH_FAILURES,
+    BYTES_RECEIVED,
+    CONNECTIONS,
+    MESSAGES_ACCEPTED,
+    SPF_RESULTS,
+)
 from mailyard.obs import log_event
 from mailyard.proto.smtp.events import (
     CLOSED,
@@ -384,6 +390,9 @@ class SmtpSession(asyncio.Protocol):
         if reading is not None:
             self.task = self._spawn(self._mail_after_limits(event, reading))
             return
+        if policy.wants_sender_check(self.ip):
+            self.task = self._spawn(self._check_sender(event))
+            return
         self.conn.accept()
 
     async def _mail_after_limits(
@@ -405,6 +414,29 @@ class SmtpSession(asyncio.Protocol):
         else:
             self.txn.allowance = allowance
             self.conn.accept()
+        self._carry_on()
+
+    async def _check_sender(self, event: MailFrom) -> None:
+        """SPF: the answer to MAIL waits for it (bounded by ``spf.time_budget``)."""
+        try:
+            verdict = await self.listener.policy.check_sender(
+                self.ip, self.conn.session.helo, event.address)
+        finally:
+            self.task = None
+        if not self._answered(event):
+            return
+        txn = self.txn
+        if verdict.result is not None:
+            self.services.metrics.inc(SPF_RESULTS, result=str(verdict.result.status))
+            if txn is not None:
+                txn.spf_result, txn.spf_helo_result = verdict.result, verdict.helo_result
+        if verdict.refusal is None:
+            self._answer(None)
+            return
+        if txn is not None:
+            txn.last_refusal = verdict.refusal
+        self.conn.reject(verdict.refusal)
+        self._log("rejected", verdict.refusal)
         self._carry_on()
 
     def _on_rcpt(self, event: RcptTo) -> None:
@@ -451,6 +483,8 @@ class SmtpSession(asyncio.Protocol):
         submission = Submission(
             origin=Origin.SUBMISSION if self.listener.policy.submission else Origin.INBOUND,
             envelope=envelope, tls=self.tls_description(),
+            spf=self.txn.spf_result if self.txn is not None else None,
+            spf_helo=self.txn.spf_helo_result if self.txn is not None else None,
             protocol=protocol_name(session.extended, session.tls, bool(session.auth_user),
                                    envelope.smtputf8))
         txn = self.txn = self.txn or InboundTransaction(envelope.sender, self.ip)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailyard.envelope import Envelope
 from mailyard.ingest.api import Ingest, IngestWriter, Submission
@@ -37,6 +38,7 @@ from mailyard.proto.smtp.replies import (
 )
 from mailyard.queue.api import StorageError
 from mailyard.sending.limiter import SendAllowance
+from mailyard.spf.result import SpfResult
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -72,6 +74,10 @@ class InboundTransaction:
     write_failed: bool = False
     header: HeaderSummary = NO_HEADER
     allowance: SendAllowance | None = None  # the sender's sending limits, read at MAIL
+    # SPF of the MAIL FROM identity (port 25; None: not checked), passed on to ingest
+    # in the Submission for the Authentication-Results header (RFC 8601 2.7.2).
+    spf_result: SpfResult | None = None
+    spf_helo_result: SpfResult | None = None  # the HELO identity, checked separately
 
     @property
     def unfinished(self) -> bool:
@@ -129,6 +135,12 @@ class InboundTransaction:
         if result != "queued":
             metrics.inc(MESSAGES_REJECTED,
                         reason=reason_for(reply) if reply else result)
+        # Any: log_event's named parameters (exc_info) must not narrow the field values.
+        extra: dict[str, Any] = {}
+        if self.spf_result is not None:
+            extra["spf"] = str(self.spf_result.status)
+        if self.spf_helo_result is not None:
+            extra["spf_helo"] = str(self.spf_helo_result.status)
         log_event(log, "smtp transaction", qid=qid, client=client, helo=helo,
                   sender=self.sender, to=",".join(self.recipients), size=size,
-                  result=result, reply=str(reply) if reply else "")
+                  result=result, reply=str(reply) if reply else "", **extra)

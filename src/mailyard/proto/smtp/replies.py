@@ -148,6 +148,11 @@ REPLY_LOOP = Reply(554, "5.4.6", "Too many Received headers: mail loop detected"
 REPLY_DELIVERED_TO_LOOP = Reply(554, "5.4.6", "Message already delivered to a recipient (Delivered-To): mail loop detected")
 REPLY_HEADER_FROM_NOT_OWNED = Reply(550, "5.7.1", "Header From address not owned by authenticated user")
 REPLY_ADDRESS_LITERAL_DENIED = Reply(550, "5.7.1", "Address literal recipients are not accepted here")
+# SPF at MAIL FROM (RFC 7208 8, enhanced codes of RFC 7372 3.2).
+REPLY_SPF_FAIL = Reply(550, "5.7.23", "SPF validation failed: {comment}")
+REPLY_SPF_FAIL_TEMP = Reply(451, "4.7.23", "SPF validation failed, try again later: {comment}")
+REPLY_SPF_PERMERROR = Reply(550, "5.7.24", "SPF validation error: {comment}")
+REPLY_SPF_TEMPERROR = Reply(451, "4.7.24", "SPF validation error, try again later: {comment}")
 REPLY_BARE_LINE_ENDING = Reply(
     554, "5.6.11", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8)"
 )
