@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailyard.cli import accounts, feedback, init, queue, report, send, serve
+from mailyard.cli import accounts, check, feedback, init, queue, report, send, serve
 
 REGISTER = [
     init.register,
@@ -11,5 +11,6 @@ REGISTER = [
     queue.register,
     send.register,
     report.register,
-    feedback.register,  # after any module that creates the `check` group
+    check.register,
+    feedback.register,  # joins the `check` group check.register made
 ]

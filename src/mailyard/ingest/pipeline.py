@@ -56,6 +56,10 @@ _SMTP = frozenset((Origin.INBOUND, Origin.SUBMISSION))
 _FIXED = frozenset((Origin.SUBMISSION, Origin.LOCAL))  # Date and Message-ID when missing
 _SIZE_CHECKED = frozenset((Origin.LOCAL, Origin.API, Origin.CAMPAIGN))
 _LOOP_CHECKED = frozenset((Origin.LOCAL, Origin.API, Origin.CAMPAIGN, Origin.FORWARD))
+_POOLED = frozenset((Origin.SUBMISSION, Origin.LOCAL, Origin.API, Origin.CAMPAIGN))
+
+#: The pool configured for a sender and login user ("" the default pool).
+PoolRouter = Callable[[str, str], str]
 # Where a recipient may be an SRS address of ours: bounces from other hosts (accepted at
 # RCPT TO for a local domain, see smtpd.policy) and our own DSNs of forwarded copies.
 _SRS_REVERSED = frozenset((Origin.INBOUND, Origin.DSN))
@@ -154,8 +158,10 @@ class QueueIngest:
                  max_received: int = 0, hooks: Sequence[IngestHook] = (),
                  streaming_hooks: Sequence[StreamingHook] = (),
                  clock: Callable[[], float] = time.time,
+                 pool_for: PoolRouter | None = None,
                  srs: Callable[[], Srs] | None = None) -> None:
         self._queue = queue
+        self._pool_for = pool_for
         self.srs = srs
         self.hostname = hostname
         self.max_message_size = max_message_size
@@ -168,7 +174,18 @@ class QueueIngest:
         if (self.srs is not None and submission.origin in _SRS_REVERSED
                 and any(is_srs(r.address) for r in submission.envelope.recipients)):
             submission = replace(submission, envelope=self.reverse_srs(submission.envelope))
+        submission = self.assign_pool(submission)
         return _Writer(self, submission, self._queue.open_message(submission.envelope))
+
+    def assign_pool(self, submission: Submission) -> Submission:
+        """The submission with its envelope's delivery pool set (see ``api``)."""
+        env = submission.envelope
+        pool = submission.pool
+        if not pool and self._pool_for is not None and submission.origin in _POOLED:
+            pool = self._pool_for(env.sender, env.auth_user)
+        if pool == env.pool:
+            return submission
+        return replace(submission, envelope=replace(env, pool=pool))
 
     def reverse_srs(self, envelope: Envelope) -> Envelope:
         """Recipients that are valid SRS addresses of ours (bounces of forwarded mail)
@@ -235,6 +252,10 @@ class _Limits(Protocol):
     def max_received_headers(self) -> int: ...
 
 
+class _Pools(Protocol):
+    def pool_for(self, sender: str, auth_user: str = "") -> str: ...
+
+
 class _Settings(Protocol):
     """The part of :class:`mailyard.config.Config` ingest reads."""
 
@@ -249,6 +270,9 @@ class _Settings(Protocol):
 
     @property
     def dkim(self) -> DkimConfig: ...
+
+    @property
+    def delivery(self) -> _Pools: ...
 
     @property
     def forwarding(self) -> ForwardingConfig: ...
@@ -273,4 +297,5 @@ def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
     streaming = [signing_for(config.dkim, config.data_dir)] if config.dkim.enabled else []
     return QueueIngest(queue, config.hostname, max_message_size=config.smtpd.max_message_size,
                        max_received=config.smtpd.max_received_headers,
-                       streaming_hooks=streaming, srs=srs_for(config))
+                       streaming_hooks=streaming, pool_for=config.delivery.pool_for,
+                       srs=srs_for(config))
