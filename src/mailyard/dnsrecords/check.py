@@ -7,8 +7,8 @@ is what receivers need, not textual equality:
 
 * MX: this server's host name among the MX hosts, and that name has an address;
 * SPF: exactly one ``v=spf1`` record (RFC 7208 4.5: two are a permerror), well formed,
-  and it lets this server's addresses send (a :data:`SpfEvaluator` when one is given,
-  else the record's ``mx``, ``a:``, ``ip4:`` and ``ip6:`` terms);
+  and check_host() (:mod:`mailyard.spf`, includes and redirects followed) gives
+  ``pass`` for each address of this server;
 * DKIM: one key record at the selector, holding our public key;
 * DMARC: one valid record (RFC 7489 6.6.3) whose policy is not ``none``;
 * MTA-STS: one valid ``v=STSv1`` record, and ``mta-sts.<domain>`` has an address to
@@ -30,20 +30,19 @@ from mailyard.dns.api import AnswerKind, DnsError, DnsTemporaryError, MxKind, Re
 from mailyard.dnsrecords.model import DnsRecord, RecordKind, Status, Verdict
 from mailyard.mtasts.policy import Invalid
 from mailyard.mtasts.policy import parse_record as parse_sts_record
+from mailyard.spf.check import check_host
+from mailyard.spf.record import RecordSyntaxError
+from mailyard.spf.record import parse_record as parse_spf_record
 from mailyard.tlsrpt.report import parse_rua_record
 
-__all__ = ["SpfEvaluator", "check_record", "check_records", "is_spf_record", "spf_syntax_problem"]
+__all__ = ["SpfEvaluator", "check_record", "check_records", "is_spf_record", "spf_evaluator",
+           "spf_syntax_problem"]
 
 #: ``(ip, domain)`` to the SPF result keyword (RFC 7208 2.6) of that address sending
 #: for that domain.
 SpfEvaluator = Callable[[str, str], Awaitable[str]]
 
 _SPF_VERSION = re.compile(r"v=spf1(?: |\Z)", re.IGNORECASE)
-# RFC 7208 12: directive = [qualifier] mechanism; modifier = name "=" macro-string.
-_MECHANISM = re.compile(
-    r"[+\-~?]?(?:all|include:\S+|exists:\S+|(?:a|mx|ptr)(?::[^/\s]+)?(?:/\d{1,3}){0,2}"
-    r"|ip4:[0-9.]+(?:/\d{1,2})?|ip6:[0-9a-f:.]+(?:/\d{1,3})?)\Z", re.IGNORECASE)
-_MODIFIER = re.compile(r"[a-z][a-z0-9_.\-]*=\S*\Z", re.IGNORECASE)
 
 
 def is_spf_record(text: str) -> bool:
@@ -53,19 +52,20 @@ def is_spf_record(text: str) -> bool:
 
 
 def spf_syntax_problem(text: str) -> str:
-    """What is wrong with an SPF record's terms ("" when nothing): an unknown
-    mechanism, a malformed one, a modifier given twice (RFC 7208 6)."""
-    seen: set[str] = set()
-    for term in text.split()[1:]:
-        if _MECHANISM.match(term):
-            continue
-        if not _MODIFIER.match(term):
-            return f"unknown or malformed term {term[:60]!r}"
-        name = term.split("=", 1)[0].lower()
-        if name in ("redirect", "exp") and name in seen:
-            return f"the {name}= modifier appears twice"
-        seen.add(name)
+    """What is wrong with an SPF record's terms (RFC 7208 12), "" when nothing."""
+    try:
+        parse_spf_record(text)
+    except RecordSyntaxError as exc:
+        return str(exc)
     return ""
+
+
+def spf_evaluator(resolver: Resolver) -> SpfEvaluator:
+    """check_host() (RFC 7208 4) over ``resolver``, for ``postmaster@domain``."""
+    async def evaluate(ip: str, domain: str) -> str:
+        result = await check_host(resolver, ip, domain, f"postmaster@{domain}")
+        return result.status.value
+    return evaluate
 
 
 async def check_records(resolver: Resolver, records: Sequence[DnsRecord], *, hostname: str,
@@ -147,43 +147,23 @@ async def _spf(resolver: Resolver, record: DnsRecord, hostname: str,
         return Verdict(record, Status.WRONG, found, f"the SPF record is invalid: {problem}",
                        f"replace it; {_publish(record)}")
     host = hostname.lower().rstrip(".")
+    evaluate = evaluate or spf_evaluator(resolver)
     for ip in await resolver.addresses(host):
-        if evaluate is not None:
-            result = await evaluate(ip, record.name)
-            covered = result == "pass"
-        else:
-            result, covered = "", await _covers(resolver, found[0], ip, host, record.name)
-        if not covered:
-            said = f" (SPF result: {result})" if result else ""
-            return Verdict(record, Status.WRONG, found,
-                           f"the SPF record does not let this server ({host}, {ip}) send "
-                           f"mail for {record.name}{said}",
-                           f"add 'mx' (or 'ip{ipaddress.ip_address(ip).version}:{ip}') "
-                           f"before the 'all' term, e.g. {record.value!r}")
-    return Verdict(record, Status.OK, found)
-
-
-async def _covers(resolver: Resolver, text: str, ip: str, host: str, domain: str) -> bool:
-    """Without an SPF evaluator: a passing ``mx`` term when the domain's MX names this
-    host, ``a:<host>``, or an ``ip4:``/``ip6:`` network holding ``ip``."""
-    address = ipaddress.ip_address(ip)
-    for term in text.lower().split()[1:]:
-        if term.startswith(("-", "~", "?")):
+        result = await evaluate(ip, record.name)
+        if result == "pass":
             continue
-        term = term.lstrip("+")
-        if term in ("mx", f"mx:{domain}"):
-            mx = await resolver.mx(domain)
-            if any(r.host == host for r in mx.records):
-                return True
-        elif term == f"a:{host}":
-            return True
-        elif term.startswith(("ip4:", "ip6:")):
-            try:
-                if address in ipaddress.ip_network(term[4:], strict=False):
-                    return True
-            except ValueError:
-                continue
-    return False
+        problem = (f"the SPF record does not let this server ({host}, {ip}) send mail for "
+                   f"{record.name} (SPF result: {result})")
+        if result == "temperror":
+            return Verdict(record, Status.UNKNOWN, found, problem, "try again")
+        fix = (f"add 'mx' (or 'ip{ipaddress.ip_address(ip).version}:{ip}') before the "
+               f"'all' term, e.g. {record.value!r}")
+        if result == "permerror":
+            fix = ("make the record evaluate for receivers: every include: must name a "
+                   "domain with an SPF record, and at most 10 terms may cause DNS lookups "
+                   f"(RFC 7208 4.6.4); e.g. {record.value!r}")
+        return Verdict(record, Status.WRONG, found, problem, fix)
+    return Verdict(record, Status.OK, found)
 
 
 # --- the TXT records -----------------------------------------------------------------
