@@ -9,7 +9,7 @@ that joins them to the configuration and the DKIM keys is
 
 from __future__ import annotations
 
-from mailyard.dnsrecords.check import SpfEvaluator, check_record, check_records
+from mailyard.dnsrecords.check import PolicyFetcher, SpfEvaluator, check_record, check_records
 from mailyard.dnsrecords.expected import (
     ClientService,
     MtaStsPolicy,
@@ -22,6 +22,7 @@ __all__ = [
     "ClientService",
     "DnsRecord",
     "MtaStsPolicy",
+    "PolicyFetcher",
     "RecordKind",
     "SpfEvaluator",
     "Status",

@@ -11,8 +11,9 @@ is what receivers need, not textual equality:
   ``pass`` for each address of this server;
 * DKIM: one key record at the selector, holding our public key;
 * DMARC: one valid record (RFC 7489 6.6.3) whose policy is not ``none``;
-* MTA-STS: one valid ``v=STSv1`` record, and ``mta-sts.<domain>`` has an address to
-  fetch the policy from (the policy itself is not fetched);
+* MTA-STS: one valid ``v=STSv1`` record, ``mta-sts.<domain>`` has an address, and
+  (with a :data:`PolicyFetcher`) the policy fetched over HTTPS is valid and lists this
+  server;
 * TLS-RPT: one valid ``v=TLSRPTv1`` record with a report address;
 * SRV: a record naming this server and port.
 """
@@ -28,19 +29,23 @@ from mailyard.dkim.record import KeyRecordError, parse_key_record, public_key_te
 from mailyard.dmarc.record import Policy, RecordError, is_dmarc_record, parse_record
 from mailyard.dns.api import AnswerKind, DnsError, DnsTemporaryError, MxKind, Resolver
 from mailyard.dnsrecords.model import DnsRecord, RecordKind, Status, Verdict
-from mailyard.mtasts.policy import Invalid
+from mailyard.mtasts.fetch import Fetched, FetchFailed
+from mailyard.mtasts.policy import Invalid, Mode
+from mailyard.mtasts.policy import parse_policy as parse_sts_policy
 from mailyard.mtasts.policy import parse_record as parse_sts_record
 from mailyard.spf.check import check_host
 from mailyard.spf.record import RecordSyntaxError
 from mailyard.spf.record import parse_record as parse_spf_record
 from mailyard.tlsrpt.report import parse_rua_record
 
-__all__ = ["SpfEvaluator", "check_record", "check_records", "is_spf_record", "spf_evaluator",
-           "spf_syntax_problem"]
+__all__ = ["PolicyFetcher", "SpfEvaluator", "check_record", "check_records", "is_spf_record",
+           "spf_evaluator", "spf_syntax_problem"]
 
 #: ``(ip, domain)`` to the SPF result keyword (RFC 7208 2.6) of that address sending
 #: for that domain.
 SpfEvaluator = Callable[[str, str], Awaitable[str]]
+#: A domain to its MTA-STS policy text, fetched over HTTPS (mailyard.mtasts.fetch).
+PolicyFetcher = Callable[[str], Awaitable[Fetched | FetchFailed]]
 
 _SPF_VERSION = re.compile(r"v=spf1(?: |\Z)", re.IGNORECASE)
 
@@ -69,14 +74,19 @@ def spf_evaluator(resolver: Resolver) -> SpfEvaluator:
 
 
 async def check_records(resolver: Resolver, records: Sequence[DnsRecord], *, hostname: str,
-                        spf: SpfEvaluator | None = None) -> list[Verdict]:
+                        spf: SpfEvaluator | None = None,
+                        fetch_policy: PolicyFetcher | None = None) -> list[Verdict]:
     """All of ``records`` at once (a slow name server costs one timeout, not one each)."""
-    return list(await asyncio.gather(*(check_record(resolver, r, hostname=hostname, spf=spf)
+    return list(await asyncio.gather(*(check_record(resolver, r, hostname=hostname, spf=spf,
+                                                    fetch_policy=fetch_policy)
                                        for r in records)))
 
 
 async def check_record(resolver: Resolver, record: DnsRecord, *, hostname: str,
-                       spf: SpfEvaluator | None = None) -> Verdict:
+                       spf: SpfEvaluator | None = None,
+                       fetch_policy: PolicyFetcher | None = None) -> Verdict:
+    """``spf``: the SPF evaluation (default: :mod:`mailyard.spf` over ``resolver``);
+    ``fetch_policy``: the MTA-STS policy fetch for a domain (None: not fetched)."""
     try:
         if record.kind is RecordKind.MX:
             return await _mx(resolver, record, hostname)
@@ -86,7 +96,8 @@ async def check_record(resolver: Resolver, record: DnsRecord, *, hostname: str,
             return await _srv(resolver, record)
         texts = tuple(await resolver.txt(record.name))
         if record.kind is RecordKind.MTA_STS:
-            return await _mta_sts(resolver, record, texts)
+            return await _mta_sts(resolver, record, texts, hostname.lower().rstrip("."),
+                                  fetch_policy)
         return _TXT_CHECKS[record.kind](record, texts)
     except DnsTemporaryError as exc:
         return Verdict(record, Status.UNKNOWN, problem=f"lookup failed: {exc.reason}",
@@ -216,7 +227,8 @@ def _dmarc(record: DnsRecord, texts: tuple[str, ...]) -> Verdict:
     return Verdict(record, Status.OK, found, notes=tuple(notes))
 
 
-async def _mta_sts(resolver: Resolver, record: DnsRecord, texts: tuple[str, ...]) -> Verdict:
+async def _mta_sts(resolver: Resolver, record: DnsRecord, texts: tuple[str, ...],
+                   hostname: str, fetch: PolicyFetcher | None) -> Verdict:
     parsed = parse_sts_record(list(texts))
     if parsed is None:
         return _missing(record, "no v=STSv1 record", texts)
@@ -231,8 +243,36 @@ async def _mta_sts(resolver: Resolver, record: DnsRecord, texts: tuple[str, ...]
                        f"{policy_host} has no address, so senders cannot fetch the policy",
                        f"point {policy_host} at an HTTPS server with a certificate for it "
                        "that serves the policy (`mailyard domain records` prints it)")
-    return Verdict(record, Status.OK, found, notes=(
-        "the policy file itself was not fetched; change the id whenever it changes",))
+    if fetch is None:
+        return Verdict(record, Status.OK, found, notes=("the policy file was not fetched",))
+    return await _mta_sts_policy(record, found, hostname, await fetch(
+        record.name.removeprefix("_mta-sts.")))
+
+
+async def _mta_sts_policy(record: DnsRecord, found: tuple[str, ...], hostname: str,
+                          fetched: Fetched | FetchFailed) -> Verdict:
+    """RFC 8461 3.3: the policy must come over HTTPS with a valid certificate, parse, and
+    (for senders to deliver here under it) list this server's host name."""
+    domain = record.name.removeprefix("_mta-sts.")
+    serve = (f"serve the policy (`mailyard domain records {domain}` prints it) at "
+             f"https://mta-sts.{domain}/.well-known/mta-sts.txt with a certificate valid "
+             f"for mta-sts.{domain}")
+    if isinstance(fetched, FetchFailed):
+        return Verdict(record, Status.WRONG, found,
+                       f"the policy cannot be fetched: {fetched.reason}", serve)
+    policy = parse_sts_policy(fetched.text)
+    if isinstance(policy, Invalid):
+        return Verdict(record, Status.WRONG, found, f"the policy is invalid: {policy.reason}",
+                       serve)
+    if policy.mode is not Mode.NONE and not policy.allows(hostname):
+        return Verdict(record, Status.WRONG, found,
+                       f"the policy's mx lines ({', '.join(policy.mx)}) do not match this "
+                       f"server ({hostname}): senders that enforce it do not deliver here",
+                       f"add 'mx: {hostname}' to the policy and change the id of the "
+                       "_mta-sts record")
+    notes = {Mode.TESTING: ("mode testing: senders report TLS failures but still deliver",),
+             Mode.NONE: ("mode none: the policy is withdrawn",)}.get(policy.mode, ())
+    return Verdict(record, Status.OK, found, notes=notes)
 
 
 def _tls_rpt(record: DnsRecord, texts: tuple[str, ...]) -> Verdict:

@@ -32,6 +32,7 @@ from mailyard.dnsrecords import (
     mta_sts_policy,
 )
 from mailyard.dnsrecords.expected import SERVICE_PRIORITY
+from mailyard.mtasts.fetch import Fetched, FetchFailed, fetch_policy
 from mailyard.services.accounts import Accounts, Domain
 from mailyard.services.dkim import DkimKeys
 
@@ -85,6 +86,7 @@ class DomainSetup:
         self.hostname = config.hostname.lower().rstrip(".")
         self.services = client_services(config)
         self.relayhost = config.delivery.relayhost
+        self.mta_sts = config.mta_sts  # fetch_timeout and ca_file of policy fetches
 
     def add_domain(self, name: str) -> DomainRecords:
         """Add the domain, make its DKIM keys, and say what to publish."""
@@ -108,15 +110,21 @@ class DomainSetup:
 
     async def check(self, domain: str, resolver: Resolver,
                     spf: SpfEvaluator | None = None) -> DomainCheck:
-        """Each record looked up live and compared (DKIM keys are not made here: a
-        domain without one gets a ``missing`` DKIM verdict)."""
+        """Each record looked up live and compared, the MTA-STS policy fetched over
+        HTTPS (``[mta_sts] fetch_timeout``, ``ca_file``).  DKIM keys are not made here:
+        a domain without one gets a ``missing`` DKIM verdict."""
         shown = self.keys.show(domain)
         dkim = [(s.record_name, s.record) for s in shown.selectors
                 if s.state in ("active", "pending")]
         policy = mta_sts_policy(shown.domain, [self.hostname])
         records = expected_records(shown.domain, self.hostname, dkim=dkim,
                                    services=self.services, policy=policy)
-        verdicts = await check_records(resolver, records, hostname=self.hostname, spf=spf)
+        async def fetch(name: str) -> Fetched | FetchFailed:
+            return await fetch_policy(name, resolver, timeout=self.mta_sts.fetch_timeout,
+                                      ca_file=self.mta_sts.ca_file)
+
+        verdicts = await check_records(resolver, records, hostname=self.hostname, spf=spf,
+                                       fetch_policy=fetch)
         if not dkim:
             record = DnsRecord(RecordKind.DKIM, f"{self.keys.selector}._domainkey.{shown.domain}",
                                "TXT", "", "DKIM")

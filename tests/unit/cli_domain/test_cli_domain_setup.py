@@ -1,9 +1,15 @@
 """``mailyard domain add|records|check`` through the real argument parser; ``check`` asks
-a real DNS server on loopback (tests/support/dnsserver.py) with ``--dns``."""
+a real DNS server on loopback (tests/support/dnsserver.py) with ``--dns`` and fetches
+the MTA-STS policy over HTTPS from a loopback address on port 443 (a test CA)."""
 
 from __future__ import annotations
 
+import http.server
 import json
+import os
+import random
+import ssl
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,21 +18,30 @@ import pytest
 
 from mailyard.cli.main import main
 from mailyard.dkim.keys import KeyAlgorithm, KeyStore, dns_record, generate
+from tests.support.certs import TestCa, make_ca
 from tests.support.dnsserver import DnsTestServer
 
 Cli = Callable[..., tuple[int, str, str]]
 DOMAIN = "example.test"
+# The policy host's address: nothing listens there unless a test serves the policy.
+HTTPS_IP = f"127.{random.randint(20, 250)}.{random.randint(1, 250)}.7"
 
 
 @pytest.fixture
-def run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Cli:
+def ca(tmp_path: Path) -> TestCa:
+    return make_ca(tmp_path)
+
+
+@pytest.fixture
+def run(tmp_path: Path, ca: TestCa, capsys: pytest.CaptureFixture[str]) -> Cli:
     config_path = tmp_path / "mailyard.toml"
     config_path.write_text(
         f'hostname = "mx.example.test"\ndata_dir = "{tmp_path / "data"}"\n'
         'local_domains = ["config.test"]\n'
         '[listen]\nsmtp = ["127.0.0.1:2525"]\nsubmissions = ["0.0.0.0:465"]\n'
         'submission = ["0.0.0.0:587"]\npop3s = ["0.0.0.0:995"]\n'
-        '[delivery]\ndns_timeout = 2.0\n')
+        '[delivery]\ndns_timeout = 2.0\n'
+        f'[mta_sts]\nfetch_timeout = 3.0\nca_file = "{ca.cert_file}"\n')
 
     def cli(*args: str) -> tuple[int, str, str]:
         code = main([*args, "--config", str(config_path)])
@@ -47,7 +62,40 @@ def publish(server: DnsTestServer, shown: dict[str, Any]) -> None:
     for record in shown["records"]:
         server.set(record["name"], record["type"], [record["value"]])
     server.set("mx.example.test", "A", ["192.0.2.25"])
-    server.set("mta-sts.example.test", "A", ["192.0.2.80"])
+    server.set("mta-sts.example.test", "A", [HTTPS_IP])
+
+
+class PolicyHost:
+    """The policy at ``https://mta-sts.example.test/.well-known/mta-sts.txt`` on
+    HTTPS_IP:443, with a certificate of the CA the configuration trusts."""
+
+    def __init__(self, ca: TestCa, tmp_path: Path, body: str) -> None:
+        data = body.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the http.server name)
+                self.send_response(200 if self.path == "/.well-known/mta-sts.txt" else 404)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(*ca.issue(tmp_path, "mta-sts.example.test"))
+        self.httpd = http.server.ThreadingHTTPServer((HTTPS_IP, 443), Handler)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> PolicyHost:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def test_add_makes_the_key_and_prints_every_record(run: Cli, tmp_path: Path) -> None:
@@ -92,13 +140,17 @@ def test_records_of_a_configured_domain_make_its_key(tmp_path: Path, run: Cli) -
     assert code == 2 and "not a local domain" in err
 
 
-def test_check_a_correct_zone(run: Cli, dns: DnsTestServer) -> None:
+@pytest.mark.skipif(os.geteuid() != 0, reason="serves HTTPS on port 443")
+def test_check_a_correct_zone(run: Cli, dns: DnsTestServer, ca: TestCa,
+                              tmp_path: Path) -> None:
     shown = json.loads(run("domain", "add", DOMAIN, "--json")[1])
     publish(dns, shown)
-    code, out, _ = run("domain", "check", DOMAIN, "--dns", dns.server_spec)
-    assert code == 0, out
-    assert out.splitlines()[-1] == "-- 9 record(s): 9 ok"
-    code, out, _ = run("domain", "check", DOMAIN, "--dns", dns.server_spec, "--json")
+    with PolicyHost(ca, tmp_path, shown["mta_sts_policy"]["text"]):
+        code, out, _ = run("domain", "check", DOMAIN, "--dns", dns.server_spec)
+        assert code == 0, out
+        assert out.splitlines()[-1] == "-- 9 record(s): 9 ok"
+        assert "note: mode testing" in out
+        code, out, _ = run("domain", "check", DOMAIN, "--dns", dns.server_spec, "--json")
     result = json.loads(out)
     assert code == 0 and result["ok"] and {r["status"] for r in result["records"]} == {"ok"}
     asked = {(name, rdtype) for name, rdtype, _ in dns.queries}
@@ -135,7 +187,9 @@ def test_check_a_wrong_zone(run: Cli, dns: DnsTestServer, tmp_path: Path) -> Non
     assert "missing  dkim" in out  # the pending key of the rotation is not published
     assert "names mail.elsewhere.test port 465, not mx.example.test port 465" in out
     assert "fix: " in out
-    assert out.splitlines()[-1] == "-- 10 record(s): 5 ok, 1 missing, 4 wrong"
+    assert "wrong    mta-sts  TXT  _mta-sts.example.test" in out
+    assert "the policy cannot be fetched" in out  # nothing serves it
+    assert out.splitlines()[-1] == "-- 10 record(s): 4 ok, 1 missing, 5 wrong"
 
 
 def test_check_usage_errors(run: Cli) -> None:

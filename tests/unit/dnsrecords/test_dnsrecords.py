@@ -14,6 +14,7 @@ from mailyard.dns import StaticResolver
 from mailyard.dnsrecords import (
     ClientService,
     DnsRecord,
+    PolicyFetcher,
     RecordKind,
     Status,
     Verdict,
@@ -23,6 +24,7 @@ from mailyard.dnsrecords import (
 )
 from mailyard.dnsrecords.check import is_spf_record, spf_syntax_problem
 from mailyard.dnsrecords.model import txt_strings
+from mailyard.mtasts.fetch import Fetched, FetchFailed
 
 DOMAIN, HOST = "example.org", "mx.example.org"
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -215,3 +217,29 @@ def test_spf_record_selection(text: str, is_spf: bool) -> None:
 ])
 def test_spf_syntax(text: str, problem: str) -> None:
     assert (problem in spf_syntax_problem(text)) if problem else spf_syntax_problem(text) == ""
+
+
+def fetched_policy(text: str | None) -> PolicyFetcher:
+    async def fetch(domain: str) -> Fetched | FetchFailed:
+        assert domain == DOMAIN
+        return FetchFailed("mta-sts.example.org: cannot connect") if text is None \
+            else Fetched(text)
+    return fetch
+
+
+@pytest.mark.parametrize(("text", "status", "said"), [
+    (mta_sts_policy(DOMAIN, [HOST]).text, Status.OK, "mode testing"),
+    ("version: STSv1\r\nmode: enforce\r\nmx: *.example.org\r\nmax_age: 86400\r\n",
+     Status.OK, ""),
+    (None, Status.WRONG, "cannot be fetched: mta-sts.example.org: cannot connect"),
+    ("version: STSv1\r\nmode: enforce\r\n", Status.WRONG, "invalid"),
+    # RFC 8461 4.1: senders enforcing it would refuse this server.
+    ("version: STSv1\r\nmode: enforce\r\nmx: mx.example.net\r\nmax_age: 86400\r\n",
+     Status.WRONG, "do not match this server"),
+])
+def test_mta_sts_policy_fetched(text: str | None, status: Status, said: str) -> None:
+    found = asyncio.run(check_records(StaticResolver(good_zone()), _records(), hostname=HOST,
+                                      fetch_policy=fetched_policy(text)))
+    verdict = next(v for v in found if v.record.kind is RecordKind.MTA_STS)
+    assert verdict.status is status
+    assert said in verdict.problem + " ".join(verdict.notes)
