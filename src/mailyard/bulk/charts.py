@@ -71,15 +71,14 @@ def _open(chart_id: str, title: str, desc: str, width: int, height: int) -> list
 
 
 def nice_ticks(top: float, count: int = _Y_TICKS) -> list[float]:
-    """Tick values from 0 to at least ``top``, at a step of 1, 2 or 5 times a power of
-    ten (0 to 1 for no data)."""
+    """Tick values from 0 to at least ``top``, at a whole step of 1, 2 or 5 times a
+    power of ten (0 to 1 for no data)."""
     if not top > 0 or not math.isfinite(top):
         top = 1.0
     raw = top / count
     power = 10.0 ** math.floor(math.log10(raw))
     step = next((m * power for m in (1, 2, 5, 10) if m * power >= raw), 10 * power)
-    if power >= 1:
-        step = max(1.0, float(round(step)))
+    step = max(1.0, float(round(step)) if step < 1e15 else step)  # counts: whole steps
     n = math.ceil(top / step - 1e-9)
     return [i * step for i in range(n + 1)]
 

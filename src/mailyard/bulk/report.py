@@ -356,19 +356,22 @@ def _tables(report: CampaignReport) -> list[tuple[str, list[str], list[list[str]
                 str(d.complained)] for d in report.domains]
     times = [[bucket_label(b.start, report.bucket_seconds), str(b.delivered),
               str(b.opens_human), str(b.opens_machine), str(b.clicks_human),
-              str(b.clicks_machine)] for b in report.buckets]
+              str(b.clicks_machine)] for b in report.buckets
+             if b.delivered or b.opens_human or b.opens_machine or b.clicks_human
+             or b.clicks_machine]
     return [
         (f"Campaign {report.campaign_id}", ["", ""],
          [list(row) for row in summary_rows(report)]),
         ("Links", ["#", "URL", "unique", "human", "all"], links),
         ("Domains", ["domain", "recipients", "delivered", "bounced", "opened", "clicked",
                      "unsubscribed", "complaints"], domains),
-        (f"Over time ({report.bucket_seconds} s buckets, UTC)",
+        (f"Over time ({report.bucket_seconds} s buckets, UTC, empty ones left out)",
          ["from", "delivered", "opens", "machine opens", "clicks", "machine clicks"], times),
     ]
 
 
-def render_table(report: CampaignReport, out: TextIO, *, use_rich: bool | None = None) -> None:
+def render_table(report: CampaignReport, out: TextIO, *, use_rich: bool | None = None,
+                 width: int | None = None) -> None:
     """Print the report as tables: with rich when it is installed (and ``use_rich``
     is not False), else as aligned plain text."""
     if use_rich is not False:
@@ -379,13 +382,14 @@ def render_table(report: CampaignReport, out: TextIO, *, use_rich: bool | None =
             if use_rich:
                 raise
         else:
-            console = Console(file=out, highlight=False, markup=False, emoji=False)
+            console = Console(file=out, highlight=False, markup=False, emoji=False,
+                              width=width or (None if out.isatty() else 120))
             for title, header, rows in _tables(report):
                 if not rows:
                     continue
                 table = Table(title=title, show_header=any(header))
                 for name in header:
-                    table.add_column(name)
+                    table.add_column(name, overflow="fold")
                 for row in rows:
                     table.add_row(*(_printable(cell) for cell in row))
                 console.print(table)
