@@ -10,6 +10,8 @@ import string
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailyard.bulk.templates.render import (
     CompiledTemplate,
@@ -266,3 +268,22 @@ def test_transparent_gif() -> None:
     assert gce[:3] == b"\x21\xf9\x04" and gce[3] & 1 and gce[6] == 0  # colour 0 transparent
     image = gif[table_end + 8:]
     assert image[0] == 0x2C and image[-1] == 0x3B
+
+
+PROPERTY = settings(max_examples=200, deadline=None)
+IDS = st.integers(min_value=0, max_value=MAX_ID)
+
+
+@PROPERTY
+@given(st.sampled_from(list(TokenKind)), IDS, IDS, IDS)
+def test_any_ids_round_trip(kind: TokenKind, campaign: int, contact: int, link: int) -> None:
+    token = TrackingToken(kind, campaign, contact, link if kind == TokenKind.CLICK else 0)
+    text = SIGNER.encode(token)
+    assert len(text) <= MAX_TOKEN_CHARS
+    assert SIGNER.decode(text, kind) == token
+
+
+@PROPERTY
+@given(st.text(max_size=80) | st.text(alphabet=B64URL, min_size=20, max_size=60))
+def test_any_text_decodes_to_none_without_raising(text: str) -> None:
+    assert SIGNER.decode(text) is None
