@@ -37,6 +37,7 @@ events of the same message.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -145,9 +146,18 @@ def classify(event: Interaction, delivered_at: float | None,
 
 def classify_message(events: Sequence[Interaction], delivered_at: float | None,
                      rules: MachineRules = DEFAULT_RULES) -> list[Verdict]:
-    """Every request of one message, each judged with all the others in view."""
-    return [classify(event, delivered_at, [*events[:i], *events[i + 1:]], rules)
-            for i, event in enumerate(events)]
+    """Every request of one message, each judged with all the others in view (only
+    those within the burst window matter, found by bisection over the times)."""
+    order = sorted(range(len(events)), key=lambda i: events[i].at)
+    times = [events[i].at for i in order]
+    verdicts: list[Verdict] = [Verdict(Label.HUMAN, Reason.ORDINARY)] * len(events)
+    for rank, i in enumerate(order):
+        at = events[i].at
+        lo = bisect.bisect_left(times, at - rules.burst_window)
+        hi = bisect.bisect_right(times, at + rules.burst_window)
+        near = [events[order[j]] for j in range(lo, hi) if j != rank]
+        verdicts[i] = classify(events[i], delivered_at, near, rules)
+    return verdicts
 
 
 def _burst(event: Interaction, others: Iterable[Interaction], rules: MachineRules) -> bool:
@@ -156,7 +166,9 @@ def _burst(event: Interaction, others: Iterable[Interaction], rules: MachineRule
         if (other.action == Action.CLICK and other.method.strip().upper() != "HEAD"
                 and abs(other.at - event.at) <= rules.burst_window):
             links.add(other.link)
-    return len(links) >= rules.burst_links
+            if len(links) >= rules.burst_links:
+                return True
+    return False
 
 
 def _in_networks(ip: str, networks: Sequence[IPNetwork]) -> bool:

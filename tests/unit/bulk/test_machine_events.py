@@ -135,3 +135,14 @@ def test_opens_do_not_count_towards_a_burst() -> None:
 def test_hostile_fields_do_not_raise(ip: str) -> None:
     event = Interaction(Action.OPEN, DELIVERED + 60, ip, "\r\n<script>" * 1000, "GET\r\n")
     assert classify(event, DELIVERED).label == Label.HUMAN
+
+
+def test_message_with_many_requests_is_judged_per_window() -> None:
+    # a bot hammering one link for hours: no burst of different links, all human-looking
+    events = [clicked(600 + i * 0.5, link=0) for i in range(20_000)]
+    events.append(clicked(600.1, link=1))
+    events.append(clicked(600.2, link=2))
+    verdicts = classify_message(events, DELIVERED)
+    assert verdicts[-1].reason == Reason.LINK_BURST
+    assert verdicts[0].reason == Reason.LINK_BURST  # 600.0 is within a second of both
+    assert verdicts[100].label == Label.HUMAN
