@@ -24,7 +24,7 @@ from mailyard.bulk.report import Bucket, CampaignReport, bucket_label
 
 WIDTH = 640
 HEIGHT = 300
-_LEFT, _RIGHT, _TOP, _BOTTOM = 64, 16, 40, 56
+_LEFT, _RIGHT, _TOP, _BOTTOM = 64, 40, 40, 56
 _MAX_X_LABELS = 6
 _Y_TICKS = 5
 _CAP = 1e300  # numbers past this are drawn at this height (the label keeps the value)
@@ -99,8 +99,15 @@ def activity_chart(report: CampaignReport, *, chart_id: str = "activity") -> str
     title = f"Opens and clicks per {label}"
     desc = _activity_desc(series, buckets, label, report.bucket_seconds)
     return line_chart(_check_id(chart_id), title, desc,
-                      series, [bucket_label(b.start, report.bucket_seconds) for b in buckets],
+                      series, [axis_label(b.start, report.bucket_seconds) for b in buckets],
                       [b.start for b in buckets])
+
+
+def axis_label(start: float, size: int) -> str:
+    """A bucket's start, short enough for six under the axis: ``MM-DD HH:MM`` for
+    buckets under a day, else the date."""
+    label = bucket_label(start, size)
+    return label[5:] if size < 86400 and len(label) == 16 else label
 
 
 def _bucket_name(seconds: int) -> str:
@@ -176,7 +183,7 @@ def line_chart(chart_id: str, title: str, desc: str, series: Sequence[Series],
                 f'<circle cx="{_n(x)}" cy="{_n(y)}" r="3" fill="{s.colour}" '
                 f'class="point" data-series="{_e(s.key)}" data-index="{i}" '
                 f'data-x="{_e(_key(x_keys, i))}" data-value="{value}">'
-                f'<title>{_e(f"{x_labels[i]}: {value} {s.name.lower()}")}</title></circle>')
+                f'<title>{_e(f"{s.name}, {x_labels[i]}: {value}")}</title></circle>')
         out.append('</g>')
     out.append(_legend(series, bottom + 36))
     out.append('</svg>')
