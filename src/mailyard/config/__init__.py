@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import ipaddress
 import os
 import socket
 import ssl
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol, get_args, get_origin, get_type_hints, runtime_checkable
 
 from mailyard.proto.smtp.client import TLS_LEVEL_ALIASES
+from mailyard.sending.rate import parse_rate
+from mailyard.sending.window import SendLimits
 from mailyard.tls import VERIFYING_LEVELS, parse_fingerprint
 
 
@@ -98,12 +101,14 @@ __all__ = [
     "MtaStsConfig",
     "TlsRptConfig",
     "DeliveryConfig",
+    "DeliveryPool",
     "DkimConfig",
     "ListenConfig",
     "LogConfig",
     "MailboxConfig",
     "MetricsConfig",
     "Pop3Config",
+    "SendingConfig",
     "SmtpdConfig",
     "TlsConfig",
     "TransportRoute",
@@ -336,6 +341,44 @@ class TransportRoute:
 
 
 @dataclass(frozen=True)
+class DeliveryPool:
+    """A dedicated sending pool: its own source addresses, HELO name, connection slots
+    and per-destination rates (mailyard.delivery.pools)."""
+
+    name: str = ""
+    source_addresses: tuple[str, ...] = ()  # bound round-robin per address family
+    helo_name: str = ""  # "": hostname
+    max_concurrency: int = 20
+    max_per_destination: int = 0  # 0: delivery.max_per_destination
+    rate_limits: dict[str, str] = field(default_factory=dict)  # {"gmail.com" = "300/h"}
+    senders: tuple[str, ...] = ()  # sender domains, addresses or login users routed here
+
+    def validate(self, key: str) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{key}.name", "required: letters, digits, '-' and '_'")
+        if self.name == "default":
+            raise ConfigError(f"{key}.name", "'default' is the pool of all other mail")
+        for i, address in enumerate(self.source_addresses):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError(f"{key}.source_addresses[{i}]",
+                                  f"not an IP address: {address!r}") from None
+        if self.max_concurrency <= 0:
+            raise ConfigError(f"{key}.max_concurrency", "must be positive")
+        if self.max_per_destination < 0:
+            raise ConfigError(f"{key}.max_per_destination", "must not be negative")
+        for domain, rate in self.rate_limits.items():
+            try:
+                parse_rate(rate)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.rate_limits.{domain}", str(exc)) from None
+        for i, sender in enumerate(self.senders):
+            if not sender or " " in sender:
+                raise ConfigError(f"{key}.senders[{i}]", f"not a domain or address: {sender!r}")
+
+
+@dataclass(frozen=True)
 class DeliveryConfig:
     relayhost: str = ""
     relayhost_username: str = ""
@@ -361,6 +404,7 @@ class DeliveryConfig:
     relayhost_tls_ca_file: str = ""
     relayhost_tls_fingerprints: tuple[str, ...] = ()
     relayhost_auth_unverified: bool = False
+    pools: tuple[DeliveryPool, ...] = ()
 
     @property
     def relayhost_tls_level(self) -> TlsLevel:
@@ -411,6 +455,28 @@ class DeliveryConfig:
                               "must be a non-empty list of positive seconds")
         for i, route in enumerate(self.transports):
             route.validate(f"{key}.transports[{i}]")
+        names: set[str] = set()
+        for i, pool in enumerate(self.pools):
+            pool.validate(f"{key}.pools[{i}]")
+            if pool.name in names:
+                raise ConfigError(f"{key}.pools[{i}].name", f"pool {pool.name!r} twice")
+            names.add(pool.name)
+
+    def pool_for(self, sender: str, auth_user: str = "") -> str:
+        """The pool configured for mail from ``sender`` (or the login ``auth_user``):
+        a pool listing the address or user wins over one listing the sender's
+        domain; "" for the default pool."""
+        sender, user = sender.lower(), auth_user.lower()
+        domain = sender.rpartition("@")[2].rstrip(".")
+        by_domain = ""
+        for pool in self.pools:
+            for entry in pool.senders:
+                entry = entry.lower()
+                if "@" in entry and entry in (sender, user):
+                    return pool.name
+                if "@" not in entry and entry == domain and not by_domain:
+                    by_domain = pool.name
+        return by_domain
 
 
 @dataclass(frozen=True)
@@ -592,6 +658,40 @@ class MailboxConfig:
 
 
 @dataclass(frozen=True)
+class SendingConfig:
+    """Sending limits of regular users (submission, ``mailyard send``, the HTTP API):
+    messages and recipients per hour and per 24 hours, per user (``mailyard user
+    limits`` sets a user's own) and per domain of the user.  0: unlimited."""
+
+    user_messages_per_hour: int = 0
+    user_messages_per_day: int = 0
+    user_recipients_per_hour: int = 0
+    user_recipients_per_day: int = 0
+    domain_messages_per_hour: int = 0
+    domain_messages_per_day: int = 0
+    domain_recipients_per_hour: int = 0
+    domain_recipients_per_day: int = 0
+
+    def validate(self, key: str) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 0:
+                raise ConfigError(f"{key}.{f.name}", "must not be negative (0: unlimited)")
+
+    def _limits(self, prefix: str) -> SendLimits:
+        return SendLimits(*(getattr(self, f"{prefix}_{name}") for name in (
+            "messages_per_hour", "messages_per_day", "recipients_per_hour",
+            "recipients_per_day")))
+
+    @property
+    def user_limits(self) -> SendLimits:
+        return self._limits("user")
+
+    @property
+    def domain_limits(self) -> SendLimits:
+        return self._limits("domain")
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str = ""
     data_dir: str = "./mailyard-data"
@@ -609,6 +709,7 @@ class Config:
     auth_results: AuthResultsConfig = field(default_factory=AuthResultsConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
+    sending: SendingConfig = field(default_factory=SendingConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     dane: DaneConfig = field(default_factory=DaneConfig)
     tls_rpt: TlsRptConfig = field(default_factory=TlsRptConfig)
@@ -677,6 +778,11 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(key, "must be a table")
         return _build(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, "must be a table")
+        value_tp = get_args(tp)[1]
+        return {str(k): _convert(value_tp, v, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         item_tp = get_args(tp)[0]
         if not isinstance(value, list):

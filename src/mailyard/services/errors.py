@@ -69,6 +69,9 @@ CODES: dict[str, type[ServiceError]] = {
     "dkim_key_error": StorageFailure,
     # mailboxes
     "mailbox_error": StorageFailure,
+    # sending limits
+    "invalid_limit": InvalidInput,
+    "storage_failed": StorageFailure,
     # anything the directory reports without a code of its own
     "directory_error": StorageFailure,
 }

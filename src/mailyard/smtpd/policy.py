@@ -15,6 +15,11 @@ goes to a possibly forged sender); on submission with
 ``smtpd.require_header_from_match``, every ``From:`` address must be owned by the
 login user (550 5.7.1).
 
+On submission, the sending limits (:mod:`mailyard.sending.limiter`) are read at MAIL
+in a thread (:meth:`Policy.sending_allowance`); a user or domain at its message limit
+gets 451 4.7.0 there, one at its recipient limit 451 4.7.0 at the RCPT that would go
+over it; the accepted message is counted after its 250 (:meth:`Policy.message_sent`).
+
 A recipient whose mailboxes are all over quota is refused with 552 5.2.2 after the
 checks above (:mod:`mailyard.smtpd.quota`; the usage may be read in a thread).
 
@@ -35,8 +40,8 @@ import functools
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Protocol
 
 from mailyard.config import Config
 from mailyard.directory.addresses import address_key, base_address
@@ -60,6 +65,7 @@ from mailyard.proto.smtp.replies import (
 )
 from mailyard.proto.smtp.session import Session
 from mailyard.queue.api import Spool
+from mailyard.sending.limiter import SendAllowance, ThreadedSendLimiter
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.quota import QuotaVerdict, RcptQuota
 
@@ -102,6 +108,16 @@ class Policy(Protocol):
         5.2.2), at once or as a coroutine to await (the usage is read in a thread)."""
         ...
 
+    def sending_allowance(self, session: Session
+                          ) -> Coroutine[Any, Any, SendAllowance | None] | None:
+        """After :meth:`check_mail` accepted: the sender's sending limits and usage,
+        to await (None: no limits on this listener)."""
+        ...
+
+    async def message_sent(self, allowance: SendAllowance, recipients: int) -> None:
+        """A message of a limited sender was accepted: count it."""
+        ...
+
     def postmaster_address(self, address: str) -> str: ...
 
     def check_content(self, session: Session, recipients: Iterable[Recipient],
@@ -127,7 +143,8 @@ class ListenerPolicy:
 
     def __init__(self, kind: str, config: Config, directory: Directory,
                  free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None,
-                 quota: RcptQuota | None = None) -> None:
+                 quota: RcptQuota | None = None,
+                 sending: ThreadedSendLimiter | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r}")
         self.kind = kind
@@ -137,6 +154,7 @@ class ListenerPolicy:
         self.free_space = free_space
         self.auth_gate = auth_gate
         self.quota = quota
+        self.sending = sending if self.submission else None
 
     def check_mail(self, session: Session, sender: str) -> Reply | None:
         """MAIL starts a transaction: the directory lookups from here to its end see
@@ -187,6 +205,16 @@ class ListenerPolicy:
         except DirectoryError:
             return None  # local delivery checks again
         return self.quota.check(address, size)
+
+    def sending_allowance(self, session: Session
+                          ) -> Coroutine[Any, Any, SendAllowance | None] | None:
+        if self.sending is None or not session.auth_user:
+            return None
+        return self.sending.allowance(session.auth_user)
+
+    async def message_sent(self, allowance: SendAllowance, recipients: int) -> None:
+        if self.sending is not None:
+            await self.sending.record(allowance.user, recipients)
 
     def _check_literal(self, domain: str) -> Reply | None:
         """Submission to ``user@[address]`` (RFC 5321 4.1.3)."""

@@ -23,6 +23,8 @@ from mailyard.obs import Metrics, log_event
 from mailyard.proto.smtp.replies import REPLY_SHUTTING_DOWN, Reply
 from mailyard.proto.smtp.session import ServerSettings
 from mailyard.queue.api import Spool
+from mailyard.sending.limiter import SendLimiter, ThreadedSendLimiter
+from mailyard.sending.store import SqliteSendCounters, sending_db_path
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionTimers
 from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
@@ -90,6 +92,8 @@ class SmtpServer:
         self.quota = RcptQuota(directory, UsageCache(
             MaildirStore(config.data_path / "mail", config.hostname).usage))
         self.auth_gate = AuthGate.from_config(config.smtpd, config.data_path)
+        self.sending = ThreadedSendLimiter(SendLimiter(
+            SqliteSendCounters(sending_db_path(config.data_path)), config.sending))
         self.sessions: set[SmtpSession] = set()
         self._counted: set[object] = set()  # sessions holding a place in the caps
         self.shutting_down = False
@@ -102,7 +106,7 @@ class SmtpServer:
             raise ValueError(f"unknown listener kind {kind!r} (expected one of {KINDS})")
         if kind not in self._listeners:
             policy = ListenerPolicy(kind, self.config, self.directory, self.free_space,
-                                    self.auth_gate, self.quota)
+                                    self.auth_gate, self.quota, self.sending)
             settings = settings_for(self.config, kind, self.ssl_context is not None,
                                     self.scram_decoy_key)
             self._listeners[kind] = ListenerSpec(kind, settings, policy, self.ssl_context)
@@ -160,3 +164,4 @@ class SmtpServer:
         await end_sessions(self.sessions, self._idle, grace)
         self._servers.clear()
         self.auth_gate.close()
+        self.sending.close()

@@ -36,6 +36,7 @@ from mailyard.proto.smtp.replies import (
     Reply,
 )
 from mailyard.queue.api import StorageError
+from mailyard.sending.limiter import SendAllowance
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -52,6 +53,8 @@ REJECT_REASONS: dict[Reply, str] = {
 
 
 def reason_for(reply: Reply) -> str:
+    if reply.code == 451 and reply.status == "4.7.0":
+        return "send_limit"  # mailyard.sending.limiter
     return REJECT_REASONS.get(reply) or f"{reply.code}_{reply.status or 'none'}"
 
 
@@ -68,6 +71,7 @@ class InboundTransaction:
     writer: IngestWriter | None = None
     write_failed: bool = False
     header: HeaderSummary = NO_HEADER
+    allowance: SendAllowance | None = None  # the sender's sending limits, read at MAIL
 
     @property
     def unfinished(self) -> bool:

@@ -51,6 +51,12 @@ class Policy:
     def check_quota(self, address: str, size: int | None) -> Reply | None:
         return None
 
+    def sending_allowance(self, session: Any) -> None:
+        return None
+
+    async def message_sent(self, allowance: Any, recipients: int) -> None:
+        return None
+
     def postmaster_address(self, address: str) -> str:
         return address
 

@@ -111,6 +111,7 @@ REPLY_NO_SECURE_MX = Reply(451, "4.7.5", "No MX host of {domain} is inside that 
 REPLY_TLS_POLICY_NO_HOP = Reply(451, "4.7.5", "No MX host of {domain} can be used under its {policy} policy: {reason}")
 REPLY_NEXTHOP_UNRESOLVED = Reply(451, "4.4.4", "Cannot resolve next hop {host} for {domain}")
 REPLY_DESTINATION_BUSY = Reply(451, "4.4.5", "More than {share} messages for {domain} in progress; waiting for a turn")
+REPLY_POOL_RATE = Reply(451, "4.4.5", "Delivery pool {pool}: rate to {domain} is {rate}, message waits")
 REPLY_MESSAGE_EXPIRED = Reply(451, "4.4.7", "Message expired: not delivered within {lifetime}; last error: {last}")
 
 # --- permanent (5xx) ------------------------------------------------------------
