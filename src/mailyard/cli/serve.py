@@ -13,10 +13,10 @@ from mailyard.config import Config, ConfigError
 def check_listeners(config: Config) -> None:
     """Refuse to serve nothing: at least one listener must be configured."""
     if not any(getattr(config.listen, kind) for kind in ("smtp", "submission", "submissions",
-                                                          "pop3", "pop3s")):
+                                                          "pop3", "pop3s", "http", "https")):
         raise ConfigError("listen", "no listener configured: set at least one of listen.smtp, "
                                     "listen.submission, listen.submissions, listen.pop3, "
-                                    "listen.pop3s "
+                                    "listen.pop3s, listen.http, listen.https "
                                     "(or remove [listen] to use the defaults)")
 
 
