@@ -36,10 +36,11 @@ class Database:
     """One SQLite file, a connection per thread, migrations applied at first use."""
 
     def __init__(self, path: Path, migrations: Sequence[str], *,
-                 synchronous: str = "FULL") -> None:
+                 synchronous: str = "FULL", secure_delete: bool = False) -> None:
         self.path = Path(path)
         self.migrations = tuple(migrations)
         self.synchronous = synchronous
+        self.secure_delete = secure_delete
         self._local = threading.local()
         self._migrated = False
         self._lock = threading.Lock()
@@ -65,6 +66,8 @@ class Database:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA foreign_keys = ON")
+        if self.secure_delete:  # deleted rows are overwritten, not left in free pages
+            conn.execute("PRAGMA secure_delete = ON")
         with self._lock:
             if not self._migrated:
                 self._migrate(conn)
@@ -102,6 +105,11 @@ class Database:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database and empty it (when no reader holds it), so
+        that deleted content does not linger in the WAL file."""
+        self.conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Close this thread's connection (the others close with their threads)."""

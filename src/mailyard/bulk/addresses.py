@@ -12,6 +12,8 @@ local parts are refused, as list managers do.
 
 from __future__ import annotations
 
+import functools
+
 import idna
 
 from mailyard.directory.addresses import check_address
@@ -27,15 +29,23 @@ def normalise_address(text: str) -> str:
     local, sep, domain = address.rpartition("@")
     if not sep or not local or not domain:
         raise InvalidAddress(f"not an address: {_short(text)!r} (expected local@domain)")
-    domain = domain.rstrip(".")
-    try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError, ValueError):
-        raise InvalidAddress(f"bad domain in {_short(text)!r}") from None
+    ascii_domain = _ascii_domain(domain.rstrip("."))
+    if ascii_domain is None:
+        raise InvalidAddress(f"bad domain in {_short(text)!r}")
     try:
         return check_address(f"{local}@{ascii_domain}")
     except DirectoryError as exc:
         raise InvalidAddress(str(exc).replace("bad address ", "")) from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _ascii_domain(domain: str) -> str | None:
+    """The IDNA (UTS #46) ASCII form, or None.  Cached: an import has many addresses
+    and few domains, and the conversion is the slow part of reading a row."""
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
 
 
 def _short(text: str, limit: int = 80) -> str:

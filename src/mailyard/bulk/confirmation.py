@@ -25,11 +25,13 @@ def confirmation_message(*, sender: str, to: str, to_name: str, list_title: str,
     msg["Date"] = email.utils.formatdate(localtime=True)
     msg["Message-ID"] = email.utils.make_msgid(domain=hostname)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: no auto-replies to this
-    msg.set_content(
-        f"Someone, probably you, asked to subscribe {to} to {list_title}.\n\n"
-        f"To confirm, open this link and press the button:\n\n{link}\n\n"
-        f"The link is valid for {valid_hours} hours. If you did not ask for this, "
-        "ignore this message: you will not be subscribed.\n")
+    text = (f"Someone, probably you, asked to subscribe {to} to {list_title}.\n\n"
+            f"To confirm, open this link and press the button:\n\n{link}\n\n"
+            f"The link is valid for {valid_hours} hours. If you did not ask for this,\n"
+            "ignore this message: you will not be subscribed.\n")
+    # 7bit keeps the link on one line; base64 (not quoted-printable, which would break
+    # it with soft line breaks) when a title or address is not ASCII.
+    msg.set_content(text, cte="7bit" if text.isascii() else "base64")
     try:
         return msg.as_bytes()
     except UnicodeEncodeError:

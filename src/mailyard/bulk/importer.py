@@ -238,12 +238,14 @@ def check_fields(name: str | None, attributes: dict[str, Any]) -> str | None:
             return f"the name is longer than {MAX_NAME} characters"
         if _CONTROL.search(name):
             return "the name contains control characters (line breaks, escapes)"
-    try:
-        text = json.dumps(attributes, ensure_ascii=False)
-    except (ValueError, TypeError, RecursionError):
-        return "the attributes cannot be stored as JSON"
-    if len(text.encode("utf-8")) > MAX_ATTRIBUTES:
-        return f"the attributes are larger than {MAX_ATTRIBUTES} bytes as JSON"
-    if any(not k or _CONTROL.search(k) for k in attributes):
+    if any(not isinstance(k, str) or not k or _CONTROL.search(k) for k in attributes):
         return "an attribute name is empty or contains control characters"
+    flat = all(isinstance(v, str) for v in attributes.values())
+    if not flat or sum(len(k) + len(v) for k, v in attributes.items()) * 6 > MAX_ATTRIBUTES:
+        try:  # JSON escapes may make a character six bytes: measure when it might count
+            text = json.dumps(attributes, ensure_ascii=False)
+        except (ValueError, TypeError, RecursionError):
+            return "the attributes cannot be stored as JSON"
+        if len(text.encode("utf-8")) > MAX_ATTRIBUTES:
+            return f"the attributes are larger than {MAX_ATTRIBUTES} bytes as JSON"
     return None

@@ -111,7 +111,7 @@ _MEMBERSHIP_SELECT = (
 
 class SqliteContactStore:
     def __init__(self, path: Path, digest: Callable[[str], str]) -> None:
-        self.db = Database(path, MIGRATIONS)
+        self.db = Database(path, MIGRATIONS, secure_delete=True)
         self.digest = digest
 
     # --- contacts ----------------------------------------------------------------
@@ -226,6 +226,7 @@ class SqliteContactStore:
             conn.execute("DELETE FROM events WHERE contact_id = ?", (contact_id,))
             conn.execute("DELETE FROM memberships WHERE contact_id = ?", (contact_id,))
             conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
+        self.db.checkpoint()
 
     def events(self, contact_id: int) -> list[dict[str, Any]]:
         rows = self.db.conn().execute(

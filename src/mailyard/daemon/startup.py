@@ -17,7 +17,7 @@ def startup_lines(cfg: Config, listeners: Sequence[Listener], workers: int, pid:
         lines.append(f"mailyard: metrics at http://{cfg.metrics.listen}/metrics")
     if cfg.metrics.file:
         lines.append(f"mailyard: metrics written to {cfg.metrics.file}")
-    lines.append(f"mailyard: data in {cfg.data_dir}; {workers} SMTP worker(s); pid {pid}")
+    lines.append(f"mailyard: data in {cfg.data_dir}; {workers} worker process(es); pid {pid}")
     command = _command() + (f" --config {cfg.source}" if cfg.source else "")
     if cfg.local_domains:
         domain, steps = cfg.local_domains[0], []
