@@ -13,11 +13,16 @@ local parts are refused, as list managers do.
 from __future__ import annotations
 
 import functools
+import re
 
 import idna
 
-from mailyard.directory.addresses import check_address
+from mailyard.directory.addresses import MAX_ADDRESS, MAX_LOCAL_PART, check_domain
 from mailyard.directory.api import DirectoryError
+
+# RFC 5322 3.2.3 dot-atom, plus any non-ASCII character (RFC 6531 UTF-8 local parts).
+_ATEXT = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~\u0080-\U0010ffff"
+_DOT_ATOM = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
 
 
 class InvalidAddress(ValueError):
@@ -32,19 +37,25 @@ def normalise_address(text: str) -> str:
     ascii_domain = _ascii_domain(domain.rstrip("."))
     if ascii_domain is None:
         raise InvalidAddress(f"bad domain in {_short(text)!r}")
-    try:
-        return check_address(f"{local}@{ascii_domain}")
-    except DirectoryError as exc:
-        raise InvalidAddress(str(exc).replace("bad address ", "")) from None
+    if len(local.encode("utf-8")) > MAX_LOCAL_PART:
+        raise InvalidAddress(f"{_short(text)!r}: local part longer than {MAX_LOCAL_PART} "
+                             "octets")
+    if not _DOT_ATOM.fullmatch(local):
+        raise InvalidAddress(f"{_short(text)!r}: the local part must be a dot-atom (RFC 5322 "
+                             "3.2.3), without spaces, quotes or leading, trailing or double dots")
+    key = f"{local.lower()}@{ascii_domain}"
+    if len(key) > MAX_ADDRESS:
+        raise InvalidAddress(f"{_short(text)!r}: longer than {MAX_ADDRESS} characters")
+    return key
 
 
 @functools.lru_cache(maxsize=4096)
 def _ascii_domain(domain: str) -> str | None:
-    """The IDNA (UTS #46) ASCII form, or None.  Cached: an import has many addresses
-    and few domains, and the conversion is the slow part of reading a row."""
+    """The checked IDNA (UTS #46) ASCII form, or None.  Cached: an import has many
+    addresses and few domains, and this is the slow part of reading a row."""
     try:
-        return idna.encode(domain, uts46=True).decode("ascii")
-    except (idna.IDNAError, UnicodeError, ValueError):
+        return check_domain(idna.encode(domain, uts46=True).decode("ascii"))
+    except (idna.IDNAError, UnicodeError, ValueError, DirectoryError):
         return None
 
 

@@ -238,10 +238,15 @@ def check_fields(name: str | None, attributes: dict[str, Any]) -> str | None:
             return f"the name is longer than {MAX_NAME} characters"
         if _CONTROL.search(name):
             return "the name contains control characters (line breaks, escapes)"
-    if any(not isinstance(k, str) or not k or _CONTROL.search(k) for k in attributes):
-        return "an attribute name is empty or contains control characters"
-    flat = all(isinstance(v, str) for v in attributes.values())
-    if not flat or sum(len(k) + len(v) for k, v in attributes.items()) * 6 > MAX_ATTRIBUTES:
+    size, flat = 0, True
+    for k, v in attributes.items():
+        if not isinstance(k, str) or not k or _CONTROL.search(k):
+            return "an attribute name is empty or contains control characters"
+        if isinstance(v, str):
+            size += len(k) + len(v)
+        else:
+            flat = False
+    if not flat or size * 6 > MAX_ATTRIBUTES:
         try:  # JSON escapes may make a character six bytes: measure when it might count
             text = json.dumps(attributes, ensure_ascii=False)
         except (ValueError, TypeError, RecursionError):
