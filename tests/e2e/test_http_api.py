@@ -19,7 +19,7 @@ from email.policy import default
 import httpx
 import pytest
 
-from tests.support.mailyard_server import MailyardServer
+from tests.support.mailyard_server import MailyardServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -28,8 +28,11 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailyardServer]:
+    https = free_port()
     srv = MailyardServer(tmp_path_factory.mktemp("http"), http=True,
-                         overrides={"http": {"subscribe_rate": 3, "max_body_size": 65536}})
+                         overrides={"http": {"subscribe_rate": 3, "max_body_size": 65536},
+                                    "listen": {"https": [f"127.0.0.1:{https}"]}})
+    srv.ports["https"] = https
     with srv:
         srv.add_user("sub@example.test", "x")
         srv.add_user("sub2@example.test", "x")
@@ -204,3 +207,32 @@ def test_erase(server: MailyardServer, client: httpx.Client) -> None:
     server.cli("contact", "erase", "bob@example.org")
     res = server.cli("contact", "show", "bob@example.org", check=False)
     assert res.returncode == 1 and b"nothing is held" in res.stderr
+
+
+def test_https_listener_and_startup_lines(server: MailyardServer) -> None:
+    """listen.https serves the same application over TLS with the [tls] certificate (here
+    the self-signed one); serve prints where it listens."""
+    resp = httpx.get(f"https://127.0.0.1:{server.ports['https']}/api/v1/lists", verify=False)
+    _problem(resp, 401, "unauthorized")
+    out = (server.root / "serve.out").read_text()
+    assert f"http listening on 127.0.0.1:{server.ports['http']}" in out
+    assert f"https listening on 127.0.0.1:{server.ports['https']}" in out
+
+
+def test_cli_import_of_hostile_files(server: MailyardServer) -> None:
+    server.cli("list", "create", "hostile")
+    latin = server.root / "latin.csv"
+    latin.write_bytes("email,name\nj@example.org,Jürgen\n".encode("latin-1"))
+    res = server.cli("contact", "import", str(latin), "--list", "hostile", check=False)
+    assert res.returncode == 1
+    assert b"line 2: not valid utf-8" in res.stderr and b"Traceback" not in res.stderr
+    ok = server.cli("contact", "import", str(latin), "--list", "hostile", "--encoding",
+                    "latin-1")
+    assert b"1 new" in ok.stdout
+    wide = server.root / "wide.csv"
+    wide.write_text("email," + ",".join(f"c{i}" for i in range(10_000)) + "\n")
+    res = server.cli("contact", "import", str(wide), "--list", "hostile", check=False)
+    assert res.returncode == 1 and b"10001 columns; at most 200" in res.stderr
+    res = server.cli("contact", "import", str(wide), "--list", "missing", check=False)
+    assert res.returncode == 1 and b"no list" in res.stderr
+
