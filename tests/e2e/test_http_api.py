@@ -11,10 +11,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
+import signal
+import time
 from collections.abc import Iterator
 from email import message_from_bytes
 from email.policy import default
+from pathlib import Path
 
 import httpx
 import pytest
@@ -235,4 +239,40 @@ def test_cli_import_of_hostile_files(server: MailyardServer) -> None:
     assert res.returncode == 1 and b"10001 columns; at most 200" in res.stderr
     res = server.cli("contact", "import", str(wide), "--list", "missing", check=False)
     assert res.returncode == 1 and b"no list" in res.stderr
+
+
+def _http_workers(server: MailyardServer) -> list[int]:
+    assert server.proc is not None
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"mailyard.daemon.http_worker" in cmdline and \
+                    os.getsid(int(entry.name)) == server.proc.pid:
+                found.append(int(entry.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return found
+
+
+def test_http_worker_is_restarted(server: MailyardServer) -> None:
+    """A dead HTTP worker is replaced like an SMTP worker; the listening socket stays
+    open in the supervisor, so the service comes back on the same port."""
+    (pid,) = _http_workers(server)
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        workers = _http_workers(server)
+        if workers and workers != [pid]:
+            try:
+                if httpx.get(server.http_url + "/api/openapi.json").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+        time.sleep(0.2)
+    else:
+        pytest.fail(f"no new HTTP worker: {server.output()}")
+    assert "worker exited; restarting" in server.output()
 

@@ -48,6 +48,9 @@ BATCH = 2000  # rows per import transaction
 REPORTED = 100  # invalid rows and duplicates listed in a summary (all are counted)
 CONFIRM_PURPOSE = "confirm subscription"
 LIST_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
+# A new confirmation mail to an address still unconfirmed on a list goes out at most
+# this often, however often the form is posted for it (from however many addresses).
+RESEND_AFTER = 600.0
 
 
 @dataclass
@@ -324,6 +327,9 @@ class Contacts:
         if existing is not None and (existing.status in ENDED
                                      or existing.status is MembershipStatus.CONFIRMED):
             return Subscribed(None)
+        if (existing is not None and mlist.opt_in is OptIn.DOUBLE
+                and self.clock() - existing.updated < RESEND_AFTER):
+            return Subscribed(None)  # a confirmation went out moments ago
         if mlist.opt_in is OptIn.SINGLE:
             member = self.store.set_membership(mlist.id, contact.id, MembershipStatus.CONFIRMED,
                                                consent=consent, now=self.clock())

@@ -21,6 +21,8 @@ def public_url(config: Config) -> str:
     for scheme in ("https", "http"):
         for address in getattr(config.listen, scheme):
             host, port = parse_hostport(address)
+            if host in ("0.0.0.0", "::"):  # every interface: the name others know us by
+                host = config.hostname
             host = f"[{host}]" if ":" in host else host
             return f"{scheme}://{host}:{port}"
     return f"https://{config.hostname}"

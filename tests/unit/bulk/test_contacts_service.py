@@ -108,6 +108,16 @@ def test_double_opt_in(contacts: Contacts, clock: Clock) -> None:
     assert code_of(lambda: contacts.confirm(token, Consent(0))) == "token_expired"
 
 
+def test_confirmation_resent_at_most_every_ten_minutes(contacts: Contacts,
+                                                       clock: Clock) -> None:
+    contacts.create_list("news", "", OptIn.DOUBLE)
+    assert contacts.subscribe("news", "v@example.org", "", Consent(clock())).mail is not None
+    clock.now += 60
+    assert contacts.subscribe("news", "v@example.org", "", Consent(clock())).mail is None
+    clock.now += 600
+    assert contacts.subscribe("news", "v@example.org", "", Consent(clock())).mail is not None
+
+
 def test_subscribe_does_not_revive_or_reach_suppressed(contacts: Contacts) -> None:
     contacts.create_list("open")
     contacts.suppress("s@example.org", SuppressionReason.COMPLAINT)
