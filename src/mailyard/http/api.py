@@ -91,14 +91,29 @@ _IMPORT_TYPES = {"text/csv": ImportFormat.CSV, "application/x-ndjson": ImportFor
                  "application/jsonlines": ImportFormat.JSONL}
 
 
-@router.post("/lists/{name}/import", tags=["lists"], openapi_extra={"requestBody": {
-    "content": {"text/csv": {"schema": {"type": "string"}},
-                "application/x-ndjson": {"schema": {"type": "string"}}}}})
-async def import_contacts(request: Request, name: str,
-                          status: MembershipStatus = MembershipStatus.CONFIRMED
-                          ) -> dict[str, Any]:
+_FILE_BODY = {"requestBody": {"content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/x-ndjson": {"schema": {"type": "string"}}}}}
+
+
+@router.post("/lists/{name}/import", tags=["lists"], openapi_extra=_FILE_BODY)
+async def import_into_list(request: Request, name: str,
+                           status: MembershipStatus = MembershipStatus.CONFIRMED
+                           ) -> dict[str, Any]:
     """Import CSV (``text/csv``) or JSON lines (``application/x-ndjson``) into the list;
     the body is the file.  The summary lists invalid rows with their line numbers."""
+    return await _import(request, name, status)
+
+
+@router.post("/contacts/import", tags=["contacts"], openapi_extra=_FILE_BODY)
+async def import_contacts(request: Request, list: str,  # noqa: A002
+                          status: MembershipStatus = MembershipStatus.CONFIRMED
+                          ) -> dict[str, Any]:
+    """The same as ``POST /lists/{list}/import``."""
+    return await _import(request, list, status)
+
+
+async def _import(request: Request, name: str, status: MembershipStatus) -> dict[str, Any]:
     ctx = context(request)
     media, _, params = request.headers.get("content-type", "").partition(";")
     fmt = _IMPORT_TYPES.get(media.strip().lower())

@@ -14,7 +14,7 @@ from mailyard.http import api, problems, public
 from mailyard.http.bodylimit import BodyLimit
 from mailyard.http.context import HttpContext
 
-_IMPORT_PATH = re.compile(r"/api/v1/lists/[^/]+/import")
+_IMPORT_PATH = re.compile(r"/api/v1/(lists/[^/]+|contacts)/import")
 
 
 def create_app(ctx: HttpContext) -> Any:

@@ -109,6 +109,12 @@ def test_errors_are_problems(app: App) -> None:
     ok = app.call("POST", "/api/v1/lists/l/import", key, content=b"email\na@example.org\n",
                   headers={"content-type": "text/csv"})
     assert ok.json()["new"] == 1
+    again = app.call("POST", "/api/v1/contacts/import?list=l", key,
+                     content=b'{"email": "b@example.org"}\n',
+                     headers={"content-type": "application/x-ndjson"})
+    assert again.json()["new"] == 1
+    problem(app.call("POST", "/api/v1/contacts/import", key, content=b"",
+                     headers={"content-type": "text/csv"}), 422, "validation_failed")
     problem(app.call("POST", "/api/v1/lists/l/import", key, content=b"x" * 5000,
                      headers={"content-type": "text/csv"}), 413, "body_too_large")
 
