@@ -13,6 +13,10 @@ from mailyard.daemon.listeners import Listener
 
 def startup_lines(cfg: Config, listeners: Sequence[Listener], workers: int, pid: int) -> list[str]:
     lines = [f"mailyard: {listener.kind} listening on {listener.bound}" for listener in listeners]
+    if any(listener.kind in ("http", "https") for listener in listeners):
+        from mailyard.services.setup import public_url
+
+        lines.append(f"mailyard: API docs at {public_url(cfg)}/api/docs")
     if cfg.metrics.listen:
         lines.append(f"mailyard: metrics at http://{cfg.metrics.listen}/metrics")
     if cfg.metrics.file:
