@@ -53,13 +53,15 @@ class App:
             self.mails.append(mail)
             return "QID"
 
+        self.contacts = contacts
         self.app = create_app(HttpContext(contacts, self.keys, mailer, RateLimiter(5, 60),
                                           max_body_size=2048, max_import_size=4096))
 
     def call(self, method: str, path: str, key: str = "", **kw: Any) -> httpx.Response:
         async def run() -> httpx.Response:
             headers = {"Authorization": f"Bearer {key}"} if key else {}
-            transport = httpx.ASGITransport(app=self.app, client=("192.0.2.9", 1234))
+            transport = httpx.ASGITransport(app=self.app, client=("192.0.2.9", 1234),
+                                            raise_app_exceptions=False)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
                 return await c.request(method, path, headers=headers | kw.pop("headers", {}),
                                        **kw)
@@ -153,3 +155,17 @@ def test_openapi_and_docs(app: App) -> None:
     assert "/api/v1/contacts" in schema["paths"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
     assert app.call("GET", "/api/docs").status_code == 200
+
+
+def test_a_bug_is_a_bare_500(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = app.keys.create("c", "contacts").secret
+
+    def broken() -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(app.contacts, "lists", broken)
+    resp = app.call("GET", "/api/v1/lists", key)
+    body = problem(resp, 500, "internal_error")
+    assert "secret internals" not in resp.text and "Traceback" not in resp.text
+    assert "detail" not in body
+
