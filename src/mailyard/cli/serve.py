@@ -59,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Run the mail server in the foreground. Without a configuration file it "
                     "runs on the embedded default: data in ./mailyard-data, a self-signed "
                     "certificate, and unprivileged ports 2525/5587/5465 (SMTP) and 5110/5995 "
-                    "(POP3) on 127.0.0.1 when not root. Only one server runs on a data "
+                    "(POP3) on 127.0.0.1 when not root, and HTTP (the API) on 127.0.0.1:8025. "
+                    "Only one server runs on a data "
                     "directory at a time. Stops "
                     "cleanly on SIGTERM or Ctrl-C. Started as root, it binds its ports, then "
                     "runs as the configured `user` (default 'mailyard').",

@@ -101,7 +101,8 @@ async def _fields(request: Request) -> dict[str, str]:
         try:
             parsed = parse_qs(raw.decode("utf-8"), max_num_fields=10, strict_parsing=False)
         except (UnicodeDecodeError, ValueError):
-            raise Problem("validation_failed", "the form is not valid UTF-8") from None
+            raise Problem("validation_failed", "the form must be UTF-8 text with at most 10 "
+                          "fields") from None
         return {k: v[0] for k, v in parsed.items()}
     raise Problem("unsupported_media_type",
                   "send a form (application/x-www-form-urlencoded) or JSON")
