@@ -195,7 +195,9 @@ def test_rate_limit_and_honeypot(server: MailyardServer, client: httpx.Client) -
 
 
 def test_erase(server: MailyardServer, client: httpx.Client) -> None:
-    assert client.put("/api/v1/lists/imp/members/gone@example.org",
+    assert client.post("/api/v1/lists", json={"name": "erasing"}).status_code == 201
+    client.post("/api/v1/contacts", json={"address": "bob@example.org"})  # 409 after import
+    assert client.put("/api/v1/lists/erasing/members/gone@example.org",
                       json={"status": "confirmed", "source": "test"}).status_code == 200
     assert client.put("/api/v1/suppressions/gone@example.org",
                       json={"reason": "complaint"}).status_code == 200
@@ -208,6 +210,12 @@ def test_erase(server: MailyardServer, client: httpx.Client) -> None:
     assert any(s["address"] is None and s["reason"] == "complaint" for s in kept)
     for path in server.data_dir.glob("bulk.db*"):  # secure_delete, WAL checkpointed
         assert b"gone@example.org" not in path.read_bytes(), path
+    server.cli("contact", "suppress", "Bob@Example.org", "--note", "asked by phone")
+    listed = json.loads(server.cli("contact", "suppressions", "--json").stdout)
+    assert {"address": "bob@example.org", "reason": "manual", "note": "asked by phone"} \
+        .items() <= next(e for e in listed if e["address"] == "bob@example.org").items()
+    assert "(erased)" in server.cli("contact", "suppressions").stdout.decode()
+    server.cli("contact", "unsuppress", "bob@example.org")
     server.cli("contact", "erase", "bob@example.org")
     res = server.cli("contact", "show", "bob@example.org", check=False)
     assert res.returncode == 1 and b"nothing is held" in res.stderr

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import IO
 
 from mailyard.bulk.importer import ImportFormat
-from mailyard.bulk.model import MembershipStatus, OptIn
+from mailyard.bulk.model import MembershipStatus, OptIn, SuppressionReason
 from mailyard.cli.accounts import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _fail, _guarded, _parser
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
@@ -147,6 +147,42 @@ def cmd_erase(args: argparse.Namespace, config: Config) -> int:
 
 
 @_guarded
+def cmd_suppress(args: argparse.Namespace, config: Config) -> int:
+    entry = open_contacts(config).suppress(args.address, SuppressionReason(args.reason),
+                                           args.note or "")
+    print(f"{entry.address} suppressed ({entry.reason.value}): no mail goes to it")
+    return EXIT_OK
+
+
+@_guarded
+def cmd_unsuppress(args: argparse.Namespace, config: Config) -> int:
+    contacts = open_contacts(config)
+    contacts.unsuppress(args.address)
+    print(f"{contacts.address(args.address)} removed from the suppression list")
+    return EXIT_OK
+
+
+@_guarded
+def cmd_suppressions(args: argparse.Namespace, config: Config) -> int:
+    contacts = open_contacts(config)
+    entries, after = [], 0
+    while True:
+        page = contacts.suppressions(after=after, limit=1000)
+        entries += page
+        if len(page) < 1000:
+            break
+        after = page[-1].id
+    if args.json:
+        print(json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for e in entries:
+        print(f"{printable(e.address or '(erased)'):<40} {e.reason.value:<12} "
+              f"{_when(e.created)}  {printable(e.note)}")
+    print(f"-- {len(entries)} suppressed address(es)")
+    return EXIT_OK
+
+
+@_guarded
 def cmd_list_create(args: argparse.Namespace, config: Config) -> int:
     opt_in = OptIn.DOUBLE if args.double_opt_in else OptIn.SINGLE
     mlist = open_contacts(config).create_list(args.name, args.title or "", opt_in)
@@ -210,6 +246,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = _parser(cs, "erase", "remove a person everywhere (GDPR art. 17)", cmd_erase)
     p.add_argument("address", metavar="ADDRESS")
+
+    p = _parser(cs, "suppress", "put an address on the global suppression list", cmd_suppress,
+                "Never send bulk mail to ADDRESS again, whatever the lists say.")
+    p.add_argument("address", metavar="ADDRESS")
+    p.add_argument("--reason", default="manual", choices=[r.value for r in SuppressionReason])
+    p.add_argument("--note", help="why (shown in listings)")
+    p = _parser(cs, "unsuppress", "take an address off the suppression list", cmd_unsuppress)
+    p.add_argument("address", metavar="ADDRESS")
+    p = _parser(cs, "suppressions", "list the suppression list", cmd_suppressions)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     ls = sub.add_parser("list", help="manage mailing lists",
                         description="Create and inspect mailing lists.")
