@@ -14,9 +14,10 @@ from mailyard.bulk.importer import ImportFormat
 from mailyard.bulk.model import Consent, ContactStatus, MembershipStatus, OptIn, SuppressionReason
 from mailyard.http.auth import context, require
 from mailyard.http.bodylimit import BodyTooLarge
-from mailyard.http.problems import Problem
+from mailyard.http.problems import Problem, documented
 
-router = APIRouter(prefix="/api/v1", dependencies=[Depends(require(Scope.CONTACTS))])
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(require(Scope.CONTACTS))],
+                   responses=documented(401, 403, 404, 409, 413, 422))
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Attributes = dict[str, Any]
 

@@ -28,6 +28,14 @@ def create_app(ctx: HttpContext) -> Any:
     problems.install(app)
     app.include_router(api.router)
     app.include_router(public.router)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.problem_media_types(generate())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def limit_for(method: str, path: str) -> int | None:
         if method == "POST" and _IMPORT_PATH.fullmatch(path):

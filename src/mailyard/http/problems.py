@@ -18,6 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailyard.obs import log_event
@@ -52,6 +53,37 @@ TITLES: dict[str, tuple[int, str]] = {
 _SERVICE_STATUS: tuple[tuple[type[ServiceError], int], ...] = (
     (InvalidInput, 422), (NotFound, 404), (Conflict, 409), (Expired, 410),
     (TooLarge, 413), (StorageFailure, 503))
+
+
+class ProblemDocument(BaseModel):
+    """The shape of every error (for the OpenAPI schema)."""
+
+    type: str
+    title: str
+    status: int
+    code: str
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[dict[str, str]] | None = None
+
+
+def documented(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route or router: these statuses answer a problem document."""
+    return {status: {"model": ProblemDocument, "description": "RFC 9457 problem document"}
+            for status in statuses}
+
+
+def problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI files a response model under ``application/json``; the problem documents
+    go out as ``application/problem+json``, so the schema says that."""
+    ref = "#/components/schemas/ProblemDocument"
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                if content.get("application/json", {}).get("schema", {}).get("$ref") == ref:
+                    content[MEDIA_TYPE] = content.pop("application/json")
+    return schema
 
 
 class Problem(Exception):

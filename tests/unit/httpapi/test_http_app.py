@@ -154,6 +154,8 @@ def test_openapi_and_docs(app: App) -> None:
     schema = app.call("GET", "/api/openapi.json").json()
     assert "/api/v1/contacts" in schema["paths"]
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    forbidden = schema["paths"]["/api/v1/lists"]["get"]["responses"]["403"]["content"]
+    assert list(forbidden) == ["application/problem+json"]
     assert app.call("GET", "/api/docs").status_code == 200
 
 
