@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailyard.cli import accounts, apikey, contacts, init, queue, send, serve
+from mailyard.cli import accounts, apikey, contacts, feedback, init, queue, report, send, serve
 
 REGISTER = [
     init.register,
@@ -12,4 +12,6 @@ REGISTER = [
     send.register,
     contacts.register,
     apikey.register,
+    report.register,
+    feedback.register,  # after any module that creates the `check` group
 ]
