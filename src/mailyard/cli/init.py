@@ -50,6 +50,9 @@ submissions = {submissions}
 # Mail retrieval over POP3, STLS then login (port 110), and over implicit TLS (port 995):
 pop3 = {pop3}
 pop3s = {pop3s}
+# The HTTP service (JSON API at /api/v1, docs at /api/docs, subscribe pages); https
+# listeners use the [tls] certificate. Set http.public_url for links in mail.
+http = {http}
 
 [tls]
 # A certificate for `hostname` (for example from Let's Encrypt). Without one, a
@@ -80,7 +83,8 @@ def render(path: str, hostname: str, data_dir: str, domains: list[str]) -> str:
         path=path, hostname=_toml_str(hostname), data_dir=_toml_str(data_dir),
         domains=_toml_list(domains), where=where, smtp=_toml_list(listen.smtp),
         submission=_toml_list(listen.submission), submissions=_toml_list(listen.submissions),
-        pop3=_toml_list(listen.pop3), pop3s=_toml_list(listen.pop3s))
+        pop3=_toml_list(listen.pop3), pop3s=_toml_list(listen.pop3s),
+        http=_toml_list(listen.http))
 
 
 def cmd_init(args: argparse.Namespace, _config: object) -> int:

@@ -54,6 +54,8 @@ class ListenerKind(enum.StrEnum):
     SUBMISSIONS = "submissions"  # port 465, implicit TLS
     POP3 = "pop3"  # port 110, STLS
     POP3S = "pop3s"  # port 995, implicit TLS
+    HTTP = "http"  # the HTTP service (JSON API, public pages)
+    HTTPS = "https"  # the same over TLS
 
 
 class BareLineEndings(enum.StrEnum):
@@ -90,6 +92,8 @@ def _allowed(tp: type[enum.StrEnum]) -> str:
 __all__ = [
     "AuthConfig",
     "BareLineEndings",
+    "BulkConfig",
+    "HttpConfig",
     "ListenerKind",
     "LogFormat",
     "LogLevel",
@@ -172,6 +176,8 @@ class ListenConfig:
     submissions: tuple[str, ...] = ()
     pop3: tuple[str, ...] = ()
     pop3s: tuple[str, ...] = ()
+    http: tuple[str, ...] = ()
+    https: tuple[str, ...] = ()
 
     def validate(self, key: str) -> None:
         for kind in ListenerKind:
@@ -505,6 +511,47 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP service (``listen.http``/``listen.https``; mailyard.http)."""
+
+    # The base URL people and mail clients reach the service at: confirmation (and
+    # later unsubscribe and tracking) links start with it.  "": the first HTTPS
+    # listener, else the first HTTP one.
+    public_url: str = ""
+    workers: int = 1
+    max_body_size: int = 1_048_576  # bytes of a request body; more: 413
+    max_import_size: int = 104_857_600  # bytes of an import body (POST .../import)
+    # Public subscribe form: attempts per client address (IPv6 by /64) per window,
+    # counted per HTTP worker process.
+    subscribe_rate: int = 10
+    subscribe_window: float = 3600.0
+
+    def validate(self, key: str) -> None:
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.public_url", "must start with http:// or https://")
+        for name in ("workers", "max_body_size", "max_import_size", "subscribe_rate",
+                     "subscribe_window"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{key}.{name}", "must be positive")
+
+
+@dataclass(frozen=True)
+class BulkConfig:
+    """Contacts and lists (mailyard.bulk)."""
+
+    # From: and envelope sender of confirmation mail; "": postmaster@ the first local
+    # domain (else the host name).
+    sender: str = ""
+    confirm_ttl: float = 7 * 86400.0  # seconds a double opt-in link stays valid
+
+    def validate(self, key: str) -> None:
+        if self.sender and ("@" not in self.sender or any(c in self.sender for c in " \r\n<>")):
+            raise ConfigError(f"{key}.sender", "must be an address (local@domain)")
+        if self.confirm_ttl <= 0:
+            raise ConfigError(f"{key}.confirm_ttl", "must be positive")
+
+
+@dataclass(frozen=True)
 class MtaStsConfig:
     """MTA-STS (RFC 8461) for MX delivery (mailyard.mtasts)."""
 
@@ -748,6 +795,8 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    bulk: BulkConfig = field(default_factory=BulkConfig)
     dmarc: DmarcConfig = field(default_factory=DmarcConfig)
     auth_results: AuthResultsConfig = field(default_factory=AuthResultsConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
@@ -931,6 +980,7 @@ def default_listen() -> ListenConfig:
         submissions=(f"127.0.0.1:{ports[2]}",),
         pop3=(f"127.0.0.1:{ports[3]}",),
         pop3s=(f"127.0.0.1:{ports[4]}",),
+        http=("127.0.0.1:8025",),  # unprivileged even as root: a web port is not standard
     )
 
 
