@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from mailyard.config import Config, parse_hostport
 
-KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s")
+KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
 
 
 class ListenError(Exception):
@@ -22,7 +22,7 @@ class ListenError(Exception):
 
 @dataclass
 class Listener:
-    kind: str  # smtp | submission | submissions | pop3 | pop3s
+    kind: str  # smtp | submission | submissions | pop3 | pop3s | imap | imaps
     address: str  # as configured
     sock: socket.socket
 

@@ -567,6 +567,17 @@ class MailboxIndex:
         return Changes(tuple(self._info(box, _Row(*r)) for r in got),
                        tuple(u for (u,) in gone))
 
+    def header(self, name: str) -> tuple[int, int, int]:
+        """(UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) of a folder as indexed, without a
+        sync: what a watcher polls.  Raises FolderNotFound."""
+        name = normalize(name)
+        with self._read() as db:
+            row = db.execute("SELECT uidvalidity, uidnext, highestmodseq FROM folders"
+                             " WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise FolderNotFound(f"no folder {name!r}")
+        return row[0], row[1], row[2]
+
     def structures(self, name: str, uids: Iterable[int]
                    ) -> dict[int, tuple[structure.Structure, structure.Structure]]:
         """The cached (ENVELOPE, BODYSTRUCTURE) of these UIDs (absent ones left out)."""
