@@ -363,10 +363,13 @@ def bodystructure(ent: Entity, data: bytes, extended: bool = True) -> Structure:
         return out
     body = data[ent.body_start:ent.end]
     cte = b"7BIT" if ent.opaque else (ent.header(b"Content-Transfer-Encoding") or b"7BIT")
+    params = ent.params
+    if ent.ctype == "text" and not any(name.lower() == "charset" for name, _ in params):
+        params = [("CHARSET", b"us-ascii"), *params]  # RFC 2045 5.2's default, as Dovecot
     out = [
         ent.ctype.upper().encode("ascii", "surrogateescape"),
         ent.subtype.upper().encode("ascii", "surrogateescape"),
-        _param_list(ent.params),
+        _param_list(params),
         None if ent.opaque else ent.header(b"Content-ID"),
         None if ent.opaque else ent.header(b"Content-Description"),
         cte.upper(),

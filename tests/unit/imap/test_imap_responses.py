@@ -63,3 +63,23 @@ def test_mailbox_name_quoting() -> None:
     assert resp.encode_mailbox("NIL") == b'"NIL"'
     assert resp.encode_mailbox("a&b") == b"a&-b"
     assert resp.encode_mailbox("") == b'""'
+
+
+def test_joined_values_have_no_space_between() -> None:
+    """RFC 9051 9: ``body-type-mpart = 1*body SP media-subtype`` and
+    ``env-from = "(" 1*address ")"`` - no space between the bodies or addresses."""
+    parts = resp.Joined([[b"TEXT", b"PLAIN"], [b"TEXT", b"HTML"]])
+    assert resp.encode_value([parts, b"ALTERNATIVE"]) \
+        == b'(("TEXT" "PLAIN")("TEXT" "HTML") "ALTERNATIVE")'
+    assert resp.encode_value([resp.Joined([[None, None, b"a", b"b"]])]) \
+        == b'((NIL NIL "a" "b"))'
+
+
+def test_bytes_fast_path_matches_encode_string() -> None:
+    """encode_value's shortcut for plain ASCII gives what encode_string gives, for
+    every octet, at the length limit and past it."""
+    samples = [bytes([c]) + b"ab" for c in range(256)]
+    samples += [b"", b"x" * resp.MAX_QUOTED, b"x" * (resp.MAX_QUOTED + 1), b'a"b\\c']
+    for raw in samples:
+        for utf8 in (False, True):
+            assert resp.encode_value(raw, utf8) == resp.encode_string(raw, utf8)

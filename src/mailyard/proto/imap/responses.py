@@ -5,7 +5,8 @@ parenthesised list, an :class:`Atom` verbatim, and ``str``/``bytes`` a string --
 when that is possible and short, else a literal (RFC 9051 4.3: a quoted string cannot
 hold CR, LF or NUL; 8-bit text needs UTF8=ACCEPT or IMAP4rev2, RFC 9051 4.3 and
 RFC 6855 3).  :class:`Literal` forces a literal (message content), ``binary`` a
-``~{n}`` literal8 (RFC 3516 4.2).
+``~{n}`` literal8 (RFC 3516 4.2).  :class:`Joined` values follow each other without
+a space, as the grammar wants for ``1*body`` and ``1*address`` (RFC 9051 9).
 
 Human-readable text and response codes are sanitised: control characters become
 spaces, so nothing an adapter passes can split a response line.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from mailyard.proto.imap import mutf7
 
 __all__ = [
-    "Atom", "Literal", "Value", "bye", "capability", "continuation", "enabled",
+    "Atom", "Joined", "Literal", "Value", "bye", "capability", "continuation", "enabled",
     "encode_mailbox", "encode_sequence", "encode_value", "esearch", "exists", "expunge",
     "fetch", "flags", "list_mailbox", "quota", "quotaroot", "search", "status",
     "tagged", "untagged", "untagged_status", "vanished",
@@ -28,6 +29,7 @@ __all__ = [
 
 MAX_QUOTED = 1024  # longer strings go as literals (easier for clients to buffer)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_QUOTE_AS_IS = re.compile(rb'[ !#-\[\]-~]*')  # printable ASCII but '"' and '\\'
 _ATOM_SAFE = re.compile(rb"[^\x00-\x20\x7f-\xff(){%*\"\\\]]+\Z")
 
 
@@ -43,7 +45,16 @@ class Literal:
     binary: bool = False
 
 
-Value = None | int | str | bytes | Atom | Literal | Sequence["Value"]
+@dataclass(frozen=True, slots=True)
+class Joined:
+    """Values written one after the other, no space between and no parentheses
+    around: the parts of a multipart BODYSTRUCTURE, the addresses of an address list
+    (RFC 9051 9 ``body-type-mpart``, ``env-from``)."""
+
+    items: Sequence[Value]
+
+
+Value = None | int | str | bytes | Atom | Literal | Joined | Sequence["Value"]
 
 
 def _text(text: str) -> bytes:
@@ -67,6 +78,14 @@ def encode_string(data: bytes | str, utf8: bool = False) -> bytes:
 
 
 def encode_value(value: Value, utf8: bool = False) -> bytes:
+    # bytes and lists first: ENVELOPE and BODYSTRUCTURE are mostly short ASCII
+    # strings in lists, hundreds per message (FETCH 1:* ALL).
+    if isinstance(value, bytes):
+        if len(value) <= MAX_QUOTED and _QUOTE_AS_IS.fullmatch(value):
+            return b'"' + value + b'"'
+        return encode_string(value, utf8)
+    if isinstance(value, list):
+        return b"(" + b" ".join([encode_value(v, utf8) for v in value]) + b")"
     if value is None:
         return b"NIL"
     if isinstance(value, bool):
@@ -80,7 +99,9 @@ def encode_value(value: Value, utf8: bool = False) -> bytes:
     if isinstance(value, Literal):
         marker = b"~{%d}\r\n" if value.binary else b"{%d}\r\n"
         return marker % len(value.data) + value.data
-    return b"(" + b" ".join(encode_value(v, utf8) for v in value) + b")"
+    if isinstance(value, Joined):
+        return b"".join([encode_value(v, utf8) for v in value.items])
+    return b"(" + b" ".join([encode_value(v, utf8) for v in value]) + b")"
 
 
 def encode_mailbox(name: str, utf8: bool = False) -> bytes:
@@ -161,8 +182,8 @@ def flags(names: Iterable[str]) -> bytes:
 def fetch(number: int, items: Sequence[tuple[str, Value]], utf8: bool = False) -> bytes:
     """``* n FETCH (NAME value ...)``; names as :meth:`FetchAttribute.label` gives
     them (``BODY[HEADER]<0>``)."""
-    body = b" ".join(name.encode("ascii") + b" " + encode_value(value, utf8)
-                     for name, value in items)
+    body = b" ".join([name.encode("ascii") + b" " + encode_value(value, utf8)
+                      for name, value in items])
     return b"* %d FETCH (%s)\r\n" % (number, body)
 
 
