@@ -480,3 +480,26 @@ def test_sigkill_mid_append_leaves_a_consistent_mailbox(server: MailyardServer) 
     typ, data = client.append("Archive", None, None, b"Subject: whole\r\n\r\nok\r\n")
     assert typ == "OK"
     client.logout()
+
+
+def test_fetch_bodies_sets_seen_unless_peek(server: MailyardServer) -> None:
+    """RFC 9051 6.4.5: BODY[] sets \\Seen, BODY.PEEK[] does not; the FETCH carries
+    the new FLAGS.  Sizes match RFC822.SIZE (CRLF line ends)."""
+    deliver(server, "bob", 2, subject="bodies")
+    client = login(server, "bob")
+    client.select("INBOX")
+    typ, data = client.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] FLAGS)")
+    assert typ == "OK" and re.fullmatch(rb"Subject: bodies [01]\r\n\r\n", data[0][1])
+    assert b"\\Seen" not in data[0][0] + (data[1] if isinstance(data[1], bytes) else b"")
+    typ, data = client.fetch("1", "(RFC822.SIZE BODY[])")
+    size = int(re.search(rb"RFC822.SIZE (\d+)", data[0][0]).group(1))  # type: ignore[union-attr]
+    assert len(data[0][1]) == size and data[0][1].endswith(b"\r\n")
+    typ, data = client.fetch("1", "(FLAGS)")
+    assert b"\\Seen" in data[0]
+    typ, data = client.fetch("2", "(ENVELOPE BODYSTRUCTURE INTERNALDATE)")
+    assert b'"bodies ' in data[0] and b'("text" "plain"' in data[0].lower()
+    typ, data = client.select("INBOX", readonly=True)
+    typ, data = client.fetch("2", "(BODY[TEXT])")
+    typ, data = client.fetch("2", "(FLAGS)")
+    assert b"\\Seen" not in data[0]  # EXAMINE: read-only, no \Seen (RFC 9051 6.3.3)
+    client.logout()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from mailyard.imapd.accounts import Account
+from mailyard.imapd.fetch import FetchError, fetch_items, needs_message, needs_structure, sets_seen
 from mailyard.imapd.view import BadSequence, MailboxView, Notify, flag_atoms
 from mailyard.imapd.watch import FolderWatch, Watcher
 from mailyard.message.structure import Structure
@@ -502,44 +503,3 @@ class SearchError(Exception):
 
 class SearchTimeout(Exception):
     pass
-
-
-class FetchError(ValueError):
-    def __init__(self, text: str, code: str = "") -> None:
-        super().__init__(text)
-        self.text = text
-        self.code = code
-
-
-def needs_structure(attributes: Sequence[FetchAttribute]) -> bool:
-    return False
-
-
-def needs_message(attributes: Sequence[FetchAttribute]) -> bool:
-    return False
-
-
-def sets_seen(attributes: Sequence[FetchAttribute]) -> bool:
-    return False
-
-
-def fetch_items(number: int, info: MessageInfo, attributes: Sequence[FetchAttribute], *,
-                message: bytes | None, envelope: Structure | None,
-                bodystructure: Structure | None, modseq: bool) -> list[tuple[str, resp.Value]]:
-    out: list[tuple[str, resp.Value]] = []
-    for a in attributes:
-        if a.name == "UID":
-            out.append(("UID", info.uid))
-        elif a.name == "FLAGS":
-            out.append(("FLAGS", flag_atoms(info.flags)))
-        elif a.name == "MODSEQ":
-            out.append(("MODSEQ", [info.modseq]))
-        elif a.name == "RFC822.SIZE":
-            out.append(("RFC822.SIZE", info.size))
-        elif a.name == "INTERNALDATE":
-            out.append(("INTERNALDATE", time.strftime(
-                "%d-%b-%Y %H:%M:%S +0000", time.gmtime(info.internal_date))))
-    if modseq and not any(a.name == "MODSEQ" for a in attributes):
-        out.append(("MODSEQ", [info.modseq]))
-    return out
-
