@@ -503,3 +503,60 @@ def test_fetch_bodies_sets_seen_unless_peek(server: MailyardServer) -> None:
     typ, data = client.fetch("2", "(FLAGS)")
     assert b"\\Seen" not in data[0]  # EXAMINE: read-only, no \Seen (RFC 9051 6.3.3)
     client.logout()
+
+
+def test_condstore_qresync_resync(server: MailyardServer) -> None:
+    """RFC 7162: STORE UNCHANGEDSINCE answers [MODIFIED]; SELECT (QRESYNC ...) gives
+    VANISHED (EARLIER) for expunged UIDs and FETCH (UID FLAGS MODSEQ) for changes;
+    UID FETCH (CHANGEDSINCE m VANISHED) likewise."""
+    deliver(server, "carol", 3, subject="sync")
+    sock = tls_session(server, "carol")
+    exchange(sock, b"x UNSELECT\r\n", b"x OK")
+    out = exchange(sock, b"e ENABLE QRESYNC\r\n", b"e OK")
+    assert b"* ENABLED QRESYNC" in out
+    out = exchange(sock, b"s SELECT INBOX\r\n", b"s OK")
+    validity = int(re.search(rb"UIDVALIDITY (\d+)", out).group(1))  # type: ignore[union-attr]
+    modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", out).group(1))  # type: ignore[union-attr]
+    out = exchange(sock, b"f UID FETCH 1:* (UID)\r\n", b"f OK")
+    uids = [int(u) for u in re.findall(rb"UID (\d+)", out)]
+    out = exchange(sock, b"u STORE 1 +FLAGS (\\Flagged)\r\n", b"u OK")
+    assert b"MODSEQ" in out
+    out = exchange(sock, f"v STORE 1 (UNCHANGEDSINCE {modseq}) +FLAGS (\\Seen)\r\n".encode(),
+                   b"v ")
+    assert b"v OK [MODIFIED 1]" in out
+    out = exchange(sock, f"x UID STORE {uids[2]} +FLAGS (\\Deleted)\r\n".encode(), b"x OK")
+    out = exchange(sock, f"y UID EXPUNGE {uids[2]}\r\n".encode(), b"y OK")
+    assert f"* VANISHED {uids[2]}".encode() in out
+    out = exchange(sock, f"c UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)\r\n"
+                   .encode(), b"c OK")
+    assert f"* VANISHED (EARLIER) {uids[2]}".encode() in out
+    assert out.count(b"FETCH (") == 1 and b"MODSEQ" in out
+    exchange(sock, b"z UNSELECT\r\n", b"z OK")
+    out = exchange(sock, f"q SELECT INBOX (QRESYNC ({validity} {modseq}))\r\n".encode(),
+                   b"q OK")
+    assert f"* VANISHED (EARLIER) {uids[2]}".encode() in out
+    assert re.search(rb"\* 1 FETCH \(UID %d FLAGS \(\\Flagged\) MODSEQ" % uids[0], out), out
+    sock.close()
+
+
+def test_enable_namespace_id_and_special_use_create(server: MailyardServer) -> None:
+    sock = tls_session(server, "dave")
+    out = exchange(sock, b"n NAMESPACE\r\n", b"n OK")
+    assert b'* NAMESPACE (("" "/")) NIL NIL' in out
+    out = exchange(sock, b'i ID ("name" "test")\r\n', b"i OK")
+    assert b"* ID (" in out
+    out = exchange(sock, b"c CREATE Receipts (USE (\\Archive))\r\n", b"c ")
+    assert b"c OK" in out
+    out = exchange(sock, b"d CREATE Odd (USE (\\All))\r\n", b"d ")
+    assert b"d NO [USEATTR]" in out
+    out = exchange(sock, b'l LIST (SPECIAL-USE) "" "*"\r\n', b"l OK")
+    assert b"Receipts" in out and b"\\Archive" in out and b"INBOX" not in out
+    out = exchange(sock, b'r LIST "" "%" RETURN (STATUS (MESSAGES UNSEEN))\r\n', b"r OK")
+    assert b"* STATUS INBOX (MESSAGES" in out
+    out = exchange(sock, b"u CREATE \"Entw&APw-rfe\"\r\n", b"u OK")
+    exchange(sock, b"x UNSELECT\r\n", b"x OK")
+    out = exchange(sock, b"e ENABLE UTF8=ACCEPT\r\n", b"e OK")  # RFC 5161: not selected
+    assert b"* ENABLED UTF8=ACCEPT" in out
+    out = exchange(sock, b'l2 LIST "" "Entw*"\r\n', b"l2 OK")
+    assert "Entwürfe".encode() in out
+    sock.close()
