@@ -435,8 +435,20 @@ def test_hostile_input_after_login(server: MailyardServer) -> None:
     assert b"a1 NO" in out and b"TOOBIG" in out
     out = exchange(sock, b"l1 LIST \"\" \"" + b"*a" * 100 + b"\"\r\n", b"l1 ")
     assert b"l1 BAD" in out or b"l1 OK" in out
-    out = exchange(sock, b"n NOOP\r\n", b"n OK")
-    assert b"n OK" in out
+    # A MIME bomb: 300 nested multiparts and 3,000 parts; BODYSTRUCTURE is capped.
+    bomb = b"Subject: bomb\r\nMIME-Version: 1.0\r\n"
+    for depth in range(300):
+        bomb += b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (
+            depth, depth)
+    bomb += b"Content-Type: text/plain\r\n\r\nx\r\n"
+    bomb += b"".join(b"--b299\r\nContent-Type: text/plain\r\n\r\n%d\r\n" % i
+                     for i in range(3000))
+    out = exchange(sock, b"a2 APPEND INBOX {%d+}\r\n" % len(bomb) + bomb + b"\r\n", b"a2 ")
+    assert b"a2 OK" in out and b"* 3 EXISTS" in out  # this session's own APPEND
+    uid = int(re.findall(rb"APPENDUID \d+ (\d+)", out)[0])
+    started = time.monotonic()
+    out = exchange(sock, b"b UID FETCH %d (BODYSTRUCTURE BODY[1.1.1])\r\n" % uid, b"b ", 30)
+    assert b"b OK" in out and time.monotonic() - started < 10
     sock.close()
 
 

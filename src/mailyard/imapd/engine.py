@@ -60,8 +60,8 @@ __all__ = ["Limits", "MailSession", "SYSTEM_FLAGS"]
 T = TypeVar("T")
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-FETCH_BATCH = 64  # messages rendered per executor call
-FETCH_BATCH_BYTES = 1 << 20  # ... or fewer when their files are large
+FETCH_BATCH = 32  # messages rendered per executor call when their files are read
+FETCH_BATCH_INDEX = 500  # ... when the index has all the FETCH needs
 
 
 @dataclass(frozen=True)
@@ -264,10 +264,11 @@ class MailSession:
         if sets_seen(attributes) and not view.readonly:
             await self._mark_seen(view, positions, attributes)
         missing = 0
-        for start in range(0, len(positions), FETCH_BATCH):
+        size = FETCH_BATCH if needs_message(attributes) else FETCH_BATCH_INDEX
+        for start in range(0, len(positions), size):
             if not self.answering(event) or self.view is not view:
                 return
-            batch = positions[start:start + FETCH_BATCH]
+            batch = positions[start:start + size]
             infos = [(p, view.messages[p]) for p in batch]
             try:
                 chunk, gone = await self.blocking(self._render, view.name, infos, attributes,

@@ -22,7 +22,7 @@ from mailyard.imapd.accounts import Accounts
 from mailyard.imapd.engine import Limits
 from mailyard.imapd.session import ImapListener, ImapSession, ImapTimers
 from mailyard.imapd.watch import Watcher
-from mailyard.proto.imap.session import ImapSettings
+from mailyard.proto.imap.session import DEFAULT_EXTENSIONS, ImapSettings
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
 from mailyard.store.maildir import MaildirStore
@@ -33,6 +33,7 @@ SHUTDOWN_GRACE = 5.0
 KINDS = (ListenerKind.IMAP.value, ListenerKind.IMAPS.value)
 BYE_BUSY = "Too many connections, try again later"
 BYE_SHUTTING_DOWN = "Server shutting down"
+EXTENSIONS = DEFAULT_EXTENSIONS + ("CREATE-SPECIAL-USE",)
 
 
 def settings_for(config: Config, kind: str, tls_available: bool) -> ImapSettings:
@@ -47,6 +48,7 @@ def settings_for(config: Config, kind: str, tls_available: bool) -> ImapSettings
         plaintext_auth=imap.allow_plaintext_login,
         sasl_mechanisms=tuple(mechanisms),
         literal_plus=True,
+        extensions=EXTENSIONS,
         max_line=imap.max_line,
         max_literal=imap.max_literal,
         max_literal_unauthenticated=imap.max_literal_unauthenticated,
