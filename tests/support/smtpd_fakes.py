@@ -26,6 +26,7 @@ from mailyard.obs import Metrics
 from mailyard.queue.api import StorageError
 from mailyard.sasl.scram import derive_credentials as derive_scram_credentials
 from mailyard.smtpd.server import SmtpServer
+from mailyard.store.quota import QuotaLimits
 from mailyard.tls import ensure_certificate, server_context
 
 TIMEOUT = 10.0
@@ -102,6 +103,7 @@ class MemoryDirectory:
         self.users = {u.lower(): p for u, p in users.items()}
         self.scram = {u: derive_scram_credentials(p, b"salt-" + u.encode(), 4096)
                       for u, p in self.users.items()}
+        self.quotas: dict[str, QuotaLimits] = {}  # mailbox -> limits (default: none)
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.domains
@@ -130,6 +132,9 @@ class MemoryDirectory:
 
     def may_send_from(self, username: str, address: str) -> bool:
         return bool(address) and self._canonical(address) == username.lower()
+
+    def quota_limits(self, address: str) -> QuotaLimits:
+        return self.quotas.get(address, QuotaLimits())
 
     def refresh(self) -> None:
         pass  # always current

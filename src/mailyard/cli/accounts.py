@@ -13,11 +13,12 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailyard.config import Config
-from mailyard.services.accounts import Accounts
+from mailyard.services.accounts import Accounts, UserQuota
 from mailyard.services.errors import ServiceError
+from mailyard.store.quota import format_size, parse_size
 
 if TYPE_CHECKING:
     from mailyard.directory.sqlite import SqliteDirectory
@@ -28,6 +29,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE_CODES = frozenset({"password_empty", "password_too_short", "alias_diverts_user"})
 
 Handler = Callable[[argparse.Namespace, Config], int]
+
+# An option not given (argparse default): None already means "the default limit".
+_UNSET: Any = object()
 
 
 def open_directory(config: Config) -> SqliteDirectory:
@@ -134,6 +138,66 @@ def cmd_user_passwd(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+def storage_argument(text: str) -> int | None:
+    """``--storage``: a size (2G, 500M, 10240K, octets), 0 or ``unlimited``, or
+    ``default`` (None: follow ``[mailbox] quota_storage``)."""
+    word = text.strip().lower()
+    if word == "default":
+        return None
+    if word == "unlimited":
+        return 0
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def messages_argument(text: str) -> int | None:
+    """``--messages``: a count, 0 or ``unlimited``, or ``default``."""
+    word = text.strip().lower()
+    if word == "default":
+        return None
+    if word == "unlimited":
+        return 0
+    if not word.isdigit() or not word.isascii():
+        raise argparse.ArgumentTypeError(
+            f"not a message count: {text!r} (a number, 0 for unlimited, or 'default')")
+    return int(word)
+
+
+def _quota_rows(q: UserQuota) -> list[tuple[str, str, str, str]]:
+    def limit(value: int | None, render: Callable[[int], str]) -> str:
+        return "unlimited" if value is None else render(value)
+
+    return [("storage", format_size(q.usage.storage_bytes),
+             limit(q.storage_limit, format_size), q.storage_source),
+            ("messages", str(q.usage.messages), limit(q.messages_limit, str),
+             q.messages_source)]
+
+
+@_guarded
+def cmd_user_quota(args: argparse.Namespace, config: Config) -> int:
+    service = accounts_for(config)
+    changes: dict[str, int | None] = {}
+    if args.storage is not _UNSET:
+        changes["storage_bytes"] = args.storage
+    if args.messages is not _UNSET:
+        changes["messages"] = args.messages
+    quota = (service.set_quota(args.email, **changes) if changes
+             else service.quota(args.email))
+    if args.json:
+        print(json.dumps(quota.to_dict(), indent=2))
+        return EXIT_OK
+    if changes:
+        print(f"quota of {quota.address} set")
+    rows = [("resource", "used", "limit", "source"), *_quota_rows(quota)]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    print(quota.address)
+    for r in rows:
+        print(f"  {r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:<{widths[2]}}  {r[3]}")
+    return EXIT_OK
+
+
 # --- aliases -------------------------------------------------------------------------
 @_guarded
 def cmd_alias_add(args: argparse.Namespace, config: Config) -> int:
@@ -229,6 +293,18 @@ def _register_user(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p = _parser(us, "passwd", "change a user's password", cmd_user_passwd)
     p.add_argument("email", metavar="EMAIL", help="the user's address")
     _password_option(p)
+    p = _parser(us, "quota", "show or set a user's quota", cmd_user_quota,
+                "Without options, show the user's quota: what its mailbox uses over all "
+                "folders and the limits (its own, or the [mailbox] defaults).  With "
+                "--storage and/or --messages, set the user's own limits.")
+    p.add_argument("email", metavar="EMAIL", help="the user's address")
+    p.add_argument("--storage", metavar="SIZE", type=storage_argument, default=_UNSET,
+                   help="octets of mail the user may keep: 2G, 500M, 10240K (binary "
+                        "units), 0 or 'unlimited', or 'default'")
+    p.add_argument("--messages", metavar="N", type=messages_argument, default=_UNSET,
+                   help="messages the user may keep: a number, 0 or 'unlimited', or "
+                        "'default'")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _register_alias(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

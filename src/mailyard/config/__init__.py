@@ -100,6 +100,7 @@ __all__ = [
     "ImapConfig",
     "ListenConfig",
     "LogConfig",
+    "MailboxConfig",
     "MetricsConfig",
     "Pop3Config",
     "SmtpdConfig",
@@ -498,6 +499,19 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class MailboxConfig:
+    # The default quota of every user (RFC 9208 STORAGE in octets, MESSAGE in
+    # messages; 0: unlimited); `mailyard user quota` sets a user's own.
+    quota_storage: int = 0
+    quota_messages: int = 0
+
+    def validate(self, key: str) -> None:
+        for name in ("quota_storage", "quota_messages"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{key}.{name}", "must not be negative (0: unlimited)")
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str = ""
     data_dir: str = "./mailyard-data"
@@ -512,6 +526,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    mailbox: MailboxConfig = field(default_factory=MailboxConfig)
     # The identity ``mailyard serve`` switches to when started as root (ignored
     # otherwise): a user name or uid, and a group name or gid ("": the user's group).
     user: str = "mailyard"

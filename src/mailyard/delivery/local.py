@@ -17,6 +17,13 @@ attempt that died before its result was recorded, the agent looks for that key f
 (and for ``<qid>.<recipient index>``, the key of earlier versions), so a retry never
 makes a second copy either.
 
+A mailbox with a quota (``[mailbox]`` defaults, ``mailyard user quota``) that the
+copy would take over its limit does not get it: the recipient fails with 552 5.2.2
+and the sender gets a bounce (smtpd refuses such recipients at RCPT already, when it
+knows; this check is the exact one).  A copy found from an earlier attempt counts as
+delivered whatever the quota.  The usage comes from the store (the mailbox index),
+cached a few seconds per mailbox and charged with each copy written here.
+
 Mailboxes are reached only through the :class:`~mailyard.store.api.MailStore`
 interface (injected; by default the Maildir++ store under ``<data_dir>/mail``).  The
 agent is synchronous, as the store's methods are (file I/O with fsync, and the wait
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +52,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_LOCAL_DELIVERY_ERROR,
     REPLY_MAILBOX_DELIVERED,
     REPLY_MAILBOX_FULL,
+    REPLY_OVER_QUOTA,
     REPLY_TEMP_LOOKUP,
     REPLY_UNKNOWN_USER,
     Reply,
@@ -57,6 +66,8 @@ from mailyard.queue.api import (
 )
 from mailyard.store.api import MailboxNameError, MailStore
 from mailyard.store.maildir import MaildirStore
+from mailyard.store.quota import over_quota
+from mailyard.store.usage import UsageCache
 
 #: The local agent's outcomes are attempt outcomes (never POSTPONED).
 LocalStatus = AttemptStatus
@@ -129,12 +140,14 @@ class LocalDeliveryAgent:
     def __init__(self, config: Config, directory: Directory, *,
                  mail_root: Path | None = None,
                  store: MailStore | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 usage: UsageCache | None = None) -> None:
         self.config = config
         self.directory = directory
         self.clock = clock
         self.store = store or MaildirStore(mail_root or config.data_path / "mail",
                                            config.hostname, clock=clock)
+        self.usage = usage or UsageCache(self.store.usage)
 
     def deliver(self, entry: QueueEntry, recipient: QueuedRecipient,
                 open_content: Callable[[], BinaryIO],
@@ -222,8 +235,12 @@ class LocalDeliveryAgent:
             box = self.store.mailbox(mailbox)
             if _tried_before(entry) and box.find(key, legacy_delivery_key(entry, recipient)):
                 return None
-            box.deliver(content.rewound(),
-                        prefix=trace_headers(entry.envelope.sender, mailbox), key=key)
+            prefix = trace_headers(entry.envelope.sender, mailbox)
+            refusal = self._check_quota(mailbox, entry.size + len(prefix))
+            if refusal is not None:
+                return refusal
+            stored = box.deliver(content.rewound(), prefix=prefix, key=key)
+            self.usage.charge(mailbox, stored.rfc822_size or stored.size)
         except MailboxNameError:
             return LocalDeliveryResult.of(AttemptStatus.FAILED,
                                           REPLY_BAD_MAILBOX_NAME.fill(address=mailbox))
@@ -234,6 +251,28 @@ class LocalDeliveryAgent:
         except OSError as exc:
             return LocalDeliveryResult.of(AttemptStatus.DEFERRED, os_error_reply(exc))
         return None
+
+    def _check_quota(self, mailbox: str, size: int) -> LocalDeliveryResult | None:
+        """None when the copy fits the mailbox's quota, else the failure (permanent:
+        552 5.2.2); a limit or usage that cannot be read defers the recipient."""
+        try:
+            limits = self.directory.quota_limits(mailbox)
+        except DirectoryError as exc:
+            return LocalDeliveryResult.of(
+                AttemptStatus.DEFERRED,
+                REPLY_TEMP_LOOKUP.with_text(f"{REPLY_TEMP_LOOKUP.text} ({exc})"))
+        if limits.unlimited:
+            return None
+        try:
+            usage = self.usage.get(mailbox)
+        except sqlite3.Error as exc:
+            reason = f"cannot read the mailbox index: {exc}"
+            return LocalDeliveryResult.of(AttemptStatus.DEFERRED,
+                                          REPLY_LOCAL_DELIVERY_ERROR.fill(error=reason))
+        if not over_quota(usage, limits, size):
+            return None
+        return LocalDeliveryResult.of(AttemptStatus.FAILED, REPLY_OVER_QUOTA.with_text(
+            f"<{mailbox}>: {REPLY_OVER_QUOTA.text}"))
 
     @staticmethod
     def _success_reply(done: list[str], external: tuple[str, ...], shared: int = 0) -> Reply:

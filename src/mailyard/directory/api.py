@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailyard.sasl.scram import ScramCredentials as ScramCredentials  # stored by the directory
+from mailyard.store.quota import Keep, QuotaLimits
 
 
 class DirectoryError(Exception):
@@ -63,6 +64,11 @@ class Directory(Protocol):
         it, or an alias whose targets include the user)."""
         ...
 
+    def quota_limits(self, address: str) -> QuotaLimits:
+        """The quota of the mailbox ``address`` (a canonical user address): the user's
+        own limits, else the ``[mailbox]`` defaults; unlimited for an unknown user."""
+        ...
+
     def refresh(self) -> None:
         """Make changes committed elsewhere (by the CLI, another process) visible to
         the lookups that follow.  smtpd calls it once per mail transaction (at MAIL and
@@ -93,6 +99,16 @@ class UserRecord:
 
 
 @dataclass(frozen=True)
+class QuotaRecord:
+    """A user's quota settings and the limits that follow from them."""
+
+    address: str
+    storage_bytes: int | None  # the user's own STORAGE limit (0: unlimited), None: default
+    messages: int | None  # the user's own MESSAGE limit (0: unlimited), None: default
+    limits: QuotaLimits  # in effect: the user's own, else the configured default
+
+
+@dataclass(frozen=True)
 class AliasRecord:
     address: str  # "name@domain", or "@domain" for a catch-all
     targets: tuple[str, ...] = field(default_factory=tuple)
@@ -116,6 +132,14 @@ class DirectoryAdmin(Protocol):
     def delete_user(self, address: str) -> None: ...
 
     def list_users(self, domain: str | None = None) -> list[UserRecord]: ...
+
+    def get_quota(self, address: str) -> QuotaRecord: ...
+
+    def set_quota(self, address: str, *, storage_bytes: int | None | Keep = Keep.KEEP,
+                  messages: int | None | Keep = Keep.KEEP) -> QuotaRecord:
+        """Set the user's own limits (0: unlimited; None: back to the default);
+        ``KEEP`` leaves one as it is."""
+        ...
 
     def add_alias(self, address: str, targets: list[str] | tuple[str, ...]) -> AliasRecord: ...
 

@@ -47,14 +47,16 @@ from mailyard.directory.api import (
     AliasRecord,
     DirectoryError,
     DomainRecord,
+    QuotaRecord,
     Resolution,
     ScramCredentials,
     UserRecord,
 )
 from mailyard.directory.scram import SaslprepError, new_credentials, saslprep
 from mailyard.fs import create_private_database
+from mailyard.store.quota import Keep, QuotaLimits
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 10_000
 CACHE_LIMIT = 4096
 
@@ -86,6 +88,15 @@ CREATE TABLE IF NOT EXISTS aliases (
 CREATE INDEX IF NOT EXISTS aliases_domain ON aliases (domain);
 """
 
+# Schema changes after version 1, applied in order to a database at an older version
+# (one transaction with the version bump, so two processes never apply one twice).
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # Per-user quota (RFC 9208 STORAGE in octets, MESSAGE): NULL is the configured
+    # default, 0 unlimited.
+    2: ("ALTER TABLE users ADD COLUMN quota_storage INTEGER",
+        "ALTER TABLE users ADD COLUMN quota_messages INTEGER"),
+}
+
 # Connections inherited from a parent process must never be used or closed in the
 # child (SQLite forbids it); they are parked here so garbage collection leaves them be.
 _INHERITED: list[sqlite3.Connection] = []
@@ -100,6 +111,7 @@ class _ConnectionState:
     data_version: int = -1
     domains: frozenset[str] | None = None
     resolutions: dict[str, Resolution] = field(default_factory=dict)
+    quotas: dict[str, QuotaLimits] = field(default_factory=dict)
 
 
 class SqliteDirectory:
@@ -117,6 +129,8 @@ class SqliteDirectory:
         # PBKDF2 iterations for new SCRAM keys; 0: store none (SCRAM is not offered).
         self.scram_iterations = (config.auth.scram_iterations if scram_iterations is None
                                  else scram_iterations)
+        self.default_quota = QuotaLimits.from_settings(config.mailbox.quota_storage,
+                                                       config.mailbox.quota_messages)
         self._local = threading.local()
         self._dummy_hash: str | None = None
 
@@ -139,9 +153,7 @@ class SqliteDirectory:
             _use_wal(conn)
             conn.execute("PRAGMA synchronous = FULL")
             if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                with _transaction(conn):
-                    conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA +
-                                       f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                _upgrade(conn)
             return conn
 
     def _conn(self) -> sqlite3.Connection:
@@ -167,12 +179,14 @@ class SqliteDirectory:
             state.data_version = version
             state.domains = None
             state.resolutions.clear()
+            state.quotas.clear()
 
     def _changed(self) -> None:
         """After a write on this connection (its own data_version does not move)."""
         state = self._state()
         state.domains = None
         state.resolutions.clear()
+        state.quotas.clear()
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread ends)."""
@@ -278,6 +292,27 @@ class SqliteDirectory:
             return conn.execute("SELECT 1 FROM users WHERE address = ?",
                                 (key,)).fetchone() is not None
 
+    def quota_limits(self, address: str) -> QuotaLimits:
+        key = address_key(address)
+        state = self._fresh_state()
+        cached = state.quotas.get(key)
+        if cached is not None:
+            return cached
+        with _database_errors():
+            row = state.conn.execute(
+                "SELECT quota_storage, quota_messages FROM users WHERE address = ?",
+                (key,)).fetchone()
+        limits = QuotaLimits() if row is None else self._limits(row[0], row[1])
+        if len(state.quotas) >= CACHE_LIMIT:
+            state.quotas.clear()
+        state.quotas[key] = limits
+        return limits
+
+    def _limits(self, storage: int | None, messages: int | None) -> QuotaLimits:
+        default = self.default_quota
+        return QuotaLimits(default.storage_bytes if storage is None else storage or None,
+                           default.messages if messages is None else messages or None)
+
     # --- domains -------------------------------------------------------------------
     def add_domain(self, domain: str) -> None:
         name = check_domain(domain)
@@ -381,6 +416,35 @@ class SqliteDirectory:
         with _database_errors():
             rows = self._conn().execute(sql + " ORDER BY domain, address", params).fetchall()
         return [UserRecord(r[0], r[1], bool(r[2])) for r in rows]
+
+    # --- quota ---------------------------------------------------------------------
+    def get_quota(self, address: str) -> QuotaRecord:
+        key = address_key(address)
+        with _database_errors():
+            row = self._conn().execute(
+                "SELECT quota_storage, quota_messages FROM users WHERE address = ?",
+                (key,)).fetchone()
+        if row is None:
+            raise DirectoryError(f"no such user: {key}", code="no_such_user")
+        return QuotaRecord(key, row[0], row[1], self._limits(row[0], row[1]))
+
+    def set_quota(self, address: str, *, storage_bytes: int | None | Keep = Keep.KEEP,
+                  messages: int | None | Keep = Keep.KEEP) -> QuotaRecord:
+        key = address_key(address)
+        for name, value in (("storage", storage_bytes), ("messages", messages)):
+            if isinstance(value, int) and value < 0:
+                raise DirectoryError(f"the {name} limit must not be negative",
+                                     code="invalid_quota")
+        with self._write() as conn:
+            row = conn.execute("SELECT quota_storage, quota_messages FROM users"
+                               " WHERE address = ?", (key,)).fetchone()
+            if row is None:
+                raise DirectoryError(f"no such user: {key}", code="no_such_user")
+            storage = row[0] if isinstance(storage_bytes, Keep) else storage_bytes
+            count = row[1] if isinstance(messages, Keep) else messages
+            conn.execute("UPDATE users SET quota_storage = ?, quota_messages = ?, updated = ?"
+                         " WHERE address = ?", (storage, count, time.time(), key))
+        return QuotaRecord(key, storage, count, self._limits(storage, count))
 
     # --- aliases -------------------------------------------------------------------
     def add_alias(self, address: str, targets: list[str] | tuple[str, ...]) -> AliasRecord:
@@ -522,6 +586,24 @@ def _create_private(path: Path) -> None:
         create_private_database(path)
     except OSError as exc:
         raise DirectoryError(f"cannot open {path}: {exc.strerror}") from exc
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Create the tables, or bring an older database up to SCHEMA_VERSION.  The
+    version is read again under the write lock: another process may have upgraded
+    the database meanwhile."""
+    with _transaction(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version >= SCHEMA_VERSION:
+            return
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        for target in range(max(version, 1) + 1, SCHEMA_VERSION + 1):
+            for statement in _MIGRATIONS[target]:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def _use_wal(conn: sqlite3.Connection) -> None:

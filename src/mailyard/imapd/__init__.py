@@ -13,4 +13,9 @@ commands from the mail store (:mod:`mailyard.store`).
 * :mod:`mailyard.imapd.accounts` - the open indexes and subscriptions;
 * :mod:`mailyard.imapd.fetch` - FETCH data items rendered from the index and the
   message file.
+* :mod:`mailyard.imapd.search`, :mod:`~mailyard.imapd.sort`,
+  :mod:`~mailyard.imapd.thread` - SEARCH, SORT and THREAD (RFC 5256) evaluated over a
+  folder's messages.
+* :mod:`mailyard.imapd.quota` - RFC 9208 QUOTA: the usage and limits of a user, and
+  the over-quota decision (shared with delivery, from :mod:`mailyard.store.quota`).
 """

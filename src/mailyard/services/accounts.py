@@ -8,8 +8,12 @@ subclasses with a stable code.
 
 Some operations are more than one step, and belong here rather than in an adapter:
 
-* adding a user writes its directory row *and* creates its Maildir (a mailbox that
-  cannot be made yet is reported, not fatal: the first delivery creates it);
+* adding a user writes its directory row *and* creates its Maildir with its index
+  and the default folders (Drafts, Sent, Junk, Trash, Archive with their RFC 6154
+  SPECIAL-USE attributes; a mailbox that cannot be made yet is reported, not fatal:
+  the first delivery creates it);
+* a user's quota report joins the directory's limits with the usage read from the
+  mailbox index;
 * deleting a user keeps its mailbox on disk and says where it is;
 * an alias on a user's own address would divert all of the user's mail away from its
   mailbox: refused, unless forced, in which case the user's address becomes the first
@@ -23,6 +27,7 @@ business.
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,15 +40,19 @@ from mailyard.directory.api import (
     DirectoryAdmin,
     DirectoryError,
     DomainRecord,
+    QuotaRecord,
     UserRecord,
 )
 from mailyard.services.errors import error, from_directory
 from mailyard.store.api import MailboxNameError
+from mailyard.store.index import MailboxIndex
 from mailyard.store.maildir import Maildir, mailbox_path
+from mailyard.store.quota import Keep, QuotaUsage
+from mailyard.store.usage import mailbox_usage
 
 __all__ = [
     "Accounts", "Alias", "AliasAdded", "Domain", "NewUser", "PasswordRules", "User",
-    "UserDeleted",
+    "UserDeleted", "UserQuota",
 ]
 
 
@@ -130,6 +139,35 @@ class AliasAdded:
 
 
 @dataclass(frozen=True)
+class UserQuota:
+    """A user's quota: per resource (RFC 9208 STORAGE in octets, MESSAGE), what is
+    used, the limit in effect (None: unlimited) and where it comes from."""
+
+    address: str
+    usage: QuotaUsage
+    storage_limit: int | None
+    storage_source: str  # "user" (set for this user) or "default" ([mailbox] quota_storage)
+    messages_limit: int | None
+    messages_source: str
+
+    @classmethod
+    def of(cls, record: QuotaRecord, usage: QuotaUsage) -> UserQuota:
+        def source(own: int | None) -> str:
+            return "default" if own is None else "user"
+
+        return cls(record.address, usage, record.limits.storage_bytes,
+                   source(record.storage_bytes), record.limits.messages,
+                   source(record.messages))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"address": self.address,
+                "storage": {"usage": self.usage.storage_bytes, "limit": self.storage_limit,
+                            "source": self.storage_source},
+                "messages": {"usage": self.usage.messages, "limit": self.messages_limit,
+                             "source": self.messages_source}}
+
+
+@dataclass(frozen=True)
 class PasswordRules:
     min_length: int = 0
 
@@ -195,8 +233,10 @@ class Accounts:
         problem: str | None = None
         try:
             mailbox = mailbox_path(self.mail_root, user.address)
-            Maildir(mailbox, self.hostname).create()
-        except (OSError, MailboxNameError) as exc:
+            inbox = Maildir(mailbox, self.hostname)
+            inbox.create()
+            MailboxIndex(inbox).close()  # made with the default folders
+        except (OSError, sqlite3.Error, MailboxNameError) as exc:
             mailbox, problem = None, str(exc)
         return NewUser(user, mailbox, problem, scram_refused=self.scram and not user.scram)
 
@@ -221,6 +261,38 @@ class Accounts:
     def list_users(self, domain: str | None = None) -> list[User]:
         with _directory_errors():
             return [User.from_record(u) for u in self.directory.list_users(domain)]
+
+    # --- quota ---------------------------------------------------------------------
+    def quota(self, address: str) -> UserQuota:
+        """The user's limits and what its mailbox uses now (the INBOX is indexed
+        first if new mail waits in it)."""
+        with _directory_errors():
+            record = self.directory.get_quota(address)
+        return UserQuota.of(record, self._usage(record.address))
+
+    def set_quota(self, address: str, *, storage_bytes: int | None | Keep = Keep.KEEP,
+                  messages: int | None | Keep = Keep.KEEP) -> UserQuota:
+        """Set the user's own limits: octets of STORAGE and a MESSAGE count, 0 for
+        unlimited, None to follow the ``[mailbox]`` default again, ``KEEP`` (the
+        default) to leave one as it is."""
+        for name, value in (("storage", storage_bytes), ("messages", messages)):
+            if isinstance(value, int) and value < 0:
+                raise error("invalid_quota", f"the {name} limit must not be negative")
+        with _directory_errors():
+            record = self.directory.set_quota(address, storage_bytes=storage_bytes,
+                                              messages=messages)
+        return UserQuota.of(record, self._usage(record.address))
+
+    def _usage(self, address: str) -> QuotaUsage:
+        try:
+            inbox = Maildir(mailbox_path(self.mail_root, address), self.hostname)
+        except MailboxNameError:
+            return QuotaUsage()
+        try:
+            return mailbox_usage(inbox)
+        except (OSError, sqlite3.Error) as exc:
+            raise error("mailbox_error", f"cannot read the mailbox of {address}: {exc}") \
+                from exc
 
     # --- aliases -------------------------------------------------------------------
     def add_alias(self, address: str, targets: Sequence[str], *,

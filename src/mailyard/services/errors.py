@@ -56,12 +56,15 @@ CODES: dict[str, type[ServiceError]] = {
     "password_empty": InvalidInput,
     "password_too_short": InvalidInput,
     "password_invalid": InvalidInput,
+    "invalid_quota": InvalidInput,
     # aliases
     "alias_without_target": InvalidInput,
     "invalid_target": InvalidInput,
     "alias_diverts_user": Conflict,
     "no_such_alias": NotFound,
     "no_such_target": NotFound,
+    # mailboxes
+    "mailbox_error": StorageFailure,
     # anything the directory reports without a code of its own
     "directory_error": StorageFailure,
 }

@@ -15,6 +15,9 @@ goes to a possibly forged sender); on submission with
 ``smtpd.require_header_from_match``, every ``From:`` address must be owned by the
 login user (550 5.7.1).
 
+A recipient whose mailboxes are all over quota is refused with 552 5.2.2 after the
+checks above (:mod:`mailyard.smtpd.quota`; the usage may be read in a thread).
+
 Every kind refuses MAIL with 452 4.3.1 when the spool's free space is below
 ``smtpd.min_free_disk`` (the free space is sampled at most once a second).
 
@@ -58,6 +61,7 @@ from mailyard.proto.smtp.replies import (
 from mailyard.proto.smtp.session import Session
 from mailyard.queue.api import Spool
 from mailyard.smtpd.authguard import AuthGate
+from mailyard.smtpd.quota import QuotaVerdict, RcptQuota
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -93,6 +97,11 @@ class Policy(Protocol):
 
     def check_rcpt(self, session: Session, address: str) -> Reply | None: ...
 
+    def check_quota(self, address: str, size: int | None) -> QuotaVerdict:
+        """After :meth:`check_rcpt` accepted ``address``: its mailbox quota (552
+        5.2.2), at once or as a coroutine to await (the usage is read in a thread)."""
+        ...
+
     def postmaster_address(self, address: str) -> str: ...
 
     def check_content(self, session: Session, recipients: Iterable[Recipient],
@@ -117,7 +126,8 @@ class ListenerPolicy:
     None to accept."""
 
     def __init__(self, kind: str, config: Config, directory: Directory,
-                 free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None) -> None:
+                 free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None,
+                 quota: RcptQuota | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r}")
         self.kind = kind
@@ -126,6 +136,7 @@ class ListenerPolicy:
         self.directory = directory
         self.free_space = free_space
         self.auth_gate = auth_gate
+        self.quota = quota
 
     def check_mail(self, session: Session, sender: str) -> Reply | None:
         """MAIL starts a transaction: the directory lookups from here to its end see
@@ -165,6 +176,17 @@ class ListenerPolicy:
         except DirectoryError:
             return REPLY_TEMP_LOOKUP
         return None
+
+    def check_quota(self, address: str, size: int | None) -> QuotaVerdict:
+        if self.quota is None:
+            return None
+        _local, domain = split_address(address)
+        try:
+            if not domain or not self.directory.is_local_domain(domain):
+                return None
+        except DirectoryError:
+            return None  # local delivery checks again
+        return self.quota.check(address, size)
 
     def _check_literal(self, domain: str) -> Reply | None:
         """Submission to ``user@[address]`` (RFC 5321 4.1.3)."""

@@ -27,7 +27,10 @@ from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionTimers
 from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
 from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy
+from mailyard.smtpd.quota import RcptQuota
 from mailyard.smtpd.session import SmtpSession
+from mailyard.store.maildir import MaildirStore
+from mailyard.store.usage import UsageCache
 
 __all__ = ["SmtpServer", "settings_for"]
 
@@ -84,6 +87,8 @@ class SmtpServer:
         self.limiter = ConnectionLimiter(config.smtpd.max_connections,
                                          config.smtpd.max_connections_per_ip)
         self.free_space = FreeSpaceGauge(spool)
+        self.quota = RcptQuota(directory, UsageCache(
+            MaildirStore(config.data_path / "mail", config.hostname).usage))
         self.auth_gate = AuthGate.from_config(config.smtpd, config.data_path)
         self.sessions: set[SmtpSession] = set()
         self._counted: set[object] = set()  # sessions holding a place in the caps
@@ -97,7 +102,7 @@ class SmtpServer:
             raise ValueError(f"unknown listener kind {kind!r} (expected one of {KINDS})")
         if kind not in self._listeners:
             policy = ListenerPolicy(kind, self.config, self.directory, self.free_space,
-                                    self.auth_gate)
+                                    self.auth_gate, self.quota)
             settings = settings_for(self.config, kind, self.ssl_context is not None,
                                     self.scram_decoy_key)
             self._listeners[kind] = ListenerSpec(kind, settings, policy, self.ssl_context)

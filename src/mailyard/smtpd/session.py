@@ -383,6 +383,15 @@ class SmtpSession(asyncio.Protocol):
         if not event.mailbox.domain:
             event.address = policy.postmaster_address(event.address)
         refusal = policy.check_rcpt(self.conn.session, event.address)
+        if refusal is None:
+            verdict = policy.check_quota(event.address, self.conn.transaction.declared_size)
+            if asyncio.iscoroutine(verdict):
+                self.task = self._spawn(self._rcpt_after_quota(event, verdict))
+                return
+            refusal = verdict
+        self._rcpt_answer(event, refusal)
+
+    def _rcpt_answer(self, event: RcptTo, refusal: Reply | None) -> None:
         if refusal is not None:
             self.conn.reject(refusal)
             if self.txn is not None:
@@ -391,6 +400,16 @@ class SmtpSession(asyncio.Protocol):
         self.conn.accept()
         if self.txn is not None:
             self.txn.recipients.append(event.address)
+
+    async def _rcpt_after_quota(self, event: RcptTo,
+                                verdict: Coroutine[Any, Any, Reply | None]) -> None:
+        try:
+            refusal = await verdict
+        finally:
+            self.task = None
+        if self._answered(event):
+            self._rcpt_answer(event, refusal)
+            self._carry_on()
 
     def _on_data_start(self, event: DataStart) -> None:
         conn, session = self.conn, self.conn.session

@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from mailyard.store.quota import QuotaUsage
+
 #: A message to store: a binary file (read in chunks) or an iterable of chunks.
 Source = BinaryIO | Iterable[bytes]
 
@@ -135,5 +137,9 @@ class MailStore(abc.ABC):
     def exists(self, address: str) -> bool:
         """Whether the mailbox of ``address`` has been created."""
 
-    # EXTENSION POINT (quota): check_quota(address, size) raising an OSError(EDQUOT)
-    # before deliver() writes, fed from the index's size totals.
+    @abc.abstractmethod
+    def usage(self, address: str) -> QuotaUsage:
+        """What the mailbox of ``address`` holds over all its folders (RFC 9208
+        STORAGE and MESSAGE), read from its index; nothing for a mailbox not created
+        yet.  The quota decision is the caller's (:func:`~mailyard.store.quota.over_quota`
+        with the directory's limits)."""

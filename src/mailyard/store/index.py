@@ -54,6 +54,7 @@ from mailyard.message import structure
 from mailyard.proto.imap import mutf7
 from mailyard.store.api import INBOX, MailboxNameError, Source
 from mailyard.store.maildir import Maildir, message_sizes, read_message
+from mailyard.store.quota import QuotaUsage
 
 INDEX_NAME = "mailyard-index.db"
 DELIMITER = "/"
@@ -551,6 +552,21 @@ class MailboxIndex:
                            r.size, box.path / "cur" / r.filename)
 
     # --- reading --------------------------------------------------------------------
+    def usage(self) -> QuotaUsage:
+        """The messages indexed in every folder: how many, and the sum of their
+        RFC822.SIZEs (RFC 9208 MESSAGE and STORAGE).  No sync is done: files not
+        indexed yet are not counted (see ``store/usage.py``)."""
+        with self._read() as db:
+            count, total = db.execute("SELECT count(*), coalesce(sum(size), 0)"
+                                      " FROM messages").fetchone()
+        return QuotaUsage(int(total), int(count))
+
+    def folder_known(self, name: str) -> bool:
+        """Whether the folder has been indexed (synced or written to) at least once."""
+        with self._read() as db:
+            return db.execute("SELECT 1 FROM folders WHERE name = ?",
+                              (normalize(name),)).fetchone() is not None
+
     def changes(self, name: str, since: int) -> Changes:
         """Messages changed and UIDs expunged after mod-sequence ``since`` (CONDSTORE
         CHANGEDSINCE, QRESYNC, and what IDLE reports); no sync is done."""

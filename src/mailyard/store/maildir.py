@@ -49,6 +49,7 @@ from mailyard.store.api import (
     Source,
     StoredMessage,
 )
+from mailyard.store.quota import QuotaUsage
 
 CHUNK_SIZE = 256 * 1024
 SUBDIRS = ("cur", "new", "tmp")
@@ -499,6 +500,12 @@ class MaildirStore(MailStore):
 
     def exists(self, address: str) -> bool:
         return self.maildir(address).exists()
+
+    def usage(self, address: str) -> QuotaUsage:
+        # The index is built over Maildir (store.index imports this module).
+        from mailyard.store.usage import mailbox_usage
+
+        return mailbox_usage(self.maildir(address))
 
     def _prepare(self, box: Maildir) -> None:
         """Create the Maildir unless known, and sweep its tmp/ when due."""

@@ -15,6 +15,7 @@ from mailyard.config import Config
 from mailyard.delivery.local import LocalDeliveryAgent
 from mailyard.directory.sqlite import SqliteDirectory
 from mailyard.envelope import Envelope, Recipient
+from mailyard.proto.smtp.replies import REPLY_OVER_QUOTA
 from mailyard.queue.api import AttemptStatus, QueuedRecipient, QueueEntry, RecipientState
 from mailyard.store.api import (
     INBOX,
@@ -25,6 +26,7 @@ from mailyard.store.api import (
     MailStore,
     StoredMessage,
 )
+from mailyard.store.quota import QuotaUsage
 
 MESSAGE = b"Subject: test\r\n\r\nbody\r\n"
 
@@ -77,6 +79,12 @@ class MemoryStore(MailStore):
 
     def exists(self, address: str) -> bool:
         return address in self.boxes
+
+    def usage(self, address: str) -> QuotaUsage:
+        box = self.boxes.get(address)
+        if box is None:
+            return QuotaUsage()
+        return QuotaUsage(sum(len(m) for m in box.messages.values()), len(box.messages))
 
 
 @pytest.fixture
@@ -152,3 +160,62 @@ def test_queued_message_is_opened_once_per_recipient(config: Config,
     assert len(opened) == 1 and opened[0].closed
     for box in ("alice@example.test", "bob@example.test"):
         assert store.boxes[box].messages[f"Q1.{box}"].endswith(MESSAGE)
+
+
+def test_over_quota_fails_permanently_and_writes_nothing(config: Config,
+                                                         directory: SqliteDirectory) -> None:
+    """RFC 3463 5.2.2 (mailbox full), permanent: the dispatcher bounces it."""
+    store = MemoryStore()
+    store.mailbox("alice@example.test").messages["old"] = b"x" * 100
+    directory.set_quota("alice@example.test", messages=1)
+    agent = LocalDeliveryAgent(config, directory, store=store)
+    entry = entry_for("alice@example.test")
+    result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(MESSAGE))
+    assert result.status is AttemptStatus.FAILED
+    assert result.reply.reply == REPLY_OVER_QUOTA.with_text(
+        f"<alice@example.test>: {REPLY_OVER_QUOTA.text}")
+    assert list(store.boxes["alice@example.test"].messages) == ["old"]
+
+
+def test_storage_quota_counts_the_new_copy_and_each_delivery(config: Config,
+                                                             directory: SqliteDirectory) -> None:
+    """The first copy fits; the usage cached after it is charged with it, so the
+    second one (which would exceed the limit) is refused without a new read."""
+    store = MemoryStore()
+    prefix = len(b"Return-Path: <s@remote.org>\r\nDelivered-To: alice@example.test\r\n")
+    directory.set_quota("alice@example.test", storage_bytes=len(MESSAGE) + prefix + 10)
+    agent = LocalDeliveryAgent(config, directory, store=store)
+    first = entry_for("alice@example.test")
+    assert agent.deliver(first, first.recipients[0],
+                         lambda: io.BytesIO(MESSAGE)).status is AttemptStatus.DELIVERED
+    second = QueueEntry("Q2", first.envelope, first.size, first.created, first.recipients)
+    result = agent.deliver(second, second.recipients[0], lambda: io.BytesIO(MESSAGE))
+    assert result.status is AttemptStatus.FAILED
+    assert result.reply.reply.status == "5.2.2"
+    assert list(store.boxes["alice@example.test"].messages) == ["Q1.alice@example.test"]
+
+
+def test_a_copy_from_an_earlier_attempt_counts_whatever_the_quota(
+        config: Config, directory: SqliteDirectory) -> None:
+    store = MemoryStore()
+    store.mailbox("alice@example.test").messages["Q1.alice@example.test"] = b"earlier"
+    directory.set_quota("alice@example.test", messages=1)
+    agent = LocalDeliveryAgent(config, directory, store=store)
+    entry = entry_for("alice@example.test", attempts=1)
+    result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(MESSAGE))
+    assert result.status is AttemptStatus.DELIVERED
+
+
+def test_quota_of_one_alias_member_fails_only_its_copy(config: Config,
+                                                       directory: SqliteDirectory) -> None:
+    directory.add_user("bob@example.test", "pw")
+    directory.add_alias("team@example.test", ["alice@example.test", "bob@example.test"])
+    directory.set_quota("alice@example.test", messages=0)  # 0: unlimited
+    directory.set_quota("bob@example.test", storage_bytes=10)
+    store = MemoryStore()
+    agent = LocalDeliveryAgent(config, directory, store=store)
+    entry = entry_for("team@example.test")
+    result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(MESSAGE))
+    assert result.status is AttemptStatus.FAILED and result.reply.reply.status == "5.2.2"
+    assert result.mailboxes == ("alice@example.test",)
+    assert "bob@example.test" not in store.boxes or not store.boxes["bob@example.test"].messages

@@ -180,3 +180,24 @@ def test_unknown_directory_code_becomes_a_storage_failure() -> None:
     err = errors.from_directory(DirectoryError("disk on fire", code="something_new"))
     assert isinstance(err, errors.StorageFailure) and err.code == "directory_error"
     assert str(err) == "disk on fire"
+
+
+def test_quota_joins_the_directory_limits_and_the_mailbox_usage(accounts: Accounts,
+                                                                tmp_path: Path) -> None:
+    from mailyard.store.maildir import Maildir
+    from mailyard.store.quota import KEEP, QuotaUsage
+
+    accounts.add_user("alice@example.test", "long enough")
+    Maildir(tmp_path / "mail" / "example.test" / "alice").deliver([b"Subject: x\r\n\r\nhi\r\n"])
+    quota = accounts.quota("alice@example.test")
+    assert quota.usage == QuotaUsage(18, 1)
+    assert (quota.storage_limit, quota.storage_source) == (None, "default")
+    quota = accounts.set_quota("alice@example.test", storage_bytes=1000, messages=KEEP)
+    assert (quota.storage_limit, quota.storage_source) == (1000, "user")
+    assert (quota.messages_limit, quota.messages_source) == (None, "default")
+    assert quota.to_dict()["storage"] == {"usage": 18, "limit": 1000, "source": "user"}
+    with pytest.raises(InvalidInput) as info:
+        accounts.set_quota("alice@example.test", messages=-1)
+    assert info.value.code == "invalid_quota"
+    with pytest.raises(NotFound):
+        accounts.quota("nobody@example.test")

@@ -48,6 +48,9 @@ class Policy:
     def check_rcpt(self, session: Any, address: str) -> Reply | None:
         return None if address.startswith("bob@") else REPLY_UNKNOWN_USER
 
+    def check_quota(self, address: str, size: int | None) -> Reply | None:
+        return None
+
     def postmaster_address(self, address: str) -> str:
         return address
 

@@ -102,6 +102,7 @@ REPLY_AUTH_TEMP = Reply(454, "4.7.0", "Temporary authentication failure")
 REPLY_AUTH_BUSY = Reply(454, "4.7.0", "Temporary authentication failure, server busy, try again later")
 REPLY_AUTH_LOCKED_OUT = Reply(421, "4.7.0", "Too many authentication failures, try later")
 REPLY_MAILBOX_FULL = Reply(452, "4.2.2", "Mailbox full")
+REPLY_OVER_QUOTA = Reply(552, "5.2.2", "Mailbox full: quota exceeded")  # RFC 3463 3.3, RFC 9208
 REPLY_LOCAL_DELIVERY_ERROR = Reply(451, "4.3.0", "Local delivery failed: {error}")
 # Outbound routing and queue lifetime (delivery); "{domain}"/"{host}" are filled in.
 REPLY_DNS_TEMP_FAILURE = Reply(451, "4.4.3", "Temporary DNS failure looking up {domain}: {reason}")
