@@ -572,3 +572,52 @@ def test_enable_namespace_id_and_special_use_create(server: MailyardServer) -> N
     out = exchange(sock, b'l2 LIST "" "Entw*"\r\n', b"l2 OK")
     assert "Entwürfe".encode() in out
     sock.close()
+
+
+# --- SEARCH, SORT, THREAD, QUOTA --------------------------------------------------------
+
+def test_search_sort_thread_esearch(server: MailyardServer) -> None:
+    """RFC 9051 6.4.4 SEARCH (rev1 answer and ESEARCH with RETURN), RFC 5182 SAVE,
+    RFC 5256 SORT and THREAD."""
+    deliver(server, "erin", 3, subject="needle")
+    deliver(server, "erin", 2, subject="hay")
+    client = login(server, "erin")
+    client.select("INBOX")
+    typ, data = client.search(None, "SUBJECT", "needle")
+    assert typ == "OK" and len(data[0].split()) == 3
+    typ, data = client.uid("SEARCH", "BODY", '"line of hay"')
+    assert typ == "OK" and len(data[0].split()) == 2
+    typ, data = client._simple_command("SEARCH", "RETURN", "(MIN MAX COUNT)", "SUBJECT",
+                                       "needle")
+    assert typ == "OK"
+    esearch = client.untagged_responses.pop("ESEARCH")[0]
+    assert b"COUNT 3" in esearch and b"MIN " in esearch
+    typ, _ = client._simple_command("SEARCH", "RETURN", "(SAVE)", "SUBJECT", "hay")
+    assert typ == "OK"
+    typ, data = client.fetch("$", "(UID)")
+    assert typ == "OK" and len([d for d in data if d]) == 2
+    typ, data = client.sort("(REVERSE SUBJECT)", "UTF-8", "ALL")
+    assert typ == "OK" and len(data[0].split()) == 5
+    typ, data = client.thread("ORDEREDSUBJECT", "UTF-8", "ALL")
+    assert typ == "OK" and data[0].count(b"(") >= 2
+    typ, data = client.thread("REFERENCES", "UTF-8", "SUBJECT", "needle")
+    assert typ == "OK"
+    client.logout()
+
+
+def test_quota_and_append_over_quota(server: MailyardServer) -> None:
+    """RFC 9208: GETQUOTAROOT/GETQUOTA report usage and limits; APPEND over the
+    limit is NO [OVERQUOTA]."""
+    server.cli("user", "quota", "frank@example.test", "--messages", "2")
+    client = login(server, "frank")
+    typ, data = client.getquotaroot("INBOX")
+    assert typ == "OK"
+    flat = b" ".join(d for part in data for d in part if isinstance(d, bytes))
+    assert b"MESSAGE" in flat
+    message = b"Subject: q\r\n\r\nquota\r\n"
+    results = [client.append("INBOX", None, None, message)[0] for _ in range(3)]
+    assert results[-1] == "NO", results
+    typ, data = client.append("INBOX", None, None, message)
+    assert typ == "NO" and b"OVERQUOTA" in data[0]
+    client.logout()
+    server.cli("user", "quota", "frank@example.test", "--messages", "0")

@@ -21,10 +21,16 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
+from mailyard.directory.api import DirectoryError
 from mailyard.imapd.accounts import Account
 from mailyard.imapd.fetch import FetchError, fetch_items, needs_message, needs_structure, sets_seen
+from mailyard.imapd.quota import QuotaLimits, QuotaUsage, over_quota, usage
+from mailyard.imapd.search import SearchContext, SearchTimeout, search, search_modseq
+from mailyard.imapd.sort import sort
+from mailyard.imapd.thread import render_threads, thread
 from mailyard.imapd.view import BadSequence, MailboxView, Notify, flag_atoms
 from mailyard.imapd.watch import FolderWatch, Watcher
 from mailyard.message.structure import Structure
@@ -74,8 +80,10 @@ class MailSession:
     """One authenticated session's mailbox state."""
 
     def __init__(self, conn: ServerConnection, account: Account, watcher: Watcher,
-                 limits: Limits, drain: Callable[[], Awaitable[None]]) -> None:
+                 limits: Limits, drain: Callable[[], Awaitable[None]],
+                 quota_limits: Callable[[], QuotaLimits] = QuotaLimits) -> None:
         self.conn = conn
+        self.quota_limits = quota_limits  # blocking: the directory
         self.account = account
         self.index = account.index
         self.watcher = watcher
@@ -155,6 +163,19 @@ class MailSession:
         self.view = None
         self.watch = None
         self.saved = ()
+
+    # --- quota (RFC 9208) -----------------------------------------------------------
+
+    def quota(self) -> tuple[QuotaUsage, QuotaLimits]:
+        """Blocking: the user's usage and limits."""
+        return usage(self.index), self.quota_limits()
+
+    def over_quota(self, octets: int, messages: int = 1) -> bool:
+        """Blocking: would storing this go over the user's quota?"""
+        limits = self.quota_limits()
+        if limits.unlimited:
+            return False
+        return over_quota(usage(self.index), limits, octets, messages)
 
     # --- SELECT / EXAMINE -------------------------------------------------------------
 
@@ -425,6 +446,16 @@ class MailSession:
         if not uids:
             await self.finish(event, text=f"{cmd.name} completed", expunges=cmd.uid or move)
             return
+        if not move:
+            adding = sum(view.messages[p].size for p in positions)
+            try:
+                full = await self.blocking(self.over_quota, adding, len(uids))
+            except (DirectoryError, OSError) as exc:
+                self.done(event, "NO", f"Cannot check the quota: {exc}", "UNAVAILABLE")
+                return
+            if full:
+                self.done(event, "NO", "Quota exceeded", "OVERQUOTA")
+                return
         try:
             fn = self.index.move if move else self.index.copy
             result = await self.blocking(fn, view.name, uids, target)
@@ -480,27 +511,93 @@ class MailSession:
         messages = list(view.messages)
         deadline = time.monotonic() + self.limits.search_budget
         try:
-            out = await self.blocking(self._search, cmd, messages, view.highestmodseq,
-                                      deadline)
+            out, saved = await self.blocking(self._search, cmd, view.name, messages,
+                                             view.highestmodseq, deadline)
         except SearchTimeout:
             self.done(event, "NO", "Search took too long", "LIMIT")
             return
-        except (SearchError, ValueError) as exc:
+        except ValueError as exc:
             self.done(event, "BAD", f"{cmd.name}: {exc}")
             return
         if not self.answering(event):
             return
+        if saved is not None:
+            self.saved = saved
         self.conn.respond(*out)
         await self.finish(event, text=f"{cmd.name} completed", expunges=cmd.uid)
 
-    def _search(self, cmd: Search | Sort | Thread, messages: list[MessageInfo],
-                highest: int, deadline: float) -> list[bytes]:
-        raise SearchError("not available")
+    def _search(self, cmd: Search | Sort | Thread, name: str, messages: list[MessageInfo],
+                highest: int, deadline: float) -> tuple[list[bytes], tuple[int, ...] | None]:
+        """Blocking: the untagged responses of SEARCH/SORT/THREAD, and the UIDs to
+        save as ``$`` (RFC 5182) or None."""
+        paths = {m.uid: m.path for m in messages}
+        ctx = SearchContext(messages, lambda uid: _load(paths, uid), highest,
+                            frozenset(self.saved), deadline,
+                            load_header=lambda uid: _load(paths, uid, header=True))
+        key = cmd.criteria if isinstance(cmd, Search) else cmd.search
+        matches = search(key, ctx)
+
+        def number(i: int) -> int:
+            return messages[i].uid if cmd.uid else i + 1
+
+        if isinstance(cmd, Search):
+            return self._search_responses(cmd, matches, ctx, number)
+        envelopes: dict[int, Structure] = {}
+        if matches:
+            cached = self.index.structures(name, [messages[i].uid for i in matches])
+            envelopes = {uid: env for uid, (env, _) in cached.items()}
+        if isinstance(cmd, Sort):
+            order = sort(cmd.criteria, matches, ctx, envelopes)
+            line = b"* SORT" + b"".join(b" %d" % number(i) for i in order)
+            modseq = search_modseq(key, matches, ctx)
+            if modseq is not None:
+                line += b" (MODSEQ %d)" % modseq
+            return [line + b"\r\n"], None
+        threads = thread(cmd.algorithm, matches, ctx, envelopes)
+        return [b"* THREAD " + render_threads(threads, number) + b"\r\n"], None
+
+    def _search_responses(self, cmd: Search, matches: list[int], ctx: SearchContext,
+                          number: Callable[[int], int]
+                          ) -> tuple[list[bytes], tuple[int, ...] | None]:
+        """RFC 3501 ``* SEARCH`` for a rev1 client that asked no RETURN; else
+        ``* ESEARCH`` (RFC 9051 7.3.4, RFC 4731) with SAVE (RFC 5182)."""
+        modseq = search_modseq(cmd.criteria, matches, ctx)
+        if cmd.returns is None and not self.rev2:
+            return [resp.search((number(i) for i in matches), modseq)], None
+        options = set(cmd.returns or ("ALL",))
+        saved = tuple(ctx.messages[i].uid for i in matches) if "SAVE" in options else None
+        options.discard("SAVE")
+        if not options:
+            return [], saved  # RFC 5182 2.1: SAVE alone gives no ESEARCH
+        numbers = [number(i) for i in matches]
+        results: list[tuple[str, int | bytes]] = []
+        if numbers:
+            if "MIN" in options:
+                results.append(("MIN", min(numbers)))
+            if "MAX" in options:
+                results.append(("MAX", max(numbers)))
+            if "ALL" in options:
+                results.append(("ALL", resp.encode_sequence(sorted(numbers))))
+        if "COUNT" in options:
+            results.append(("COUNT", len(numbers)))
+        if modseq is not None:
+            results.append(("MODSEQ", modseq))
+        tag = self.conn.pending.tag if self.conn.pending is not None else None
+        return [resp.esearch(tag, cmd.uid, results)], saved
 
 
-class SearchError(Exception):
-    pass
-
-
-class SearchTimeout(Exception):
-    pass
+def _load(paths: dict[int, Path], uid: int, header: bool = False) -> bytes:
+    """A message file for SEARCH (its header section only when ``header``); b"" when
+    it is gone (expunged meanwhile)."""
+    try:
+        if not header:
+            return read_message(paths[uid])
+        with open(paths[uid], "rb") as f:
+            data = b""
+            while chunk := f.read(16384):
+                data += chunk
+                if b"\n\n" in data or b"\r\n\r\n" in data:
+                    break
+        return data
+    except FileNotFoundError:
+        return b""

@@ -19,12 +19,16 @@ import os
 import tempfile
 from typing import BinaryIO
 
+from mailyard.directory.api import DirectoryError
 from mailyard.imapd.engine import MailSession
 from mailyard.imapd.listing import list_entries, status_items
+from mailyard.imapd.quota import storage_kib
 from mailyard.proto.imap import responses as resp
 from mailyard.proto.imap.commands import (
     Append,
     Create,
+    GetQuota,
+    GetQuotaRoot,
     ListMailboxes,
     MailboxCommand,
     Rename,
@@ -199,6 +203,42 @@ class FolderCommands:
                                cmd.name == "SUBSCRIBE")
         await self.ms.finish(event, text=f"{cmd.name} completed", expunges=False)
 
+    # --- GETQUOTA / GETQUOTAROOT (RFC 9208) ------------------------------------------
+
+    async def quota(self, event: CommandRequested) -> None:
+        """One quota root per user, "" (RFC 9208 3): every folder is under it."""
+        ms = self.ms
+        cmd = event.command
+        try:
+            used, limits = await ms.blocking(ms.quota)
+        except (DirectoryError, OSError) as exc:
+            ms.done(event, "NO", f"Cannot read the quota: {exc}", "UNAVAILABLE")
+            return
+        resources = []
+        if limits.storage_bytes is not None:
+            resources.append(("STORAGE", storage_kib(used.storage_bytes),
+                              limits.storage_bytes // 1024))
+        if limits.messages is not None:
+            resources.append(("MESSAGE", used.messages, limits.messages))
+        out = []
+        if isinstance(cmd, GetQuotaRoot):
+            try:
+                name = normalize(cmd.mailbox.name)
+            except MailboxNameError:
+                ms.done(event, "NO", "No such mailbox", "NONEXISTENT")
+                return
+            out.append(resp.quotaroot(name, [""] if resources else [], ms.conn.utf8))
+            if resources:
+                out.append(resp.quota("", resources))
+        else:
+            assert isinstance(cmd, GetQuota)
+            if cmd.root != "" or not resources:
+                ms.done(event, "NO", "No such quota root", "NONEXISTENT")
+                return
+            out.append(resp.quota("", resources))
+        ms.conn.respond(*out)
+        await ms.finish(event, text=f"{cmd.name} completed", expunges=False)
+
     # --- APPEND -------------------------------------------------------------------------
 
     async def append_requested(self, event: AppendRequested) -> PendingAppend | None:
@@ -216,6 +256,14 @@ class FolderCommands:
             return None
         if cmd.size > ms.limits.appendlimit:
             ms.done(event, "NO", "Message too big", "TOOBIG")
+            return None
+        try:
+            full = await ms.blocking(ms.over_quota, cmd.size, 1)
+        except (DirectoryError, OSError) as exc:
+            ms.done(event, "NO", f"Cannot check the quota: {exc}", "UNAVAILABLE")
+            return None
+        if full:
+            ms.done(event, "NO", "Quota exceeded", "OVERQUOTA")  # RFC 9208 4.3
             return None
         try:
             file = await ms.blocking(_temporary, str(box.path / "tmp"))

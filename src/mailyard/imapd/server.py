@@ -33,7 +33,9 @@ SHUTDOWN_GRACE = 5.0
 KINDS = (ListenerKind.IMAP.value, ListenerKind.IMAPS.value)
 BYE_BUSY = "Too many connections, try again later"
 BYE_SHUTTING_DOWN = "Server shutting down"
-EXTENSIONS = DEFAULT_EXTENSIONS + ("CREATE-SPECIAL-USE",)
+EXTENSIONS = DEFAULT_EXTENSIONS + (
+    "CREATE-SPECIAL-USE", "WITHIN", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE")
 
 
 def settings_for(config: Config, kind: str, tls_available: bool) -> ImapSettings:

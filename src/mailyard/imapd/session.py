@@ -318,7 +318,7 @@ class ImapSession(asyncio.Protocol):
             if event.command.name in FOLDER_COMMANDS:
                 await folders.command(event)
             elif event.command.name in ("GETQUOTA", "GETQUOTAROOT"):
-                mail.done(event, "NO", "Quota is not available", "CANNOT")
+                await folders.quota(event)
             else:
                 await mail.command(event)
         else:
@@ -544,7 +544,8 @@ class ImapSession(asyncio.Protocol):
             return False
         self.account = account
         self.mail = MailSession(self.conn, account, self.host.watcher, self.host.limits,
-                                self._drain)
+                                self._drain, functools.partial(
+                                    self.host.directory.quota_limits, account.address))
         self.folders = FolderCommands(self.mail)
         return True
 
