@@ -621,3 +621,30 @@ def test_quota_and_append_over_quota(server: MailyardServer) -> None:
     assert typ == "NO" and b"OVERQUOTA" in data[0]
     client.logout()
     server.cli("user", "quota", "frank@example.test", "--messages", "0")
+
+
+def test_search_time_budget(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A SEARCH past imap.search_time_budget is refused with NO [LIMIT]."""
+    srv = MailyardServer(tmp_path, overrides={"imap": {"search_time_budget": 1e-6}})
+    srv.add_user("slow@example.test", PASSWORD)
+    with srv:
+        client = login(srv, "slow")
+        for i in range(20):
+            client.append("INBOX", None, None, b"Subject: s%d\r\n\r\nbody\r\n" % i)
+        client.select("INBOX")
+        typ, data = client._simple_command("SEARCH", "BODY", "nothing-like-this")
+        assert typ == "NO" and b"LIMIT" in data[0]
+        assert client.noop()[0] == "OK"
+        client.logout()
+
+
+def test_starttls_discards_pipelined_plaintext(server: MailyardServer) -> None:
+    """RFC 9051 6.2.1: commands sent after STARTTLS before the handshake are dropped."""
+    sock = raw_connect(server)
+    sock.sendall(b"a STARTTLS\r\nb LOGIN alice@example.test " + PASSWORD.encode() + b"\r\n")
+    out = exchange(sock, b"", b"a OK")
+    assert b"a OK" in out
+    tls = _insecure().wrap_socket(sock)
+    out = exchange(tls, b"c CAPABILITY\r\n", b"c OK")
+    assert b"b OK" not in out and b"c OK" in out and b"AUTH=PLAIN" in out
+    tls.close()
