@@ -20,6 +20,7 @@ from mailyard.config import Config, ListenerKind
 from mailyard.directory.api import Directory
 from mailyard.imapd.accounts import Accounts
 from mailyard.imapd.engine import Limits
+from mailyard.imapd.logincache import LoginCache
 from mailyard.imapd.session import ImapListener, ImapSession, ImapTimers
 from mailyard.imapd.watch import Watcher
 from mailyard.proto.imap.session import DEFAULT_EXTENSIONS, ImapSettings
@@ -72,6 +73,7 @@ class ImapServer:
         self.watcher = Watcher(imap.poll_interval)
         self.ssl_context = ssl_context
         self.auth_gate = auth_gate
+        self.login_cache = LoginCache()
         self.scram_decoy_key = scram_decoy_key
         self.scram_iterations = config.auth.scram_iterations
         self.limits = Limits(appendlimit=imap.appendlimit,

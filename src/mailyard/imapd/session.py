@@ -37,6 +37,7 @@ from mailyard.directory.api import Directory, DirectoryError
 from mailyard.imapd.accounts import Account, Accounts
 from mailyard.imapd.engine import Limits, MailSession
 from mailyard.imapd.folders import FolderCommands, PendingAppend
+from mailyard.imapd.logincache import LoginCache
 from mailyard.imapd.watch import Watcher
 from mailyard.obs import log_event
 from mailyard.proto.imap.events import (
@@ -71,7 +72,12 @@ from mailyard.proto.imap.events import (
 )
 from mailyard.proto.imap.server import ImapSettings, ServerConnection
 from mailyard.proto.imap.states import State
-from mailyard.proto.smtp.replies import REPLY_AUTH_FAILED, REPLY_AUTH_LOCKED_OUT
+from mailyard.proto.smtp.replies import (
+    REPLY_AUTH_BUSY,
+    REPLY_AUTH_FAILED,
+    REPLY_AUTH_LOCKED_OUT,
+    Reply,
+)
 from mailyard.sasl.mechanisms import Mechanism, new_mechanism
 from mailyard.sasl.scram import ScramSha256Mechanism
 from mailyard.sasl.steps import (
@@ -124,6 +130,7 @@ class ImapHost(Protocol):
     accounts: Accounts
     watcher: Watcher
     auth_gate: AuthGate
+    login_cache: LoginCache
     limits: Limits
     scram_decoy_key: bytes
     scram_iterations: int
@@ -501,29 +508,40 @@ class ImapSession(asyncio.Protocol):
         return not self.lost and self.conn.pending is event
 
     async def _login(self, event: LoginRequested) -> None:
-        gate = self.host.auth_gate
-        try:
-            reply = await gate.verify(
-                self.ip, event.username,
-                functools.partial(self.host.directory.verify_password, event.username,
-                                  event.password),
-                lambda: self._answered(event))
-        except DirectoryError as exc:
-            log_event(log, "password check failed", level=logging.ERROR, error=str(exc))
-            if self._answered(event):
-                self.conn.complete("NO", "Temporary failure, try again", "UNAVAILABLE")
-            return
+        reply = await self._check_password(event.username, event.password, event)
         if not self._answered(event):
             return
         if reply is REPLY_AUTH_LOCKED_OUT:
             self.conn.close(BYE_LOCKED)
             return
         if reply is not None:
-            code = "AUTHENTICATIONFAILED" if reply is REPLY_AUTH_FAILED else "UNAVAILABLE"
-            self.conn.complete("NO", "Authentication failed", code)
+            self.conn.complete("NO", *_refusal(reply))
             return
         if await self._open_account(event.username, event):
             self.conn.complete("OK")
+
+    async def _check_password(self, username: str, password: str,
+                              event: Decision) -> Reply | None:
+        """The AUTH guard's verdict on a password (None: good), through the login
+        cache; a directory failure is answered as a temporary one."""
+        gate, cache = self.host.auth_gate, self.host.login_cache
+        key = address_key(username)
+        try:
+            if cache.hit(key, password):
+                reply = await gate.admit(self.ip, username, delay=False)
+                if reply is None:
+                    await gate.record(self.ip, username, True)
+                return reply
+            reply = await gate.verify(
+                self.ip, username,
+                functools.partial(self.host.directory.verify_password, username, password),
+                lambda: self._answered(event))
+        except DirectoryError as exc:
+            log_event(log, "password check failed", level=logging.ERROR, error=str(exc))
+            return REPLY_AUTH_BUSY
+        if reply is None:
+            cache.remember(key, password)
+        return reply
 
     async def _open_account(self, username: str, event: Decision) -> bool:
         """Open the user's mailbox for the session; False (answered) if it fails."""
@@ -604,25 +622,13 @@ class ImapSession(asyncio.Protocol):
                 self.conn.sasl_step(SaslFailure())
 
     async def _sasl_password(self, event: AuthenticateStep, step: Credentials) -> None:
-        gate = self.host.auth_gate
-        try:
-            reply = await gate.verify(
-                self.ip, step.username,
-                functools.partial(self.host.directory.verify_password, step.username,
-                                  step.password),
-                lambda: self._answered(event))
-        except DirectoryError:
-            if self._answered(event):
-                self.conn.sasl_step(SaslFailure("Temporary failure", "UNAVAILABLE"))
-            return
+        reply = await self._check_password(step.username, step.password, event)
         if not self._answered(event):
             return
         if reply is REPLY_AUTH_LOCKED_OUT:
             self.conn.close(BYE_LOCKED)
         elif reply is not None:
-            self.conn.sasl_step(SaslFailure("Authentication failed",
-                                            "AUTHENTICATIONFAILED" if reply is REPLY_AUTH_FAILED
-                                            else "UNAVAILABLE"))
+            self.conn.sasl_step(SaslFailure(*_refusal(reply)))
         elif await self._open_account(step.username, event):
             self.conn.sasl_step(SaslSuccess(step.username))
 
@@ -661,3 +667,10 @@ class ImapSession(asyncio.Protocol):
 
     def _idle_wake_later(self) -> None:
         self.loop.call_soon(self._idle_wake)
+
+
+def _refusal(reply: Reply) -> tuple[str, str]:
+    """(text, code) of the tagged NO for the AUTH guard's refusal."""
+    if reply is REPLY_AUTH_FAILED:
+        return "Authentication failed", "AUTHENTICATIONFAILED"
+    return "Too many logins at once, try again", "UNAVAILABLE"
