@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(postfix swaks procps fetchmail)
+DEBIAN_PACKAGES=(postfix swaks procps fetchmail isync)
 
 die() { echo "install-deps: $*" >&2; exit 1; }
 

@@ -10,13 +10,16 @@ import base64
 import imaplib
 import os
 import re
+import shutil
 import signal
 import smtplib
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -27,7 +30,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 PASSWORD = "imap-secret"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan",
-         "judy", "mallory", "oscar")
+         "judy", "mallory", "oscar", "sync")
 
 
 def _insecure() -> ssl.SSLContext:
@@ -455,8 +458,6 @@ def test_hostile_input_after_login(server: MailyardServer) -> None:
 # --- crash safety -----------------------------------------------------------------------
 
 def _workers(supervisor_pid: int) -> list[int]:
-    import subprocess
-
     out = subprocess.run(["pgrep", "-P", str(supervisor_pid), "-f", "mailyard.daemon.worker"],
                          capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
@@ -648,3 +649,53 @@ def test_starttls_discards_pipelined_plaintext(server: MailyardServer) -> None:
     out = exchange(tls, b"c CAPABILITY\r\n", b"c OK")
     assert b"b OK" not in out and b"c OK" in out and b"AUTH=PLAIN" in out
     tls.close()
+
+
+@pytest.mark.skipif(shutil.which("mbsync") is None, reason="mbsync (isync) not installed")
+def test_mbsync_syncs_both_ways(server: MailyardServer, tmp_path: Path) -> None:
+    """mbsync (Debian's isync), a real client: new mail comes down into a local
+    Maildir; a flag set and a message moved locally go up; checked on the server's
+    disk and over IMAP."""
+    deliver(server, "sync", 3, subject="synced")
+    certs = sorted((server.data_dir / "tls").glob("*.crt"))
+    local = tmp_path / "Mail"
+    local.mkdir()
+    rc = tmp_path / "mbsyncrc"
+    rc.write_text(
+        "IMAPAccount mailyard\nHost 127.0.0.1\n"
+        f"Port {server.ports['imaps']}\nUser sync@example.test\nPass {PASSWORD}\n"
+        "SSLType IMAPS\nSystemCertificates no\nAuthMechs PLAIN\n"
+        + "".join(f"CertificateFile {c}\n" for c in certs) +
+        "\nIMAPStore remote\nAccount mailyard\n\n"
+        f"MaildirStore local\nPath {local}/\nInbox {local}/INBOX\nSubFolders Verbatim\n\n"
+        "Channel mail\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\n"
+        "Expunge Both\nSyncState *\n")
+
+    def mbsync() -> str:
+        res = subprocess.run(["mbsync", "-c", str(rc), "-a"], capture_output=True,
+                             timeout=120)
+        out = res.stdout.decode(errors="replace") + res.stderr.decode(errors="replace")
+        assert res.returncode == 0, out
+        return out
+
+    mbsync()
+    inbox = sorted((local / "INBOX" / "cur").iterdir()) + \
+        sorted((local / "INBOX" / "new").iterdir())
+    assert len(inbox) == 3
+    assert (local / "Sent").is_dir() and (local / "Trash").is_dir()
+    # Up: flag one message (Maildir info F), move another into Archive.
+    flagged, moved = inbox[0], inbox[1]
+    name = flagged.name.split(":2,")[0]
+    flagged.rename(local / "INBOX" / "cur" / f"{name}:2,FS")
+    # A move drops mbsync's ",U=n" (that UID belongs to the old folder).
+    moved.rename(local / "Archive" / "cur" / re.sub(r",U=\d+", "", moved.name))
+    mbsync()
+    client = login(server, "sync")
+    typ, data = client.select("INBOX")
+    assert data == [b"2"]
+    typ, data = client.fetch("1:*", "(FLAGS)")
+    assert sum(b"\\Flagged" in d for d in data) == 1
+    typ, data = client.select("Archive")
+    assert data == [b"1"]
+    client.logout()
+    assert len(list((server.maildir("sync@example.test") / ".Archive" / "cur").iterdir())) == 1
