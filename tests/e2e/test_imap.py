@@ -16,6 +16,7 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -699,3 +700,43 @@ def test_mbsync_syncs_both_ways(server: MailyardServer, tmp_path: Path) -> None:
     assert data == [b"1"]
     client.logout()
     assert len(list((server.maildir("sync@example.test") / ".Archive" / "cur").iterdir())) == 1
+
+
+def test_changes_by_other_processes_reach_an_idler(server: MailyardServer) -> None:
+    """Changes made outside this worker process: a flag stored through the mailbox
+    index by another process, and a flag changed in a file name (as mutt does), both
+    show up as FETCH (FLAGS ...) in an idling session; a deleted folder's session
+    gets NO, not a dropped connection."""
+    deliver(server, "carol", 2, subject="other")
+    client = login(server, "carol")
+    client._simple_command("ENABLE", "CONDSTORE")
+    typ, data = client.select("INBOX")
+    count = int(data[0])
+    typ, data = client.fetch(f"{count}", "(UID)")
+    uid = int(re.search(rb"UID (\d+)", data[0]).group(1))  # type: ignore[union-attr]
+    tag = idle_start(client)
+    root = server.maildir("carol@example.test")
+    script = ("import sys; from mailyard.store.index import MailboxIndex; "
+              "from mailyard.store.maildir import Maildir; "
+              f"MailboxIndex(Maildir({str(root)!r})).store('INBOX', [{uid}], '+', "
+              "['\\\\Answered'])")
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60,
+                   env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    line, waited = idle_wait(client, rb"^\* %d FETCH .*\\Answered.*MODSEQ" % count, 5)
+    assert waited < 1.5, line
+    # mutt marks a message read by renaming its file (info letter S).
+    victim = next(p for p in (root / "cur").iterdir() if ":2," in p.name
+                  and "S" not in p.name.split(":2,")[1])
+    victim.rename(victim.with_name(victim.name + "S"))
+    idle_wait(client, rb"FETCH .*\\Seen", 5)
+    idle_done(client, tag)
+    other = login(server, "carol")
+    assert other.create("Doomed")[0] == "OK"
+    assert other.append("Doomed", None, None, b"Subject: doomed\r\n\r\nx\r\n")[0] == "OK"
+    client.select("Doomed")
+    assert other.delete("Doomed")[0] == "OK"
+    other.logout()
+    typ, data = client.fetch("1", "(BODY.PEEK[] ENVELOPE)")
+    assert typ == "NO"
+    assert client.noop()[0] == "OK"
+    client.logout()

@@ -90,6 +90,8 @@ from mailyard.sasl.steps import (
     Success,
 )
 from mailyard.smtpd.authguard import AuthGate
+from mailyard.store.api import MailboxNameError
+from mailyard.store.index import FolderNotFound
 
 __all__ = ["ImapHost", "ImapListener", "ImapSession", "ImapTimers"]
 
@@ -284,6 +286,25 @@ class ImapSession(asyncio.Protocol):
                       id=" ".join(f"{k}={v}" for k, v in event.parameters)[:200])
 
     async def _decide(self, event: Decision) -> None:
+        try:
+            await self._answer(event)
+        except FolderNotFound:  # deleted or renamed by another session meanwhile
+            self._refuse(event, "Mailbox does not exist any more", "NONEXISTENT")
+        except (MailboxNameError, OSError) as exc:  # the index or the disk failed
+            log_event(log, "imap command failed", level=logging.ERROR, client=self.ip,
+                      error=str(exc))
+            self._refuse(event, "Server error, try again", "SERVERBUG")
+        self._pump()
+
+    def _refuse(self, event: Decision, text: str, code: str) -> None:
+        if not self._answered(event):
+            return
+        if isinstance(event, AuthenticateStep):
+            self.conn.sasl_step(SaslFailure(text, code))
+        else:
+            self.conn.complete("NO", text, code)
+
+    async def _answer(self, event: Decision) -> None:
         mail, folders = self.mail, self.folders
         if isinstance(event, StartTlsRequested):
             self.conn.accept()
@@ -330,7 +351,6 @@ class ImapSession(asyncio.Protocol):
                 await mail.command(event)
         else:
             self.conn.complete("BAD", "Not supported")
-        self._pump()
 
     def _flush(self) -> None:
         out = self.conn.data_to_send()
