@@ -184,7 +184,7 @@ class MailSession:
         cmd: Select = event.command
         name = cmd.mailbox.name
         try:
-            state: FolderState = await self.blocking(self.index.sync, name)
+            state: FolderState = await self.blocking(self.account.sync, name)
         except FolderNotFound:
             self.done(event, "NO", "No such mailbox", "NONEXISTENT")
             return

@@ -99,7 +99,7 @@ class FolderCommands:
                                          extended=extended, lsub=cmd.name == "LSUB"))
             if cmd.status_items and entry.exists:
                 try:
-                    state = await ms.blocking(ms.index.sync, entry.name)
+                    state = await ms.blocking(ms.account.sync, entry.name)
                 except (MailboxNameError, OSError):
                     continue
                 out.append(resp.status(entry.name, status_items(
@@ -116,7 +116,7 @@ class FolderCommands:
         ms = self.ms
         cmd: Status = event.command
         try:
-            state = await ms.blocking(ms.index.sync, cmd.mailbox.name)
+            state = await ms.blocking(ms.account.sync, cmd.mailbox.name)
         except (FolderNotFound, MailboxNameError):
             ms.done(event, "NO", "No such mailbox", "NONEXISTENT")
             return

@@ -6,8 +6,9 @@ of this process has selected is a :class:`FolderWatch`.  While there is at least
 a single task wakes every ``imap.poll_interval`` seconds (0.25 s) and makes *one*
 executor call that, for every watched folder, stats ``new/`` and ``cur/`` (a
 delivery adds to ``new/``; a flag change, expunge or move by any program renames or
-removes in ``cur/``) and, when either directory's mtime moved, syncs the folder's
-index (moving new files to ``cur/`` with UIDs); then reads the folder's
+removes in ``cur/``) and, when either directory's mtime moved (or is younger than a
+second, when a change in the same clock tick could hide behind it), syncs the
+folder's index (moving new files to ``cur/`` with UIDs); then reads the folder's
 HIGHESTMODSEQ and UIDNEXT from the index (one indexed row).  A folder whose numbers
 moved gets a new ``generation``, and its sessions are woken: an idling one asks the
 index for the changes since its own mod-sequence and pushes ``EXISTS`` / ``FETCH`` /
@@ -28,13 +29,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from mailyard.imapd.accounts import stamp
 from mailyard.obs import log_event
 from mailyard.store.api import MailboxNameError
-from mailyard.store.index import MailboxIndex, MailboxIndexError
+from mailyard.store.index import FolderNotFound, MailboxIndex, MailboxIndexError
 
 __all__ = ["FolderWatch", "Watcher"]
 
@@ -49,7 +50,7 @@ class FolderWatch:
     name: str
     generation: int = 0
     sessions: set[Callable[[], None]] = field(default_factory=set)
-    _stamp: tuple[int, int] = (0, 0)
+    _stamp: tuple[int, int] | None = None
     _header: tuple[int, int, int] = (0, 0, 0)
 
     def poke(self) -> None:
@@ -61,15 +62,14 @@ class FolderWatch:
     def probe(self) -> bool:
         """Blocking: did the folder change since the last probe?  Syncs the index
         when the Maildir's directories changed."""
-        box = self.index.maildir(self.name)
+        now = stamp(self.index, self.name)  # None: too recent to trust, or gone
         try:
-            stamp = (os.stat(box.path / "new").st_mtime_ns, os.stat(box.path / "cur").st_mtime_ns)
-        except FileNotFoundError:
-            return False
-        if stamp != self._stamp:
-            self._stamp = stamp
-            self.index.sync(self.name)
-        header = self.index.header(self.name)
+            if now is None or now != self._stamp:
+                self._stamp = now
+                self.index.sync(self.name)
+            header = self.index.header(self.name)
+        except FolderNotFound:
+            return False  # deleted: its sessions learn it from their next command
         if header != self._header:
             self._header = header
             return True
