@@ -30,50 +30,67 @@ from mailyard.store.maildir import MaildirStore
 __all__ = ["Account", "Accounts"]
 
 SUBSCRIPTIONS = "mailyard-subscriptions"
-RACY_NS = 1_000_000_000  # a directory mtime younger than this may hide a change
+MARGIN_NS = 50_000_000  # file system timestamps lag the clock by up to a tick
 
 
-def stamp(index: MailboxIndex, name: str) -> tuple[int, int] | None:
-    """The mtimes (ns) of a folder's ``new/`` and ``cur/``: every delivery, flag
-    change, expunge or move by any program changes one of them.  None when they are
-    too recent to trust: a change within the same clock tick as the last look may
-    leave the mtime unchanged (the "racy" case), so a stamp younger than
-    :data:`RACY_NS` is never taken as "nothing changed"."""
-    box = index.maildir(name)
+def has_entries(directory: Path) -> bool:
     try:
-        new = os.stat(box.path / "new").st_mtime_ns
-        cur = os.stat(box.path / "cur").st_mtime_ns
+        with os.scandir(directory) as entries:
+            return any(not e.name.startswith(".") for e in entries)
+    except FileNotFoundError:
+        return False
+
+
+def cur_mtime(index: MailboxIndex, name: str) -> int | None:
+    try:
+        return os.stat(index.maildir(name).path / "cur").st_mtime_ns
     except FileNotFoundError:
         return None
-    if time.time_ns() - max(new, cur) < RACY_NS:
-        return None
-    return new, cur
 
 
 @dataclass(eq=False)
 class Account:
+    """One user's mailbox as this process serves it.
+
+    When must a folder's index be synced with its Maildir (a full listing of
+    ``cur/`` and of the folder's rows: a good part of a second for 10,000 messages)?
+    Two cheap signals say: ``new/`` is not empty (mail not indexed yet: sync moves
+    it to ``cur/``), or ``cur/`` changed after the last sync started (its mtime is
+    above :attr:`covered`, kept per folder; a margin covers the file system's coarse
+    timestamps).  Changes made through the index (any IMAP session, in any process)
+    change ``cur/`` as well but leave the index right; those made by other programs
+    (mutt renaming a file, POP3 deleting one) do not.  :meth:`sync` (SELECT,
+    STATUS) syncs on either signal; the folder watcher waits for the index to be
+    quiet (see :mod:`mailyard.imapd.watch`)."""
+
     address: str
     index: MailboxIndex
     sessions: int = 0
-    _states: dict[str, tuple[tuple[int, int], FolderState]] = field(default_factory=dict)
+    covered: dict[str, int] = field(default_factory=dict)  # folder -> ns
+    _states: dict[str, FolderState] = field(default_factory=dict)
+
+    def needs_sync(self, name: str) -> bool:
+        if has_entries(self.index.maildir(name).path / "new"):
+            return True
+        mtime = cur_mtime(self.index, name)
+        return mtime is None or mtime > self.covered.get(name, 0)
+
+    def full_sync(self, name: str) -> FolderState:
+        started = time.time_ns()
+        state = self.index.sync(name)
+        self.covered[name] = started - MARGIN_NS
+        self._states[name] = state
+        return state
 
     def sync(self, name: str) -> FolderState:
-        """The folder's state (SELECT, STATUS), synced with the Maildir unless
-        neither the directories nor the index moved since the last sync here: a
-        SELECT of an unchanged folder costs two stats and one indexed read."""
-        before = stamp(self.index, name)
+        """The folder's state (SELECT, STATUS): synced with the Maildir when a signal
+        says so, else the state of the last sync here if the index header has not
+        moved since (two stats and one indexed read)."""
         cached = self._states.get(name)
-        if before is not None and cached is not None and cached[0] == before:
-            state = cached[1]
-            if self.index.header(name) == (state.uidvalidity, state.uidnext,
-                                           state.highestmodseq):
-                return state
-        state = self.index.sync(name)
-        if before is not None:
-            self._states[name] = (before, state)
-        else:
-            self._states.pop(name, None)
-        return state
+        if cached is not None and not self.needs_sync(name) and self.index.header(name) == (
+                cached.uidvalidity, cached.uidnext, cached.highestmodseq):
+            return cached
+        return self.full_sync(name)
 
     @property
     def root(self) -> Path:

@@ -214,7 +214,7 @@ class MailSession:
             return
         self.conn.respond(*out)
         self.view = view
-        self.watch = self.watcher.watch(self.index, view.name, self._wake)
+        self.watch = self.watcher.watch(self.account, view.name, self._wake)
         self.generation = self.watch.generation
         self.conn.complete("OK", "Select completed",
                            "READ-ONLY" if cmd.readonly else "READ-WRITE")
