@@ -4,7 +4,7 @@ user's sessions; and the user's subscriptions (RFC 9051 6.3.7).
 One :class:`~mailyard.store.index.MailboxIndex` per user per process: it holds one
 SQLite connection and serialises its own calls, and every session of the user goes
 through it, so they share its cache and a watcher sees one object per folder.  It is
-closed when the user's last session ends.
+closed a while after the user's last session ends (:class:`Accounts`).
 
 Subscriptions live in ``mailyard-subscriptions`` in the root of the user's Maildir,
 one UTF-8 folder name per line, rewritten whole through a temporary file and a
@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +32,8 @@ __all__ = ["Account", "Accounts"]
 
 SUBSCRIPTIONS = "mailyard-subscriptions"
 MARGIN_NS = 50_000_000  # file system timestamps lag the clock by up to a tick
+LINGER = 120.0  # seconds an account stays open after its last session
+MAX_LINGERING = 200
 
 
 def has_entries(directory: Path) -> bool:
@@ -117,11 +120,19 @@ class Account:
 
 
 class Accounts:
-    """The open accounts of this process (thread-safe: opened in executors)."""
+    """The open accounts of this process (thread-safe: opened in executors).
 
-    def __init__(self, store: MaildirStore) -> None:
+    An account whose last session ended stays open for :data:`LINGER` seconds (at
+    most :data:`MAX_LINGERING` of them), so a client that logs in again soon (a
+    phone checking every few minutes, a client with a connection per folder) finds
+    its index open and its folder states cached."""
+
+    def __init__(self, store: MaildirStore, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
         self.store = store
+        self.clock = clock
         self._open: dict[str, Account] = {}
+        self._idle: dict[str, float] = {}  # address -> when its last session ended
         self._lock = threading.Lock()
 
     def open(self, address: str) -> Account:
@@ -134,19 +145,36 @@ class Accounts:
                 account = Account(address, MailboxIndex(self.store.maildir(address)))
                 self._open[address] = account
             account.sessions += 1
-            return account
+            self._idle.pop(address, None)
+            doomed = self._expired()
+        for old in doomed:
+            old.index.close()
+        return account
 
     def release(self, account: Account) -> None:
         with self._lock:
             account.sessions -= 1
-            if account.sessions > 0:
-                return
-            self._open.pop(account.address, None)
-        account.index.close()
+            if account.sessions <= 0:
+                self._idle[account.address] = self.clock()
+            doomed = self._expired()
+        for old in doomed:
+            old.index.close()
+
+    def _expired(self) -> list[Account]:
+        now = self.clock()
+        out = []
+        for address, since in list(self._idle.items()):
+            if now - since >= LINGER or len(self._idle) > MAX_LINGERING:
+                del self._idle[address]
+                account = self._open.pop(address, None)
+                if account is not None:
+                    out.append(account)
+        return out
 
     def close(self) -> None:
         with self._lock:
             accounts = list(self._open.values())
             self._open.clear()
+            self._idle.clear()
         for account in accounts:
             account.index.close()

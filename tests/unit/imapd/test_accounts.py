@@ -72,3 +72,21 @@ def test_subscriptions_default_to_every_folder_then_persist(tmp_path: Path) -> N
     acc.set_subscribed("Lists/rust", True)
     again = Account(acc.address, acc.index)
     assert "Sent" not in again.subscriptions() and "Lists/rust" in again.subscriptions()
+
+
+def test_accounts_linger_after_the_last_session(tmp_path: Path) -> None:
+    from mailyard.imapd.accounts import LINGER, Accounts
+    from mailyard.store.maildir import MaildirStore
+
+    now = [0.0]
+    accounts = Accounts(MaildirStore(tmp_path / "mail", "host"), clock=lambda: now[0])
+    first = accounts.open("a@example.test")
+    accounts.release(first)
+    now[0] += LINGER / 2
+    assert accounts.open("a@example.test") is first  # still open: same index
+    accounts.release(first)
+    now[0] += LINGER
+    other = accounts.open("b@example.test")  # sweeps the expired one
+    assert accounts.open("a@example.test") is not first
+    accounts.release(other)
+    accounts.close()
