@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need, and nothing when it is already there:
-#   Debian: postfix (for smtp-source, smtp-sink and private Postfix instances used as a
+#   Debian: opendkim-tools (opendkim-testmsg, the DKIM interop peer) and iproute2;
+#           postfix (for smtp-source, smtp-sink and private Postfix instances used as a
 #           reference and an interop peer), swaks, procps;
 # (Mailyard itself and its test extras go into the project's virtual environment:
 # scripts/venv.sh.) Postfix is installed with "No configuration" preseeded, so no
@@ -10,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(postfix swaks procps fetchmail isync)
+DEBIAN_PACKAGES=(postfix swaks procps fetchmail opendkim-tools iproute2 isync)
 
 die() { echo "install-deps: $*" >&2; exit 1; }
 

@@ -81,6 +81,10 @@ DELIVERY_POSTPONED = _declare("delivery_postponed_total", "counter",
 DELIVERY_ACTIVE = _declare("delivery_active", "gauge", "Queue entries being delivered now")
 QUEUE_RECIPIENTS = _declare("queue_recipients", "gauge", "Queued recipients by state",
                             "state")
+OUTBOUND_TLS = _declare("outbound_tls_sessions_total", "counter",
+                        "TLS outcomes of outbound MX sessions (TLS-RPT), by policy type "
+                        "and RFC 8460 result type ('success' when it worked)",
+                        "policy", "result")
 WORKER_RESTARTS = _declare("worker_restarts_total", "counter",
                            "SMTP worker processes restarted after dying")
 

@@ -3,6 +3,7 @@ certificate is configured."""
 
 from __future__ import annotations
 
+import _ssl
 import datetime
 import functools
 import hashlib
@@ -10,6 +11,7 @@ import hmac
 import ipaddress
 import os
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from mailyard.dane.tlsa import DaneCheck, check_chain, usable_records
 
 SELF_SIGNED_DAYS = 365
 RENEW_BEFORE = datetime.timedelta(days=30)
@@ -143,29 +147,53 @@ class PeerCheck:
     ``none``/``may``/``encrypt``: nothing (the session is encrypted, not authenticated).
     ``verify``/``secure``: the certificate chain against ``ca_file`` (or the system CA
     store) and the host name; or, when ``fingerprints`` are given, only that the leaf
-    certificate is one of them (then the chain need not validate)."""
+    certificate is one of them (then the chain need not validate).  With ``tlsa``
+    (DNSSEC-validated TLSA records, RFC 7672) the chain the server sent is checked
+    against them instead (:func:`mailyard.dane.tlsa.check_chain`, with ``names`` as the
+    reference identifiers for DANE-TA)."""
 
     level: str = "may"
     ca_file: str = ""
     fingerprints: tuple[str, ...] = ()
+    tlsa: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
 
     @property
     def verifies(self) -> bool:
-        return self.level in VERIFYING_LEVELS
+        return self.level in VERIFYING_LEVELS or bool(self.tlsa)
 
     @property
     def pinned(self) -> bool:
-        return self.verifies and bool(self.fingerprints)
+        return self.verifies and bool(self.fingerprints) and not self.tlsa
+
+    @property
+    def dane(self) -> bool:
+        return bool(self.tlsa)
 
     def context(self) -> ssl.SSLContext:
-        chain = self.verifies and not self.fingerprints
+        chain = self.verifies and not self.fingerprints and not self.tlsa
         return _cached_client_context(chain, self.ca_file if chain else "")
+
+    def dane_check(self, chain: list[bytes]) -> DaneCheck:
+        return check_chain(usable_records(self.tlsa), chain, self.names)
 
     def fingerprint_matches(self, der: bytes | None) -> bool:
         if der is None:
             return False
         seen = certificate_fingerprint(der)
         return any(hmac.compare_digest(seen, parse_fingerprint(pin)) for pin in self.fingerprints)
+
+
+def peer_chain(ssl_object: ssl.SSLObject | None) -> list[bytes]:
+    """The certificates the server sent, leaf first, DER (not verified: DANE checks
+    them itself).  Python 3.13 has this as a public method; 3.11 and 3.12 have it on
+    the underlying ``_ssl`` object."""
+    if ssl_object is None:
+        return []
+    if sys.version_info >= (3, 13):
+        return list(ssl_object.get_unverified_chain())  # type: ignore[attr-defined,unused-ignore]
+    chain = ssl_object._sslobj.get_unverified_chain()  # type: ignore[attr-defined]
+    return [cert.public_bytes(_ssl.ENCODING_DER) for cert in chain or ()]
 
 
 @functools.lru_cache(maxsize=32)

@@ -42,6 +42,9 @@ class Hop:
     auth: object = None
     tls_ca_file: str = ""
     tls_fingerprints: tuple[str, ...] = ()
+    tls_tlsa: tuple[str, ...] = ()
+    tls_names: tuple[str, ...] = ()
+    tls_report: object = None
 
 
 def hop(server: FakeSmtpServer, tls: str = "none", auth: object = None) -> Hop:

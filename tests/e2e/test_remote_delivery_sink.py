@@ -45,6 +45,9 @@ class Hop:
     auth: object = None
     tls_ca_file: str = ""
     tls_fingerprints: tuple[str, ...] = ()
+    tls_tlsa: tuple[str, ...] = ()
+    tls_names: tuple[str, ...] = ()
+    tls_report: object = None
 
 
 def _listening(port: int) -> bool:

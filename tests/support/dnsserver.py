@@ -7,7 +7,9 @@ records of the asked type, CNAME chains followed inside the data (RFC 1034 4.3.2
 NODATA and NXDOMAIN with an SOA in the authority section for negative caching
 (RFC 2308 3).  Oversized UDP answers are truncated (TC) so clients retry over TCP.
 Faults are injected per name: ``servfail(name)`` answers SERVFAIL, ``drop(name)``
-never answers (the client times out).
+never answers (the client times out).  With ``authenticated = True`` it answers like a
+validating resolver over signed zones: the AD bit is set (RFC 4035 3.2.3) on answers
+to queries that ask for it (AD or DO set), except for names in ``unsigned``.
 
 In a test::
 
@@ -70,8 +72,10 @@ def _rdata_text(rdtype: str, value: Any) -> str:
 class DnsTestServer:
     def __init__(self, zones: Mapping[str, Mapping[str, Any]] | None = None, *,
                  host: str = "127.0.0.1", port: int = 0, ttl: int = 300,
-                 negative_ttl: int = 60) -> None:
+                 negative_ttl: int = 60, authenticated: bool = False) -> None:
         self.host = host
+        self.authenticated = authenticated
+        self.unsigned: set[str] = set()
         self.requested_port = port
         self.ttl = ttl
         self.negative_ttl = negative_ttl
@@ -239,6 +243,9 @@ class DnsTestServer:
             response.set_rcode(dns.rcode.SERVFAIL)
         else:
             self._answer(response, qname, rdtype)
+            asked = query.flags & dns.flags.AD or query.ednsflags & dns.flags.DO
+            if self.authenticated and asked and qname not in self.unsigned:
+                response.flags |= dns.flags.AD
         limit = _UDP_DEFAULT_PAYLOAD if transport == "udp" else 65535
         if transport == "udp" and query.edns >= 0:
             limit = max(query.payload, _UDP_DEFAULT_PAYLOAD)

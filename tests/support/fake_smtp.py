@@ -40,6 +40,8 @@ class FakeSmtpServer:
     max_rcpts: int | None = None  # 452 4.5.3 beyond this many per transaction
     delays: dict[str, float] = field(default_factory=dict)  # verb -> seconds before replying
     drip: float = 0.0  # seconds between the bytes of each reply (a tar pit)
+    host: str = "127.0.0.1"  # another loopback address stands for another MX host
+    bind_port: int = 0  # 0: any free port (several hosts on one port for MX delivery)
 
     def __post_init__(self) -> None:
         self.port = 0
@@ -49,7 +51,7 @@ class FakeSmtpServer:
         self._server: asyncio.base_events.Server | None = None
 
     async def __aenter__(self) -> FakeSmtpServer:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, self.host, self.bind_port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 

@@ -189,9 +189,11 @@ def outbound_server(root: Path, dns: DnsTestServer, mx_port: int,
                     delivery: dict[str, Any] | None = None, *,
                     domains: tuple[str, ...] = ("example.test",),
                     users: Iterable[tuple[str, str]] = ((SENDER, SENDER_PASSWORD),),
-                    start: bool = True) -> MailyardServer:
+                    start: bool = True,
+                    sections: dict[str, dict[str, Any]] | None = None) -> MailyardServer:
     """A real Mailyard that resolves through ``dns`` and delivers to port ``mx_port``,
-    with quick retries and short timeouts (override any of them in ``delivery``)."""
+    with quick retries and short timeouts (override any of them in ``delivery``);
+    ``sections``: more configuration tables (``{"mta_sts": {...}}``)."""
     settings: dict[str, Any] = {
         "dns_servers": [dns.server_spec],
         "dns_timeout": 1.0,
@@ -202,7 +204,8 @@ def outbound_server(root: Path, dns: DnsTestServer, mx_port: int,
         "data_timeout": 3,
     }
     settings.update(delivery or {})
-    server = MailyardServer(root, domains=domains, overrides={"delivery": settings})
+    server = MailyardServer(root, domains=domains,
+                            overrides={"delivery": settings, **(sections or {})})
     for address, password in users:
         server.add_user(address, password)
     return server.start() if start else server

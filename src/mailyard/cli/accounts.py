@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from mailyard.cli import transport_security
 from mailyard.config import Config
 from mailyard.services.accounts import Accounts, UserQuota
 from mailyard.services.errors import ServiceError
@@ -344,6 +345,10 @@ def _register_domain(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
     p = _parser(ds, "delete", "delete a local domain (it must have no users or aliases)",
                 cmd_domain_delete)
     p.add_argument("domain", metavar="DOMAIN", help="a domain added with `domain add`")
+    transport_security.register_domain(ds)
+    from mailyard.cli.dkim import register_domain_actions
+
+    register_domain_actions(ds)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -46,11 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     for register in registry.REGISTER:
         register(sub)
     for p in sub.choices.values():
-        _add_common(p)
-        for action in p._subparsers._group_actions if p._subparsers else []:
-            for child in getattr(action, "choices", {}).values():
-                _add_common(child)
+        _add_common_below(p)
     return parser
+
+
+def _add_common_below(p: argparse.ArgumentParser) -> None:
+    """The common options on ``p`` and every parser under it (``domain dkim show``)."""
+    _add_common(p)
+    for action in p._subparsers._group_actions if p._subparsers else []:
+        for child in getattr(action, "choices", {}).values():
+            _add_common_below(child)
 
 
 def _os_error_message(exc: OSError, config: Config | None) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailyard.cli import accounts, init, queue, send, serve
+from mailyard.cli import accounts, feedback, init, queue, report, send, serve
 
 REGISTER = [
     init.register,
@@ -10,4 +10,6 @@ REGISTER = [
     accounts.register,
     queue.register,
     send.register,
+    report.register,
+    feedback.register,  # after any module that creates the `check` group
 ]

@@ -96,7 +96,11 @@ __all__ = [
     "TransportMode",
     "Config",
     "ConfigError",
+    "DaneConfig",
+    "MtaStsConfig",
+    "TlsRptConfig",
     "DeliveryConfig",
+    "DkimConfig",
     "ImapConfig",
     "ListenConfig",
     "LogConfig",
@@ -473,6 +477,58 @@ class MetricsConfig:
                 raise ConfigError(f"{key}.listen", str(exc)) from None
 
 
+@dataclass(frozen=True)
+class MtaStsConfig:
+    """MTA-STS (RFC 8461) for MX delivery (mailyard.mtasts)."""
+
+    enabled: bool = True
+    fetch_timeout: float = 10.0  # the whole policy fetch: connect, TLS, answer
+    cache: bool = True  # keep policies in data_dir/mta-sts.db across restarts
+    # CA certificates (PEM) for policy hosts and for MX hosts under a policy instead of
+    # the system store: a private PKI, or tests.
+    ca_file: str = ""
+
+    def validate(self, key: str) -> None:
+        if self.fetch_timeout <= 0:
+            raise ConfigError(f"{key}.fetch_timeout", "must be positive")
+        if self.ca_file and not os.path.isfile(self.ca_file):
+            raise ConfigError(f"{key}.ca_file", f"file not found: {self.ca_file}")
+
+
+@dataclass(frozen=True)
+class DaneConfig:
+    """DANE (RFC 7672) for MX delivery (mailyard.dane): needs a validating resolver."""
+
+    enabled: bool = False
+    # Validating resolvers whose AD bit is trusted ("ip" or "ip:port"); empty: the
+    # delivery.dns_servers (or the system's).  Use one on this host (RFC 6698 / 4033).
+    dns_servers: tuple[str, ...] = ()
+
+    def validate(self, key: str) -> None:
+        for i, item in enumerate(self.dns_servers):
+            try:
+                parse_hostport(item, 53)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.dns_servers[{i}]", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class TlsRptConfig:
+    """SMTP TLS reporting (RFC 8460, mailyard.tlsrpt)."""
+
+    enabled: bool = True  # count outbound TLS outcomes in data_dir/tls-rpt.db
+    send_reports: bool = False  # mail the daily reports to domains that publish rua
+    organization: str = ""  # organization-name in reports; "": the hostname
+    contact: str = ""  # contact-info; "": postmaster@hostname
+    sender: str = ""  # the reports' From and envelope sender; "": postmaster@hostname
+
+    def validate(self, key: str) -> None:
+        for name in ("contact", "sender"):
+            value = getattr(self, name)
+            if value and "@" not in value:
+                raise ConfigError(f"{key}.{name}", "must be a mail address")
+
+
 # RFC 7677 4: at least 4096.  The upper bound keeps one SCRAM login (the client
 # derives the key once, then may cache it) within about a second.
 SCRAM_ITERATIONS_MIN = 4096
@@ -496,6 +552,71 @@ class AuthConfig:
                 f"{key}.scram_iterations",
                 f"must be 0 (no SCRAM-SHA-256) or between {SCRAM_ITERATIONS_MIN} "
                 f"(RFC 7677) and {SCRAM_ITERATIONS_MAX}")
+
+
+class DmarcQuarantine(enum.StrEnum):
+    HEADER = "header"  # deliver, marked with X-Mailyard-Quarantine
+
+
+@dataclass(frozen=True)
+class DmarcConfig:
+    # Check DMARC (RFC 7489) on mail received on port 25 and act on failures.
+    enabled: bool = True
+    # Refuse mail whose domain asks for p=reject (550 5.7.1); false: quarantine it.
+    reject: bool = True
+    quarantine: DmarcQuarantine = DmarcQuarantine.HEADER
+    # A Public Suffix List file instead of the copy publicsuffixlist ships ("").
+    public_suffix_list: str = ""
+
+    def validate(self, key: str) -> None:
+        if self.public_suffix_list and not os.path.isabs(self.public_suffix_list):
+            raise ConfigError(f"{key}.public_suffix_list", "must be an absolute path")
+
+
+@dataclass(frozen=True)
+class AuthResultsConfig:
+    # The authserv-id of our Authentication-Results fields (RFC 8601 2.5); "": hostname.
+    authserv_id: str = ""
+
+    def validate(self, key: str) -> None:
+        if any(c.isspace() or c in '()<>@,;:\\"/[]?=' for c in self.authserv_id):
+            raise ConfigError(f"{key}.authserv_id", "must be a host name (an RFC 2045 token)")
+_DKIM_HEADERS = (
+    "From", "Reply-To", "Subject", "Date", "To", "Cc", "In-Reply-To", "References",
+    "Message-ID", "Sender", "MIME-Version", "Content-Type", "Content-Transfer-Encoding",
+    "List-Id", "List-Unsubscribe", "List-Unsubscribe-Post", "List-Post", "List-Help",
+    "List-Subscribe", "List-Owner", "List-Archive", "Resent-Date", "Resent-From",
+    "Resent-To", "Resent-Cc")
+
+
+@dataclass(frozen=True)
+class DkimConfig:
+    # Sign mail from local domains that have a key (see docs/configuration.md).
+    enabled: bool = True
+    selector: str = "mailyard"
+    algorithms: tuple[str, ...] = ("rsa-sha256",)
+    rsa_bits: int = 2048
+    headers: tuple[str, ...] = _DKIM_HEADERS
+    oversign: tuple[str, ...] = ("From",)
+    expiry: int = 0
+    # Verification.
+    max_signatures: int = 5
+    min_rsa_bits: int = 1024
+
+    def validate(self, key: str) -> None:
+        if not self.algorithms or any(a not in ("rsa-sha256", "ed25519-sha256")
+                                      for a in self.algorithms):
+            raise ConfigError(f"{key}.algorithms",
+                              "must list 'rsa-sha256' and/or 'ed25519-sha256'")
+        if not self.selector or not all(c.isalnum() or c == "-" for c in self.selector):
+            raise ConfigError(f"{key}.selector", "must be letters, digits and '-'")
+        if not 1024 <= self.rsa_bits <= 8192:
+            raise ConfigError(f"{key}.rsa_bits", "must be between 1024 and 8192")
+        if not any(h.lower() == "from" for h in self.headers):
+            raise ConfigError(f"{key}.headers", "must include From (RFC 6376 5.4)")
+        if self.expiry < 0 or self.max_signatures < 0 or self.min_rsa_bits < 512:
+            raise ConfigError(key, "expiry and max_signatures must be >= 0, "
+                              "min_rsa_bits >= 512")
 
 
 @dataclass(frozen=True)
@@ -526,7 +647,13 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    dmarc: DmarcConfig = field(default_factory=DmarcConfig)
+    auth_results: AuthResultsConfig = field(default_factory=AuthResultsConfig)
+    dkim: DkimConfig = field(default_factory=DkimConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
+    mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
+    dane: DaneConfig = field(default_factory=DaneConfig)
+    tls_rpt: TlsRptConfig = field(default_factory=TlsRptConfig)
     # The identity ``mailyard serve`` switches to when started as root (ignored
     # otherwise): a user name or uid, and a group name or gid ("": the user's group).
     user: str = "mailyard"
@@ -643,6 +770,9 @@ def _finish(cfg: Config) -> Config:
         updates["local_domains"] = ()
     updates["local_domains"] = tuple(d.lower().rstrip(".") for d in cfg.local_domains)
     updates["relay_domains"] = tuple(d.lower().rstrip(".") for d in cfg.relay_domains)
+    if not cfg.auth_results.authserv_id:
+        hostname = updates.get("hostname", cfg.hostname)
+        updates["auth_results"] = replace(cfg.auth_results, authserv_id=hostname)
     cfg = replace(cfg, **updates)
     cfg.validate()
     return cfg

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +54,7 @@ from mailyard.queue.api import (
     StorageError,
     WorkQueue,
 )
+from mailyard.tlsrpt.sender import ReportSender
 
 log = logging.getLogger("mailyard.delivery")
 
@@ -74,6 +76,11 @@ class Dispatcher:
         self.clock = clock
         self.local_agent = LocalDeliveryAgent(config, directory)
         self.outbound = outbound or OutboundDelivery(config, clock=clock)
+        outcomes = self.outbound.tls_outcomes
+        if outcomes is not None:
+            outcomes.metrics = metrics
+        self.tls_reports = (ReportSender(config, outcomes, self.outbound.resolver, ingest, clock)
+                            if outcomes is not None and config.tls_rpt.send_reports else None)
         self.policy = AttemptPolicy(config, queue, ingest, clock)
         self.executor = ThreadPoolExecutor(max_workers=LOCAL_THREADS,
                                            thread_name_prefix="local-delivery")
@@ -95,6 +102,8 @@ class Dispatcher:
             claimed = 0
             if not self.config.delivery.defer_all:
                 claimed = await self.claim_round()
+            if self.tls_reports is not None and self.tls_reports.due():
+                self._spawn(self._send_tls_reports(self.tls_reports))
             if claimed < CLAIM_BATCH or len(self.active) >= self.config.delivery.active_window:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
@@ -148,6 +157,14 @@ class Dispatcher:
         task = asyncio.create_task(job)
         self.sweeping.add(task)
         task.add_done_callback(self.sweeping.discard)
+
+    async def _send_tls_reports(self, sender: ReportSender) -> None:
+        """The daily TLS-RPT reports (RFC 8460), through ingest like any mail."""
+        try:
+            await sender.send_due()
+        except (sqlite3.Error, OSError, StorageError) as exc:
+            log_event(log, "TLS reports not sent", level=logging.WARNING,
+                      error=f"{type(exc).__name__}: {exc}")
 
     async def stop(self) -> None:
         self._running = False

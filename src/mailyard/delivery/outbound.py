@@ -7,6 +7,10 @@ destination holds at most a share of the active window (:mod:`.destinations`): i
 mail then comes back as *postponed* (no attempt counted), so a hundred thousand
 messages for an unreachable domain wait without holding up healthy ones.
 
+The TLS each MX host must offer (DANE, MTA-STS) is decided after routing by
+:class:`~mailyard.delivery.tls_policy.TransportSecurity`; TLS outcomes are counted for
+TLS-RPT and written to the store every few seconds.
+
 The semaphores and the destination state are per process (see docs/architecture.md).
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 
 from mailyard.config import Config
@@ -22,8 +27,12 @@ from mailyard.delivery.attempt import TRANSPORT_SMTP, AttemptResult
 from mailyard.delivery.destinations import Destinations, Postponement
 from mailyard.delivery.remote import ConnectionPool, deliver_remote
 from mailyard.delivery.routing import RouteError, Router
+from mailyard.delivery.tls_policy import TransportSecurity
 from mailyard.dns.api import Resolver
+from mailyard.mtasts import Discovery
+from mailyard.mtasts.cache import PolicyCache
 from mailyard.queue.api import AttemptStatus, DeliveryReply, QueuedRecipient, QueueEntry
+from mailyard.tlsrpt.store import TlsOutcomes
 
 
 class OutboundDelivery:
@@ -34,7 +43,9 @@ class OutboundDelivery:
         self.config = config
         self.resolver = resolver or make_resolver(config.delivery)
         self.router = Router(config, self.resolver)
-        self.pool = ConnectionPool(config)
+        self.tls_outcomes = _tls_outcomes(config, clock)
+        self.security = _transport_security(config, self.resolver, self.tls_outcomes, clock)
+        self.pool = ConnectionPool(config, tls_outcomes=self.tls_outcomes)
         self.global_slots = asyncio.Semaphore(config.delivery.max_concurrency)
         self.domain_slots: dict[str, asyncio.Semaphore] = {}
         self.clock = clock
@@ -54,7 +65,7 @@ class OutboundDelivery:
             return _postponed(recipients, hold)
         try:
             try:
-                hops = await self.router.route(domain)
+                hops = await self.security.secure(await self.router.plan(domain))
             except RouteError as exc:
                 status = AttemptStatus.DEFERRED if exc.temporary else AttemptStatus.FAILED
                 return [AttemptResult.for_recipient(r, status, DeliveryReply(exc.smtp_reply),
@@ -72,6 +83,8 @@ class OutboundDelivery:
                                             self.clock())
         finally:
             self.destinations.leave(domain)
+            if self.tls_outcomes is not None and self.tls_outcomes.flush_due():
+                await self.tls_outcomes.flush()
         by_index = {r.index: r for r in recipients}
         return [AttemptResult(res.index, by_index[res.index].address, res.status, res.reply,
                               TRANSPORT_SMTP, res.remote_host, dsn_passed_on=res.dsn_passed_on)
@@ -79,6 +92,39 @@ class OutboundDelivery:
 
     async def close(self) -> None:
         await self.pool.close()
+        if self.tls_outcomes is not None:
+            await self.tls_outcomes.flush()
+            self.tls_outcomes.close()
+        if self.security.sts is not None:
+            self.security.sts.close()
+
+
+def _store_path(config: Config, name: str) -> Path | None:
+    """A database in data_dir, or None (in memory) when there is no data_dir."""
+    return config.data_path / name if config.data_path.is_dir() else None
+
+
+def _tls_outcomes(config: Config, clock: Callable[[], float]) -> TlsOutcomes | None:
+    if not config.tls_rpt.enabled:
+        return None
+    return TlsOutcomes(_store_path(config, "tls-rpt.db"), clock)
+
+
+def _transport_security(config: Config, resolver: Resolver, outcomes: TlsOutcomes | None,
+                        clock: Callable[[], float]) -> TransportSecurity:
+    from mailyard.dns import CachingResolver, DnsPythonResolver
+
+    sts = None
+    if config.mta_sts.enabled:
+        cache = PolicyCache(_store_path(config, "mta-sts.db") if config.mta_sts.cache else None)
+        sts = Discovery(resolver, cache, timeout=config.mta_sts.fetch_timeout,
+                        ca_file=config.mta_sts.ca_file, clock=clock)
+    dane_resolver = None
+    if config.dane.enabled:
+        servers = config.dane.dns_servers or config.delivery.dns_servers
+        dane_resolver = CachingResolver(DnsPythonResolver(
+            list(servers), config.delivery.dns_timeout, dnssec=True))
+    return TransportSecurity(sts, dane_resolver, outcomes, config.mta_sts.ca_file)
 
 
 def _postponed(recipients: list[QueuedRecipient], hold: Postponement) -> list[AttemptResult]:

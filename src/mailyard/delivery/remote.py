@@ -51,6 +51,8 @@ from mailyard.proto.smtp.replies import (
 )
 from mailyard.queue.api import AttemptStatus, DeliveryReply, RecipientState
 from mailyard.tls import VERIFYING_LEVELS
+from mailyard.tlsrpt.results import PolicyTag, ResultType
+from mailyard.tlsrpt.store import TlsOutcomes
 
 log = logging.getLogger("mailyard.delivery.smtp")
 
@@ -88,6 +90,21 @@ class HopLike(Protocol):
     @property
     def tls_fingerprints(self) -> tuple[str, ...]:
         """"verify"/"secure": leaf certificate pins."""
+        ...
+
+    @property
+    def tls_tlsa(self) -> tuple[str, ...]:
+        """DANE: validated TLSA records the certificate chain must match."""
+        ...
+
+    @property
+    def tls_names(self) -> tuple[str, ...]:
+        """DANE-TA: the names the certificate may carry."""
+        ...
+
+    @property
+    def tls_report(self) -> PolicyTag | None:
+        """TLS-RPT: the policy this hop's sessions are counted under; None: not counted."""
         ...
 
 
@@ -140,7 +157,8 @@ def auth_unverified(auth: SmtpAuth | tuple[str, str] | None) -> bool:
     return isinstance(auth, SmtpAuth) and auth.unverified_ok
 
 
-PoolKey = tuple[str, int, str, str, str, "tuple[str, ...]", "tuple[str, str] | None", bool]
+PoolKey = tuple[str, int, str, str, str, "tuple[str, ...]", "tuple[str, str] | None", bool,
+                "tuple[str, ...]"]
 
 
 def pool_key(hop: HopLike) -> PoolKey:
@@ -148,19 +166,22 @@ def pool_key(hop: HopLike) -> PoolKey:
     credentials, and, when the level checks the certificate against the name, name."""
     checked_name = hop.host if hop.tls_policy in VERIFYING_LEVELS else ""
     return (hop.ip or hop.host, hop.port, checked_name, hop.tls_policy, hop.tls_ca_file,
-            tuple(hop.tls_fingerprints), credentials(hop.auth), auth_unverified(hop.auth))
+            tuple(hop.tls_fingerprints), credentials(hop.auth), auth_unverified(hop.auth),
+            tuple(hop.tls_tlsa))
 
 
 class ConnectionPool:
     """Open sessions to next hops, kept idle for ``idle_seconds`` between messages."""
 
     def __init__(self, config: Config, idle_seconds: float = IDLE_SECONDS,
-                 probe_after: float = PROBE_AFTER) -> None:
+                 probe_after: float = PROBE_AFTER,
+                 tls_outcomes: TlsOutcomes | None = None) -> None:
         self.config = config
         self.timeouts = Timeouts.from_config(config.delivery)
         self.idle_seconds = idle_seconds
         self.probe_after = probe_after
         self.max_messages = config.delivery.max_messages_per_connection
+        self.tls_outcomes = tls_outcomes
         self.opened = 0  # connections set up (for metrics and tests)
         self.reused = 0  # sessions taken from the idle list
         self._idle: dict[PoolKey, list[SmtpSession]] = {}
@@ -192,8 +213,10 @@ class ConnectionPool:
             session = await SmtpSession.open(
                 hop.host, hop.ip, hop.port, self.config.hostname, tls=hop.tls_policy, auth=auth,
                 auth_unverified=auth_unverified(hop.auth), ca_file=hop.tls_ca_file,
-                fingerprints=tuple(hop.tls_fingerprints), timeouts=self.timeouts)
+                fingerprints=tuple(hop.tls_fingerprints), tlsa=tuple(hop.tls_tlsa),
+                dane_names=tuple(hop.tls_names), timeouts=self.timeouts)
         except SessionError as exc:
+            self._count_tls(hop, exc)
             if not (exc.failure.tls_failure and hop.tls_policy == "may"):
                 raise
             log_event(log, "TLS failed, retrying without TLS", host=hop.host, ip=hop.ip,
@@ -201,8 +224,27 @@ class ConnectionPool:
             # In clear: credentials, if any, are refused by the client core.
             session = await SmtpSession.open(hop.host, hop.ip, hop.port, self.config.hostname,
                                              tls="none", auth=auth, timeouts=self.timeouts)
+        else:
+            self._count_tls(hop, None, session.client.tls_active)
         self.opened += 1
         return session
+
+    def _count_tls(self, hop: HopLike, error: SessionError | None,
+                   tls_active: bool = False) -> None:
+        """TLS-RPT: one session's TLS outcome, under the hop's policy."""
+        tag = hop.tls_report
+        if self.tls_outcomes is None or tag is None:
+            return
+        if error is None:
+            result = None if tls_active else ResultType.STARTTLS_NOT_SUPPORTED
+            self.tls_outcomes.record(tag, hop.host, hop.ip, result)
+        elif error.failure.stage == "starttls":
+            self.tls_outcomes.record(tag, hop.host, hop.ip, ResultType.STARTTLS_NOT_SUPPORTED,
+                                     describe(error.failure.reply))
+        elif error.failure.stage == "tls":
+            result = ResultType(error.tls_result or ResultType.VALIDATION_FAILURE)
+            self.tls_outcomes.record(tag, hop.host, hop.ip, result,
+                                     describe(error.failure.reply))
 
     def release(self, hop: HopLike, session: SmtpSession) -> None:
         """Keep the session for the next message, or close it when it is spent."""

@@ -48,6 +48,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_NULL_MX,
     Reply,
 )
+from mailyard.tlsrpt.results import PolicyTag
 
 log = logging.getLogger("mailyard.delivery.routing")
 
@@ -75,6 +76,11 @@ class NextHop:
     mx_preference: int | None = None  # None when the hop does not come from MX routing
     tls_ca_file: str = ""  # "verify"/"secure": check the chain against this, not the system store
     tls_fingerprints: tuple[str, ...] = ()  # "verify"/"secure": leaf certificate pins instead
+    # DANE (RFC 7672): DNSSEC-validated TLSA records the certificate must match, and
+    # the names a DANE-TA certificate may carry (set by delivery.tls_policy)
+    tls_tlsa: tuple[str, ...] = ()
+    tls_names: tuple[str, ...] = ()
+    tls_report: PolicyTag | None = None  # TLS-RPT: the policy sessions are counted under
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_UNREACHABLE,
     Reply,
 )
-from mailyard.tls import PeerCheck, certificate_fingerprint
+from mailyard.tls import PeerCheck, certificate_fingerprint, peer_chain
+from mailyard.tlsrpt.results import ResultType, certificate_failure
 
 log = logging.getLogger("mailyard.delivery.smtp")
 
@@ -77,8 +78,11 @@ class Timeouts:
 class SessionError(Exception):
     """The session could not be set up; ``failure`` says at which stage and why."""
 
-    def __init__(self, failure: SessionFailed) -> None:
+    def __init__(self, failure: SessionFailed, tls_result: str = "") -> None:
         self.failure = failure
+        # The TLS-RPT result type (RFC 8460 4.3) when the TLS handshake or the
+        # certificate check failed; "" otherwise.
+        self.tls_result = tls_result
         super().__init__(f"{failure.stage}: {failure.reply}")
 
 
@@ -157,20 +161,23 @@ class SmtpSession:
         self._wait: tuple[int, float] | None = None  # (replies seen, deadline) of this wait
         self._open_content: Callable[[], BinaryIO] | None = None
         self.last_used: float | None = None  # loop time the last transaction ended
+        self.tls_result = ""  # the TLS-RPT result type of a failed handshake or check
 
     @classmethod
     async def open(cls, host: str, ip: str, port: int, helo_name: str, *, tls: str = "may",
                    auth: tuple[str, str] | None = None, auth_unverified: bool = False,
                    ca_file: str = "", fingerprints: tuple[str, ...] = (),
+                   tlsa: tuple[str, ...] = (), dane_names: tuple[str, ...] = (),
                    timeouts: Timeouts = Timeouts()) -> SmtpSession:
         """Connect, read the greeting, EHLO, STARTTLS, AUTH.  Raises SessionError.
 
         ``tls`` is the hop's level; with "verify" or "secure" the certificate must
         match one of ``fingerprints`` if any are given, else chain up to ``ca_file`` (or
-        the system CA store) and name ``host``."""
+        the system CA store) and name ``host``; with ``tlsa`` (DANE) the certificate
+        chain must match those records instead."""
         address = ip or host
         client = SmtpClient(helo_name, tls, auth, auth_unverified=auth_unverified)
-        check = PeerCheck(client.tls_policy, ca_file, fingerprints)
+        check = PeerCheck(client.tls_policy, ca_file, fingerprints, tlsa, dane_names)
         try:
             reader, writer = await asyncio.wait_for(_connect(address, port), timeouts.connect)
         except (TimeoutError, OSError) as exc:
@@ -188,7 +195,7 @@ class SmtpSession:
             return session
         await session.close()
         if isinstance(event, SessionFailed):
-            raise SessionError(event)
+            raise SessionError(event, session.tls_result)
         raise SessionError(SessionFailed(REPLY_REMOTE_LOST, "greeting"))
 
     @property
@@ -352,7 +359,13 @@ class SmtpSession:
         if injected:
             self._cleartext_injected(injected)
             return
-        if check.pinned:
+        if check.dane:
+            verdict = check.dane_check(peer_chain(self.writer.get_extra_info("ssl_object")))
+            if not verdict.ok:
+                self._tls_failed(f"DANE: {verdict.reason}", certificate=True,
+                                 result=verdict.failure)
+                return
+        elif check.pinned:
             ssl_object = self.writer.get_extra_info("ssl_object")
             der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
             if not check.fingerprint_matches(der):
@@ -362,7 +375,9 @@ class SmtpSession:
                 return
         self.client.tls_established(verified=check.verifies)
 
-    def _tls_failed(self, reason: str, *, certificate: bool) -> None:
+    def _tls_failed(self, reason: str, *, certificate: bool, result: str = "") -> None:
+        self.tls_result = result or (certificate_failure(reason).value if certificate
+                                     else ResultType.VALIDATION_FAILURE.value)
         log_event(log, "TLS certificate not verified" if certificate else "TLS handshake failed",
                   level=logging.INFO, host=self.host, tls_level=self.peer_check.level,
                   error=reason)

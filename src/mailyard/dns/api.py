@@ -78,7 +78,9 @@ class RecordSet:
 
     ``ttl`` is the seconds the answer may be cached; for NODATA and NXDOMAIN it is the
     negative-caching TTL (RFC 2308 5).  ``canonical_name`` differs from ``name`` when a
-    CNAME chain was followed.
+    CNAME chain was followed.  ``authenticated``: the resolver set the AD bit (RFC 4035
+    3.2.3), which only a validating resolver asked for it does (see
+    :class:`mailyard.dns.dnspython.DnsPythonResolver` ``dnssec``).
     """
 
     name: str
@@ -87,6 +89,7 @@ class RecordSet:
     records: tuple[str, ...] = ()
     ttl: int = 0
     canonical_name: str = ""
+    authenticated: bool = False
 
 
 class MxKind(enum.StrEnum):

@@ -2,7 +2,10 @@
 
 With ``servers`` (``delivery.dns_servers``, ``"ip"`` or ``"ip:port"``) queries go to
 those servers only, each on its own port; without, the system configuration
-(``/etc/resolv.conf``) is used.  dnspython's own cache is off: answers are cached by
+(``/etc/resolv.conf``) is used.  With ``dnssec``, queries carry the DO and AD bits
+(RFC 6840 5.7) and answers report the AD bit the resolver set as
+``RecordSet.authenticated``; only a validating resolver reached over a trusted path
+(on the same host) should be used so.  dnspython's own cache is off: answers are cached by
 :class:`mailyard.dns.cache.CachingResolver`, which also caches negative answers.
 """
 
@@ -12,6 +15,7 @@ import ipaddress
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
 import dns.message
 import dns.name
 import dns.nameserver
@@ -70,7 +74,8 @@ def _negative_ttl(response: dns.message.Message | None) -> int:
 
 
 class DnsPythonResolver(BaseResolver):
-    def __init__(self, servers: list[str] | tuple[str, ...] = (), timeout: float = 5.0) -> None:
+    def __init__(self, servers: list[str] | tuple[str, ...] = (), timeout: float = 5.0,
+                 dnssec: bool = False) -> None:
         if servers:
             resolver = dns.asyncresolver.Resolver(configure=False)
             resolver.nameservers = [_nameserver(s) for s in servers]
@@ -85,7 +90,10 @@ class DnsPythonResolver(BaseResolver):
         resolver.lifetime = timeout
         several = len(resolver.nameservers) > 1
         resolver.timeout = min(timeout, _MAX_TRY_TIMEOUT) if several else timeout
-        resolver.use_edns(0, 0, 1232)  # the DNS flag day 2020 payload size
+        # 1232: the DNS flag day 2020 payload size
+        resolver.use_edns(0, dns.flags.DO if dnssec else 0, 1232)
+        if dnssec:
+            resolver.flags = dns.flags.RD | dns.flags.AD
         self._resolver = resolver
 
     async def query(self, name: str, rdtype: str) -> RecordSet:
@@ -116,9 +124,10 @@ class DnsPythonResolver(BaseResolver):
         except (dns.exception.DNSException, OSError) as exc:
             raise DnsTemporaryError(name, rdtype, f"{type(exc).__name__}: {exc}") from None
         canonical = str(answer.canonical_name).lower().rstrip(".")
+        secure = bool(answer.response.flags & dns.flags.AD)
         if answer.rrset is None:
             return RecordSet(name, rdtype, AnswerKind.NODATA, ttl=_negative_ttl(answer.response),
-                             canonical_name=canonical)
+                             canonical_name=canonical, authenticated=secure)
         records = tuple(_record_text(rdtype, rd) for rd in answer.rrset)
         ttl = int(answer.chaining_result.minimum_ttl)
-        return RecordSet(name, rdtype, AnswerKind.ANSWER, records, ttl, canonical)
+        return RecordSet(name, rdtype, AnswerKind.ANSWER, records, ttl, canonical, secure)

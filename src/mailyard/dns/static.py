@@ -12,7 +12,9 @@ MX values may also be ``(preference, host)`` pairs.  A name that is missing (and
 nothing below it) is NXDOMAIN; a name without the asked type is NODATA.  CNAMEs are
 followed as a recursive resolver would.  :meth:`StaticResolver.fail` makes a name
 answer SERVFAIL or time out, and ``queries`` records every upstream question, so
-tests can check what a cache passed through.
+tests can check what a cache passed through.  ``authenticated=True`` makes every answer
+carry the AD bit (a validating resolver's signed zone), except for names passed to
+:meth:`StaticResolver.unsigned`.
 """
 
 from __future__ import annotations
@@ -47,8 +49,10 @@ def _value_text(rdtype: str, value: Any) -> str:
 
 class StaticResolver(BaseResolver):
     def __init__(self, zones: Zones | None = None, *, ttl: int = 300,
-                 negative_ttl: int = 60) -> None:
+                 negative_ttl: int = 60, authenticated: bool = False) -> None:
         self.ttl = ttl
+        self.authenticated = authenticated
+        self._unsigned: set[str] = set()
         self.negative_ttl = negative_ttl
         self._names: dict[str, dict[str, tuple[str, ...]]] = {}
         self._failures: dict[str, str] = {}
@@ -71,6 +75,10 @@ class StaticResolver(BaseResolver):
             raise ValueError("how must be 'servfail' or 'timeout'")
         self._failures[_norm(name)] = how
 
+    def unsigned(self, name: str) -> None:
+        """Answers for ``name`` come without the AD bit."""
+        self._unsigned.add(_norm(name))
+
     def heal(self, name: str | None = None) -> None:
         if name is None:
             self._failures.clear()
@@ -92,7 +100,8 @@ class StaticResolver(BaseResolver):
                 raise DnsTemporaryError(qname, rdtype, reason)
             types = self._names.get(current, {})
             if types.get(rdtype):
-                return RecordSet(qname, rdtype, AnswerKind.ANSWER, types[rdtype], self.ttl, current)
+                return RecordSet(qname, rdtype, AnswerKind.ANSWER, types[rdtype], self.ttl, current,
+                                 self._signed(qname, current))
             cname = types.get("CNAME")
             if not cname or rdtype == "CNAME":
                 break
@@ -100,4 +109,8 @@ class StaticResolver(BaseResolver):
         else:
             raise DnsTemporaryError(qname, rdtype, "CNAME chain too long")
         kind = AnswerKind.NODATA if self._exists(current) else AnswerKind.NXDOMAIN
-        return RecordSet(qname, rdtype, kind, (), self.negative_ttl, current)
+        return RecordSet(qname, rdtype, kind, (), self.negative_ttl, current,
+                         self._signed(qname, current))
+
+    def _signed(self, *names: str) -> bool:
+        return self.authenticated and not any(n in self._unsigned for n in names)

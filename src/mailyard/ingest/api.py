@@ -14,8 +14,11 @@ known only when the last byte has been streamed to disk.  Such fields are *appen
 to the record at commit* (the queue record's ``prepend`` section, written with the
 trailer) and put in front of the content by whoever reads the message back
 (:meth:`mailyard.queue.api.WorkQueue.open_content`), so the body is never copied or
-rewritten.  A hook that needs the whole message returns its fields from
-:meth:`IngestHook.at_commit`.
+rewritten.  A hook that needs the header section returns its fields from
+:meth:`IngestHook.at_commit`; one that needs the body (DKIM signing, see
+:mod:`mailyard.dkim.hook`) is a :class:`StreamingHook`, whose
+:class:`ContentObserver` is fed the content as it is stored and returns its fields
+at commit, so the body is read once, while it streams.
 
 What ingest does, by origin (see :mod:`mailyard.ingest.pipeline`):
 
@@ -128,6 +131,27 @@ class IngestHook(Protocol):
     def at_commit(self, submission: Submission, header: bytes) -> bytes:
         """Header fields to put in front of the message, computed once the whole
         message is known (``header`` is its original header section)."""
+        ...
+
+
+class ContentObserver(Protocol):
+    """Sees one message's content exactly as it is stored (trace field and submission
+    fixes included), in pieces, then says what to prepend (a DKIM signature, whose body
+    hash is computed as the content streams by, so the body is read only once)."""
+
+    def feed(self, data: bytes) -> None: ...
+
+    async def fields(self) -> bytes:
+        """Header fields for the prepend section, at commit (may be empty).  Async, so
+        an observer may look things up (the DNS, for a check that needs keys)."""
+        ...
+
+
+class StreamingHook(Protocol):
+    """A stage that watches the content of the messages it chooses while it streams."""
+
+    def observe(self, submission: Submission) -> ContentObserver | None:
+        """An observer for this message, or None to leave it alone."""
         ...
 
 

@@ -29,8 +29,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from mailyard.config import DkimConfig
 from mailyard.envelope import Envelope
-from mailyard.ingest.api import IngestHook, IngestRefused, IngestWriter, Origin, Submission
+from mailyard.ingest.api import (
+    ContentObserver,
+    IngestHook,
+    IngestRefused,
+    IngestWriter,
+    Origin,
+    StreamingHook,
+    Submission,
+)
 from mailyard.message.headerblock import HeaderSummary, inspect_header, submission_fields
 from mailyard.message.trace import local_received, smtp_received
 from mailyard.proto.smtp.replies import REPLY_LOOP, REPLY_MESSAGE_TOO_BIG
@@ -75,13 +84,14 @@ class _Writer:
         self._ingest = ingest
         self._writer = writer
         self._header: bytes | None = None
+        self._observers = ingest.observers(submission)
         trace = ingest.trace(submission, writer.qid)
         self._held: list[bytes] | None = None
         if submission.origin in _FIXED:
             self._held = [trace]
         elif trace:
             try:
-                writer.write(trace)
+                self._out(trace)
             except BaseException:
                 writer.abort()
                 raise
@@ -89,8 +99,16 @@ class _Writer:
     def write(self, data: bytes) -> None:
         if self._held is not None:
             self._held.append(data)
+        elif self._observers:
+            self._out(data)
         else:
             self._writer.write(data)
+
+    def _out(self, data: bytes) -> None:
+        """Content on its way to the queue, seen by the observers as stored."""
+        self._writer.write(data)
+        for observer in self._observers:
+            observer.feed(data)
 
     def header(self, block: bytes, summary: HeaderSummary) -> None:
         self._header = block
@@ -98,7 +116,7 @@ class _Writer:
         if held is not None:
             held.insert(1, submission_fields(summary, self._ingest.hostname,
                                              self._ingest.clock()))
-            self._writer.write(b"".join(held))
+            self._out(b"".join(held))
 
     async def commit(self) -> str:
         if self._held is not None:  # given whole: find the header section now
@@ -107,27 +125,33 @@ class _Writer:
             block = content[:header_end(content)]
             self.header(block, inspect_header(block))
         prepend = self._ingest.at_commit(self.submission, self._header or b"")
+        if self._observers:
+            prepend += b"".join([await observer.fields() for observer in self._observers])
         if prepend:
             return await self._writer.commit(prepend=prepend)
         return await self._writer.commit()
 
     def abort(self) -> None:
         self._held = None
+        self._observers = ()
         self._writer.abort()
 
 
 class QueueIngest:
     """Ingest over the queue's writer.  ``max_message_size`` and ``max_received`` are
-    the limits for messages given whole (0: none); ``hooks`` run at every commit."""
+    the limits for messages given whole (0: none); ``hooks`` run at every commit;
+    ``streaming_hooks`` may watch a message's content while it streams."""
 
     def __init__(self, queue: QueueWriterLike, hostname: str, *, max_message_size: int = 0,
                  max_received: int = 0, hooks: Sequence[IngestHook] = (),
+                 streaming_hooks: Sequence[StreamingHook] = (),
                  clock: Callable[[], float] = time.time) -> None:
         self._queue = queue
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_received = max_received
         self._hooks = tuple(hooks)
+        self._streaming = tuple(streaming_hooks)
         self.clock = clock
 
     def open(self, submission: Submission) -> IngestWriter:
@@ -171,6 +195,10 @@ class QueueIngest:
                                   now=self.clock())
         return b""
 
+    def observers(self, submission: Submission) -> tuple[ContentObserver, ...]:
+        found = (hook.observe(submission) for hook in self._streaming)
+        return tuple(o for o in found if o is not None)
+
     def at_commit(self, submission: Submission, header: bytes) -> bytes:
         return b"".join(hook.at_commit(submission, header) for hook in self._hooks)
 
@@ -192,9 +220,20 @@ class _Settings(Protocol):
     @property
     def smtpd(self) -> _Limits: ...
 
+    @property
+    def data_dir(self) -> str: ...
+
+    @property
+    def dkim(self) -> DkimConfig: ...
+
 
 def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
     """Ingest over ``queue`` with the configured limits (``smtpd.max_message_size``,
-    ``smtpd.max_received_headers``), as every producer uses it."""
+    ``smtpd.max_received_headers``) and DKIM signing (``[dkim]``), as every producer
+    uses it."""
+    from mailyard.dkim.hook import signing_for
+
+    streaming = [signing_for(config.dkim, config.data_dir)] if config.dkim.enabled else []
     return QueueIngest(queue, config.hostname, max_message_size=config.smtpd.max_message_size,
-                       max_received=config.smtpd.max_received_headers)
+                       max_received=config.smtpd.max_received_headers,
+                       streaming_hooks=streaming)

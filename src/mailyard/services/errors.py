@@ -63,6 +63,10 @@ CODES: dict[str, type[ServiceError]] = {
     "alias_diverts_user": Conflict,
     "no_such_alias": NotFound,
     "no_such_target": NotFound,
+    # DKIM keys
+    "invalid_algorithm": InvalidInput,
+    "no_pending_key": Conflict,
+    "dkim_key_error": StorageFailure,
     # mailboxes
     "mailbox_error": StorageFailure,
     # anything the directory reports without a code of its own

@@ -76,11 +76,30 @@ def _open_and_read(path: str, data_dir: str) -> str:
         d.close()
 
 
+def _child(path: str, data_dir: str, out: multiprocessing.SimpleQueue[str]) -> None:
+    try:
+        out.put(_open_and_read(path, data_dir))
+    except Exception as exc:  # reported to the parent, which fails the test
+        out.put(f"error: {exc}")
+
+
 def test_processes_upgrading_at_once_apply_the_migration_once(tmp_path: Path) -> None:
+    """Four processes open a version-1 database at once (plain forked processes, each
+    joined with a deadline and killed past it: a Pool's workers can outlive a test)."""
     path = tmp_path / "directory.db"
     version_1_database(path)
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        got = pool.starmap(_open_and_read, [(str(path), str(tmp_path))] * 4)
+    ctx = multiprocessing.get_context("fork")
+    out: multiprocessing.SimpleQueue[str] = ctx.SimpleQueue()
+    procs = [ctx.Process(target=_child, args=(str(path), str(tmp_path), out))
+             for _ in range(4)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+    got = [out.get() for _ in range(sum(1 for p in procs if p.exitcode == 0))]
     assert got == ["old@example.test"] * 4
 
 

@@ -211,3 +211,26 @@ def test_server_runs_as_a_module(tmp_path):
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_dnssec_resolver_reports_the_ad_bit() -> None:
+    """RFC 4035 3.2.3 / RFC 6840 5.7: with dnssec the query asks for validation and
+    the answer's AD bit becomes RecordSet.authenticated; without, nothing is trusted."""
+    signed = DnsTestServer({"_25._tcp.mx.example.org": {"TLSA": ["3 1 1 " + "ab" * 32]},
+                            "plain.example.org": {"A": ["127.0.0.30"]}},
+                           authenticated=True).start()
+    signed.unsigned.add("plain.example.org")
+    try:
+        async def go() -> tuple[bool, bool, bool, str]:
+            validating = DnsPythonResolver([signed.server_spec], 2.0, dnssec=True)
+            tlsa = await validating.query("_25._tcp.mx.example.org", "TLSA")
+            plain = await validating.query("plain.example.org", "A")
+            ordinary = DnsPythonResolver([signed.server_spec], 2.0)
+            unasked = await ordinary.query("_25._tcp.mx.example.org", "TLSA")
+            return tlsa.authenticated, plain.authenticated, unasked.authenticated, \
+                tlsa.records[0]
+        secure, plain, unasked, record = asyncio.run(go())
+    finally:
+        signed.stop()
+    assert secure and not plain and not unasked
+    assert record == "3 1 1 " + "ab" * 32

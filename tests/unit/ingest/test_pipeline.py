@@ -157,3 +157,33 @@ def test_header_end() -> None:
     assert header_end(b"A: b\r\n\r\nbody") == 6
     assert header_end(b"\r\nbody") == 0
     assert header_end(b"A: b\r\n") == 6
+
+
+class Recorder:
+    """A streaming hook that keeps what it is shown, for the submissions it wants."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    def observe(self, submission: Submission) -> Recorder | None:
+        return self if submission.origin is not Origin.DSN else None
+
+    def feed(self, data: bytes) -> None:
+        self.seen.append(data)
+
+    async def fields(self) -> bytes:
+        return b"X-Seen: %d\r\n" % len(b"".join(self.seen))
+
+
+def test_streaming_hook_sees_the_content_as_stored() -> None:
+    queue = MemoryQueue()
+    recorder = Recorder()
+    ingest = QueueIngest(queue, "mx.test", streaming_hooks=[recorder])
+    qid = stream(ingest, smtp(Origin.SUBMISSION), [HEADER, b"\r\n", b"body\r\n"], HEADER)
+    _envelope, content, prepend = queue.messages[qid]
+    assert b"".join(recorder.seen) == content  # trace field and fixes included
+    assert b"Message-ID:" in content
+    assert prepend == b"X-Seen: %d\r\n" % len(content)
+    recorder.seen.clear()
+    qid = asyncio.run(ingest.submit(Submission(Origin.DSN, ENVELOPE), HEADER + b"\r\nb\r\n"))
+    assert recorder.seen == [] and queue.messages[qid][2] == b""

@@ -108,6 +108,7 @@ REPLY_LOCAL_DELIVERY_ERROR = Reply(451, "4.3.0", "Local delivery failed: {error}
 REPLY_DNS_TEMP_FAILURE = Reply(451, "4.4.3", "Temporary DNS failure looking up {domain}: {reason}")
 REPLY_NO_MX_ADDRESS = Reply(451, "4.4.4", "No address found for any mail exchanger of {domain}")
 REPLY_NO_SECURE_MX = Reply(451, "4.7.5", "No MX host of {domain} is inside that domain, as TLS level secure requires")
+REPLY_TLS_POLICY_NO_HOP = Reply(451, "4.7.5", "No MX host of {domain} can be used under its {policy} policy: {reason}")
 REPLY_NEXTHOP_UNRESOLVED = Reply(451, "4.4.4", "Cannot resolve next hop {host} for {domain}")
 REPLY_DESTINATION_BUSY = Reply(451, "4.4.5", "More than {share} messages for {domain} in progress; waiting for a turn")
 REPLY_MESSAGE_EXPIRED = Reply(451, "4.4.7", "Message expired: not delivered within {lifetime}; last error: {last}")
@@ -182,3 +183,6 @@ REPLY_REMOTE_NO_HOPS = Reply(451, "4.4.0", "No next hop to deliver to")
 # --- SMTP server (smtpd) --------------------------------------------------------
 REPLY_INTERNAL_ERROR = Reply(421, "4.3.0", "Internal error, closing connection")
 REPLY_NOT_SMTP = Reply(421, "4.7.0", "This is an SMTP server, closing connection")
+
+# --- sender authentication (RFC 7489 DMARC) --------------------------------------
+REPLY_DMARC_REJECT = Reply(550, "5.7.1", "Message rejected: the DMARC policy of {domain} asks to reject mail that fails authentication")

@@ -1,0 +1,147 @@
+"""DKIM signing (RFC 6376 5, RFC 8463).
+
+A :class:`Signer` holds one key (domain, selector, loaded private key) and the
+choices of what to sign; :meth:`Signer.field` turns a header section and the body
+hash into a complete ``DKIM-Signature:`` field.  The body hash comes from a
+:class:`~mailyard.dkim.canon.BodyHasher` fed while the message streams, shared by the
+signers of a message that use the same body canonicalization (an RSA and an Ed25519
+signature hash the body once).
+
+Header selection (5.4): each configured name is signed as many times as it occurs;
+the names in ``oversign`` get one more entry, so a verifier hashes an empty string
+for it and a field of that name added later breaks the signature (8.15: a second
+From must not slip in).  No ``l=`` is ever written: a body length limit lets anyone
+append to the message (8.2).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import ed25519
+
+from mailyard.dkim.canon import BodyHasher, Canon, HeaderField, split_header
+from mailyard.dkim.crypto import PrivateKey, signing_function
+from mailyard.dkim.verify import signed_header_data
+
+__all__ = ["DEFAULT_HEADERS", "DEFAULT_OVERSIGN", "Signer", "sign_message"]
+
+# RFC 6376 5.4.1's list of fields that should be signed, plus the list headers.
+DEFAULT_HEADERS = (
+    "From", "Reply-To", "Subject", "Date", "To", "Cc", "Resent-Date", "Resent-From",
+    "Resent-To", "Resent-Cc", "In-Reply-To", "References", "List-Id", "List-Help",
+    "List-Unsubscribe", "List-Unsubscribe-Post", "List-Subscribe", "List-Post",
+    "List-Owner", "List-Archive", "Message-ID", "Sender", "MIME-Version", "Content-Type",
+    "Content-Transfer-Encoding",
+)
+DEFAULT_OVERSIGN = ("From",)
+_FOLD = 76
+
+
+@dataclass(frozen=True)
+class Signer:
+    domain: str
+    selector: str
+    key: PrivateKey
+    headers: Sequence[str] = DEFAULT_HEADERS
+    oversign: Sequence[str] = DEFAULT_OVERSIGN
+    header_canon: Canon = Canon.RELAXED
+    body_canon: Canon = Canon.RELAXED
+    expiry: int = 0  # seconds until x=; 0 for none
+    # (name as written in h=, lower-case name, extra entries): computed once
+    _plan: tuple[tuple[str, bytes, int], ...] = field(init=False, repr=False, compare=False)
+    _prefix: str = field(init=False, repr=False, compare=False)  # the fixed tags
+    _sign: Callable[[bytes], bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_plan", _plan(self.headers, self.oversign))
+        object.__setattr__(self, "_prefix", (
+            f"DKIM-Signature: v=1; a={self.algorithm}; c={self.header_canon.value}/"
+            f"{self.body_canon.value};\r\n\td={self.domain}; s={self.selector};\r\n\t"))
+        object.__setattr__(self, "_sign", signing_function(self.key))
+
+    @property
+    def algorithm(self) -> str:
+        if isinstance(self.key, ed25519.Ed25519PrivateKey):
+            return "ed25519-sha256"
+        return "rsa-sha256"
+
+    def names_to_sign(self, fields: Sequence[HeaderField]) -> tuple[list[str], list[bytes]]:
+        """The h= names (as configured, and lower case) for a header's fields."""
+        present = Counter(f.name for f in fields)
+        names: list[str] = []
+        lows: list[bytes] = []
+        for name, low, extra in self._plan:
+            count = present.get(low, 0) + extra
+            if count:
+                names += [name] * count
+                lows += [low] * count
+        return names, lows
+
+    def field(self, header: bytes, body_hash: bytes, now: float) -> bytes:
+        """The ``DKIM-Signature:`` field (folded, ending with CRLF) to put on top of
+        the message whose header section is ``header``."""
+        fields = split_header(header)
+        names, lows = self.names_to_sign(fields)
+        stamp = int(now)
+        expires = f" x={stamp + self.expiry};" if self.expiry else ""
+        unsigned = (f"{self._prefix}t={stamp};{expires}\r\n\t{fold_list('h=', names)};\r\n\t"
+                    f"bh={base64.b64encode(body_hash).decode('ascii')};\r\n\tb=").encode("ascii")
+        data = signed_header_data(fields, lows, self.header_canon, unsigned, b_empty=True)
+        signature = base64.b64encode(self._sign(data))
+        return unsigned + _fold_base64(signature, 3)
+
+
+def _plan(headers: Sequence[str], oversign: Sequence[str]) -> tuple[tuple[str, bytes, int], ...]:
+    """Each configured name once, From first if it was left out (RFC 6376 5.4: From is
+    always signed), with one extra entry for the oversigned names."""
+    extra = {o.lower() for o in oversign}
+    plan: list[tuple[str, bytes, int]] = []
+    seen: set[str] = set()
+    for name in headers:
+        low = name.lower()
+        if low not in seen:
+            seen.add(low)
+            plan.append((name, low.encode("ascii"), 1 if low in extra else 0))
+    if "from" not in seen:
+        plan.insert(0, ("From", b"from", 1))
+    return tuple(plan)
+
+
+def fold_list(tag: str, names: list[str]) -> str:
+    text, line = tag, len(tag)
+    for i, name in enumerate(names):
+        sep = ":" if i else ""
+        if line + len(name) + 1 > _FOLD - 8:
+            text += sep + "\r\n\t"
+            line = 1
+            sep = ""
+        text += sep + name
+        line += len(sep) + len(name)
+    return text
+
+
+def _fold_base64(data: bytes, col: int) -> bytes:
+    first = max(_FOLD - col, 8)
+    parts = [data[:first]]
+    parts.extend(data[i:i + _FOLD - 1] for i in range(first, len(data), _FOLD - 1))
+    return b"\r\n\t".join(p for p in parts if p) + b"\r\n"
+
+
+def sign_message(message: bytes, signers: Sequence[Signer], now: float) -> bytes:
+    """The signature fields for a whole message (CRLF line ends), one per signer."""
+    end = message.find(b"\r\n\r\n")
+    header, body = (message, b"") if end < 0 else (message[:end + 2], message[end + 4:])
+    hashes: dict[Canon, bytes] = {}
+    out = []
+    for signer in signers:
+        digest = hashes.get(signer.body_canon)
+        if digest is None:
+            hasher = BodyHasher(signer.body_canon)
+            hasher.update(body)
+            digest = hashes[signer.body_canon] = hasher.digest()
+        out.append(signer.field(header, digest, now))
+    return b"".join(out)

@@ -1,0 +1,48 @@
+"""Tag lists (RFC 6376 3.2): ``tag=value; tag=value``, shared by the DKIM-Signature
+field and the key record.
+
+Parsing is strict where the RFC is (a tag twice is an error, a tag name is ALPHA then
+ALNUM or ``_``) and lenient where it lets us be (folding whitespace around tags and
+values, a trailing ``;``).  Errors are a :class:`TagListError`, which callers turn
+into a ``permerror`` result, never let through.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["TagListError", "parse_tag_list"]
+
+_TAG_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9_]*\Z")
+_FWS = b" \t\r\n"
+# tag-value: VALCHAR (%x21-3A / %x3C-7E) runs separated by folding whitespace.
+_BAD_VALUE = re.compile(rb"[^\x21-\x3a\x3c-\x7e \t\r\n]")
+
+
+class TagListError(ValueError):
+    """The text is not a valid tag list."""
+
+
+def parse_tag_list(text: bytes) -> dict[str, bytes]:
+    """``{tag: value}`` with surrounding folding whitespace removed from both."""
+    tags: dict[str, bytes] = {}
+    for item in text.split(b";"):
+        if not item.strip(_FWS):
+            continue  # an empty item: only the last may be, but senders are sloppy
+        name, eq, value = item.partition(b"=")
+        name = name.strip(_FWS)
+        if not eq or not _TAG_NAME.match(name):
+            raise TagListError(f"bad tag {name[:40]!r}")
+        key = name.decode("ascii")
+        if key in tags:
+            raise TagListError(f"tag {key}= appears twice")
+        value = value.strip(_FWS)
+        if _BAD_VALUE.search(value):
+            raise TagListError(f"bad character in the value of {key}=")
+        tags[key] = value
+    return tags
+
+
+def strip_fws(value: bytes) -> bytes:
+    """A value with all folding whitespace removed (base64 values: b=, bh=, p=)."""
+    return value.translate(None, _FWS)
