@@ -64,7 +64,8 @@ class MailyardServer:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.ports = {"smtp": free_port(), "submission": free_port(),
-                      "submissions": free_port(), "pop3": free_port(), "pop3s": free_port()}
+                      "submissions": free_port(), "pop3": free_port(), "pop3s": free_port(),
+                      "imap": free_port(), "imaps": free_port()}
         self.data_dir = self.root / "data"
         cfg: dict[str, Any] = {
             "hostname": hostname,

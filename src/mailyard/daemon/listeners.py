@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from mailyard.config import Config, parse_hostport
 
-KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s", "http", "https")
+KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http",
+         "https")
 HTTP_KINDS = ("http", "https")  # served by the HTTP workers, the rest by the SMTP workers
 
 
