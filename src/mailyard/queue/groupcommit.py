@@ -70,6 +70,7 @@ class GroupCommit(Generic[T]):
         self._ready: list[PendingCommit[T]] = []  # renamed, waiting for a sync stage
         self._threads: list[threading.Thread] = []
         self._idle = 0  # commit threads asleep and not yet woken
+        self._running = 0  # file stages under way in the commit threads
         self._syncing = False
         self._closed = False
         self.batches = 0  # for tests and benchmarks: how many sync stages ran
@@ -122,29 +123,42 @@ class GroupCommit(Generic[T]):
                     self._idle += 1
                     self._cond.wait()
                 pending = self._waiting.popleft()
-            self._file_stage(pending)
+                self._running += 1
+            self._file_stage(pending, counted=True)
 
-    def _file_stage(self, pending: PendingCommit[T]) -> None:
+    def _file_stage(self, pending: PendingCommit[T], counted: bool = False) -> None:
+        failed: BaseException | None = None
         try:
             pending.finish_file()
         except BaseException as exc:  # answered to the committing coroutine, which raises it
-            _answer([pending], exc)
-            return
+            failed = exc
         with self._cond:
-            self._ready.append(pending)
-            if self._syncing:
-                return  # the running sync stage takes it next
-            self._syncing = True
-        self._sync_ready()
+            self._running -= counted
+            if failed is None:
+                self._ready.append(pending)
+            # Otherwise the running sync stage, or a file stage under way, takes it.
+            sync_now = not self._syncing and self._batch_due()
+            self._syncing = self._syncing or sync_now
+        if failed is not None:
+            _answer([pending], failed)
+        if sync_now:
+            self._sync_ready()
+
+    def _batch_due(self) -> bool:
+        """Whether the ready commits should be synced now rather than after the file
+        stages under way (which end within one flush and join the batch); a full batch
+        goes at once, so a steady stream cannot hold a commit up for longer."""
+        return bool(self._ready) and (not self._running
+                                      or len(self._ready) >= self._max_threads)
 
     def _sync_ready(self) -> None:
-        """Sync stages until nothing is ready (only one thread at a time runs this)."""
+        """Sync stages while a batch is due (only one thread at a time runs this)."""
         while True:
             with self._cond:
-                batch, self._ready = self._ready, []
-                if not batch:
+                if not self._batch_due():
                     self._syncing = False
                     return
+                batch, self._ready = self._ready, []
             self.batches += 1
             error: BaseException | None = None
             try:

@@ -196,3 +196,59 @@ def test_close_finishes_what_was_submitted(recorder: Recorder) -> None:
     asyncio.run(main())
     files.shutdown()
     assert sorted(n for batch in recorder.batches for n in batch) == list(range(10))
+
+
+def test_a_ready_commit_waits_for_file_stages_under_way(
+        group: GroupCommit[int], recorder: Recorder) -> None:
+    """Commits 0 and 1 finish their file stages while 2's is still under way: one batch
+    holds all three (one directory fsync instead of two or three)."""
+    started = threading.Barrier(3, timeout=WAIT)
+    two_may_finish = threading.Event()
+
+    def first_two() -> None:
+        started.wait()
+
+    def third() -> None:
+        started.wait()
+        assert two_may_finish.wait(WAIT)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        futures = [group.submit(0, recorder.file_stage(0, first_two)),
+                   group.submit(1, recorder.file_stage(1, first_two)),
+                   group.submit(2, recorder.file_stage(2, third))]
+        while sum(e[0] == "file-done" for e in recorder.events) < 2:
+            await loop.run_in_executor(None, threading.Event().wait, 0.001)
+        two_may_finish.set()
+        await asyncio.gather(*futures)
+
+    asyncio.run(main())
+    assert [sorted(b) for b in recorder.batches] == [[0, 1, 2]]
+
+
+def test_a_full_batch_does_not_wait_for_a_file_stage_under_way(
+        recorder: Recorder) -> None:
+    """Three commit threads, one file stage held up: as soon as three other commits
+    are ready (a full batch) they are synced and answered."""
+    files = ThreadPoolExecutor(1)
+    group: GroupCommit[int] = GroupCommit(files, recorder.sync, threads=3)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        held.set()
+        assert release.wait(WAIT)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        slow = group.submit(0, recorder.file_stage(0, hold))
+        assert await loop.run_in_executor(None, held.wait, WAIT)
+        await asyncio.gather(*(group.submit(n, recorder.file_stage(n)) for n in (1, 2, 3)))
+        assert not slow.done()
+        release.set()
+        await slow
+
+    asyncio.run(main())
+    files.shutdown()
+    group.close()
+    assert 0 not in recorder.batches[0] and sorted(recorder.batches[-1]) == [0]
