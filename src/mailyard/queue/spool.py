@@ -72,7 +72,8 @@ from mailyard.queue.record import open_content
 from mailyard.queue.sweep import SweepReport, purge_tombstones, sweep
 from mailyard.queue.writer import SpoolWriter, storage_error
 
-COMMIT_THREADS = 4  # file stages run at once: small messages', and large ones' (on disk)
+COMMIT_THREADS = 2  # file stages of small messages run at once (see groupcommit)
+FLUSH_THREADS = 4  # file stages of large messages (already on disk) flushed at once
 PURGE_INTERVAL = 5.0  # seconds between tombstone purges in claim_due
 MAX_UNLINKED = 100_000  # removed files remembered for the purge (beyond: unlinked twice)
 
@@ -97,8 +98,7 @@ class _ProcessResources:
             self._commit_index = QueueIndex(self.layout.index_path)
             self._dir_fd = os.open(self.layout.msg_dir,
                                    os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._files = ThreadPoolExecutor(self.commit_threads,
-                                             thread_name_prefix="spool-write")
+            self._files = ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="spool-write")
             self._group = GroupCommit(self._files, self._sync_batch,
                                       threads=self.commit_threads)
         return self._group
