@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from mailyard.cli import accounts, check, feedback, init, queue, report, send, serve
+from mailyard.cli import (
+    accounts,
+    apikey,
+    check,
+    contacts,
+    feedback,
+    init,
+    queue,
+    report,
+    send,
+    serve,
+)
 
 REGISTER = [
     init.register,
@@ -10,6 +21,8 @@ REGISTER = [
     accounts.register,
     queue.register,
     send.register,
+    contacts.register,
+    apikey.register,
     report.register,
     check.register,
     feedback.register,  # joins the `check` group check.register made

@@ -54,6 +54,10 @@ class ListenerKind(enum.StrEnum):
     SUBMISSIONS = "submissions"  # port 465, implicit TLS
     POP3 = "pop3"  # port 110, STLS
     POP3S = "pop3s"  # port 995, implicit TLS
+    IMAP = "imap"  # port 143, STARTTLS
+    IMAPS = "imaps"  # port 993, implicit TLS
+    HTTP = "http"  # the HTTP service (JSON API, public pages)
+    HTTPS = "https"  # the same over TLS
 
 
 class BareLineEndings(enum.StrEnum):
@@ -90,6 +94,8 @@ def _allowed(tp: type[enum.StrEnum]) -> str:
 __all__ = [
     "AuthConfig",
     "BareLineEndings",
+    "BulkConfig",
+    "HttpConfig",
     "ListenerKind",
     "LogFormat",
     "LogLevel",
@@ -103,6 +109,7 @@ __all__ = [
     "DeliveryConfig",
     "DeliveryPool",
     "DkimConfig",
+    "ImapConfig",
     "ListenConfig",
     "LogConfig",
     "MailboxConfig",
@@ -172,6 +179,10 @@ class ListenConfig:
     submissions: tuple[str, ...] = ()
     pop3: tuple[str, ...] = ()
     pop3s: tuple[str, ...] = ()
+    imap: tuple[str, ...] = ()
+    imaps: tuple[str, ...] = ()
+    http: tuple[str, ...] = ()
+    https: tuple[str, ...] = ()
 
     def validate(self, key: str) -> None:
         for kind in ListenerKind:
@@ -294,6 +305,42 @@ class Pop3Config:
                      "command_timeout", "tls_handshake_timeout", "max_session_time"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{key}.{name}", "must be positive")
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    """The IMAP listeners (``listen.imap``, ``listen.imaps``; mailyard.imapd).  The
+    AUTH guard's limits are the ``smtpd.auth_*`` keys: one guard for every protocol."""
+
+    # LOGIN and AUTHENTICATE before STARTTLS: off (RFC 9051 6.2.3, RFC 8314).
+    allow_plaintext_login: bool = False
+    max_connections: int = 2000  # per worker process
+    max_connections_per_ip: int = 50  # per worker process (clients open several)
+    # Seconds a connection may stay unauthenticated.
+    login_timeout: float = 60.0
+    # Seconds without a command (IDLE included) before an authenticated session is
+    # closed; RFC 9051 5.4 asks for at least 30 minutes.
+    idle_timeout: float = 1800.0
+    # Seconds the server may spend on one command (a FETCH to a client that stops
+    # reading).
+    command_timeout: float = 300.0
+    tls_handshake_timeout: float = 10.0
+    max_line: int = 65_536  # octets of one command line (RFC 7162 4: at least 8192)
+    max_literal: int = 65_536  # one literal in a command other than APPEND
+    max_literal_unauthenticated: int = 4_096  # one literal before login
+    appendlimit: int = 52_428_800  # APPEND message size (APPENDLIMIT, RFC 7889)
+    search_time_budget: float = 10.0  # seconds one SEARCH/SORT/THREAD may run
+    poll_interval: float = 0.25  # seconds between checks of a selected mailbox
+
+    def validate(self, key: str) -> None:
+        for name in ("max_connections", "max_connections_per_ip", "login_timeout",
+                     "idle_timeout", "command_timeout", "tls_handshake_timeout",
+                     "max_line", "max_literal", "max_literal_unauthenticated",
+                     "appendlimit", "search_time_budget", "poll_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{key}.{name}", "must be positive")
+        if self.max_line < 8192:
+            raise ConfigError(f"{key}.max_line", "must be at least 8192 (RFC 7162 4)")
 
 
 def _validate_outbound_tls(key: str, level_key: str, level: TlsLevel, ca_key: str,
@@ -502,6 +549,47 @@ class MetricsConfig:
                 parse_hostport(self.listen)
             except ValueError as exc:
                 raise ConfigError(f"{key}.listen", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP service (``listen.http``/``listen.https``; mailyard.http)."""
+
+    # The base URL people and mail clients reach the service at: confirmation (and
+    # later unsubscribe and tracking) links start with it.  "": the first HTTPS
+    # listener, else the first HTTP one.
+    public_url: str = ""
+    workers: int = 1
+    max_body_size: int = 1_048_576  # bytes of a request body; more: 413
+    max_import_size: int = 104_857_600  # bytes of an import body (POST .../import)
+    # Public subscribe form: attempts per client address (IPv6 by /64) per window,
+    # counted per HTTP worker process.
+    subscribe_rate: int = 10
+    subscribe_window: float = 3600.0
+
+    def validate(self, key: str) -> None:
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.public_url", "must start with http:// or https://")
+        for name in ("workers", "max_body_size", "max_import_size", "subscribe_rate",
+                     "subscribe_window"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{key}.{name}", "must be positive")
+
+
+@dataclass(frozen=True)
+class BulkConfig:
+    """Contacts and lists (mailyard.bulk)."""
+
+    # From: and envelope sender of confirmation mail; "": postmaster@ the first local
+    # domain (else the host name).
+    sender: str = ""
+    confirm_ttl: float = 7 * 86400.0  # seconds a double opt-in link stays valid
+
+    def validate(self, key: str) -> None:
+        if self.sender and ("@" not in self.sender or any(c in self.sender for c in " \r\n<>")):
+            raise ConfigError(f"{key}.sender", "must be an address (local@domain)")
+        if self.confirm_ttl <= 0:
+            raise ConfigError(f"{key}.confirm_ttl", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -756,10 +844,13 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     smtpd: SmtpdConfig = field(default_factory=SmtpdConfig)
     pop3: Pop3Config = field(default_factory=Pop3Config)
+    imap: ImapConfig = field(default_factory=ImapConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    bulk: BulkConfig = field(default_factory=BulkConfig)
     dmarc: DmarcConfig = field(default_factory=DmarcConfig)
     auth_results: AuthResultsConfig = field(default_factory=AuthResultsConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
@@ -937,13 +1028,17 @@ def default_listen() -> ListenConfig:
     """The embedded default's listeners: 127.0.0.1 only; the standard ports as root,
     unprivileged ones otherwise."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    ports = (25, 587, 465, 110, 995) if root else (2525, 5587, 5465, 5110, 5995)
+    ports = (25, 587, 465, 110, 995, 143, 993) if root \
+        else (2525, 5587, 5465, 5110, 5995, 5143, 5993)
     return ListenConfig(
         smtp=(f"127.0.0.1:{ports[0]}",),
         submission=(f"127.0.0.1:{ports[1]}",),
         submissions=(f"127.0.0.1:{ports[2]}",),
         pop3=(f"127.0.0.1:{ports[3]}",),
         pop3s=(f"127.0.0.1:{ports[4]}",),
+        imap=(f"127.0.0.1:{ports[5]}",),
+        imaps=(f"127.0.0.1:{ports[6]}",),
+        http=("127.0.0.1:8025",),  # unprivileged even as root: a web port is not standard
     )
 
 
