@@ -212,3 +212,16 @@ def test_check_without_an_answer_is_unknown(run: Cli, dns: DnsTestServer) -> Non
     code, out, _ = run("domain", "check", DOMAIN, "--dns", dns.server_spec, "--json")
     dmarc = next(r for r in json.loads(out)["records"] if r["kind"] == "dmarc")
     assert code == 1 and dmarc["status"] == "unknown"
+
+
+def test_client_services_follow_the_listeners() -> None:
+    """One RFC 6186 service per client listener kind, on its first listener's port."""
+    from mailyard.config import Config, ListenConfig
+    from mailyard.dnsrecords import ClientService
+    from mailyard.services.domains import client_services
+
+    config = Config(hostname="mx.example.test", listen=ListenConfig(
+        smtp=("0.0.0.0:25",), imaps=("0.0.0.0:993", "[::]:993"), imap=("127.0.0.1:1143",),
+        pop3=("0.0.0.0:110",)))
+    assert sorted(client_services(config), key=lambda s: s.service) == [
+        ClientService("imap", 1143), ClientService("imaps", 993), ClientService("pop3", 110)]
