@@ -29,10 +29,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from mailyard.config import DkimConfig
+from mailyard.config import AuthResultsConfig, DeliveryConfig, DkimConfig, DmarcConfig
 from mailyard.envelope import Envelope
 from mailyard.ingest.api import (
     ContentObserver,
+    HeaderRewrite,
     IngestHook,
     IngestRefused,
     IngestWriter,
@@ -87,7 +88,9 @@ class _Writer:
         self._observers = ingest.observers(submission)
         trace = ingest.trace(submission, writer.qid)
         self._held: list[bytes] | None = None
-        if submission.origin in _FIXED:
+        self._rewrite = ingest.rewrite if ingest.rewrite is not None and \
+            ingest.rewrite.applies(submission) else None
+        if submission.origin in _FIXED or self._rewrite is not None:
             self._held = [trace]
         elif trace:
             try:
@@ -114,8 +117,14 @@ class _Writer:
         self._header = block
         held, self._held = self._held, None
         if held is not None:
-            held.insert(1, submission_fields(summary, self._ingest.hostname,
-                                             self._ingest.clock()))
+            if self._rewrite is not None:
+                content = b"".join(held[1:])
+                if content.startswith(block):
+                    content = self._rewrite.rewrite(self.submission, block) + content[len(block):]
+                held[1:] = [content]
+            if self.submission.origin in _FIXED:
+                held.insert(1, submission_fields(summary, self._ingest.hostname,
+                                                 self._ingest.clock()))
             self._out(b"".join(held))
 
     async def commit(self) -> str:
@@ -140,11 +149,13 @@ class _Writer:
 class QueueIngest:
     """Ingest over the queue's writer.  ``max_message_size`` and ``max_received`` are
     the limits for messages given whole (0: none); ``hooks`` run at every commit;
-    ``streaming_hooks`` may watch a message's content while it streams."""
+    ``streaming_hooks`` may watch a message's content while it streams; ``rewrite``
+    removes fields only we may write from the header sections it applies to."""
 
     def __init__(self, queue: QueueWriterLike, hostname: str, *, max_message_size: int = 0,
                  max_received: int = 0, hooks: Sequence[IngestHook] = (),
                  streaming_hooks: Sequence[StreamingHook] = (),
+                 rewrite: HeaderRewrite | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self._queue = queue
         self.hostname = hostname
@@ -152,6 +163,7 @@ class QueueIngest:
         self.max_received = max_received
         self._hooks = tuple(hooks)
         self._streaming = tuple(streaming_hooks)
+        self.rewrite = rewrite
         self.clock = clock
 
     def open(self, submission: Submission) -> IngestWriter:
@@ -226,14 +238,30 @@ class _Settings(Protocol):
     @property
     def dkim(self) -> DkimConfig: ...
 
+    @property
+    def dmarc(self) -> DmarcConfig: ...
+
+    @property
+    def auth_results(self) -> AuthResultsConfig: ...
+
+    @property
+    def delivery(self) -> DeliveryConfig: ...
+
 
 def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
     """Ingest over ``queue`` with the configured limits (``smtpd.max_message_size``,
-    ``smtpd.max_received_headers``) and DKIM signing (``[dkim]``), as every producer
-    uses it."""
+    ``smtpd.max_received_headers``), DKIM signing (``[dkim]``), the inbound checks
+    (``[dkim] verify``, ``[dmarc]``, ``[auth_results]``) and the removal of fields only
+    we may write, as every producer uses it."""
     from mailyard.dkim.hook import signing_for
+    from mailyard.senderauth.hook import OwnFields, inbound_checks_for
 
-    streaming = [signing_for(config.dkim, config.data_dir)] if config.dkim.enabled else []
+    streaming: list[StreamingHook] = []
+    if config.dkim.enabled:
+        streaming.append(signing_for(config.dkim, config.data_dir))
+    if config.dkim.verify or config.dmarc.enabled:
+        streaming.append(inbound_checks_for(config))
     return QueueIngest(queue, config.hostname, max_message_size=config.smtpd.max_message_size,
                        max_received=config.smtpd.max_received_headers,
-                       streaming_hooks=streaming)
+                       streaming_hooks=streaming,
+                       rewrite=OwnFields((config.auth_results.authserv_id,)))

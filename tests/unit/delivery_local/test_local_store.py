@@ -35,18 +35,23 @@ class MemoryMailbox(Mailbox):
     def __init__(self, address: str) -> None:
         self.address = address
         self.messages: dict[str, bytes] = {}
+        self.folder_of: dict[str, str] = {}
 
     def deliver(self, source: BinaryIO | Iterable[bytes], *, prefix: bytes = b"",
-                key: str) -> StoredMessage:
+                key: str, folder: str = INBOX) -> StoredMessage:
         data = prefix + (source.read() if hasattr(source, "read") else b"".join(source))
         self.messages[key] = data
-        return StoredMessage(INBOX, key, len(data), None)
+        self.folder_of[key] = folder
+        return StoredMessage(folder, key, len(data), None)
 
-    def find(self, *keys: str) -> StoredMessage | None:
+    def find(self, *keys: str, folder: str = INBOX) -> StoredMessage | None:
         for k in keys:
-            if k in self.messages:
-                return StoredMessage(INBOX, k, len(self.messages[k]), None)
+            if k in self.messages and self.folder_of.get(k, INBOX) == folder:
+                return StoredMessage(folder, k, len(self.messages[k]), None)
         return None
+
+    def special_folder(self, use: str) -> str | None:
+        return "Junk" if use == "\\Junk" else None
 
     def folders(self) -> list[str]:
         return [INBOX]
