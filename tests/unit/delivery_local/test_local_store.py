@@ -125,6 +125,21 @@ def test_delivers_through_the_injected_store(config: Config, directory: SqliteDi
     assert not (tmp_path / "mail").exists()  # no second path to the disk
 
 
+def test_junk_instruction_files_the_copy_in_the_junk_folder(
+        config: Config, directory: SqliteDirectory) -> None:
+    store = MemoryStore()
+    agent = LocalDeliveryAgent(config, directory, store=store)
+    entry = entry_for("alice@example.test")
+    marked = b"X-Mailyard-Folder: Junk\r\n" + MESSAGE
+    result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(marked))
+    assert result.status is AttemptStatus.DELIVERED
+    assert store.boxes["alice@example.test"].folder_of == {"Q1.alice@example.test": "Junk"}
+    # A retry finds the copy in Junk and does not deliver a second one.
+    again = entry_for("alice@example.test", attempts=1)
+    agent.deliver(again, again.recipients[0], lambda: io.BytesIO(marked))
+    assert len(store.boxes["alice@example.test"].messages) == 1
+
+
 def test_retry_finds_the_copy_in_the_store(config: Config,
                                            directory: SqliteDirectory) -> None:
     store = MemoryStore()
