@@ -138,7 +138,7 @@ def header_facts(content: BinaryIO) -> tuple[set[str], str]:
         if line[:13].lower() == b"delivered-to:":
             value = line[13:].decode("utf-8", "replace").strip().strip("<>")
             found.add(address_key(value))
-        elif line[:18].lower() == FOLDER_FIELD:
+        elif line[:18].lower() == FOLDER_FIELD and not folder:  # ingest's comes first
             folder = line[18:].decode("ascii", "replace").strip().lower()
     return found, folder
 

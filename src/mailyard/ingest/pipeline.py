@@ -74,9 +74,11 @@ def received_count(header: bytes) -> int:
 
 
 class _Writer:
-    """One message on its way in.  With fixes to make, the content is held (the
-    trace field first) until the header section is known; then it goes out with the
-    fixes after the trace field, and everything after that streams through."""
+    """One message on its way in.  With fixes to make or fields to remove, the content
+    is held (the trace field first) until the header section is known and, for the
+    removal, has arrived whole (the SMTP core reports the header section before the
+    chunk that ends it); then it goes out rewritten, with the fixes after the trace
+    field, and everything after that streams through."""
 
     def __init__(self, ingest: QueueIngest, submission: Submission,
                  writer: MessageWriter) -> None:
@@ -85,11 +87,12 @@ class _Writer:
         self._ingest = ingest
         self._writer = writer
         self._header: bytes | None = None
+        self._summary: HeaderSummary | None = None
         self._observers = ingest.observers(submission)
         trace = ingest.trace(submission, writer.qid)
         self._held: list[bytes] | None = None
-        self._rewrite = ingest.rewrite if ingest.rewrite is not None and \
-            ingest.rewrite.applies(submission) else None
+        rewrite = ingest.rewrite
+        self._rewrite = rewrite if rewrite is not None and rewrite.applies(submission) else None
         if submission.origin in _FIXED or self._rewrite is not None:
             self._held = [trace]
         elif trace:
@@ -102,6 +105,8 @@ class _Writer:
     def write(self, data: bytes) -> None:
         if self._held is not None:
             self._held.append(data)
+            if self._summary is not None:
+                self._release()
         elif self._observers:
             self._out(data)
         else:
@@ -115,20 +120,31 @@ class _Writer:
 
     def header(self, block: bytes, summary: HeaderSummary) -> None:
         self._header = block
-        held, self._held = self._held, None
-        if held is not None:
-            if self._rewrite is not None:
-                content = b"".join(held[1:])
-                if content.startswith(block):
-                    content = self._rewrite.rewrite(self.submission, block) + content[len(block):]
-                held[1:] = [content]
-            if self.submission.origin in _FIXED:
-                held.insert(1, submission_fields(summary, self._ingest.hostname,
-                                                 self._ingest.clock()))
-            self._out(b"".join(held))
+        if self._held is not None:
+            self._summary = summary
+            self._release()
+
+    def _release(self, *, final: bool = False) -> None:
+        """Write the held content once the header section is complete in it."""
+        held, block, summary = self._held, self._header, self._summary
+        assert held is not None and block is not None and summary is not None
+        content = b"".join(held[1:])
+        if self._rewrite is not None and len(content) < len(block) and not final:
+            held[1:] = [content]
+            return
+        self._held = None
+        if self._rewrite is not None and content.startswith(block):
+            content = self._rewrite.rewrite(self.submission, block) + content[len(block):]
+        out = [held[0]]
+        if self.submission.origin in _FIXED:
+            out.append(submission_fields(summary, self._ingest.hostname, self._ingest.clock()))
+        out.append(content)
+        self._out(b"".join(out))
 
     async def commit(self) -> str:
-        if self._held is not None:  # given whole: find the header section now
+        if self._held is not None and self._summary is not None:
+            self._release(final=True)
+        elif self._held is not None:  # given whole: find the header section now
             content = b"".join(self._held[1:])
             self._held = [self._held[0], content]
             block = content[:header_end(content)]

@@ -127,16 +127,17 @@ def ingest(queue: MemoryQueue, checks: InboundChecks) -> QueueIngest:
 
 def receive(ingest: QueueIngest, message: bytes, *, auth_user: str = "",
             origin: Origin = Origin.INBOUND) -> str:
-    """As smtpd streams DATA: the header section, then the body in pieces."""
+    """As smtpd streams DATA: the header section is reported before the chunk that
+    ends it (its first part is written already), then the rest in pieces."""
     end = message.index(b"\r\n\r\n") + 2
     header = message[:end]
     envelope = replace(ENVELOPE, auth_user=auth_user, received_at=NOW)
     writer = ingest.open(Submission(origin, envelope, protocol="ESMTP"))
-    writer.write(header)
+    writer.write(header[:40])
     writer.header(header, inspect_header(header))
-    body = message[end:]
-    for i in range(0, len(body), 7):
-        writer.write(body[i:i + 7])
+    rest = message[40:]
+    for i in range(0, len(rest), 7):
+        writer.write(rest[i:i + 7])
     return asyncio.run(writer.commit())
 
 
