@@ -165,8 +165,9 @@ async def check_message(message: bytes, resolver: Resolver, suffixes: PublicSuff
                         policy: VerifyPolicy = DEFAULT_POLICY, remote_ip: str = "",
                         now: float | None = None,
                         sample: Sampler = random_percent) -> Verdict:
-    """The checks of a whole message (CRLF line ends), as ingest makes them."""
+    """The checks of a whole message (CRLF line ends), as ingest makes them (``dmarc``
+    None: no DMARC)."""
     header, body = split_message(message)
-    checks = MessageChecks(header, policy, dmarc=dmarc or DmarcConfig(), remote_ip=remote_ip)
+    checks = MessageChecks(header, policy, dmarc=dmarc, remote_ip=remote_ip)
     checks.update(body)
     return await checks.finish(resolver, spf, suffixes, now=now, sample=sample)

@@ -106,8 +106,11 @@ def test_dns_timeouts_are_temperror_and_accepted(rsa_key: rsa.RSAPrivateKey) -> 
     assert str(verdict.action().kind) == "accept"
 
 
-def test_dmarc_disabled_gives_no_dmarc_entry(rsa_key: rsa.RSAPrivateKey) -> None:
-    verdict = run(MESSAGE, zone(rsa_key), SPF_FAIL, DmarcConfig(enabled=False))
+@pytest.mark.parametrize("dmarc", [DmarcConfig(enabled=False), None])
+def test_dmarc_disabled_gives_no_dmarc_entry(rsa_key: rsa.RSAPrivateKey,
+                                             dmarc: DmarcConfig | None) -> None:
+    verdict = asyncio.run(check_message(MESSAGE, zone(rsa_key), SUFFIXES, spf=SPF_FAIL,
+                                        dmarc=dmarc, now=NOW))
     assert verdict.dmarc is None and str(verdict.action().kind) == "accept"
     assert b"dmarc=" not in verdict.field("mx.example.net")
 
