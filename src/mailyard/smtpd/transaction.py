@@ -23,7 +23,6 @@ from mailyard.proto.smtp.replies import (
     REPLY_BARE_LINE_ENDING,
     REPLY_DELIVERED_TO_LOOP,
     REPLY_DISK_FULL,
-    REPLY_DMARC_REJECT,
     REPLY_HEADER_FROM_NOT_OWNED,
     REPLY_LINE_TOO_LONG,
     REPLY_LOOP,
@@ -48,7 +47,7 @@ REJECT_REASONS: dict[Reply, str] = {
     REPLY_BARE_LINE_ENDING: "bare_line_ending", REPLY_LINE_TOO_LONG: "line_too_long",
     REPLY_LOOP: "loop", REPLY_TEMP_LOOKUP: "lookup_failure",
     REPLY_DELIVERED_TO_LOOP: "loop", REPLY_HEADER_FROM_NOT_OWNED: "header_from_not_owned",
-    REPLY_ADDRESS_LITERAL_DENIED: "address_literal", REPLY_DMARC_REJECT: "dmarc",
+    REPLY_ADDRESS_LITERAL_DENIED: "address_literal",
 }
 
 
