@@ -17,18 +17,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from mailyard.arc.chain import ArcResult, ArcValidation
+from mailyard.arc.chain import ArcResult, ArcStatus, ArcValidation
 from mailyard.authres.format import arc_result, dkim_results, format_field, spf_result
 from mailyard.authres.model import AuthResults, MethodResult
 from mailyard.config import DmarcConfig
 from mailyard.dkim.canon import HeaderField
-from mailyard.dkim.result import DkimResult
+from mailyard.dkim.result import DkimResult, DkimStatus
 from mailyard.dkim.tags import TagListError, parse_tag_list, strip_fws
 from mailyard.dkim.verify import SIGNATURE_FIELD, Verification, VerifyPolicy
 from mailyard.dmarc.action import ActionKind, DmarcAction, authres_entry, dmarc_action
 from mailyard.dmarc.evaluate import (
     DkimOutcome,
     DmarcResult,
+    DmarcStatus,
     Sampler,
     SpfOutcome,
     evaluate_message,
@@ -109,12 +110,14 @@ class Verdict:
         }
 
 
-def _b_value(field: HeaderField) -> str:
+def _tags(field: HeaderField) -> tuple[str, str, str]:
+    """``d=``, ``s=`` and ``b=`` of a DKIM-Signature field ("" where unreadable)."""
     try:
         tags = parse_tag_list(field.raw.partition(b":")[2])
     except TagListError:
-        return ""
-    return strip_fws(tags.get("b", b"")).decode("ascii", "replace")
+        return "", "", ""
+    d, s, b = (strip_fws(tags.get(t, b"")).decode("ascii", "replace") for t in "dsb")
+    return d.lower(), s, b
 
 
 class MessageChecks:
@@ -127,7 +130,8 @@ class MessageChecks:
         self.dmarc = dmarc
         self.remote_ip = remote_ip
         found = [f for f in self.dkim.fields if f.name == SIGNATURE_FIELD]
-        self._signatures = tuple(_b_value(f) for f in found[:max(policy.max_signatures, 0)])
+        self._tags = [_tags(f) for f in found[:max(policy.max_signatures, 0)]]
+        self._signatures = tuple(b for _, _, b in self._tags)
         self._from = [f.raw.partition(b":")[2].decode("utf-8", "replace")
                       for f in self.dkim.fields if f.name == b"from"]
 
@@ -148,6 +152,22 @@ class MessageChecks:
             spf_outcome = None if spf is None else SpfOutcome(spf.result, spf.domain)
             dmarc = await evaluate_message(self._from, spf_outcome, outcomes, resolver,
                                            suffixes, sample)
+        return Verdict(dkim, self._signatures, arc, spf, dmarc, self.remote_ip,
+                       self.dmarc or DmarcConfig())
+
+
+    def timed_out(self, spf: SpfInput | None) -> Verdict:
+        """The verdict when the lookups took longer than the time allowed: every
+        signature and DMARC ``temperror`` (so no DMARC action), ARC ``fail`` (RFC 8617
+        has no temporary result) when there is a chain."""
+        reason = "DNS lookups took too long"
+        dkim = tuple(DkimResult(DkimStatus.TEMPERROR, d, s, reason) for d, s, _ in self._tags)
+        arc = ArcResult(ArcStatus.NONE)
+        if any(f.name == b"arc-seal" for f in self.dkim.fields):
+            arc = ArcResult(ArcStatus.FAIL, reason=reason)
+        dmarc = None
+        if self.dmarc is not None and self.dmarc.enabled:
+            dmarc = DmarcResult(DmarcStatus.TEMPERROR, reason=reason)
         return Verdict(dkim, self._signatures, arc, spf, dmarc, self.remote_ip,
                        self.dmarc or DmarcConfig())
 

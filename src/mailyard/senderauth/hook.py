@@ -8,7 +8,8 @@ section (without our own trace field, which comes first and which no signer saw)
 then feeds the body to the DKIM and ARC body hashers while the body streams, so the
 body is read once.  At commit, with the SMTP transaction still waiting for its
 answer, it looks up the keys and the DMARC record (async, through the worker's
-caching resolver: a timeout is a ``temperror``, never a stalled session), then:
+caching resolver: a timeout is a ``temperror``, and all the lookups of a message
+together get at most ``time_budget`` seconds, so the session never stalls), then:
 
 * DMARC ``reject`` (``[dmarc] reject``): raises :class:`IngestRefused` with
   ``550 5.7.1``; nothing is queued;
@@ -27,6 +28,7 @@ agent honours only the one ingest wrote.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import replace
@@ -110,7 +112,8 @@ class InboundChecks:
 
     def __init__(self, resolver: Callable[[], Resolver], suffixes: Callable[[], PublicSuffixes],
                  *, authserv_id: str, policy: VerifyPolicy, dmarc: DmarcConfig,
-                 spf_of: Callable[[Submission], SpfInput | None] = spf_of) -> None:
+                 spf_of: Callable[[Submission], SpfInput | None] = spf_of,
+                 time_budget: float = 20.0) -> None:
         self._make_resolver = resolver
         self._resolver: Resolver | None = None
         self._make_suffixes = suffixes
@@ -118,6 +121,7 @@ class InboundChecks:
         self.policy = policy
         self.dmarc = dmarc
         self.spf_of = spf_of
+        self.time_budget = time_budget
 
     @property
     def resolver(self) -> Resolver:
@@ -135,8 +139,14 @@ class InboundChecks:
                              remote_ip=submission.envelope.client_ip)
 
     async def verdict(self, checks: MessageChecks, submission: Submission) -> Verdict:
-        return await checks.finish(self.resolver, self.spf_of(submission),
-                                   self._make_suffixes())
+        """The checks' verdict, or a ``temperror`` one when the lookups take longer
+        than ``time_budget`` seconds in all (the session waits for its answer)."""
+        spf = self.spf_of(submission)
+        try:
+            return await asyncio.wait_for(
+                checks.finish(self.resolver, spf, self._make_suffixes()), self.time_budget)
+        except TimeoutError:
+            return checks.timed_out(spf)
 
     def fields(self, verdict: Verdict) -> bytes:
         """What goes to the prepend section; raises IngestRefused for a DMARC reject."""
@@ -219,7 +229,8 @@ class _Settings(Protocol):
 def inbound_checks_for(config: _Settings) -> InboundChecks:
     """The checks as configured: ``[dkim] verify`` (off: no signature is looked at),
     ``max_signatures``, ``min_rsa_bits``; ``[dmarc]``; ``[auth_results] authserv_id``;
-    DNS through ``delivery.dns_servers`` behind the cache, made on first use."""
+    DNS through ``delivery.dns_servers`` behind the cache, made on first use; at most
+    four DNS timeouts (``delivery.dns_timeout``) for the lookups of one message."""
     from mailyard.dkim.hook import verify_policy_for
     from mailyard.dmarc.orgdomain import load_public_suffixes
     from mailyard.dns import make_resolver
@@ -230,4 +241,5 @@ def inbound_checks_for(config: _Settings) -> InboundChecks:
     delivery, psl = config.delivery, config.dmarc.public_suffix_list
     return InboundChecks(lambda: make_resolver(delivery), lambda: load_public_suffixes(psl),
                          authserv_id=config.auth_results.authserv_id, policy=policy,
-                         dmarc=config.dmarc, spf_of=spf_of)
+                         dmarc=config.dmarc, spf_of=spf_of,
+                         time_budget=4 * delivery.dns_timeout)

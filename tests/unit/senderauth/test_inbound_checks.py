@@ -205,3 +205,22 @@ def test_own_bounces_and_forwards_keep_their_header() -> None:
         assert not rewrite.applies(Submission(origin, ENVELOPE))
     for origin in (Origin.INBOUND, Origin.SUBMISSION, Origin.LOCAL, Origin.API):
         assert rewrite.applies(Submission(origin, ENVELOPE))
+
+
+class SilentResolver(StaticResolver):
+    """A DNS server that never answers (the lookups wait until cancelled)."""
+
+    async def query(self, name: str, rdtype: str):  # type: ignore[no-untyped-def]
+        await asyncio.Event().wait()
+
+
+def test_lookups_beyond_the_time_budget_give_temperror_not_a_stall(
+        rsa_key: rsa.RSAPrivateKey) -> None:
+    checks = InboundChecks(lambda: SilentResolver(), lambda: SUFFIXES,
+                           authserv_id="mx.example.net", policy=VerifyPolicy(),
+                           dmarc=DMARC, spf_of=lambda s: SPF_FAIL, time_budget=0.05)
+    queue = MemoryQueue()
+    qid = receive(ingest(queue, checks), signed(rsa_key))  # a reject would raise here
+    prepend = queue.messages[qid][2]
+    assert b"dkim=temperror header.d=example.com header.s=s1" in prepend
+    assert b"dmarc=temperror" in prepend and b"spf=fail" in prepend
