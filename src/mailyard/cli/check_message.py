@@ -24,6 +24,24 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Joins the ``check`` group of diagnostics (creates it when no module before
+    this one did)."""
+    add_parser(_check_group(sub))
+
+
+def _check_group(sub: argparse._SubParsersAction[argparse.ArgumentParser],
+                 ) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    group = sub.choices.get("check")
+    if group is not None and group._subparsers is not None:
+        for action in group._subparsers._group_actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action
+    group = sub.add_parser("check", help="diagnostics")
+    group.set_defaults(func=lambda args, config: _usage("name a check: message"))
+    return group.add_subparsers(dest="check", metavar="CHECK")
+
+
 def add_parser(checks: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = checks.add_parser(
         "message", help="verify DKIM, ARC (and SPF, DMARC) of a stored message",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mailyard.cli import accounts, init, queue, report, send, serve
+from mailyard.cli import accounts, check_message, feedback, init, queue, report, send, serve
 
 REGISTER = [
     init.register,
@@ -11,4 +11,6 @@ REGISTER = [
     queue.register,
     send.register,
     report.register,
+    check_message.register,  # joins or creates the `check` group
+    feedback.register,  # after any module that creates the `check` group
 ]
