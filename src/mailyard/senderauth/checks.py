@@ -55,6 +55,10 @@ class SpfInput:
     sender: str
     domain: str
 
+    def to_dict(self) -> dict[str, str]:
+        return {"result": self.result, "identity": self.identity, "sender": self.sender,
+                "domain": self.domain}
+
     def entry(self) -> MethodResult:
         if self.identity == "helo":
             return spf_result(self.result, helo=self.domain)
@@ -72,11 +76,14 @@ class Verdict:
     dmarc: DmarcResult | None = None  # None: DMARC not checked ([dmarc] enabled = false)
     remote_ip: str = ""
     dmarc_config: DmarcConfig = field(default_factory=DmarcConfig)
+    spf_helo: SpfInput | None = None  # the HELO identity, when checked separately
 
     def results(self, authserv_id: str) -> AuthResults:
         entries: list[MethodResult] = []
         if self.spf is not None:
             entries.append(self.spf.entry())
+        if self.spf_helo is not None:
+            entries.append(self.spf_helo.entry())
         entries += dkim_results([(str(r.status), r.domain, r.selector, b)
                                  for r, b in zip(self.dkim, self.signatures, strict=True)])
         if not self.dkim:
@@ -97,9 +104,8 @@ class Verdict:
 
     def to_dict(self, authserv_id: str) -> dict[str, object]:
         return {
-            "spf": None if self.spf is None else {
-                "result": self.spf.result, "identity": self.spf.identity,
-                "sender": self.spf.sender, "domain": self.spf.domain},
+            "spf": None if self.spf is None else self.spf.to_dict(),
+            "spf_helo": None if self.spf_helo is None else self.spf_helo.to_dict(),
             "dkim": [r.to_dict() for r in self.dkim],
             "arc": self.arc.to_dict(),
             "dmarc": None if self.dmarc is None else {
@@ -141,7 +147,8 @@ class MessageChecks:
 
     async def finish(self, resolver: Resolver, spf: SpfInput | None,
                      suffixes: PublicSuffixes, *, now: float | None = None,
-                     sample: Sampler = random_percent) -> Verdict:
+                     sample: Sampler = random_percent,
+                     spf_helo: SpfInput | None = None) -> Verdict:
         now = time.time() if now is None else now
         dkim = tuple(await self.dkim.finish(resolver, now))
         arc = await self.arc.finish(resolver, now)
@@ -156,7 +163,7 @@ class MessageChecks:
                        self.dmarc or DmarcConfig())
 
 
-    def timed_out(self, spf: SpfInput | None) -> Verdict:
+    def timed_out(self, spf: SpfInput | None, spf_helo: SpfInput | None = None) -> Verdict:
         """The verdict when the lookups took longer than the time allowed: every
         signature and DMARC ``temperror`` (so no DMARC action), ARC ``fail`` (RFC 8617
         has no temporary result) when there is a chain."""
@@ -169,7 +176,7 @@ class MessageChecks:
         if self.dmarc is not None and self.dmarc.enabled:
             dmarc = DmarcResult(DmarcStatus.TEMPERROR, reason=reason)
         return Verdict(dkim, self._signatures, arc, spf, dmarc, self.remote_ip,
-                       self.dmarc or DmarcConfig())
+                       self.dmarc or DmarcConfig(), spf_helo)
 
 
 def split_message(message: bytes) -> tuple[bytes, bytes]:

@@ -105,6 +105,11 @@ def spf_of(submission: Submission) -> SpfInput | None:
     return None
 
 
+def spf_helo_of(submission: Submission) -> SpfInput | None:
+    """The SPF result of the HELO identity when smtpd checked it separately."""
+    return None
+
+
 class InboundChecks:
     """DKIM, ARC and DMARC on port-25 mail (see the module doc).  ``resolver`` is made
     on first use (the CLI's ingest never needs one); ``spf_of`` gives the SPF result
@@ -113,6 +118,7 @@ class InboundChecks:
     def __init__(self, resolver: Callable[[], Resolver], suffixes: Callable[[], PublicSuffixes],
                  *, authserv_id: str, policy: VerifyPolicy, dmarc: DmarcConfig,
                  spf_of: Callable[[Submission], SpfInput | None] = spf_of,
+                 spf_helo_of: Callable[[Submission], SpfInput | None] = spf_helo_of,
                  time_budget: float = 20.0) -> None:
         self._make_resolver = resolver
         self._resolver: Resolver | None = None
@@ -121,6 +127,7 @@ class InboundChecks:
         self.policy = policy
         self.dmarc = dmarc
         self.spf_of = spf_of
+        self.spf_helo_of = spf_helo_of
         self.time_budget = time_budget
 
     @property
@@ -141,12 +148,13 @@ class InboundChecks:
     async def verdict(self, checks: MessageChecks, submission: Submission) -> Verdict:
         """The checks' verdict, or a ``temperror`` one when the lookups take longer
         than ``time_budget`` seconds in all (the session waits for its answer)."""
-        spf = self.spf_of(submission)
+        spf, spf_helo = self.spf_of(submission), self.spf_helo_of(submission)
         try:
             return await asyncio.wait_for(
-                checks.finish(self.resolver, spf, self._make_suffixes()), self.time_budget)
+                checks.finish(self.resolver, spf, self._make_suffixes(), spf_helo=spf_helo),
+                self.time_budget)
         except TimeoutError:
-            return checks.timed_out(spf)
+            return checks.timed_out(spf, spf_helo)
 
     def fields(self, verdict: Verdict) -> bytes:
         """What goes to the prepend section; raises IngestRefused for a DMARC reject."""
