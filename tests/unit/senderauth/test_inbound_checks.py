@@ -224,3 +224,12 @@ def test_lookups_beyond_the_time_budget_give_temperror_not_a_stall(
     prepend = queue.messages[qid][2]
     assert b"dkim=temperror header.d=example.com header.s=s1" in prepend
     assert b"dmarc=temperror" in prepend and b"spf=fail" in prepend
+
+
+def test_rfc8601_2_7_2_spf_of_both_identities(rsa_key: rsa.RSAPrivateKey) -> None:
+    helo = SpfInput("none", "helo", "postmaster@mail.example.com", "mail.example.com")
+    verdict = asyncio.run(check_message(MESSAGE, zone(rsa_key), SUFFIXES, spf=SPF_PASS,
+                                        dmarc=DMARC, now=NOW))
+    field = replace(verdict, spf_helo=helo).field("mx.example.net")
+    assert b"spf=pass smtp.mailfrom=ada@example.com;" in field
+    assert b"spf=none smtp.helo=mail.example.com;" in field
