@@ -93,14 +93,19 @@ class _Writer:
         self._held: list[bytes] | None = None
         rewrite = ingest.rewrite
         self._rewrite = rewrite if rewrite is not None and rewrite.applies(submission) else None
-        if submission.origin in _FIXED or self._rewrite is not None:
+        if submission.origin in _FIXED:
             self._held = [trace]
-        elif trace:
-            try:
-                self._out(trace)
-            except BaseException:
-                writer.abort()
-                raise
+        else:
+            # The trace field goes out at once (a spool that cannot take it fails the
+            # DATA command, not the end of the message); a rewrite holds the rest.
+            if self._rewrite is not None:
+                self._held = [b""]
+            if trace:
+                try:
+                    self._out(trace)
+                except BaseException:
+                    writer.abort()
+                    raise
 
     def write(self, data: bytes) -> None:
         if self._held is not None:
