@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(postfix swaks procps fetchmail opendkim-tools iproute2)
+DEBIAN_PACKAGES=(postfix swaks procps fetchmail opendkim-tools iproute2 isync)
 
 die() { echo "install-deps: $*" >&2; exit 1; }
 

@@ -62,9 +62,11 @@ class Envelope:
     client_helo: str = ""
     auth_user: str = ""  # authenticated submitter, "" on port 25
     received_at: float = 0.0  # unix time of acceptance
+    pool: str = ""  # the delivery pool ([[delivery.pools]]), assigned by ingest; "" default
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {"pool": self.pool} if self.pool else {}
+        return {**extra,
             "sender": self.sender,
             "recipients": [r.to_dict() for r in self.recipients],
             "body_type": self.body_type,
@@ -94,6 +96,7 @@ class Envelope:
             client_helo=_get(d, "client_helo", str, ""),
             auth_user=_get(d, "auth_user", str, ""),
             received_at=float(_get(d, "received_at", (int, float), 0.0)),
+            pool=_get(d, "pool", str, ""),
         )
 
 

@@ -73,6 +73,8 @@ BYTES_RECEIVED = _declare("bytes_received_total", "counter",
                           "Message bytes received from SMTP clients")
 AUTH_FAILURES = _declare("auth_failures_total", "counter",
                          "SMTP AUTH attempts that did not succeed")
+SPF_RESULTS = _declare("spf_results_total", "counter",
+                       "SPF results at MAIL FROM on port 25, by result", "result")
 DELIVERY_ATTEMPTS = _declare("delivery_attempts_total", "counter",
                              "Delivery attempts per recipient", "result", "transport")
 DELIVERY_POSTPONED = _declare("delivery_postponed_total", "counter",

@@ -53,6 +53,20 @@ def test_dkim_of_a_maildir_file(setup: tuple[MailyardServer, str, Path]) -> None
     assert "# action: accept" in out
 
 
+def test_with_the_envelope_spf_and_dmarc(setup: tuple[MailyardServer, str, Path]) -> None:
+    server, dns, stored = setup
+    out = server.cli("check", "message", str(stored), "--dns", dns, "--ip", "192.0.2.7",
+                     "--mail-from", "ada@sender.test", "--helo", "mail.sender.test",
+                     "--json").stdout.decode()
+    found = json.loads(out)
+    assert found["spf"]["result"] == "pass" and found["dmarc"]["result"] == "pass"
+    assert "spf=pass smtp.mailfrom=ada@sender.test" in found["authentication_results"]
+    forged = server.cli("check", "message", str(stored), "--dns", dns, "--ip", "203.0.113.5",
+                        "--mail-from", "<>", "--helo", "evil.example").stdout.decode()
+    # The signature still aligns: DMARC passes on DKIM alone (RFC 7489 4.2).
+    assert "dmarc=pass" in forged and "# action: accept" in forged
+
+
 def test_tampered_message_fails_with_reason(setup: tuple[MailyardServer, str, Path],
                                             tmp_path: Path) -> None:
     server, dns, stored = setup
@@ -67,6 +81,9 @@ def test_tampered_message_fails_with_reason(setup: tuple[MailyardServer, str, Pa
 
 def test_bad_options_and_files(setup: tuple[MailyardServer, str, Path]) -> None:
     server, dns, stored = setup
+    bad_ip = server.cli("check", "message", str(stored), "--ip", "999.1.1.1", "--mail-from",
+                        "a@b.test", "--helo", "h.test", check=False)
+    assert bad_ip.returncode == 2 and b"is not an IP address" in bad_ip.stderr
     partial = server.cli("check", "message", str(stored), "--ip", "192.0.2.9", check=False)
     assert partial.returncode == 2 and b"--mail-from" in partial.stderr
     missing = server.cli("check", "message", "/nonexistent/x.eml", check=False)

@@ -16,10 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mailyard.tls import ensure_certificate
-from tests.support.mailyard_server import MailyardServer
+from tests.support.mailyard_server import MailyardServer, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -84,8 +85,8 @@ def _status(pid: int) -> dict[str, str]:
     return out
 
 
-def _workers(supervisor_pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(supervisor_pid), "-f", "mailyard.daemon.worker"],
+def _workers(supervisor_pid: int, module: str = "mailyard.daemon.worker") -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(supervisor_pid), "-f", module],
                          capture_output=True, text=True).stdout
     return [int(p) for p in out.split()]
 
@@ -112,16 +113,21 @@ def test_serve_as_root_runs_as_the_configured_user(public_root):
     secret = public_root / "secret"
     secret.mkdir(mode=0o700)
     cert, key = ensure_certificate(secret, "mx.example.test")
-    srv = MailyardServer(public_root / "srv", workers=2, overrides={
-        "user": TEST_USER, "allow_root": False, "tls": {"cert": cert, "key": key}})
+    https = free_port()
+    srv = MailyardServer(public_root / "srv", workers=2, http=True, overrides={
+        "user": TEST_USER, "allow_root": False, "tls": {"cert": cert, "key": key},
+        "listen": {"https": [f"127.0.0.1:{https}"]}})
     os.chmod(srv.root, 0o711)
     srv.launcher = _reachable_launcher(user, public_root)
     # Run as root before the first start: the server gives data_dir to its user.
     srv.add_user("alice@example.test", "alice-secret")
+    key = srv.cli("apikey", "create", "--name", "k", "--scope", "contacts").stdout.split()[0]
     with srv:
         pids = [srv.proc.pid, *_workers(srv.proc.pid)]
         assert len(pids) == 3
-        for pid in pids:
+        http_workers = _workers(srv.proc.pid, "mailyard.daemon.http_worker")
+        assert len(http_workers) == 1
+        for pid in pids + http_workers:
             st = _status(pid)
             assert st["Uid"] == [str(user.pw_uid)] * 4, (pid, st["Uid"])
             assert st["Gid"] == [str(user.pw_gid)] * 4, (pid, st["Gid"])
@@ -137,6 +143,11 @@ def test_serve_as_root_runs_as_the_configured_user(public_root):
             s.sendmail("bob@example.test", ["alice@example.test"], "Subject: 465\r\n\r\nhi\r\n")
         assert len(srv.wait_for_messages("alice@example.test", 2)) == 2
         assert srv.wait_queue_empty()
+        # The HTTP worker serves TLS with the root-only key and writes bulk.db as the user.
+        resp = httpx.post(f"https://127.0.0.1:{https}/api/v1/lists", verify=False,
+                          json={"name": "news"},
+                          headers={"Authorization": f"Bearer {key.decode()}"})
+        assert resp.status_code == 201, resp.text
     for path, st in _tree(srv.data_dir):
         assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid), path
     log = srv.root / "mailyard.log"

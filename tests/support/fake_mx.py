@@ -67,6 +67,7 @@ class AcceptedMessage:
 class SessionLog:
     number: int
     commands: list[str] = field(default_factory=list)
+    peer: str = ""  # the client's address as this server saw it
     tls_attempted: bool = False
     content_received: bool = False  # the whole message, up to the final dot
     ended: str = ""  # "quit", "dropped", "421", "eof", "tls-broken", "client-gone"
@@ -156,8 +157,11 @@ class FakeMx:
 
     # --- one session ----------------------------------------------------------------
     def _session(self, sock: socket.socket) -> None:
+        peer = ""
+        with contextlib.suppress(OSError):
+            peer = sock.getpeername()[0]
         with self._lock:
-            log = SessionLog(len(self.sessions) + 1)
+            log = SessionLog(len(self.sessions) + 1, peer=peer)
             self.sessions.append(log)
         sock.settimeout(30)
         conn = _Conn(sock)

@@ -24,6 +24,8 @@ class ReceivedMessage:
     rcpts: list[str]
     wire: bytes  # the content as sent, dot-stuffed (DATA) or the concatenated BDAT chunks
     content: bytes  # after removing dot-stuffing
+    peer: str = ""  # the client's address, as this server saw it
+    helo: str = ""  # the name the client gave in EHLO/HELO
 
 
 @dataclass
@@ -40,6 +42,9 @@ class FakeSmtpServer:
     max_rcpts: int | None = None  # 452 4.5.3 beyond this many per transaction
     delays: dict[str, float] = field(default_factory=dict)  # verb -> seconds before replying
     drip: float = 0.0  # seconds between the bytes of each reply (a tar pit)
+    # Client address -> seconds before the reply to the end of the content, for
+    # clients from that address only (a destination slow for one sender).
+    peer_delays: dict[str, float] = field(default_factory=dict)
     host: str = "127.0.0.1"  # another loopback address stands for another MX host
     bind_port: int = 0  # 0: any free port (several hosts on one port for MX delivery)
 
@@ -80,6 +85,9 @@ class _Conversation:
                  writer: asyncio.StreamWriter) -> None:
         self.server, self.reader, self.writer = server, reader, writer
         self.tls = False
+        peer = writer.get_extra_info("peername")
+        self.peer = peer[0] if peer else ""
+        self.helo = ""
         self.mail = ""
         self.rcpts: list[str] = []
         self.chunks: list[bytes] = []
@@ -88,6 +96,8 @@ class _Conversation:
         data = self.server.replies.get(verb, default)
         if verb in self.server.delays:
             await asyncio.sleep(self.server.delays[verb])
+        if verb == "." and self.peer in self.server.peer_delays:
+            await asyncio.sleep(self.server.peer_delays[self.peer])
         if data == HANGUP:
             raise _HangUp()
         if self.server.drip:
@@ -123,10 +133,12 @@ class _Conversation:
                 return
 
     async def do_ehlo(self, text: str) -> bool:
+        self.helo = text.partition(" ")[2].strip()
         await self.reply("EHLO", self.ehlo_reply())
         return False
 
     async def do_helo(self, text: str) -> bool:
+        self.helo = text.partition(" ")[2].strip()
         await self.reply("HELO", b"250 fake.test\r\n")
         return False
 
@@ -179,7 +191,8 @@ class _Conversation:
         body = bytes(wire[:-3])
         lines = body.split(b"\r\n")
         content = b"\r\n".join(ln[1:] if ln.startswith(b".") else ln for ln in lines)
-        self.server.messages.append(ReceivedMessage(self.mail, self.rcpts, body, content))
+        self.server.messages.append(ReceivedMessage(self.mail, self.rcpts, body, content,
+                                                    self.peer, self.helo))
         await self.reply(".", b"250 2.0.0 queued\r\n")
         return False
 
@@ -190,7 +203,8 @@ class _Conversation:
         self.chunks.append(chunk)
         if last:
             wire = b"".join(self.chunks)
-            self.server.messages.append(ReceivedMessage(self.mail, self.rcpts, wire, wire))
+            self.server.messages.append(ReceivedMessage(self.mail, self.rcpts, wire, wire,
+                                                        self.peer, self.helo))
             await self.reply(".", b"250 2.0.0 queued\r\n")
         else:
             await self.reply("BDAT", f"250 2.0.0 {size} octets\r\n".encode())

@@ -22,6 +22,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _toml_key(key: str) -> str:
+    """A bare key, or a quoted one (a domain name has dots)."""
+    return key if key.replace("_", "").replace("-", "").isalnum() else json.dumps(key)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -32,7 +37,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                                for k, v in value.items()) + " }"
     raise TypeError(value)
 
 
@@ -54,17 +60,19 @@ def render_toml(cfg: dict[str, Any]) -> str:
 class MailyardServer:
     def __init__(self, root: Path, *, domains: tuple[str, ...] = ("example.test",),
                  hostname: str = "mx.example.test", overrides: dict[str, Any] | None = None,
-                 workers: int = 1) -> None:
+                 workers: int = 1, http: bool = False) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.ports = {"smtp": free_port(), "submission": free_port(),
-                      "submissions": free_port(), "pop3": free_port(), "pop3s": free_port()}
+                      "submissions": free_port(), "pop3": free_port(), "pop3s": free_port(),
+                      "imap": free_port(), "imaps": free_port()}
         self.data_dir = self.root / "data"
         cfg: dict[str, Any] = {
             "hostname": hostname,
             "data_dir": str(self.data_dir),
             "local_domains": list(domains),
             "listen": {k: [f"127.0.0.1:{p}"] for k, p in self.ports.items()},
+            "http": {},
             "smtpd": {"workers": workers, "max_connections_per_ip": 200},
             "log": {"file": str(self.root / "mailyard.log")},
             # Throwaway test passwords; the length rule has its own tests.
@@ -74,6 +82,11 @@ class MailyardServer:
             "dkim": {"verify": False},
             "dmarc": {"enabled": False},
         }
+        if http:  # the HTTP service too, on a free port: self.http_url
+            self.ports["http"] = free_port()
+            cfg["listen"]["http"] = [f"127.0.0.1:{self.ports['http']}"]
+            cfg["http"]["public_url"] = f"http://127.0.0.1:{self.ports['http']}"
+        self.http_url = cfg["http"].get("public_url", "")
         if os.geteuid() == 0:
             # Tests run as root keep the server as root (it reads and writes the test's
             # files); tests of the privilege drop override `user`.
@@ -99,7 +112,8 @@ class MailyardServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mailyard serve exited: {self.output()}")
-            if all(self._banner_ok(p) for p in (self.ports["smtp"], self.ports["submission"])):
+            if all(self._banner_ok(p) for p in (self.ports["smtp"], self.ports["submission"])) \
+                    and ("http" not in self.ports or self._http_ok()):
                 return self
             time.sleep(0.05)
         self.kill()
@@ -111,6 +125,16 @@ class MailyardServer:
                 s.settimeout(2)
                 return s.recv(512).startswith(b"220")
         except OSError:
+            return False
+
+    def _http_ok(self) -> bool:
+        import urllib.error
+        import urllib.request
+
+        try:
+            urllib.request.urlopen(self.http_url + "/api/openapi.json", timeout=2).close()
+            return True
+        except (OSError, urllib.error.URLError):
             return False
 
     def output(self) -> str:

@@ -306,6 +306,9 @@ def _register_user(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
                    help="messages the user may keep: a number, 0 or 'unlimited', or "
                         "'default'")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    from mailyard.cli.limits import register_user_limits
+
+    register_user_limits(us)
 
 
 def _register_alias(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import sys
+from dataclasses import replace
 from typing import Any
 
 from mailyard.cli.terminal import printable
@@ -112,8 +113,11 @@ def cmd_check_message(args: argparse.Namespace, config: Config) -> int:
         print(f"mailyard: check message: cannot read the Public Suffix List: {exc}",
               file=sys.stderr)
         return EXIT_FAILED
+    # DMARC is evaluated with the envelope whatever [dmarc] enabled says: this is
+    # the diagnostic; the action shown follows [dmarc] reject and quarantine.
+    dmarc = replace(config.dmarc, enabled=True) if envelope else None
     verdict = asyncio.run(check_message(
-        message, resolver, suffixes, spf=spf, dmarc=config.dmarc if envelope else None,
+        message, resolver, suffixes, spf=spf, dmarc=dmarc,
         policy=verify_policy_for(config.dkim), remote_ip=args.ip or "", sample=lambda: 0))
     authserv_id = config.auth_results.authserv_id
     if args.json:
@@ -132,5 +136,22 @@ def cmd_check_message(args: argparse.Namespace, config: Config) -> int:
 
 
 def _spf(args: argparse.Namespace, config: Config, resolver: Any) -> Any:
-    """The SPF input for the envelope options (an exit code for a bad option)."""
-    return _usage("SPF checks are not available in this version")
+    """The SPF input for the envelope options (an exit code for a bad option): the
+    MAIL FROM identity as smtpd checks it (the HELO name's postmaster for ``<>``)."""
+    from mailyard.senderauth.hook import spf_input
+    from mailyard.spf import SpfLimits, check_mail_from, client_address
+
+    try:
+        client_address(args.ip)
+    except ValueError:
+        return _usage(f"--ip {printable(args.ip)!r} is not an IP address")
+    mail_from = args.mail_from.strip()
+    if mail_from.startswith("<") and mail_from.endswith(">"):
+        mail_from = mail_from[1:-1]
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in mail_from + args.helo) \
+            or (mail_from and "@" not in mail_from) or not args.helo.strip():
+        return _usage("--mail-from must be an address (or '<>') and --helo a host name")
+    limits = SpfLimits(time_budget=config.spf.time_budget)
+    result = asyncio.run(check_mail_from(resolver, args.ip, mail_from, args.helo.strip(),
+                                         receiver=config.hostname, limits=limits))
+    return spf_input(result)

@@ -41,6 +41,8 @@ local_domains = {domains}
 #   submissions = ["0.0.0.0:465", "[::]:465"]
 #   pop3 = ["0.0.0.0:110", "[::]:110"]
 #   pop3s = ["0.0.0.0:995", "[::]:995"]
+#   imap = ["0.0.0.0:143", "[::]:143"]
+#   imaps = ["0.0.0.0:993", "[::]:993"]
 # Incoming mail from other servers (port 25):
 smtp = {smtp}
 # Your users' mail programs, STARTTLS + AUTH (port 587):
@@ -50,6 +52,12 @@ submissions = {submissions}
 # Mail retrieval over POP3, STLS then login (port 110), and over implicit TLS (port 995):
 pop3 = {pop3}
 pop3s = {pop3s}
+# Mail access over IMAP, STARTTLS then login (port 143), and over implicit TLS (port 993):
+imap = {imap}
+imaps = {imaps}
+# The HTTP service (JSON API at /api/v1, docs at /api/docs, subscribe pages); https
+# listeners use the [tls] certificate. Set http.public_url for links in mail.
+http = {http}
 
 [tls]
 # A certificate for `hostname` (for example from Let's Encrypt). Without one, a
@@ -80,7 +88,9 @@ def render(path: str, hostname: str, data_dir: str, domains: list[str]) -> str:
         path=path, hostname=_toml_str(hostname), data_dir=_toml_str(data_dir),
         domains=_toml_list(domains), where=where, smtp=_toml_list(listen.smtp),
         submission=_toml_list(listen.submission), submissions=_toml_list(listen.submissions),
-        pop3=_toml_list(listen.pop3), pop3s=_toml_list(listen.pop3s))
+        pop3=_toml_list(listen.pop3), pop3s=_toml_list(listen.pop3s),
+        imap=_toml_list(listen.imap), imaps=_toml_list(listen.imaps),
+        http=_toml_list(listen.http))
 
 
 def cmd_init(args: argparse.Namespace, _config: object) -> int:

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from mailyard.cli import accounts, check_message, feedback, init, queue, report, send, serve
+from mailyard.cli import (
+    accounts,
+    apikey,
+    check,
+    check_message,
+    contacts,
+    feedback,
+    init,
+    queue,
+    report,
+    send,
+    serve,
+)
 
 REGISTER = [
     init.register,
@@ -10,7 +22,10 @@ REGISTER = [
     accounts.register,
     queue.register,
     send.register,
+    contacts.register,
+    apikey.register,
     report.register,
-    check_message.register,  # joins or creates the `check` group
-    feedback.register,  # after any module that creates the `check` group
+    check.register,
+    check_message.register,  # joins the `check` group check.register made
+    feedback.register,  # joins the `check` group check.register made
 ]

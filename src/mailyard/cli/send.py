@@ -9,10 +9,14 @@ import argparse
 import asyncio
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from mailyard.cli.spool_access import fail, open_spool
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
+
+if TYPE_CHECKING:
+    from mailyard.sending.limiter import SendLimiter
 from mailyard.message.submit import (
     SubmissionError,
     check_text,
@@ -102,6 +106,10 @@ def _enqueue(config: Config, sender: str, recipients: list[str], content: bytes)
     from mailyard.message.trace import TraceError
     from mailyard.queue.api import StorageError
 
+    limiter = _send_limiter(config)
+    refusal = limiter.check(sender, len(recipients)) if limiter and sender else None
+    if refusal is not None:
+        return fail(refusal.text)
     ingest = ingest_for(config, open_spool(config))
     submission = local_submission(sender, recipients, content, local_user())
     try:
@@ -113,7 +121,36 @@ def _enqueue(config: Config, sender: str, recipients: list[str], content: bytes)
     except (StorageError, OSError) as exc:
         return fail(f"could not queue the message: {exc}")
     print(f"queued as {qid}", file=sys.stderr)
+    if limiter is not None and sender:
+        _count_sent(limiter, sender, len(recipients))
     return 0
+
+
+def _send_limiter(config: Config) -> SendLimiter | None:
+    """The sending limits of ``[sending]`` and ``mailyard user limits``, checked
+    against the envelope sender (None when they cannot be read: the message goes)."""
+    import sqlite3
+
+    from mailyard.sending.limiter import SendLimiter
+    from mailyard.sending.store import SqliteSendCounters, sending_db_path
+
+    limiter = SendLimiter(SqliteSendCounters(sending_db_path(config.data_path)),
+                          config.sending)
+    try:
+        limiter.allowance("probe@invalid")  # opens the store
+    except (sqlite3.Error, OSError) as exc:
+        print(f"mailyard: warning: sending limits not checked ({exc})", file=sys.stderr)
+        return None
+    return limiter
+
+
+def _count_sent(limiter: SendLimiter, sender: str, recipients: int) -> None:
+    import sqlite3
+
+    try:
+        limiter.record(sender, recipients)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"mailyard: warning: message not counted ({exc})", file=sys.stderr)
 
 
 def default_sender(config: Config) -> str:

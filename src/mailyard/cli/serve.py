@@ -12,12 +12,12 @@ from mailyard.config import Config, ConfigError
 
 def check_listeners(config: Config) -> None:
     """Refuse to serve nothing: at least one listener must be configured."""
-    if not any(getattr(config.listen, kind) for kind in ("smtp", "submission", "submissions",
-                                                          "pop3", "pop3s")):
-        raise ConfigError("listen", "no listener configured: set at least one of listen.smtp, "
-                                    "listen.submission, listen.submissions, listen.pop3, "
-                                    "listen.pop3s "
-                                    "(or remove [listen] to use the defaults)")
+    kinds = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http",
+             "https")
+    if not any(getattr(config.listen, kind) for kind in kinds):
+        raise ConfigError("listen", "no listener configured: set at least one of "
+                                    + ", ".join(f"listen.{kind}" for kind in kinds)
+                                    + " (or remove [listen] to use the defaults)")
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
@@ -58,9 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "serve", help="run the mail server",
         description="Run the mail server in the foreground. Without a configuration file it "
                     "runs on the embedded default: data in ./mailyard-data, a self-signed "
-                    "certificate, and unprivileged ports 2525/5587/5465 (SMTP) and 5110/5995 "
-                    "(POP3) on 127.0.0.1 when not root. Only one server runs on a data "
-                    "directory at a time. Stops "
+                    "certificate, and unprivileged ports 2525/5587/5465 (SMTP), 5110/5995 "
+                    "(POP3) and 5143/5993 (IMAP) on 127.0.0.1 when not root, and HTTP (the "
+                    "API) on 127.0.0.1:8025. Only one server runs on a data directory at a "
+                    "time. Stops "
                     "cleanly on SIGTERM or Ctrl-C. Started as root, it binds its ports, then "
                     "runs as the configured `user` (default 'mailyard').",
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import ipaddress
 import os
 import socket
 import ssl
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import Any, Protocol, get_args, get_origin, get_type_hints, runtime_checkable
 
 from mailyard.proto.smtp.client import TLS_LEVEL_ALIASES
+from mailyard.sending.rate import parse_rate
+from mailyard.sending.window import SendLimits
 from mailyard.tls import VERIFYING_LEVELS, parse_fingerprint
 
 
@@ -51,6 +54,10 @@ class ListenerKind(enum.StrEnum):
     SUBMISSIONS = "submissions"  # port 465, implicit TLS
     POP3 = "pop3"  # port 110, STLS
     POP3S = "pop3s"  # port 995, implicit TLS
+    IMAP = "imap"  # port 143, STARTTLS
+    IMAPS = "imaps"  # port 993, implicit TLS
+    HTTP = "http"  # the HTTP service (JSON API, public pages)
+    HTTPS = "https"  # the same over TLS
 
 
 class BareLineEndings(enum.StrEnum):
@@ -87,6 +94,8 @@ def _allowed(tp: type[enum.StrEnum]) -> str:
 __all__ = [
     "AuthConfig",
     "BareLineEndings",
+    "BulkConfig",
+    "HttpConfig",
     "ListenerKind",
     "LogFormat",
     "LogLevel",
@@ -98,13 +107,18 @@ __all__ = [
     "MtaStsConfig",
     "TlsRptConfig",
     "DeliveryConfig",
+    "DeliveryPool",
     "DkimConfig",
+    "ImapConfig",
     "ListenConfig",
     "LogConfig",
     "MailboxConfig",
     "MetricsConfig",
     "Pop3Config",
+    "SendingConfig",
     "SmtpdConfig",
+    "SpfAction",
+    "SpfConfig",
     "TlsConfig",
     "TransportRoute",
     "default_config",
@@ -165,6 +179,10 @@ class ListenConfig:
     submissions: tuple[str, ...] = ()
     pop3: tuple[str, ...] = ()
     pop3s: tuple[str, ...] = ()
+    imap: tuple[str, ...] = ()
+    imaps: tuple[str, ...] = ()
+    http: tuple[str, ...] = ()
+    https: tuple[str, ...] = ()
 
     def validate(self, key: str) -> None:
         for kind in ListenerKind:
@@ -289,6 +307,42 @@ class Pop3Config:
                 raise ConfigError(f"{key}.{name}", "must be positive")
 
 
+@dataclass(frozen=True)
+class ImapConfig:
+    """The IMAP listeners (``listen.imap``, ``listen.imaps``; mailyard.imapd).  The
+    AUTH guard's limits are the ``smtpd.auth_*`` keys: one guard for every protocol."""
+
+    # LOGIN and AUTHENTICATE before STARTTLS: off (RFC 9051 6.2.3, RFC 8314).
+    allow_plaintext_login: bool = False
+    max_connections: int = 2000  # per worker process
+    max_connections_per_ip: int = 50  # per worker process (clients open several)
+    # Seconds a connection may stay unauthenticated.
+    login_timeout: float = 60.0
+    # Seconds without a command (IDLE included) before an authenticated session is
+    # closed; RFC 9051 5.4 asks for at least 30 minutes.
+    idle_timeout: float = 1800.0
+    # Seconds the server may spend on one command (a FETCH to a client that stops
+    # reading).
+    command_timeout: float = 300.0
+    tls_handshake_timeout: float = 10.0
+    max_line: int = 65_536  # octets of one command line (RFC 7162 4: at least 8192)
+    max_literal: int = 65_536  # one literal in a command other than APPEND
+    max_literal_unauthenticated: int = 4_096  # one literal before login
+    appendlimit: int = 52_428_800  # APPEND message size (APPENDLIMIT, RFC 7889)
+    search_time_budget: float = 10.0  # seconds one SEARCH/SORT/THREAD may run
+    poll_interval: float = 0.25  # seconds between checks of a selected mailbox
+
+    def validate(self, key: str) -> None:
+        for name in ("max_connections", "max_connections_per_ip", "login_timeout",
+                     "idle_timeout", "command_timeout", "tls_handshake_timeout",
+                     "max_line", "max_literal", "max_literal_unauthenticated",
+                     "appendlimit", "search_time_budget", "poll_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{key}.{name}", "must be positive")
+        if self.max_line < 8192:
+            raise ConfigError(f"{key}.max_line", "must be at least 8192 (RFC 7162 4)")
+
+
 def _validate_outbound_tls(key: str, level_key: str, level: TlsLevel, ca_key: str,
                            ca_file: str, pins_key: str, fingerprints: tuple[str, ...]) -> None:
     """One next hop's TLS settings (the level is checked by the loader): a CA file and
@@ -336,6 +390,44 @@ class TransportRoute:
 
 
 @dataclass(frozen=True)
+class DeliveryPool:
+    """A dedicated sending pool: its own source addresses, HELO name, connection slots
+    and per-destination rates (mailyard.delivery.pools)."""
+
+    name: str = ""
+    source_addresses: tuple[str, ...] = ()  # bound round-robin per address family
+    helo_name: str = ""  # "": hostname
+    max_concurrency: int = 20
+    max_per_destination: int = 0  # 0: delivery.max_per_destination
+    rate_limits: dict[str, str] = field(default_factory=dict)  # {"gmail.com" = "300/h"}
+    senders: tuple[str, ...] = ()  # sender domains, addresses or login users routed here
+
+    def validate(self, key: str) -> None:
+        if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{key}.name", "required: letters, digits, '-' and '_'")
+        if self.name == "default":
+            raise ConfigError(f"{key}.name", "'default' is the pool of all other mail")
+        for i, address in enumerate(self.source_addresses):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError(f"{key}.source_addresses[{i}]",
+                                  f"not an IP address: {address!r}") from None
+        if self.max_concurrency <= 0:
+            raise ConfigError(f"{key}.max_concurrency", "must be positive")
+        if self.max_per_destination < 0:
+            raise ConfigError(f"{key}.max_per_destination", "must not be negative")
+        for domain, rate in self.rate_limits.items():
+            try:
+                parse_rate(rate)
+            except ValueError as exc:
+                raise ConfigError(f"{key}.rate_limits.{domain}", str(exc)) from None
+        for i, sender in enumerate(self.senders):
+            if not sender or " " in sender:
+                raise ConfigError(f"{key}.senders[{i}]", f"not a domain or address: {sender!r}")
+
+
+@dataclass(frozen=True)
 class DeliveryConfig:
     relayhost: str = ""
     relayhost_username: str = ""
@@ -361,6 +453,7 @@ class DeliveryConfig:
     relayhost_tls_ca_file: str = ""
     relayhost_tls_fingerprints: tuple[str, ...] = ()
     relayhost_auth_unverified: bool = False
+    pools: tuple[DeliveryPool, ...] = ()
 
     @property
     def relayhost_tls_level(self) -> TlsLevel:
@@ -411,6 +504,28 @@ class DeliveryConfig:
                               "must be a non-empty list of positive seconds")
         for i, route in enumerate(self.transports):
             route.validate(f"{key}.transports[{i}]")
+        names: set[str] = set()
+        for i, pool in enumerate(self.pools):
+            pool.validate(f"{key}.pools[{i}]")
+            if pool.name in names:
+                raise ConfigError(f"{key}.pools[{i}].name", f"pool {pool.name!r} twice")
+            names.add(pool.name)
+
+    def pool_for(self, sender: str, auth_user: str = "") -> str:
+        """The pool configured for mail from ``sender`` (or the login ``auth_user``):
+        a pool listing the address or user wins over one listing the sender's
+        domain; "" for the default pool."""
+        sender, user = sender.lower(), auth_user.lower()
+        domain = sender.rpartition("@")[2].rstrip(".")
+        by_domain = ""
+        for pool in self.pools:
+            for entry in pool.senders:
+                entry = entry.lower()
+                if "@" in entry and entry in (sender, user):
+                    return pool.name
+                if "@" not in entry and entry == domain and not by_domain:
+                    by_domain = pool.name
+        return by_domain
 
 
 @dataclass(frozen=True)
@@ -434,6 +549,47 @@ class MetricsConfig:
                 parse_hostport(self.listen)
             except ValueError as exc:
                 raise ConfigError(f"{key}.listen", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP service (``listen.http``/``listen.https``; mailyard.http)."""
+
+    # The base URL people and mail clients reach the service at: confirmation (and
+    # later unsubscribe and tracking) links start with it.  "": the first HTTPS
+    # listener, else the first HTTP one.
+    public_url: str = ""
+    workers: int = 1
+    max_body_size: int = 1_048_576  # bytes of a request body; more: 413
+    max_import_size: int = 104_857_600  # bytes of an import body (POST .../import)
+    # Public subscribe form: attempts per client address (IPv6 by /64) per window,
+    # counted per HTTP worker process.
+    subscribe_rate: int = 10
+    subscribe_window: float = 3600.0
+
+    def validate(self, key: str) -> None:
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ConfigError(f"{key}.public_url", "must start with http:// or https://")
+        for name in ("workers", "max_body_size", "max_import_size", "subscribe_rate",
+                     "subscribe_window"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{key}.{name}", "must be positive")
+
+
+@dataclass(frozen=True)
+class BulkConfig:
+    """Contacts and lists (mailyard.bulk)."""
+
+    # From: and envelope sender of confirmation mail; "": postmaster@ the first local
+    # domain (else the host name).
+    sender: str = ""
+    confirm_ttl: float = 7 * 86400.0  # seconds a double opt-in link stays valid
+
+    def validate(self, key: str) -> None:
+        if self.sender and ("@" not in self.sender or any(c in self.sender for c in " \r\n<>")):
+            raise ConfigError(f"{key}.sender", "must be an address (local@domain)")
+        if self.confirm_ttl <= 0:
+            raise ConfigError(f"{key}.confirm_ttl", "must be positive")
 
 
 @dataclass(frozen=True)
@@ -486,6 +642,47 @@ class TlsRptConfig:
             value = getattr(self, name)
             if value and "@" not in value:
                 raise ConfigError(f"{key}.{name}", "must be a mail address")
+class SpfAction(enum.StrEnum):
+    """What an SPF result does at MAIL FROM (docs/configuration.md, [spf])."""
+
+    REJECT = "reject"  # 550 5.7.23 (fail) / 550 5.7.24 (permerror)
+    DEFER = "defer"  # 451 4.7.24
+    MARK = "mark"  # accept: the result is only recorded (Authentication-Results)
+
+
+@dataclass(frozen=True)
+class SpfConfig:
+    # Check SPF (RFC 7208) at MAIL FROM on the port 25 listeners (never on submission).
+    enabled: bool = True
+    # The action for each result that can refuse; the others are recorded only.
+    fail: SpfAction = SpfAction.REJECT
+    softfail: SpfAction = SpfAction.MARK
+    permerror: SpfAction = SpfAction.MARK
+    temperror: SpfAction = SpfAction.MARK
+    # Seconds one evaluation may take in all (RFC 7208 4.6.4 allows 20).
+    time_budget: float = 5.0
+    # RFC 7208 4.6.4: DNS lookups that find nothing before the result is permerror.
+    max_void_lookups: int = 2
+    # Also check the HELO identity (RFC 7208 2.3); its fail refuses like a MAIL FROM
+    # fail unless MAIL FROM passed.
+    check_helo: bool = True
+    # Clients not checked: the host itself (mail it hands to its own port 25).
+    skip_addresses: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    def validate(self, key: str) -> None:
+        if not 0.1 <= self.time_budget <= 60:
+            raise ConfigError(f"{key}.time_budget", "must be between 0.1 and 60 seconds")
+        if not 0 <= self.max_void_lookups <= 100:
+            raise ConfigError(f"{key}.max_void_lookups", "must be between 0 and 100")
+        for i, network in enumerate(self.skip_addresses):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise ConfigError(f"{key}.skip_addresses[{i}]",
+                                  f"not an address or network: {network!r}") from None
+        if self.softfail is SpfAction.REJECT:
+            raise ConfigError(f"{key}.softfail", "may be \"mark\" or \"defer\" "
+                              "(RFC 7208 8.5: a softfail is not a refusal)")
 
 
 # RFC 7677 4: at least 4096.  The upper bound keeps one SCRAM login (the client
@@ -594,6 +791,40 @@ class MailboxConfig:
 
 
 @dataclass(frozen=True)
+class SendingConfig:
+    """Sending limits of regular users (submission, ``mailyard send``, the HTTP API):
+    messages and recipients per hour and per 24 hours, per user (``mailyard user
+    limits`` sets a user's own) and per domain of the user.  0: unlimited."""
+
+    user_messages_per_hour: int = 0
+    user_messages_per_day: int = 0
+    user_recipients_per_hour: int = 0
+    user_recipients_per_day: int = 0
+    domain_messages_per_hour: int = 0
+    domain_messages_per_day: int = 0
+    domain_recipients_per_hour: int = 0
+    domain_recipients_per_day: int = 0
+
+    def validate(self, key: str) -> None:
+        for f in fields(self):
+            if getattr(self, f.name) < 0:
+                raise ConfigError(f"{key}.{f.name}", "must not be negative (0: unlimited)")
+
+    def _limits(self, prefix: str) -> SendLimits:
+        return SendLimits(*(getattr(self, f"{prefix}_{name}") for name in (
+            "messages_per_hour", "messages_per_day", "recipients_per_hour",
+            "recipients_per_day")))
+
+    @property
+    def user_limits(self) -> SendLimits:
+        return self._limits("user")
+
+    @property
+    def domain_limits(self) -> SendLimits:
+        return self._limits("domain")
+
+
+@dataclass(frozen=True)
 class Config:
     hostname: str = ""
     data_dir: str = "./mailyard-data"
@@ -603,17 +834,22 @@ class Config:
     tls: TlsConfig = field(default_factory=TlsConfig)
     smtpd: SmtpdConfig = field(default_factory=SmtpdConfig)
     pop3: Pop3Config = field(default_factory=Pop3Config)
+    imap: ImapConfig = field(default_factory=ImapConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     log: LogConfig = field(default_factory=LogConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    bulk: BulkConfig = field(default_factory=BulkConfig)
     dmarc: DmarcConfig = field(default_factory=DmarcConfig)
     auth_results: AuthResultsConfig = field(default_factory=AuthResultsConfig)
     dkim: DkimConfig = field(default_factory=DkimConfig)
     mailbox: MailboxConfig = field(default_factory=MailboxConfig)
+    sending: SendingConfig = field(default_factory=SendingConfig)
     mta_sts: MtaStsConfig = field(default_factory=MtaStsConfig)
     dane: DaneConfig = field(default_factory=DaneConfig)
     tls_rpt: TlsRptConfig = field(default_factory=TlsRptConfig)
+    spf: SpfConfig = field(default_factory=SpfConfig)
     # The identity ``mailyard serve`` switches to when started as root (ignored
     # otherwise): a user name or uid, and a group name or gid ("": the user's group).
     user: str = "mailyard"
@@ -679,6 +915,11 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(key, "must be a table")
         return _build(tp, value, key)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, "must be a table")
+        value_tp = get_args(tp)[1]
+        return {str(k): _convert(value_tp, v, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         item_tp = get_args(tp)[0]
         if not isinstance(value, list):
@@ -776,13 +1017,17 @@ def default_listen() -> ListenConfig:
     """The embedded default's listeners: 127.0.0.1 only; the standard ports as root,
     unprivileged ones otherwise."""
     root = hasattr(os, "geteuid") and os.geteuid() == 0
-    ports = (25, 587, 465, 110, 995) if root else (2525, 5587, 5465, 5110, 5995)
+    ports = (25, 587, 465, 110, 995, 143, 993) if root \
+        else (2525, 5587, 5465, 5110, 5995, 5143, 5993)
     return ListenConfig(
         smtp=(f"127.0.0.1:{ports[0]}",),
         submission=(f"127.0.0.1:{ports[1]}",),
         submissions=(f"127.0.0.1:{ports[2]}",),
         pop3=(f"127.0.0.1:{ports[3]}",),
         pop3s=(f"127.0.0.1:{ports[4]}",),
+        imap=(f"127.0.0.1:{ports[5]}",),
+        imaps=(f"127.0.0.1:{ports[6]}",),
+        http=("127.0.0.1:8025",),  # unprivileged even as root: a web port is not standard
     )
 
 

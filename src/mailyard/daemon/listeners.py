@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 from mailyard.config import Config, parse_hostport
 
-KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s")
+KINDS = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps", "http",
+         "https")
+HTTP_KINDS = ("http", "https")  # served by the HTTP workers, the rest by the SMTP workers
 
 
 class ListenError(Exception):
@@ -22,7 +24,7 @@ class ListenError(Exception):
 
 @dataclass
 class Listener:
-    kind: str  # smtp | submission | submissions | pop3 | pop3s
+    kind: str  # one of KINDS
     address: str  # as configured
     sock: socket.socket
 

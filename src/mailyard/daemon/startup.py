@@ -13,11 +13,15 @@ from mailyard.daemon.listeners import Listener
 
 def startup_lines(cfg: Config, listeners: Sequence[Listener], workers: int, pid: int) -> list[str]:
     lines = [f"mailyard: {listener.kind} listening on {listener.bound}" for listener in listeners]
+    if any(listener.kind in ("http", "https") for listener in listeners):
+        from mailyard.services.setup import public_url
+
+        lines.append(f"mailyard: API docs at {public_url(cfg)}/api/docs")
     if cfg.metrics.listen:
         lines.append(f"mailyard: metrics at http://{cfg.metrics.listen}/metrics")
     if cfg.metrics.file:
         lines.append(f"mailyard: metrics written to {cfg.metrics.file}")
-    lines.append(f"mailyard: data in {cfg.data_dir}; {workers} SMTP worker(s); pid {pid}")
+    lines.append(f"mailyard: data in {cfg.data_dir}; {workers} worker process(es); pid {pid}")
     command = _command() + (f" --config {cfg.source}" if cfg.source else "")
     if cfg.local_domains:
         domain, steps = cfg.local_domains[0], []

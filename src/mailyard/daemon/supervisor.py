@@ -1,9 +1,9 @@
 """``mailyard serve``: the supervisor process.
 
 It prepares the data directory (and the self-signed certificate when none is
-configured), binds every listening socket, sweeps the queue, starts the SMTP worker
-processes (restarting any that dies), and itself runs the delivery dispatcher and the
-metrics endpoint.  SIGTERM or SIGINT stops everything cleanly: workers answer
+configured), binds every listening socket, sweeps the queue, starts the SMTP and the
+HTTP worker processes (restarting any that dies), and itself runs the delivery
+dispatcher and the metrics endpoint.  SIGTERM or SIGINT stops everything cleanly: workers answer
 421 to connected clients, deliveries in flight finish or are left for the next start.
 """
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from mailyard.config import Config, config_to_dict
 from mailyard.daemon.fdlimit import raise_nofile_limit
-from mailyard.daemon.listeners import Listener, bind_listeners
+from mailyard.daemon.listeners import HTTP_KINDS, KINDS, Listener, bind_listeners
 from mailyard.daemon.privileges import (
     PrivilegeError,
     drop_privileges,
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mailyard.supervisor")
 
+SMTP_KINDS = tuple(k for k in KINDS if k not in HTTP_KINDS)  # SMTP and POP3 workers
 RESTART_BACKOFF = (0.5, 1, 2, 5, 10)
 POLL_INTERVAL = 1.0
 # The queue gauges count every queued recipient (tens of ms with 100,000 queued), so
@@ -133,18 +134,23 @@ class Supervisor:
         worker_config["tls"] = {"cert": "", "key": ""}
         payload = json.dumps({"config": worker_config, "source": self.config.source,
                               "cert_pem": tls_pem[0], "key_pem": tls_pem[1]}).encode()
-        argv = [sys.executable, "-m", "mailyard.daemon.worker",
-                "--notify-fd", str(notify_w)]
-        fds = [notify_w]
-        for listener in self.listeners:
-            fd = listener.sock.fileno()
-            os.set_inheritable(fd, True)
-            argv += ["--listen", f"{listener.kind}:{fd}"]
-            fds.append(fd)
-        for slot in range(self.worker_count()):
-            worker = WorkerProcess(slot, argv, fds, payload)
-            worker.start()
-            self.workers.append(worker)
+        for module, kinds, count in (
+                ("mailyard.daemon.worker", SMTP_KINDS, self.worker_count()),
+                ("mailyard.daemon.http_worker", HTTP_KINDS, self.config.http.workers)):
+            mine = [listener for listener in self.listeners if listener.kind in kinds]
+            if not mine:
+                continue
+            argv = [sys.executable, "-m", module, "--notify-fd", str(notify_w)]
+            fds = [notify_w]
+            for listener in mine:
+                fd = listener.sock.fileno()
+                os.set_inheritable(fd, True)
+                argv += ["--listen", f"{listener.kind}:{fd}"]
+                fds.append(fd)
+            for slot in range(count):
+                worker = WorkerProcess(slot, argv, fds, payload)
+                worker.start()
+                self.workers.append(worker)
 
     def run(self) -> int:
         cfg = self.config

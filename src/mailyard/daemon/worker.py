@@ -1,8 +1,9 @@
-"""A worker process: the SMTP and POP3 servers.
+"""A worker process: the SMTP, POP3 and IMAP servers.
 
 The supervisor starts one worker per CPU (``smtpd.workers``).  Each worker inherits the
 listening sockets, runs the asyncio SMTP server on the SMTP ones and the POP3 server
-(:mod:`mailyard.pop3d`, sharing the SMTP server's AUTH guard) on the POP3 ones, and tells the
+(:mod:`mailyard.pop3d`, sharing the SMTP server's AUTH guard) on the POP3 ones, the IMAP
+server (:mod:`mailyard.imapd`, the same guard) on the IMAP ones, and tells the
 supervisor about every message it queued by writing the queue id to a pipe, so delivery
 starts at once.  Run as ``python -m mailyard.daemon.worker``; the configuration comes as
 JSON on standard input.
@@ -37,7 +38,8 @@ log = logging.getLogger("mailyard.worker")
 
 METRICS_DUMP_INTERVAL = 5.0
 NOTIFY_DELAY = 0.02
-POP3_KINDS = ("pop3", "pop3s")  # seconds queue ids may wait to be sent to the supervisor together
+POP3_KINDS = ("pop3", "pop3s")
+IMAP_KINDS = ("imap", "imaps")
 
 
 def install_event_loop_policy() -> None:
@@ -128,9 +130,18 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
 
         pop3 = Pop3Server(config, directory, MaildirStore(data / "mail", config.hostname),
                           tls, server.auth_gate, scram_decoy_key=decoy_key)
+    imap = None
+    if any(kind in IMAP_KINDS for kind, _ in listeners):
+        from mailyard.imapd.server import ImapServer
+        from mailyard.store.maildir import MaildirStore
+
+        imap = ImapServer(config, directory, MaildirStore(data / "mail", config.hostname),
+                          tls, server.auth_gate, scram_decoy_key=decoy_key)
     for kind, sock in listeners:
         if pop3 is not None and kind in POP3_KINDS:
             await pop3.serve(kind, sock)
+        elif imap is not None and kind in IMAP_KINDS:
+            await imap.serve(kind, sock)
         else:
             await server.serve(kind, sock)
     stop = asyncio.Event()
@@ -148,6 +159,8 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
         check_descriptors(reporter, nofile)
     if pop3 is not None:
         await pop3.close()
+    if imap is not None:
+        await imap.close()
     await server.close()
     if deliver_now is not None:
         await deliver_now.close()

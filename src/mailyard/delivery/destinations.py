@@ -70,11 +70,13 @@ class DestinationSweep:
 
 class Destinations:
     def __init__(self, delivery: DeliveryConfig, *, dead_after: int = DEAD_AFTER,
-                 share: int | None = None, busy_wait: float = BUSY_WAIT) -> None:
+                 share: int | None = None, busy_wait: float = BUSY_WAIT,
+                 sweeps: bool = True) -> None:
         self.suspend_seconds = float(delivery.retry_schedule[0])
         self.dead_after = dead_after
         self.share = share if share is not None else max(1, delivery.active_window // 4)
         self.busy_wait = busy_wait
+        self.sweeps = sweeps  # False: a dedicated pool's, which never sweeps the queue
         self._state: dict[str, _Destination] = {}
         self._sweeps: list[DestinationSweep] = []
 
@@ -146,7 +148,8 @@ class Destinations:
         if now < state.swept_until:
             return False  # the mail of the last sweep is still waiting
         state.swept_until = hold.until
-        self._sweeps.append(DestinationSweep(domain, hold.until, hold.reason))
+        if self.sweeps:
+            self._sweeps.append(DestinationSweep(domain, hold.until, hold.reason))
         return True
 
     def take_sweeps(self) -> list[DestinationSweep]:

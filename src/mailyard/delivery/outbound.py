@@ -7,6 +7,10 @@ destination holds at most a share of the active window (:mod:`.destinations`): i
 mail then comes back as *postponed* (no attempt counted), so a hundred thousand
 messages for an unreachable domain wait without holding up healthy ones.
 
+Each delivery pool (:mod:`.pools`) has its own of all that: a message is sent
+through its pool's lane (source addresses, HELO, slots, idle connections, rates), so
+one pool's backlog never holds a slot another pool's mail needs.
+
 The TLS each MX host must offer (DANE, MTA-STS) is decided after routing by
 :class:`~mailyard.delivery.tls_policy.TransportSecurity`; TLS outcomes are counted for
 TLS-RPT and written to the store every few seconds.
@@ -16,7 +20,7 @@ The semaphores and the destination state are per process (see docs/architecture.
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,15 +28,20 @@ from typing import BinaryIO
 
 from mailyard.config import Config
 from mailyard.delivery.attempt import TRANSPORT_SMTP, AttemptResult
-from mailyard.delivery.destinations import Destinations, Postponement
-from mailyard.delivery.remote import ConnectionPool, deliver_remote
+from mailyard.delivery.destinations import Postponement
+from mailyard.delivery.pools import DEFAULT_POOL, Lane, lanes_for
+from mailyard.delivery.remote import deliver_remote
 from mailyard.delivery.routing import RouteError, Router
 from mailyard.delivery.tls_policy import TransportSecurity
 from mailyard.dns.api import Resolver
 from mailyard.mtasts import Discovery
 from mailyard.mtasts.cache import PolicyCache
+from mailyard.obs import log_event
+from mailyard.proto.smtp.replies import REPLY_POOL_RATE
 from mailyard.queue.api import AttemptStatus, DeliveryReply, QueuedRecipient, QueueEntry
 from mailyard.tlsrpt.store import TlsOutcomes
+
+log = logging.getLogger("mailyard.delivery")
 
 
 class OutboundDelivery:
@@ -45,24 +54,35 @@ class OutboundDelivery:
         self.router = Router(config, self.resolver)
         self.tls_outcomes = _tls_outcomes(config, clock)
         self.security = _transport_security(config, self.resolver, self.tls_outcomes, clock)
-        self.pool = ConnectionPool(config, tls_outcomes=self.tls_outcomes)
-        self.global_slots = asyncio.Semaphore(config.delivery.max_concurrency)
-        self.domain_slots: dict[str, asyncio.Semaphore] = {}
         self.clock = clock
-        self.destinations = Destinations(config.delivery)
+        self.lanes = lanes_for(config, self.tls_outcomes)
+        default = self.lanes[DEFAULT_POOL]
+        self.pool = default.connections  # the default pool's (tests look at them)
+        self.destinations = default.destinations  # the one whose sweeps the queue runs
+        self._unknown: set[str] = set()
 
-    def _slot(self, domain: str) -> asyncio.Semaphore:
-        sem = self.domain_slots.get(domain)
-        if sem is None:
-            sem = self.domain_slots[domain] = asyncio.Semaphore(
-                self.config.delivery.max_per_destination)
-        return sem
+    def lane(self, name: str) -> Lane:
+        lane = self.lanes.get(name or DEFAULT_POOL)
+        if lane is None:
+            if name not in self._unknown:  # once per name: the config lost the pool
+                self._unknown.add(name)
+                log_event(log, "unknown delivery pool, using the default",
+                          level=logging.WARNING, pool=name)
+            lane = self.lanes[DEFAULT_POOL]
+        return lane
 
     async def deliver(self, entry: QueueEntry, domain: str, recipients: list[QueuedRecipient],
                       open_content: Callable[[], BinaryIO]) -> list[AttemptResult]:
-        hold = self.destinations.admit(domain, self.clock())
+        lane = self.lane(entry.envelope.pool)
+        now = self.clock()
+        hold = lane.destinations.admit(domain, now)
         if hold is not None:
             return _postponed(recipients, hold)
+        due = lane.pacer.reserve(domain, now)
+        if due is not None:
+            lane.destinations.leave(domain)
+            return _postponed(recipients, Postponement(due, DeliveryReply(REPLY_POOL_RATE.fill(
+                pool=lane.name, domain=domain, rate=lane.rate_of(domain)))))
         try:
             try:
                 hops = await self.security.secure(await self.router.plan(domain))
@@ -72,17 +92,17 @@ class OutboundDelivery:
                                                     TRANSPORT_SMTP)
                         for r in recipients]
             pairs = [(r.index, entry.envelope.recipients[r.index]) for r in recipients]
-            async with self._slot(domain), self.global_slots:
-                hold = self.destinations.suspension(domain, self.clock())
+            async with lane.domain_slot(domain), lane.slots:
+                hold = lane.destinations.suspension(domain, self.clock())
                 if hold is not None:  # it died while this entry waited for a slot
                     return _postponed(recipients, hold)
                 results = await deliver_remote(hops, entry.envelope, pairs, open_content,
-                                               entry.size, self.config, self.pool)
-            self.destinations.attempt_ended(domain, any(r.answered for r in results),
+                                               entry.size, self.config, lane.connections)
+            lane.destinations.attempt_ended(domain, any(r.answered for r in results),
                                             results[0].reply if results else None,
                                             self.clock())
         finally:
-            self.destinations.leave(domain)
+            lane.destinations.leave(domain)
             if self.tls_outcomes is not None and self.tls_outcomes.flush_due():
                 await self.tls_outcomes.flush()
         by_index = {r.index: r for r in recipients}
@@ -91,7 +111,8 @@ class OutboundDelivery:
                 for res in results]
 
     async def close(self) -> None:
-        await self.pool.close()
+        for lane in self.lanes.values():
+            await lane.connections.close()
         if self.tls_outcomes is not None:
             await self.tls_outcomes.flush()
             self.tls_outcomes.close()

@@ -39,7 +39,7 @@ from mailyard.delivery.routing import SmtpAuth
 from mailyard.delivery.smtp_session import SessionError, SmtpSession, Timeouts
 from mailyard.envelope import Envelope, Recipient
 from mailyard.obs import log_event
-from mailyard.proto.smtp.client import RecipientResult, TransactionResult, describe
+from mailyard.proto.smtp.client import RecipientResult, SessionFailed, TransactionResult, describe
 from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_LOST,
     REPLY_REMOTE_NO_HOPS,
@@ -106,6 +106,14 @@ class HopLike(Protocol):
     def tls_report(self) -> PolicyTag | None:
         """TLS-RPT: the policy this hop's sessions are counted under; None: not counted."""
         ...
+
+
+class SourcePicker(Protocol):
+    """A delivery pool's source addresses (:class:`mailyard.delivery.pools.SourceAddresses`)."""
+
+    def __bool__(self) -> bool: ...
+
+    def pick(self, destination: str) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -175,8 +183,11 @@ class ConnectionPool:
 
     def __init__(self, config: Config, idle_seconds: float = IDLE_SECONDS,
                  probe_after: float = PROBE_AFTER,
-                 tls_outcomes: TlsOutcomes | None = None) -> None:
+                 tls_outcomes: TlsOutcomes | None = None, *, helo_name: str = "",
+                 sources: SourcePicker | None = None) -> None:
         self.config = config
+        self.helo_name = helo_name or config.hostname
+        self.sources = sources  # a delivery pool's source addresses
         self.timeouts = Timeouts.from_config(config.delivery)
         self.idle_seconds = idle_seconds
         self.probe_after = probe_after
@@ -207,14 +218,26 @@ class ConnectionPool:
                 return session
         return await self._open(hop)
 
+    def _source(self, hop: HopLike) -> str:
+        if not self.sources:
+            return ""
+        source = self.sources.pick(hop.ip or hop.host)
+        if source is None:
+            reply = REPLY_REMOTE_UNREACHABLE.with_text(
+                f"no source address of the address family of {hop.host}[{hop.ip}] "
+                "in this delivery pool")
+            raise SessionError(SessionFailed(reply, "connect"))
+        return source
+
     async def _open(self, hop: HopLike) -> SmtpSession:
         auth = credentials(hop.auth)
+        source = self._source(hop)
         try:
             session = await SmtpSession.open(
-                hop.host, hop.ip, hop.port, self.config.hostname, tls=hop.tls_policy, auth=auth,
+                hop.host, hop.ip, hop.port, self.helo_name, tls=hop.tls_policy, auth=auth,
                 auth_unverified=auth_unverified(hop.auth), ca_file=hop.tls_ca_file,
                 fingerprints=tuple(hop.tls_fingerprints), tlsa=tuple(hop.tls_tlsa),
-                dane_names=tuple(hop.tls_names), timeouts=self.timeouts)
+                dane_names=tuple(hop.tls_names), timeouts=self.timeouts, source=source)
         except SessionError as exc:
             self._count_tls(hop, exc)
             if not (exc.failure.tls_failure and hop.tls_policy == "may"):
@@ -222,8 +245,9 @@ class ConnectionPool:
             log_event(log, "TLS failed, retrying without TLS", host=hop.host, ip=hop.ip,
                       reply=describe(exc.failure.reply))
             # In clear: credentials, if any, are refused by the client core.
-            session = await SmtpSession.open(hop.host, hop.ip, hop.port, self.config.hostname,
-                                             tls="none", auth=auth, timeouts=self.timeouts)
+            session = await SmtpSession.open(hop.host, hop.ip, hop.port, self.helo_name,
+                                             tls="none", auth=auth, timeouts=self.timeouts,
+                                             source=source)
         else:
             self._count_tls(hop, None, session.client.tls_active)
         self.opened += 1

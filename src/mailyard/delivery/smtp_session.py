@@ -129,12 +129,14 @@ class UpgradeGuardReader(asyncio.StreamReader):
         return self.cleartext
 
 
-async def _connect(address: str, port: int) -> tuple[UpgradeGuardReader, asyncio.StreamWriter]:
-    """asyncio.open_connection, with the guarded reader."""
+async def _connect(address: str, port: int,
+                   source: str = "") -> tuple[UpgradeGuardReader, asyncio.StreamWriter]:
+    """asyncio.open_connection, with the guarded reader; bound to ``source`` if given."""
     loop = asyncio.get_running_loop()
     reader = UpgradeGuardReader()
     protocol = asyncio.StreamReaderProtocol(reader)
-    transport, _ = await loop.create_connection(lambda: protocol, address, port)
+    transport, _ = await loop.create_connection(
+        lambda: protocol, address, port, local_addr=(source, 0) if source else None)
     return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
 
 
@@ -168,22 +170,25 @@ class SmtpSession:
                    auth: tuple[str, str] | None = None, auth_unverified: bool = False,
                    ca_file: str = "", fingerprints: tuple[str, ...] = (),
                    tlsa: tuple[str, ...] = (), dane_names: tuple[str, ...] = (),
-                   timeouts: Timeouts = Timeouts()) -> SmtpSession:
+                   timeouts: Timeouts = Timeouts(), source: str = "") -> SmtpSession:
         """Connect, read the greeting, EHLO, STARTTLS, AUTH.  Raises SessionError.
 
         ``tls`` is the hop's level; with "verify" or "secure" the certificate must
         match one of ``fingerprints`` if any are given, else chain up to ``ca_file`` (or
         the system CA store) and name ``host``; with ``tlsa`` (DANE) the certificate
-        chain must match those records instead."""
+        chain must match those records instead.  ``source``: the local address to
+        connect from (a delivery pool's)."""
         address = ip or host
         client = SmtpClient(helo_name, tls, auth, auth_unverified=auth_unverified)
         check = PeerCheck(client.tls_policy, ca_file, fingerprints, tlsa, dane_names)
         try:
-            reader, writer = await asyncio.wait_for(_connect(address, port), timeouts.connect)
+            reader, writer = await asyncio.wait_for(_connect(address, port, source),
+                                                    timeouts.connect)
         except (TimeoutError, OSError) as exc:
             reason = _connect_error(exc)
+            via = f" from {source}" if source else ""
             reply = REPLY_REMOTE_UNREACHABLE.with_text(
-                f"connect to {host}[{address}]:{port}: {reason}")
+                f"connect to {host}[{address}]:{port}{via}: {reason}")
             raise SessionError(SessionFailed(reply, "connect")) from None
         session = cls(client, reader, writer, timeouts, host, check)
         try:

@@ -15,7 +15,6 @@ import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import replace
 
 from mailyard.dns.api import AnswerKind, BaseResolver, RecordSet
 
@@ -70,7 +69,9 @@ class CachingResolver(BaseResolver):
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
-        return replace(answer, ttl=int(remaining))
+        # (the constructor, not dataclasses.replace: this is the hot path of a warm cache)
+        return RecordSet(answer.name, answer.rdtype, answer.kind, answer.records,
+                         int(remaining), answer.canonical_name)
 
     def _finished(self, key: _Key, task: asyncio.Task[RecordSet]) -> None:
         self._inflight.pop(key, None)

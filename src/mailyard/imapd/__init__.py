@@ -2,6 +2,15 @@
 around the sans-IO core :mod:`mailyard.proto.imap` and the engine that answers its
 commands from the mail store (:mod:`mailyard.store`).
 
+* :mod:`mailyard.imapd.server` - the imap/imaps listeners and connection caps;
+* :mod:`mailyard.imapd.session` - one connection (``asyncio.Protocol``): TLS, login,
+  APPEND streaming, IDLE, timers;
+* :mod:`mailyard.imapd.engine` - the selected folder's commands;
+* :mod:`mailyard.imapd.folders` - LIST, STATUS, CREATE..., APPEND;
+* :mod:`mailyard.imapd.view` - sequence numbers and pending updates (pure);
+* :mod:`mailyard.imapd.listing` - LIST patterns and attributes, STATUS items (pure);
+* :mod:`mailyard.imapd.watch` - changes made by other processes;
+* :mod:`mailyard.imapd.accounts` - the open indexes and subscriptions;
 * :mod:`mailyard.imapd.fetch` - FETCH data items rendered from the index and the
   message file.
 * :mod:`mailyard.imapd.search`, :mod:`~mailyard.imapd.sort`,

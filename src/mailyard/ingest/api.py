@@ -29,7 +29,11 @@ What ingest does, by origin (see :mod:`mailyard.ingest.pipeline`):
   after the trace field; the body streams through untouched;
 * the whole-message origins (``submit``): the size limit and the ``Received:`` count
   (a mail loop, RFC 5321 6.3) where no SMTP core checked them while streaming;
-* at commit, the hooks' fields go to the record's ``prepend`` section.
+* at commit, the hooks' fields go to the record's ``prepend`` section;
+* the delivery pool (``Envelope.pool``, kept in the queue record): the producer's
+  choice (``Submission.pool``), else for ``SUBMISSION``, ``LOCAL``, ``API`` and
+  ``CAMPAIGN`` the pool whose ``senders`` list the envelope sender, its domain or the
+  login user; bounces and forwards go through the default pool.
 
 Relaying while the sender waits (end-to-end transports) is not ingest's business:
 smtpd hands the committed message to a :class:`DeliverNow` service, which delivery
@@ -45,6 +49,7 @@ from typing import Protocol
 from mailyard.envelope import Envelope
 from mailyard.message.headerblock import HeaderSummary
 from mailyard.proto.smtp.replies import Reply
+from mailyard.spf.result import SpfResult
 
 
 class Origin(enum.StrEnum):
@@ -69,6 +74,12 @@ class Submission:
     protocol: str = ""  # "ESMTPSA", "ESMTPS", "ESMTP", "SMTP"... (RFC 3848); "" for local
     tls: str = ""  # "TLSv1.3 TLS_AES_256_GCM_SHA384" or ""
     local_user: str = ""  # the Unix user of a local submission
+    # The delivery pool the producer chose (a campaign, an API key); "" lets ingest
+    # route by sender (``delivery.pools[].senders``), else the default pool.
+    pool: str = ""
+    # The SPF result of the MAIL FROM identity (port 25), for Authentication-Results.
+    spf: SpfResult | None = None
+    spf_helo: SpfResult | None = None  # the HELO identity, when checked separately
 
 
 class IngestRefused(Exception):

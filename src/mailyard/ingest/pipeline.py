@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from mailyard.config import AuthResultsConfig, DeliveryConfig, DkimConfig, DmarcConfig
@@ -52,6 +53,10 @@ _SMTP = frozenset((Origin.INBOUND, Origin.SUBMISSION))
 _FIXED = frozenset((Origin.SUBMISSION, Origin.LOCAL))  # Date and Message-ID when missing
 _SIZE_CHECKED = frozenset((Origin.LOCAL, Origin.API, Origin.CAMPAIGN))
 _LOOP_CHECKED = frozenset((Origin.LOCAL, Origin.API, Origin.CAMPAIGN, Origin.FORWARD))
+_POOLED = frozenset((Origin.SUBMISSION, Origin.LOCAL, Origin.API, Origin.CAMPAIGN))
+
+#: The pool configured for a sender and login user ("" the default pool).
+PoolRouter = Callable[[str, str], str]
 
 
 class QueueWriterLike(Protocol):
@@ -177,8 +182,10 @@ class QueueIngest:
                  max_received: int = 0, hooks: Sequence[IngestHook] = (),
                  streaming_hooks: Sequence[StreamingHook] = (),
                  rewrite: HeaderRewrite | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 pool_for: PoolRouter | None = None) -> None:
         self._queue = queue
+        self._pool_for = pool_for
         self.hostname = hostname
         self.max_message_size = max_message_size
         self.max_received = max_received
@@ -188,7 +195,18 @@ class QueueIngest:
         self.clock = clock
 
     def open(self, submission: Submission) -> IngestWriter:
+        submission = self.assign_pool(submission)
         return _Writer(self, submission, self._queue.open_message(submission.envelope))
+
+    def assign_pool(self, submission: Submission) -> Submission:
+        """The submission with its envelope's delivery pool set (see ``api``)."""
+        env = submission.envelope
+        pool = submission.pool
+        if not pool and self._pool_for is not None and submission.origin in _POOLED:
+            pool = self._pool_for(env.sender, env.auth_user)
+        if pool == env.pool:
+            return submission
+        return replace(submission, envelope=replace(env, pool=pool))
 
     async def submit(self, submission: Submission, content: bytes) -> str:
         self.check(submission, content)
@@ -284,5 +302,5 @@ def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
         streaming.append(inbound_checks_for(config))
     return QueueIngest(queue, config.hostname, max_message_size=config.smtpd.max_message_size,
                        max_received=config.smtpd.max_received_headers,
-                       streaming_hooks=streaming,
+                       streaming_hooks=streaming, pool_for=config.delivery.pool_for,
                        rewrite=OwnFields((config.auth_results.authserv_id,)))

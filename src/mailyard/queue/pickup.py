@@ -60,7 +60,9 @@ import errno
 import json
 import logging
 import os
+import sqlite3
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,8 @@ from mailyard.message.submit import (
 from mailyard.obs import log_event
 from mailyard.queue.api import StorageError
 from mailyard.queue.layout import fsync_dir
+from mailyard.sending.limiter import SendLimiter, SendRefusal
+from mailyard.sending.store import SqliteSendCounters, sending_db_path
 
 log = logging.getLogger("mailyard.pickup")
 
@@ -193,12 +197,18 @@ class MaildropPickup:
     supervisor, on the dispatcher's event loop; ``spool`` is its FileSpool, which the
     messages reach through ``ingest`` (by default one over ``spool``)."""
 
-    def __init__(self, config: Config, spool: Any, ingest: Ingest | None = None) -> None:
+    def __init__(self, config: Config, spool: Any, ingest: Ingest | None = None,
+                 limiter: SendLimiter | None = None) -> None:
         self.config = config
         self.spool = spool
         self.ingest = ingest or ingest_for(config, spool)
         self.paths = MaildropPaths(config.data_path)
         self.max_size = config.smtpd.max_message_size + len(MAGIC) + MAX_ENVELOPE_LINE
+        # The envelope sender's sending limits: a file over them stays in the maildrop
+        # until the limit allows it (``held``: file name -> time to look again).
+        self.limiter = limiter or SendLimiter(
+            SqliteSendCounters(sending_db_path(config.data_path)), config.sending)
+        self.held: dict[str, float] = {}
 
     async def run(self) -> None:
         """Prepare the directories, then pick up every :data:`POLL_INTERVAL` seconds
@@ -217,9 +227,11 @@ class MaildropPickup:
         messages were queued."""
         await self.recover()
         n = 0
+        now = time.time()
+        self.held = {k: t for k, t in self.held.items() if t > now}
         for name in sorted(os.listdir(self.paths.maildrop)):
-            if name.startswith("."):
-                continue  # still being written under its temporary name
+            if name.startswith(".") or name in self.held:
+                continue  # still being written under its temporary name, or held
             if await self._take_and_queue(self.paths.maildrop / name):
                 n += 1
         return n
@@ -266,6 +278,14 @@ class MaildropPickup:
             return False
         finally:
             os.close(fd)
+        sender, count = meta["sender"], len(meta["recipients"])
+        if source.parent == self.paths.maildrop and sender:
+            refusal = await self._limits("check", sender, count)
+            if isinstance(refusal, SendRefusal):
+                self.held[source.name] = time.time() + refusal.retry_after
+                log_event(log, "maildrop message held by sending limit", file=source.name,
+                          user=user, sender=sender, reply=str(refusal.reply))
+                return False
         writer = self.ingest.open(submission)  # step 1: the queue id
         committed = False
         try:
@@ -288,10 +308,24 @@ class MaildropPickup:
         finally:
             if not committed:
                 writer.abort()
+        if sender:
+            await self._limits("record", sender, count)
         log_event(log, "maildrop message queued", qid=writer.qid, user=user,
                   uid=uid, sender=meta["sender"], recipients=len(meta["recipients"]),
                   size=len(content))
         return True
+
+    async def _limits(self, call: str, sender: str, recipients: int) -> SendRefusal | None:
+        """The limiter's ``check`` or ``record``, in a thread; a store that fails is
+        logged and lets the message through."""
+        try:
+            result: SendRefusal | None = await asyncio.to_thread(
+                getattr(self.limiter, call), sender, recipients)
+        except (sqlite3.Error, OSError) as exc:
+            log_event(log, "sending limits unavailable", level=logging.WARNING,
+                      error=str(exc))
+            return None
+        return result
 
     def _refuse(self, path: Path, reason: str) -> None:
         target = self.paths.bad / path.name

@@ -49,6 +49,7 @@ from mailyard.dns.api import Resolver
 from mailyard.ingest.api import ContentObserver, IngestRefused, Origin, Submission
 from mailyard.obs import log_event
 from mailyard.senderauth.checks import MessageChecks, SpfInput, Verdict
+from mailyard.spf.result import SpfResult
 
 __all__ = ["FOLDER_FIELD", "JUNK", "InboundChecks", "OwnFields", "inbound_checks_for",
            "without_fields"]
@@ -100,14 +101,19 @@ class OwnFields:
         return block
 
 
+def spf_input(result: SpfResult) -> SpfInput:
+    return SpfInput(str(result.status), str(result.identity), result.sender, result.domain)
+
+
 def spf_of(submission: Submission) -> SpfInput | None:
-    """The SPF result smtpd found at MAIL FROM (none before SPF checks exist)."""
-    return None
+    """The SPF result smtpd found at MAIL FROM (for the null sender, the HELO name's
+    postmaster: the identity DMARC aligns, RFC 7489 3.1.2); None when not checked."""
+    return None if submission.spf is None else spf_input(submission.spf)
 
 
 def spf_helo_of(submission: Submission) -> SpfInput | None:
     """The SPF result of the HELO identity when smtpd checked it separately."""
-    return None
+    return None if submission.spf_helo is None else spf_input(submission.spf_helo)
 
 
 class InboundChecks:

@@ -37,6 +37,14 @@ class Conflict(ServiceError):
     """The request clashes with the current state (exists already, still in use)."""
 
 
+class Expired(ServiceError):
+    """The thing the request names existed but its time is over (a link)."""
+
+
+class TooLarge(ServiceError):
+    """The input is over a size limit."""
+
+
 class StorageFailure(ServiceError):
     """The storage behind the service failed (database error, disk trouble)."""
 
@@ -69,8 +77,30 @@ CODES: dict[str, type[ServiceError]] = {
     "dkim_key_error": StorageFailure,
     # mailboxes
     "mailbox_error": StorageFailure,
+    # sending limits
+    "invalid_limit": InvalidInput,
+    "storage_failed": StorageFailure,
     # anything the directory reports without a code of its own
     "directory_error": StorageFailure,
+    # API keys
+    "invalid_scope": InvalidInput,
+    "invalid_name": InvalidInput,
+    "apikey_exists": Conflict,
+    "no_such_apikey": NotFound,
+    # contacts, lists, memberships, suppression
+    "invalid_contact": InvalidInput,
+    "invalid_list": InvalidInput,
+    "invalid_import": InvalidInput,
+    "contact_exists": Conflict,
+    "list_exists": Conflict,
+    "no_such_contact": NotFound,
+    "no_such_list": NotFound,
+    "no_such_membership": NotFound,
+    "no_such_suppression": NotFound,
+    "no_such_token": NotFound,
+    "token_expired": Expired,
+    "import_too_large": TooLarge,
+    "contacts_error": StorageFailure,
 }
 
 

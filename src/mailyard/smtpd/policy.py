@@ -15,8 +15,17 @@ goes to a possibly forged sender); on submission with
 ``smtpd.require_header_from_match``, every ``From:`` address must be owned by the
 login user (550 5.7.1).
 
+On submission, the sending limits (:mod:`mailyard.sending.limiter`) are read at MAIL
+in a thread (:meth:`Policy.sending_allowance`); a user or domain at its message limit
+gets 451 4.7.0 there, one at its recipient limit 451 4.7.0 at the RCPT that would go
+over it; the accepted message is counted after its 250 (:meth:`Policy.message_sent`).
+
 A recipient whose mailboxes are all over quota is refused with 552 5.2.2 after the
 checks above (:mod:`mailyard.smtpd.quota`; the usage may be read in a thread).
+
+On ``smtp``, an accepted MAIL FROM is also checked with SPF (RFC 7208; see
+:mod:`mailyard.smtpd.spf` and ``[spf]``): a ``fail`` is refused with 550 5.7.23 by
+default, and every result is kept on the transaction for Authentication-Results.
 
 Every kind refuses MAIL with 452 4.3.1 when the spool's free space is below
 ``smtpd.min_free_disk`` (the free space is sampled at most once a second).
@@ -35,8 +44,8 @@ import functools
 import ipaddress
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, Protocol
 
 from mailyard.config import Config
 from mailyard.directory.addresses import address_key, base_address
@@ -60,8 +69,10 @@ from mailyard.proto.smtp.replies import (
 )
 from mailyard.proto.smtp.session import Session
 from mailyard.queue.api import Spool
+from mailyard.sending.limiter import SendAllowance, ThreadedSendLimiter
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.quota import QuotaVerdict, RcptQuota
+from mailyard.smtpd.spf import SpfCheck, SpfVerdict
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -95,11 +106,29 @@ class Policy(Protocol):
 
     def check_mail(self, session: Session, sender: str) -> Reply | None: ...
 
+    def wants_sender_check(self, ip: str) -> bool:
+        """Does MAIL FROM from ``ip`` go through :meth:`check_sender` (SPF)?"""
+        ...
+
+    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
+        """Sender authentication at MAIL FROM, after :meth:`check_mail` accepted."""
+        ...
+
     def check_rcpt(self, session: Session, address: str) -> Reply | None: ...
 
     def check_quota(self, address: str, size: int | None) -> QuotaVerdict:
         """After :meth:`check_rcpt` accepted ``address``: its mailbox quota (552
         5.2.2), at once or as a coroutine to await (the usage is read in a thread)."""
+        ...
+
+    def sending_allowance(self, session: Session
+                          ) -> Coroutine[Any, Any, SendAllowance | None] | None:
+        """After :meth:`check_mail` accepted: the sender's sending limits and usage,
+        to await (None: no limits on this listener)."""
+        ...
+
+    async def message_sent(self, allowance: SendAllowance, recipients: int) -> None:
+        """A message of a limited sender was accepted: count it."""
         ...
 
     def postmaster_address(self, address: str) -> str: ...
@@ -127,7 +156,9 @@ class ListenerPolicy:
 
     def __init__(self, kind: str, config: Config, directory: Directory,
                  free_space: FreeSpaceGauge, auth_gate: AuthGate | None = None,
-                 quota: RcptQuota | None = None) -> None:
+                 quota: RcptQuota | None = None,
+                 sending: ThreadedSendLimiter | None = None,
+                 spf: SpfCheck | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r}")
         self.kind = kind
@@ -137,6 +168,9 @@ class ListenerPolicy:
         self.free_space = free_space
         self.auth_gate = auth_gate
         self.quota = quota
+        self.sending = sending if self.submission else None
+        # SPF is for mail from other servers: port 25 only (RFC 7208 2.3, 2.4).
+        self.spf = spf if kind == "smtp" else None
 
     def check_mail(self, session: Session, sender: str) -> Reply | None:
         """MAIL starts a transaction: the directory lookups from here to its end see
@@ -159,6 +193,14 @@ class ListenerPolicy:
             except DirectoryError:
                 return REPLY_TEMP_LOOKUP
         return None
+
+    def wants_sender_check(self, ip: str) -> bool:
+        return self.spf is not None and self.spf.applies(ip)
+
+    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
+        if self.spf is None:
+            return SpfVerdict(None)
+        return await self.spf.check(ip, helo, sender)
 
     def check_rcpt(self, session: Session, address: str) -> Reply | None:
         _local, domain = split_address(address)
@@ -187,6 +229,16 @@ class ListenerPolicy:
         except DirectoryError:
             return None  # local delivery checks again
         return self.quota.check(address, size)
+
+    def sending_allowance(self, session: Session
+                          ) -> Coroutine[Any, Any, SendAllowance | None] | None:
+        if self.sending is None or not session.auth_user:
+            return None
+        return self.sending.allowance(session.auth_user)
+
+    async def message_sent(self, allowance: SendAllowance, recipients: int) -> None:
+        if self.sending is not None:
+            await self.sending.record(allowance.user, recipients)
 
     def _check_literal(self, domain: str) -> Reply | None:
         """Submission to ``user@[address]`` (RFC 5321 4.1.3)."""

@@ -17,18 +17,22 @@ from collections.abc import Callable
 
 from mailyard.config import Config
 from mailyard.directory.api import Directory
+from mailyard.dns.api import Resolver
 from mailyard.ingest.api import DeliverNow, Ingest
 from mailyard.ingest.pipeline import ingest_for
 from mailyard.obs import Metrics, log_event
 from mailyard.proto.smtp.replies import REPLY_SHUTTING_DOWN, Reply
 from mailyard.proto.smtp.session import ServerSettings
 from mailyard.queue.api import Spool
+from mailyard.sending.limiter import SendLimiter, ThreadedSendLimiter
+from mailyard.sending.store import SqliteSendCounters, sending_db_path
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionTimers
 from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
 from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy
 from mailyard.smtpd.quota import RcptQuota
 from mailyard.smtpd.session import SmtpSession
+from mailyard.smtpd.spf import SpfCheck
 from mailyard.store.maildir import MaildirStore
 from mailyard.store.usage import UsageCache
 
@@ -66,12 +70,15 @@ def settings_for(config: Config, kind: str, tls_available: bool,
 class SmtpServer:
     """Serves the listeners; implements :class:`~mailyard.smtpd.context.SessionHost`
     for its sessions.  ``ingest`` defaults to one over ``spool``; ``deliver_now`` is
-    the service for end-to-end transports (None: every message is only queued)."""
+    the service for end-to-end transports (None: every message is only queued);
+    ``resolver`` answers the SPF checks of port 25 (default: ``delivery.dns_servers``
+    behind the cache)."""
 
     def __init__(self, config: Config, spool: Spool, directory: Directory,
                  ssl_context: ssl.SSLContext | None, metrics: Metrics,
                  on_queued: Callable[[str], None], *, scram_decoy_key: bytes = b"",
-                 ingest: Ingest | None = None, deliver_now: DeliverNow | None = None) -> None:
+                 ingest: Ingest | None = None, deliver_now: DeliverNow | None = None,
+                 resolver: Resolver | None = None) -> None:
         self.config = config
         # SCRAM decoys for unknown users (derived from the server secret; see
         # mailyard.daemon.secret), the same in every worker.
@@ -90,6 +97,15 @@ class SmtpServer:
         self.quota = RcptQuota(directory, UsageCache(
             MaildirStore(config.data_path / "mail", config.hostname).usage))
         self.auth_gate = AuthGate.from_config(config.smtpd, config.data_path)
+        self.sending = ThreadedSendLimiter(SendLimiter(
+            SqliteSendCounters(sending_db_path(config.data_path)), config.sending))
+        self.spf: SpfCheck | None = None
+        if config.spf.enabled:
+            if resolver is None:
+                from mailyard.dns import make_resolver
+
+                resolver = make_resolver(config.delivery)
+            self.spf = SpfCheck(config.spf, resolver, config.hostname)
         self.sessions: set[SmtpSession] = set()
         self._counted: set[object] = set()  # sessions holding a place in the caps
         self.shutting_down = False
@@ -102,7 +118,8 @@ class SmtpServer:
             raise ValueError(f"unknown listener kind {kind!r} (expected one of {KINDS})")
         if kind not in self._listeners:
             policy = ListenerPolicy(kind, self.config, self.directory, self.free_space,
-                                    self.auth_gate, self.quota)
+                                    self.auth_gate, self.quota, self.sending,
+                                    spf=self.spf)
             settings = settings_for(self.config, kind, self.ssl_context is not None,
                                     self.scram_decoy_key)
             self._listeners[kind] = ListenerSpec(kind, settings, policy, self.ssl_context)
@@ -160,3 +177,4 @@ class SmtpServer:
         await end_sessions(self.sessions, self._idle, grace)
         self._servers.clear()
         self.auth_gate.close()
+        self.sending.close()

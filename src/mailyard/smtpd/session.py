@@ -20,11 +20,17 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from mailyard.ingest.api import IngestRefused, IngestWriter, Origin, Submission
 from mailyard.message.trace import protocol_name
-from mailyard.metrics import AUTH_FAILURES, BYTES_RECEIVED, CONNECTIONS, MESSAGES_ACCEPTED
+from mailyard.metrics import (
+    AUTH_FAILURES,
+    BYTES_RECEIVED,
+    CONNECTIONS,
+    MESSAGES_ACCEPTED,
+    SPF_RESULTS,
+)
 from mailyard.obs import log_event
 from mailyard.proto.smtp.events import (
     CLOSED,
@@ -64,6 +70,9 @@ from mailyard.queue.api import StorageError
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionHost, SessionTimers
 from mailyard.smtpd.deadlines import Deadlines
 from mailyard.smtpd.transaction import InboundTransaction
+
+if TYPE_CHECKING:
+    from mailyard.sending.limiter import SendAllowance
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -370,19 +379,75 @@ class SmtpSession(asyncio.Protocol):
         self.conn.accept()
 
     def _on_mail(self, event: MailFrom) -> None:
-        refusal = self.listener.policy.check_mail(self.conn.session, event.address)
+        policy = self.listener.policy
+        refusal = policy.check_mail(self.conn.session, event.address)
         self.txn = InboundTransaction(event.address, self.ip, last_refusal=refusal)
         if refusal is not None:
             self.conn.reject(refusal)
             self._log("rejected", refusal)
             return
+        reading = policy.sending_allowance(self.conn.session)
+        if reading is not None:
+            self.task = self._spawn(self._mail_after_limits(event, reading))
+            return
+        if policy.wants_sender_check(self.ip):
+            self.task = self._spawn(self._check_sender(event))
+            return
         self.conn.accept()
+
+    async def _mail_after_limits(
+            self, event: MailFrom,
+            reading: Coroutine[Any, Any, SendAllowance | None]) -> None:
+        try:
+            allowance = await reading
+        finally:
+            self.task = None
+        if not self._answered(event) or self.txn is None:
+            return
+        limited = allowance.message_refusal() if allowance is not None else None
+        if limited is not None:
+            self.txn.last_refusal = limited.reply
+            log_event(log, "sending limit", client=self.ip, user=allowance.user if allowance
+                      else "", reply=str(limited.reply))
+            self.conn.reject(limited.reply)
+            self._log("rejected", limited.reply)
+        else:
+            self.txn.allowance = allowance
+            self.conn.accept()
+        self._carry_on()
+
+    async def _check_sender(self, event: MailFrom) -> None:
+        """SPF: the answer to MAIL waits for it (bounded by ``spf.time_budget``)."""
+        try:
+            verdict = await self.listener.policy.check_sender(
+                self.ip, self.conn.session.helo, event.address)
+        finally:
+            self.task = None
+        if not self._answered(event):
+            return
+        txn = self.txn
+        if verdict.result is not None:
+            self.services.metrics.inc(SPF_RESULTS, result=str(verdict.result.status))
+            if txn is not None:
+                txn.spf_result, txn.spf_helo_result = verdict.result, verdict.helo_result
+        if verdict.refusal is None:
+            self._answer(None)
+            return
+        if txn is not None:
+            txn.last_refusal = verdict.refusal
+        self.conn.reject(verdict.refusal)
+        self._log("rejected", verdict.refusal)
+        self._carry_on()
 
     def _on_rcpt(self, event: RcptTo) -> None:
         policy = self.listener.policy
         if not event.mailbox.domain:
             event.address = policy.postmaster_address(event.address)
         refusal = policy.check_rcpt(self.conn.session, event.address)
+        allowance = self.txn.allowance if self.txn is not None else None
+        if refusal is None and allowance is not None and self.txn is not None:
+            limited = allowance.recipient_refusal(len(self.txn.recipients))
+            refusal = limited.reply if limited is not None else None
         if refusal is None:
             verdict = policy.check_quota(event.address, self.conn.transaction.declared_size)
             if asyncio.iscoroutine(verdict):
@@ -418,6 +483,8 @@ class SmtpSession(asyncio.Protocol):
         submission = Submission(
             origin=Origin.SUBMISSION if self.listener.policy.submission else Origin.INBOUND,
             envelope=envelope, tls=self.tls_description(),
+            spf=self.txn.spf_result if self.txn is not None else None,
+            spf_helo=self.txn.spf_helo_result if self.txn is not None else None,
             protocol=protocol_name(session.extended, session.tls, bool(session.auth_user),
                                    envelope.smtputf8))
         txn = self.txn = self.txn or InboundTransaction(envelope.sender, self.ip)
@@ -484,6 +551,9 @@ class SmtpSession(asyncio.Protocol):
         if qid:
             self.services.metrics.inc(MESSAGES_ACCEPTED)
             self.host.queued(qid)
+            if txn.allowance is not None and txn.envelope is not None:
+                self._spawn(self.listener.policy.message_sent(
+                    txn.allowance, len(txn.envelope.recipients)))
 
     def _on_refused(self, event: MessageRefused) -> None:
         if self.txn is not None:

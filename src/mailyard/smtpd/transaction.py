@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailyard.envelope import Envelope
 from mailyard.ingest.api import Ingest, IngestWriter, Submission
@@ -36,6 +37,8 @@ from mailyard.proto.smtp.replies import (
     Reply,
 )
 from mailyard.queue.api import StorageError
+from mailyard.sending.limiter import SendAllowance
+from mailyard.spf.result import SpfResult
 
 log = logging.getLogger("mailyard.smtpd")
 
@@ -52,6 +55,8 @@ REJECT_REASONS: dict[Reply, str] = {
 
 
 def reason_for(reply: Reply) -> str:
+    if reply.code == 451 and reply.status == "4.7.0":
+        return "send_limit"  # mailyard.sending.limiter
     return REJECT_REASONS.get(reply) or f"{reply.code}_{reply.status or 'none'}"
 
 
@@ -68,6 +73,11 @@ class InboundTransaction:
     writer: IngestWriter | None = None
     write_failed: bool = False
     header: HeaderSummary = NO_HEADER
+    allowance: SendAllowance | None = None  # the sender's sending limits, read at MAIL
+    # SPF of the MAIL FROM identity (port 25; None: not checked), passed on to ingest
+    # in the Submission for the Authentication-Results header (RFC 8601 2.7.2).
+    spf_result: SpfResult | None = None
+    spf_helo_result: SpfResult | None = None  # the HELO identity, checked separately
 
     @property
     def unfinished(self) -> bool:
@@ -125,6 +135,12 @@ class InboundTransaction:
         if result != "queued":
             metrics.inc(MESSAGES_REJECTED,
                         reason=reason_for(reply) if reply else result)
+        # Any: log_event's named parameters (exc_info) must not narrow the field values.
+        extra: dict[str, Any] = {}
+        if self.spf_result is not None:
+            extra["spf"] = str(self.spf_result.status)
+        if self.spf_helo_result is not None:
+            extra["spf_helo"] = str(self.spf_helo_result.status)
         log_event(log, "smtp transaction", qid=qid, client=client, helo=helo,
                   sender=self.sender, to=",".join(self.recipients), size=size,
-                  result=result, reply=str(reply) if reply else "")
+                  result=result, reply=str(reply) if reply else "", **extra)

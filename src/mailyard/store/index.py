@@ -477,7 +477,7 @@ class MailboxIndex:
             on_disk = {_split(f)[0]: f for f in _entries(cur)}
             rows = {r.base: r for r in self._rows(db, fid)}
             modseq = highest + 1
-            changed = False
+            changed = renamed = False
             gone = [r.uid for base, r in rows.items() if base not in on_disk]
             if gone:
                 self._forget(db, fid, gone, modseq)
@@ -495,6 +495,7 @@ class MailboxIndex:
                 else:
                     db.execute("UPDATE messages SET filename = ? WHERE folder = ? AND uid = ?",
                                (filename, fid, row.uid))
+                renamed = True
             fresh = sorted((cur / f for b, f in on_disk.items() if b not in rows), key=_arrival)
             for path in fresh:
                 letters = "".join(sorted(c for c in _split(path.name)[1] if c in _LETTER_FLAGS))
@@ -505,7 +506,9 @@ class MailboxIndex:
                 db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
                            (uidnext, modseq, fid))
                 highest = modseq
-            messages = tuple(self._info(box, r) for r in self._rows(db, fid))
+            # Nothing written: the rows read above are the state (one query, not two).
+            current = self._rows(db, fid) if changed or renamed else rows.values()
+            messages = tuple(self._info(box, r, cur) for r in current)
         return FolderState(name, validity, uidnext, highest, messages)
 
     def _insert(self, db: sqlite3.Connection, fid: int, uid: int, path: Path, letters: str,
@@ -547,9 +550,11 @@ class MailboxIndex:
                        [(fid, u, modseq) for u in uids])
 
     @staticmethod
-    def _info(box: Maildir, r: _Row) -> MessageInfo:
+    def _info(box: Maildir, r: _Row, cur: Path | None = None) -> MessageInfo:
+        """``cur``: the folder's ``cur/`` path, when the caller has it (one path join
+        per message instead of two: they add up over a large folder)."""
         return MessageInfo(r.uid, _flags(r.letters, r.keywords), r.modseq, r.internal_date,
-                           r.size, box.path / "cur" / r.filename)
+                           r.size, (cur or box.path / "cur") / r.filename)
 
     # --- reading --------------------------------------------------------------------
     def usage(self) -> QuotaUsage:
@@ -582,6 +587,17 @@ class MailboxIndex:
                               " ORDER BY uid", (row[0], since)).fetchall()
         return Changes(tuple(self._info(box, _Row(*r)) for r in got),
                        tuple(u for (u,) in gone))
+
+    def header(self, name: str) -> tuple[int, int, int]:
+        """(UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) of a folder as indexed, without a
+        sync: what a watcher polls.  Raises FolderNotFound."""
+        name = normalize(name)
+        with self._read() as db:
+            row = db.execute("SELECT uidvalidity, uidnext, highestmodseq FROM folders"
+                             " WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise FolderNotFound(f"no folder {name!r}")
+        return row[0], row[1], row[2]
 
     def structures(self, name: str, uids: Iterable[int]
                    ) -> dict[int, tuple[structure.Structure, structure.Structure]]:

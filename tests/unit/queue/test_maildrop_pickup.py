@@ -113,3 +113,18 @@ def test_taken_file_never_committed_is_queued(setup) -> None:
     assert asyncio.run(pickup.scan()) == 0  # counted in recover, not as a new drop
     assert len(spool.list()) == 1
     assert os.listdir(pickup.paths.taken) == []
+
+
+def test_message_over_the_senders_limit_stays_in_the_maildrop(setup) -> None:
+    config, spool, _ = setup
+    limited = dataclasses.replace(config, sending=dataclasses.replace(
+        config.sending, user_messages_per_hour=1))
+    pickup = MaildropPickup(limited, spool)
+    first = drop(pickup)
+    assert asyncio.run(pickup.scan()) == 1
+    second = drop(pickup)
+    assert asyncio.run(pickup.scan()) == 0
+    assert first != second and os.listdir(pickup.paths.maildrop) == [second]
+    assert os.listdir(pickup.paths.bad) == []  # held, not refused
+    assert second in pickup.held and len(spool.list()) == 1
+    assert asyncio.run(pickup.scan()) == 0  # not read again until the limit allows it

@@ -1,18 +1,26 @@
 """An SmtpSession built from its declared context alone (no SmtpServer, no socket):
-a fake host, a fake policy, ingest over a queue in memory, a fake transport."""
+a fake host, a fake policy, ingest over a queue in memory, a fake transport.  Also:
+the session waiting for the policy's SPF check at MAIL FROM (RFC 7208) while the
+client pipelines."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
+from mailyard.config import SpfConfig
 from mailyard.directory.api import ScramCredentials
+from mailyard.dns import StaticResolver
+from mailyard.ingest.api import Submission
 from mailyard.ingest.pipeline import QueueIngest
+from mailyard.metrics import SPF_RESULTS
 from mailyard.obs import Metrics
 from mailyard.proto.smtp.replies import REPLY_UNKNOWN_USER, Reply
 from mailyard.proto.smtp.session import ServerSettings
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionTimers
 from mailyard.smtpd.session import SmtpSession
+from mailyard.smtpd.spf import SpfCheck, SpfVerdict
+from mailyard.spf import SpfStatus
 from tests.support.memory_queue import MemoryQueue
 
 TIMERS = SessionTimers(command=30, data=60, min_rate=0, rate_grace=10, tls_handshake=5,
@@ -45,10 +53,22 @@ class Policy:
     def check_mail(self, session: Any, sender: str) -> Reply | None:
         return None
 
+    def wants_sender_check(self, ip: str) -> bool:
+        return False
+
+    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
+        return SpfVerdict(None)
+
     def check_rcpt(self, session: Any, address: str) -> Reply | None:
         return None if address.startswith("bob@") else REPLY_UNKNOWN_USER
 
     def check_quota(self, address: str, size: int | None) -> Reply | None:
+        return None
+
+    def sending_allowance(self, session: Any) -> None:
+        return None
+
+    async def message_sent(self, allowance: Any, recipients: int) -> None:
         return None
 
     def postmaster_address(self, address: str) -> str:
@@ -120,3 +140,90 @@ def test_a_session_runs_on_its_declared_context_alone() -> None:
     assert content.startswith(b"Received: from client.test ([192.0.2.7])")
     assert content.endswith(b"Subject: s\r\n\r\nhello\r\n")
     assert host.admitted == host.released == ["192.0.2.7"] and transport.closed
+
+
+# --- SPF at MAIL FROM --------------------------------------------------------------
+
+class SpfPolicy(Policy):
+    def __init__(self, check: SpfCheck) -> None:
+        self.spf = check
+
+    def wants_sender_check(self, ip: str) -> bool:
+        return self.spf.applies(ip)
+
+    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
+        return await self.spf.check(ip, helo, sender)
+
+
+class RecordingIngest(QueueIngest):
+    def __init__(self, queue: MemoryQueue) -> None:
+        super().__init__(queue, "mx.test")
+        self.submissions: list[Submission] = []
+
+    def open(self, submission: Submission) -> Any:
+        self.submissions.append(submission)
+        return super().open(submission)
+
+
+def session_transcript(lines: bytes, resolver: StaticResolver
+                       ) -> tuple[Transport, RecordingIngest, Metrics]:
+    """One pipelined burst from 192.0.2.7, answered while SPF lookups are pending."""
+    async def run() -> tuple[Transport, RecordingIngest, Metrics]:
+        transport, queue, metrics = Transport(), MemoryQueue(), Metrics()
+        ingest = RecordingIngest(queue)
+        policy = SpfPolicy(SpfCheck(SpfConfig(), resolver, "mx.test"))
+        listener = ListenerSpec("smtp", ServerSettings(hostname="mx.test"), policy, None)
+        session = SmtpSession(listener, InboundServices(ingest, metrics, "mx.test"), Host(),
+                              TIMERS)
+        session.connection_made(transport)
+        session.data_received(lines)
+        for _ in range(50):
+            await asyncio.sleep(0)
+        session.connection_lost(None)
+        return transport, ingest, metrics
+    return asyncio.run(run())
+
+
+ZONE = {"pass.test": {"TXT": ["v=spf1 ip4:192.0.2.0/24 -all"]},
+        "badhelo.test": {"TXT": ["v=spf1 -all"]},
+        "fail.test": {"TXT": ["v=spf1 -all exp=why.fail.test"]},
+        "why.fail.test": {"TXT": ["%{i} is not ours"]}}
+
+
+def test_fail_refuses_mail_and_the_pipelined_rest() -> None:
+    transport, ingest, metrics = session_transcript(
+        b"EHLO client.test\r\nMAIL FROM:<a@fail.test>\r\nRCPT TO:<bob@mx.test>\r\n"
+        b"DATA\r\nQUIT\r\n", StaticResolver(ZONE))
+    out = transport.out.decode()
+    assert "550 5.7.23 SPF validation failed: 192.0.2.7 is not ours\r\n" in out
+    assert "503 " in out and "354" not in out  # RCPT and DATA without a sender
+    assert not ingest.submissions
+    assert metrics.get(SPF_RESULTS, result="fail") == 1
+
+
+def test_pass_goes_on_to_ingest_with_the_result() -> None:
+    transport, ingest, _ = session_transcript(
+        b"EHLO client.test\r\nMAIL FROM:<a@pass.test>\r\nRCPT TO:<bob@mx.test>\r\n"
+        b"DATA\r\nSubject: s\r\n\r\nhi\r\n.\r\nQUIT\r\n", StaticResolver(ZONE))
+    assert b"354 " in transport.out and b"250 2.0.0 Queued as" in transport.out
+    [submission] = ingest.submissions
+    assert submission.spf is not None and submission.spf.status is SpfStatus.PASS
+    assert submission.spf.mechanism == "ip4:192.0.2.0/24"
+    assert submission.spf_helo is not None and submission.spf_helo.status is SpfStatus.NONE
+
+
+def test_null_sender_checks_the_helo_name() -> None:
+    zone = {"client.test": {"TXT": ["v=spf1 -all"]}}
+    transport, _, _ = session_transcript(
+        b"EHLO client.test\r\nMAIL FROM:<>\r\nQUIT\r\n", StaticResolver(zone))
+    assert b"550 5.7.23" in transport.out
+
+
+def test_helo_fail_refuses_unless_mail_from_passed() -> None:
+    """RFC 7208 2.3: the HELO identity is checked too."""
+    transport, _, _ = session_transcript(
+        b"EHLO badhelo.test\r\nMAIL FROM:<a@nospf.test>\r\nQUIT\r\n", StaticResolver(ZONE))
+    assert b"550 5.7.23" in transport.out
+    transport, _, _ = session_transcript(
+        b"EHLO badhelo.test\r\nMAIL FROM:<a@pass.test>\r\nQUIT\r\n", StaticResolver(ZONE))
+    assert b"250 2.1.0" in transport.out

@@ -146,6 +146,11 @@ class ServerConnection:
         return self.mode is Mode.IDLE
 
     @property
+    def buffered(self) -> int:
+        """Octets received and not read yet (the adapter stops reading past a limit)."""
+        return len(self._buf) - self._pos
+
+    @property
     def pending(self) -> Decision | None:
         return self._pending
 

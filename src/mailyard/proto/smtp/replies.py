@@ -111,6 +111,7 @@ REPLY_NO_SECURE_MX = Reply(451, "4.7.5", "No MX host of {domain} is inside that 
 REPLY_TLS_POLICY_NO_HOP = Reply(451, "4.7.5", "No MX host of {domain} can be used under its {policy} policy: {reason}")
 REPLY_NEXTHOP_UNRESOLVED = Reply(451, "4.4.4", "Cannot resolve next hop {host} for {domain}")
 REPLY_DESTINATION_BUSY = Reply(451, "4.4.5", "More than {share} messages for {domain} in progress; waiting for a turn")
+REPLY_POOL_RATE = Reply(451, "4.4.5", "Delivery pool {pool}: rate to {domain} is {rate}, message waits")
 REPLY_MESSAGE_EXPIRED = Reply(451, "4.4.7", "Message expired: not delivered within {lifetime}; last error: {last}")
 
 # --- permanent (5xx) ------------------------------------------------------------
@@ -147,6 +148,11 @@ REPLY_LOOP = Reply(554, "5.4.6", "Too many Received headers: mail loop detected"
 REPLY_DELIVERED_TO_LOOP = Reply(554, "5.4.6", "Message already delivered to a recipient (Delivered-To): mail loop detected")
 REPLY_HEADER_FROM_NOT_OWNED = Reply(550, "5.7.1", "Header From address not owned by authenticated user")
 REPLY_ADDRESS_LITERAL_DENIED = Reply(550, "5.7.1", "Address literal recipients are not accepted here")
+# SPF at MAIL FROM (RFC 7208 8, enhanced codes of RFC 7372 3.2).
+REPLY_SPF_FAIL = Reply(550, "5.7.23", "SPF validation failed: {comment}")
+REPLY_SPF_FAIL_TEMP = Reply(451, "4.7.23", "SPF validation failed, try again later: {comment}")
+REPLY_SPF_PERMERROR = Reply(550, "5.7.24", "SPF validation error: {comment}")
+REPLY_SPF_TEMPERROR = Reply(451, "4.7.24", "SPF validation error, try again later: {comment}")
 REPLY_BARE_LINE_ENDING = Reply(
     554, "5.6.11", "Bare CR or LF in message data is not allowed (RFC 5321 2.3.8)"
 )

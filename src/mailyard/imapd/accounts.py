@@ -1,0 +1,180 @@
+"""The mailbox indexes this process has open, one per logged-in user, shared by that
+user's sessions; and the user's subscriptions (RFC 9051 6.3.7).
+
+One :class:`~mailyard.store.index.MailboxIndex` per user per process: it holds one
+SQLite connection and serialises its own calls, and every session of the user goes
+through it, so they share its cache and a watcher sees one object per folder.  It is
+closed a while after the user's last session ends (:class:`Accounts`).
+
+Subscriptions live in ``mailyard-subscriptions`` in the root of the user's Maildir,
+one UTF-8 folder name per line, rewritten whole through a temporary file and a
+rename.  Until the file exists every folder counts as subscribed (so a client that
+lists only subscribed folders shows the default ones at first login); the first
+SUBSCRIBE or UNSUBSCRIBE writes it.
+
+Every method blocks (disk, SQLite): call them in an executor.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailyard.fs import fsync_dir
+from mailyard.store.index import FolderState, MailboxIndex
+from mailyard.store.maildir import MaildirStore
+
+__all__ = ["Account", "Accounts"]
+
+SUBSCRIPTIONS = "mailyard-subscriptions"
+MARGIN_NS = 50_000_000  # file system timestamps lag the clock by up to a tick
+LINGER = 120.0  # seconds an account stays open after its last session
+MAX_LINGERING = 200
+
+
+def has_entries(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return any(not e.name.startswith(".") for e in entries)
+    except FileNotFoundError:
+        return False
+
+
+def cur_mtime(index: MailboxIndex, name: str) -> int | None:
+    try:
+        return os.stat(index.maildir(name).path / "cur").st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(eq=False)
+class Account:
+    """One user's mailbox as this process serves it.
+
+    When must a folder's index be synced with its Maildir (a full listing of
+    ``cur/`` and of the folder's rows: a good part of a second for 10,000 messages)?
+    Two cheap signals say: ``new/`` is not empty (mail not indexed yet: sync moves
+    it to ``cur/``), or ``cur/`` changed after the last sync started (its mtime is
+    above :attr:`covered`, kept per folder; a margin covers the file system's coarse
+    timestamps).  Changes made through the index (any IMAP session, in any process)
+    change ``cur/`` as well but leave the index right; those made by other programs
+    (mutt renaming a file, POP3 deleting one) do not.  :meth:`sync` (SELECT,
+    STATUS) syncs on either signal; the folder watcher waits for the index to be
+    quiet (see :mod:`mailyard.imapd.watch`)."""
+
+    address: str
+    index: MailboxIndex
+    sessions: int = 0
+    covered: dict[str, int] = field(default_factory=dict)  # folder -> ns
+    _states: dict[str, FolderState] = field(default_factory=dict)
+
+    def needs_sync(self, name: str) -> bool:
+        if has_entries(self.index.maildir(name).path / "new"):
+            return True
+        mtime = cur_mtime(self.index, name)
+        return mtime is None or mtime > self.covered.get(name, 0)
+
+    def full_sync(self, name: str) -> FolderState:
+        started = time.time_ns()
+        state = self.index.sync(name)
+        self.covered[name] = started - MARGIN_NS
+        self._states[name] = state
+        return state
+
+    def sync(self, name: str) -> FolderState:
+        """The folder's state (SELECT, STATUS): synced with the Maildir when a signal
+        says so, else the state of the last sync here if the index header has not
+        moved since (two stats and one indexed read)."""
+        cached = self._states.get(name)
+        if cached is not None and not self.needs_sync(name) and self.index.header(name) == (
+                cached.uidvalidity, cached.uidnext, cached.highestmodseq):
+            return cached
+        return self.full_sync(name)
+
+    @property
+    def root(self) -> Path:
+        return self.index.inbox.path
+
+    def subscriptions(self) -> set[str]:
+        try:
+            text = (self.root / SUBSCRIPTIONS).read_text("utf-8")
+        except FileNotFoundError:
+            return {f.name for f in self.index.list_folders()}
+        return {line for line in text.split("\n") if line}
+
+    def set_subscribed(self, name: str, on: bool) -> None:
+        names = self.subscriptions()
+        if on:
+            names.add(name)
+        else:
+            names.discard(name)
+        path = self.root / SUBSCRIPTIONS
+        tmp = path.with_name(f"{SUBSCRIPTIONS}.{os.getpid()}.{threading.get_ident()}")
+        tmp.write_text("".join(f"{n}\n" for n in sorted(names)), "utf-8")
+        os.replace(tmp, path)
+        fsync_dir(self.root)
+
+
+class Accounts:
+    """The open accounts of this process (thread-safe: opened in executors).
+
+    An account whose last session ended stays open for :data:`LINGER` seconds (at
+    most :data:`MAX_LINGERING` of them), so a client that logs in again soon (a
+    phone checking every few minutes, a client with a connection per folder) finds
+    its index open and its folder states cached."""
+
+    def __init__(self, store: MaildirStore, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.store = store
+        self.clock = clock
+        self._open: dict[str, Account] = {}
+        self._idle: dict[str, float] = {}  # address -> when its last session ended
+        self._lock = threading.Lock()
+
+    def open(self, address: str) -> Account:
+        """The account of ``address`` (its Maildir and index made if missing).
+        Raises MailboxNameError, OSError."""
+        with self._lock:
+            account = self._open.get(address)
+            if account is None:
+                self.store.mailbox(address)  # creates the Maildir, sweeps tmp/
+                account = Account(address, MailboxIndex(self.store.maildir(address)))
+                self._open[address] = account
+            account.sessions += 1
+            self._idle.pop(address, None)
+            doomed = self._expired()
+        for old in doomed:
+            old.index.close()
+        return account
+
+    def release(self, account: Account) -> None:
+        with self._lock:
+            account.sessions -= 1
+            if account.sessions <= 0:
+                self._idle[account.address] = self.clock()
+            doomed = self._expired()
+        for old in doomed:
+            old.index.close()
+
+    def _expired(self) -> list[Account]:
+        now = self.clock()
+        out = []
+        for address, since in list(self._idle.items()):
+            if now - since >= LINGER or len(self._idle) > MAX_LINGERING:
+                del self._idle[address]
+                account = self._open.pop(address, None)
+                if account is not None:
+                    out.append(account)
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            accounts = list(self._open.values())
+            self._open.clear()
+            self._idle.clear()
+        for account in accounts:
+            account.index.close()

@@ -1,0 +1,135 @@
+"""The IMAP listeners (``listen.imap``: STARTTLS, port 143; ``listen.imaps``:
+implicit TLS, port 993): :class:`ImapServer` serves sockets the supervisor has
+already bound, one :class:`~mailyard.imapd.session.ImapSession` per connection.
+
+Shared with SMTP and POP3: the AUTH guard (:class:`~mailyard.smtpd.authguard.AuthGate`,
+the ``smtpd.auth_*`` limits) and the connection caps
+(:class:`~mailyard.smtpd.limits.ConnectionLimiter`, per worker process, with the
+``imap.max_connections*`` keys).  Per process: the open accounts
+(:class:`~mailyard.imapd.accounts.Accounts`) and the folder watcher
+(:class:`~mailyard.imapd.watch.Watcher`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+
+from mailyard.config import Config, ListenerKind
+from mailyard.directory.api import Directory
+from mailyard.imapd.accounts import Accounts
+from mailyard.imapd.engine import Limits
+from mailyard.imapd.logincache import LoginCache
+from mailyard.imapd.session import ImapListener, ImapSession, ImapTimers
+from mailyard.imapd.watch import Watcher
+from mailyard.proto.imap.session import DEFAULT_EXTENSIONS, ImapSettings
+from mailyard.smtpd.authguard import AuthGate
+from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
+from mailyard.store.maildir import MaildirStore
+
+__all__ = ["ImapServer", "settings_for"]
+
+SHUTDOWN_GRACE = 5.0
+KINDS = (ListenerKind.IMAP.value, ListenerKind.IMAPS.value)
+BYE_BUSY = "Too many connections, try again later"
+BYE_SHUTTING_DOWN = "Server shutting down"
+EXTENSIONS = DEFAULT_EXTENSIONS + (
+    "CREATE-SPECIAL-USE", "WITHIN", "SORT", "SORT=DISPLAY", "THREAD=ORDEREDSUBJECT",
+    "THREAD=REFERENCES", "QUOTA", "QUOTA=RES-STORAGE", "QUOTA=RES-MESSAGE")
+
+
+def settings_for(config: Config, kind: str, tls_available: bool) -> ImapSettings:
+    imap = config.imap
+    mechanisms = ["PLAIN"]
+    if config.auth.scram_iterations > 0:
+        mechanisms.append("SCRAM-SHA-256")
+    return ImapSettings(
+        hostname=config.hostname,
+        starttls=tls_available and kind == ListenerKind.IMAP,
+        implicit_tls=kind == ListenerKind.IMAPS,
+        plaintext_auth=imap.allow_plaintext_login,
+        sasl_mechanisms=tuple(mechanisms),
+        literal_plus=True,
+        extensions=EXTENSIONS,
+        max_line=imap.max_line,
+        max_literal=imap.max_literal,
+        max_literal_unauthenticated=imap.max_literal_unauthenticated,
+        max_append=imap.appendlimit,
+        max_auth_failures=config.smtpd.max_auth_failures,
+    )
+
+
+class ImapServer:
+    """Serves the IMAP listeners of one worker; the ``ImapHost`` of its sessions."""
+
+    def __init__(self, config: Config, directory: Directory, store: MaildirStore,
+                 ssl_context: ssl.SSLContext | None, auth_gate: AuthGate, *,
+                 scram_decoy_key: bytes = b"") -> None:
+        imap = config.imap
+        self.config = config
+        self.directory = directory
+        self.accounts = Accounts(store)
+        self.watcher = Watcher(imap.poll_interval)
+        self.ssl_context = ssl_context
+        self.auth_gate = auth_gate
+        self.login_cache = LoginCache()
+        self.scram_decoy_key = scram_decoy_key
+        self.scram_iterations = config.auth.scram_iterations
+        self.limits = Limits(appendlimit=imap.appendlimit,
+                             search_budget=imap.search_time_budget)
+        self.timers = ImapTimers(login=imap.login_timeout, idle=imap.idle_timeout,
+                                 command=imap.command_timeout,
+                                 tls_handshake=imap.tls_handshake_timeout)
+        self.limiter = ConnectionLimiter(imap.max_connections, imap.max_connections_per_ip)
+        self.sessions: set[ImapSession] = set()
+        self._counted: set[ImapSession] = set()
+        self.shutting_down = False
+        self._servers: list[asyncio.base_events.Server] = []
+        self._idle: asyncio.Event | None = None
+
+    def listener(self, kind: str) -> ImapListener:
+        if kind not in KINDS:
+            raise ValueError(f"unknown IMAP listener kind {kind!r} (expected one of {KINDS})")
+        implicit = kind == ListenerKind.IMAPS
+        if implicit and self.ssl_context is None:
+            raise ValueError("the imaps listener needs a TLS context")
+        return ImapListener(kind, settings_for(self.config, kind, self.ssl_context is not None),
+                            self.ssl_context, implicit, self.timers)
+
+    async def serve(self, kind: str, sock: socket.socket) -> asyncio.base_events.Server:
+        listener = self.listener(kind)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: ImapSession(listener, self), sock=sock)
+        self._servers.append(server)
+        return server
+
+    # --- ImapHost -------------------------------------------------------------------
+
+    def admit(self, session: ImapSession, ip: str) -> str | None:
+        self.sessions.add(session)
+        if self.shutting_down:
+            return BYE_SHUTTING_DOWN
+        if self.limiter.acquire(ip) is not None:
+            return BYE_BUSY
+        self._counted.add(session)
+        return None
+
+    def release(self, session: ImapSession, ip: str) -> None:
+        if session in self._counted:
+            self._counted.discard(session)
+            self.limiter.release(ip)
+        self.sessions.discard(session)
+        if not self.sessions and self._idle is not None:
+            self._idle.set()
+
+    async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop listening, say BYE to every session, wait up to ``grace`` seconds."""
+        self.shutting_down = True
+        for server in self._servers:
+            server.close()
+        self._idle = asyncio.Event()
+        await end_sessions(self.sessions, self._idle, grace)
+        self._servers.clear()
+        self.watcher.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.accounts.close)

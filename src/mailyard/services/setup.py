@@ -1,0 +1,57 @@
+"""Building the contact and API-key services over the embedded storage, for the CLI
+and the HTTP workers alike (the composition, in one place)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from mailyard.config import Config, parse_hostport
+from mailyard.services.apikeys import ApiKeys
+from mailyard.services.contacts import Contacts, Settings
+
+BULK_DB = "bulk.db"
+APIKEYS_DB = "apikeys.db"
+
+
+def public_url(config: Config) -> str:
+    """``http.public_url``, else the first HTTPS listener, else the first HTTP one."""
+    if config.http.public_url:
+        return config.http.public_url.rstrip("/")
+    for scheme in ("https", "http"):
+        for address in getattr(config.listen, scheme):
+            host, port = parse_hostport(address)
+            if host in ("0.0.0.0", "::"):  # every interface: the name others know us by
+                host = config.hostname
+            host = f"[{host}]" if ":" in host else host
+            return f"{scheme}://{host}:{port}"
+    return f"https://{config.hostname}"
+
+
+def confirmation_sender(config: Config) -> str:
+    if config.bulk.sender:
+        return config.bulk.sender
+    return f"postmaster@{config.local_domains[0] if config.local_domains else config.hostname}"
+
+
+def open_contacts(config: Config) -> Contacts:
+    from mailyard.bulk.sqlite import SqliteContactStore
+    from mailyard.daemon.secret import derive_key, load_server_secret
+
+    secret = load_server_secret(config.data_path)
+    digest_key = derive_key(secret, "suppression digest")
+
+    def digest(address: str) -> str:
+        return hmac.new(digest_key, address.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    store = SqliteContactStore(config.data_path / BULK_DB, digest)
+    settings = Settings(sender=confirmation_sender(config), public_url=public_url(config),
+                        confirm_key=derive_key(secret, "confirmation link"),
+                        confirm_ttl=config.bulk.confirm_ttl, hostname=config.hostname)
+    return Contacts(store, settings)
+
+
+def open_apikeys(config: Config) -> ApiKeys:
+    from mailyard.apikeys.sqlite import SqliteKeyStore
+
+    return ApiKeys(SqliteKeyStore(config.data_path / APIKEYS_DB))

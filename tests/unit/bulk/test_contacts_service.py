@@ -1,0 +1,182 @@
+"""The contacts service over the SQLite store: import merging, memberships that are not
+revived, subscribe and confirm, erasure, suppression; and the API-key service."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from mailyard.apikeys.api import Scope
+from mailyard.apikeys.sqlite import SqliteKeyStore
+from mailyard.bulk.importer import ImportFormat
+from mailyard.bulk.model import Consent, MembershipStatus, OptIn, SuppressionReason
+from mailyard.bulk.sqlite import SqliteContactStore
+from mailyard.services.apikeys import ApiKeys
+from mailyard.services.contacts import Contacts, Settings
+from mailyard.services.errors import ServiceError
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def contacts(tmp_path: Path, clock: Clock) -> Contacts:
+    store = SqliteContactStore(tmp_path / "bulk.db", lambda a: "d:" + a[::-1])
+    settings = Settings(sender="news@example.org", public_url="https://lists.example.org/",
+                        confirm_key=b"k" * 32, confirm_ttl=3600, hostname="mx.example.org")
+    return Contacts(store, settings, clock)
+
+
+def code_of(call: object) -> str:
+    assert callable(call)
+    with pytest.raises(ServiceError) as info:
+        call()
+    return info.value.code
+
+
+def test_database_is_private_with_a_schema_version(tmp_path: Path, contacts: Contacts) -> None:
+    contacts.create_list("x")
+    path = tmp_path / "bulk.db"
+    assert path.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_import_merges_and_keeps_ended_memberships(contacts: Contacts) -> None:
+    contacts.create_list("news")
+    first = contacts.import_contacts(io.BytesIO(b"email,name,plan\na@example.org,A,pro\n"
+                                                b"b@example.org,B,free\n"),
+                                     ImportFormat.CSV, "news", source="import:one.csv")
+    assert (first.new, first.joined, first.rows) == (2, 2, 2)
+    contacts.set_member("news", "b@example.org", MembershipStatus.UNSUBSCRIBED,
+                        Consent(5.0, "", "test"))
+    again = contacts.import_contacts(io.BytesIO(b"email,name,plan\nA@example.org,,team\n"
+                                                b"b@example.org,B,free\nc@example.org,,\n"),
+                                     ImportFormat.CSV, "news")
+    assert (again.new, again.updated, again.unchanged, again.joined) == (1, 1, 1, 1)
+    a = contacts.get("a@example.org")
+    assert a.name == "A" and a.attributes == {"plan": "team"}  # empty name keeps the old
+    members = {m.address: m for _, m in contacts.members("news")}
+    assert members["b@example.org"].status is MembershipStatus.UNSUBSCRIBED
+    consent = members["a@example.org"].consent
+    assert consent is not None and consent.source == "import:one.csv"
+
+
+def test_import_summary_reports_stop_line(contacts: Contacts) -> None:
+    contacts.create_list("news")
+    data = "email,name\na@example.org,Ä\nb@example.org,Ö\n".encode("latin-1")
+    summary = contacts.import_contacts(io.BytesIO(data), ImportFormat.CSV, "news")
+    assert summary.stopped is not None and summary.stopped.line == 2
+    assert summary.to_dict()["stopped"]["line"] == 2
+    assert code_of(lambda: contacts.import_contacts(io.BytesIO(b""), ImportFormat.CSV,
+                                                    "news", encoding="nope")) == "invalid_import"
+    assert code_of(lambda: contacts.import_contacts(io.BytesIO(b""), ImportFormat.CSV,
+                                                    "none")) == "no_such_list"
+
+
+def test_double_opt_in(contacts: Contacts, clock: Clock) -> None:
+    contacts.create_list("news", "The News", OptIn.DOUBLE)
+    result = contacts.subscribe("news", "Z@Example.org", "Zed", Consent(clock(), "192.0.2.1",
+                                                                      "form"))
+    assert result.membership is not None
+    assert result.membership.status is MembershipStatus.UNCONFIRMED
+    assert result.mail is not None and result.mail.recipient == "z@example.org"
+    text = result.mail.content.decode()
+    token = text.split("https://lists.example.org/confirm/")[1].split()[0]
+    assert code_of(lambda: contacts.confirm(token[:-2] + "AA", Consent(0))) == "no_such_token"
+    member = contacts.confirm(token, Consent(clock(), "192.0.2.2", "confirmation link"))
+    assert member.status is MembershipStatus.CONFIRMED
+    assert member.consent == Consent(clock(), "192.0.2.1", "form")
+    assert member.confirmed == Consent(clock(), "192.0.2.2", "confirmation link")
+    again = contacts.subscribe("news", "z@example.org", "", Consent(clock(), "", "form"))
+    assert again.mail is None and again.membership is None  # nothing new, nothing said
+    clock.now += 7200
+    assert code_of(lambda: contacts.confirm(token, Consent(0))) == "token_expired"
+
+
+def test_confirmation_resent_at_most_every_ten_minutes(contacts: Contacts,
+                                                       clock: Clock) -> None:
+    contacts.create_list("news", "", OptIn.DOUBLE)
+    assert contacts.subscribe("news", "v@example.org", "", Consent(clock())).mail is not None
+    clock.now += 60
+    assert contacts.subscribe("news", "v@example.org", "", Consent(clock())).mail is None
+    clock.now += 600
+    assert contacts.subscribe("news", "v@example.org", "", Consent(clock())).mail is not None
+
+
+def test_subscribe_does_not_revive_or_reach_suppressed(contacts: Contacts) -> None:
+    contacts.create_list("open")
+    contacts.suppress("s@example.org", SuppressionReason.COMPLAINT)
+    assert contacts.subscribe("open", "s@example.org", "", Consent(1.0)).membership is None
+    contacts.set_member("open", "u@example.org", MembershipStatus.UNSUBSCRIBED, Consent(1.0))
+    assert contacts.subscribe("open", "u@example.org", "", Consent(2.0)).membership is None
+    single = contacts.subscribe("open", "n@example.org", "N", Consent(3.0, "", "api"))
+    assert single.membership is not None and single.mail is None
+    assert single.membership.status is MembershipStatus.CONFIRMED
+
+
+def test_erase_everywhere_keeps_a_digest(tmp_path: Path, contacts: Contacts) -> None:
+    contacts.create_list("news")
+    contacts.create("gone@example.org", "Gone", {"city": "Berlin"})
+    contacts.set_member("news", "gone@example.org", MembershipStatus.CONFIRMED, Consent(1.0))
+    contacts.suppress("gone@example.org", SuppressionReason.HARD_BOUNCE, "550 no such user")
+    assert contacts.personal_data("gone@example.org")["suppression"]["reason"] == "hard-bounce"
+    result = contacts.erase("gone@example.org")
+    assert result["suppression_kept_as_digest"]
+    data = contacts.personal_data("gone@example.org")
+    assert data["contact"] is None and data["memberships"] == []
+    assert data["suppression"]["address"] is None and data["suppression"]["note"] == ""
+    assert code_of(lambda: contacts.get("gone@example.org")) == "no_such_contact"
+    # still suppressed: a new subscription changes nothing
+    assert contacts.subscribe("news", "gone@example.org", "", Consent(2.0)).membership is None
+    for path in tmp_path.glob("bulk.db*"):
+        assert b"gone@example.org" not in path.read_bytes()
+        assert b"Berlin" not in path.read_bytes()
+
+
+def test_contact_rules(contacts: Contacts) -> None:
+    assert code_of(lambda: contacts.create("x")) == "invalid_address"
+    assert code_of(lambda: contacts.create("a@example.org", "Evil\r\nBcc: x@y")) == \
+        "invalid_contact"
+    contacts.create("a@example.org")
+    assert code_of(lambda: contacts.create("A@EXAMPLE.org")) == "contact_exists"
+    assert code_of(lambda: contacts.create_list("Bad Name!")) == "invalid_list"
+    contacts.create_list("ok")
+    assert code_of(lambda: contacts.create_list("OK")) == "list_exists"
+
+
+def test_api_keys(tmp_path: Path, clock: Clock) -> None:
+    keys = ApiKeys(SqliteKeyStore(tmp_path / "apikeys.db"), clock)
+    made = keys.create("ci", "contacts,send")
+    assert made.key.scopes == {Scope.CONTACTS, Scope.SEND}
+    assert made.secret.startswith("myk_") and made.secret not in (
+        tmp_path / "apikeys.db").read_bytes().decode("latin-1")
+    found = keys.authenticate(made.secret)
+    assert found is not None and found.key_id == made.key.key_id
+    assert keys.list()[0].last_used == clock.now
+    assert keys.authenticate(made.secret[:-1] + ("A" if made.secret[-1] != "A" else "B")) \
+        is None
+    assert keys.authenticate("garbage") is None
+    with pytest.raises(ServiceError) as info:
+        keys.create("ci", "admin")
+    assert info.value.code == "apikey_exists"
+    with pytest.raises(ServiceError) as info:
+        keys.create("other", "contacts,root")
+    assert info.value.code == "invalid_scope"
+    keys.revoke("ci")
+    assert keys.authenticate(made.secret) is None
+    keys.create("ci", "admin")  # the name is free again

@@ -1,0 +1,40 @@
+"""The per-process cache of verified passwords (mailyard.imapd.logincache)."""
+
+from __future__ import annotations
+
+from mailyard.imapd.logincache import LoginCache
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_hit_only_for_the_same_password_within_ttl() -> None:
+    clock = Clock()
+    cache = LoginCache(ttl=60, clock=clock)
+    assert not cache.hit("a@x.test", "pw")
+    cache.remember("a@x.test", "pw")
+    assert cache.hit("a@x.test", "pw")
+    assert not cache.hit("a@x.test", "other")
+    assert not cache.hit("b@x.test", "pw")
+    clock.now += 60
+    assert not cache.hit("a@x.test", "pw")
+
+
+def test_bounded_and_forgettable() -> None:
+    cache = LoginCache(max_entries=2)
+    for user in ("a", "b", "c"):
+        cache.remember(user, "pw")
+    assert not cache.hit("a", "pw") and cache.hit("c", "pw")
+    cache.forget("c")
+    assert not cache.hit("c", "pw")
+
+
+def test_nothing_in_clear() -> None:
+    cache = LoginCache()
+    cache.remember("a", "secret-password")
+    assert b"secret-password" not in repr(cache._entries).encode()

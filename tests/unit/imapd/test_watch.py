@@ -1,0 +1,62 @@
+"""The folder watcher's probe (mailyard.imapd.watch): what it syncs and when it says
+a folder changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mailyard.imapd.accounts import Account
+from mailyard.imapd.watch import FolderWatch
+from mailyard.store.index import MailboxIndex
+from mailyard.store.maildir import Maildir
+
+
+def watch(tmp_path: Path) -> FolderWatch:
+    inbox = Maildir(tmp_path / "u", "host")
+    inbox.create()
+    return FolderWatch(Account("u@example.test", MailboxIndex(inbox)), "INBOX")
+
+
+def test_delivery_is_indexed_and_reported(tmp_path: Path) -> None:
+    fw = watch(tmp_path)
+    fw.probe()
+    assert not fw.probe()
+    fw.index.inbox.deliver([b"Subject: a\n\nx\n"])
+    assert fw.probe()
+    assert not list((fw.account.root / "new").iterdir())  # moved to cur/ with a UID
+    assert not fw.probe()
+
+
+def test_imap_burst_is_synced_once_the_index_is_quiet(tmp_path: Path) -> None:
+    fw = watch(tmp_path)
+    fw.index.inbox.deliver([b"Subject: a\n\nx\n"])
+    fw.probe()
+    uid = fw.index.sync("INBOX").messages[0].uid
+    covered = fw.account.covered["INBOX"]
+    fw.index.store("INBOX", [uid], "+", ["\\Seen"])  # renames in cur/, through the index
+    assert fw.probe()  # the index moved: reported, and no sync yet
+    assert fw.account.covered["INBOX"] == covered
+    assert not fw.probe()  # quiet now: one sync, which finds nothing new
+    assert fw.account.covered["INBOX"] > covered
+
+
+def test_rename_by_another_program_is_taken_in_at_once(tmp_path: Path) -> None:
+    fw = watch(tmp_path)
+    fw.index.inbox.deliver([b"Subject: a\n\nx\n"])
+    fw.probe()
+    fw.probe()
+    (path,) = list((fw.account.root / "cur").iterdir())
+    path.rename(path.with_name(path.name + "F"))
+    assert fw.probe()
+    assert "\\Flagged" in fw.index.sync("INBOX").messages[0].flags
+
+
+def test_deleted_folder_is_quiet(tmp_path: Path) -> None:
+    inbox = Maildir(tmp_path / "u", "host")
+    inbox.create()
+    acc = Account("u@example.test", MailboxIndex(inbox))
+    acc.index.create_folder("Gone")
+    fw = FolderWatch(acc, "Gone")
+    fw.probe()
+    acc.index.delete_folder("Gone")
+    assert not fw.probe()
