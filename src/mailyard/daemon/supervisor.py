@@ -218,7 +218,10 @@ class Supervisor:
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        directory = SqliteDirectory(self.config.data_path / "directory.db", self.config)
+        # The dispatcher checks for directory changes once per claim round and per
+        # batch of local deliveries, not at every lookup.
+        directory = SqliteDirectory(self.config.data_path / "directory.db", self.config,
+                                    refresh_each_lookup=False)
         dispatcher = Dispatcher(self.config, queue, ingest_for(self.config, queue), directory,
                                 self.metrics)
         os.set_blocking(notify_r, False)

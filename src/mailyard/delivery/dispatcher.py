@@ -11,7 +11,8 @@ Everything it needs comes in through the constructor: the work queue, ingest (th
 one way into the queue, for bounces, delay notices and alias forwards), the directory
 (which domains are ours, aliases) and the metrics.  Nothing it calls blocks the event
 loop: queue calls are ``async`` (the embedded queue runs them in its own thread),
-directory lookups and the local agent run in the ``local-delivery`` threads.
+directory lookups and the local agent run in the ``local-delivery`` threads (local
+deliveries in batches, :mod:`mailyard.delivery.local_batch`).
 
 Ordering rule that keeps mail from being lost: a bounce is enqueued (durably) *before*
 the failed recipient is recorded; a crash in between can at worst send one bounce
@@ -35,6 +36,7 @@ from mailyard.config import Config
 from mailyard.delivery.attempt import TRANSPORT_LOCAL, AttemptPolicy, AttemptResult
 from mailyard.delivery.destinations import DestinationSweep
 from mailyard.delivery.local import LocalDeliveryAgent, LocalDeliveryResult
+from mailyard.delivery.local_batch import LocalBatcher
 from mailyard.delivery.outbound import OutboundDelivery
 from mailyard.delivery.recorder import OutcomeRecorder
 from mailyard.directory.api import Directory
@@ -84,6 +86,8 @@ class Dispatcher:
         self.policy = AttemptPolicy(config, queue, ingest, clock)
         self.executor = ThreadPoolExecutor(max_workers=LOCAL_THREADS,
                                            thread_name_prefix="local-delivery")
+        self.local_batches = LocalBatcher(self.local_agent, self.executor, LOCAL_THREADS,
+                                          before_batch=directory.refresh)
         self.recorder = OutcomeRecorder(queue)
         self.sweeping: set[asyncio.Task[None]] = set()
         self.active: dict[str, asyncio.Task[None]] = {}
@@ -128,10 +132,13 @@ class Dispatcher:
 
     async def local_domains(self, addresses: Iterable[str]) -> frozenset[str]:
         """Which of the addresses' domains are ours: one directory call per claimed
-        batch, in a delivery thread (the directory may read its database)."""
+        batch, in a delivery thread (the directory may read its database), after a
+        check for changes (a directory built with ``refresh_each_lookup=False`` sees
+        them once per round)."""
         domains = {split_address(a)[1] for a in addresses}
 
         def ours() -> frozenset[str]:
+            self.directory.refresh()
             return frozenset(d for d in domains if self.directory.is_local_domain(d))
 
         return await asyncio.get_running_loop().run_in_executor(self.executor, ours)
@@ -245,10 +252,10 @@ class Dispatcher:
     async def deliver_local(self, entry: QueueEntry,
                             recipients: list[QueuedRecipient]) -> list[AttemptResult]:
         # All of the message's local recipients in one delivery thread call: one copy
-        # per mailbox per message, whatever the aliases; then the forwards, if any.
-        results = await asyncio.get_running_loop().run_in_executor(
-            self.executor, self.local_agent.deliver_many, entry, recipients,
-            self.open_content(entry.qid))
+        # per mailbox per message, whatever the aliases (with the round's other
+        # messages, in batches: see local_batch); then the forwards, if any.
+        results = await self.local_batches.deliver(entry, recipients,
+                                                   self.open_content(entry.qid))
         out: list[AttemptResult] = []
         for r, result in zip(recipients, results, strict=True):
             forwarded = await self.forward(entry, r, result.external)

@@ -16,9 +16,9 @@ blocking calls run in threads, and the directory fsyncs are group-committed acro
 concurrent commits of a process (:mod:`mailyard.queue.groupcommit`).
 
 How the index learns about new messages: the commit inserts them itself, right after
-the directory fsync of its batch, in the same sync thread (one SQLite transaction per
-batch, WAL, ``synchronous=NORMAL``, so no extra disk flush; meanwhile the file stage
-of the next batch already runs).  The alternative, a scheduler that
+the directory fsync of its batch, in the same commit thread (one SQLite transaction per
+batch, WAL, ``synchronous=NORMAL``, so no extra disk flush; meanwhile the file stages
+of the next batch already run in the other commit threads).  The alternative, a scheduler that
 scans for new files, would need either a directory listing per round (costly with
 100,000 queued files) or a notification channel between processes, and would leave
 ``mailyard queue list`` blind to mail that is safely queued.  The insert is safe
@@ -72,7 +72,8 @@ from mailyard.queue.record import open_content
 from mailyard.queue.sweep import SweepReport, purge_tombstones, sweep
 from mailyard.queue.writer import SpoolWriter, storage_error
 
-COMMIT_THREADS = 4  # file stages of large messages (already on disk) flushed at once
+COMMIT_THREADS = 2  # file stages of small messages run at once (see groupcommit)
+FLUSH_THREADS = 4  # file stages of large messages (already on disk) flushed at once
 PURGE_INTERVAL = 5.0  # seconds between tombstone purges in claim_due
 MAX_UNLINKED = 100_000  # removed files remembered for the purge (beyond: unlinked twice)
 
@@ -87,7 +88,6 @@ class _ProcessResources:
         self.owner = ProcessIdentity.current().token
         self.index = QueueIndex(layout.index_path)
         self._files: ThreadPoolExecutor | None = None
-        self._sync: ThreadPoolExecutor | None = None
         self._group: GroupCommit[NewMessage] | None = None
         self._commit_index: QueueIndex | None = None
         self._dir_fd: int | None = None
@@ -98,10 +98,9 @@ class _ProcessResources:
             self._commit_index = QueueIndex(self.layout.index_path)
             self._dir_fd = os.open(self.layout.msg_dir,
                                    os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            self._files = ThreadPoolExecutor(self.commit_threads,
-                                             thread_name_prefix="spool-write")
-            self._sync = ThreadPoolExecutor(1, thread_name_prefix="spool-sync")
-            self._group = GroupCommit(self._files, self._sync, self._sync_batch)
+            self._files = ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="spool-write")
+            self._group = GroupCommit(self._files, self._sync_batch,
+                                      threads=self.commit_threads)
         return self._group
 
     def _sync_batch(self, batch: list[NewMessage]) -> None:
@@ -138,10 +137,11 @@ class _ProcessResources:
 
     def close(self) -> None:
         """Release everything (idempotent)."""
-        for pool in (self._files, self._sync):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self._files = self._sync = self._group = None
+        if self._files is not None:
+            self._files.shutdown(wait=True)
+        if self._group is not None:
+            self._group.close()
+        self._files = self._group = None
         if self._dir_fd is not None:
             os.close(self._dir_fd)
             self._dir_fd = None

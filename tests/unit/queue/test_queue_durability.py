@@ -109,7 +109,8 @@ def test_concurrent_commits_each_wait_for_a_later_directory_fsync(
 
 def test_directory_fsyncs_are_shared(spool: FileSpool, envelope: Envelope,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """While one directory fsync runs, every commit that arrives joins the next one."""
+    """While one directory fsync runs, the file stages of the commits that arrive go
+    on, and every commit renamed meanwhile joins the next directory fsync."""
     real_fsync = os.fsync
     gate = threading.Event()
     dir_fsyncs: list[int] = []
@@ -131,7 +132,12 @@ def test_directory_fsyncs_are_shared(spool: FileSpool, envelope: Envelope,
             await asyncio.sleep(0.001)
         assert dir_fsyncs, "no directory fsync"
         rest = [asyncio.ensure_future(spool.enqueue(envelope, CONTENT)) for _ in range(19)]
-        await asyncio.sleep(0)  # every one of them has handed its commit over
+        for _ in range(5000):  # until all 20 are renamed into msg/
+            if len(os.listdir(spool.layout.msg_dir)) == 20:
+                break
+            await asyncio.sleep(0.001)
+        assert len(os.listdir(spool.layout.msg_dir)) == 20
+        assert len(dir_fsyncs) == 1
         gate.set()
         await asyncio.gather(first, *rest)
 

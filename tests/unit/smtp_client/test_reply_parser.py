@@ -54,6 +54,14 @@ def test_control_characters_and_bad_utf8_are_neutralised() -> None:
     assert reply.text == "evil?[31m \ufffd?text"
 
 
+def test_tabs_and_printable_text_are_kept_as_sent() -> None:
+    """RFC 5321 4.2: reply text is printable US-ASCII, HT and SP; a DEL or a control
+    character in an ASCII line is replaced, as in a line with 8-bit text."""
+    assert parse(b"250 2.0.0 queued\tas X1\r\n") == [Reply(250, "2.0.0", "queued\tas X1")]
+    assert parse(b"250 ok\x7f\r\n") == [Reply(250, "", "ok?")]
+    assert parse(b"250 2.0.0 caf\xc3\xa9\x01\r\n") == [Reply(250, "2.0.0", "caf\u00e9?")]
+
+
 @pytest.mark.parametrize("data, message", [
     (b"25O ok\r\n", "malformed"),
     (b"2\r\n", "malformed"),

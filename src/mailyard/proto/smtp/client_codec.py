@@ -87,7 +87,10 @@ class ReplyParser:
             raise RemoteProtocolError(f"reply code changed from {self._code} to {code}")
         self._code = code
         self._size += len(raw)
-        self._lines.append(_CONTROL.sub("?", raw[4:].decode("utf-8", "replace")))
+        text = raw[4:].decode("utf-8", "replace")
+        if not (text.isascii() and text.isprintable()):  # the rare case: look closer
+            text = _CONTROL.sub("?", text)
+        self._lines.append(text)
         if len(self._lines) > self.max_lines or self._size > self.max_bytes:
             raise RemoteProtocolError("reply too long")
         if raw[3:4] != b"-":
@@ -102,6 +105,8 @@ def _make_reply(code: int, lines: list[str]) -> Reply:
     if m is None or int(m.group(1)) != code // 100:
         return Reply(code, "", "\n".join(lines))
     status = f"{m.group(1)}.{int(m.group(2))}.{int(m.group(3))}"
+    if len(lines) == 1:  # most replies: no other line to compare
+        return Reply(code, status, lines[0][m.end():])
     out = []
     for line in lines:
         lm = _ENHANCED.match(line)
