@@ -77,6 +77,10 @@ class MailyardServer:
             "log": {"file": str(self.root / "mailyard.log")},
             # Throwaway test passwords; the length rule has its own tests.
             "auth": {"min_password_length": 1},
+            # No DNS from the inbound checks unless a test asks for them (with its own
+            # loopback DNS server in delivery.dns_servers): tests stay hermetic.
+            "dkim": {"verify": False},
+            "dmarc": {"enabled": False},
         }
         if http:  # the HTTP service too, on a free port: self.http_url
             self.ports["http"] = free_port()

@@ -6,6 +6,7 @@ from mailyard.cli import (
     accounts,
     apikey,
     check,
+    check_message,
     contacts,
     feedback,
     init,
@@ -25,5 +26,6 @@ REGISTER = [
     apikey.register,
     report.register,
     check.register,
+    check_message.register,  # joins the `check` group check.register made
     feedback.register,  # joins the `check` group check.register made
 ]

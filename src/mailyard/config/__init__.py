@@ -712,6 +712,7 @@ class AuthConfig:
 
 class DmarcQuarantine(enum.StrEnum):
     HEADER = "header"  # deliver, marked with X-Mailyard-Quarantine
+    JUNK = "junk"  # marked, and delivered to the mailbox's \\Junk folder
 
 
 @dataclass(frozen=True)
@@ -720,7 +721,7 @@ class DmarcConfig:
     enabled: bool = True
     # Refuse mail whose domain asks for p=reject (550 5.7.1); false: quarantine it.
     reject: bool = True
-    quarantine: DmarcQuarantine = DmarcQuarantine.HEADER
+    quarantine: DmarcQuarantine = DmarcQuarantine.JUNK
     # A Public Suffix List file instead of the copy publicsuffixlist ships ("").
     public_suffix_list: str = ""
 
@@ -755,7 +756,8 @@ class DkimConfig:
     headers: tuple[str, ...] = _DKIM_HEADERS
     oversign: tuple[str, ...] = ("From",)
     expiry: int = 0
-    # Verification.
+    # Verification (mail received on port 25 from unauthenticated clients).
+    verify: bool = True
     max_signatures: int = 5
     min_rsa_bits: int = 1024
 

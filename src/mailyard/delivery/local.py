@@ -64,7 +64,7 @@ from mailyard.queue.api import (
     QueueEntry,
     StorageError,
 )
-from mailyard.store.api import MailboxNameError, MailStore
+from mailyard.store.api import INBOX, MailboxNameError, MailStore
 from mailyard.store.maildir import MaildirStore
 from mailyard.store.quota import over_quota
 from mailyard.store.usage import UsageCache
@@ -113,7 +113,22 @@ MAX_HEADER_SCAN = 256 * 1024
 def delivered_to(content: BinaryIO) -> set[str]:
     """The addresses in the message's ``Delivered-To:`` headers (lower-case), read from
     the header section only (at most :data:`MAX_HEADER_SCAN` bytes)."""
+    return header_facts(content)[0]
+
+
+FOLDER_FIELD = b"x-mailyard-folder:"
+JUNK_INSTRUCTION = "junk"
+
+
+def header_facts(content: BinaryIO) -> tuple[set[str], str]:
+    """The ``Delivered-To:`` addresses (lower-case) and the folder instruction (the
+    value of ``X-Mailyard-Folder:``, lower-case, "" without one), read from the header
+    section only (at most :data:`MAX_HEADER_SCAN` bytes).  Ingest removes that field
+    from every message that enters from someone else
+    (:class:`mailyard.senderauth.hook.OwnFields`), so one found here was written by
+    ingest itself: a DMARC quarantine."""
     found: set[str] = set()
+    folder = ""
     scanned = 0
     while scanned < MAX_HEADER_SCAN:
         line = content.readline(8192)
@@ -123,7 +138,9 @@ def delivered_to(content: BinaryIO) -> set[str]:
         if line[:13].lower() == b"delivered-to:":
             value = line[13:].decode("utf-8", "replace").strip().strip("<>")
             found.add(address_key(value))
-    return found
+        elif line[:18].lower() == FOLDER_FIELD and not folder:  # ingest's comes first
+            folder = line[18:].decode("ascii", "replace").strip().lower()
+    return found, folder
 
 
 def os_error_reply(exc: OSError) -> Reply:
@@ -189,7 +206,7 @@ class LocalDeliveryAgent:
                 f"<{recipient.address}>: Recipient address rejected: user unknown")
             return LocalDeliveryResult.of(AttemptStatus.FAILED, reply)
         try:
-            looped = self._looped(resolution.mailboxes, content)
+            looped, folder = self._looped(resolution.mailboxes, content)
         except (StorageError, OSError) as exc:
             reason = f"cannot read queued message: {exc}"
             return LocalDeliveryResult.of(AttemptStatus.DEFERRED,
@@ -206,7 +223,7 @@ class LocalDeliveryAgent:
                 done.append(mailbox)
                 shared += 1
                 continue
-            result = self._deliver_one(entry, recipient, mailbox, content)
+            result = self._deliver_one(entry, recipient, mailbox, content, folder)
             if result is None:
                 done.append(mailbox)
                 written.add(mailbox)
@@ -220,26 +237,34 @@ class LocalDeliveryAgent:
                                       resolution.external)
 
     @staticmethod
-    def _looped(mailboxes: tuple[str, ...], content: _OpenedOnce) -> set[str]:
+    def _looped(mailboxes: tuple[str, ...], content: _OpenedOnce) -> tuple[set[str], str]:
         """Mailboxes this message was already delivered to (a ``Delivered-To:`` header
-        names them): it has come back through a forwarding loop."""
+        names them): it has come back through a forwarding loop; and the folder
+        instruction (see :func:`header_facts`)."""
         if not mailboxes:
-            return set()
-        return delivered_to(content.rewound()) & set(mailboxes)
+            return set(), ""
+        found, folder = header_facts(content.rewound())
+        return found & set(mailboxes), folder
 
     def _deliver_one(self, entry: QueueEntry, recipient: QueuedRecipient, mailbox: str,
-                     content: _OpenedOnce) -> LocalDeliveryResult | None:
-        """Write one copy; None when it is in place, else the problem."""
+                     content: _OpenedOnce, instruction: str = "") -> LocalDeliveryResult | None:
+        """Write one copy; None when it is in place, else the problem.  With the junk
+        instruction the copy goes to the mailbox's ``\\Junk`` folder (the INBOX when
+        it has none)."""
         key = delivery_key(entry, mailbox)
         try:
             box = self.store.mailbox(mailbox)
-            if _tried_before(entry) and box.find(key, legacy_delivery_key(entry, recipient)):
+            folder = INBOX
+            if instruction == JUNK_INSTRUCTION:
+                folder = box.special_folder("\\Junk") or INBOX
+            if _tried_before(entry) and box.find(key, legacy_delivery_key(entry, recipient),
+                                                 folder=folder):
                 return None
             prefix = trace_headers(entry.envelope.sender, mailbox)
             refusal = self._check_quota(mailbox, entry.size + len(prefix))
             if refusal is not None:
                 return refusal
-            stored = box.deliver(content.rewound(), prefix=prefix, key=key)
+            stored = box.deliver(content.rewound(), prefix=prefix, key=key, folder=folder)
             self.usage.charge(mailbox, stored.rfc822_size or stored.size)
         except MailboxNameError:
             return LocalDeliveryResult.of(AttemptStatus.FAILED,

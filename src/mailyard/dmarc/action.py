@@ -4,8 +4,9 @@ RFC 7489 leaves the action to the receiver's local policy (6.7).  Ours:
 
 * ``reject`` disposition: refuse with ``550 5.7.1`` (``REPLY_DMARC_REJECT``), or
   quarantine when ``dmarc.reject`` is false;
-* ``quarantine`` disposition: deliver with an ``X-Mailyard-Quarantine`` field (the
-  only quarantine there is until mailboxes have a Junk folder over IMAP);
+* ``quarantine`` disposition: deliver with an ``X-Mailyard-Quarantine`` field (and,
+  with ``dmarc.quarantine = "junk"``, into the Junk folder: see
+  :mod:`mailyard.senderauth.hook`);
 * anything else (pass, none, a sampled-out ``none``, temperror, permerror): accept.
 
 The action is a value the inbound checks apply; nothing here does I/O.

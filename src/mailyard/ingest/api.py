@@ -166,6 +166,20 @@ class StreamingHook(Protocol):
         ...
 
 
+class HeaderRewrite(Protocol):
+    """Removes, from the header section of the messages it applies to, the fields
+    that only we may write (an ``Authentication-Results`` claiming our authserv-id, the
+    local agent's folder instruction).  Ingest holds the content of such messages
+    until the end of the header section, so the body still streams through."""
+
+    def applies(self, submission: Submission) -> bool: ...
+
+    def rewrite(self, submission: Submission, block: bytes) -> bytes:
+        """The header section as it is to be stored (``block`` ends with the CRLF of
+        its last field)."""
+        ...
+
+
 class DeliverNow(Protocol):
     """Delivery while the sender waits (transports with ``mode = "end-to-end"``): the
     message is already committed to the queue; this claims it, delivers it and records

@@ -32,11 +32,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
 
-from mailyard.config import DkimConfig, ForwardingConfig
+from mailyard.config import (
+    AuthResultsConfig,
+    DeliveryConfig,
+    DkimConfig,
+    DmarcConfig,
+    ForwardingConfig,
+)
 from mailyard.daemon.secret import derive_key, load_server_secret
 from mailyard.envelope import Envelope
 from mailyard.ingest.api import (
     ContentObserver,
+    HeaderRewrite,
     IngestHook,
     IngestRefused,
     IngestWriter,
@@ -85,9 +92,11 @@ def received_count(header: bytes) -> int:
 
 
 class _Writer:
-    """One message on its way in.  With fixes to make, the content is held (the
-    trace field first) until the header section is known; then it goes out with the
-    fixes after the trace field, and everything after that streams through."""
+    """One message on its way in.  With fixes to make or fields to remove, the content
+    is held (the trace field first) until the header section is known and, for the
+    removal, has arrived whole (the SMTP core reports the header section before the
+    chunk that ends it); then it goes out rewritten, with the fixes after the trace
+    field, and everything after that streams through."""
 
     def __init__(self, ingest: QueueIngest, submission: Submission,
                  writer: MessageWriter) -> None:
@@ -96,21 +105,31 @@ class _Writer:
         self._ingest = ingest
         self._writer = writer
         self._header: bytes | None = None
+        self._summary: HeaderSummary | None = None
         self._observers = ingest.observers(submission)
         trace = ingest.trace(submission, writer.qid)
         self._held: list[bytes] | None = None
+        rewrite = ingest.rewrite
+        self._rewrite = rewrite if rewrite is not None and rewrite.applies(submission) else None
         if submission.origin in _FIXED:
             self._held = [trace]
-        elif trace:
-            try:
-                self._out(trace)
-            except BaseException:
-                writer.abort()
-                raise
+        else:
+            # The trace field goes out at once (a spool that cannot take it fails the
+            # DATA command, not the end of the message); a rewrite holds the rest.
+            if self._rewrite is not None:
+                self._held = [b""]
+            if trace:
+                try:
+                    self._out(trace)
+                except BaseException:
+                    writer.abort()
+                    raise
 
     def write(self, data: bytes) -> None:
         if self._held is not None:
             self._held.append(data)
+            if self._summary is not None:
+                self._release()
         elif self._observers:
             self._out(data)
         else:
@@ -124,14 +143,31 @@ class _Writer:
 
     def header(self, block: bytes, summary: HeaderSummary) -> None:
         self._header = block
-        held, self._held = self._held, None
-        if held is not None:
-            held.insert(1, submission_fields(summary, self._ingest.hostname,
-                                             self._ingest.clock()))
-            self._out(b"".join(held))
+        if self._held is not None:
+            self._summary = summary
+            self._release()
+
+    def _release(self, *, final: bool = False) -> None:
+        """Write the held content once the header section is complete in it."""
+        held, block, summary = self._held, self._header, self._summary
+        assert held is not None and block is not None and summary is not None
+        content = b"".join(held[1:])
+        if self._rewrite is not None and len(content) < len(block) and not final:
+            held[1:] = [content]
+            return
+        self._held = None
+        if self._rewrite is not None and content.startswith(block):
+            content = self._rewrite.rewrite(self.submission, block) + content[len(block):]
+        out = [held[0]]
+        if self.submission.origin in _FIXED:
+            out.append(submission_fields(summary, self._ingest.hostname, self._ingest.clock()))
+        out.append(content)
+        self._out(b"".join(out))
 
     async def commit(self) -> str:
-        if self._held is not None:  # given whole: find the header section now
+        if self._held is not None and self._summary is not None:
+            self._release(final=True)
+        elif self._held is not None:  # given whole: find the header section now
             content = b"".join(self._held[1:])
             self._held = [self._held[0], content]
             block = content[:header_end(content)]
@@ -152,11 +188,13 @@ class _Writer:
 class QueueIngest:
     """Ingest over the queue's writer.  ``max_message_size`` and ``max_received`` are
     the limits for messages given whole (0: none); ``hooks`` run at every commit;
-    ``streaming_hooks`` may watch a message's content while it streams."""
+    ``streaming_hooks`` may watch a message's content while it streams; ``rewrite``
+    removes fields only we may write from the header sections it applies to."""
 
     def __init__(self, queue: QueueWriterLike, hostname: str, *, max_message_size: int = 0,
                  max_received: int = 0, hooks: Sequence[IngestHook] = (),
                  streaming_hooks: Sequence[StreamingHook] = (),
+                 rewrite: HeaderRewrite | None = None,
                  clock: Callable[[], float] = time.time,
                  pool_for: PoolRouter | None = None,
                  srs: Callable[[], Srs] | None = None) -> None:
@@ -168,6 +206,7 @@ class QueueIngest:
         self.max_received = max_received
         self._hooks = tuple(hooks)
         self._streaming = tuple(streaming_hooks)
+        self.rewrite = rewrite
         self.clock = clock
 
     def open(self, submission: Submission) -> IngestWriter:
@@ -252,10 +291,6 @@ class _Limits(Protocol):
     def max_received_headers(self) -> int: ...
 
 
-class _Pools(Protocol):
-    def pool_for(self, sender: str, auth_user: str = "") -> str: ...
-
-
 class _Settings(Protocol):
     """The part of :class:`mailyard.config.Config` ingest reads."""
 
@@ -272,7 +307,13 @@ class _Settings(Protocol):
     def dkim(self) -> DkimConfig: ...
 
     @property
-    def delivery(self) -> _Pools: ...
+    def dmarc(self) -> DmarcConfig: ...
+
+    @property
+    def auth_results(self) -> AuthResultsConfig: ...
+
+    @property
+    def delivery(self) -> DeliveryConfig: ...
 
     @property
     def forwarding(self) -> ForwardingConfig: ...
@@ -290,12 +331,19 @@ def srs_for(config: _Settings) -> Callable[[], Srs] | None:
 
 def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
     """Ingest over ``queue`` with the configured limits (``smtpd.max_message_size``,
-    ``smtpd.max_received_headers``) and DKIM signing (``[dkim]``), as every producer
-    uses it."""
+    ``smtpd.max_received_headers``), DKIM signing (``[dkim]``), the inbound checks
+    (``[dkim] verify``, ``[dmarc]``, ``[auth_results]``) and the removal of fields only
+    we may write, as every producer uses it."""
     from mailyard.dkim.hook import signing_for
+    from mailyard.senderauth.hook import OwnFields, inbound_checks_for
 
-    streaming = [signing_for(config.dkim, config.data_dir)] if config.dkim.enabled else []
+    streaming: list[StreamingHook] = []
+    if config.dkim.enabled:
+        streaming.append(signing_for(config.dkim, config.data_dir))
+    if config.dkim.verify or config.dmarc.enabled:
+        streaming.append(inbound_checks_for(config))
     return QueueIngest(queue, config.hostname, max_message_size=config.smtpd.max_message_size,
                        max_received=config.smtpd.max_received_headers,
                        streaming_hooks=streaming, pool_for=config.delivery.pool_for,
-                       srs=srs_for(config))
+                       srs=srs_for(config),
+                       rewrite=OwnFields((config.auth_results.authserv_id,)))

@@ -79,16 +79,24 @@ class Mailbox(abc.ABC):
     address: str
 
     @abc.abstractmethod
-    def deliver(self, source: Source, *, prefix: bytes = b"", key: str) -> StoredMessage:
-        """Store ``prefix`` then the stream in the INBOX, durably: when this returns,
+    def deliver(self, source: Source, *, prefix: bytes = b"", key: str,
+                folder: str = INBOX) -> StoredMessage:
+        """Store ``prefix`` then the stream in ``folder`` (the INBOX, or a folder
+        named as :meth:`special_folder` names it), durably: when this returns,
         the message survives a crash.  ``key`` names this copy (queue id and
         mailbox); :meth:`find` finds it again, so a retried delivery can tell it was
         already done.  The stream is read in chunks, never held whole.  Raises
         OSError (ENOSPC, EDQUOT, EIO, ...) with nothing half-written left visible."""
 
     @abc.abstractmethod
-    def find(self, *keys: str) -> StoredMessage | None:
-        """A message delivered with one of ``keys`` (in any state: new or seen), or None."""
+    def find(self, *keys: str, folder: str = INBOX) -> StoredMessage | None:
+        """A message delivered to ``folder`` with one of ``keys`` (in any state: new or
+        seen), or None."""
+
+    @abc.abstractmethod
+    def special_folder(self, use: str) -> str | None:
+        """The name of the folder with the SPECIAL-USE attribute ``use`` (RFC 6154,
+        ``"\\Junk"``), or None when the mailbox has none."""
 
     @abc.abstractmethod
     def folders(self) -> list[str]:

@@ -385,15 +385,39 @@ class MaildirMailbox(Mailbox):
         self.inbox = inbox
         self._paths: dict[str, str] = {}  # base name -> path, as last listed
 
-    def deliver(self, source: Source, *, prefix: bytes = b"", key: str) -> StoredMessage:
-        name = self.inbox.deliver(source, prefix, key)
+    def deliver(self, source: Source, *, prefix: bytes = b"", key: str,
+                folder: str = INBOX) -> StoredMessage:
+        box = self._maildir(folder)
+        if folder != INBOX and not box.exists():
+            box.create()
+        name = box.deliver(source, prefix, key)
         sizes = message_sizes(name)
         assert sizes is not None  # deliver() always writes S= and W=
-        return StoredMessage(INBOX, name, sizes[0], sizes[1])
+        return StoredMessage(folder, name, sizes[0], sizes[1])
 
-    def find(self, *keys: str) -> StoredMessage | None:
-        path = self.inbox.find(*keys)
-        return None if path is None else _stored(INBOX, path)
+    def find(self, *keys: str, folder: str = INBOX) -> StoredMessage | None:
+        path = self._maildir(folder).find(*keys)
+        return None if path is None else _stored(folder, path)
+
+    def _maildir(self, folder: str) -> Maildir:
+        from mailyard.store.index import disk_name, normalize
+
+        name = normalize(folder)
+        return self.inbox if name == INBOX else self.inbox.folder(disk_name(name))
+
+    def special_folder(self, use: str) -> str | None:
+        """From the mailbox index (which creates the default folders, ``Junk`` with
+        ``\\Junk`` among them, when it is first opened)."""
+        from mailyard.store.index import MailboxIndex
+
+        index = MailboxIndex(self.inbox)
+        try:
+            for info in index.list_folders():
+                if info.special_use is not None and info.special_use.lower() == use.lower():
+                    return info.name
+        finally:
+            index.close()
+        return None
 
     def folders(self) -> list[str]:
         names = []
@@ -533,9 +557,10 @@ class _StoreMailbox(MaildirMailbox):
         super().__init__(address, inbox)
         self._store = store
 
-    def deliver(self, source: Source, *, prefix: bytes = b"", key: str) -> StoredMessage:
+    def deliver(self, source: Source, *, prefix: bytes = b"", key: str,
+                folder: str = INBOX) -> StoredMessage:
         try:
-            return super().deliver(source, prefix=prefix, key=key)
+            return super().deliver(source, prefix=prefix, key=key, folder=folder)
         except FileNotFoundError:
             self._store._forget(self.inbox)
             raise

@@ -35,18 +35,23 @@ class MemoryMailbox(Mailbox):
     def __init__(self, address: str) -> None:
         self.address = address
         self.messages: dict[str, bytes] = {}
+        self.folder_of: dict[str, str] = {}
 
     def deliver(self, source: BinaryIO | Iterable[bytes], *, prefix: bytes = b"",
-                key: str) -> StoredMessage:
+                key: str, folder: str = INBOX) -> StoredMessage:
         data = prefix + (source.read() if hasattr(source, "read") else b"".join(source))
         self.messages[key] = data
-        return StoredMessage(INBOX, key, len(data), None)
+        self.folder_of[key] = folder
+        return StoredMessage(folder, key, len(data), None)
 
-    def find(self, *keys: str) -> StoredMessage | None:
+    def find(self, *keys: str, folder: str = INBOX) -> StoredMessage | None:
         for k in keys:
-            if k in self.messages:
-                return StoredMessage(INBOX, k, len(self.messages[k]), None)
+            if k in self.messages and self.folder_of.get(k, INBOX) == folder:
+                return StoredMessage(folder, k, len(self.messages[k]), None)
         return None
+
+    def special_folder(self, use: str) -> str | None:
+        return "Junk" if use == "\\Junk" else None
 
     def folders(self) -> list[str]:
         return [INBOX]
@@ -118,6 +123,21 @@ def test_delivers_through_the_injected_store(config: Config, directory: SqliteDi
     assert data.startswith(b"Return-Path: <s@remote.org>\r\nDelivered-To: alice@example.test")
     assert data.endswith(MESSAGE)
     assert not (tmp_path / "mail").exists()  # no second path to the disk
+
+
+def test_junk_instruction_files_the_copy_in_the_junk_folder(
+        config: Config, directory: SqliteDirectory) -> None:
+    store = MemoryStore()
+    agent = LocalDeliveryAgent(config, directory, store=store)
+    entry = entry_for("alice@example.test")
+    marked = b"X-Mailyard-Folder: Junk\r\n" + MESSAGE
+    result = agent.deliver(entry, entry.recipients[0], lambda: io.BytesIO(marked))
+    assert result.status is AttemptStatus.DELIVERED
+    assert store.boxes["alice@example.test"].folder_of == {"Q1.alice@example.test": "Junk"}
+    # A retry finds the copy in Junk and does not deliver a second one.
+    again = entry_for("alice@example.test", attempts=1)
+    agent.deliver(again, again.recipients[0], lambda: io.BytesIO(marked))
+    assert len(store.boxes["alice@example.test"].messages) == 1
 
 
 def test_retry_finds_the_copy_in_the_store(config: Config,

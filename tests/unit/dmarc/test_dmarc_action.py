@@ -60,7 +60,7 @@ def test_config_sections_load_and_authserv_id_defaults_to_hostname():
 
 
 @pytest.mark.parametrize("text, key", [
-    ('[dmarc]\nquarantine = "junk"\n', "dmarc.quarantine"),
+    ('[dmarc]\nquarantine = "spam"\n', "dmarc.quarantine"),
     ('[dmarc]\npublic_suffix_list = "relative.dat"\n', "dmarc.public_suffix_list"),
     ('[auth_results]\nauthserv_id = "mx example"\n', "auth_results.authserv_id"),
     ('[auth_results]\nauthserv_id = "mx;example"\n', "auth_results.authserv_id"),

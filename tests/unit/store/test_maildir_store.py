@@ -51,6 +51,18 @@ def test_deliver_and_find_by_key(store: MaildirStore, tmp_path: Path) -> None:
     assert box.find("Q1.b", "Q1.a") == stored
 
 
+def test_deliver_into_the_special_use_junk_folder(store: MaildirStore, tmp_path: Path) -> None:
+    box = store.mailbox("alice@example.test")
+    junk = box.special_folder("\\Junk")  # RFC 6154: the default folders have their uses
+    assert junk == "Junk"
+    stored = box.deliver(io.BytesIO(MESSAGE), key="Q2.a", folder=junk)
+    path = tmp_path / "mail" / "example.test" / "alice" / ".Junk" / "new" / stored.ref
+    assert read_message(path) == MESSAGE and stored.folder == "Junk"
+    assert box.find("Q2.a") is None  # not in the INBOX
+    assert box.find("Q2.a", folder="Junk") == stored
+    assert box.special_folder("\\Flagged") is None
+
+
 def test_bad_address_is_a_name_error(store: MaildirStore) -> None:
     for bad in ("../x@example.test", "noatsign", ".hidden@example.test"):
         with pytest.raises(MailboxNameError):

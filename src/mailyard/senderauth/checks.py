@@ -1,0 +1,200 @@
+"""The inbound checks of one message and what they decide.
+
+:class:`MessageChecks` is made from the header section as received, fed the body in
+pieces (each DKIM signature's body hash and the newest ARC-Message-Signature's are
+computed in the same pass) and finished with the resolver: the DNS lookups (DKIM keys,
+ARC keys, the DMARC record) go through the injected, caching resolver; a timeout is a
+``temperror`` result, never an exception.  The SPF result was found by smtpd at MAIL
+FROM and comes in as an :class:`SpfInput`.
+
+The :class:`Verdict` holds every result; :meth:`Verdict.field` is our one
+Authentication-Results field (RFC 8601) and :meth:`Verdict.action` the DMARC action
+under ``[dmarc]`` (:func:`mailyard.dmarc.action.dmarc_action`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from mailyard.arc.chain import ArcResult, ArcStatus, ArcValidation
+from mailyard.authres.format import arc_result, dkim_results, format_field, spf_result
+from mailyard.authres.model import AuthResults, MethodResult
+from mailyard.config import DmarcConfig
+from mailyard.dkim.canon import HeaderField
+from mailyard.dkim.result import DkimResult, DkimStatus
+from mailyard.dkim.tags import TagListError, parse_tag_list, strip_fws
+from mailyard.dkim.verify import SIGNATURE_FIELD, Verification, VerifyPolicy
+from mailyard.dmarc.action import ActionKind, DmarcAction, authres_entry, dmarc_action
+from mailyard.dmarc.evaluate import (
+    DkimOutcome,
+    DmarcResult,
+    DmarcStatus,
+    Sampler,
+    SpfOutcome,
+    evaluate_message,
+    random_percent,
+)
+from mailyard.dmarc.orgdomain import PublicSuffixes
+from mailyard.dns.api import Resolver
+
+__all__ = ["MessageChecks", "SpfInput", "Verdict", "check_message"]
+
+DEFAULT_POLICY = VerifyPolicy()
+
+
+@dataclass(frozen=True)
+class SpfInput:
+    """The SPF result smtpd found (RFC 7208 2.6 keyword) and for what: ``identity``
+    "mailfrom" (``sender`` the MAIL FROM address) or "helo" (a null reverse-path:
+    ``domain`` the HELO name); ``domain`` is the identity's domain, which DMARC
+    aligns (RFC 7489 3.1.2)."""
+
+    result: str
+    identity: str
+    sender: str
+    domain: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"result": self.result, "identity": self.identity, "sender": self.sender,
+                "domain": self.domain}
+
+    def entry(self) -> MethodResult:
+        if self.identity == "helo":
+            return spf_result(self.result, helo=self.domain)
+        return spf_result(self.result, mail_from=self.sender)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Everything the checks found about one message."""
+
+    dkim: tuple[DkimResult, ...]
+    signatures: tuple[str, ...]  # each DKIM signature's b= value, for header.b
+    arc: ArcResult
+    spf: SpfInput | None = None
+    dmarc: DmarcResult | None = None  # None: DMARC not checked ([dmarc] enabled = false)
+    remote_ip: str = ""
+    dmarc_config: DmarcConfig = field(default_factory=DmarcConfig)
+    spf_helo: SpfInput | None = None  # the HELO identity, when checked separately
+
+    def results(self, authserv_id: str) -> AuthResults:
+        entries: list[MethodResult] = []
+        if self.spf is not None:
+            entries.append(self.spf.entry())
+        if self.spf_helo is not None:
+            entries.append(self.spf_helo.entry())
+        entries += dkim_results([(str(r.status), r.domain, r.selector, b)
+                                 for r, b in zip(self.dkim, self.signatures, strict=True)])
+        if not self.dkim:
+            entries.append(MethodResult("dkim", "none"))
+        if self.dmarc is not None:
+            entries.append(authres_entry(self.dmarc))
+        entries.append(arc_result(str(self.arc.status), remote_ip=self.remote_ip))
+        return AuthResults(authserv_id, tuple(entries))
+
+    def field(self, authserv_id: str) -> bytes:
+        """Our Authentication-Results field, with its CRLF."""
+        return format_field(self.results(authserv_id))
+
+    def action(self) -> DmarcAction:
+        if self.dmarc is None:
+            return DmarcAction(ActionKind.ACCEPT)
+        return dmarc_action(self.dmarc, self.dmarc_config)
+
+    def to_dict(self, authserv_id: str) -> dict[str, object]:
+        return {
+            "spf": None if self.spf is None else self.spf.to_dict(),
+            "spf_helo": None if self.spf_helo is None else self.spf_helo.to_dict(),
+            "dkim": [r.to_dict() for r in self.dkim],
+            "arc": self.arc.to_dict(),
+            "dmarc": None if self.dmarc is None else {
+                "result": str(self.dmarc.status), "disposition": str(self.dmarc.disposition),
+                "domain": self.dmarc.author_domain, "reason": self.dmarc.reason},
+            "action": str(self.action().kind),
+            "authentication_results": self.field(authserv_id).decode("ascii").rstrip("\r\n"),
+        }
+
+
+def _tags(field: HeaderField) -> tuple[str, str, str]:
+    """``d=``, ``s=`` and ``b=`` of a DKIM-Signature field ("" where unreadable)."""
+    try:
+        tags = parse_tag_list(field.raw.partition(b":")[2])
+    except TagListError:
+        return "", "", ""
+    d, s, b = (strip_fws(tags.get(t, b"")).decode("ascii", "replace") for t in "dsb")
+    return d.lower(), s, b
+
+
+class MessageChecks:
+    """DKIM, ARC and DMARC of one message, its body hashed as it streams by."""
+
+    def __init__(self, header: bytes, policy: VerifyPolicy = DEFAULT_POLICY, *,
+                 dmarc: DmarcConfig | None = None, remote_ip: str = "") -> None:
+        self.dkim = Verification(header, policy)
+        self.arc = ArcValidation(header)
+        self.dmarc = dmarc
+        self.remote_ip = remote_ip
+        found = [f for f in self.dkim.fields if f.name == SIGNATURE_FIELD]
+        self._tags = [_tags(f) for f in found[:max(policy.max_signatures, 0)]]
+        self._signatures = tuple(b for _, _, b in self._tags)
+        self._from = [f.raw.partition(b":")[2].decode("utf-8", "replace")
+                      for f in self.dkim.fields if f.name == b"from"]
+
+    def update(self, body: bytes) -> None:
+        self.dkim.update(body)
+        self.arc.update(body)
+
+    async def finish(self, resolver: Resolver, spf: SpfInput | None,
+                     suffixes: PublicSuffixes, *, now: float | None = None,
+                     sample: Sampler = random_percent,
+                     spf_helo: SpfInput | None = None) -> Verdict:
+        now = time.time() if now is None else now
+        dkim = tuple(await self.dkim.finish(resolver, now))
+        arc = await self.arc.finish(resolver, now)
+        dmarc = None
+        if self.dmarc is not None and self.dmarc.enabled:
+            outcomes = [DkimOutcome(str(r.status), r.domain, r.selector, b)
+                        for r, b in zip(dkim, self._signatures, strict=True)]
+            spf_outcome = None if spf is None else SpfOutcome(spf.result, spf.domain)
+            dmarc = await evaluate_message(self._from, spf_outcome, outcomes, resolver,
+                                           suffixes, sample)
+        return Verdict(dkim, self._signatures, arc, spf, dmarc, self.remote_ip,
+                       self.dmarc or DmarcConfig())
+
+
+    def timed_out(self, spf: SpfInput | None, spf_helo: SpfInput | None = None) -> Verdict:
+        """The verdict when the lookups took longer than the time allowed: every
+        signature and DMARC ``temperror`` (so no DMARC action), ARC ``fail`` (RFC 8617
+        has no temporary result) when there is a chain."""
+        reason = "DNS lookups took too long"
+        dkim = tuple(DkimResult(DkimStatus.TEMPERROR, d, s, reason) for d, s, _ in self._tags)
+        arc = ArcResult(ArcStatus.NONE)
+        if any(f.name == b"arc-seal" for f in self.dkim.fields):
+            arc = ArcResult(ArcStatus.FAIL, reason=reason)
+        dmarc = None
+        if self.dmarc is not None and self.dmarc.enabled:
+            dmarc = DmarcResult(DmarcStatus.TEMPERROR, reason=reason)
+        return Verdict(dkim, self._signatures, arc, spf, dmarc, self.remote_ip,
+                       self.dmarc or DmarcConfig(), spf_helo)
+
+
+def split_message(message: bytes) -> tuple[bytes, bytes]:
+    """A CRLF message's header section (with the CRLF of its last field) and body."""
+    if message.startswith(b"\r\n"):
+        return b"", message[2:]
+    end = message.find(b"\r\n\r\n")
+    return (message, b"") if end < 0 else (message[:end + 2], message[end + 4:])
+
+
+async def check_message(message: bytes, resolver: Resolver, suffixes: PublicSuffixes, *,
+                        spf: SpfInput | None = None, dmarc: DmarcConfig | None = None,
+                        policy: VerifyPolicy = DEFAULT_POLICY, remote_ip: str = "",
+                        now: float | None = None,
+                        sample: Sampler = random_percent) -> Verdict:
+    """The checks of a whole message (CRLF line ends), as ingest makes them (``dmarc``
+    None: no DMARC)."""
+    header, body = split_message(message)
+    checks = MessageChecks(header, policy, dmarc=dmarc, remote_ip=remote_ip)
+    checks.update(body)
+    return await checks.finish(resolver, spf, suffixes, now=now, sample=sample)

@@ -1,0 +1,259 @@
+"""The inbound checks in the ingest stage, and the fields only we may write.
+
+:class:`InboundChecks` is a :class:`~mailyard.ingest.api.StreamingHook` for mail
+received on port 25 from unauthenticated clients (origin ``INBOUND`` without an
+``auth_user``; submissions and authenticated sessions are our users' mail, signed
+rather than checked).  Its observer sees the content as stored: it keeps the header
+section (without our own trace field, which comes first and which no signer saw),
+then feeds the body to the DKIM and ARC body hashers while the body streams, so the
+body is read once.  At commit, with the SMTP transaction still waiting for its
+answer, it looks up the keys and the DMARC record (async, through the worker's
+caching resolver: a timeout is a ``temperror``, and all the lookups of a message
+together get at most ``time_budget`` seconds, so the session never stalls), then:
+
+* DMARC ``reject`` (``[dmarc] reject``): raises :class:`IngestRefused` with
+  ``550 5.7.1``; nothing is queued;
+* ``quarantine``: our Authentication-Results field, the ``X-Mailyard-Quarantine``
+  marker and, with ``[dmarc] quarantine = "junk"``, the ``X-Mailyard-Folder: Junk``
+  instruction that makes the local agent deliver to the mailbox's ``\\Junk`` folder;
+* otherwise: our Authentication-Results field.
+
+Those fields go to the record's prepend section.  :class:`OwnFields` is the header
+rewrite that makes the folder instruction and our authserv-id trustworthy: every
+message that enters from someone else (all origins but our own bounces and
+forwards) loses, before it is stored, the ``Authentication-Results`` fields claiming
+our authserv-id (RFC 8601 5) and any ``X-Mailyard-Folder`` field, so the local
+agent honours only the one ingest wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Collection
+from dataclasses import replace
+from typing import Protocol
+
+from mailyard.authres.strip import strip_claimed
+from mailyard.config import (
+    AuthResultsConfig,
+    DeliveryConfig,
+    DkimConfig,
+    DmarcConfig,
+    DmarcQuarantine,
+)
+from mailyard.dkim.verify import VerifyPolicy
+from mailyard.dmarc.action import ActionKind
+from mailyard.dmarc.orgdomain import PublicSuffixes
+from mailyard.dns.api import Resolver
+from mailyard.ingest.api import ContentObserver, IngestRefused, Origin, Submission
+from mailyard.obs import log_event
+from mailyard.senderauth.checks import MessageChecks, SpfInput, Verdict
+from mailyard.spf.result import SpfResult
+
+__all__ = ["FOLDER_FIELD", "JUNK", "InboundChecks", "OwnFields", "inbound_checks_for",
+           "without_fields"]
+
+log = logging.getLogger("mailyard.senderauth")
+
+FOLDER_FIELD = b"X-Mailyard-Folder"
+JUNK = "Junk"  # the folder instruction's value: the mailbox's \Junk folder
+MAX_HEADER = 256 * 1024
+_OWN_CONTENT = frozenset((Origin.DSN, Origin.FORWARD))
+
+
+def _fields(block: bytes) -> list[bytes]:
+    fields: list[bytes] = []
+    for line in block.splitlines(keepends=True):
+        if fields and line[:1] in (b" ", b"\t"):
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
+
+
+def without_fields(block: bytes, name: bytes) -> bytes:
+    """The header section without the fields called ``name`` (case-insensitive)."""
+    lower = name.lower()
+    if lower not in block.lower():
+        return block
+    return b"".join(f for f in _fields(block)
+                    if f.partition(b":")[0].rstrip(b" \t").lower() != lower)
+
+
+class OwnFields:
+    """The :class:`~mailyard.ingest.api.HeaderRewrite` that removes what only we may
+    write from the messages that enter from someone else."""
+
+    def __init__(self, authserv_ids: Collection[str]) -> None:
+        self.authserv_ids = tuple(i for i in authserv_ids if i)
+
+    def applies(self, submission: Submission) -> bool:
+        return submission.origin not in _OWN_CONTENT
+
+    def rewrite(self, submission: Submission, block: bytes) -> bytes:
+        block = without_fields(block, FOLDER_FIELD)
+        if self.authserv_ids:
+            block, removed = strip_claimed(block, self.authserv_ids)
+            if removed:
+                log_event(log, "authentication-results removed", count=removed,
+                          client=submission.envelope.client_ip)
+        return block
+
+
+def spf_input(result: SpfResult) -> SpfInput:
+    return SpfInput(str(result.status), str(result.identity), result.sender, result.domain)
+
+
+def spf_of(submission: Submission) -> SpfInput | None:
+    """The SPF result smtpd found at MAIL FROM (for the null sender, the HELO name's
+    postmaster: the identity DMARC aligns, RFC 7489 3.1.2); None when not checked."""
+    return None if submission.spf is None else spf_input(submission.spf)
+
+
+def spf_helo_of(submission: Submission) -> SpfInput | None:
+    """The SPF result of the HELO identity when smtpd checked it separately."""
+    return None if submission.spf_helo is None else spf_input(submission.spf_helo)
+
+
+class InboundChecks:
+    """DKIM, ARC and DMARC on port-25 mail (see the module doc).  ``resolver`` is made
+    on first use (the CLI's ingest never needs one); ``spf_of`` gives the SPF result
+    smtpd found for a submission."""
+
+    def __init__(self, resolver: Callable[[], Resolver], suffixes: Callable[[], PublicSuffixes],
+                 *, authserv_id: str, policy: VerifyPolicy, dmarc: DmarcConfig,
+                 spf_of: Callable[[Submission], SpfInput | None] = spf_of,
+                 spf_helo_of: Callable[[Submission], SpfInput | None] = spf_helo_of,
+                 time_budget: float = 20.0) -> None:
+        self._make_resolver = resolver
+        self._resolver: Resolver | None = None
+        self._make_suffixes = suffixes
+        self.authserv_id = authserv_id
+        self.policy = policy
+        self.dmarc = dmarc
+        self.spf_of = spf_of
+        self.spf_helo_of = spf_helo_of
+        self.time_budget = time_budget
+
+    @property
+    def resolver(self) -> Resolver:
+        if self._resolver is None:
+            self._resolver = self._make_resolver()
+        return self._resolver
+
+    def observe(self, submission: Submission) -> ContentObserver | None:
+        if submission.origin is Origin.INBOUND and not submission.envelope.auth_user:
+            return _Observer(self, submission)
+        return None
+
+    def checks(self, header: bytes, submission: Submission) -> MessageChecks:
+        return MessageChecks(header, self.policy, dmarc=self.dmarc,
+                             remote_ip=submission.envelope.client_ip)
+
+    async def verdict(self, checks: MessageChecks, submission: Submission) -> Verdict:
+        """The checks' verdict, or a ``temperror`` one when the lookups take longer
+        than ``time_budget`` seconds in all (the session waits for its answer)."""
+        spf, spf_helo = self.spf_of(submission), self.spf_helo_of(submission)
+        try:
+            return await asyncio.wait_for(
+                checks.finish(self.resolver, spf, self._make_suffixes(), spf_helo=spf_helo),
+                self.time_budget)
+        except TimeoutError:
+            return checks.timed_out(spf, spf_helo)
+
+    def fields(self, verdict: Verdict) -> bytes:
+        """What goes to the prepend section; raises IngestRefused for a DMARC reject."""
+        action = verdict.action()
+        if action.kind is ActionKind.REJECT and action.reply is not None:
+            raise IngestRefused(action.reply)
+        out = verdict.field(self.authserv_id)
+        if action.kind is ActionKind.QUARANTINE:
+            out += action.field
+            if self.dmarc.quarantine is DmarcQuarantine.JUNK:
+                out += FOLDER_FIELD + b": " + JUNK.encode() + b"\r\n"
+        return out
+
+
+def _without_trace(head: bytes) -> bytes:
+    """The header section without its first field (our ``Received:``)."""
+    if head[:9].lower() != b"received:":
+        return head
+    fields = _fields(head)
+    return b"".join(fields[1:])
+
+
+class _Observer:
+    def __init__(self, hook: InboundChecks, submission: Submission) -> None:
+        self._hook = hook
+        self._submission = submission
+        self._head: bytearray | None = bytearray()  # None once the header is complete
+        self._checks: MessageChecks | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self._checks is not None:
+            self._checks.update(data)
+            return
+        head = self._head
+        if head is None:
+            return
+        start = max(len(head) - 3, 0)
+        head += data
+        end = head.find(b"\r\n\r\n", start)
+        if end >= 0:
+            self._header_done(bytes(head[:end + 2]), bytes(head[end + 4:]))
+        elif len(head) > MAX_HEADER:  # checked as a header without a body
+            self._header_done(bytes(head), b"")
+
+    def _header_done(self, header: bytes, body: bytes) -> None:
+        self._head = None
+        self._checks = self._hook.checks(_without_trace(header), self._submission)
+        self._checks.update(body)
+
+    async def fields(self) -> bytes:
+        if self._head is not None:  # a message without a body
+            head = bytes(self._head)
+            self._header_done(head if head.endswith(b"\r\n") else head + b"\r\n", b"")
+        assert self._checks is not None
+        verdict = await self._hook.verdict(self._checks, self._submission)
+        action = verdict.action()
+        dmarc = verdict.dmarc
+        log_event(log, "inbound authentication", client=self._submission.envelope.client_ip,
+                  dkim=",".join(str(r.status) for r in verdict.dkim) or "none",
+                  arc=str(verdict.arc.status), spf=verdict.spf.result if verdict.spf else "",
+                  dmarc=str(dmarc.status) if dmarc else "", domain=dmarc.author_domain
+                  if dmarc else "", action=str(action.kind))
+        return self._hook.fields(verdict)
+
+
+class _Settings(Protocol):
+    @property
+    def dkim(self) -> DkimConfig: ...
+
+    @property
+    def dmarc(self) -> DmarcConfig: ...
+
+    @property
+    def auth_results(self) -> AuthResultsConfig: ...
+
+    @property
+    def delivery(self) -> DeliveryConfig: ...
+
+
+def inbound_checks_for(config: _Settings) -> InboundChecks:
+    """The checks as configured: ``[dkim] verify`` (off: no signature is looked at),
+    ``max_signatures``, ``min_rsa_bits``; ``[dmarc]``; ``[auth_results] authserv_id``;
+    DNS through ``delivery.dns_servers`` behind the cache, made on first use; at most
+    four DNS timeouts (``delivery.dns_timeout``) for the lookups of one message."""
+    from mailyard.dkim.hook import verify_policy_for
+    from mailyard.dmarc.orgdomain import load_public_suffixes
+    from mailyard.dns import make_resolver
+
+    policy = verify_policy_for(config.dkim)
+    if not config.dkim.verify:
+        policy = replace(policy, max_signatures=0)
+    delivery, psl = config.delivery, config.dmarc.public_suffix_list
+    return InboundChecks(lambda: make_resolver(delivery), lambda: load_public_suffixes(psl),
+                         authserv_id=config.auth_results.authserv_id, policy=policy,
+                         dmarc=config.dmarc, spf_of=spf_of,
+                         time_budget=4 * delivery.dns_timeout)
