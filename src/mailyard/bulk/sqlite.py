@@ -73,6 +73,39 @@ MIGRATIONS = (
         data TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX events_contact ON events(contact_id)""",
+    # 2: campaigns, their tracked links and their events (mailyard.bulk.campaigns)
+    """CREATE TABLE campaigns (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        state TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        send_at REAL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL,
+        started REAL,
+        finished REAL
+    );
+    CREATE INDEX campaigns_due ON campaigns(state, send_at);
+    CREATE TABLE campaign_links (
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        idx INTEGER NOT NULL,
+        url TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE campaign_events (
+        id INTEGER PRIMARY KEY,
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        contact_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        at REAL NOT NULL,
+        domain TEXT NOT NULL DEFAULT '',
+        link INTEGER,
+        machine INTEGER NOT NULL DEFAULT 0,
+        bounce TEXT,
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX campaign_events_campaign ON campaign_events(campaign_id);
+    CREATE INDEX campaign_events_contact ON campaign_events(contact_id)""",
 )
 
 _IN_CHUNK = 500  # addresses per "IN (...)" query
@@ -224,6 +257,7 @@ class SqliteContactStore:
                 return
             contact_id = row["id"]
             conn.execute("DELETE FROM events WHERE contact_id = ?", (contact_id,))
+            conn.execute("DELETE FROM campaign_events WHERE contact_id = ?", (contact_id,))
             conn.execute("DELETE FROM memberships WHERE contact_id = ?", (contact_id,))
             conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
         self.db.checkpoint()

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
 
 from mailyard.config import Config, parse_hostport
 from mailyard.services.apikeys import ApiKeys
 from mailyard.services.contacts import Contacts, Settings
+
+if TYPE_CHECKING:
+    from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
 
 BULK_DB = "bulk.db"
 APIKEYS_DB = "apikeys.db"
@@ -49,6 +53,16 @@ def open_contacts(config: Config) -> Contacts:
                         confirm_key=derive_key(secret, "confirmation link"),
                         confirm_ttl=config.bulk.confirm_ttl, hostname=config.hostname)
     return Contacts(store, settings)
+
+
+def open_campaign_store(contacts: Contacts) -> SqliteCampaignStore:
+    """The campaign store, in the same database as ``contacts``."""
+    from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
+    from mailyard.bulk.sqlite import SqliteContactStore
+
+    store = contacts.store
+    assert isinstance(store, SqliteContactStore)
+    return SqliteCampaignStore(store.db)
 
 
 def open_apikeys(config: Config) -> ApiKeys:

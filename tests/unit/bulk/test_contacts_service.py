@@ -13,7 +13,7 @@ from mailyard.apikeys.api import Scope
 from mailyard.apikeys.sqlite import SqliteKeyStore
 from mailyard.bulk.importer import ImportFormat
 from mailyard.bulk.model import Consent, MembershipStatus, OptIn, SuppressionReason
-from mailyard.bulk.sqlite import SqliteContactStore
+from mailyard.bulk.sqlite import MIGRATIONS, SqliteContactStore
 from mailyard.services.apikeys import ApiKeys
 from mailyard.services.contacts import Contacts, Settings
 from mailyard.services.errors import ServiceError
@@ -52,7 +52,7 @@ def test_database_is_private_with_a_schema_version(tmp_path: Path, contacts: Con
     path = tmp_path / "bulk.db"
     assert path.stat().st_mode & 0o777 == 0o600
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

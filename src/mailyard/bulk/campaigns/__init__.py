@@ -1,0 +1,2 @@
+"""Campaigns: what a campaign is (:mod:`.model`), where campaigns, their tracked links
+and their events are kept (:mod:`.store`, :mod:`.sqlite`)."""
