@@ -38,6 +38,12 @@ def confirmation_sender(config: Config) -> str:
     return f"postmaster@{config.local_domains[0] if config.local_domains else config.hostname}"
 
 
+def bounce_domain(config: Config) -> str:
+    if config.bulk.bounce_domain:
+        return config.bulk.bounce_domain.lower()
+    return config.local_domains[0] if config.local_domains else config.hostname
+
+
 def open_contacts(config: Config) -> Contacts:
     from mailyard.bulk.sqlite import SqliteContactStore
     from mailyard.daemon.secret import derive_key, load_server_secret
