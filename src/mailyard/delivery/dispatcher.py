@@ -214,8 +214,7 @@ class Dispatcher:
         remote: dict[str, list[QueuedRecipient]] = {}
         for r in due:
             domain = split_address(r.address)[1]
-            if domain.lower() in self.feedback.addresses.domains and self.feedback.owns(
-                    r.address):
+            if domain in self.feedback.addresses.domains and self.feedback.owns(r.address):
                 feedback.append(r)
             elif domain in local_domains:
                 local.append(r)

@@ -50,7 +50,7 @@ from mailyard.feedback.classify import classify
 from mailyard.feedback.model import Feedback, Severity
 from mailyard.feedback.policy import SoftBouncePolicy
 from mailyard.feedback.status import severity
-from mailyard.feedback.verp import VerpTarget
+from mailyard.feedback.verp import CampaignRecipient, VerpTarget
 from mailyard.metrics import FEEDBACK_ACTIONS, FEEDBACK_REPORTS
 from mailyard.obs import Metrics, log_event
 from mailyard.proto.smtp.replies import Reply
@@ -75,6 +75,7 @@ REPLY_BAD_TOKEN = Reply(550, "5.1.1", "Recipient address rejected: user unknown"
 REPLY_STORE_BUSY = Reply(451, "4.3.0", "Feedback store unavailable, try again later")
 
 _T = TypeVar("_T")
+_EVENTS_ONLY = frozenset({ActionKind.DELIVERED, ActionKind.DEFERRED})
 _STORE_ERRORS = (sqlite3.Error, OSError, ServerSecretError, StoreConflict)
 
 
@@ -237,6 +238,8 @@ def result_action(target: VerpTarget, res: AttemptResult,
         kind = ActionKind.DEFERRED
     else:
         return None
+    if kind in _EVENTS_ONLY and not isinstance(target, CampaignRecipient):
+        return None  # a transactional message has no campaign to record them for
     return FeedbackAction(kind, target, Source.DELIVERY, res.address, reply.status or None,
                           str(reply))
 

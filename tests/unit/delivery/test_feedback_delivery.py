@@ -19,7 +19,7 @@ from mailyard.delivery.feedback import (
 from mailyard.envelope import Envelope, Recipient
 from mailyard.feedback.actions import ActionKind, FeedbackAction, Source
 from mailyard.feedback.addresses import FeedbackAddresses
-from mailyard.feedback.verp import CampaignRecipient, verp_address, verp_key
+from mailyard.feedback.verp import CampaignRecipient, TransactionalMessage, verp_address, verp_key
 from mailyard.metrics import FEEDBACK_ACTIONS, FEEDBACK_REPORTS, Metrics
 from mailyard.proto.smtp.replies import Reply
 from mailyard.queue.api import (
@@ -101,6 +101,11 @@ def test_results_become_actions_by_reply() -> None:
     assert kind(res(0, AttemptStatus.DEFERRED, later),
                 Outcome(0, RecipientState.FAILED, expired)) is ActionKind.SOFT_BOUNCE
     assert kind(res(0, AttemptStatus.FAILED, unknown, TRANSPORT_FEEDBACK)) is None
+    # A transactional message: its failures suppress; nothing else is recorded.
+    tx = TransactionalMessage("m-1")
+    assert result_action(tx, res(0, AttemptStatus.DELIVERED, ok), None) is None
+    assert result_action(tx, res(0, AttemptStatus.FAILED, unknown), None).kind is \
+        ActionKind.HARD_BOUNCE
     action = result_action(TARGET, res(0, AttemptStatus.FAILED, unknown), None)
     assert action == FeedbackAction(ActionKind.HARD_BOUNCE, TARGET, Source.DELIVERY,
                                     "r0@example.net", "5.1.1", "550 5.1.1 no such user")
