@@ -63,6 +63,13 @@ class World:
             s.sendmail(sender, [rcpt], content)
 
 
+def events(world: World, campaign_id: int, kind: EventKind) -> list[Any]:
+    """The campaign's events of ``kind``, once there are some: the event is written
+    after the suppression and the memberships, so they are final by then."""
+    return wait_for(lambda: [e for e in world.campaigns.events(campaign_id)
+                             if e.kind is kind])
+
+
 def sample(name: str, token: str) -> bytes:
     data = (SAMPLES / name).read_bytes().replace(b"TOKEN", token.encode())
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
@@ -98,7 +105,8 @@ def test_a_550_at_rcpt_suppresses_the_contact_without_waiting_for_a_dsn(world: W
     for contact_id, address in ((gone, "gone@remote.test"), (here, "here@remote.test")):
         world.srv.cli("send", "--from", world.verp(cid, contact_id), "--to", address,
                       "--subject", "Spring news", input=b"Hello.\n")
-    supp = wait_for(lambda: world.contacts.store.suppression("gone@remote.test"))
+    assert events(world, cid, EventKind.BOUNCED)
+    supp = world.contacts.store.suppression("gone@remote.test")
     assert supp is not None and supp.reason is SuppressionReason.HARD_BOUNCE
     assert "5.1.1" in supp.note
     assert world.statuses("gone@remote.test") == {"news": MembershipStatus.BOUNCED,
@@ -106,15 +114,14 @@ def test_a_550_at_rcpt_suppresses_the_contact_without_waiting_for_a_dsn(world: W
     # Our own DSN to the VERP sender is processed here, not sent out: the queue
     # empties and the next hop saw only the one accepted message.
     assert world.srv.wait_queue_empty()
-    events = wait_for(lambda: [e for e in world.campaigns.events(cid)
-                               if e.kind is EventKind.DELIVERED])
-    assert [e.contact_id for e in events] == [here]
+    delivered = events(world, cid, EventKind.DELIVERED)
+    assert [e.contact_id for e in delivered] == [here]
     assert [m.recipients for m in world.mx.messages] == [["here@remote.test"]]
     bounced = [e for e in world.campaigns.events(cid) if e.kind is EventKind.BOUNCED]
     assert [(e.contact_id, e.bounce, e.domain) for e in bounced] == [
         (gone, BounceType.HARD, "remote.test")]
-    log = (world.srv.root / "mailyard.log").read_text()
-    assert "feedback processed" in log
+    log_file = world.srv.root / "mailyard.log"
+    assert wait_for(lambda: "feedback processed" in log_file.read_text())
 
 
 def test_an_rfc3464_dsn_to_the_verp_address_suppresses(world: World):
@@ -124,7 +131,8 @@ def test_an_rfc3464_dsn_to_the_verp_address_suppresses(world: World):
     token = verp.partition("+")[2].partition("@")[0]
     dsn = sample("postfix-dsn.eml", token)
     world.smtp("", verp, dsn)
-    supp = wait_for(lambda: world.contacts.store.suppression("ann@elsewhere.test"))
+    assert events(world, cid, EventKind.BOUNCED)
+    supp = world.contacts.store.suppression("ann@elsewhere.test")
     assert supp is not None and supp.reason is SuppressionReason.HARD_BOUNCE
     assert world.statuses("ann@elsewhere.test")["news"] is MembershipStatus.BOUNCED
     [event] = list(world.campaigns.events(cid))
@@ -148,7 +156,8 @@ def test_an_arf_complaint_to_the_complaint_address_suppresses(world: World):
         f"To: bob@elsewhere.test\r\nFeedback-ID: {cid}:news:campaign:mx.example.test\r\n"
         "Subject: News\r\n\r\nHello.\r\n\r\n--b--\r\n").encode()
     world.smtp("fbl@provider.test", "fbl@example.test", report)
-    supp = wait_for(lambda: world.contacts.store.suppression("bob@elsewhere.test"))
+    assert events(world, cid, EventKind.COMPLAINED)
+    supp = world.contacts.store.suppression("bob@elsewhere.test")
     assert supp is not None and supp.reason is SuppressionReason.COMPLAINT
     assert world.statuses("bob@elsewhere.test")["news"] is MembershipStatus.COMPLAINED
     assert [e.kind for e in world.campaigns.events(cid)] == [EventKind.COMPLAINED]
@@ -160,8 +169,8 @@ def test_mailto_unsubscribe_ends_the_membership(world: World):
     cid = world.campaign("mailto")
     world.smtp("cat@elsewhere.test", world.verp(cid, cat, prefix="unsubscribe"),
                b"From: cat@elsewhere.test\r\nSubject: unsubscribe\r\n\r\n\r\n")
-    assert wait_for(lambda: world.statuses("cat@elsewhere.test")["news"]
-                    is MembershipStatus.UNSUBSCRIBED)
+    assert events(world, cid, EventKind.UNSUBSCRIBED)
+    assert world.statuses("cat@elsewhere.test")["news"] is MembershipStatus.UNSUBSCRIBED
     assert world.statuses("cat@elsewhere.test")["other"] is MembershipStatus.CONFIRMED
     assert world.contacts.store.suppression("cat@elsewhere.test") is None
     assert [e.kind for e in world.campaigns.events(cid)] == [EventKind.UNSUBSCRIBED]
@@ -179,3 +188,24 @@ def test_a_forged_token_is_refused_at_rcpt(world: World):
         [(code, text)] = refused.value.recipients.values()
         assert code == 550 and text.startswith(b"5.1.1")
     assert world.contacts.store.suppression("dee@elsewhere.test") is None
+
+
+def test_unreadable_reports_and_auto_replies_are_dropped_without_a_bounce(world: World):
+    eve = world.contact("eve@elsewhere.test")
+    cid = world.campaign("junk")
+    verp = world.verp(cid, eve)
+    junk = (b"Content-Type: multipart/report; boundary=\"x\"\r\n\r\n--x\r\n"
+            + b"\xff\xfe garbage\r\n" * 5000)
+    ooo = sample("ooo-rfc3834.eml", "")
+    world.smtp("", verp, junk)
+    world.smtp("eve@elsewhere.test", verp, ooo)
+    assert world.srv.wait_queue_empty()
+    log_file = world.srv.root / "mailyard.log"
+    log = wait_for(lambda: "verdict=auto-reply" in log_file.read_text()
+                   and "verdict=not-bounce" in log_file.read_text())
+    assert log
+    assert world.contacts.store.suppression("eve@elsewhere.test") is None
+    assert list(world.campaigns.events(cid)) == []
+    assert world.statuses("eve@elsewhere.test")["news"] is MembershipStatus.CONFIRMED
+    # Nothing went out: no answer to the reports, no bounce of a bounce.
+    assert all(m.recipients != ["eve@elsewhere.test"] for m in world.mx.messages)

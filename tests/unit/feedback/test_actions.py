@@ -184,3 +184,34 @@ def test_arf_sent_to_the_return_path_is_a_complaint_about_its_token() -> None:
 ])
 def test_campaign_of_feedback_id(value, expected) -> None:
     assert campaign_of_feedback_id(value) == expected
+
+
+# --- configuration ----------------------------------------------------------------------
+
+BASE = 'hostname = "mx.example.org"\nlocal_domains = ["example.org"]\n'
+
+
+@pytest.mark.parametrize("value", ["no address", "a+b@example.org", "<x@example.org>"])
+def test_a_bad_complaint_address_names_the_key(value: str) -> None:
+    from mailyard.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as info:
+        parse_config(BASE + f'[bulk]\ncomplaint_address = "{value}"')
+    assert info.value.key == "bulk.complaint_address"
+
+
+def test_feedback_addresses_from_the_configuration(tmp_path) -> None:
+    from mailyard.config import parse_config
+    from mailyard.services.setup import feedback_addresses
+
+    cfg = parse_config(BASE + f'data_dir = "{tmp_path}"\n')
+    a = feedback_addresses(cfg)
+    assert (a.domain, a.complaint_address) == ("example.org", "fbl@example.org")
+    cfg = parse_config(BASE + f'data_dir = "{tmp_path}"\n[bulk]\nbounce_domain = "B.example.org"'
+                       '\nbounce_prefix = "rtn"\ncomplaint_address = "Abuse@example.org"')
+    a = feedback_addresses(cfg)
+    assert (a.domain, a.complaint_address) == ("b.example.org", "abuse@example.org")
+    target = CampaignRecipient(1, 2)
+    verp = verp_address(target, a.key, "b.example.org", prefix="rtn")  # key from data_dir
+    assert a.match(verp) == FeedbackAddress(FeedbackKind.BOUNCE, target)
+    assert a.match(verp.replace("rtn+", "bounces+")) is None
