@@ -91,9 +91,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     with FakeMx("127.0.0.1", port) as mx:
         mx.script(rcpt_replies={
             "gone@remote.test": "550 5.1.1 <gone@remote.test>: Recipient address "
-                                "rejected: User unknown in local recipient table"})
-        srv = MailyardServer(root, overrides={"delivery": {"transports": [
-            {"domain": "remote.test", "nexthop": f"127.0.0.1:{port}", "tls": "none"}]}})
+                                "rejected: User unknown in local recipient table",
+            "busy@remote.test": "450 4.2.1 <busy@remote.test>: try again later"})
+        # A lifetime of seconds: a temporary failure expires at the second attempt.
+        srv = MailyardServer(root, overrides={"delivery": {
+            "max_lifetime": 3, "retry_schedule": [1],
+            "transports": [{"domain": "remote.test", "nexthop": f"127.0.0.1:{port}",
+                            "tls": "none"}]}})
         with srv:
             yield World(srv, mx)
 
@@ -122,6 +126,23 @@ def test_a_550_at_rcpt_suppresses_the_contact_without_waiting_for_a_dsn(world: W
         (gone, BounceType.HARD, "remote.test")]
     log_file = world.srv.root / "mailyard.log"
     assert wait_for(lambda: "feedback processed" in log_file.read_text())
+
+
+def test_temporary_failures_until_expiry_are_a_soft_bounce(world: World):
+    busy = world.contact("busy@remote.test")
+    cid = world.campaign("summer")
+    world.srv.cli("send", "--from", world.verp(cid, busy), "--to", "busy@remote.test",
+                  "--subject", "Summer news", input=b"Hello.\n")
+    [bounce] = events(world, cid, EventKind.BOUNCED)
+    assert bounce.bounce is BounceType.SOFT
+    deferred = [e for e in world.campaigns.events(cid) if e.kind is EventKind.DEFERRED]
+    assert deferred and all(e.contact_id == busy for e in deferred)
+    # One soft bounce of three: not suppressed, still on the list.
+    assert world.contacts.store.suppression("busy@remote.test") is None
+    assert world.statuses("busy@remote.test")["news"] is MembershipStatus.CONFIRMED
+    assert world.srv.wait_queue_empty()
+    assert [e.kind for e in world.campaigns.events(cid)
+            if e.kind is EventKind.BOUNCED] == [EventKind.BOUNCED]
 
 
 def test_an_rfc3464_dsn_to_the_verp_address_suppresses(world: World):
