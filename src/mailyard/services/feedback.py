@@ -160,7 +160,7 @@ class FeedbackService:
             return f"soft bounce {decision.counted} of {decision.threshold}"
         note = (f"{decision.counted} soft bounces within {self.policy.window_days} days; "
                 f"last: {_note(action)}")
-        self._suppress(subject, SuppressionReason.HARD_BOUNCE, note)
+        self._suppress(subject, SuppressionReason.SOFT_BOUNCES, note)
         self._end_memberships(subject, MembershipStatus.BOUNCED)
         return f"soft bounce {decision.counted} of {decision.threshold}: suppressed"
 

@@ -95,7 +95,7 @@ def test_soft_bounces_of_three_campaigns_within_the_window_suppress(world):
                          "soft bounce 2 of 3", "soft bounce 2 of 3"]
     assert notes[4] == "soft bounce 3 of 3: suppressed"
     supp = contacts.suppression("ann@example.net")
-    assert supp.reason is SuppressionReason.HARD_BOUNCE and "3 soft bounces" in supp.note
+    assert supp.reason is SuppressionReason.SOFT_BOUNCES and "3 soft bounces" in supp.note
     assert statuses(contacts, ann.id)["news"] is MembershipStatus.BOUNCED
 
 
