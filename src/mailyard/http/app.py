@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mailyard import __version__
-from mailyard.http import api, problems, public
+from mailyard.http import api, problems, public, reports, tracking
 from mailyard.http.bodylimit import BodyLimit
 from mailyard.http.context import HttpContext
 
@@ -28,6 +28,9 @@ def create_app(ctx: HttpContext) -> Any:
     problems.install(app)
     app.include_router(api.router)
     app.include_router(public.router)
+    app.include_router(tracking.router)
+    app.include_router(reports.api)
+    app.include_router(reports.pages)
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
