@@ -23,10 +23,12 @@ the campaign's link list and tracking switch come from a per-process cache.
 from __future__ import annotations
 
 import html
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mailyard.bulk.engagement import Hit
 from mailyard.bulk.tracking import (
@@ -37,7 +39,8 @@ from mailyard.bulk.tracking import (
     click_target,
 )
 from mailyard.http.auth import context
-from mailyard.http.problems import Problem, from_service
+from mailyard.http.context import HttpContext
+from mailyard.http.problems import Problem, from_service, problem_response
 from mailyard.http.public import _error, _page, _wants_json
 from mailyard.services.errors import ServiceError
 from mailyard.services.tracking import CampaignPublic, CampaignView
@@ -48,7 +51,14 @@ router = APIRouter(tags=["public"])
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0, private",
             "Pragma": "no-cache", "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
             "X-Robots-Tag": "noindex"}
-_GIF_HEADERS = {**NO_STORE, "Content-Length": str(len(TRANSPARENT_GIF))}
+_NO_STORE_RAW = [(k.lower().encode("ascii"), v.encode("ascii")) for k, v in NO_STORE.items()]
+_GIF_HEADERS = [*_NO_STORE_RAW, (b"content-type", b"image/gif"),
+                (b"content-length", str(len(TRANSPARENT_GIF)).encode("ascii"))]
+_REDIRECT_HEADERS = [*_NO_STORE_RAW, (b"referrer-policy", b"no-referrer"),
+                     (b"content-length", b"0")]
+#: Characters left as they are in a Location value (RFC 3986 reserved and unreserved,
+#: and "%" so an escaped link is not escaped twice).
+_URL_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
 ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
 _NOT_FOUND = Problem("not_found", "no such link")
 
@@ -60,48 +70,78 @@ def _public(request: Request) -> CampaignPublic:
     return found
 
 
+class TrackingFront:
+    """The pixel and click paths answered in plain ASGI, in front of the application.
+
+    These two take almost all of the service's traffic and do nothing a framework
+    helps with: FastAPI's routing and dependency machinery would cost several times
+    the work of the answer itself.  Every other request goes on to ``app``."""
+
+    def __init__(self, app: ASGIApp, ctx: HttpContext) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "") if scope["type"] == "http" else ""
+        pub = self.ctx.campaigns
+        if (pub is None or scope.get("method") not in ("GET", "HEAD")
+                or not path.startswith(("/t/o/", "/t/c/")) or "/" in path[5:]):
+            await self.app(scope, receive, send)
+            return
+        if path[3] == "o":
+            await self._pixel(pub, scope, send, path[5:])
+        else:
+            await self._click(pub, scope, receive, send, path[5:])
+
+    def _hit(self, scope: Scope, token: TrackingToken) -> Hit:
+        agent = next((v for k, v in scope["headers"] if k == b"user-agent"), b"")
+        client = scope.get("client")
+        return Hit(token, self.ctx.clock(), client[0] if client else "",
+                   agent.decode("latin-1"), scope["method"])
+
+    async def _pixel(self, pub: CampaignPublic, scope: Scope, send: Send, name: str) -> None:
+        if name.endswith(OPEN_SUFFIX):
+            token = pub.signer.decode(name[:-len(OPEN_SUFFIX)], TokenKind.OPEN)
+            if token is not None:
+                view = await _view(pub, token.campaign_id, None)
+                if view.exists and view.tracking:
+                    pub.recorder.add(self._hit(scope, token))
+        await send({"type": "http.response.start", "status": 200, "headers": _GIF_HEADERS})
+        await send({"type": "http.response.body",
+                    "body": b"" if scope["method"] == "HEAD" else TRANSPARENT_GIF})
+
+    async def _click(self, pub: CampaignPublic, scope: Scope, receive: Receive, send: Send,
+                     name: str) -> None:
+        token = pub.signer.decode(name, TokenKind.CLICK)
+        target = None
+        if token is not None:
+            view = await _view(pub, token.campaign_id, token.link)
+            target = click_target(token, view.links) if view.exists else None
+        if token is None or target is None:
+            await self._not_found(scope, receive, send)
+            return
+        if view.tracking:
+            pub.recorder.add(self._hit(scope, token))
+        location = quote(target, safe=_URL_SAFE).encode("ascii")
+        await send({"type": "http.response.start", "status": 302,
+                    "headers": [*_REDIRECT_HEADERS, (b"location", location)]})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        accept = headers.get("accept", "")
+        if "application/json" in accept and "text/html" not in accept:
+            response: Response = problem_response(_NOT_FOUND, scope["path"])
+        else:
+            response = _page("Not found", "<p>This link is not valid.</p>", 404)
+        await response(scope, receive, send)
+
+
 async def _view(pub: CampaignPublic, campaign_id: int, link: int | None) -> CampaignView:
     view = pub.cache.peek(campaign_id, link)
     if view is None:
         view = await run_in_threadpool(pub.cache.load, campaign_id)
     return view
-
-
-def _hit(request: Request, token: TrackingToken) -> Hit:
-    return Hit(token, context(request).clock(),
-               request.client.host if request.client else "",
-               request.headers.get("user-agent", ""), request.method)
-
-
-@router.api_route("/t/o/{name}", methods=["GET", "HEAD"], include_in_schema=False)
-async def open_pixel(request: Request, name: str) -> Response:
-    pub = context(request).campaigns
-    if pub is not None and name.endswith(OPEN_SUFFIX):
-        token = pub.signer.decode(name[:-len(OPEN_SUFFIX)], TokenKind.OPEN)
-        if token is not None:
-            view = await _view(pub, token.campaign_id, None)
-            if view.exists and view.tracking:
-                pub.recorder.add(_hit(request, token))
-    return Response(TRANSPARENT_GIF, media_type="image/gif", headers=_GIF_HEADERS)
-
-
-@router.api_route("/t/c/{name}", methods=["GET", "HEAD"], include_in_schema=False)
-async def click(request: Request, name: str) -> Response:
-    try:
-        pub = _public(request)
-        token = pub.signer.decode(name, TokenKind.CLICK)
-        if token is None:
-            raise _NOT_FOUND
-        view = await _view(pub, token.campaign_id, token.link)
-        target = click_target(token, view.links) if view.exists else None
-        if target is None:
-            raise _NOT_FOUND
-    except Problem as problem:
-        return _error(request, problem)
-    if view.tracking:
-        pub.recorder.add(_hit(request, token))
-    return RedirectResponse(target, status_code=302,
-                            headers={**NO_STORE, "Referrer-Policy": "no-referrer"})
 
 
 @router.get("/u/{token}", include_in_schema=False)

@@ -89,14 +89,14 @@ class CampaignCache:
         return view
 
 
-class _Bounded(dict[tuple[int, int], float | None]):
+class _Bounded(dict[tuple[int, int], tuple[float | None, float]]):
     """A dict that forgets its oldest entry past ``size``."""
 
     def __init__(self, size: int) -> None:
         super().__init__()
         self.size = size
 
-    def put(self, key: tuple[int, int], value: float | None) -> None:
+    def put(self, key: tuple[int, int], value: tuple[float | None, float]) -> None:
         if len(self) >= self.size and key not in self:
             self.pop(next(iter(self)))
         self[key] = value
@@ -105,13 +105,15 @@ class _Bounded(dict[tuple[int, int], float | None]):
 class HitRecorder:
     def __init__(self, campaigns: CampaignStore, contacts: ContactStore, *,
                  interval: float = 0.2, batch: int = 500, max_pending: int = 100_000,
-                 rules: MachineRules = DEFAULT_RULES, cache_size: int = 100_000) -> None:
+                 rules: MachineRules = DEFAULT_RULES, cache_size: int = 100_000,
+                 retry_unknown: float = 2.0) -> None:
         self.campaigns = campaigns
         self.contacts = contacts
         self.interval = interval
         self.batch = batch
         self.max_pending = max_pending
         self.rules = rules
+        self.retry_unknown = retry_unknown
         self._pending: deque[Hit] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -131,7 +133,7 @@ class HitRecorder:
             self.dropped += 1
             return False
         self._pending.append(hit)
-        if len(self._pending) >= self.batch:
+        if len(self._pending) == self.batch:  # the thread also wakes every interval
             self._wake.set()
         return True
 
@@ -213,15 +215,18 @@ class HitRecorder:
         return domain
 
     def _delivered_at(self, hit: Hit) -> float | None:
+        """When the message was delivered; an unknown time is asked again once
+        ``retry_unknown`` seconds (of hit time) have passed."""
         key = hit.message
-        if key in self._delivered:
-            return self._delivered[key]
+        known = self._delivered.get(key)
+        if known is not None and known[0] is not None:
+            return known[0]
+        if known is not None and hit.at - known[1] < self.retry_unknown:
+            return None
         times = [e.at for campaign_id, e in self.campaigns.contact_events(key[1])
                  if campaign_id == key[0] and e.kind == EventKind.DELIVERED]
-        if not times:
-            return None  # not yet known: asked again next time
-        first = min(times)
-        self._delivered.put(key, first)
+        first = min(times) if times else None
+        self._delivered.put(key, (first, hit.at))
         return first
 
     def _recent_clicks(self, hit: Hit) -> list[Interaction]:
