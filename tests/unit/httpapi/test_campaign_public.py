@@ -313,3 +313,26 @@ def test_report_page_needs_a_link_or_a_key(world: World) -> None:
     assert data["delivered"] == 2 and data["links"][0]["url"] == LINKS[1]
     assert world.call("GET", "/api/v1/campaigns/999/report-link",
                       headers={"Authorization": f"Bearer {key}"}).status_code == 404
+
+
+def test_hostile_tracking_paths(world: World) -> None:
+    for path in ("/t/c/" + "A" * 60_000, "/t/c/%C3%A9%00", "/t/c/..%2F..%2Fetc",
+                 "/t/c/a/b", "/t/c/"):
+        resp = world.call("GET", path)
+        assert resp.status_code == 404 and "location" not in resp.headers, path
+    for path in ("/t/o/" + "A" * 60_000 + ".gif", "/t/o/%C3%A9.gif", "/t/o/.gif"):
+        resp = world.call("GET", path)
+        assert resp.status_code == 200 and resp.content == TRANSPARENT_GIF, path
+    assert world.call("POST", world.tracker(world.campaign).open_url(world.ann)
+                      ).status_code in (404, 405)
+    assert world.events(world.campaign) == []
+
+
+def test_link_with_odd_characters_is_sent_escaped(world: World) -> None:
+    odd = "https://shop.example/ä?q=a b&x=\r\nSet-Cookie: y"
+    world.store.add_links(world.campaign, 3, [odd])
+    url = world.tracker(world.campaign).click_url(world.ann, odd)
+    resp = world.call("GET", url)
+    assert resp.status_code == 302 and "set-cookie" not in resp.headers
+    assert resp.headers["location"] == (
+        "https://shop.example/%C3%A4?q=a%20b&x=%0D%0ASet-Cookie:%20y")
