@@ -44,7 +44,7 @@ from mailyard.http.problems import Problem, from_service, problem_response
 from mailyard.http.public import _error, _page, _wants_json
 from mailyard.services.errors import ServiceError
 from mailyard.services.tracking import CampaignPublic, CampaignView
-from mailyard.services.unsubscribe import ONE_CLICK, PAGE
+from mailyard.services.unsubscribe import ONE_CLICK, PAGE, is_one_click
 
 router = APIRouter(tags=["public"])
 
@@ -59,7 +59,6 @@ _REDIRECT_HEADERS = [*_NO_STORE_RAW, (b"referrer-policy", b"no-referrer"),
 #: Characters left as they are in a Location value (RFC 3986 reserved and unreserved,
 #: and "%" so an escaped link is not escaped twice).
 _URL_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
-ONE_CLICK_BODY = b"List-Unsubscribe=One-Click"
 _NOT_FOUND = Problem("not_found", "no such link")
 
 
@@ -171,7 +170,7 @@ async def unsubscribe_page(request: Request, token: str) -> Response:
 @router.post("/u/{token}", include_in_schema=False)
 async def unsubscribe(request: Request, token: str) -> Response:
     body = await request.body()
-    how = ONE_CLICK if ONE_CLICK_BODY in body else PAGE
+    how = ONE_CLICK if is_one_click(body) else PAGE
     ip = request.client.host if request.client else ""
     try:
         done = await run_in_threadpool(_public(request).unsubscribes.unsubscribe, token,

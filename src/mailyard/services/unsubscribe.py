@@ -14,6 +14,7 @@ that no longer exists, is ``no_such_token``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,6 +30,17 @@ from mailyard.services.errors import error
 
 ONE_CLICK = "one-click"
 PAGE = "page"
+
+_FORM_PAIR = re.compile(rb"(?:^|&)List-Unsubscribe=One-Click(?:&|$)")
+_MULTIPART_PAIR = re.compile(
+    rb'name="?List-Unsubscribe"?[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\nOne-Click\r?\n',
+    re.IGNORECASE)
+
+
+def is_one_click(body: bytes) -> bool:
+    """Whether a POST body carries RFC 8058's ``List-Unsubscribe=One-Click`` (3.2),
+    as a form-urlencoded pair or as a multipart/form-data field."""
+    return bool(_FORM_PAIR.search(body.strip()) or _MULTIPART_PAIR.search(body))
 
 
 @dataclass(frozen=True)

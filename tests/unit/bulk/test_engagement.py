@@ -130,3 +130,19 @@ def test_report_page_figures_and_escaping() -> None:
     assert figures["clicks.total_all"] == "2" and figures["clicks.total_human"] == "1"
     assert figures["rates.open_human"] == "0.5"
     assert page.count('<svg xmlns="http://www.w3.org/2000/svg"') == 2
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    (b"List-Unsubscribe=One-Click", True),  # RFC 8058 3.2, form-urlencoded
+    (b"List-Unsubscribe=One-Click\r\n", True),
+    (b"a=1&List-Unsubscribe=One-Click", True),
+    # the multipart/form-data form of RFC 8058's examples (section 8)
+    (b"--xyz\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\n"
+     b"One-Click\r\n--xyz--\r\n", True),
+    (b"confirm=yes", False),
+    (b"List-Unsubscribe=One-Clickety", False),
+    (b"", False),
+])
+def test_one_click_body(body: bytes, expected: bool) -> None:
+    from mailyard.services.unsubscribe import is_one_click
+    assert is_one_click(body) is expected
