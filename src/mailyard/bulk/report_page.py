@@ -75,7 +75,7 @@ def _table(caption: str, css: str, header: list[str], rows: list[list[str]]) -> 
     if not rows:
         return f"<p>{_e(caption)}: none yet.</p>"
     head = "".join(f"<th scope=col>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(rows_cell for rows_cell in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(row) + "</tr>" for row in rows)
     return (f'<table class="{css}"><caption>{_e(caption)}</caption>'
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 

@@ -9,7 +9,8 @@ times a second, so a request does no storage I/O in the common case:
 * :class:`HitRecorder` takes each genuine hit into a bounded in-memory buffer and a
   thread of its own turns the buffer into campaign events every ``interval`` seconds
   (or sooner once ``batch`` hits wait): it looks up the contact's domain and the
-  delivery time of the message (both cached), classifies the hit
+  delivery time of the message (both cached; a delivery not yet recorded is looked
+  for again after ``retry_unknown`` seconds), classifies the hit
   (:func:`mailyard.bulk.engagement.hit_event`) and writes each campaign's events in
   one transaction.  A hit for a contact that no longer exists (erased) is dropped.
   Bursts of clicks are seen within one process: clicks of one message that reach
