@@ -23,6 +23,8 @@ the campaign's link list and tracking switch come from a per-process cache.
 from __future__ import annotations
 
 import html
+import logging
+import sqlite3
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
@@ -42,10 +44,12 @@ from mailyard.http.auth import context
 from mailyard.http.context import HttpContext
 from mailyard.http.problems import Problem, from_service, problem_response
 from mailyard.http.public import _error, _page, _wants_json
+from mailyard.obs import log_event
 from mailyard.services.errors import ServiceError
 from mailyard.services.tracking import CampaignPublic, CampaignView
 from mailyard.services.unsubscribe import ONE_CLICK, PAGE, is_one_click
 
+log = logging.getLogger("mailyard.http")
 router = APIRouter(tags=["public"])
 
 NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0, private",
@@ -59,13 +63,16 @@ _REDIRECT_HEADERS = [*_NO_STORE_RAW, (b"referrer-policy", b"no-referrer"),
 #: Characters left as they are in a Location value (RFC 3986 reserved and unreserved,
 #: and "%" so an escaped link is not escaped twice).
 _URL_SAFE = ":/?#[]@!$&'()*+,;=-._~%"
-_NOT_FOUND = Problem("not_found", "no such link")
+
+
+def _not_found() -> Problem:
+    return Problem("not_found", "no such link")
 
 
 def _public(request: Request) -> CampaignPublic:
     found = context(request).campaigns
     if found is None:
-        raise _NOT_FOUND
+        raise _not_found()
     return found
 
 
@@ -101,10 +108,9 @@ class TrackingFront:
     async def _pixel(self, pub: CampaignPublic, scope: Scope, send: Send, name: str) -> None:
         if name.endswith(OPEN_SUFFIX):
             token = pub.signer.decode(name[:-len(OPEN_SUFFIX)], TokenKind.OPEN)
-            if token is not None:
-                view = await _view(pub, token.campaign_id, None)
-                if view.exists and view.tracking:
-                    pub.recorder.add(self._hit(scope, token))
+            view = None if token is None else await _view(pub, token.campaign_id, None)
+            if token is not None and view is not None and view.exists and view.tracking:
+                pub.recorder.add(self._hit(scope, token))
         await send({"type": "http.response.start", "status": 200, "headers": _GIF_HEADERS})
         await send({"type": "http.response.body",
                     "body": b"" if scope["method"] == "HEAD" else TRANSPARENT_GIF})
@@ -112,12 +118,11 @@ class TrackingFront:
     async def _click(self, pub: CampaignPublic, scope: Scope, receive: Receive, send: Send,
                      name: str) -> None:
         token = pub.signer.decode(name, TokenKind.CLICK)
-        target = None
-        if token is not None:
-            view = await _view(pub, token.campaign_id, token.link)
-            target = click_target(token, view.links) if view.exists else None
-        if token is None or target is None:
-            await self._not_found(scope, receive, send)
+        view = None if token is None else await _view(pub, token.campaign_id, token.link)
+        target = click_target(token, view.links) if view is not None and view.exists else None
+        if token is None or view is None or target is None:
+            await self._problem(scope, receive, send, _not_found() if view is not None or
+                                token is None else _UNAVAILABLE)
             return
         if view.tracking:
             pub.recorder.add(self._hit(scope, token))
@@ -126,20 +131,35 @@ class TrackingFront:
                     "headers": [*_REDIRECT_HEADERS, (b"location", location)]})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _problem(self, scope: Scope, receive: Receive, send: Send,
+                       problem: Problem) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         accept = headers.get("accept", "")
         if "application/json" in accept and "text/html" not in accept:
-            response: Response = problem_response(_NOT_FOUND, scope["path"])
+            response: Response = problem_response(problem, scope["path"])
         else:
-            response = _page("Not found", "<p>This link is not valid.</p>", 404)
+            text = ("This link is not valid." if problem.status == 404
+                    else "Please try again in a moment.")
+            response = _page(problem.title, f"<p>{text}</p>", problem.status)
         await response(scope, receive, send)
 
 
-async def _view(pub: CampaignPublic, campaign_id: int, link: int | None) -> CampaignView:
+_UNAVAILABLE = Problem("storage_unavailable", "the campaign could not be read; try again",
+                       status=503, title="Service unavailable")
+
+
+async def _view(pub: CampaignPublic, campaign_id: int, link: int | None
+                ) -> CampaignView | None:
+    """The campaign's view, loaded on a thread when the cache has none; None when
+    the store failed (logged): the pixel still answers, a click gets 503."""
     view = pub.cache.peek(campaign_id, link)
     if view is None:
-        view = await run_in_threadpool(pub.cache.load, campaign_id)
+        try:
+            view = await run_in_threadpool(pub.cache.load, campaign_id)
+        except sqlite3.Error as exc:
+            log_event(log, "campaign not readable", level=logging.ERROR,
+                      campaign=campaign_id, error=str(exc))
+            return None
     return view
 
 

@@ -336,3 +336,20 @@ def test_link_with_odd_characters_is_sent_escaped(world: World) -> None:
     assert resp.status_code == 302 and "set-cookie" not in resp.headers
     assert resp.headers["location"] == (
         "https://shop.example/%C3%A4?q=a%20b&x=%0D%0ASet-Cookie:%20y")
+
+
+def test_store_failure_keeps_the_pixel_and_refuses_the_click(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlite3
+
+    def broken(campaign_id: int) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(world.pub.cache, "load", broken)
+    tracker = world.tracker(world.campaign)
+    assert world.call("GET", tracker.open_url(world.ann)).content == TRANSPARENT_GIF
+    resp = world.call("GET", tracker.click_url(world.ann, LINKS[0]),
+                      headers={"Accept": "application/json"})
+    assert resp.status_code == 503 and "location" not in resp.headers
+    assert resp.json()["code"] == "storage_unavailable"
+    assert world.events(world.campaign) == []
