@@ -158,7 +158,11 @@ class HitRecorder:
         while not self._stop.is_set():
             self._wake.wait(self.interval)
             self._wake.clear()
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # a bug must not stop recording for good: logged
+                log_event(log, "tracking recorder failed", level=logging.ERROR,
+                          error=type(exc).__name__, exc_info=exc)
 
     def flush(self) -> int:
         """Record every waiting hit now; returns how many events were written."""
