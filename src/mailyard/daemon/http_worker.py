@@ -41,6 +41,7 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     from mailyard.queue.spool import FileSpool
     from mailyard.services.contacts import ConfirmationMail
     from mailyard.services.setup import open_apikeys, open_contacts
+    from mailyard.services.tracking import open_campaign_public
     from mailyard.tls import server_context
 
     try:
@@ -65,14 +66,19 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     ctx = HttpContext(contacts, open_apikeys(config), mailer,
                       RateLimiter(config.http.subscribe_rate, config.http.subscribe_window),
                       max_body_size=config.http.max_body_size,
-                      max_import_size=config.http.max_import_size)
+                      max_import_size=config.http.max_import_size,
+                      campaigns=open_campaign_public(config, contacts))
     tls = server_context(cert, key) if any(k == "https" for k, _ in listeners) else None
     servers = HttpServers(create_app(ctx), listeners, tls)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, servers.stop)
     log_event(log, "http worker started", pid=os.getpid())
-    await servers.serve()
+    try:
+        await servers.serve()
+    finally:
+        assert ctx.campaigns is not None
+        await asyncio.to_thread(ctx.campaigns.recorder.close)
 
 
 def main(argv: list[str] | None = None) -> int:

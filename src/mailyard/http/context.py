@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from mailyard.http.ratelimit import RateLimiter
 from mailyard.services.apikeys import ApiKeys
 from mailyard.services.contacts import ConfirmationMail, Contacts
+from mailyard.services.tracking import CampaignPublic
 
 #: Hands a confirmation mail to ingest; returns the queue id.
 Mailer = Callable[[ConfirmationMail], Awaitable[str]]
@@ -23,3 +24,5 @@ class HttpContext:
     max_body_size: int = 1_048_576
     max_import_size: int = 104_857_600
     clock: Callable[[], float] = field(default=time.time)
+    #: tracking, unsubscribe and report pages (None: those routes answer 404)
+    campaigns: CampaignPublic | None = None

@@ -101,6 +101,9 @@ CODES: dict[str, type[ServiceError]] = {
     "token_expired": Expired,
     "import_too_large": TooLarge,
     "contacts_error": StorageFailure,
+    # campaign report pages
+    "no_such_campaign": NotFound,
+    "invalid_ttl": InvalidInput,
 }
 
 
