@@ -101,6 +101,15 @@ CODES: dict[str, type[ServiceError]] = {
     "token_expired": Expired,
     "import_too_large": TooLarge,
     "contacts_error": StorageFailure,
+    # campaigns
+    "invalid_campaign": InvalidInput,
+    "invalid_template": InvalidInput,
+    "invalid_schedule": InvalidInput,
+    "render_failed": InvalidInput,
+    "campaign_check_failed": InvalidInput,
+    "campaign_exists": Conflict,
+    "campaign_state": Conflict,
+    "no_such_campaign": NotFound,
 }
 
 
