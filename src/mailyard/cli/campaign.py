@@ -252,7 +252,8 @@ def cmd_schedule(args: argparse.Namespace, config: Config) -> int:
                           "check": done.check.to_dict() if done.check else None}, indent=2,
                          ensure_ascii=False))
     else:
-        print(f"campaign {c.id} scheduled for {_when(c, c.send_at)}")
+        shown = format_local(c.send_at, args.tz or c.spec.timezone) if c.send_at else "-"
+        print(f"campaign {c.id} scheduled for {shown}")
     return EXIT_OK
 
 
