@@ -107,6 +107,9 @@ def test_scope_and_validation(server: MailyardServer, client: httpx.Client) -> N
     _problem(httpx.get(server.http_url + "/api/v1/campaigns",
                        headers={"Authorization": f"Bearer {contacts_key}"}), 403,
              "forbidden_scope")
+    _problem(httpx.post(server.http_url + "/api/v1/campaigns/1/pause",
+                        headers={"Authorization": f"Bearer {contacts_key}"}), 403,
+             "forbidden_scope")
     _problem(httpx.get(server.http_url + "/api/v1/campaigns"), 401, "unauthorized")
     _problem(client.post(C, json={"subject": "no name"}), 422, "validation_failed")
     _problem(client.post(C, json={"name": "x", "colour": "red"}), 422, "validation_failed")

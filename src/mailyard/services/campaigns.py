@@ -19,6 +19,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
 from typing import TYPE_CHECKING, Any
 
 from mailyard.bulk.campaigns.input import (
@@ -313,6 +316,12 @@ class Campaigns:
                                      f"{built}"))
             else:
                 data = built.data
+            for n, subject in enumerate(_ab_subjects(spec), 1):
+                variant = self._build(campaign, sample.contact, self._template(spec, subject))
+                if isinstance(variant, RenderFailure):
+                    found.append(Finding(Severity.ERROR, "ab-subject-failed",
+                                         f"A/B subject {n} fails for "
+                                         f"{sample.contact.address}: {variant}"))
         alignment = None
         if spec.from_address and self.alignment is not None:
             result = self.alignment(spec.from_address.rpartition("@")[2])
@@ -333,10 +342,6 @@ class Campaigns:
         campaign = self.get(ref)
         sample = self._sample(campaign, contact)
         built = self._render(campaign, sample.contact)
-        from email import message_from_bytes
-        from email.message import EmailMessage
-        from email.policy import default
-
         parsed = message_from_bytes(built.data, policy=default)
         assert isinstance(parsed, EmailMessage)
         html = parsed.get_body(("html",))

@@ -325,6 +325,12 @@ def test_render_failure_for_a_member_is_an_error(campaigns: Campaigns) -> None:
         "name": "r", "from": "news@example.org", "subject": "s", "lists": ["news"],
         "text": "{{ attributes.missing.deeper }} {{ unsubscribe_url }}"}))
     assert "render-failed" in {f.code for f in campaigns.check(c.id).report.errors}
+    ab = campaigns.create(input_from_mapping({
+        "name": "ab", "from": "news@example.org", "subject": "s", "lists": ["news"],
+        "text": "{{ unsubscribe_url }}",
+        "ab": {"subjects": ["fine", "{{ attributes.missing.deeper }}"]}}))
+    failed = [f for f in campaigns.check(ab.id).report.errors if f.code == "ab-subject-failed"]
+    assert len(failed) == 1 and "subject 2" in failed[0].message
 
 
 # --- preview, test message, report -----------------------------------------------------
