@@ -39,8 +39,9 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     from mailyard.ingest.api import Origin, Submission
     from mailyard.ingest.pipeline import ingest_for
     from mailyard.queue.spool import FileSpool
+    from mailyard.services.campaigns import OutgoingMail, submit_mail
     from mailyard.services.contacts import ConfirmationMail
-    from mailyard.services.setup import open_apikeys, open_contacts
+    from mailyard.services.setup import open_apikeys, open_campaigns, open_contacts
     from mailyard.services.tracking import open_campaign_public
     from mailyard.tls import server_context
 
@@ -63,11 +64,19 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
         log_event(log, "confirmation queued", qid=qid)
         return qid
 
+    async def campaign_mailer(mail: OutgoingMail) -> str:
+        qid = await submit_mail(ingest, mail)
+        notify(qid)
+        log_event(log, "campaign test message queued", qid=qid)
+        return qid
+
     ctx = HttpContext(contacts, open_apikeys(config), mailer,
                       RateLimiter(config.http.subscribe_rate, config.http.subscribe_window),
                       max_body_size=config.http.max_body_size,
                       max_import_size=config.http.max_import_size,
-                      campaigns=open_campaign_public(config, contacts))
+                      campaign_public=open_campaign_public(config, contacts),
+                      campaigns=open_campaigns(config, contacts),
+                      campaign_mailer=campaign_mailer)
     tls = server_context(cert, key) if any(k == "https" for k, _ in listeners) else None
     servers = HttpServers(create_app(ctx), listeners, tls)
     loop = asyncio.get_running_loop()
@@ -77,8 +86,8 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     try:
         await servers.serve()
     finally:
-        assert ctx.campaigns is not None
-        await asyncio.to_thread(ctx.campaigns.recorder.close)
+        assert ctx.campaign_public is not None
+        await asyncio.to_thread(ctx.campaign_public.recorder.close)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mailyard.http.ratelimit import RateLimiter
 from mailyard.services.apikeys import ApiKeys
 from mailyard.services.contacts import ConfirmationMail, Contacts
 from mailyard.services.tracking import CampaignPublic
+
+if TYPE_CHECKING:
+    from mailyard.services.campaigns import Campaigns, OutgoingMail
 
 #: Hands a confirmation mail to ingest; returns the queue id.
 Mailer = Callable[[ConfirmationMail], Awaitable[str]]
@@ -25,4 +29,7 @@ class HttpContext:
     max_import_size: int = 104_857_600
     clock: Callable[[], float] = field(default=time.time)
     #: tracking, unsubscribe and report pages (None: those routes answer 404)
-    campaigns: CampaignPublic | None = None
+    campaign_public: CampaignPublic | None = None
+    campaigns: Campaigns | None = None
+    #: Hands a campaign's test message to ingest; returns the queue id.
+    campaign_mailer: Callable[[OutgoingMail], Awaitable[str]] | None = None

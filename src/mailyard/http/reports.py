@@ -38,7 +38,7 @@ _PAGE_HEADERS = {
 
 
 def _reports(request: Request) -> CampaignReports:
-    found = context(request).campaigns
+    found = context(request).campaign_public
     if found is None:
         raise Problem("not_found", "no campaign reports here")
     return found.reports

@@ -70,7 +70,7 @@ def _not_found() -> Problem:
 
 
 def _public(request: Request) -> CampaignPublic:
-    found = context(request).campaigns
+    found = context(request).campaign_public
     if found is None:
         raise _not_found()
     return found
@@ -89,7 +89,7 @@ class TrackingFront:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "") if scope["type"] == "http" else ""
-        pub = self.ctx.campaigns
+        pub = self.ctx.campaign_public
         if (pub is None or scope.get("method") not in ("GET", "HEAD")
                 or not path.startswith(("/t/o/", "/t/c/")) or "/" in path[5:]):
             await self.app(scope, receive, send)

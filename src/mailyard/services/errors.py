@@ -101,9 +101,16 @@ CODES: dict[str, type[ServiceError]] = {
     "token_expired": Expired,
     "import_too_large": TooLarge,
     "contacts_error": StorageFailure,
-    # campaign report pages
-    "no_such_campaign": NotFound,
     "invalid_ttl": InvalidInput,
+    # campaigns
+    "invalid_campaign": InvalidInput,
+    "invalid_template": InvalidInput,
+    "invalid_schedule": InvalidInput,
+    "render_failed": InvalidInput,
+    "campaign_check_failed": InvalidInput,
+    "campaign_exists": Conflict,
+    "campaign_state": Conflict,
+    "no_such_campaign": NotFound,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mailyard.config import Config, parse_hostport
@@ -14,6 +15,7 @@ from mailyard.services.contacts import Contacts, Settings
 if TYPE_CHECKING:
     from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
     from mailyard.feedback.addresses import FeedbackAddresses
+    from mailyard.services.campaigns import Campaigns
 
 BULK_DB = "bulk.db"
 APIKEYS_DB = "apikeys.db"
@@ -90,3 +92,47 @@ def open_apikeys(config: Config) -> ApiKeys:
     from mailyard.apikeys.sqlite import SqliteKeyStore
 
     return ApiKeys(SqliteKeyStore(config.data_path / APIKEYS_DB))
+
+
+def open_campaigns(config: Config, contacts: Contacts | None = None, *,
+                   dns_servers: Sequence[str] | None = None) -> Campaigns:
+    """The campaign service over ``contacts`` (opened when not given); its check looks
+    the From domain up through ``dns_servers`` (default ``delivery.dns_servers``, else
+    the system resolver), a fresh resolver per check so it works on any thread."""
+    import asyncio
+
+    from mailyard.bulk.tracking import tracking_key
+    from mailyard.daemon.secret import load_server_secret
+    from mailyard.dmarc.orgdomain import load_public_suffixes
+    from mailyard.dns.dnspython import DnsPythonResolver
+    from mailyard.feedback.verp import verp_key
+    from mailyard.services.campaign_auth import AlignmentCheck, DnsAlignment
+    from mailyard.services.campaigns import Campaigns, MailSettings
+    from mailyard.services.dkim import DkimKeys
+
+    contacts = contacts or open_contacts(config)
+    secret = load_server_secret(config.data_path)
+    settings = MailSettings(public_url=public_url(config), hostname=config.hostname,
+                            bounce_domain=bounce_domain(config),
+                            tracking_key=tracking_key(secret), verp_key=verp_key(secret),
+                            bounce_prefix=config.bulk.bounce_prefix,
+                            unsubscribe_prefix=config.bulk.unsubscribe_prefix,
+                            pools=frozenset(p.name for p in config.delivery.pools))
+    servers = list(dns_servers if dns_servers is not None else config.delivery.dns_servers)
+
+    def local_domains() -> list[str]:
+        from mailyard.directory.sqlite import SqliteDirectory
+        from mailyard.services.accounts import Accounts
+
+        directory = SqliteDirectory(config.data_path / "directory.db", config)
+        return [d.name for d in Accounts.for_config(config, directory).list_domains()]
+
+    def alignment(domain: str) -> AlignmentCheck:
+        checker = DnsAlignment(
+            DnsPythonResolver(servers, config.delivery.dns_timeout),
+            DkimKeys.for_config(config, local_domains), hostname=config.hostname,
+            bounce_domain=settings.bounce_domain,
+            suffixes=lambda: load_public_suffixes(config.dmarc.public_suffix_list))
+        return asyncio.run(checker.check(domain))
+
+    return Campaigns(open_campaign_store(contacts), contacts, settings, alignment)

@@ -72,7 +72,7 @@ class World:
             return "QID"
 
         self.app = create_app(HttpContext(self.contacts, self.keys, mailer, RateLimiter(5, 60),
-                                          clock=lambda: self.now, campaigns=self.pub))
+                                          clock=lambda: self.now, campaign_public=self.pub))
 
     def tracker(self, campaign: int) -> CampaignTracker:
         return CampaignTracker("http://t", campaign, self.signer,
