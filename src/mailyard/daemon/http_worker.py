@@ -40,7 +40,7 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     from mailyard.ingest.pipeline import ingest_for
     from mailyard.queue.spool import FileSpool
     from mailyard.services.contacts import ConfirmationMail
-    from mailyard.services.setup import open_apikeys, open_contacts
+    from mailyard.services.setup import open_apikeys, open_contacts, open_messages
     from mailyard.tls import server_context
 
     try:
@@ -65,7 +65,8 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     ctx = HttpContext(contacts, open_apikeys(config), mailer,
                       RateLimiter(config.http.subscribe_rate, config.http.subscribe_window),
                       max_body_size=config.http.max_body_size,
-                      max_import_size=config.http.max_import_size)
+                      max_import_size=config.http.max_import_size,
+                      messages=open_messages(config, contacts, ingest, notify))
     tls = server_context(cert, key) if any(k == "https" for k, _ in listeners) else None
     servers = HttpServers(create_app(ctx), listeners, tls)
     loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mailyard import __version__
-from mailyard.http import api, problems, public
+from mailyard.http import api, messages, problems, public
 from mailyard.http.bodylimit import BodyLimit
 from mailyard.http.context import HttpContext
 
@@ -21,12 +21,14 @@ def create_app(ctx: HttpContext) -> Any:
     """The application wrapped in the body cap (an ASGI callable)."""
     app = FastAPI(title="Mailyard", version=__version__, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json",
-                  description="Contacts, lists, memberships and suppression. Authenticate "
+                  description="Transactional messages, contacts, lists, memberships and "
+                              "suppression. Authenticate "
                               "with `Authorization: Bearer <key>` (`mailyard apikey create`); "
                               "errors are RFC 9457 problem documents.")
     app.state.ctx = ctx
     problems.install(app)
     app.include_router(api.router)
+    app.include_router(messages.router)
     app.include_router(public.router)
     generate = app.openapi
 
