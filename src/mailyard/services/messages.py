@@ -168,7 +168,9 @@ class TransactionalMail:
     async def send(self, key: ApiKey, request: MessageRequest,
                    idempotency_key: str | None = None) -> SendResult:
         """Queue the message; raises ServiceError, LimitReached."""
-        self._sweep()
+        if self.clock() - self._last_sweep >= SWEEP_INTERVAL:
+            self._last_sweep = self.clock()
+            await asyncio.to_thread(self._sweep)
         record: KeyRecord | None = None
         if idempotency_key is None:
             message_id = secrets.token_hex(10)
@@ -368,12 +370,8 @@ class TransactionalMail:
         self.limiter.record(prepared.sender, len(prepared.queued))
 
     def _sweep(self) -> None:
-        now = self.clock()
-        if now - self._last_sweep < SWEEP_INTERVAL:
-            return
-        self._last_sweep = now
         try:
-            self.store.sweep(now)
+            self.store.sweep(self.clock())
         except sqlite3.Error as exc:
             log_event(log, "idempotency sweep failed", level=logging.WARNING, error=str(exc))
 

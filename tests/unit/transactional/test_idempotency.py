@@ -237,3 +237,28 @@ def test_suppressed_and_refused_requests_do_not_hold_the_key(tmp_path: Path) -> 
     with pytest.raises(ServiceError) as caught:
         asyncio.run(service.send(KEY, outside))
     assert caught.value.code == "sender_not_allowed"
+
+
+def test_api_keys_carry_pool_and_senders_across_the_schema_upgrade(tmp_path: Path) -> None:
+    from mailyard.apikeys.sqlite import MIGRATIONS, SqliteKeyStore
+    from mailyard.services.apikeys import ApiKeys
+    from mailyard.sqlitedb import Database
+
+    old = Database(tmp_path / "apikeys.db", MIGRATIONS[:1])
+    with old.transaction() as conn:  # a key made before keys had pools
+        conn.execute("INSERT INTO api_keys (key_id, name, scopes, digest, created) "
+                     "VALUES ('aaaaaaaaaaaa', 'old', 'send', 'x', 1.0)")
+    old.close()
+    keys = ApiKeys(SqliteKeyStore(tmp_path / "apikeys.db"))
+    [before] = keys.list()
+    assert before.pool == "" and before.senders == () and before.may_send_as("a@b.example")
+    made = keys.create("pooled", "send", pool="tx", senders=["App@Example.org", "mail.test"],
+                       pools=["tx"])
+    found = keys.authenticate(made.secret)
+    assert found is not None and found.pool == "tx"
+    assert found.senders == ("app@example.org", "mail.test")
+    assert found.may_send_as("APP@example.org") and found.may_send_as("x@mail.test")
+    assert not found.may_send_as("bob@example.org")
+    for bad in ({"pool": "nope", "pools": ["tx"]}, {"senders": ["a b@c"]}):
+        with pytest.raises(ServiceError):
+            keys.create("bad", "send", **bad)  # type: ignore[arg-type]
