@@ -594,6 +594,8 @@ class BulkConfig:
     # Soft bounces of one contact within soft_bounce_window_days that suppress them.
     soft_bounce_threshold: int = 3
     soft_bounce_window_days: int = 7
+    # Where provider feedback loops send ARF complaint reports; "": fbl@<bounce_domain>.
+    complaint_address: str = ""
 
     def validate(self, key: str) -> None:
         if self.sender and ("@" not in self.sender or any(c in self.sender for c in " \r\n<>")):
@@ -606,6 +608,10 @@ class BulkConfig:
             value = getattr(self, name)
             if not value or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in value):
                 raise ConfigError(f"{key}.{name}", "must be letters, digits, '-', '_' or '.'")
+        if self.complaint_address and (
+                "@" not in self.complaint_address
+                or any(c in self.complaint_address for c in " \r\n<>+")):
+            raise ConfigError(f"{key}.complaint_address", "must be an address (local@domain)")
         if self.bounce_prefix.lower() == self.unsubscribe_prefix.lower():
             raise ConfigError(f"{key}.unsubscribe_prefix", "must differ from bounce_prefix")
         for name in ("soft_bounce_threshold", "soft_bounce_window_days"):

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
+    from mailyard.feedback.addresses import FeedbackAddresses
     from mailyard.ingest.api import Ingest
     from mailyard.services.messages import TransactionalMail
 
@@ -47,6 +48,20 @@ def bounce_domain(config: Config) -> str:
     if config.bulk.bounce_domain:
         return config.bulk.bounce_domain.lower()
     return config.local_domains[0] if config.local_domains else config.hostname
+
+
+def feedback_addresses(config: Config) -> FeedbackAddresses:
+    """The bounce, unsubscribe and complaint addresses (``[bulk]``); the VERP key is
+    read from the server secret when a token is first verified."""
+    from mailyard.daemon.secret import load_server_secret
+    from mailyard.feedback.addresses import FeedbackAddresses
+    from mailyard.feedback.verp import verp_key
+
+    bulk = config.bulk
+    return FeedbackAddresses(
+        bounce_domain(config), lambda: verp_key(load_server_secret(config.data_path)),
+        bounce_prefix=bulk.bounce_prefix, unsubscribe_prefix=bulk.unsubscribe_prefix,
+        complaint_address=bulk.complaint_address)
 
 
 def open_contacts(config: Config) -> Contacts:
