@@ -166,9 +166,9 @@ def test_idempotency_key_sends_once(server: MailyardServer, client: httpx.Client
     _problem(client.post("/api/v1/messages", json=_raw(["dave@example.test"],
                                                        subject="other"), headers=headers),
              422, "idempotency_key_reused")
-    _problem(client.post("/api/v1/messages", json=body,
-                         headers={"Idempotency-Key": "bad key\x7f"}), 422,
-             "invalid_idempotency_key")
+    for bad in ("with space", "k" * 256, "tab\tinside"):
+        _problem(client.post("/api/v1/messages", json=body, headers={"Idempotency-Key": bad}),
+                 422, "invalid_idempotency_key")
     # Ten at once with one key, over separate connections.
     concurrent_body = _raw(["dave@example.test"], subject="concurrent")
 
