@@ -566,12 +566,13 @@ class HttpConfig:
     # counted per HTTP worker process.
     subscribe_rate: int = 10
     subscribe_window: float = 3600.0
+    max_recipients: int = 50  # recipients of one POST /api/v1/messages
 
     def validate(self, key: str) -> None:
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ConfigError(f"{key}.public_url", "must start with http:// or https://")
         for name in ("workers", "max_body_size", "max_import_size", "subscribe_rate",
-                     "subscribe_window"):
+                     "subscribe_window", "max_recipients"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{key}.{name}", "must be positive")
 

@@ -41,7 +41,7 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     from mailyard.queue.spool import FileSpool
     from mailyard.services.campaigns import OutgoingMail, submit_mail
     from mailyard.services.contacts import ConfirmationMail
-    from mailyard.services.setup import open_apikeys, open_campaigns, open_contacts
+    from mailyard.services.setup import open_apikeys, open_campaigns, open_contacts, open_messages
     from mailyard.services.tracking import open_campaign_public
     from mailyard.tls import server_context
 
@@ -76,7 +76,8 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
                       max_import_size=config.http.max_import_size,
                       campaign_public=open_campaign_public(config, contacts),
                       campaigns=open_campaigns(config, contacts),
-                      campaign_mailer=campaign_mailer)
+                      campaign_mailer=campaign_mailer,
+                      messages=open_messages(config, contacts, ingest, notify))
     tls = server_context(cert, key) if any(k == "https" for k, _ in listeners) else None
     servers = HttpServers(create_app(ctx), listeners, tls)
     loop = asyncio.get_running_loop()

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from mailyard import __version__
-from mailyard.http import api, campaigns, problems, public, reports, tracking
+from mailyard.http import api, campaigns, messages, problems, public, reports, tracking
 from mailyard.http.bodylimit import BodyLimit
 from mailyard.http.context import HttpContext
 
@@ -23,14 +23,15 @@ def create_app(ctx: HttpContext) -> Any:
     callable)."""
     app = FastAPI(title="Mailyard", version=__version__, docs_url="/api/docs",
                   redoc_url=None, openapi_url="/api/openapi.json",
-                  description="Contacts, lists, memberships, suppression and campaigns. "
-                              "Authenticate "
+                  description="Transactional messages, contacts, lists, memberships, "
+                              "suppression and campaigns. Authenticate "
                               "with `Authorization: Bearer <key>` (`mailyard apikey create`); "
                               "errors are RFC 9457 problem documents.")
     app.state.ctx = ctx
     problems.install(app)
     app.include_router(api.router)
     app.include_router(campaigns.router)
+    app.include_router(messages.router)
     app.include_router(public.router)
     app.include_router(tracking.router)
     app.include_router(reports.api)

@@ -15,6 +15,9 @@ from mailyard.services.tracking import CampaignPublic
 if TYPE_CHECKING:
     from mailyard.services.campaigns import Campaigns, OutgoingMail
 
+if TYPE_CHECKING:
+    from mailyard.services.messages import TransactionalMail
+
 #: Hands a confirmation mail to ingest; returns the queue id.
 Mailer = Callable[[ConfirmationMail], Awaitable[str]]
 
@@ -33,3 +36,4 @@ class HttpContext:
     campaigns: Campaigns | None = None
     #: Hands a campaign's test message to ingest; returns the queue id.
     campaign_mailer: Callable[[OutgoingMail], Awaitable[str]] | None = None
+    messages: TransactionalMail | None = None  # POST /api/v1/messages

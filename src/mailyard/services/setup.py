@@ -13,12 +13,17 @@ from mailyard.services.apikeys import ApiKeys
 from mailyard.services.contacts import Contacts, Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
     from mailyard.feedback.addresses import FeedbackAddresses
+    from mailyard.ingest.api import Ingest
     from mailyard.services.campaigns import Campaigns
+    from mailyard.services.messages import TransactionalMail
 
 BULK_DB = "bulk.db"
 APIKEYS_DB = "apikeys.db"
+TRANSACTIONAL_DB = "transactional.db"
 
 
 def public_url(config: Config) -> str:
@@ -136,3 +141,23 @@ def open_campaigns(config: Config, contacts: Contacts | None = None, *,
         return asyncio.run(checker.check(domain))
 
     return Campaigns(open_campaign_store(contacts), contacts, settings, alignment)
+def open_messages(config: Config, contacts: Contacts, ingest: Ingest,
+                  notify: Callable[[str], None]) -> TransactionalMail:
+    """Transactional mail (``POST /api/v1/messages``) for an HTTP worker."""
+    from mailyard.daemon.secret import derive_key, load_server_secret
+    from mailyard.directory.sqlite import SqliteDirectory
+    from mailyard.feedback.verp import verp_key
+    from mailyard.sending.limiter import SendLimiter
+    from mailyard.sending.store import SqliteSendCounters, sending_db_path
+    from mailyard.services.messages import TransactionalMail
+    from mailyard.transactional.sqlite import SqliteTransactionalStore
+
+    secret = load_server_secret(config.data_path)
+    directory = SqliteDirectory(config.data_path / "directory.db", config)
+    limiter = SendLimiter(SqliteSendCounters(sending_db_path(config.data_path)),
+                          config.sending)
+    return TransactionalMail(
+        SqliteTransactionalStore(config.data_path / TRANSACTIONAL_DB), contacts.store,
+        directory.is_local_domain, ingest, notify, derive_key(secret, "idempotency"),
+        verp_key(secret), bounce_domain(config), config.bulk.bounce_prefix,
+        limiter=limiter, max_recipients=config.http.max_recipients)
