@@ -79,9 +79,13 @@ def test_report_page_in_chromium(server: MailyardServer) -> None:
                      "campaigns").stdout.decode().splitlines()[0].strip()
     auth = {"Authorization": f"Bearer {key}"}
     base = f"{server.http_url}/api/v1/campaigns/{seeded.tracked}"
-    report = httpx.get(f"{base}/report-page-data", headers=auth).json()
+    report = httpx.get(f"{base}/report", headers=auth).json()
     link = httpx.get(f"{base}/report-link", headers=auth).json()["url"]
     assert report["delivered"] == 12 and report["opens"]["unique_human"] == 9
+    # The CLI's link opens the same page (the same key, from the server secret).
+    cli_link = server.cli("campaign", "report-link", str(seeded.tracked), "--ttl", "300")
+    page = httpx.get(cli_link.stdout.decode().strip())
+    assert page.status_code == 200 and 'data-metric="delivered" data-value="12"' in page.text
 
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,

@@ -32,10 +32,12 @@ from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.services.campaigns import CampaignCheck, Campaigns, CheckFailed
 from mailyard.services.errors import ServiceError
+from mailyard.services.report_pages import DEFAULT_TTL, MAX_TTL
 
 Handler = Callable[[argparse.Namespace, Config], int]
 MAX_CAMPAIGN_FILE = 4 * MAX_TEMPLATE
-_USAGE_CODES = frozenset({"invalid_campaign", "invalid_schedule", "invalid_template"})
+_USAGE_CODES = frozenset({"invalid_campaign", "invalid_schedule", "invalid_template",
+                          "invalid_ttl"})
 
 
 class UsageProblem(Exception):
@@ -310,6 +312,22 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
     return EXIT_OK
 
 
+@_guarded
+def cmd_report_link(args: argparse.Namespace, config: Config) -> int:
+    from mailyard.services.setup import open_campaign_reports
+
+    campaigns = _service(config)
+    campaign = campaigns.get(args.campaign)
+    link = open_campaign_reports(config, campaigns.store).link(campaign.id, args.ttl)
+    if args.json:
+        print(json.dumps({"url": link.url, "expires": link.expires}))
+    else:
+        print(link.url)
+        print(f"-- valid until {format_local(link.expires, campaign.spec.timezone)}",
+              file=sys.stderr)
+    return EXIT_OK
+
+
 # --- the parser ------------------------------------------------------------------------
 def _settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", nargs="?", metavar="FILE",
@@ -438,3 +456,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _id(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_report)
+    p = cs.add_parser("report-link", help="a signed link to the report page",
+                      description="Print the URL of the campaign's HTML report page "
+                                  "(charts, per link, per domain) with a signed token that "
+                                  "opens it without an API key until it expires.  Anyone "
+                                  "with the link can read the report.")
+    _id(p)
+    p.add_argument("--ttl", type=int, default=DEFAULT_TTL, metavar="SECONDS",
+                   help=f"how long the link works (default {DEFAULT_TTL}, 60 to {MAX_TTL})")
+    p.add_argument("--json", action="store_true", help='{"url", "expires"} as the API')
+    p.set_defaults(func=cmd_report_link)

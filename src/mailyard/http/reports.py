@@ -6,8 +6,10 @@
   otherwise 401.  Never cached, no referrer sent on (the token is in the URL).
 * ``GET /api/v1/campaigns/<id>/report-link?ttl=SECONDS``: a link to that page,
   valid for ``ttl`` seconds (default a day, 60 s to 30 days).
-* ``GET /api/v1/campaigns/<id>/report-page-data``: the report as JSON, the same
-  object the page is drawn from.
+
+The report as JSON is ``GET /api/v1/campaigns/<id>/report``
+(:mod:`mailyard.http.campaigns`): the same numbers, from the same
+:func:`~mailyard.services.report_pages.campaign_report`.
 """
 
 from __future__ import annotations
@@ -51,13 +53,6 @@ def report_link(request: Request, campaign_id: int,
     expires."""
     link = _reports(request).link(campaign_id, ttl)
     return {"url": link.url, "expires": link.expires}
-
-
-@api.get("/campaigns/{campaign_id}/report-page-data")
-def report_page_data(request: Request, campaign_id: int) -> dict[str, Any]:
-    """The report the page is drawn from (``mailyard.bulk.report.CampaignReport``)."""
-    _, report = _reports(request).report(campaign_id)
-    return report.to_dict()
 
 
 async def _key_allows(request: Request) -> bool:

@@ -37,7 +37,7 @@ from mailyard.bulk.campaigns.input import (
 from mailyard.bulk.campaigns.model import Campaign, CampaignSpec, CampaignState, can_move
 from mailyard.bulk.campaigns.store import CampaignConflict, CampaignStore
 from mailyard.bulk.model import Contact, MembershipStatus
-from mailyard.bulk.report import CampaignReport, build_report
+from mailyard.bulk.report import CampaignReport
 from mailyard.bulk.templates.check import CheckReport, Finding, Severity, check_message
 from mailyard.bulk.templates.mime import (
     BuiltMessage,
@@ -60,6 +60,7 @@ from mailyard.bulk.templates.render import (
 from mailyard.bulk.tracking import CampaignLinks, CampaignTracker, TokenSigner
 from mailyard.feedback.verp import CampaignRecipient, encode_token, verp_address
 from mailyard.services.errors import InvalidInput, ServiceError, error
+from mailyard.services.report_pages import campaign_report
 
 if TYPE_CHECKING:
     from mailyard.services.campaign_auth import AlignmentCheck
@@ -438,9 +439,7 @@ class Campaigns:
 
     # --- report ----------------------------------------------------------------------
     def report(self, ref: str | int) -> CampaignReport:
-        campaign = self.get(ref)
-        return build_report(campaign.id, self.store.events(campaign.id),
-                            self.store.links(campaign.id))
+        return campaign_report(self.store, self.get(ref).id)
 
 
 def _ab_subjects(spec: CampaignSpec) -> list[str]:

@@ -16,10 +16,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
+    from mailyard.bulk.campaigns.store import CampaignStore
     from mailyard.feedback.addresses import FeedbackAddresses
     from mailyard.ingest.api import Ingest
     from mailyard.services.campaigns import Campaigns
     from mailyard.services.messages import TransactionalMail
+    from mailyard.services.report_pages import CampaignReports
 
 BULK_DB = "bulk.db"
 APIKEYS_DB = "apikeys.db"
@@ -91,6 +93,15 @@ def open_campaign_store(contacts: Contacts) -> SqliteCampaignStore:
     store = contacts.store
     assert isinstance(store, SqliteContactStore)
     return SqliteCampaignStore(store.db)
+
+
+def open_campaign_reports(config: Config, store: CampaignStore) -> CampaignReports:
+    """Reports and the signed links to their page, keyed from the server secret."""
+    from mailyard.daemon.secret import derive_key, load_server_secret
+    from mailyard.services.report_pages import CampaignReports
+
+    secret = load_server_secret(config.data_path)
+    return CampaignReports(store, derive_key(secret, "report link"), public_url(config))
 
 
 def open_apikeys(config: Config) -> ApiKeys:

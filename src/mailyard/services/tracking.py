@@ -261,8 +261,8 @@ class CampaignPublic:
 def open_campaign_public(config: Config, contacts: Contacts) -> CampaignPublic:
     """Built over the embedded stores, keys derived from the server secret; the
     recorder thread is started."""
-    from mailyard.daemon.secret import derive_key, load_server_secret
-    from mailyard.services.setup import open_campaign_store, public_url
+    from mailyard.daemon.secret import load_server_secret
+    from mailyard.services.setup import open_campaign_reports, open_campaign_store
 
     secret = load_server_secret(config.data_path)
     store = open_campaign_store(contacts)
@@ -271,5 +271,4 @@ def open_campaign_public(config: Config, contacts: Contacts) -> CampaignPublic:
     recorder.start()
     return CampaignPublic(signer, CampaignCache(store), recorder,
                           Unsubscribes(store, contacts.store, signer),
-                          CampaignReports(store, derive_key(secret, "report link"),
-                                          public_url(config)))
+                          open_campaign_reports(config, store))

@@ -5,6 +5,7 @@ directory; ``check`` and ``schedule`` ask a real DNS server on loopback
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -153,3 +154,36 @@ def test_preview_test_and_report(run: Cli, ready: DnsTestServer, tmp_path: Path)
     assert report["campaign_id"] == 1 and report["recipients"] == 0
     code, out, _ = run("campaign", "report", "December")
     assert code == 0 and "Recipients" in out
+
+
+def test_report_link_opens_the_page_until_it_expires(run: Cli, ready: DnsTestServer,
+                                                     tmp_path: Path) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from mailyard.config import load_config
+    from mailyard.services.setup import open_campaign_reports, open_campaigns
+
+    code, out, err = run("campaign", "report-link", "December", "--ttl", "600")
+    assert code == 0, err
+    url = urlsplit(out.strip())
+    assert (url.scheme, url.netloc, url.path) == ("https", "news.example.test",
+                                                  "/reports/campaigns/1")
+    assert "valid until" in err
+    token = parse_qs(url.query)["token"][0]
+    # The key the HTTP worker checks the token with: the same server secret.
+    config = load_config(tmp_path / "mailyard.toml")
+    reports = open_campaign_reports(config, open_campaigns(config).store)
+    assert reports.check(1, token) and not reports.check(2, token)
+    reports.clock = lambda: time.time() + 601
+    assert not reports.check(1, token)
+    code, out, _ = run("campaign", "report-link", "1", "--json")
+    link = json.loads(out)
+    assert code == 0 and link["expires"] > time.time() + 86000
+    for bad in ("59", "2592001"):
+        code, _, err = run("campaign", "report-link", "1", "--ttl", bad)
+        assert code == 2 and "ttl must be" in err, bad
+    with pytest.raises(SystemExit) as usage:
+        run("campaign", "report-link", "1", "--ttl", "x")
+    assert usage.value.code == 2
+    code, _, err = run("campaign", "report-link", "nope")
+    assert code == 1 and "no campaign" in err

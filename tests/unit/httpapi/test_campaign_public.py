@@ -31,6 +31,7 @@ from mailyard.http.app import create_app
 from mailyard.http.context import HttpContext
 from mailyard.http.ratelimit import RateLimiter
 from mailyard.services.apikeys import ApiKeys
+from mailyard.services.campaigns import Campaigns, MailSettings
 from mailyard.services.contacts import ConfirmationMail, Contacts, Settings
 from mailyard.services.report_pages import CampaignReports
 from mailyard.services.tracking import CampaignCache, CampaignPublic, HitRecorder
@@ -71,8 +72,11 @@ class World:
         async def mailer(mail: ConfirmationMail) -> str:
             return "QID"
 
+        campaigns = Campaigns(self.store, self.contacts, MailSettings(
+            "http://t", "mx.example.org", "example.org", b"t" * 32, b"v" * 32))
         self.app = create_app(HttpContext(self.contacts, self.keys, mailer, RateLimiter(5, 60),
-                                          clock=lambda: self.now, campaign_public=self.pub))
+                                          clock=lambda: self.now, campaign_public=self.pub,
+                                          campaigns=campaigns))
 
     def tracker(self, campaign: int) -> CampaignTracker:
         return CampaignTracker("http://t", campaign, self.signer,
@@ -308,9 +312,12 @@ def test_report_page_needs_a_link_or_a_key(world: World) -> None:
     assert world.call("GET", other).status_code == 401  # a link opens one campaign only
     world.now = NOW + 601
     assert world.call("GET", path).status_code == 401  # expired
-    data = world.call("GET", f"/api/v1/campaigns/{world.campaign}/report-page-data",
+    data = world.call("GET", f"/api/v1/campaigns/{world.campaign}/report",
                       headers={"Authorization": f"Bearer {key}"}).json()
     assert data["delivered"] == 2 and data["links"][0]["url"] == LINKS[1]
+    assert data["opens"]["unique_human"] == 1 and data["clicks"]["total_human"] == 1
+    assert world.call("GET", f"/api/v1/campaigns/{world.campaign}/report-page-data",
+                      headers={"Authorization": f"Bearer {key}"}).status_code == 404
     assert world.call("GET", "/api/v1/campaigns/999/report-link",
                       headers={"Authorization": f"Bearer {key}"}).status_code == 404
 
