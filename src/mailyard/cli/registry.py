@@ -15,6 +15,7 @@ from mailyard.cli import (
     report,
     send,
     serve,
+    template,
 )
 
 REGISTER = [
@@ -25,6 +26,7 @@ REGISTER = [
     send.register,
     contacts.register,
     campaign.register,
+    template.register,
     apikey.register,
     report.register,
     check.register,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
@@ -22,14 +22,15 @@ from mailyard.services.messages import (
     MessageRequest,
     TransactionalMail,
 )
+from mailyard.services.templates import MAX_SOURCE, MAX_SUBJECT, MessageTemplates
 
 router = APIRouter(prefix="/api/v1", tags=["messages"],
                    responses=documented(401, 403, 404, 409, 413, 422))
 Send = Annotated[ApiKey, Depends(require(Scope.SEND))]
+TemplateName = Annotated[str, Path(max_length=64, description="1-64 letters, digits and "
+                                   "_ . -, starting with a letter or digit")]
 
-MAX_SOURCE = 262_144  # characters of one template part or raw part
 _TAG = r"^[A-Za-z0-9_.:-]{1,64}$"
-_TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
@@ -128,7 +129,7 @@ class MessageOut(BaseModel):
 
 class TemplateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    subject: str = Field(max_length=2048)
+    subject: str = Field(max_length=MAX_SUBJECT)
     html: str | None = Field(None, max_length=MAX_SOURCE)
     text: str | None = Field(None, max_length=MAX_SOURCE)
 
@@ -162,26 +163,31 @@ async def send_message(request: Request, key: Send, body: MessageIn,
     return JSONResponse(result.body, status_code=result.status, headers=headers)
 
 
-def _template_name(name: str) -> str:
-    if not _TEMPLATE_NAME.fullmatch(name):
-        raise Problem("validation_failed", "a template name is 1-64 letters, digits and "
-                      "_ . -, starting with a letter or digit")
-    return name
+def _templates(request: Request) -> MessageTemplates:
+    return _service(request).templates
+
+
+@router.get("/templates")
+def list_templates(request: Request, key: Send) -> list[dict[str, Any]]:
+    """Every stored template, by name."""
+    return [t.to_dict() for t in _templates(request).list()]
 
 
 @router.put("/templates/{name}")
-def put_template(request: Request, key: Send, name: str, body: TemplateIn) -> dict[str, Any]:
-    """Store a template (Jinja2, sandboxed) under ``name`` for `POST /messages`."""
-    return _service(request).put_template(_template_name(name), body.subject, body.html,
-                                          body.text).to_dict()
+def put_template(request: Request, key: Send, name: TemplateName, body: TemplateIn
+                 ) -> dict[str, Any]:
+    """Store a template (Jinja2, sandboxed) under ``name`` for `POST /messages`; it is
+    compiled first (a syntax error is 422 ``invalid_template``) and replaces one of the
+    same name."""
+    return _templates(request).put(name, body.subject, body.html, body.text).to_dict()
 
 
 @router.get("/templates/{name}")
-def get_template(request: Request, key: Send, name: str) -> dict[str, Any]:
-    return _service(request).template(_template_name(name)).to_dict()
+def get_template(request: Request, key: Send, name: TemplateName) -> dict[str, Any]:
+    return _templates(request).get(name).to_dict()
 
 
 @router.delete("/templates/{name}", status_code=204)
-async def delete_template(request: Request, key: Send, name: str) -> Response:
-    await run_in_threadpool(_service(request).delete_template, _template_name(name))
+async def delete_template(request: Request, key: Send, name: TemplateName) -> Response:
+    await run_in_threadpool(_templates(request).delete, name)
     return Response(status_code=204)

@@ -125,6 +125,8 @@ CODES: dict[str, type[ServiceError]] = {
     "too_many_recipients": InvalidInput,
     "recipients_suppressed": InvalidInput,
     "no_such_template": NotFound,
+    "invalid_template_name": InvalidInput,
+    "template_too_large": TooLarge,
     "template_failed": InvalidInput,
     "invalid_header": InvalidInput,
     "over_sending_limit": InvalidInput,

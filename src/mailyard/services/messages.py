@@ -60,6 +60,7 @@ from mailyard.obs import log_event
 from mailyard.queue.api import StorageError
 from mailyard.sending.limiter import SendLimiter, SendRefusal
 from mailyard.services.errors import error
+from mailyard.services.templates import MessageTemplates
 from mailyard.transactional.idempotency import (
     KeyRecord,
     Reservation,
@@ -67,7 +68,7 @@ from mailyard.transactional.idempotency import (
     message_id_for,
     valid_key,
 )
-from mailyard.transactional.sqlite import SqliteTransactionalStore, StoredTemplate
+from mailyard.transactional.sqlite import SqliteTransactionalStore
 
 __all__ = ["LimitReached", "MessageRequest", "SendResult", "TransactionalMail"]
 
@@ -143,26 +144,10 @@ class TransactionalMail:
     clock: Callable[[], float] = time.time
     _last_sweep: float = 0.0
 
-    # --- templates -----------------------------------------------------------------
-    def put_template(self, name: str, subject: str, html: str | None,
-                     text: str | None) -> StoredTemplate:
-        try:
-            CompiledTemplate(TemplateSource(subject, html, text))
-        except TemplateSyntaxProblem as exc:
-            raise error("invalid_template", str(exc)) from None
-        template = StoredTemplate(name, subject, html, text, self.clock())
-        self.store.put_template(template)
-        return template
-
-    def template(self, name: str) -> StoredTemplate:
-        found = self.store.template(name)
-        if found is None:
-            raise error("no_such_template", f"no template {name!r}")
-        return found
-
-    def delete_template(self, name: str) -> None:
-        if not self.store.delete_template(name):
-            raise error("no_such_template", f"no template {name!r}")
+    @property
+    def templates(self) -> MessageTemplates:
+        """The stored templates (``"template": NAME``), kept in the same store."""
+        return MessageTemplates(self.store, self.clock)
 
     # --- sending -------------------------------------------------------------------
     async def send(self, key: ApiKey, request: MessageRequest,
@@ -294,7 +279,7 @@ class TransactionalMail:
 
     def _source(self, request: MessageRequest) -> tuple[TemplateSource, dict[str, Any]]:
         if request.template:
-            stored = self.template(request.template)
+            stored = self.templates.get(request.template)
             return TemplateSource(stored.subject, stored.html, stored.text), dict(
                 request.variables)
         if request.source is not None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mailyard.services.campaigns import Campaigns
     from mailyard.services.messages import TransactionalMail
     from mailyard.services.report_pages import CampaignReports
+    from mailyard.services.templates import MessageTemplates
 
 BULK_DB = "bulk.db"
 APIKEYS_DB = "apikeys.db"
@@ -152,6 +153,14 @@ def open_campaigns(config: Config, contacts: Contacts | None = None, *,
         return asyncio.run(checker.check(domain))
 
     return Campaigns(open_campaign_store(contacts), contacts, settings, alignment)
+def open_templates(config: Config) -> MessageTemplates:
+    """The stored templates of transactional mail (``data_dir/transactional.db``)."""
+    from mailyard.services.templates import MessageTemplates
+    from mailyard.transactional.sqlite import SqliteTransactionalStore
+
+    return MessageTemplates(SqliteTransactionalStore(config.data_path / TRANSACTIONAL_DB))
+
+
 def open_messages(config: Config, contacts: Contacts, ingest: Ingest,
                   notify: Callable[[str], None]) -> TransactionalMail:
     """Transactional mail (``POST /api/v1/messages``) for an HTTP worker."""
