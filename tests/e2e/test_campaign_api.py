@@ -49,36 +49,25 @@ def server(tmp_path_factory: pytest.TempPathFactory, dns: DnsTestServer
     srv = MailyardServer(tmp_path_factory.mktemp("campaigns"), http=True, overrides={
         "delivery": {"dns_servers": [dns.server_spec], "dns_timeout": 2.0,
                      "pools": [{"name": "bulk", "source_addresses": ["127.0.0.1"]}]}})
-    srv.start(timeout=90)  # a busy machine: the workers take a while
-    try:
+    with srv:
         srv.add_user("anna@example.test", "x")
         for record in json.loads(srv.cli("domain", "records", "example.test", "--json")
                                  .stdout)["records"]:
             if record["kind"] == "dkim":
                 dns.set(record["name"], "TXT", [record["value"]])
         yield srv
-    finally:
-        srv.stop()
 
-
-def _key(server: MailyardServer, name: str, scope: str) -> str:
-    out = server.cli("apikey", "create", "--name", name, "--scope", scope).stdout.decode()
-    return out.splitlines()[0].strip()
 
 
 @pytest.fixture(scope="module")
 def client(server: MailyardServer) -> Iterator[httpx.Client]:
-    contacts_key = _key(server, "contacts", "contacts")
-    with httpx.Client(base_url=server.http_url, timeout=30,
-                      headers={"Authorization": f"Bearer {contacts_key}"}) as c:
+    with server.api_client("contacts") as c:
         assert c.post("/api/v1/lists", json={"name": "news"}).status_code == 201
         assert c.post("/api/v1/contacts", json={"address": "anna@example.test",
                                                 "name": "Anna"}).status_code == 201
         assert c.put("/api/v1/lists/news/members/anna@example.test",
                      json={"status": "confirmed"}).status_code == 200
-    key = _key(server, "campaigns", "campaigns")
-    with httpx.Client(base_url=server.http_url, timeout=60,
-                      headers={"Authorization": f"Bearer {key}"}) as c:
+    with server.api_client("campaigns") as c:
         yield c
 
 
@@ -103,7 +92,7 @@ def _create(client: httpx.Client, name: str) -> dict[str, object]:
 
 
 def test_scope_and_validation(server: MailyardServer, client: httpx.Client) -> None:
-    contacts_key = _key(server, "other", "contacts")
+    contacts_key = server.api_key("other", "contacts")
     _problem(httpx.get(server.http_url + "/api/v1/campaigns",
                        headers={"Authorization": f"Bearer {contacts_key}"}), 403,
              "forbidden_scope")

@@ -29,12 +29,8 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailyardServer]:
-    srv = MailyardServer(tmp_path_factory.mktemp("tracking"), http=True)
-    srv.start(timeout=90)  # an HTTP worker imports FastAPI: slow on a busy machine
-    try:
+    with MailyardServer(tmp_path_factory.mktemp("tracking"), http=True) as srv:
         yield srv
-    finally:
-        srv.__exit__()
 
 
 @pytest.fixture(scope="module")

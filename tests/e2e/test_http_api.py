@@ -43,16 +43,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailyardServer]
         yield srv
 
 
-def _key(server: MailyardServer, name: str, scope: str) -> str:
-    out = server.cli("apikey", "create", "--name", name, "--scope", scope).stdout.decode()
-    return out.splitlines()[0].strip()
-
 
 @pytest.fixture(scope="module")
 def client(server: MailyardServer) -> Iterator[httpx.Client]:
-    key = _key(server, "contacts-key", "contacts")
-    with httpx.Client(base_url=server.http_url, timeout=30,
-                      headers={"Authorization": f"Bearer {key}"}) as c:
+    with server.api_client("contacts") as c:
         yield c
 
 
@@ -72,11 +66,11 @@ def test_keys_and_scopes(server: MailyardServer) -> None:
     _problem(resp, 401, "unauthorized")
     assert resp.headers["www-authenticate"].startswith("Bearer")
     _problem(httpx.get(url, headers={"Authorization": "Bearer myk_nope"}), 401, "unauthorized")
-    send_key = _key(server, "send-only", "send")
+    send_key = server.api_key("send-only", "send")
     body = _problem(httpx.get(url, headers={"Authorization": f"Bearer {send_key}"}), 403,
                     "forbidden_scope")
     assert "contacts" in str(body["detail"])
-    admin_key = _key(server, "admin", "admin")
+    admin_key = server.api_key("admin", "admin")
     assert httpx.get(url, headers={"Authorization": f"Bearer {admin_key}"}).status_code == 200
     keys = {k["name"]: k for k in json.loads(server.cli("apikey", "list", "--json").stdout)}
     assert keys["admin"]["last_used"] is not None and keys["send-only"]["scopes"] == ["send"]

@@ -63,16 +63,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, mx: FakeMx) -> Iterator[Mai
         yield srv
 
 
-def _key(server: MailyardServer, name: str, scope: str, *extra: str) -> str:
-    out = server.cli("apikey", "create", "--name", name, "--scope", scope, *extra)
-    return out.stdout.decode().splitlines()[0].strip()
-
 
 @pytest.fixture(scope="module")
 def client(server: MailyardServer) -> Iterator[httpx.Client]:
-    key = _key(server, "app", "send")
-    with httpx.Client(base_url=server.http_url, timeout=60,
-                      headers={"Authorization": f"Bearer {key}"}) as c:
+    with server.api_client("send", name="app") as c:
         yield c
 
 
@@ -191,7 +185,7 @@ def test_idempotency_key_sends_once(server: MailyardServer, client: httpx.Client
 
 def test_suppressed_recipients_are_not_sent(server: MailyardServer,
                                             client: httpx.Client) -> None:
-    admin = _key(server, "contacts-admin", "contacts")
+    admin = server.api_key("contacts-admin", "contacts")
     resp = httpx.put(f"{server.http_url}/api/v1/suppressions/Eve@Example.test",
                      json={"reason": "manual"}, headers={"Authorization": f"Bearer {admin}"})
     assert resp.status_code == 200, resp.text
@@ -220,14 +214,14 @@ def test_sending_limit_answers_429_with_retry_after(server: MailyardServer,
 
 
 def test_scope_and_sender_checks(server: MailyardServer, client: httpx.Client) -> None:
-    contacts_only = _key(server, "contacts-only", "contacts")
+    contacts_only = server.api_key("contacts-only", "contacts")
     _problem(httpx.post(f"{server.http_url}/api/v1/messages", json=_raw(["ann@example.test"]),
                         headers={"Authorization": f"Bearer {contacts_only}"}), 403,
              "forbidden_scope")
     _problem(client.post("/api/v1/messages", json={**_raw(["ann@example.test"]),
                                                    "from": "someone@gmail.test"}),
              403, "sender_not_allowed")
-    narrow = _key(server, "narrow", "send", "--sender", "app@example.test")
+    narrow = server.api_key("narrow", "send", "--sender", "app@example.test")
     _problem(httpx.post(f"{server.http_url}/api/v1/messages",
                         json={**_raw(["ann@example.test"]), "from": "bob@example.test"},
                         headers={"Authorization": f"Bearer {narrow}"}), 403,
@@ -238,7 +232,7 @@ def test_scope_and_sender_checks(server: MailyardServer, client: httpx.Client) -
 
 
 def test_pool_key_leaves_from_the_pool_address(server: MailyardServer, mx: FakeMx) -> None:
-    key = _key(server, "pooled", "send", "--pool", "tx")
+    key = server.api_key("pooled", "send", "--pool", "tx")
     resp = httpx.post(f"{server.http_url}/api/v1/messages",
                       json=_raw(["someone@remote.test"], subject="pooled"),
                       headers={"Authorization": f"Bearer {key}"}, timeout=60)

@@ -121,7 +121,7 @@ def test_serve_as_root_runs_as_the_configured_user(public_root):
     srv.launcher = _reachable_launcher(user, public_root)
     # Run as root before the first start: the server gives data_dir to its user.
     srv.add_user("alice@example.test", "alice-secret")
-    key = srv.cli("apikey", "create", "--name", "k", "--scope", "contacts").stdout.split()[0]
+    key = srv.api_key("k", "contacts")
     with srv:
         pids = [srv.proc.pid, *_workers(srv.proc.pid)]
         assert len(pids) == 3
@@ -146,7 +146,7 @@ def test_serve_as_root_runs_as_the_configured_user(public_root):
         # The HTTP worker serves TLS with the root-only key and writes bulk.db as the user.
         resp = httpx.post(f"https://127.0.0.1:{https}/api/v1/lists", verify=False,
                           json={"name": "news"},
-                          headers={"Authorization": f"Bearer {key.decode()}"})
+                          headers={"Authorization": f"Bearer {key}"})
         assert resp.status_code == 201, resp.text
     for path, st in _tree(srv.data_dir):
         assert (st.st_uid, st.st_gid) == (user.pw_uid, user.pw_gid), path

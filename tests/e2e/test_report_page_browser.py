@@ -31,12 +31,8 @@ BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailyardServer]:
-    srv = MailyardServer(tmp_path_factory.mktemp("report"), http=True)
-    srv.start(timeout=90)  # an HTTP worker imports FastAPI: slow on a busy machine
-    try:
+    with MailyardServer(tmp_path_factory.mktemp("report"), http=True) as srv:
         yield srv
-    finally:
-        srv.__exit__()
 
 
 def _activity(server: MailyardServer, seeded: SeededCampaign) -> int:
@@ -75,8 +71,7 @@ def test_report_page_in_chromium(server: MailyardServer) -> None:
     seeded = seed_campaign(server.config_path, contacts=12)
     expected = _activity(server, seeded)
     assert len(seeded.wait_events(expected)) == expected
-    key = server.cli("apikey", "create", "--name", "reports", "--scope",
-                     "campaigns").stdout.decode().splitlines()[0].strip()
+    key = server.api_key("reports", "campaigns")
     auth = {"Authorization": f"Bearer {key}"}
     base = f"{server.http_url}/api/v1/campaigns/{seeded.tracked}"
     report = httpx.get(f"{base}/report", headers=auth).json()

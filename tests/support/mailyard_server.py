@@ -12,8 +12,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def free_port() -> int:
@@ -102,7 +106,10 @@ class MailyardServer:
         self.launcher: list[str] = []  # a command that runs `mailyard` (a wrapper)
 
     # --- lifecycle -------------------------------------------------------------
-    def start(self, timeout: float = 20.0) -> MailyardServer:
+    def start(self, timeout: float = 120.0) -> MailyardServer:
+        """Start ``mailyard serve`` and return once every listener answers.  The
+        timeout is generous because an HTTP worker importing FastAPI on a machine
+        under load takes long; a quiet machine returns in a second or two."""
         with open(self.root / "serve.out", "ab") as out:  # the child keeps its own copy
             self.proc = subprocess.Popen(
                 [*self.launcher, sys.executable, "-m", "mailyard.cli.main", "--config",
@@ -181,6 +188,23 @@ class MailyardServer:
             raise RuntimeError(f"mailyard {' '.join(args)} failed ({res.returncode}): "
                                f"{res.stderr.decode(errors='replace')}")
         return res
+
+    def api_key(self, name: str, scope: str, *extra: str) -> str:
+        """A new API key (``mailyard apikey create``): the secret it prints once."""
+        out = self.cli("apikey", "create", "--name", name, "--scope", scope, *extra)
+        return out.stdout.decode().splitlines()[0].strip()
+
+    @contextlib.contextmanager
+    def api_client(self, scope: str, *extra: str, name: str = "",
+                   timeout: float = 60.0) -> Iterator[httpx.Client]:
+        """An httpx client on the HTTP service with a new key of ``scope`` (``extra``:
+        more ``apikey create`` flags)."""
+        import httpx
+
+        key = self.api_key(name or f"{scope}-key", scope, *extra)
+        with httpx.Client(base_url=self.http_url, timeout=timeout,
+                          headers={"Authorization": f"Bearer {key}"}) as client:
+            yield client
 
     def add_user(self, address: str, password: str) -> None:
         self.cli("user", "add", address, "--password-stdin", input=password.encode() + b"\n")

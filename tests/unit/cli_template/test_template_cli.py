@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import pytest
 from mailyard.apikeys.sqlite import SqliteKeyStore
 from mailyard.bulk.sqlite import SqliteContactStore
 from mailyard.bulk.templates.mime import Mailbox
-from mailyard.cli.main import main
 from mailyard.http.app import create_app
 from mailyard.http.context import HttpContext
 from mailyard.http.ratelimit import RateLimiter
@@ -25,9 +23,9 @@ from mailyard.services.apikeys import ApiKeys
 from mailyard.services.contacts import ConfirmationMail, Contacts, Settings
 from mailyard.services.messages import MessageRequest, TransactionalMail
 from mailyard.transactional.sqlite import SqliteTransactionalStore
+from tests.unit.cli_accounts.test_cli_accounts import Cli
 from tests.unit.transactional.test_idempotency import KEY, FakeIngest
 
-Cli = Callable[..., tuple[int, str, str]]
 HTML = "<p>Hello {{ name }}, your code is <b>{{ code }}</b>.</p>"
 
 
@@ -41,18 +39,11 @@ def run(tmp_path: Path, data: Path, capsys: pytest.CaptureFixture[str],
         monkeypatch: pytest.MonkeyPatch) -> Cli:
     config_path = tmp_path / "mailyard.toml"
     config_path.write_text(f'hostname = "mx.example.test"\ndata_dir = "{data}"\n'
-                           'local_domains = ["example.test"]\n'
-                           '[listen]\nsmtp = ["127.0.0.1:2525"]\n')
+                           'local_domains = ["example.test"]\n')
     monkeypatch.chdir(tmp_path)
     (tmp_path / "welcome.html").write_text(HTML)
     (tmp_path / "welcome.txt").write_text("Hello {{ name }}, your code is {{ code }}.\n")
-
-    def cli(*args: str, stdin: str = "") -> tuple[int, str, str]:
-        monkeypatch.setattr("sys.stdin", __import__("io").StringIO(stdin))
-        code = main([*args, "--config", str(config_path)])
-        out, err = capsys.readouterr()
-        return code, out, err
-    return cli
+    return Cli(config_path, capsys, monkeypatch)
 
 
 class Api:
