@@ -56,7 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, mx: FakeMx) -> Iterator[Mai
                        "helo_name": "tx.pool.test"}],
             "transports": [{"domain": "remote.test", "nexthop": f"127.0.0.1:{mx.port}",
                             "tls": "none"}]}})
-    for user in ("app", "limited", "ann", "bob", "carol", "dave", "eve"):
+    for user in ("app", "limited", "ann", "bob", "carol", "dave", "eve", "fay"):
         srv.add_user(f"{user}@example.test", "x")
     srv.cli("domain", "dkim", "rotate", "example.test")
     with srv:
@@ -147,6 +147,26 @@ def test_stored_template_and_hostile_input(server: MailyardServer,
         [f"r{i}@example.test" for i in range(6)])), 422, "too_many_recipients")
     assert len(server.messages("carol@example.test")) == 1
     assert len(server.messages("eve@example.test")) == 0
+
+
+def test_template_stored_by_the_cli(server: MailyardServer, client: httpx.Client) -> None:
+    """``mailyard template put`` writes what the running HTTP worker renders."""
+    body = server.root / "reset.txt"
+    body.write_text("Your reset code is {{ code }}.\n")
+    server.cli("template", "put", "reset", "--subject", "Reset for {{ name }}",
+               "--text", str(body))
+    assert "reset" in [t["name"] for t in client.get("/api/v1/templates").json()]
+    resp = client.post("/api/v1/messages", json={
+        "from": "app@example.test", "template": "reset",
+        "to": [{"address": "fay@example.test", "name": "Fay"}], "variables": {"code": 77}})
+    assert resp.status_code == 202, resp.text
+    [message] = server.wait_for_messages("fay@example.test", 1)
+    parsed = message_from_bytes(message, policy=default)
+    assert parsed["Subject"] == "Reset for Fay"
+    assert "Your reset code is 77." in parsed.get_body(("plain",)).get_content()
+    assert client.delete("/api/v1/templates/reset").status_code == 204
+    gone = server.cli("template", "show", "reset", check=False)
+    assert gone.returncode == 1 and b"no template" in gone.stderr
 
 
 def test_idempotency_key_sends_once(server: MailyardServer, client: httpx.Client) -> None:
