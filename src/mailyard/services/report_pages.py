@@ -3,8 +3,9 @@
 The page ``/reports/campaigns/<id>`` is for a browser, which cannot easily send an
 API key, so besides ``Authorization: Bearer <key>`` (scope ``campaigns``) it takes
 ``?token=`` from a report link: ``GET /api/v1/campaigns/<id>/report-link`` (with a
-key) answers a URL valid for ``ttl`` seconds (a day by default, at most 30).  The
-token is an HMAC over the campaign id and the expiry (:mod:`mailyard.bulk.tokens`)
+key) and ``mailyard campaign report-link`` answer a URL valid for ``ttl`` seconds (a
+day by default, at most 30).  The token is an HMAC over the campaign id and the
+expiry (:mod:`mailyard.bulk.tokens`)
 with a key of its own derived from the server secret; nothing is stored, so a link
 cannot be revoked before it expires except by rotating the server secret.
 
