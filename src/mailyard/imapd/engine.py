@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 from mailyard.directory.api import DirectoryError
 from mailyard.imapd.accounts import Account
-from mailyard.imapd.fetch import FetchError, fetch_items, needs_message, needs_structure, sets_seen
+from mailyard.imapd.fetch import FetchError, fetch_items, needs_message, sets_seen
 from mailyard.imapd.quota import QuotaLimits, QuotaUsage, over_quota, usage
 from mailyard.imapd.search import SearchContext, SearchTimeout, search, search_modseq
 from mailyard.imapd.sort import sort
@@ -58,7 +58,13 @@ from mailyard.proto.imap.events import (
 )
 from mailyard.proto.imap.server import ServerConnection
 from mailyard.store.api import MailboxNameError
-from mailyard.store.index import FolderNotFound, FolderState, MailboxIndexError, MessageInfo
+from mailyard.store.index import (
+    WIRE_ITEMS,
+    FolderNotFound,
+    FolderState,
+    MailboxIndexError,
+    MessageInfo,
+)
 from mailyard.store.maildir import read_message
 
 __all__ = ["Limits", "MailSession", "SYSTEM_FLAGS"]
@@ -286,13 +292,14 @@ class MailSession:
             await self._mark_seen(view, positions, attributes)
         missing = 0
         size = FETCH_BATCH if needs_message(attributes) else FETCH_BATCH_INDEX
+        planned = tuple(attributes)  # one tuple: fetch_items plans it once
         for start in range(0, len(positions), size):
             if not self.answering(event) or self.view is not view:
                 return
             batch = positions[start:start + size]
             infos = [(p, view.messages[p]) for p in batch]
             try:
-                chunk, gone = await self.blocking(self._render, view.name, infos, attributes,
+                chunk, gone = await self.blocking(self._render, view.name, infos, planned,
                                                   modseq)
             except FetchError as exc:
                 self.done(event, "NO", exc.text, exc.code)
@@ -337,11 +344,20 @@ class MailSession:
                 attributes: Sequence[FetchAttribute], modseq: bool) -> tuple[bytes, int]:
         """Blocking: the FETCH responses of a batch (files read here), and how many
         messages were gone."""
-        structures: dict[int, tuple[Structure, Structure]] = {}
-        if needs_structure(attributes):
-            structures = self.index.structures(name, [i.uid for _, i in infos])
-        whole = needs_message(attributes)
         utf8 = self.conn.utf8
+        structures: dict[int, tuple[Structure, Structure]] = {}
+        wires: dict[int, dict[str, bytes]] = {}
+        items = list(dict.fromkeys(a.name for a in attributes
+                                   if a.section is None and a.name in WIRE_ITEMS))
+        if items:
+            uids = [i.uid for _, i in infos]
+            for uid, (differs, octets) in self.index.wires(name, uids, items).items():
+                if not (utf8 and differs) and None not in octets:
+                    wires[uid] = dict(zip(items, octets, strict=True))  # type: ignore[arg-type]
+            rest = [uid for uid in uids if uid not in wires]
+            if rest:
+                structures = self.index.structures(name, rest)
+        whole = needs_message(attributes)
         out: list[bytes] = []
         gone = 0
         for pos, info in infos:
@@ -354,16 +370,17 @@ class MailSession:
                     if message is None:
                         gone += 1
                         continue
+            wire = wires.get(info.uid)
             env, body = structures.get(info.uid, (None, None))
-            if needs_structure(attributes) and env is None and message is None:
+            if items and wire is None and env is None and message is None:
                 try:
                     message = read_message(info.path)
                 except FileNotFoundError:
                     gone += 1
                     continue
-            items = fetch_items(pos + 1, info, attributes, message=message, envelope=env,
-                                bodystructure=body, modseq=modseq)
-            out.append(resp.fetch(pos + 1, items, utf8=utf8))
+            values = fetch_items(pos + 1, info, attributes, message=message, envelope=env,
+                                 bodystructure=body, modseq=modseq, wire=wire)
+            out.append(resp.fetch(pos + 1, values, utf8=utf8))
         return b"".join(out), gone
 
     def _reread(self, name: str, info: MessageInfo) -> bytes | None:

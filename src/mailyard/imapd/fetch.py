@@ -47,7 +47,8 @@ from collections.abc import Callable, Sequence
 from mailyard.message import structure
 from mailyard.message.structure import Entity, Structure
 from mailyard.proto.imap.commands import FetchAttribute, Section
-from mailyard.proto.imap.responses import Atom, Joined, Literal, Value
+from mailyard.proto.imap.responses import Atom, Encoded, Literal, Value
+from mailyard.proto.imap.structwire import imap_body, imap_envelope
 from mailyard.store.index import MessageInfo
 
 __all__ = [
@@ -99,14 +100,15 @@ class _Message:
     """One message while its items are rendered: CRLF content and entity tree are
     made on first use and shared by every item of the same FETCH response."""
 
-    __slots__ = ("info", "raw", "env", "bs", "_data", "_root")
+    __slots__ = ("info", "raw", "env", "bs", "wire", "_data", "_root")
 
     def __init__(self, info: MessageInfo, raw: bytes | None, env: Structure,
-                 bs: Structure) -> None:
+                 bs: Structure, wire: dict[str, bytes]) -> None:
         self.info = info
         self.raw = raw
         self.env = env
         self.bs = bs
+        self.wire = wire
         self._data: bytes | None = None
         self._root: Entity | None = None
 
@@ -225,53 +227,18 @@ def _nil(m: _Message, att: FetchAttribute) -> Value:
 # --- ENVELOPE, BODY, BODYSTRUCTURE ----------------------------------------------------------
 
 def _envelope(m: _Message, att: FetchAttribute) -> Value:
-    return imap_envelope(m.envelope())
+    wire = m.wire.get("ENVELOPE")
+    return Encoded(wire) if wire is not None else imap_envelope(m.envelope())
 
 
 def _bodystructure(m: _Message, att: FetchAttribute) -> Value:
-    return imap_body(m.bodystructure(), extended=True)
+    wire = m.wire.get("BODYSTRUCTURE")
+    return Encoded(wire) if wire is not None else imap_body(m.bodystructure(), extended=True)
 
 
 def _body(m: _Message, att: FetchAttribute) -> Value:
-    return imap_body(m.bodystructure(), extended=False)
-
-
-def imap_envelope(env: Structure) -> Value:
-    """A cached ENVELOPE as the response writes it: the addresses of an address list
-    with no space between (RFC 9051 9 ``env-from = "(" 1*address ")"``)."""
-    if not isinstance(env, list) or len(env) != 10:
-        return env
-    out: list[Value] = list(env)
-    for i in range(2, 8):
-        addresses = env[i]
-        if isinstance(addresses, list):
-            out[i] = [Joined(addresses)]
-    return out
-
-
-def imap_body(bs: Structure, extended: bool) -> Value:
-    """A cached BODYSTRUCTURE as the response writes it: the parts of a multipart with
-    no space between (RFC 9051 9 ``body-type-mpart = 1*body SP media-subtype``), and,
-    unless ``extended``, without extension data -- that is BODY (RFC 9051 7.5.2), so
-    the one cached structure serves both.  A part keeps its seven basic fields, a
-    text part its line count, a message/rfc822 part its envelope, body and lines."""
-    if not isinstance(bs, list) or not bs:
-        return bs
-    if isinstance(bs[0], list):  # multipart: the parts, then the subtype, extensions
-        n = 0
-        while n < len(bs) and isinstance(bs[n], list):
-            n += 1
-        parts = Joined([imap_body(p, extended) for p in bs[:n]])
-        return [parts, *bs[n:]] if extended else [parts, *bs[n:n + 1]]
-    if bs[0] == b"MESSAGE" and len(bs) >= 10 and isinstance(bs[7], list):
-        inner: list[Value] = [*bs[:7], imap_envelope(bs[7]), imap_body(bs[8], extended),
-                              bs[9]]
-        if extended:
-            inner += bs[10:]
-        return inner
-    if extended:
-        return bs
-    return bs[:8] if bs[0] == b"TEXT" else bs[:7]
+    wire = m.wire.get("BODY")
+    return Encoded(wire) if wire is not None else imap_body(m.bodystructure(), extended=False)
 
 
 # --- sections ---------------------------------------------------------------------------
@@ -555,17 +522,24 @@ def _plan(attributes: Sequence[FetchAttribute]) -> _Plan:
     return plan
 
 
+_NO_WIRE: dict[str, bytes] = {}
+
+
 def fetch_items(number: int, info: MessageInfo, attributes: Sequence[FetchAttribute], *,
                 message: bytes | None, envelope: Structure | None,
-                bodystructure: Structure | None, modseq: bool) -> list[tuple[str, Value]]:
+                bodystructure: Structure | None, modseq: bool,
+                wire: dict[str, bytes] | None = None) -> list[tuple[str, Value]]:
     """The data items of message ``number`` for ``* number FETCH (...)``, in the order
     asked.  ``message`` is the raw file (any line ends), needed when
     :func:`needs_message`; ``envelope``/``bodystructure`` the cached structures (else
-    computed from ``message``).  ``modseq``: add MODSEQ although not asked (the
+    computed from ``message``); ``wire`` the cached wire form of ENVELOPE, BODY or
+    BODYSTRUCTURE by item name, used as it is (see :mod:`~mailyard.proto.imap.structwire`:
+    the adapter leaves it out for a UTF8=ACCEPT session when it would differ).
+    ``modseq``: add MODSEQ although not asked (the
     adapter decides when RFC 7162 3.1.4.1 wants it: CONDSTORE enabled and
     CHANGEDSINCE, or a STORE's untagged FETCH).  Raises :class:`FetchError`."""
     steps, has_modseq = _plan(attributes)
-    m = _Message(info, message, envelope, bodystructure)
+    m = _Message(info, message, envelope, bodystructure, wire or _NO_WIRE)
     out: list[tuple[str, Value]] = [(name, render(m, att)) for name, render, att in steps]
     if modseq and not has_modseq:
         out.append(("MODSEQ", [info.modseq]))

@@ -48,10 +48,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mailyard.fs import create_private_database, fsync_dir
 from mailyard.message import structure
-from mailyard.proto.imap import mutf7
+from mailyard.proto.imap import mutf7, structwire
 from mailyard.store.api import INBOX, MailboxNameError, Source
 from mailyard.store.maildir import Maildir, message_sizes, read_message
 from mailyard.store.quota import QuotaUsage
@@ -59,7 +60,7 @@ from mailyard.store.quota import QuotaUsage
 INDEX_NAME = "mailyard-index.db"
 DELIMITER = "/"
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the IMAP wire form of the cached structures
 
 #: IMAP system flag -> Maildir info letter (maildir(5), Dovecot).
 FLAG_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S",
@@ -83,7 +84,9 @@ CREATE TABLE IF NOT EXISTS folders (
     uidvalidity INTEGER NOT NULL,
     uidnext INTEGER NOT NULL,
     highestmodseq INTEGER NOT NULL,
-    special_use TEXT
+    special_use TEXT,
+    cur_mtime INTEGER NOT NULL DEFAULT 0,
+    cur_checked INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS messages (
     folder INTEGER NOT NULL,
@@ -97,6 +100,10 @@ CREATE TABLE IF NOT EXISTS messages (
     size INTEGER NOT NULL,
     envelope TEXT NOT NULL,
     bodystructure TEXT NOT NULL,
+    envelope_wire BLOB,
+    bodystructure_wire BLOB,
+    body_wire BLOB,
+    wire_utf8 INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (folder, uid)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_base ON messages(folder, base);
@@ -108,6 +115,46 @@ CREATE TABLE IF NOT EXISTS expunged (
     PRIMARY KEY (folder, uid)
 ) WITHOUT ROWID;
 """
+
+#: Version 1 -> 2: the wire columns, filled from the stored structures.
+MIGRATE_1 = """
+ALTER TABLE folders ADD COLUMN cur_mtime INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE folders ADD COLUMN cur_checked INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN envelope_wire BLOB;
+ALTER TABLE messages ADD COLUMN bodystructure_wire BLOB;
+ALTER TABLE messages ADD COLUMN body_wire BLOB;
+ALTER TABLE messages ADD COLUMN wire_utf8 INTEGER NOT NULL DEFAULT 0;
+"""
+_COLUMNS = ("folder, uid, base, filename, letters, keywords, modseq, internal_date, size,"
+            " envelope, bodystructure, envelope_wire, bodystructure_wire, body_wire,"
+            " wire_utf8")
+_CACHED = ("internal_date, size, envelope, bodystructure, envelope_wire,"
+           " bodystructure_wire, body_wire, wire_utf8")
+#: What FETCH may take from the index as octets: item -> column.
+WIRE_ITEMS = {"ENVELOPE": "envelope_wire", "BODYSTRUCTURE": "bodystructure_wire",
+              "BODY": "body_wire"}
+_Cached = tuple[float, int, str, str, bytes, bytes, bytes, int]
+
+
+def _cached(mtime: float, size: int, env: structure.Structure,
+            body: structure.Structure) -> _Cached:
+    """What the index keeps about a message's content (see :data:`_CACHED`)."""
+    wire = structwire.encode(env, body)
+    return (mtime, size, structure.dumps(env), structure.dumps(body), wire.envelope,
+            wire.bodystructure, wire.body, int(wire.utf8_differs))
+
+
+def _migrate_1(db: sqlite3.Connection) -> None:
+    for statement in MIGRATE_1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    rows = db.execute("SELECT folder, uid, envelope, bodystructure FROM messages").fetchall()
+    for fid, uid, env, body in rows:
+        wire = structwire.encode(structure.loads(env), structure.loads(body))
+        db.execute("UPDATE messages SET envelope_wire = ?, bodystructure_wire = ?,"
+                   " body_wire = ?, wire_utf8 = ? WHERE folder = ? AND uid = ?",
+                   (wire.envelope, wire.bodystructure, wire.body, int(wire.utf8_differs),
+                    fid, uid))
 
 
 class MailboxIndexError(OSError):
@@ -296,13 +343,31 @@ class MailboxIndex:
                 db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                db.executescript("BEGIN IMMEDIATE;" + SCHEMA
-                                 + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                self._upgrade(db)
             db.execute("SELECT count(*) FROM folders").fetchone()
         except BaseException:
             db.close()
             raise
         return db
+
+    @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """Create the schema, or bring an older one up to :data:`SCHEMA_VERSION`
+        (under the write lock: another process may be doing the same)."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:
+                _migrate_1(db)
+            elif version != SCHEMA_VERSION:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _set_aside(self) -> None:
         stamp = f"{int(self.clock())}-{secrets.token_hex(3)}"
@@ -513,7 +578,7 @@ class MailboxIndex:
 
     def _insert(self, db: sqlite3.Connection, fid: int, uid: int, path: Path, letters: str,
                 keywords: str, modseq: int,
-                cached: tuple[float, int, str, str] | None = None) -> bool:
+                cached: _Cached | None = None) -> bool:
         """Index one file under ``uid``; False if it vanished meanwhile."""
         if cached is None:
             try:
@@ -523,10 +588,10 @@ class MailboxIndex:
                 return False
             sizes = message_sizes(path.name)
             size = sizes[1] if sizes and sizes[1] is not None else len(data)
-            env, body = structure.compute(data)
-            cached = (mtime, size, structure.dumps(env), structure.dumps(body))
+            cached = _cached(mtime, size, *structure.compute(data))
         base = _split(path.name)[0]
-        db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        db.execute(f"INSERT INTO messages ({_COLUMNS}) VALUES"
+                   " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (fid, uid, base, path.name, letters, keywords, modseq, *cached))
         return True
 
@@ -602,18 +667,42 @@ class MailboxIndex:
     def structures(self, name: str, uids: Iterable[int]
                    ) -> dict[int, tuple[structure.Structure, structure.Structure]]:
         """The cached (ENVELOPE, BODYSTRUCTURE) of these UIDs (absent ones left out)."""
+        got = self._cached_columns(name, uids, "envelope, bodystructure")
+        return {uid: (structure.loads(env), structure.loads(body))
+                for uid, env, body in got}
+
+    def wires(self, name: str, uids: Iterable[int], items: Sequence[str]
+              ) -> dict[int, tuple[bool, list[bytes | None]]]:
+        """The cached wire form of FETCH ``items`` (keys of :data:`WIRE_ITEMS`) of these
+        UIDs: uid -> (whether a UTF8=ACCEPT session gets other octets, the octets of
+        each item in order); absent UIDs are left out."""
+        columns = ", ".join(["wire_utf8", *(WIRE_ITEMS[i] for i in items)])
+        return {r[0]: (bool(r[1]), list(r[2:]))
+                for r in self._cached_columns(name, uids, columns)}
+
+    def _cached_columns(self, name: str, uids: Iterable[int], columns: str
+                        ) -> list[tuple[Any, ...]]:
+        """(uid, *columns) of the messages with these UIDs: one range read when they
+        lie close together (a FETCH of a run of messages), else one read per UID."""
         name = normalize(name)
-        out: dict[int, tuple[structure.Structure, structure.Structure]] = {}
+        wanted = sorted(set(uids))
         with self._read() as db:
             row = db.execute("SELECT id FROM folders WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise FolderNotFound(f"no folder {name!r}")
-            for uid in uids:
-                got = db.execute("SELECT envelope, bodystructure FROM messages"
-                                 " WHERE folder = ? AND uid = ?", (row[0], uid)).fetchone()
-                if got is not None:
-                    out[uid] = (structure.loads(got[0]), structure.loads(got[1]))
-        return out
+            if not wanted:
+                return []
+            if wanted[-1] - wanted[0] < 4 * len(wanted) + 16:
+                got = db.execute(f"SELECT uid, {columns} FROM messages WHERE folder = ?"
+                                 " AND uid BETWEEN ? AND ? ORDER BY uid",
+                                 (row[0], wanted[0], wanted[-1])).fetchall()
+                keep = set(wanted)
+                return [r for r in got if r[0] in keep]
+            out: list[tuple[Any, ...]] = []
+            for uid in wanted:
+                out += db.execute(f"SELECT uid, {columns} FROM messages WHERE folder = ?"
+                                  " AND uid = ?", (row[0], uid)).fetchall()
+            return out
 
     # --- flags ----------------------------------------------------------------------
     def store(self, name: str, uids: Iterable[int], mode: str, flags: Iterable[str],
@@ -757,7 +846,7 @@ class MailboxIndex:
                         _link_or_copy(old, new, dst)
                     except FileNotFoundError:
                         continue
-                cached = db.execute("SELECT internal_date, size, envelope, bodystructure"
+                cached = db.execute(f"SELECT {_CACHED}"
                                     " FROM messages WHERE folder = ? AND uid = ?",
                                     (sid, row.uid)).fetchone()
                 self._insert(db, did, uidnext, new, row.letters, row.keywords,
