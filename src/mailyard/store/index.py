@@ -47,6 +47,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ from mailyard.store.quota import QuotaUsage
 INDEX_NAME = "mailyard-index.db"
 DELIMITER = "/"
 BUSY_TIMEOUT_MS = 30_000
+MTIME_TICK_NS = 50_000_000  # file system timestamps lag the clock by up to a tick
 SCHEMA_VERSION = 2  # 2: the IMAP wire form of the cached structures
 
 #: IMAP system flag -> Maildir info letter (maildir(5), Dovecot).
@@ -186,6 +188,28 @@ class FolderState:
     uidnext: int
     highestmodseq: int
     messages: tuple[MessageInfo, ...]  # in UID order: message sequence numbers
+
+
+class CurState(StrEnum):
+    """What the mtime of a folder's ``cur/`` says (see :meth:`MailboxIndex.check`).
+
+    The index records the mtime of ``cur/`` when a sync lists it and after each of
+    its own changes there (flags are file names, expunges and moves unlink and
+    rename), if ``cur/`` had not changed otherwise in between.  Another mtime now
+    means another program (mutt, POP3 without the index) changed ``cur/``: CHANGED,
+    sync.  The same mtime, recorded less than a clock tick after it was set, cannot
+    exclude a change in that same tick (file system timestamps are coarse): UNSURE,
+    sync once the folder is quiet.  Else CLEAN: the index is right."""
+
+    CLEAN = "clean"
+    UNSURE = "unsure"
+    CHANGED = "changed"
+
+
+@dataclass(frozen=True)
+class FolderCheck:
+    header: tuple[int, int, int]  # UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ
+    cur: CurState
 
 
 @dataclass(frozen=True)
@@ -539,6 +563,7 @@ class MailboxIndex:
                     moved = True
             if moved:
                 fsync_dir(cur)
+            checked, mtime = time.time_ns(), _mtime_ns(cur)
             on_disk = {_split(f)[0]: f for f in _entries(cur)}
             rows = {r.base: r for r in self._rows(db, fid)}
             modseq = highest + 1
@@ -571,6 +596,8 @@ class MailboxIndex:
                 db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
                            (uidnext, modseq, fid))
                 highest = modseq
+            db.execute("UPDATE folders SET cur_mtime = ?, cur_checked = ? WHERE id = ?",
+                       (mtime, checked, fid))
             # Nothing written: the rows read above are the state (one query, not two).
             current = self._rows(db, fid) if changed or renamed else rows.values()
             messages = tuple(self._info(box, r, cur) for r in current)
@@ -594,6 +621,20 @@ class MailboxIndex:
                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    (fid, uid, base, path.name, letters, keywords, modseq, *cached))
         return True
+
+    @staticmethod
+    def _own_change(db: sqlite3.Connection, fid: int, cur: Path, before: int) -> None:
+        """This transaction changed ``cur/`` (through the index, so the index is
+        right): if ``cur/`` was as the index last saw it (``before``, its mtime before
+        the change, is the one recorded), record its new mtime, so that only
+        changes by other programs make :meth:`check` say CHANGED."""
+        mtime = _mtime_ns(cur)
+        if mtime == before:
+            return  # the same clock tick: nothing to record (and no proof to lose)
+        got = db.execute("SELECT cur_mtime FROM folders WHERE id = ?", (fid,)).fetchone()
+        if got is not None and got[0] == before:
+            db.execute("UPDATE folders SET cur_mtime = ?, cur_checked = ? WHERE id = ?",
+                       (mtime, time.time_ns(), fid))
 
     @staticmethod
     def _rows(db: sqlite3.Connection, fid: int, uids: Iterable[int] | None = None) -> list[_Row]:
@@ -652,6 +693,26 @@ class MailboxIndex:
                               " ORDER BY uid", (row[0], since)).fetchall()
         return Changes(tuple(self._info(box, _Row(*r)) for r in got),
                        tuple(u for (u,) in gone))
+
+    def check(self, name: str) -> FolderCheck:
+        """The folder's header as indexed and what its ``cur/`` directory says about
+        changes by other programs (see :class:`CurState`), without a sync: what
+        SELECT and the watcher look at first.  Raises FolderNotFound."""
+        name = normalize(name)
+        cur = self.maildir(name).path / "cur"
+        with self._read() as db:
+            row = db.execute("SELECT uidvalidity, uidnext, highestmodseq, cur_mtime,"
+                             " cur_checked FROM folders WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise FolderNotFound(f"no folder {name!r}")
+        validity, uidnext, highest, recorded, checked = row
+        if _mtime_ns(cur) != recorded:
+            state = CurState.CHANGED
+        elif checked - recorded < MTIME_TICK_NS:
+            state = CurState.UNSURE
+        else:
+            state = CurState.CLEAN
+        return FolderCheck((validity, uidnext, highest), state)
 
     def header(self, name: str) -> tuple[int, int, int]:
         """(UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) of a folder as indexed, without a
@@ -719,6 +780,7 @@ class MailboxIndex:
         modified: list[int] = []
         with self._write() as db:
             fid, _, _, highest = self._folder(db, name)
+            before = _mtime_ns(box.path / "cur")
             modseq = highest + 1
             changed = False
             for row in self._rows(db, fid, uids):
@@ -743,6 +805,7 @@ class MailboxIndex:
                                        row.internal_date, row.size, box.path / "cur" / filename))
             if changed:
                 db.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?", (modseq, fid))
+                self._own_change(db, fid, box.path / "cur", before)
         return StoreResult(tuple(out), tuple(modified))
 
     # --- expunge --------------------------------------------------------------------
@@ -756,6 +819,7 @@ class MailboxIndex:
             doomed = [r for r in self._rows(db, fid, uids) if "T" in r.letters]
             if not doomed:
                 return []
+            before = _mtime_ns(box.path / "cur")
             for row in doomed:
                 with suppress(FileNotFoundError):
                     os.unlink(box.path / "cur" / row.filename)
@@ -763,6 +827,7 @@ class MailboxIndex:
             gone = [r.uid for r in doomed]
             self._forget(db, fid, gone, highest + 1)
             db.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?", (highest + 1, fid))
+            self._own_change(db, fid, box.path / "cur", before)
         return gone
 
     # --- append, copy, move ---------------------------------------------------------
@@ -782,6 +847,7 @@ class MailboxIndex:
         target = box.path / "cur" / f"{filename}:2,{letters}"
         with self._write() as db:
             fid, validity, uidnext, highest = self._folder(db, name)
+            before = _mtime_ns(box.path / "cur")
             modseq = highest + 1
             try:
                 os.rename(new, target)
@@ -805,6 +871,7 @@ class MailboxIndex:
                 uid, uidnext = uidnext, uidnext + 1
             db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
                        (uidnext, modseq, fid))
+            self._own_change(db, fid, box.path / "cur", before)
             got = db.execute(f"SELECT {_ROW} FROM messages WHERE folder = ? AND uid = ?",
                              (fid, uid)).fetchone()
         return validity, self._info(box, _Row(*got))
@@ -830,6 +897,7 @@ class MailboxIndex:
                 raise FolderNotFound(f"no folder {target!r}") from None
             if sid == did and move:
                 raise MailboxNameError("cannot move messages into their own folder")
+            s_before, d_before = _mtime_ns(src.path / "cur"), _mtime_ns(dst.path / "cur")
             moved: list[int] = []
             for row in self._rows(db, sid, uids):
                 old = src.path / "cur" / row.filename
@@ -858,12 +926,21 @@ class MailboxIndex:
             fsync_dir(dst.path / "cur")
             db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
                        (uidnext, d_highest + 1, did))
+            self._own_change(db, did, dst.path / "cur", d_before)
             if moved:
                 fsync_dir(src.path / "cur")
                 self._forget(db, sid, moved, s_highest + 1)
                 db.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?",
                            (s_highest + 1, sid))
+                self._own_change(db, sid, src.path / "cur", s_before)
         return CopyResult(validity, tuple(pairs))
+
+
+def _mtime_ns(directory: Path) -> int:
+    try:
+        return os.stat(directory).st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def _entries(directory: Path) -> list[str]:
