@@ -37,6 +37,7 @@ mailbox at once.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -116,6 +117,7 @@ CREATE TABLE IF NOT EXISTS expunged (
     modseq INTEGER NOT NULL,
     PRIMARY KEY (folder, uid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(folder, modseq);
 """
 
 #: Version 1 -> 2: the wire columns, filled from the stored structures.
@@ -126,6 +128,7 @@ ALTER TABLE messages ADD COLUMN envelope_wire BLOB;
 ALTER TABLE messages ADD COLUMN bodystructure_wire BLOB;
 ALTER TABLE messages ADD COLUMN body_wire BLOB;
 ALTER TABLE messages ADD COLUMN wire_utf8 INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(folder, modseq);
 """
 _COLUMNS = ("folder, uid, base, filename, letters, keywords, modseq, internal_date, size,"
             " envelope, bodystructure, envelope_wire, bodystructure_wire, body_wire,"
@@ -290,7 +293,11 @@ def _letters_of(flags: Iterable[str]) -> tuple[str, list[str]]:
     return "".join(sorted(letters)), keywords
 
 
+@functools.lru_cache(maxsize=4096)
 def _flags(letters: str, keywords: str) -> frozenset[str]:
+    """The flag set of a row; one shared object per distinct set (a folder has few:
+    building them is a good part of reading a large folder, and FLAGS rendering and
+    keyword listing go by distinct set)."""
     return frozenset([_LETTER_FLAGS[c] for c in letters if c in _LETTER_FLAGS]
                      + keywords.split())
 
@@ -687,12 +694,15 @@ class MailboxIndex:
             row = db.execute("SELECT id FROM folders WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise FolderNotFound(f"no folder {name!r}")
-            got = db.execute(f"SELECT {_ROW} FROM messages WHERE folder = ? AND modseq > ?"
-                             " ORDER BY uid", (row[0], since)).fetchall()
-            gone = db.execute("SELECT uid FROM expunged WHERE folder = ? AND modseq > ?"
-                              " ORDER BY uid", (row[0], since)).fetchall()
+            # Sorted here: ORDER BY uid would make SQLite walk the primary key (every
+            # row of the folder) instead of the mod-sequence index (the few changed).
+            got = db.execute(f"SELECT {_ROW} FROM messages INDEXED BY messages_modseq"
+                             " WHERE folder = ? AND modseq > ?", (row[0], since)).fetchall()
+            gone = db.execute("SELECT uid FROM expunged INDEXED BY expunged_modseq"
+                              " WHERE folder = ? AND modseq > ?", (row[0], since)).fetchall()
+        got.sort()
         return Changes(tuple(self._info(box, _Row(*r)) for r in got),
-                       tuple(u for (u,) in gone))
+                       tuple(sorted(u for (u,) in gone)))
 
     def check(self, name: str) -> FolderCheck:
         """The folder's header as indexed and what its ``cur/`` directory says about
