@@ -850,40 +850,25 @@ class MailboxIndex:
         if not box.exists():
             raise FolderNotFound(f"no folder {name!r}")
         letters, keywords = _letters_of(flags)
-        filename = box.deliver(source)
-        new = box.path / "new" / filename
-        if internal_date is not None:
-            os.utime(new, (internal_date, internal_date))
-        target = box.path / "cur" / f"{filename}:2,{letters}"
         with self._write() as db:
             fid, validity, uidnext, highest = self._folder(db, name)
-            before = _mtime_ns(box.path / "cur")
+            cur = box.path / "cur"
+            before = _mtime_ns(cur)
+            # Written under the index's write lock, straight into cur/ with its flags:
+            # no sync can see the file before its row is made, and a crash before the
+            # commit leaves a file the next sync indexes.
+            filename = box.deliver(source, info=letters)
+            path = cur / filename
+            if internal_date is not None:
+                os.utime(path, (internal_date, internal_date))
             modseq = highest + 1
-            try:
-                os.rename(new, target)
-            except FileNotFoundError:  # a concurrent sync indexed it already
-                base = _split(filename)[0]
-                got = db.execute(f"SELECT {_ROW} FROM messages WHERE folder = ? AND base = ?",
-                                 (fid, base)).fetchone()
-                if got is None:
-                    raise
-                row = _Row(*got)
-                renamed = _rename_flags(box, row, letters) or row.filename
-                db.execute("UPDATE messages SET filename = ?, letters = ?, keywords = ?,"
-                           " modseq = ? WHERE folder = ? AND uid = ?",
-                           (renamed, letters, " ".join(keywords), modseq, fid, row.uid))
-                uid = row.uid
-            else:
-                fsync_dir(box.path / "cur")
-                if not self._insert(db, fid, uidnext, target, letters, " ".join(keywords),
-                                    modseq):
-                    raise FileNotFoundError(f"appended message {target} vanished")
-                uid, uidnext = uidnext, uidnext + 1
+            if not self._insert(db, fid, uidnext, path, letters, " ".join(keywords), modseq):
+                raise FileNotFoundError(f"appended message {path} vanished")
             db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
-                       (uidnext, modseq, fid))
-            self._own_change(db, fid, box.path / "cur", before)
+                       (uidnext + 1, modseq, fid))
+            self._own_change(db, fid, cur, before)
             got = db.execute(f"SELECT {_ROW} FROM messages WHERE folder = ? AND uid = ?",
-                             (fid, uid)).fetchone()
+                             (fid, uidnext)).fetchone()
         return validity, self._info(box, _Row(*got))
 
     def copy(self, source: str, uids: Iterable[int], target: str) -> CopyResult:
