@@ -12,7 +12,7 @@ synced with the Maildir (see :class:`~mailyard.imapd.accounts.Account` and
 or a ``cur/`` changed by another program (mutt, POP3) is taken in at once; a
 ``cur/`` whose last change through the index fell in the same clock tick as its
 mtime (another program could have changed it unseen in that tick) is synced once
-the index has been quiet for one interval, so a burst of IMAP flag changes costs
+the index has been quiet for :data:`QUIET` seconds, so a burst of IMAP flag changes costs
 at most one sync at its end, not one per change.  A folder whose numbers moved gets
 a new ``generation``, and its sessions are woken: an
 idling one asks the index for the changes since its own mod-sequence and pushes
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -52,6 +53,8 @@ __all__ = ["FolderWatch", "Watcher"]
 
 log = logging.getLogger("mailyard.imapd")
 
+QUIET = 2.0  # seconds without a change through the index before an UNSURE cur/ is synced
+
 
 @dataclass(eq=False)
 class FolderWatch:
@@ -62,6 +65,8 @@ class FolderWatch:
     generation: int = 0
     sessions: set[Callable[[], None]] = field(default_factory=set)
     _header: tuple[int, int, int] | None = None
+    clock: Callable[[], float] = time.monotonic
+    _moved: float = 0.0  # when the header last moved (clock)
 
     @property
     def index(self) -> MailboxIndex:
@@ -85,8 +90,11 @@ class FolderWatch:
             except FolderNotFound:
                 check = None  # not indexed yet: the sync makes its row
             header = check.header if check is not None else None
+            now = self.clock()
+            if header != self._header:
+                self._moved = now
             if check is None or check.cur is CurState.CHANGED or account.new_mail(name) or (
-                    check.cur is CurState.UNSURE and header == self._header):
+                    check.cur is CurState.UNSURE and now - self._moved >= QUIET):
                 account.full_sync(name)
                 header = self.index.header(name)
         except FolderNotFound:

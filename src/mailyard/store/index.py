@@ -710,9 +710,15 @@ class MailboxIndex:
         SELECT and the watcher look at first.  Raises FolderNotFound."""
         name = normalize(name)
         cur = self.maildir(name).path / "cur"
+        query = ("SELECT uidvalidity, uidnext, highestmodseq, cur_mtime, cur_checked"
+                 " FROM folders WHERE name = ?")
         with self._read() as db:
-            row = db.execute("SELECT uidvalidity, uidnext, highestmodseq, cur_mtime,"
-                             " cur_checked FROM folders WHERE name = ?", (name,)).fetchone()
+            row = db.execute(query, (name,)).fetchone()
+        if row is not None and _mtime_ns(cur) != row[3]:
+            # A writer (any process) may be between its change in cur/ and its
+            # commit: ask again once no write transaction is open.
+            with self._write() as db:
+                row = db.execute(query, (name,)).fetchone()
         if row is None:
             raise FolderNotFound(f"no folder {name!r}")
         validity, uidnext, highest, recorded, checked = row

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailyard.imapd.accounts import Account
-from mailyard.imapd.watch import FolderWatch
+from mailyard.imapd.watch import QUIET, FolderWatch
 from mailyard.store.index import CurState, MailboxIndex
 from mailyard.store.maildir import Maildir
 
@@ -38,11 +38,16 @@ def test_imap_burst_is_synced_once_the_index_is_quiet(
     syncs: list[str] = []
     real = fw.account.full_sync
     monkeypatch.setattr(fw.account, "full_sync", lambda name: syncs.append(name) or real(name))
+    now = [1000.0]
+    fw.clock = lambda: now[0]
     fw.index.store("INBOX", [uid], "+", ["\\Seen"])  # renames in cur/, through the index
     assert fw.index.check("INBOX").cur is not CurState.CHANGED  # the index knows it
     assert fw.probe()  # the index moved: reported, and no sync
-    assert syncs == []
     unsure = fw.index.check("INBOX").cur is CurState.UNSURE  # the rename was just now
+    now[0] += QUIET / 2
+    assert not fw.probe()
+    assert syncs == []  # not quiet for long enough yet
+    now[0] += QUIET / 2
     assert not fw.probe()  # quiet now: a sync only if the index was unsure of cur/
     assert syncs == (["INBOX"] if unsure else [])
 
