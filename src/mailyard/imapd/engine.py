@@ -26,7 +26,15 @@ from typing import Any, TypeVar
 
 from mailyard.directory.api import DirectoryError
 from mailyard.imapd.accounts import Account
-from mailyard.imapd.fetch import FetchError, fetch_items, needs_message, sets_seen
+from mailyard.imapd.fetch import (
+    FetchError,
+    fetch_items,
+    index_only,
+    needs_message,
+    render_from_index,
+    sets_seen,
+    wire_items,
+)
 from mailyard.imapd.quota import QuotaLimits, QuotaUsage, over_quota, usage
 from mailyard.imapd.search import SearchContext, SearchTimeout, search, search_modseq
 from mailyard.imapd.sort import sort
@@ -58,13 +66,7 @@ from mailyard.proto.imap.events import (
 )
 from mailyard.proto.imap.server import ServerConnection
 from mailyard.store.api import MailboxNameError
-from mailyard.store.index import (
-    WIRE_ITEMS,
-    FolderNotFound,
-    FolderState,
-    MailboxIndexError,
-    MessageInfo,
-)
+from mailyard.store.index import FolderNotFound, FolderState, MailboxIndexError, MessageInfo
 from mailyard.store.maildir import read_message
 
 __all__ = ["Limits", "MailSession", "SYSTEM_FLAGS"]
@@ -346,21 +348,25 @@ class MailSession:
         messages were gone."""
         utf8 = self.conn.utf8
         structures: dict[int, tuple[Structure, Structure]] = {}
-        wires: dict[int, dict[str, bytes]] = {}
-        items = list(dict.fromkeys(a.name for a in attributes
-                                   if a.section is None and a.name in WIRE_ITEMS))
+        wires: dict[int, list[bytes]] = {}
+        items = wire_items(attributes)
         if items:
             uids = [i.uid for _, i in infos]
-            for uid, (differs, octets) in self.index.wires(name, uids, items).items():
-                if not (utf8 and differs) and None not in octets:
-                    wires[uid] = dict(zip(items, octets, strict=True))  # type: ignore[arg-type]
+            for uid, (differs, got) in self.index.wires(name, uids, items).items():
+                if not (utf8 and differs) and None not in got:
+                    wires[uid] = got  # type: ignore[assignment]
             rest = [uid for uid in uids if uid not in wires]
             if rest:
                 structures = self.index.structures(name, rest)
         whole = needs_message(attributes)
+        fast = index_only(attributes)
         out: list[bytes] = []
         gone = 0
         for pos, info in infos:
+            octets = wires.get(info.uid)
+            if fast and (octets is not None or not items):
+                out.append(render_from_index(pos + 1, info, attributes, octets or (), modseq))
+                continue
             message = None
             if whole:
                 try:
@@ -370,14 +376,14 @@ class MailSession:
                     if message is None:
                         gone += 1
                         continue
-            wire = wires.get(info.uid)
             env, body = structures.get(info.uid, (None, None))
-            if items and wire is None and env is None and message is None:
+            if items and octets is None and env is None and message is None:
                 try:
                     message = read_message(info.path)
                 except FileNotFoundError:
                     gone += 1
                     continue
+            wire = dict(zip(items, octets, strict=True)) if octets is not None else None
             values = fetch_items(pos + 1, info, attributes, message=message, envelope=env,
                                  bodystructure=body, modseq=modseq, wire=wire)
             out.append(resp.fetch(pos + 1, values, utf8=utf8))

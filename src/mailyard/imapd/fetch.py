@@ -53,7 +53,8 @@ from mailyard.store.index import MessageInfo
 
 __all__ = [
     "FetchError", "decode", "fetch_items", "header_fields", "imap_body", "imap_envelope",
-    "internal_date", "label", "needs_message", "needs_structure", "sets_seen",
+    "index_only", "internal_date", "label", "needs_message", "needs_structure",
+    "render_from_index", "sets_seen", "wire_items",
 ]
 
 
@@ -544,3 +545,80 @@ def fetch_items(number: int, info: MessageInfo, attributes: Sequence[FetchAttrib
     if modseq and not has_modseq:
         out.append(("MODSEQ", [info.modseq]))
     return out
+
+
+# --- FETCH from the index alone, straight to octets ----------------------------------------
+#
+# ``FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE)`` on every mailbox open, ``FETCH 1:*
+# ENVELOPE`` / ``BODYSTRUCTURE`` when a client first sees a folder: every value is in
+# the index, ENVELOPE/BODY/BODYSTRUCTURE already in wire form.  Such a FETCH is
+# rendered here without the per-item values of :func:`fetch_items`: per message one
+# format of stored or cached octets.  The output is the same (tests compare them).
+
+_INDEX_ITEMS = frozenset({"FLAGS", "UID", "RFC822.SIZE", "INTERNALDATE", "MODSEQ",
+                          "ENVELOPE", "BODYSTRUCTURE", "BODY"})
+_WIRE_NAMES = ("ENVELOPE", "BODYSTRUCTURE", "BODY")
+_flag_octets: dict[frozenset[str], bytes] = {}
+
+
+def index_only(attributes: Sequence[FetchAttribute]) -> bool:
+    """Whether every item comes from the index (see :func:`render_from_index`)."""
+    return all(a.section is None and a.name in _INDEX_ITEMS for a in attributes)
+
+
+def wire_items(attributes: Sequence[FetchAttribute]) -> list[str]:
+    """The ENVELOPE/BODY/BODYSTRUCTURE items asked, each once, in order."""
+    return list(dict.fromkeys(a.name for a in attributes
+                              if a.section is None and a.name in _WIRE_NAMES))
+
+
+def _flag_bytes(flags: frozenset[str]) -> bytes:
+    got = _flag_octets.get(flags)
+    if got is None:
+        got = _render_flags(flags).encode("ascii")
+        if len(_flag_octets) >= _FLAG_CACHE_SIZE:
+            _flag_octets.clear()
+        _flag_octets[flags] = got
+    return got
+
+
+_FastStep = tuple[bytes, str, int]  # (b"LABEL ", item name, index into the wire octets)
+_last_fast: tuple[Sequence[FetchAttribute], tuple[_FastStep, ...]] | None = None
+
+
+def _fast_plan(attributes: Sequence[FetchAttribute], modseq: bool) -> tuple[_FastStep, ...]:
+    global _last_fast
+    last = _last_fast
+    if last is not None and last[0] is attributes and modseq is False:
+        return last[1]
+    wires = wire_items(attributes)
+    steps = [(a.name.encode("ascii") + b" ", a.name,
+              wires.index(a.name) if a.name in wires else -1) for a in attributes]
+    if modseq and not any(a.name == "MODSEQ" for a in attributes):
+        steps.append((b"MODSEQ ", "MODSEQ", -1))
+    plan = tuple(steps)
+    if isinstance(attributes, tuple) and not modseq:
+        _last_fast = (attributes, plan)
+    return plan
+
+
+def render_from_index(number: int, info: MessageInfo, attributes: Sequence[FetchAttribute],
+                      wire: Sequence[bytes], modseq: bool) -> bytes:
+    """``* number FETCH (...)`` for :func:`index_only` attributes; ``wire`` the cached
+    octets of :func:`wire_items` in that order (for this session: see
+    :func:`fetch_items`).  ``modseq`` as for :func:`fetch_items`."""
+    out = []
+    for head, name, at in _fast_plan(attributes, modseq):
+        if at >= 0:
+            out.append(head + wire[at])
+        elif name == "FLAGS":
+            out.append(head + _flag_bytes(info.flags))
+        elif name == "UID":
+            out.append(b"%s%d" % (head, info.uid))
+        elif name == "RFC822.SIZE":
+            out.append(b"%s%d" % (head, info.size))
+        elif name == "INTERNALDATE":
+            out.append(head + internal_date(info.internal_date).encode("ascii"))
+        else:  # MODSEQ
+            out.append(b"%s(%d)" % (head, info.modseq))
+    return b"* %d FETCH (%s)\r\n" % (number, b" ".join(out))
