@@ -29,6 +29,7 @@ from mailyard.imapd.accounts import Account
 from mailyard.imapd.fetch import (
     FetchError,
     fetch_items,
+    header_only,
     index_only,
     needs_message,
     render_from_index,
@@ -359,6 +360,7 @@ class MailSession:
             if rest:
                 structures = self.index.structures(name, rest)
         whole = needs_message(attributes)
+        read = read_head if whole and header_only(attributes) else read_message
         fast = index_only(attributes)
         out: list[bytes] = []
         gone = 0
@@ -370,7 +372,7 @@ class MailSession:
             message = None
             if whole:
                 try:
-                    message = read_message(info.path)
+                    message = read(info.path)
                 except FileNotFoundError:
                     message = self._reread(name, info)
                     if message is None:
@@ -607,6 +609,18 @@ class MailSession:
             results.append(("MODSEQ", modseq))
         tag = self.conn.pending.tag if self.conn.pending is not None else None
         return [resp.esearch(tag, cmd.uid, results)], saved
+
+
+def read_head(path: Path) -> bytes:
+    """The start of a message file up to its blank line at least (all of it when there
+    is none), with CRLF line ends as :func:`read_message` gives them."""
+    with open(path, "rb") as f:
+        data = b""
+        while chunk := f.read(16384):
+            data += chunk
+            if b"\n\n" in data or b"\r\n\r\n" in data:
+                break
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def _load(paths: dict[int, Path], uid: int, header: bool = False) -> bytes:

@@ -52,8 +52,8 @@ from mailyard.proto.imap.structwire import imap_body, imap_envelope
 from mailyard.store.index import MessageInfo
 
 __all__ = [
-    "FetchError", "decode", "fetch_items", "header_fields", "imap_body", "imap_envelope",
-    "index_only", "internal_date", "label", "needs_message", "needs_structure",
+    "FetchError", "decode", "fetch_items", "header_fields", "header_only", "imap_body",
+    "imap_envelope", "index_only", "internal_date", "label", "needs_message", "needs_structure",
     "render_from_index", "sets_seen", "wire_items",
 ]
 
@@ -78,6 +78,17 @@ _SEEN_ITEMS = frozenset({"RFC822", "RFC822.TEXT"})
 def needs_message(attributes: Sequence[FetchAttribute]) -> bool:
     """Whether the message file must be read (a section, RFC822*, BINARY*)."""
     return any(a.section is not None or a.name in _MESSAGE_ITEMS for a in attributes)
+
+
+def header_only(attributes: Sequence[FetchAttribute]) -> bool:
+    """Whether the message's top-level header is all that is needed (``BODY.PEEK[HEADER
+    .FIELDS (...)]``, ``RFC822.HEADER``: what clients list folders with), so the file
+    may be read only up to its blank line."""
+    return all(a.name == "RFC822.HEADER" or (
+        a.section is not None and a.name == "BODY" and not a.section.part
+        and a.section.text.startswith("HEADER")) or (
+        a.section is None and a.name not in _MESSAGE_ITEMS
+        and a.name not in ("ENVELOPE", "BODYSTRUCTURE", "BODY")) for a in attributes)
 
 
 def needs_structure(attributes: Sequence[FetchAttribute]) -> bool:

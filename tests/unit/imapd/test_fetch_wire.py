@@ -151,3 +151,30 @@ def test_schema_1_index_gains_the_wire_form(tmp_path: Path) -> None:
         assert wires[uid] == (expected.utf8_differs,
                               [expected.envelope, expected.bodystructure])
     assert [m.uid for m in index.sync(INBOX).messages] == [1, 2]
+
+
+def test_header_fetches_need_only_the_start_of_the_file(tmp_path: Path) -> None:
+    """``BODY.PEEK[HEADER.FIELDS (...)]`` (how clients list a folder) reads a file up to
+    its blank line; the response is the same as from the whole file."""
+    from mailyard.imapd.engine import read_head
+    from mailyard.imapd.fetch import header_only
+    from mailyard.store.maildir import read_message
+    from tests.unit.imapd.test_fetch import attributes
+
+    request = b"(FLAGS BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)] RFC822.HEADER UID)"
+    atts = attributes(request)
+    assert header_only(atts)
+    assert not header_only(attributes(b"(BODY.PEEK[HEADER] BODY.PEEK[TEXT])"))
+    assert not header_only(attributes(b"(BODY.PEEK[1.HEADER])"))
+    assert not header_only(attributes(b"(RFC822.HEADER BODYSTRUCTURE)"))
+    odd = {"lf then crlf": b"Subject: a\n\r\nbody\n\nmore\n",
+           "no blank line": b"Subject: only a header\n",
+           "big body": b"From: a@example.org\nSubject: s\n\n" + b"x" * 100_000 + b"\n"}
+    for n, message in enumerate([*CORPUS.values(), *odd.values()]):
+        path = tmp_path / str(n)
+        path.write_bytes(message.replace(b"\r\n", b"\n"))
+        whole = fetch_items(1, info(), atts, message=read_message(path), envelope=None,
+                            bodystructure=None, modseq=False)
+        head = fetch_items(1, info(), atts, message=read_head(path), envelope=None,
+                           bodystructure=None, modseq=False)
+        assert responses.fetch(1, head) == responses.fetch(1, whole)
