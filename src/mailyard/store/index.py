@@ -101,12 +101,17 @@ CREATE TABLE IF NOT EXISTS messages (
     modseq INTEGER NOT NULL,
     internal_date REAL NOT NULL,
     size INTEGER NOT NULL,
+    PRIMARY KEY (folder, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS structures (
+    folder INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    wire_utf8 INTEGER NOT NULL,
+    body_wire BLOB NOT NULL,
+    bodystructure_wire BLOB NOT NULL,
+    envelope_wire BLOB NOT NULL,
     envelope TEXT NOT NULL,
     bodystructure TEXT NOT NULL,
-    envelope_wire BLOB,
-    bodystructure_wire BLOB,
-    body_wire BLOB,
-    wire_utf8 INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (folder, uid)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_base ON messages(folder, base);
@@ -120,21 +125,29 @@ CREATE TABLE IF NOT EXISTS expunged (
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(folder, modseq);
 """
 
-#: Version 1 -> 2: the wire columns, filled from the stored structures.
+#: Version 1 -> 2: the cached structures move out of ``messages`` (whose rows are read
+#: whole by every sync: small rows make that fast) into ``structures``, with their
+#: wire form (small columns first: SQLite reads a row's columns in order).
 MIGRATE_1 = """
 ALTER TABLE folders ADD COLUMN cur_mtime INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE folders ADD COLUMN cur_checked INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE messages ADD COLUMN envelope_wire BLOB;
-ALTER TABLE messages ADD COLUMN bodystructure_wire BLOB;
-ALTER TABLE messages ADD COLUMN body_wire BLOB;
-ALTER TABLE messages ADD COLUMN wire_utf8 INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS structures (
+    folder INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    wire_utf8 INTEGER NOT NULL,
+    body_wire BLOB NOT NULL,
+    bodystructure_wire BLOB NOT NULL,
+    envelope_wire BLOB NOT NULL,
+    envelope TEXT NOT NULL,
+    bodystructure TEXT NOT NULL,
+    PRIMARY KEY (folder, uid)
+) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(folder, modseq);
 """
-_COLUMNS = ("folder, uid, base, filename, letters, keywords, modseq, internal_date, size,"
-            " envelope, bodystructure, envelope_wire, bodystructure_wire, body_wire,"
-            " wire_utf8")
-_CACHED = ("internal_date, size, envelope, bodystructure, envelope_wire,"
-           " bodystructure_wire, body_wire, wire_utf8")
+_MESSAGE_COLUMNS = ("folder, uid, base, filename, letters, keywords, modseq, internal_date,"
+                    " size")
+_CACHED = ("m.internal_date, m.size, s.envelope, s.bodystructure, s.envelope_wire,"
+           " s.bodystructure_wire, s.body_wire, s.wire_utf8")
 #: What FETCH may take from the index as octets: item -> column.
 WIRE_ITEMS = {"ENVELOPE": "envelope_wire", "BODYSTRUCTURE": "bodystructure_wire",
               "BODY": "body_wire"}
@@ -149,17 +162,25 @@ def _cached(mtime: float, size: int, env: structure.Structure,
             wire.bodystructure, wire.body, int(wire.utf8_differs))
 
 
+def _store_structures(db: sqlite3.Connection, fid: int, uid: int, cached: _Cached) -> None:
+    env, body, env_wire, bs_wire, body_wire, utf8 = cached[2:]
+    db.execute("INSERT OR REPLACE INTO structures (folder, uid, wire_utf8, body_wire,"
+               " bodystructure_wire, envelope_wire, envelope, bodystructure)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (fid, uid, utf8, body_wire, bs_wire, env_wire, env, body))
+
+
 def _migrate_1(db: sqlite3.Connection) -> None:
     for statement in MIGRATE_1.split(";"):
         if statement.strip():
             db.execute(statement)
-    rows = db.execute("SELECT folder, uid, envelope, bodystructure FROM messages").fetchall()
-    for fid, uid, env, body in rows:
-        wire = structwire.encode(structure.loads(env), structure.loads(body))
-        db.execute("UPDATE messages SET envelope_wire = ?, bodystructure_wire = ?,"
-                   " body_wire = ?, wire_utf8 = ? WHERE folder = ? AND uid = ?",
-                   (wire.envelope, wire.bodystructure, wire.body, int(wire.utf8_differs),
-                    fid, uid))
+    rows = db.execute("SELECT folder, uid, internal_date, size, envelope, bodystructure"
+                      " FROM messages").fetchall()
+    for fid, uid, mtime, size, env, body in rows:
+        _store_structures(db, fid, uid, _cached(mtime, size, structure.loads(env),
+                                                structure.loads(body)))
+    db.execute("ALTER TABLE messages DROP COLUMN envelope")
+    db.execute("ALTER TABLE messages DROP COLUMN bodystructure")
 
 
 class MailboxIndexError(OSError):
@@ -470,7 +491,8 @@ class MailboxIndex:
 
     @staticmethod
     def _drop_rows(db: sqlite3.Connection, folder_id: int) -> None:
-        for table, column in (("messages", "folder"), ("expunged", "folder"),
+        for table, column in (("messages", "folder"), ("structures", "folder"),
+                              ("expunged", "folder"),
                               ("folders", "id")):
             db.execute(f"DELETE FROM {table} WHERE {column} = ?", (folder_id,))
 
@@ -624,9 +646,10 @@ class MailboxIndex:
             size = sizes[1] if sizes and sizes[1] is not None else len(data)
             cached = _cached(mtime, size, *structure.compute(data))
         base = _split(path.name)[0]
-        db.execute(f"INSERT INTO messages ({_COLUMNS}) VALUES"
-                   " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (fid, uid, base, path.name, letters, keywords, modseq, *cached))
+        db.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES"
+                   " (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (fid, uid, base, path.name, letters, keywords, modseq, *cached[:2]))
+        _store_structures(db, fid, uid, cached)
         return True
 
     @staticmethod
@@ -658,6 +681,8 @@ class MailboxIndex:
     @staticmethod
     def _forget(db: sqlite3.Connection, fid: int, uids: Sequence[int], modseq: int) -> None:
         db.executemany("DELETE FROM messages WHERE folder = ? AND uid = ?",
+                       [(fid, u) for u in uids])
+        db.executemany("DELETE FROM structures WHERE folder = ? AND uid = ?",
                        [(fid, u) for u in uids])
         db.executemany("INSERT OR REPLACE INTO expunged VALUES (?, ?, ?)",
                        [(fid, u, modseq) for u in uids])
@@ -770,14 +795,14 @@ class MailboxIndex:
             if not wanted:
                 return []
             if wanted[-1] - wanted[0] < 4 * len(wanted) + 16:
-                got = db.execute(f"SELECT uid, {columns} FROM messages WHERE folder = ?"
+                got = db.execute(f"SELECT uid, {columns} FROM structures WHERE folder = ?"
                                  " AND uid BETWEEN ? AND ? ORDER BY uid",
                                  (row[0], wanted[0], wanted[-1])).fetchall()
                 keep = set(wanted)
                 return [r for r in got if r[0] in keep]
             out: list[tuple[Any, ...]] = []
             for uid in wanted:
-                out += db.execute(f"SELECT uid, {columns} FROM messages WHERE folder = ?"
+                out += db.execute(f"SELECT uid, {columns} FROM structures WHERE folder = ?"
                                   " AND uid = ?", (row[0], uid)).fetchall()
             return out
 
@@ -915,11 +940,12 @@ class MailboxIndex:
                         _link_or_copy(old, new, dst)
                     except FileNotFoundError:
                         continue
-                cached = db.execute(f"SELECT {_CACHED}"
-                                    " FROM messages WHERE folder = ? AND uid = ?",
+                cached = db.execute(f"SELECT {_CACHED} FROM messages m JOIN structures s"
+                                    " ON s.folder = m.folder AND s.uid = m.uid"
+                                    " WHERE m.folder = ? AND m.uid = ?",
                                     (sid, row.uid)).fetchone()
                 self._insert(db, did, uidnext, new, row.letters, row.keywords,
-                             d_highest + 1, tuple(cached))
+                             d_highest + 1, tuple(cached) if cached is not None else None)
                 pairs.append((row.uid, uidnext))
                 uidnext += 1
             if not pairs:

@@ -17,7 +17,7 @@ from mailyard.message.structure import MAX_DEPTH, MAX_PARTS
 from mailyard.proto.imap import responses, structwire
 from mailyard.proto.imap.commands import FetchAttribute
 from mailyard.store.api import INBOX
-from mailyard.store.index import WIRE_ITEMS, MailboxIndex
+from mailyard.store.index import MailboxIndex
 from mailyard.store.maildir import Maildir
 from tests.unit.imapd.test_fetch import RFC_HEADER, RFC_TEXT, info
 
@@ -135,13 +135,21 @@ def test_schema_1_index_gains_the_wire_form(tmp_path: Path) -> None:
     index.append(INBOX, [CORPUS["utf8 header"]])
     before = index.structures(INBOX, [1, 2])
     index.close()
-    db = sqlite3.connect(tmp_path / "u" / "mailyard-index.db")
-    for column in (*WIRE_ITEMS.values(), "wire_utf8"):
-        db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
-    for column in ("cur_mtime", "cur_checked"):
-        db.execute(f"ALTER TABLE folders DROP COLUMN {column}")
-    db.execute("PRAGMA user_version = 1")
-    db.commit()
+    db = sqlite3.connect(tmp_path / "u" / "mailyard-index.db")  # back to schema 1
+    db.executescript("""
+        ALTER TABLE messages ADD COLUMN envelope TEXT NOT NULL DEFAULT '';
+        ALTER TABLE messages ADD COLUMN bodystructure TEXT NOT NULL DEFAULT '';
+        UPDATE messages SET
+            envelope = (SELECT envelope FROM structures s
+                        WHERE s.folder = messages.folder AND s.uid = messages.uid),
+            bodystructure = (SELECT bodystructure FROM structures s
+                             WHERE s.folder = messages.folder AND s.uid = messages.uid);
+        DROP TABLE structures;
+        DROP INDEX expunged_modseq;
+        ALTER TABLE folders DROP COLUMN cur_mtime;
+        ALTER TABLE folders DROP COLUMN cur_checked;
+        PRAGMA user_version = 1;
+    """)
     db.close()
     index = _index(tmp_path)
     assert index.structures(INBOX, [1, 2]) == before
