@@ -593,6 +593,22 @@ def _flag_bytes(flags: frozenset[str]) -> bytes:
     return got
 
 
+_DATE_CACHE_SIZE = 1 << 16
+_date_octets: dict[int, bytes] = {}
+
+
+def _date_bytes(when: float) -> bytes:
+    """INTERNALDATE as octets, kept per second (a folder is opened again and again)."""
+    second = int(when)
+    got = _date_octets.get(second)
+    if got is None:
+        got = internal_date(second).encode("ascii")
+        if len(_date_octets) >= _DATE_CACHE_SIZE:
+            _date_octets.clear()
+        _date_octets[second] = got
+    return got
+
+
 _FastStep = tuple[bytes, str, int]  # (b"LABEL ", item name, index into the wire octets)
 _last_fast: tuple[Sequence[FetchAttribute], tuple[_FastStep, ...]] | None = None
 
@@ -629,7 +645,7 @@ def render_from_index(number: int, info: MessageInfo, attributes: Sequence[Fetch
         elif name == "RFC822.SIZE":
             out.append(b"%s%d" % (head, info.size))
         elif name == "INTERNALDATE":
-            out.append(head + internal_date(info.internal_date).encode("ascii"))
+            out.append(head + _date_bytes(info.internal_date))
         else:  # MODSEQ
             out.append(b"%s(%d)" % (head, info.modseq))
     return b"* %d FETCH (%s)\r\n" % (number, b" ".join(out))

@@ -186,3 +186,29 @@ def test_header_fetches_need_only_the_start_of_the_file(tmp_path: Path) -> None:
         head = fetch_items(1, info(), atts, message=read_head(path), envelope=None,
                            bodystructure=None, modseq=False)
         assert responses.fetch(1, head) == responses.fetch(1, whole)
+
+
+@pytest.mark.parametrize("request_items", [
+    b"(FLAGS RFC822.SIZE INTERNALDATE)", b"(UID FLAGS MODSEQ)", b"ENVELOPE", b"BODYSTRUCTURE",
+    b"(BODY ENVELOPE UID BODY)", b"FAST", b"ALL", b"FULL"])
+def test_index_items_rendered_straight_to_octets_as_fetch_items_does(
+        request_items: bytes) -> None:
+    """The octets-only path for items the index has gives the same response as the
+    general one (RFC 9051 7.5.2), MODSEQ added or not (RFC 7162 3.1.4.1)."""
+    from mailyard.imapd.fetch import index_only, render_from_index, wire_items
+    from tests.unit.imapd.test_fetch import attributes
+
+    atts = attributes(request_items)
+    assert index_only(atts)
+    for name in ("rfc3501", "nested message", "wide bomb"):
+        wire = structwire.encode(*structure.compute(CORPUS[name]))
+        octets = {"ENVELOPE": wire.envelope, "BODYSTRUCTURE": wire.bodystructure,
+                  "BODY": wire.body}
+        meta = info(flags=("\\Seen", "$Work", "\\Answered"), uid=42, modseq=7, size=1234)
+        for modseq in (False, True):
+            general = fetch_items(3, meta, atts, message=None, envelope=None,
+                                  bodystructure=None, modseq=modseq, wire=octets)
+            straight = render_from_index(3, meta, atts,
+                                         [octets[i] for i in wire_items(atts)], modseq)
+            assert straight == responses.fetch(3, general)
+    assert not index_only(attributes(b"(FLAGS BODY.PEEK[HEADER])"))
