@@ -4,9 +4,12 @@ One SQLite database per user, ``mailyard-index.db`` in the root of the user's
 Maildir (mode 0600, WAL, a busy timeout), holds for each folder its UIDVALIDITY,
 UIDNEXT and HIGHESTMODSEQ, and for each message its UID, Maildir base name (the
 part of the file name before ``:2,``, stable across flag changes), flags, keywords,
-mod-sequence, internal date, RFC822.SIZE and cached ENVELOPE and BODYSTRUCTURE.
-Expunged UIDs are remembered with the mod-sequence of their expunge, for QRESYNC's
-VANISHED (RFC 7162 3.2.10).
+mod-sequence, internal date and RFC822.SIZE, and in a table of its own (so that the
+message rows every sync reads stay small) the cached ENVELOPE and BODYSTRUCTURE,
+also in IMAP wire form (:mod:`mailyard.proto.imap.structwire`).  Expunged UIDs are
+remembered with the mod-sequence of their expunge, for QRESYNC's VANISHED
+(RFC 7162 3.2.10).  The schema carries a version (``PRAGMA user_version``); an
+older index is migrated when it is opened.
 
 **The Maildir is the source of truth.**  :meth:`MailboxIndex.sync` brings the index
 in line with the disk: files another program (or local delivery) put into ``new/``
@@ -17,7 +20,10 @@ mutation does its file operations first and commits the index after, inside one
 a crash between the two leaves a state the next sync repairs: a file without a row
 gets a new UID, a row without a file is expunged, a file name whose flags differ
 from the row wins.  A UID is never handed out twice: UIDNEXT only grows, and a
-lost or damaged index is rebuilt under a new UIDVALIDITY.
+lost or damaged index is rebuilt under a new UIDVALIDITY.  Each folder's row
+records the mtime of its ``cur/`` as of the last sync or change through the index
+(:meth:`MailboxIndex.check`, :class:`CurState`): a different mtime means another
+program changed ``cur/``, and only then is a full listing needed.
 
 **Flags** \\Seen \\Answered \\Flagged \\Deleted \\Draft are the Maildir info letters
 S R F T D in the file name (as Dovecot writes them, so Dovecot and mutt see them);
