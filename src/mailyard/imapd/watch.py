@@ -80,9 +80,9 @@ class FolderWatch:
 
     def probe(self) -> bool:
         """Blocking: did the folder change since the last probe?  Syncs the index
-        when mail waits in ``new/`` (at once) or ``cur/`` changed since the last sync
-        and the index is quiet (no change through it since the last probe: the change
-        came from another program, or a burst of IMAP changes has ended)."""
+        at once when mail waits in ``new/`` or another program changed ``cur/``
+        (CHANGED), and when the index is UNSURE of ``cur/`` once it has been quiet
+        for :data:`QUIET` seconds (a burst of IMAP changes has ended)."""
         account, name = self.account, self.name
         try:
             try:
