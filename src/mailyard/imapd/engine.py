@@ -41,6 +41,7 @@ from mailyard.proto.imap.commands import (
     Fetch,
     FetchAttribute,
     Search,
+    SearchKey,
     Select,
     Sort,
     Store,
@@ -256,6 +257,7 @@ class MailSession:
                     gone = []
                 if gone:
                     self.changed_here()
+                    await self.unindex(view.uidvalidity, gone)
             self.leave()
             self.done(event, "OK", f"{name} completed")
         else:
@@ -478,6 +480,7 @@ class MailSession:
                 self.conn.respond(resp.untagged_status("OK", "Moved", code))
             view.removed(u for u, _ in result.uids)
             self.changed_here()
+            await self.unindex(view.uidvalidity, [u for u, _ in result.uids])
             await self.finish(event, text="MOVE completed")
         else:
             await self.finish(event, text="COPY completed", code=code, expunges=cmd.uid)
@@ -499,9 +502,18 @@ class MailSession:
         view.removed(gone)
         if gone:
             self.changed_here()
+            await self.unindex(view.uidvalidity, gone)
         await self.finish(event, text="EXPUNGE completed")
 
     # --- SEARCH / SORT / THREAD ---------------------------------------------------------
+
+    async def unindex(self, uidvalidity: int, uids: Sequence[int]) -> None:
+        """Drop expunged or moved messages from the search index (a search of the
+        folder would drop them too; this frees the space at once)."""
+        await self.blocking(self._unindex, uidvalidity, list(uids))
+
+    def _unindex(self, uidvalidity: int, uids: list[int]) -> None:
+        self.account.search_index().forget(uidvalidity, uids)
 
     async def search(self, event: SearchRequested) -> None:
         view = self.view
@@ -512,7 +524,7 @@ class MailSession:
         deadline = time.monotonic() + self.limits.search_budget
         try:
             out, saved = await self.blocking(self._search, cmd, view.name, messages,
-                                             view.highestmodseq, deadline)
+                                             view.highestmodseq, deadline, view.uidvalidity)
         except SearchTimeout:
             self.done(event, "NO", "Search took too long", "LIMIT")
             return
@@ -527,15 +539,23 @@ class MailSession:
         await self.finish(event, text=f"{cmd.name} completed", expunges=cmd.uid)
 
     def _search(self, cmd: Search | Sort | Thread, name: str, messages: list[MessageInfo],
-                highest: int, deadline: float) -> tuple[list[bytes], tuple[int, ...] | None]:
+                highest: int, deadline: float, uidvalidity: int
+                ) -> tuple[list[bytes], tuple[int, ...] | None]:
         """Blocking: the untagged responses of SEARCH/SORT/THREAD, and the UIDs to
         save as ``$`` (RFC 5182) or None."""
         paths = {m.uid: m.path for m in messages}
+        key = cmd.criteria if isinstance(cmd, Search) else cmd.search
+        index = None
+        if _has_string_key(key):
+            index = self.account.search_index().folder(uidvalidity, messages)
         ctx = SearchContext(messages, lambda uid: _load(paths, uid), highest,
                             frozenset(self.saved), deadline,
-                            load_header=lambda uid: _load(paths, uid, header=True))
-        key = cmd.criteria if isinstance(cmd, Search) else cmd.search
-        matches = search(key, ctx)
+                            load_header=lambda uid: _load(paths, uid, header=True), index=index)
+        try:
+            matches = search(key, ctx)
+        finally:
+            if index is not None:
+                index.close()  # what was read is kept, also when the deadline stopped it
 
         def number(i: int) -> int:
             return messages[i].uid if cmd.uid else i + 1
@@ -584,6 +604,20 @@ class MailSession:
             results.append(("MODSEQ", modseq))
         tag = self.conn.pending.tag if self.conn.pending is not None else None
         return [resp.esearch(tag, cmd.uid, results)], saved
+
+
+_STRING_KEYS = frozenset({"FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER", "BODY", "TEXT"})
+
+
+def _has_string_key(key: SearchKey) -> bool:
+    """Whether a search program has a key the search index answers."""
+    stack = [key]
+    while stack:
+        node = stack.pop()
+        if node.name in _STRING_KEYS:
+            return True
+        stack.extend(a for a in node.args if isinstance(a, SearchKey))
+    return False
 
 
 def _load(paths: dict[int, Path], uid: int, header: bool = False) -> bytes:
