@@ -283,6 +283,7 @@ class _Node:
     cost: int
     test: _Test
     const: bool | None = None  # the outcome when known without looking at a message
+    uids: frozenset[int] | None = None  # the matching UIDs, when the index knows them all
 
 
 _TRUE = _Node(_INDEX, lambda m: True, True)
@@ -378,13 +379,15 @@ def _header(field_name: str, needle: str, ctx: SearchContext) -> _Node:
     index = ctx.index
     if index is None:
         return _Node(_HEADER, read)
-    held = index.fields_of()
     found = index.field_matches(wanted, folded)
+    held = index.fields_of()  # after matching: a failed match holds nothing
 
     def test(m: _Message) -> bool:
         uid = m.info.uid
         return uid in found if uid in held else read(m)
-    return _Node(_INDEX if _all_held(ctx, held) else _HEADER, test)
+    if _all_held(ctx, held):
+        return _Node(_INDEX, test, uids=frozenset(found))
+    return _Node(_HEADER, test)
 
 
 def _body(needle: str, with_headers: bool, ctx: SearchContext) -> _Node:
@@ -398,13 +401,15 @@ def _body(needle: str, with_headers: bool, ctx: SearchContext) -> _Node:
     index = ctx.index
     if index is None:
         return _Node(_BODY, read)
-    held = index.texts_of()
     found = index.text_matches(folded, with_headers)
+    held = index.texts_of()  # after matching: a failed match holds nothing
 
     def test(m: _Message) -> bool:
         uid = m.info.uid
         return uid in found if uid in held else read(m)
-    return _Node(_INDEX if _all_held(ctx, held) else _BODY, test)
+    if _all_held(ctx, held):
+        return _Node(_INDEX, test, uids=frozenset(found))
+    return _Node(_BODY, test)
 
 
 def _and(nodes: list[_Node]) -> _Node:
@@ -416,7 +421,10 @@ def _and(nodes: list[_Node]) -> _Node:
     if len(live) == 1:
         return live[0]
     tests = [n.test for n in live]
-    return _Node(live[-1].cost, lambda m: all(t(m) for t in tests))
+    uids = None
+    if all(n.uids is not None for n in live):
+        uids = frozenset.intersection(*(n.uids for n in live if n.uids is not None))
+    return _Node(live[-1].cost, lambda m: all(t(m) for t in tests), uids=uids)
 
 
 def _or(nodes: list[_Node]) -> _Node:
@@ -428,14 +436,20 @@ def _or(nodes: list[_Node]) -> _Node:
     if len(live) == 1:
         return live[0]
     tests = [n.test for n in live]
-    return _Node(live[-1].cost, lambda m: any(t(m) for t in tests))
+    uids = None
+    if all(n.uids is not None for n in live):
+        uids = frozenset.union(*(n.uids for n in live if n.uids is not None))
+    return _Node(live[-1].cost, lambda m: any(t(m) for t in tests), uids=uids)
 
 
-def _not(node: _Node) -> _Node:
+def _not(node: _Node, ctx: SearchContext) -> _Node:
     if node.const is not None:
         return _FALSE if node.const else _TRUE
     test = node.test
-    return _Node(node.cost, lambda m: not test(m))
+    uids = None
+    if node.uids is not None:
+        uids = frozenset(m.uid for m in ctx.messages if m.uid not in node.uids)
+    return _Node(node.cost, lambda m: not test(m), uids=uids)
 
 
 def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> _Node:
@@ -445,7 +459,7 @@ def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> _Node:
     if name in ("AND", "OR", "NOT"):
         parts = [_compile(_arg(key, i, SearchKey), ctx, depth + 1) for i in range(len(key.args))]
         if name == "NOT":
-            return _not(parts[0])
+            return _not(parts[0], ctx)
         return _and(parts) if name == "AND" else _or(parts)
     if name in _CONSTANT_KEYS:
         return _TRUE if _CONSTANT_KEYS[name] else _FALSE
@@ -491,9 +505,14 @@ def search(key: SearchKey, ctx: SearchContext) -> list[int]:
         return []
     if node.const is True:
         return list(range(len(ctx.messages)))
+    if node.uids is not None:  # the index answered every key: no message to look at
+        ctx.check_deadline()
+        uids = node.uids
+        return [i for i, m in enumerate(ctx.messages) if m.uid in uids]
     full = node.cost >= _BODY
     test = node.test
     index = ctx.index
+    held = index.fields_of() if index is not None else ()
     out: list[int] = []
     for position in range(len(ctx.messages)):
         ctx.check_deadline()
@@ -502,6 +521,8 @@ def search(key: SearchKey, ctx: SearchContext) -> list[int]:
             out.append(position)
         if index is not None and not m.missing and (m.document is not None
                                                     or m.texts is not None):
+            if m.document is None and m.info.uid not in held:
+                m.fields_document()  # the file is read: its fields cost little more
             index.add(m.info.uid, m.document, m.texts)
     return out
 

@@ -28,14 +28,15 @@ by the budget keeps what it stored, and the next one goes on from there.  Messag
 whose documents exceed :data:`MAX_FIELDS` / :data:`MAX_TEXTS` characters are not
 stored and are read at each search.
 
-**Matching.**  Fields documents are matched with ``instr()`` in SQL, then per field
-by :func:`~mailyard.imapd.search.field_matches`.  Texts are in an FTS5 table with
-the trigram tokenizer (case-sensitive: the text is folded already) and
+**Matching.**  Fields documents and texts are in FTS5 tables with the trigram
+tokenizer (case-sensitive: the text is folded already) and
 ``detail=none``: without token positions the index is a fraction of the size (about
 115 MB instead of 350 MB for the benchmark's 10,000 messages), and it still gives
 the messages that contain every trigram of the search string; ``instr()`` on the
-stored text then keeps those that contain the string itself.  Strings of fewer than
-three characters have no trigram: ``instr()`` alone then runs over the stored texts.
+stored text then keeps those that contain the string itself (and for a header key,
+:func:`~mailyard.imapd.search.field_matches` those where it is in the right field).
+Strings of fewer than three characters have no trigram: ``instr()`` alone then runs
+over the stored text.
 
 Every method blocks (SQLite): call them in an executor.  One :class:`SearchIndex`
 per user per process, shared by the user's sessions (it serialises its calls).
@@ -49,6 +50,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailyard.fs import create_private_database
@@ -74,10 +76,12 @@ CREATE TABLE IF NOT EXISTS docs (
     uidvalidity INTEGER NOT NULL,
     uid INTEGER NOT NULL,
     base TEXT NOT NULL,
-    fields TEXT,
-    texts INTEGER NOT NULL DEFAULT 0,
+    has_fields INTEGER NOT NULL DEFAULT 0,
+    has_texts INTEGER NOT NULL DEFAULT 0,
     UNIQUE (uidvalidity, uid)
 );
+CREATE VIRTUAL TABLE IF NOT EXISTS heads USING fts5(
+    fields, tokenize = 'trigram case_sensitive 1', detail = none);
 CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(
     head, body, tokenize = 'trigram case_sensitive 1', detail = none);
 """
@@ -101,6 +105,17 @@ def fts_query(needle: str) -> str | None:
     return " AND ".join('"' + g.replace('"', '""') + '"' for g in grams)
 
 
+@dataclass
+class _Rows:
+    """A folder's rows as last read: (id, uid, base, has fields, has texts) by UID,
+    and the messages whose base name was found equal (by identity: a session's
+    view keeps its MessageInfo objects until they change)."""
+
+    version: int  # PRAGMA data_version when read
+    by_uid: dict[int, tuple[int, int, str, int, int]]
+    checked: dict[int, MessageInfo] = field(default_factory=dict)
+
+
 class SearchIndex:
     """One user's search index file."""
 
@@ -108,6 +123,7 @@ class SearchIndex:
         self.path = root / SEARCH_INDEX_NAME
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._rows: dict[int, _Rows] = {}  # by UIDVALIDITY, valid until a commit
 
     # --- the database ----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -156,6 +172,7 @@ class SearchIndex:
             self._remove()
 
     def _close(self) -> None:
+        self._rows.clear()
         if self._db is not None:
             with suppress(sqlite3.Error):
                 self._db.close()
@@ -169,6 +186,7 @@ class SearchIndex:
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (the caller holds the lock)."""
         db = self._conn()
+        self._rows.clear()  # our own commits do not change data_version
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -179,47 +197,65 @@ class SearchIndex:
         db.execute("COMMIT")
 
     @staticmethod
-    def _delete(db: sqlite3.Connection, rows: Iterable[tuple[int, int]]) -> None:
-        """Remove rows given as (id, texts)."""
-        rows = list(rows)
-        db.executemany("DELETE FROM texts WHERE rowid = ?", [(i,) for i, t in rows if t])
-        db.executemany("DELETE FROM docs WHERE id = ?", [(i,) for i, _ in rows])
+    def _delete(db: sqlite3.Connection, ids: Iterable[int]) -> None:
+        """Remove messages' rows (by docs.id)."""
+        rows = [(i,) for i in ids]
+        for table in ("heads", "texts", "docs"):
+            db.executemany(f"DELETE FROM {table} WHERE rowid = ?", rows)
 
     # --- what the engine calls ------------------------------------------------------
     def folder(self, uidvalidity: int, messages: Sequence[MessageInfo]) -> FolderSearch | None:
         """The index as a search of this folder sees it (``messages``: the folder as
-        the session knows it).  Rows of UIDs it does not have (up to its highest) or
-        of other files are removed first.  None when the index cannot be used."""
-        live = {m.uid: m.path for m in messages}
+        the session knows it, in UID order).  Rows of UIDs it does not have (up to
+        its highest) or of other files are removed first.  None when the index
+        cannot be used."""
         top = messages[-1].uid if messages else 0
         with self._lock:
             try:
-                db = self._conn()
-                rows = db.execute("SELECT id, uid, base, fields IS NOT NULL, texts FROM docs"
-                                  " WHERE uidvalidity = ?", (uidvalidity,)).fetchall()
+                rows = self._folder_rows(uidvalidity)
                 fields: set[int] = set()
                 texts: set[int] = set()
-                stale: list[tuple[int, int]] = []
-                for rid, uid, base, has_fields, has_texts in rows:
-                    path = live.get(uid)
-                    if path is None:
-                        if uid <= top:
-                            stale.append((rid, has_texts))
+                stale: list[int] = []
+                by_uid, checked = rows.by_uid, rows.checked
+                seen = 0
+                for m in messages:
+                    row = by_uid.get(m.uid)
+                    if row is None:
                         continue
-                    if base != base_name(path):
-                        stale.append((rid, has_texts))
-                        continue
-                    if has_fields:
-                        fields.add(uid)
-                    if has_texts:
-                        texts.add(uid)
+                    seen += 1
+                    if checked.get(m.uid) is not m:  # base names compared once per message
+                        if row[2] != base_name(m.path):
+                            stale.append(row[0])
+                            continue
+                        checked[m.uid] = m
+                    if row[3]:
+                        fields.add(m.uid)
+                    if row[4]:
+                        texts.add(m.uid)
+                if seen < sum(1 for uid in by_uid if uid <= top):
+                    live = {m.uid for m in messages}
+                    stale += [r[0] for uid, r in by_uid.items() if uid <= top and uid not in live]
                 if stale:
                     with self._write() as db:
                         self._delete(db, stale)
             except (sqlite3.Error, OSError) as exc:
                 self._failed(exc)
                 return None
-        return FolderSearch(self, uidvalidity, live, fields, texts)
+        return FolderSearch(self, uidvalidity, messages, fields, texts)
+
+    def _folder_rows(self, uidvalidity: int) -> _Rows:
+        """A folder's rows; read again only when a commit was made since (a search
+        of a large folder is then spared reading 10,000 rows)."""
+        db = self._conn()
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        cached = self._rows.get(uidvalidity)
+        if cached is not None and cached.version == version:
+            return cached
+        got = db.execute("SELECT id, uid, base, has_fields, has_texts FROM docs"
+                         " WHERE uidvalidity = ?", (uidvalidity,)).fetchall()
+        rows = _Rows(version, {r[1]: r for r in got})
+        self._rows[uidvalidity] = rows
+        return rows
 
     def forget(self, uidvalidity: int, uids: Iterable[int]) -> None:
         """Drop the rows of expunged (or moved away) messages."""
@@ -231,10 +267,10 @@ class SearchIndex:
                 with self._write() as db:
                     rows = []
                     for uid in uids:
-                        got = db.execute("SELECT id, texts FROM docs WHERE uidvalidity = ?"
+                        got = db.execute("SELECT id FROM docs WHERE uidvalidity = ?"
                                          " AND uid = ?", (uidvalidity, uid)).fetchone()
                         if got is not None:
-                            rows.append((got[0], got[1]))
+                            rows.append(got[0])
                     self._delete(db, rows)
             except (sqlite3.Error, OSError) as exc:
                 self._failed(exc)
@@ -249,9 +285,9 @@ class SearchIndex:
                         if v not in keep]
                 for value in gone:
                     with self._write() as db:
-                        rows = db.execute("SELECT id, texts FROM docs WHERE uidvalidity = ?",
+                        rows = db.execute("SELECT id FROM docs WHERE uidvalidity = ?",
                                           (value,)).fetchall()
-                        self._delete(db, rows)
+                        self._delete(db, (i for (i,) in rows))
             except (sqlite3.Error, OSError) as exc:
                 self._failed(exc)
 
@@ -271,15 +307,19 @@ class SearchIndex:
             try:
                 with self._write() as db:
                     for uid, base, fields, texts in docs:
-                        got = db.execute(
-                            "INSERT INTO docs (uidvalidity, uid, base, fields) VALUES"
-                            " (?, ?, ?, ?) ON CONFLICT (uidvalidity, uid) DO UPDATE SET"
-                            " fields = coalesce(docs.fields, excluded.fields)"
-                            " RETURNING id, texts", (uidvalidity, uid, base, fields)).fetchone()
-                        if texts is not None and not got[1]:
+                        rid, has_fields, has_texts = db.execute(
+                            "INSERT INTO docs (uidvalidity, uid, base) VALUES (?, ?, ?)"
+                            " ON CONFLICT (uidvalidity, uid) DO UPDATE SET uid = excluded.uid"
+                            " RETURNING id, has_fields, has_texts",
+                            (uidvalidity, uid, base)).fetchone()
+                        if fields is not None and not has_fields:
+                            db.execute("INSERT INTO heads (rowid, fields) VALUES (?, ?)",
+                                       (rid, fields))
+                            db.execute("UPDATE docs SET has_fields = 1 WHERE id = ?", (rid,))
+                        if texts is not None and not has_texts:
                             db.execute("INSERT INTO texts (rowid, head, body) VALUES (?, ?, ?)",
-                                       (got[0], *texts))
-                            db.execute("UPDATE docs SET texts = 1 WHERE id = ?", (got[0],))
+                                       (rid, *texts))
+                            db.execute("UPDATE docs SET has_texts = 1 WHERE id = ?", (rid,))
             except (sqlite3.Error, OSError, UnicodeError) as exc:
                 self._failed(exc)
 
@@ -289,11 +329,12 @@ class FolderSearch:
     :class:`mailyard.imapd.search.SearchIndex`); documents handed to :meth:`add`
     are written in batches, the last at :meth:`close`."""
 
-    def __init__(self, owner: SearchIndex, uidvalidity: int, live: dict[int, Path],
+    def __init__(self, owner: SearchIndex, uidvalidity: int, messages: Sequence[MessageInfo],
                  fields: set[int], texts: set[int]) -> None:
         self.owner = owner
         self.uidvalidity = uidvalidity
-        self.live = live
+        self.messages = messages
+        self._paths: dict[int, Path] | None = None
         self.fields = fields
         self.texts = texts
         self._pending: list[tuple[int, str, str | None, tuple[str, str] | None]] = []
@@ -307,11 +348,20 @@ class FolderSearch:
         return self.texts
 
     def field_matches(self, name: str, needle: str) -> set[int]:
-        rows = self.owner._query(
-            "SELECT uid, fields FROM docs WHERE uidvalidity = ? AND instr(fields, ?) > 0",
-            (self.uidvalidity, needle or name + ":"))
+        probe = needle or name + ":"
+        query = fts_query(probe)
+        if query is not None:
+            rows = self.owner._query(
+                "SELECT d.uid, h.fields FROM heads h CROSS JOIN docs d ON d.id = h.rowid"
+                " WHERE heads MATCH ? AND d.uidvalidity = ? AND instr(h.fields, ?) > 0",
+                (query, self.uidvalidity, probe))
+        else:
+            rows = self.owner._query(
+                "SELECT d.uid, h.fields FROM docs d JOIN heads h ON h.rowid = d.id"
+                " WHERE d.uidvalidity = ? AND d.has_fields = 1 AND instr(h.fields, ?) > 0",
+                (self.uidvalidity, probe))
         if rows is None:
-            self.fields = set()  # unusable: every message is read
+            self.fields.clear()  # unusable: every message is read
             return set()
         held = self.fields
         return {uid for uid, doc in rows if uid in held and isinstance(uid, int)
@@ -323,21 +373,25 @@ class FolderSearch:
         query = fts_query(needle)
         if query is not None:
             rows = self.owner._query(
-                "SELECT d.uid FROM texts t JOIN docs d ON d.id = t.rowid WHERE texts MATCH ?"
+                # CROSS JOIN: the FTS index first (else SQLite asks it once per row)
+                "SELECT d.uid FROM texts t CROSS JOIN docs d ON d.id = t.rowid"
+                " WHERE texts MATCH ?"
                 f" AND d.uidvalidity = ? AND ({where})", [query, self.uidvalidity, *params])
         else:
             rows = self.owner._query(
                 "SELECT d.uid FROM docs d JOIN texts t ON t.rowid = d.id"
-                f" WHERE d.uidvalidity = ? AND d.texts = 1 AND ({where})",
+                f" WHERE d.uidvalidity = ? AND d.has_texts = 1 AND ({where})",
                 [self.uidvalidity, *params])
         if rows is None:
-            self.texts = set()
+            self.texts.clear()
             return set()
         held = self.texts
         return {uid for (uid,) in rows if isinstance(uid, int) and uid in held}
 
     def add(self, uid: int, fields: str | None, texts: tuple[str, str] | None) -> None:
-        path = self.live.get(uid)
+        if self._paths is None:
+            self._paths = {m.uid: m.path for m in self.messages}
+        path = self._paths.get(uid)
         if path is None:
             return
         if fields is not None and (uid in self.fields or len(fields) > MAX_FIELDS):
