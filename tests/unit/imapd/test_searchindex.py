@@ -327,6 +327,10 @@ def test_unusable_index_falls_back_to_reading(tmp_path: Path) -> None:
     box.loads.clear()
     assert numbers(box, 'BODY "café"', index=folder) == [3, 5]
     assert len(box.loads) == len(box.infos)
+    assert not (tmp_path / SEARCH_INDEX_NAME).exists()  # removed: it is made afresh
+    assert indexed(box, index, 'BODY "café"') == [3, 5]
+    assert indexed(box, index, 'BODY "café"') == [3, 5]
+    assert len(_rows(tmp_path)) == len(box.infos)
 
 
 CHILD = """
