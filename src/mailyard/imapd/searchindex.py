@@ -133,7 +133,7 @@ class SearchIndex:
         self.path = root / SEARCH_INDEX_NAME
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._rows: dict[int, _Rows] = {}  # by UIDVALIDITY, valid until a commit
+        self._rows: dict[int, _Rows] = {}  # by UIDVALIDITY, while data_version holds
 
     # --- the database ----------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -192,10 +192,15 @@ class SearchIndex:
             self._close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (the caller holds the lock)."""
+    def _write(self, keep: int | None = None) -> Iterator[sqlite3.Connection]:
+        """One write transaction (the caller holds the lock).  Our own commits do not
+        change data_version, so the cached rows are dropped, except those of the
+        folder ``keep``, which the caller brings up to date after the commit."""
         db = self._conn()
-        self._rows.clear()  # our own commits do not change data_version
+        kept = self._rows.get(keep) if keep is not None else None
+        self._rows.clear()
+        if kept is not None and keep is not None:
+            self._rows[keep] = kept
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -245,8 +250,12 @@ class SearchIndex:
                     live = {m.uid for m in messages}
                     stale += [r[0] for uid, r in by_uid.items() if uid <= top and uid not in live]
                 if stale:
-                    with self._write() as db:
+                    with self._write(uidvalidity) as db:
                         self._delete(db, stale)
+                    doomed = set(stale)
+                    for uid in [u for u, r in by_uid.items() if r[0] in doomed]:
+                        del by_uid[uid]
+                        checked.pop(uid, None)
             except (sqlite3.Error, OSError) as exc:
                 self._failed(exc)
                 return None
@@ -273,7 +282,7 @@ class SearchIndex:
             return
         with self._lock:
             try:
-                with self._write() as db:
+                with self._write(uidvalidity) as db:
                     rows = []
                     for uid in uids:
                         got = db.execute("SELECT id FROM docs WHERE uidvalidity = ?"
@@ -281,6 +290,11 @@ class SearchIndex:
                         if got is not None:
                             rows.append(got[0])
                     self._delete(db, rows)
+                cached = self._rows.get(uidvalidity)
+                if cached is not None:
+                    for uid in uids:
+                        cached.by_uid.pop(uid, None)
+                        cached.checked.pop(uid, None)
             except (sqlite3.Error, OSError) as exc:
                 self._failed(exc)
 
@@ -314,14 +328,15 @@ class SearchIndex:
         """Write documents (uid, base, fields, texts) in one transaction."""
         with self._lock:
             try:
-                with self._write() as db:
+                written = []
+                with self._write(uidvalidity) as db:
                     for uid, base, fields, texts in docs:
                         # (an upsert with RETURNING is many times slower than this pair)
                         db.execute("INSERT OR IGNORE INTO docs (uidvalidity, uid, base)"
                                    " VALUES (?, ?, ?)", (uidvalidity, uid, base))
-                        rid, has_fields, has_texts = db.execute(
-                            "SELECT id, has_fields, has_texts FROM docs WHERE uidvalidity = ?"
-                            " AND uid = ?", (uidvalidity, uid)).fetchone()
+                        rid, stored, has_fields, has_texts = db.execute(
+                            "SELECT id, base, has_fields, has_texts FROM docs"
+                            " WHERE uidvalidity = ? AND uid = ?", (uidvalidity, uid)).fetchone()
                         if fields is not None and not has_fields:
                             db.execute("INSERT INTO heads (rowid, fields) VALUES (?, ?)",
                                        (rid, fields))
@@ -330,6 +345,14 @@ class SearchIndex:
                             db.execute("INSERT INTO texts (rowid, head, body) VALUES (?, ?, ?)",
                                        (rid, *texts))
                             db.execute("UPDATE docs SET has_texts = 1 WHERE id = ?", (rid,))
+                        written.append((rid, uid, stored,
+                                        int(bool(has_fields) or fields is not None),
+                                        int(bool(has_texts) or texts is not None)))
+                cached = self._rows.get(uidvalidity)
+                if cached is not None:
+                    for row in written:
+                        cached.by_uid[row[1]] = row
+                        cached.checked.pop(row[1], None)
             except (sqlite3.Error, OSError, UnicodeError) as exc:
                 self._failed(exc)
 

@@ -395,3 +395,20 @@ def _safe_rows(root: Path) -> list[tuple[int, int, str, int]]:
         return _rows(root)
     except sqlite3.Error:
         return []
+
+
+def test_two_processes_share_the_file(tmp_path: Path) -> None:
+    """What one process (connection) stores or drops, the other sees at its next
+    search (its cached row list is read again after the other's commit)."""
+    box = corpus()
+    first, second = SearchIndex(tmp_path), SearchIndex(tmp_path)
+    assert indexed(box, first, "SUBJECT report") == [1, 5]
+    assert indexed(box, second, "SUBJECT report") == [1, 5]  # second reads rows once
+    assert indexed(box, first, 'BODY "café"') == [3, 5]  # first stores texts
+    box.loads.clear()
+    assert indexed(box, second, 'BODY "café"') == [3, 5]
+    assert not box.loads  # second answered from what first stored
+    second.forget(UIDVALIDITY, [3])
+    box.loads.clear()
+    assert indexed(box, first, 'BODY "café"') == [3, 5]
+    assert set(box.loads) == {3}  # first saw the row go and read the file again
