@@ -28,7 +28,13 @@ from mailyard.directory.api import DirectoryError
 from mailyard.imapd.accounts import Account
 from mailyard.imapd.fetch import FetchError, fetch_items, needs_message, needs_structure, sets_seen
 from mailyard.imapd.quota import QuotaLimits, QuotaUsage, over_quota, usage
-from mailyard.imapd.search import SearchContext, SearchTimeout, search, search_modseq
+from mailyard.imapd.search import (
+    SearchContext,
+    SearchTimeout,
+    search,
+    search_modseq,
+    uses_string_keys,
+)
 from mailyard.imapd.sort import sort
 from mailyard.imapd.thread import render_threads, thread
 from mailyard.imapd.view import BadSequence, MailboxView, Notify, flag_atoms
@@ -41,7 +47,6 @@ from mailyard.proto.imap.commands import (
     Fetch,
     FetchAttribute,
     Search,
-    SearchKey,
     Select,
     Sort,
     Store,
@@ -546,7 +551,7 @@ class MailSession:
         paths = {m.uid: m.path for m in messages}
         key = cmd.criteria if isinstance(cmd, Search) else cmd.search
         index = None
-        if _has_string_key(key):
+        if uses_string_keys(key):
             index = self.account.search_index().folder(uidvalidity, messages)
         ctx = SearchContext(messages, lambda uid: _load(paths, uid), highest,
                             frozenset(self.saved), deadline,
@@ -604,20 +609,6 @@ class MailSession:
             results.append(("MODSEQ", modseq))
         tag = self.conn.pending.tag if self.conn.pending is not None else None
         return [resp.esearch(tag, cmd.uid, results)], saved
-
-
-_STRING_KEYS = frozenset({"FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER", "BODY", "TEXT"})
-
-
-def _has_string_key(key: SearchKey) -> bool:
-    """Whether a search program has a key the search index answers."""
-    stack = [key]
-    while stack:
-        node = stack.pop()
-        if node.name in _STRING_KEYS:
-            return True
-        stack.extend(a for a in node.args if isinstance(a, SearchKey))
-    return False
 
 
 def _load(paths: dict[int, Path], uid: int, header: bool = False) -> bytes:

@@ -72,7 +72,7 @@ from mailyard.store.index import MessageInfo
 __all__ = [
     "MAX_NESTING", "SearchContext", "SearchIndex", "SearchTimeout", "field_matches",
     "fields_document", "header_fields", "internal_day", "search", "search_modseq",
-    "texts_document",
+    "texts_document", "uses_string_keys",
 ]
 
 MAX_NESTING = 100
@@ -525,6 +525,20 @@ def search(key: SearchKey, ctx: SearchContext) -> list[int]:
                 m.fields_document()  # the file is read: its fields cost little more
             index.add(m.info.uid, m.document, m.texts)
     return out
+
+
+_STRING_KEYS = frozenset({"FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER", "BODY", "TEXT"})
+
+
+def uses_string_keys(key: SearchKey) -> bool:
+    """Whether a search program has a key the search index answers."""
+    stack = [key]
+    while stack:
+        node = stack.pop()
+        if node.name in _STRING_KEYS:
+            return True
+        stack.extend(a for a in node.args if isinstance(a, SearchKey))
+    return False
 
 
 def search_modseq(key: SearchKey, matches: Sequence[int], ctx: SearchContext) -> int | None:
