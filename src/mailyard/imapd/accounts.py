@@ -21,10 +21,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailyard.fs import fsync_dir
+from mailyard.imapd.searchindex import SearchIndex
 from mailyard.store.index import Changes, CurState, FolderNotFound, FolderState, MailboxIndex
 from mailyard.store.maildir import MaildirStore
 
@@ -63,6 +65,34 @@ class Account:
     index: MailboxIndex
     sessions: int = 0
     _states: dict[str, FolderState] = field(default_factory=dict)
+    _search: SearchIndex | None = None
+    _search_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def search_index(self) -> SearchIndex:
+        """The user's search index, opened on first use; rows of folders that no
+        longer exist are dropped then."""
+        with self._search_lock:
+            return self._open_search()
+
+    def _open_search(self) -> SearchIndex:
+        if self._search is None:
+            search = SearchIndex(self.root)
+            live = []
+            try:
+                for folder in self.index.list_folders():
+                    with suppress(FolderNotFound):  # never indexed: no row names it
+                        live.append(self.index.header(folder.name)[0])
+            except OSError:
+                pass  # pruned another time
+            else:
+                search.prune(live)
+            self._search = search
+        return self._search
+
+    def close(self) -> None:
+        self.index.close()
+        if self._search is not None:
+            self._search.close()
 
     def new_mail(self, name: str) -> bool:
         return has_entries(self.index.maildir(name).path / "new")
@@ -161,7 +191,7 @@ class Accounts:
             self._idle.pop(address, None)
             doomed = self._expired()
         for old in doomed:
-            old.index.close()
+            old.close()
         return account
 
     def release(self, account: Account) -> None:
@@ -171,7 +201,7 @@ class Accounts:
                 self._idle[account.address] = self.clock()
             doomed = self._expired()
         for old in doomed:
-            old.index.close()
+            old.close()
 
     def _expired(self) -> list[Account]:
         now = self.clock()
@@ -190,4 +220,4 @@ class Accounts:
             self._open.clear()
             self._idle.clear()
         for account in accounts:
-            account.index.close()
+            account.close()

@@ -37,7 +37,13 @@ from mailyard.imapd.fetch import (
     wire_items,
 )
 from mailyard.imapd.quota import QuotaLimits, QuotaUsage, over_quota, usage
-from mailyard.imapd.search import SearchContext, SearchTimeout, search, search_modseq
+from mailyard.imapd.search import (
+    SearchContext,
+    SearchTimeout,
+    search,
+    search_modseq,
+    uses_string_keys,
+)
 from mailyard.imapd.sort import sort
 from mailyard.imapd.thread import render_threads, thread
 from mailyard.imapd.view import BadSequence, MailboxView, Notify, flag_atoms
@@ -265,6 +271,7 @@ class MailSession:
                     gone = []
                 if gone:
                     self.changed_here()
+                    await self.unindex(view.uidvalidity, gone)
             self.leave()
             self.done(event, "OK", f"{name} completed")
         else:
@@ -503,6 +510,7 @@ class MailSession:
                 self.conn.respond(resp.untagged_status("OK", "Moved", code))
             view.removed(u for u, _ in result.uids)
             self.changed_here()
+            await self.unindex(view.uidvalidity, [u for u, _ in result.uids])
             await self.finish(event, text="MOVE completed")
         else:
             await self.finish(event, text="COPY completed", code=code, expunges=cmd.uid)
@@ -524,9 +532,18 @@ class MailSession:
         view.removed(gone)
         if gone:
             self.changed_here()
+            await self.unindex(view.uidvalidity, gone)
         await self.finish(event, text="EXPUNGE completed")
 
     # --- SEARCH / SORT / THREAD ---------------------------------------------------------
+
+    async def unindex(self, uidvalidity: int, uids: Sequence[int]) -> None:
+        """Drop expunged or moved messages from the search index (a search of the
+        folder would drop them too; this frees the space at once)."""
+        await self.blocking(self._unindex, uidvalidity, list(uids))
+
+    def _unindex(self, uidvalidity: int, uids: list[int]) -> None:
+        self.account.search_index().forget(uidvalidity, uids)
 
     async def search(self, event: SearchRequested) -> None:
         view = self.view
@@ -537,7 +554,7 @@ class MailSession:
         deadline = time.monotonic() + self.limits.search_budget
         try:
             out, saved = await self.blocking(self._search, cmd, view.name, messages,
-                                             view.highestmodseq, deadline)
+                                             view.highestmodseq, deadline, view.uidvalidity)
         except SearchTimeout:
             self.done(event, "NO", "Search took too long", "LIMIT")
             return
@@ -552,15 +569,23 @@ class MailSession:
         await self.finish(event, text=f"{cmd.name} completed", expunges=cmd.uid)
 
     def _search(self, cmd: Search | Sort | Thread, name: str, messages: list[MessageInfo],
-                highest: int, deadline: float) -> tuple[list[bytes], tuple[int, ...] | None]:
+                highest: int, deadline: float, uidvalidity: int
+                ) -> tuple[list[bytes], tuple[int, ...] | None]:
         """Blocking: the untagged responses of SEARCH/SORT/THREAD, and the UIDs to
         save as ``$`` (RFC 5182) or None."""
         paths = {m.uid: m.path for m in messages}
+        key = cmd.criteria if isinstance(cmd, Search) else cmd.search
+        index = None
+        if uses_string_keys(key):
+            index = self.account.search_index().folder(uidvalidity, messages)
         ctx = SearchContext(messages, lambda uid: _load(paths, uid), highest,
                             frozenset(self.saved), deadline,
-                            load_header=lambda uid: _load(paths, uid, header=True))
-        key = cmd.criteria if isinstance(cmd, Search) else cmd.search
-        matches = search(key, ctx)
+                            load_header=lambda uid: _load(paths, uid, header=True), index=index)
+        try:
+            matches = search(key, ctx)
+        finally:
+            if index is not None:
+                index.close()  # what was read is kept, also when the deadline stopped it
 
         def number(i: int) -> int:
             return messages[i].uid if cmd.uid else i + 1
