@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from mailyard.arc.chain import ArcSealer
 from mailyard.arc.forward import forward_seal
@@ -62,12 +62,27 @@ from mailyard.queue.api import (
 )
 from mailyard.tlsrpt.sender import ReportSender
 
+if TYPE_CHECKING:
+    from mailyard.dmarc.sender import DmarcReportSender
+
 log = logging.getLogger("mailyard.delivery")
 
 CLAIM_BATCH = 200
 IDLE_POLL = 1.0
 LOCAL_THREADS = 8
 _COPY_CHUNK = 256 * 1024
+
+
+def _dmarc_sender(config: Config, outbound: OutboundDelivery, ingest: Ingest,
+                  clock: Callable[[], float]) -> DmarcReportSender | None:
+    """The DMARC report sender when ``[dmarc] reports`` is on."""
+    if not (config.dmarc.enabled and config.dmarc.reports):
+        return None
+    from mailyard.dmarc.evalstore import EvaluationStore
+    from mailyard.dmarc.sender import DmarcReportSender
+
+    return DmarcReportSender(config, EvaluationStore.in_data_dir(config.data_path),
+                             outbound.resolver, ingest, clock)
 
 
 class Dispatcher:
@@ -89,6 +104,7 @@ class Dispatcher:
             outcomes.metrics = metrics
         self.tls_reports = (ReportSender(config, outcomes, self.outbound.resolver, ingest, clock)
                             if outcomes is not None and config.tls_rpt.send_reports else None)
+        self.dmarc_reports = _dmarc_sender(config, self.outbound, ingest, clock)
         self.policy = AttemptPolicy(config, queue, ingest, clock)
         self.executor = ThreadPoolExecutor(max_workers=LOCAL_THREADS,
                                            thread_name_prefix="local-delivery")
@@ -114,6 +130,8 @@ class Dispatcher:
                 claimed = await self.claim_round()
             if self.tls_reports is not None and self.tls_reports.due():
                 self._spawn(self._send_tls_reports(self.tls_reports))
+            if self.dmarc_reports is not None and self.dmarc_reports.due():
+                self._spawn(self._send_dmarc_reports(self.dmarc_reports))
             if claimed < CLAIM_BATCH or len(self.active) >= self.config.delivery.active_window:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
@@ -177,6 +195,14 @@ class Dispatcher:
             await sender.send_due()
         except (sqlite3.Error, OSError, StorageError) as exc:
             log_event(log, "TLS reports not sent", level=logging.WARNING,
+                      error=f"{type(exc).__name__}: {exc}")
+
+    async def _send_dmarc_reports(self, sender: DmarcReportSender) -> None:
+        """The DMARC aggregate reports (RFC 7489 7.2), through ingest like any mail."""
+        try:
+            await sender.send_due()
+        except (sqlite3.Error, OSError, StorageError) as exc:
+            log_event(log, "DMARC reports not sent", level=logging.WARNING,
                       error=f"{type(exc).__name__}: {exc}")
 
     async def stop(self) -> None:
