@@ -289,10 +289,45 @@ class Dispatcher:
         results = await self.local_batches.deliver(entry, recipients,
                                                    self.open_content(entry.qid))
         out: list[AttemptResult] = []
+        reports = False
         for r, result in zip(recipients, results, strict=True):
             forwarded = await self.forward(entry, r, result.external)
             out.append(_local_attempt(r, result, forwarded))
+            reports = reports or (result.status is AttemptStatus.DELIVERED
+                                  and self._report_mailbox(r.address))
+        if reports:  # before the entry is finished: its content is still there
+            await self.import_dmarc_reports(entry)
         return out
+
+    def _report_mailbox(self, address: str) -> bool:
+        """Is this the address our domains publish in their DMARC ``rua``?"""
+        mailbox = self.config.dmarc.report_mailbox
+        return bool(mailbox) and split_address(address)[0].lower() == mailbox.lower()
+
+    async def import_dmarc_reports(self, entry: QueueEntry) -> None:
+        """Aggregate reports delivered to ``[dmarc] report_mailbox`` go into the
+        report store as well (the message stays in the mailbox)."""
+        from mailyard.dmarc.reports import MAX_ATTACHMENT
+        from mailyard.services.dmarc_reports import import_dmarc_reports
+
+        if entry.size > 2 * MAX_ATTACHMENT:  # base64 of the largest attachment we read
+            log_event(log, "DMARC report too large to import", qid=entry.qid, size=entry.size)
+            return
+
+        def run() -> None:
+            with self.queue.open_content(entry.qid) as content:
+                data = content.read(2 * MAX_ATTACHMENT + 1)
+            (outcome,) = import_dmarc_reports(self.config.data_path, [(entry.qid, data)],
+                                              self.clock())
+            log_event(log, "DMARC reports imported", qid=entry.qid, sender=entry.envelope.sender,
+                      stored=outcome.stored, duplicates=outcome.duplicates,
+                      errors="; ".join(outcome.errors))
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        except (sqlite3.Error, OSError, StorageError) as exc:
+            log_event(log, "DMARC reports not imported", level=logging.WARNING, qid=entry.qid,
+                      error=f"{type(exc).__name__}: {exc}")
 
     def arc_sealer(self, domain: str) -> ArcSealer | None:
         """The sealer of forwards from ``domain`` (``[forwarding] arc``): its active RSA
