@@ -174,6 +174,11 @@ class InboundChecks:
         if evaluation is not None:
             self.recorder.note(evaluation)
 
+    async def aclose(self) -> None:
+        """Write the evaluations counted but not yet recorded (at shutdown)."""
+        if self.recorder is not None:
+            await self.recorder.aclose()
+
     def fields(self, verdict: Verdict) -> bytes:
         """What goes to the prepend section; raises IngestRefused for a DMARC reject."""
         action = verdict.action()
