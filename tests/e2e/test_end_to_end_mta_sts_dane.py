@@ -27,14 +27,16 @@ from mailyard.queue.spool import FileSpool
 from mailyard.queue.threaded import ThreadedSpool
 from mailyard.tls import server_context
 from mailyard.tlsrpt.store import TlsOutcomes
-from tests.e2e.test_outbound_mta_sts_dane import (  # noqa: F401 (world is a fixture)
+from tests.e2e.test_outbound_mta_sts_dane import (
+    POLICY_ID,
+    Net,
     policy,
     serve_policy,
     spki_sha256,
     tls_mx,
-    world,
 )
 from tests.support.certs import make_ca
+from tests.support.dnsserver import DnsTestServer
 from tests.support.fake_smtp import FakeSmtpServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90),
@@ -42,6 +44,21 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90),
 
 CONTENT = b"From: s@origin.test\r\nSubject: t\r\n\r\nhello\r\n"
 ENVELOPE = Envelope("s@origin.test", (Recipient("r@dest.test"),))
+
+
+@pytest.fixture
+def world(tmp_path):  # type: ignore[no-untyped-def]
+    """The loopback addresses, a test CA and the DNS server with the MTA-STS names."""
+    net = Net()
+    ca = make_ca(tmp_path)
+    zones = {
+        "_mta-sts.dest.test": {"TXT": [f"v=STSv1; id={POLICY_ID}"]},
+        "mta-sts.dest.test": {"A": [net.https]},
+        "mx1.dest.test": {"A": [net.mx1]},
+        "mx2.dest.test": {"A": [net.mx2]},
+    }
+    with DnsTestServer(zones) as dns:
+        yield net, ca, dns
 
 
 def config_for(tmp_path: Path, dns, port: int, ca_file: str,  # type: ignore[no-untyped-def]

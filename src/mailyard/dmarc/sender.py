@@ -78,7 +78,7 @@ class DmarcReportSender:
         psl = settings.public_suffix_list
         self.suffixes = suffixes or functools.cache(lambda: load_public_suffixes(psl))
         self._next_close = self._period_end(clock()) + self.interval
-        self._next_retry = math.inf
+        self._next_retry = clock()  # batches left by an earlier run are tried at start
         self._last_batch = 0
 
     def _period_end(self, now: float) -> float:
