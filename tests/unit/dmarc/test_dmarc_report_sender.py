@@ -8,6 +8,7 @@ import asyncio
 import email
 import email.policy
 import gzip
+import json
 
 from mailyard.config import Config, DmarcConfig
 from mailyard.dmarc.aggregate import AuthEntry, Evaluation, PublishedPolicy
@@ -149,3 +150,31 @@ def test_size_limit_and_dns_failure(tmp_path) -> None:
     assert not sender.due()
     clock[0] += 601
     assert sender.due()
+
+
+def test_cli_lists_the_reports_sent(tmp_path, capsys) -> None:
+    from mailyard.cli.main import main
+    from mailyard.dmarc.evalstore import SentReport
+
+    data = tmp_path / "data"
+    data.mkdir()
+    config = tmp_path / "mailyard.toml"
+    config.write_text(f'hostname = "mx.example.test"\ndata_dir = "{data}"\n')
+    assert main(["report", "dmarc", "--sent", "--config", str(config)]) == 0
+    assert "No DMARC aggregate reports sent." in capsys.readouterr().out
+    store = EvaluationStore.in_data_dir(data)
+    store.add({facts("a.example"): [3, DAY1, DAY1]})
+    store.close_batch(int(DAY1 + 60))
+    store.done(int(DAY1 + 60), "a.example", SentReport(
+        DAY1 + 61, "a.example", "r1", int(DAY1), int(DAY1 + 60), 3, ("agg@a.example",),
+        "queued"))
+    store.close()
+    assert main(["report", "dmarc", "--sent", "--config", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["SENT", "(UTC)", "DOMAIN", "MSGS"]
+    assert lines[1].split()[2:] == ["a.example", "3", "agg@a.example"]
+    assert main(["report", "dmarc", "--sent", "--json", "--domain", "A.example.",
+                 "--config", str(config)]) == 0
+    [sent] = json.loads(capsys.readouterr().out)
+    assert (sent["report_id"], sent["recipients"], sent["messages"]) == (
+        "r1", ["agg@a.example"], 3)
