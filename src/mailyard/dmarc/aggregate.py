@@ -27,7 +27,7 @@ import gzip
 import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from xml.etree.ElementTree import Element, SubElement, tostring
@@ -76,6 +76,9 @@ class PublishedPolicy:
         sub = record.subdomain_policy or record.policy
         return cls(str(record.policy), str(sub), record.pct, str(record.adkim),
                    str(record.aspf), ":".join(record.fo))
+
+
+_ANY_POLICY = PublishedPolicy("none", "none")
 
 
 @dataclass(frozen=True)
@@ -171,10 +174,7 @@ def _merged(rows: Iterable[CountedEvaluation]) -> list[tuple[Evaluation, int]]:
     """Rows that differ only in the published policy are one report row."""
     counts: dict[Evaluation, int] = {}
     for row in rows:
-        key = row.evaluation
-        key = Evaluation(key.policy_domain, key.header_from, key.source_ip, key.envelope_from,
-                         key.disposition, key.dkim, key.spf, key.reasons, key.auth,
-                         PublishedPolicy("none", "none"))
+        key = replace(row.evaluation, policy=_ANY_POLICY)
         counts[key] = counts.get(key, 0) + row.count
     return sorted(counts.items(), key=lambda item: (-item[1], item[0].source_ip,
                                                     item[0].header_from))

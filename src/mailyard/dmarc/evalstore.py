@@ -26,7 +26,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -280,6 +280,3 @@ class EvaluationRecorder:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.flush()
 
-
-def counted(rows: Iterable[CountedEvaluation]) -> int:
-    return sum(r.count for r in rows)
