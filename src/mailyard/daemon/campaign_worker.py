@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -46,10 +47,8 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
     while not (config.data_path / BULK_DB).exists():
         if stop.is_set():
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), WAIT_FOR_DB)
-        except TimeoutError:
-            pass
     try:
         contacts = open_contacts(config)
         settings = send_settings(config)

@@ -197,13 +197,13 @@ class RecipientStore:
         rows = self.db.conn().execute(
             "SELECT domain, count(*) FROM campaign_recipients WHERE campaign_id = ? "
             f"AND state IN ('queued', 'sending') AND domain IN ({','.join('?' * len(wanted))}) "
-            "AND updated >= ? GROUP BY domain", (campaign_id, *wanted, since))
+            "AND updated > ? GROUP BY domain", (campaign_id, *wanted, since))
         return {r[0]: r[1] for r in rows}
 
     def oldest_in_window(self, campaign_id: int, domain: str, since: float) -> float | None:
         row = self.db.conn().execute(
             "SELECT min(updated) FROM campaign_recipients WHERE campaign_id = ? AND "
-            "domain = ? AND state = 'queued' AND updated >= ?",
+            "domain = ? AND state = 'queued' AND updated > ?",
             (campaign_id, domain, since)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 

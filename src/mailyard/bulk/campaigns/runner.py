@@ -144,11 +144,11 @@ class CampaignRunner:
 
     # --- one campaign -------------------------------------------------------------------
     async def work(self, campaign: Campaign, stop: asyncio.Event | None = None) -> bool:
-        progress = self._claim(campaign)
-        if progress is None:
-            return False
         try:
             mailer = self._mailer(campaign)
+            progress = self._claim(campaign)
+            if progress is None:
+                return False
             if campaign.id not in self._settled:
                 await self._settle(campaign.id)
                 self._settled.add(campaign.id)
@@ -261,7 +261,7 @@ class CampaignRunner:
             pacer = self._pacers[campaign.id] = Pacer(campaign.spec.rate_per_minute, now)
         allowance = pacer.allowance(now, self.batch)
         if allowance <= 0:
-            await self.sleep(min(pacer.wait(now), SLICE))
+            await self.sleep(min(max(pacer.wait(now), 0.01), SLICE))
             return 0 if pacer.wait(self.clock()) > 0 else 1
         caps = normalise_caps(campaign.spec.domain_caps)
         left = remaining(caps, self.recipients.sent_since(campaign.id, caps, now - HOUR))

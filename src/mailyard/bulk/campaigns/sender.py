@@ -135,6 +135,9 @@ def winner_due(phase_at: float | None, test: AbTest, now: float) -> bool:
     return phase_at is not None and now >= phase_at + test.wait_hours * 3600
 
 
+_EPSILON = 1e-6  # rounding of times near 1.7e9 must not leave a token at 0.9999999
+
+
 class Pacer:
     """The overall rate: a token bucket of ``rate_per_minute`` (0: unlimited)."""
 
@@ -154,7 +157,7 @@ class Pacer:
         if self.rate <= 0:
             return want
         self._fill(now)
-        return min(want, int(self.tokens))
+        return min(want, int(self.tokens + _EPSILON))
 
     def spend(self, count: int) -> None:
         if self.rate > 0:
@@ -165,7 +168,7 @@ class Pacer:
         if self.rate <= 0:
             return 0.0
         self._fill(now)
-        missing = 1.0 - self.tokens
+        missing = 1.0 - self.tokens - _EPSILON
         return 0.0 if missing <= 0 else missing * 60.0 / self.rate
 
 
