@@ -2,7 +2,8 @@
 campaign message carries.
 
 * envelope sender: the VERP address of (campaign, contact) (:mod:`mailyard.feedback.verp`);
-* ``List-Unsubscribe``: the https one-click link (``/u/<token>``) and
+* ``List-Unsubscribe``: the https one-click link (``/u/<token>``; left out when the
+  public URL is plain http, since RFC 8058 requires https) and
   ``mailto:<unsubscribe_prefix>+<the envelope sender's token>@<bounce domain>``, with
   ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058);
 * ``List-Id: <list>.<bounce domain>`` (the first of the campaign's lists the contact is
@@ -98,8 +99,10 @@ class CampaignMailer:
         target = CampaignRecipient(self.campaign.id, contact_id)
         sender = verp_address(target, s.verp_key, s.bounce_domain, prefix=s.bounce_prefix)
         token = encode_token(target, s.verp_key)
+        unsubscribe_url = self.tracker.unsubscribe_url(contact_id)
         lists = ListHeaders(
-            unsubscribe_url=self.tracker.unsubscribe_url(contact_id),
+            # RFC 8058 one-click needs https: over plain http only the mailto is given.
+            unsubscribe_url=unsubscribe_url if unsubscribe_url.startswith("https:") else None,
             unsubscribe_mailto=(f"mailto:{s.unsubscribe_prefix}{DELIMITER}{token}"
                                 f"@{s.bounce_domain}"),
             list_id=f"{list_name}.{s.bounce_domain}" if list_name else None,
@@ -110,7 +113,7 @@ class CampaignMailer:
                                 self.reply_to, lists)
         tracking = self.tracker.for_contact(contact_id) if self.campaign.spec.tracking else None
         built = compose(self.template(variant), ContactFields(address, name, attributes),
-                        envelope, unsubscribe_url=lists.unsubscribe_url or "",
+                        envelope, unsubscribe_url=unsubscribe_url,
                         tracking=tracking)
         if isinstance(built, RenderFailure):
             return built
