@@ -26,9 +26,22 @@ from mailyard.obs import log_event, setup_logging
 log = logging.getLogger("mailyard.campaigns")
 
 WAIT_FOR_DB = 1.0  # seconds between looks for bulk.db
+BULK_DB = "bulk.db"  # mailyard.services.setup.BULK_DB, not imported while idle
 
 
 async def run_campaign_worker(config: Config, notify_fd: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Nothing heavy is imported before there are contacts: a server that sends no
+    # campaigns pays for a small idle process only.
+    while not (config.data_path / BULK_DB).exists():
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WAIT_FOR_DB)
+
     from mailyard.bulk.campaigns.compose import send_settings
     from mailyard.bulk.campaigns.recipients import RecipientStore
     from mailyard.bulk.campaigns.runner import CampaignRunner, Queue
@@ -38,19 +51,11 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
     from mailyard.ingest.pipeline import ingest_for
     from mailyard.queue.identity import ProcessIdentity, owner_is_dead
     from mailyard.queue.spool import FileSpool
-    from mailyard.services.setup import BULK_DB, open_campaign_store, open_contacts
+    from mailyard.services import setup
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    while not (config.data_path / BULK_DB).exists():
-        if stop.is_set():
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), WAIT_FOR_DB)
+    assert setup.BULK_DB == BULK_DB
     try:
-        contacts = open_contacts(config)
+        contacts = setup.open_contacts(config)
         settings = send_settings(config)
     except ServerSecretError as exc:
         log_event(log, "campaign worker cannot start", level=logging.ERROR, error=str(exc))
@@ -59,7 +64,7 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
     assert isinstance(store, SqliteContactStore)
     spool = FileSpool(config.data_path / "queue", config.hostname)
     notify = QueueNotifier(notify_fd)
-    runner = CampaignRunner(open_campaign_store(contacts), RecipientStore(store.db),
+    runner = CampaignRunner(setup.open_campaign_store(contacts), RecipientStore(store.db),
                             store.digest, ingest_for(config, spool),
                             Queue(spool.submitted, spool.sweep, notify), settings,
                             ProcessIdentity.current().token, owner_is_dead)
