@@ -123,6 +123,8 @@ MIGRATIONS = (
     CREATE INDEX campaign_recipients_state
         ON campaign_recipients(campaign_id, state, sample, contact_id);
     CREATE INDEX campaign_recipients_contact ON campaign_recipients(contact_id);
+    CREATE INDEX campaign_recipients_domain
+        ON campaign_recipients(campaign_id, domain, updated);
     CREATE TABLE campaign_progress (
         campaign_id INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
         cursor INTEGER NOT NULL DEFAULT 0,

@@ -245,16 +245,15 @@ class CampaignRunner:
                       results=";".join(f"{r.variant}:{r.engaged}/{r.sent}" for r in results))
             return None
         sample = {Phase.SAMPLE: True, Phase.REST: False}.get(phase)
-        if self.recipients.left(campaign.id, sample=sample) == 0:
-            if phase is Phase.SAMPLE:
-                self.recipients.set_phase(campaign.id, Phase.WAITING, now)
-                log_event(log, "campaign A/B sample queued", campaign=campaign.id)
-            else:
-                self.campaigns.move(campaign.id, CampaignState.SENDING,
-                                    CampaignState.FINISHED, now)
-                log_event(log, "campaign finished", campaign=campaign.id,
-                          counts=_counts(self.recipients.counts(campaign.id)))
-                self._forget(campaign.id)
+        caps = normalise_caps(campaign.spec.domain_caps)
+        left = remaining(caps, self.recipients.sent_since(campaign.id, caps, now - HOUR))
+        full = {d for d, n in left.items() if n <= 0}
+        candidates = self.recipients.candidates(campaign.id, sample=sample, full=full,
+                                                limit=self.batch * 4)
+        if not candidates:
+            if self.recipients.left(campaign.id, sample=sample):
+                return 0  # everything left waits for a domain's hour to pass
+            self._phase_done(campaign, phase, now)
             return None
         pacer = self._pacers.get(campaign.id)
         if pacer is None:
@@ -263,19 +262,24 @@ class CampaignRunner:
         if allowance <= 0:
             await self.sleep(min(max(pacer.wait(now), 0.01), SLICE))
             return 0 if pacer.wait(self.clock()) > 0 else 1
-        caps = normalise_caps(campaign.spec.domain_caps)
-        left = remaining(caps, self.recipients.sent_since(campaign.id, caps, now - HOUR))
-        full = {d for d, n in left.items() if n <= 0}
-        candidates = self.recipients.candidates(campaign.id, sample=sample, full=full,
-                                                limit=allowance * 4)
         chosen = admit(candidates, left, allowance)
-        if not chosen:
-            return 0  # everything left waits for a domain's hour to pass
         chosen_subject = progress.winner if phase is Phase.REST else None
         sent = await self._send(campaign, mailer, [c.contact_id for c in chosen],
                                 chosen_subject)
         pacer.spend(sent)
         return sent
+
+    def _phase_done(self, campaign: Campaign, phase: Phase, now: float) -> None:
+        """Every recipient of the phase is settled: wait for the A/B winner, or the
+        campaign is finished."""
+        if phase is Phase.SAMPLE:
+            self.recipients.set_phase(campaign.id, Phase.WAITING, now)
+            log_event(log, "campaign A/B sample queued", campaign=campaign.id)
+            return
+        self.campaigns.move(campaign.id, CampaignState.SENDING, CampaignState.FINISHED, now)
+        log_event(log, "campaign finished", campaign=campaign.id,
+                  counts=_counts(self.recipients.counts(campaign.id)))
+        self._forget(campaign.id)
 
     async def _send(self, campaign: Campaign, mailer: CampaignMailer,
                     contact_ids: list[int], winner: int | None) -> int:
