@@ -291,7 +291,11 @@ class CampaignRunner:
         seen = {r.contact_id for r in found}
         result.excluded += [(c, "erased") for c in contact_ids if c not in seen]
         suppressed = audience.suppressed([r.address for r in found])
-        ready: list[tuple[Recipient, Composed, int | None]] = []
+        # Each message goes to ingest as soon as it is made, so its commit (fsync, in
+        # the spool's threads) overlaps with rendering the next ones.
+        slots = asyncio.Semaphore(CONCURRENCY)
+        failed: list[int] = []
+        tasks: list[asyncio.Task[None]] = []
         for r in found:
             if not r.active:
                 result.excluded.append((r.contact_id, "blocked"))
@@ -307,12 +311,15 @@ class CampaignRunner:
                                        list_name, variant, now)
                 if isinstance(built, RenderFailure):
                     result.skipped.append((r.contact_id, str(built)))
-                else:
-                    ready.append((r, built, variant))
-        first, urls = mailer.new_links()
-        if urls:  # stored before any message that carries them is queued
-            self.campaigns.add_links(campaign.id, first, urls)
-        failed = await self._submit_all(campaign, ready, result)
+                    continue
+                first, urls = mailer.new_links()
+                if urls:  # stored before any message that carries them is queued
+                    self.campaigns.add_links(campaign.id, first, urls)
+                await slots.acquire()
+                tasks.append(asyncio.create_task(
+                    self._submit(campaign, r, built, variant, result, failed, slots)))
+                await asyncio.sleep(0)  # let it run up to its commit
+        await asyncio.gather(*tasks)
         self.recipients.finish_batch(campaign.id, result, self.clock())
         if failed:
             self.recipients.unsent(campaign.id, failed, self.clock())
@@ -320,31 +327,25 @@ class CampaignRunner:
             self.queue.notify(qid)
         return len(result.queued)
 
-    async def _submit_all(self, campaign: Campaign,
-                          ready: list[tuple[Recipient, Composed, int | None]],
-                          result: BatchResult) -> list[int]:
-        """Hands the messages to ingest, CONCURRENCY at a time; returns the contacts
-        whose message could not be stored (left for a later batch)."""
-        slots = asyncio.Semaphore(CONCURRENCY)
-        failed: list[int] = []
-
-        async def one(r: Recipient, composed: Composed, variant: int | None) -> None:
-            async with slots:
-                try:
-                    qid = await self.ingest.submit(
-                        self._submission(campaign, r, composed), composed.message.data)
-                except IngestRefused as exc:
-                    result.skipped.append((r.contact_id, f"refused: {exc.reply}"))
-                    return
-                except StorageError as exc:
-                    log_event(log, "campaign message not queued", level=logging.ERROR,
-                              campaign=campaign.id, contact=r.contact_id, error=str(exc))
-                    failed.append(r.contact_id)
-                    return
-                result.queued.append((r, qid, variant))
-
-        await asyncio.gather(*(one(*item) for item in ready))
-        return failed
+    async def _submit(self, campaign: Campaign, r: Recipient, composed: Composed,
+                      variant: int | None, result: BatchResult, failed: list[int],
+                      slots: asyncio.Semaphore) -> None:
+        """Hands one message to ingest; a refusal skips the contact, a storage failure
+        leaves it for a later batch (``failed``)."""
+        try:
+            qid = await self.ingest.submit(self._submission(campaign, r, composed),
+                                           composed.message.data)
+        except IngestRefused as exc:
+            result.skipped.append((r.contact_id, f"refused: {exc.reply}"))
+            return
+        except StorageError as exc:
+            log_event(log, "campaign message not queued", level=logging.ERROR,
+                      campaign=campaign.id, contact=r.contact_id, error=str(exc))
+            failed.append(r.contact_id)
+            return
+        finally:
+            slots.release()
+        result.queued.append((r, qid, variant))
 
     def _submission(self, campaign: Campaign, r: Recipient, composed: Composed) -> Submission:
         data = composed.message
