@@ -26,7 +26,8 @@ from mailyard.proto.smtp.replies import Reply
 SETTINGS = SendSettings("https://mail.example.org", "bounce.example.org", "mx.example.org",
                         b"v" * 32, b"t" * 32, b"s" * 32)
 HTML = ('<html><body><p>Hello {{ name }}</p><a href="https://example.com/a">a</a>'
-        '<a href="https://example.com/b?c={{ attributes.code }}">b</a></body></html>')
+        '<a href="https://example.com/b?c={{ attributes.code }}">b</a>'
+        '<a href="{{ unsubscribe_url }}">unsubscribe</a></body></html>')
 
 
 class Crash(Exception):
@@ -188,7 +189,8 @@ def test_campaign_sent_once_to_each_with_its_headers(env):
     html = msg.get_body(("html",)).get_content()
     assert "https://mail.example.org/t/c/" in html and "/t/o/" in html
     # Links are stored (before queueing): a, then one per personalised b.
-    assert campaigns.links(c.id)[:2] == ["https://example.com/a", "https://example.com/b?c=x1"]
+    assert campaigns.links(c.id) == ["https://example.com/a", "https://example.com/b?c=x1"]
+    assert 'href="https://mail.example.org/u/' in html  # our own link, not a click
     ids = {m["Message-ID"] for m in (email.message_from_bytes(x) for _, x in fake.messages)}
     assert len(ids) == 30
 

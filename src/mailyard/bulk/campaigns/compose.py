@@ -35,6 +35,7 @@ from mailyard.bulk.templates.render import (
     ContactFields,
     RenderFailure,
     TemplateSource,
+    Tracking,
 )
 from mailyard.bulk.tracking import CampaignLinks, CampaignTracker, TokenSigner
 from mailyard.config import Config
@@ -111,13 +112,22 @@ class CampaignMailer:
         envelope = MimeEnvelope(self.from_box, now,
                                 message_id(self.campaign.id, contact_id, domain, s.id_salt),
                                 self.reply_to, lists)
-        tracking = self.tracker.for_contact(contact_id) if self.campaign.spec.tracking else None
+        tracking = self._tracking(contact_id) if self.campaign.spec.tracking else None
         built = compose(self.template(variant), ContactFields(address, name, attributes),
                         envelope, unsubscribe_url=unsubscribe_url,
                         tracking=tracking)
         if isinstance(built, RenderFailure):
             return built
         return Composed(sender, built)
+
+    def _tracking(self, contact_id: int) -> Tracking:
+        """The contact's tracking hooks; our own links (the unsubscribe page, unique
+        per contact) are left as they are, not counted as clicks nor stored."""
+        own = self.tracker.public_url + "/"
+
+        def rewrite(url: str) -> str:
+            return url if url.startswith(own) else self.tracker.click_url(contact_id, url)
+        return Tracking(links=rewrite, open_pixel_url=self.tracker.open_url(contact_id))
 
     def new_links(self) -> tuple[int, tuple[str, ...]]:
         """Links met since the last call: (index of the first, urls), to store before
