@@ -33,7 +33,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailyard.bulk.campaigns.audience import Audience, AudienceError
 from mailyard.bulk.campaigns.compose import CampaignMailer, Composed, SendSettings
@@ -78,6 +78,20 @@ class Queue:
     notify: Callable[[str], None]  # a message was queued (wakes the dispatcher)
 
 
+@dataclass
+class _Batch:
+    """One batch of recipients on its way to the queue."""
+
+    audience: Audience
+    suppressed: set[str]
+    winner: int | None  # the A/B winner every recipient gets, else their own variant
+    now: float
+    result: BatchResult = field(default_factory=BatchResult)
+    failed: list[int] = field(default_factory=list)  # not stored: pending again
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONCURRENCY))
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
 class CampaignRunner:
     def __init__(self, campaigns: SqliteCampaignStore, recipients: RecipientStore,
                  digest: Callable[[str], str], ingest: Ingest, queue: Queue,
@@ -98,7 +112,6 @@ class CampaignRunner:
         self.batch = batch
         self._mailers: dict[int, CampaignMailer] = {}
         self._pacers: dict[int, Pacer] = {}
-        self._settled: set[int] = set()
 
     # --- the loop -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, poll: float = 1.0) -> None:
@@ -133,7 +146,6 @@ class CampaignRunner:
         self.recipients.release(campaign_id, self.owner)
         self._mailers.pop(campaign_id, None)
         self._pacers.pop(campaign_id, None)
-        self._settled.discard(campaign_id)
 
     def _stop(self, campaign: Campaign, to: CampaignState, reason: str) -> None:
         log_event(log, f"campaign {to.value}", level=logging.WARNING, campaign=campaign.id,
@@ -149,9 +161,9 @@ class CampaignRunner:
             progress = self._claim(campaign)
             if progress is None:
                 return False
-            if campaign.id not in self._settled:
-                await self._settle(campaign.id)
-                self._settled.add(campaign.id)
+            # Between this process's batches no recipient is left "sending": any found
+            # here were left by a process that died (or lost its lease).
+            await self._settle(campaign.id)
             if not progress.selected:
                 self._select(campaign, progress, mailer)
                 return True
@@ -186,7 +198,10 @@ class CampaignRunner:
         found = self._mailers.get(campaign.id)
         if found is None:
             found = CampaignMailer(campaign, self.settings, self.campaigns.links(campaign.id))
-            found.template(None)  # TemplateSyntaxProblem now, not per contact
+            # TemplateSyntaxProblem now, not in the middle of a batch.
+            found.template(None)
+            for variant in range(len(found.test.subjects) if found.test else 0):
+                found.template(variant)
             self._mailers[campaign.id] = found
         return found
 
@@ -285,67 +300,73 @@ class CampaignRunner:
                     contact_ids: list[int], winner: int | None) -> int:
         now = self.clock()
         self.recipients.mark_sending(campaign.id, contact_ids, now)
-        result = BatchResult()
         audience = Audience(self.recipients.db.conn(), campaign.spec, self.digest, now)
         found = self.recipients.recipients(campaign.id, contact_ids, audience.list_ids)
+        batch = _Batch(audience, audience.suppressed([r.address for r in found]), winner, now)
         seen = {r.contact_id for r in found}
-        result.excluded += [(c, "erased") for c in contact_ids if c not in seen]
-        suppressed = audience.suppressed([r.address for r in found])
-        # Each message goes to ingest as soon as it is made, so its commit (fsync, in
-        # the spool's threads) overlaps with rendering the next ones.
-        slots = asyncio.Semaphore(CONCURRENCY)
-        failed: list[int] = []
-        tasks: list[asyncio.Task[None]] = []
+        batch.result.excluded += [(c, "erased") for c in contact_ids if c not in seen]
+        try:
+            await self._compose_and_submit(campaign, mailer, found, batch)
+        finally:
+            # Even when the batch fails, the messages handed to ingest are waited for,
+            # so no commit happens after the batch's rows were given up.
+            await asyncio.gather(*batch.tasks, return_exceptions=True)
+        for task in batch.tasks:
+            task.result()  # an unexpected error of a submit ends the process
+        self.recipients.finish_batch(campaign.id, batch.result, self.clock())
+        if batch.failed:
+            self.recipients.unsent(campaign.id, batch.failed, self.clock())
+        for _, qid, _ in batch.result.queued:
+            self.queue.notify(qid)
+        return len(batch.result.queued)
+
+    async def _compose_and_submit(self, campaign: Campaign, mailer: CampaignMailer,
+                                  found: list[Recipient], batch: _Batch) -> None:
+        """Each message goes to ingest as soon as it is made, so its commit (fsync, in
+        the spool's threads) overlaps with rendering the next ones."""
+        result = batch.result
         for r in found:
             if not r.active:
                 result.excluded.append((r.contact_id, "blocked"))
             elif not r.lists:
                 result.excluded.append((r.contact_id, "not confirmed"))
-            elif r.address in suppressed:
+            elif r.address in batch.suppressed:
                 result.excluded.append((r.contact_id, "suppressed"))
             else:
-                variant = winner if winner is not None else r.variant
-                list_name = next(name for i, name in audience.list_names.items()
+                variant = batch.winner if batch.winner is not None else r.variant
+                list_name = next(name for i, name in batch.audience.list_names.items()
                                  if i in r.lists)
                 built = mailer.compose(r.contact_id, r.address, r.name, r.attributes,
-                                       list_name, variant, now)
+                                       list_name, variant, batch.now)
                 if isinstance(built, RenderFailure):
                     result.skipped.append((r.contact_id, str(built)))
                     continue
                 first, urls = mailer.new_links()
                 if urls:  # stored before any message that carries them is queued
                     self.campaigns.add_links(campaign.id, first, urls)
-                await slots.acquire()
-                tasks.append(asyncio.create_task(
-                    self._submit(campaign, r, built, variant, result, failed, slots)))
+                await batch.slots.acquire()
+                batch.tasks.append(asyncio.create_task(
+                    self._submit(campaign, r, built, variant, batch)))
                 await asyncio.sleep(0)  # let it run up to its commit
-        await asyncio.gather(*tasks)
-        self.recipients.finish_batch(campaign.id, result, self.clock())
-        if failed:
-            self.recipients.unsent(campaign.id, failed, self.clock())
-        for _, qid, _ in result.queued:
-            self.queue.notify(qid)
-        return len(result.queued)
 
     async def _submit(self, campaign: Campaign, r: Recipient, composed: Composed,
-                      variant: int | None, result: BatchResult, failed: list[int],
-                      slots: asyncio.Semaphore) -> None:
+                      variant: int | None, batch: _Batch) -> None:
         """Hands one message to ingest; a refusal skips the contact, a storage failure
-        leaves it for a later batch (``failed``)."""
+        leaves it for a later batch."""
         try:
             qid = await self.ingest.submit(self._submission(campaign, r, composed),
                                            composed.message.data)
         except IngestRefused as exc:
-            result.skipped.append((r.contact_id, f"refused: {exc.reply}"))
+            batch.result.skipped.append((r.contact_id, f"refused: {exc.reply}"))
             return
         except StorageError as exc:
             log_event(log, "campaign message not queued", level=logging.ERROR,
                       campaign=campaign.id, contact=r.contact_id, error=str(exc))
-            failed.append(r.contact_id)
+            batch.failed.append(r.contact_id)
             return
         finally:
-            slots.release()
-        result.queued.append((r, qid, variant))
+            batch.slots.release()
+        batch.result.queued.append((r, qid, variant))
 
     def _submission(self, campaign: Campaign, r: Recipient, composed: Composed) -> Submission:
         data = composed.message
