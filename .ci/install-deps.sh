@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests and benchmarks need, and nothing when it is already there:
 #   Debian: opendkim-tools (opendkim-testmsg, the DKIM interop peer) and iproute2;
+#           chromium (the report page's browser test, driven by Playwright);
 #           postfix (for smtp-source, smtp-sink and private Postfix instances used as a
 #           reference and an interop peer), swaks, procps;
 # (Mailyard itself and its test extras go into the project's virtual environment:
@@ -11,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(postfix swaks procps fetchmail opendkim-tools iproute2 isync)
+DEBIAN_PACKAGES=(postfix swaks procps fetchmail opendkim-tools iproute2 isync chromium)
 
 die() { echo "install-deps: $*" >&2; exit 1; }
 

@@ -89,6 +89,13 @@ OUTBOUND_TLS = _declare("outbound_tls_sessions_total", "counter",
                         "policy", "result")
 WORKER_RESTARTS = _declare("worker_restarts_total", "counter",
                            "SMTP worker processes restarted after dying")
+FEEDBACK_REPORTS = _declare("feedback_reports_total", "counter",
+                            "Messages to the bounce, unsubscribe and complaint addresses, "
+                            "by address kind and verdict", "kind", "verdict")
+FEEDBACK_ACTIONS = _declare("feedback_actions_total", "counter",
+                            "Bounces, complaints, unsubscribes and delivery results "
+                            "applied to contacts and campaigns, by action and source",
+                            "action", "source")
 
 
 def lookup(name: str) -> Metric:

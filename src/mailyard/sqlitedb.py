@@ -18,8 +18,10 @@ so:
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -117,3 +119,37 @@ class Database:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def open_counters(path: Path, schema: str, busy_timeout_ms: int, attempts: int = 100
+                  ) -> sqlite3.Connection:
+    """A connection to a small per-node counter database (the AUTH guard's failures,
+    sending limits): private file, WAL, ``synchronous = NORMAL`` (counters, not mail),
+    ``schema`` applied.  Worker processes start together and may all find a new file:
+    switching it to WAL needs the database to themselves and SQLite answers "locked"
+    at once, without waiting for the busy timeout, to all but one; they try again.
+    Raises sqlite3.Error or OSError."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    create_private_database(path)
+    # An older file may have been created with a wider mode; another user's file
+    # (PermissionError): its owner chose the mode.
+    with contextlib.suppress(PermissionError):
+        os.chmod(path, 0o600)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        for attempt in range(attempts):
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.executescript(schema)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == attempts - 1:
+                    raise
+                time.sleep(0.01 + 0.002 * attempt)
+    except BaseException:
+        conn.close()
+        raise
+    return conn

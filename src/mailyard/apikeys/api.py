@@ -9,7 +9,10 @@ microseconds instead of 64 MiB and a fraction of a second.  The digest is unkeye
 purpose: a key keeps working if ``server-secret`` is replaced.  Digests are compared
 with :func:`hmac.compare_digest` (constant time).
 
-Scopes say what a key may do; ``admin`` includes every other scope.
+Scopes say what a key may do; ``admin`` includes every other scope.  A key may also
+be bound to a delivery pool (``[[delivery.pools]]``: the messages it sends leave
+through that pool) and limited to some senders (addresses or domains its messages may
+be from; none: any local domain).
 """
 
 from __future__ import annotations
@@ -88,6 +91,15 @@ class ApiKey:
     created: float
     last_used: float | None = None
     revoked: float | None = None
+    pool: str = ""  # the delivery pool of the messages it sends; "": by sender
+    senders: tuple[str, ...] = ()  # addresses or domains it may send as; (): any local
+
+    def may_send_as(self, address: str) -> bool:
+        if not self.senders:
+            return True
+        address = address.lower()
+        domain = address.rpartition("@")[2]
+        return any(s in (address, domain) for s in self.senders)
 
     @property
     def active(self) -> bool:
@@ -96,7 +108,8 @@ class ApiKey:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.key_id, "name": self.name,
                 "scopes": sorted(s.value for s in self.scopes), "created": self.created,
-                "last_used": self.last_used, "revoked": self.revoked}
+                "last_used": self.last_used, "revoked": self.revoked, "pool": self.pool,
+                "senders": list(self.senders)}
 
 
 class KeyStore(Protocol):

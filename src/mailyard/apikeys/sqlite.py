@@ -19,13 +19,16 @@ MIGRATIONS = (
         revoked REAL
     );
     CREATE UNIQUE INDEX api_keys_active_name ON api_keys(name) WHERE revoked IS NULL""",
+    """ALTER TABLE api_keys ADD COLUMN pool TEXT NOT NULL DEFAULT '';
+    ALTER TABLE api_keys ADD COLUMN senders TEXT NOT NULL DEFAULT ''""",
 )
 
 
 def _key(row: sqlite3.Row) -> ApiKey:
     scopes = frozenset(Scope(s) for s in row["scopes"].split(",") if s)
+    senders = tuple(s for s in row["senders"].split(",") if s)
     return ApiKey(row["key_id"], row["name"], scopes, row["created"], row["last_used"],
-                  row["revoked"])
+                  row["revoked"], row["pool"], senders)
 
 
 class SqliteKeyStore:
@@ -36,9 +39,10 @@ class SqliteKeyStore:
         try:
             with self.db.transaction() as conn:
                 conn.execute(
-                    "INSERT INTO api_keys (key_id, name, scopes, digest, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (key.key_id, key.name, ",".join(sorted(key.scopes)), digest, key.created))
+                    "INSERT INTO api_keys (key_id, name, scopes, digest, created, pool, "
+                    "senders) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key.key_id, key.name, ",".join(sorted(key.scopes)), digest, key.created,
+                     key.pool, ",".join(key.senders)))
         except sqlite3.IntegrityError:
             raise KeyExists(key.name) from None
 

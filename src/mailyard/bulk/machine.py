@@ -38,6 +38,7 @@ events of the same message.
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -129,7 +130,7 @@ def classify(event: Interaction, delivered_at: float | None,
     lowered = agent.lower()
     if event.method.strip().upper() == "HEAD":
         return Verdict(Label.MACHINE, Reason.HEAD_REQUEST)
-    if any(name in lowered for name in SCANNER_AGENTS):
+    if _scanner(lowered):
         return Verdict(Label.MACHINE, Reason.SCANNER_AGENT)
     if event.action == Action.OPEN:
         if agent == APPLE_PROXY_AGENT or _in_networks(event.ip, rules.apple_networks):
@@ -171,7 +172,26 @@ def _burst(event: Interaction, others: Iterable[Interaction], rules: MachineRule
     return False
 
 
+@functools.lru_cache(maxsize=4096)
+def _scanner(lowered_agent: str) -> bool:
+    """Cached: the tracking endpoints see the same few hundred user agents again and
+    again."""
+    return any(name in lowered_agent for name in SCANNER_AGENTS)
+
+
 def _in_networks(ip: str, networks: Sequence[IPNetwork]) -> bool:
+    if networks is APPLE_NETWORKS:
+        return _in_apple(ip)
+    return _check_networks(ip, networks)
+
+
+@functools.lru_cache(maxsize=65536)
+def _in_apple(ip: str) -> bool:
+    """Cached for the default networks (the same proxies come back all day)."""
+    return _check_networks(ip, APPLE_NETWORKS)
+
+
+def _check_networks(ip: str, networks: Sequence[IPNetwork]) -> bool:
     try:
         address = ipaddress.ip_address(ip.strip())
     except ValueError:

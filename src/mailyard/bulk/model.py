@@ -35,6 +35,7 @@ ENDED = frozenset({MembershipStatus.UNSUBSCRIBED, MembershipStatus.BOUNCED,
 
 class SuppressionReason(enum.StrEnum):
     HARD_BOUNCE = "hard-bounce"
+    SOFT_BOUNCES = "soft-bounces"  # soft_bounce_threshold within the window
     COMPLAINT = "complaint"
     MANUAL = "manual"
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from mailyard.bulk.importer import ImportRow
 from mailyard.bulk.model import (
+    ENDED,
     Consent,
     Contact,
     ContactStatus,
@@ -379,6 +380,26 @@ class SqliteContactStore:
         found = self.membership(list_id, contact_id)
         assert found is not None
         return found
+
+    def end_memberships(self, contact_id: int, list_ids: Sequence[int],
+                        status: MembershipStatus, record: Consent, now: float) -> list[int]:
+        if status not in ENDED:
+            raise ValueError(f"not an ending status: {status}")
+        active = (MembershipStatus.CONFIRMED.value, MembershipStatus.UNCONFIRMED.value)
+        with self.db.transaction() as conn:
+            changed = [lid for lid in dict.fromkeys(list_ids) if conn.execute(
+                "UPDATE memberships SET status = ?, updated = ? WHERE list_id = ? "
+                "AND contact_id = ? AND status IN (?, ?)",
+                (status.value, now, lid, contact_id, *active)).rowcount == 1]
+            if changed:
+                names = [r[0] for r in conn.execute(
+                    f"SELECT name FROM lists WHERE id IN ({','.join('?' * len(changed))}) "
+                    "ORDER BY name", changed)]
+                conn.execute("INSERT INTO events (contact_id, kind, at, data) "
+                             "VALUES (?, ?, ?, ?)",
+                             (contact_id, status.value, record.at,
+                              _json({"lists": names, **record.to_dict()})))
+        return changed
 
     def remove_membership(self, list_id: int, contact_id: int) -> bool:
         with self.db.transaction() as conn:

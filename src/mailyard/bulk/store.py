@@ -99,6 +99,14 @@ class ContactStore(Protocol):
         when given."""
         ...
 
+    def end_memberships(self, contact_id: int, list_ids: Sequence[int],
+                        status: MembershipStatus, record: Consent, now: float) -> list[int]:
+        """Moves the contact's confirmed or unconfirmed memberships of ``list_ids`` to
+        ``status`` (one of ``ENDED``) and keeps ``record`` (when, from which address,
+        through what) among the contact's events, in one transaction; returns the ids
+        of the lists that changed (an ended membership stays as it was)."""
+        ...
+
     def remove_membership(self, list_id: int, contact_id: int) -> bool: ...
 
     # --- suppression -------------------------------------------------------------

@@ -22,14 +22,17 @@ def _when(ts: float | None) -> str:
 
 @_guarded
 def cmd_create(args: argparse.Namespace, config: Config) -> int:
-    created = open_apikeys(config).create(args.name, args.scope)
+    created = open_apikeys(config).create(
+        args.name, args.scope, pool=args.pool or "", senders=args.sender or (),
+        pools=[p.name for p in config.delivery.pools])
     if args.json:
         print(json.dumps(created.to_dict(), indent=2))
         return EXIT_OK
     scopes = ",".join(sorted(created.key.scopes))
     print(created.secret)
-    print(f"# key {created.key.key_id} ({printable(created.key.name)}, scopes {scopes}): "
-          "shown this once; send it as 'Authorization: Bearer <key>'")
+    pool = f", pool {created.key.pool}" if created.key.pool else ""
+    print(f"# key {created.key.key_id} ({printable(created.key.name)}, scopes {scopes}"
+          f"{pool}): shown this once; send it as 'Authorization: Bearer <key>'")
     return EXIT_OK
 
 
@@ -44,7 +47,8 @@ def cmd_list(args: argparse.Namespace, config: Config) -> int:
     for k in keys:
         state = "active" if k.active else f"revoked {_when(k.revoked)}"
         print(f"{k.key_id}  {printable(k.name):<20}  {','.join(sorted(k.scopes)):<24}  "
-              f"created {_when(k.created)}  last used {_when(k.last_used)}  {state}")
+              f"created {_when(k.created)}  last used {_when(k.last_used)}  {state}"
+              f"{'  pool ' + k.pool if k.pool else ''}")
     print(f"-- {len(keys)} key(s)")
     return EXIT_OK
 
@@ -66,6 +70,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--name", required=True, help="a name for the key, unique among active keys")
     p.add_argument("--scope", required=True, metavar="SCOPES",
                    help="comma-separated scopes, e.g. contacts,send")
+    p.add_argument("--pool", metavar="NAME",
+                   help="send this key's messages through the [[delivery.pools]] pool NAME")
+    p.add_argument("--sender", action="append", metavar="ADDRESS|DOMAIN",
+                   help="an address or domain this key may send as (repeatable; "
+                        "default: any local domain)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = _parser(s, "list", "list keys with their last use", cmd_list)
     p.add_argument("--all", action="store_true", help="revoked keys too")

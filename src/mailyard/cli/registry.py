@@ -5,6 +5,7 @@ from __future__ import annotations
 from mailyard.cli import (
     accounts,
     apikey,
+    campaign,
     check,
     check_message,
     contacts,
@@ -23,6 +24,7 @@ REGISTER = [
     queue.register,
     send.register,
     contacts.register,
+    campaign.register,
     apikey.register,
     report.register,
     check.register,

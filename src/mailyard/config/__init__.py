@@ -566,12 +566,13 @@ class HttpConfig:
     # counted per HTTP worker process.
     subscribe_rate: int = 10
     subscribe_window: float = 3600.0
+    max_recipients: int = 50  # recipients of one POST /api/v1/messages
 
     def validate(self, key: str) -> None:
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ConfigError(f"{key}.public_url", "must start with http:// or https://")
         for name in ("workers", "max_body_size", "max_import_size", "subscribe_rate",
-                     "subscribe_window"):
+                     "subscribe_window", "max_recipients"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{key}.{name}", "must be positive")
 
@@ -593,6 +594,8 @@ class BulkConfig:
     # Soft bounces of one contact within soft_bounce_window_days that suppress them.
     soft_bounce_threshold: int = 3
     soft_bounce_window_days: int = 7
+    # Where provider feedback loops send ARF complaint reports; "": fbl@<bounce_domain>.
+    complaint_address: str = ""
 
     def validate(self, key: str) -> None:
         if self.sender and ("@" not in self.sender or any(c in self.sender for c in " \r\n<>")):
@@ -605,6 +608,10 @@ class BulkConfig:
             value = getattr(self, name)
             if not value or not all(c.isascii() and (c.isalnum() or c in "-_.") for c in value):
                 raise ConfigError(f"{key}.{name}", "must be letters, digits, '-', '_' or '.'")
+        if self.complaint_address and (
+                "@" not in self.complaint_address
+                or any(c in self.complaint_address for c in " \r\n<>+")):
+            raise ConfigError(f"{key}.complaint_address", "must be an address (local@domain)")
         if self.bounce_prefix.lower() == self.unsubscribe_prefix.lower():
             raise ConfigError(f"{key}.unsubscribe_prefix", "must differ from bounce_prefix")
         for name in ("soft_bounce_threshold", "soft_bounce_window_days"):

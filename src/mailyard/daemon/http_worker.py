@@ -39,8 +39,10 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     from mailyard.ingest.api import Origin, Submission
     from mailyard.ingest.pipeline import ingest_for
     from mailyard.queue.spool import FileSpool
+    from mailyard.services.campaigns import OutgoingMail, submit_mail
     from mailyard.services.contacts import ConfirmationMail
-    from mailyard.services.setup import open_apikeys, open_contacts
+    from mailyard.services.setup import open_apikeys, open_campaigns, open_contacts, open_messages
+    from mailyard.services.tracking import open_campaign_public
     from mailyard.tls import server_context
 
     try:
@@ -62,17 +64,31 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
         log_event(log, "confirmation queued", qid=qid)
         return qid
 
+    async def campaign_mailer(mail: OutgoingMail) -> str:
+        qid = await submit_mail(ingest, mail)
+        notify(qid)
+        log_event(log, "campaign test message queued", qid=qid)
+        return qid
+
     ctx = HttpContext(contacts, open_apikeys(config), mailer,
                       RateLimiter(config.http.subscribe_rate, config.http.subscribe_window),
                       max_body_size=config.http.max_body_size,
-                      max_import_size=config.http.max_import_size)
+                      max_import_size=config.http.max_import_size,
+                      campaign_public=open_campaign_public(config, contacts),
+                      campaigns=open_campaigns(config, contacts),
+                      campaign_mailer=campaign_mailer,
+                      messages=open_messages(config, contacts, ingest, notify))
     tls = server_context(cert, key) if any(k == "https" for k, _ in listeners) else None
     servers = HttpServers(create_app(ctx), listeners, tls)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, servers.stop)
     log_event(log, "http worker started", pid=os.getpid())
-    await servers.serve()
+    try:
+        await servers.serve()
+    finally:
+        assert ctx.campaign_public is not None
+        await asyncio.to_thread(ctx.campaign_public.recorder.close)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from mailyard.arc.forward import forward_seal
 from mailyard.config import Config
 from mailyard.delivery.attempt import TRANSPORT_LOCAL, AttemptPolicy, AttemptResult
 from mailyard.delivery.destinations import DestinationSweep
+from mailyard.delivery.feedback import DeliveryResults, FeedbackAgent, FeedbackThread, open_service
 from mailyard.delivery.local import LocalDeliveryAgent, LocalDeliveryResult
 from mailyard.delivery.local_batch import LocalBatcher
 from mailyard.delivery.outbound import OutboundDelivery
@@ -60,6 +61,7 @@ from mailyard.queue.api import (
     StorageError,
     WorkQueue,
 )
+from mailyard.services.setup import feedback_addresses
 from mailyard.tlsrpt.sender import ReportSender
 
 log = logging.getLogger("mailyard.delivery")
@@ -95,6 +97,12 @@ class Dispatcher:
         self.local_batches = LocalBatcher(self.local_agent, self.executor, LOCAL_THREADS,
                                           before_batch=directory.refresh)
         self.recorder = OutcomeRecorder(queue)
+        # Bounces, complaints and unsubscribes to the feedback addresses, and the
+        # results of VERP-sender messages (mailyard.delivery.feedback).
+        addresses = feedback_addresses(config)
+        self.feedback_thread = FeedbackThread(partial(open_service, config))
+        self.feedback = FeedbackAgent(addresses, self.feedback_thread, metrics)
+        self.delivery_results = DeliveryResults(addresses, self.feedback_thread, metrics)
         self.sweeping: set[asyncio.Task[None]] = set()
         self.active: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -190,6 +198,7 @@ class Dispatcher:
             task.cancel()
         await self.outbound.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.feedback_thread.close()
 
     def update_gauges(self) -> None:
         self.metrics.set(DELIVERY_ACTIVE, len(self.active))
@@ -201,20 +210,26 @@ class Dispatcher:
                if r.state in (RecipientState.PENDING, RecipientState.DEFERRED)
                and r.next_attempt <= now]
         local: list[QueuedRecipient] = []
+        feedback: list[QueuedRecipient] = []
         remote: dict[str, list[QueuedRecipient]] = {}
         for r in due:
             domain = split_address(r.address)[1]
-            if domain in local_domains:
+            if domain in self.feedback.addresses.domains and self.feedback.owns(r.address):
+                feedback.append(r)
+            elif domain in local_domains:
                 local.append(r)
             else:
                 remote.setdefault(domain, []).append(r)
         results: list[AttemptResult]
-        if not local and len(remote) == 1:  # the common case: one destination, no gather
+        if not local and not feedback and len(remote) == 1:  # the common case: no gather
             [(domain, rcpts)] = remote.items()
             results = await self.outbound.deliver(entry, domain, rcpts,
                                                   self.open_content(entry.qid))
         else:
             jobs = [self.deliver_local(entry, local)] if local else []
+            if feedback:
+                jobs.append(self.feedback.deliver(entry, feedback,
+                                                  self.open_content(entry.qid)))
             jobs += [self.outbound.deliver(entry, domain, rcpts, self.open_content(entry.qid))
                      for domain, rcpts in remote.items()]
             results = (await jobs[0] if len(jobs) == 1
@@ -226,6 +241,8 @@ class Dispatcher:
             if postponed:
                 self.metrics.inc(DELIVERY_POSTPONED, len(postponed))
         outcomes = await self.policy.finish(entry, results)
+        if self.delivery_results.observe(entry, results, outcomes):
+            self._spawn(self.delivery_results.flush())
         for result in results:
             self.metrics.inc(DELIVERY_ATTEMPTS, result=result.status.value,
                              transport=result.transport)

@@ -25,6 +25,7 @@ from mailyard.obs import log_event
 from mailyard.services.errors import (
     Conflict,
     Expired,
+    Forbidden,
     InvalidInput,
     NotFound,
     ServiceError,
@@ -51,7 +52,7 @@ TITLES: dict[str, tuple[int, str]] = {
 }
 
 _SERVICE_STATUS: tuple[tuple[type[ServiceError], int], ...] = (
-    (InvalidInput, 422), (NotFound, 404), (Conflict, 409), (Expired, 410),
+    (InvalidInput, 422), (Forbidden, 403), (NotFound, 404), (Conflict, 409), (Expired, 410),
     (TooLarge, 413), (StorageFailure, 503))
 
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
-from mailyard.fs import create_private_database
 from mailyard.sending.window import Bucket
+from mailyard.sqlitedb import open_counters
 
 BUSY_TIMEOUT_MS = 5000
 PRUNE_INTERVAL = 600  # seconds between deletions of buckets older than a day
@@ -88,22 +88,6 @@ def sending_db_path(data_dir: str | Path) -> Path:
     return Path(data_dir) / "sending.db"
 
 
-def _set_up(conn: sqlite3.Connection, attempts: int = 100) -> None:
-    """WAL and the schema; processes that find a new file together retry the switch
-    to WAL (SQLite answers "locked" at once to all but one)."""
-    for attempt in range(attempts):
-        try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # counters, not mail
-            conn.executescript(_SCHEMA)
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.01 + 0.002 * attempt)
-
-
 class SqliteSendCounters:
     """:class:`SendCounters` in one SQLite file.  Raises sqlite3.Error or OSError."""
 
@@ -115,16 +99,7 @@ class SqliteSendCounters:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            create_private_database(self.path)
-            conn = sqlite3.connect(self.path, isolation_level=None,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
-            try:
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                _set_up(conn)
-            except BaseException:
-                conn.close()
-                raise
+            conn = open_counters(self.path, _SCHEMA, BUSY_TIMEOUT_MS)
             self._local.conn = conn
         return conn
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,7 @@ from mailyard.services.errors import error
 
 __all__ = ["ApiKeys", "CreatedKey"]
 
+_SENDER = re.compile(r"(?:[^\s@,]{1,64}@)?[a-z0-9](?:[a-z0-9.-]{0,252}[a-z0-9])?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._@-]{0,63}")
 TOUCH_INTERVAL = 60.0  # seconds between two writes of a key's last use
 
@@ -40,7 +41,20 @@ class ApiKeys:
         self.store = store
         self.clock = clock
 
-    def create(self, name: str, scopes: str) -> CreatedKey:
+    def create(self, name: str, scopes: str, *, pool: str = "",
+               senders: Sequence[str] = (), pools: Collection[str] | None = None
+               ) -> CreatedKey:
+        """A new key; ``pool`` must be one of ``pools`` (the configured pool names) when
+        they are given; ``senders`` are addresses or domains the key may send as."""
+        if pools is not None and pool and pool not in pools:
+            known = ", ".join(sorted(pools)) or "none configured"
+            raise error("no_such_pool", f"no delivery pool {pool!r} (pools: {known})")
+        allowed = []
+        for sender in senders:
+            sender = sender.strip().lower().rstrip(".")
+            if not _SENDER.fullmatch(sender):
+                raise error("invalid_sender", f"not an address or domain: {sender!r}")
+            allowed.append(sender)
         if not _NAME.fullmatch(name):
             raise error("invalid_name", f"bad key name {name!r}: 1-64 letters, digits, "
                                         "spaces and . _ @ -, starting with a letter or digit")
@@ -49,7 +63,8 @@ class ApiKeys:
         except ValueError as exc:
             raise error("invalid_scope", str(exc)) from None
         made = new_secret()
-        key = ApiKey(made.key_id, name, scope_set, self.clock())
+        key = ApiKey(made.key_id, name, scope_set, self.clock(), pool=pool,
+                     senders=tuple(allowed))
         try:
             self.store.add(key, made.digest)
         except KeyExists:

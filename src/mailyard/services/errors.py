@@ -41,6 +41,10 @@ class Expired(ServiceError):
     """The thing the request names existed but its time is over (a link)."""
 
 
+class Forbidden(ServiceError):
+    """The caller may not do this (an API key sending as someone it may not)."""
+
+
 class TooLarge(ServiceError):
     """The input is over a size limit."""
 
@@ -87,6 +91,8 @@ CODES: dict[str, type[ServiceError]] = {
     "invalid_name": InvalidInput,
     "apikey_exists": Conflict,
     "no_such_apikey": NotFound,
+    "no_such_pool": InvalidInput,
+    "invalid_sender": InvalidInput,
     # contacts, lists, memberships, suppression
     "invalid_contact": InvalidInput,
     "invalid_list": InvalidInput,
@@ -101,6 +107,29 @@ CODES: dict[str, type[ServiceError]] = {
     "token_expired": Expired,
     "import_too_large": TooLarge,
     "contacts_error": StorageFailure,
+    "invalid_ttl": InvalidInput,
+    # campaigns
+    "invalid_campaign": InvalidInput,
+    "invalid_template": InvalidInput,
+    "invalid_schedule": InvalidInput,
+    "render_failed": InvalidInput,
+    "campaign_check_failed": InvalidInput,
+    "campaign_exists": Conflict,
+    "campaign_state": Conflict,
+    "no_such_campaign": NotFound,
+    # transactional messages
+    "invalid_idempotency_key": InvalidInput,
+    "idempotency_key_reused": InvalidInput,
+    "idempotency_in_progress": Conflict,
+    "sender_not_allowed": Forbidden,
+    "too_many_recipients": InvalidInput,
+    "recipients_suppressed": InvalidInput,
+    "no_such_template": NotFound,
+    "template_failed": InvalidInput,
+    "invalid_header": InvalidInput,
+    "over_sending_limit": InvalidInput,
+    "message_too_big": TooLarge,
+    "mail_not_queued": StorageFailure,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from mailyard.config import Config, parse_hostport
@@ -12,10 +13,17 @@ from mailyard.services.apikeys import ApiKeys
 from mailyard.services.contacts import Contacts, Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
+    from mailyard.feedback.addresses import FeedbackAddresses
+    from mailyard.ingest.api import Ingest
+    from mailyard.services.campaigns import Campaigns
+    from mailyard.services.messages import TransactionalMail
 
 BULK_DB = "bulk.db"
 APIKEYS_DB = "apikeys.db"
+TRANSACTIONAL_DB = "transactional.db"
 
 
 def public_url(config: Config) -> str:
@@ -42,6 +50,20 @@ def bounce_domain(config: Config) -> str:
     if config.bulk.bounce_domain:
         return config.bulk.bounce_domain.lower()
     return config.local_domains[0] if config.local_domains else config.hostname
+
+
+def feedback_addresses(config: Config) -> FeedbackAddresses:
+    """The bounce, unsubscribe and complaint addresses (``[bulk]``); the VERP key is
+    read from the server secret when a token is first verified."""
+    from mailyard.daemon.secret import load_server_secret
+    from mailyard.feedback.addresses import FeedbackAddresses
+    from mailyard.feedback.verp import verp_key
+
+    bulk = config.bulk
+    return FeedbackAddresses(
+        bounce_domain(config), lambda: verp_key(load_server_secret(config.data_path)),
+        bounce_prefix=bulk.bounce_prefix, unsubscribe_prefix=bulk.unsubscribe_prefix,
+        complaint_address=bulk.complaint_address)
 
 
 def open_contacts(config: Config) -> Contacts:
@@ -75,3 +97,67 @@ def open_apikeys(config: Config) -> ApiKeys:
     from mailyard.apikeys.sqlite import SqliteKeyStore
 
     return ApiKeys(SqliteKeyStore(config.data_path / APIKEYS_DB))
+
+
+def open_campaigns(config: Config, contacts: Contacts | None = None, *,
+                   dns_servers: Sequence[str] | None = None) -> Campaigns:
+    """The campaign service over ``contacts`` (opened when not given); its check looks
+    the From domain up through ``dns_servers`` (default ``delivery.dns_servers``, else
+    the system resolver), a fresh resolver per check so it works on any thread."""
+    import asyncio
+
+    from mailyard.bulk.tracking import tracking_key
+    from mailyard.daemon.secret import load_server_secret
+    from mailyard.dmarc.orgdomain import load_public_suffixes
+    from mailyard.dns.dnspython import DnsPythonResolver
+    from mailyard.feedback.verp import verp_key
+    from mailyard.services.campaign_auth import AlignmentCheck, DnsAlignment
+    from mailyard.services.campaigns import Campaigns, MailSettings
+    from mailyard.services.dkim import DkimKeys
+
+    contacts = contacts or open_contacts(config)
+    secret = load_server_secret(config.data_path)
+    settings = MailSettings(public_url=public_url(config), hostname=config.hostname,
+                            bounce_domain=bounce_domain(config),
+                            tracking_key=tracking_key(secret), verp_key=verp_key(secret),
+                            bounce_prefix=config.bulk.bounce_prefix,
+                            unsubscribe_prefix=config.bulk.unsubscribe_prefix,
+                            pools=frozenset(p.name for p in config.delivery.pools))
+    servers = list(dns_servers if dns_servers is not None else config.delivery.dns_servers)
+
+    def local_domains() -> list[str]:
+        from mailyard.directory.sqlite import SqliteDirectory
+        from mailyard.services.accounts import Accounts
+
+        directory = SqliteDirectory(config.data_path / "directory.db", config)
+        return [d.name for d in Accounts.for_config(config, directory).list_domains()]
+
+    def alignment(domain: str) -> AlignmentCheck:
+        checker = DnsAlignment(
+            DnsPythonResolver(servers, config.delivery.dns_timeout),
+            DkimKeys.for_config(config, local_domains), hostname=config.hostname,
+            bounce_domain=settings.bounce_domain,
+            suffixes=lambda: load_public_suffixes(config.dmarc.public_suffix_list))
+        return asyncio.run(checker.check(domain))
+
+    return Campaigns(open_campaign_store(contacts), contacts, settings, alignment)
+def open_messages(config: Config, contacts: Contacts, ingest: Ingest,
+                  notify: Callable[[str], None]) -> TransactionalMail:
+    """Transactional mail (``POST /api/v1/messages``) for an HTTP worker."""
+    from mailyard.daemon.secret import derive_key, load_server_secret
+    from mailyard.directory.sqlite import SqliteDirectory
+    from mailyard.feedback.verp import verp_key
+    from mailyard.sending.limiter import SendLimiter
+    from mailyard.sending.store import SqliteSendCounters, sending_db_path
+    from mailyard.services.messages import TransactionalMail
+    from mailyard.transactional.sqlite import SqliteTransactionalStore
+
+    secret = load_server_secret(config.data_path)
+    directory = SqliteDirectory(config.data_path / "directory.db", config)
+    limiter = SendLimiter(SqliteSendCounters(sending_db_path(config.data_path)),
+                          config.sending)
+    return TransactionalMail(
+        SqliteTransactionalStore(config.data_path / TRANSACTIONAL_DB), contacts.store,
+        directory.is_local_domain, ingest, notify, derive_key(secret, "idempotency"),
+        verp_key(secret), bounce_domain(config), config.bulk.bounce_prefix,
+        limiter=limiter, max_recipients=config.http.max_recipients)

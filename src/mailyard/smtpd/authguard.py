@@ -41,7 +41,6 @@ AUTH still works, still bounded by the verification slots.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import logging
 import os
@@ -62,6 +61,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_AUTH_LOCKED_OUT,
     Reply,
 )
+from mailyard.sqlitedb import open_counters
 
 __all__ = ["AuthGate", "AuthGuard", "AuthLimits", "Verdict", "guard_path"]
 
@@ -146,23 +146,6 @@ def user_key(username: str) -> str:
     return username.strip().lower()[:MAX_KEY_LENGTH]
 
 
-def _set_up(conn: sqlite3.Connection, attempts: int = 100) -> None:
-    """WAL mode and the schema.  Workers start together and may all find a new file:
-    switching it to WAL needs the database to themselves, and SQLite answers "locked"
-    at once, without waiting for the busy timeout, to all but one; they try again."""
-    for attempt in range(attempts):
-        try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # counters, not mail
-            conn.executescript(_SCHEMA)
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.01 + 0.002 * attempt)
-
-
 class AuthGuard:
     """Failure counters in ``<data_dir>/run/authguard.db``, per node (shared by the
     node's worker processes).  Blocking: call it from one thread (a connection per
@@ -179,19 +162,7 @@ class AuthGuard:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
-            try:
-                # Before anything is written to it; another user's file (PermissionError):
-                # its owner chose the mode.
-                with contextlib.suppress(PermissionError):
-                    os.chmod(self.path, 0o600)
-                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-                _set_up(conn)
-            except BaseException:
-                conn.close()
-                raise
+            conn = open_counters(self.path, _SCHEMA, BUSY_TIMEOUT_MS)
             self._local.conn = conn
         return conn
 

@@ -23,6 +23,12 @@ over it; the accepted message is counted after its 250 (:meth:`Policy.message_se
 A recipient whose mailboxes are all over quota is refused with 552 5.2.2 after the
 checks above (:mod:`mailyard.smtpd.quota`; the usage may be read in a thread).
 
+The feedback addresses of bulk mail (:mod:`mailyard.feedback.addresses`:
+``bounces+<token>``, ``unsubscribe+<token>`` and the complaint address at the bounce
+domain) are accepted on every listener without a directory lookup when the token
+verifies, and refused with 550 5.1.1 when it does not (a forged bounce must not
+reach the feedback agent, which would suppress a contact).
+
 On ``smtp``, an accepted MAIL FROM is also checked with SPF (RFC 7208; see
 :mod:`mailyard.smtpd.spf` and ``[spf]``): a ``fail`` is refused with 550 5.7.23 by
 default, and every result is kept on the transaction for Authentication-Results.
@@ -51,6 +57,7 @@ from mailyard.config import Config
 from mailyard.directory.addresses import address_key, base_address
 from mailyard.directory.api import Directory, DirectoryError, ScramCredentials
 from mailyard.envelope import Recipient, split_address
+from mailyard.feedback.addresses import FeedbackAddresses
 from mailyard.message.headerblock import HeaderSummary
 from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import (
@@ -160,7 +167,8 @@ class ListenerPolicy:
                  quota: RcptQuota | None = None,
                  sending: ThreadedSendLimiter | None = None,
                  spf: SpfCheck | None = None,
-                 srs: Callable[[], Srs] | None = None) -> None:
+                 srs: Callable[[], Srs] | None = None,
+                 feedback: FeedbackAddresses | None = None) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown listener kind {kind!r}")
         self.kind = kind
@@ -174,6 +182,7 @@ class ListenerPolicy:
         # SPF is for mail from other servers: port 25 only (RFC 7208 2.3, 2.4).
         self.spf = spf if kind == "smtp" else None
         self.srs = srs  # bounces to our SRS addresses are accepted (``[forwarding] srs``)
+        self.feedback = feedback  # bounces+<token>, unsubscribe+<token>, the complaint address
 
     def check_mail(self, session: Session, sender: str) -> Reply | None:
         """MAIL starts a transaction: the directory lookups from here to its end see
@@ -209,6 +218,10 @@ class ListenerPolicy:
         _local, domain = split_address(address)
         if not domain:  # RCPT TO:<postmaster> (RFC 5321 4.1.1.3) always exists
             return None
+        if self.feedback is not None and domain in self.feedback.domains:
+            where = self.feedback.match(address)
+            if where is not None:  # the token decides, whatever the directory holds
+                return None if where.valid else REPLY_UNKNOWN_USER
         try:
             if not self.directory.is_local_domain(domain):
                 if self.submission:

@@ -26,6 +26,7 @@ from mailyard.proto.smtp.session import ServerSettings
 from mailyard.queue.api import Spool
 from mailyard.sending.limiter import SendLimiter, ThreadedSendLimiter
 from mailyard.sending.store import SqliteSendCounters, sending_db_path
+from mailyard.services.setup import feedback_addresses
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionTimers
 from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
@@ -119,7 +120,8 @@ class SmtpServer:
         if kind not in self._listeners:
             policy = ListenerPolicy(kind, self.config, self.directory, self.free_space,
                                     self.auth_gate, self.quota, self.sending,
-                                    spf=self.spf, srs=srs_for(self.config))
+                                    spf=self.spf, srs=srs_for(self.config),
+                                    feedback=feedback_addresses(self.config))
             settings = settings_for(self.config, kind, self.ssl_context is not None,
                                     self.scram_decoy_key)
             self._listeners[kind] = ListenerSpec(kind, settings, policy, self.ssl_context)

@@ -231,3 +231,31 @@ def test_bounces_to_our_srs_addresses_are_accepted_on_port_25() -> None:
     assert policy("smtp").check_rcpt(session(), good) == REPLY_UNKNOWN_USER  # SRS off
     assert made("submission").check_rcpt(session(True, "user@mx.test"), good) == \
         REPLY_UNKNOWN_USER
+
+
+def test_feedback_addresses_are_accepted_only_with_a_valid_token() -> None:
+    """bounces+<token> and unsubscribe+<token> at the bounce domain: the signed token
+    decides, not the directory (a user named "bounces" does not make a forged bounce
+    deliverable); the complaint address is always a recipient."""
+    from mailyard.feedback.addresses import FeedbackAddresses
+    from mailyard.feedback.verp import CampaignRecipient, verp_address
+
+    key = b"v" * 32
+    good = verp_address(CampaignRecipient(3, 9), key, "mx.test")
+    token = good.partition("+")[2].partition("@")[0]
+    forged = good.replace(token, token[::-1])
+    directory = MemoryDirectory(("mx.test",), {"bounces@mx.test": "pw"})
+    for kind in ("smtp", "submission"):
+        p = ListenerPolicy(kind, CONFIG, directory, FreeSpaceGauge(MemorySpool()),
+                           feedback=FeedbackAddresses("mx.test", lambda: key))
+        s = session(True, "bounces@mx.test")
+        assert p.check_rcpt(s, good) is None
+        assert p.check_rcpt(s, good.upper().replace("MX.TEST", "mx.test")) is None
+        assert p.check_rcpt(s, f"unsubscribe+{token}@mx.test") is None
+        assert p.check_rcpt(s, "FBL@mx.test") is None
+        assert p.check_rcpt(s, forged) == REPLY_UNKNOWN_USER
+        assert p.check_rcpt(s, "unsubscribe+x@mx.test") == REPLY_UNKNOWN_USER
+        assert p.check_rcpt(s, "bounces@mx.test") is None  # the user, as before
+    mx = ListenerPolicy("smtp", CONFIG, directory, FreeSpaceGauge(MemorySpool()),
+                        feedback=FeedbackAddresses("mx.test", lambda: key))
+    assert mx.check_rcpt(session(), "nobody@mx.test") == REPLY_UNKNOWN_USER

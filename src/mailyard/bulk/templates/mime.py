@@ -216,8 +216,11 @@ def quoted_printable(text: str) -> bytes:
 def build_message(content: RenderedContent, *, sender: Mailbox, to: Mailbox,
                   date: float, message_id: str | None = None,
                   reply_to: Mailbox | None = None, lists: ListHeaders | None = None,
-                  extra: Sequence[tuple[str, str]] = ()) -> BuiltMessage:
-    """The message; HeaderRefused for a value that cannot be put in a header."""
+                  extra: Sequence[tuple[str, str]] = (),
+                  also_to: Sequence[Mailbox] = ()) -> BuiltMessage:
+    """The message; HeaderRefused for a value that cannot be put in a header.
+    ``also_to``: more addressees of the same message (a transactional message to
+    several people), in the same To field."""
     domain = check_address(sender.address).rpartition("@")[2]
     if message_id is None:
         message_id = f"<{secrets.token_hex(12)}@{domain}>"
@@ -225,7 +228,7 @@ def build_message(content: RenderedContent, *, sender: Mailbox, to: Mailbox,
         raise HeaderRefused(f"not a Message-ID: {message_id!r}")
     head = [f"Date: {format_date(date)}\r\n",
             _line("From", format_mailbox(sender)),
-            _line("To", format_mailbox(to)),
+            _line("To", ", ".join(format_mailbox(m) for m in (to, *also_to))),
             _subject(content.subject),
             f"Message-ID: {message_id}\r\n"]
     if reply_to is not None:

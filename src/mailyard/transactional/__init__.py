@@ -1,0 +1,1 @@
+"""Transactional mail over the API: idempotency keys and stored message templates."""
