@@ -356,3 +356,15 @@ def test_build_one_for_a_test_send(env):
     msg = email.message_from_bytes(built.message.data)
     assert msg["List-Id"] == "<news.bounce.example.org>" and msg["Subject"] == "Hi a"
     assert campaigns.links(c.id)[0] == "https://example.com/a"
+
+
+def test_audience_is_walked_in_bounded_batches_in_id_order(env):
+    from mailyard.bulk.campaigns.audience import Audience
+
+    contacts, _, _ = env
+    ids = add_people(contacts, "news", [f"r{i}@x.example" for i in range(7)])
+    contacts.suppress("r3@x.example", SuppressionReason.MANUAL, "", 2.0)
+    batches = list(Audience(contacts.db.conn(), spec(), contacts.digest, 3.0).walk(batch=3))
+    assert [[m.contact_id for m in members] for members, _ in batches] == \
+        [ids[0:3], ids[3:6], ids[6:7]]
+    assert [sorted(s) for _, s in batches] == [[], ["r3@x.example"], []]
