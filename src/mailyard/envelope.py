@@ -63,9 +63,15 @@ class Envelope:
     auth_user: str = ""  # authenticated submitter, "" on port 25
     received_at: float = 0.0  # unix time of acceptance
     pool: str = ""  # the delivery pool ([[delivery.pools]]), assigned by ingest; "" default
+    # A producer's idempotency key (a campaign's "campaign:<id>:<contact>"): the queue
+    # index remembers it with the queue id, beyond the message's delivery, so a producer
+    # that crashed mid-submit can ask whether its message was committed.
+    submit_key: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"pool": self.pool} if self.pool else {}
+        if self.submit_key:
+            extra["submit_key"] = self.submit_key
         return {**extra,
             "sender": self.sender,
             "recipients": [r.to_dict() for r in self.recipients],
@@ -97,6 +103,7 @@ class Envelope:
             auth_user=_get(d, "auth_user", str, ""),
             received_at=float(_get(d, "received_at", (int, float), 0.0)),
             pool=_get(d, "pool", str, ""),
+            submit_key=_get(d, "submit_key", str, ""),
         )
 
 

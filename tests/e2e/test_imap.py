@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 PASSWORD = "imap-secret"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan",
-         "judy", "mallory", "oscar", "sync")
+         "judy", "mallory", "oscar", "sync", "peggy")
 
 
 def _insecure() -> ssl.SSLContext:
@@ -212,6 +212,38 @@ def test_select_fetch_store_search_expunge(server: MailyardServer) -> None:
     assert len(data) == 2
     typ, data = client.status("INBOX", "(MESSAGES UIDNEXT UNSEEN DELETED SIZE HIGHESTMODSEQ)")
     assert typ == "OK" and b"MESSAGES 2" in data[0] and b"DELETED 0" in data[0]
+    client.logout()
+
+
+def test_fetch_structures_from_the_index_and_empty_folders(server: MailyardServer) -> None:
+    """ENVELOPE/BODYSTRUCTURE come from the index's wire form: 8-bit header text is a
+    literal for a plain session and a quoted string once UTF8=ACCEPT is enabled
+    (RFC 9051 4.3, RFC 6855 3).  In an empty folder ``FETCH 1:*`` is BAD (RFC 9051 9
+    seq-number: "*" is not a valid number there, as Dovecot answers) and
+    ``UID FETCH 1:*`` is OK with no data."""
+    message = ("Subject: caf\u00e9 cr\u00e8me\r\nFrom: peggy@example.test\r\n"
+               "Content-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n").encode()
+    client = login(server, "peggy")
+    assert client.append("INBOX", None, None, message)[0] == "OK"
+    client.select("INBOX")
+    typ, data = client.fetch("1", "(ENVELOPE BODYSTRUCTURE BODY)")
+    assert typ == "OK" and isinstance(data[0], tuple)
+    assert data[0][0].endswith(b"ENVELOPE (NIL {12}") and data[0][1] == "café crème".encode()
+    assert b'BODYSTRUCTURE ("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 7 1 ' \
+        b'NIL NIL NIL NIL) BODY ("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 7 1))' \
+        in data[1]
+    client.create("Empty")
+    client.select("Empty")
+    typ, data = client.uid("FETCH", "1:*", "(FLAGS ENVELOPE)")
+    assert typ == "OK" and data == [None]
+    with pytest.raises(imaplib.IMAP4.error, match="Invalid message sequence number"):
+        client.fetch("1:*", "(FLAGS)")
+    client.logout()
+    client = login(server, "peggy")
+    assert client.enable("UTF8=ACCEPT")[0] == "OK"
+    client.select("INBOX")
+    typ, data = client.fetch("1", "(ENVELOPE)")
+    assert typ == "OK" and data[0].startswith('1 (ENVELOPE (NIL "café crème" '.encode())
     client.logout()
 
 

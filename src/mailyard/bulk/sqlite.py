@@ -107,6 +107,35 @@ MIGRATIONS = (
     );
     CREATE INDEX campaign_events_campaign ON campaign_events(campaign_id);
     CREATE INDEX campaign_events_contact ON campaign_events(contact_id)""",
+    # 3: the sending engine's per-recipient state and per-campaign progress
+    # (mailyard.bulk.campaigns.recipients)
+    """CREATE TABLE campaign_recipients (
+        campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+        contact_id INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        domain TEXT NOT NULL DEFAULT '',
+        sample INTEGER NOT NULL DEFAULT 0,
+        variant INTEGER,
+        qid TEXT NOT NULL DEFAULT '',
+        reason TEXT NOT NULL DEFAULT '',
+        updated REAL NOT NULL,
+        PRIMARY KEY (campaign_id, contact_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX campaign_recipients_state
+        ON campaign_recipients(campaign_id, state, sample, contact_id);
+    CREATE INDEX campaign_recipients_contact ON campaign_recipients(contact_id);
+    CREATE INDEX campaign_recipients_domain
+        ON campaign_recipients(campaign_id, domain, updated);
+    CREATE TABLE campaign_progress (
+        campaign_id INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+        cursor INTEGER NOT NULL DEFAULT 0,
+        selected INTEGER NOT NULL DEFAULT 0,
+        phase TEXT NOT NULL DEFAULT 'all',
+        phase_at REAL,
+        winner INTEGER,
+        owner TEXT,
+        lease_until REAL NOT NULL DEFAULT 0
+    )""",
 )
 
 _IN_CHUNK = 500  # addresses per "IN (...)" query
@@ -259,6 +288,7 @@ class SqliteContactStore:
             contact_id = row["id"]
             conn.execute("DELETE FROM events WHERE contact_id = ?", (contact_id,))
             conn.execute("DELETE FROM campaign_events WHERE contact_id = ?", (contact_id,))
+            conn.execute("DELETE FROM campaign_recipients WHERE contact_id = ?", (contact_id,))
             conn.execute("DELETE FROM memberships WHERE contact_id = ?", (contact_id,))
             conn.execute("DELETE FROM contacts WHERE id = ?", (contact_id,))
         self.db.checkpoint()

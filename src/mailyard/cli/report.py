@@ -13,7 +13,7 @@ from mailyard.cli import transport_security
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.dmarc.reports import MAX_ATTACHMENT
-from mailyard.services.dmarc_reports import dmarc_sources, import_dmarc_reports
+from mailyard.services.dmarc_reports import dmarc_reports_sent, dmarc_sources, import_dmarc_reports
 
 # A report mail: the attachment, base64-encoded, plus the rest of the message.
 MAX_INPUT = MAX_ATTACHMENT * 2
@@ -72,9 +72,27 @@ def _list(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _sent(args: argparse.Namespace, config: Config) -> int:
+    sent = dmarc_reports_sent(config.data_path, args.domain or "")
+    if args.json:
+        print(json.dumps([s.to_dict() for s in sent], indent=2))
+        return 0
+    if not sent:
+        print("No DMARC aggregate reports sent.")
+        return 0
+    print(f"{'SENT (UTC)':<19} {'DOMAIN':<28} {'MSGS':>7}  TO / NOTE")
+    for s in sent:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.at))
+        to = ", ".join(s.recipients) or s.note
+        print(f"{when:<19} {printable(s.policy_domain):<28} {s.messages:>7}  {printable(to)}")
+    return 0
+
+
 def cmd_dmarc(args: argparse.Namespace, config: Config) -> int:
     try:
-        return _import(args, config) if args.import_files else _list(args, config)
+        if args.import_files:
+            return _import(args, config)
+        return _sent(args, config) if args.sent else _list(args, config)
     except sqlite3.Error as exc:
         return _fail(f"DMARC report store: {exc}")
 
@@ -92,10 +110,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                     "sending address: messages, how many passed DMARC, DKIM and SPF, how "
                     "many were quarantined or rejected, and who reported them. With "
                     "--import, store reports first: report mails, or .xml, .xml.gz or "
-                    ".zip report files.")
+                    ".zip report files. With --sent, list the reports this server sent to "
+                    "other domains instead.")
     p.add_argument("--domain", metavar="DOMAIN", help="only this published domain")
     p.add_argument("--import", dest="import_files", metavar="FILE", nargs="+",
                    help="store the reports in these files ('-': standard input) instead "
                         "of listing")
+    p.add_argument("--sent", action="store_true",
+                   help="list the aggregate reports this server sent ([dmarc] reports)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_dmarc)

@@ -751,10 +751,24 @@ class DmarcConfig:
     quarantine: DmarcQuarantine = DmarcQuarantine.JUNK
     # A Public Suffix List file instead of the copy publicsuffixlist ships ("").
     public_suffix_list: str = ""
+    # Aggregate reports we send (RFC 7489 7.2): record evaluations, mail them per period.
+    reports: bool = False
+    report_interval: float = 86400.0  # seconds; periods end at multiples of it
+    report_sender: str = ""  # From and envelope sender; "": postmaster@hostname
+    report_organization: str = ""  # org_name; "": the hostname
+    report_contact: str = ""  # extra_contact_info; "": none
+    # Mail to this local part of a local domain is imported as reports received ("": no).
+    report_mailbox: str = "dmarc-reports"
 
     def validate(self, key: str) -> None:
         if self.public_suffix_list and not os.path.isabs(self.public_suffix_list):
             raise ConfigError(f"{key}.public_suffix_list", "must be an absolute path")
+        if self.report_interval < 1:
+            raise ConfigError(f"{key}.report_interval", "must be at least 1 (seconds)")
+        if self.report_sender and "@" not in self.report_sender:
+            raise ConfigError(f"{key}.report_sender", "must be a mail address")
+        if "@" in self.report_mailbox or any(c.isspace() for c in self.report_mailbox):
+            raise ConfigError(f"{key}.report_mailbox", "must be a local part (no @)")
 
 
 @dataclass(frozen=True)

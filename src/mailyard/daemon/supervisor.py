@@ -151,6 +151,11 @@ class Supervisor:
                 worker = WorkerProcess(slot, argv, fds, payload)
                 worker.start()
                 self.workers.append(worker)
+        # The campaign sending engine: one process, no listener (see campaign_worker).
+        worker = WorkerProcess(0, [sys.executable, "-m", "mailyard.daemon.campaign_worker",
+                                   "--notify-fd", str(notify_w)], [notify_w], payload)
+        worker.start()
+        self.workers.append(worker)
 
     def run(self) -> int:
         cfg = self.config

@@ -119,10 +119,11 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
         deliver_now = EndToEndDelivery(config, ThreadedSpool(spool))
     tls = server_context(cert, key)
     decoy_key = derive_key(secret, "scram decoy")
+    ingest = ingest_for(config, spool)
     server = SmtpServer(config, spool, directory, tls, metrics,
                         QueueNotifier(notify_fd),
                         scram_decoy_key=decoy_key,
-                        ingest=ingest_for(config, spool), deliver_now=deliver_now)
+                        ingest=ingest, deliver_now=deliver_now)
     pop3 = None
     if any(kind in POP3_KINDS for kind, _ in listeners):
         from mailyard.pop3d.server import Pop3Server
@@ -162,6 +163,7 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     if imap is not None:
         await imap.close()
     await server.close()
+    await ingest.close_hooks()  # e.g. the DMARC evaluations still in memory
     if deliver_now is not None:
         await deliver_now.close()
     with contextlib.suppress(OSError):

@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import partial
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from mailyard.arc.chain import ArcSealer
 from mailyard.arc.forward import forward_seal
@@ -64,12 +64,27 @@ from mailyard.queue.api import (
 from mailyard.services.setup import feedback_addresses
 from mailyard.tlsrpt.sender import ReportSender
 
+if TYPE_CHECKING:
+    from mailyard.dmarc.sender import DmarcReportSender
+
 log = logging.getLogger("mailyard.delivery")
 
 CLAIM_BATCH = 200
 IDLE_POLL = 1.0
 LOCAL_THREADS = 8
 _COPY_CHUNK = 256 * 1024
+
+
+def _dmarc_sender(config: Config, outbound: OutboundDelivery, ingest: Ingest,
+                  clock: Callable[[], float]) -> DmarcReportSender | None:
+    """The DMARC report sender when ``[dmarc] reports`` is on."""
+    if not (config.dmarc.enabled and config.dmarc.reports):
+        return None
+    from mailyard.dmarc.evalstore import EvaluationStore
+    from mailyard.dmarc.sender import DmarcReportSender
+
+    return DmarcReportSender(config, EvaluationStore.in_data_dir(config.data_path),
+                             outbound.resolver, ingest, clock)
 
 
 class Dispatcher:
@@ -91,6 +106,7 @@ class Dispatcher:
             outcomes.metrics = metrics
         self.tls_reports = (ReportSender(config, outcomes, self.outbound.resolver, ingest, clock)
                             if outcomes is not None and config.tls_rpt.send_reports else None)
+        self.dmarc_reports = _dmarc_sender(config, self.outbound, ingest, clock)
         self.policy = AttemptPolicy(config, queue, ingest, clock)
         self.executor = ThreadPoolExecutor(max_workers=LOCAL_THREADS,
                                            thread_name_prefix="local-delivery")
@@ -122,6 +138,8 @@ class Dispatcher:
                 claimed = await self.claim_round()
             if self.tls_reports is not None and self.tls_reports.due():
                 self._spawn(self._send_tls_reports(self.tls_reports))
+            if self.dmarc_reports is not None and self.dmarc_reports.due():
+                self._spawn(self._send_dmarc_reports(self.dmarc_reports))
             if claimed < CLAIM_BATCH or len(self.active) >= self.config.delivery.active_window:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_POLL)
@@ -185,6 +203,14 @@ class Dispatcher:
             await sender.send_due()
         except (sqlite3.Error, OSError, StorageError) as exc:
             log_event(log, "TLS reports not sent", level=logging.WARNING,
+                      error=f"{type(exc).__name__}: {exc}")
+
+    async def _send_dmarc_reports(self, sender: DmarcReportSender) -> None:
+        """The DMARC aggregate reports (RFC 7489 7.2), through ingest like any mail."""
+        try:
+            await sender.send_due()
+        except (sqlite3.Error, OSError, StorageError) as exc:
+            log_event(log, "DMARC reports not sent", level=logging.WARNING,
                       error=f"{type(exc).__name__}: {exc}")
 
     async def stop(self) -> None:
@@ -280,10 +306,45 @@ class Dispatcher:
         results = await self.local_batches.deliver(entry, recipients,
                                                    self.open_content(entry.qid))
         out: list[AttemptResult] = []
+        reports = False
         for r, result in zip(recipients, results, strict=True):
             forwarded = await self.forward(entry, r, result.external)
             out.append(_local_attempt(r, result, forwarded))
+            reports = reports or (result.status is AttemptStatus.DELIVERED
+                                  and self._report_mailbox(r.address))
+        if reports:  # before the entry is finished: its content is still there
+            await self.import_dmarc_reports(entry)
         return out
+
+    def _report_mailbox(self, address: str) -> bool:
+        """Is this the address our domains publish in their DMARC ``rua``?"""
+        mailbox = self.config.dmarc.report_mailbox
+        return bool(mailbox) and split_address(address)[0].lower() == mailbox.lower()
+
+    async def import_dmarc_reports(self, entry: QueueEntry) -> None:
+        """Aggregate reports delivered to ``[dmarc] report_mailbox`` go into the
+        report store as well (the message stays in the mailbox)."""
+        from mailyard.dmarc.reports import MAX_ATTACHMENT
+        from mailyard.services.dmarc_reports import import_dmarc_reports
+
+        if entry.size > 2 * MAX_ATTACHMENT:  # base64 of the largest attachment we read
+            log_event(log, "DMARC report too large to import", qid=entry.qid, size=entry.size)
+            return
+
+        def run() -> None:
+            with self.queue.open_content(entry.qid) as content:
+                data = content.read(2 * MAX_ATTACHMENT + 1)
+            (outcome,) = import_dmarc_reports(self.config.data_path, [(entry.qid, data)],
+                                              self.clock())
+            log_event(log, "DMARC reports imported", qid=entry.qid, sender=entry.envelope.sender,
+                      stored=outcome.stored, duplicates=outcome.duplicates,
+                      errors="; ".join(outcome.errors))
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        except (sqlite3.Error, OSError, StorageError) as exc:
+            log_event(log, "DMARC reports not imported", level=logging.WARNING, qid=entry.qid,
+                      error=f"{type(exc).__name__}: {exc}")
 
     def arc_sealer(self, domain: str) -> ArcSealer | None:
         """The sealer of forwards from ``domain`` (``[forwarding] arc``): its active RSA

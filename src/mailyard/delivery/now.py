@@ -14,6 +14,12 @@ then hands it here before its 250 goes back:
   (delivered recipients are recorded, the lease is given up, the rest is retried by
   the dispatcher as usual) and the sender gets the ordinary ``250 Queued``.
 
+The hops get the same transport security as queued delivery
+(:func:`~mailyard.delivery.outbound.transport_security_for`): a transport in this
+mode that routes by MX (no ``nexthop``) is held to the destination's DANE and MTA-STS
+policies, and its sessions are counted for TLS-RPT; a host no policy allows means
+"451 4.7.5" from the router, so the message is queued and retried like any other.
+
 It takes the same path as the dispatcher, over the asynchronous
 :class:`~mailyard.queue.api.WorkQueue` (in the worker, a
 :class:`~mailyard.queue.threaded.ThreadedSpool` over its spool): the entry is leased
@@ -35,6 +41,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from mailyard.config import Config
+from mailyard.delivery.outbound import tls_outcomes_for, transport_security_for
 from mailyard.delivery.recorder import FinishedEntry, OutcomeRecorder
 from mailyard.delivery.remote import ConnectionPool, deliver_remote
 from mailyard.delivery.routing import RouteError, Router
@@ -61,8 +68,11 @@ class EndToEndDelivery:
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.queue = queue
-        self.router = Router(config, resolver or make_resolver(config.delivery))
-        self.pool = ConnectionPool(config)
+        resolver = resolver or make_resolver(config.delivery)
+        self.router = Router(config, resolver)
+        self.tls_outcomes = tls_outcomes_for(config, clock)
+        self.security = transport_security_for(config, resolver, self.tls_outcomes, clock)
+        self.pool = ConnectionPool(config, tls_outcomes=self.tls_outcomes)
         self.clock = clock
         self.recorder = OutcomeRecorder(queue)
 
@@ -77,7 +87,7 @@ class EndToEndDelivery:
             return None
         domain = split_address(envelope.recipients[0].address)[1]
         try:
-            hops = await self.router.route(domain)
+            hops = await self.security.secure(await self.router.plan(domain))
             pairs = [(r.index, envelope.recipients[r.index]) for r in entry.recipients]
             results = await deliver_remote(hops, envelope, pairs,
                                            lambda: self.queue.open_content(qid),
@@ -86,6 +96,9 @@ class EndToEndDelivery:
             log_event(log, "end-to-end relay: no route, queued", qid=qid, reply=exc.reply)
             await self.queue.release_lease(qid)
             return None
+        finally:
+            if self.tls_outcomes is not None and self.tls_outcomes.flush_due():
+                await self.tls_outcomes.flush()
         answered = [r for r in results if r.answered]
         delivered = [r for r in results if r.state is RecipientState.DELIVERED]
         if len(delivered) == len(results):
@@ -109,5 +122,11 @@ class EndToEndDelivery:
         return None
 
     async def close(self) -> None:
-        """Close the connection pool (the queue belongs to the caller)."""
+        """Close the connection pool and the policy stores (the queue belongs to the
+        caller)."""
         await self.pool.close()
+        if self.tls_outcomes is not None:
+            await self.tls_outcomes.flush()
+            self.tls_outcomes.close()
+        if self.security.sts is not None:
+            self.security.sts.close()

@@ -52,8 +52,8 @@ class OutboundDelivery:
         self.config = config
         self.resolver = resolver or make_resolver(config.delivery)
         self.router = Router(config, self.resolver)
-        self.tls_outcomes = _tls_outcomes(config, clock)
-        self.security = _transport_security(config, self.resolver, self.tls_outcomes, clock)
+        self.tls_outcomes = tls_outcomes_for(config, clock)
+        self.security = transport_security_for(config, self.resolver, self.tls_outcomes, clock)
         self.clock = clock
         self.lanes = lanes_for(config, self.tls_outcomes)
         default = self.lanes[DEFAULT_POOL]
@@ -125,14 +125,17 @@ def _store_path(config: Config, name: str) -> Path | None:
     return config.data_path / name if config.data_path.is_dir() else None
 
 
-def _tls_outcomes(config: Config, clock: Callable[[], float]) -> TlsOutcomes | None:
+def tls_outcomes_for(config: Config, clock: Callable[[], float]) -> TlsOutcomes | None:
+    """The TLS-RPT counts (``[tls_rpt] enabled``), in data_dir when there is one."""
     if not config.tls_rpt.enabled:
         return None
     return TlsOutcomes(_store_path(config, "tls-rpt.db"), clock)
 
 
-def _transport_security(config: Config, resolver: Resolver, outcomes: TlsOutcomes | None,
+def transport_security_for(config: Config, resolver: Resolver, outcomes: TlsOutcomes | None,
                         clock: Callable[[], float]) -> TransportSecurity:
+    """DANE and MTA-STS as configured: the policy of every MX delivery, queued or
+    end to end (:mod:`mailyard.delivery.now`)."""
     from mailyard.dns import CachingResolver, DnsPythonResolver
 
     sts = None

@@ -43,6 +43,7 @@ from mailyard.proto.smtp.client import RecipientResult, SessionFailed, Transacti
 from mailyard.proto.smtp.replies import (
     REPLY_REMOTE_LOST,
     REPLY_REMOTE_NO_HOPS,
+    REPLY_REMOTE_NO_TLS,
     REPLY_REMOTE_PROTOCOL,
     REPLY_REMOTE_TIMEOUT,
     REPLY_REMOTE_TLS_FAILED,
@@ -137,10 +138,11 @@ class RemoteResult:
         return self.reply.remote_host != ""
 
 
-#: Replies the client synthesises when a session breaks: never a server's own word.
+#: Replies the client synthesises when a session breaks or our TLS policy refuses the
+#: host (no STARTTLS where TLS is required): never a server's own word.
 _LOCAL_FAILURES = {(r.code, r.status) for r in (
     REPLY_REMOTE_UNREACHABLE, REPLY_REMOTE_TIMEOUT, REPLY_REMOTE_LOST, REPLY_REMOTE_PROTOCOL,
-    REPLY_REMOTE_TLS_FAILED, REPLY_REMOTE_NO_HOPS)}
+    REPLY_REMOTE_TLS_FAILED, REPLY_REMOTE_NO_TLS, REPLY_REMOTE_NO_HOPS)}
 
 
 def _said_by(reply: Reply, host: str) -> DeliveryReply:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
+import functools
 from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -50,7 +51,25 @@ class KeyRecord:
 
 
 def parse_key_record(text: str | bytes) -> KeyRecord:
+    """Parse a key record; raises :class:`KeyRecordError`.  The last 1,024 results are
+    remembered: every message of a sender brings the same record from the DNS cache,
+    and loading its public key is most of the work."""
     raw = text.encode("utf-8", "replace") if isinstance(text, str) else text
+    found = _parsed(raw)
+    if isinstance(found, str):
+        raise KeyRecordError(found)
+    return found
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed(raw: bytes) -> KeyRecord | str:
+    try:
+        return _parse(raw)
+    except KeyRecordError as exc:
+        return str(exc)
+
+
+def _parse(raw: bytes) -> KeyRecord:
     try:
         tags = parse_tag_list(raw)
     except TagListError as exc:

@@ -21,17 +21,18 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mailyard.fs import fsync_dir
-from mailyard.store.index import FolderState, MailboxIndex
+from mailyard.imapd.searchindex import SearchIndex
+from mailyard.store.index import Changes, CurState, FolderNotFound, FolderState, MailboxIndex
 from mailyard.store.maildir import MaildirStore
 
 __all__ = ["Account", "Accounts"]
 
 SUBSCRIPTIONS = "mailyard-subscriptions"
-MARGIN_NS = 50_000_000  # file system timestamps lag the clock by up to a tick
 LINGER = 120.0  # seconds an account stays open after its last session
 MAX_LINGERING = 200
 
@@ -44,13 +45,6 @@ def has_entries(directory: Path) -> bool:
         return False
 
 
-def cur_mtime(index: MailboxIndex, name: str) -> int | None:
-    try:
-        return os.stat(index.maildir(name).path / "cur").st_mtime_ns
-    except FileNotFoundError:
-        return None
-
-
 @dataclass(eq=False)
 class Account:
     """One user's mailbox as this process serves it.
@@ -58,42 +52,75 @@ class Account:
     When must a folder's index be synced with its Maildir (a full listing of
     ``cur/`` and of the folder's rows: a good part of a second for 10,000 messages)?
     Two cheap signals say: ``new/`` is not empty (mail not indexed yet: sync moves
-    it to ``cur/``), or ``cur/`` changed after the last sync started (its mtime is
-    above :attr:`covered`, kept per folder; a margin covers the file system's coarse
-    timestamps).  Changes made through the index (any IMAP session, in any process)
-    change ``cur/`` as well but leave the index right; those made by other programs
-    (mutt renaming a file, POP3 deleting one) do not.  :meth:`sync` (SELECT,
-    STATUS) syncs on either signal; the folder watcher waits for the index to be
-    quiet (see :mod:`mailyard.imapd.watch`)."""
+    it to ``cur/``), or the index's :meth:`~MailboxIndex.check` says another program
+    changed ``cur/`` (CHANGED).  Changes made through the index (any IMAP session,
+    in any process) leave the index right and are taken in from it: the state of
+    the last SELECT here, advanced by the index's ``changes`` since its
+    HIGHESTMODSEQ (a read of the changed rows), so a busy folder is never listed
+    again while only IMAP sessions change it.  A ``cur/`` the index is UNSURE of
+    is synced by the folder watcher once the folder is quiet (see
+    :mod:`mailyard.imapd.watch`)."""
 
     address: str
     index: MailboxIndex
     sessions: int = 0
-    covered: dict[str, int] = field(default_factory=dict)  # folder -> ns
     _states: dict[str, FolderState] = field(default_factory=dict)
+    _search: SearchIndex | None = None
+    _search_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def needs_sync(self, name: str) -> bool:
-        if has_entries(self.index.maildir(name).path / "new"):
-            return True
-        mtime = cur_mtime(self.index, name)
-        return mtime is None or mtime > self.covered.get(name, 0)
+    def search_index(self) -> SearchIndex:
+        """The user's search index, opened on first use; rows of folders that no
+        longer exist are dropped then."""
+        with self._search_lock:
+            return self._open_search()
+
+    def _open_search(self) -> SearchIndex:
+        if self._search is None:
+            search = SearchIndex(self.root)
+            live = []
+            try:
+                for folder in self.index.list_folders():
+                    with suppress(FolderNotFound):  # never indexed: no row names it
+                        live.append(self.index.header(folder.name)[0])
+            except OSError:
+                pass  # pruned another time
+            else:
+                search.prune(live)
+            self._search = search
+        return self._search
+
+    def close(self) -> None:
+        self.index.close()
+        if self._search is not None:
+            self._search.close()
+
+    def new_mail(self, name: str) -> bool:
+        return has_entries(self.index.maildir(name).path / "new")
 
     def full_sync(self, name: str) -> FolderState:
-        started = time.time_ns()
         state = self.index.sync(name)
-        self.covered[name] = started - MARGIN_NS
         self._states[name] = state
         return state
 
     def sync(self, name: str) -> FolderState:
         """The folder's state (SELECT, STATUS): synced with the Maildir when a signal
-        says so, else the state of the last sync here if the index header has not
-        moved since (two stats and one indexed read)."""
+        says so, else the state of the last sync here brought up to date from the
+        index (one indexed read when nothing changed)."""
         cached = self._states.get(name)
-        if cached is not None and not self.needs_sync(name) and self.index.header(name) == (
-                cached.uidvalidity, cached.uidnext, cached.highestmodseq):
+        if cached is None or self.new_mail(name):
+            return self.full_sync(name)
+        try:
+            check = self.index.check(name)
+        except FolderNotFound:
+            return self.full_sync(name)  # not indexed yet (or gone: sync says so)
+        if check.cur is CurState.CHANGED or check.header[0] != cached.uidvalidity:
+            return self.full_sync(name)
+        if check.header == (cached.uidvalidity, cached.uidnext, cached.highestmodseq):
             return cached
-        return self.full_sync(name)
+        changes = self.index.changes(name, cached.highestmodseq)
+        state = advance(cached, check.header, changes)
+        self._states[name] = state
+        return state
 
     @property
     def root(self) -> Path:
@@ -117,6 +144,22 @@ class Account:
         tmp.write_text("".join(f"{n}\n" for n in sorted(names)), "utf-8")
         os.replace(tmp, path)
         fsync_dir(self.root)
+
+
+def advance(state: FolderState, header: tuple[int, int, int], changes: Changes
+            ) -> FolderState:
+    """``state`` with ``changes`` (read after ``header``, so they may go further)
+    applied: changed messages replaced, new ones added, vanished ones dropped."""
+    changed = {m.uid: m for m in changes.messages}
+    gone = set(changes.vanished)
+    messages = [changed.pop(m.uid, m) for m in state.messages if m.uid not in gone]
+    if changed:
+        last = messages[-1].uid if messages else 0
+        messages += sorted(changed.values(), key=lambda m: m.uid)
+        if min(changed) < last:
+            messages.sort(key=lambda m: m.uid)
+    uidnext = max(header[1], messages[-1].uid + 1 if messages else 1)
+    return FolderState(state.name, header[0], uidnext, header[2], tuple(messages))
 
 
 class Accounts:
@@ -148,7 +191,7 @@ class Accounts:
             self._idle.pop(address, None)
             doomed = self._expired()
         for old in doomed:
-            old.index.close()
+            old.close()
         return account
 
     def release(self, account: Account) -> None:
@@ -158,7 +201,7 @@ class Accounts:
                 self._idle[account.address] = self.clock()
             doomed = self._expired()
         for old in doomed:
-            old.index.close()
+            old.close()
 
     def _expired(self) -> list[Account]:
         now = self.clock()
@@ -177,4 +220,4 @@ class Accounts:
             self._open.clear()
             self._idle.clear()
         for account in accounts:
-            account.index.close()
+            account.close()

@@ -26,9 +26,24 @@ from typing import Any, TypeVar
 
 from mailyard.directory.api import DirectoryError
 from mailyard.imapd.accounts import Account
-from mailyard.imapd.fetch import FetchError, fetch_items, needs_message, needs_structure, sets_seen
+from mailyard.imapd.fetch import (
+    FetchError,
+    fetch_items,
+    header_only,
+    index_only,
+    needs_message,
+    render_from_index,
+    sets_seen,
+    wire_items,
+)
 from mailyard.imapd.quota import QuotaLimits, QuotaUsage, over_quota, usage
-from mailyard.imapd.search import SearchContext, SearchTimeout, search, search_modseq
+from mailyard.imapd.search import (
+    SearchContext,
+    SearchTimeout,
+    search,
+    search_modseq,
+    uses_string_keys,
+)
 from mailyard.imapd.sort import sort
 from mailyard.imapd.thread import render_threads, thread
 from mailyard.imapd.view import BadSequence, MailboxView, Notify, flag_atoms
@@ -256,6 +271,7 @@ class MailSession:
                     gone = []
                 if gone:
                     self.changed_here()
+                    await self.unindex(view.uidvalidity, gone)
             self.leave()
             self.done(event, "OK", f"{name} completed")
         else:
@@ -286,13 +302,14 @@ class MailSession:
             await self._mark_seen(view, positions, attributes)
         missing = 0
         size = FETCH_BATCH if needs_message(attributes) else FETCH_BATCH_INDEX
+        planned = tuple(attributes)  # one tuple: fetch_items plans it once
         for start in range(0, len(positions), size):
             if not self.answering(event) or self.view is not view:
                 return
             batch = positions[start:start + size]
             infos = [(p, view.messages[p]) for p in batch]
             try:
-                chunk, gone = await self.blocking(self._render, view.name, infos, attributes,
+                chunk, gone = await self.blocking(self._render, view.name, infos, planned,
                                                   modseq)
             except FetchError as exc:
                 self.done(event, "NO", exc.text, exc.code)
@@ -337,33 +354,48 @@ class MailSession:
                 attributes: Sequence[FetchAttribute], modseq: bool) -> tuple[bytes, int]:
         """Blocking: the FETCH responses of a batch (files read here), and how many
         messages were gone."""
-        structures: dict[int, tuple[Structure, Structure]] = {}
-        if needs_structure(attributes):
-            structures = self.index.structures(name, [i.uid for _, i in infos])
-        whole = needs_message(attributes)
         utf8 = self.conn.utf8
+        structures: dict[int, tuple[Structure, Structure]] = {}
+        wires: dict[int, list[bytes]] = {}
+        items = wire_items(attributes)
+        if items:
+            uids = [i.uid for _, i in infos]
+            for uid, (differs, got) in self.index.wires(name, uids, items).items():
+                if not (utf8 and differs) and None not in got:
+                    wires[uid] = got  # type: ignore[assignment]
+            rest = [uid for uid in uids if uid not in wires]
+            if rest:
+                structures = self.index.structures(name, rest)
+        whole = needs_message(attributes)
+        read = read_head if whole and header_only(attributes) else read_message
+        fast = index_only(attributes)
         out: list[bytes] = []
         gone = 0
         for pos, info in infos:
+            octets = wires.get(info.uid)
+            if fast and (octets is not None or not items):
+                out.append(render_from_index(pos + 1, info, attributes, octets or (), modseq))
+                continue
             message = None
             if whole:
                 try:
-                    message = read_message(info.path)
+                    message = read(info.path)
                 except FileNotFoundError:
                     message = self._reread(name, info)
                     if message is None:
                         gone += 1
                         continue
             env, body = structures.get(info.uid, (None, None))
-            if needs_structure(attributes) and env is None and message is None:
+            if items and octets is None and env is None and message is None:
                 try:
                     message = read_message(info.path)
                 except FileNotFoundError:
                     gone += 1
                     continue
-            items = fetch_items(pos + 1, info, attributes, message=message, envelope=env,
-                                bodystructure=body, modseq=modseq)
-            out.append(resp.fetch(pos + 1, items, utf8=utf8))
+            wire = dict(zip(items, octets, strict=True)) if octets is not None else None
+            values = fetch_items(pos + 1, info, attributes, message=message, envelope=env,
+                                 bodystructure=body, modseq=modseq, wire=wire)
+            out.append(resp.fetch(pos + 1, values, utf8=utf8))
         return b"".join(out), gone
 
     def _reread(self, name: str, info: MessageInfo) -> bytes | None:
@@ -478,6 +510,7 @@ class MailSession:
                 self.conn.respond(resp.untagged_status("OK", "Moved", code))
             view.removed(u for u, _ in result.uids)
             self.changed_here()
+            await self.unindex(view.uidvalidity, [u for u, _ in result.uids])
             await self.finish(event, text="MOVE completed")
         else:
             await self.finish(event, text="COPY completed", code=code, expunges=cmd.uid)
@@ -499,9 +532,18 @@ class MailSession:
         view.removed(gone)
         if gone:
             self.changed_here()
+            await self.unindex(view.uidvalidity, gone)
         await self.finish(event, text="EXPUNGE completed")
 
     # --- SEARCH / SORT / THREAD ---------------------------------------------------------
+
+    async def unindex(self, uidvalidity: int, uids: Sequence[int]) -> None:
+        """Drop expunged or moved messages from the search index (a search of the
+        folder would drop them too; this frees the space at once)."""
+        await self.blocking(self._unindex, uidvalidity, list(uids))
+
+    def _unindex(self, uidvalidity: int, uids: list[int]) -> None:
+        self.account.search_index().forget(uidvalidity, uids)
 
     async def search(self, event: SearchRequested) -> None:
         view = self.view
@@ -512,7 +554,7 @@ class MailSession:
         deadline = time.monotonic() + self.limits.search_budget
         try:
             out, saved = await self.blocking(self._search, cmd, view.name, messages,
-                                             view.highestmodseq, deadline)
+                                             view.highestmodseq, deadline, view.uidvalidity)
         except SearchTimeout:
             self.done(event, "NO", "Search took too long", "LIMIT")
             return
@@ -527,15 +569,23 @@ class MailSession:
         await self.finish(event, text=f"{cmd.name} completed", expunges=cmd.uid)
 
     def _search(self, cmd: Search | Sort | Thread, name: str, messages: list[MessageInfo],
-                highest: int, deadline: float) -> tuple[list[bytes], tuple[int, ...] | None]:
+                highest: int, deadline: float, uidvalidity: int
+                ) -> tuple[list[bytes], tuple[int, ...] | None]:
         """Blocking: the untagged responses of SEARCH/SORT/THREAD, and the UIDs to
         save as ``$`` (RFC 5182) or None."""
         paths = {m.uid: m.path for m in messages}
+        key = cmd.criteria if isinstance(cmd, Search) else cmd.search
+        index = None
+        if uses_string_keys(key):
+            index = self.account.search_index().folder(uidvalidity, messages)
         ctx = SearchContext(messages, lambda uid: _load(paths, uid), highest,
                             frozenset(self.saved), deadline,
-                            load_header=lambda uid: _load(paths, uid, header=True))
-        key = cmd.criteria if isinstance(cmd, Search) else cmd.search
-        matches = search(key, ctx)
+                            load_header=lambda uid: _load(paths, uid, header=True), index=index)
+        try:
+            matches = search(key, ctx)
+        finally:
+            if index is not None:
+                index.close()  # what was read is kept, also when the deadline stopped it
 
         def number(i: int) -> int:
             return messages[i].uid if cmd.uid else i + 1
@@ -584,6 +634,18 @@ class MailSession:
             results.append(("MODSEQ", modseq))
         tag = self.conn.pending.tag if self.conn.pending is not None else None
         return [resp.esearch(tag, cmd.uid, results)], saved
+
+
+def read_head(path: Path) -> bytes:
+    """The start of a message file up to its blank line at least (all of it when there
+    is none), with CRLF line ends as :func:`read_message` gives them."""
+    with open(path, "rb") as f:
+        data = b""
+        while chunk := f.read(16384):
+            data += chunk
+            if b"\n\n" in data or b"\r\n\r\n" in data:
+                break
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def _load(paths: dict[int, Path], uid: int, header: bool = False) -> bytes:

@@ -47,12 +47,14 @@ from collections.abc import Callable, Sequence
 from mailyard.message import structure
 from mailyard.message.structure import Entity, Structure
 from mailyard.proto.imap.commands import FetchAttribute, Section
-from mailyard.proto.imap.responses import Atom, Joined, Literal, Value
+from mailyard.proto.imap.responses import Atom, Encoded, Literal, Value
+from mailyard.proto.imap.structwire import imap_body, imap_envelope
 from mailyard.store.index import MessageInfo
 
 __all__ = [
-    "FetchError", "decode", "fetch_items", "header_fields", "imap_body", "imap_envelope",
-    "internal_date", "label", "needs_message", "needs_structure", "sets_seen",
+    "FetchError", "decode", "fetch_items", "header_fields", "header_only", "imap_body",
+    "imap_envelope", "index_only", "internal_date", "label", "needs_message", "needs_structure",
+    "render_from_index", "sets_seen", "wire_items",
 ]
 
 
@@ -78,6 +80,17 @@ def needs_message(attributes: Sequence[FetchAttribute]) -> bool:
     return any(a.section is not None or a.name in _MESSAGE_ITEMS for a in attributes)
 
 
+def header_only(attributes: Sequence[FetchAttribute]) -> bool:
+    """Whether the message's top-level header is all that is needed (``BODY.PEEK[HEADER
+    .FIELDS (...)]``, ``RFC822.HEADER``: what clients list folders with), so the file
+    may be read only up to its blank line."""
+    return all(a.name == "RFC822.HEADER" or (
+        a.section is not None and a.name == "BODY" and not a.section.part
+        and a.section.text.startswith("HEADER")) or (
+        a.section is None and a.name not in _MESSAGE_ITEMS
+        and a.name not in ("ENVELOPE", "BODYSTRUCTURE", "BODY")) for a in attributes)
+
+
 def needs_structure(attributes: Sequence[FetchAttribute]) -> bool:
     """Whether the cached ENVELOPE/BODYSTRUCTURE are used (ENVELOPE, BODY, BODYSTRUCTURE)."""
     return any(a.name in ("ENVELOPE", "BODYSTRUCTURE")
@@ -99,14 +112,15 @@ class _Message:
     """One message while its items are rendered: CRLF content and entity tree are
     made on first use and shared by every item of the same FETCH response."""
 
-    __slots__ = ("info", "raw", "env", "bs", "_data", "_root")
+    __slots__ = ("info", "raw", "env", "bs", "wire", "_data", "_root")
 
     def __init__(self, info: MessageInfo, raw: bytes | None, env: Structure,
-                 bs: Structure) -> None:
+                 bs: Structure, wire: dict[str, bytes]) -> None:
         self.info = info
         self.raw = raw
         self.env = env
         self.bs = bs
+        self.wire = wire
         self._data: bytes | None = None
         self._root: Entity | None = None
 
@@ -225,53 +239,18 @@ def _nil(m: _Message, att: FetchAttribute) -> Value:
 # --- ENVELOPE, BODY, BODYSTRUCTURE ----------------------------------------------------------
 
 def _envelope(m: _Message, att: FetchAttribute) -> Value:
-    return imap_envelope(m.envelope())
+    wire = m.wire.get("ENVELOPE")
+    return Encoded(wire) if wire is not None else imap_envelope(m.envelope())
 
 
 def _bodystructure(m: _Message, att: FetchAttribute) -> Value:
-    return imap_body(m.bodystructure(), extended=True)
+    wire = m.wire.get("BODYSTRUCTURE")
+    return Encoded(wire) if wire is not None else imap_body(m.bodystructure(), extended=True)
 
 
 def _body(m: _Message, att: FetchAttribute) -> Value:
-    return imap_body(m.bodystructure(), extended=False)
-
-
-def imap_envelope(env: Structure) -> Value:
-    """A cached ENVELOPE as the response writes it: the addresses of an address list
-    with no space between (RFC 9051 9 ``env-from = "(" 1*address ")"``)."""
-    if not isinstance(env, list) or len(env) != 10:
-        return env
-    out: list[Value] = list(env)
-    for i in range(2, 8):
-        addresses = env[i]
-        if isinstance(addresses, list):
-            out[i] = [Joined(addresses)]
-    return out
-
-
-def imap_body(bs: Structure, extended: bool) -> Value:
-    """A cached BODYSTRUCTURE as the response writes it: the parts of a multipart with
-    no space between (RFC 9051 9 ``body-type-mpart = 1*body SP media-subtype``), and,
-    unless ``extended``, without extension data -- that is BODY (RFC 9051 7.5.2), so
-    the one cached structure serves both.  A part keeps its seven basic fields, a
-    text part its line count, a message/rfc822 part its envelope, body and lines."""
-    if not isinstance(bs, list) or not bs:
-        return bs
-    if isinstance(bs[0], list):  # multipart: the parts, then the subtype, extensions
-        n = 0
-        while n < len(bs) and isinstance(bs[n], list):
-            n += 1
-        parts = Joined([imap_body(p, extended) for p in bs[:n]])
-        return [parts, *bs[n:]] if extended else [parts, *bs[n:n + 1]]
-    if bs[0] == b"MESSAGE" and len(bs) >= 10 and isinstance(bs[7], list):
-        inner: list[Value] = [*bs[:7], imap_envelope(bs[7]), imap_body(bs[8], extended),
-                              bs[9]]
-        if extended:
-            inner += bs[10:]
-        return inner
-    if extended:
-        return bs
-    return bs[:8] if bs[0] == b"TEXT" else bs[:7]
+    wire = m.wire.get("BODY")
+    return Encoded(wire) if wire is not None else imap_body(m.bodystructure(), extended=False)
 
 
 # --- sections ---------------------------------------------------------------------------
@@ -555,18 +534,118 @@ def _plan(attributes: Sequence[FetchAttribute]) -> _Plan:
     return plan
 
 
+_NO_WIRE: dict[str, bytes] = {}
+
+
 def fetch_items(number: int, info: MessageInfo, attributes: Sequence[FetchAttribute], *,
                 message: bytes | None, envelope: Structure | None,
-                bodystructure: Structure | None, modseq: bool) -> list[tuple[str, Value]]:
+                bodystructure: Structure | None, modseq: bool,
+                wire: dict[str, bytes] | None = None) -> list[tuple[str, Value]]:
     """The data items of message ``number`` for ``* number FETCH (...)``, in the order
     asked.  ``message`` is the raw file (any line ends), needed when
     :func:`needs_message`; ``envelope``/``bodystructure`` the cached structures (else
-    computed from ``message``).  ``modseq``: add MODSEQ although not asked (the
+    computed from ``message``); ``wire`` the cached wire form of ENVELOPE, BODY or
+    BODYSTRUCTURE by item name, used as it is (see :mod:`~mailyard.proto.imap.structwire`:
+    the adapter leaves it out for a UTF8=ACCEPT session when it would differ).
+    ``modseq``: add MODSEQ although not asked (the
     adapter decides when RFC 7162 3.1.4.1 wants it: CONDSTORE enabled and
     CHANGEDSINCE, or a STORE's untagged FETCH).  Raises :class:`FetchError`."""
     steps, has_modseq = _plan(attributes)
-    m = _Message(info, message, envelope, bodystructure)
+    m = _Message(info, message, envelope, bodystructure, wire or _NO_WIRE)
     out: list[tuple[str, Value]] = [(name, render(m, att)) for name, render, att in steps]
     if modseq and not has_modseq:
         out.append(("MODSEQ", [info.modseq]))
     return out
+
+
+# --- FETCH from the index alone, straight to octets ----------------------------------------
+#
+# ``FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE)`` on every mailbox open, ``FETCH 1:*
+# ENVELOPE`` / ``BODYSTRUCTURE`` when a client first sees a folder: every value is in
+# the index, ENVELOPE/BODY/BODYSTRUCTURE already in wire form.  Such a FETCH is
+# rendered here without the per-item values of :func:`fetch_items`: per message one
+# format of stored or cached octets.  The output is the same (tests compare them).
+
+_INDEX_ITEMS = frozenset({"FLAGS", "UID", "RFC822.SIZE", "INTERNALDATE", "MODSEQ",
+                          "ENVELOPE", "BODYSTRUCTURE", "BODY"})
+_WIRE_NAMES = ("ENVELOPE", "BODYSTRUCTURE", "BODY")
+_flag_octets: dict[frozenset[str], bytes] = {}
+
+
+def index_only(attributes: Sequence[FetchAttribute]) -> bool:
+    """Whether every item comes from the index (see :func:`render_from_index`)."""
+    return all(a.section is None and a.name in _INDEX_ITEMS for a in attributes)
+
+
+def wire_items(attributes: Sequence[FetchAttribute]) -> list[str]:
+    """The ENVELOPE/BODY/BODYSTRUCTURE items asked, each once, in order."""
+    return list(dict.fromkeys(a.name for a in attributes
+                              if a.section is None and a.name in _WIRE_NAMES))
+
+
+def _flag_bytes(flags: frozenset[str]) -> bytes:
+    got = _flag_octets.get(flags)
+    if got is None:
+        got = _render_flags(flags).encode("ascii")
+        if len(_flag_octets) >= _FLAG_CACHE_SIZE:
+            _flag_octets.clear()
+        _flag_octets[flags] = got
+    return got
+
+
+_DATE_CACHE_SIZE = 1 << 16
+_date_octets: dict[int, bytes] = {}
+
+
+def _date_bytes(when: float) -> bytes:
+    """INTERNALDATE as octets, kept per second (a folder is opened again and again)."""
+    second = int(when)
+    got = _date_octets.get(second)
+    if got is None:
+        got = internal_date(second).encode("ascii")
+        if len(_date_octets) >= _DATE_CACHE_SIZE:
+            _date_octets.clear()
+        _date_octets[second] = got
+    return got
+
+
+_FastStep = tuple[bytes, str, int]  # (b"LABEL ", item name, index into the wire octets)
+_last_fast: tuple[Sequence[FetchAttribute], tuple[_FastStep, ...]] | None = None
+
+
+def _fast_plan(attributes: Sequence[FetchAttribute], modseq: bool) -> tuple[_FastStep, ...]:
+    global _last_fast
+    last = _last_fast
+    if last is not None and last[0] is attributes and modseq is False:
+        return last[1]
+    wires = wire_items(attributes)
+    steps = [(a.name.encode("ascii") + b" ", a.name,
+              wires.index(a.name) if a.name in wires else -1) for a in attributes]
+    if modseq and not any(a.name == "MODSEQ" for a in attributes):
+        steps.append((b"MODSEQ ", "MODSEQ", -1))
+    plan = tuple(steps)
+    if isinstance(attributes, tuple) and not modseq:
+        _last_fast = (attributes, plan)
+    return plan
+
+
+def render_from_index(number: int, info: MessageInfo, attributes: Sequence[FetchAttribute],
+                      wire: Sequence[bytes], modseq: bool) -> bytes:
+    """``* number FETCH (...)`` for :func:`index_only` attributes; ``wire`` the cached
+    octets of :func:`wire_items` in that order (for this session: see
+    :func:`fetch_items`).  ``modseq`` as for :func:`fetch_items`."""
+    out = []
+    for head, name, at in _fast_plan(attributes, modseq):
+        if at >= 0:
+            out.append(head + wire[at])
+        elif name == "FLAGS":
+            out.append(head + _flag_bytes(info.flags))
+        elif name == "UID":
+            out.append(b"%s%d" % (head, info.uid))
+        elif name == "RFC822.SIZE":
+            out.append(b"%s%d" % (head, info.size))
+        elif name == "INTERNALDATE":
+            out.append(head + _date_bytes(info.internal_date))
+        else:  # MODSEQ
+            out.append(b"%s(%d)" % (head, info.modseq))
+    return b"* %d FETCH (%s)\r\n" % (number, b" ".join(out))

@@ -43,6 +43,7 @@ from mailyard.proto.imap.events import (
 )
 from mailyard.store.api import INBOX, MailboxNameError
 from mailyard.store.index import FolderExists, FolderNotFound, MessageInfo, normalize
+from mailyard.store.maildir import Maildir
 
 __all__ = ["FolderCommands", "PendingAppend"]
 
@@ -251,24 +252,20 @@ class FolderCommands:
         except MailboxNameError:
             ms.done(event, "NO", "No such mailbox", "TRYCREATE")
             return None
-        if not await ms.blocking(box.exists):
-            ms.done(event, "NO", "No such mailbox", "TRYCREATE")
-            return None
         if cmd.size > ms.limits.appendlimit:
             ms.done(event, "NO", "Message too big", "TOOBIG")
             return None
         try:
-            full = await ms.blocking(ms.over_quota, cmd.size, 1)
+            # One thread hop for the three checks (an APPEND is a round trip each).
+            exists, full, file = await ms.blocking(self._prepare, box, cmd.size)
         except (DirectoryError, OSError) as exc:
-            ms.done(event, "NO", f"Cannot check the quota: {exc}", "UNAVAILABLE")
+            ms.done(event, "NO", f"Cannot take the message: {exc}", "UNAVAILABLE")
             return None
-        if full:
+        if not exists:
+            ms.done(event, "NO", "No such mailbox", "TRYCREATE")
+            return None
+        if full or file is None:
             ms.done(event, "NO", "Quota exceeded", "OVERQUOTA")  # RFC 9208 4.3
-            return None
-        try:
-            file = await ms.blocking(_temporary, str(box.path / "tmp"))
-        except OSError as exc:
-            ms.done(event, "NO", f"Cannot store the message: {exc}", "SERVERBUG")
             return None
         return PendingAppend(cmd, file)
 
@@ -293,6 +290,15 @@ class FolderCommands:
             ms.changed_here()
         await ms.finish(event, text="APPEND completed",
                         code=f"APPENDUID {validity} {info.uid}")
+
+    def _prepare(self, box: Maildir, size: int) -> tuple[bool, bool, BinaryIO | None]:
+        """Blocking: (the folder exists, over quota, the temporary file for the
+        literal when both checks pass)."""
+        if not box.exists():
+            return False, False, None
+        if self.ms.over_quota(size, 1):
+            return True, True, None
+        return True, False, _temporary(str(box.path / "tmp"))
 
     def _store(self, pending: PendingAppend, name: str, flags: list[str],
                date: float | None) -> tuple[int, MessageInfo]:

@@ -39,6 +39,19 @@ Limits: the deadline is checked before each message and :class:`SearchTimeout` i
 raised once it has passed (the adapter answers ``NO [LIMIT]``); the same exception
 refuses a program nested deeper than :data:`MAX_NESTING`.  MIME bombs are capped by
 :func:`mailyard.message.structure.parse` (depth and part count).
+
+**The search index.**  Reading and decoding every file is what makes a string key
+slow, so the decoded, folded text a string key compares is kept between searches
+by a :class:`SearchIndex` (``imapd/searchindex.py``) when the context has one: per
+message its *fields document* (the header fields as ``name:value`` lines, for FROM,
+TO, CC, BCC, SUBJECT and HEADER) and its *texts* (every header section and every
+text part, for TEXT and BODY).  The documents are built here, by the functions the
+scan over files uses too (:func:`fields_document`, :func:`texts_document`), and
+compared with the same rule (:func:`field_matches`, a substring test), so an
+indexed answer and a read answer cannot differ.  A string key asks the index once,
+for the messages it holds; the others are read as before, and what their reading
+built is handed to the index (:meth:`SearchIndex.add`), so a folder is indexed by
+the searches that need it, within their deadlines.
 """
 
 from __future__ import annotations
@@ -48,23 +61,25 @@ import datetime as dt
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from mailyard.message import structure, text
 from mailyard.proto.imap.commands import SearchKey, SequenceSet
 from mailyard.store.index import MessageInfo
 
 __all__ = [
-    "MAX_NESTING", "SearchContext", "SearchTimeout", "header_fields", "internal_day",
-    "search", "search_modseq",
+    "MAX_NESTING", "SearchContext", "SearchIndex", "SearchTimeout", "field_matches",
+    "fields_document", "header_fields", "internal_day", "search", "search_modseq",
+    "texts_document", "uses_string_keys",
 ]
 
 MAX_NESTING = 100
 """Deepest search program evaluated; the parser's own limit (32) is lower."""
 
 _SPACES = re.compile(r"\s+")
+_FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 3.6.8 ftext
 
 # Predicate costs: what a key needs besides the index.
 _INDEX, _HEADER, _BODY = 0, 1, 2
@@ -73,6 +88,29 @@ _INDEX, _HEADER, _BODY = 0, 1, 2
 class SearchTimeout(Exception):
     """The search went past its limits: the deadline passed, or the program is too
     deeply nested.  The adapter answers ``NO [LIMIT]``."""
+
+
+class SearchIndex(Protocol):
+    """The documents of a folder's messages kept between searches, as one search sees
+    them (UIDs of the folder the search runs in).  Matching answers only for the
+    messages :meth:`fields_of` / :meth:`texts_of` say are held; the rest are read."""
+
+    def fields_of(self) -> Container[int]:
+        """UIDs whose fields document is held."""
+
+    def texts_of(self) -> Container[int]:
+        """UIDs whose texts are held."""
+
+    def field_matches(self, name: str, needle: str) -> set[int]:
+        """Held UIDs with a field ``name`` whose value contains ``needle`` (folded),
+        as :func:`field_matches` decides."""
+
+    def text_matches(self, needle: str, with_headers: bool) -> set[int]:
+        """Held UIDs whose body texts (and header texts, ``with_headers``) contain
+        ``needle`` (folded)."""
+
+    def add(self, uid: int, fields: str | None, texts: tuple[str, str] | None) -> None:
+        """Documents a search built for a message it read (None: not built)."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +124,8 @@ class SearchContext:
     mailbox's HIGHESTMODSEQ (for the caller's responses; matching does not need it).
     ``deadline`` is a :func:`time.monotonic` instant (``clock`` reads it); ``tz`` is
     the server's time zone for internal dates (None: the local zone); ``now`` gives
-    the wall clock for OLDER/YOUNGER."""
+    the wall clock for OLDER/YOUNGER; ``index``, if given, answers string keys for
+    the messages it holds and is given the documents of those read."""
 
     messages: Sequence[MessageInfo]
     load: Callable[[int], bytes]
@@ -97,6 +136,7 @@ class SearchContext:
     tz: dt.tzinfo | None = None
     now: Callable[[], float] = field(default=time.time)
     clock: Callable[[], float] = field(default=time.monotonic)
+    index: SearchIndex | None = None
 
     def check_deadline(self) -> None:
         """Raise :class:`SearchTimeout` if the deadline has passed."""
@@ -122,14 +162,65 @@ def header_fields(ctx: SearchContext, index: int) -> list[tuple[str, bytes]]:
     return text.header_fields(text.header_block(raw))
 
 
+# --- the documents string keys compare -------------------------------------------------
+
+def _fold(value: str) -> str:
+    """The comparison form of text: Unicode case folding, white space runs (line
+    breaks included) as one space.  NUL (refused in search strings by the parser,
+    RFC 9051 4.3) becomes U+FFFD, so documents store in SQLite as they compare."""
+    return _SPACES.sub(" ", value.casefold()).replace("\x00", "\ufffd")
+
+
+def fields_document(fields: Sequence[tuple[str, bytes]]) -> str:
+    """The fields document of a header section (fields as :func:`header_fields`
+    gives them): one ``name:value`` line per field in order, the name in lower case,
+    the value decoded (RFC 2047) and folded.  Neither part holds a line break, and
+    a name never holds a colon."""
+    return "\n".join(f"{name}:{_fold(text.decode_header(value))}" for name, value in fields)
+
+
+def field_matches(document: str, name: str, needle: str) -> bool:
+    """Whether a field ``name`` (lower case) of a fields document has ``needle``
+    (folded) in its value; an empty needle matches any such field (RFC 9051 6.4.4
+    HEADER)."""
+    key = "\n" + name + ":"
+    hay = "\n" + document
+    pos = hay.find(key)
+    while pos >= 0:
+        start = pos + len(key)
+        end = hay.find("\n", start)
+        if needle in (hay[start:] if end < 0 else hay[start:end]):
+            return True
+        if end < 0:
+            return False
+        pos = hay.find(key, end)
+    return False
+
+
+def texts_document(message: bytes) -> tuple[str, str]:
+    """(header texts, body texts) of a message (CRLF line ends): every header field of
+    the message, its parts and attached messages as folded ``name: value`` lines; and
+    the decoded text of every text part, folded, one line per part.  A folded search
+    string has no line break, so it is found in a document exactly when it is found
+    in one field or one part."""
+    bodies: list[str] = []
+    headers: list[str] = []
+    for ent, decoded in text.text_parts(message):
+        headers.extend(_fold(f"{k.decode('ascii', 'replace')}: {text.decode_header(v)}")
+                       for k, v in ent.fields)
+        if decoded:
+            bodies.append(_fold(decoded))
+    return "\n".join(headers), "\n".join(bodies)
+
+
 # --- one message as the predicates see it -------------------------------------------------
 
 class _Message:
     """A message of the mailbox during one search: index data at hand, the file read
     on first need and at most once, decoded views computed once."""
 
-    __slots__ = ("_body_texts", "_ctx", "_data", "_day", "_fields", "_full", "_header_texts",
-                 "_sent", "index", "info")
+    __slots__ = ("_ctx", "_data", "_day", "_fields", "_full", "_sent", "document", "index",
+                 "info", "missing", "texts")
 
     def __init__(self, index: int, ctx: SearchContext, full: bool) -> None:
         self.index = index
@@ -140,8 +231,9 @@ class _Message:
         self._fields: list[tuple[str, bytes]] | None = None
         self._day: dt.date | None = None
         self._sent: text.SentDate | None | bool = False  # False: not parsed yet
-        self._body_texts: list[str] | None = None
-        self._header_texts: list[str] | None = None
+        self.document: str | None = None  # the fields document, once built
+        self.texts: tuple[str, str] | None = None  # texts_document(), once built
+        self.missing = False  # the file was gone (read as empty)
 
     def day(self) -> dt.date:
         if self._day is None:
@@ -150,17 +242,25 @@ class _Message:
 
     def data(self) -> bytes:
         if self._data is None:
-            self._data = structure.to_crlf(self._ctx.load(self.info.uid))
+            raw = self._ctx.load(self.info.uid)
+            self.missing = not raw
+            self._data = structure.to_crlf(raw)
         return self._data
 
     def fields(self) -> list[tuple[str, bytes]]:
         if self._fields is None:
             if self._data is None and not self._full and self._ctx.load_header is not None:
                 raw = self._ctx.load_header(self.info.uid)
+                self.missing = not raw
             else:
                 raw = self.data()
             self._fields = text.header_fields(text.header_block(raw))
         return self._fields
+
+    def fields_document(self) -> str:
+        if self.document is None:
+            self.document = fields_document(self.fields())
+        return self.document
 
     def sent(self) -> text.SentDate | None:
         if self._sent is False:
@@ -169,33 +269,10 @@ class _Message:
         assert not isinstance(self._sent, bool)
         return self._sent
 
-    def _walk(self) -> None:
-        bodies: list[str] = []
-        headers: list[str] = []
-        for ent, decoded in text.text_parts(self.data()):
-            headers.extend(_fold(f"{k.decode('ascii', 'replace')}: {text.decode_header(v)}")
-                           for k, v in ent.fields)
-            if decoded:
-                bodies.append(_fold(decoded))
-        self._body_texts, self._header_texts = bodies, headers
-
-    def body_texts(self) -> list[str]:
-        if self._body_texts is None:
-            self._walk()
-        assert self._body_texts is not None
-        return self._body_texts
-
-    def header_texts(self) -> list[str]:
-        if self._header_texts is None:
-            self._walk()
-        assert self._header_texts is not None
-        return self._header_texts
-
-
-def _fold(value: str) -> str:
-    """The comparison form of text: Unicode case folding, white space runs (line
-    breaks included) as one space."""
-    return _SPACES.sub(" ", value.casefold())
+    def texts_document(self) -> tuple[str, str]:
+        if self.texts is None:
+            self.texts = texts_document(self.data())
+        return self.texts
 
 
 _Test = Callable[[_Message], bool]
@@ -206,6 +283,7 @@ class _Node:
     cost: int
     test: _Test
     const: bool | None = None  # the outcome when known without looking at a message
+    uids: frozenset[int] | None = None  # the matching UIDs, when the index knows them all
 
 
 _TRUE = _Node(_INDEX, lambda m: True, True)
@@ -286,27 +364,51 @@ def _sent_day(name: str, day: dt.date) -> _Node:
     return _Node(_HEADER, test)
 
 
-def _header(field_name: str, needle: str) -> _Node:
+def _all_held(ctx: SearchContext, held: Container[int]) -> bool:
+    return all(m.uid in held for m in ctx.messages)
+
+
+def _header(field_name: str, needle: str, ctx: SearchContext) -> _Node:
     wanted = field_name.lower()
+    if not _FIELD_NAME.fullmatch(wanted):
+        return _FALSE  # no field has such a name
     folded = _fold(needle)
 
+    def read(m: _Message) -> bool:
+        return field_matches(m.fields_document(), wanted, folded)
+    index = ctx.index
+    if index is None:
+        return _Node(_HEADER, read)
+    found = index.field_matches(wanted, folded)
+    held = index.fields_of()  # after matching: a failed match holds nothing
+
     def test(m: _Message) -> bool:
-        for name, value in m.fields():
-            if name == wanted and (not folded or folded in _fold(text.decode_header(value))):
-                return True
-        return False
+        uid = m.info.uid
+        return uid in found if uid in held else read(m)
+    if _all_held(ctx, held):
+        return _Node(_INDEX, test, uids=frozenset(found))
     return _Node(_HEADER, test)
 
 
-def _body(needle: str, with_headers: bool) -> _Node:
+def _body(needle: str, with_headers: bool, ctx: SearchContext) -> _Node:
     folded = _fold(needle)
     if not folded:
         return _TRUE
 
+    def read(m: _Message) -> bool:
+        head, body = m.texts_document()
+        return folded in body or (with_headers and folded in head)
+    index = ctx.index
+    if index is None:
+        return _Node(_BODY, read)
+    found = index.text_matches(folded, with_headers)
+    held = index.texts_of()  # after matching: a failed match holds nothing
+
     def test(m: _Message) -> bool:
-        if with_headers and any(folded in h for h in m.header_texts()):
-            return True
-        return any(folded in b for b in m.body_texts())
+        uid = m.info.uid
+        return uid in found if uid in held else read(m)
+    if _all_held(ctx, held):
+        return _Node(_INDEX, test, uids=frozenset(found))
     return _Node(_BODY, test)
 
 
@@ -319,7 +421,10 @@ def _and(nodes: list[_Node]) -> _Node:
     if len(live) == 1:
         return live[0]
     tests = [n.test for n in live]
-    return _Node(live[-1].cost, lambda m: all(t(m) for t in tests))
+    uids = None
+    if all(n.uids is not None for n in live):
+        uids = frozenset.intersection(*(n.uids for n in live if n.uids is not None))
+    return _Node(live[-1].cost, lambda m: all(t(m) for t in tests), uids=uids)
 
 
 def _or(nodes: list[_Node]) -> _Node:
@@ -331,14 +436,20 @@ def _or(nodes: list[_Node]) -> _Node:
     if len(live) == 1:
         return live[0]
     tests = [n.test for n in live]
-    return _Node(live[-1].cost, lambda m: any(t(m) for t in tests))
+    uids = None
+    if all(n.uids is not None for n in live):
+        uids = frozenset.union(*(n.uids for n in live if n.uids is not None))
+    return _Node(live[-1].cost, lambda m: any(t(m) for t in tests), uids=uids)
 
 
-def _not(node: _Node) -> _Node:
+def _not(node: _Node, ctx: SearchContext) -> _Node:
     if node.const is not None:
         return _FALSE if node.const else _TRUE
     test = node.test
-    return _Node(node.cost, lambda m: not test(m))
+    uids = None
+    if node.uids is not None:
+        uids = frozenset(m.uid for m in ctx.messages if m.uid not in node.uids)
+    return _Node(node.cost, lambda m: not test(m), uids=uids)
 
 
 def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> _Node:
@@ -348,7 +459,7 @@ def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> _Node:
     if name in ("AND", "OR", "NOT"):
         parts = [_compile(_arg(key, i, SearchKey), ctx, depth + 1) for i in range(len(key.args))]
         if name == "NOT":
-            return _not(parts[0])
+            return _not(parts[0], ctx)
         return _and(parts) if name == "AND" else _or(parts)
     if name in _CONSTANT_KEYS:
         return _TRUE if _CONSTANT_KEYS[name] else _FALSE
@@ -376,11 +487,11 @@ def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> _Node:
         modseq = _arg(key, 0, int)
         return _Node(_INDEX, lambda m: m.info.modseq >= modseq)
     if name in _ADDRESS_KEYS:
-        return _header(_ADDRESS_KEYS[name], _arg(key, 0, str))
+        return _header(_ADDRESS_KEYS[name], _arg(key, 0, str), ctx)
     if name == "HEADER":
-        return _header(_arg(key, 0, str), _arg(key, 1, str))
+        return _header(_arg(key, 0, str), _arg(key, 1, str), ctx)
     if name in ("BODY", "TEXT"):
-        return _body(_arg(key, 0, str), with_headers=name == "TEXT")
+        return _body(_arg(key, 0, str), name == "TEXT", ctx)
     raise ValueError(f"unknown search key {name}")
 
 
@@ -394,14 +505,40 @@ def search(key: SearchKey, ctx: SearchContext) -> list[int]:
         return []
     if node.const is True:
         return list(range(len(ctx.messages)))
+    if node.uids is not None:  # the index answered every key: no message to look at
+        ctx.check_deadline()
+        uids = node.uids
+        return [i for i, m in enumerate(ctx.messages) if m.uid in uids]
     full = node.cost >= _BODY
     test = node.test
+    index = ctx.index
+    held = index.fields_of() if index is not None else ()
     out: list[int] = []
-    for index in range(len(ctx.messages)):
+    for position in range(len(ctx.messages)):
         ctx.check_deadline()
-        if test(_Message(index, ctx, full)):
-            out.append(index)
+        m = _Message(position, ctx, full)
+        if test(m):
+            out.append(position)
+        if index is not None and not m.missing and (m.document is not None
+                                                    or m.texts is not None):
+            if m.document is None and m.info.uid not in held:
+                m.fields_document()  # the file is read: its fields cost little more
+            index.add(m.info.uid, m.document, m.texts)
     return out
+
+
+_STRING_KEYS = frozenset({"FROM", "TO", "CC", "BCC", "SUBJECT", "HEADER", "BODY", "TEXT"})
+
+
+def uses_string_keys(key: SearchKey) -> bool:
+    """Whether a search program has a key the search index answers."""
+    stack = [key]
+    while stack:
+        node = stack.pop()
+        if node.name in _STRING_KEYS:
+            return True
+        stack.extend(a for a in node.args if isinstance(a, SearchKey))
+    return False
 
 
 def search_modseq(key: SearchKey, matches: Sequence[int], ctx: SearchContext) -> int | None:

@@ -547,15 +547,19 @@ class ImapSession(asyncio.Protocol):
         gate, cache = self.host.auth_gate, self.host.login_cache
         key = address_key(username)
         try:
+            if not cache.hit(key, password):
+                await cache.wait(key, password)  # the same login under way: its result
             if cache.hit(key, password):
                 reply = await gate.admit(self.ip, username, delay=False)
                 if reply is None:
                     await gate.record(self.ip, username, True)
                 return reply
-            reply = await gate.verify(
-                self.ip, username,
-                functools.partial(self.host.directory.verify_password, username, password),
-                lambda: self._answered(event))
+            with cache.verifying(key, password):
+                reply = await gate.verify(
+                    self.ip, username,
+                    functools.partial(self.host.directory.verify_password, username,
+                                      password),
+                    lambda: self._answered(event))
         except DirectoryError as exc:
             log_event(log, "password check failed", level=logging.ERROR, error=str(exc))
             return REPLY_AUTH_BUSY

@@ -6,14 +6,15 @@ of this process has selected is a :class:`FolderWatch`.  While there is at least
 a single task wakes every ``imap.poll_interval`` seconds (0.25 s) and makes *one*
 executor call that, for every watched folder, reads the folder's HIGHESTMODSEQ and
 UIDNEXT from the index (one indexed row: changes made through the index by any IMAP
-session of any process) and decides with two cheap signals whether the index must be
-synced with the Maildir (see :class:`~mailyard.imapd.accounts.Account`): mail
-waiting in ``new/`` (local delivery) is indexed at once; a ``cur/`` changed since the
-last sync (a flag change, expunge or move by any program) is synced once the index
-has been quiet for one interval, so a burst of IMAP flag changes (which change
-``cur/`` too, and leave the index right) costs one sync at its end, not one per
-interval, while a change by mutt or POP3 (the index quiet) is taken in at once.  A
-folder whose numbers moved gets a new ``generation``, and its sessions are woken: an
+session of any process) and decides with cheap signals whether the index must be
+synced with the Maildir (see :class:`~mailyard.imapd.accounts.Account` and
+:class:`~mailyard.store.index.CurState`): mail waiting in ``new/`` (local delivery)
+or a ``cur/`` changed by another program (mutt, POP3) is taken in at once; a
+``cur/`` whose last change through the index fell in the same clock tick as its
+mtime (another program could have changed it unseen in that tick) is synced once
+the index has been quiet for :data:`QUIET` seconds, so a burst of IMAP flag changes costs
+at most one sync at its end, not one per change.  A folder whose numbers moved gets
+a new ``generation``, and its sessions are woken: an
 idling one asks the index for the changes since its own mod-sequence and pushes
 ``EXISTS`` / ``FETCH`` / ``EXPUNGE``; a busy one does so at the end of its command.
 
@@ -33,17 +34,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from mailyard.imapd.accounts import Account, has_entries
+from mailyard.imapd.accounts import Account
 from mailyard.obs import log_event
 from mailyard.store.api import MailboxNameError
-from mailyard.store.index import FolderNotFound, MailboxIndex, MailboxIndexError
+from mailyard.store.index import (
+    CurState,
+    FolderCheck,
+    FolderNotFound,
+    MailboxIndex,
+    MailboxIndexError,
+)
 
 __all__ = ["FolderWatch", "Watcher"]
 
 log = logging.getLogger("mailyard.imapd")
+
+QUIET = 2.0  # seconds without a change through the index before an UNSURE cur/ is synced
 
 
 @dataclass(eq=False)
@@ -55,6 +65,8 @@ class FolderWatch:
     generation: int = 0
     sessions: set[Callable[[], None]] = field(default_factory=set)
     _header: tuple[int, int, int] | None = None
+    clock: Callable[[], float] = time.monotonic
+    _moved: float = 0.0  # when the header last moved (clock)
 
     @property
     def index(self) -> MailboxIndex:
@@ -68,18 +80,21 @@ class FolderWatch:
 
     def probe(self) -> bool:
         """Blocking: did the folder change since the last probe?  Syncs the index
-        when mail waits in ``new/`` (at once) or ``cur/`` changed since the last sync
-        and the index is quiet (no change through it since the last probe: the change
-        came from another program, or a burst of IMAP changes has ended)."""
+        at once when mail waits in ``new/`` or another program changed ``cur/``
+        (CHANGED), and when the index is UNSURE of ``cur/`` once it has been quiet
+        for :data:`QUIET` seconds (a burst of IMAP changes has ended)."""
         account, name = self.account, self.name
         try:
             try:
-                header: tuple[int, int, int] | None = self.index.header(name)
+                check: FolderCheck | None = self.index.check(name)
             except FolderNotFound:
-                header = None  # not indexed yet: the sync makes its row
-            if account.needs_sync(name) and (
-                    header is None or header == self._header
-                    or has_entries(self.index.maildir(name).path / "new")):
+                check = None  # not indexed yet: the sync makes its row
+            header = check.header if check is not None else None
+            now = self.clock()
+            if header != self._header:
+                self._moved = now
+            if check is None or check.cur is CurState.CHANGED or account.new_mail(name) or (
+                    check.cur is CurState.UNSURE and now - self._moved >= QUIET):
                 account.full_sync(name)
                 header = self.index.header(name)
         except FolderNotFound:

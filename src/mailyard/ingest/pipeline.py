@@ -209,6 +209,14 @@ class QueueIngest:
         self.rewrite = rewrite
         self.clock = clock
 
+    async def close_hooks(self) -> None:
+        """Let the hooks that keep state write it out (at shutdown): those with an
+        ``aclose`` coroutine method."""
+        for hook in self._streaming:
+            aclose = getattr(hook, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
     def open(self, submission: Submission) -> IngestWriter:
         if (self.srs is not None and submission.origin in _SRS_REVERSED
                 and any(is_srs(r.address) for r in submission.envelope.recipients)):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 from typing import TypeAlias, cast
@@ -153,18 +153,17 @@ class _Parser:
         if not boundary:
             _opaque(ent)
             return
-        delimiter = re.compile(rb"(?:(?<=\A)|(?<=\r\n))--" + re.escape(boundary)
-                               + rb"(--)?[ \t]*(?:\r\n|\Z)")
         bounds: list[tuple[int, int]] = []
         part_start = -1
-        for m in delimiter.finditer(self.data, ent.body_start, ent.end):
+        for start, end, close in _delimiters(self.data, b"--" + boundary, ent.body_start,
+                                             ent.end):
             if part_start >= 0:
                 # the CRLF before a delimiter belongs to the delimiter (RFC 2046 5.1.1)
-                bounds.append((part_start, max(part_start, m.start() - 2)))
-            if m.group(1):
+                bounds.append((part_start, max(part_start, start - 2)))
+            if close:
                 part_start = -1
                 break
-            part_start = m.end()
+            part_start = end
         if part_start >= 0:  # no close delimiter: the last part runs to the end
             bounds.append((part_start, ent.end))
         if not bounds:
@@ -177,6 +176,30 @@ class _Parser:
                 ent.children.append(_opaque(rest))
                 break
             ent.children.append(self.entity(start, end, depth + 1, digest))
+
+
+_DELIMITER_TAIL = re.compile(rb"(--)?[ \t]*(?:\r\n|\Z)")
+
+
+def _delimiters(data: bytes, marker: bytes, pos: int, end: int
+                ) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, is the close delimiter) of each boundary delimiter line of
+    ``marker`` (``--boundary``) between ``pos`` and ``end``: at the start of a line,
+    then optionally ``--``, blanks and the line end (RFC 2046 5.1.1).  Found with a
+    substring search, not a regular expression tried at every offset: bodies are
+    mostly long base64 runs."""
+    while True:
+        i = data.find(marker, pos, end)
+        if i < 0:
+            return
+        pos = i + 1
+        if i != 0 and data[i - 2:i] != b"\r\n":
+            continue
+        m = _DELIMITER_TAIL.match(data, i + len(marker), end)
+        if m is None:
+            continue
+        yield i, m.end(), bool(m.group(1))
+        pos = m.end()
 
 
 def _is_message(ent: Entity) -> bool:

@@ -87,6 +87,11 @@ CREATE TABLE IF NOT EXISTS recipients (
     PRIMARY KEY (qid, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS recipients_state ON recipients(state);
+CREATE TABLE IF NOT EXISTS submit_keys (
+    key TEXT PRIMARY KEY,
+    qid TEXT NOT NULL,
+    created REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 _REFRESH_DUE = """
@@ -195,6 +200,12 @@ class QueueIndex:
         the write lock: a message whose file is gone was indexed by a concurrent sweep,
         delivered and purged meanwhile, and must not come back."""
         with self._write() as db:
+            # Keys first and for every message: one whose file is already gone was
+            # committed all the same (see submitted()).
+            db.executemany(
+                "INSERT OR IGNORE INTO submit_keys (key, qid, created) VALUES (?, ?, ?)",
+                [(m.envelope.submit_key, m.qid, m.created) for m in messages
+                 if m.envelope.submit_key])
             if present is not None:
                 messages = [m for m in messages if present(m.qid)]
             db.executemany(
@@ -207,6 +218,17 @@ class QueueIndex:
                 " VALUES (?, ?, ?, 'pending')",
                 [(m.qid, i, r.address) for m in messages
                  for i, r in enumerate(m.envelope.recipients)])
+
+    def submitted(self, key: str) -> str | None:
+        """The queue id of the committed message whose envelope carried ``key``
+        (kept after its delivery, until :meth:`forget_keys`)."""
+        with self._read() as db:
+            row = db.execute("SELECT qid FROM submit_keys WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def forget_keys(self, before: float) -> int:
+        with self._write() as db:
+            return db.execute("DELETE FROM submit_keys WHERE created < ?", (before,)).rowcount
 
     # --- scheduler -------------------------------------------------------------
     def reap_dead_owners(self, is_dead: Callable[[str], bool]) -> int:

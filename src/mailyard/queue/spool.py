@@ -280,6 +280,12 @@ class FileSpool:
         """Recipients of queued messages, by state (all five states present)."""
         return self._r.index.stats()
 
+    def submitted(self, key: str) -> str | None:
+        """The queue id of the committed message that carried ``Envelope.submit_key``
+        ``key``, delivered or not; None if none was committed (or it was indexed by no
+        one yet: run :meth:`sweep` first after a crash)."""
+        return self._r.index.submitted(key)
+
     # --- maintenance -----------------------------------------------------------------
     def sweep(self, *, verify_content: bool = False) -> SweepReport:
         """Start-up recovery (see :mod:`mailyard.queue.sweep`)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,9 @@ log = logging.getLogger("mailyard.queue")
 
 INSERT_CHUNK = 1000
 PURGE_CHUNK = 10_000
+#: How long a producer's submit key is remembered (``Envelope.submit_key``): longer
+#: than any producer stays down and then asks whether its last messages were queued.
+SUBMIT_KEY_SECONDS = 7 * 86400
 
 
 @dataclass
@@ -49,6 +53,7 @@ class SweepReport:
     lost_rows: int = 0  # index rows without a file (dropped)
     tombstones_purged: int = 0
     leases_released: int = 0
+    keys_forgotten: int = 0
 
 
 def sweep(layout: SpoolLayout, index: QueueIndex, *, verify_content: bool = False) -> SweepReport:
@@ -59,6 +64,7 @@ def sweep(layout: SpoolLayout, index: QueueIndex, *, verify_content: bool = Fals
     reconcile(layout, index, report, verify_content)
     report.tombstones_purged = purge_tombstones(layout, index)
     report.leases_released = index.reap_dead_owners(owner_is_dead)
+    report.keys_forgotten = index.forget_keys(time.time() - SUBMIT_KEY_SECONDS)
     log_event(log, "queue swept", **vars(report))
     return report
 

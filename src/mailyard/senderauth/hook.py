@@ -44,6 +44,8 @@ from mailyard.config import (
 )
 from mailyard.dkim.verify import VerifyPolicy
 from mailyard.dmarc.action import ActionKind
+from mailyard.dmarc.aggregate import AuthEntry, Evaluation, PublishedPolicy
+from mailyard.dmarc.evalstore import EvaluationRecorder, EvaluationStore
 from mailyard.dmarc.orgdomain import PublicSuffixes
 from mailyard.dns.api import Resolver
 from mailyard.ingest.api import ContentObserver, IngestRefused, Origin, Submission
@@ -125,7 +127,9 @@ class InboundChecks:
                  *, authserv_id: str, policy: VerifyPolicy, dmarc: DmarcConfig,
                  spf_of: Callable[[Submission], SpfInput | None] = spf_of,
                  spf_helo_of: Callable[[Submission], SpfInput | None] = spf_helo_of,
-                 time_budget: float = 20.0) -> None:
+                 time_budget: float = 20.0,
+                 recorder: EvaluationRecorder | None = None) -> None:
+        self.recorder = recorder
         self._make_resolver = resolver
         self._resolver: Resolver | None = None
         self._make_suffixes = suffixes
@@ -162,6 +166,19 @@ class InboundChecks:
         except TimeoutError:
             return checks.timed_out(spf, spf_helo)
 
+    def record(self, verdict: Verdict, submission: Submission) -> None:
+        """Count the DMARC evaluation for the aggregate reports (``[dmarc] reports``)."""
+        if self.recorder is None:
+            return
+        evaluation = report_facts(verdict, submission)
+        if evaluation is not None:
+            self.recorder.note(evaluation)
+
+    async def aclose(self) -> None:
+        """Write the evaluations counted but not yet recorded (at shutdown)."""
+        if self.recorder is not None:
+            await self.recorder.aclose()
+
     def fields(self, verdict: Verdict) -> bytes:
         """What goes to the prepend section; raises IngestRefused for a DMARC reject."""
         action = verdict.action()
@@ -173,6 +190,36 @@ class InboundChecks:
             if self.dmarc.quarantine is DmarcQuarantine.JUNK:
                 out += FOLDER_FIELD + b": " + JUNK.encode() + b"\r\n"
         return out
+
+
+_APPLIED = {ActionKind.ACCEPT: "none", ActionKind.QUARANTINE: "quarantine",
+            ActionKind.REJECT: "reject"}
+
+
+def report_facts(verdict: Verdict, submission: Submission) -> Evaluation | None:
+    """What an aggregate report says about this message (RFC 7489 appendix C); None
+    when no DMARC record with a ``rua`` applied to it (nobody asked for a report)."""
+    dmarc = verdict.dmarc
+    if dmarc is None or dmarc.record is None or not dmarc.record.rua:
+        return None
+    applied = _APPLIED[verdict.action().kind]
+    reasons: list[str] = []
+    if dmarc.sampled_out:
+        reasons.append("sampled_out")
+    if applied != str(dmarc.disposition) and not dmarc.sampled_out:
+        reasons.append("local_policy")
+    auth = [AuthEntry("dkim", r.domain, str(r.status), selector=r.selector)
+            for r in verdict.dkim if r.domain]
+    if verdict.spf is not None:
+        scope = "helo" if verdict.spf.identity == "helo" else "mfrom"
+        auth.append(AuthEntry("spf", verdict.spf.domain, verdict.spf.result, scope=scope))
+    sender = submission.envelope.sender
+    return Evaluation(
+        policy_domain=dmarc.policy_domain, header_from=dmarc.author_domain,
+        source_ip=submission.envelope.client_ip, envelope_from=sender.rpartition("@")[2].lower(),
+        disposition=applied, dkim="pass" if dmarc.dkim_aligned else "fail",
+        spf="pass" if dmarc.spf_aligned else "fail", reasons=tuple(reasons),
+        auth=tuple(auth), policy=PublishedPolicy.of(dmarc.record))
 
 
 def _without_trace(head: bytes) -> bytes:
@@ -223,6 +270,7 @@ class _Observer:
                   arc=str(verdict.arc.status), spf=verdict.spf.result if verdict.spf else "",
                   dmarc=str(dmarc.status) if dmarc else "", domain=dmarc.author_domain
                   if dmarc else "", action=str(action.kind))
+        self._hook.record(verdict, self._submission)
         return self._hook.fields(verdict)
 
 
@@ -239,6 +287,9 @@ class _Settings(Protocol):
     @property
     def delivery(self) -> DeliveryConfig: ...
 
+    @property
+    def data_dir(self) -> str: ...
+
 
 def inbound_checks_for(config: _Settings) -> InboundChecks:
     """The checks as configured: ``[dkim] verify`` (off: no signature is looked at),
@@ -253,7 +304,10 @@ def inbound_checks_for(config: _Settings) -> InboundChecks:
     if not config.dkim.verify:
         policy = replace(policy, max_signatures=0)
     delivery, psl = config.delivery, config.dmarc.public_suffix_list
+    recorder = None
+    if config.dmarc.enabled and config.dmarc.reports:
+        recorder = EvaluationRecorder(EvaluationStore.in_data_dir(config.data_dir))
     return InboundChecks(lambda: make_resolver(delivery), lambda: load_public_suffixes(psl),
                          authserv_id=config.auth_results.authserv_id, policy=policy,
                          dmarc=config.dmarc, spf_of=spf_of,
-                         time_budget=4 * delivery.dns_timeout)
+                         time_budget=4 * delivery.dns_timeout, recorder=recorder)

@@ -6,10 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from mailyard.dmarc.evalstore import DB_NAME as SENT_DB
+from mailyard.dmarc.evalstore import EvaluationStore, SentReport
 from mailyard.dmarc.reports import AggregateReport, ReportError, reports_from_message, unpack_report
 from mailyard.dmarc.reportstore import DB_NAME, DmarcReportStore, SourceSummary
 
-__all__ = ["ImportOutcome", "import_dmarc_reports", "looks_like_report", "dmarc_sources"]
+__all__ = ["ImportOutcome", "dmarc_reports_sent", "dmarc_sources", "import_dmarc_reports",
+           "looks_like_report"]
 
 _REPORT_STARTS = (b"\x1f\x8b", b"PK\x03\x04", b"<", b"\xef\xbb\xbf<")
 
@@ -63,5 +66,16 @@ def dmarc_sources(data_dir: Path, domain: str = "") -> list[SourceSummary]:
     store = DmarcReportStore.in_data_dir(data_dir)
     try:
         return store.sources(domain)
+    finally:
+        store.close()
+
+
+def dmarc_reports_sent(data_dir: Path, domain: str = "") -> list[SentReport]:
+    """The aggregate reports we sent (``[dmarc] reports``), newest first."""
+    if not (data_dir / SENT_DB).exists():
+        return []
+    store = EvaluationStore.in_data_dir(data_dir)
+    try:
+        return store.sent(domain)
     finally:
         store.close()

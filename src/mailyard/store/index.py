@@ -4,9 +4,12 @@ One SQLite database per user, ``mailyard-index.db`` in the root of the user's
 Maildir (mode 0600, WAL, a busy timeout), holds for each folder its UIDVALIDITY,
 UIDNEXT and HIGHESTMODSEQ, and for each message its UID, Maildir base name (the
 part of the file name before ``:2,``, stable across flag changes), flags, keywords,
-mod-sequence, internal date, RFC822.SIZE and cached ENVELOPE and BODYSTRUCTURE.
-Expunged UIDs are remembered with the mod-sequence of their expunge, for QRESYNC's
-VANISHED (RFC 7162 3.2.10).
+mod-sequence, internal date and RFC822.SIZE, and in a table of its own (so that the
+message rows every sync reads stay small) the cached ENVELOPE and BODYSTRUCTURE,
+also in IMAP wire form (:mod:`mailyard.proto.imap.structwire`).  Expunged UIDs are
+remembered with the mod-sequence of their expunge, for QRESYNC's VANISHED
+(RFC 7162 3.2.10).  The schema carries a version (``PRAGMA user_version``); an
+older index is migrated when it is opened.
 
 **The Maildir is the source of truth.**  :meth:`MailboxIndex.sync` brings the index
 in line with the disk: files another program (or local delivery) put into ``new/``
@@ -17,7 +20,10 @@ mutation does its file operations first and commits the index after, inside one
 a crash between the two leaves a state the next sync repairs: a file without a row
 gets a new UID, a row without a file is expunged, a file name whose flags differ
 from the row wins.  A UID is never handed out twice: UIDNEXT only grows, and a
-lost or damaged index is rebuilt under a new UIDVALIDITY.
+lost or damaged index is rebuilt under a new UIDVALIDITY.  Each folder's row
+records the mtime of its ``cur/`` as of the last sync or change through the index
+(:meth:`MailboxIndex.check`, :class:`CurState`): a different mtime means another
+program changed ``cur/``, and only then is a full listing needed.
 
 **Flags** \\Seen \\Answered \\Flagged \\Deleted \\Draft are the Maildir info letters
 S R F T D in the file name (as Dovecot writes them, so Dovecot and mutt see them);
@@ -37,6 +43,7 @@ mailbox at once.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import secrets
@@ -47,11 +54,13 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from mailyard.fs import create_private_database, fsync_dir
 from mailyard.message import structure
-from mailyard.proto.imap import mutf7
+from mailyard.proto.imap import mutf7, structwire
 from mailyard.store.api import INBOX, MailboxNameError, Source
 from mailyard.store.maildir import Maildir, message_sizes, read_message
 from mailyard.store.quota import QuotaUsage
@@ -59,7 +68,8 @@ from mailyard.store.quota import QuotaUsage
 INDEX_NAME = "mailyard-index.db"
 DELIMITER = "/"
 BUSY_TIMEOUT_MS = 30_000
-SCHEMA_VERSION = 1
+MTIME_TICK_NS = 50_000_000  # file system timestamps lag the clock by up to a tick
+SCHEMA_VERSION = 2  # 2: the IMAP wire form of the cached structures
 
 #: IMAP system flag -> Maildir info letter (maildir(5), Dovecot).
 FLAG_LETTERS = {"\\Draft": "D", "\\Flagged": "F", "\\Answered": "R", "\\Seen": "S",
@@ -83,7 +93,9 @@ CREATE TABLE IF NOT EXISTS folders (
     uidvalidity INTEGER NOT NULL,
     uidnext INTEGER NOT NULL,
     highestmodseq INTEGER NOT NULL,
-    special_use TEXT
+    special_use TEXT,
+    cur_mtime INTEGER NOT NULL DEFAULT 0,
+    cur_checked INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS messages (
     folder INTEGER NOT NULL,
@@ -95,6 +107,15 @@ CREATE TABLE IF NOT EXISTS messages (
     modseq INTEGER NOT NULL,
     internal_date REAL NOT NULL,
     size INTEGER NOT NULL,
+    PRIMARY KEY (folder, uid)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS structures (
+    folder INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    wire_utf8 INTEGER NOT NULL,
+    body_wire BLOB NOT NULL,
+    bodystructure_wire BLOB NOT NULL,
+    envelope_wire BLOB NOT NULL,
     envelope TEXT NOT NULL,
     bodystructure TEXT NOT NULL,
     PRIMARY KEY (folder, uid)
@@ -107,7 +128,65 @@ CREATE TABLE IF NOT EXISTS expunged (
     modseq INTEGER NOT NULL,
     PRIMARY KEY (folder, uid)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(folder, modseq);
 """
+
+#: Version 1 -> 2: the cached structures move out of ``messages`` (whose rows are read
+#: whole by every sync: small rows make that fast) into ``structures``, with their
+#: wire form (small columns first: SQLite reads a row's columns in order).
+MIGRATE_1 = """
+ALTER TABLE folders ADD COLUMN cur_mtime INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE folders ADD COLUMN cur_checked INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS structures (
+    folder INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    wire_utf8 INTEGER NOT NULL,
+    body_wire BLOB NOT NULL,
+    bodystructure_wire BLOB NOT NULL,
+    envelope_wire BLOB NOT NULL,
+    envelope TEXT NOT NULL,
+    bodystructure TEXT NOT NULL,
+    PRIMARY KEY (folder, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(folder, modseq);
+"""
+_MESSAGE_COLUMNS = ("folder, uid, base, filename, letters, keywords, modseq, internal_date,"
+                    " size")
+_CACHED = ("m.internal_date, m.size, s.envelope, s.bodystructure, s.envelope_wire,"
+           " s.bodystructure_wire, s.body_wire, s.wire_utf8")
+#: What FETCH may take from the index as octets: item -> column.
+WIRE_ITEMS = {"ENVELOPE": "envelope_wire", "BODYSTRUCTURE": "bodystructure_wire",
+              "BODY": "body_wire"}
+_Cached = tuple[float, int, str, str, bytes, bytes, bytes, int]
+
+
+def _cached(mtime: float, size: int, env: structure.Structure,
+            body: structure.Structure) -> _Cached:
+    """What the index keeps about a message's content (see :data:`_CACHED`)."""
+    wire = structwire.encode(env, body)
+    return (mtime, size, structure.dumps(env), structure.dumps(body), wire.envelope,
+            wire.bodystructure, wire.body, int(wire.utf8_differs))
+
+
+def _store_structures(db: sqlite3.Connection, fid: int, uid: int, cached: _Cached) -> None:
+    env, body, env_wire, bs_wire, body_wire, utf8 = cached[2:]
+    db.execute("INSERT OR REPLACE INTO structures (folder, uid, wire_utf8, body_wire,"
+               " bodystructure_wire, envelope_wire, envelope, bodystructure)"
+               " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (fid, uid, utf8, body_wire, bs_wire, env_wire, env, body))
+
+
+def _migrate_1(db: sqlite3.Connection) -> None:
+    for statement in MIGRATE_1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    rows = db.execute("SELECT folder, uid, internal_date, size, envelope, bodystructure"
+                      " FROM messages").fetchall()
+    for fid, uid, mtime, size, env, body in rows:
+        _store_structures(db, fid, uid, _cached(mtime, size, structure.loads(env),
+                                                structure.loads(body)))
+    db.execute("ALTER TABLE messages DROP COLUMN envelope")
+    db.execute("ALTER TABLE messages DROP COLUMN bodystructure")
 
 
 class MailboxIndexError(OSError):
@@ -139,6 +218,28 @@ class FolderState:
     uidnext: int
     highestmodseq: int
     messages: tuple[MessageInfo, ...]  # in UID order: message sequence numbers
+
+
+class CurState(StrEnum):
+    """What the mtime of a folder's ``cur/`` says (see :meth:`MailboxIndex.check`).
+
+    The index records the mtime of ``cur/`` when a sync lists it and after each of
+    its own changes there (flags are file names, expunges and moves unlink and
+    rename), if ``cur/`` had not changed otherwise in between.  Another mtime now
+    means another program (mutt, POP3 without the index) changed ``cur/``: CHANGED,
+    sync.  The same mtime, recorded less than a clock tick after it was set, cannot
+    exclude a change in that same tick (file system timestamps are coarse): UNSURE,
+    sync once the folder is quiet.  Else CLEAN: the index is right."""
+
+    CLEAN = "clean"
+    UNSURE = "unsure"
+    CHANGED = "changed"
+
+
+@dataclass(frozen=True)
+class FolderCheck:
+    header: tuple[int, int, int]  # UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ
+    cur: CurState
 
 
 @dataclass(frozen=True)
@@ -219,7 +320,11 @@ def _letters_of(flags: Iterable[str]) -> tuple[str, list[str]]:
     return "".join(sorted(letters)), keywords
 
 
+@functools.lru_cache(maxsize=4096)
 def _flags(letters: str, keywords: str) -> frozenset[str]:
+    """The flag set of a row; one shared object per distinct set (a folder has few:
+    building them is a good part of reading a large folder, and FLAGS rendering and
+    keyword listing go by distinct set)."""
     return frozenset([_LETTER_FLAGS[c] for c in letters if c in _LETTER_FLAGS]
                      + keywords.split())
 
@@ -296,13 +401,31 @@ class MailboxIndex:
                 db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")
             if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                db.executescript("BEGIN IMMEDIATE;" + SCHEMA
-                                 + f"PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+                self._upgrade(db)
             db.execute("SELECT count(*) FROM folders").fetchone()
         except BaseException:
             db.close()
             raise
         return db
+
+    @staticmethod
+    def _upgrade(db: sqlite3.Connection) -> None:
+        """Create the schema, or bring an older one up to :data:`SCHEMA_VERSION`
+        (under the write lock: another process may be doing the same)."""
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 1:
+                _migrate_1(db)
+            elif version != SCHEMA_VERSION:
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _set_aside(self) -> None:
         stamp = f"{int(self.clock())}-{secrets.token_hex(3)}"
@@ -374,7 +497,8 @@ class MailboxIndex:
 
     @staticmethod
     def _drop_rows(db: sqlite3.Connection, folder_id: int) -> None:
-        for table, column in (("messages", "folder"), ("expunged", "folder"),
+        for table, column in (("messages", "folder"), ("structures", "folder"),
+                              ("expunged", "folder"),
                               ("folders", "id")):
             db.execute(f"DELETE FROM {table} WHERE {column} = ?", (folder_id,))
 
@@ -474,6 +598,7 @@ class MailboxIndex:
                     moved = True
             if moved:
                 fsync_dir(cur)
+            checked, mtime = time.time_ns(), _mtime_ns(cur)
             on_disk = {_split(f)[0]: f for f in _entries(cur)}
             rows = {r.base: r for r in self._rows(db, fid)}
             modseq = highest + 1
@@ -506,6 +631,8 @@ class MailboxIndex:
                 db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
                            (uidnext, modseq, fid))
                 highest = modseq
+            db.execute("UPDATE folders SET cur_mtime = ?, cur_checked = ? WHERE id = ?",
+                       (mtime, checked, fid))
             # Nothing written: the rows read above are the state (one query, not two).
             current = self._rows(db, fid) if changed or renamed else rows.values()
             messages = tuple(self._info(box, r, cur) for r in current)
@@ -513,7 +640,7 @@ class MailboxIndex:
 
     def _insert(self, db: sqlite3.Connection, fid: int, uid: int, path: Path, letters: str,
                 keywords: str, modseq: int,
-                cached: tuple[float, int, str, str] | None = None) -> bool:
+                cached: _Cached | None = None) -> bool:
         """Index one file under ``uid``; False if it vanished meanwhile."""
         if cached is None:
             try:
@@ -523,12 +650,27 @@ class MailboxIndex:
                 return False
             sizes = message_sizes(path.name)
             size = sizes[1] if sizes and sizes[1] is not None else len(data)
-            env, body = structure.compute(data)
-            cached = (mtime, size, structure.dumps(env), structure.dumps(body))
+            cached = _cached(mtime, size, *structure.compute(data))
         base = _split(path.name)[0]
-        db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (fid, uid, base, path.name, letters, keywords, modseq, *cached))
+        db.execute(f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES"
+                   " (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (fid, uid, base, path.name, letters, keywords, modseq, *cached[:2]))
+        _store_structures(db, fid, uid, cached)
         return True
+
+    @staticmethod
+    def _own_change(db: sqlite3.Connection, fid: int, cur: Path, before: int) -> None:
+        """This transaction changed ``cur/`` (through the index, so the index is
+        right): if ``cur/`` was as the index last saw it (``before``, its mtime before
+        the change, is the one recorded), record its new mtime, so that only
+        changes by other programs make :meth:`check` say CHANGED."""
+        mtime = _mtime_ns(cur)
+        if mtime == before:
+            return  # the same clock tick: nothing to record (and no proof to lose)
+        got = db.execute("SELECT cur_mtime FROM folders WHERE id = ?", (fid,)).fetchone()
+        if got is not None and got[0] == before:
+            db.execute("UPDATE folders SET cur_mtime = ?, cur_checked = ? WHERE id = ?",
+                       (mtime, time.time_ns(), fid))
 
     @staticmethod
     def _rows(db: sqlite3.Connection, fid: int, uids: Iterable[int] | None = None) -> list[_Row]:
@@ -545,6 +687,8 @@ class MailboxIndex:
     @staticmethod
     def _forget(db: sqlite3.Connection, fid: int, uids: Sequence[int], modseq: int) -> None:
         db.executemany("DELETE FROM messages WHERE folder = ? AND uid = ?",
+                       [(fid, u) for u in uids])
+        db.executemany("DELETE FROM structures WHERE folder = ? AND uid = ?",
                        [(fid, u) for u in uids])
         db.executemany("INSERT OR REPLACE INTO expunged VALUES (?, ?, ?)",
                        [(fid, u, modseq) for u in uids])
@@ -581,12 +725,41 @@ class MailboxIndex:
             row = db.execute("SELECT id FROM folders WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise FolderNotFound(f"no folder {name!r}")
-            got = db.execute(f"SELECT {_ROW} FROM messages WHERE folder = ? AND modseq > ?"
-                             " ORDER BY uid", (row[0], since)).fetchall()
-            gone = db.execute("SELECT uid FROM expunged WHERE folder = ? AND modseq > ?"
-                              " ORDER BY uid", (row[0], since)).fetchall()
+            # Sorted here: ORDER BY uid would make SQLite walk the primary key (every
+            # row of the folder) instead of the mod-sequence index (the few changed).
+            got = db.execute(f"SELECT {_ROW} FROM messages INDEXED BY messages_modseq"
+                             " WHERE folder = ? AND modseq > ?", (row[0], since)).fetchall()
+            gone = db.execute("SELECT uid FROM expunged INDEXED BY expunged_modseq"
+                              " WHERE folder = ? AND modseq > ?", (row[0], since)).fetchall()
+        got.sort()
         return Changes(tuple(self._info(box, _Row(*r)) for r in got),
-                       tuple(u for (u,) in gone))
+                       tuple(sorted(u for (u,) in gone)))
+
+    def check(self, name: str) -> FolderCheck:
+        """The folder's header as indexed and what its ``cur/`` directory says about
+        changes by other programs (see :class:`CurState`), without a sync: what
+        SELECT and the watcher look at first.  Raises FolderNotFound."""
+        name = normalize(name)
+        cur = self.maildir(name).path / "cur"
+        query = ("SELECT uidvalidity, uidnext, highestmodseq, cur_mtime, cur_checked"
+                 " FROM folders WHERE name = ?")
+        with self._read() as db:
+            row = db.execute(query, (name,)).fetchone()
+        if row is not None and _mtime_ns(cur) != row[3]:
+            # A writer (any process) may be between its change in cur/ and its
+            # commit: ask again once no write transaction is open.
+            with self._write() as db:
+                row = db.execute(query, (name,)).fetchone()
+        if row is None:
+            raise FolderNotFound(f"no folder {name!r}")
+        validity, uidnext, highest, recorded, checked = row
+        if _mtime_ns(cur) != recorded:
+            state = CurState.CHANGED
+        elif checked - recorded < MTIME_TICK_NS:
+            state = CurState.UNSURE
+        else:
+            state = CurState.CLEAN
+        return FolderCheck((validity, uidnext, highest), state)
 
     def header(self, name: str) -> tuple[int, int, int]:
         """(UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ) of a folder as indexed, without a
@@ -602,18 +775,42 @@ class MailboxIndex:
     def structures(self, name: str, uids: Iterable[int]
                    ) -> dict[int, tuple[structure.Structure, structure.Structure]]:
         """The cached (ENVELOPE, BODYSTRUCTURE) of these UIDs (absent ones left out)."""
+        got = self._cached_columns(name, uids, "envelope, bodystructure")
+        return {uid: (structure.loads(env), structure.loads(body))
+                for uid, env, body in got}
+
+    def wires(self, name: str, uids: Iterable[int], items: Sequence[str]
+              ) -> dict[int, tuple[bool, list[bytes | None]]]:
+        """The cached wire form of FETCH ``items`` (keys of :data:`WIRE_ITEMS`) of these
+        UIDs: uid -> (whether a UTF8=ACCEPT session gets other octets, the octets of
+        each item in order); absent UIDs are left out."""
+        columns = ", ".join(["wire_utf8", *(WIRE_ITEMS[i] for i in items)])
+        return {r[0]: (bool(r[1]), list(r[2:]))
+                for r in self._cached_columns(name, uids, columns)}
+
+    def _cached_columns(self, name: str, uids: Iterable[int], columns: str
+                        ) -> list[tuple[Any, ...]]:
+        """(uid, *columns) of the messages with these UIDs: one range read when they
+        lie close together (a FETCH of a run of messages), else one read per UID."""
         name = normalize(name)
-        out: dict[int, tuple[structure.Structure, structure.Structure]] = {}
+        wanted = sorted(set(uids))
         with self._read() as db:
             row = db.execute("SELECT id FROM folders WHERE name = ?", (name,)).fetchone()
             if row is None:
                 raise FolderNotFound(f"no folder {name!r}")
-            for uid in uids:
-                got = db.execute("SELECT envelope, bodystructure FROM messages"
-                                 " WHERE folder = ? AND uid = ?", (row[0], uid)).fetchone()
-                if got is not None:
-                    out[uid] = (structure.loads(got[0]), structure.loads(got[1]))
-        return out
+            if not wanted:
+                return []
+            if wanted[-1] - wanted[0] < 4 * len(wanted) + 16:
+                got = db.execute(f"SELECT uid, {columns} FROM structures WHERE folder = ?"
+                                 " AND uid BETWEEN ? AND ? ORDER BY uid",
+                                 (row[0], wanted[0], wanted[-1])).fetchall()
+                keep = set(wanted)
+                return [r for r in got if r[0] in keep]
+            out: list[tuple[Any, ...]] = []
+            for uid in wanted:
+                out += db.execute(f"SELECT uid, {columns} FROM structures WHERE folder = ?"
+                                  " AND uid = ?", (row[0], uid)).fetchall()
+            return out
 
     # --- flags ----------------------------------------------------------------------
     def store(self, name: str, uids: Iterable[int], mode: str, flags: Iterable[str],
@@ -630,6 +827,7 @@ class MailboxIndex:
         modified: list[int] = []
         with self._write() as db:
             fid, _, _, highest = self._folder(db, name)
+            before = _mtime_ns(box.path / "cur")
             modseq = highest + 1
             changed = False
             for row in self._rows(db, fid, uids):
@@ -654,6 +852,7 @@ class MailboxIndex:
                                        row.internal_date, row.size, box.path / "cur" / filename))
             if changed:
                 db.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?", (modseq, fid))
+                self._own_change(db, fid, box.path / "cur", before)
         return StoreResult(tuple(out), tuple(modified))
 
     # --- expunge --------------------------------------------------------------------
@@ -667,6 +866,7 @@ class MailboxIndex:
             doomed = [r for r in self._rows(db, fid, uids) if "T" in r.letters]
             if not doomed:
                 return []
+            before = _mtime_ns(box.path / "cur")
             for row in doomed:
                 with suppress(FileNotFoundError):
                     os.unlink(box.path / "cur" / row.filename)
@@ -674,6 +874,7 @@ class MailboxIndex:
             gone = [r.uid for r in doomed]
             self._forget(db, fid, gone, highest + 1)
             db.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?", (highest + 1, fid))
+            self._own_change(db, fid, box.path / "cur", before)
         return gone
 
     # --- append, copy, move ---------------------------------------------------------
@@ -686,38 +887,25 @@ class MailboxIndex:
         if not box.exists():
             raise FolderNotFound(f"no folder {name!r}")
         letters, keywords = _letters_of(flags)
-        filename = box.deliver(source)
-        new = box.path / "new" / filename
-        if internal_date is not None:
-            os.utime(new, (internal_date, internal_date))
-        target = box.path / "cur" / f"{filename}:2,{letters}"
         with self._write() as db:
             fid, validity, uidnext, highest = self._folder(db, name)
+            cur = box.path / "cur"
+            before = _mtime_ns(cur)
+            # Written under the index's write lock, straight into cur/ with its flags:
+            # no sync can see the file before its row is made, and a crash before the
+            # commit leaves a file the next sync indexes.
+            filename = box.deliver(source, info=letters)
+            path = cur / filename
+            if internal_date is not None:
+                os.utime(path, (internal_date, internal_date))
             modseq = highest + 1
-            try:
-                os.rename(new, target)
-            except FileNotFoundError:  # a concurrent sync indexed it already
-                base = _split(filename)[0]
-                got = db.execute(f"SELECT {_ROW} FROM messages WHERE folder = ? AND base = ?",
-                                 (fid, base)).fetchone()
-                if got is None:
-                    raise
-                row = _Row(*got)
-                renamed = _rename_flags(box, row, letters) or row.filename
-                db.execute("UPDATE messages SET filename = ?, letters = ?, keywords = ?,"
-                           " modseq = ? WHERE folder = ? AND uid = ?",
-                           (renamed, letters, " ".join(keywords), modseq, fid, row.uid))
-                uid = row.uid
-            else:
-                fsync_dir(box.path / "cur")
-                if not self._insert(db, fid, uidnext, target, letters, " ".join(keywords),
-                                    modseq):
-                    raise FileNotFoundError(f"appended message {target} vanished")
-                uid, uidnext = uidnext, uidnext + 1
+            if not self._insert(db, fid, uidnext, path, letters, " ".join(keywords), modseq):
+                raise FileNotFoundError(f"appended message {path} vanished")
             db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
-                       (uidnext, modseq, fid))
+                       (uidnext + 1, modseq, fid))
+            self._own_change(db, fid, cur, before)
             got = db.execute(f"SELECT {_ROW} FROM messages WHERE folder = ? AND uid = ?",
-                             (fid, uid)).fetchone()
+                             (fid, uidnext)).fetchone()
         return validity, self._info(box, _Row(*got))
 
     def copy(self, source: str, uids: Iterable[int], target: str) -> CopyResult:
@@ -741,6 +929,7 @@ class MailboxIndex:
                 raise FolderNotFound(f"no folder {target!r}") from None
             if sid == did and move:
                 raise MailboxNameError("cannot move messages into their own folder")
+            s_before, d_before = _mtime_ns(src.path / "cur"), _mtime_ns(dst.path / "cur")
             moved: list[int] = []
             for row in self._rows(db, sid, uids):
                 old = src.path / "cur" / row.filename
@@ -757,11 +946,12 @@ class MailboxIndex:
                         _link_or_copy(old, new, dst)
                     except FileNotFoundError:
                         continue
-                cached = db.execute("SELECT internal_date, size, envelope, bodystructure"
-                                    " FROM messages WHERE folder = ? AND uid = ?",
+                cached = db.execute(f"SELECT {_CACHED} FROM messages m JOIN structures s"
+                                    " ON s.folder = m.folder AND s.uid = m.uid"
+                                    " WHERE m.folder = ? AND m.uid = ?",
                                     (sid, row.uid)).fetchone()
                 self._insert(db, did, uidnext, new, row.letters, row.keywords,
-                             d_highest + 1, tuple(cached))
+                             d_highest + 1, tuple(cached) if cached is not None else None)
                 pairs.append((row.uid, uidnext))
                 uidnext += 1
             if not pairs:
@@ -769,12 +959,21 @@ class MailboxIndex:
             fsync_dir(dst.path / "cur")
             db.execute("UPDATE folders SET uidnext = ?, highestmodseq = ? WHERE id = ?",
                        (uidnext, d_highest + 1, did))
+            self._own_change(db, did, dst.path / "cur", d_before)
             if moved:
                 fsync_dir(src.path / "cur")
                 self._forget(db, sid, moved, s_highest + 1)
                 db.execute("UPDATE folders SET highestmodseq = ? WHERE id = ?",
                            (s_highest + 1, sid))
+                self._own_change(db, sid, src.path / "cur", s_before)
         return CopyResult(validity, tuple(pairs))
+
+
+def _mtime_ns(directory: Path) -> int:
+    try:
+        return os.stat(directory).st_mtime_ns
+    except FileNotFoundError:
+        return 0
 
 
 def _entries(directory: Path) -> list[str]:

@@ -234,10 +234,14 @@ class Maildir:
         return _Folder(self.path / f".{name}", self.host, self.clock, self.syncer)
 
     # --- delivery ------------------------------------------------------------------
-    def deliver(self, source: Source, prefix: bytes = b"", unique: str = "") -> str:
+    def deliver(self, source: Source, prefix: bytes = b"", unique: str = "",
+                info: str | None = None) -> str:
         """Store one message (``prefix`` then the stream) in ``new/`` with LF line
-        ends; returns its file name.  The message is streamed in chunks, never held
-        whole in memory.  Returns once the file and its entry in ``new/`` are on disk:
+        ends; returns its file name.  With ``info`` (flag letters) it goes straight
+        to ``cur/`` as ``name:2,<info>`` (IMAP APPEND: the index gives it its UID in
+        the same step, so it need not pass through ``new/``).  The message is
+        streamed in chunks, never held whole in memory.  Returns once the file and its
+        entry in ``new/`` are on disk:
         the file is fsynced before its rename, and the fsync of ``new/`` after it is
         shared with the deliveries into this Maildir that rename at about the same
         time (:class:`~mailyard.fs.DirectorySyncer`).  Raises OSError (ENOSPC,
@@ -247,7 +251,7 @@ class Maildir:
         token = unique_token(unique) if unique else f"{next(_counter)}-{os.urandom(4).hex()}"
         base = f"{sec}.M{usec}P{os.getpid()}Q{token}.{self.host}"
         tmp = self.path / "tmp" / base
-        new = self.path / "new"
+        new = self.path / ("new" if info is None else "cur")
         with self.syncer.pending(new) as ticket:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                          | getattr(os, "O_CLOEXEC", 0), 0o600)
@@ -261,6 +265,8 @@ class Maildir:
                 raise
             os.close(fd)
             name = f"{base},S={size},W={lf.crlf_size}"
+            if info is not None:
+                name += f":2,{info}"
             try:
                 os.rename(tmp, new / name)
             except BaseException:

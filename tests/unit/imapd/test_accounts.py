@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from mailyard.imapd.accounts import Account
-from mailyard.store.index import MailboxIndex
+from mailyard.store.index import CurState, MailboxIndex
 from mailyard.store.maildir import Maildir
 
 
@@ -29,8 +31,7 @@ def test_unchanged_folder_is_not_synced_again(tmp_path: Path) -> None:
     acc.index.inbox.deliver([b"Subject: a\n\nx\n"])
     first = acc.sync("INBOX")
     assert len(first.messages) == 1
-    age(acc.root)
-    assert acc.sync("INBOX") is first  # cur/ older than the sync, index unchanged
+    assert acc.sync("INBOX") is first  # cur/ as the sync saw it, index unchanged
 
 
 def test_mail_waiting_in_new_is_always_synced(tmp_path: Path) -> None:
@@ -48,7 +49,10 @@ def test_file_renamed_by_another_program_is_synced(tmp_path: Path) -> None:
     acc = account(tmp_path)
     acc.index.inbox.deliver([b"Subject: m\n\nx\n"])
     acc.sync("INBOX")
-    acc.covered["INBOX"] -= 2_000_000_000  # as if the sync were two seconds older
+    age(acc.root)  # an mtime the index did not record: a change by another program
+    assert acc.index.check("INBOX").cur is CurState.CHANGED
+    acc.sync("INBOX")
+    assert acc.index.check("INBOX").cur is CurState.CLEAN
     (path,) = list((acc.root / "cur").iterdir())
     path.rename(path.with_name(path.name + "S"))
     assert "\\Seen" in acc.sync("INBOX").messages[0].flags
@@ -63,6 +67,33 @@ def test_index_change_without_directory_change_is_seen(tmp_path: Path) -> None:
     acc.sync("INBOX")
     acc.index.store("INBOX", [uid], "+", ["project"])
     assert "project" in acc.sync("INBOX").messages[0].flags
+
+
+def test_changes_through_the_index_advance_the_state_without_a_listing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flag changes, expunges and appends made through the index (any session, any
+    process) are read from the index: no sync lists cur/ again."""
+    acc = account(tmp_path)
+    for n in range(3):
+        acc.index.inbox.deliver([b"Subject: %d\n\nx\n" % n])
+    first = acc.sync("INBOX")
+    age(acc.root)
+    acc.sync("INBOX")  # a sync that records the aged mtime
+    syncs: list[str] = []
+    real = acc.index.sync
+    monkeypatch.setattr(acc.index, "sync", lambda name: syncs.append(name) or real(name))
+    one, two, three = (m.uid for m in first.messages)
+    acc.index.store("INBOX", [one], "+", ["\\Seen", "work"])
+    acc.index.store("INBOX", [three], "+", ["\\Deleted"])
+    acc.index.expunge("INBOX")
+    acc.index.append("INBOX", [b"Subject: new\n\nx\n"])
+    state = acc.sync("INBOX")
+    assert syncs == []
+    assert [m.uid for m in state.messages] == [one, two, three + 1]
+    assert state.messages[0].flags == {"\\Seen", "work"}
+    assert (state.uidvalidity, state.uidnext, state.highestmodseq) == \
+        acc.index.header("INBOX")
+    assert state.messages == acc.index.sync("INBOX").messages
 
 
 def test_subscriptions_default_to_every_folder_then_persist(tmp_path: Path) -> None:

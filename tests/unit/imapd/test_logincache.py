@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from mailyard.imapd.logincache import LoginCache
 
 
@@ -38,3 +40,30 @@ def test_nothing_in_clear() -> None:
     cache = LoginCache()
     cache.remember("a", "secret-password")
     assert b"secret-password" not in repr(cache._entries).encode()
+
+
+def test_logins_arriving_together_wait_for_the_one_verification() -> None:
+    """Ten connections logging in at once: one verification, nine cache hits."""
+    cache = LoginCache()
+    verified: list[str] = []
+
+    async def login(password: str) -> bool:
+        if not cache.hit("a", password):
+            await cache.wait("a", password)
+        if cache.hit("a", password):
+            return True
+        with cache.verifying("a", password):
+            verified.append(password)
+            await asyncio.sleep(0)  # the guard's thread
+            await asyncio.sleep(0)
+            if password == "pw":
+                cache.remember("a", password)
+        return password == "pw"
+
+    async def main() -> list[bool]:
+        return await asyncio.gather(*(login("pw") for _ in range(10)),
+                                    login("wrong"), login("wrong"))
+
+    results = asyncio.run(main())
+    assert results == [True] * 10 + [False, False]
+    assert verified == ["pw", "wrong", "wrong"]  # a failure is not shared

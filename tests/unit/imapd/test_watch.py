@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mailyard.imapd.accounts import Account
-from mailyard.imapd.watch import FolderWatch
-from mailyard.store.index import MailboxIndex
+from mailyard.imapd.watch import QUIET, FolderWatch
+from mailyard.store.index import CurState, MailboxIndex
 from mailyard.store.maildir import Maildir
 
 
@@ -27,17 +29,27 @@ def test_delivery_is_indexed_and_reported(tmp_path: Path) -> None:
     assert not fw.probe()
 
 
-def test_imap_burst_is_synced_once_the_index_is_quiet(tmp_path: Path) -> None:
+def test_imap_burst_is_synced_once_the_index_is_quiet(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fw = watch(tmp_path)
     fw.index.inbox.deliver([b"Subject: a\n\nx\n"])
     fw.probe()
     uid = fw.index.sync("INBOX").messages[0].uid
-    covered = fw.account.covered["INBOX"]
+    syncs: list[str] = []
+    real = fw.account.full_sync
+    monkeypatch.setattr(fw.account, "full_sync", lambda name: syncs.append(name) or real(name))
+    now = [1000.0]
+    fw.clock = lambda: now[0]
     fw.index.store("INBOX", [uid], "+", ["\\Seen"])  # renames in cur/, through the index
-    assert fw.probe()  # the index moved: reported, and no sync yet
-    assert fw.account.covered["INBOX"] == covered
-    assert not fw.probe()  # quiet now: one sync, which finds nothing new
-    assert fw.account.covered["INBOX"] > covered
+    assert fw.index.check("INBOX").cur is not CurState.CHANGED  # the index knows it
+    assert fw.probe()  # the index moved: reported, and no sync
+    unsure = fw.index.check("INBOX").cur is CurState.UNSURE  # the rename was just now
+    now[0] += QUIET / 2
+    assert not fw.probe()
+    assert syncs == []  # not quiet for long enough yet
+    now[0] += QUIET / 2
+    assert not fw.probe()  # quiet now: a sync only if the index was unsure of cur/
+    assert syncs == (["INBOX"] if unsure else [])
 
 
 def test_rename_by_another_program_is_taken_in_at_once(tmp_path: Path) -> None:

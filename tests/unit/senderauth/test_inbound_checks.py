@@ -233,3 +233,51 @@ def test_rfc8601_2_7_2_spf_of_both_identities(rsa_key: rsa.RSAPrivateKey) -> Non
     field = replace(verdict, spf_helo=helo).field("mx.example.net")
     assert b"spf=pass smtp.mailfrom=ada@example.com;" in field
     assert b"spf=none smtp.helo=mail.example.com;" in field
+
+
+# --- recorded for the aggregate reports (RFC 7489 7.2) ------------------------------
+
+def reporting_zone(key: rsa.RSAPrivateKey, policy: str) -> StaticResolver:
+    resolver = zone(key, policy)
+    resolver.set("_dmarc.example.com", "TXT",
+                 [f"v=DMARC1; p={policy}; aspf=s; rua=mailto:agg@example.com"])
+    return resolver
+
+
+def test_evaluations_are_recorded_with_what_was_done(rsa_key: rsa.RSAPrivateKey,
+                                                     tmp_path) -> None:
+    """A pass, a refused forgery (disposition reject) and, with ``[dmarc] reject =
+    false``, a forgery quarantined instead (reason local_policy) are all counted; a
+    domain without rua is not."""
+    from mailyard.dmarc.evalstore import EvaluationRecorder, EvaluationStore
+
+    store = EvaluationStore(tmp_path / "e.db")
+    recorder = EvaluationRecorder(store, lambda: NOW, delay=3600)
+
+    def checks(resolver: StaticResolver, spf: SpfInput,
+               dmarc: DmarcConfig = DMARC) -> InboundChecks:
+        return InboundChecks(lambda: resolver, lambda: SUFFIXES, authserv_id="mx.example.net",
+                             policy=VerifyPolicy(), dmarc=dmarc, spf_of=lambda s: spf,
+                             recorder=recorder)
+
+    queue = MemoryQueue()
+    receive(ingest(queue, checks(reporting_zone(rsa_key, "reject"), SPF_PASS)), signed(rsa_key))
+    with pytest.raises(IngestRefused):
+        receive(ingest(queue, checks(reporting_zone(rsa_key, "reject"), SPF_FAIL)), MESSAGE)
+    receive(ingest(queue, checks(reporting_zone(rsa_key, "reject"), SPF_FAIL,
+                                 DmarcConfig(reject=False))), MESSAGE)
+    last = ingest(queue, checks(zone(rsa_key, "reject"), SPF_PASS))
+    receive(last, MESSAGE)  # no rua: not counted
+    assert recorder.pending == 3 and store.rows(0) == []
+    asyncio.run(last.close_hooks())  # what a worker does at shutdown
+    assert recorder.pending == 0
+    found = {(r.evaluation.disposition, r.evaluation.dkim, r.evaluation.spf,
+              r.evaluation.reasons) for r in store.rows(0)}
+    assert found == {("none", "pass", "pass", ()), ("reject", "fail", "fail", ()),
+                     ("quarantine", "fail", "fail", ("local_policy",))}
+    row = next(r.evaluation for r in store.rows(0) if r.evaluation.dkim == "pass")
+    assert (row.policy_domain, row.header_from, row.source_ip, row.envelope_from) == (
+        "example.com", "example.com", "192.0.2.9", "example.com")
+    assert [(a.method, a.domain, a.result) for a in row.auth] == [
+        ("dkim", "example.com", "pass"), ("spf", "example.com", "pass")]
+    assert (row.policy.p, row.policy.aspf) == ("reject", "s")

@@ -236,10 +236,10 @@ def test_crash_after_unlink_before_commit(index: MailboxIndex, inbox: Maildir,
 def test_crash_after_append_rename_before_commit(index: MailboxIndex, inbox: Maildir,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """File first: the appended file is in cur/ with its flags, the row is missing."""
-    def crash(path: object) -> None:
+    def crash(*args: object) -> None:
         raise Crash
 
-    monkeypatch.setattr("mailyard.store.index.fsync_dir", crash)
+    monkeypatch.setattr(MailboxIndex, "_insert", crash)
     with pytest.raises(Crash):
         index.append(INBOX, io.BytesIO(MESSAGE), ["\\Seen"])
     monkeypatch.undo()

@@ -7,6 +7,7 @@ hold CR, LF or NUL; 8-bit text needs UTF8=ACCEPT or IMAP4rev2, RFC 9051 4.3 and
 RFC 6855 3).  :class:`Literal` forces a literal (message content), ``binary`` a
 ``~{n}`` literal8 (RFC 3516 4.2).  :class:`Joined` values follow each other without
 a space, as the grammar wants for ``1*body`` and ``1*address`` (RFC 9051 9).
+:class:`Encoded` octets are already in wire form (a cached BODYSTRUCTURE).
 
 Human-readable text and response codes are sanitised: control characters become
 spaces, so nothing an adapter passes can split a response line.
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from mailyard.proto.imap import mutf7
 
 __all__ = [
-    "Atom", "Joined", "Literal", "Value", "bye", "capability", "continuation", "enabled",
+    "Atom", "Encoded", "Joined", "Literal", "Value", "bye", "capability", "continuation", "enabled",
     "encode_mailbox", "encode_sequence", "encode_value", "esearch", "exists", "expunge",
     "fetch", "flags", "list_mailbox", "quota", "quotaroot", "search", "status",
     "tagged", "untagged", "untagged_status", "vanished",
@@ -54,7 +55,14 @@ class Joined:
     items: Sequence[Value]
 
 
-Value = None | int | str | bytes | Atom | Literal | Joined | Sequence["Value"]
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """Octets written as they are: a value encoded before (``proto/imap/structwire``)."""
+
+    data: bytes
+
+
+Value = None | int | str | bytes | Atom | Literal | Joined | Encoded | Sequence["Value"]
 
 
 def _text(text: str) -> bytes:
@@ -96,6 +104,8 @@ def encode_value(value: Value, utf8: bool = False) -> bytes:
         return value.encode("ascii")
     if isinstance(value, (str, bytes)):
         return encode_string(value, utf8)
+    if isinstance(value, Encoded):
+        return value.data
     if isinstance(value, Literal):
         marker = b"~{%d}\r\n" if value.binary else b"{%d}\r\n"
         return marker % len(value.data) + value.data

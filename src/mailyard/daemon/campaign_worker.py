@@ -1,0 +1,94 @@
+"""The campaign worker process: the sending engine (:mod:`mailyard.bulk.campaigns.runner`).
+
+The supervisor starts one beside the SMTP and HTTP workers, gives it the configuration
+on standard input and the queue-notification pipe, and restarts it if it dies, like
+the others.  It is a process of its own, not a task in the supervisor, because
+rendering (Jinja2, CSS inlining, the text part) and DKIM signing are CPU work that
+would hold up the dispatcher's event loop while a campaign of 100,000 goes out; a
+process also uses the second core.  It opens ``bulk.db`` only once it exists (no
+contacts yet: nothing to send).  Run as ``python -m mailyard.daemon.campaign_worker``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+
+from mailyard.config import Config, config_from_dict
+from mailyard.obs import log_event, setup_logging
+
+log = logging.getLogger("mailyard.campaigns")
+
+WAIT_FOR_DB = 1.0  # seconds between looks for bulk.db
+BULK_DB = "bulk.db"  # mailyard.services.setup.BULK_DB, not imported while idle
+
+
+async def run_campaign_worker(config: Config, notify_fd: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Nothing heavy is imported before there are contacts: a server that sends no
+    # campaigns pays for a small idle process only.
+    while not (config.data_path / BULK_DB).exists():
+        if stop.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WAIT_FOR_DB)
+
+    from mailyard.bulk.campaigns.compose import send_settings
+    from mailyard.bulk.campaigns.recipients import RecipientStore
+    from mailyard.bulk.campaigns.runner import CampaignRunner, Queue
+    from mailyard.bulk.sqlite import SqliteContactStore
+    from mailyard.daemon.secret import ServerSecretError
+    from mailyard.daemon.worker import QueueNotifier
+    from mailyard.ingest.pipeline import ingest_for
+    from mailyard.queue.identity import ProcessIdentity, owner_is_dead
+    from mailyard.queue.spool import FileSpool
+    from mailyard.services import setup
+
+    assert setup.BULK_DB == BULK_DB
+    try:
+        contacts = setup.open_contacts(config)
+        settings = send_settings(config)
+    except ServerSecretError as exc:
+        log_event(log, "campaign worker cannot start", level=logging.ERROR, error=str(exc))
+        raise SystemExit(1) from None
+    store = contacts.store
+    assert isinstance(store, SqliteContactStore)
+    spool = FileSpool(config.data_path / "queue", config.hostname)
+    notify = QueueNotifier(notify_fd)
+    runner = CampaignRunner(setup.open_campaign_store(contacts), RecipientStore(store.db),
+                            store.digest, ingest_for(config, spool),
+                            Queue(spool.submitted, spool.sweep, notify), settings,
+                            ProcessIdentity.current().token, owner_is_dead)
+    log_event(log, "campaign worker started", pid=os.getpid())
+    try:
+        await runner.run(stop)
+    finally:
+        spool.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from mailyard.daemon.worker import install_event_loop_policy
+
+    parser = argparse.ArgumentParser(prog="mailyard-campaign-worker")
+    parser.add_argument("--notify-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    payload = json.loads(sys.stdin.read())
+    config = config_from_dict(payload["config"], payload.get("source", ""))
+    setup_logging(config.log.format, config.log.level, config.log.file, buffered=True)
+    install_event_loop_policy()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    asyncio.run(run_campaign_worker(config, args.notify_fd))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
