@@ -118,6 +118,8 @@ class SearchWarmer:
         """Blocking: store the documents of the folder's messages the index lacks;
         the number stored.  Returns early on :meth:`close` or once the account has
         no session."""
+        if account.sessions <= 0:
+            return 0  # logged out meanwhile: the account may be closing
         state = account.sync(name)
         folder = account.search_index().folder(state.uidvalidity, state.messages)
         if folder is None:
