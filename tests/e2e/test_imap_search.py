@@ -19,6 +19,8 @@ from tests.support.mailyard_server import MailyardServer
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 USER = "finder"
+WARM_USER = "warmed"
+WARM_COUNT = 300
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailyardServer]
     srv = MailyardServer(tmp_path_factory.mktemp("imap-search"), workers=2,
                          overrides={"imap": {"search_time_budget": 20.0}})
     srv.add_user(f"{USER}@example.test", imap.PASSWORD)
+    srv.add_user(f"{WARM_USER}@example.test", imap.PASSWORD)
     with srv:
         yield srv
 
@@ -103,4 +106,44 @@ def test_search_of_unindexed_strings_and_hostile_terms(server: MailyardServer) -
     assert uids(client, "SUBJECT", '"AND (x*)"') == both
     assert len(uids(client, "BODY", "q")) >= 2
     assert uids(client, "BODY", '"' + "y" * 5000 + '"') == []
+    client.logout()
+
+
+def texts_indexed(server: MailyardServer, user: str) -> int:
+    path = server.maildir(f"{user}@example.test") / "mailyard-search.db"
+    try:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT count(*) FROM docs WHERE has_texts = 1")
+                       .fetchone()[0])
+    except sqlite3.Error:
+        return 0  # not made yet
+
+
+def wait_indexed(server: MailyardServer, user: str, count: int) -> None:
+    deadline = time.monotonic() + 120
+    while texts_indexed(server, user) < count:
+        assert time.monotonic() < deadline, (texts_indexed(server, user), server.output())
+        time.sleep(0.2)
+
+
+def test_selected_folder_is_indexed_in_the_background(server: MailyardServer) -> None:
+    """SELECT queues the folder for warming: a few hundred messages (dropped into
+    ``new/`` as a local delivery does) are indexed with no SEARCH, then a BODY
+    search answers from the index; new mail in the selected folder is indexed too."""
+    client = imap.login(server, WARM_USER)  # makes the Maildir
+    new = server.maildir(f"{WARM_USER}@example.test") / "new"
+    for i in range(WARM_COUNT):
+        word = "marmalade" if i % 7 == 0 else "porridge"
+        (new / f"1700000000.M{i}P1.test").write_bytes(
+            f"Subject: breakfast {i}\nFrom: cook@remote.test\n\n"
+            f"Today we serve {word}, batch {i}.\n".encode())
+    assert client.select("INBOX")[0] == "OK"
+    wait_indexed(server, WARM_USER, WARM_COUNT)
+    expected = [i + 1 for i in range(WARM_COUNT) if i % 7 == 0]
+    assert sorted(uids(client, "BODY", "MARMALADE")) == expected
+    assert len(uids(client, "SUBJECT", "breakfast")) == WARM_COUNT
+
+    imap.deliver(server, WARM_USER, 1, subject="marmalade")  # the watcher sees it
+    wait_indexed(server, WARM_USER, WARM_COUNT + 1)
+    assert uids(client, "BODY", "marmalade") == [*expected, WARM_COUNT + 1]
     client.logout()

@@ -331,6 +331,7 @@ class ImapConfig:
     appendlimit: int = 52_428_800  # APPEND message size (APPENDLIMIT, RFC 7889)
     search_time_budget: float = 10.0  # seconds one SEARCH/SORT/THREAD may run
     poll_interval: float = 0.25  # seconds between checks of a selected mailbox
+    search_index_warm: bool = True  # index a selected folder in the background
 
     def validate(self, key: str) -> None:
         for name in ("max_connections", "max_connections_per_ip", "login_timeout",

@@ -7,7 +7,8 @@ the ``smtpd.auth_*`` limits) and the connection caps
 (:class:`~mailyard.smtpd.limits.ConnectionLimiter`, per worker process, with the
 ``imap.max_connections*`` keys).  Per process: the open accounts
 (:class:`~mailyard.imapd.accounts.Accounts`) and the folder watcher
-(:class:`~mailyard.imapd.watch.Watcher`).
+(:class:`~mailyard.imapd.watch.Watcher`) and the search-index warmer
+(:class:`~mailyard.imapd.warm.SearchWarmer`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from mailyard.imapd.accounts import Accounts
 from mailyard.imapd.engine import Limits
 from mailyard.imapd.logincache import LoginCache
 from mailyard.imapd.session import ImapListener, ImapSession, ImapTimers
+from mailyard.imapd.warm import SearchWarmer
 from mailyard.imapd.watch import Watcher
 from mailyard.proto.imap.session import DEFAULT_EXTENSIONS, ImapSettings
 from mailyard.smtpd.authguard import AuthGate
@@ -70,7 +72,9 @@ class ImapServer:
         self.config = config
         self.directory = directory
         self.accounts = Accounts(store)
-        self.watcher = Watcher(imap.poll_interval)
+        self.warmer = SearchWarmer() if imap.search_index_warm else None
+        self.watcher = Watcher(imap.poll_interval,
+                               self.warmer.warm if self.warmer is not None else None)
         self.ssl_context = ssl_context
         self.auth_gate = auth_gate
         self.login_cache = LoginCache()
@@ -132,4 +136,7 @@ class ImapServer:
         await end_sessions(self.sessions, self._idle, grace)
         self._servers.clear()
         self.watcher.close()
-        await asyncio.get_running_loop().run_in_executor(None, self.accounts.close)
+        loop = asyncio.get_running_loop()
+        if self.warmer is not None:
+            await loop.run_in_executor(None, self.warmer.close)
+        await loop.run_in_executor(None, self.accounts.close)

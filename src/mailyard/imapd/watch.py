@@ -28,6 +28,10 @@ watched folder per interval, in one
 thread hop per process, and nothing at all while no session has a folder selected.
 The same process's own changes wake the folder's other sessions at once
 (:meth:`FolderWatch.poke`).
+
+A folder watched for the first time, and a watched folder whose UIDNEXT moved (new
+mail), is handed to the search-index warmer (:mod:`mailyard.imapd.warm`) when the
+process has one.
 """
 
 from __future__ import annotations
@@ -72,6 +76,11 @@ class FolderWatch:
     def index(self) -> MailboxIndex:
         return self.account.index
 
+    @property
+    def uidnext(self) -> int:
+        """UIDNEXT at the last probe (0 before the first)."""
+        return self._header[1] if self._header is not None else 0
+
     def poke(self) -> None:
         """Something changed (this process knows): wake every session now."""
         self.generation += 1
@@ -108,8 +117,10 @@ class FolderWatch:
 class Watcher:
     """The process's watched folders and the one task that polls them."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, warm: Callable[[Account, str], None] | None = None
+                 ) -> None:
         self.interval = interval
+        self.warm = warm  # queues a folder for search-index warming (non-blocking)
         self._watches: dict[tuple[int, str], FolderWatch] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -119,6 +130,8 @@ class Watcher:
         if fw is None:
             fw = self._watches[key] = FolderWatch(account, name)
         fw.sessions.add(wake)
+        if self.warm is not None:
+            self.warm(account, name)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         return fw
@@ -139,9 +152,12 @@ class Watcher:
         while self._watches:
             await asyncio.sleep(self.interval)
             watches = list(self._watches.values())
+            before = {fw: fw.uidnext for fw in watches}
             changed = await loop.run_in_executor(None, self._probe_all, watches)
             for fw in changed:
                 fw.poke()
+                if self.warm is not None and fw.uidnext > before[fw] > 0:
+                    self.warm(fw.account, fw.name)
 
     def _probe_all(self, watches: list[FolderWatch]) -> list[FolderWatch]:
         return [fw for fw in watches if self._probe_one(fw)]
