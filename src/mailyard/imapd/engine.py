@@ -510,7 +510,8 @@ class MailSession:
                 self.conn.respond(resp.untagged_status("OK", "Moved", code))
             view.removed(u for u, _ in result.uids)
             self.changed_here()
-            await self.unindex(view.uidvalidity, [u for u, _ in result.uids])
+            await self.blocking(self.account.search_index().carry, view.uidvalidity,
+                                result.uidvalidity, list(result.uids))
             await self.finish(event, text="MOVE completed")
         else:
             await self.finish(event, text="COPY completed", code=code, expunges=cmd.uid)

@@ -298,6 +298,27 @@ class SearchIndex:
             except (sqlite3.Error, OSError) as exc:
                 self._failed(exc)
 
+    def carry(self, source: int, target: int, moved: Sequence[tuple[int, int]]) -> None:
+        """Moved messages keep their documents under the target folder's UIDVALIDITY
+        and their new UIDs (``moved``: source UID, target UID), so a search of the
+        target does not read them again.  MOVE keeps a file's base name; a row whose
+        base differs from the file found later is dropped by that folder's search."""
+        if not moved or (self._db is None and not self.path.exists()):
+            return
+        with self._lock:
+            try:
+                with self._write() as db:
+                    db.executemany("UPDATE OR IGNORE docs SET uidvalidity = ?, uid = ?"
+                                   " WHERE uidvalidity = ? AND uid = ?",
+                                   [(target, new, source, old) for old, new in moved])
+                    # rows left behind (a target UID taken): gone like expunged ones
+                    left = [(source, old) for old, _ in moved]
+                    ids = [r[0] for pair in left for r in db.execute(
+                        "SELECT id FROM docs WHERE uidvalidity = ? AND uid = ?", pair)]
+                    self._delete(db, ids)
+            except (sqlite3.Error, OSError) as exc:
+                self._failed(exc)
+
     def prune(self, uidvalidities: Iterable[int]) -> None:
         """Drop the rows of folders gone: every UIDVALIDITY not in ``uidvalidities``."""
         keep = set(uidvalidities)

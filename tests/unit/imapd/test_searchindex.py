@@ -8,6 +8,7 @@ indexing and a damaged file leave an index that answers right."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import itertools
 import os
 import signal
@@ -218,6 +219,27 @@ def test_expunged_and_replaced_messages_leave_the_index(tmp_path: Path) -> None:
     assert indexed(swapped, index, "BODY budget") == [1]  # read again, stored again
     index.prune([UIDVALIDITY + 1])
     assert _rows(tmp_path) == [] and _fts_rows(tmp_path) == 0
+
+
+def test_moved_messages_keep_their_documents(tmp_path: Path) -> None:
+    """MOVE (RFC 6851) carries the rows to the target folder and the new UIDs: a
+    search there reads no file; the source keeps nothing of them."""
+    box = corpus()
+    index = SearchIndex(tmp_path)
+    indexed(box, index, 'BODY "café"')
+    target = UIDVALIDITY + 7
+    moved = [(m.uid, 100 + m.uid) for m in box.infos]
+    index.carry(UIDVALIDITY, target, moved)
+    assert {(r[0], r[1]) for r in _rows(tmp_path)} == {(target, new) for _, new in moved}
+    there = [dataclasses.replace(m, uid=100 + m.uid) for m in box.infos]
+    view = Mailbox(box.raw, there, positions={100 + u: p for u, p in box.positions.items()})
+    folder = index.folder(target, view.infos)
+    assert folder is not None
+    view.loads.clear()
+    assert [i + 1 for i in search(program('BODY "café"'), view.ctx(index=folder))] == [3, 5]
+    assert not view.loads
+    folder.close()
+    index.carry(UIDVALIDITY, target, [])  # nothing moved: nothing happens
 
 
 def test_folders_are_kept_apart(tmp_path: Path) -> None:
