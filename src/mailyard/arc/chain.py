@@ -143,8 +143,9 @@ class ArcValidation:
     """The ARC chain of one message, validated as its body streams by (only the
     newest AMS needs the body)."""
 
-    def __init__(self, header: bytes) -> None:
-        self.fields = split_header(header)
+    def __init__(self, header: bytes, *, fields: list[HeaderField] | None = None) -> None:
+        """``fields``: the header section already split (``header`` is then unused)."""
+        self.fields = split_header(header) if fields is None else fields
         self._error = ""
         self._sets: list[_Set] = []
         self._ams: dict[str, bytes] = {}

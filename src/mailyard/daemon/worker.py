@@ -120,6 +120,7 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     tls = server_context(cert, key)
     decoy_key = derive_key(secret, "scram decoy")
     ingest = ingest_for(config, spool)
+    ingest.prepare_hooks()  # e.g. the Public Suffix List, before the first message
     server = SmtpServer(config, spool, directory, tls, metrics,
                         QueueNotifier(notify_fd),
                         scram_decoy_key=decoy_key,

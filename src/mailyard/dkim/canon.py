@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 from typing import NamedTuple
 
 __all__ = [
@@ -50,29 +51,17 @@ def split_header(header: bytes) -> list[HeaderField]:
     that starts with whitespace continues the field before it; a line without a
     colon is kept as a field of that whole name, so that it is never signed."""
     fields: list[HeaderField] = []
-    lines = header.split(CRLF)
-    if lines and lines[-1] == b"":
-        lines.pop()
-    current: list[bytes] = []
-    for line in lines:
-        if line[:1] in (b" ", b"\t") and current:
-            current.append(line)
-            continue
-        if current:
-            fields.append(_field(current))
-        if not line:
-            current = []
-            break  # the empty line ends the header section
-        current = [line]
-    if current:
-        fields.append(_field(current))
+    # One C pass: split at each CRLF that does not start a continuation line.  A piece
+    # that is empty or starts with CRLF begins at the empty line that ends the section.
+    for raw in _FIELD_BREAK.split(header):
+        if not raw or raw[:2] == CRLF:
+            break
+        raw += CRLF
+        fields.append(HeaderField(raw.split(b":", 1)[0].rstrip(b" \t").lower(), raw))
     return fields
 
 
-def _field(lines: list[bytes]) -> HeaderField:
-    raw = CRLF.join(lines) + CRLF
-    name = raw.split(b":", 1)[0].rstrip(b" \t").lower()
-    return HeaderField(name, raw)
+_FIELD_BREAK = re.compile(rb"\r\n(?![ \t])")
 
 
 def canon_header(raw: bytes, canon: Canon) -> bytes:

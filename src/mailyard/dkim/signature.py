@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from mailyard.dkim.canon import Canon, parse_canon
 from mailyard.dkim.tags import TagListError, parse_tag_list, strip_fws
 
-__all__ = ["Algorithm", "Signature", "SignatureError", "parse_signature", "without_b_value"]
+__all__ = ["Algorithm", "Signature", "SignatureError", "parse_signature", "signature_from_tags",
+           "without_b_value"]
 
 _REQUIRED = ("v", "a", "b", "bh", "d", "h", "s")
 _B_VALUE = re.compile(rb"(^|;)([ \t\r\n]*b[ \t\r\n]*=)[^;]*")
 _DIGITS = re.compile(rb"[0-9]{1,12}\Z")
+_DOMAIN = re.compile(r"[a-z0-9._-]+")
 MAX_SIGNATURE_BYTES = 1024  # an RSA-8192 signature is 1,024 bytes
 
 
@@ -65,6 +67,11 @@ def parse_signature(value: bytes) -> Signature:
         tags = parse_tag_list(value)
     except TagListError as exc:
         raise SignatureError(f"signature syntax: {exc}") from None
+    return signature_from_tags(tags)
+
+
+def signature_from_tags(tags: dict[str, bytes]) -> Signature:
+    """The signature of a parsed tag list (:func:`parse_signature` after the syntax)."""
     missing = [t for t in _REQUIRED if t not in tags]
     if missing:
         raise SignatureError(f"signature lacks {', '.join(t + '=' for t in missing)}")
@@ -105,7 +112,7 @@ def _domain(value: bytes) -> str:
         domain = strip_fws(value).decode("ascii").lower().rstrip(".")
     except UnicodeDecodeError:
         raise SignatureError("d= is not an ASCII domain") from None
-    if not domain or ".." in domain or not re.fullmatch(r"[a-z0-9._-]+", domain):
+    if not domain or ".." in domain or not _DOMAIN.fullmatch(domain):
         raise SignatureError("d= is not a domain")
     return domain
 

@@ -37,9 +37,10 @@ from mailyard.dkim.signature import (
     Algorithm,
     Signature,
     SignatureError,
-    parse_signature,
+    signature_from_tags,
     without_b_value,
 )
+from mailyard.dkim.tags import TagListError, parse_tag_list
 from mailyard.dns.api import DnsNameError, DnsTemporaryError, Resolver
 
 __all__ = ["VerifyPolicy", "Verification", "verify_message"]
@@ -62,29 +63,42 @@ class _Candidate:
     signature: Signature | None
     error: str  # why the signature did not parse (with signature None)
     hasher: BodyHasher | None = None
+    tags: dict[str, bytes] | None = None  # the field's tag list (None: unreadable)
 
 
 class Verification:
     """The DKIM signatures of one message, checked as its body streams by."""
 
-    def __init__(self, header: bytes, policy: VerifyPolicy = VerifyPolicy()) -> None:
+    def __init__(self, header: bytes, policy: VerifyPolicy = VerifyPolicy(), *,
+                 fields: list[HeaderField] | None = None) -> None:
+        """``fields``: the header section already split (``header`` is then unused)."""
         self.policy = policy
-        self.fields = split_header(header)
+        self.fields = split_header(header) if fields is None else fields
         self._candidates: list[_Candidate] = []
         hashers: dict[tuple[Canon, int | None, str], BodyHasher] = {}
         found = [f for f in self.fields if f.name == SIGNATURE_FIELD]
         for field in found[:max(policy.max_signatures, 0)]:
             try:
-                sig = parse_signature(field.raw.partition(b":")[2])
+                tags = parse_tag_list(field.raw.partition(b":")[2])
+            except TagListError as exc:
+                self._candidates.append(_Candidate(field, None, f"signature syntax: {exc}"))
+                continue
+            try:
+                sig = signature_from_tags(tags)
             except SignatureError as exc:
-                self._candidates.append(_Candidate(field, None, str(exc)))
+                self._candidates.append(_Candidate(field, None, str(exc), tags=tags))
                 continue
             key = (sig.body_canon, sig.length, sig.algorithm.hash_name)
             hasher = hashers.get(key)
             if hasher is None and sig.algorithm is not Algorithm.RSA_SHA1:
                 hasher = hashers[key] = BodyHasher(sig.body_canon, sig.length)
-            self._candidates.append(_Candidate(field, sig, "", hasher))
+            self._candidates.append(_Candidate(field, sig, "", hasher, tags))
         self._hashers = tuple(hashers.values())
+
+    @property
+    def candidate_tags(self) -> list[dict[str, bytes] | None]:
+        """Each signature looked at: its tag list, None where it did not parse."""
+        return [c.tags for c in self._candidates]
 
     @property
     def signed(self) -> bool:

@@ -209,6 +209,15 @@ class QueueIngest:
         self.rewrite = rewrite
         self.clock = clock
 
+    def prepare_hooks(self) -> None:
+        """Let the hooks load what they would load on first use (the Public Suffix
+        List, a resolver) now, at start, rather than while a message waits: those with
+        a ``prepare`` method."""
+        for hook in self._streaming:
+            prepare = getattr(hook, "prepare", None)
+            if prepare is not None:
+                prepare()
+
     async def close_hooks(self) -> None:
         """Let the hooks that keep state write it out (at shutdown): those with an
         ``aclose`` coroutine method."""

@@ -21,10 +21,10 @@ from mailyard.arc.chain import ArcResult, ArcStatus, ArcValidation
 from mailyard.authres.format import arc_result, dkim_results, format_field, spf_result
 from mailyard.authres.model import AuthResults, MethodResult
 from mailyard.config import DmarcConfig
-from mailyard.dkim.canon import HeaderField
+from mailyard.dkim.canon import split_header
 from mailyard.dkim.result import DkimResult, DkimStatus
-from mailyard.dkim.tags import TagListError, parse_tag_list, strip_fws
-from mailyard.dkim.verify import SIGNATURE_FIELD, Verification, VerifyPolicy
+from mailyard.dkim.tags import strip_fws
+from mailyard.dkim.verify import Verification, VerifyPolicy
 from mailyard.dmarc.action import ActionKind, DmarcAction, authres_entry, dmarc_action
 from mailyard.dmarc.evaluate import (
     DkimOutcome,
@@ -116,11 +116,10 @@ class Verdict:
         }
 
 
-def _tags(field: HeaderField) -> tuple[str, str, str]:
-    """``d=``, ``s=`` and ``b=`` of a DKIM-Signature field ("" where unreadable)."""
-    try:
-        tags = parse_tag_list(field.raw.partition(b":")[2])
-    except TagListError:
+def _dsb(tags: dict[str, bytes] | None) -> tuple[str, str, str]:
+    """``d=``, ``s=`` and ``b=`` of a DKIM-Signature field's tag list ("" where
+    unreadable: ``tags`` None)."""
+    if tags is None:
         return "", "", ""
     d, s, b = (strip_fws(tags.get(t, b"")).decode("ascii", "replace") for t in "dsb")
     return d.lower(), s, b
@@ -131,15 +130,15 @@ class MessageChecks:
 
     def __init__(self, header: bytes, policy: VerifyPolicy = DEFAULT_POLICY, *,
                  dmarc: DmarcConfig | None = None, remote_ip: str = "") -> None:
-        self.dkim = Verification(header, policy)
-        self.arc = ArcValidation(header)
+        fields = split_header(header)  # once, for DKIM, ARC and DMARC
+        self.dkim = Verification(header, policy, fields=fields)
+        self.arc = ArcValidation(header, fields=fields)
         self.dmarc = dmarc
         self.remote_ip = remote_ip
-        found = [f for f in self.dkim.fields if f.name == SIGNATURE_FIELD]
-        self._tags = [_tags(f) for f in found[:max(policy.max_signatures, 0)]]
+        self._tags = [_dsb(tags) for tags in self.dkim.candidate_tags]
         self._signatures = tuple(b for _, _, b in self._tags)
         self._from = [f.raw.partition(b":")[2].decode("utf-8", "replace")
-                      for f in self.dkim.fields if f.name == b"from"]
+                      for f in fields if f.name == b"from"]
 
     def update(self, body: bytes) -> None:
         self.dkim.update(body)

@@ -146,6 +146,17 @@ class InboundChecks:
             self._resolver = self._make_resolver()
         return self._resolver
 
+    def prepare(self) -> None:
+        """Load the Public Suffix List (a fraction of a second of CPU) and make the
+        resolver now, so the first message checked does not pay for them."""
+        if self.dmarc.enabled:
+            try:
+                self._make_suffixes()
+            except OSError as exc:  # the first message will say so again, and temperror
+                log_event(log, "cannot load the public suffix list", level=logging.WARNING,
+                          error=str(exc))
+        _ = self.resolver
+
     def observe(self, submission: Submission) -> ContentObserver | None:
         if submission.origin is Origin.INBOUND and not submission.envelope.auth_user:
             return _Observer(self, submission)
@@ -160,9 +171,9 @@ class InboundChecks:
         than ``time_budget`` seconds in all (the session waits for its answer)."""
         spf, spf_helo = self.spf_of(submission), self.spf_helo_of(submission)
         try:
-            return await asyncio.wait_for(
-                checks.finish(self.resolver, spf, self._make_suffixes(), spf_helo=spf_helo),
-                self.time_budget)
+            async with asyncio.timeout(self.time_budget):  # no task of its own, unlike wait_for
+                return await checks.finish(self.resolver, spf, self._make_suffixes(),
+                                           spf_helo=spf_helo)
         except TimeoutError:
             return checks.timed_out(spf, spf_helo)
 

@@ -25,6 +25,7 @@ from mailyard.proto.smtp.replies import (
 )
 from mailyard.spf import (
     SpfLimits,
+    SpfMemo,
     SpfResult,
     SpfStatus,
     check_helo,
@@ -96,6 +97,7 @@ class SpfCheck:
                                 time_budget=config.time_budget)
         self.skipped = tuple(ipaddress.ip_network(n, strict=False)
                              for n in config.skip_addresses)
+        self.memo = SpfMemo()  # results for as long as their DNS answers live
 
     def applies(self, ip: str) -> bool:
         """Is a client at ``ip`` checked (a real address, not in ``skip_addresses``)?"""
@@ -109,13 +111,13 @@ class SpfCheck:
         """Both identities at once (RFC 7208 2.3, 2.4), each within the time budget.
         A HELO fail counts unless MAIL FROM passed."""
         mail_from = check_mail_from(self.resolver, ip, sender, helo, receiver=self.receiver,
-                                    limits=self.limits)
+                                    limits=self.limits, memo=self.memo)
         if not (self.config.check_helo and sender):  # <>: MAIL FROM is the HELO identity
             result = await mail_from
             return SpfVerdict(result, refusal_for(result, self.config))
         result, helo_result = await asyncio.gather(
             mail_from, check_helo(self.resolver, ip, helo, receiver=self.receiver,
-                                  limits=self.limits))
+                                  limits=self.limits, memo=self.memo))
         refusal = refusal_for(result, self.config)
         if refusal is None and helo_result.status is SpfStatus.FAIL \
                 and result.status is not SpfStatus.PASS:

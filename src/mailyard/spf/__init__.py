@@ -16,12 +16,14 @@ from mailyard.spf.check import (
     check_mail_from,
     client_address,
 )
+from mailyard.spf.memo import SpfMemo
 from mailyard.spf.result import Identity, SpfResult, SpfStatus
 
 __all__ = [
     "DEFAULT_LIMITS",
     "Identity",
     "SpfLimits",
+    "SpfMemo",
     "SpfResult",
     "SpfStatus",
     "check_helo",

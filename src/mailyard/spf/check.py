@@ -46,6 +46,7 @@ from mailyard.spf.macro import (
     needs_validated_name,
     parse_macro_string,
 )
+from mailyard.spf.memo import SpfMemo
 from mailyard.spf.record import (
     COUNTED,
     Directive,
@@ -140,6 +141,9 @@ class _Evaluation:
         self.address_type = "A" if ip.version == 4 else "AAAA"
         self.lookups = 0
         self.void_lookups = 0
+        self.ttl: int | None = None  # the shortest TTL of the answers used
+        self.uses_time = False  # a TXT record used holds the %{t} macro
+        self.temporary = False  # a lookup failed for now (skipped where the RFC says so)
 
     # --- DNS, with the counters ---------------------------------------------------
     async def _query(self, name: str, rdtype: str, *, void_counts: bool = True
@@ -150,7 +154,11 @@ class _Evaluation:
         except DnsNameError:
             return ()
         except DnsTemporaryError as exc:
+            self.temporary = True
             raise _TempError(f"DNS lookup of {exc.name}/{rdtype} failed: {exc.reason}") from None
+        self.ttl = answer.ttl if self.ttl is None else min(self.ttl, answer.ttl)
+        if rdtype == "TXT" and any("%{t" in r or "%{T" in r for r in answer.records):
+            self.uses_time = True
         if not answer.records and void_counts:
             self.void_lookups += 1
             if self.void_lookups > self.limits.max_void_lookups:
@@ -312,13 +320,20 @@ class _Evaluation:
 async def check_host(resolver: Resolver, ip: str, domain: str, sender: str, helo: str = "",
                      *, identity: Identity = Identity.MAILFROM, receiver: str = "unknown",
                      limits: SpfLimits = DEFAULT_LIMITS,
-                     clock: Callable[[], float] = time.time) -> SpfResult:
+                     clock: Callable[[], float] = time.time,
+                     memo: SpfMemo | None = None) -> SpfResult:
     """RFC 7208 4.1: the SPF result for ``ip`` sending as ``sender`` for ``domain``.
 
     ``sender`` without a local part gets ``postmaster`` (4.3).  ``receiver`` is the
-    ``%{r}`` macro (our host name).  Raises ValueError only for an ``ip`` that is not
-    an IP address; every SPF outcome is a value.
+    ``%{r}`` macro (our host name).  ``memo`` remembers results for as long as the
+    DNS answers they came from (see :mod:`mailyard.spf.memo`).  Raises ValueError
+    only for an ``ip`` that is not an IP address; every SPF outcome is a value.
     """
+    key = (identity, ip, domain, sender, helo, receiver, limits)
+    if memo is not None:
+        known = memo.get(key)
+        if known is not None:
+            return known
     address = client_address(ip)
     local, at, sender_domain = sender.rpartition("@")
     if not at:
@@ -340,38 +355,45 @@ async def check_host(resolver: Resolver, ip: str, domain: str, sender: str, helo
     except TimeoutError:
         outcome = _Outcome(SpfStatus.TEMPERROR,
                            problem=f"no result within {limits.time_budget:g} s")
-    return SpfResult(outcome.status, identity, str(address), sender, domain,
-                     outcome.mechanism, outcome.explanation, outcome.problem,
-                     evaluation.lookups, evaluation.void_lookups)
+    result = SpfResult(outcome.status, identity, str(address), sender, domain,
+                       outcome.mechanism, outcome.explanation, outcome.problem,
+                       evaluation.lookups, evaluation.void_lookups)
+    if (memo is not None and evaluation.ttl is not None and not evaluation.uses_time
+            and not evaluation.temporary and outcome.status is not SpfStatus.TEMPERROR):
+        memo.put(key, result, evaluation.ttl)
+    return result
 
 
 async def check_mail_from(resolver: Resolver, ip: str, mail_from: str, helo: str, *,
                           receiver: str = "unknown", limits: SpfLimits = DEFAULT_LIMITS,
-                          clock: Callable[[], float] = time.time) -> SpfResult:
+                          clock: Callable[[], float] = time.time,
+                          memo: SpfMemo | None = None) -> SpfResult:
     """The MAIL FROM identity (RFC 7208 2.4); the null reverse-path checks
     ``postmaster@<HELO>``."""
     if not mail_from:
-        return await _check_helo(resolver, ip, helo, Identity.MAILFROM, receiver, limits, clock)
+        return await _check_helo(resolver, ip, helo, Identity.MAILFROM, receiver, limits, clock,
+                                 memo)
     domain = mail_from.rpartition("@")[2]
     return await check_host(resolver, ip, domain, mail_from, helo, identity=Identity.MAILFROM,
-                            receiver=receiver, limits=limits, clock=clock)
+                            receiver=receiver, limits=limits, clock=clock, memo=memo)
 
 
 async def check_helo(resolver: Resolver, ip: str, helo: str, *, receiver: str = "unknown",
                      limits: SpfLimits = DEFAULT_LIMITS,
-                     clock: Callable[[], float] = time.time) -> SpfResult:
+                     clock: Callable[[], float] = time.time,
+                     memo: SpfMemo | None = None) -> SpfResult:
     """The HELO identity (RFC 7208 2.3): ``none`` when the HELO argument is an
     address literal or not a domain name."""
-    return await _check_helo(resolver, ip, helo, Identity.HELO, receiver, limits, clock)
+    return await _check_helo(resolver, ip, helo, Identity.HELO, receiver, limits, clock, memo)
 
 
 async def _check_helo(resolver: Resolver, ip: str, helo: str, identity: Identity,
                       receiver: str, limits: SpfLimits,
-                      clock: Callable[[], float]) -> SpfResult:
+                      clock: Callable[[], float], memo: SpfMemo | None = None) -> SpfResult:
     name = helo.strip().rstrip(".")
     sender = f"postmaster@{name}"
     if name.startswith("[") or not valid_domain(name) or name.rpartition(".")[2].isdigit():
         return SpfResult(SpfStatus.NONE, identity, str(client_address(ip)), sender, name,
                          problem=f"HELO {helo!r} is not a domain name")
     return await check_host(resolver, ip, name, sender, name, identity=identity,
-                            receiver=receiver, limits=limits, clock=clock)
+                            receiver=receiver, limits=limits, clock=clock, memo=memo)

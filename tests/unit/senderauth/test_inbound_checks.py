@@ -281,3 +281,29 @@ def test_evaluations_are_recorded_with_what_was_done(rsa_key: rsa.RSAPrivateKey,
     assert [(a.method, a.domain, a.result) for a in row.auth] == [
         ("dkim", "example.com", "pass"), ("spf", "example.com", "pass")]
     assert (row.policy.p, row.policy.aspf) == ("reject", "s")
+
+
+def test_prepare_loads_the_suffix_list_and_resolver_before_the_first_message() -> None:
+    made: list[str] = []
+
+    def suffixes() -> PublicSuffixes:
+        made.append("suffixes")
+        return SUFFIXES
+
+    def resolver() -> StaticResolver:
+        made.append("resolver")
+        return StaticResolver({})
+
+    checks = InboundChecks(resolver, suffixes, authserv_id="mx.example.net",
+                           policy=VerifyPolicy(), dmarc=DMARC)
+    QueueIngest(MemoryQueue(), "mx.example.net", streaming_hooks=[checks]).prepare_hooks()
+    assert made == ["suffixes", "resolver"]
+
+
+def test_prepare_with_an_unreadable_suffix_list_leaves_it_for_later() -> None:
+    def missing() -> PublicSuffixes:
+        raise FileNotFoundError("/nonexistent/public_suffix_list.dat")
+
+    checks = InboundChecks(lambda: StaticResolver({}), missing, authserv_id="mx.example.net",
+                           policy=VerifyPolicy(), dmarc=DMARC)
+    checks.prepare()  # logs a warning, does not raise
