@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from mailyard.listener.session import StreamSession
 from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
 
-__all__ = ["ListenerServer", "implicit_tls_kind"]
+__all__ = ["OpenSessions", "ListenerServer", "implicit_tls_kind"]
 
 SHUTDOWN_GRACE = 5.0
 
@@ -37,7 +37,36 @@ def implicit_tls_kind(kind: str, kinds: tuple[str, str],
     return implicit
 
 
-class ListenerServer(Generic[L, S, R]):
+class OpenSessions:
+    """The open sessions of a server: their release and the shutdown drain, shared
+    with the SMTP server (which admits on its own: its accept path is benchmarked)."""
+
+    sessions: set[Any]
+    _counted: set[Any]  # the sessions holding a place in the connection caps
+    limiter: ConnectionLimiter
+    shutting_down: bool
+    _servers: list[asyncio.base_events.Server]
+    _idle: asyncio.Event | None
+
+    def release(self, session: object, ip: str) -> None:
+        if session in self._counted:
+            self._counted.discard(session)
+            self.limiter.release(ip)
+        self.sessions.discard(session)
+        if not self.sessions and self._idle is not None:
+            self._idle.set()
+
+    async def stop_listening(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """Stop accepting, ask every session to end, wait up to ``grace`` seconds."""
+        self.shutting_down = True
+        for server in self._servers:
+            server.close()
+        self._idle = asyncio.Event()
+        await end_sessions(self.sessions, self._idle, grace)
+        self._servers.clear()
+
+
+class ListenerServer(OpenSessions, Generic[L, S, R]):
     """Counts the sessions of one protocol in one worker: ``L`` is what one listening
     socket serves, ``S`` a session, ``R`` the protocol's refusal (a BYE text, a POP3
     response)."""
@@ -75,20 +104,3 @@ class ListenerServer(Generic[L, S, R]):
             return self._busy
         self._counted.add(session)
         return None
-
-    def release(self, session: S, ip: str) -> None:
-        if session in self._counted:
-            self._counted.discard(session)
-            self.limiter.release(ip)
-        self.sessions.discard(session)
-        if not self.sessions and self._idle is not None:
-            self._idle.set()
-
-    async def stop_listening(self, grace: float = SHUTDOWN_GRACE) -> None:
-        """Stop accepting, ask every session to end, wait up to ``grace`` seconds."""
-        self.shutting_down = True
-        for server in self._servers:
-            server.close()
-        self._idle = asyncio.Event()
-        await end_sessions(self.sessions, self._idle, grace)
-        self._servers.clear()

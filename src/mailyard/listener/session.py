@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol, cast
 from mailyard.obs import log_event
 from mailyard.proto.sentinels import CLOSED, NEED_DATA, PAUSED
 
-__all__ = ["StreamSession", "replay_early_input"]
+__all__ = ["ReadingControl", "StreamSession", "replay_early_input"]
 
 PAUSE_BUFFER = 64 * 1024  # stop reading while this much pipelined input waits
 
@@ -72,7 +72,30 @@ class Host(Protocol):
     def release(self, session: Any, ip: str) -> None: ...
 
 
-class StreamSession(asyncio.Protocol):
+class ReadingControl:
+    """Reading paused for one or more reasons (a decision pending on pipelined input,
+    a TLS handshake, a slow writer) and resumed when the last is gone; shared with
+    the SMTP session."""
+
+    transport: asyncio.Transport | None
+    reading_paused: set[str]
+
+    def _pause_reading(self, reason: str) -> None:
+        transport = self.transport
+        if not self.reading_paused and transport is not None and not transport.is_closing():
+            transport.pause_reading()
+        self.reading_paused.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason not in self.reading_paused:
+            return
+        self.reading_paused.discard(reason)
+        transport = self.transport
+        if not self.reading_paused and transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+
+class StreamSession(ReadingControl, asyncio.Protocol):
     protocol: ClassVar[str]  # "imap", "pop3": names the log events
     log: ClassVar[logging.Logger]
     shutting_down_refusal: ClassVar[Any]
@@ -254,20 +277,6 @@ class StreamSession(asyncio.Protocol):
     def _answered(self, event: object) -> bool:
         """Is ``event`` still the decision the core waits for (the client may be gone)?"""
         return not self.lost and self.conn.pending is event
-
-    def _pause_reading(self, reason: str) -> None:
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.pause_reading()
-        self.reading_paused.add(reason)
-
-    def _resume_reading(self, reason: str) -> None:
-        if reason not in self.reading_paused:
-            return
-        self.reading_paused.discard(reason)
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.resume_reading()
 
     # --- timers and shutdown ------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from mailyard.ingest.api import IngestRefused, IngestWriter, Origin, Submission
-from mailyard.listener.session import replay_early_input
+from mailyard.listener.session import ReadingControl, replay_early_input
 from mailyard.message.trace import protocol_name
 from mailyard.metrics import (
     AUTH_FAILURES,
@@ -86,7 +86,7 @@ AUTH_RESULTS: dict[Reply | None, str] = {
 }
 
 
-class SmtpSession(asyncio.Protocol):
+class SmtpSession(ReadingControl, asyncio.Protocol):
     def __init__(self, listener: ListenerSpec, services: InboundServices, host: SessionHost,
                  timers: SessionTimers) -> None:
         self.listener = listener
@@ -253,20 +253,6 @@ class SmtpSession(asyncio.Protocol):
         if self.shutdown_requested:
             self.conn.close(REPLY_SHUTTING_DOWN)
         self._pump()
-
-    def _pause_reading(self, reason: str) -> None:
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.pause_reading()
-        self.reading_paused.add(reason)
-
-    def _resume_reading(self, reason: str) -> None:
-        if reason not in self.reading_paused:
-            return
-        self.reading_paused.discard(reason)
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.resume_reading()
 
     # --- timers -------------------------------------------------------------------
 
