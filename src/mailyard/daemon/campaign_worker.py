@@ -11,17 +11,15 @@ contacts yet: nothing to send).  Run as ``python -m mailyard.daemon.campaign_wor
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import os
-import signal
 import sys
 
-from mailyard.config import Config, config_from_dict
-from mailyard.obs import log_event, setup_logging
+from mailyard.config import Config
+from mailyard.daemon.process import cannot_start, on_stop_signal, start_process
+from mailyard.obs import log_event
 
 log = logging.getLogger("mailyard.campaigns")
 
@@ -31,9 +29,7 @@ BULK_DB = "bulk.db"  # mailyard.services.setup.BULK_DB, not imported while idle
 
 async def run_campaign_worker(config: Config, notify_fd: int) -> None:
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signal(stop.set)
     # Nothing heavy is imported before there are contacts: a server that sends no
     # campaigns pays for a small idle process only.
     while not (config.data_path / BULK_DB).exists():
@@ -58,8 +54,7 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
         contacts = setup.open_contacts(config)
         settings = send_settings(config)
     except ServerSecretError as exc:
-        log_event(log, "campaign worker cannot start", level=logging.ERROR, error=str(exc))
-        raise SystemExit(1) from None
+        cannot_start(log, "campaign worker cannot start", exc)
     store = contacts.store
     assert isinstance(store, SqliteContactStore)
     spool = FileSpool(config.data_path / "queue", config.hostname)
@@ -76,17 +71,8 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mailyard.daemon.worker import install_event_loop_policy
-
-    parser = argparse.ArgumentParser(prog="mailyard-campaign-worker")
-    parser.add_argument("--notify-fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    payload = json.loads(sys.stdin.read())
-    config = config_from_dict(payload["config"], payload.get("source", ""))
-    setup_logging(config.log.format, config.log.level, config.log.file, buffered=True)
-    install_event_loop_policy()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    asyncio.run(run_campaign_worker(config, args.notify_fd))
+    start = start_process("mailyard-campaign-worker", argv, listens=False)
+    asyncio.run(run_campaign_worker(start.config, start.notify_fd))
     return 0
 
 

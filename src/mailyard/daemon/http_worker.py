@@ -11,18 +11,16 @@ mailyard.daemon.http_worker``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import logging
 import os
-import signal
 import socket
 import sys
 import time
 
-from mailyard.config import Config, config_from_dict
-from mailyard.obs import log_event, setup_logging
+from mailyard.config import Config
+from mailyard.daemon.process import cannot_start, on_stop_signal, start_process
+from mailyard.obs import log_event
 
 log = logging.getLogger("mailyard.http")
 
@@ -48,8 +46,7 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     try:
         contacts = open_contacts(config)
     except ServerSecretError as exc:
-        log_event(log, "http worker cannot start", level=logging.ERROR, error=str(exc))
-        raise SystemExit(1) from None
+        cannot_start(log, "http worker cannot start", exc)
     ingest = ingest_for(config, FileSpool(config.data_path / "queue", config.hostname))
     notify = QueueNotifier(notify_fd)
 
@@ -80,9 +77,7 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
                       messages=open_messages(config, contacts, ingest, notify))
     tls = server_context(cert, key) if any(k == "https" for k, _ in listeners) else None
     servers = HttpServers(create_app(ctx), listeners, tls)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, servers.stop)
+    on_stop_signal(servers.stop)
     log_event(log, "http worker started", pid=os.getpid())
     try:
         await servers.serve()
@@ -92,25 +87,9 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mailyard.daemon.worker import install_event_loop_policy, pem_files
-
-    parser = argparse.ArgumentParser(prog="mailyard-http-worker")
-    parser.add_argument("--listen", action="append", default=[], metavar="KIND:FD")
-    parser.add_argument("--notify-fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    payload = json.loads(sys.stdin.read())
-    cert, key = pem_files(payload["cert_pem"], payload["key_pem"])
-    config = config_from_dict(payload["config"], payload.get("source", ""))
-    setup_logging(config.log.format, config.log.level, config.log.file, buffered=True)
-    listeners = []
-    for item in args.listen:
-        kind, fd = item.split(":")
-        sock = socket.socket(fileno=int(fd))
-        sock.setblocking(False)
-        listeners.append((kind, sock))
-    install_event_loop_policy()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    asyncio.run(run_http_worker(config, listeners, args.notify_fd, cert, key))
+    start = start_process("mailyard-http-worker", argv, listens=True)
+    asyncio.run(run_http_worker(start.config, start.listeners, start.notify_fd, start.cert,
+                                start.key))
     return 0
 
 

@@ -32,8 +32,8 @@ from mailyard.daemon.privileges import (
     give_tree,
     server_identity,
 )
+from mailyard.daemon.process import install_event_loop_policy
 from mailyard.daemon.startup import startup_lines
-from mailyard.daemon.worker import install_event_loop_policy
 from mailyard.metrics import QUEUE_RECIPIENTS, WORKER_RESTARTS
 from mailyard.obs import (
     Metrics,

@@ -11,19 +11,16 @@ JSON on standard input.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import dataclasses
 import errno
-import json
 import logging
 import os
-import signal
 import socket
 import sys
 
-from mailyard.config import Config, config_from_dict
+from mailyard.config import Config
 from mailyard.daemon.fdlimit import (
     RESERVED_DESCRIPTORS,
     AcceptErrorReporter,
@@ -32,7 +29,8 @@ from mailyard.daemon.fdlimit import (
     plan_worker,
     raise_nofile_limit,
 )
-from mailyard.obs import Metrics, log_event, setup_logging
+from mailyard.daemon.process import cannot_start, on_stop_signal, start_process
+from mailyard.obs import Metrics, log_event
 
 log = logging.getLogger("mailyard.worker")
 
@@ -40,14 +38,6 @@ METRICS_DUMP_INTERVAL = 5.0
 NOTIFY_DELAY = 0.02
 POP3_KINDS = ("pop3", "pop3s")
 IMAP_KINDS = ("imap", "imaps")
-
-
-def install_event_loop_policy() -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 class QueueNotifier:
@@ -75,18 +65,6 @@ class QueueNotifier:
             os.write(self.fd, data)
 
 
-def pem_files(cert_pem: str, key_pem: str) -> tuple[str, str]:
-    """Paths ``ssl`` can load the certificate and key from, without writing them to
-    disk: anonymous memory files of this process (the supervisor read the originals
-    before it gave up root)."""
-    paths = []
-    for name, text in (("cert", cert_pem), ("key", key_pem)):
-        fd = os.memfd_create(f"mailyard-{name}", os.MFD_CLOEXEC)
-        os.write(fd, text.encode("latin-1"))
-        paths.append(f"/proc/self/fd/{fd}")
-    return paths[0], paths[1]
-
-
 async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
                      notify_fd: int, cert: str, key: str) -> None:
     from mailyard.daemon.secret import ServerSecretError, derive_key, load_server_secret
@@ -105,8 +83,7 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     try:
         secret = load_server_secret(data)
     except ServerSecretError as exc:
-        log_event(log, "worker cannot start", level=logging.ERROR, error=str(exc))
-        raise SystemExit(1) from None
+        cannot_start(log, "worker cannot start", exc)
     spool = FileSpool(data / "queue", config.hostname)
     directory = SqliteDirectory(data / "directory.db", config, refresh_each_lookup=False)
     metrics = Metrics()
@@ -147,8 +124,7 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
         else:
             await server.serve(kind, sock)
     stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    on_stop_signal(stop.set)
     metrics_dir = data / "run" / "metrics"
     log_event(log, "worker started", pid=os.getpid())
     while not stop.is_set():
@@ -192,23 +168,9 @@ def check_descriptors(reporter: AcceptErrorReporter, nofile: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="mailyard-worker")
-    parser.add_argument("--listen", action="append", default=[], metavar="KIND:FD")
-    parser.add_argument("--notify-fd", type=int, required=True)
-    args = parser.parse_args(argv)
-    payload = json.loads(sys.stdin.read())
-    cert, key = pem_files(payload["cert_pem"], payload["key_pem"])
-    config = config_from_dict(payload["config"], payload.get("source", ""))
-    setup_logging(config.log.format, config.log.level, config.log.file, buffered=True)
-    listeners = []
-    for item in args.listen:
-        kind, fd = item.split(":")
-        sock = socket.socket(fileno=int(fd))
-        sock.setblocking(False)
-        listeners.append((kind, sock))
-    install_event_loop_policy()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
-    asyncio.run(run_worker(config, listeners, args.notify_fd, cert, key))
+    start = start_process("mailyard-worker", argv, listens=True)
+    asyncio.run(run_worker(start.config, start.listeners, start.notify_fd, start.cert,
+                           start.key))
     return 0
 
 

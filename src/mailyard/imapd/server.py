@@ -14,7 +14,6 @@ the ``smtpd.auth_*`` limits) and the connection caps
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 
 from mailyard.config import Config, ListenerKind
@@ -25,14 +24,14 @@ from mailyard.imapd.logincache import LoginCache
 from mailyard.imapd.session import ImapListener, ImapSession, ImapTimers
 from mailyard.imapd.warm import SearchWarmer
 from mailyard.imapd.watch import Watcher
+from mailyard.listener.server import SHUTDOWN_GRACE, ListenerServer, implicit_tls_kind
 from mailyard.proto.imap.session import DEFAULT_EXTENSIONS, ImapSettings
 from mailyard.smtpd.authguard import AuthGate
-from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
+from mailyard.smtpd.limits import ConnectionLimiter
 from mailyard.store.maildir import MaildirStore
 
 __all__ = ["ImapServer", "settings_for"]
 
-SHUTDOWN_GRACE = 5.0
 KINDS = (ListenerKind.IMAP.value, ListenerKind.IMAPS.value)
 BYE_BUSY = "Too many connections, try again later"
 BYE_SHUTTING_DOWN = "Server shutting down"
@@ -62,13 +61,15 @@ def settings_for(config: Config, kind: str, tls_available: bool) -> ImapSettings
     )
 
 
-class ImapServer:
+class ImapServer(ListenerServer[ImapListener, ImapSession, str]):
     """Serves the IMAP listeners of one worker; the ``ImapHost`` of its sessions."""
 
     def __init__(self, config: Config, directory: Directory, store: MaildirStore,
                  ssl_context: ssl.SSLContext | None, auth_gate: AuthGate, *,
                  scram_decoy_key: bytes = b"") -> None:
         imap = config.imap
+        super().__init__(ConnectionLimiter(imap.max_connections, imap.max_connections_per_ip),
+                         BYE_BUSY, BYE_SHUTTING_DOWN)
         self.config = config
         self.directory = directory
         self.accounts = Accounts(store)
@@ -85,56 +86,18 @@ class ImapServer:
         self.timers = ImapTimers(login=imap.login_timeout, idle=imap.idle_timeout,
                                  command=imap.command_timeout,
                                  tls_handshake=imap.tls_handshake_timeout)
-        self.limiter = ConnectionLimiter(imap.max_connections, imap.max_connections_per_ip)
-        self.sessions: set[ImapSession] = set()
-        self._counted: set[ImapSession] = set()
-        self.shutting_down = False
-        self._servers: list[asyncio.base_events.Server] = []
-        self._idle: asyncio.Event | None = None
 
     def listener(self, kind: str) -> ImapListener:
-        if kind not in KINDS:
-            raise ValueError(f"unknown IMAP listener kind {kind!r} (expected one of {KINDS})")
-        implicit = kind == ListenerKind.IMAPS
-        if implicit and self.ssl_context is None:
-            raise ValueError("the imaps listener needs a TLS context")
+        implicit = implicit_tls_kind(kind, KINDS, self.ssl_context)
         return ImapListener(kind, settings_for(self.config, kind, self.ssl_context is not None),
                             self.ssl_context, implicit, self.timers)
 
-    async def serve(self, kind: str, sock: socket.socket) -> asyncio.base_events.Server:
-        listener = self.listener(kind)
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: ImapSession(listener, self), sock=sock)
-        self._servers.append(server)
-        return server
-
-    # --- ImapHost -------------------------------------------------------------------
-
-    def admit(self, session: ImapSession, ip: str) -> str | None:
-        self.sessions.add(session)
-        if self.shutting_down:
-            return BYE_SHUTTING_DOWN
-        if self.limiter.acquire(ip) is not None:
-            return BYE_BUSY
-        self._counted.add(session)
-        return None
-
-    def release(self, session: ImapSession, ip: str) -> None:
-        if session in self._counted:
-            self._counted.discard(session)
-            self.limiter.release(ip)
-        self.sessions.discard(session)
-        if not self.sessions and self._idle is not None:
-            self._idle.set()
+    def new_session(self, listener: ImapListener) -> ImapSession:
+        return ImapSession(listener, self)
 
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop listening, say BYE to every session, wait up to ``grace`` seconds."""
-        self.shutting_down = True
-        for server in self._servers:
-            server.close()
-        self._idle = asyncio.Event()
-        await end_sessions(self.sessions, self._idle, grace)
-        self._servers.clear()
+        await self.stop_listening(grace)
         self.watcher.close()
         loop = asyncio.get_running_loop()
         if self.warmer is not None:

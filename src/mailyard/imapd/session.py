@@ -28,9 +28,8 @@ import asyncio
 import functools
 import logging
 import ssl
-from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 from mailyard.directory.addresses import address_key
 from mailyard.directory.api import Directory, DirectoryError
@@ -39,11 +38,9 @@ from mailyard.imapd.engine import Limits, MailSession
 from mailyard.imapd.folders import FolderCommands, PendingAppend
 from mailyard.imapd.logincache import LoginCache
 from mailyard.imapd.watch import Watcher
+from mailyard.listener.session import StreamSession
 from mailyard.obs import log_event
 from mailyard.proto.imap.events import (
-    CLOSED,
-    NEED_DATA,
-    PAUSED,
     AppendAborted,
     AppendComplete,
     AppendData,
@@ -98,7 +95,6 @@ __all__ = ["ImapHost", "ImapListener", "ImapSession", "ImapTimers"]
 log = logging.getLogger("mailyard.imapd")
 
 SCRAM = "SCRAM-SHA-256"
-PAUSE_BUFFER = 64 * 1024  # stop reading while this much pipelined input waits
 FOLDER_COMMANDS = frozenset({"CREATE", "DELETE", "RENAME", "SUBSCRIBE", "UNSUBSCRIBE"})
 
 BYE_SHUTTING_DOWN = "Server shutting down"
@@ -145,125 +141,40 @@ class ImapHost(Protocol):
     def release(self, session: ImapSession, ip: str) -> None: ...
 
 
-class ImapSession(asyncio.Protocol):
+class ImapSession(StreamSession):
+    protocol = "imap"
+    log = log
+    shutting_down_refusal = BYE_SHUTTING_DOWN
+    listener: ImapListener
+    host: ImapHost
+    conn: ServerConnection
+
     def __init__(self, listener: ImapListener, host: ImapHost) -> None:
-        self.listener = listener
-        self.host = host
-        self.loop = asyncio.get_running_loop()
-        self.conn = ServerConnection(listener.settings)
-        self.transport: asyncio.Transport | None = None
-        self.ip = ""
+        super().__init__(listener, host, ServerConnection(listener.settings))
         self.account: Account | None = None
         self.mail: MailSession | None = None
         self.folders: FolderCommands | None = None
         self.mechanism: Mechanism | None = None
         self.append: PendingAppend | None = None
-        self.task: asyncio.Task[None] | None = None
         self.push: asyncio.Task[None] | None = None
-        self.task_started = 0.0
-        self.started = self.loop.time()
-        self.last_activity = self.started
-        self.timer: asyncio.TimerHandle | None = None
-        self.handshaking = False
-        self.tls_started = False
-        self.early_input = b""
-        self.lost = False
-        self.reading_paused: set[str] = set()
-        self.writable = asyncio.Event()
-        self.writable.set()
 
-    # --- asyncio.Protocol ---------------------------------------------------------
+    def _greet_refused(self, refusal: str) -> None:
+        self.conn.refuse(refusal, "UNAVAILABLE")
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.ip = peer[0] if peer else ""
-        refusal = self.host.admit(self, self.ip)
-        if refusal is not None:
-            log_event(log, "connection refused", client=self.ip, response=refusal,
-                      listener=self.listener.kind)
-            if self.listener.implicit_tls:  # no TLS yet to carry the refusal
-                self.conn.close()
-                self._close_transport()
-                return
-            self.conn.refuse(refusal, "UNAVAILABLE")
-        elif self.listener.implicit_tls:
-            self.handshaking = True
-            self._begin_tls()
-        else:
-            self.conn.greet()
-        self._pump()
-        if not self.conn.closed:
-            self._arm(self._next_check())
+    def _close_on_error(self) -> None:
+        self.conn.close(BYE_INTERNAL, "SERVERBUG")
 
-    def data_received(self, data: bytes) -> None:
-        if self.handshaking:
-            self._early_tls_input(data)
-            return
-        self.last_activity = self.loop.time()
-        self.conn.receive_data(data)
-        self._pump()
-
-    def eof_received(self) -> bool | None:
-        self.conn.receive_data(b"")
-        self._pump()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.lost:
-            return
-        self.lost = True
-        self.writable.set()
-        if self.timer is not None:
-            self.timer.cancel()
-        self.conn.close()
-        for task in (self.task, self.push):
-            if task is not None and not task.done():
-                task.cancel()
+    def _release(self) -> None:
+        if self.push is not None and not self.push.done():
+            self.push.cancel()
         self._drop_append()
         if self.mail is not None:
             self.mail.leave()
         account, self.account = self.account, None
         if account is not None:
             self.loop.run_in_executor(None, self.host.accounts.release, account)
-        self.host.release(self, self.ip)
-
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
 
     # --- driving the core ---------------------------------------------------------
-
-    def _pump(self) -> None:
-        conn = self.conn
-        try:
-            while True:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    break
-                if event is PAUSED:
-                    if conn.tls_pending and not self.tls_started:
-                        self._flush()
-                        self._begin_tls()
-                        return
-                    break
-                if event is CLOSED:
-                    self._flush()
-                    self._close_transport()
-                    return
-                assert isinstance(event, Event)
-                self._handle(event)
-        except Exception:  # a bug here: log it, keep the other sessions going
-            log.exception("imap session failed", extra={"fields": {"client": self.ip}})
-            self._fail()
-            return
-        self._flush()
-        if conn.pending is not None and conn.buffered > PAUSE_BUFFER:
-            self._pause_reading("decision")
-        else:
-            self._resume_reading("decision")
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, AppendData):
@@ -352,61 +263,10 @@ class ImapSession(asyncio.Protocol):
         else:
             self.conn.complete("BAD", "Not supported")
 
-    def _flush(self) -> None:
-        out = self.conn.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
-
     async def _drain(self) -> None:
         """Write what the core has and wait until the client takes it."""
         self._flush()
         await self.writable.wait()
-
-    def _close_transport(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.transport is not None:
-            self.transport.close()
-
-    def _fail(self) -> None:
-        self.conn.close(BYE_INTERNAL, "SERVERBUG")
-        self._flush()
-        self._close_transport()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self.task = self.loop.create_task(coro)
-        self.task_started = self.loop.time()
-        self.task.add_done_callback(self._task_done)
-        if self.timer is not None:
-            self._arm(self._next_check())
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task is self.task:
-            self.task = None
-            self.last_activity = self.loop.time()
-            if self.timer is not None:
-                self._arm(self._next_check())
-        if task.cancelled() or task.exception() is None:
-            return
-        log.error("imap session task failed", exc_info=task.exception(),
-                  extra={"fields": {"client": self.ip}})
-        if not self.lost:
-            self._fail()
-
-    def _pause_reading(self, reason: str) -> None:
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.pause_reading()
-        self.reading_paused.add(reason)
-
-    def _resume_reading(self, reason: str) -> None:
-        if reason not in self.reading_paused:
-            return
-        self.reading_paused.discard(reason)
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.resume_reading()
 
     def _drop_append(self) -> None:
         pending, self.append = self.append, None
@@ -423,11 +283,6 @@ class ImapSession(asyncio.Protocol):
             return min(self.started + timers.login, self.last_activity + timers.idle)
         return self.last_activity + timers.idle
 
-    def _arm(self, when: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = None if self.lost else self.loop.call_at(when, self._on_timer)
-
     def _on_timer(self) -> None:
         self.timer = None
         if self.lost or self.conn.closed:
@@ -440,92 +295,18 @@ class ImapSession(asyncio.Protocol):
         text = "Timeout, closing connection" if self.task is not None \
             else "Autologout; idle for too long"
         log_event(log, "imap timeout", client=self.ip, response=text)
-        stuck = self.task is not None and not self.writable.is_set()
-        if self.task is not None:
-            self.task.cancel()
-        self.conn.close(text)
-        self._pump()
-        if stuck and self.transport is not None:
-            self.transport.abort()  # a client that stopped reading: nothing would flush
+        self._time_out(functools.partial(self.conn.close, text))
 
     def shutdown(self) -> None:
         """Server shutdown: ``* BYE`` and close (an APPEND in progress is dropped)."""
-        if self.lost:
-            return
-        if self.handshaking:
-            if self.transport is not None:
-                self.transport.abort()
+        if self._shutdown_early():
             return
         if self.task is not None:
             self.task.cancel()
         self.conn.close(BYE_SHUTTING_DOWN, "UNAVAILABLE")
         self._pump()
 
-    # --- TLS ----------------------------------------------------------------------
-
-    def _begin_tls(self) -> None:
-        self.tls_started = True
-        self._pause_reading("tls")
-        self._spawn(self._start_tls())
-
-    async def _start_tls(self) -> None:
-        assert self.transport is not None and self.listener.tls_context is not None
-        try:
-            transport = await self.loop.start_tls(
-                self.transport, self, self.listener.tls_context, server_side=True,
-                ssl_handshake_timeout=self.listener.timers.tls_handshake)
-        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
-            log_event(log, "tls handshake failed", level=logging.INFO, client=self.ip,
-                      error=str(exc) or type(exc).__name__)
-            if self.transport is not None:
-                self.transport.abort()
-            self.loop.call_soon(self.connection_lost, exc)
-            return
-        if transport is None or self.lost:
-            return
-        self.transport = transport
-        self.reading_paused.clear()
-        self.tls_started = False
-        if self.handshaking:
-            self.handshaking = False
-            if self.host.shutting_down:
-                self.conn.refuse(BYE_SHUTTING_DOWN, "UNAVAILABLE")
-            else:
-                self.conn.greet()
-        else:
-            self.conn.tls_established()
-        self.last_activity = self.loop.time()
-        self.loop.call_soon(self._pump)
-
-    def _early_tls_input(self, data: bytes) -> None:
-        """TLS octets that reached us before ``start_tls`` took the transport over
-        (see :meth:`mailyard.pop3d.session.Pop3Session._early_tls_input`)."""
-        raw = self.transport
-        if raw is None:
-            return
-        self.early_input += data
-        self.loop.call_soon(self.loop.call_soon, self._replay_early_input, raw)
-
-    def _replay_early_input(self, raw: asyncio.Transport) -> None:
-        data, self.early_input = self.early_input, b""
-        tls = raw.get_protocol()
-        if not data or tls is self or raw.is_closing():
-            return
-        if isinstance(tls, asyncio.BufferedProtocol) or hasattr(tls, "get_buffer"):
-            view = memoryview(data)
-            while view:
-                buf = tls.get_buffer(len(view))
-                n = min(len(buf), len(view))
-                buf[:n] = view[:n]
-                tls.buffer_updated(n)  # type: ignore[attr-defined]
-                view = view[n:]
-        else:
-            cast(asyncio.Protocol, tls).data_received(data)
-
     # --- authentication -----------------------------------------------------------
-
-    def _answered(self, event: Decision) -> bool:
-        return not self.lost and self.conn.pending is event
 
     async def _login(self, event: LoginRequested) -> None:
         reply = await self._check_password(event.username, event.password, event)

@@ -10,22 +10,20 @@ per worker process, with the ``pop3.max_connections*`` keys).
 
 from __future__ import annotations
 
-import asyncio
-import socket
 import ssl
 
 from mailyard.config import Config, ListenerKind
 from mailyard.directory.api import Directory
+from mailyard.listener.server import SHUTDOWN_GRACE, ListenerServer, implicit_tls_kind
 from mailyard.pop3d.session import RESP_SHUTTING_DOWN, Pop3Listener, Pop3Session, Pop3Timers
 from mailyard.proto.pop3 import Pop3Settings, Response
 from mailyard.proto.pop3.responses import CODE_SYS_TEMP
 from mailyard.smtpd.authguard import AuthGate
-from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
+from mailyard.smtpd.limits import ConnectionLimiter
 from mailyard.store.api import MailStore
 
 __all__ = ["Pop3Server", "settings_for"]
 
-SHUTDOWN_GRACE = 5.0
 KINDS = (ListenerKind.POP3.value, ListenerKind.POP3S.value)
 RESP_BUSY = Response(False, "Too many connections, try again later", CODE_SYS_TEMP)
 
@@ -43,13 +41,16 @@ def settings_for(config: Config, kind: str, tls_available: bool) -> Pop3Settings
     )
 
 
-class Pop3Server:
+class Pop3Server(ListenerServer[Pop3Listener, Pop3Session, Response]):
     """Serves the POP3 listeners of one worker; the :class:`~mailyard.pop3d.session.
     Pop3Host` of its sessions."""
 
     def __init__(self, config: Config, directory: Directory, store: MailStore,
                  ssl_context: ssl.SSLContext | None, auth_gate: AuthGate, *,
                  scram_decoy_key: bytes = b"") -> None:
+        pop3 = config.pop3
+        super().__init__(ConnectionLimiter(pop3.max_connections, pop3.max_connections_per_ip),
+                         RESP_BUSY, RESP_SHUTTING_DOWN)
         self.config = config
         self.directory = directory
         self.store = store
@@ -57,59 +58,20 @@ class Pop3Server:
         self.auth_gate = auth_gate
         self.scram_decoy_key = scram_decoy_key
         self.scram_iterations = config.auth.scram_iterations
-        pop3 = config.pop3
         self.timers = Pop3Timers(idle=pop3.idle_timeout, command=pop3.command_timeout,
                                  tls_handshake=min(pop3.idle_timeout,
                                                    pop3.tls_handshake_timeout),
                                  max_session=pop3.max_session_time)
-        self.limiter = ConnectionLimiter(pop3.max_connections, pop3.max_connections_per_ip)
-        self.sessions: set[Pop3Session] = set()
-        self._counted: set[Pop3Session] = set()
-        self.shutting_down = False
-        self._servers: list[asyncio.base_events.Server] = []
-        self._idle: asyncio.Event | None = None
 
     def listener(self, kind: str) -> Pop3Listener:
-        if kind not in KINDS:
-            raise ValueError(f"unknown POP3 listener kind {kind!r} (expected one of {KINDS})")
-        implicit = kind == ListenerKind.POP3S
-        if implicit and self.ssl_context is None:
-            raise ValueError("the pop3s listener needs a TLS context")
+        implicit = implicit_tls_kind(kind, KINDS, self.ssl_context)
         return Pop3Listener(kind, settings_for(self.config, kind, self.ssl_context is not None),
                             self.ssl_context, implicit, self.timers)
 
-    async def serve(self, kind: str, sock: socket.socket) -> asyncio.base_events.Server:
-        listener = self.listener(kind)
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(lambda: Pop3Session(listener, self), sock=sock)
-        self._servers.append(server)
-        return server
-
-    # --- Pop3Host -------------------------------------------------------------------
-
-    def admit(self, session: Pop3Session, ip: str) -> Response | None:
-        self.sessions.add(session)
-        if self.shutting_down:
-            return RESP_SHUTTING_DOWN
-        if self.limiter.acquire(ip) is not None:
-            return RESP_BUSY
-        self._counted.add(session)
-        return None
-
-    def release(self, session: Pop3Session, ip: str) -> None:
-        if session in self._counted:
-            self._counted.discard(session)
-            self.limiter.release(ip)
-        self.sessions.discard(session)
-        if not self.sessions and self._idle is not None:
-            self._idle.set()
+    def new_session(self, listener: Pop3Listener) -> Pop3Session:
+        return Pop3Session(listener, self)
 
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop listening, close every session (nothing is deleted unless a QUIT's
         removals are under way, which finish), wait up to ``grace`` seconds."""
-        self.shutting_down = True
-        for server in self._servers:
-            server.close()
-        self._idle = asyncio.Event()
-        await end_sessions(self.sessions, self._idle, grace)
-        self._servers.clear()
+        await self.stop_listening(grace)

@@ -22,23 +22,20 @@ SMTP's port 465 (a connection over a cap is closed before it, with nothing sent)
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import ssl
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from mailyard.directory.addresses import address_key
 from mailyard.directory.api import Directory, DirectoryError
+from mailyard.listener.session import StreamSession
 from mailyard.obs import log_event
 from mailyard.pop3d.maildrop import OpenMaildrop, open_maildrop
 from mailyard.pop3d.sasl import MechanismExchange
 from mailyard.proto.pop3 import (
-    CLOSED,
-    NEED_DATA,
-    PAUSED,
     AuthFailed,
     AuthStart,
     Event,
@@ -69,7 +66,6 @@ __all__ = ["Pop3Host", "Pop3Listener", "Pop3Session", "Pop3Timers"]
 log = logging.getLogger("mailyard.pop3d")
 
 SCRAM = "SCRAM-SHA-256"
-PAUSE_BUFFER = 64 * 1024  # stop reading while this much pipelined input waits
 
 # Status lines of the adapter (the core names the protocol's own).
 RESP_IDLE_TIMEOUT = Response(False, "Idle timeout, closing connection")
@@ -117,115 +113,33 @@ class Pop3Host(Protocol):
     def release(self, session: Pop3Session, ip: str) -> None: ...
 
 
-class Pop3Session(asyncio.Protocol):
+class Pop3Session(StreamSession):
+    protocol = "pop3"
+    log = log
+    shutting_down_refusal = RESP_SHUTTING_DOWN
+    listener: Pop3Listener
+    host: Pop3Host
+    conn: Pop3Connection
+
     def __init__(self, listener: Pop3Listener, host: Pop3Host) -> None:
-        self.listener = listener
-        self.host = host
-        self.loop = asyncio.get_running_loop()
-        self.conn = Pop3Connection(listener.settings, tls_active=False)
-        self.transport: asyncio.Transport | None = None
-        self.ip = ""
+        super().__init__(listener, host, Pop3Connection(listener.settings, tls_active=False))
         self.maildrop: OpenMaildrop | None = None
         self.exchange: MechanismExchange | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.task_started = 0.0
-        self.started = self.loop.time()
-        self.last_activity = self.started
-        self.timer: asyncio.TimerHandle | None = None
-        self.handshaking = False
-        self.tls_started = False
-        self.early_input = b""
-        self.lost = False
-        self.reading_paused: set[str] = set()
-        self.writable = asyncio.Event()
-        self.writable.set()
 
-    # --- asyncio.Protocol ---------------------------------------------------------
+    def _greet_refused(self, refusal: Response) -> None:
+        self.conn.refuse(refusal)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.ip = peer[0] if peer else ""
-        refusal = self.host.admit(self, self.ip)
-        if refusal is not None:
-            log_event(log, "connection refused", client=self.ip, response=str(refusal),
-                      listener=self.listener.kind)
-            if self.listener.implicit_tls:  # no TLS yet to carry the refusal
-                self.conn.close()
-                self._close_transport()
-                return
-            self.conn.refuse(refusal)
-        elif self.listener.implicit_tls:
-            self.handshaking = True
-            self._begin_tls()
-        else:
-            self.conn.greet()
-        self._pump()
-        if not self.conn.closed:
-            self._arm(self._next_check())
+    def _close_on_error(self) -> None:
+        self.conn.close(RESP_INTERNAL_ERROR)
 
-    def data_received(self, data: bytes) -> None:
-        if self.handshaking:
-            self._early_tls_input(data)
-            return
-        self.last_activity = self.loop.time()
-        self.conn.receive_data(data)
-        self._pump()
-
-    def eof_received(self) -> bool | None:
-        self.conn.receive_data(b"")
-        self._pump()
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.lost:
-            return
-        self.lost = True
-        self.writable.set()
-        if self.timer is not None:
-            self.timer.cancel()
-        self.conn.close()  # nothing is deleted: no Update comes out of a close
-        if self.task is not None and not self.task.done():
-            self.task.cancel()
+    def _release(self) -> None:
+        # nothing is deleted: no Update comes out of a close
         self._release_maildrop()
-        self.host.release(self, self.ip)
 
-    def pause_writing(self) -> None:
-        self.writable.clear()
-
-    def resume_writing(self) -> None:
-        self.writable.set()
+    def _implicit_tls_ready(self) -> None:
+        self.conn.tls_active = True
 
     # --- driving the core ---------------------------------------------------------
-
-    def _pump(self) -> None:
-        conn = self.conn
-        try:
-            while True:
-                event = conn.next_event()
-                if event is NEED_DATA:
-                    break
-                if event is PAUSED:
-                    if conn.tls_pending and not self.tls_started:
-                        self._flush()
-                        self._begin_tls()
-                        return
-                    break
-                if event is CLOSED:
-                    self._flush()
-                    self._close_transport()
-                    return
-                assert isinstance(event, Event)
-                self._handle(event)
-        except Exception:  # a bug here: log it, keep the other sessions going
-            log.exception("pop3 session failed", extra={"fields": {"client": self.ip}})
-            self._fail()
-            return
-        self._flush()
-        if conn.pending is not None and conn.buffered > PAUSE_BUFFER:
-            self._pause_reading("decision")
-        else:
-            self._resume_reading("decision")
 
     def _handle(self, event: Event) -> None:
         if isinstance(event, Login):
@@ -241,61 +155,6 @@ class Pop3Session(asyncio.Protocol):
         elif isinstance(event, LoggedIn):
             log_event(log, "pop3 login", client=self.ip, user=event.username,
                       mechanism=event.mechanism, result="ok")
-
-    def _flush(self) -> None:
-        out = self.conn.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
-
-    def _close_transport(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.transport is not None:
-            self.transport.close()
-
-    def _fail(self) -> None:
-        self.conn.close(RESP_INTERNAL_ERROR)
-        self._flush()
-        self._close_transport()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        self.task = self.loop.create_task(coro)
-        self.task_started = self.loop.time()
-        self.task.add_done_callback(self._task_done)
-        if self.timer is not None:
-            self._arm(self._next_check())
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if task is self.task:
-            self.task = None
-            self.last_activity = self.loop.time()
-            if self.timer is not None:
-                self._arm(self._next_check())
-        if task.cancelled() or task.exception() is None:
-            return
-        log.error("pop3 session task failed", exc_info=task.exception(),
-                  extra={"fields": {"client": self.ip}})
-        if not self.lost:
-            self._fail()
-
-    def _answered(self, event: Event) -> bool:
-        """Is ``event`` still the decision the core waits for (the client may be gone)?"""
-        return not self.lost and self.conn.pending is event
-
-    def _pause_reading(self, reason: str) -> None:
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.pause_reading()
-        self.reading_paused.add(reason)
-
-    def _resume_reading(self, reason: str) -> None:
-        if reason not in self.reading_paused:
-            return
-        self.reading_paused.discard(reason)
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.resume_reading()
 
     def _release_maildrop(self) -> None:
         maildrop, self.maildrop = self.maildrop, None
@@ -313,11 +172,6 @@ class Pop3Session(asyncio.Protocol):
         since = self.task_started if self.task is not None else self.last_activity
         return min(since + limit, self.started + timers.max_session)
 
-    def _arm(self, when: float) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-        self.timer = None if self.lost else self.loop.call_at(when, self._on_timer)
-
     def _on_timer(self) -> None:
         self.timer = None
         if self.lost or self.conn.closed:
@@ -334,91 +188,17 @@ class Pop3Session(asyncio.Protocol):
             self._arm(max(self._next_check(), now + 0.05))
             return
         log_event(log, "pop3 timeout", client=self.ip, response=str(response))
-        stuck = self.task is not None and not self.writable.is_set()
-        if self.task is not None:
-            self.task.cancel()
-        self.conn.close(response)
-        self._pump()
-        if stuck and self.transport is not None:
-            self.transport.abort()  # a client that stopped reading: nothing would flush
+        self._time_out(functools.partial(self.conn.close, response))
 
     def shutdown(self) -> None:
         """Server shutdown: close now (a session in UPDATE finishes its removals)."""
-        if self.lost:
-            return
-        if self.handshaking:
-            if self.transport is not None:
-                self.transport.abort()
+        if self._shutdown_early():
             return
         if self.task is None or not isinstance(self.conn.pending, Update):
             if self.task is not None:
                 self.task.cancel()
             self.conn.close(RESP_SHUTTING_DOWN)
             self._pump()
-
-    # --- TLS ----------------------------------------------------------------------
-
-    def _begin_tls(self) -> None:
-        self.tls_started = True
-        self._pause_reading("tls")
-        self._spawn(self._start_tls())
-
-    async def _start_tls(self) -> None:
-        assert self.transport is not None and self.listener.tls_context is not None
-        try:
-            transport = await self.loop.start_tls(
-                self.transport, self, self.listener.tls_context, server_side=True,
-                ssl_handshake_timeout=self.listener.timers.tls_handshake)
-        except (TimeoutError, OSError, ssl.SSLError, ConnectionError) as exc:
-            log_event(log, "tls handshake failed", level=logging.INFO, client=self.ip,
-                      error=str(exc) or type(exc).__name__)
-            if self.transport is not None:
-                self.transport.abort()
-            self.loop.call_soon(self.connection_lost, exc)
-            return
-        if transport is None or self.lost:
-            return
-        self.transport = transport
-        self.reading_paused.clear()
-        self.tls_started = False
-        if self.handshaking:
-            self.handshaking = False
-            self.conn.tls_active = True
-            if self.host.shutting_down:
-                self.conn.refuse(RESP_SHUTTING_DOWN)
-            else:
-                self.conn.greet()
-        else:
-            self.conn.tls_established()
-        self.last_activity = self.loop.time()
-        self.loop.call_soon(self._pump)
-
-    def _early_tls_input(self, data: bytes) -> None:
-        """TLS octets that reached us before ``start_tls`` took the transport over
-        (uvloop may read before the handshake task runs): hand them to the TLS
-        protocol once it is set up (see mailyard.smtpd.session, which does the same)."""
-        raw = self.transport
-        if raw is None:
-            return
-        self.early_input += data
-        self.loop.call_soon(self.loop.call_soon, self._replay_early_input, raw)
-
-    def _replay_early_input(self, raw: asyncio.Transport) -> None:
-        data, self.early_input = self.early_input, b""
-        tls = raw.get_protocol()
-        if not data or tls is self or raw.is_closing():
-            return
-        # uvloop's TLS protocol is buffered without subclassing BufferedProtocol.
-        if isinstance(tls, asyncio.BufferedProtocol) or hasattr(tls, "get_buffer"):
-            view = memoryview(data)
-            while view:
-                buf = tls.get_buffer(len(view))
-                n = min(len(buf), len(view))
-                buf[:n] = view[:n]
-                tls.buffer_updated(n)  # type: ignore[attr-defined]
-                view = view[n:]
-        else:
-            cast(asyncio.Protocol, tls).data_received(data)
 
     # --- decisions ----------------------------------------------------------------
 

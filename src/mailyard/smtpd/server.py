@@ -20,6 +20,7 @@ from mailyard.directory.api import Directory
 from mailyard.dns.api import Resolver
 from mailyard.ingest.api import DeliverNow, Ingest
 from mailyard.ingest.pipeline import ingest_for, srs_for
+from mailyard.listener.server import OpenSessions
 from mailyard.obs import Metrics, log_event
 from mailyard.proto.smtp.replies import REPLY_SHUTTING_DOWN, Reply
 from mailyard.proto.smtp.session import ServerSettings
@@ -29,7 +30,7 @@ from mailyard.sending.store import SqliteSendCounters, sending_db_path
 from mailyard.services.setup import feedback_addresses
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionTimers
-from mailyard.smtpd.limits import ConnectionLimiter, end_sessions
+from mailyard.smtpd.limits import ConnectionLimiter
 from mailyard.smtpd.policy import KINDS, FreeSpaceGauge, ListenerPolicy
 from mailyard.smtpd.quota import RcptQuota
 from mailyard.smtpd.session import SmtpSession
@@ -68,7 +69,7 @@ def settings_for(config: Config, kind: str, tls_available: bool,
     )
 
 
-class SmtpServer:
+class SmtpServer(OpenSessions):
     """Serves the listeners; implements :class:`~mailyard.smtpd.context.SessionHost`
     for its sessions.  ``ingest`` defaults to one over ``spool``; ``deliver_now`` is
     the service for end-to-end transports (None: every message is only queued);
@@ -154,14 +155,6 @@ class SmtpServer:
             self._counted.add(session)
         return refusal
 
-    def release(self, session: object, ip: str) -> None:
-        if session in self._counted:
-            self._counted.discard(session)
-            self.limiter.release(ip)
-        self.sessions.discard(session)  # type: ignore[arg-type]
-        if not self.sessions and self._idle is not None:
-            self._idle.set()
-
     def queued(self, qid: str) -> None:
         try:
             self.on_queued(qid)
@@ -172,11 +165,6 @@ class SmtpServer:
     async def close(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Stop listening, send 421 4.3.2 to every client (after any commit in
         progress), and wait up to ``grace`` seconds for the connections to end."""
-        self.shutting_down = True
-        for server in self._servers:
-            server.close()
-        self._idle = asyncio.Event()
-        await end_sessions(self.sessions, self._idle, grace)
-        self._servers.clear()
+        await self.stop_listening(grace)
         self.auth_gate.close()
         self.sending.close()

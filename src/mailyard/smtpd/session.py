@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from mailyard.ingest.api import IngestRefused, IngestWriter, Origin, Submission
+from mailyard.listener.session import ReadingControl, replay_early_input
 from mailyard.message.trace import protocol_name
 from mailyard.metrics import (
     AUTH_FAILURES,
@@ -85,7 +86,7 @@ AUTH_RESULTS: dict[Reply | None, str] = {
 }
 
 
-class SmtpSession(asyncio.Protocol):
+class SmtpSession(ReadingControl, asyncio.Protocol):
     def __init__(self, listener: ListenerSpec, services: InboundServices, host: SessionHost,
                  timers: SessionTimers) -> None:
         self.listener = listener
@@ -253,20 +254,6 @@ class SmtpSession(asyncio.Protocol):
             self.conn.close(REPLY_SHUTTING_DOWN)
         self._pump()
 
-    def _pause_reading(self, reason: str) -> None:
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.pause_reading()
-        self.reading_paused.add(reason)
-
-    def _resume_reading(self, reason: str) -> None:
-        if reason not in self.reading_paused:
-            return
-        self.reading_paused.discard(reason)
-        transport = self.transport
-        if not self.reading_paused and transport is not None and not transport.is_closing():
-            transport.resume_reading()
-
     # --- timers -------------------------------------------------------------------
 
     def _rearm(self, when: float) -> None:
@@ -352,19 +339,7 @@ class SmtpSession(asyncio.Protocol):
 
     def _replay_early_input(self, raw: asyncio.Transport) -> None:
         data, self.early_input = self.early_input, b""
-        tls = raw.get_protocol()
-        if not data or tls is self or raw.is_closing():
-            return
-        if isinstance(tls, asyncio.BufferedProtocol) or hasattr(tls, "get_buffer"):
-            view = memoryview(data)
-            while view:
-                buf = tls.get_buffer(len(view))  # type: ignore[attr-defined]
-                n = min(len(buf), len(view))
-                buf[:n] = view[:n]
-                tls.buffer_updated(n)  # type: ignore[attr-defined]
-                view = view[n:]
-        else:
-            cast(asyncio.Protocol, tls).data_received(data)
+        replay_early_input(self, raw, data)
 
     def tls_description(self) -> str:
         ssl_object = self.transport.get_extra_info("ssl_object") if self.transport else None
