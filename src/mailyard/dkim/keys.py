@@ -69,6 +69,17 @@ class DkimKey:
         return dns_record(self.key)
 
 
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def _unchanged(stamps: tuple[tuple[str, float | None], ...]) -> bool:
+    return all(_mtime(path) == mtime for path, mtime in stamps)
+
+
 def dns_record(key: PrivateKey) -> str:
     """The TXT record text that publishes ``key``'s public half."""
     kind = "ed25519" if isinstance(key, ed25519.Ed25519PrivateKey) else "rsa"
@@ -93,6 +104,10 @@ class KeyStore:
         self.root = Path(data_dir) / "dkim"
         self._cache: dict[Path, tuple[float, PrivateKey]] = {}
         self._states: dict[str, tuple[float, SelectorState]] = {}
+        # A domain's signing keys with the (path, mtime) of the files they came from:
+        # while none changed, a message costs a stat per file and no Path objects.
+        self._signing: dict[str, tuple[tuple[tuple[str, float | None], ...],
+                                       list[DkimKey]]] = {}
 
     # --- reading ------------------------------------------------------------------------
     def signing_keys(self, domain: str) -> list[DkimKey]:
@@ -101,8 +116,20 @@ class KeyStore:
         domain = domain.lower().rstrip(".")
         if not _DOMAIN.match(domain):
             return []
+        found = self._signing.get(domain)
+        if found is not None and _unchanged(found[0]):
+            return list(found[1])
+        # Stamped before reading: a change after the stamp is seen at the next call.
+        state_path = str(self._domain_dir(domain) / STATE_FILE)
+        stamps = [(state_path, _mtime(state_path))]
         state = self._state_cached(domain)
-        return [self.load(domain, s) for s in state.active]
+        for selector in state.active:
+            key_path = str(self._key_path(domain, selector))
+            stamps.append((key_path, _mtime(key_path)))
+        keys = [self.load(domain, s) for s in state.active]
+        if all(m is not None for _, m in stamps):
+            self._signing[domain] = (tuple(stamps), keys)
+        return keys
 
     def load(self, domain: str, selector: str) -> DkimKey:
         path = self._key_path(domain, selector)
