@@ -58,6 +58,7 @@ def main() -> int:
     p.add_argument("--contacts", type=int, default=10_000)
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--render-workers", type=int, default=0)
     args = p.parse_args()
     bench = bench_module()
     with tempfile.TemporaryDirectory(prefix="profile-campaign-") as tmp:
@@ -84,12 +85,15 @@ def main() -> int:
         runner = CampaignRunner(campaigns, RecipientStore(store.db), store.digest,
                                 ingest_for(config, spool),
                                 Queue(spool.submitted, spool.sweep, lambda qid: None),
-                                send_settings(config), "bench-1", lambda owner: False)
+                                send_settings(config), "bench-1", lambda owner: False,
+                                render_workers=args.render_workers)
         profile = cProfile.Profile()
         wall, cpu = time.perf_counter(), time.process_time()
         if not args.no_profile:
             profile.enable()
         asyncio.run(send_all(runner))
+        if runner.pool is not None:
+            runner.pool.close()
         profile.disable()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         counts = RecipientStore(store.db).counts(campaign.id)
