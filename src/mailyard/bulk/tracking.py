@@ -165,6 +165,22 @@ class CampaignLinks:
         with self._lock:
             return tuple(self._urls[count:])
 
+    def truncate(self, count: int) -> None:
+        """Forget the links added after the first ``count`` (a copy of the list in
+        another process that may not hand out new indexes)."""
+        with self._lock:
+            for url in self._urls[count:]:
+                if self._index.get(url, -1) >= count:
+                    del self._index[url]
+            del self._urls[count:]
+
+    def extend_to(self, urls: Sequence[str]) -> None:
+        """Take the links of ``urls`` past our own (``urls`` starts with ours)."""
+        with self._lock:
+            for url in urls[len(self._urls):]:
+                self._index.setdefault(url, len(self._urls))
+                self._urls.append(url)
+
     def __len__(self) -> int:
         return len(self._urls)
 

@@ -597,8 +597,13 @@ class BulkConfig:
     soft_bounce_window_days: int = 7
     # Where provider feedback loops send ARF complaint reports; "": fbl@<bounce_domain>.
     complaint_address: str = ""
+    # Processes rendering campaign messages beside the campaign worker; -1: one fewer
+    # than the CPUs, 0: the campaign worker renders itself.
+    render_workers: int = -1
 
     def validate(self, key: str) -> None:
+        if self.render_workers < -1:
+            raise ConfigError(f"{key}.render_workers", "must be -1 (automatic) or more")
         if self.sender and ("@" not in self.sender or any(c in self.sender for c in " \r\n<>")):
             raise ConfigError(f"{key}.sender", "must be an address (local@domain)")
         if self.confirm_ttl <= 0:

@@ -40,6 +40,7 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
 
     from mailyard.bulk.campaigns.compose import send_settings
     from mailyard.bulk.campaigns.recipients import RecipientStore
+    from mailyard.bulk.campaigns.renderpool import render_processes
     from mailyard.bulk.campaigns.runner import CampaignRunner, Queue
     from mailyard.bulk.sqlite import SqliteContactStore
     from mailyard.daemon.secret import ServerSecretError
@@ -62,7 +63,8 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
     runner = CampaignRunner(setup.open_campaign_store(contacts), RecipientStore(store.db),
                             store.digest, ingest_for(config, spool),
                             Queue(spool.submitted, spool.sweep, notify), settings,
-                            ProcessIdentity.current().token, owner_is_dead)
+                            ProcessIdentity.current().token, owner_is_dead,
+                            render_workers=render_processes(config.bulk.render_workers))
     log_event(log, "campaign worker started", pid=os.getpid())
     try:
         await runner.run(stop)

@@ -20,6 +20,7 @@ RSA call keeps the GIL, so a thread would not free the loop anyway.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -48,7 +49,13 @@ def from_domain(header: bytes) -> str:
     values = [f.raw.partition(b":")[2] for f in split_header(header) if f.name == b"from"]
     if len(values) != 1:
         return ""
-    text = values[0].replace(b"\r\n", b"").decode("utf-8", "replace")
+    value = values[0]
+    return _address_domain_cached(value) if len(value) <= 512 else _address_domain(value)
+
+
+def _address_domain(value: bytes) -> str:
+    """The domain of the one address in a From field's value."""
+    text = value.replace(b"\r\n", b"").decode("utf-8", "replace")
     addresses = [a for _, a in getaddresses([text]) if a]
     if len(addresses) != 1:
         return ""
@@ -59,6 +66,10 @@ def from_domain(header: bytes) -> str:
         return ascii_domain(domain)  # an IDN From domain signs as its A-label (d=)
     except DnsNameError:
         return ""
+
+
+# A campaign's messages share one From field: it is parsed once.
+_address_domain_cached = functools.lru_cache(maxsize=256)(_address_domain)
 
 
 class DkimSigning:

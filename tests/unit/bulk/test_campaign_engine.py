@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import re
 
 import pytest
 
@@ -19,6 +20,7 @@ from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
 from mailyard.bulk.model import ContactStatus, MembershipStatus, OptIn, SuppressionReason
 from mailyard.bulk.report import CampaignEvent, EventKind
 from mailyard.bulk.sqlite import SqliteContactStore
+from mailyard.bulk.tracking import click_target, decode_token
 from mailyard.feedback.verp import CampaignRecipient, parse_verp_address
 from mailyard.ingest.api import IngestRefused, Origin
 from mailyard.proto.smtp.replies import Reply
@@ -368,3 +370,37 @@ def test_audience_is_walked_in_bounded_batches_in_id_order(env):
     assert [[m.contact_id for m in members] for members, _ in batches] == \
         [ids[0:3], ids[3:6], ids[6:7]]
     assert [sorted(s) for _, s in batches] == [[], ["r3@x.example"], []]
+
+
+def test_render_processes_compose_the_same_messages_and_link_indexes(env):
+    """Messages made in render processes (bulk.render_workers): one per recipient, and
+    every click token names the stored link its message's anchor showed, also for
+    links first met in a render process (numbered by the campaign worker only)."""
+    contacts, campaigns, recipients = env
+    for i in range(40):  # every 7th contact has a code of its own: a new link
+        add_people(contacts, "news", [f"r{i}@x.example"],
+                   attrs={"code": f"own{i}" if i % 7 == 0 else "x1"})
+    clock, fake = Clock(), FakeQueue()
+    c = start(env, clock, spec())
+    runner = CampaignRunner(campaigns, recipients, contacts.digest, fake, fake.queue(),
+                            SETTINGS, "me-1", lambda o: False, clock=clock, sleep=clock.sleep,
+                            batch=25, render_workers=1)
+    try:
+        asyncio.run(drain(runner))
+    finally:
+        assert runner.pool is not None
+        runner.pool.close()
+    assert sorted(fake.recipients()) == sorted(f"r{i}@x.example" for i in range(40))
+    assert recipients.counts(c.id)["queued"] == 40
+    links = campaigns.links(c.id)
+    assert len(links) == len(set(links)) == 2 + 6  # a, b?c=x1, b?c=own0 ... own35
+    key = SETTINGS.tracking_key
+    for sub, content in fake.messages:
+        msg = email.message_from_bytes(content, policy=email.policy.default)
+        html = msg.get_body(("html",)).get_content()
+        contact = contacts.get_contact(sub.envelope.recipients[0].address)
+        code = contact.attributes["code"]
+        targets = [click_target(decode_token(t, key), links)
+                   for t in re.findall(r"/t/c/([A-Za-z0-9_-]+)", html)]
+        assert targets == ["https://example.com/a", f"https://example.com/b?c={code}"]
+        assert msg["Subject"] == f"Hi {contact.name}"

@@ -33,12 +33,19 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
 from mailyard.bulk.campaigns.audience import Audience, AudienceError
 from mailyard.bulk.campaigns.compose import CampaignMailer, Composed, SendSettings
 from mailyard.bulk.campaigns.model import Campaign, CampaignState
 from mailyard.bulk.campaigns.recipients import BatchResult, Progress, Recipient, RecipientStore
+from mailyard.bulk.campaigns.renderpool import (
+    MAX_POOLED_LINKS,
+    ComposeJob,
+    RenderPool,
+    compose_chunk,
+)
 from mailyard.bulk.campaigns.sender import (
     AbSpecError,
     Pacer,
@@ -66,6 +73,7 @@ BATCH = 100  # recipients marked, rendered and queued together
 CONCURRENCY = 16  # submits in flight at once (their fsyncs are group-committed)
 SELECT_BATCH = 1000
 SLICE = 1.0  # seconds spent on one campaign before the others get a turn
+CHUNK = 10  # recipients per job of a render process
 HOUR = 3600.0
 
 
@@ -98,7 +106,7 @@ class CampaignRunner:
                  settings: SendSettings, owner: str, is_dead: Callable[[str], bool], *,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 batch: int = BATCH) -> None:
+                 batch: int = BATCH, render_workers: int = 0) -> None:
         self.campaigns = campaigns
         self.recipients = recipients
         self.digest = digest
@@ -112,6 +120,7 @@ class CampaignRunner:
         self.batch = batch
         self._mailers: dict[int, CampaignMailer] = {}
         self._pacers: dict[int, Pacer] = {}
+        self.pool = RenderPool(render_workers) if render_workers > 0 else None
 
     # --- the loop -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, poll: float = 1.0) -> None:
@@ -122,6 +131,8 @@ class CampaignRunner:
                     await asyncio.wait_for(stop.wait(), poll)
         for campaign_id in list(self._mailers):
             self.recipients.release(campaign_id, self.owner)
+        if self.pool is not None:
+            self.pool.close()
 
     async def tick(self, stop: asyncio.Event | None = None) -> bool:
         """One round over the due and sending campaigns; True if there is more to do
@@ -323,8 +334,10 @@ class CampaignRunner:
     async def _compose_and_submit(self, campaign: Campaign, mailer: CampaignMailer,
                                   found: list[Recipient], batch: _Batch) -> None:
         """Each message goes to ingest as soon as it is made, so its commit (fsync, in
-        the spool's threads) overlaps with rendering the next ones."""
+        the spool's threads) overlaps with rendering the next ones (in the render
+        processes, when there are any)."""
         result = batch.result
+        jobs: list[tuple[Recipient, ComposeJob]] = []
         for r in found:
             if not r.active:
                 result.excluded.append((r.contact_id, "blocked"))
@@ -336,18 +349,49 @@ class CampaignRunner:
                 variant = batch.winner if batch.winner is not None else r.variant
                 list_name = next(name for i, name in batch.audience.list_names.items()
                                  if i in r.lists)
-                built = mailer.compose(r.contact_id, r.address, r.name, r.attributes,
-                                       list_name, variant, batch.now)
-                if isinstance(built, RenderFailure):
-                    result.skipped.append((r.contact_id, str(built)))
-                    continue
-                first, urls = mailer.new_links()
-                if urls:  # stored before any message that carries them is queued
-                    self.campaigns.add_links(campaign.id, first, urls)
-                await batch.slots.acquire()
-                batch.tasks.append(asyncio.create_task(
-                    self._submit(campaign, r, built, variant, batch)))
-                await asyncio.sleep(0)  # let it run up to its commit
+                jobs.append((r, ComposeJob(r.contact_id, r.address, r.name, r.attributes,
+                                           list_name, variant)))
+        if self.pool is None or len(mailer.links) > MAX_POOLED_LINKS:
+            for r, job in jobs:
+                await self._queue_one(campaign, mailer, r, job, None, batch)
+            return
+        loop = asyncio.get_running_loop()
+        links = mailer.links.urls()
+        chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+        futures = [loop.run_in_executor(self.pool.executor(), compose_chunk, campaign,
+                                        self.settings, links, [j for _, j in chunk],
+                                        batch.now)
+                   for chunk in chunks]
+        try:
+            for chunk, future in zip(chunks, futures, strict=True):
+                try:
+                    made: list[Composed | RenderFailure | None] = await future
+                except BrokenProcessPool:  # a render process died: compose here
+                    self.pool.reset()
+                    made = [None] * len(chunk)
+                for (r, job), built in zip(chunk, made, strict=True):
+                    await self._queue_one(campaign, mailer, r, job, built, batch)
+        finally:
+            for future in futures:
+                future.cancel()
+
+    async def _queue_one(self, campaign: Campaign, mailer: CampaignMailer, r: Recipient,
+                         job: ComposeJob, built: Composed | RenderFailure | None,
+                         batch: _Batch) -> None:
+        """Compose (unless a render process did) and hand to ingest."""
+        if built is None:
+            built = mailer.compose(job.contact_id, job.address, job.name, job.attributes,
+                                   job.list_name, job.variant, batch.now)
+        if isinstance(built, RenderFailure):
+            batch.result.skipped.append((r.contact_id, str(built)))
+            return
+        first, urls = mailer.new_links()
+        if urls:  # stored before any message that carries them is queued
+            self.campaigns.add_links(campaign.id, first, urls)
+        await batch.slots.acquire()
+        batch.tasks.append(asyncio.create_task(
+            self._submit(campaign, r, built, job.variant, batch)))
+        await asyncio.sleep(0)  # let it run up to its commit
 
     async def _submit(self, campaign: Campaign, r: Recipient, composed: Composed,
                       variant: int | None, batch: _Batch) -> None:

@@ -26,6 +26,7 @@ MIME boundary, which contains ``=_``, can never occur in a quoted-printable body
 from __future__ import annotations
 
 import binascii
+import itertools
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -205,6 +206,17 @@ def extra_field(name: str, value: str) -> str:
     return _line(name, encoded_words(value))
 
 
+# Boundaries: a random prefix per process and a counter.  ``=_`` already keeps them out
+# of quoted-printable parts; the prefix only keeps two messages' from looking alike.
+# One urandom read per message was measurable at campaign rates.
+_BOUNDARY_PREFIX = f"=_{secrets.token_hex(8)}."
+_boundaries = itertools.count(1)
+
+
+def _boundary() -> str:
+    return f"{_BOUNDARY_PREFIX}{next(_boundaries):x}"
+
+
 def quoted_printable(text: str) -> bytes:
     """UTF-8, quoted-printable (RFC 2045 6.7), CRLF line ends."""
     lf = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -243,7 +255,7 @@ def build_message(content: RenderedContent, *, sender: Mailbox, to: Mailbox,
                     "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
         body = text
     else:
-        boundary = f"=_{secrets.token_hex(12)}"
+        boundary = _boundary()
         head.append(f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n')
         delimiter = f"--{boundary}\r\n".encode()
         part = (b"Content-Type: text/%s; charset=utf-8\r\n"

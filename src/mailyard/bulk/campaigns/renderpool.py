@@ -1,0 +1,137 @@
+"""Campaign messages composed in other processes (``bulk.render_workers``).
+
+Rendering a campaign message (Jinja, the skeleton's values and tracked links with
+their HMAC tokens, the MIME build with quoted-printable) is about half of the CPU a
+message costs; the other half (DKIM signing, the queue commit) stays in the campaign
+worker.  One Python process is one core at most, so the campaign worker hands
+recipients to a pool of render processes in small chunks and signs and queues what
+comes back while they render the next ones.
+
+Nothing about exactly-once changes: the runner still marks a batch ``sending`` before
+its first message goes to ingest and ``queued`` after its last commit; a render process
+only turns a recipient into bytes.  They hold no state that matters: a process killed
+mid-chunk is a chunk composed again in the campaign worker.
+
+**Link indexes have one owner.**  A tracked link's index is in every token that names
+it, so only the campaign worker may give a new link its index (and store it before a
+message carrying it is queued).  A render process gets the campaign's link list with
+each chunk; a recipient whose message would need a link not in it is sent back
+unrendered (``None``) and composed in the campaign worker, which adds the link.  Once
+stored, the next chunks carry it.  A campaign with personalised links (a new URL per
+contact) is therefore composed in the campaign worker, message by message, as without
+a pool.
+
+A render process watches its parent and exits when it is gone (a SIGKILLed campaign
+worker leaves no renderer behind).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from mailyard.bulk.campaigns.compose import CampaignMailer, Composed, SendSettings
+from mailyard.bulk.campaigns.model import Campaign
+from mailyard.bulk.templates.render import RenderFailure
+
+__all__ = ["ComposeJob", "RenderPool", "compose_chunk", "render_processes"]
+
+#: Past this many links a campaign is composed in the campaign worker: the list would
+#: be copied to a render process with every chunk.
+MAX_POOLED_LINKS = 1000
+_PARENT_POLL = 1.0  # seconds between a render process's looks at its parent
+
+
+@dataclass(frozen=True)
+class ComposeJob:
+    """One recipient's message, as :meth:`CampaignMailer.compose` takes it."""
+
+    contact_id: int
+    address: str
+    name: str
+    attributes: Mapping[str, Any]
+    list_name: str
+    variant: int | None
+
+
+def render_processes(configured: int, cpus: int | None = None) -> int:
+    """The pool size for ``bulk.render_workers``: -1 is one fewer than the CPUs (the
+    campaign worker signs and queues on the remaining one), 0 none."""
+    if configured >= 0:
+        return configured
+    return max((cpus or os.cpu_count() or 1) - 1, 0)
+
+
+# --- in the render process ------------------------------------------------------------
+_mailers: dict[int, CampaignMailer] = {}
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(_PARENT_POLL)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _start(parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the campaign worker stops us
+    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch",
+                     daemon=True).start()
+
+
+def compose_chunk(campaign: Campaign, settings: SendSettings, links: Sequence[str],
+                  jobs: Sequence[ComposeJob], now: float
+                  ) -> list[Composed | RenderFailure | None]:
+    """The messages of ``jobs`` (run in a render process); None for one that needs a
+    link not in ``links``."""
+    mailer = _mailers.get(campaign.id)
+    if mailer is None or mailer.campaign.spec != campaign.spec or mailer.settings != settings:
+        mailer = _mailers[campaign.id] = CampaignMailer(campaign, settings, links)
+    else:
+        mailer.links.extend_to(links)
+    known = len(links)
+    out: list[Composed | RenderFailure | None] = []
+    for job in jobs:
+        built = mailer.compose(job.contact_id, job.address, job.name, job.attributes,
+                               job.list_name, job.variant, now)
+        if len(mailer.links) > known:  # not ours to number
+            mailer.links.truncate(known)
+            out.append(None)
+        else:
+            out.append(built)
+    mailer.stored_links = len(mailer.links)
+    return out
+
+
+# --- in the campaign worker -----------------------------------------------------------
+class RenderPool:
+    """``processes`` render processes, started when first used."""
+
+    def __init__(self, processes: int) -> None:
+        self.processes = processes
+        self._executor: ProcessPoolExecutor | None = None
+
+    def executor(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start, initargs=(os.getpid(),))
+        return self._executor
+
+    def reset(self) -> None:
+        """After a render process died: a fresh pool next time."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
