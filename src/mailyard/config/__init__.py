@@ -598,8 +598,8 @@ class BulkConfig:
     # Where provider feedback loops send ARF complaint reports; "": fbl@<bounce_domain>.
     complaint_address: str = ""
     # Processes rendering campaign messages beside the campaign worker; -1: one fewer
-    # than the CPUs, 0: the campaign worker renders itself.
-    render_workers: int = -1
+    # than the CPUs, 0: the campaign worker renders itself (the default: least memory).
+    render_workers: int = 0
 
     def validate(self, key: str) -> None:
         if self.render_workers < -1:
