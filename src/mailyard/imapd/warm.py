@@ -124,6 +124,9 @@ class SearchWarmer:
         folder = account.search_index().folder(state.uidvalidity, state.messages)
         if folder is None:
             return 0  # the index cannot be used now (it was made afresh: next time)
+        count = len(state.messages)
+        if len(folder.fields) >= count and len(folder.texts) >= count:
+            return 0  # all held (the sets hold UIDs of these messages only)
         todo = [m for m in state.messages
                 if m.uid not in folder.fields or m.uid not in folder.texts]
         try:
