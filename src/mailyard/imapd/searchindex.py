@@ -279,6 +279,15 @@ class SearchIndex:
                 return None
         return FolderSearch(self, uidvalidity, messages, rows.last[1], rows.last[2])
 
+    def holds_all(self, uidvalidity: int, messages: Sequence[MessageInfo]) -> bool:
+        """Whether the last :meth:`folder` of these messages (the same objects) found
+        every one's fields and texts held; no lock, no I/O (for the warmer's caller:
+        another process's commit since is not seen, which a search then reads)."""
+        rows = self._rows.get(uidvalidity)
+        last = rows.last if rows is not None else None
+        return (last is not None and len(last[1]) == len(last[2]) == len(messages)
+                and (last[0] is messages or rows is not None and rows.same_messages(messages)))
+
     def _folder_rows(self, uidvalidity: int) -> _Rows:
         """A folder's rows; read again only when a commit was made since (a search
         of a large folder is then spared reading 10,000 rows)."""

@@ -67,8 +67,8 @@ class SearchWarmer:
 
     def warm(self, account: Account, name: str) -> None:
         """Index ``name`` of ``account`` in the background, once its turn comes."""
-        if self._stop.is_set():
-            return
+        if self._stop.is_set() or account.search_held(name):
+            return  # (the worker thread, at low priority, would only find that out)
         key = (id(account), name)
         with self._cond:
             if key in self._queue:
