@@ -89,6 +89,13 @@ class Account:
             self._search = search
         return self._search
 
+    def search_held(self, name: str) -> bool:
+        """Whether the search index held all of the folder's cached state at its last
+        search or warming here (no lock, no I/O)."""
+        state, search = self._states.get(name), self._search
+        return (state is not None and search is not None
+                and search.holds_all(state.uidvalidity, state.messages))
+
     def close(self) -> None:
         self.index.close()
         if self._search is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import operator
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ __all__ = ["Limits", "MailSession", "SYSTEM_FLAGS"]
 T = TypeVar("T")
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+_UID, _PATH = operator.attrgetter("uid"), operator.attrgetter("path")
 FETCH_BATCH = 32  # messages rendered per executor call when their files are read
 FETCH_BATCH_INDEX = 500  # ... when the index has all the FETCH needs
 
@@ -574,7 +576,7 @@ class MailSession:
                 ) -> tuple[list[bytes], tuple[int, ...] | None]:
         """Blocking: the untagged responses of SEARCH/SORT/THREAD, and the UIDs to
         save as ``$`` (RFC 5182) or None."""
-        paths = {m.uid: m.path for m in messages}
+        paths = dict(zip(map(_UID, messages), map(_PATH, messages), strict=True))
         key = cmd.criteria if isinstance(cmd, Search) else cmd.search
         index = None
         if uses_string_keys(key):

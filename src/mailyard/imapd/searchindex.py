@@ -46,10 +46,11 @@ per user per process, shared by the user's sessions (it serialises its calls).
 from __future__ import annotations
 
 import logging
+import operator
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence, Set
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ __all__ = ["FolderSearch", "MAX_FIELDS", "MAX_TEXTS", "SEARCH_INDEX_NAME", "Sear
 log = logging.getLogger(__name__)
 
 SEARCH_INDEX_NAME = "mailyard-search.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 5_000
 MAX_FIELDS = 256 * 1024  # characters of a fields document stored
 MAX_TEXTS = 4 * 1024 * 1024  # characters of header and body texts stored
@@ -81,6 +82,8 @@ CREATE TABLE IF NOT EXISTS docs (
     has_texts INTEGER NOT NULL DEFAULT 0,
     UNIQUE (uidvalidity, uid)
 );
+-- version 2: a folder's rows read from the index alone, not row by row from the table
+CREATE INDEX IF NOT EXISTS docs_folder ON docs (uidvalidity, uid, base, has_fields, has_texts);
 CREATE VIRTUAL TABLE IF NOT EXISTS heads USING fts5(
     fields, tokenize = 'trigram case_sensitive 1', detail = none);
 CREATE VIRTUAL TABLE IF NOT EXISTS texts USING fts5(
@@ -119,11 +122,20 @@ def _damage(exc: BaseException) -> bool:
 class _Rows:
     """A folder's rows as last read: (id, uid, base, has fields, has texts) by UID,
     and the messages whose base name was found equal (by identity: a session's
-    view keeps its MessageInfo objects until they change)."""
+    view keeps its MessageInfo objects until they change).  ``last`` is the
+    outcome of the last :meth:`SearchIndex.folder` (its messages, the UIDs with
+    fields, with texts) until a row changes: the same messages again (the same
+    objects in the same order, told in C) get it without a loop in Python."""
 
     version: int  # PRAGMA data_version when read
     by_uid: dict[int, tuple[int, int, str, int, int]]
     checked: dict[int, MessageInfo] = field(default_factory=dict)
+    last: tuple[tuple[MessageInfo, ...], frozenset[int], frozenset[int]] | None = None
+
+    def same_messages(self, messages: Sequence[MessageInfo]) -> bool:
+        last = self.last
+        return (last is not None and len(last[0]) == len(messages)
+                and all(map(operator.is_, last[0], messages)))
 
 
 class SearchIndex:
@@ -227,26 +239,31 @@ class SearchIndex:
         with self._lock:
             try:
                 rows = self._folder_rows(uidvalidity)
+                if rows.last is not None and rows.same_messages(messages):
+                    return FolderSearch(self, uidvalidity, messages, rows.last[1],
+                                        rows.last[2])
                 fields: set[int] = set()
                 texts: set[int] = set()
                 stale: list[int] = []
                 by_uid, checked = rows.by_uid, rows.checked
                 seen = 0
                 for m in messages:
-                    row = by_uid.get(m.uid)
+                    uid = m.uid
+                    row = by_uid.get(uid)
                     if row is None:
                         continue
                     seen += 1
-                    if checked.get(m.uid) is not m:  # base names compared once per message
-                        if row[2] != base_name(m.path):
+                    if checked.get(uid) is not m:  # base names compared once per message
+                        if row[2] != m.path.name.partition(":")[0]:  # base_name(), inline
                             stale.append(row[0])
                             continue
-                        checked[m.uid] = m
+                        checked[uid] = m
                     if row[3]:
-                        fields.add(m.uid)
+                        fields.add(uid)
                     if row[4]:
-                        texts.add(m.uid)
-                if seen < sum(1 for uid in by_uid if uid <= top):
+                        texts.add(uid)
+                if seen < (len(by_uid) if not by_uid or max(by_uid) <= top
+                           else sum(1 for uid in by_uid if uid <= top)):
                     live = {m.uid for m in messages}
                     stale += [r[0] for uid, r in by_uid.items() if uid <= top and uid not in live]
                 if stale:
@@ -256,10 +273,20 @@ class SearchIndex:
                     for uid in [u for u, r in by_uid.items() if r[0] in doomed]:
                         del by_uid[uid]
                         checked.pop(uid, None)
+                rows.last = (tuple(messages), frozenset(fields), frozenset(texts))
             except (sqlite3.Error, OSError) as exc:
                 self._failed(exc)
                 return None
-        return FolderSearch(self, uidvalidity, messages, fields, texts)
+        return FolderSearch(self, uidvalidity, messages, rows.last[1], rows.last[2])
+
+    def holds_all(self, uidvalidity: int, messages: Sequence[MessageInfo]) -> bool:
+        """Whether the last :meth:`folder` of these messages (the same objects) found
+        every one's fields and texts held; no lock, no I/O (for the warmer's caller:
+        another process's commit since is not seen, which a search then reads)."""
+        rows = self._rows.get(uidvalidity)
+        last = rows.last if rows is not None else None
+        return (last is not None and len(last[1]) == len(last[2]) == len(messages)
+                and (last[0] is messages or rows is not None and rows.same_messages(messages)))
 
     def _folder_rows(self, uidvalidity: int) -> _Rows:
         """A folder's rows; read again only when a commit was made since (a search
@@ -292,6 +319,7 @@ class SearchIndex:
                     self._delete(db, rows)
                 cached = self._rows.get(uidvalidity)
                 if cached is not None:
+                    cached.last = None
                     for uid in uids:
                         cached.by_uid.pop(uid, None)
                         cached.checked.pop(uid, None)
@@ -371,6 +399,7 @@ class SearchIndex:
                                         int(bool(has_texts) or texts is not None)))
                 cached = self._rows.get(uidvalidity)
                 if cached is not None:
+                    cached.last = None
                     for row in written:
                         cached.by_uid[row[1]] = row
                         cached.checked.pop(row[1], None)
@@ -384,7 +413,7 @@ class FolderSearch:
     are written in batches, the last at :meth:`close`."""
 
     def __init__(self, owner: SearchIndex, uidvalidity: int, messages: Sequence[MessageInfo],
-                 fields: set[int], texts: set[int]) -> None:
+                 fields: Set[int], texts: Set[int]) -> None:
         self.owner = owner
         self.uidvalidity = uidvalidity
         self.messages = messages
@@ -395,10 +424,10 @@ class FolderSearch:
         self._pending_chars = 0
         self.added = 0
 
-    def fields_of(self) -> set[int]:
+    def fields_of(self) -> Set[int]:
         return self.fields
 
-    def texts_of(self) -> set[int]:
+    def texts_of(self) -> Set[int]:
         return self.texts
 
     def field_matches(self, name: str, needle: str) -> set[int]:
@@ -415,7 +444,7 @@ class FolderSearch:
                 " WHERE d.uidvalidity = ? AND d.has_fields = 1 AND instr(h.fields, ?) > 0",
                 (self.uidvalidity, probe))
         if rows is None:
-            self.fields.clear()  # unusable: every message is read
+            self.fields = frozenset()  # unusable: every message is read
             return set()
         held = self.fields
         return {uid for uid, doc in rows if uid in held and isinstance(uid, int)
@@ -437,7 +466,7 @@ class FolderSearch:
                 f" WHERE d.uidvalidity = ? AND d.has_texts = 1 AND ({where})",
                 [self.uidvalidity, *params])
         if rows is None:
-            self.texts.clear()
+            self.texts = frozenset()
             return set()
         held = self.texts
         return {uid for (uid,) in rows if isinstance(uid, int) and uid in held}

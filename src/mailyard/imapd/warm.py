@@ -13,7 +13,8 @@ hold yet, and stores them through
 
 **Choice: one thread per process, not a task per session.**  Reading and decoding is
 blocking work; one worker thread per process, at the lowest CPU priority the system
-gives a thread, with a bounded queue of folders (a folder already waiting is not
+gives a thread once it first reads messages (not while it only checks what a folder
+lacks, under the index's lock), with a bounded queue of folders (a folder already waiting is not
 queued twice; when the queue is full, a folder is left to its searches), never takes
 more than one executor-sized share of a process.  It works in batches of
 :data:`BATCH` messages and pauses :data:`PAUSE` seconds after each, releasing the
@@ -64,11 +65,12 @@ class SearchWarmer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.warmed = 0  # messages stored, for tests and logs
+        self._lowered = False
 
     def warm(self, account: Account, name: str) -> None:
         """Index ``name`` of ``account`` in the background, once its turn comes."""
-        if self._stop.is_set():
-            return
+        if self._stop.is_set() or account.search_held(name):
+            return  # (the worker thread, at low priority, would only find that out)
         key = (id(account), name)
         with self._cond:
             if key in self._queue:
@@ -98,9 +100,18 @@ class SearchWarmer:
 
     # --- the worker ---------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _lower(self) -> None:
+        """The worker thread to the lowest priority, before it first reads messages:
+        not before, as the check of what a folder lacks takes the search index's lock
+        that searches wait for, and a thread the scheduler seldom runs must not hold
+        it (nor the interpreter lock) on a busy machine.  Once lowered it stays so."""
+        if self._lowered or threading.current_thread() is not self._thread:
+            return
+        self._lowered = True
         with suppress(OSError, AttributeError):  # not everywhere: then at normal priority
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), LOWEST_PRIORITY)
+
+    def _run(self) -> None:
         while not self._stop.is_set():
             with self._cond:
                 while not self._queue and not self._stop.is_set():
@@ -124,8 +135,13 @@ class SearchWarmer:
         folder = account.search_index().folder(state.uidvalidity, state.messages)
         if folder is None:
             return 0  # the index cannot be used now (it was made afresh: next time)
+        count = len(state.messages)
+        if len(folder.fields) >= count and len(folder.texts) >= count:
+            return 0  # all held (the sets hold UIDs of these messages only)
         todo = [m for m in state.messages
                 if m.uid not in folder.fields or m.uid not in folder.texts]
+        if todo:
+            self._lower()
         try:
             for start in range(0, len(todo), self.batch):
                 if self._stop.is_set() or account.sessions <= 0:

@@ -434,3 +434,45 @@ def test_two_processes_share_the_file(tmp_path: Path) -> None:
     box.loads.clear()
     assert indexed(box, first, 'BODY "café"') == [3, 5]
     assert set(box.loads) == {3}  # first saw the row go and read the file again
+
+
+def test_version_1_file_gains_the_folder_index(tmp_path: Path) -> None:
+    """A file of schema version 1 keeps its rows and gains the covering index that a
+    folder's rows are read from (a range of the index, not a table lookup per row)."""
+    box = corpus()
+    index = SearchIndex(tmp_path)
+    indexed(box, index, "SUBJECT report")
+    index.close()
+    with sqlite3.connect(tmp_path / SEARCH_INDEX_NAME) as db:
+        db.execute("DROP INDEX docs_folder")
+        db.execute("PRAGMA user_version = 1")
+    box.header_loads.clear()
+    index = SearchIndex(tmp_path)
+    assert indexed(box, index, "SUBJECT report") == [1, 5]
+    assert not box.header_loads  # the rows survived the upgrade
+    with sqlite3.connect(tmp_path / SEARCH_INDEX_NAME) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == searchindex.SCHEMA_VERSION
+        plan = db.execute("EXPLAIN QUERY PLAN SELECT id, uid, base, has_fields, has_texts"
+                          " FROM docs WHERE uidvalidity = ?", (UIDVALIDITY,)).fetchall()
+    assert "COVERING INDEX docs_folder" in str(plan)
+
+
+def test_same_messages_again_give_the_same_answer_until_a_row_changes(
+        tmp_path: Path) -> None:
+    """The held sets of a folder are kept for the same messages (same objects) and
+    made again once a search stores documents or rows are dropped."""
+    box = corpus()
+    index = SearchIndex(tmp_path)
+    indexed(box, index, "SUBJECT report")
+    first = index.folder(UIDVALIDITY, box.infos)
+    again = index.folder(UIDVALIDITY, list(box.infos))
+    assert first is not None and again is not None
+    assert set(again.fields_of()) == set(first.fields_of()) == {m.uid for m in box.infos}
+    assert not again.texts_of()
+    index.forget(UIDVALIDITY, [2])
+    after = index.folder(UIDVALIDITY, box.infos)
+    assert after is not None and 2 not in after.fields_of()
+    indexed(box, index, "BODY budget")  # stores texts (and UID 2's fields again)
+    filled = index.folder(UIDVALIDITY, box.infos)
+    assert filled is not None
+    assert set(filled.texts_of()) == set(filled.fields_of()) == {m.uid for m in box.infos}

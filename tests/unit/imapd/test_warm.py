@@ -131,3 +131,21 @@ def test_worker_survives_a_damaged_index_and_a_failing_folder(account: Account) 
     assert warmer.warmed == COUNT
     assert reads.count == COUNT
     assert search_uids(account, "BODY needle", indexed=True)[1] == 0
+
+
+def test_a_folder_held_whole_is_not_queued(account: Account) -> None:
+    """SELECT of a folder the index held whole at its last search queues nothing (no
+    low-priority thread woken to find that out); new mail makes it queue again."""
+    search_uids(account, "BODY needle", indexed=True)  # indexes every message
+    assert not account.search_held("INBOX")  # rows written since: not known yet
+    search_uids(account, "BODY needle", indexed=True)  # answered from the index
+    assert account.search_held("INBOX")
+    warmer = SearchWarmer(read=Reads(), pause=0)
+    warmer.warm(account, "INBOX")
+    assert not warmer.running
+    account.index.inbox.deliver([message(COUNT)])
+    account.sync("INBOX")
+    assert not account.search_held("INBOX")
+    warmer.warm(account, "INBOX")
+    assert warmer.running
+    warmer.close()
