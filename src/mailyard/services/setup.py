@@ -118,23 +118,15 @@ def open_campaigns(config: Config, contacts: Contacts | None = None, *,
     the system resolver), a fresh resolver per check so it works on any thread."""
     import asyncio
 
-    from mailyard.bulk.tracking import tracking_key
-    from mailyard.daemon.secret import load_server_secret
+    from mailyard.bulk.campaigns.compose import send_settings
     from mailyard.dmarc.orgdomain import load_public_suffixes
     from mailyard.dns.dnspython import DnsPythonResolver
-    from mailyard.feedback.verp import verp_key
     from mailyard.services.campaign_auth import AlignmentCheck, DnsAlignment
-    from mailyard.services.campaigns import Campaigns, MailSettings
+    from mailyard.services.campaigns import Campaigns
     from mailyard.services.dkim import DkimKeys
 
     contacts = contacts or open_contacts(config)
-    secret = load_server_secret(config.data_path)
-    settings = MailSettings(public_url=public_url(config), hostname=config.hostname,
-                            bounce_domain=bounce_domain(config),
-                            tracking_key=tracking_key(secret), verp_key=verp_key(secret),
-                            bounce_prefix=config.bulk.bounce_prefix,
-                            unsubscribe_prefix=config.bulk.unsubscribe_prefix,
-                            pools=frozenset(p.name for p in config.delivery.pools))
+    settings = send_settings(config)
     servers = list(dns_servers if dns_servers is not None else config.delivery.dns_servers)
 
     def local_domains() -> list[str]:
@@ -152,7 +144,8 @@ def open_campaigns(config: Config, contacts: Contacts | None = None, *,
             suffixes=lambda: load_public_suffixes(config.dmarc.public_suffix_list))
         return asyncio.run(checker.check(domain))
 
-    return Campaigns(open_campaign_store(contacts), contacts, settings, alignment)
+    return Campaigns(open_campaign_store(contacts), contacts, settings, alignment,
+                     pools=frozenset(p.name for p in config.delivery.pools))
 def open_templates(config: Config) -> MessageTemplates:
     """The stored templates of transactional mail (``data_dir/transactional.db``)."""
     from mailyard.services.templates import MessageTemplates
