@@ -28,6 +28,7 @@ from mailyard.bulk.campaigns.input import (
 from mailyard.bulk.campaigns.model import Campaign, CampaignState
 from mailyard.bulk.report import render_table
 from mailyard.cli.accounts import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _fail
+from mailyard.cli.files import UsageProblem, read_stdin, read_text
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.services.campaigns import CampaignCheck, Campaigns, CheckFailed
@@ -38,10 +39,6 @@ Handler = Callable[[argparse.Namespace, Config], int]
 MAX_CAMPAIGN_FILE = 4 * MAX_TEMPLATE
 _USAGE_CODES = frozenset({"invalid_campaign", "invalid_schedule", "invalid_template",
                           "invalid_ttl"})
-
-
-class UsageProblem(Exception):
-    """Bad arguments or an unreadable campaign file (exit status 2)."""
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -75,32 +72,13 @@ def _service(config: Config, args: argparse.Namespace | None = None) -> Campaign
 
 
 # --- the campaign file and the flags ---------------------------------------------------
-def _read_text(path: Path, limit: int) -> str:
-    try:
-        with path.open("rb") as source:
-            data = source.read(limit + 1)
-    except OSError as exc:
-        raise UsageProblem(f"cannot read {printable(str(path))}: {exc.strerror or exc}") \
-            from None
-    except ValueError as exc:  # an embedded NUL in the name
-        raise UsageProblem(f"cannot read {printable(str(path))}: {exc}") from None
-    if len(data) > limit:
-        raise UsageProblem(f"{printable(str(path))} is larger than {limit} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageProblem(f"{printable(str(path))} is not UTF-8") from None
-
-
 def _file_input(name: str) -> CampaignInput:
     if name == "-":
-        text = sys.stdin.read(MAX_CAMPAIGN_FILE + 1)
-        if len(text) > MAX_CAMPAIGN_FILE:
-            raise UsageProblem(f"standard input is larger than {MAX_CAMPAIGN_FILE} bytes")
+        text = read_stdin(MAX_CAMPAIGN_FILE)
         base = Path.cwd()
     else:
         path = Path(name)
-        text = _read_text(path, MAX_CAMPAIGN_FILE)
+        text = read_text(path, MAX_CAMPAIGN_FILE)
         base = path.parent
     try:
         if name.lower().endswith(".json") or text.lstrip().startswith("{"):
@@ -109,7 +87,7 @@ def _file_input(name: str) -> CampaignInput:
             data = tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise UsageProblem(f"{printable(name)}: not valid TOML or JSON: {exc}") from None
-    return input_from_mapping(data, lambda p: _read_text(base / p, MAX_TEMPLATE))
+    return input_from_mapping(data, lambda p: read_text(base / p, MAX_TEMPLATE))
 
 
 def _flag_input(args: argparse.Namespace) -> CampaignInput:
@@ -120,9 +98,9 @@ def _flag_input(args: argparse.Namespace) -> CampaignInput:
     if args.sender is not None:
         inp = input_from_mapping({"from": args.sender}).merged(inp)
     if args.html is not None:
-        inp.html = _read_text(Path(args.html), MAX_TEMPLATE)
+        inp.html = read_text(Path(args.html), MAX_TEMPLATE)
     if args.text is not None:
-        inp.text = _read_text(Path(args.text), MAX_TEMPLATE)
+        inp.text = read_text(Path(args.text), MAX_TEMPLATE)
     if args.lists:
         inp.lists = list(args.lists)
     if args.tags:
