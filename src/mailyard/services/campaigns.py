@@ -445,14 +445,13 @@ def _changed(campaign_id: int) -> Exception:
 async def submit_mail(ingest: Any, mail: OutgoingMail, *, client_ip: str = "127.0.0.1"
                       ) -> str:
     """Hand ``mail`` to ingest (``QueueIngest``); the queue id."""
-    from mailyard.envelope import Envelope as SmtpEnvelope
-    from mailyard.envelope import Recipient
+    from dataclasses import replace
+
+    from mailyard.envelope import made_here
     from mailyard.ingest.api import Origin, Submission
 
-    envelope = SmtpEnvelope(sender=mail.sender, recipients=(Recipient(mail.recipient),),
-                            body_type="7BIT" if mail.content.isascii() else "8BITMIME",
-                            smtputf8=mail.smtputf8, client_ip=client_ip,
-                            client_helo="localhost", received_at=time.time())
+    envelope = replace(made_here(mail.sender, [mail.recipient], mail.content,
+                                 smtputf8=mail.smtputf8), client_ip=client_ip)
     qid: str = await ingest.submit(Submission(Origin.CAMPAIGN, envelope, pool=mail.pool),
                                    mail.content)
     return qid
