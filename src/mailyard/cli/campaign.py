@@ -347,11 +347,19 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ab-metric", choices=("opens", "clicks"),
                    help="the winner by unique opens or clicks (default opens)")
     p.add_argument("--no-ab", action="store_true", help="switch the A/B test off")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
 
 
 def _id(p: argparse.ArgumentParser) -> None:
     p.add_argument("campaign", metavar="CAMPAIGN", help="the campaign's id or name")
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _dns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dns", metavar="HOST:PORT", help="send the lookups to this DNS server")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -374,11 +382,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_edit)
     p = cs.add_parser("show", help="one campaign's settings and state")
     _id(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     p.set_defaults(func=cmd_show)
     p = cs.add_parser("list", help="every campaign")
     p.add_argument("--state", choices=[s.value for s in CampaignState])
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     p.set_defaults(func=cmd_list)
     p = cs.add_parser("check", help="check a campaign before sending",
                       description="Render the message for a sample contact and list errors "
@@ -390,8 +398,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _id(p)
     p.add_argument("--contact", metavar="ADDRESS", help="render for this contact (default: "
                    "the first confirmed member)")
-    p.add_argument("--dns", metavar="HOST:PORT", help="send the lookups to this DNS server")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _dns(p)
+    _json(p)
     p.set_defaults(func=cmd_check)
     p = cs.add_parser("schedule", help="send a draft at a time, or now",
                       description="Check the campaign, then schedule it; refused when the "
@@ -402,8 +410,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--tz", metavar="ZONE", help="the time zone of --at (default: the "
                    "campaign's), e.g. Europe/Berlin")
     p.add_argument("--force", action="store_true", help="schedule despite check errors")
-    p.add_argument("--dns", metavar="HOST:PORT", help="send the lookups to this DNS server")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _dns(p)
+    _json(p)
     p.set_defaults(func=cmd_schedule)
     for name, help_text in (("unschedule", "back to draft (a scheduled campaign)"),
                             ("pause", "stop sending for now (a sending campaign)"),
@@ -419,7 +427,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--contact", metavar="ADDRESS")
     p.add_argument("--raw", action="store_true", help="the whole MIME message")
     p.add_argument("--html", action="store_true", help="the HTML part only")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     p.set_defaults(func=cmd_preview)
     p = cs.add_parser("test", help="send one test message",
                       description="Queue one message to --to, rendered for a contact, the "
@@ -432,7 +440,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       description="Recipients, delivered, deferred, bounced, opens and "
                                   "clicks (human and all), per link, per domain, over time.")
     _id(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     p.set_defaults(func=cmd_report)
     p = cs.add_parser("report-link", help="a signed link to the report page",
                       description="Print the URL of the campaign's HTML report page "
