@@ -7,6 +7,8 @@ JSON-able dicts for the queue's on-disk records.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,6 +107,20 @@ class Envelope:
             pool=_get(d, "pool", str, ""),
             submit_key=_get(d, "submit_key", str, ""),
         )
+
+
+def made_here(sender: str, recipients: Sequence[str], content: bytes, *,
+              smtputf8: bool = False, auth_user: str = "",
+              received_at: float | None = None) -> Envelope:
+    """The envelope of a message the server hands to ingest itself (a local
+    submission, a confirmation, an API or campaign test message): from 127.0.0.1, the
+    body type read off ``content``, SMTPUTF8 when ``smtputf8`` (a header needs it) or
+    an address is not ASCII."""
+    return Envelope(sender=sender, recipients=tuple(Recipient(r) for r in recipients),
+                    body_type="7BIT" if content.isascii() else "8BITMIME",
+                    smtputf8=smtputf8 or not "".join([sender, *recipients]).isascii(),
+                    client_ip="127.0.0.1", client_helo="localhost", auth_user=auth_user,
+                    received_at=time.time() if received_at is None else received_at)
 
 
 class EnvelopeFormatError(ValueError):

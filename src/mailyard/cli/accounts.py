@@ -13,16 +13,14 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mailyard.cli import transport_security
 from mailyard.config import Config
 from mailyard.services.accounts import Accounts, UserQuota
 from mailyard.services.errors import ServiceError
+from mailyard.services.setup import open_directory
 from mailyard.store.quota import format_size, parse_size
-
-if TYPE_CHECKING:
-    from mailyard.directory.sqlite import SqliteDirectory
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -33,12 +31,6 @@ Handler = Callable[[argparse.Namespace, Config], int]
 
 # An option not given (argparse default): None already means "the default limit".
 _UNSET: Any = object()
-
-
-def open_directory(config: Config) -> SqliteDirectory:
-    from mailyard.directory.sqlite import SqliteDirectory
-
-    return SqliteDirectory(config.data_path / "directory.db", config)
 
 
 def accounts_for(config: Config) -> Accounts:

@@ -28,6 +28,7 @@ from mailyard.bulk.campaigns.input import (
 from mailyard.bulk.campaigns.model import Campaign, CampaignState
 from mailyard.bulk.report import render_table
 from mailyard.cli.accounts import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _fail
+from mailyard.cli.files import UsageProblem, read_stdin, read_text
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.services.campaigns import CampaignCheck, Campaigns, CheckFailed
@@ -38,10 +39,6 @@ Handler = Callable[[argparse.Namespace, Config], int]
 MAX_CAMPAIGN_FILE = 4 * MAX_TEMPLATE
 _USAGE_CODES = frozenset({"invalid_campaign", "invalid_schedule", "invalid_template",
                           "invalid_ttl"})
-
-
-class UsageProblem(Exception):
-    """Bad arguments or an unreadable campaign file (exit status 2)."""
 
 
 def _guarded(handler: Handler) -> Handler:
@@ -75,32 +72,13 @@ def _service(config: Config, args: argparse.Namespace | None = None) -> Campaign
 
 
 # --- the campaign file and the flags ---------------------------------------------------
-def _read_text(path: Path, limit: int) -> str:
-    try:
-        with path.open("rb") as source:
-            data = source.read(limit + 1)
-    except OSError as exc:
-        raise UsageProblem(f"cannot read {printable(str(path))}: {exc.strerror or exc}") \
-            from None
-    except ValueError as exc:  # an embedded NUL in the name
-        raise UsageProblem(f"cannot read {printable(str(path))}: {exc}") from None
-    if len(data) > limit:
-        raise UsageProblem(f"{printable(str(path))} is larger than {limit} bytes")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UsageProblem(f"{printable(str(path))} is not UTF-8") from None
-
-
 def _file_input(name: str) -> CampaignInput:
     if name == "-":
-        text = sys.stdin.read(MAX_CAMPAIGN_FILE + 1)
-        if len(text) > MAX_CAMPAIGN_FILE:
-            raise UsageProblem(f"standard input is larger than {MAX_CAMPAIGN_FILE} bytes")
+        text = read_stdin(MAX_CAMPAIGN_FILE)
         base = Path.cwd()
     else:
         path = Path(name)
-        text = _read_text(path, MAX_CAMPAIGN_FILE)
+        text = read_text(path, MAX_CAMPAIGN_FILE)
         base = path.parent
     try:
         if name.lower().endswith(".json") or text.lstrip().startswith("{"):
@@ -109,7 +87,7 @@ def _file_input(name: str) -> CampaignInput:
             data = tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise UsageProblem(f"{printable(name)}: not valid TOML or JSON: {exc}") from None
-    return input_from_mapping(data, lambda p: _read_text(base / p, MAX_TEMPLATE))
+    return input_from_mapping(data, lambda p: read_text(base / p, MAX_TEMPLATE))
 
 
 def _flag_input(args: argparse.Namespace) -> CampaignInput:
@@ -120,9 +98,9 @@ def _flag_input(args: argparse.Namespace) -> CampaignInput:
     if args.sender is not None:
         inp = input_from_mapping({"from": args.sender}).merged(inp)
     if args.html is not None:
-        inp.html = _read_text(Path(args.html), MAX_TEMPLATE)
+        inp.html = read_text(Path(args.html), MAX_TEMPLATE)
     if args.text is not None:
-        inp.text = _read_text(Path(args.text), MAX_TEMPLATE)
+        inp.text = read_text(Path(args.text), MAX_TEMPLATE)
     if args.lists:
         inp.lists = list(args.lists)
     if args.tags:
@@ -369,11 +347,19 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ab-metric", choices=("opens", "clicks"),
                    help="the winner by unique opens or clicks (default opens)")
     p.add_argument("--no-ab", action="store_true", help="switch the A/B test off")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
 
 
 def _id(p: argparse.ArgumentParser) -> None:
     p.add_argument("campaign", metavar="CAMPAIGN", help="the campaign's id or name")
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _dns(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dns", metavar="HOST:PORT", help="send the lookups to this DNS server")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -396,11 +382,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_edit)
     p = cs.add_parser("show", help="one campaign's settings and state")
     _id(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     p.set_defaults(func=cmd_show)
     p = cs.add_parser("list", help="every campaign")
     p.add_argument("--state", choices=[s.value for s in CampaignState])
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     p.set_defaults(func=cmd_list)
     p = cs.add_parser("check", help="check a campaign before sending",
                       description="Render the message for a sample contact and list errors "
@@ -412,8 +398,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _id(p)
     p.add_argument("--contact", metavar="ADDRESS", help="render for this contact (default: "
                    "the first confirmed member)")
-    p.add_argument("--dns", metavar="HOST:PORT", help="send the lookups to this DNS server")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _dns(p)
+    _json(p)
     p.set_defaults(func=cmd_check)
     p = cs.add_parser("schedule", help="send a draft at a time, or now",
                       description="Check the campaign, then schedule it; refused when the "
@@ -424,8 +410,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--tz", metavar="ZONE", help="the time zone of --at (default: the "
                    "campaign's), e.g. Europe/Berlin")
     p.add_argument("--force", action="store_true", help="schedule despite check errors")
-    p.add_argument("--dns", metavar="HOST:PORT", help="send the lookups to this DNS server")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _dns(p)
+    _json(p)
     p.set_defaults(func=cmd_schedule)
     for name, help_text in (("unschedule", "back to draft (a scheduled campaign)"),
                             ("pause", "stop sending for now (a sending campaign)"),
@@ -441,7 +427,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--contact", metavar="ADDRESS")
     p.add_argument("--raw", action="store_true", help="the whole MIME message")
     p.add_argument("--html", action="store_true", help="the HTML part only")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     p.set_defaults(func=cmd_preview)
     p = cs.add_parser("test", help="send one test message",
                       description="Queue one message to --to, rendered for a contact, the "
@@ -454,7 +440,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       description="Recipients, delivered, deferred, bounced, opens and "
                                   "clicks (human and all), per link, per domain, over time.")
     _id(p)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    _json(p)
     p.set_defaults(func=cmd_report)
     p = cs.add_parser("report-link", help="a signed link to the report page",
                       description="Print the URL of the campaign's HTML report page "

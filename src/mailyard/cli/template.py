@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mailyard.cli.accounts import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _fail
-from mailyard.cli.campaign import UsageProblem, _read_text
+from mailyard.cli.files import UsageProblem, read_stdin, read_text
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.services.errors import InvalidInput, ServiceError, TooLarge
@@ -46,11 +46,8 @@ def _body(name: str | None) -> str | None:
     if name is None:
         return None
     if name == "-":
-        text = sys.stdin.read(MAX_SOURCE + 1)
-        if len(text) > MAX_SOURCE:
-            raise UsageProblem(f"standard input is larger than {MAX_SOURCE} characters")
-        return text
-    return _read_text(Path(name), MAX_SOURCE)
+        return read_stdin(MAX_SOURCE)
+    return read_text(Path(name), MAX_SOURCE)
 
 
 def _when(ts: float) -> str:

@@ -16,7 +16,6 @@ import logging
 import os
 import socket
 import sys
-import time
 
 from mailyard.config import Config
 from mailyard.daemon.process import cannot_start, on_stop_signal, start_process
@@ -29,7 +28,7 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
                           notify_fd: int, cert: str, key: str) -> None:
     from mailyard.daemon.secret import ServerSecretError
     from mailyard.daemon.worker import QueueNotifier
-    from mailyard.envelope import Envelope, Recipient
+    from mailyard.envelope import made_here
     from mailyard.http.app import create_app
     from mailyard.http.context import HttpContext
     from mailyard.http.ratelimit import RateLimiter
@@ -51,11 +50,7 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     notify = QueueNotifier(notify_fd)
 
     async def mailer(mail: ConfirmationMail) -> str:
-        envelope = Envelope(sender=mail.sender, recipients=(Recipient(mail.recipient),),
-                            body_type="7BIT" if mail.content.isascii() else "8BITMIME",
-                            smtputf8=not (mail.sender + mail.recipient).isascii(),
-                            client_ip="127.0.0.1", client_helo="localhost",
-                            received_at=time.time())
+        envelope = made_here(mail.sender, [mail.recipient], mail.content)
         qid = await ingest.submit(Submission(Origin.API, envelope), mail.content)
         notify(qid)
         log_event(log, "confirmation queued", qid=qid)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import email.utils
 import pwd
 import re
-import time
 from email import errors
 from email.message import EmailMessage
 from email.parser import HeaderParser
 from email.policy import SMTP, SMTPUTF8, compat32
 
-from mailyard.envelope import Envelope, Recipient
+from mailyard.envelope import Envelope, made_here
 from mailyard.ingest.api import Origin, Submission
 from mailyard.proto.smtp.address import AddressError, parse_forward_path
 
@@ -175,11 +174,7 @@ def local_submission(sender: str, recipients: list[str], content: bytes,
 
 def local_envelope(sender: str, recipients: list[str], content: bytes, user: str) -> Envelope:
     """The envelope of a local submission by ``user`` (a name from :func:`user_name`)."""
-    return Envelope(sender=sender, recipients=tuple(Recipient(r) for r in recipients),
-                    body_type="8BITMIME" if not content.isascii() else "7BIT",
-                    smtputf8=any(not a.isascii() for a in [sender, *recipients]),
-                    client_ip="127.0.0.1", client_helo="localhost",
-                    auth_user=user, received_at=time.time())
+    return made_here(sender, recipients, content, auth_user=user)
 
 
 _USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")

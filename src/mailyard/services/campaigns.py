@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from typing import TYPE_CHECKING, Any
 
+from mailyard.bulk.campaigns.compose import Composed, SendSettings, build_one
 from mailyard.bulk.campaigns.input import (
     AB_KEY,
     CampaignInput,
@@ -35,30 +36,19 @@ from mailyard.bulk.campaigns.input import (
     parse_send_at,
 )
 from mailyard.bulk.campaigns.model import Campaign, CampaignSpec, CampaignState, can_move
+from mailyard.bulk.campaigns.sender import AbSpecError
 from mailyard.bulk.campaigns.store import CampaignConflict, CampaignStore
 from mailyard.bulk.model import Contact, MembershipStatus
 from mailyard.bulk.report import CampaignReport
 from mailyard.bulk.templates.check import CheckReport, Finding, Severity, check_message
-from mailyard.bulk.templates.mime import (
-    BuiltMessage,
-    Envelope,
-    HeaderRefused,
-    ListHeaders,
-    Mailbox,
-    build_message,
-    check_address,
-)
+from mailyard.bulk.templates.mime import check_address
 from mailyard.bulk.templates.render import (
     CompiledTemplate,
-    ContactFields,
-    FailureKind,
-    Part,
     RenderFailure,
     TemplateSource,
     TemplateSyntaxProblem,
 )
 from mailyard.bulk.tracking import CampaignLinks, CampaignTracker, TokenSigner
-from mailyard.feedback.verp import CampaignRecipient, encode_token, verp_address
 from mailyard.services.errors import InvalidInput, ServiceError, error
 from mailyard.services.report_pages import campaign_report
 
@@ -66,8 +56,8 @@ if TYPE_CHECKING:
     from mailyard.services.campaign_auth import AlignmentCheck
     from mailyard.services.contacts import Contacts
 
-__all__ = ["CampaignCheck", "Campaigns", "CheckFailed", "MailSettings", "OutgoingMail",
-           "Preview", "submit_mail"]
+__all__ = ["CampaignCheck", "Campaigns", "CheckFailed", "OutgoingMail", "Preview",
+           "submit_mail"]
 
 #: The contact a check or preview renders for when the campaign's lists have no
 #: confirmed member yet (id 0 names no contact, so its links lead nowhere).
@@ -76,20 +66,6 @@ TEST_PREFIX = "[Test] "
 
 #: The From domain to its SPF/DKIM/DMARC alignment (looks the DNS up; blocking).
 AlignmentChecker = Callable[[str], "AlignmentCheck"]
-
-
-@dataclass(frozen=True)
-class MailSettings:
-    """What a campaign message is built with besides the campaign (bulk.md conventions)."""
-
-    public_url: str
-    hostname: str
-    bounce_domain: str
-    tracking_key: bytes
-    verp_key: bytes
-    bounce_prefix: str = "bounces"
-    unsubscribe_prefix: str = "unsubscribe"
-    pools: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -160,12 +136,16 @@ class _Sample:
 
 
 class Campaigns:
-    def __init__(self, store: CampaignStore, contacts: Contacts, settings: MailSettings,
+    def __init__(self, store: CampaignStore, contacts: Contacts, settings: SendSettings,
                  alignment: AlignmentChecker | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 pools: frozenset[str] = frozenset()) -> None:
+        """``settings``: those the campaign engine builds its messages with;
+        ``pools``: the configured delivery pools a campaign may name."""
         self.store = store
         self.contacts = contacts
         self.settings = settings
+        self.pools = pools
         self.alignment = alignment
         self.clock = clock
 
@@ -226,8 +206,8 @@ class Campaigns:
         """What needs the stores: lists, pool, templates."""
         for name in spec.lists:
             self.contacts.get_list(name)
-        if spec.pool and spec.pool not in self.settings.pools:
-            known = ", ".join(sorted(self.settings.pools)) or "none configured"
+        if spec.pool and spec.pool not in self.pools:
+            known = ", ".join(sorted(self.pools)) or "none configured"
             raise error("invalid_campaign", f"no delivery pool {spec.pool!r} "
                         f"([[delivery.pools]]: {known})")
         if spec.from_address:
@@ -299,7 +279,7 @@ class Campaigns:
     def check(self, ref: str | int, contact: str | None = None) -> CampaignCheck:
         campaign = self.get(ref)
         spec = campaign.spec
-        found = _spec_findings(spec, self.settings)
+        found = _spec_findings(spec, self.settings.public_url, self.pools)
         for name in spec.lists:
             try:
                 self.contacts.get_list(name)
@@ -309,19 +289,19 @@ class Campaigns:
         found += sample.findings
         data = b""
         if spec.from_address and (spec.html or spec.text):
-            built = self._build(campaign, sample.contact, self._template(spec, spec.subject))
+            built = self._build(campaign, sample.contact)
             if isinstance(built, RenderFailure):
                 severity = Severity.ERROR if sample.chosen else Severity.WARNING
                 found.append(Finding(severity, "render-failed",
                                      f"the template fails for {sample.contact.address}: "
                                      f"{built}"))
             else:
-                data = built.data
-            for n, subject in enumerate(_ab_subjects(spec), 1):
-                variant = self._build(campaign, sample.contact, self._template(spec, subject))
+                data = built.message.data
+            for n in range(len(_ab_subjects(spec))):
+                variant = self._build(campaign, sample.contact, variant=n)
                 if isinstance(variant, RenderFailure):
                     found.append(Finding(Severity.ERROR, "ab-subject-failed",
-                                         f"A/B subject {n} fails for "
+                                         f"A/B subject {n + 1} fails for "
                                          f"{sample.contact.address}: {variant}"))
         alignment = None
         if spec.from_address and self.alignment is not None:
@@ -339,10 +319,10 @@ class Campaigns:
 
     def preview(self, ref: str | int, contact: str | None = None) -> Preview:
         """The message for ``contact`` (default: the first confirmed member), links as
-        written (not yet rewritten for tracking)."""
+        written (not rewritten for tracking)."""
         campaign = self.get(ref)
         sample = self._sample(campaign, contact)
-        built = self._render(campaign, sample.contact)
+        built = self._render(campaign, sample.contact).message
         parsed = message_from_bytes(built.data, policy=default)
         assert isinstance(parsed, EmailMessage)
         html = parsed.get_body(("html",))
@@ -354,29 +334,27 @@ class Campaigns:
 
     def test_message(self, ref: str | int, to: str, contact: str | None = None
                      ) -> OutgoingMail:
-        """One message to ``to``, rendered for ``contact`` (default: the first confirmed
-        member), the subject marked ``[Test]``; its unsubscribe and bounce tokens name
-        contact 0 (nobody), so the test recipient can unsubscribe no one."""
+        """One message to ``to`` with the name and attributes of ``contact`` (default:
+        the first confirmed member), the subject marked ``[Test]``; its unsubscribe,
+        tracking and bounce tokens name contact 0 (nobody), so the test recipient can
+        unsubscribe no one and counts for no one."""
         campaign = self.get(ref)
         recipient = self.contacts.address(to)
-        sample = self._sample(campaign, contact)
-        fields = Contact(0, sample.contact.address, sample.contact.name,
-                         sample.contact.attributes)
-        built = self._render(campaign, fields, subject_prefix=TEST_PREFIX,
-                             to=Contact(0, recipient))
-        sender = self._verp(campaign, 0)
-        return OutgoingMail(sender, recipient, built.data, campaign.spec.pool,
-                            built.smtputf8 or not (sender + recipient).isascii())
+        sample = self._sample(campaign, contact).contact
+        marked = replace(campaign, spec=replace(campaign.spec,
+                                                subject=TEST_PREFIX + campaign.spec.subject))
+        built = self._render(marked, Contact(0, recipient, sample.name, sample.attributes))
+        sender = built.sender
+        return OutgoingMail(sender, recipient, built.message.data, campaign.spec.pool,
+                            built.message.smtputf8 or not (sender + recipient).isascii())
 
-    def _render(self, campaign: Campaign, contact: Contact, *, subject_prefix: str = "",
-                to: Contact | None = None) -> BuiltMessage:
+    def _render(self, campaign: Campaign, contact: Contact) -> Composed:
         spec = campaign.spec
         if not spec.from_address:
             raise error("invalid_campaign", "the campaign has no From address")
         if not (spec.html or spec.text):
             raise error("invalid_campaign", "the campaign has neither an HTML nor a text body")
-        template = self._template(spec, subject_prefix + spec.subject)
-        built = self._build(campaign, contact, template, to=to)
+        built = self._build(campaign, contact)
         if isinstance(built, RenderFailure):
             raise error("render_failed", f"the template fails for {contact.address}: {built}")
         return built
@@ -403,39 +381,16 @@ class Campaigns:
         return CampaignTracker(self.settings.public_url, campaign.id,
                                TokenSigner(self.settings.tracking_key), CampaignLinks(()))
 
-    def _verp(self, campaign: Campaign, contact_id: int) -> str:
-        s = self.settings
-        return verp_address(CampaignRecipient(campaign.id, contact_id), s.verp_key,
-                            s.bounce_domain, prefix=s.bounce_prefix)
-
-    def _build(self, campaign: Campaign, contact: Contact, template: CompiledTemplate, *,
-               to: Contact | None = None) -> BuiltMessage | RenderFailure:
-        """The message as the sender builds it (bulk.md): VERP-tokened mailto
-        unsubscribe, List-Id and Feedback-ID from the first list; tracking left out."""
-        s, spec = self.settings, campaign.spec
-        token = encode_token(CampaignRecipient(campaign.id, contact.id), s.verp_key)
-        unsubscribe = self._tracker(campaign).unsubscribe_url(contact.id)
-        list_name = spec.lists[0] if spec.lists else "campaign"
-        lists = ListHeaders(
-            unsubscribe_url=unsubscribe if unsubscribe.startswith("https://") else None,
-            unsubscribe_mailto=f"mailto:{s.unsubscribe_prefix}+{token}@{s.bounce_domain}",
-            list_id=f"{list_name}.{s.bounce_domain}", list_name="",
-            feedback_id=f"{campaign.id}:{list_name}:campaign:{s.hostname}")
-        reply_to = Mailbox(spec.reply_to) if spec.reply_to else None
-        envelope = Envelope(Mailbox(spec.from_address, spec.from_name), self.clock(),
-                            reply_to=reply_to, lists=lists)
-        fields = ContactFields(contact.address, contact.name, contact.attributes)
-        content = template.render(fields, unsubscribe_url=unsubscribe)
-        if isinstance(content, RenderFailure):
-            return content
-        recipient = to or contact  # a test message goes to the test address
+    def _build(self, campaign: Campaign, contact: Contact, *, variant: int | None = None
+               ) -> Composed | RenderFailure:
+        """The message as the campaign engine builds it (bulk.md), links as written."""
         try:
-            return build_message(content, sender=envelope.sender,
-                                 to=Mailbox(recipient.address, recipient.name),
-                                 date=envelope.date, reply_to=envelope.reply_to,
-                                 lists=envelope.lists)
-        except HeaderRefused as exc:
-            return RenderFailure(Part.HEADERS, FailureKind.HEADER, str(exc))
+            return build_one(self.store, campaign, contact, self.settings, variant=variant,
+                             now=self.clock(), sample=True)
+        except TemplateSyntaxProblem as exc:
+            raise error("invalid_template", str(exc)) from None
+        except AbSpecError as exc:
+            raise error("invalid_campaign", str(exc)) from None
 
     # --- report ----------------------------------------------------------------------
     def report(self, ref: str | int) -> CampaignReport:
@@ -449,7 +404,8 @@ def _ab_subjects(spec: CampaignSpec) -> list[str]:
     return []
 
 
-def _spec_findings(spec: CampaignSpec, settings: MailSettings) -> list[Finding]:
+def _spec_findings(spec: CampaignSpec, public_url: str, pools: frozenset[str]
+                   ) -> list[Finding]:
     found: list[Finding] = []
     if not spec.from_address:
         found.append(Finding(Severity.ERROR, "no-from-address", "the campaign has no From "
@@ -462,15 +418,15 @@ def _spec_findings(spec: CampaignSpec, settings: MailSettings) -> list[Finding]:
     elif not spec.text:
         found.append(Finding(Severity.WARNING, "text-from-html", "no text body written: the "
                              "text part is made from the HTML"))
-    if spec.pool and spec.pool not in settings.pools:
+    if spec.pool and spec.pool not in pools:
         found.append(Finding(Severity.ERROR, "no-such-pool", f"no delivery pool "
                              f"{spec.pool!r} in the configuration"))
     if not spec.pool:
         found.append(Finding(Severity.WARNING, "no-pool", "no dedicated pool: the campaign "
                              "shares the default delivery lane with personal mail"))
-    if not settings.public_url.startswith("https://"):
+    if not public_url.startswith("https://"):
         found.append(Finding(Severity.ERROR, "public-url-not-https",
-                             f"the public URL {settings.public_url} is not https: "
+                             f"the public URL {public_url} is not https: "
                              "one-click unsubscribe (RFC 8058) needs an https link "
                              "(set http.public_url)"))
     return found
@@ -489,14 +445,13 @@ def _changed(campaign_id: int) -> Exception:
 async def submit_mail(ingest: Any, mail: OutgoingMail, *, client_ip: str = "127.0.0.1"
                       ) -> str:
     """Hand ``mail`` to ingest (``QueueIngest``); the queue id."""
-    from mailyard.envelope import Envelope as SmtpEnvelope
-    from mailyard.envelope import Recipient
+    from dataclasses import replace
+
+    from mailyard.envelope import made_here
     from mailyard.ingest.api import Origin, Submission
 
-    envelope = SmtpEnvelope(sender=mail.sender, recipients=(Recipient(mail.recipient),),
-                            body_type="7BIT" if mail.content.isascii() else "8BITMIME",
-                            smtputf8=mail.smtputf8, client_ip=client_ip,
-                            client_helo="localhost", received_at=time.time())
+    envelope = replace(made_here(mail.sender, [mail.recipient], mail.content,
+                                 smtputf8=mail.smtputf8), client_ip=client_ip)
     qid: str = await ingest.submit(Submission(Origin.CAMPAIGN, envelope, pool=mail.pool),
                                    mail.content)
     return qid

@@ -53,7 +53,7 @@ from mailyard.bulk.templates.render import (
     TemplateSource,
     TemplateSyntaxProblem,
 )
-from mailyard.envelope import Envelope, Recipient
+from mailyard.envelope import made_here
 from mailyard.feedback.verp import TransactionalMessage, verp_address
 from mailyard.ingest.api import Ingest, IngestRefused, Origin, Submission
 from mailyard.obs import log_event
@@ -313,12 +313,8 @@ class TransactionalMail:
         built = prepared.built
         sender = verp_address(TransactionalMessage(prepared.body["id"]), self.verp_key,
                               self.bounce_domain, prefix=self.bounce_prefix)
-        envelope = Envelope(sender=sender,
-                            recipients=tuple(Recipient(a) for a in prepared.queued),
-                            body_type="8BITMIME" if built.smtputf8 else "7BIT",
-                            smtputf8=built.smtputf8 or not "".join(prepared.queued).isascii(),
-                            client_ip="127.0.0.1", client_helo="localhost",
-                            auth_user=prepared.sender, received_at=self.clock())
+        envelope = made_here(sender, prepared.queued, built.data, smtputf8=built.smtputf8,
+                             auth_user=prepared.sender, received_at=self.clock())
         submission = Submission(Origin.API, envelope, pool=key.pool)
         try:
             self.ingest.check(submission, built.data)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
     from mailyard.bulk.campaigns.store import CampaignStore
+    from mailyard.directory.sqlite import SqliteDirectory
     from mailyard.feedback.addresses import FeedbackAddresses
     from mailyard.ingest.api import Ingest
     from mailyard.services.campaigns import Campaigns
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 BULK_DB = "bulk.db"
 APIKEYS_DB = "apikeys.db"
 TRANSACTIONAL_DB = "transactional.db"
+DIRECTORY_DB = "directory.db"
 
 
 def public_url(config: Config) -> str:
@@ -67,6 +69,13 @@ def feedback_addresses(config: Config) -> FeedbackAddresses:
         bounce_domain(config), lambda: verp_key(load_server_secret(config.data_path)),
         bounce_prefix=bulk.bounce_prefix, unsubscribe_prefix=bulk.unsubscribe_prefix,
         complaint_address=bulk.complaint_address)
+
+
+def open_directory(config: Config) -> SqliteDirectory:
+    """Domains, accounts and aliases (``data_dir/directory.db``)."""
+    from mailyard.directory.sqlite import SqliteDirectory
+
+    return SqliteDirectory(config.data_path / DIRECTORY_DB, config)
 
 
 def open_contacts(config: Config) -> Contacts:
@@ -118,31 +127,22 @@ def open_campaigns(config: Config, contacts: Contacts | None = None, *,
     the system resolver), a fresh resolver per check so it works on any thread."""
     import asyncio
 
-    from mailyard.bulk.tracking import tracking_key
-    from mailyard.daemon.secret import load_server_secret
+    from mailyard.bulk.campaigns.compose import send_settings
     from mailyard.dmarc.orgdomain import load_public_suffixes
     from mailyard.dns.dnspython import DnsPythonResolver
-    from mailyard.feedback.verp import verp_key
     from mailyard.services.campaign_auth import AlignmentCheck, DnsAlignment
-    from mailyard.services.campaigns import Campaigns, MailSettings
+    from mailyard.services.campaigns import Campaigns
     from mailyard.services.dkim import DkimKeys
 
     contacts = contacts or open_contacts(config)
-    secret = load_server_secret(config.data_path)
-    settings = MailSettings(public_url=public_url(config), hostname=config.hostname,
-                            bounce_domain=bounce_domain(config),
-                            tracking_key=tracking_key(secret), verp_key=verp_key(secret),
-                            bounce_prefix=config.bulk.bounce_prefix,
-                            unsubscribe_prefix=config.bulk.unsubscribe_prefix,
-                            pools=frozenset(p.name for p in config.delivery.pools))
+    settings = send_settings(config)
     servers = list(dns_servers if dns_servers is not None else config.delivery.dns_servers)
 
     def local_domains() -> list[str]:
-        from mailyard.directory.sqlite import SqliteDirectory
         from mailyard.services.accounts import Accounts
 
-        directory = SqliteDirectory(config.data_path / "directory.db", config)
-        return [d.name for d in Accounts.for_config(config, directory).list_domains()]
+        accounts = Accounts.for_config(config, open_directory(config))
+        return [d.name for d in accounts.list_domains()]
 
     def alignment(domain: str) -> AlignmentCheck:
         checker = DnsAlignment(
@@ -152,7 +152,8 @@ def open_campaigns(config: Config, contacts: Contacts | None = None, *,
             suffixes=lambda: load_public_suffixes(config.dmarc.public_suffix_list))
         return asyncio.run(checker.check(domain))
 
-    return Campaigns(open_campaign_store(contacts), contacts, settings, alignment)
+    return Campaigns(open_campaign_store(contacts), contacts, settings, alignment,
+                     pools=frozenset(p.name for p in config.delivery.pools))
 def open_templates(config: Config) -> MessageTemplates:
     """The stored templates of transactional mail (``data_dir/transactional.db``)."""
     from mailyard.services.templates import MessageTemplates
@@ -165,7 +166,6 @@ def open_messages(config: Config, contacts: Contacts, ingest: Ingest,
                   notify: Callable[[str], None]) -> TransactionalMail:
     """Transactional mail (``POST /api/v1/messages``) for an HTTP worker."""
     from mailyard.daemon.secret import derive_key, load_server_secret
-    from mailyard.directory.sqlite import SqliteDirectory
     from mailyard.feedback.verp import verp_key
     from mailyard.sending.limiter import SendLimiter
     from mailyard.sending.store import SqliteSendCounters, sending_db_path
@@ -173,7 +173,7 @@ def open_messages(config: Config, contacts: Contacts, ingest: Ingest,
     from mailyard.transactional.sqlite import SqliteTransactionalStore
 
     secret = load_server_secret(config.data_path)
-    directory = SqliteDirectory(config.data_path / "directory.db", config)
+    directory = open_directory(config)
     limiter = SendLimiter(SqliteSendCounters(sending_db_path(config.data_path)),
                           config.sending)
     return TransactionalMail(

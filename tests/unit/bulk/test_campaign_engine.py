@@ -360,6 +360,18 @@ def test_build_one_for_a_test_send(env):
     assert campaigns.links(c.id)[0] == "https://example.com/a"
 
 
+def test_build_one_sample_keeps_links_as_written(env):
+    contacts, campaigns, _ = env
+    add_people(contacts, "news", ["a@x.example"])
+    c = campaigns.add_campaign("t", spec(), 1.0)
+    a = contacts.get_contact("a@x.example")
+    first = build_one(campaigns, c, a, SETTINGS, now=5.0, sample=True)
+    second = build_one(campaigns, c, a, SETTINGS, now=5.0, sample=True)
+    assert b"/t/" not in first.message.data and b"https://example.com/a" in first.message.data
+    assert not campaigns.links(c.id)
+    assert first.message.message_id != second.message.message_id
+
+
 def test_audience_is_walked_in_bounded_batches_in_id_order(env):
     from mailyard.bulk.campaigns.audience import Audience
 

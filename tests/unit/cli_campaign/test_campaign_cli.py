@@ -147,7 +147,7 @@ def test_preview_test_and_report(run: Cli, ready: DnsTestServer, tmp_path: Path)
     assert entry["sender"].startswith("bounces+") and entry["sender"].endswith("@example.test")
     assert [r["address"] for r in entry["recipients"]] == ["me@example.net"]
     code, out, _ = run("queue", "show", qid, "--headers")
-    assert "Subject: [Test] Hi Anna" in out and "To: me@example.net" in out, out
+    assert "Subject: [Test] Hi Anna" in out and "To: Anna <me@example.net>" in out, out
     assert "DKIM-Signature:" in out and "List-Id: <news.example.test>" in out
     code, out, _ = run("campaign", "report", "1", "--json")
     report = json.loads(out)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from mailyard.apikeys.sqlite import SqliteKeyStore
+from mailyard.bulk.campaigns.compose import SendSettings
 from mailyard.bulk.campaigns.model import CampaignSpec
 from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
 from mailyard.bulk.model import Consent, MembershipStatus
@@ -31,7 +32,7 @@ from mailyard.http.app import create_app
 from mailyard.http.context import HttpContext
 from mailyard.http.ratelimit import RateLimiter
 from mailyard.services.apikeys import ApiKeys
-from mailyard.services.campaigns import Campaigns, MailSettings
+from mailyard.services.campaigns import Campaigns
 from mailyard.services.contacts import ConfirmationMail, Contacts, Settings
 from mailyard.services.report_pages import CampaignReports
 from mailyard.services.tracking import CampaignCache, CampaignPublic, HitRecorder
@@ -72,8 +73,8 @@ class World:
         async def mailer(mail: ConfirmationMail) -> str:
             return "QID"
 
-        campaigns = Campaigns(self.store, self.contacts, MailSettings(
-            "http://t", "mx.example.org", "example.org", b"t" * 32, b"v" * 32))
+        campaigns = Campaigns(self.store, self.contacts, SendSettings(
+            "http://t", "example.org", "mx.example.org", b"v" * 32, b"t" * 32, b"s" * 32))
         self.app = create_app(HttpContext(self.contacts, self.keys, mailer, RateLimiter(5, 60),
                                           clock=lambda: self.now, campaign_public=self.pub,
                                           campaigns=campaigns))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from mailyard.bulk.campaigns.compose import SendSettings
 from mailyard.bulk.campaigns.input import CampaignInput, input_from_mapping, parse_send_at
 from mailyard.bulk.campaigns.model import CampaignState
 from mailyard.bulk.campaigns.sqlite import SqliteCampaignStore
@@ -25,7 +26,7 @@ from mailyard.dmarc.orgdomain import PublicSuffixes
 from mailyard.dns.static import StaticResolver
 from mailyard.feedback.verp import CampaignRecipient, parse_verp_address
 from mailyard.services.campaign_auth import AlignmentCheck, DnsAlignment
-from mailyard.services.campaigns import Campaigns, CheckFailed, MailSettings
+from mailyard.services.campaigns import Campaigns, CheckFailed
 from mailyard.services.contacts import Contacts, Settings
 from mailyard.services.dkim import DkimKeys
 from mailyard.services.errors import ServiceError
@@ -46,10 +47,10 @@ class Clock:
         return self.now
 
 
-def settings(public_url: str = "https://news.example.org") -> MailSettings:
-    return MailSettings(public_url=public_url, hostname="mx.example.org",
+def settings(public_url: str = "https://news.example.org") -> SendSettings:
+    return SendSettings(public_url=public_url, hostname="mx.example.org",
                         bounce_domain="example.org", tracking_key=b"t" * 32,
-                        verp_key=VERP_KEY, pools=frozenset({"bulk"}))
+                        verp_key=VERP_KEY, id_salt=b"s" * 32)
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def make(contacts: Contacts, alignment: object = None, url: str = "https://news.
          clock: Clock | None = None) -> Campaigns:
     store = SqliteCampaignStore(contacts.store.db)  # type: ignore[attr-defined]
     return Campaigns(store, contacts, settings(url), alignment,  # type: ignore[arg-type]
-                     clock or Clock())
+                     clock or Clock(), pools=frozenset({"bulk"}))
 
 
 @pytest.fixture
@@ -350,7 +351,13 @@ def test_test_message_follows_the_conventions(campaigns: Campaigns) -> None:
     assert mail.recipient == "tester@example.net" and mail.pool == "bulk"
     assert parse_verp_address(mail.sender, VERP_KEY) == CampaignRecipient(c.id, 0)
     msg = email.message_from_bytes(mail.content, policy=email.policy.default)
-    assert msg["Subject"] == "[Test] Hi Anna" and msg["To"] == "tester@example.net"
+    # Anna's message (her name and attributes) to the test address.
+    assert msg["Subject"] == "[Test] Hi Anna" and msg["To"] == "Anna <tester@example.net>"
+    # Links as written (none stored) and a Message-ID of its own each time.
+    assert "/t/" not in mail.content.decode() and not campaigns.store.links(c.id)
+    again = email.message_from_bytes(campaigns.test_message(c.id, "tester@example.net")
+                                     .content, policy=email.policy.default)
+    assert again["Message-ID"] != msg["Message-ID"]
     assert msg["From"] == "Example News <news@example.org>"
     https, mailto = (u.strip(" <>") for u in str(msg["List-Unsubscribe"]).split(","))
     assert https.startswith("https://news.example.org/u/")

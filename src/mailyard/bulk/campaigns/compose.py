@@ -95,7 +95,9 @@ class CampaignMailer:
 
     def compose(self, contact_id: int, address: str, name: str,
                 attributes: Mapping[str, Any], list_name: str, variant: int | None,
-                now: float) -> Composed | RenderFailure:
+                now: float, *, sample: bool = False) -> Composed | RenderFailure:
+        """``sample``: a preview or test send, with links as written and a Message-ID
+        of its own (so it never stands in for the contact's real message)."""
         s = self.settings
         target = CampaignRecipient(self.campaign.id, contact_id)
         sender = verp_address(target, s.verp_key, s.bounce_domain, prefix=s.bounce_prefix)
@@ -109,10 +111,11 @@ class CampaignMailer:
             list_id=f"{list_name}.{s.bounce_domain}" if list_name else None,
             feedback_id=f"{self.campaign.id}:{list_name}:campaign:{s.hostname}")
         domain = self.from_box.address.rpartition("@")[2] or s.hostname
-        envelope = MimeEnvelope(self.from_box, now,
-                                message_id(self.campaign.id, contact_id, domain, s.id_salt),
-                                self.reply_to, lists)
-        tracking = self._tracking(contact_id) if self.campaign.spec.tracking else None
+        stable_id = None if sample else message_id(self.campaign.id, contact_id, domain,
+                                                   s.id_salt)
+        envelope = MimeEnvelope(self.from_box, now, stable_id, self.reply_to, lists)
+        tracked = self.campaign.spec.tracking and not sample
+        tracking = self._tracking(contact_id) if tracked else None
         built = compose(self.template(variant), ContactFields(address, name, attributes),
                         envelope, unsubscribe_url=unsubscribe_url,
                         tracking=tracking)
@@ -154,16 +157,19 @@ def send_settings(config: Config) -> SendSettings:
 
 def build_one(campaigns: CampaignStore, campaign: Campaign, contact: Contact,
               settings: SendSettings, *, list_name: str | None = None,
-              variant: int | None = None, now: float | None = None) -> Composed | RenderFailure:
+              variant: int | None = None, now: float | None = None,
+              sample: bool = False) -> Composed | RenderFailure:
     """The message ``contact`` gets (or would get) from ``campaign``, as the engine
-    makes it: for a test send or a preview.  Links met for the first time are stored
-    with the campaign (links are append-only, so this changes no token's meaning).
+    makes it.  Links met for the first time are stored with the campaign (links are
+    append-only, so this changes no token's meaning); a ``sample`` (a check, preview
+    or test send) keeps its links as written, so stores none.
     Raises TemplateSyntaxProblem and AbSpecError."""
     mailer = CampaignMailer(campaign, settings, campaigns.links(campaign.id))
     name = list_name if list_name is not None else (
         campaign.spec.lists[0] if campaign.spec.lists else "")
     built = mailer.compose(contact.id, contact.address, contact.name, contact.attributes,
-                           name, variant, time.time() if now is None else now)
+                           name, variant, time.time() if now is None else now,
+                           sample=sample)
     first, urls = mailer.new_links()
     if urls:
         campaigns.add_links(campaign.id, first, urls)
