@@ -107,7 +107,9 @@ def _worker_pids(server: MailyardServer) -> list[int]:
     assert server.proc is not None
     pid = server.proc.pid
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return [int(c) for c in children]
+    # the SMTP workers only (not the campaign or HTTP worker processes)
+    return [int(c) for c in children
+            if b"mailyard.daemon.worker" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
 
 @contextmanager
