@@ -30,11 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 
+from mailyard import varint
 from mailyard.bulk.templates.render import Tracking
 from mailyard.daemon.secret import derive_key
 
 TAG_BYTES = 12
-MAX_ID = (1 << 63) - 1
+MAX_ID = varint.MAX_VALUE
 #: The longest token accepted: one kind byte, three 9-byte varints (ids up to
 #: 2**63-1), the tag; anything longer is refused before decoding.
 MAX_TOKEN_CHARS = -(-(1 + 3 * 9 + TAG_BYTES) * 4 // 3)
@@ -233,9 +234,9 @@ def open_token_text(path_part: str) -> str | None:
 
 def _payload(token: TrackingToken) -> bytes:
     kind = TokenKind(token.kind)
-    out = bytes([kind]) + _varint(token.campaign_id) + _varint(token.contact_id)
+    out = bytes([kind]) + varint.encode(token.campaign_id) + varint.encode(token.contact_id)
     if kind == TokenKind.CLICK:
-        out += _varint(token.link)
+        out += varint.encode(token.link)
     elif token.link != 0:
         raise ValueError("only a click token names a link")
     return out
@@ -250,7 +251,7 @@ def _token(payload: bytes) -> TrackingToken | None:
     pos = 1
     want = 3 if kind == TokenKind.CLICK else 2
     for _ in range(want):
-        read = _read_varint(payload, pos)
+        read = varint.decode(payload, pos)
         if read is None:
             return None
         value, pos = read
@@ -259,33 +260,6 @@ def _token(payload: bytes) -> TrackingToken | None:
         return None
     return TrackingToken(kind, fields[0], fields[1], fields[2] if want == 3 else 0)
 
-
-def _varint(value: int) -> bytes:
-    if not 0 <= value <= MAX_ID:
-        raise ValueError(f"id out of range: {value}")
-    out = bytearray()
-    while True:
-        low = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(low | 0x80)
-        else:
-            out.append(low)
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int] | None:
-    value = shift = 0
-    while pos < len(data) and shift <= 63:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            if (byte == 0 and shift) or value > MAX_ID:
-                return None  # not the shortest form, or too large
-            return value, pos
-        shift += 7
-    return None
 
 
 def _b64decode(text: str) -> bytes | None:

@@ -27,13 +27,14 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
+from mailyard import varint
 from mailyard.daemon.secret import derive_key
 
 DEFAULT_PREFIX = "bounces"
 DELIMITER = "+"
 MAX_LOCAL_PART = 64  # RFC 5321 4.5.3.1.1
 MAC_BYTES = 10
-MAX_ID = (1 << 63) - 1
+MAX_ID = varint.MAX_VALUE
 
 _KIND_CAMPAIGN = 0x01
 _KIND_MESSAGE = 0x02
@@ -112,8 +113,8 @@ def parse_verp_address(address: str, key: bytes, *,
 
 def _payload(target: VerpTarget) -> bytes:
     if isinstance(target, CampaignRecipient):
-        return (bytes([_KIND_CAMPAIGN]) + _varint(target.campaign_id)
-                + _varint(target.contact_id))
+        return (bytes([_KIND_CAMPAIGN]) + varint.encode(target.campaign_id)
+                + varint.encode(target.contact_id))
     mid = target.message_id
     if not mid or not mid.isascii() or not mid.isprintable():
         raise ValueError("a transactional message id must be printable ASCII")
@@ -123,11 +124,11 @@ def _payload(target: VerpTarget) -> bytes:
 def _target(payload: bytes) -> VerpTarget | None:
     kind, body = payload[0], payload[1:]
     if kind == _KIND_CAMPAIGN:
-        first = _read_varint(body, 0)
+        first = varint.decode(body, 0)
         if first is None:
             return None
         campaign_id, pos = first
-        second = _read_varint(body, pos)
+        second = varint.decode(body, pos)
         if second is None or second[1] != len(body):
             return None
         return CampaignRecipient(campaign_id, second[0])
@@ -139,35 +140,6 @@ def _target(payload: bytes) -> VerpTarget | None:
         return TransactionalMessage(mid) if mid.isprintable() else None
     return None
 
-
-def _varint(value: int) -> bytes:
-    if not 0 <= value <= MAX_ID:
-        raise ValueError(f"VERP id {value} out of range 0..{MAX_ID}")
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int] | None:
-    """(value, next position), or None if truncated, over-long or non-minimal."""
-    value = shift = 0
-    start = pos
-    while pos < len(data) and pos - start < 9:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            if byte == 0 and pos - start > 1:
-                return None  # non-minimal encoding: one value, one token
-            return value, pos
-    return None
 
 
 def _b32decode(token: str) -> bytes | None:
