@@ -31,8 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mailyard.dmarc.aggregate import AuthEntry, CountedEvaluation, Evaluation, PublishedPolicy
-from mailyard.fs import create_private_database
 from mailyard.obs import log_event
+from mailyard.sqlitedb import open_counters
 
 __all__ = ["DB_NAME", "EvaluationRecorder", "EvaluationStore", "SentReport"]
 
@@ -102,20 +102,6 @@ class SentReport:
         return data
 
 
-def _set_up(conn: sqlite3.Connection, attempts: int = 100) -> None:
-    for attempt in range(attempts):
-        try:
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(0.01 + 0.002 * attempt)
-
-
 _Pending = dict[Evaluation, list[float]]  # evaluation -> [count, first, last]
 
 
@@ -133,11 +119,7 @@ class EvaluationStore:
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            create_private_database(self.path)
-            conn = sqlite3.connect(self.path, isolation_level=None,
-                                   timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            _set_up(conn)
+            conn = open_counters(self.path, _SCHEMA, BUSY_TIMEOUT_MS)
             self._local.conn = conn
         return conn
 
