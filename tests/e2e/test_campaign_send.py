@@ -2,7 +2,9 @@
 scheduled campaign, queues one message per confirmed, unsuppressed contact through
 ingest (DKIM-signed, VERP envelope sender, list headers, tracking) in the campaign's
 delivery pool, and the dispatcher relays them to a fake next hop on loopback, which
-sees the pool's source address."""
+sees the pool's source address.  Messages are rendered and DKIM-signed in a render
+process (``bulk.render_workers``); ingest keeps those signatures, and every message
+verifies with dkimpy."""
 
 from __future__ import annotations
 
@@ -18,10 +20,13 @@ from mailyard.bulk.importer import ImportFormat
 from mailyard.bulk.model import MembershipStatus, SuppressionReason
 from mailyard.config import load_config
 from mailyard.daemon.secret import load_server_secret
+from mailyard.dkim.keys import KeyStore
 from mailyard.feedback.verp import CampaignRecipient, parse_verp_address, verp_key
 from mailyard.services.setup import open_campaign_store, open_contacts
 from tests.support.fake_mx import FakeMx
 from tests.support.mailyard_server import MailyardServer, free_port
+
+dkim = pytest.importorskip("dkim")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -51,7 +56,7 @@ def test_small_campaign_through_a_pool_with_every_header(tmp_path):
     port = free_port()
     count = 300
     overrides = {
-        "bulk": {"bounce_domain": "bounces.example.test"},
+        "bulk": {"bounce_domain": "bounces.example.test", "render_workers": 1},
         "http": {"public_url": PUBLIC},
         "delivery": {
             "pools": [{"name": "bulk", "source_addresses": ["127.0.0.2"],
@@ -83,6 +88,12 @@ def test_small_campaign_through_a_pool_with_every_header(tmp_path):
             sessions = mx.wait_sessions(1)
         finally:
             srv.stop()
+    assert "dkim signature made before ingest not used" not in srv.output()
+    records = {k.record_name: k.record for k in KeyStore(srv.data_dir).signing_keys(
+        "example.test")}
+
+    def dnsfunc(name: bytes, timeout: int = 5) -> bytes:
+        return records.get(name.decode().rstrip("."), "").encode()
     recipients = sorted(m.recipients[0] for m in got)
     assert len(recipients) == len(set(recipients)) == count - 2
     assert "r7@readers.test" not in recipients and "r8@readers.test" not in recipients
@@ -98,6 +109,7 @@ def test_small_campaign_through_a_pool_with_every_header(tmp_path):
         msg = email.message_from_bytes(m.data, policy=email.policy.default)
         token = m.mail_from.split("+", 1)[1].split("@")[0]
         assert msg["DKIM-Signature"] and "d=example.test" in msg["DKIM-Signature"]
+        assert dkim.verify(m.data, dnsfunc=dnsfunc), m.data[:2000]
         assert msg["List-Unsubscribe"] == (
             f"<{PUBLIC}/u/" + msg["List-Unsubscribe"].split("/u/")[1].split(">")[0]
             + f">, <mailto:unsubscribe+{token}@bounces.example.test>")

@@ -40,7 +40,7 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
 
     from mailyard.bulk.campaigns.compose import send_settings
     from mailyard.bulk.campaigns.recipients import RecipientStore
-    from mailyard.bulk.campaigns.renderpool import render_processes
+    from mailyard.bulk.campaigns.renderpool import RenderSigning, render_processes
     from mailyard.bulk.campaigns.runner import CampaignRunner, Queue
     from mailyard.bulk.sqlite import SqliteContactStore
     from mailyard.daemon.secret import ServerSecretError
@@ -64,7 +64,9 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
                             store.digest, ingest_for(config, spool),
                             Queue(spool.submitted, spool.sweep, notify), settings,
                             ProcessIdentity.current().token, owner_is_dead,
-                            render_workers=render_processes(config.bulk.render_workers))
+                            render_workers=render_processes(config.bulk.render_workers),
+                            render_signing=RenderSigning(config.dkim, config.data_dir)
+                            if config.dkim.enabled else None)
     log_event(log, "campaign worker started", pid=os.getpid())
     try:
         await runner.run(stop)

@@ -29,7 +29,7 @@ from email.utils import getaddresses
 from mailyard.config import DkimConfig
 from mailyard.dkim.canon import BodyHasher, Canon, split_header
 from mailyard.dkim.keys import DkimKey, KeyStore, KeyStoreError
-from mailyard.dkim.sign import Signer
+from mailyard.dkim.sign import Signer, own_signatures_problem
 from mailyard.dkim.verify import VerifyPolicy
 from mailyard.dns.api import DnsNameError, ascii_domain
 from mailyard.ingest.api import ContentObserver, Origin, Submission
@@ -96,8 +96,24 @@ class DkimSigning:
     def observe(self, submission: Submission) -> ContentObserver | None:
         origin = submission.origin
         if origin in _SIGNED or (origin is Origin.INBOUND and submission.envelope.auth_user):
-            return _Observer(self)
+            return _Observer(self, submission.dkim if origin is Origin.CAMPAIGN else b"")
         return None
+
+    def sign(self, message: bytes, now: float | None = None) -> bytes:
+        """The signature fields ingest would put on ``message`` (a whole message with
+        CRLF line ends) as it is: empty when its From domain has no active key."""
+        end = message.find(b"\r\n\r\n")
+        header, body = (message, b"") if end < 0 else (message[:end + 2], message[end + 4:])
+        if len(header) > MAX_HEADER:
+            return b""
+        keys = self.keys_for(header)
+        if not keys:
+            return b""
+        hasher = BodyHasher(Canon.RELAXED)
+        hasher.update(body)
+        digest = hasher.digest()
+        stamp = self.clock() if now is None else now
+        return b"".join(self.signer(key).field(header, digest, stamp) for key in keys)
 
     def keys_for(self, header: bytes) -> list[DkimKey]:
         domain = from_domain(header)
@@ -112,8 +128,9 @@ class DkimSigning:
 
 
 class _Observer:
-    def __init__(self, signing: DkimSigning) -> None:
+    def __init__(self, signing: DkimSigning, presigned: bytes = b"") -> None:
         self._signing = signing
+        self._presigned = presigned
         self._head: bytearray | None = bytearray()  # None once the header is complete
         self._header = b""
         self._keys: list[DkimKey] = []
@@ -150,11 +167,22 @@ class _Observer:
             head = bytes(self._head)
             self._header_done(head if head.endswith(b"\r\n") else head + b"\r\n", b"")
         if self._hasher is None:
+            if self._presigned:
+                self._refuse("no active key for the From domain")
             return b""
         digest = self._hasher.digest()
+        signers = [self._signing.signer(key) for key in self._keys]
+        if self._presigned:
+            problem = own_signatures_problem(self._presigned, self._header, digest, signers)
+            if not problem:
+                return self._presigned
+            self._refuse(problem)
         now = self._signing.clock()
-        return b"".join(self._signing.signer(key).field(self._header, digest, now)
-                        for key in self._keys)
+        return b"".join(signer.field(self._header, digest, now) for signer in signers)
+
+    def _refuse(self, problem: str) -> None:
+        log_event(log, "dkim signature made before ingest not used", level=logging.WARNING,
+                  problem=problem)
 
 
 def verify_policy_for(settings: DkimConfig) -> VerifyPolicy:

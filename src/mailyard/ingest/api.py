@@ -80,6 +80,9 @@ class Submission:
     # The SPF result of the MAIL FROM identity (port 25), for Authentication-Results.
     spf: SpfResult | None = None
     spf_helo: SpfResult | None = None  # the HELO identity, when checked separately
+    # CAMPAIGN only: DKIM-Signature fields the producer made over the content with our
+    # keys; ingest checks them and stores them instead of signing (mailyard.dkim.hook).
+    dkim: bytes = b""
 
 
 class IngestRefused(Exception):

@@ -416,3 +416,49 @@ def test_render_processes_compose_the_same_messages_and_link_indexes(env):
                    for t in re.findall(r"/t/c/([A-Za-z0-9_-]+)", html)]
         assert targets == ["https://example.com/a", f"https://example.com/b?c={code}"]
         assert msg["Subject"] == f"Hi {contact.name}"
+
+
+def test_render_processes_sign_and_ingest_keeps_their_signatures(env, tmp_path):
+    """With signing (``RenderSigning``), a render process's messages come with their
+    DKIM-Signature fields (``Submission.dkim``); ingest, signing with the same keys,
+    stores exactly those, and they verify."""
+    from mailyard.bulk.campaigns.renderpool import RenderSigning
+    from mailyard.config import DkimConfig
+    from mailyard.dkim.hook import signing_for
+    from mailyard.dkim.keys import KeyStore
+    from mailyard.dkim.result import DkimStatus
+    from mailyard.dkim.verify import verify_message
+    from mailyard.dns.static import StaticResolver
+    from mailyard.ingest.pipeline import QueueIngest
+    from tests.support.memory_queue import MemoryQueue
+
+    key = KeyStore(tmp_path).create("example.org", "mailyard")
+    resolver = StaticResolver({key.record_name: {"TXT": [key.record]}})
+    contacts, campaigns, recipients = env
+    add_people(contacts, "news", [f"r{i}@x.example" for i in range(30)])
+    clock, fake = Clock(), FakeQueue()
+    start(env, clock, spec())
+    runner = CampaignRunner(campaigns, recipients, contacts.digest, fake, fake.queue(),
+                            SETTINGS, "me-1", lambda o: False, clock=clock, sleep=clock.sleep,
+                            batch=10, render_workers=1,
+                            render_signing=RenderSigning(DkimConfig(), str(tmp_path)))
+    try:
+        asyncio.run(drain(runner))
+    finally:
+        assert runner.pool is not None
+        runner.pool.close()
+    assert len(fake.messages) == 30
+    memory = MemoryQueue()
+    ingest = QueueIngest(memory, "mx.example.org",
+                         streaming_hooks=[signing_for(DkimConfig(), str(tmp_path))])
+    # The first batch met the campaign's links first: composed (unsigned) by the
+    # campaign worker, which numbers new links; ingest signs those.
+    signed = [sub for sub, _ in fake.messages if sub.dkim]
+    assert len(signed) == 20 and all(s.dkim.startswith(b"DKIM-Signature:")
+                                             for s in signed)
+    for sub, content in fake.messages:
+        qid = asyncio.run(ingest.submit(sub, content))
+        _env, stored, prepend = memory.messages[qid]
+        assert stored == content and prepend == (sub.dkim or prepend)
+        results = asyncio.run(verify_message(prepend + stored, resolver))
+        assert [r.status for r in results] == [DkimStatus.PASS]

@@ -131,3 +131,87 @@ def test_verify_policy_from_config() -> None:
     from mailyard.dkim.hook import verify_policy_for
     policy = verify_policy_for(DkimConfig(max_signatures=2, min_rsa_bits=2048))
     assert (policy.max_signatures, policy.min_rsa_bits) == (2, 2048)
+
+
+# --- campaign messages signed before ingest (Submission.dkim) ---------------------------
+CAMPAIGN_MESSAGE = HEADER + b"List-Id: <news.example.com>\r\n\r\n" + BODY
+
+
+def campaign(dkim: bytes, origin: Origin = Origin.CAMPAIGN) -> Submission:
+    return Submission(origin, envelope(), dkim=dkim)
+
+
+def presigned(tmp_path: Path, message: bytes = CAMPAIGN_MESSAGE) -> bytes:
+    """The fields a render process makes (its own DkimSigning over the same keys)."""
+    return signing_for(DkimConfig(), str(tmp_path)).sign(message, 1_790_000_000.0)
+
+
+def test_campaign_signature_made_before_ingest_is_kept_and_verifies(
+        tmp_path: Path, keys: tuple[KeyStore, StaticResolver]) -> None:
+    fields = presigned(tmp_path)
+    assert fields.count(b"DKIM-Signature:") == 2 and b"t=1790000000;" in fields
+    queue = MemoryQueue()
+    qid = asyncio.run(ingest(tmp_path, queue).submit(campaign(fields), CAMPAIGN_MESSAGE))
+    _env, content, prepend = queue.messages[qid]
+    assert prepend == fields and content == CAMPAIGN_MESSAGE
+    results = asyncio.run(verify_message(stored(queue, qid), keys[1]))
+    assert [r.status for r in results] == [DkimStatus.PASS, DkimStatus.PASS]
+
+
+@pytest.mark.parametrize("stored_message", [
+    CAMPAIGN_MESSAGE.replace(b"a line of", b"A line of", 1),  # body changed
+    CAMPAIGN_MESSAGE.replace(b"Subject: Hello", b"Subject: Hello!"),  # signed field changed
+    CAMPAIGN_MESSAGE.replace(b"<news.", b"<other."),  # another signed field
+], ids=["body", "subject", "list-id"])
+def test_campaign_signature_not_over_the_stored_bytes_is_replaced(
+        tmp_path: Path, keys: tuple[KeyStore, StaticResolver], stored_message: bytes) -> None:
+    fields = presigned(tmp_path)
+    queue = MemoryQueue()
+    qid = asyncio.run(ingest(tmp_path, queue).submit(campaign(fields), stored_message))
+    prepend = queue.messages[qid][2]
+    assert prepend != fields and prepend.count(b"DKIM-Signature:") == 2
+    results = asyncio.run(verify_message(stored(queue, qid), keys[1]))
+    assert [r.status for r in results] == [DkimStatus.PASS, DkimStatus.PASS]
+
+
+def test_campaign_signature_with_a_key_not_active_is_replaced(
+        tmp_path: Path, keys: tuple[KeyStore, StaticResolver]) -> None:
+    other = tmp_path / "other"
+    KeyStore(other).create("example.com", "mailyard")  # same d= and s=, another key
+    fields = presigned(other)
+    queue = MemoryQueue()
+    qid = asyncio.run(ingest(tmp_path, queue).submit(campaign(fields), CAMPAIGN_MESSAGE))
+    prepend = queue.messages[qid][2]
+    assert prepend != fields
+    results = asyncio.run(verify_message(stored(queue, qid), keys[1]))
+    assert [r.status for r in results] == [DkimStatus.PASS, DkimStatus.PASS]
+
+
+def test_campaign_signature_for_a_domain_without_key_is_dropped(
+        tmp_path: Path, keys: tuple[KeyStore, StaticResolver]) -> None:
+    other = tmp_path / "other"
+    KeyStore(other).create("other.example", "mailyard")
+    message = CAMPAIGN_MESSAGE.replace(b"ada@example.com", b"ada@other.example")
+    fields = presigned(other, message)
+    assert fields
+    queue = MemoryQueue()
+    qid = asyncio.run(ingest(tmp_path, queue).submit(campaign(fields), message))
+    assert queue.messages[qid][2] == b""
+
+
+def test_only_campaign_submissions_may_bring_a_signature(
+        tmp_path: Path, keys: tuple[KeyStore, StaticResolver]) -> None:
+    fields = presigned(tmp_path)
+    queue = MemoryQueue()
+    qid = asyncio.run(ingest(tmp_path, queue).submit(campaign(fields, Origin.LOCAL),
+                                                     CAMPAIGN_MESSAGE))
+    prepend = queue.messages[qid][2]
+    assert prepend.count(b"DKIM-Signature:") == 2 and prepend != fields
+
+
+def test_campaign_message_without_signature_is_signed_by_ingest(
+        tmp_path: Path, keys: tuple[KeyStore, StaticResolver]) -> None:
+    queue = MemoryQueue()
+    qid = asyncio.run(ingest(tmp_path, queue).submit(campaign(b""), CAMPAIGN_MESSAGE))
+    results = asyncio.run(verify_message(stored(queue, qid), keys[1]))
+    assert [r.status for r in results] == [DkimStatus.PASS, DkimStatus.PASS]

@@ -157,3 +157,37 @@ def test_opendkim_rsa_sha1_signature_is_refused(tmp_path: Path,
     results = asyncio.run(verify_message(signed, resolver))
     assert [(r.status, r.algorithm) for r in results] == [(DkimStatus.FAIL, "rsa-sha1")]
     assert "RFC 8301" in results[0].reason
+
+
+def test_own_signatures_problem_names_what_differs(rsa_key: rsa.RSAPrivateKey,
+                                                   ed_key: ed25519.Ed25519PrivateKey) -> None:
+    """RFC 6376 3.5 / 3.7: the checks ingest makes on a signature made with our keys
+    elsewhere (a campaign render process) before storing it unchanged."""
+    from mailyard.dkim.canon import BodyHasher
+    from mailyard.dkim.sign import own_signatures_problem
+
+    signers = [Signer("example.com", "r", rsa_key), Signer("example.com", "e", ed_key)]
+    end = MESSAGE.find(b"\r\n\r\n")
+    header, body = MESSAGE[:end + 2], MESSAGE[end + 4:]
+    hasher = BodyHasher(Canon.RELAXED)
+    hasher.update(body)
+    digest = hasher.digest()
+    fields = sign_message(MESSAGE, signers, NOW)
+    first = fields[:fields.index(b"DKIM-Signature", 1)]
+    assert own_signatures_problem(fields, header, digest, signers) == ""
+    assert "2 signature fields for 1" in own_signatures_problem(fields, header, digest,
+                                                                signers[:1])
+    assert "1 signature fields for 2" in own_signatures_problem(first, header, digest, signers)
+    assert own_signatures_problem(fields, header, b"x" * 32, signers) == \
+        "body hash does not match the stored body"
+    assert own_signatures_problem(fields, header.replace(b"Results", b"Result"), digest,
+                                  signers) == "signature does not verify over the stored header"
+    other = [Signer("example.com", "r", rsa_key), Signer("example.com", "x", ed_key)]
+    assert "no key of ours for d=example.com s=e" in own_signatures_problem(
+        fields, header, digest, other)
+    simple = sign_message(MESSAGE, [Signer("example.com", "r", rsa_key,
+                                           body_canon=Canon.SIMPLE)], NOW)
+    assert own_signatures_problem(simple, header, digest, signers[:1]) == \
+        "body not signed relaxed and whole"
+    assert own_signatures_problem(b"X-Other: 1\r\n", header, digest, signers[:1]) == \
+        "not a DKIM-Signature field"

@@ -14,7 +14,9 @@ campaign message carries.
   in :class:`~mailyard.bulk.tracking.CampaignLinks`; the caller stores them
   (:meth:`CampaignMailer.new_links`) before it queues the messages that carry them.
 
-DKIM signing is not done here: ingest signs what enters with origin ``CAMPAIGN``.
+DKIM signing is not done here: ingest signs what enters with origin ``CAMPAIGN``, or
+checks and keeps the signature a render process made (:mod:`.renderpool`,
+``Composed.dkim``).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class SendSettings:
 class Composed:
     sender: str  # the VERP envelope sender
     message: BuiltMessage
+    dkim: bytes = b""  # DKIM-Signature fields made over ``message`` (a render process's)
 
 
 class CampaignMailer:

@@ -1,11 +1,14 @@
 """Campaign messages composed in other processes (``bulk.render_workers``).
 
 Rendering a campaign message (Jinja, the skeleton's values and tracked links with
-their HMAC tokens, the MIME build with quoted-printable) is about half of the CPU a
-message costs; the other half (DKIM signing, the queue commit) stays in the campaign
-worker.  One Python process is one core at most, so the campaign worker hands
-recipients to a pool of render processes in small chunks and signs and queues what
-comes back while they render the next ones.
+their HMAC tokens, the MIME build with quoted-printable) and DKIM-signing it (an
+RSA-2048 private-key operation, 1-3 ms) are most of the CPU a message costs.  One
+Python process is one core at most, so the campaign worker hands recipients to a pool
+of render processes in small chunks, and queues what comes back while they render
+the next ones.  A render process signs what it makes with the same keys and signers
+as ingest (``RenderSigning``, :meth:`mailyard.dkim.hook.DkimSigning.sign`); ingest
+checks such a signature with the key's public half and keeps it, or signs afresh
+(see :mod:`mailyard.dkim.hook`).
 
 Nothing about exactly-once changes: the runner still marks a batch ``sending`` before
 its first message goes to ingest and ``queued`` after its last commit; a render process
@@ -32,16 +35,17 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mailyard.bulk.campaigns.compose import CampaignMailer, Composed, SendSettings
 from mailyard.bulk.campaigns.model import Campaign
 from mailyard.bulk.templates.render import RenderFailure
+from mailyard.config import DkimConfig
 
-__all__ = ["ComposeJob", "RenderPool", "compose_chunk", "render_processes"]
+__all__ = ["ComposeJob", "RenderPool", "RenderSigning", "compose_chunk", "render_processes"]
 
 #: Past this many links a campaign is composed in the campaign worker: the list would
 #: be copied to a render process with every chunk.
@@ -61,6 +65,14 @@ class ComposeJob:
     variant: int | None
 
 
+@dataclass(frozen=True)
+class RenderSigning:
+    """What a render process needs to sign as ingest would (``[dkim]``, the keys)."""
+
+    dkim: DkimConfig
+    data_dir: str
+
+
 def render_processes(configured: int, cpus: int | None = None) -> int:
     """The pool size for ``bulk.render_workers``: -1 is one fewer than the CPUs (the
     campaign worker signs and queues on the remaining one), 0 none."""
@@ -71,6 +83,7 @@ def render_processes(configured: int, cpus: int | None = None) -> int:
 
 # --- in the render process ------------------------------------------------------------
 _mailers: dict[int, CampaignMailer] = {}
+_sign: Callable[[bytes, float], bytes] | None = None  # DkimSigning.sign, when signing
 
 
 def _watch_parent(parent: int) -> None:
@@ -80,10 +93,15 @@ def _watch_parent(parent: int) -> None:
             os._exit(0)
 
 
-def _start(parent: int) -> None:
+def _start(parent: int, signing: RenderSigning | None) -> None:
+    global _sign
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the campaign worker stops us
     threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch",
                      daemon=True).start()
+    if signing is not None:
+        from mailyard.dkim.hook import signing_for
+
+        _sign = signing_for(signing.dkim, signing.data_dir).sign
 
 
 def compose_chunk(campaign: Campaign, settings: SendSettings, links: Sequence[str],
@@ -104,6 +122,8 @@ def compose_chunk(campaign: Campaign, settings: SendSettings, links: Sequence[st
         if len(mailer.links) > known:  # not ours to number
             mailer.links.truncate(known)
             out.append(None)
+        elif _sign is not None and isinstance(built, Composed):
+            out.append(replace(built, dkim=_sign(built.message.data, time.time())))
         else:
             out.append(built)
     mailer.stored_links = len(mailer.links)
@@ -114,15 +134,16 @@ def compose_chunk(campaign: Campaign, settings: SendSettings, links: Sequence[st
 class RenderPool:
     """``processes`` render processes, started when first used."""
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, signing: RenderSigning | None = None) -> None:
         self.processes = processes
+        self.signing = signing
         self._executor: ProcessPoolExecutor | None = None
 
     def executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
                 self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start, initargs=(os.getpid(),))
+                initializer=_start, initargs=(os.getpid(), self.signing))
         return self._executor
 
     def reset(self) -> None:

@@ -44,6 +44,7 @@ from mailyard.bulk.campaigns.renderpool import (
     MAX_POOLED_LINKS,
     ComposeJob,
     RenderPool,
+    RenderSigning,
     compose_chunk,
 )
 from mailyard.bulk.campaigns.sender import (
@@ -106,7 +107,8 @@ class CampaignRunner:
                  settings: SendSettings, owner: str, is_dead: Callable[[str], bool], *,
                  clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 batch: int = BATCH, render_workers: int = 0) -> None:
+                 batch: int = BATCH, render_workers: int = 0,
+                 render_signing: RenderSigning | None = None) -> None:
         self.campaigns = campaigns
         self.recipients = recipients
         self.digest = digest
@@ -120,7 +122,7 @@ class CampaignRunner:
         self.batch = batch
         self._mailers: dict[int, CampaignMailer] = {}
         self._pacers: dict[int, Pacer] = {}
-        self.pool = RenderPool(render_workers) if render_workers > 0 else None
+        self.pool = RenderPool(render_workers, render_signing) if render_workers > 0 else None
 
     # --- the loop -----------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, poll: float = 1.0) -> None:
@@ -420,7 +422,8 @@ class CampaignRunner:
             smtputf8=data.smtputf8 or not r.address.isascii(), client_ip="127.0.0.1",
             client_helo="localhost", received_at=self.clock(),
             submit_key=submit_key(campaign.id, r.contact_id))
-        return Submission(Origin.CAMPAIGN, envelope, pool=campaign.spec.pool)
+        return Submission(Origin.CAMPAIGN, envelope, pool=campaign.spec.pool,
+                          dkim=composed.dkim)
 
 
 def _counts(counts: dict[str, int]) -> str:
