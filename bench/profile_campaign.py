@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from mailyard.bulk.campaigns.compose import send_settings  # noqa: E402
 from mailyard.bulk.campaigns.model import CampaignSpec, CampaignState  # noqa: E402
 from mailyard.bulk.campaigns.recipients import RecipientStore  # noqa: E402
+from mailyard.bulk.campaigns.renderpool import RenderSigning  # noqa: E402
 from mailyard.bulk.campaigns.runner import CampaignRunner, Queue  # noqa: E402
 from mailyard.bulk.importer import ImportFormat  # noqa: E402
 from mailyard.bulk.sqlite import SqliteContactStore  # noqa: E402
@@ -86,7 +87,8 @@ def main() -> int:
                                 ingest_for(config, spool),
                                 Queue(spool.submitted, spool.sweep, lambda qid: None),
                                 send_settings(config), "bench-1", lambda owner: False,
-                                render_workers=args.render_workers)
+                                render_workers=args.render_workers,
+                                render_signing=RenderSigning.of(config.dkim, config.data_dir))
         profile = cProfile.Profile()
         wall, cpu = time.perf_counter(), time.process_time()
         if not args.no_profile:

@@ -65,8 +65,7 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
                             Queue(spool.submitted, spool.sweep, notify), settings,
                             ProcessIdentity.current().token, owner_is_dead,
                             render_workers=render_processes(config.bulk.render_workers),
-                            render_signing=RenderSigning(config.dkim, config.data_dir)
-                            if config.dkim.enabled else None)
+                            render_signing=RenderSigning.of(config.dkim, config.data_dir))
     log_event(log, "campaign worker started", pid=os.getpid())
     try:
         await runner.run(stop)

@@ -441,7 +441,7 @@ def test_render_processes_sign_and_ingest_keeps_their_signatures(env, tmp_path):
     runner = CampaignRunner(campaigns, recipients, contacts.digest, fake, fake.queue(),
                             SETTINGS, "me-1", lambda o: False, clock=clock, sleep=clock.sleep,
                             batch=10, render_workers=1,
-                            render_signing=RenderSigning(DkimConfig(), str(tmp_path)))
+                            render_signing=RenderSigning.of(DkimConfig(), str(tmp_path)))
     try:
         asyncio.run(drain(runner))
     finally:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailyard.bulk.campaigns.model import Campaign
 from mailyard.bulk.campaigns.sender import AbTest, message_id
@@ -40,8 +40,10 @@ from mailyard.bulk.templates.render import (
     Tracking,
 )
 from mailyard.bulk.tracking import CampaignLinks, CampaignTracker, TokenSigner
-from mailyard.config import Config
 from mailyard.feedback.verp import DELIMITER, CampaignRecipient, encode_token, verp_address
+
+if TYPE_CHECKING:
+    from mailyard.config import Config
 
 
 @dataclass(frozen=True)

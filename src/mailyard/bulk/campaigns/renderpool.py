@@ -24,33 +24,42 @@ stored, the next chunks carry it.  A campaign with personalised links (a new URL
 contact) is therefore composed in the campaign worker, message by message, as without
 a pool.
 
-A render process watches its parent and exits when it is gone (a SIGKILLed campaign
-worker leaves no renderer behind).
+A render process (:mod:`.renderproc`) reads its calls from a pipe and exits at its
+end, so a campaign worker that dies, SIGKILLed or not, leaves no renderer behind.  It
+imports only what rendering and signing need (no queue, SMTP, DNS resolver or
+configuration), which keeps each at about 40 MiB.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import contextlib
 import os
-import signal
+import pickle
+import queue
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailyard.bulk.campaigns.compose import CampaignMailer, Composed, SendSettings
 from mailyard.bulk.campaigns.model import Campaign
+from mailyard.bulk.campaigns.renderproc import read_frame, write_frame
 from mailyard.bulk.templates.render import RenderFailure
-from mailyard.config import DkimConfig
+
+if TYPE_CHECKING:
+    from mailyard.config import DkimConfig
 
 __all__ = ["ComposeJob", "RenderPool", "RenderSigning", "compose_chunk", "render_processes"]
 
 #: Past this many links a campaign is composed in the campaign worker: the list would
 #: be copied to a render process with every chunk.
 MAX_POOLED_LINKS = 1000
-_PARENT_POLL = 1.0  # seconds between a render process's looks at its parent
+_STOP_WAIT = 5.0  # seconds a render process gets to exit once its input is closed
 
 
 @dataclass(frozen=True)
@@ -67,10 +76,21 @@ class ComposeJob:
 
 @dataclass(frozen=True)
 class RenderSigning:
-    """What a render process needs to sign as ingest would (``[dkim]``, the keys)."""
+    """What a render process needs to sign as ingest would: ``[dkim]``'s ``headers``,
+    ``oversign`` and ``expiry``, and the data directory with the keys (plain values,
+    so a render process does not load the configuration)."""
 
-    dkim: DkimConfig
+    headers: tuple[str, ...]
+    oversign: tuple[str, ...]
+    expiry: int
     data_dir: str
+
+    @classmethod
+    def of(cls, dkim: DkimConfig, data_dir: str) -> RenderSigning | None:
+        """From ``[dkim]`` (None when signing is off)."""
+        if not dkim.enabled:
+            return None
+        return cls(tuple(dkim.headers), tuple(dkim.oversign), dkim.expiry, data_dir)
 
 
 def render_processes(configured: int, cpus: int | None = None) -> int:
@@ -86,22 +106,15 @@ _mailers: dict[int, CampaignMailer] = {}
 _sign: Callable[[bytes, float], bytes] | None = None  # DkimSigning.sign, when signing
 
 
-def _watch_parent(parent: int) -> None:
-    while True:
-        time.sleep(_PARENT_POLL)
-        if os.getppid() != parent:
-            os._exit(0)
-
-
-def _start(parent: int, signing: RenderSigning | None) -> None:
+def start(signing: RenderSigning | None) -> None:
+    """A render process's first call."""
     global _sign
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the campaign worker stops us
-    threading.Thread(target=_watch_parent, args=(parent,), name="parent-watch",
-                     daemon=True).start()
     if signing is not None:
-        from mailyard.dkim.hook import signing_for
+        from mailyard.dkim.keys import KeyStore
+        from mailyard.dkim.signing import Signing, signer_factory
 
-        _sign = signing_for(signing.dkim, signing.data_dir).sign
+        _sign = Signing(KeyStore(signing.data_dir), signer_factory(
+            signing.headers, signing.oversign, signing.expiry)).sign
 
 
 def compose_chunk(campaign: Campaign, settings: SendSettings, links: Sequence[str],
@@ -131,19 +144,120 @@ def compose_chunk(campaign: Campaign, settings: SendSettings, links: Sequence[st
 
 
 # --- in the campaign worker -----------------------------------------------------------
+class _Stop:
+    """Tells a process's thread to close its pipe."""
+
+
+class _PipeExecutor(Executor):
+    """An executor over ``processes`` render processes, each served by a thread of the
+    campaign worker that writes one call and reads its answer; a process that dies
+    breaks the executor (its calls raise BrokenProcessPool, as a process pool's do)."""
+
+    def __init__(self, processes: int, signing: RenderSigning | None) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], bytes] | _Stop] = queue.SimpleQueue()
+        self._broken = False
+        self._procs = [subprocess.Popen(
+            [sys.executable, "-m", "mailyard.bulk.campaigns.renderproc"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True)
+            for _ in range(processes)]
+        first = pickle.dumps((start, (signing,)), pickle.HIGHEST_PROTOCOL)
+        self._threads = [threading.Thread(target=self._serve, args=(proc, first),
+                                          name=f"render-{proc.pid}", daemon=True)
+                         for proc in self._procs]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        assert not kwargs
+        future: Future[Any] = Future()
+        if self._broken:
+            future.set_exception(BrokenProcessPool("a render process died"))
+        else:
+            self._calls.put((future, pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)))
+        return future
+
+    def _serve(self, proc: subprocess.Popen[bytes], first: bytes) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            if not self._call(proc, first, None):
+                return
+            while not isinstance(item := self._calls.get(), _Stop):
+                future, call = item
+                if future.set_running_or_notify_cancel() and not self._call(proc, call, future):
+                    return
+        finally:
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+
+    def _call(self, proc: subprocess.Popen[bytes], call: bytes,
+              future: Future[Any] | None) -> bool:
+        """One call and its answer; False when the process is gone."""
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            write_frame(proc.stdin, call)  # type: ignore[arg-type]
+            frame = read_frame(proc.stdout)  # type: ignore[arg-type]
+        except OSError:
+            frame = None
+        if frame is None:
+            self._break(future)
+            return False
+        ok, value = pickle.loads(frame)
+        if future is not None:
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
+        return True
+
+    def _break(self, future: Future[Any] | None) -> None:
+        self._broken = True
+        error = BrokenProcessPool("a render process died")
+        if future is not None:
+            future.set_exception(error)
+        while True:  # calls not yet taken by a thread: nobody will answer them
+            try:
+                item = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Stop):
+                self._calls.put(item)  # another thread's
+                break
+            if item[0].set_running_or_notify_cancel():
+                item[0].set_exception(error)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if cancel_futures:
+            while True:
+                try:
+                    item = self._calls.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(item, _Stop):
+                    item[0].cancel()
+        for _ in self._threads:
+            self._calls.put(_Stop())
+        if not wait:
+            for proc in self._procs:
+                proc.kill()
+        for proc in self._procs:
+            try:
+                proc.wait(_STOP_WAIT if wait else None)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 class RenderPool:
     """``processes`` render processes, started when first used."""
 
     def __init__(self, processes: int, signing: RenderSigning | None = None) -> None:
         self.processes = processes
         self.signing = signing
-        self._executor: ProcessPoolExecutor | None = None
+        self._executor: _PipeExecutor | None = None
 
-    def executor(self) -> ProcessPoolExecutor:
+    def executor(self) -> Executor:
         if self._executor is None:
-            self._executor = ProcessPoolExecutor(
-                self.processes, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start, initargs=(os.getpid(), self.signing))
+            self._executor = _PipeExecutor(self.processes, self.signing)
         return self._executor
 
     def reset(self) -> None:
