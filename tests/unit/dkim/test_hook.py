@@ -215,3 +215,13 @@ def test_campaign_message_without_signature_is_signed_by_ingest(
     qid = asyncio.run(ingest(tmp_path, queue).submit(campaign(b""), CAMPAIGN_MESSAGE))
     results = asyncio.run(verify_message(stored(queue, qid), keys[1]))
     assert [r.status for r in results] == [DkimStatus.PASS, DkimStatus.PASS]
+
+
+def test_signatures_made_before_ingest_get_the_public_key_check_first_and_then_sampled(
+        tmp_path: Path) -> None:
+    from mailyard.dkim.hook import FULL_CHECK_EVERY
+
+    signing = signing_for(DkimConfig(), str(tmp_path))
+    checks = [signing.full_check() for _ in range(2 * FULL_CHECK_EVERY + 1)]
+    assert [i for i, full in enumerate(checks) if full] == [0, FULL_CHECK_EVERY,
+                                                           2 * FULL_CHECK_EVERY]
