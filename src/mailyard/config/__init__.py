@@ -597,9 +597,9 @@ class BulkConfig:
     soft_bounce_window_days: int = 7
     # Where provider feedback loops send ARF complaint reports; "": fbl@<bounce_domain>.
     complaint_address: str = ""
-    # Processes rendering campaign messages beside the campaign worker; -1: one fewer
-    # than the CPUs, 0: the campaign worker renders itself (the default: least memory).
-    render_workers: int = 0
+    # Processes rendering and signing campaign messages beside the campaign worker;
+    # -1 (default): one fewer than the CPUs, 0: the campaign worker renders itself.
+    render_workers: int = -1
 
     def validate(self, key: str) -> None:
         if self.render_workers < -1:
