@@ -27,7 +27,7 @@ a pool.
 A render process (:mod:`.renderproc`) reads its calls from a pipe and exits at its
 end, so a campaign worker that dies, SIGKILLed or not, leaves no renderer behind.  It
 imports only what rendering and signing need (no queue, SMTP, DNS resolver or
-configuration), which keeps each at about 40 MiB.
+configuration), which keeps each at about 45 MiB.
 """
 
 from __future__ import annotations
