@@ -5,7 +5,10 @@ Bytes in, events out; decisions in, response bytes out -- the same shape as
 storage here: the mailbox store and the asyncio adapter plug into the events.
 
 * :mod:`~mailyard.proto.imap.parser` -- the command grammar into typed commands
-  (:mod:`~mailyard.proto.imap.commands`), with limits;
+  (:mod:`~mailyard.proto.imap.commands`), with limits; its tokens are in
+  :mod:`~mailyard.proto.imap.lexer`, the FETCH/STORE/COPY/MOVE and SEARCH/SORT/THREAD
+  grammars in :mod:`~mailyard.proto.imap.parser_fetch` and
+  :mod:`~mailyard.proto.imap.parser_search`;
 * :mod:`~mailyard.proto.imap.responses` -- encoding of tagged, untagged and
   continuation responses (quoting, literals, NIL);
 * :mod:`~mailyard.proto.imap.states` -- which command is legal in which state, and
