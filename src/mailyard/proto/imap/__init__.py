@@ -15,7 +15,10 @@ storage here: the mailbox store and the asyncio adapter plug into the events.
   the transitions, as tables;
 * :mod:`~mailyard.proto.imap.server` -- the connection: framing (lines, literals),
   STARTTLS, AUTHENTICATE, IDLE, APPEND streaming and the decision events of
-  :mod:`~mailyard.proto.imap.events`.
+  :mod:`~mailyard.proto.imap.events`; its parts are
+  :mod:`~mailyard.proto.imap.server_framing` (state, lines and literals, reply
+  helpers), :mod:`~mailyard.proto.imap.server_auth` (STARTTLS, LOGIN, AUTHENTICATE)
+  and :mod:`~mailyard.proto.imap.server_mailbox` (authenticated and selected state).
 
 Why hand-written: there is no well-kept Python library for the *server* side of
 IMAP.  The standard library's :mod:`imaplib` is a client (it builds commands and
