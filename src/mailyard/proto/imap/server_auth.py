@@ -90,4 +90,3 @@ class AuthCommands(Framing):
         if self.session.auth_failures >= self.settings.max_auth_failures \
                 and self.mode is not Mode.CLOSED:
             self.close("Too many authentication failures")
-

@@ -374,4 +374,3 @@ class Framing:
             self._tagged(tag, "OK", "IDLE terminated")
         else:
             self._tagged(tag, "BAD", "Expected DONE")
-

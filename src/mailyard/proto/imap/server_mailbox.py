@@ -122,4 +122,3 @@ class MailboxCommands(Framing):
 
     def _store_command(self, tag: str, command: Command) -> None:
         self._ask(CommandRequested(tag, command))
-
