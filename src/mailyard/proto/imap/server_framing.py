@@ -11,7 +11,8 @@ is not buffered: the adapter decides on the head (:class:`AppendRequested`) and
 receives the message as :class:`AppendData` pieces.  The lines that are not commands
 (an AUTHENTICATE response, IDLE's ``DONE``) are read here too.  It also holds the
 helpers every command answers with (tagged replies, the bad-command count, asking
-the adapter) and the CAPABILITY list.
+the adapter), the CAPABILITY list and :meth:`Framing.close`, which the framing
+itself uses (a line too long, too many bad commands).
 
 Separate from :mod:`~mailyard.proto.imap.server` (the adapter API and the command
 dispatch) so that each of the two reads as one thing: how octets become commands,
