@@ -104,6 +104,7 @@ def _tokens(server: MailyardServer) -> list[str]:
     return found
 
 
+@pytest.mark.timeout(600)  # six restarts: each start waits for every worker to listen
 def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path):
     rng = random.Random(20261129)
     srv = MailyardServer(tmp_path, domains=("crash.test",), workers=2)
