@@ -164,11 +164,14 @@ class Contacts:
 
     def personal_data(self, address: str) -> dict[str, Any]:
         """Everything held on a person (GDPR art. 15): the contact, every membership with
-        its consent record, a suppression, the events."""
+        its consent record, a suppression, the events, the soft bounces and last
+        delivery of transactional messages."""
         key = self.address(address)
         contact = self.store.get_contact(key)
         suppression = self.store.suppression(key)
-        if contact is None and suppression is None:
+        bounces = self.store.soft_bounces(key, 0.0)
+        delivered = self.store.last_delivery(key)
+        if contact is None and suppression is None and not bounces and delivered is None:
             raise error("no_such_contact", f"nothing is held on {key}")
         return {
             "address": key,
@@ -177,6 +180,8 @@ class Contacts:
                             if contact else []),
             "suppression": suppression.to_dict() if suppression else None,
             "events": self.store.events(contact.id) if contact else [],
+            "soft_bounces": [{"message": m, "at": at} for m, at in bounces],
+            "last_transactional_delivery": delivered,
         }
 
     def erase(self, address: str) -> dict[str, Any]:
@@ -186,7 +191,8 @@ class Contacts:
         key = self.address(address)
         contact = self.store.get_contact(key)
         suppression = self.store.suppression(key)
-        if contact is None and suppression is None:
+        if (contact is None and suppression is None and not self.store.soft_bounces(key, 0.0)
+                and self.store.last_delivery(key) is None):
             raise error("no_such_contact", f"nothing is held on {key}")
         self.store.erase(key)
         return {"address": key, "erased": True,

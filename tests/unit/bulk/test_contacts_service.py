@@ -207,11 +207,21 @@ def test_erase_everywhere_keeps_a_digest(tmp_path: Path, contacts: Contacts) -> 
     contacts.set_member("news", "gone@example.org", MembershipStatus.CONFIRMED, Consent(1.0))
     contacts.suppress("gone@example.org", SuppressionReason.HARD_BOUNCE, "550 no such user")
     assert contacts.personal_data("gone@example.org")["suppression"]["reason"] == "hard-bounce"
+    contacts.store.add_soft_bounce("gone@example.org", "message:m1", 5.0)
+    contacts.store.add_deliveries(["gone@example.org"], 6.0)
+    held = contacts.personal_data("gone@example.org")
+    assert held["soft_bounces"] == [{"message": "message:m1", "at": 5.0}]
+    assert held["last_transactional_delivery"] == 6.0
     result = contacts.erase("gone@example.org")
     assert result["suppression_kept_as_digest"]
     data = contacts.personal_data("gone@example.org")
     assert data["contact"] is None and data["memberships"] == []
     assert data["suppression"]["address"] is None and data["suppression"]["note"] == ""
+    assert data["soft_bounces"] == [] and data["last_transactional_delivery"] is None
+    # Someone known only from transactional mail can be erased too.
+    contacts.store.add_soft_bounce("tx@example.org", "message:m2", 7.0)
+    assert contacts.erase("tx@example.org")["erased"]
+    assert code_of(lambda: contacts.personal_data("tx@example.org")) == "no_such_contact"
     assert code_of(lambda: contacts.get("gone@example.org")) == "no_such_contact"
     # still suppressed: a new subscription changes nothing
     assert contacts.subscribe("news", "gone@example.org", "", Consent(2.0)).membership is None
