@@ -84,7 +84,9 @@ class FeedbackService:
     # --- many at once (delivery results) --------------------------------------------
     def apply_many(self, actions: Iterable[FeedbackAction]) -> list[str]:
         """Delivered and deferred results of campaign messages in one write per
-        campaign; anything else one by one.  Returns one note per action."""
+        campaign, deliveries of transactional messages in one write; anything else one
+        by one (after the deliveries before it, which restart soft-bounce counts).
+        Returns one note per action."""
         plain: dict[int, list[tuple[CampaignEvent, dict[str, str]]]] = {}
         delivered: list[str] = []
         notes = []
@@ -101,6 +103,9 @@ class FeedbackService:
                 plain.setdefault(target.campaign_id, []).append((event, action.data()))
                 notes.append(action.kind.value)
             else:
+                if delivered:
+                    self.contacts.add_deliveries(delivered, self.clock())
+                    delivered = []
                 notes.append(self.apply(action))
         for campaign_id, items in plain.items():
             if self.campaigns.get_campaign(campaign_id) is None:
