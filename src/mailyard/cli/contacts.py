@@ -129,6 +129,8 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
               f"from {consent.get('ip') or '-'} via {printable(consent.get('source') or '-')})")
     if data["suppression"]:
         print(f"suppressed: {data['suppression']['reason']}")
+    for bounce in data["soft_bounces"]:
+        print(f"soft bounce: {printable(bounce['message'])} {_when(bounce['at'])}")
     return EXIT_OK
 
 
