@@ -43,7 +43,7 @@ implements with the dispatcher's claim and record path.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailyard.envelope import Envelope
@@ -80,6 +80,9 @@ class Submission:
     # The SPF result of the MAIL FROM identity (port 25), for Authentication-Results.
     spf: SpfResult | None = None
     spf_helo: SpfResult | None = None  # the HELO identity, when checked separately
+    # What ingest's hooks found about the message (the inbound checks' results), for
+    # the producer's log line of the transaction: smtpd adds them to its line.
+    log_fields: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 class IngestRefused(Exception):
