@@ -104,6 +104,7 @@ def _tokens(server: MailyardServer) -> list[str]:
     return found
 
 
+@pytest.mark.timeout(600)  # six restarts: each start waits for every worker to listen
 def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path):
     rng = random.Random(20261129)
     srv = MailyardServer(tmp_path, domains=("crash.test",), workers=2)
@@ -117,17 +118,17 @@ def test_sigkill_at_random_points_loses_nothing_and_duplicates_nothing(tmp_path)
     for c in clients:
         c.start()
     try:
-        for _round in range(6):
-            time.sleep(0.3 + rng.random() * 1.2)
-            srv.kill()
-            time.sleep(rng.random() * 0.3)
-            srv.start()
-        time.sleep(1.0)
-    finally:
-        stop.set()
-        for c in clients:
-            c.join(15)
-    try:
+        try:
+            for _round in range(6):
+                time.sleep(0.3 + rng.random() * 1.2)
+                srv.kill()
+                time.sleep(rng.random() * 0.3)
+                srv.start()
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for c in clients:
+                c.join(15)
         assert srv.wait_queue_empty(60), f"queue did not drain: {srv.queue()}"
         delivered = _tokens(srv)
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import smtplib
 import ssl
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -85,6 +86,18 @@ def _results(message: bytes) -> list[str]:
             if line.lower().startswith(b"authentication-results:")]
 
 
+def _transaction_line(server: MailyardServer, marker: str, timeout: float = 20.0) -> str:
+    """The ``smtp transaction`` log line with ``marker`` (the checks' results are on it)."""
+    log = server.root / "mailyard.log"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+            if marker in line and "smtp transaction" in line:
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no transaction log line with {marker!r}:\n{server.output()}")
+
+
 def _junk(server: MailyardServer, address: str) -> list[bytes]:
     folder = server.maildir(address) / ".Junk"
     return [read_message(p) for sub in ("new", "cur") if (folder / sub).is_dir()
@@ -121,6 +134,10 @@ def test_forged_mail_under_p_reject_is_refused(pair: Pair) -> None:
     assert refused.value.smtp_code == 550
     assert refused.value.smtp_error.startswith(b"5.7.1 ")
     assert pair.b.messages("carol@b.test") == [] and _junk(pair.b, "carol@b.test") == []
+    line = _transaction_line(pair.b, "sender=ceo@a.test")
+    assert 'reply="550 5.7.1' in line, line
+    assert "dkim=none" in line and "dmarc=fail" in line and "action=reject" in line, line
+    assert "from_domain=a.test" in line and "spf=fail" in line, line
 
 
 def test_forged_mail_under_p_quarantine_lands_in_junk(pair: Pair) -> None:

@@ -153,7 +153,12 @@ class MailyardServer:
         return "\n".join(parts)
 
     def stop(self, timeout: float = 20.0) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:
+            # the supervisor is gone: make sure no worker outlives it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             return
         self.proc.send_signal(signal.SIGTERM)
         try:

@@ -136,6 +136,20 @@ MIGRATIONS = (
         owner TEXT,
         lease_until REAL NOT NULL DEFAULT 0
     )""",
+    # 4: soft bounces and deliveries of transactional messages, by address digest
+    # (mailyard.services.feedback: they count toward bulk.soft_bounce_threshold)
+    """CREATE TABLE address_soft_bounces (
+        digest TEXT NOT NULL,
+        message TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (digest, message)
+    ) WITHOUT ROWID;
+    CREATE INDEX address_soft_bounces_at ON address_soft_bounces(at);
+    CREATE TABLE address_deliveries (
+        digest TEXT PRIMARY KEY,
+        at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX address_deliveries_at ON address_deliveries(at)""",
 )
 
 _IN_CHUNK = 500  # addresses per "IN (...)" query
@@ -278,9 +292,12 @@ class SqliteContactStore:
         return BatchResult(len(inserts), len(updates), unchanged, joined)
 
     def erase(self, address: str) -> None:
+        digest = self.digest(address)
         with self.db.transaction() as conn:
             conn.execute("UPDATE suppressions SET address = NULL, note = '' "
-                         "WHERE digest = ?", (self.digest(address),))
+                         "WHERE digest = ?", (digest,))
+            conn.execute("DELETE FROM address_soft_bounces WHERE digest = ?", (digest,))
+            conn.execute("DELETE FROM address_deliveries WHERE digest = ?", (digest,))
             row = conn.execute("SELECT id FROM contacts WHERE address = ?",
                                (address,)).fetchone()
             if row is None:
@@ -435,3 +452,35 @@ class SqliteContactStore:
         rows = self.db.conn().execute(
             "SELECT * FROM suppressions WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
         return [_suppression(r) for r in rows]
+
+    # --- soft bounces and deliveries of transactional messages -----------------------
+    def add_soft_bounce(self, address: str, message: str, at: float) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("INSERT OR IGNORE INTO address_soft_bounces (digest, message, at) "
+                         "VALUES (?, ?, ?)", (self.digest(address), message, at))
+
+    def soft_bounces(self, address: str, since: float) -> list[tuple[str, float]]:
+        rows = self.db.conn().execute(
+            "SELECT message, at FROM address_soft_bounces WHERE digest = ? AND at > ? "
+            "ORDER BY at", (self.digest(address), since))
+        return [(r["message"], r["at"]) for r in rows]
+
+    def add_deliveries(self, addresses: Sequence[str], at: float) -> None:
+        with self.db.transaction() as conn:
+            conn.executemany(
+                "INSERT INTO address_deliveries (digest, at) VALUES (?, ?) "
+                "ON CONFLICT (digest) DO UPDATE SET at = max(at, excluded.at)",
+                [(self.digest(a), at) for a in set(addresses)])
+
+    def last_delivery(self, address: str) -> float | None:
+        row = self.db.conn().execute("SELECT at FROM address_deliveries WHERE digest = ?",
+                                     (self.digest(address),)).fetchone()
+        return None if row is None else float(row["at"])
+
+    def prune_address_history(self, before: float) -> int:
+        with self.db.transaction() as conn:
+            gone = conn.execute("DELETE FROM address_soft_bounces WHERE at < ?",
+                                (before,)).rowcount
+            gone += conn.execute("DELETE FROM address_deliveries WHERE at < ?",
+                                 (before,)).rowcount
+        return gone

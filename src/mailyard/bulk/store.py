@@ -120,3 +120,25 @@ class ContactStore(Protocol):
     def suppressions(self, *, after: int = 0, limit: int = 100) -> list[Suppression]:
         """By ``Suppression.id``, from after ``after``."""
         ...
+
+    # --- soft bounces and deliveries of transactional messages -----------------------
+    # Kept by address (a keyed digest, as suppressions), since a transactional
+    # message's recipient need not be a contact; erased with the person.
+    def add_soft_bounce(self, address: str, message: str, at: float) -> None:
+        """One soft bounce of ``message`` (a key naming it); the same message again
+        is ignored (a delay warning and the final failure count once)."""
+        ...
+
+    def soft_bounces(self, address: str, since: float) -> list[tuple[str, float]]:
+        """(message, at) of the address's soft bounces after ``since``."""
+        ...
+
+    def add_deliveries(self, addresses: Sequence[str], at: float) -> None:
+        """A transactional message was delivered to each address at ``at``."""
+        ...
+
+    def last_delivery(self, address: str) -> float | None: ...
+
+    def prune_address_history(self, before: float) -> int:
+        """Forget soft bounces and deliveries older than ``before``; how many."""
+        ...

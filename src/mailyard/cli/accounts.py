@@ -16,18 +16,16 @@ from collections.abc import Callable
 from typing import Any
 
 from mailyard.cli import transport_security
+from mailyard.cli.common import EXIT_OK, EXIT_USAGE, Handler, guarded, json_flag
+from mailyard.cli.common import fail as _fail
 from mailyard.config import Config
 from mailyard.services.accounts import Accounts, UserQuota
 from mailyard.services.errors import ServiceError
 from mailyard.services.setup import open_directory
 from mailyard.store.quota import format_size, parse_size
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
 # Refusals the operator fixes by asking differently (exit status 2, like a usage error).
 USAGE_CODES = frozenset({"password_empty", "password_too_short", "alias_diverts_user"})
-
-Handler = Callable[[argparse.Namespace, Config], int]
 
 # An option not given (argparse default): None already means "the default limit".
 _UNSET: Any = object()
@@ -37,22 +35,10 @@ def accounts_for(config: Config) -> Accounts:
     return Accounts.for_config(config, open_directory(config))
 
 
-def _fail(message: str, code: int = EXIT_FAILED) -> int:
-    print(f"mailyard: {message}", file=sys.stderr)
-    return code
-
-
 def _guarded(handler: Handler) -> Handler:
     """Turn a ServiceError into a message on stderr and exit status 1 (2 for the
     refusals in USAGE_CODES)."""
-    def run(args: argparse.Namespace, config: Config) -> int:
-        try:
-            return handler(args, config)
-        except ServiceError as exc:
-            return _fail(str(exc), EXIT_USAGE if exc.code in USAGE_CODES else EXIT_FAILED)
-    run.__name__ = handler.__name__
-    run.__doc__ = handler.__doc__
-    return run
+    return guarded(handler, usage_codes=USAGE_CODES, show=str)
 
 
 class PasswordInputError(Exception):
@@ -273,7 +259,7 @@ def _register_user(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     _password_option(p)
     p = _parser(us, "list", "list users", cmd_user_list)
     p.add_argument("--domain", metavar="DOMAIN", help="only users of this domain")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p = _parser(us, "delete", "delete a user (its mailbox files are kept)", cmd_user_delete)
     p.add_argument("email", metavar="EMAIL", help="the user's address")
     p = _parser(us, "passwd", "change a user's password", cmd_user_passwd)
@@ -290,7 +276,7 @@ def _register_user(sub: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--messages", metavar="N", type=messages_argument, default=_UNSET,
                    help="messages the user may keep: a number, 0 or 'unlimited', or "
                         "'default'")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     from mailyard.cli.limits import register_user_limits
 
     register_user_limits(us)
@@ -313,7 +299,7 @@ def _register_alias(sub: argparse._SubParsersAction) -> None:  # type: ignore[ty
                         "the user's own mailbox too")
     p = _parser(as_, "list", "list aliases", cmd_alias_list)
     p.add_argument("--domain", metavar="DOMAIN", help="only aliases of this domain")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p = _parser(as_, "delete", "delete an alias, or some of its targets", cmd_alias_delete)
     p.add_argument("address", metavar="ADDRESS", help="the alias address, or @domain")
     p.add_argument("targets", metavar="TARGET", nargs="*",
@@ -332,10 +318,10 @@ def _register_domain(sub: argparse._SubParsersAction) -> None:  # type: ignore[t
                 "Add a local domain, make its DKIM keys, and print every DNS record to "
                 "publish for it (the same as `domain records`).")
     p.add_argument("domain", metavar="DOMAIN", help="domain name, e.g. example.org")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p = _parser(ds, "list", "list local domains (from the configuration and the database)",
                 cmd_domain_list)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p = _parser(ds, "delete", "delete a local domain (it must have no users or aliases)",
                 cmd_domain_delete)
     p.add_argument("domain", metavar="DOMAIN", help="a domain added with `domain add`")

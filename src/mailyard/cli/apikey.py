@@ -10,7 +10,8 @@ import argparse
 import json
 import time
 
-from mailyard.cli.accounts import EXIT_OK, _guarded, _parser
+from mailyard.cli.accounts import _guarded, _parser
+from mailyard.cli.common import EXIT_OK, json_flag
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.services.setup import open_apikeys
@@ -75,9 +76,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--sender", action="append", metavar="ADDRESS|DOMAIN",
                    help="an address or domain this key may send as (repeatable; "
                         "default: any local domain)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p = _parser(s, "list", "list keys with their last use", cmd_list)
     p.add_argument("--all", action="store_true", help="revoked keys too")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p = _parser(s, "revoke", "revoke a key (by id or name)", cmd_revoke)
     p.add_argument("key", metavar="KEY", help="the key's id or name")

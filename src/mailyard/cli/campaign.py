@@ -13,7 +13,6 @@ import asyncio
 import json
 import sys
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,34 +26,22 @@ from mailyard.bulk.campaigns.input import (
 )
 from mailyard.bulk.campaigns.model import Campaign, CampaignState
 from mailyard.bulk.report import render_table
-from mailyard.cli.accounts import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _fail
+from mailyard.cli.common import EXIT_FAILED, EXIT_OK, Handler, guarded, json_flag
+from mailyard.cli.common import fail as _fail
 from mailyard.cli.files import UsageProblem, read_stdin, read_text
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.services.campaigns import CampaignCheck, Campaigns, CheckFailed
-from mailyard.services.errors import ServiceError
 from mailyard.services.report_pages import DEFAULT_TTL, MAX_TTL
 
-Handler = Callable[[argparse.Namespace, Config], int]
 MAX_CAMPAIGN_FILE = 4 * MAX_TEMPLATE
 _USAGE_CODES = frozenset({"invalid_campaign", "invalid_schedule", "invalid_template",
                           "invalid_ttl"})
 
 
 def _guarded(handler: Handler) -> Handler:
-    def run(args: argparse.Namespace, config: Config) -> int:
-        try:
-            return handler(args, config)
-        except CheckFailed as exc:
-            _print_check(exc.check)
-            return _fail(str(exc), EXIT_FAILED)
-        except ServiceError as exc:
-            return _fail(printable(str(exc)),
-                         EXIT_USAGE if exc.code in _USAGE_CODES else EXIT_FAILED)
-        except (UsageProblem, InvalidCampaign) as exc:
-            return _fail(printable(str(exc)), EXIT_USAGE)
-    run.__name__ = handler.__name__
-    return run
+    return guarded(handler, usage_codes=_USAGE_CODES,
+                   usage_errors=(UsageProblem, InvalidCampaign))
 
 
 def _service(config: Config, args: argparse.Namespace | None = None) -> Campaigns:
@@ -223,7 +210,12 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 @_guarded
 def cmd_schedule(args: argparse.Namespace, config: Config) -> int:
-    done = _service(config, args).schedule(args.campaign, args.at, args.tz, force=args.force)
+    try:
+        done = _service(config, args).schedule(args.campaign, args.at, args.tz,
+                                               force=args.force)
+    except CheckFailed as exc:
+        _print_check(exc.check)
+        return _fail(str(exc), EXIT_FAILED)
     c = done.campaign
     if done.check is not None and done.check.report.findings and not args.json:
         _print_check(done.check)
@@ -347,15 +339,11 @@ def _settings_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ab-metric", choices=("opens", "clicks"),
                    help="the winner by unique opens or clicks (default opens)")
     p.add_argument("--no-ab", action="store_true", help="switch the A/B test off")
-    _json(p)
+    json_flag(p)
 
 
 def _id(p: argparse.ArgumentParser) -> None:
     p.add_argument("campaign", metavar="CAMPAIGN", help="the campaign's id or name")
-
-
-def _json(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def _dns(p: argparse.ArgumentParser) -> None:
@@ -382,11 +370,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_edit)
     p = cs.add_parser("show", help="one campaign's settings and state")
     _id(p)
-    _json(p)
+    json_flag(p)
     p.set_defaults(func=cmd_show)
     p = cs.add_parser("list", help="every campaign")
     p.add_argument("--state", choices=[s.value for s in CampaignState])
-    _json(p)
+    json_flag(p)
     p.set_defaults(func=cmd_list)
     p = cs.add_parser("check", help="check a campaign before sending",
                       description="Render the message for a sample contact and list errors "
@@ -399,7 +387,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--contact", metavar="ADDRESS", help="render for this contact (default: "
                    "the first confirmed member)")
     _dns(p)
-    _json(p)
+    json_flag(p)
     p.set_defaults(func=cmd_check)
     p = cs.add_parser("schedule", help="send a draft at a time, or now",
                       description="Check the campaign, then schedule it; refused when the "
@@ -411,7 +399,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    "campaign's), e.g. Europe/Berlin")
     p.add_argument("--force", action="store_true", help="schedule despite check errors")
     _dns(p)
-    _json(p)
+    json_flag(p)
     p.set_defaults(func=cmd_schedule)
     for name, help_text in (("unschedule", "back to draft (a scheduled campaign)"),
                             ("pause", "stop sending for now (a sending campaign)"),
@@ -427,7 +415,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--contact", metavar="ADDRESS")
     p.add_argument("--raw", action="store_true", help="the whole MIME message")
     p.add_argument("--html", action="store_true", help="the HTML part only")
-    _json(p)
+    json_flag(p)
     p.set_defaults(func=cmd_preview)
     p = cs.add_parser("test", help="send one test message",
                       description="Queue one message to --to, rendered for a contact, the "
@@ -440,7 +428,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       description="Recipients, delivered, deferred, bounced, opens and "
                                   "clicks (human and all), per link, per domain, over time.")
     _id(p)
-    _json(p)
+    json_flag(p)
     p.set_defaults(func=cmd_report)
     p = cs.add_parser("report-link", help="a signed link to the report page",
                       description="Print the URL of the campaign's HTML report page "
@@ -450,5 +438,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _id(p)
     p.add_argument("--ttl", type=int, default=DEFAULT_TTL, metavar="SECONDS",
                    help=f"how long the link works (default {DEFAULT_TTL}, 60 to {MAX_TTL})")
-    p.add_argument("--json", action="store_true", help='{"url", "expires"} as the API')
+    json_flag(p, '{"url", "expires"} as the API')
     p.set_defaults(func=cmd_report_link)

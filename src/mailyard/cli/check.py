@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 
+from mailyard.cli.common import json_flag
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 
@@ -36,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     spf.add_argument("--dns", metavar="HOST:PORT",
                      help="send every DNS query to this server (default: delivery.dns_servers, "
                           "else the system resolver)")
-    spf.add_argument("--json", action="store_true", help="print the result as JSON")
+    json_flag(spf, "print the result as JSON")
     spf.set_defaults(func=cmd_check_spf)
 
 

@@ -18,6 +18,7 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from mailyard.cli.common import json_flag
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 
@@ -58,7 +59,7 @@ def add_parser(checks: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--dns", metavar="HOST:PORT",
                    help="send every DNS query to this server (default: delivery.dns_servers, "
                         "else the system resolver)")
-    p.add_argument("--json", action="store_true", help="print every result as JSON")
+    json_flag(p, "print every result as JSON")
     p.set_defaults(func=cmd_check_message)
 
 

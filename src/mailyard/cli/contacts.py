@@ -15,7 +15,9 @@ from typing import IO
 
 from mailyard.bulk.importer import ImportFormat
 from mailyard.bulk.model import MembershipStatus, OptIn, SuppressionReason
-from mailyard.cli.accounts import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _fail, _guarded, _parser
+from mailyard.cli.accounts import _guarded, _parser
+from mailyard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, json_flag
+from mailyard.cli.common import fail as _fail
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.services.contacts import ImportSummary
@@ -129,6 +131,8 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
               f"from {consent.get('ip') or '-'} via {printable(consent.get('source') or '-')})")
     if data["suppression"]:
         print(f"suppressed: {data['suppression']['reason']}")
+    for bounce in data["soft_bounces"]:
+        print(f"soft bounce: {printable(bounce['message'])} {_when(bounce['at'])}")
     return EXIT_OK
 
 
@@ -233,7 +237,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--status", default="confirmed", choices=["confirmed", "unconfirmed"],
                    help="membership status of new members (default: confirmed: you "
                         "vouch for their consent)")
-    p.add_argument("--json", action="store_true", help="the summary as JSON")
+    json_flag(p, "the summary as JSON")
     p = _parser(cs, "export", "export contacts as CSV (or one person's data as JSON)",
                 cmd_export, "Write the contacts as CSV (cells that a spreadsheet would run "
                 "as a formula are escaped).  With ADDRESS: everything held on that person "
@@ -243,7 +247,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
     p = _parser(cs, "show", "everything held on one person (GDPR art. 15)", cmd_show)
     p.add_argument("address", metavar="ADDRESS")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p = _parser(cs, "erase", "remove a person everywhere (GDPR art. 17)", cmd_erase)
     p.add_argument("address", metavar="ADDRESS")
 
@@ -255,7 +259,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = _parser(cs, "unsuppress", "take an address off the suppression list", cmd_unsuppress)
     p.add_argument("address", metavar="ADDRESS")
     p = _parser(cs, "suppressions", "list the suppression list", cmd_suppressions)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
 
     ls = sub.add_parser("list", help="manage mailing lists",
                         description="Create and inspect mailing lists.")
@@ -266,10 +270,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--double-opt-in", action="store_true",
                    help="subscribers confirm by a link mailed to them")
     p = _parser(lss, "list", "list the lists", cmd_list_list)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p = _parser(lss, "show", "show a list and its member counts", cmd_list_show)
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
 
 
 __all__ = ["EXIT_FAILED", "register"]

@@ -9,6 +9,7 @@ import json
 import sys
 
 from mailyard.cli.accounts import _guarded, _parser, accounts_for
+from mailyard.cli.common import json_flag
 from mailyard.config import Config
 from mailyard.services.dkim import DkimKeys, DkimSelector
 
@@ -79,7 +80,7 @@ def register_domain_actions(ds: argparse._SubParsersAction) -> None:  # type: ig
     p = _parser(dks, "show", "the keys (active, pending, retired) and their TXT records",
                 cmd_dkim_show)
     p.add_argument("domain", metavar="DOMAIN")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    json_flag(p, "print JSON")
     p = _parser(dks, "rotate", "make a new key to publish (then --switch to sign with it)",
                 cmd_dkim_rotate)
     p.add_argument("domain", metavar="DOMAIN")
@@ -88,4 +89,4 @@ def register_domain_actions(ds: argparse._SubParsersAction) -> None:  # type: ig
                         "[dkim] algorithms for a domain without keys, else rsa-sha256)")
     p.add_argument("--switch", action="store_true",
                    help="sign with the pending key from now on (after its record is published)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    json_flag(p, "print JSON")

@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 
-from mailyard.cli.accounts import EXIT_FAILED, EXIT_OK, EXIT_USAGE, accounts_for
+from mailyard.cli.accounts import accounts_for
+from mailyard.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, json_flag
+from mailyard.cli.common import fail as _fail
 from mailyard.cli.dkim import keys_for
 from mailyard.config import Config
 from mailyard.dns.api import DnsNameError, ascii_domain
@@ -25,11 +26,6 @@ _USAGE_CODES = frozenset({"domain_not_local", "invalid_domain"})
 
 def setup_for(config: Config) -> DomainSetup:
     return DomainSetup(accounts_for(config), keys_for(config), config)
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"mailyard: {message}", file=sys.stderr)
-    return code
 
 
 def _service_failure(exc: ServiceError) -> int:
@@ -136,7 +132,7 @@ def register_domain_actions(ds: argparse._SubParsersAction) -> None:  # type: ig
                                   "Makes the domain's DKIM key if it has none.")
     p.set_defaults(func=cmd_domain_records)
     p.add_argument("domain", metavar="DOMAIN", help="a local domain")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p = ds.add_parser("check", help="look a local domain's DNS records up and say what is "
                                     "wrong",
                       description="Look up every record `domain records` prints, live, and "
@@ -148,4 +144,4 @@ def register_domain_actions(ds: argparse._SubParsersAction) -> None:  # type: ig
     p.add_argument("--dns", metavar="HOST:PORT",
                    help="send every lookup to this DNS server (an IP address, port 53 by "
                         "default) instead of delivery.dns_servers or the system resolver")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)

@@ -16,6 +16,7 @@ import json
 import sys
 from typing import Any
 
+from mailyard.cli.common import json_flag
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.daemon.secret import SECRET_NAME, ServerSecretError, load_server_secret
@@ -38,7 +39,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("file", metavar="FILE", help="the message (- for standard input)")
     p.add_argument("--rcpt", metavar="ADDR",
                    help="the envelope recipient (the VERP address) the report was sent to")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    json_flag(p, "print the result as JSON")
     p.set_defaults(func=cmd_check_bounce)
 
 

@@ -10,7 +10,8 @@ import argparse
 import json
 from typing import Any
 
-from mailyard.cli.accounts import EXIT_OK, _guarded, _parser, messages_argument, open_directory
+from mailyard.cli.accounts import _guarded, _parser, messages_argument, open_directory
+from mailyard.cli.common import EXIT_OK, json_flag
 from mailyard.config import Config
 from mailyard.services.sending import LIMIT_NAMES, SendingLimits
 
@@ -49,4 +50,4 @@ def register_user_limits(us: argparse._SubParsersAction) -> None:  # type: ignor
                        type=messages_argument, default=_UNSET,
                        help=f"{name.replace('_', ' ')}: a number, 0 or 'unlimited', "
                             "or 'default'")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)

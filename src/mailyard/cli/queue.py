@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from mailyard.cli.common import json_flag
 from mailyard.cli.spool_access import fail, open_spool
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
@@ -135,13 +136,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                       description="List queued messages: sender, size, age and each "
                                   "recipient's state (pending, deferred, held...), attempts, "
                                   "next attempt and last reply.")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p.set_defaults(func=cmd_list)
     p = qs.add_parser("show", help="show one queued message",
                       description="Show one queued message in detail: envelope, client, "
                                   "submitter, DSN parameters and every recipient's state.")
     p.add_argument("id", metavar="ID", help=id_help)
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p.add_argument("--headers", action="store_true", help="also print the message headers")
     p.set_defaults(func=cmd_show)
     p = qs.add_parser("flush", help="retry deferred mail now (all, or one ID)",

@@ -10,6 +10,7 @@ import sys
 import time
 
 from mailyard.cli import transport_security
+from mailyard.cli.common import json_flag
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
 from mailyard.dmarc.reports import MAX_ATTACHMENT
@@ -118,5 +119,5 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "of listing")
     p.add_argument("--sent", action="store_true",
                    help="list the aggregate reports this server sent ([dmarc] reports)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p.set_defaults(func=cmd_dmarc)

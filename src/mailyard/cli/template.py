@@ -13,33 +13,20 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from mailyard.cli.accounts import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _fail
+from mailyard.cli.common import EXIT_OK, Handler, guarded, json_flag
 from mailyard.cli.files import UsageProblem, read_stdin, read_text
 from mailyard.cli.terminal import printable
 from mailyard.config import Config
-from mailyard.services.errors import InvalidInput, ServiceError, TooLarge
+from mailyard.services.errors import InvalidInput, TooLarge
 from mailyard.services.setup import open_templates
 from mailyard.services.templates import MAX_SOURCE
 from mailyard.transactional.sqlite import StoredTemplate
 
-Handler = Callable[[argparse.Namespace, Config], int]
-
 
 def _guarded(handler: Handler) -> Handler:
-    def run(args: argparse.Namespace, config: Config) -> int:
-        try:
-            return handler(args, config)
-        except (InvalidInput, TooLarge) as exc:
-            return _fail(printable(str(exc)), EXIT_USAGE)
-        except ServiceError as exc:
-            return _fail(printable(str(exc)), EXIT_FAILED)
-        except UsageProblem as exc:
-            return _fail(printable(str(exc)), EXIT_USAGE)
-    run.__name__ = handler.__name__
-    return run
+    return guarded(handler, usage_errors=(InvalidInput, TooLarge, UsageProblem))
 
 
 def _body(name: str | None) -> str | None:
@@ -122,11 +109,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="the text body ('-': standard input; default: made from the HTML)")
     p.set_defaults(func=cmd_put)
     p = ts.add_parser("list", help="every template")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p.set_defaults(func=cmd_list)
     p = ts.add_parser("show", help="one template, subject and bodies")
     p.add_argument("name", metavar="NAME")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
     p.set_defaults(func=cmd_show)
     p = ts.add_parser("delete", help="remove a template")
     p.add_argument("name", metavar="NAME")

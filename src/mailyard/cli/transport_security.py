@@ -12,6 +12,7 @@ import datetime
 import json
 import sys
 
+from mailyard.cli.common import json_flag
 from mailyard.config import Config
 from mailyard.dns.api import DnsNameError, ascii_domain
 from mailyard.mtasts.fetch import policy_url
@@ -118,7 +119,7 @@ def register_domain(ds: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.add_argument("--max-age", type=int, default=DEFAULT_MAX_AGE, metavar="SECONDS",
                    help=f"how long senders cache the policy (default {DEFAULT_MAX_AGE})")
     p.add_argument("--id", metavar="ID", help="the policy id (default: the current UTC time)")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)
 
 
 def register_report(rs: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -130,4 +131,4 @@ def register_report(rs: argparse._SubParsersAction) -> None:  # type: ignore[typ
     p.set_defaults(func=cmd_report_tls)
     p.add_argument("--day", metavar="YYYY-MM-DD", help="only this UTC day")
     p.add_argument("--domain", metavar="DOMAIN", help="only this recipient domain")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_flag(p)

@@ -72,6 +72,7 @@ log = logging.getLogger("mailyard.delivery")
 CLAIM_BATCH = 200
 IDLE_POLL = 1.0
 LOCAL_THREADS = 8
+DOMAIN_ANSWERS_TTL = 1.0  # seconds a local-domain answer is used without asking again
 _COPY_CHUNK = 256 * 1024
 
 
@@ -123,6 +124,8 @@ class Dispatcher:
         self.active: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._running = True
+        self._domain_answers: dict[str, bool] = {}  # see local_domains
+        self._domains_asked = -DOMAIN_ANSWERS_TTL
 
     # --- loop ------------------------------------------------------------------
     def wake(self) -> None:
@@ -163,17 +166,28 @@ class Dispatcher:
         return len(entries)
 
     async def local_domains(self, addresses: Iterable[str]) -> frozenset[str]:
-        """Which of the addresses' domains are ours: one directory call per claimed
-        batch, in a delivery thread (the directory may read its database), after a
-        check for changes (a directory built with ``refresh_each_lookup=False`` sees
-        them once per round)."""
+        """Which of the addresses' domains are ours.  The answers are kept for
+        :data:`DOMAIN_ANSWERS_TTL` seconds: a round whose domains were all asked
+        about within that time makes no thread trip.  Otherwise one directory call for
+        the whole batch, in a delivery thread (the directory may read its database),
+        after a check for changes (a directory built with ``refresh_each_lookup=False``
+        sees them once per call); a domain added or removed is seen within a second."""
         domains = {split_address(a)[1] for a in addresses}
+        answers = self._domain_answers
+        if time.monotonic() - self._domains_asked >= DOMAIN_ANSWERS_TTL:
+            answers.clear()
+        elif all(d in answers for d in domains):
+            return frozenset(d for d in domains if answers[d])
 
-        def ours() -> frozenset[str]:
+        def ours() -> dict[str, bool]:
             self.directory.refresh()
-            return frozenset(d for d in domains if self.directory.is_local_domain(d))
+            return {d: self.directory.is_local_domain(d) for d in domains}
 
-        return await asyncio.get_running_loop().run_in_executor(self.executor, ours)
+        found = await asyncio.get_running_loop().run_in_executor(self.executor, ours)
+        if not answers:
+            self._domains_asked = time.monotonic()
+        answers.update(found)
+        return frozenset(d for d, local in found.items() if local)
 
     def _done(self, qid: str, task: asyncio.Task[None]) -> None:
         self.active.pop(qid, None)

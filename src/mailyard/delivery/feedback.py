@@ -25,8 +25,12 @@ turns them into delivered, deferred and bounced actions (the bounce's severity f
 the reply, :func:`mailyard.feedback.status.severity`: ``550 5.1.1`` is hard and
 suppresses the address at once, ``552 5.2.2`` or a ``5.7.x`` policy refusal is soft, an
 expiry after temporary failures is soft) and writes them in batches, in the feedback
-thread, off the event loop.  A sender that does not start with the bounce prefix costs
-one string comparison; a VERP sender's token is verified once (cached by sender).
+thread, off the event loop.  For a transactional message (a token naming a message
+id) its recipients' delivered and bounced results are kept by address, so its soft
+bounces count toward suppression as a campaign's do (a delivery shows the address
+works); its deferrals are not recorded.  A sender that does not start with the bounce
+prefix costs one string comparison; a VERP sender's token is verified once (cached by
+sender).
 """
 
 from __future__ import annotations
@@ -75,7 +79,6 @@ REPLY_BAD_TOKEN = Reply(550, "5.1.1", "Recipient address rejected: user unknown"
 REPLY_STORE_BUSY = Reply(451, "4.3.0", "Feedback store unavailable, try again later")
 
 _T = TypeVar("_T")
-_EVENTS_ONLY = frozenset({ActionKind.DELIVERED, ActionKind.DEFERRED})
 _STORE_ERRORS = (sqlite3.Error, OSError, ServerSecretError, StoreConflict)
 
 
@@ -238,8 +241,8 @@ def result_action(target: VerpTarget, res: AttemptResult,
         kind = ActionKind.DEFERRED
     else:
         return None
-    if kind in _EVENTS_ONLY and not isinstance(target, CampaignRecipient):
-        return None  # a transactional message has no campaign to record them for
+    if kind is ActionKind.DEFERRED and not isinstance(target, CampaignRecipient):
+        return None  # a transactional message has no campaign to record it for
     return FeedbackAction(kind, target, Source.DELIVERY, res.address, reply.status or None,
                           str(reply))
 

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from mailyard.dkim.canon import BodyHasher, Canon, HeaderField, split_header
 from mailyard.dkim.crypto import PrivateKey, signing_function, verify_data
 from mailyard.dkim.signature import SignatureError, parse_signature
-from mailyard.dkim.verify import signed_header_data
+from mailyard.dkim.verify import header_picks, picked_header_data, signed_header_data
 
 __all__ = ["DEFAULT_HEADERS", "DEFAULT_OVERSIGN", "Signer", "own_signatures_problem",
            "sign_message"]
@@ -46,6 +46,7 @@ DEFAULT_HEADERS = (
 )
 DEFAULT_OVERSIGN = ("From",)
 _FOLD = 76
+_MAX_LAYOUTS = 256  # header layouts remembered per signer
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,10 @@ class Signer:
     _prefix: str = field(init=False, repr=False, compare=False)  # the fixed tags
     _sign: Callable[[bytes], bytes] = field(init=False, repr=False, compare=False)
     _public: object = field(init=False, repr=False, compare=False)  # the key's public half
+    # the folded h= list and the names to hash, per sequence of field names seen: the
+    # messages of one producer have the same few header layouts
+    _layouts: dict[tuple[bytes, ...], tuple[str, tuple[int, ...]]] = field(
+        init=False, repr=False, compare=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_plan", _plan(self.headers, self.oversign))
@@ -90,16 +95,27 @@ class Signer:
                 lows += [low] * count
         return names, lows
 
+    def _layout(self, fields: Sequence[HeaderField]) -> tuple[str, tuple[int, ...]]:
+        """The folded ``h=`` tag, and which fields it makes us hash, for these fields."""
+        shape = tuple([f.name for f in fields])
+        known = self._layouts.get(shape)
+        if known is None:
+            if len(self._layouts) >= _MAX_LAYOUTS:
+                self._layouts.clear()
+            names, lows = self.names_to_sign(fields)
+            known = self._layouts[shape] = (fold_list("h=", names), header_picks(shape, lows))
+        return known
+
     def field(self, header: bytes, body_hash: bytes, now: float) -> bytes:
         """The ``DKIM-Signature:`` field (folded, ending with CRLF) to put on top of
         the message whose header section is ``header``."""
         fields = split_header(header)
-        names, lows = self.names_to_sign(fields)
+        h_list, picks = self._layout(fields)
         stamp = int(now)
         expires = f" x={stamp + self.expiry};" if self.expiry else ""
-        unsigned = (f"{self._prefix}t={stamp};{expires}\r\n\t{fold_list('h=', names)};\r\n\t"
+        unsigned = (f"{self._prefix}t={stamp};{expires}\r\n\t{h_list};\r\n\t"
                     f"bh={base64.b64encode(body_hash).decode('ascii')};\r\n\tb=").encode("ascii")
-        data = signed_header_data(fields, lows, self.header_canon, unsigned, b_empty=True)
+        data = picked_header_data(fields, picks, self.header_canon, unsigned, b_empty=True)
         signature = base64.b64encode(self._sign(data))
         return unsigned + _fold_base64(signature, 3)
 

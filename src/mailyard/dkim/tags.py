@@ -17,6 +17,7 @@ _TAG_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9_]*\Z")
 _FWS = b" \t\r\n"
 # tag-value: VALCHAR (%x21-3A / %x3C-7E) runs separated by folding whitespace.
 _BAD_VALUE = re.compile(rb"[^\x21-\x3a\x3c-\x7e \t\r\n]")
+_BAD_TEXT = re.compile(rb"[^\x21-\x7e \t\r\n]")  # the same, ";" allowed
 
 
 class TagListError(ValueError):
@@ -26,6 +27,9 @@ class TagListError(ValueError):
 def parse_tag_list(text: bytes) -> dict[str, bytes]:
     """``{tag: value}`` with surrounding folding whitespace removed from both."""
     tags: dict[str, bytes] = {}
+    # One search over the whole list: a value holds no ";", so a list without a bad
+    # character anywhere has none in any value (the usual case: no per-value search).
+    check_values = _BAD_TEXT.search(text) is not None
     for item in text.split(b";"):
         if not item.strip(_FWS):
             continue  # an empty item: only the last may be, but senders are sloppy
@@ -37,7 +41,7 @@ def parse_tag_list(text: bytes) -> dict[str, bytes]:
         if key in tags:
             raise TagListError(f"tag {key}= appears twice")
         value = value.strip(_FWS)
-        if _BAD_VALUE.search(value):
+        if check_values and _BAD_VALUE.search(value):
             raise TagListError(f"bad character in the value of {key}=")
         tags[key] = value
     return tags

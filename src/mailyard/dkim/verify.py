@@ -26,7 +26,7 @@ Rules that are policy, not syntax (reported as ``fail`` with the reason):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from mailyard.dkim.canon import BodyHasher, Canon, HeaderField, canon_header, split_header
@@ -43,7 +43,8 @@ from mailyard.dkim.signature import (
 from mailyard.dkim.tags import TagListError, parse_tag_list
 from mailyard.dns.api import DnsNameError, DnsTemporaryError, Resolver
 
-__all__ = ["VerifyPolicy", "Verification", "verify_message"]
+__all__ = ["VerifyPolicy", "Verification", "header_picks", "picked_header_data",
+           "signed_header_data", "verify_message"]
 
 SIGNATURE_FIELD = b"dkim-signature"
 MAX_KEY_RECORDS = 5  # TXT records tried at one selector name
@@ -193,18 +194,33 @@ class Verification:
         return signed_header_data(self.fields, sig.headers, sig.header_canon, sig_field.raw)
 
 
-def signed_header_data(fields: Iterable[HeaderField], names: Iterable[bytes], canon: Canon,
+def signed_header_data(fields: Sequence[HeaderField], names: Iterable[bytes], canon: Canon,
                        signature_field: bytes, *, b_empty: bool = False) -> bytes:
     """The h= fields canonicalized, then the signature field without its b= value and
     final CRLF.  ``b_empty``: the field is a signer's, whose b= is still empty."""
-    by_name: dict[bytes, list[HeaderField]] = {}
-    for field in fields:
-        by_name.setdefault(field.name, []).append(field)
-    parts = []
+    return picked_header_data(fields, header_picks([f.name for f in fields], names), canon,
+                              signature_field, b_empty=b_empty)
+
+
+def header_picks(field_names: Sequence[bytes], names: Iterable[bytes]) -> tuple[int, ...]:
+    """For each h= name, the index of the last instance of that name not yet used
+    (5.4.2); a name with none left contributes nothing."""
+    by_name: dict[bytes, list[int]] = {}
+    for i, name in enumerate(field_names):
+        by_name.setdefault(name, []).append(i)
+    picks = []
     for name in names:
         instances = by_name.get(name)
         if instances:
-            parts.append(canon_header(instances.pop().raw, canon))
+            picks.append(instances.pop())
+    return tuple(picks)
+
+
+def picked_header_data(fields: Sequence[HeaderField], picks: Iterable[int], canon: Canon,
+                       signature_field: bytes, *, b_empty: bool = False) -> bytes:
+    """:func:`signed_header_data` with the fields to hash already chosen
+    (:func:`header_picks`)."""
+    parts = [canon_header(fields[i].raw, canon) for i in picks]
     last = canon_header(signature_field if b_empty else without_b_value(signature_field),
                         canon)
     parts.append(last[:-2] if last.endswith(b"\r\n") else last)

@@ -9,7 +9,9 @@ problem documents for errors) to a client that sends or accepts JSON.
   honeypot field (``website``), hidden from people: a bot that fills it gets the
   usual answer, and nothing happens.  The answer is the same whether the address was
   new, already subscribed, unsubscribed or suppressed, so the form tells strangers
-  nothing about who is on a list.
+  nothing about who is on a list.  Someone who unsubscribed is sent a fresh
+  confirmation link; a complained, bounced or suppressed address gets no mail and
+  stays off the list (:meth:`mailyard.services.contacts.Contacts.subscribe`).
 * ``GET /confirm/{token}`` shows a button and changes nothing (mail scanners follow
   links); the button's ``POST`` confirms.  A forged or altered token is 404, an
   expired one 410.
@@ -27,7 +29,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from mailyard.bulk.model import Consent
+from mailyard.bulk.model import Consent, MembershipStatus
 from mailyard.http.auth import context
 from mailyard.http.problems import Problem, from_service, problem_response
 from mailyard.ingest.api import IngestRefused
@@ -175,5 +177,8 @@ async def confirm(request: Request, token: str) -> Response:
     result: dict[str, Any] = {"list": member.list_name, "status": member.status.value}
     if _wants_json(request):
         return JSONResponse(result)
+    if member.status is not MembershipStatus.CONFIRMED:
+        return _page("Not subscribed", "<p>This subscription can no longer be confirmed. "
+                                       "Write to the list's sender if you want it back.</p>")
     return _page("Subscribed", f"<p>{html.escape(member.address)} is subscribed to "
                                f"{html.escape(member.list_name)}.</p>")

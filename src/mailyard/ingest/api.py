@@ -43,7 +43,7 @@ implements with the dispatcher's claim and record path.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from mailyard.envelope import Envelope
@@ -83,6 +83,9 @@ class Submission:
     # CAMPAIGN only: DKIM-Signature fields the producer made over the content with our
     # keys; ingest checks them and stores them instead of signing (mailyard.dkim.hook).
     dkim: bytes = b""
+    # What ingest's hooks found about the message (the inbound checks' results), for
+    # the producer's log line of the transaction: smtpd adds them to its line.
+    log_fields: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 class IngestRefused(Exception):

@@ -307,6 +307,13 @@ class QueueIndex:
     @staticmethod
     def _apply(db: sqlite3.Connection, qid: str, old: QueuedRecipient, o: Outcome,
                now: float) -> QueuedRecipient:
+        new = QueueIndex._applied(qid, old, o, now)
+        QueueIndex._store_attempt(db, qid, new)
+        return new
+
+    @staticmethod
+    def _applied(qid: str, old: QueuedRecipient, o: Outcome, now: float) -> QueuedRecipient:
+        """The recipient after the attempt ``o`` (nothing written)."""
         if o.state not in (RecipientState.DELIVERED, RecipientState.FAILED,
                            RecipientState.DEFERRED):
             raise StorageError(f"{qid}: an attempt cannot end in state {o.state.value}")
@@ -316,14 +323,16 @@ class QueueIndex:
             next_attempt = o.next_attempt
             if old.state is RecipientState.HELD:  # held while the attempt ran
                 state = RecipientState.HELD
-        new = QueuedRecipient(old.index, old.address, state, old.attempts + 1, next_attempt,
-                              now, o.reply, old.delay_notified, False)
+        return QueuedRecipient(old.index, old.address, state, old.attempts + 1, next_attempt,
+                               now, o.reply, old.delay_notified, False)
+
+    @staticmethod
+    def _store_attempt(db: sqlite3.Connection, qid: str, new: QueuedRecipient) -> None:
         db.execute("UPDATE recipients SET state = ?, attempts = ?, next_attempt = ?,"
                    " last_attempt = ?, last_reply = ?, interrupted = 0, claimed = 0"
                    " WHERE qid = ? AND idx = ?",
-                   (state.value, new.attempts, next_attempt, now, encode_reply(o.reply),
-                    qid, old.index))
-        return new
+                   (new.state.value, new.attempts, new.next_attempt, new.last_attempt,
+                    encode_reply(new.last_reply), qid, new.index))
 
     def record_many(self, items: Sequence[FinishedEntry], now: float) -> list[bool | None]:
         """:meth:`record` for several messages in one transaction.  Each item is (qid,
@@ -354,11 +363,21 @@ class QueueIndex:
                 if current is None:
                     out.append(None)
                     continue
+                changed: set[int] = set()
                 for o in item.outcomes:
-                    current[o.index] = self._apply(db, qid, self._known(current, qid, o.index),
-                                                   o, now)
+                    current[o.index] = self._applied(
+                        qid, self._known(current, qid, o.index), o, now)
+                    changed.add(o.index)
                 for p in item.postponed:
                     self._known(current, qid, p.index)
+                done = not item.postponed and all(r.state.is_final for r in current.values())
+                if done:  # the rows would be deleted at once: no updates before
+                    self._entomb(db, qid)
+                    out.append(done)
+                    continue
+                for index in changed:
+                    self._store_attempt(db, qid, current[index])
+                for p in item.postponed:
                     db.execute("UPDATE recipients SET next_attempt = ?, last_reply = ?"
                                " WHERE qid = ? AND idx = ?",
                                (p.until, encode_reply(p.reason), qid, p.index))
@@ -367,9 +386,6 @@ class QueueIndex:
                 db.execute("UPDATE messages SET lease_owner = NULL, lease_until = 0"
                            " WHERE qid = ?", (qid,))
                 db.execute(_REFRESH_DUE, (qid,))
-                done = all(r.state.is_final for r in current.values())
-                if done:
-                    self._entomb(db, qid)
                 out.append(done)
         return out
 

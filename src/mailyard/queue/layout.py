@@ -90,7 +90,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def unlink_if_present(path: Path) -> bool:
+def unlink_if_present(path: Path | str) -> bool:
     try:
         os.unlink(path)
     except FileNotFoundError:

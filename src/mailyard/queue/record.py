@@ -177,7 +177,7 @@ def _verify_crc(f: BinaryIO, info: RecordInfo) -> None:
         raise RecordError("content checksum mismatch")
 
 
-def open_record(path: Path) -> BinaryIO:
+def open_record(path: Path | str) -> BinaryIO:
     """Open a message file for reading, refusing anything but a regular file.
 
     ``O_NOFOLLOW``: a symbolic link in the spool is damage, not a message to follow.
@@ -185,6 +185,18 @@ def open_record(path: Path) -> BinaryIO:
     forever (and a device could do anything); ``fstat`` then rejects both.
     Raises RecordError for a file that is not a regular one, FileNotFoundError when
     there is no file, OSError otherwise."""
+    fd, _ = _open_regular(path)
+    try:
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_regular(path: Path | str) -> tuple[int, os.stat_result]:
+    """:func:`open_record`'s checks on a bare descriptor (left non-blocking, which a
+    regular file ignores), with its ``fstat``."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
@@ -192,14 +204,13 @@ def open_record(path: Path) -> BinaryIO:
             raise RecordError("not a regular file (symbolic link)") from exc
         raise
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise RecordError(f"not a regular file (mode {stat.filemode(mode)})")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RecordError(f"not a regular file (mode {stat.filemode(st.st_mode)})")
     except BaseException:
         os.close(fd)
         raise
+    return fd, st
 
 
 def validate(path: Path, *, verify_content: bool = False) -> RecordInfo:
@@ -270,25 +281,32 @@ class ContentReader(io.RawIOBase):
 SMALL_RECORD = 256 * 1024  # records up to this size are read whole by open_content
 
 
-def open_content(path: Path) -> BinaryIO:
+def open_content(path: Path | str) -> BinaryIO:
     """A buffered, read-only file over the content of the record at ``path``.
     Raises FileNotFoundError if there is no such file, RecordError if it is invalid.
 
     A record of up to :data:`SMALL_RECORD` bytes (nearly all mail) is read with one
     ``pread`` and checked whole in memory, content CRC included, so a damaged message
     is refused here, before any of it is sent; the meta is checked against its CRC but
-    not decoded (delivery has the envelope from the index).  A larger record is
+    not decoded (delivery has the envelope from the index).  That takes four system
+    calls (open, fstat, pread, close) and no file object.  A larger record is
     streamed and its content CRC checked when it is read to the end."""
-    f = open_record(path)
+    fd, st = _open_regular(path)
+    if st.st_size <= SMALL_RECORD:
+        try:
+            data = os.pread(fd, st.st_size, 0)
+        finally:
+            os.close(fd)
+        if len(data) != st.st_size:
+            raise RecordError("message file shrank while being read")
+        return io.BytesIO(message_of(data))
     try:
-        fd = f.fileno()
-        size = os.fstat(fd).st_size
-        if size <= SMALL_RECORD:
-            data = os.pread(fd, size, 0)
-            if len(data) != size:
-                raise RecordError("message file shrank while being read")
-            f.close()
-            return io.BytesIO(message_of(data))
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
         info = read_info(f)
     except BaseException:
         f.close()

@@ -75,6 +75,10 @@ from mailyard.queue.writer import SpoolWriter, storage_error
 COMMIT_THREADS = 2  # file stages of small messages run at once (see groupcommit)
 FLUSH_THREADS = 4  # file stages of large messages (already on disk) flushed at once
 PURGE_INTERVAL = 5.0  # seconds between tombstone purges in claim_due
+# Seconds between looks for leases of dead owners in claim_due (a query and a /proc read
+# per owner; a claim round under load comes every few milliseconds, a crashed owner is
+# rare, and its leases wait for this at most once).
+REAP_INTERVAL = 1.0
 MAX_UNLINKED = 100_000  # removed files remembered for the purge (beyond: unlinked twice)
 
 
@@ -167,6 +171,7 @@ class FileSpool:
         self._res = _ProcessResources(self.layout, commit_threads)
         self._orphaned: list[_ProcessResources] = []  # a parent's, never closed by a child
         self._last_purge = 0.0
+        self._last_reap = 0.0
         self._unlinked: set[str] = set()  # files removed, tombstones not yet purged
 
     @property
@@ -208,7 +213,10 @@ class FileSpool:
         r = self._r
         if time.monotonic() - self._last_purge >= PURGE_INTERVAL:
             self._purge()
-        r.index.reap_dead_owners(owner_is_dead)
+        if time.monotonic() - self._last_reap >= REAP_INTERVAL:
+            owner = r.owner  # this process: alive, no need to ask /proc
+            r.index.reap_dead_owners(lambda o: o != owner and owner_is_dead(o))
+            self._last_reap = time.monotonic()
         return r.index.claim_due(now, limit, now + lease_seconds, r.owner)
 
     def claim(self, qid: str, now: float,
@@ -220,7 +228,7 @@ class FileSpool:
 
     def open_content(self, qid: str) -> BinaryIO:
         try:
-            return open_content(self.layout.message_path(qid))
+            return open_content(self._msg_prefix + qid)
         except FileNotFoundError as exc:
             raise StorageError(f"{qid}: no such queued message") from exc
         except OSError as exc:
@@ -305,7 +313,7 @@ class FileSpool:
 
     def _unlink(self, qid: str) -> None:
         try:
-            unlink_if_present(self.layout.message_path(qid))
+            unlink_if_present(self._msg_prefix + qid)
         except OSError as exc:
             raise storage_error(f"{qid}: cannot remove the queue file", exc) from exc
         if len(self._unlinked) < MAX_UNLINKED:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from mailyard.arc.chain import ArcResult, ArcStatus, ArcValidation
 from mailyard.authres.format import arc_result, dkim_results, format_field, spf_result
@@ -98,6 +99,10 @@ class Verdict:
         return format_field(self.results(authserv_id))
 
     def action(self) -> DmarcAction:
+        return self._action
+
+    @cached_property
+    def _action(self) -> DmarcAction:  # asked for the field, the log and the reports
         if self.dmarc is None:
             return DmarcAction(ActionKind.ACCEPT)
         return dmarc_action(self.dmarc, self.dmarc_config)

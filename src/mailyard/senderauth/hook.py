@@ -274,13 +274,13 @@ class _Observer:
             self._header_done(head if head.endswith(b"\r\n") else head + b"\r\n", b"")
         assert self._checks is not None
         verdict = await self._hook.verdict(self._checks, self._submission)
-        action = verdict.action()
         dmarc = verdict.dmarc
-        log_event(log, "inbound authentication", client=self._submission.envelope.client_ip,
-                  dkim=",".join(str(r.status) for r in verdict.dkim) or "none",
-                  arc=str(verdict.arc.status), spf=verdict.spf.result if verdict.spf else "",
-                  dmarc=str(dmarc.status) if dmarc else "", domain=dmarc.author_domain
-                  if dmarc else "", action=str(action.kind))
+        # Logged on the transaction's line (no line of their own: one per message).
+        self._submission.log_fields.update(
+            dkim=",".join([str(r.status) for r in verdict.dkim]) or "none",
+            arc=str(verdict.arc.status), dmarc=str(dmarc.status) if dmarc else "",
+            from_domain=dmarc.author_domain if dmarc else "",
+            action=str(verdict.action().kind))
         self._hook.record(verdict, self._submission)
         return self._hook.fields(verdict)
 

@@ -47,6 +47,9 @@ __all__ = ["ConfirmationMail", "Contacts", "ImportSummary", "Subscribed"]
 BATCH = 2000  # rows per import transaction
 REPORTED = 100  # invalid rows and duplicates listed in a summary (all are counted)
 CONFIRM_PURPOSE = "confirm subscription"
+# A link that renews a membership the person ended themselves; it names the time the
+# link went out, so only the newest such link works, and only while still unsubscribed.
+RESUBSCRIBE_PURPOSE = "confirm resubscription"
 LIST_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 # A new confirmation mail to an address still unconfirmed on a list goes out at most
 # this often, however often the form is posted for it (from however many addresses).
@@ -161,11 +164,14 @@ class Contacts:
 
     def personal_data(self, address: str) -> dict[str, Any]:
         """Everything held on a person (GDPR art. 15): the contact, every membership with
-        its consent record, a suppression, the events."""
+        its consent record, a suppression, the events, the soft bounces and last
+        delivery of transactional messages."""
         key = self.address(address)
         contact = self.store.get_contact(key)
         suppression = self.store.suppression(key)
-        if contact is None and suppression is None:
+        bounces = self.store.soft_bounces(key, 0.0)
+        delivered = self.store.last_delivery(key)
+        if contact is None and suppression is None and not bounces and delivered is None:
             raise error("no_such_contact", f"nothing is held on {key}")
         return {
             "address": key,
@@ -174,6 +180,8 @@ class Contacts:
                             if contact else []),
             "suppression": suppression.to_dict() if suppression else None,
             "events": self.store.events(contact.id) if contact else [],
+            "soft_bounces": [{"message": m, "at": at} for m, at in bounces],
+            "last_transactional_delivery": delivered,
         }
 
     def erase(self, address: str) -> dict[str, Any]:
@@ -183,7 +191,8 @@ class Contacts:
         key = self.address(address)
         contact = self.store.get_contact(key)
         suppression = self.store.suppression(key)
-        if contact is None and suppression is None:
+        if (contact is None and suppression is None and not self.store.soft_bounces(key, 0.0)
+                and self.store.last_delivery(key) is None):
             raise error("no_such_contact", f"nothing is held on {key}")
         self.store.erase(key)
         return {"address": key, "erased": True,
@@ -308,9 +317,15 @@ class Contacts:
     def subscribe(self, list_name: str, address: str, name: str, consent: Consent
                   ) -> Subscribed:
         """A person asks to join a list.  Single opt-in: confirmed at once.  Double:
-        unconfirmed, and a confirmation mail to send.  An ended membership
-        (unsubscribed, bounced, complained) or a suppressed address gets the same
-        answer but nothing changes and no mail goes out: the answer must not tell
+        unconfirmed, and a confirmation mail to send.
+
+        Someone who unsubscribed gets a confirmation mail whatever the list's opt-in
+        (anyone can type an address into the form, and a person who left must not be
+        put back by a stranger); the membership stays ``unsubscribed`` until its link
+        is followed.  A complained or bounced membership, a suppressed address (hard
+        bounce, soft bounces, complaint, manual) or a blocked contact is never
+        revived by the form: only the operator can do that.  Every case gets the same
+        answer, and when nothing is done no mail goes out: the answer must not tell
         strangers who is on a list."""
         mlist = self.get_list(list_name)
         key = self.address(address)
@@ -324,6 +339,8 @@ class Contacts:
         if contact.status is ContactStatus.BLOCKED:
             return Subscribed(None)
         existing = self.store.membership(mlist.id, contact.id)
+        if existing is not None and existing.status is MembershipStatus.UNSUBSCRIBED:
+            return self._resubscribe(mlist, contact, existing)
         if existing is not None and (existing.status in ENDED
                                      or existing.status is MembershipStatus.CONFIRMED):
             return Subscribed(None)
@@ -338,10 +355,27 @@ class Contacts:
                                            consent=consent, now=self.clock())
         return Subscribed(member, self._confirmation(mlist, contact))
 
-    def _confirmation(self, mlist: MailingList, contact: Contact) -> ConfirmationMail:
+    def _resubscribe(self, mlist: MailingList, contact: Contact, existing: Membership
+                     ) -> Subscribed:
+        """A confirmation mail for someone who unsubscribed (at most every
+        RESEND_AFTER); the membership's time marks which link is the valid one."""
+        now = self.clock()
+        if now - existing.updated < RESEND_AFTER:
+            return Subscribed(None)
+        member = self.store.set_membership(mlist.id, contact.id,
+                                           MembershipStatus.UNSUBSCRIBED, now=now)
+        renew = _millis(member.updated)
+        return Subscribed(None, self._confirmation(mlist, contact, renew=renew))
+
+    def _confirmation(self, mlist: MailingList, contact: Contact, renew: int | None = None
+                      ) -> ConfirmationMail:
         s = self.settings
         expires = int(self.clock() + s.confirm_ttl)
-        token = sign(s.confirm_key, CONFIRM_PURPOSE, (mlist.id, contact.id), expires)
+        if renew is None:
+            token = sign(s.confirm_key, CONFIRM_PURPOSE, (mlist.id, contact.id), expires)
+        else:
+            token = sign(s.confirm_key, RESUBSCRIBE_PURPOSE, (mlist.id, contact.id, renew),
+                         expires)
         link = f"{s.public_url.rstrip('/')}/confirm/{token}"
         content = confirmation_message(
             sender=s.sender, to=contact.address, to_name=contact.name,
@@ -351,14 +385,25 @@ class Contacts:
 
     def pending_confirmation(self, token: str) -> tuple[MailingList, Contact, Membership]:
         """What a confirmation link is for; raises no_such_token / token_expired."""
-        try:
-            fields = verify(self.settings.confirm_key, CONFIRM_PURPOSE, token, self.clock())
-        except ExpiredToken:
-            raise error("token_expired", "this confirmation link has expired; subscribe "
-                                         "again to get a new one") from None
-        except InvalidToken:
-            raise error("no_such_token", "no such confirmation link") from None
-        if len(fields) != 2:
+        mlist, contact, member, _ = self._pending(token)
+        return mlist, contact, member
+
+    def _pending(self, token: str) -> tuple[MailingList, Contact, Membership, bool]:
+        """The list, contact and membership of a link, and whether it renews an
+        unsubscribed membership."""
+        fields: tuple[int, ...] = ()
+        for purpose, count in ((CONFIRM_PURPOSE, 2), (RESUBSCRIBE_PURPOSE, 3)):
+            try:
+                fields = verify(self.settings.confirm_key, purpose, token, self.clock())
+            except ExpiredToken:
+                raise error("token_expired", "this confirmation link has expired; "
+                                             "subscribe again to get a new one") from None
+            except InvalidToken:
+                continue
+            if len(fields) == count:
+                break
+            fields = ()
+        if not fields:
             raise error("no_such_token", "no such confirmation link")
         mlist = self.store.get_list_by_id(fields[0])
         contact = self.store.get_contact_by_id(fields[1])
@@ -366,12 +411,24 @@ class Contacts:
                   if mlist is not None and contact is not None else None)
         if mlist is None or contact is None or member is None:
             raise error("no_such_token", "no such confirmation link")
-        return mlist, contact, member
+        renew = len(fields) == 3
+        if (renew and member.status is MembershipStatus.UNSUBSCRIBED
+                and _millis(member.updated) != fields[2]):
+            raise error("no_such_token", "this link was replaced by a newer one")
+        return mlist, contact, member, renew
 
     def confirm(self, token: str, consent: Consent) -> Membership:
-        """Follow a confirmation link: unconfirmed -> confirmed, with when and from where.
-        A membership that was confirmed already stays as it is, an ended one too."""
-        mlist, contact, member = self.pending_confirmation(token)
+        """Follow a confirmation link: unconfirmed -> confirmed, with when and from where;
+        a renewal link: unsubscribed -> confirmed, the link's use being the new consent
+        (unless the address was suppressed meanwhile).  A membership that was confirmed
+        already stays as it is, an ended one too."""
+        mlist, contact, member, renew = self._pending(token)
+        if renew and member.status is MembershipStatus.UNSUBSCRIBED:
+            if self.store.suppression(contact.address) is not None:
+                return member
+            return self.store.set_membership(mlist.id, contact.id,
+                                             MembershipStatus.CONFIRMED, consent=consent,
+                                             confirmed=consent, now=self.clock())
         if member.status is not MembershipStatus.UNCONFIRMED:
             return member
         return self.store.set_membership(mlist.id, contact.id, MembershipStatus.CONFIRMED,
@@ -403,3 +460,8 @@ class Contacts:
 
     def iter_all(self) -> Iterator[Contact]:
         return self.store.contacts()
+
+
+def _millis(at: float) -> int:
+    """A membership's time as it goes into a renewal link."""
+    return int(at * 1000)

@@ -4,10 +4,11 @@ list memberships and campaign events.
 
 - hard bounce: the address is suppressed (``hard-bounce``), its memberships of the
   campaign's lists become ``bounced``, a ``bounced`` (hard) event is recorded;
-- soft bounce: a ``bounced`` (soft) event; when the contact has soft-bounced for
-  ``soft_bounce_threshold`` different campaigns within ``soft_bounce_window_days``
-  since its last delivery or engagement (:mod:`mailyard.feedback.policy`), it is
-  suppressed and bounced as above;
+- soft bounce: a ``bounced`` (soft) event; when the address has soft-bounced for
+  ``soft_bounce_threshold`` different messages (campaigns and transactional messages
+  together) within ``soft_bounce_window_days`` since its last delivery or engagement
+  (:mod:`mailyard.feedback.policy`), it is suppressed (``soft-bounces``) and the
+  campaign's memberships become ``bounced``;
 - complaint: suppressed (``complaint``), memberships of the campaign's lists become
   ``complained`` (an ended membership: unsubscribed because of the complaint), a
   ``complained`` event;
@@ -15,9 +16,12 @@ list memberships and campaign events.
   ``unsubscribed`` event;
 - delivered, deferred: the event, with the reply.
 
-A transactional message's token names no contact: its bounces and complaints suppress
-the address the report or attempt names, and record no campaign event (soft bounces of
-transactional mail are not counted).
+A transactional message's token names no contact: its bounces and complaints act on
+the address the report or attempt names, and record no campaign event.  Its soft
+bounces and deliveries are kept by address (a keyed digest, in the contact store) so
+they count with the campaigns' toward the same threshold: the suppression list acts on
+an address whichever kind of mail found it broken.  They are kept for the window only
+(:meth:`FeedbackService.prune`).
 
 The same report may arrive twice (our own DSN of a failure delivery has recorded
 already, a provider's DSN after a 250): a bounced, complained or unsubscribed event is
@@ -50,6 +54,11 @@ _ONCE = {  # events recorded once per campaign and contact
     ActionKind.COMPLAINT: (EventKind.COMPLAINED, None),
     ActionKind.UNSUBSCRIBE: (EventKind.UNSUBSCRIBED, None),
 }
+#: Transactional soft bounces are stored as this prefix and the message id (campaign
+#: ones are counted by campaign id, so the two never collide).
+MESSAGE_KEY = "message:"
+DAY = 86400.0
+PRUNE_INTERVAL = 3600.0
 _EVENT = {ActionKind.DELIVERED: EventKind.DELIVERED, ActionKind.DEFERRED: EventKind.DEFERRED}
 
 
@@ -70,28 +79,52 @@ class FeedbackService:
         self.campaigns = campaigns
         self.policy = policy
         self.clock = clock
+        self._pruned = 0.0
 
     # --- many at once (delivery results) --------------------------------------------
     def apply_many(self, actions: Iterable[FeedbackAction]) -> list[str]:
         """Delivered and deferred results of campaign messages in one write per
-        campaign; anything else one by one.  Returns one note per action."""
+        campaign, deliveries of transactional messages in one write; anything else one
+        by one (after the deliveries before it, which restart soft-bounce counts).
+        Returns one note per action."""
         plain: dict[int, list[tuple[CampaignEvent, dict[str, str]]]] = {}
+        delivered: list[str] = []
         notes = []
         for action in actions:
             target = action.target
-            if action.kind in _EVENT and isinstance(target, CampaignRecipient):
+            if action.kind is ActionKind.DELIVERED and isinstance(target, TransactionalMessage):
+                address = _normal(action.address)
+                if address is not None:
+                    delivered.append(address)
+                notes.append(action.kind.value)
+            elif action.kind in _EVENT and isinstance(target, CampaignRecipient):
                 event = CampaignEvent(_EVENT[action.kind], self.clock(), target.contact_id,
                                       _domain(action.address))
                 plain.setdefault(target.campaign_id, []).append((event, action.data()))
                 notes.append(action.kind.value)
             else:
+                if delivered:
+                    self.contacts.add_deliveries(delivered, self.clock())
+                    delivered = []
                 notes.append(self.apply(action))
         for campaign_id, items in plain.items():
             if self.campaigns.get_campaign(campaign_id) is None:
                 continue  # deleted meanwhile
             self.campaigns.record_events(campaign_id, [e for e, _ in items],
                                          [d for _, d in items])
+        if delivered:
+            self.contacts.add_deliveries(delivered, self.clock())
+        self.prune()
         return notes
+
+    def prune(self) -> int:
+        """Forget transactional soft bounces and deliveries that fell out of the
+        window (at most once an hour; they decide nothing any more)."""
+        now = self.clock()
+        if now - self._pruned < PRUNE_INTERVAL:
+            return 0
+        self._pruned = now
+        return self.contacts.prune_address_history(now - self.policy.window_days * DAY)
 
     # --- one ----------------------------------------------------------------------------
     def apply(self, action: FeedbackAction) -> str:
@@ -100,6 +133,10 @@ class FeedbackService:
         if subject is None:
             return "no such campaign or contact"
         kind = action.kind
+        if kind is ActionKind.DELIVERED and isinstance(action.target, TransactionalMessage):
+            assert subject.address is not None
+            self.contacts.add_deliveries([subject.address], self.clock())
+            return "delivered"
         if kind in _EVENT:
             return self._event(subject, action, _EVENT[kind], None)
         if kind is ActionKind.HARD_BOUNCE:
@@ -147,13 +184,15 @@ class FeedbackService:
         return f"hard bounce: {done}"
 
     def _soft(self, subject: _Subject, action: FeedbackAction) -> str:
-        if subject.campaign is None or subject.contact is None:
-            return "soft bounce of a transactional message: not counted"
-        self._once(subject, action)
-        history = self.campaigns.contact_events(subject.contact.id)
-        bounces = [SoftBounce(_when(e.at), str(cid)) for cid, e in history
-                   if e.kind is EventKind.BOUNCED and e.bounce is BounceType.SOFT]
-        success = [e.at for _, e in history if e.kind in _SUCCESS]
+        target = action.target
+        if isinstance(target, TransactionalMessage) and subject.address is not None:
+            self.contacts.add_soft_bounce(subject.address, MESSAGE_KEY + target.message_id,
+                                          self.clock())
+        elif subject.campaign is None or subject.contact is None:
+            return "soft bounce: no campaign or contact"
+        else:
+            self._once(subject, action)
+        bounces, success = self._history(subject)
         decision = decide(self.policy, bounces, _when(self.clock()),
                           _when(max(success)) if success else None)
         if not decision.suppress:
@@ -163,6 +202,26 @@ class FeedbackService:
         self._suppress(subject, SuppressionReason.SOFT_BOUNCES, note)
         self._end_memberships(subject, MembershipStatus.BOUNCED)
         return f"soft bounce {decision.counted} of {decision.threshold}: suppressed"
+
+    def _history(self, subject: _Subject) -> tuple[list[SoftBounce], list[float]]:
+        """The address's soft bounces (of campaigns, by the contact's events, and of
+        transactional messages, by address) and the times it was seen working."""
+        bounces: list[SoftBounce] = []
+        success: list[float] = []
+        if subject.contact is not None:
+            for cid, e in self.campaigns.contact_events(subject.contact.id):
+                if e.kind is EventKind.BOUNCED and e.bounce is BounceType.SOFT:
+                    bounces.append(SoftBounce(_when(e.at), str(cid)))
+                elif e.kind in _SUCCESS:
+                    success.append(e.at)
+        if subject.address is not None:
+            since = self.clock() - self.policy.window_days * DAY
+            bounces += [SoftBounce(_when(at), message)
+                        for message, at in self.contacts.soft_bounces(subject.address, since)]
+            delivered = self.contacts.last_delivery(subject.address)
+            if delivered is not None:
+                success.append(delivered)
+        return bounces, success
 
     def _suppress(self, subject: _Subject, reason: SuppressionReason, note: str) -> str:
         if subject.address is None:

@@ -15,6 +15,9 @@ answer says "queued" only once the queue commit has returned.
   suppressed one is not sent to and is listed as ``suppressed``.  When every
   recipient is suppressed nothing is queued and the request is refused (422
   ``recipients_suppressed``), so a client cannot mistake it for a sent message.
+  What comes back for the message feeds that list as for campaigns
+  (:mod:`mailyard.services.feedback`): a hard bounce suppresses the address, soft
+  bounces count toward ``bulk.soft_bounce_threshold``, a complaint suppresses.
   Personal mail (submission, ``mailyard send``) is *not* checked: the suppression
   list records what the bulk side must not send, and a person writing to someone
   who once unsubscribed from a newsletter still expects the mail to go.

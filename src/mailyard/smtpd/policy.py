@@ -79,7 +79,7 @@ from mailyard.queue.api import Spool
 from mailyard.sending.limiter import SendAllowance, ThreadedSendLimiter
 from mailyard.smtpd.authguard import AuthGate
 from mailyard.smtpd.quota import QuotaVerdict, RcptQuota
-from mailyard.smtpd.spf import SpfCheck, SpfVerdict
+from mailyard.smtpd.spf import SenderVerdict, SpfCheck, SpfVerdict
 from mailyard.srs import Srs, is_srs
 
 log = logging.getLogger("mailyard.smtpd")
@@ -118,8 +118,9 @@ class Policy(Protocol):
         """Does MAIL FROM from ``ip`` go through :meth:`check_sender` (SPF)?"""
         ...
 
-    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
-        """Sender authentication at MAIL FROM, after :meth:`check_mail` accepted."""
+    def check_sender(self, ip: str, helo: str, sender: str) -> SenderVerdict:
+        """Sender authentication at MAIL FROM, after :meth:`check_mail` accepted: the
+        verdict at once (the results are remembered) or a coroutine to await."""
         ...
 
     def check_rcpt(self, session: Session, address: str) -> Reply | None: ...
@@ -209,10 +210,10 @@ class ListenerPolicy:
     def wants_sender_check(self, ip: str) -> bool:
         return self.spf is not None and self.spf.applies(ip)
 
-    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
+    def check_sender(self, ip: str, helo: str, sender: str) -> SenderVerdict:
         if self.spf is None:
             return SpfVerdict(None)
-        return await self.spf.check(ip, helo, sender)
+        return self.spf.known(ip, helo, sender) or self.spf.check(ip, helo, sender)
 
     def check_rcpt(self, session: Session, address: str) -> Reply | None:
         _local, domain = split_address(address)

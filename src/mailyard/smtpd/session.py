@@ -70,6 +70,7 @@ from mailyard.proto.smtp.server import ServerConnection
 from mailyard.queue.api import StorageError
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionHost, SessionTimers
 from mailyard.smtpd.deadlines import Deadlines
+from mailyard.smtpd.spf import SpfVerdict
 from mailyard.smtpd.transaction import InboundTransaction
 
 if TYPE_CHECKING:
@@ -366,7 +367,11 @@ class SmtpSession(ReadingControl, asyncio.Protocol):
             self.task = self._spawn(self._mail_after_limits(event, reading))
             return
         if policy.wants_sender_check(self.ip):
-            self.task = self._spawn(self._check_sender(event))
+            verdict = policy.check_sender(self.ip, self.conn.session.helo, event.address)
+            if asyncio.iscoroutine(verdict):
+                self.task = self._spawn(self._check_sender(event, verdict))
+            else:
+                self._sender_answer(verdict)
             return
         self.conn.accept()
 
@@ -391,28 +396,30 @@ class SmtpSession(ReadingControl, asyncio.Protocol):
             self.conn.accept()
         self._carry_on()
 
-    async def _check_sender(self, event: MailFrom) -> None:
+    async def _check_sender(self, event: MailFrom,
+                            checking: Coroutine[Any, Any, SpfVerdict]) -> None:
         """SPF: the answer to MAIL waits for it (bounded by ``spf.time_budget``)."""
         try:
-            verdict = await self.listener.policy.check_sender(
-                self.ip, self.conn.session.helo, event.address)
+            verdict = await checking
         finally:
             self.task = None
-        if not self._answered(event):
-            return
+        if self._answered(event):
+            self._sender_answer(verdict)
+            self._carry_on()
+
+    def _sender_answer(self, verdict: SpfVerdict) -> None:
         txn = self.txn
         if verdict.result is not None:
             self.services.metrics.inc(SPF_RESULTS, result=str(verdict.result.status))
             if txn is not None:
                 txn.spf_result, txn.spf_helo_result = verdict.result, verdict.helo_result
         if verdict.refusal is None:
-            self._answer(None)
+            self.conn.accept()
             return
         if txn is not None:
             txn.last_refusal = verdict.refusal
         self.conn.reject(verdict.refusal)
         self._log("rejected", verdict.refusal)
-        self._carry_on()
 
     def _on_rcpt(self, event: RcptTo) -> None:
         policy = self.listener.policy

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from mailyard.config import SpfAction, SpfConfig
 from mailyard.dns.api import Resolver
@@ -24,6 +26,7 @@ from mailyard.proto.smtp.replies import (
     Reply,
 )
 from mailyard.spf import (
+    Identity,
     SpfLimits,
     SpfMemo,
     SpfResult,
@@ -31,11 +34,13 @@ from mailyard.spf import (
     check_helo,
     check_mail_from,
     client_address,
+    remembered,
 )
 
-__all__ = ["SpfCheck", "SpfVerdict", "refusal_for"]
+__all__ = ["SenderVerdict", "SpfCheck", "SpfVerdict", "refusal_for"]
 
 _MAX_TEXT = 200
+_MAX_ADDRESSES = 4096  # client addresses whose applies() answer is kept
 
 # (result, action) -> reply template; anything else is accepted.
 _REFUSALS: dict[tuple[SpfStatus, SpfAction], Reply] = {
@@ -58,6 +63,10 @@ class SpfVerdict:
     result: SpfResult | None
     refusal: Reply | None = None
     helo_result: SpfResult | None = None
+
+
+# What the policy answers at MAIL FROM: the verdict at once, or a coroutine to await.
+SenderVerdict = SpfVerdict | Coroutine[Any, Any, SpfVerdict]
 
 
 def _action(config: SpfConfig, status: SpfStatus) -> SpfAction:
@@ -98,14 +107,38 @@ class SpfCheck:
         self.skipped = tuple(ipaddress.ip_network(n, strict=False)
                              for n in config.skip_addresses)
         self.memo = SpfMemo()  # results for as long as their DNS answers live
+        self._applies: dict[str, bool] = {}
 
     def applies(self, ip: str) -> bool:
-        """Is a client at ``ip`` checked (a real address, not in ``skip_addresses``)?"""
+        """Is a client at ``ip`` checked (a real address, not in ``skip_addresses``)?
+        Remembered per address (clients come back)."""
+        known = self._applies.get(ip)
+        if known is None:
+            if len(self._applies) >= _MAX_ADDRESSES:
+                self._applies.clear()
+            known = self._applies[ip] = self._check_applies(ip)
+        return known
+
+    def _check_applies(self, ip: str) -> bool:
         try:
             address = client_address(ip)
         except ValueError:
             return False
         return not any(address in network for network in self.skipped)
+
+    def known(self, ip: str, helo: str, sender: str) -> SpfVerdict | None:
+        """The verdict of :meth:`check` when every result it needs is remembered (no
+        DNS, no task); None: call :meth:`check`."""
+        args = (self.memo, ip, sender, helo)
+        result = remembered(*args, identity=Identity.MAILFROM, receiver=self.receiver,
+                            limits=self.limits)
+        if result is None:
+            return None
+        if not (self.config.check_helo and sender):
+            return SpfVerdict(result, refusal_for(result, self.config))
+        helo_result = remembered(*args, identity=Identity.HELO, receiver=self.receiver,
+                                 limits=self.limits)
+        return None if helo_result is None else self._verdict(result, helo_result)
 
     async def check(self, ip: str, helo: str, sender: str) -> SpfVerdict:
         """Both identities at once (RFC 7208 2.3, 2.4), each within the time budget.
@@ -118,6 +151,9 @@ class SpfCheck:
         result, helo_result = await asyncio.gather(
             mail_from, check_helo(self.resolver, ip, helo, receiver=self.receiver,
                                   limits=self.limits, memo=self.memo))
+        return self._verdict(result, helo_result)
+
+    def _verdict(self, result: SpfResult, helo_result: SpfResult) -> SpfVerdict:
         refusal = refusal_for(result, self.config)
         if refusal is None and helo_result.status is SpfStatus.FAIL \
                 and result.status is not SpfStatus.PASS:

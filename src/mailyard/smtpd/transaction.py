@@ -78,6 +78,7 @@ class InboundTransaction:
     # in the Submission for the Authentication-Results header (RFC 8601 2.7.2).
     spf_result: SpfResult | None = None
     spf_helo_result: SpfResult | None = None  # the HELO identity, checked separately
+    log_fields: dict[str, str] = field(default_factory=dict)  # ingest's, for the log line
 
     @property
     def unfinished(self) -> bool:
@@ -88,6 +89,7 @@ class InboundTransaction:
         """Start the message (raises StorageError or OSError; nothing is left open)."""
         self.data_started = True
         self.envelope = submission.envelope
+        self.log_fields = submission.log_fields
         self.writer = ingest.open(submission)
         self.write_failed = False
         self.header = NO_HEADER
@@ -141,6 +143,7 @@ class InboundTransaction:
             extra["spf"] = str(self.spf_result.status)
         if self.spf_helo_result is not None:
             extra["spf_helo"] = str(self.spf_helo_result.status)
+        extra.update(self.log_fields)
         log_event(log, "smtp transaction", qid=qid, client=client, helo=helo,
                   sender=self.sender, to=",".join(self.recipients), size=size,
                   result=result, reply=str(reply) if reply else "", **extra)

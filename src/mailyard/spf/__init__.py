@@ -15,6 +15,7 @@ from mailyard.spf.check import (
     check_host,
     check_mail_from,
     client_address,
+    remembered,
 )
 from mailyard.spf.memo import SpfMemo
 from mailyard.spf.result import Identity, SpfResult, SpfStatus
@@ -30,4 +31,5 @@ __all__ = [
     "check_host",
     "check_mail_from",
     "client_address",
+    "remembered",
 ]

@@ -59,7 +59,7 @@ from mailyard.spf.record import (
 )
 from mailyard.spf.result import Identity, SpfResult, SpfStatus
 
-__all__ = ["SpfLimits", "check_helo", "check_host", "check_mail_from"]
+__all__ = ["SpfLimits", "check_helo", "check_host", "check_mail_from", "remembered"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -329,7 +329,7 @@ async def check_host(resolver: Resolver, ip: str, domain: str, sender: str, helo
     DNS answers they came from (see :mod:`mailyard.spf.memo`).  Raises ValueError
     only for an ``ip`` that is not an IP address; every SPF outcome is a value.
     """
-    key = (identity, ip, domain, sender, helo, receiver, limits)
+    key = _memo_key(identity, ip, domain, sender, helo, receiver, limits)
     if memo is not None:
         known = memo.get(key)
         if known is not None:
@@ -364,6 +364,26 @@ async def check_host(resolver: Resolver, ip: str, domain: str, sender: str, helo
     return result
 
 
+def _memo_key(identity: Identity, ip: str, domain: str, sender: str, helo: str,
+              receiver: str, limits: SpfLimits) -> tuple[object, ...]:
+    return (identity, ip, domain, sender, helo, receiver, limits)
+
+
+def remembered(memo: SpfMemo, ip: str, mail_from: str, helo: str, *, identity: Identity,
+               receiver: str = "unknown", limits: SpfLimits = DEFAULT_LIMITS
+               ) -> SpfResult | None:
+    """The result :func:`check_mail_from` (``identity`` MAILFROM) or :func:`check_helo`
+    (HELO) would give now, when it needs no DNS: it is in ``memo``, or the HELO name is
+    not a domain name.  None: evaluate (a repeat sender then costs no task)."""
+    if identity is Identity.MAILFROM and mail_from:
+        domain = mail_from.rpartition("@")[2]
+        return memo.get(_memo_key(identity, ip, domain, mail_from, helo, receiver, limits))
+    name, sender, not_a_name = _helo_identity(ip, helo, identity)
+    if not_a_name is not None:
+        return not_a_name
+    return memo.get(_memo_key(identity, ip, name, sender, name, receiver, limits))
+
+
 async def check_mail_from(resolver: Resolver, ip: str, mail_from: str, helo: str, *,
                           receiver: str = "unknown", limits: SpfLimits = DEFAULT_LIMITS,
                           clock: Callable[[], float] = time.time,
@@ -390,10 +410,20 @@ async def check_helo(resolver: Resolver, ip: str, helo: str, *, receiver: str = 
 async def _check_helo(resolver: Resolver, ip: str, helo: str, identity: Identity,
                       receiver: str, limits: SpfLimits,
                       clock: Callable[[], float], memo: SpfMemo | None = None) -> SpfResult:
+    name, sender, not_a_name = _helo_identity(ip, helo, identity)
+    if not_a_name is not None:
+        return not_a_name
+    return await check_host(resolver, ip, name, sender, name, identity=identity,
+                            receiver=receiver, limits=limits, clock=clock, memo=memo)
+
+
+def _helo_identity(ip: str, helo: str, identity: Identity
+                   ) -> tuple[str, str, SpfResult | None]:
+    """The HELO name and its ``postmaster`` sender, and the ``none`` result when the
+    name is an address literal or not a domain name (then nothing is looked up)."""
     name = helo.strip().rstrip(".")
     sender = f"postmaster@{name}"
     if name.startswith("[") or not valid_domain(name) or name.rpartition(".")[2].isdigit():
-        return SpfResult(SpfStatus.NONE, identity, str(client_address(ip)), sender, name,
-                         problem=f"HELO {helo!r} is not a domain name")
-    return await check_host(resolver, ip, name, sender, name, identity=identity,
-                            receiver=receiver, limits=limits, clock=clock, memo=memo)
+        return name, sender, SpfResult(SpfStatus.NONE, identity, str(client_address(ip)),
+                                       sender, name, problem=f"HELO {helo!r} is not a domain name")
+    return name, sender, None

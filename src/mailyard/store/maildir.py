@@ -54,6 +54,7 @@ from mailyard.store.quota import QuotaUsage
 CHUNK_SIZE = 256 * 1024
 SUBDIRS = ("cur", "new", "tmp")
 TMP_MAX_AGE = 36 * 3600  # the Maildir convention for stale tmp/ files
+_MAX_CACHED_BOXES = 4096  # MaildirStore.maildir: Maildir objects kept by address
 _NAME = re.compile(r"(\d+)\.M(\d+)P(\d+)Q([A-Za-z0-9_-]+)\.")
 _SIZES = re.compile(r",S=(\d+)(?:,W=(\d+))?")
 _TOKEN_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
@@ -207,6 +208,7 @@ class Maildir:
                  clock: Callable[[], float] = time.time,
                  syncer: DirectorySyncer | None = None) -> None:
         self.path = Path(path)
+        self._root = os.fspath(self.path)  # plain strings on the delivery path
         self.host = _host_part(host or socket.gethostname())
         self.clock = clock
         self.syncer = syncer or SHARED_SYNCER
@@ -250,8 +252,8 @@ class Maildir:
         sec, usec = int(now), int((now - int(now)) * 1_000_000)
         token = unique_token(unique) if unique else f"{next(_counter)}-{os.urandom(4).hex()}"
         base = f"{sec}.M{usec}P{os.getpid()}Q{token}.{self.host}"
-        tmp = self.path / "tmp" / base
-        new = self.path / ("new" if info is None else "cur")
+        tmp = f"{self._root}{os.sep}tmp{os.sep}{base}"
+        new = f"{self._root}{os.sep}{'new' if info is None else 'cur'}"
         with self.syncer.pending(new) as ticket:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL
                          | getattr(os, "O_CLOEXEC", 0), 0o600)
@@ -268,7 +270,7 @@ class Maildir:
             if info is not None:
                 name += f":2,{info}"
             try:
-                os.rename(tmp, new / name)
+                os.rename(tmp, f"{new}{os.sep}{name}")
             except BaseException:
                 unlink_quietly(tmp)
                 raise
@@ -516,11 +518,19 @@ class MaildirStore(MailStore):
         self.sweep_interval = sweep_interval
         self._lock = threading.Lock()
         self._ready: dict[Path, float] = {}  # created mailbox -> time of its last tmp/ sweep
+        # Maildir objects by address (immutable; saves the path work per delivery)
+        self._boxes: dict[str, Maildir] = {}
 
     def maildir(self, address: str) -> Maildir:
         """The INBOX Maildir of ``address`` (nothing created)."""
-        return Maildir(mailbox_path(self.mail_root, address), self.host, self.clock,
-                       self.syncer)
+        box = self._boxes.get(address)
+        if box is None:
+            box = Maildir(mailbox_path(self.mail_root, address), self.host, self.clock,
+                          self.syncer)
+            if len(self._boxes) >= _MAX_CACHED_BOXES:
+                self._boxes.clear()
+            self._boxes[address] = box
+        return box
 
     def mailbox(self, address: str, *, create: bool = True) -> MaildirMailbox:
         box = self.maildir(address)

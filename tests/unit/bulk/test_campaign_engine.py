@@ -287,6 +287,43 @@ def test_rate_per_minute_paces_the_batches(env):
     assert clock.now - began >= 1.9  # 10 at once, then 10 a second
 
 
+def test_the_rate_holds_across_a_restart(env):
+    """rate_per_minute=60 is one a second; a process that takes the campaign over (or
+    the same one after a restart) goes on at that rate instead of starting with a
+    full bucket."""
+    contacts, _, recipients = env
+    add_people(contacts, "news", [f"r{i}@x.example" for i in range(6)])
+    clock, fake = Clock(), FakeQueue()
+    c = start(env, clock, spec(rate_per_minute=60))
+    sent_at: list[float] = []
+    submit = fake.submit
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        async def timed(submission, content):
+            sent_at.append(clock.now)
+            if len(sent_at) == 2:
+                stop.set()  # the process ends right after its second message
+            return await submit(submission, content)
+
+        fake.submit = timed
+        first = runner_for(env, fake, clock, owner="old-1")
+        await first.tick()  # selection
+        while not stop.is_set():
+            await first.tick(stop)
+
+    asyncio.run(main())
+    assert len(sent_at) == 2
+    left_at = len(sent_at)
+    second = runner_for(env, fake, clock, owner="new-2", dead={"old-1"})
+    asyncio.run(drain(second))
+    assert len(fake.messages) == 6 and len(recipients.in_flight(c.id)) == 0
+    gaps = [b - a for a, b in zip(sent_at, sent_at[1:], strict=False)]
+    assert gaps[left_at - 1] >= 0.99, sent_at  # the first message after the takeover
+    assert all(g >= 0.99 for g in gaps), sent_at
+
+
 def test_pause_stops_between_batches_and_resume_goes_on(env):
     contacts, campaigns, _ = env
     add_people(contacts, "news", [f"r{i}@x.example" for i in range(30)])

@@ -96,6 +96,27 @@ def test_pacer_keeps_the_rate_and_saves_up_no_more_than_a_second():
     assert unlimited.allowance(0.0, 100) == 100 and unlimited.wait(0.0) == 0.0
 
 
+def test_pacer_resumed_from_what_was_queued_lets_no_burst_through():
+    # Nothing queued in the last minute: a full bucket, as for a new campaign.
+    assert Pacer.resume(600, 100.0, []).allowance(100.0, 100) == 10
+    # 10 queued half a second ago (a full second's worth): half a second's worth left,
+    # where a new bucket would let 10 more go at once.
+    resumed = Pacer.resume(600, 100.0, [(99.5, 10)])
+    assert resumed.allowance(100.0, 100) == 5
+    # Steady sending at the rate up to the restart: the bucket is empty.
+    steady = [(40.0 + i, 10) for i in range(1, 61)]
+    assert Pacer.resume(600, 100.0, steady).allowance(100.0, 100) == 0
+    # One a minute, and one went 5 s ago: the next waits (rebuilt on a bucket that
+    # was empty a minute ago, the wait errs on the long side: 60 s rather than 55 s).
+    slow = Pacer.resume(1, 100.0, [(95.0, 1)])
+    assert slow.allowance(100.0, 10) == 0
+    assert 55.0 <= slow.wait(100.0) <= 60.0
+    assert slow.allowance(159.0, 10) == 0
+    assert slow.allowance(160.0, 10) == 1
+    # Unlimited stays unlimited.
+    assert Pacer.resume(0, 100.0, [(99.0, 10**6)]).allowance(100.0, 100) == 100
+
+
 def test_capped_domains_wait_without_blocking_others():
     caps = normalise_caps({"Gmail.COM.": 3, "slow.example": 0})
     assert caps == {"gmail.com": 3}

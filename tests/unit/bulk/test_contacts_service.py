@@ -123,10 +123,82 @@ def test_subscribe_does_not_revive_or_reach_suppressed(contacts: Contacts) -> No
     contacts.suppress("s@example.org", SuppressionReason.COMPLAINT)
     assert contacts.subscribe("open", "s@example.org", "", Consent(1.0)).membership is None
     contacts.set_member("open", "u@example.org", MembershipStatus.UNSUBSCRIBED, Consent(1.0))
-    assert contacts.subscribe("open", "u@example.org", "", Consent(2.0)).membership is None
+    # Unsubscribed moments ago: nothing (not even the renewal mail, see below).
+    again = contacts.subscribe("open", "u@example.org", "", Consent(2.0))
+    assert again.membership is None and again.mail is None
     single = contacts.subscribe("open", "n@example.org", "N", Consent(3.0, "", "api"))
     assert single.membership is not None and single.mail is None
     assert single.membership.status is MembershipStatus.CONFIRMED
+
+
+def _link_token(mail) -> str:
+    text = mail.content.decode()
+    return text.split("/confirm/", 1)[1].split()[0]
+
+
+def test_complained_and_bounced_members_are_not_revived_by_the_form(
+        contacts: Contacts, clock: Clock) -> None:
+    """A complaint ends the membership as ``complained`` and suppresses the address;
+    the form neither revives it nor mails the address, even once the operator lifted
+    the suppression: only the operator can put the person back."""
+    contacts.create_list("news")
+    for address, status in (("c@example.org", MembershipStatus.COMPLAINED),
+                            ("b@example.org", MembershipStatus.BOUNCED)):
+        contacts.set_member("news", address, status, Consent(clock()))
+    contacts.suppress("c@example.org", SuppressionReason.COMPLAINT)
+    clock.now += 86400
+    for address in ("c@example.org", "b@example.org"):
+        result = contacts.subscribe("news", address, "", Consent(clock(), "", "form"))
+        assert result.membership is None and result.mail is None
+    contacts.unsuppress("c@example.org")
+    result = contacts.subscribe("news", "c@example.org", "", Consent(clock(), "", "form"))
+    assert result.membership is None and result.mail is None
+    statuses = {m.address: m.status for _, m in contacts.members("news")}
+    assert statuses == {"c@example.org": MembershipStatus.COMPLAINED,
+                        "b@example.org": MembershipStatus.BOUNCED}
+
+
+def test_an_unsubscribed_person_comes_back_only_through_a_fresh_confirmation(
+        contacts: Contacts, clock: Clock) -> None:
+    contacts.create_list("open")  # single opt-in: a new address is confirmed at once
+    contacts.set_member("open", "u@example.org", MembershipStatus.UNSUBSCRIBED,
+                        Consent(clock(), "", "form"))
+    clock.now += 3600
+    first = contacts.subscribe("open", "u@example.org", "", Consent(clock(), "192.0.2.9"))
+    assert first.membership is None and first.mail is not None
+    assert first.mail.recipient == "u@example.org"
+    assert contacts.members("open")[0][1].status is MembershipStatus.UNSUBSCRIBED
+    # Another post within ten minutes sends nothing; a later one a new link, which
+    # replaces the first.
+    clock.now += 60
+    assert contacts.subscribe("open", "u@example.org", "", Consent(clock())).mail is None
+    clock.now += 600
+    second = contacts.subscribe("open", "u@example.org", "", Consent(clock()))
+    assert second.mail is not None
+    old, new = _link_token(first.mail), _link_token(second.mail)
+    assert code_of(lambda: contacts.confirm(old, Consent(clock()))) == "no_such_token"
+    _, contact, _ = contacts.pending_confirmation(new)
+    assert contact.address == "u@example.org"
+    member = contacts.confirm(new, Consent(clock(), "192.0.2.10", "confirmation link"))
+    assert member.status is MembershipStatus.CONFIRMED
+    assert member.consent == member.confirmed == Consent(clock(), "192.0.2.10",
+                                                         "confirmation link")
+    # Used again after the person left once more: the link no longer works.
+    clock.now += 1
+    contacts.set_member("open", "u@example.org", MembershipStatus.UNSUBSCRIBED, Consent(0))
+    assert code_of(lambda: contacts.confirm(new, Consent(clock()))) == "no_such_token"
+
+
+def test_a_renewal_link_does_not_revive_an_address_suppressed_meanwhile(
+        contacts: Contacts, clock: Clock) -> None:
+    contacts.create_list("news", "", OptIn.DOUBLE)
+    contacts.set_member("news", "u@example.org", MembershipStatus.UNSUBSCRIBED, Consent(0))
+    clock.now += 3600
+    mail = contacts.subscribe("news", "u@example.org", "", Consent(clock())).mail
+    assert mail is not None
+    contacts.suppress("u@example.org", SuppressionReason.COMPLAINT)
+    member = contacts.confirm(_link_token(mail), Consent(clock()))
+    assert member.status is MembershipStatus.UNSUBSCRIBED
 
 
 def test_erase_everywhere_keeps_a_digest(tmp_path: Path, contacts: Contacts) -> None:
@@ -135,11 +207,21 @@ def test_erase_everywhere_keeps_a_digest(tmp_path: Path, contacts: Contacts) -> 
     contacts.set_member("news", "gone@example.org", MembershipStatus.CONFIRMED, Consent(1.0))
     contacts.suppress("gone@example.org", SuppressionReason.HARD_BOUNCE, "550 no such user")
     assert contacts.personal_data("gone@example.org")["suppression"]["reason"] == "hard-bounce"
+    contacts.store.add_soft_bounce("gone@example.org", "message:m1", 5.0)
+    contacts.store.add_deliveries(["gone@example.org"], 6.0)
+    held = contacts.personal_data("gone@example.org")
+    assert held["soft_bounces"] == [{"message": "message:m1", "at": 5.0}]
+    assert held["last_transactional_delivery"] == 6.0
     result = contacts.erase("gone@example.org")
     assert result["suppression_kept_as_digest"]
     data = contacts.personal_data("gone@example.org")
     assert data["contact"] is None and data["memberships"] == []
     assert data["suppression"]["address"] is None and data["suppression"]["note"] == ""
+    assert data["soft_bounces"] == [] and data["last_transactional_delivery"] is None
+    # Someone known only from transactional mail can be erased too.
+    contacts.store.add_soft_bounce("tx@example.org", "message:m2", 7.0)
+    assert contacts.erase("tx@example.org")["erased"]
+    assert code_of(lambda: contacts.personal_data("tx@example.org")) == "no_such_contact"
     assert code_of(lambda: contacts.get("gone@example.org")) == "no_such_contact"
     # still suppressed: a new subscription changes nothing
     assert contacts.subscribe("news", "gone@example.org", "", Consent(2.0)).membership is None

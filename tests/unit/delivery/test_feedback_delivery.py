@@ -101,9 +101,16 @@ def test_results_become_actions_by_reply() -> None:
     assert kind(res(0, AttemptStatus.DEFERRED, later),
                 Outcome(0, RecipientState.FAILED, expired)) is ActionKind.SOFT_BOUNCE
     assert kind(res(0, AttemptStatus.FAILED, unknown, TRANSPORT_FEEDBACK)) is None
-    # A transactional message: its failures suppress; nothing else is recorded.
+    # A transactional message: deliveries and failures are kept by address (they
+    # decide suppression); a deferral is not recorded.
     tx = TransactionalMessage("m-1")
-    assert result_action(tx, res(0, AttemptStatus.DELIVERED, ok), None) is None
+    assert result_action(tx, res(0, AttemptStatus.DELIVERED, ok), None).kind is \
+        ActionKind.DELIVERED
+    assert result_action(tx, res(0, AttemptStatus.DEFERRED, later),
+                         Outcome(0, RecipientState.DEFERRED, later, 10.0)) is None
+    assert result_action(tx, res(0, AttemptStatus.DEFERRED, later),
+                         Outcome(0, RecipientState.FAILED, expired)).kind is \
+        ActionKind.SOFT_BOUNCE
     assert result_action(tx, res(0, AttemptStatus.FAILED, unknown), None).kind is \
         ActionKind.HARD_BOUNCE
     action = result_action(TARGET, res(0, AttemptStatus.FAILED, unknown), None)

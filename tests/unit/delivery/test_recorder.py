@@ -109,3 +109,22 @@ def test_recorder_reports_a_storage_error_to_every_entry_of_the_batch(spool: Fil
 
     errors = asyncio.run(finish())
     assert all(type(e).__name__ == "StorageError" for e in errors)
+
+
+def test_record_many_finishes_a_message_whose_last_recipient_ends_later(
+        spool: FileSpool) -> None:
+    """The second batch makes the message final (one recipient delivered earlier, the
+    other fails now): it becomes a tombstone, its file goes, and nothing is due."""
+    qid = queue(spool, "a@healthy.example", "b@other.example")
+    spool.claim_due(NOW, 10, 60)
+    assert spool.record_many([FinishedEntry(qid, [
+        Outcome(0, RecipientState.DELIVERED, reply(250, "", "ok")),
+        Outcome(1, RecipientState.DEFERRED, reply(451, "", "later"), NOW + 60)])]) == [False]
+    [entry] = spool.claim_due(NOW + 60, 10, 60)
+    assert [r.index for r in entry.recipients
+            if r.state is RecipientState.DEFERRED] == [1]
+    assert spool.record_many([FinishedEntry(qid, [
+        Outcome(1, RecipientState.FAILED, reply(550, "", "no"))])]) == [True]
+    assert spool.get(qid) is None
+    assert not (spool.layout.msg_dir / qid).exists()
+    assert spool.claim_due(NOW + 10_000, 10, 60) == []

@@ -198,3 +198,21 @@ def test_own_signatures_problem_names_what_differs(rsa_key: rsa.RSAPrivateKey,
                                   simple) == "body not signed relaxed"
     assert own_signatures_problem(b"X-Other: 1\r\n", header, digest, signers[:1]).startswith(
         "not the signature of")
+
+
+def test_one_signer_over_several_header_layouts(ed_key: ed25519.Ed25519PrivateKey) -> None:
+    """A signer remembers each header layout's h= list and the fields it hashes (RFC
+    6376 5.4.2: the last unused instance of each name); messages of several layouts,
+    signed in turn by the same signer, each verify with dkimpy."""
+    signer = Signer("example.com", "e", ed_key)
+    records = {"e._domainkey.example.com": dns_record(ed_key)}
+    second_to = MESSAGE.replace(b"Subject:", b"To: dave@example.net\r\nCc: eve@example.net\r\n"
+                                b"Subject:", 1)
+    other_values = MESSAGE.replace(b"Results", b"Totals").replace(b"m1@", b"m2@")
+    for message in (MESSAGE, second_to, other_values, second_to.replace(b"dave", b"fred")):
+        signature = sign_message(message, [signer], NOW)
+        assert dkim.DKIM(signature + message).verify(dnsfunc=dnsfunc(records))
+        tampered = message.replace(b"carol@", b"mallory@")  # the first To field
+        assert not dkim.DKIM(signature + tampered).verify(dnsfunc=dnsfunc(records))
+    assert b"h=From:From:Subject:Date:To:To:Cc:Message-ID:MIME-Version:" in b"".join(
+        sign_message(second_to, [signer], NOW).split(b"\r\n\t"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import zlib
 from pathlib import Path
 
@@ -154,3 +155,23 @@ def test_a_small_record_with_damaged_meta_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, bytes(data))
     with pytest.raises(RecordError, match="meta checksum"):
         open_content(path)
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_open_content_refuses_what_is_not_a_regular_file_and_keeps_no_descriptor(
+        tmp_path: Path) -> None:
+    """A FIFO is refused without waiting for a writer, a symbolic link without being
+    followed; neither leaves a descriptor open, nor does a read of a good record."""
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink(write(tmp_path, record_bytes()), tmp_path / "link")
+    before = _open_fds()
+    for name in ("fifo", "link"):
+        with pytest.raises(RecordError, match="not a regular file"):
+            open_content(tmp_path / name)
+    with open_content(str(tmp_path / "rec")) as f:  # plain string paths too
+        assert f.read() == CONTENT
+    assert _open_fds() == before

@@ -129,13 +129,16 @@ def ingest(queue: MemoryQueue, checks: InboundChecks) -> QueueIngest:
 
 
 def receive(ingest: QueueIngest, message: bytes, *, auth_user: str = "",
-            origin: Origin = Origin.INBOUND) -> str:
+            origin: Origin = Origin.INBOUND, log_fields: dict[str, str] | None = None) -> str:
     """As smtpd streams DATA: the header section is reported before the chunk that
     ends it (its first part is written already), then the rest in pieces."""
     end = message.index(b"\r\n\r\n") + 2
     header = message[:end]
     envelope = replace(ENVELOPE, auth_user=auth_user, received_at=NOW)
-    writer = ingest.open(Submission(origin, envelope, protocol="ESMTP"))
+    submission = Submission(origin, envelope, protocol="ESMTP")
+    if log_fields is not None:
+        submission = replace(submission, log_fields=log_fields)
+    writer = ingest.open(submission)
     writer.write(header[:40])
     writer.header(header, inspect_header(header))
     rest = message[40:]
@@ -176,6 +179,23 @@ def test_forged_mail_is_refused_at_commit(rsa_key: rsa.RSAPrivateKey) -> None:
         receive(ingest(queue, hook(zone(rsa_key), SPF_FAIL)), MESSAGE)
     assert refused.value.reply.code == REPLY_DMARC_REJECT.code
     assert refused.value.reply.status == "5.7.1" and not queue.messages
+
+
+def test_results_go_to_the_transaction_log_line(rsa_key: rsa.RSAPrivateKey,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """No log line of their own: smtpd adds them to its ``smtp transaction`` line."""
+    monkeypatch.setattr("time.time", lambda: NOW)
+    passed: dict[str, str] = {}
+    receive(ingest(MemoryQueue(), hook(zone(rsa_key), SPF_PASS)), signed(rsa_key),
+            log_fields=passed)
+    assert passed == {"dkim": "pass", "arc": "none", "dmarc": "pass",
+                      "from_domain": "example.com", "action": "accept"}
+    refused: dict[str, str] = {}
+    with pytest.raises(IngestRefused):
+        receive(ingest(MemoryQueue(), hook(zone(rsa_key), SPF_FAIL)), MESSAGE,
+                log_fields=refused)
+    assert refused == {"dkim": "none", "arc": "none", "dmarc": "fail",
+                       "from_domain": "example.com", "action": "reject"}
 
 
 @pytest.mark.parametrize(("mode", "folder"), [(DmarcQuarantine.JUNK, True),

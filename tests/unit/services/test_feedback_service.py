@@ -166,10 +166,85 @@ def test_transactional_bounce_suppresses_the_named_address(world):
     target = TransactionalMessage("msg-1")
     service.apply(action(ActionKind.HARD_BOUNCE, target, address="Bob@Example.ORG"))
     assert contacts.suppression("bob@example.org").reason is SuppressionReason.HARD_BOUNCE
-    assert service.apply(action(ActionKind.SOFT_BOUNCE, target, address="c@example.org")
-                         ).endswith("not counted")
     assert service.apply(action(ActionKind.HARD_BOUNCE, target)) == \
         "no such campaign or contact"
+    assert campaigns.contact_events(ann.id) == []
+
+
+def soft(target, address, **kw):
+    return action(ActionKind.SOFT_BOUNCE, target, address=address, status="4.2.2",
+                  detail="mailbox full", **kw)
+
+
+def test_soft_bounces_of_transactional_messages_count_and_suppress(world):
+    """Three different messages soft-bounce within the window: suppressed, as for
+    campaigns; an address need not be a contact."""
+    contacts, campaigns, service, clock, ann = world
+    notes = []
+    for i in range(3):
+        tx = TransactionalMessage(f"msg-{i}")
+        notes.append(service.apply(soft(tx, "Carl@Example.ORG")))
+        # The same message again (a delay warning, then the failure): counted once.
+        notes.append(service.apply(soft(tx, "carl@example.org", source=Source.DELIVERY)))
+        clock.now += DAY
+    assert notes == ["soft bounce 1 of 3", "soft bounce 1 of 3", "soft bounce 2 of 3",
+                     "soft bounce 2 of 3", "soft bounce 3 of 3: suppressed",
+                     "soft bounce 3 of 3: suppressed"]
+    supp = contacts.suppression("carl@example.org")
+    assert supp.reason is SuppressionReason.SOFT_BOUNCES and "4.2.2" in supp.note
+
+
+def test_campaign_and_transactional_soft_bounces_count_together(world):
+    contacts, campaigns, service, clock, ann = world
+    c1, c2 = campaign(campaigns, "c1"), campaign(campaigns, "c2")
+    assert service.apply(soft(CampaignRecipient(c1.id, ann.id), "ann@example.net")) == \
+        "soft bounce 1 of 3"
+    assert service.apply(soft(TransactionalMessage("m1"), "ann@example.net")) == \
+        "soft bounce 2 of 3"
+    assert service.apply(soft(CampaignRecipient(c2.id, ann.id), "ann@example.net")) == \
+        "soft bounce 3 of 3: suppressed"
+    assert contacts.suppression("ann@example.net").reason is SuppressionReason.SOFT_BOUNCES
+    # The campaign's lists end as bounced; a transactional message names no list.
+    assert statuses(contacts, ann.id)["news"] is MembershipStatus.BOUNCED
+
+
+def test_a_transactional_delivery_resets_the_count(world):
+    contacts, campaigns, service, clock, ann = world
+    c1 = campaign(campaigns, "c1")
+    service.apply(soft(CampaignRecipient(c1.id, ann.id), "ann@example.net"))
+    service.apply(soft(TransactionalMessage("m1"), "ann@example.net"))
+    clock.now += 60
+    notes = service.apply_many([action(ActionKind.DELIVERED, TransactionalMessage("m2"),
+                                       source=Source.DELIVERY, address="Ann@example.net")])
+    assert notes == ["delivered"]
+    clock.now += 60
+    assert service.apply(soft(TransactionalMessage("m3"), "ann@example.net")) == \
+        "soft bounce 1 of 3"
+    assert contacts.suppression("ann@example.net") is None
+
+
+def test_transactional_soft_bounces_outside_the_window_are_forgotten(world):
+    contacts, campaigns, service, clock, ann = world
+    service.apply(soft(TransactionalMessage("m1"), "dan@example.org"))
+    service.apply(soft(TransactionalMessage("m2"), "dan@example.org"))
+    clock.now += 8 * DAY
+    assert service.apply(soft(TransactionalMessage("m3"), "dan@example.org")) == \
+        "soft bounce 1 of 3"
+    assert len(contacts.soft_bounces("dan@example.org", 0.0)) == 3
+    # Pruned from the store (after a batch of delivery results), at most hourly.
+    assert service.prune() == 2
+    assert [m for m, _ in contacts.soft_bounces("dan@example.org", 0.0)] == ["message:m3"]
+    clock.now += 8 * DAY
+    assert service.prune() == 1
+
+
+def test_erase_forgets_the_transactional_history(world):
+    contacts, campaigns, service, clock, ann = world
+    service.apply(soft(TransactionalMessage("m1"), "ann@example.net"))
+    contacts.add_deliveries(["ann@example.net"], clock())
+    contacts.erase("ann@example.net")
+    assert contacts.soft_bounces("ann@example.net", 0.0) == []
+    assert contacts.last_delivery("ann@example.net") is None
 
 
 def test_delivery_results_are_written_per_campaign(world):

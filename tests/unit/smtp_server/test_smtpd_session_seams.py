@@ -19,7 +19,7 @@ from mailyard.proto.smtp.replies import REPLY_UNKNOWN_USER, Reply
 from mailyard.proto.smtp.session import ServerSettings
 from mailyard.smtpd.context import InboundServices, ListenerSpec, SessionTimers
 from mailyard.smtpd.session import SmtpSession
-from mailyard.smtpd.spf import SpfCheck, SpfVerdict
+from mailyard.smtpd.spf import SenderVerdict, SpfCheck, SpfVerdict
 from mailyard.spf import SpfStatus
 from tests.support.memory_queue import MemoryQueue
 
@@ -151,8 +151,8 @@ class SpfPolicy(Policy):
     def wants_sender_check(self, ip: str) -> bool:
         return self.spf.applies(ip)
 
-    async def check_sender(self, ip: str, helo: str, sender: str) -> SpfVerdict:
-        return await self.spf.check(ip, helo, sender)
+    def check_sender(self, ip: str, helo: str, sender: str) -> SenderVerdict:
+        return self.spf.known(ip, helo, sender) or self.spf.check(ip, helo, sender)
 
 
 class RecordingIngest(QueueIngest):
@@ -227,3 +227,22 @@ def test_helo_fail_refuses_unless_mail_from_passed() -> None:
     transport, _, _ = session_transcript(
         b"EHLO badhelo.test\r\nMAIL FROM:<a@pass.test>\r\nQUIT\r\n", StaticResolver(ZONE))
     assert b"250 2.1.0" in transport.out
+
+
+def test_a_remembered_result_answers_mail_at_once_with_the_same_outcome() -> None:
+    """The second transaction of each sender is answered from the remembered result
+    (no lookup, no task): same replies, same results handed to ingest."""
+    message = b"RCPT TO:<bob@mx.test>\r\nDATA\r\nSubject: s\r\n\r\nhi\r\n.\r\n"
+    resolver = StaticResolver(ZONE)
+    transport, ingest, metrics = session_transcript(
+        b"EHLO client.test\r\n" + (b"MAIL FROM:<a@pass.test>\r\n" + message) * 2
+        + b"MAIL FROM:<a@fail.test>\r\nRSET\r\n" * 2 + b"QUIT\r\n", resolver)
+    out = transport.out.decode()
+    assert out.count("250 2.0.0 Queued as") == 2
+    assert out.count("550 5.7.23 SPF validation failed: 192.0.2.7 is not ours\r\n") == 2
+    first, second = ingest.submissions
+    assert first.spf == second.spf and second.spf is not None
+    assert first.spf_helo == second.spf_helo
+    assert metrics.get(SPF_RESULTS, result="pass") == metrics.get(SPF_RESULTS, result="fail") == 2
+    queried = [q for q in resolver.queries if q[0] in ("pass.test", "fail.test")]
+    assert len(queried) == 2  # each sender's record asked once

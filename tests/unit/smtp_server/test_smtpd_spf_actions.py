@@ -3,6 +3,7 @@ codes) and the clients it skips.  The session side is in test_smtpd_session_seam
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from typing import Any
 
@@ -65,3 +66,22 @@ def test_skip_addresses() -> None:
     assert not check.applies("127.0.0.1") and not check.applies("::1")
     assert not check.applies("::ffff:127.0.0.9") and not check.applies("")
     assert check.applies("192.0.2.7") and check.applies("2001:db8::1")
+
+
+def test_known_verdict_without_a_task_once_both_identities_are_remembered() -> None:
+    zones = {"x.test": {"TXT": ["v=spf1 ip4:192.0.2.0/24 -all"]},
+             "mail.x.test": {"TXT": ["v=spf1 -all"]}}
+    check = SpfCheck(SpfConfig(), StaticResolver(zones), "mx.test")
+    args = ("198.51.100.7", "mail.x.test", "a@x.test")
+    assert check.known(*args) is None
+    verdict = asyncio.run(check.check(*args))
+    assert verdict.refusal is not None and verdict.refusal.status == REPLY_SPF_FAIL.status
+    assert check.known(*args) == verdict
+    # HELO fail counts only when MAIL FROM did not pass: the same rule both ways.
+    passing = ("192.0.2.7", "mail.x.test", "a@x.test")
+    verdict = asyncio.run(check.check(*passing))
+    assert verdict.refusal is None and check.known(*passing) == verdict
+    no_helo = SpfCheck(replace(SpfConfig(), check_helo=False), StaticResolver(zones), "mx.test")
+    asyncio.run(no_helo.check(*args))
+    known = no_helo.known(*args)
+    assert known is not None and known.helo_result is None and known.refusal is not None

@@ -7,7 +7,15 @@ from __future__ import annotations
 import asyncio
 
 from mailyard.dns import CachingResolver, StaticResolver
-from mailyard.spf import SpfMemo, SpfResult, SpfStatus, check_helo, check_mail_from
+from mailyard.spf import (
+    Identity,
+    SpfMemo,
+    SpfResult,
+    SpfStatus,
+    check_helo,
+    check_mail_from,
+    remembered,
+)
 
 ZONES = {
     "example.com": {"TXT": ["v=spf1 include:_spf.example.com -all"]},
@@ -99,3 +107,32 @@ def test_bounded() -> None:
     for n in range(5):
         check(static, memo, sender=f"u{n}@example.com")
     assert len(memo) == 2
+
+
+def test_remembered_gives_the_evaluation_only_once_it_is_kept() -> None:
+    """What smtpd asks first at MAIL FROM: the result without DNS, or None."""
+    static = StaticResolver(ZONES)
+    memo = SpfMemo(clock=Clock())
+
+    def known(identity: Identity, sender: str = "user@example.com",
+              helo: str = "mail.example.com") -> SpfResult | None:
+        return remembered(memo, "192.0.2.1", sender, helo, identity=identity,
+                          receiver="mx.example.net")
+
+    assert known(Identity.MAILFROM) is None
+    assert known(Identity.MAILFROM) is None and len(static.queries) == 0
+    first = check(static, memo)
+    assert known(Identity.MAILFROM) == first
+    assert known(Identity.MAILFROM, sender="other@example.com") is None
+    # The null sender is the HELO name's postmaster (RFC 7208 2.4), HELO its own entry.
+    assert known(Identity.MAILFROM, sender="", helo="example.com") is None
+    null = asyncio.run(check_mail_from(static, "192.0.2.1", "", "example.com",
+                                       receiver="mx.example.net", memo=memo))
+    assert known(Identity.MAILFROM, sender="", helo="example.com") == null
+    assert known(Identity.HELO, helo="example.com") is None
+    helo = asyncio.run(check_helo(static, "192.0.2.1", "example.com.",
+                                  receiver="mx.example.net", memo=memo))
+    assert known(Identity.HELO, helo="example.com") == helo
+    # An address literal is "none" at once (RFC 7208 2.3): nothing to look up.
+    literal = known(Identity.HELO, helo="[192.0.2.1]")
+    assert literal is not None and literal.status is SpfStatus.NONE

@@ -225,7 +225,7 @@ def test_crash_after_unlink_before_commit(index: MailboxIndex, inbox: Maildir,
     def crash(path: object) -> None:
         raise Crash
 
-    monkeypatch.setattr("mailyard.store.index.fsync_dir", crash)
+    monkeypatch.setattr("mailyard.store.index_messages.fsync_dir", crash)
     with pytest.raises(Crash):
         index.expunge(INBOX)
     monkeypatch.undo()

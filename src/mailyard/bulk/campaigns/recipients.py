@@ -200,6 +200,14 @@ class RecipientStore:
             "AND updated > ? GROUP BY domain", (campaign_id, *wanted, since))
         return {r[0]: r[1] for r in rows}
 
+    def queued_since(self, campaign_id: int, since: float) -> list[tuple[float, int]]:
+        """(time, recipients) queued after ``since``: what rebuilds the overall rate's
+        bucket when a process takes the campaign up."""
+        rows = self.db.conn().execute(
+            "SELECT updated, count(*) FROM campaign_recipients WHERE campaign_id = ? "
+            "AND state = 'queued' AND updated > ? GROUP BY updated", (campaign_id, since))
+        return [(float(r[0]), int(r[1])) for r in rows]
+
     def oldest_in_window(self, campaign_id: int, domain: str, since: float) -> float | None:
         row = self.db.conn().execute(
             "SELECT min(updated) FROM campaign_recipients WHERE campaign_id = ? AND "

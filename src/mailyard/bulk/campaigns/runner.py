@@ -48,6 +48,7 @@ from mailyard.bulk.campaigns.renderpool import (
     compose_chunk,
 )
 from mailyard.bulk.campaigns.sender import (
+    PACE_HISTORY,
     AbSpecError,
     Pacer,
     Phase,
@@ -285,7 +286,10 @@ class CampaignRunner:
             return None
         pacer = self._pacers.get(campaign.id)
         if pacer is None:
-            pacer = self._pacers[campaign.id] = Pacer(campaign.spec.rate_per_minute, now)
+            pacer = self._pacers[campaign.id] = Pacer.resume(
+                campaign.spec.rate_per_minute, now,
+                self.recipients.queued_since(campaign.id, now - PACE_HISTORY)
+                if campaign.spec.rate_per_minute > 0 else [])
         allowance = pacer.allowance(now, self.batch)
         if allowance <= 0:
             await self.sleep(min(max(pacer.wait(now), 0.01), SLICE))

@@ -5,7 +5,10 @@ batches; what it may send in each batch is decided here, from numbers it reads:
 
 * **the overall rate** (``rate_per_minute``): a token bucket (:class:`Pacer`) filled
   at ``rate/60`` per second, holding at most one second's worth (at least one), so a
-  batch never bursts past the rate and an idle pause does not save up a flood;
+  batch never bursts past the rate and an idle pause does not save up a flood.  The
+  bucket lives in the sending process, but it is rebuilt from the recipients queued
+  in the last minute (durable) whenever a process takes the campaign up
+  (:meth:`Pacer.resume`), so a restart, a takeover or a pause does not refill it;
 * **per-domain caps** (``domain_caps``, messages per hour to a recipient domain): a
   sliding hour counted from the recipients queued in it (durable, so a restart does
   not reset it); a capped domain's recipients stay pending while the others go on
@@ -138,6 +141,10 @@ def winner_due(phase_at: float | None, test: AbTest, now: float) -> bool:
 _EPSILON = 1e-6  # rounding of times near 1.7e9 must not leave a token at 0.9999999
 
 
+#: How far back :meth:`Pacer.resume` looks: a bucket empty then is full again by now.
+PACE_HISTORY = 60.0
+
+
 class Pacer:
     """The overall rate: a token bucket of ``rate_per_minute`` (0: unlimited)."""
 
@@ -146,6 +153,23 @@ class Pacer:
         self.capacity = max(1.0, rate_per_minute / 60.0)
         self.tokens = self.capacity
         self.at = now
+
+    @classmethod
+    def resume(cls, rate_per_minute: int, now: float,
+               queued: Sequence[tuple[float, int]]) -> Pacer:
+        """The bucket rebuilt from ``queued`` ((time, count) of the recipients queued
+        since ``now - PACE_HISTORY``): replayed on a bucket that was empty then, so it
+        never holds more than the one that sent them did (the rate refills a whole
+        bucket within the minute, so a campaign idle for a minute starts full)."""
+        pacer = cls(rate_per_minute, now - PACE_HISTORY)
+        if rate_per_minute <= 0:
+            return pacer
+        pacer.tokens = 0.0
+        for at, count in sorted(queued):
+            pacer._fill(min(at, now))
+            pacer.spend(count)
+        pacer._fill(now)
+        return pacer
 
     def _fill(self, now: float) -> None:
         if now > self.at:

@@ -5,14 +5,20 @@ Bytes in, events out; decisions in, response bytes out -- the same shape as
 storage here: the mailbox store and the asyncio adapter plug into the events.
 
 * :mod:`~mailyard.proto.imap.parser` -- the command grammar into typed commands
-  (:mod:`~mailyard.proto.imap.commands`), with limits;
+  (:mod:`~mailyard.proto.imap.commands`), with limits; its tokens are in
+  :mod:`~mailyard.proto.imap.lexer`, the FETCH/STORE/COPY/MOVE and SEARCH/SORT/THREAD
+  grammars in :mod:`~mailyard.proto.imap.parser_fetch` and
+  :mod:`~mailyard.proto.imap.parser_search`;
 * :mod:`~mailyard.proto.imap.responses` -- encoding of tagged, untagged and
   continuation responses (quoting, literals, NIL);
 * :mod:`~mailyard.proto.imap.states` -- which command is legal in which state, and
   the transitions, as tables;
 * :mod:`~mailyard.proto.imap.server` -- the connection: framing (lines, literals),
   STARTTLS, AUTHENTICATE, IDLE, APPEND streaming and the decision events of
-  :mod:`~mailyard.proto.imap.events`.
+  :mod:`~mailyard.proto.imap.events`; its parts are
+  :mod:`~mailyard.proto.imap.server_framing` (state, lines and literals, reply
+  helpers), :mod:`~mailyard.proto.imap.server_auth` (STARTTLS, LOGIN, AUTHENTICATE)
+  and :mod:`~mailyard.proto.imap.server_mailbox` (authenticated and selected state).
 
 Why hand-written: there is no well-kept Python library for the *server* side of
 IMAP.  The standard library's :mod:`imaplib` is a client (it builds commands and
