@@ -14,6 +14,7 @@ Everything listens on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -66,6 +67,23 @@ __all__ = [
 ]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+#: Mailyard's inbound checks (SPF, DKIM and ARC verification, DMARC), on by default in
+#: the server, turned off where a bench compares the MTA's own work with Postfix's,
+#: which runs no such check (``--inbound-checks`` keeps them on).
+INBOUND_CHECKS_OFF: dict[str, Any] = {
+    "spf": {"enabled": False}, "dkim": {"verify": False}, "dmarc": {"enabled": False}}
+
+
+def add_inbound_checks_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inbound-checks", action="store_true",
+                   help="keep Mailyard's inbound checks (SPF, DKIM/ARC, DMARC) on, as "
+                        "its defaults have them; off by default here: Postfix runs none")
+
+
+def inbound_checks(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration sections that set the inbound checks as ``args`` asks."""
+    return {} if args.inbound_checks else dict(INBOUND_CHECKS_OFF)
 
 
 class BenchError(RuntimeError):
