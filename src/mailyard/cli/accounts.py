@@ -38,7 +38,7 @@ def accounts_for(config: Config) -> Accounts:
 def _guarded(handler: Handler) -> Handler:
     """Turn a ServiceError into a message on stderr and exit status 1 (2 for the
     refusals in USAGE_CODES)."""
-    return guarded(handler, usage_codes=USAGE_CODES, show=str)
+    return guarded(handler, usage_codes=USAGE_CODES)
 
 
 class PasswordInputError(Exception):

@@ -215,7 +215,7 @@ def cmd_schedule(args: argparse.Namespace, config: Config) -> int:
                                                force=args.force)
     except CheckFailed as exc:
         _print_check(exc.check)
-        return _fail(str(exc), EXIT_FAILED)
+        return _fail(printable(exc), EXIT_FAILED)
     c = done.campaign
     if done.check is not None and done.check.report.findings and not args.json:
         _print_check(done.check)
