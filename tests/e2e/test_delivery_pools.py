@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-import ssl
 import time
 from pathlib import Path
 
@@ -27,18 +26,12 @@ from mailyard.ingest.pipeline import ingest_for
 from mailyard.obs import Metrics
 from mailyard.queue.spool import FileSpool
 from mailyard.queue.threaded import ThreadedSpool
+from tests.support.certs import unverified_tls
 from tests.support.fake_mx import FakeMx
 from tests.support.fake_smtp import FakeSmtpServer
 from tests.support.mailyard_server import MailyardServer, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def test_pools_bind_their_source_address_and_helo(tmp_path):
@@ -60,7 +53,7 @@ def test_pools_bind_their_source_address_and_helo(tmp_path):
         with srv:
             for user in ("alice", "bob"):
                 with smtplib.SMTP("127.0.0.1", srv.ports["submission"], timeout=15) as s:
-                    s.starttls(context=_insecure())
+                    s.starttls(context=unverified_tls())
                     s.login(f"{user}@example.test", "secret")
                     s.sendmail(f"{user}@example.test", [f"{user}-friend@remote.test"],
                                f"Subject: from {user}\r\n\r\nhi\r\n".encode())

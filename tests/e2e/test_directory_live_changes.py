@@ -9,21 +9,14 @@ dropped their own locks on the database)."""
 from __future__ import annotations
 
 import smtplib
-import ssl
 from email.message import EmailMessage
 
 import pytest
 
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = pytest.mark.e2e
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def _login(server: MailyardServer, user: str, password: str, implicit_tls: bool) -> int:
@@ -31,13 +24,13 @@ def _login(server: MailyardServer, user: str, password: str, implicit_tls: bool)
     the user also sends MAIL FROM its own address, which must be accepted."""
     if implicit_tls:
         s: smtplib.SMTP = smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"],
-                                           timeout=10, context=_insecure())
+                                           timeout=10, context=unverified_tls())
     else:
         s = smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=10)
     with s:
         s.ehlo("laptop.test")
         if not implicit_tls:
-            s.starttls(context=_insecure())
+            s.starttls(context=unverified_tls())
             s.ehlo("laptop.test")
         try:
             s.user, s.password = user, password

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import smtplib
-import ssl
 from collections.abc import Iterator
 
 import pytest
@@ -16,18 +15,12 @@ import pytest
 from mailyard.dkim.result import DkimStatus
 from mailyard.dkim.verify import verify_message
 from mailyard.dns.static import StaticResolver
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 PASSWORD = "dkim-secret"
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,7 @@ def submit(server: MailyardServer, sender: str, rcpt: str, subject: str) -> None
     message = (f"From: Alice <{sender}>\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\n"
                "Hello  Bob,\r\n\r\nsee you\tsoon.\r\n").encode()
     with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30) as client:
-        client.starttls(context=_insecure())
+        client.starttls(context=unverified_tls())
         client.login(sender, PASSWORD)
         client.sendmail(sender, [rcpt], message)
 

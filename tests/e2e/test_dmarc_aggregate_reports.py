@@ -15,7 +15,6 @@ import email.policy
 import gzip
 import json
 import smtplib
-import ssl
 import time
 import tomllib
 from collections.abc import Iterator
@@ -23,19 +22,13 @@ from collections.abc import Iterator
 import pytest
 
 from mailyard.dmarc.reports import AggregateReport, parse_aggregate_xml
+from tests.support.certs import unverified_tls
 from tests.support.dnsserver import DnsTestServer
 from tests.support.mailyard_server import MailyardServer, render_toml
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 PASSWORD = "report-secret"
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +91,7 @@ def test_b_reports_to_a_and_a_imports_it(servers: tuple[MailyardServer, Mailyard
     message = (b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: hello\r\n\r\n"
                b"Hello Bob.\r\n")
     with smtplib.SMTP("127.0.0.1", a.ports["submission"], timeout=30) as client:
-        client.starttls(context=_insecure())
+        client.starttls(context=unverified_tls())
         client.login("alice@a.test", PASSWORD)
         client.sendmail("alice@a.test", ["bob@b.test"], message)
     b.wait_for_messages("bob@b.test", 1, timeout=60)

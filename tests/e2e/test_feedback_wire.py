@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import smtplib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from mailyard.feedback.verp import CampaignRecipient, verp_address, verp_key
 from mailyard.services.setup import open_campaign_store, open_contacts
 from tests.support.fake_mx import FakeMx
 from tests.support.mailyard_server import MailyardServer, free_port
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -73,15 +74,6 @@ def events(world: World, campaign_id: int, kind: EventKind) -> list[Any]:
 def sample(name: str, token: str) -> bytes:
     data = (SAMPLES / name).read_bytes().replace(b"TOKEN", token.encode())
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

@@ -25,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from mailyard.sasl.scram import scram_client_final
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -32,13 +33,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 PASSWORD = "imap-secret"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan",
          "judy", "mallory", "oscar", "sync", "peggy")
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +68,11 @@ def deliver(server: MailyardServer, user: str, count: int = 3, subject: str = "m
 def login(server: MailyardServer, user: str, implicit: bool = False) -> imaplib.IMAP4:
     client: imaplib.IMAP4
     if implicit:
-        client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=_insecure(),
+        client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=unverified_tls(),
                                    timeout=30)
     else:
         client = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=30)
-        client.starttls(ssl_context=_insecure())
+        client.starttls(ssl_context=unverified_tls())
     client.login(f"{user}@example.test", PASSWORD)
     return client
 
@@ -115,7 +109,7 @@ def test_logindisabled_before_tls_and_login_over_starttls(server: MailyardServer
     assert "STARTTLS" in client.capabilities
     with pytest.raises(imaplib.IMAP4.error):
         client.login("alice@example.test", PASSWORD)
-    client.starttls(ssl_context=_insecure())
+    client.starttls(ssl_context=unverified_tls())
     typ, _ = client.login("alice@example.test", PASSWORD)
     assert typ == "OK"
     typ, data = client.capability()
@@ -127,7 +121,7 @@ def test_login_over_imaps_and_bad_password(server: MailyardServer) -> None:
     client = login(server, "alice", implicit=True)
     assert client.select("INBOX")[0] == "OK"
     client.logout()
-    client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=_insecure(),
+    client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=unverified_tls(),
                                timeout=30)
     with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
         client.login("alice@example.test", "wrong")
@@ -136,7 +130,7 @@ def test_login_over_imaps_and_bad_password(server: MailyardServer) -> None:
 
 def test_authenticate_plain_with_sasl_ir(server: MailyardServer) -> None:
     """RFC 4959 SASL-IR: the credentials on the AUTHENTICATE line."""
-    client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=_insecure(),
+    client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=unverified_tls(),
                                timeout=30)
     creds = base64.b64encode(b"\0bob@example.test\0" + PASSWORD.encode()).decode()
     typ, data = client._simple_command("AUTHENTICATE", "PLAIN", creds)
@@ -147,7 +141,7 @@ def test_authenticate_plain_with_sasl_ir(server: MailyardServer) -> None:
 
 
 def test_authenticate_scram_sha_256(server: MailyardServer) -> None:
-    client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=_insecure(),
+    client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=unverified_tls(),
                                timeout=30)
     nonce = base64.b64encode(os.urandom(18)).decode()
     first_bare = f"n=carol@example.test,r={nonce}"
@@ -174,7 +168,7 @@ def test_authenticate_scram_sha_256(server: MailyardServer) -> None:
 def test_failed_logins_delayed_then_disconnected(server: MailyardServer) -> None:
     """Failures are counted per user by the AUTH guard; the connection is closed
     with BYE after smtpd.max_auth_failures."""
-    client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=_insecure(),
+    client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=unverified_tls(),
                                timeout=30)
     outcomes = []
     for _ in range(6):
@@ -443,7 +437,7 @@ def test_hostile_input_before_login(server: MailyardServer) -> None:
 
 def tls_session(server: MailyardServer, user: str) -> ssl.SSLSocket:
     raw = socket.create_connection(("127.0.0.1", server.ports["imaps"]), timeout=10)
-    sock = _insecure().wrap_socket(raw)
+    sock = unverified_tls().wrap_socket(raw)
     assert sock.recv(4096).startswith(b"* OK")
     out = exchange(sock, f"l LOGIN {user}@example.test {PASSWORD}\r\n".encode(), b"l OK")
     assert b"l OK" in out
@@ -677,7 +671,7 @@ def test_starttls_discards_pipelined_plaintext(server: MailyardServer) -> None:
     sock.sendall(b"a STARTTLS\r\nb LOGIN alice@example.test " + PASSWORD.encode() + b"\r\n")
     out = exchange(sock, b"", b"a OK")
     assert b"a OK" in out
-    tls = _insecure().wrap_socket(sock)
+    tls = unverified_tls().wrap_socket(sock)
     out = exchange(tls, b"c CAPABILITY\r\n", b"c OK")
     assert b"b OK" not in out and b"c OK" in out and b"AUTH=PLAIN" in out
     tls.close()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import smtplib
-import ssl
 import time
 from collections.abc import Iterator
 
@@ -22,6 +21,7 @@ import pytest
 
 from mailyard.authres.parse import parse_value
 from mailyard.store.maildir import read_message
+from tests.support.certs import unverified_tls
 from tests.support.dnsserver import DnsTestServer
 from tests.support.mailyard_server import MailyardServer
 
@@ -29,13 +29,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 PASSWORD = "inbound-secret"
 B_ID = "mx.b.test"
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 class Pair:
@@ -108,7 +101,7 @@ def test_signed_mail_from_a_passes_at_b(pair: Pair) -> None:
     message = (b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: signed\r\n\r\n"
                b"Hello Bob,\r\n\r\nsee you soon.\r\n")
     with smtplib.SMTP("127.0.0.1", pair.a.ports["submission"], timeout=30) as client:
-        client.starttls(context=_insecure())
+        client.starttls(context=unverified_tls())
         client.login("alice@a.test", PASSWORD)
         client.sendmail("alice@a.test", ["bob@b.test"], message)
     [stored] = pair.b.wait_for_messages("bob@b.test", 1, timeout=60)

@@ -16,7 +16,6 @@ import os
 import pkgutil
 import shutil
 import smtplib
-import ssl
 import stat
 import sys
 import tempfile
@@ -27,16 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = pytest.mark.e2e
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def wait_for_text(path: Path, text: str, timeout: float = 15.0) -> str:
@@ -52,7 +45,7 @@ def test_auth_user_name_with_crlf_and_escape_is_logged_as_one_line(tmp_path):
     with MailyardServer(tmp_path / "srv") as server:
         forged = "x\r\n2026-12-01T03:30:00\terror\tmailyard.supervisor:\tforged\x1b]0;PWNED\x07"
         with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=15,
-                              context=_insecure()) as client:
+                              context=unverified_tls()) as client:
             client.ehlo("client.test")
             token = base64.b64encode(f"\0{forged}\0wrong-password".encode()).decode()
             code, _ = client.docmd("AUTH", f"PLAIN {token}")

@@ -5,23 +5,17 @@ from __future__ import annotations
 
 import shutil
 import smtplib
-import ssl
 import subprocess
 import urllib.request
 from email.message import EmailMessage
 
 import pytest
 
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer, free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def _msg(sender: str, to: str, subject: str, body: str = "hello\n") -> EmailMessage:
@@ -79,7 +73,7 @@ def test_submission_starttls_auth_delivers(server):
     before = len(server.messages("bob@example.test"))
     with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=10) as s:
         s.ehlo("laptop.test")
-        s.starttls(context=_insecure())
+        s.starttls(context=unverified_tls())
         s.ehlo("laptop.test")
         s.login("alice@example.test", "alice-secret")
         s.send_message(_msg("alice@example.test", "bob@example.test", "via 587"))
@@ -93,7 +87,7 @@ def test_submission_requires_tls_then_auth(server):
         s.ehlo("laptop.test")
         code, text = s.mail("alice@example.test")
         assert code == 530 and text.startswith(b"5.7.0")
-        s.starttls(context=_insecure())
+        s.starttls(context=unverified_tls())
         s.ehlo("laptop.test")
         code, text = s.mail("alice@example.test")
         assert code == 530 and text.startswith(b"5.7.0")
@@ -101,7 +95,7 @@ def test_submission_requires_tls_then_auth(server):
 
 def test_submission_sender_must_be_owned(server):
     with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=10,
-                          context=_insecure()) as s:
+                          context=unverified_tls()) as s:
         s.login("alice@example.test", "alice-secret")
         code, text = s.mail("bob@example.test")
     assert code == 553 and text.startswith(b"5.7.1")
@@ -110,7 +104,7 @@ def test_submission_sender_must_be_owned(server):
 def test_submissions_wrong_password(server):
     with (
         smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=10,
-                         context=_insecure()) as s,
+                         context=unverified_tls()) as s,
         pytest.raises(smtplib.SMTPAuthenticationError) as err,
     ):
         s.login("alice@example.test", "wrong")
@@ -195,15 +189,6 @@ def test_bounce_to_a_sender_without_mailbox_goes_to_postmaster(server):
     [report] = wait_for(lambda: _bounces_at_postmaster(server, token))
     assert b"Final-Recipient: rfc822; ghost@example.test" in report
     assert b"Final-Recipient: rfc822; nobody@example.test" in report  # the bounce inside
-
-
-def wait_for(predicate, timeout: float = 20.0):
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return value
 
 
 def test_subaddress_goes_to_user(server):

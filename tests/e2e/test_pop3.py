@@ -10,7 +10,6 @@ import poplib
 import shutil
 import smtplib
 import socket
-import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,19 +20,13 @@ import pytest
 from mailyard.pop3d.maildrop import uidl
 from mailyard.sasl.scram import scram_client_final
 from mailyard.store.maildir import base_name
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 PASSWORD = "pop-secret"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "fetch")
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +64,7 @@ def delivery_time(path: Path) -> tuple[int, int]:
 
 def stls_login(server: MailyardServer, user: str) -> poplib.POP3:
     client = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=30)
-    client.stls(context=_insecure())
+    client.stls(context=unverified_tls())
     client.user(f"{user}@example.test")
     client.pass_(PASSWORD)
     return client
@@ -144,7 +137,7 @@ def test_second_session_in_use(server: MailyardServer) -> None:
 def test_wrong_password_is_auth_error(server: MailyardServer) -> None:
     """RFC 3206 4: a bad password is answered -ERR [AUTH]."""
     client = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=30)
-    client.stls(context=_insecure())
+    client.stls(context=unverified_tls())
     client.user("dave@example.test")
     with pytest.raises(poplib.error_proto) as refused:
         client.pass_("not-the-password")
@@ -167,7 +160,7 @@ def test_auth_plain_over_pop3s(server: MailyardServer) -> None:
     """RFC 5034 AUTH PLAIN (with an initial response) on implicit TLS (RFC 8314)."""
     files = deliver(server, "frank", 2)
     client = poplib.POP3_SSL("127.0.0.1", server.ports["pop3s"], timeout=30,
-                             context=_insecure())
+                             context=unverified_tls())
     assert "SASL" in client.capa() and "STLS" not in client.capa()
     token = base64.b64encode(f"\0frank@example.test\0{PASSWORD}".encode()).decode()
     assert client._shortcmd(f"AUTH PLAIN {token}").startswith(b"+OK")
@@ -179,7 +172,7 @@ def test_auth_scram_over_pop3s(server: MailyardServer) -> None:
     """RFC 5034 4 with SCRAM-SHA-256 (RFC 7677): the server-final message comes as a
     last challenge, answered with an empty line."""
     client = poplib.POP3_SSL("127.0.0.1", server.ports["pop3s"], timeout=30,
-                             context=_insecure())
+                             context=unverified_tls())
     first_bare = "n=grace@example.test,r=clientnonce123"
     client._putcmd("AUTH SCRAM-SHA-256 " + base64.b64encode(("n,," + first_bare).encode())
                    .decode())

@@ -8,7 +8,6 @@ import os
 import pwd
 import shutil
 import smtplib
-import ssl
 import stat
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from mailyard.tls import ensure_certificate
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer, free_port
 
 pytestmark = pytest.mark.e2e
@@ -91,13 +91,6 @@ def _workers(supervisor_pid: int, module: str = "mailyard.daemon.worker") -> lis
     return [int(p) for p in out.split()]
 
 
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def _tree(top: Path):  # type: ignore[no-untyped-def]
     yield top, os.lstat(top)
     for dirpath, dirnames, filenames in os.walk(top):
@@ -138,7 +131,7 @@ def test_serve_as_root_runs_as_the_configured_user(public_root):
         with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=10) as s:
             s.sendmail("x@remote.test", ["alice@example.test"], "Subject: 25\r\n\r\nhi\r\n")
         with smtplib.SMTP_SSL("127.0.0.1", srv.ports["submissions"], timeout=10,
-                              context=_insecure()) as s:
+                              context=unverified_tls()) as s:
             s.login("bob@example.test", "bob-secret")
             s.sendmail("bob@example.test", ["alice@example.test"], "Subject: 465\r\n\r\nhi\r\n")
         assert len(srv.wait_for_messages("alice@example.test", 2)) == 2

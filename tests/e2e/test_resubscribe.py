@@ -15,10 +15,9 @@ import json
 import re
 import smtplib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from email import message_from_bytes
 from email.policy import default
-from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +29,7 @@ from mailyard.daemon.secret import load_server_secret
 from mailyard.feedback.verp import CampaignRecipient, verp_address, verp_key
 from mailyard.services.setup import open_campaign_store, open_contacts
 from tests.support.mailyard_server import MailyardServer
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -62,15 +62,6 @@ class World:
     def smtp(self, sender: str, rcpt: str, content: bytes) -> None:
         with smtplib.SMTP("127.0.0.1", self.srv.ports["smtp"], timeout=15) as s:
             s.sendmail(sender, [rcpt], content)
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def confirm_link(world: World, address: str, count: int) -> str:

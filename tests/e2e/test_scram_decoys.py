@@ -7,26 +7,19 @@ from __future__ import annotations
 import base64
 import json
 import smtplib
-import ssl
 
 import pytest
 
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = pytest.mark.e2e
 
 
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def _server_first(server: MailyardServer, username: str) -> tuple[str, str]:
     """(salt, iteration count) of the server-first message for ``username`` over 465."""
     with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=10,
-                          context=_insecure()) as s:
+                          context=unverified_tls()) as s:
         s.ehlo("laptop.test")
         first = base64.b64encode(f"n,,n={username},r=clientnonce0123".encode()).decode()
         code, reply = s.docmd("AUTH", f"SCRAM-SHA-256 {first}")
@@ -57,7 +50,7 @@ def test_scram_can_be_turned_off(tmp_path):
     server.add_user("alice@example.test", "alice-pw")
     assert json_users(server) == [("alice@example.test", False)]
     with server, smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=10,
-                          context=_insecure()) as s:
+                          context=unverified_tls()) as s:
         s.ehlo("laptop.test")
         assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
         first = base64.b64encode(b"n,,n=alice@example.test,r=nonce").decode()

@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import json
 import smtplib
-import ssl
 
 import pytest
 
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = pytest.mark.e2e
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +33,7 @@ def server(tmp_path_factory):
 def _login(server: MailyardServer, user: str) -> smtplib.SMTP:
     s = smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=15)
     s.ehlo("laptop.test")
-    s.starttls(context=_insecure())
+    s.starttls(context=unverified_tls())
     s.ehlo("laptop.test")
     s.login(user, "secret")
     return s

@@ -8,7 +8,6 @@ import base64
 import os
 import signal
 import smtplib
-import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,16 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def _plain(user: str, password: str) -> str:
@@ -34,7 +27,7 @@ def _plain(user: str, password: str) -> str:
 
 def _connect(server: MailyardServer, source: str = "127.0.0.1") -> smtplib.SMTP_SSL:
     client = smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=30,
-                              context=_insecure(), source_address=(source, 0))
+                              context=unverified_tls(), source_address=(source, 0))
     client.ehlo("client.test")
     return client
 

@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import re
 import smtplib
-import ssl
 import time
 
 import pytest
 
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = pytest.mark.e2e
-
-
-def _insecure() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +30,7 @@ def server(tmp_path_factory):
 def _submit(server, sender: str, rcpt: str, data: bytes) -> tuple[int, bytes]:
     with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=10) as s:
         s.ehlo("laptop.test")
-        s.starttls(context=_insecure())
+        s.starttls(context=unverified_tls())
         s.ehlo("laptop.test")
         s.login("alice@example.test", "alice-secret")
         s.mail(sender)
@@ -144,7 +137,7 @@ def test_header_from_must_be_owned_when_required(server):
 def test_submission_refuses_address_literals_by_default(server):
     with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=10) as s:
         s.ehlo("laptop.test")
-        s.starttls(context=_insecure())
+        s.starttls(context=unverified_tls())
         s.ehlo("laptop.test")
         s.login("alice@example.test", "alice-secret")
         s.mail("alice@example.test")

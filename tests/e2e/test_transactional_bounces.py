@@ -9,8 +9,7 @@ refused (422 ``recipients_suppressed``) and the suppression is listed with its r
 from __future__ import annotations
 
 import smtplib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,6 +17,7 @@ import pytest
 
 from tests.support.fake_mx import FakeMx
 from tests.support.mailyard_server import MailyardServer, free_port
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -34,15 +34,6 @@ class World:
     def suppression(self, address: str) -> dict[str, Any] | None:
         resp = self.admin.get(f"/api/v1/suppressions/{address}")
         return resp.json() if resp.status_code == 200 else None
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 40.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +63,7 @@ def _refused(resp: httpx.Response) -> None:
 
 def test_a_550_at_rcpt_suppresses_the_address(world: World) -> None:
     assert world.send("gone@remote.test", "Your receipt").status_code == 202
-    found = wait_for(lambda: world.suppression("gone@remote.test"))
+    found = wait_for(timeout=40.0, check=lambda: world.suppression("gone@remote.test"))
     assert found and found["reason"] == "hard-bounce" and "5.1.1" in found["note"]
     _refused(world.send("Gone@remote.test", "Another receipt"))
     assert world.srv.wait_queue_empty()
@@ -86,7 +77,7 @@ def test_expired_messages_are_soft_bounces_that_suppress_at_the_threshold(
     # The first expiry is counted but does not suppress (1 of 2).
     assert world.suppression("busy@remote.test") is None
     assert world.send("busy@remote.test", "second").status_code == 202
-    found = wait_for(lambda: world.suppression("busy@remote.test"))
+    found = wait_for(timeout=40.0, check=lambda: world.suppression("busy@remote.test"))
     assert found and found["reason"] == "soft-bounces", log_file.read_text()[-3000:]
     assert "2 soft bounces" in found["note"]
     _refused(world.send("busy@remote.test", "third"))
@@ -124,6 +115,6 @@ def test_dsns_to_the_verp_address_count_once_per_message(world: World) -> None:
     with smtplib.SMTP("127.0.0.1", world.srv.ports["smtp"], timeout=15) as s:
         s.sendmail("", [senders[1]], _dsn(senders[1], "full@remote.test", "5.2.2",
                                           "552 5.2.2 mailbox full"))
-    found = wait_for(lambda: world.suppression("full@remote.test"))
+    found = wait_for(timeout=40.0, check=lambda: world.suppression("full@remote.test"))
     assert found and found["reason"] == "soft-bounces"
     _refused(world.send("full@remote.test", "three"))

@@ -118,3 +118,12 @@ def self_signed(directory: Path, *names: str) -> tuple[str, str]:
 def fingerprint(cert_file: str) -> str:
     der = ssl.PEM_cert_to_DER_cert(Path(cert_file).read_text())
     return "sha256:" + hashlib.sha256(der).hexdigest()
+
+
+def unverified_tls() -> ssl.SSLContext:
+    """A client context that accepts any certificate: for tests whose server presents a
+    self-signed one and whose subject is not certificate checking."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
