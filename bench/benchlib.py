@@ -286,6 +286,9 @@ def mailyard_command() -> list[str]:
     found = shutil.which("mailyard")
     if found:
         return [found]
+    # Not installed: the server runs this checkout's code, as the bench itself does.
+    if not os.environ.get("PYTHONPATH"):
+        os.environ["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent / "src")
     return [sys.executable, "-m", "mailyard.cli.main"]
 
 
@@ -539,3 +542,6 @@ def run_main(main: Callable[[], int]) -> int:
     except (Interrupted, KeyboardInterrupt) as exc:
         print(f"\ninterrupted ({exc or 'Ctrl-C'}); servers stopped", file=sys.stderr)
         return 130
+    except BenchError as exc:
+        print(f"{Path(sys.argv[0]).name}: {exc}", file=sys.stderr)
+        return 1
