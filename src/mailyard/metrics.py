@@ -45,6 +45,8 @@ class Metric:
         return PREFIX + self.name
 
     def key(self, labels: dict[str, str]) -> _Key:
+        if not labels and not self.labels:  # most counters: no label to check or sort
+            return self.name, ()
         if labels.keys() != set(self.labels):
             raise MetricError(f"{self.exported_name} takes the labels {self.labels}, "
                               f"not {tuple(sorted(labels))}")

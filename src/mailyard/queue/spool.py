@@ -67,7 +67,7 @@ from mailyard.queue.api import (
 from mailyard.queue.groupcommit import GroupCommit
 from mailyard.queue.identity import ProcessIdentity, QueueIdGenerator, owner_is_dead
 from mailyard.queue.index import NewMessage, QueueIndex
-from mailyard.queue.layout import SpoolLayout, unlink_if_present
+from mailyard.queue.layout import TEMP_SUFFIX, SpoolLayout, unlink_if_present
 from mailyard.queue.record import open_content
 from mailyard.queue.sweep import SweepReport, purge_tombstones, sweep
 from mailyard.queue.writer import SpoolWriter, storage_error
@@ -166,6 +166,7 @@ class FileSpool:
         self.clock = clock
         self.layout.create()
         self._msg_prefix = f"{self.layout.msg_dir}{os.sep}"  # a plain string: the hot path
+        self._tmp_prefix = f"{self.layout.tmp_dir}{os.sep}"  # layout.temp_path, as a string
         self._ids = QueueIdGenerator()
         self._commit_threads = commit_threads
         self._res = _ProcessResources(self.layout, commit_threads)
@@ -188,7 +189,8 @@ class FileSpool:
     def open_message(self, envelope: Envelope) -> SpoolWriter:
         r = self._r
         qid = self._ids.next()
-        return SpoolWriter(qid, self.clock(), envelope, str(self.layout.temp_path(qid, r.owner)),
+        return SpoolWriter(qid, self.clock(), envelope,
+                           f"{self._tmp_prefix}{qid}.{r.owner}{TEMP_SUFFIX}",
                            f"{self._msg_prefix}{qid}", r.group)
 
     async def enqueue(self, envelope: Envelope, content: bytes) -> str:

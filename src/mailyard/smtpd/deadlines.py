@@ -49,9 +49,20 @@ class Deadlines:
     def idle_limit(self) -> float:
         return self.timers.data if self.in_content else self.timers.command
 
-    def first_check(self) -> float:
-        """When the timer should first fire (at connection time)."""
-        return min(self.last_activity + self.idle_limit(), self.session_deadline)
+    def first_check(self, early: bool = False) -> float:
+        """When the timer should first fire (at connection time).  ``early``: no later
+        than the first check of message content started right away, so that a timer
+        armed now needs no re-arming when content starts or ends (the adapter only
+        re-arms for an earlier check; a check before a deadline just looks again)."""
+        first = min(self.last_activity + self.idle_limit(), self.session_deadline)
+        if early:
+            first = min(first, self.last_activity + self._content_window())
+        return first
+
+    def _content_window(self) -> float:
+        """How long after content starts its first check is due."""
+        grace = self.timers.rate_grace if self.timers.min_rate else self.timers.data
+        return min(grace, self.timers.data)
 
     def content(self, started: bool, now: float) -> float:
         """Content started (or ended, back to commands); returns the next check."""
@@ -59,8 +70,7 @@ class Deadlines:
         if started:
             self.content_started = now
             self.content_bytes = 0
-            grace = self.timers.rate_grace if self.timers.min_rate else self.timers.data
-            return now + min(grace, self.timers.data)
+            return now + self._content_window()
         return min(now + self.idle_limit(), self.session_deadline)
 
     def line(self, pending: bool, now: float) -> None:

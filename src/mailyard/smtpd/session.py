@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import ssl
 import time
 from collections.abc import Callable, Coroutine
@@ -105,6 +106,7 @@ class SmtpSession(ReadingControl, asyncio.Protocol):
         self.handshaking = False  # implicit TLS: the first handshake is running
         self.early_input = b""  # TLS octets that arrived before start_tls took over
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_when = math.inf  # when ``timer`` fires
         self.in_content = False
         self.bytes_in = 0
         self.lost = False
@@ -134,7 +136,7 @@ class SmtpSession(ReadingControl, asyncio.Protocol):
             self.conn.greet()
         self._pump()
         if not self.conn.closed:
-            self.timer = self.loop.call_at(self.deadlines.first_check(), self._on_timer)
+            self._rearm(self.deadlines.first_check(early=True))
 
     def data_received(self, data: bytes) -> None:
         if self.handshaking:
@@ -198,7 +200,9 @@ class SmtpSession(ReadingControl, asyncio.Protocol):
         conn, now = self.conn, self.loop.time()
         if conn.in_content != self.in_content:
             self.in_content = conn.in_content
-            self._rearm(self.deadlines.content(self.in_content, now))
+            when = self.deadlines.content(self.in_content, now)
+            if when < self.timer_when:  # a later check: the timer looks again when it fires
+                self._rearm(when)
         # A line still incomplete, not one we are deciding on, is on the clock.
         self.deadlines.line(conn.pending is None and conn.line_pending, now)
         if conn.pending is not None and conn.buffered > PAUSE_BUFFER:
@@ -262,9 +266,11 @@ class SmtpSession(ReadingControl, asyncio.Protocol):
             self.timer.cancel()
         if not self.lost:
             self.timer = self.loop.call_at(when, self._on_timer)
+            self.timer_when = when
 
     def _on_timer(self) -> None:
         self.timer = None
+        self.timer_when = math.inf
         if self.lost or self.conn.closed:
             return
         waiting_for_us = self.conn.pending is not None or self.tls_started and (

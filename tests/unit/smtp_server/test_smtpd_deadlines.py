@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mailyard.proto.smtp.replies import REPLY_SESSION_TOO_LONG, REPLY_TIMEOUT, REPLY_TOO_SLOW
 from mailyard.smtpd.context import SessionTimers
-from mailyard.smtpd.deadlines import RATE_CHECK_INTERVAL, Deadlines
+from mailyard.smtpd.deadlines import RATE_CHECK_INTERVAL, Deadlines, Verdict
 
 TIMERS = SessionTimers(command=30, data=60, min_rate=100, rate_grace=10, tls_handshake=5,
                        max_session=1000)
@@ -64,3 +64,15 @@ def test_content_silence_uses_the_data_timeout() -> None:
     assert d.content(True, 0) == 60
     assert d.check(59, False).reply is None
     assert d.check(60, False).reply == REPLY_TIMEOUT
+
+
+def test_an_early_first_check_comes_no_later_than_a_content_check() -> None:
+    d = Deadlines(TIMERS, now=0)
+    assert d.first_check(early=True) == 10  # rate_grace: content may start at once
+    assert d.content(True, 4) == 14  # later than the timer armed at 10: no re-arm needed
+    # Looking early changes nothing: no verdict, and the next check is the rate check.
+    assert d.check(10, False) == Verdict(None, 11)
+    no_rate = Deadlines(SessionTimers(command=30, data=60, min_rate=0, rate_grace=10,
+                                      tls_handshake=5, max_session=20), now=0)
+    assert no_rate.first_check(early=True) == 20  # the session's end comes first
+    assert no_rate.first_check() == 20
