@@ -20,6 +20,7 @@ reason.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -43,6 +44,7 @@ _COMMENT_JUNK = re.compile(r"[()\\\x00-\x1f\x7f]")
 HEADER_B_MIN = 8
 
 
+@functools.lru_cache(maxsize=512)  # method, result and property names: a small vocabulary
 def _keyword(text: str) -> str:
     return _KEYWORD_JUNK.sub("", text) or "unknown"
 
