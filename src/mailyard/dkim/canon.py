@@ -80,9 +80,10 @@ def canon_header(raw: bytes, canon: Canon) -> bytes:
 
 
 def relaxed_fields(names: list[bytes], raws: list[bytes]) -> bytes:
-    """The fields ``raws`` (each ending with CRLF) canonicalized with ``relaxed``
-    (3.4.2) and concatenated: the same octets as :func:`canon_header` on each, in a
-    few passes over the whole run instead of a call per field.  ``names`` are the
+    """The fields ``raws`` canonicalized with ``relaxed`` (3.4.2), each ending with
+    CRLF whether or not its raw form does, and concatenated: the same octets as
+    :func:`canon_header` on each, in a few passes over the whole run instead of a
+    call per field.  ``names`` are the
     fields' names as :func:`split_header` gives them (lower case, no WSP before the
     colon).  Whitespace runs are collapsed over the joined values: each value is
     stripped first, so no run crosses from one field into the next.  A name holding

@@ -229,7 +229,7 @@ def picked_header_data(fields: Sequence[HeaderField], picks: Iterable[int], cano
     """:func:`signed_header_data` with the fields to hash already chosen
     (:func:`header_picks`)."""
     sig = signature_field if b_empty else without_b_value(signature_field)
-    if canon is Canon.RELAXED and sig.endswith(CRLF):
+    if canon is Canon.RELAXED:
         # One run over the picked fields and the signature field (its CRLF left out).
         picked = [fields[i] for i in picks]
         names = [f.name for f in picked]
