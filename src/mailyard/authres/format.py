@@ -109,6 +109,8 @@ def _unique_prefixes(signatures: Sequence[str]) -> list[str]:
     """RFC 6008 2: enough of each ``b=`` value (8 characters or more) to tell it apart
     from the others."""
     clean = ["".join(s.split()) for s in signatures]
+    if len(clean) == 1:  # nothing to tell it apart from
+        return [clean[0][:HEADER_B_MIN]]
     out = []
     for i, sig in enumerate(clean):
         length = HEADER_B_MIN
