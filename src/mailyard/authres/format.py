@@ -20,6 +20,7 @@ reason.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 
@@ -43,6 +44,7 @@ _COMMENT_JUNK = re.compile(r"[()\\\x00-\x1f\x7f]")
 HEADER_B_MIN = 8
 
 
+@functools.lru_cache(maxsize=512)  # method, result and property names: a small vocabulary
 def _keyword(text: str) -> str:
     return _KEYWORD_JUNK.sub("", text) or "unknown"
 
@@ -107,6 +109,8 @@ def _unique_prefixes(signatures: Sequence[str]) -> list[str]:
     """RFC 6008 2: enough of each ``b=`` value (8 characters or more) to tell it apart
     from the others."""
     clean = ["".join(s.split()) for s in signatures]
+    if len(clean) == 1:  # nothing to tell it apart from
+        return [clean[0][:HEADER_B_MIN]]
     out = []
     for i, sig in enumerate(clean):
         length = HEADER_B_MIN

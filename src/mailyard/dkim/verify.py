@@ -29,7 +29,14 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from mailyard.dkim.canon import BodyHasher, Canon, HeaderField, canon_header, split_header
+from mailyard.dkim.canon import (
+    BodyHasher,
+    Canon,
+    HeaderField,
+    canon_header,
+    relaxed_fields,
+    split_header,
+)
 from mailyard.dkim.crypto import verify_data
 from mailyard.dkim.record import KeyRecord, KeyRecordError, parse_key_record
 from mailyard.dkim.result import DkimResult, DkimStatus
@@ -47,6 +54,7 @@ __all__ = ["VerifyPolicy", "Verification", "header_picks", "picked_header_data",
            "signed_header_data", "verify_message"]
 
 SIGNATURE_FIELD = b"dkim-signature"
+CRLF = b"\r\n"
 MAX_KEY_RECORDS = 5  # TXT records tried at one selector name
 
 
@@ -220,10 +228,18 @@ def picked_header_data(fields: Sequence[HeaderField], picks: Iterable[int], cano
                        signature_field: bytes, *, b_empty: bool = False) -> bytes:
     """:func:`signed_header_data` with the fields to hash already chosen
     (:func:`header_picks`)."""
+    sig = signature_field if b_empty else without_b_value(signature_field)
+    if canon is Canon.RELAXED:
+        # One run over the picked fields and the signature field (its CRLF left out).
+        picked = [fields[i] for i in picks]
+        names = [f.name for f in picked]
+        names.append(sig.split(b":", 1)[0].rstrip(b" \t").lower())
+        raws = [f.raw for f in picked]
+        raws.append(sig)
+        return relaxed_fields(names, raws)[:-2]
     parts = [canon_header(fields[i].raw, canon) for i in picks]
-    last = canon_header(signature_field if b_empty else without_b_value(signature_field),
-                        canon)
-    parts.append(last[:-2] if last.endswith(b"\r\n") else last)
+    last = canon_header(sig, canon)
+    parts.append(last[:-2] if last.endswith(CRLF) else last)
     return b"".join(parts)
 
 

@@ -63,8 +63,9 @@ def dmarc_action(result: DmarcResult, config: DmarcConfig) -> DmarcAction:
 def authres_entry(result: DmarcResult) -> MethodResult:
     """The ``dmarc=`` entry of our Authentication-Results field for this result:
     ``dmarc=fail (p=reject dis=quarantine) header.from=example.com``."""
-    policy = result.policy.value if result.policy is not None else ""
-    disposition = result.disposition.value if result.policy is not None else ""
-    return dmarc_result(result.status.value, result.author_domain, policy=policy,
+    # str() of a StrEnum is its value (without the enum property's Python call)
+    policy = str(result.policy) if result.policy is not None else ""
+    disposition = str(result.disposition) if result.policy is not None else ""
+    return dmarc_result(str(result.status), result.author_domain, policy=policy,
                         disposition=disposition)
 

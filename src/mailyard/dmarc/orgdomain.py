@@ -28,8 +28,10 @@ __all__ = ["PublicSuffixes", "load_public_suffixes"]
 class PublicSuffixes:
     """A Public Suffix List and the Organizational Domain lookups over it."""
 
-    def __init__(self, psl: PublicSuffixList) -> None:
+    def __init__(self, psl: PublicSuffixList, remembered: int = 4096) -> None:
         self._psl = psl
+        self._remembered = remembered
+        self._orgs: dict[str, str] = {}  # domain -> Organizational Domain, bounded
 
     @classmethod
     def from_text(cls, text: str) -> PublicSuffixes:
@@ -43,10 +45,18 @@ class PublicSuffixes:
         return suffix if suffix is not None else name
 
     def organizational_domain(self, domain: str) -> str:
-        """RFC 7489 3.2: the public suffix plus the label to its left."""
-        name = domain.lower().rstrip(".")
-        org = self._psl.privatesuffix(name)
-        return org if org is not None else name
+        """RFC 7489 3.2: the public suffix plus the label to its left.  Remembered per
+        name (the list does not change under a loaded instance; senders repeat)."""
+        org = self._orgs.get(domain)
+        if org is None:
+            name = domain.lower().rstrip(".")
+            org = self._psl.privatesuffix(name)
+            if org is None:
+                org = name
+            if len(self._orgs) >= self._remembered:
+                self._orgs.clear()
+            self._orgs[domain] = org
+        return org
 
 
 @functools.cache

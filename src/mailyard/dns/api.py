@@ -141,8 +141,9 @@ def ascii_domain(domain: str) -> str:
         except idna.IDNAError as exc:
             raise DnsNameError(domain, "", f"invalid international domain name: {exc}") from None
     name = name.lower()
-    labels = name.split(".")
-    if not name or any(not label or len(label) > 63 for label in labels) or len(name) > 253:
+    if not name or len(name) > 253 or ".." in name or name[0] == ".":  # an empty label
+        raise DnsNameError(domain, "", "not a valid domain name")
+    if len(name) > 63 and any(len(label) > 63 for label in name.split(".")):
         raise DnsNameError(domain, "", "not a valid domain name")
     return name
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable, Collection
 from dataclasses import replace
 from typing import Protocol
@@ -233,12 +234,16 @@ def report_facts(verdict: Verdict, submission: Submission) -> Evaluation | None:
         auth=tuple(auth), policy=PublishedPolicy.of(dmarc.record))
 
 
+# The end of a line (as ``bytes.splitlines`` sees one) that no continuation follows.
+_FIELD_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?![ \t])")
+
+
 def _without_trace(head: bytes) -> bytes:
     """The header section without its first field (our ``Received:``)."""
     if head[:9].lower() != b"received:":
         return head
-    fields = _fields(head)
-    return b"".join(fields[1:])
+    end = _FIELD_END.search(head)
+    return b"" if end is None else head[end.end():]
 
 
 class _Observer:

@@ -10,7 +10,7 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from mailyard.dkim.canon import BodyHasher, Canon, canon_header, split_header
+from mailyard.dkim.canon import BodyHasher, Canon, canon_header, relaxed_fields, split_header
 from mailyard.dkim.record import public_key_text
 from mailyard.dkim.result import DkimStatus
 from mailyard.dkim.verify import Verification, verify_message
@@ -80,6 +80,29 @@ def sha(text: bytes) -> bytes:
 def test_rfc6376_3_4_5_relaxed_header() -> None:
     fields = split_header(EXAMPLE_HEADER)
     assert b"".join(canon_header(f.raw, Canon.RELAXED) for f in fields) == b"a:X\r\nb:Y Z\r\n"
+
+
+RELAXED_CASES = [
+    EXAMPLE_HEADER,
+    b"Subject:\r\n  folded  \t at\r\n\tthe start \r\n \r\n",
+    b"To:\r\nX-Empty: \t \r\nFrom:a\t\tb:  c \r\n",
+    b"x-odd : \t value\r\n\t  \r\nDate: Tue,  1 Dec 2026\r\n",
+    b"Bare: cr\r and lf\n inside \r\nNext: x\r\n",
+    b"Name With Space: kept\r\nNoColon\r\nFolded\r\n name: v\r\n",
+]
+
+
+@pytest.mark.parametrize("header", RELAXED_CASES)
+def test_rfc6376_3_4_2_relaxed_fields_at_once(header: bytes) -> None:
+    """The run over several fields gives the octets of 3.4.2 field by field."""
+    fields = split_header(header)
+    expected = b"".join(canon_header(f.raw, Canon.RELAXED) for f in fields)
+    assert relaxed_fields([f.name for f in fields], [f.raw for f in fields]) == expected
+    for f in fields:
+        assert relaxed_fields([f.name], [f.raw]) == canon_header(f.raw, Canon.RELAXED)
+        # without its CRLF (a signature field whose b= value, last, was removed)
+        assert relaxed_fields([f.name], [f.raw[:-2]]) == canon_header(f.raw[:-2], Canon.RELAXED)
+    assert relaxed_fields([], []) == b""
 
 
 def test_rfc6376_3_4_5_simple_header() -> None:

@@ -28,6 +28,17 @@ def test_3_2_organizational_domain(psl, domain, org):
     assert psl.organizational_domain(domain) == org
 
 
+def test_3_2_answers_remembered_and_bounded():
+    """Asked again, and after the remembered names were dropped, the answers stay."""
+    psl = PublicSuffixes.from_text("com\nco.uk\n")
+    psl._remembered = 2
+    names = ["Mail.Example.com.", "a.example.co.uk", "x.y.com", "co.uk", "mail.example.com"]
+    first = [psl.organizational_domain(n) for n in names]
+    assert first == ["example.com", "example.co.uk", "y.com", "co.uk", "example.com"]
+    assert [psl.organizational_domain(n) for n in names] == first
+    assert len(psl._orgs) <= 2
+
+
 def test_3_2_list_given_as_text_replaces_the_shipped_one():
     psl = PublicSuffixes.from_text("com\nexample.com\n")
     assert psl.organizational_domain("a.b.example.com") == "b.example.com"
