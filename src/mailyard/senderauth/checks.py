@@ -164,7 +164,7 @@ class MessageChecks:
             dmarc = await evaluate_message(self._from, spf_outcome, outcomes, resolver,
                                            suffixes, sample)
         return Verdict(dkim, self._signatures, arc, spf, dmarc, self.remote_ip,
-                       self.dmarc or DmarcConfig())
+                       self.dmarc or DmarcConfig(), spf_helo)
 
 
     def timed_out(self, spf: SpfInput | None, spf_helo: SpfInput | None = None) -> Verdict:

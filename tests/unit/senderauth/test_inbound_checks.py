@@ -255,6 +255,22 @@ def test_rfc8601_2_7_2_spf_of_both_identities(rsa_key: rsa.RSAPrivateKey) -> Non
     assert b"spf=none smtp.helo=mail.example.com;" in field
 
 
+
+def test_rfc8601_2_7_2_the_helo_identity_is_in_the_field_ingest_adds(
+        rsa_key: rsa.RSAPrivateKey) -> None:
+    """The HELO identity checked apart from MAIL FROM gets its own ``spf`` entry, in a
+    finished check as in one that ran out of time."""
+    helo = SpfInput("pass", "helo", "postmaster@mail.example.com", "mail.example.com")
+    checks = InboundChecks(lambda: zone(rsa_key), lambda: SUFFIXES,
+                           authserv_id="mx.example.net", policy=VerifyPolicy(),
+                           dmarc=DMARC, spf_of=lambda s: SPF_PASS,
+                           spf_helo_of=lambda s: helo)
+    queue = MemoryQueue()
+    qid = receive(ingest(queue, checks), signed(rsa_key))
+    prepend = queue.messages[qid][2]
+    assert b"spf=pass smtp.mailfrom=ada@example.com;" in prepend
+    assert b"spf=pass smtp.helo=mail.example.com;" in prepend
+
 # --- recorded for the aggregate reports (RFC 7489 7.2) ------------------------------
 
 def reporting_zone(key: rsa.RSAPrivateKey, policy: str) -> StaticResolver:
