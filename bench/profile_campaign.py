@@ -82,7 +82,7 @@ def main() -> int:
         campaign = campaigns.add_campaign("bench", spec, time.time())
         campaigns.move(campaign.id, CampaignState.DRAFT, CampaignState.SCHEDULED, time.time(),
                        send_at=time.time())
-        spool = FileSpool(Path(tmp) / "queue", config.hostname)
+        spool = FileSpool(Path(tmp) / "queue", config.hostname, gather_commits=True)
         runner = CampaignRunner(campaigns, RecipientStore(store.db), store.digest,
                                 ingest_for(config, spool),
                                 Queue(spool.submitted, spool.sweep, lambda qid: None),

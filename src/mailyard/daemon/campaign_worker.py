@@ -58,7 +58,7 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
         cannot_start(log, "campaign worker cannot start", exc)
     store = contacts.store
     assert isinstance(store, SqliteContactStore)
-    spool = FileSpool(config.data_path / "queue", config.hostname)
+    spool = FileSpool(config.data_path / "queue", config.hostname, gather_commits=True)
     notify = QueueNotifier(notify_fd)
     runner = CampaignRunner(setup.open_campaign_store(contacts), RecipientStore(store.db),
                             store.digest, ingest_for(config, spool),

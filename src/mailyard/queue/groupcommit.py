@@ -31,6 +31,13 @@ thread takes the next waiting commit without one); each batch costs one wake-up 
 event loop that waits on it.  A message already streamed to its temporary file (a
 large one, whose flush takes long) runs its file stage in ``files`` instead, so it
 holds up no commit thread, and joins the ready list the same way.
+
+A producer that commits many messages at once and answers nobody while they wait (the
+campaign worker) asks for ``gather``: a sync stage then also waits for the commits
+submitted but not started yet, up to ``GATHER_MAX`` ready ones, so a burst of commits
+shares one directory fsync, one index transaction and one wake-up of the event loop
+instead of one per ``threads`` commits.  Durability is the same: a commit is still
+answered only after the sync stage that covers its rename.
 """
 
 from __future__ import annotations
@@ -45,6 +52,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+#: With ``gather``, the most ready commits a sync stage waits for.
+GATHER_MAX = 64
 
 
 @dataclass
@@ -63,10 +73,12 @@ class GroupCommit(Generic[T]):
     two at once."""
 
     def __init__(self, files: Executor, sync: Callable[[list[T]], None], *,
-                 threads: int, name: str = "spool-commit") -> None:
+                 threads: int, name: str = "spool-commit", gather: bool = False) -> None:
         self._files = files
         self._sync = sync
         self._max_threads = max(1, threads)
+        self._gather = gather
+        self._full_batch = GATHER_MAX if gather else self._max_threads
         self._name = name
         self._cond = threading.Condition(threading.Lock())
         self._waiting: deque[PendingCommit[T]] = deque()  # file stage not started
@@ -149,10 +161,14 @@ class GroupCommit(Generic[T]):
 
     def _batch_due(self) -> bool:
         """Whether the ready commits should be synced now rather than after the file
-        stages under way (which end within one flush and join the batch); a full batch
-        goes at once, so a steady stream cannot hold a commit up for longer."""
-        return bool(self._ready) and (not self._running
-                                      or len(self._ready) >= self._max_threads)
+        stages under way (which end within one flush and join the batch) and, with
+        ``gather``, the ones waiting for a commit thread; a full batch goes at once, so
+        a steady stream cannot hold a commit up for longer."""
+        if not self._ready:
+            return False
+        if len(self._ready) >= self._full_batch:
+            return True
+        return not self._running and not (self._gather and self._waiting)
 
     def _sync_ready(self) -> None:
         """Sync stages while a batch is due (only one thread at a time runs this)."""

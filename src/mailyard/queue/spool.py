@@ -85,9 +85,10 @@ MAX_UNLINKED = 100_000  # removed files remembered for the purge (beyond: unlink
 class _ProcessResources:
     """What must not cross a fork: database connections, threads, file descriptors."""
 
-    def __init__(self, layout: SpoolLayout, commit_threads: int) -> None:
+    def __init__(self, layout: SpoolLayout, commit_threads: int, gather: bool) -> None:
         self.pid = os.getpid()
         self.commit_threads = commit_threads
+        self.gather = gather
         self.layout = layout
         self.owner = ProcessIdentity.current().token
         self.index = QueueIndex(layout.index_path)
@@ -104,7 +105,7 @@ class _ProcessResources:
                                    os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             self._files = ThreadPoolExecutor(FLUSH_THREADS, thread_name_prefix="spool-write")
             self._group = GroupCommit(self._files, self._sync_batch,
-                                      threads=self.commit_threads)
+                                      threads=self.commit_threads, gather=self.gather)
         return self._group
 
     def _sync_batch(self, batch: list[NewMessage]) -> None:
@@ -156,11 +157,14 @@ class _ProcessResources:
 
 
 class FileSpool:
-    """The queue on local disk.  ``root`` is the queue directory (created if needed)."""
+    """The queue on local disk.  ``root`` is the queue directory (created if needed).
+    ``gather_commits``: commits submitted together share a sync stage (see
+    :mod:`~mailyard.queue.groupcommit`), for a producer that queues in bursts."""
 
     def __init__(self, root: Path, hostname: str, *,
                  clock: Callable[[], float] = time.time,
-                 commit_threads: int = COMMIT_THREADS) -> None:
+                 commit_threads: int = COMMIT_THREADS,
+                 gather_commits: bool = False) -> None:
         self.layout = SpoolLayout(Path(root))
         self.hostname = hostname
         self.clock = clock
@@ -169,7 +173,8 @@ class FileSpool:
         self._tmp_prefix = f"{self.layout.tmp_dir}{os.sep}"  # layout.temp_path, as a string
         self._ids = QueueIdGenerator()
         self._commit_threads = commit_threads
-        self._res = _ProcessResources(self.layout, commit_threads)
+        self._gather = gather_commits
+        self._res = _ProcessResources(self.layout, commit_threads, gather_commits)
         self._orphaned: list[_ProcessResources] = []  # a parent's, never closed by a child
         self._last_purge = 0.0
         self._last_reap = 0.0
@@ -179,7 +184,7 @@ class FileSpool:
     def _r(self) -> _ProcessResources:
         if self._res.pid != os.getpid():
             self._orphaned.append(self._res)
-            self._res = _ProcessResources(self.layout, self._commit_threads)
+            self._res = _ProcessResources(self.layout, self._commit_threads, self._gather)
         return self._res
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mailyard.queue.groupcommit import GroupCommit
+from mailyard.queue.groupcommit import GATHER_MAX, GroupCommit
 
 WAIT = 10  # seconds before a gate counts as a deadlock (never reached when correct)
 
@@ -253,3 +253,47 @@ def test_a_full_batch_does_not_wait_for_a_file_stage_under_way(
     files.shutdown()
     group.close()
     assert 0 not in recorder.batches[0] and sorted(recorder.batches[-1]) == [0]
+
+
+def _burst(recorder: Recorder, count: int, *, gather: bool) -> None:
+    """``count`` commits submitted at once to one commit thread, the first file stage
+    held until all are submitted."""
+    files = ThreadPoolExecutor(1)
+    group: GroupCommit[int] = GroupCommit(files, recorder.sync, threads=1, gather=gather)
+    all_submitted = threading.Event()
+
+    def first() -> None:
+        assert all_submitted.wait(WAIT)
+
+    async def main() -> None:
+        futures = [group.submit(n, recorder.file_stage(n, first if n == 0 else lambda: None))
+                   for n in range(count)]
+        all_submitted.set()
+        await asyncio.gather(*futures)
+
+    asyncio.run(main())
+    files.shutdown()
+    group.close()
+
+
+def test_gather_syncs_a_burst_of_commits_once(recorder: Recorder) -> None:
+    """With ``gather``, commits waiting for a commit thread join the batch of those
+    ready: five commits submitted together, one sync stage, after every file stage."""
+    _burst(recorder, 5, gather=True)
+    assert recorder.batches == [[0, 1, 2, 3, 4]]
+    assert recorder.position("sync-start", 0) > recorder.position("file-done", 4)
+
+
+def test_without_gather_a_ready_commit_does_not_wait_for_waiting_ones(
+        recorder: Recorder) -> None:
+    """The default: a commit is synced as soon as no file stage is under way, even if
+    others wait for a commit thread (their submitter waits for an answer)."""
+    _burst(recorder, 5, gather=False)
+    assert recorder.batches[0] == [0] and len(recorder.batches) > 1
+
+
+def test_gather_syncs_a_full_batch_without_waiting_for_the_rest(recorder: Recorder) -> None:
+    """A burst larger than GATHER_MAX is synced GATHER_MAX commits at a time."""
+    _burst(recorder, GATHER_MAX + 3, gather=True)
+    assert [len(b) for b in recorder.batches] == [GATHER_MAX, 3]
+    assert sorted(n for b in recorder.batches for n in b) == list(range(GATHER_MAX + 3))

@@ -61,3 +61,20 @@ def test_old_keys_are_forgotten_by_the_sweep(tmp_path: Path) -> None:
     asyncio.run(spool.enqueue(keyed("campaign:1:1"), CONTENT))
     assert spool.sweep().keys_forgotten == 1
     assert spool.submitted("campaign:1:1") is None
+
+
+def test_gathered_commits_are_each_durable_and_keyed(tmp_path: Path) -> None:
+    """``gather_commits`` (the campaign worker's spool): a burst of commits shares sync
+    stages, and every message is on disk, indexed and its key known once its commit
+    returns."""
+    spool = FileSpool(tmp_path, "mx.example.org", gather_commits=True)
+
+    async def burst() -> list[str]:
+        return list(await asyncio.gather(*(spool.enqueue(keyed(f"campaign:1:{n}"), CONTENT)
+                                           for n in range(20))))
+
+    qids = asyncio.run(burst())
+    assert [spool.submitted(f"campaign:1:{n}") for n in range(20)] == qids
+    assert all((tmp_path / "msg" / qid).exists() for qid in qids)
+    assert sorted(e.qid for e in spool.claim_due(time.time(), 100, 60)) == sorted(qids)
+    spool.close()
