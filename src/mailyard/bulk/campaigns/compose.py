@@ -132,9 +132,10 @@ class CampaignMailer:
         """The contact's tracking hooks; our own links (the unsubscribe page, unique
         per contact) are left as they are, not counted as clicks nor stored."""
         own = self.tracker.public_url + "/"
+        click = self.tracker.clicks(contact_id)
 
         def rewrite(url: str) -> str:
-            return url if url.startswith(own) else self.tracker.click_url(contact_id, url)
+            return url if url.startswith(own) else click(url)
         return Tracking(links=rewrite, open_pixel_url=self.tracker.open_url(contact_id))
 
     def new_links(self) -> tuple[int, tuple[str, ...]]:
