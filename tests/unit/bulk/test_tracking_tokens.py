@@ -289,7 +289,9 @@ def test_any_text_decodes_to_none_without_raising(text: str) -> None:
     assert SIGNER.decode(text) is None
 
 
-@pytest.mark.parametrize("token", [t for t in TOKENS if t.kind == TokenKind.CLICK] + [
+@pytest.mark.parametrize("token", [
+    TrackingToken(TokenKind.CLICK, 7, 123456, 0), TrackingToken(TokenKind.CLICK, 0, 0, 9999),
+    TrackingToken(TokenKind.CLICK, MAX_ID, MAX_ID, 300),
     TrackingToken(TokenKind.CLICK, 127, 128, 0), TrackingToken(TokenKind.CLICK, 128, 127, 1)])
 def test_tracker_urls_are_the_tokens_encode_writes(token: TrackingToken) -> None:
     # The tracker lays a contact's part of its tokens out once; the result must be
