@@ -4,11 +4,15 @@ and no header injection through contact data, subjects or campaign settings."""
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.policy
+import quopri
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailyard.bulk.templates.mime import (
     Envelope,
@@ -213,6 +217,22 @@ def test_bad_message_id_refused() -> None:
 def test_quoted_printable_rfc_2045_6_7() -> None:
     encoded = quoted_printable("a=b \nline\r\nü")
     assert encoded == b"a=3Db=20\r\nline\r\n=C3=BC\r\n"
+
+
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from(list(" \t.=aZ\n\r\x0b\x0c\x85\u2028ü€🎉") + ["x" * 80]),
+                max_size=60).map("".join))
+def test_quoted_printable_line_by_line_is_the_whole_encoding(text: str) -> None:
+    # Lines are encoded one by one and remembered by their text; the result must be
+    # the encoding of the whole text (RFC 2045 6.7: soft breaks under 76 characters,
+    # trailing blanks encoded, "." alone on a line encoded), called twice so the
+    # second call answers from the remembered lines.
+    lf = text.replace("\r\n", "\n").replace("\r", "\n")
+    lf += "" if lf.endswith("\n") else "\n"
+    whole = binascii.b2a_qp(lf.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    assert quoted_printable(text) == whole
+    assert quoted_printable(text) == whole
+    assert quopri.decodestring(whole.replace(b"\r\n", b"\n")).decode("utf-8") == lf
 
 
 def test_compose_reports_render_failure() -> None:
