@@ -40,7 +40,7 @@ from mailyard.bulk.templates.render import (
     Tracking,
 )
 from mailyard.bulk.tracking import CampaignLinks, CampaignTracker, TokenSigner
-from mailyard.feedback.verp import DELIMITER, CampaignRecipient, encode_token, verp_address
+from mailyard.feedback.verp import DELIMITER, CampaignRecipient, encode_token, token_address
 
 if TYPE_CHECKING:
     from mailyard.config import Config
@@ -105,8 +105,8 @@ class CampaignMailer:
         of its own (so it never stands in for the contact's real message)."""
         s = self.settings
         target = CampaignRecipient(self.campaign.id, contact_id)
-        sender = verp_address(target, s.verp_key, s.bounce_domain, prefix=s.bounce_prefix)
-        token = encode_token(target, s.verp_key)
+        token = encode_token(target, s.verp_key)  # once, for the sender and the mailto
+        sender = token_address(token, s.bounce_domain, prefix=s.bounce_prefix)
         unsubscribe_url = self.tracker.unsubscribe_url(contact_id)
         lists = ListHeaders(
             # RFC 8058 one-click needs https: over plain http only the mailto is given.
