@@ -270,3 +270,20 @@ def test_no_header_line_over_998_characters_rfc_5322_2_1_1() -> None:
     assert message["To"].addresses[0].display_name.replace(" ", "") == long_word
     with pytest.raises(HeaderRefused):
         build(lists=ListHeaders(unsubscribe_url="https://example.com/" + long_word))
+
+
+def test_quoted_printable_keeps_few_lines_in_memory() -> None:
+    # The remembered lines are bounded in number and characters: a long line is encoded
+    # and not kept, and unique lines (the values of many contacts) empty the map when
+    # it fills; the encoding stays that of the whole text.
+    from mailyard.bulk.templates import mime
+
+    long_line = "é=" * (mime._QP_LINE_LONGEST // 2 + 1)
+    assert quopri.decodestring(quoted_printable(long_line).replace(b"\r\n", b"\n")) == \
+        f"{long_line}\n".encode()
+    assert long_line not in mime._QP_LINES
+    for i in range(mime._QP_LINES_MAX + 10):
+        quoted_printable(f"contact {i}\nthe same line")
+        assert len(mime._QP_LINES) <= mime._QP_LINES_MAX
+        assert mime._qp_cached_chars <= mime._QP_LINES_CHARS + mime._QP_LINE_LONGEST
+    assert "the same line" in mime._QP_LINES
