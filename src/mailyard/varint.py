@@ -6,10 +6,13 @@ general-purpose decoders do not enforce."""
 from __future__ import annotations
 
 MAX_VALUE = (1 << 63) - 1  # at most 9 bytes
+_ONE_BYTE = [bytes((i,)) for i in range(0x80)]
 
 
 def encode(value: int) -> bytes:
     """Raises ValueError outside 0..MAX_VALUE."""
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
     if not 0 <= value <= MAX_VALUE:
         raise ValueError(f"id {value} out of range 0..{MAX_VALUE}")
     out = bytearray()

@@ -26,8 +26,8 @@ import binascii
 import hashlib
 import hmac
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from mailyard import varint
@@ -97,9 +97,11 @@ class TokenSigner:
     def encode(self, token: TrackingToken) -> str:
         """The token as URL-safe text.  Raises ValueError for an id out of range (a
         programming error, not remote input)."""
-        payload = _payload(token)
-        raw = payload + self._tag(payload)
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+        return self.encode_payload(_payload(token))
+
+    def encode_payload(self, payload: bytes) -> str:
+        """:meth:`encode` of a token already laid out as bytes (:func:`_payload`)."""
+        return _b64encode(payload + self._tag(payload))
 
     def decode(self, text: str, kind: TokenKind | None = None) -> TrackingToken | None:
         """The token ``text`` stands for; ``None`` when it is malformed, not in its
@@ -194,6 +196,7 @@ class CampaignTracker:
     campaign_id: int
     signer: TokenSigner
     links: CampaignLinks
+    _campaign: bytes = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         url = self.public_url.rstrip("/")
@@ -201,28 +204,41 @@ class CampaignTracker:
                 c.isspace() or c in "\"'<>" for c in url):
             raise ValueError(f"public URL must be an http(s) URL: {self.public_url!r}")
         object.__setattr__(self, "public_url", url)
+        # The campaign's part of every token (_payload's layout), laid out once.
+        object.__setattr__(self, "_campaign", varint.encode(self.campaign_id))
+
+    def _prefix(self, kind: TokenKind, contact_id: int) -> bytes:
+        return _KIND_BYTE[kind] + self._campaign + varint.encode(contact_id)
 
     def click_url(self, contact_id: int, url: str) -> str:
         """The tracked form of ``url``, or ``url`` itself once the link list is full."""
-        link = self.links.index(url)
-        if link is None:
-            return url
-        token = TrackingToken(TokenKind.CLICK, self.campaign_id, contact_id, link)
-        return f"{self.public_url}{CLICK_PATH}{self.signer.encode(token)}"
+        return self.clicks(contact_id)(url)
+
+    def clicks(self, contact_id: int) -> Callable[[str], str]:
+        """:meth:`click_url` for one contact (its part of the tokens laid out once)."""
+        prefix = self._prefix(TokenKind.CLICK, contact_id)
+        index, encode = self.links.index, self.signer.encode_payload
+        base = f"{self.public_url}{CLICK_PATH}"
+
+        def click(url: str) -> str:
+            link = index(url)
+            if link is None:
+                return url
+            return base + encode(prefix + varint.encode(link))
+        return click
 
     def open_url(self, contact_id: int) -> str:
-        token = TrackingToken(TokenKind.OPEN, self.campaign_id, contact_id)
-        return f"{self.public_url}{OPEN_PATH}{self.signer.encode(token)}{OPEN_SUFFIX}"
+        token = self.signer.encode_payload(self._prefix(TokenKind.OPEN, contact_id))
+        return f"{self.public_url}{OPEN_PATH}{token}{OPEN_SUFFIX}"
 
     def unsubscribe_url(self, contact_id: int) -> str:
-        token = TrackingToken(TokenKind.UNSUBSCRIBE, self.campaign_id, contact_id)
-        return f"{self.public_url}{UNSUBSCRIBE_PATH}{self.signer.encode(token)}"
+        token = self.signer.encode_payload(self._prefix(TokenKind.UNSUBSCRIBE, contact_id))
+        return f"{self.public_url}{UNSUBSCRIBE_PATH}{token}"
 
     def for_contact(self, contact_id: int) -> Tracking:
         """The hooks :meth:`CompiledTemplate.render` takes for one contact."""
-        def rewrite(url: str) -> str:
-            return self.click_url(contact_id, url)
-        return Tracking(links=rewrite, open_pixel_url=self.open_url(contact_id))
+        return Tracking(links=self.clicks(contact_id),
+                        open_pixel_url=self.open_url(contact_id))
 
 
 def open_token_text(path_part: str) -> str | None:
@@ -230,6 +246,16 @@ def open_token_text(path_part: str) -> str | None:
     if not path_part.endswith(OPEN_SUFFIX):
         return None
     return path_part[:-len(OPEN_SUFFIX)]
+
+
+_KIND_BYTE = {kind: bytes((kind,)) for kind in TokenKind}
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def _b64encode(raw: bytes) -> str:
+    """URL-safe base64 without padding (RFC 4648 5)."""
+    return binascii.b2a_base64(raw, newline=False).translate(_URLSAFE).rstrip(b"=").decode(
+        "ascii")
 
 
 def _payload(token: TrackingToken) -> bytes:
@@ -270,6 +296,6 @@ def _b64decode(text: str) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
     # Only the canonical spelling: no stray characters, no padding, no set spare bits.
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != text:
+    if _b64encode(raw) != text:
         return None
     return raw

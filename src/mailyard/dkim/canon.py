@@ -100,12 +100,21 @@ def relaxed_fields(names: list[bytes], raws: list[bytes]) -> bytes:
     return out + CRLF if raws else b""
 
 
+# Eight blanks written out, not " {8,}": a literal prefix the regex engine scans for
+# quickly (five times faster here).
+_LONG_RUN = re.compile(rb"        +")
+
+
 def _relaxed_lines(lines: bytes) -> bytes:
     """3.4.4 on whole lines: each WSP run one space, none before CRLF.  Done with
     ``bytes.replace`` passes (C loops over the buffer; a run of n blanks needs log2(n)
-    passes), several times faster than a regex substitution on text with many runs."""
+    passes), several times faster than a regex substitution on text with many short
+    runs.  Long runs (a text part laid out in columns has runs of a hundred blanks)
+    go first through a regex that only matches them: one pass instead of seven."""
     if b"\t" in lines:
         lines = lines.replace(b"\t", b" ")
+    if b"        " in lines:
+        lines = _LONG_RUN.sub(b" ", lines)
     while b"  " in lines:
         lines = lines.replace(b"  ", b" ")
     return lines.replace(b" \r\n", CRLF)

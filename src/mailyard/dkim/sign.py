@@ -106,10 +106,13 @@ class Signer:
             known = self._layouts[shape] = (fold_list("h=", names), header_picks(shape, lows))
         return known
 
-    def field(self, header: bytes, body_hash: bytes, now: float) -> bytes:
+    def field(self, header: bytes, body_hash: bytes, now: float,
+              fields: Sequence[HeaderField] | None = None) -> bytes:
         """The ``DKIM-Signature:`` field (folded, ending with CRLF) to put on top of
-        the message whose header section is ``header``."""
-        fields = split_header(header)
+        the message whose header section is ``header`` (``fields``: already split by
+        :func:`split_header`)."""
+        if fields is None:
+            fields = split_header(header)
         h_list, picks = self._layout(fields)
         stamp = int(now)
         expires = f" x={stamp + self.expiry};" if self.expiry else ""

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from email.utils import getaddresses
 
-from mailyard.dkim.canon import BodyHasher, Canon, split_header
+from mailyard.dkim.canon import BodyHasher, Canon, HeaderField, split_header
 from mailyard.dkim.keys import DkimKey, KeyStore, KeyStoreError
 from mailyard.dkim.sign import Signer
 from mailyard.dns.api import DnsNameError, ascii_domain
@@ -29,10 +29,13 @@ log = logging.getLogger("mailyard.dkim")
 MAX_HEADER = 256 * 1024
 
 
-def from_domain(header: bytes) -> str:
+def from_domain(header: bytes, fields: Sequence[HeaderField] | None = None) -> str:
     """The domain of the one From address of a header section ("" when there is no
-    From, several, or an address without a domain)."""
-    values = [f.raw.partition(b":")[2] for f in split_header(header) if f.name == b"from"]
+    From, several, or an address without a domain); ``fields``: the section already
+    split (:func:`split_header`)."""
+    if fields is None:
+        fields = split_header(header)
+    values = [f.raw.partition(b":")[2] for f in fields if f.name == b"from"]
     if len(values) != 1:
         return ""
     value = values[0]
@@ -86,17 +89,20 @@ class Signing:
         header, body = (message, b"") if end < 0 else (message[:end + 2], message[end + 4:])
         if len(header) > MAX_HEADER:
             return b""
-        keys = self.keys_for(header)
+        fields = split_header(header)  # once, for the From domain and every signer
+        keys = self.keys_for(header, fields)
         if not keys:
             return b""
         hasher = BodyHasher(Canon.RELAXED)
         hasher.update(body)
         digest = hasher.digest()
         stamp = self.clock() if now is None else now
-        return b"".join(self.signer(key).field(header, digest, stamp) for key in keys)
+        return b"".join(self.signer(key).field(header, digest, stamp, fields)
+                        for key in keys)
 
-    def keys_for(self, header: bytes) -> list[DkimKey]:
-        domain = from_domain(header)
+    def keys_for(self, header: bytes,
+                 fields: Sequence[HeaderField] | None = None) -> list[DkimKey]:
+        domain = from_domain(header, fields)
         if not domain:
             return []
         try:

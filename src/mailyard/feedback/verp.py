@@ -87,7 +87,13 @@ def verp_address(target: VerpTarget, key: bytes, domain: str, *,
     Raises ValueError when the local part would exceed 64 octets (a long prefix or
     message id) or an id is out of range: a programming error, not remote input.
     """
-    local = f"{prefix}{DELIMITER}{encode_token(target, key)}"
+    return token_address(encode_token(target, key), domain, prefix=prefix)
+
+
+def token_address(token: str, domain: str, *, prefix: str = DEFAULT_PREFIX) -> str:
+    """:func:`verp_address` from the target's token (:func:`encode_token`), for a
+    caller that uses the token elsewhere too (a campaign's unsubscribe mailto)."""
+    local = f"{prefix}{DELIMITER}{token}"
     if len(local.encode("utf-8")) > MAX_LOCAL_PART:
         raise ValueError(f"VERP local part is {len(local)} octets, over {MAX_LOCAL_PART}")
     return f"{local}@{domain}"

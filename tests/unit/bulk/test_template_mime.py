@@ -4,11 +4,15 @@ and no header injection through contact data, subjects or campaign settings."""
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.policy
+import quopri
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailyard.bulk.templates.mime import (
     Envelope,
@@ -215,6 +219,22 @@ def test_quoted_printable_rfc_2045_6_7() -> None:
     assert encoded == b"a=3Db=20\r\nline\r\n=C3=BC\r\n"
 
 
+@settings(max_examples=300)
+@given(st.lists(st.sampled_from(list(" \t.=aZ\n\r\x0b\x0c\x85\u2028ü€🎉") + ["x" * 80]),
+                max_size=60).map("".join))
+def test_quoted_printable_line_by_line_is_the_whole_encoding(text: str) -> None:
+    # Lines are encoded one by one and remembered by their text; the result must be
+    # the encoding of the whole text (RFC 2045 6.7: soft breaks under 76 characters,
+    # trailing blanks encoded, "." alone on a line encoded), called twice so the
+    # second call answers from the remembered lines.
+    lf = text.replace("\r\n", "\n").replace("\r", "\n")
+    lf += "" if lf.endswith("\n") else "\n"
+    whole = binascii.b2a_qp(lf.encode("utf-8"), istext=True).replace(b"\n", b"\r\n")
+    assert quoted_printable(text) == whole
+    assert quoted_printable(text) == whole
+    assert quopri.decodestring(whole.replace(b"\r\n", b"\n")).decode("utf-8") == lf
+
+
 def test_compose_reports_render_failure() -> None:
     template = CompiledTemplate(TemplateSource(subject="{{ nope }}", text="x"))
     result = compose(template, ContactFields("a@example.org"), Envelope(SENDER, 0.0),
@@ -250,3 +270,20 @@ def test_no_header_line_over_998_characters_rfc_5322_2_1_1() -> None:
     assert message["To"].addresses[0].display_name.replace(" ", "") == long_word
     with pytest.raises(HeaderRefused):
         build(lists=ListHeaders(unsubscribe_url="https://example.com/" + long_word))
+
+
+def test_quoted_printable_keeps_few_lines_in_memory() -> None:
+    # The remembered lines are bounded in number and characters: a long line is encoded
+    # and not kept, and unique lines (the values of many contacts) empty the map when
+    # it fills; the encoding stays that of the whole text.
+    from mailyard.bulk.templates import mime
+
+    long_line = "é=" * (mime._QP_LINE_LONGEST // 2 + 1)
+    assert quopri.decodestring(quoted_printable(long_line).replace(b"\r\n", b"\n")) == \
+        f"{long_line}\n".encode()
+    assert long_line not in mime._QP_LINES
+    for i in range(mime._QP_LINES_MAX + 10):
+        quoted_printable(f"contact {i}\nthe same line")
+        assert len(mime._QP_LINES) <= mime._QP_LINES_MAX
+        assert mime._qp_cached_chars <= mime._QP_LINES_CHARS + mime._QP_LINE_LONGEST
+    assert "the same line" in mime._QP_LINES

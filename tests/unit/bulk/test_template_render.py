@@ -264,3 +264,28 @@ def test_a_campaign_goes_on_past_failing_contacts() -> None:
     failures = [r for r in results if isinstance(r, RenderFailure)]
     assert [f.part for f in failures] == [Part.HTML, Part.HEADERS]
     assert "bad address" in str(failures[1])
+
+
+def test_literal_links_are_tracked_unescaped_and_written_escaped() -> None:
+    # A template's own links (no value in them) are unescaped once, when the skeleton
+    # is prepared: the rewriter gets the URL a browser would follow (&amp; is &).
+    template = compiled(html='<html><body><a href="https://shop.example.com/?a=1&amp;b=2">'
+                        'a</a><a href="HTTP://X.example/">b</a><a href="mailto:h@example.com">'
+                        'c</a><a href="">d</a><a href="/relative">e</a></body></html>')
+    seen: list[str] = []
+
+    def track(url: str) -> str:
+        seen.append(url)
+        return f"https://t.example.com/c?n={len(seen)}&to={url}"
+
+    for _ in range(2):  # the second render takes the prepared skeleton
+        seen.clear()
+        html = render(template, ALICE, Tracking(links=track)).html or ""
+        assert seen == ["https://shop.example.com/?a=1&b=2", "HTTP://X.example/"]
+        assert 'href="https://t.example.com/c?n=1&amp;to=https://shop.example.com/?a=1' \
+               '&amp;b=2"' in html
+        assert 'href="mailto:h@example.com"' in html and 'href=""' in html
+        assert 'href="/relative"' in html
+    untracked = render(template, ALICE).html or ""
+    assert 'href="https://shop.example.com/?a=1&amp;b=2"' in untracked
+    assert template.finisher.prepared == 1

@@ -287,3 +287,22 @@ def test_any_ids_round_trip(kind: TokenKind, campaign: int, contact: int, link: 
 @given(st.text(max_size=80) | st.text(alphabet=B64URL, min_size=20, max_size=60))
 def test_any_text_decodes_to_none_without_raising(text: str) -> None:
     assert SIGNER.decode(text) is None
+
+
+@pytest.mark.parametrize("token", [
+    TrackingToken(TokenKind.CLICK, 7, 123456, 0), TrackingToken(TokenKind.CLICK, 0, 0, 9999),
+    TrackingToken(TokenKind.CLICK, MAX_ID, MAX_ID, 300),
+    TrackingToken(TokenKind.CLICK, 127, 128, 0), TrackingToken(TokenKind.CLICK, 128, 127, 1)])
+def test_tracker_urls_are_the_tokens_encode_writes(token: TrackingToken) -> None:
+    # The tracker lays a contact's part of its tokens out once; the result must be
+    # exactly the canonical token of encode_token, whatever the ids' varint lengths.
+    links = CampaignLinks([f"https://shop.example/{i}" for i in range(token.link + 1)])
+    tracker = CampaignTracker("https://news.example.org", token.campaign_id, SIGNER, links)
+    click = tracker.clicks(token.contact_id)
+    assert click(f"https://shop.example/{token.link}") == (
+        f"https://news.example.org/t/c/{SIGNER.encode(token)}")
+    for kind, url in ((TokenKind.OPEN, tracker.open_url(token.contact_id)),
+                      (TokenKind.UNSUBSCRIBE, tracker.unsubscribe_url(token.contact_id))):
+        same = TrackingToken(kind, token.campaign_id, token.contact_id)
+        assert SIGNER.encode(same) in url
+        assert SIGNER.decode(url.rsplit("/", 1)[1].removesuffix(".gif"), kind) == same

@@ -116,6 +116,16 @@ def test_rfc6376_3_4_5_bodies_in_any_pieces(pieces: int) -> None:
     assert body_hash(EXAMPLE_BODY, Canon.SIMPLE, pieces) == sha(b" C \r\nD \t E\r\n")
 
 
+@pytest.mark.parametrize("run", [2, 7, 8, 9, 15, 16, 17, 115, 1000])
+def test_rfc6376_3_4_4_relaxed_body_runs_of_any_length(run: int) -> None:
+    # 3.4.4: every run of WSP is one SP, and none is left before a CRLF; a text part
+    # laid out in columns has runs of a hundred blanks, mixed with tabs here.
+    gap = (b" \t" * run)[:run]
+    body = b"a" + gap + b"b" + gap + b"\r\n" + gap + b"c" + b" " * run + b"d\r\n"
+    assert body_hash(body, Canon.RELAXED) == sha(b"a b\r\n c d\r\n")
+    assert body_hash(body, Canon.RELAXED, 7) == sha(b"a b\r\n c d\r\n")
+
+
 def test_rfc6376_3_4_3_and_3_4_4_empty_bodies() -> None:
     # 3.4.3: simple makes an empty body one CRLF; 3.4.4: relaxed leaves it empty.
     assert body_hash(b"", Canon.SIMPLE) == sha(b"\r\n")

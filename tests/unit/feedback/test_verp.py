@@ -17,6 +17,7 @@ from mailyard.feedback.verp import (
     decode_token,
     encode_token,
     parse_verp_address,
+    token_address,
     verp_address,
     verp_key,
 )
@@ -139,3 +140,12 @@ def test_random_tokens_are_refused(token: str) -> None:
 @given(st.text(max_size=100))
 def test_any_address_text_gives_a_target_or_none(address: str) -> None:
     assert parse_verp_address(address, KEY) is None
+
+
+def test_token_address_is_the_verp_address() -> None:
+    target = CampaignRecipient(12, 345678)
+    token = encode_token(target, KEY)
+    assert token_address(token, "b.example", prefix="bounces") == verp_address(
+        target, KEY, "b.example", prefix="bounces")
+    with pytest.raises(ValueError):
+        token_address(token, "b.example", prefix="x" * MAX_LOCAL_PART)

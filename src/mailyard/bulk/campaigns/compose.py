@@ -40,7 +40,7 @@ from mailyard.bulk.templates.render import (
     Tracking,
 )
 from mailyard.bulk.tracking import CampaignLinks, CampaignTracker, TokenSigner
-from mailyard.feedback.verp import DELIMITER, CampaignRecipient, encode_token, verp_address
+from mailyard.feedback.verp import DELIMITER, CampaignRecipient, encode_token, token_address
 
 if TYPE_CHECKING:
     from mailyard.config import Config
@@ -105,8 +105,8 @@ class CampaignMailer:
         of its own (so it never stands in for the contact's real message)."""
         s = self.settings
         target = CampaignRecipient(self.campaign.id, contact_id)
-        sender = verp_address(target, s.verp_key, s.bounce_domain, prefix=s.bounce_prefix)
-        token = encode_token(target, s.verp_key)
+        token = encode_token(target, s.verp_key)  # once, for the sender and the mailto
+        sender = token_address(token, s.bounce_domain, prefix=s.bounce_prefix)
         unsubscribe_url = self.tracker.unsubscribe_url(contact_id)
         lists = ListHeaders(
             # RFC 8058 one-click needs https: over plain http only the mailto is given.
@@ -132,9 +132,10 @@ class CampaignMailer:
         """The contact's tracking hooks; our own links (the unsubscribe page, unique
         per contact) are left as they are, not counted as clicks nor stored."""
         own = self.tracker.public_url + "/"
+        click = self.tracker.clicks(contact_id)
 
         def rewrite(url: str) -> str:
-            return url if url.startswith(own) else self.tracker.click_url(contact_id, url)
+            return url if url.startswith(own) else click(url)
         return Tracking(links=rewrite, open_pixel_url=self.tracker.open_url(contact_id))
 
     def new_links(self) -> tuple[int, tuple[str, ...]]:

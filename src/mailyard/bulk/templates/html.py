@@ -51,9 +51,19 @@ Piece = str | int
 @dataclass(frozen=True)
 class Href:
     """An ``<a href>`` value: its pieces, to be joined, unescaped, given to the link
-    rewriter and escaped again."""
+    rewriter and escaped again.  ``url``: for an href without values (the template's
+    own links), the unescaped http(s) URL, found once; "" for other literal ones."""
 
     pieces: tuple[Piece, ...]
+    url: str | None = None
+
+    @classmethod
+    def of(cls, pieces: list[Piece]) -> Href:
+        if not all(isinstance(p, str) for p in pieces):
+            return cls(tuple(pieces))
+        raw = "".join(str(p) for p in pieces)
+        url = html.unescape(raw)
+        return cls((raw,), url if url.lower().startswith(("http://", "https://")) else "")
 
 
 @dataclass(frozen=True)
@@ -85,7 +95,7 @@ def _with_hrefs(text: str) -> list[HtmlPiece]:
     for match in _A_HREF.finditer(text):
         start, end = match.span(1)
         pieces += _split(text[pos:start])
-        pieces.append(Href(tuple(_split(text[start:end]))))
+        pieces.append(Href.of(_split(text[start:end])))
         pos = end
     pieces += _split(text[pos:])
     return pieces
@@ -144,6 +154,10 @@ class PreparedHtml:
         return "".join(out).strip() + "\n"
 
 def _href(href: Href, values: Sequence[str], links: LinkRewriter | None) -> str:
+    if href.url is not None:  # no values in it
+        if links is None or not href.url:
+            return str(href.pieces[0])
+        return str(escape(links(href.url)))
     raw = "".join(p if isinstance(p, str) else escape(values[p]) for p in href.pieces)
     if links is None:
         return raw
