@@ -32,7 +32,9 @@ configuration), which keeps each at about 45 MiB.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import fcntl
 import os
 import pickle
 import queue
@@ -148,10 +150,36 @@ class _Stop:
     """Tells a process's thread to close its pipe."""
 
 
+#: Calls a render process's thread keeps in its pipe at once.
+DEPTH = 2
+_PIPE_SIZE = 1 << 20  # asked for each pipe (Linux caps it at fs.pipe-max-size)
+
+
+def _widen(fd: int) -> int:
+    """Make the pipe ``fd`` hold up to ``_PIPE_SIZE`` bytes where the system lets us;
+    what it holds now."""
+    setsz = getattr(fcntl, "F_SETPIPE_SZ", None)
+    getsz = getattr(fcntl, "F_GETPIPE_SZ", None)
+    if setsz is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(fd, setsz, _PIPE_SIZE)
+    if getsz is not None:
+        with contextlib.suppress(OSError):
+            return int(fcntl.fcntl(fd, getsz))
+    return 4096  # POSIX guarantees at least PIPE_BUF
+
+
 class _PipeExecutor(Executor):
     """An executor over ``processes`` render processes, each served by a thread of the
-    campaign worker that writes one call and reads its answer; a process that dies
-    breaks the executor (its calls raise BrokenProcessPool, as a process pool's do)."""
+    campaign worker; a process that dies breaks the executor (its calls raise
+    BrokenProcessPool, as a process pool's do).
+
+    A thread keeps up to ``DEPTH`` calls in its process's pipe, so the process starts
+    the next chunk as soon as it has written an answer, instead of waiting for this
+    thread to read the answer and write the next call (the thread needs the GIL for
+    that, which the campaign worker's event loop holds most of the time).  It never
+    writes more into the pipe than the pipe holds (calls the process has not read),
+    so its writes cannot block while the process blocks writing an answer."""
 
     def __init__(self, processes: int, signing: RenderSigning | None) -> None:
         self._calls: queue.SimpleQueue[tuple[Future[Any], bytes] | _Stop] = queue.SimpleQueue()
@@ -178,29 +206,67 @@ class _PipeExecutor(Executor):
 
     def _serve(self, proc: subprocess.Popen[bytes], first: bytes) -> None:
         assert proc.stdin is not None and proc.stdout is not None
+        room = _widen(proc.stdin.fileno())
+        _widen(proc.stdout.fileno())  # answers written whole while the next is made
+        inflight: collections.deque[tuple[Future[Any] | None, int]] = collections.deque()
+        held: tuple[Future[Any], bytes] | None = None  # taken, not yet written
+        stop = False
         try:
-            if not self._call(proc, first, None):
+            if not self._write(proc, first, None, inflight):
                 return
-            while not isinstance(item := self._calls.get(), _Stop):
-                future, call = item
-                if future.set_running_or_notify_cancel() and not self._call(proc, call, future):
+            while True:
+                if held is None and not stop:
+                    try:
+                        item = self._calls.get() if not inflight else self._calls.get_nowait()
+                    except queue.Empty:
+                        item = None
+                    if isinstance(item, _Stop):
+                        stop = True
+                    elif item is not None and item[0].set_running_or_notify_cancel():
+                        held = item
+                if held is not None and (not inflight or (
+                        len(inflight) < DEPTH
+                        and sum(size for _, size in inflight) + len(held[1]) <= room)):
+                    future, call = held
+                    held = None
+                    if not self._write(proc, call, future, inflight):
+                        return
+                    continue
+                if not inflight:
+                    if stop:
+                        return
+                    continue
+                if not self._answer(proc, inflight, held):
                     return
         finally:
             with contextlib.suppress(OSError):
                 proc.stdin.close()
 
-    def _call(self, proc: subprocess.Popen[bytes], call: bytes,
-              future: Future[Any] | None) -> bool:
-        """One call and its answer; False when the process is gone."""
-        assert proc.stdin is not None and proc.stdout is not None
+    def _write(self, proc: subprocess.Popen[bytes], call: bytes, future: Future[Any] | None,
+               inflight: collections.deque[tuple[Future[Any] | None, int]]) -> bool:
+        """One call into the pipe; False when the process is gone."""
+        assert proc.stdin is not None
+        inflight.append((future, len(call)))
         try:
             write_frame(proc.stdin, call)  # type: ignore[arg-type]
+        except OSError:
+            self._break(inflight, None)
+            return False
+        return True
+
+    def _answer(self, proc: subprocess.Popen[bytes],
+                inflight: collections.deque[tuple[Future[Any] | None, int]],
+                held: tuple[Future[Any], bytes] | None) -> bool:
+        """The oldest call's answer; False when the process is gone."""
+        assert proc.stdout is not None
+        try:
             frame = read_frame(proc.stdout)  # type: ignore[arg-type]
         except OSError:
             frame = None
         if frame is None:
-            self._break(future)
+            self._break(inflight, held)
             return False
+        future, _ = inflight.popleft()
         ok, value = pickle.loads(frame)
         if future is not None:
             if ok:
@@ -209,11 +275,16 @@ class _PipeExecutor(Executor):
                 future.set_exception(value)
         return True
 
-    def _break(self, future: Future[Any] | None) -> None:
+    def _break(self, inflight: collections.deque[tuple[Future[Any] | None, int]],
+               held: tuple[Future[Any], bytes] | None) -> None:
         self._broken = True
         error = BrokenProcessPool("a render process died")
-        if future is not None:
-            future.set_exception(error)
+        for future, _ in inflight:
+            if future is not None:
+                future.set_exception(error)
+        inflight.clear()
+        if held is not None:
+            held[0].set_exception(error)
         while True:  # calls not yet taken by a thread: nobody will answer them
             try:
                 item = self._calls.get_nowait()
