@@ -169,17 +169,70 @@ def _widen(fd: int) -> int:
     return 4096  # POSIX guarantees at least PIPE_BUF
 
 
-class _PipeExecutor(Executor):
-    """An executor over ``processes`` render processes, each served by a thread of the
-    campaign worker; a process that dies breaks the executor (its calls raise
-    BrokenProcessPool, as a process pool's do).
+class _Lane:
+    """The calls written to one process and not yet answered.  At most ``DEPTH`` of
+    them, and together no more bytes than the pipe holds (``room``) unless there is
+    only one: then the writer never blocks while the process blocks writing an
+    answer, which would leave both waiting."""
 
-    A thread keeps up to ``DEPTH`` calls in its process's pipe, so the process starts
-    the next chunk as soon as it has written an answer, instead of waiting for this
-    thread to read the answer and write the next call (the thread needs the GIL for
-    that, which the campaign worker's event loop holds most of the time).  It never
-    writes more into the pipe than the pipe holds (calls the process has not read),
-    so its writes cannot block while the process blocks writing an answer."""
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.closing = False  # the writer closed the pipe: an end after that is normal
+        self._cond = threading.Condition()
+        self._inflight: collections.deque[tuple[Future[Any] | None, int]] = collections.deque()
+        self._bytes = 0
+        self._broken = False
+
+    def wait_for_room(self) -> bool:
+        """Until another call may go (False: the process is gone)."""
+        with self._cond:
+            while not self._broken and len(self._inflight) >= DEPTH:
+                self._cond.wait()
+            return not self._broken
+
+    def admit(self, future: Future[Any] | None, size: int) -> bool:
+        """Wait until a call of ``size`` bytes fits, and count it in flight."""
+        with self._cond:
+            while not self._broken and self._inflight and (
+                    len(self._inflight) >= DEPTH or self._bytes + size > self.room):
+                self._cond.wait()
+            if self._broken:
+                return False
+            self._inflight.append((future, size))
+            self._bytes += size
+            return True
+
+    def answered(self) -> Future[Any] | None:
+        with self._cond:
+            future, size = self._inflight.popleft()
+            self._bytes -= size
+            self._cond.notify_all()
+            return future
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._inflight
+
+    def break_(self) -> list[Future[Any]]:
+        """The process is gone: the calls it will not answer."""
+        with self._cond:
+            self._broken = True
+            lost = [f for f, _ in self._inflight if f is not None]
+            self._inflight.clear()
+            self._bytes = 0
+            self._cond.notify_all()
+            return lost
+
+
+class _PipeExecutor(Executor):
+    """An executor over ``processes`` render processes, each served by two threads of
+    the campaign worker (one writes calls, one reads answers); a process that dies
+    breaks the executor (its calls raise BrokenProcessPool, as a process pool's do).
+
+    Up to ``DEPTH`` calls wait in a process's pipe (see :class:`_Lane`), so the
+    process starts the next chunk as soon as it has written an answer, instead of
+    waiting for the campaign worker to read the answer and write the next call (its
+    threads need the GIL for that, which the event loop holds most of the time)."""
 
     def __init__(self, processes: int, signing: RenderSigning | None) -> None:
         self._calls: queue.SimpleQueue[tuple[Future[Any], bytes] | _Stop] = queue.SimpleQueue()
@@ -205,87 +258,71 @@ class _PipeExecutor(Executor):
         return future
 
     def _serve(self, proc: subprocess.Popen[bytes], first: bytes) -> None:
+        """The writing side of one process (its reading side is a thread of its own)."""
         assert proc.stdin is not None and proc.stdout is not None
-        room = _widen(proc.stdin.fileno())
-        _widen(proc.stdout.fileno())  # answers written whole while the next is made
-        inflight: collections.deque[tuple[Future[Any] | None, int]] = collections.deque()
-        held: tuple[Future[Any], bytes] | None = None  # taken, not yet written
-        stop = False
+        lane = _Lane(_widen(proc.stdin.fileno()))
+        _widen(proc.stdout.fileno())  # an answer is written whole while the next is made
+        threading.Thread(target=self._read, args=(proc, lane), name=f"render-{proc.pid}-in",
+                         daemon=True).start()
         try:
-            if not self._write(proc, first, None, inflight):
+            if not self._write(proc, lane, None, first):
                 return
-            while True:
-                if held is None and not stop:
-                    try:
-                        item = self._calls.get() if not inflight else self._calls.get_nowait()
-                    except queue.Empty:
-                        item = None
-                    if isinstance(item, _Stop):
-                        stop = True
-                    elif item is not None and item[0].set_running_or_notify_cancel():
-                        held = item
-                if held is not None and (not inflight or (
-                        len(inflight) < DEPTH
-                        and sum(size for _, size in inflight) + len(held[1]) <= room)):
-                    future, call = held
-                    held = None
-                    if not self._write(proc, call, future, inflight):
-                        return
-                    continue
-                if not inflight:
-                    if stop:
-                        return
-                    continue
-                if not self._answer(proc, inflight, held):
+            while lane.wait_for_room():
+                item = self._calls.get()
+                if isinstance(item, _Stop):
+                    return
+                future, call = item
+                if future.set_running_or_notify_cancel() and \
+                        not self._write(proc, lane, future, call):
                     return
         finally:
+            lane.closing = True
             with contextlib.suppress(OSError):
                 proc.stdin.close()
 
-    def _write(self, proc: subprocess.Popen[bytes], call: bytes, future: Future[Any] | None,
-               inflight: collections.deque[tuple[Future[Any] | None, int]]) -> bool:
-        """One call into the pipe; False when the process is gone."""
+    def _write(self, proc: subprocess.Popen[bytes], lane: _Lane, future: Future[Any] | None,
+               call: bytes) -> bool:
+        """One call into the pipe once it fits; False when the process is gone."""
         assert proc.stdin is not None
-        inflight.append((future, len(call)))
+        if not lane.admit(future, len(call)):
+            if future is not None:
+                future.set_exception(BrokenProcessPool("a render process died"))
+            return False
         try:
             write_frame(proc.stdin, call)  # type: ignore[arg-type]
         except OSError:
-            self._break(inflight, None)
+            self._lost(lane)
             return False
         return True
 
-    def _answer(self, proc: subprocess.Popen[bytes],
-                inflight: collections.deque[tuple[Future[Any] | None, int]],
-                held: tuple[Future[Any], bytes] | None) -> bool:
-        """The oldest call's answer; False when the process is gone."""
+    def _read(self, proc: subprocess.Popen[bytes], lane: _Lane) -> None:
+        """The answers of one process, each to the oldest call in flight."""
         assert proc.stdout is not None
-        try:
-            frame = read_frame(proc.stdout)  # type: ignore[arg-type]
-        except OSError:
-            frame = None
-        if frame is None:
-            self._break(inflight, held)
-            return False
-        future, _ = inflight.popleft()
-        ok, value = pickle.loads(frame)
-        if future is not None:
-            if ok:
-                future.set_result(value)
-            else:
-                future.set_exception(value)
-        return True
+        while True:
+            try:
+                frame = read_frame(proc.stdout)  # type: ignore[arg-type]
+            except OSError:
+                frame = None
+            if frame is None:  # the process ended: normal only once told to
+                if not (lane.closing and lane.idle()):
+                    self._lost(lane)
+                return
+            future = lane.answered()
+            ok, value = pickle.loads(frame)
+            if future is not None:
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
 
-    def _break(self, inflight: collections.deque[tuple[Future[Any] | None, int]],
-               held: tuple[Future[Any], bytes] | None) -> None:
+    def _lost(self, lane: _Lane) -> None:
+        """A process is gone: its calls in flight, and every call not yet taken by a
+        thread, fail; so does every later call."""
         self._broken = True
         error = BrokenProcessPool("a render process died")
-        for future, _ in inflight:
-            if future is not None:
-                future.set_exception(error)
-        inflight.clear()
-        if held is not None:
-            held[0].set_exception(error)
-        while True:  # calls not yet taken by a thread: nobody will answer them
+        for future in lane.break_():
+            future.set_exception(error)
+        while True:
             try:
                 item = self._calls.get_nowait()
             except queue.Empty:
