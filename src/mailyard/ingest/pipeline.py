@@ -51,6 +51,7 @@ from mailyard.ingest.api import (
     StreamingHook,
     Submission,
 )
+from mailyard.message.headerblock import EMPTY as EMPTY_SUMMARY
 from mailyard.message.headerblock import HeaderSummary, inspect_header, submission_fields
 from mailyard.message.trace import local_received, smtp_received
 from mailyard.proto.smtp.replies import REPLY_LOOP, REPLY_MESSAGE_TOO_BIG
@@ -171,7 +172,9 @@ class _Writer:
             content = b"".join(self._held[1:])
             self._held = [self._held[0], content]
             block = content[:header_end(content)]
-            self.header(block, inspect_header(block))
+            # Only the origins that get Date and Message-ID fixes need the summary.
+            self.header(block, inspect_header(block)
+                        if self.submission.origin in _FIXED else EMPTY_SUMMARY)
         prepend = self._ingest.at_commit(self.submission, self._header or b"")
         if self._observers:
             prepend += b"".join([await observer.fields() for observer in self._observers])
