@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import os
 import re
 
 import pytest
@@ -499,3 +500,37 @@ def test_render_processes_sign_and_ingest_keeps_their_signatures(env, tmp_path):
         assert stored == content and prepend == (sub.dkim or prepend)
         results = asyncio.run(verify_message(prepend + stored, resolver))
         assert [r.status for r in results] == [DkimStatus.PASS]
+
+
+def test_a_render_process_that_dies_mid_batch_loses_and_repeats_nothing(env, monkeypatch):
+    """A render process that dies with chunks in flight (its calls raise
+    BrokenProcessPool): the rest of the batch is composed in the campaign worker, the
+    next batch gets fresh processes, and every recipient is queued exactly once."""
+    from mailyard.bulk.campaigns import renderpool
+
+    contacts, campaigns, recipients = env
+    add_people(contacts, "news", [f"r{i}@x.example" for i in range(120)])
+    calls = {"n": 0}
+    real_submit = renderpool._PipeExecutor.submit
+
+    def submit(self, fn, /, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the process dies on the third chunk
+            return real_submit(self, os._exit, 3)
+        return real_submit(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(renderpool._PipeExecutor, "submit", submit)
+    clock, fake = Clock(), FakeQueue()
+    c = start(env, clock, spec())
+    runner = CampaignRunner(campaigns, recipients, contacts.digest, fake, fake.queue(),
+                            SETTINGS, "me-1", lambda o: False, clock=clock, sleep=clock.sleep,
+                            batch=50, render_workers=1)
+    try:
+        asyncio.run(drain(runner))
+    finally:
+        assert runner.pool is not None
+        runner.pool.close()
+    sent = fake.recipients()
+    assert sorted(sent) == sorted(f"r{i}@x.example" for i in range(120))
+    assert recipients.counts(c.id)["queued"] == 120
+    assert calls["n"] > 5  # later batches went to the render processes again

@@ -71,11 +71,12 @@ from mailyard.queue.api import StorageError
 log = logging.getLogger("mailyard.campaigns")
 
 LEASE_SECONDS = 30.0
-BATCH = 100  # recipients marked, rendered and queued together
+BATCH = 500  # recipients marked, rendered and queued together
 CONCURRENCY = 16  # submits in flight at once (their fsyncs are group-committed)
 SELECT_BATCH = 1000
 SLICE = 1.0  # seconds spent on one campaign before the others get a turn
 CHUNK = 10  # recipients per job of a render process
+LOOKAHEAD = 4  # chunks handed to the render processes beyond the one being queued
 HOUR = 3600.0
 
 
@@ -362,24 +363,39 @@ class CampaignRunner:
                 await self._queue_one(campaign, mailer, r, job, None, batch)
             return
         loop = asyncio.get_running_loop()
-        links = mailer.links.urls()
+        pool, links = self.pool, mailer.links.urls()
         chunks = [jobs[i:i + CHUNK] for i in range(0, len(jobs), CHUNK)]
-        futures = [loop.run_in_executor(self.pool.executor(), compose_chunk, campaign,
-                                        self.settings, links, [j for _, j in chunk],
-                                        batch.now)
-                   for chunk in chunks]
+        futures: list[asyncio.Future[list[Composed | RenderFailure | None]] | None] = []
+        broken = False
+
+        def ahead(upto: int) -> None:
+            """Chunks handed to the render processes up to ``upto`` (the messages made
+            but not yet queued stay few, however large the batch); after a render
+            process died, the rest of the batch is composed here (None)."""
+            while len(futures) < min(upto, len(chunks)):
+                chunk = chunks[len(futures)]
+                futures.append(None if broken else loop.run_in_executor(
+                    pool.executor(), compose_chunk, campaign, self.settings, links,
+                    [j for _, j in chunk], batch.now))
+
         try:
-            for chunk, future in zip(chunks, futures, strict=True):
-                try:
-                    made: list[Composed | RenderFailure | None] = await future
-                except BrokenProcessPool:  # a render process died: compose here
-                    self.pool.reset()
-                    made = [None] * len(chunk)
+            for i, chunk in enumerate(chunks):
+                ahead(i + 1 + LOOKAHEAD)
+                future = futures[i]
+                made: list[Composed | RenderFailure | None] = [None] * len(chunk)
+                if future is not None:
+                    try:
+                        made = await future
+                    except BrokenProcessPool:  # a render process died: compose here
+                        if not broken:
+                            broken = True
+                            pool.reset()
                 for (r, job), built in zip(chunk, made, strict=True):
                     await self._queue_one(campaign, mailer, r, job, built, batch)
         finally:
             for future in futures:
-                future.cancel()
+                if future is not None:
+                    future.cancel()
 
     async def _queue_one(self, campaign: Campaign, mailer: CampaignMailer, r: Recipient,
                          job: ComposeJob, built: Composed | RenderFailure | None,
