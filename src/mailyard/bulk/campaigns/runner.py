@@ -71,7 +71,7 @@ from mailyard.queue.api import StorageError
 log = logging.getLogger("mailyard.campaigns")
 
 LEASE_SECONDS = 30.0
-BATCH = 500  # recipients marked, rendered and queued together
+BATCH = 100  # recipients marked, rendered and queued together
 CONCURRENCY = 16  # submits in flight at once (their fsyncs are group-committed)
 SELECT_BATCH = 1000
 SLICE = 1.0  # seconds spent on one campaign before the others get a turn
