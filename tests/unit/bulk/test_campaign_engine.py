@@ -422,6 +422,19 @@ def test_audience_is_walked_in_bounded_batches_in_id_order(env):
     assert [sorted(s) for _, s in batches] == [[], ["r3@x.example"], []]
 
 
+def send_with_render_processes(env, clock, fake, batch, **kwargs) -> None:
+    """Runs the campaign engine with one render process until nothing is left."""
+    contacts, campaigns, recipients = env
+    runner = CampaignRunner(campaigns, recipients, contacts.digest, fake, fake.queue(),
+                            SETTINGS, "me-1", lambda o: False, clock=clock, sleep=clock.sleep,
+                            batch=batch, render_workers=1, **kwargs)
+    try:
+        asyncio.run(drain(runner))
+    finally:
+        assert runner.pool is not None
+        runner.pool.close()
+
+
 def test_render_processes_compose_the_same_messages_and_link_indexes(env):
     """Messages made in render processes (bulk.render_workers): one per recipient, and
     every click token names the stored link its message's anchor showed, also for
@@ -432,14 +445,7 @@ def test_render_processes_compose_the_same_messages_and_link_indexes(env):
                    attrs={"code": f"own{i}" if i % 7 == 0 else "x1"})
     clock, fake = Clock(), FakeQueue()
     c = start(env, clock, spec())
-    runner = CampaignRunner(campaigns, recipients, contacts.digest, fake, fake.queue(),
-                            SETTINGS, "me-1", lambda o: False, clock=clock, sleep=clock.sleep,
-                            batch=25, render_workers=1)
-    try:
-        asyncio.run(drain(runner))
-    finally:
-        assert runner.pool is not None
-        runner.pool.close()
+    send_with_render_processes(env, clock, fake, 25)
     assert sorted(fake.recipients()) == sorted(f"r{i}@x.example" for i in range(40))
     assert recipients.counts(c.id)["queued"] == 40
     links = campaigns.links(c.id)
@@ -476,15 +482,8 @@ def test_render_processes_sign_and_ingest_keeps_their_signatures(env, tmp_path):
     add_people(contacts, "news", [f"r{i}@x.example" for i in range(30)])
     clock, fake = Clock(), FakeQueue()
     start(env, clock, spec())
-    runner = CampaignRunner(campaigns, recipients, contacts.digest, fake, fake.queue(),
-                            SETTINGS, "me-1", lambda o: False, clock=clock, sleep=clock.sleep,
-                            batch=10, render_workers=1,
-                            render_signing=RenderSigning.of(DkimConfig(), str(tmp_path)))
-    try:
-        asyncio.run(drain(runner))
-    finally:
-        assert runner.pool is not None
-        runner.pool.close()
+    send_with_render_processes(env, clock, fake, 10,
+                               render_signing=RenderSigning.of(DkimConfig(), str(tmp_path)))
     assert len(fake.messages) == 30
     memory = MemoryQueue()
     ingest = QueueIngest(memory, "mx.example.org",
@@ -522,14 +521,7 @@ def test_a_render_process_that_dies_mid_batch_loses_and_repeats_nothing(env, mon
     monkeypatch.setattr(renderpool._PipeExecutor, "submit", submit)
     clock, fake = Clock(), FakeQueue()
     c = start(env, clock, spec())
-    runner = CampaignRunner(campaigns, recipients, contacts.digest, fake, fake.queue(),
-                            SETTINGS, "me-1", lambda o: False, clock=clock, sleep=clock.sleep,
-                            batch=50, render_workers=1)
-    try:
-        asyncio.run(drain(runner))
-    finally:
-        assert runner.pool is not None
-        runner.pool.close()
+    send_with_render_processes(env, clock, fake, 50)
     sent = fake.recipients()
     assert sorted(sent) == sorted(f"r{i}@x.example" for i in range(120))
     assert recipients.counts(c.id)["queued"] == 120
