@@ -16,14 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .ports import free_port
+
 if TYPE_CHECKING:
     import httpx
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["MailyardServer", "free_port", "render_toml"]
 
 
 def _toml_key(key: str) -> str:

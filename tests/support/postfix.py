@@ -35,6 +35,8 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from .ports import free_port
+
 __all__ = [
     "PostfixError",
     "PostfixInstance",
@@ -102,13 +104,6 @@ def postfix_available() -> str | None:
     if os.geteuid() != 0:
         return "starting Postfix needs root"
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _inline_map(entries: Mapping[str, str]) -> str:

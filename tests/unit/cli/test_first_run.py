@@ -13,6 +13,7 @@ from mailyard import __version__
 from mailyard.cli.main import main
 from mailyard.config import ConfigError, default_listen, load_config, parse_config
 from mailyard.daemon.lock import AlreadyRunning, acquire_serve_lock
+from tests.support.ports import free_port
 
 # As root, serve runs as `user` (default "mailyard"); these tests stay who they are.
 AS_IS = 'user = "root"\nallow_root = true\n' if os.geteuid() == 0 else ""
@@ -158,16 +159,10 @@ def test_data_dir_owned_by_another_user(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(os, "chmod", chmod)
     monkeypatch.setattr(supervisor.Supervisor, "start_workers", never)
     path = tmp_path / "m.toml"
-    path.write_text(f'{AS_IS}data_dir = "{data}"\n[listen]\nsmtp = ["127.0.0.1:{_free_port()}"]\n')
+    path.write_text(f'{AS_IS}data_dir = "{data}"\n[listen]\nsmtp = ["127.0.0.1:{free_port()}"]\n')
     assert main(["serve", "--config", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Operation not permitted" in err and str(data) in err
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_crashed_dispatcher_stops_serve_with_one_line(tmp_path: Path,
@@ -182,7 +177,7 @@ def test_crashed_dispatcher_stops_serve_with_one_line(tmp_path: Path,
     log = tmp_path / "log"
     path = tmp_path / "m.toml"
     path.write_text(f'{AS_IS}data_dir = "{tmp_path}/d"\n'
-                    f'[listen]\nsmtp = ["127.0.0.1:{_free_port()}"]\n'
+                    f'[listen]\nsmtp = ["127.0.0.1:{free_port()}"]\n'
                     f'[smtpd]\nworkers = 1\n[log]\nfile = "{log}"\n')
     assert main(["serve", "--config", str(path)]) == 1
     err = capsys.readouterr().err
