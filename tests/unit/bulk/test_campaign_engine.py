@@ -526,3 +526,20 @@ def test_a_render_process_that_dies_mid_batch_loses_and_repeats_nothing(env, mon
     assert sorted(sent) == sorted(f"r{i}@x.example" for i in range(120))
     assert recipients.counts(c.id)["queued"] == 120
     assert calls["n"] > 5  # later batches went to the render processes again
+
+
+def test_render_processes_that_cannot_start_leave_the_campaign_to_the_worker(env, monkeypatch):
+    """Render processes that exit at once (an interpreter that cannot run them): every
+    call fails or is dropped with its pool, and the campaign worker composes every
+    message itself, each recipient queued exactly once."""
+    import sys
+
+    contacts, campaigns, recipients = env
+    add_people(contacts, "news", [f"r{i}@x.example" for i in range(60)])
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    clock, fake = Clock(), FakeQueue()
+    c = start(env, clock, spec())
+    send_with_render_processes(env, clock, fake, 30)
+    assert sorted(fake.recipients()) == sorted(f"r{i}@x.example" for i in range(60))
+    assert recipients.counts(c.id)["queued"] == 60
+    assert campaigns.get_campaign(c.id).state is CampaignState.FINISHED

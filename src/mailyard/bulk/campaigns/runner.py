@@ -384,12 +384,12 @@ class CampaignRunner:
                 future = futures[i]
                 made: list[Composed | RenderFailure | None] = [None] * len(chunk)
                 if future is not None:
-                    try:
-                        made = await future
-                    except BrokenProcessPool:  # a render process died: compose here
-                        if not broken:
-                            broken = True
-                            pool.reset()
+                    answer = await _rendered(future)
+                    if answer is not None:
+                        made = answer
+                    elif not broken:  # a render process died: compose here
+                        broken = True
+                        pool.reset()
                 for (r, job), built in zip(chunk, made, strict=True):
                     await self._queue_one(campaign, mailer, r, job, built, batch)
         finally:
@@ -444,6 +444,19 @@ class CampaignRunner:
             submit_key=submit_key(campaign.id, r.contact_id))
         return Submission(Origin.CAMPAIGN, envelope, pool=campaign.spec.pool,
                           dkim=composed.dkim)
+
+
+async def _rendered(future: asyncio.Future[list[Composed | RenderFailure | None]]
+                    ) -> list[Composed | RenderFailure | None] | None:
+    """A render call's messages; None when a render process died (its call failed, or
+    was cancelled by the pool's reset before a process took it)."""
+    await asyncio.wait([future])  # a cancelled call is not this task's cancellation
+    if future.cancelled():
+        return None
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        return None
 
 
 def _counts(counts: dict[str, int]) -> str:
