@@ -10,6 +10,7 @@ hashed octets without buffering the body.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import re
 from typing import NamedTuple
@@ -32,6 +33,7 @@ class Canon(enum.StrEnum):
     RELAXED = "relaxed"
 
 
+@functools.lru_cache(maxsize=64)  # a handful of values in use
 def parse_canon(value: bytes) -> tuple[Canon, Canon]:
     """The ``c=`` tag: ``header/body``, ``header`` alone means ``header/simple``
     (3.5).  Raises ValueError."""

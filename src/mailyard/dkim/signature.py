@@ -21,7 +21,9 @@ __all__ = ["Algorithm", "Signature", "SignatureError", "parse_signature", "signa
            "without_b_value"]
 
 _REQUIRED = ("v", "a", "b", "bh", "d", "h", "s")
-_B_VALUE = re.compile(rb"(^|;)([ \t\r\n]*b[ \t\r\n]*=)[^;]*")
+# The b= tag: first in the list, or after a ";" (a literal the search skips to).
+_B_FIRST = re.compile(rb"[ \t\r\n]*b[ \t\r\n]*=")
+_B_LATER = re.compile(rb";[ \t\r\n]*b[ \t\r\n]*=")
 _DIGITS = re.compile(rb"[0-9]{1,12}\Z")
 _DOMAIN = re.compile(r"[a-z0-9._-]+")
 MAX_SIGNATURE_BYTES = 1024  # an RSA-8192 signature is 1,024 bytes
@@ -39,6 +41,9 @@ class Algorithm(enum.StrEnum):
     @property
     def hash_name(self) -> str:
         return "sha1" if self is Algorithm.RSA_SHA1 else "sha256"
+
+
+_ALGORITHMS = {a.value.encode(): a for a in Algorithm}  # by a= in lower case
 
 
 class SignatureError(ValueError):
@@ -77,12 +82,11 @@ def signature_from_tags(tags: dict[str, bytes]) -> Signature:
         raise SignatureError(f"signature lacks {', '.join(t + '=' for t in missing)}")
     if tags["v"] != b"1":
         raise SignatureError("signature version is not 1")
-    try:
-        algorithm = Algorithm(tags["a"].decode("ascii").lower())
-    except ValueError:
-        raise SignatureError("unknown signing algorithm") from None
+    algorithm = _ALGORITHMS.get(tags["a"].lower())  # (bytes.lower: ASCII letters only)
+    if algorithm is None:
+        raise SignatureError("unknown signing algorithm")
     domain = _domain(tags["d"])
-    headers = tuple(strip_fws(h).lower() for h in tags["h"].split(b":"))
+    headers = tuple(strip_fws(tags["h"]).lower().split(b":"))
     if b"from" not in headers:
         raise SignatureError("h= does not include From")
     try:
@@ -140,4 +144,9 @@ def _number(tags: dict[str, bytes], name: str) -> int | None:
 def without_b_value(raw: bytes) -> bytes:
     """The field with the value of its b= tag removed (3.7), for hashing."""
     name, colon, value = raw.partition(b":")
-    return name + colon + _B_VALUE.sub(rb"\1\2", value, count=1)
+    found = _B_FIRST.match(value) or _B_LATER.search(value)
+    if found is None:
+        return raw
+    start = found.end()
+    end = value.find(b";", start)
+    return name + colon + value[:start] + (value[end:] if end >= 0 else b"")
