@@ -54,17 +54,20 @@ def split_header(header: bytes) -> list[HeaderField]:
     that starts with whitespace continues the field before it; a line without a
     colon is kept as a field of that whole name, so that it is never signed."""
     fields: list[HeaderField] = []
+    append = fields.append
     # One C pass: split at each CRLF that does not start a continuation line.  A piece
     # that is empty or starts with CRLF begins at the empty line that ends the section.
     for raw in _FIELD_BREAK.split(header):
         if not raw or raw[:2] == CRLF:
             break
         raw += CRLF
-        fields.append(HeaderField(raw.split(b":", 1)[0].rstrip(b" \t").lower(), raw))
+        # (tuple.__new__: the NamedTuple without the Python frame of its __new__)
+        append(_new_tuple(HeaderField, (raw.partition(b":")[0].rstrip(b" \t").lower(), raw)))
     return fields
 
 
 _FIELD_BREAK = re.compile(rb"\r\n(?![ \t])")
+_new_tuple = tuple.__new__
 
 
 def canon_header(raw: bytes, canon: Canon) -> bytes:

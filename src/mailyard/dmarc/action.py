@@ -17,13 +17,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from mailyard.authres.format import dmarc_result
+from mailyard.authres.format import Spec, dmarc_result, dmarc_spec
 from mailyard.authres.model import MethodResult
 from mailyard.config import DmarcConfig
 from mailyard.dmarc.evaluate import Disposition, DmarcResult, DmarcStatus
 from mailyard.proto.smtp.replies import REPLY_DMARC_REJECT, Reply
 
-__all__ = ["QUARANTINE_FIELD", "ActionKind", "DmarcAction", "authres_entry", "dmarc_action"]
+__all__ = ["QUARANTINE_FIELD", "ActionKind", "DmarcAction", "authres_entry", "authres_spec",
+           "dmarc_action"]
 
 QUARANTINE_FIELD = "X-Mailyard-Quarantine"
 
@@ -69,3 +70,11 @@ def authres_entry(result: DmarcResult) -> MethodResult:
     return dmarc_result(str(result.status), result.author_domain, policy=policy,
                         disposition=disposition)
 
+
+
+def authres_spec(result: DmarcResult) -> Spec:
+    """:func:`authres_entry` as plain values (:mod:`mailyard.authres.format`)."""
+    policy = str(result.policy) if result.policy is not None else ""
+    disposition = str(result.disposition) if result.policy is not None else ""
+    return dmarc_spec(str(result.status), result.author_domain, policy=policy,
+                      disposition=disposition)
