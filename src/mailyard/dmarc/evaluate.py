@@ -209,7 +209,8 @@ async def evaluate_domain(author: str, spf: SpfOutcome | None, dkim: Sequence[Dk
             return DmarcResult(DmarcStatus.NONE, author_domain=author,
                                policy_domain=found.domain, reason=found.reason)
         record = found.record
-        policy = await _requested_policy(resolver, record, author, found.domain)
+        policy = (record.policy if found.domain == author  # (no coroutine for the usual case)
+                  else await _requested_policy(resolver, record, author, found.domain))
     except DnsTemporaryError as exc:
         return DmarcResult(DmarcStatus.TEMPERROR, author_domain=author,
                            reason=f"DNS: {exc.reason}")
@@ -233,6 +234,8 @@ async def evaluate_domain(author: str, spf: SpfOutcome | None, dkim: Sequence[Dk
 def _combine(results: Sequence[DmarcResult]) -> DmarcResult:
     """Several Author Domains (RFC 7489 6.6.1): the strictest failing policy wins;
     without a failure, an error, then none, then pass."""
+    if len(results) == 1:
+        return results[0]
     failed = [r for r in results if r.status is DmarcStatus.FAIL]
     if failed:
         return max(failed, key=lambda r: _STRICTNESS[r.disposition])

@@ -48,6 +48,7 @@ from mailyard.dmarc.action import ActionKind
 from mailyard.dmarc.aggregate import AuthEntry, Evaluation, PublishedPolicy
 from mailyard.dmarc.evalstore import EvaluationRecorder, EvaluationStore
 from mailyard.dmarc.orgdomain import PublicSuffixes
+from mailyard.dmarc.record import DmarcRecord
 from mailyard.dns.api import Resolver
 from mailyard.ingest.api import ContentObserver, IngestRefused, Origin, Submission
 from mailyard.obs import log_event
@@ -140,6 +141,7 @@ class InboundChecks:
         self.spf_of = spf_of
         self.spf_helo_of = spf_helo_of
         self.time_budget = time_budget
+        self._published = PublishedPolicies()
 
     @property
     def resolver(self) -> Resolver:
@@ -182,9 +184,9 @@ class InboundChecks:
         """Count the DMARC evaluation for the aggregate reports (``[dmarc] reports``)."""
         if self.recorder is None:
             return
-        evaluation = report_facts(verdict, submission)
-        if evaluation is not None:
-            self.recorder.note(evaluation)
+        key = report_key(verdict, submission, self._published)
+        if key is not None:
+            self.recorder.note_key(key, evaluation_of)
 
     async def aclose(self) -> None:
         """Write the evaluations counted but not yet recorded (at shutdown)."""
@@ -208,30 +210,75 @@ _APPLIED = {ActionKind.ACCEPT: "none", ActionKind.QUARANTINE: "quarantine",
             ActionKind.REJECT: "reject"}
 
 
-def report_facts(verdict: Verdict, submission: Submission) -> Evaluation | None:
-    """What an aggregate report says about this message (RFC 7489 appendix C); None
-    when no DMARC record with a ``rua`` applied to it (nobody asked for a report)."""
+# What an aggregate report row says about one message, as plain values (cheap to make
+# and to hash, for the count per message): the fields of an Evaluation in order, each
+# AuthEntry a tuple of its fields.
+ReportKey = tuple[str, str, str, str, str, str, str, tuple[str, ...],
+                  tuple[tuple[str, str, str, str, str], ...], PublishedPolicy]
+
+
+class PublishedPolicies:
+    """The ``policy_published`` of each DMARC record in use, made once per record
+    object (records are remembered per text by the parser; the policy is immutable)."""
+
+    MAX = 1024
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[DmarcRecord, PublishedPolicy]] = {}
+
+    def of(self, record: DmarcRecord) -> PublishedPolicy:
+        known = self._by_id.get(id(record))
+        if known is not None and known[0] is record:  # (held here: its id is not reused)
+            return known[1]
+        if len(self._by_id) >= self.MAX:
+            self._by_id.clear()
+        policy = PublishedPolicy.of(record)
+        self._by_id[id(record)] = (record, policy)
+        return policy
+
+
+def report_key(verdict: Verdict, submission: Submission,
+               published: PublishedPolicies | None = None) -> ReportKey | None:
+    """What an aggregate report says about this message (RFC 7489 appendix C), as
+    :data:`ReportKey` (:func:`evaluation_of` makes it an Evaluation); None when no
+    DMARC record with a ``rua`` applied to it (nobody asked for a report)."""
     dmarc = verdict.dmarc
     if dmarc is None or dmarc.record is None or not dmarc.record.rua:
         return None
     applied = _APPLIED[verdict.action().kind]
-    reasons: list[str] = []
+    reasons: tuple[str, ...] = ()
     if dmarc.sampled_out:
-        reasons.append("sampled_out")
-    if applied != str(dmarc.disposition) and not dmarc.sampled_out:
-        reasons.append("local_policy")
-    auth = [AuthEntry("dkim", r.domain, str(r.status), selector=r.selector)
-            for r in verdict.dkim if r.domain]
-    if verdict.spf is not None:
-        scope = "helo" if verdict.spf.identity == "helo" else "mfrom"
-        auth.append(AuthEntry("spf", verdict.spf.domain, verdict.spf.result, scope=scope))
-    sender = submission.envelope.sender
+        reasons = ("sampled_out",)
+    elif applied != str(dmarc.disposition):
+        reasons = ("local_policy",)
+    auth = tuple([("dkim", r.domain, str(r.status), r.selector, "")
+                  for r in verdict.dkim if r.domain])
+    spf = verdict.spf
+    if spf is not None:
+        scope = "helo" if spf.identity == "helo" else "mfrom"
+        auth += (("spf", spf.domain, spf.result, "", scope),)
+    envelope = submission.envelope
+    policy = (PublishedPolicy.of(dmarc.record) if published is None
+              else published.of(dmarc.record))
+    return (dmarc.policy_domain, dmarc.author_domain, envelope.client_ip,
+            envelope.sender.rpartition("@")[2].lower(), applied,
+            "pass" if dmarc.dkim_aligned else "fail", "pass" if dmarc.spf_aligned else "fail",
+            reasons, auth, policy)
+
+
+def evaluation_of(key: ReportKey) -> Evaluation:
+    (policy_domain, header_from, source_ip, envelope_from, disposition, dkim, spf, reasons,
+     auth, policy) = key
     return Evaluation(
-        policy_domain=dmarc.policy_domain, header_from=dmarc.author_domain,
-        source_ip=submission.envelope.client_ip, envelope_from=sender.rpartition("@")[2].lower(),
-        disposition=applied, dkim="pass" if dmarc.dkim_aligned else "fail",
-        spf="pass" if dmarc.spf_aligned else "fail", reasons=tuple(reasons),
-        auth=tuple(auth), policy=PublishedPolicy.of(dmarc.record))
+        policy_domain=policy_domain, header_from=header_from, source_ip=source_ip,
+        envelope_from=envelope_from, disposition=disposition, dkim=dkim, spf=spf,
+        reasons=reasons, auth=tuple(AuthEntry(*entry) for entry in auth), policy=policy)
+
+
+def report_facts(verdict: Verdict, submission: Submission) -> Evaluation | None:
+    """The Evaluation of :func:`report_key`."""
+    key = report_key(verdict, submission)
+    return None if key is None else evaluation_of(key)
 
 
 # The end of a line (as ``bytes.splitlines`` sees one) that no continuation follows.
