@@ -204,6 +204,17 @@ async def evaluate_domain(author: str, spf: SpfOutcome | None, dkim: Sequence[Dk
     """DMARC for one Author Domain (U-labels are converted, case is ignored)."""
     try:
         author = ascii_domain(author)
+    except DnsNameError:
+        return DmarcResult(DmarcStatus.PERMERROR, author_domain=author,
+                           reason="From domain is not a valid domain name")
+    return await _evaluate(author, spf, dkim, resolver, suffixes, sample)
+
+
+async def _evaluate(author: str, spf: SpfOutcome | None, dkim: Sequence[DkimOutcome],
+                    resolver: Resolver, suffixes: PublicSuffixes, sample: Sampler) -> DmarcResult:
+    """:func:`evaluate_domain` for a name already in the form :func:`ascii_domain`
+    gives (the Author Domains of :func:`author_domains` are)."""
+    try:
         found = await _discover(resolver, author, suffixes.organizational_domain(author))
         if found.record is None:
             return DmarcResult(DmarcStatus.NONE, author_domain=author,
@@ -254,6 +265,6 @@ async def evaluate_message(from_values: Sequence[str], spf: SpfOutcome | None,
     domains = author_domains(from_values)
     if isinstance(domains, FromProblem):
         return DmarcResult(DmarcStatus.PERMERROR, reason=domains.value)
-    results = [await evaluate_domain(domain, spf, dkim, resolver, suffixes, sample)
+    results = [await _evaluate(domain, spf, dkim, resolver, suffixes, sample)
                for domain in domains]
     return _combine(results)
