@@ -58,6 +58,14 @@ def _keyword(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=512)
+def _method_and_result(method: str, version: str, result: str) -> str:
+    text = _keyword(method)
+    if version:
+        text += "/" + _keyword(version)
+    return text + "=" + _keyword(result)
+
+
+@functools.lru_cache(maxsize=512)
 def _property_name(ptype: str, name: str) -> str:
     return f"{_keyword(ptype)}.{_keyword(name)}="
 
@@ -86,10 +94,7 @@ Spec = tuple[str, str, tuple[tuple[str, str, str], ...], str]
 def resinfo_text(method: str, result: str, properties: Sequence[tuple[str, str, str]] = (),
                  comment: str = "", *, reason: str = "", version: str = "") -> str:
     """One ``resinfo`` as it goes in the field: ``dkim=pass header.d=example.com``."""
-    text = _keyword(method)
-    if version:
-        text += "/" + _keyword(version)
-    text += "=" + _keyword(result)
+    text = _method_and_result(method, version, result)
     if comment:
         text += f" ({_COMMENT_JUNK.sub('', comment)})"
     if reason:

@@ -118,10 +118,11 @@ def _relaxed_lines(lines: bytes) -> bytes:
     go first through a regex that only matches them: one pass instead of seven."""
     if b"\t" in lines:
         lines = lines.replace(b"\t", b" ")
-    if b"        " in lines:
-        lines = _LONG_RUN.sub(b" ", lines)
-    while b"  " in lines:
-        lines = lines.replace(b"  ", b" ")
+    if b"  " in lines:  # (no run of two: no longer one to look for either)
+        if b"        " in lines:
+            lines = _LONG_RUN.sub(b" ", lines)
+        while b"  " in lines:
+            lines = lines.replace(b"  ", b" ")
     return lines.replace(b" \r\n", CRLF)
 
 

@@ -42,6 +42,9 @@ class DmarcAction:
     field: bytes = b""  # a header field to add, for QUARANTINE
 
 
+_ACCEPT = DmarcAction(ActionKind.ACCEPT)  # immutable: one for every accepted message
+
+
 def _quarantine(result: DmarcResult) -> DmarcAction:
     policy = result.policy.value if result.policy is not None else "quarantine"
     field = f"{QUARANTINE_FIELD}: dmarc domain={result.author_domain} policy={policy}\r\n"
@@ -50,7 +53,7 @@ def _quarantine(result: DmarcResult) -> DmarcAction:
 
 def dmarc_action(result: DmarcResult, config: DmarcConfig) -> DmarcAction:
     if not config.enabled or result.status is not DmarcStatus.FAIL:
-        return DmarcAction(ActionKind.ACCEPT)
+        return _ACCEPT
     if result.disposition is Disposition.REJECT:
         if config.reject:
             return DmarcAction(ActionKind.REJECT,
@@ -58,7 +61,7 @@ def dmarc_action(result: DmarcResult, config: DmarcConfig) -> DmarcAction:
         return _quarantine(result)
     if result.disposition is Disposition.QUARANTINE:
         return _quarantine(result)
-    return DmarcAction(ActionKind.ACCEPT)
+    return _ACCEPT
 
 
 def authres_entry(result: DmarcResult) -> MethodResult:
