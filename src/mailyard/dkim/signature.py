@@ -98,7 +98,8 @@ def signature_from_tags(tags: dict[str, bytes]) -> Signature:
     idomain = idomain.lower().rstrip(".")
     if not at or not (idomain == domain or idomain.endswith("." + domain)):
         raise SignatureError("i= is not in d= or a subdomain of it")
-    timestamp, expires = _number(tags, "t"), _number(tags, "x")
+    timestamp = _number(tags, "t") if "t" in tags else None
+    expires = _number(tags, "x") if "x" in tags else None
     if timestamp is not None and expires is not None and expires < timestamp:
         raise SignatureError("x= is before t=")
     if "q" in tags and b"dns/txt" not in strip_fws(tags["q"]).lower().split(b":"):
@@ -108,7 +109,8 @@ def signature_from_tags(tags: dict[str, bytes]) -> Signature:
         body_hash=_b64(tags["bh"], "bh=", 64), domain=domain,
         selector=strip_fws(tags["s"]).decode("ascii", "replace"), headers=headers,
         header_canon=header_canon, body_canon=body_canon, identity=f"{local}@{idomain}",
-        length=_number(tags, "l"), timestamp=timestamp, expires=expires)
+        length=_number(tags, "l") if "l" in tags else None, timestamp=timestamp,
+        expires=expires)
 
 
 def _domain(value: bytes) -> str:
