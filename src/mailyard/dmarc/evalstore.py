@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from mailyard.dmarc.aggregate import AuthEntry, CountedEvaluation, Evaluation, PublishedPolicy
 from mailyard.obs import log_event
@@ -269,8 +269,7 @@ class EvaluationRecorder:
         then written."""
         rows: _Pending = {}
         for key, (count, first, last, facts) in pending.items():
-            evaluation = facts(key) if facts is not None else key
-            assert isinstance(evaluation, Evaluation)
+            evaluation = facts(key) if facts is not None else cast(Evaluation, key)
             row = rows.get(evaluation)
             if row is None:
                 rows[evaluation] = [count, first, last]
