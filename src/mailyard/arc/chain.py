@@ -70,6 +70,9 @@ class ArcResult:
                 "reason": self.reason, "domain": self.domain}
 
 
+_NO_CHAIN = ArcResult(ArcStatus.NONE)  # immutable: one for every message without a chain
+
+
 @dataclass(frozen=True)
 class _Set:
     aar: HeaderField
@@ -174,7 +177,7 @@ class ArcValidation:
         if self._error:
             return ArcResult(ArcStatus.FAIL, len(self._sets), self._error)
         if not self._sets:
-            return ArcResult(ArcStatus.NONE)
+            return _NO_CHAIN
         count = len(self._sets)
         newest = _tags(self._sets[-1].seal, ())
         domain = strip_fws(newest.get("d", b"")).decode("ascii", "replace").lower()

@@ -10,6 +10,7 @@ hashed octets without buffering the body.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import re
 from typing import NamedTuple
@@ -32,6 +33,7 @@ class Canon(enum.StrEnum):
     RELAXED = "relaxed"
 
 
+@functools.lru_cache(maxsize=64)  # a handful of values in use
 def parse_canon(value: bytes) -> tuple[Canon, Canon]:
     """The ``c=`` tag: ``header/body``, ``header`` alone means ``header/simple``
     (3.5).  Raises ValueError."""
@@ -52,17 +54,20 @@ def split_header(header: bytes) -> list[HeaderField]:
     that starts with whitespace continues the field before it; a line without a
     colon is kept as a field of that whole name, so that it is never signed."""
     fields: list[HeaderField] = []
+    append = fields.append
     # One C pass: split at each CRLF that does not start a continuation line.  A piece
     # that is empty or starts with CRLF begins at the empty line that ends the section.
     for raw in _FIELD_BREAK.split(header):
         if not raw or raw[:2] == CRLF:
             break
         raw += CRLF
-        fields.append(HeaderField(raw.split(b":", 1)[0].rstrip(b" \t").lower(), raw))
+        # (tuple.__new__: the NamedTuple without the Python frame of its __new__)
+        append(_new_tuple(HeaderField, (raw.partition(b":")[0].rstrip(b" \t").lower(), raw)))
     return fields
 
 
 _FIELD_BREAK = re.compile(rb"\r\n(?![ \t])")
+_new_tuple = tuple.__new__
 
 
 def canon_header(raw: bytes, canon: Canon) -> bytes:
@@ -113,10 +118,11 @@ def _relaxed_lines(lines: bytes) -> bytes:
     go first through a regex that only matches them: one pass instead of seven."""
     if b"\t" in lines:
         lines = lines.replace(b"\t", b" ")
-    if b"        " in lines:
-        lines = _LONG_RUN.sub(b" ", lines)
-    while b"  " in lines:
-        lines = lines.replace(b"  ", b" ")
+    if b"  " in lines:  # (no run of two: no longer one to look for either)
+        if b"        " in lines:
+            lines = _LONG_RUN.sub(b" ", lines)
+        while b"  " in lines:
+            lines = lines.replace(b"  ", b" ")
     return lines.replace(b" \r\n", CRLF)
 
 

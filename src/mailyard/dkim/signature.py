@@ -8,7 +8,6 @@ as it was hashed: the value of ``b=`` removed, everything else untouched (3.7).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import enum
 import re
@@ -21,7 +20,10 @@ __all__ = ["Algorithm", "Signature", "SignatureError", "parse_signature", "signa
            "without_b_value"]
 
 _REQUIRED = ("v", "a", "b", "bh", "d", "h", "s")
-_B_VALUE = re.compile(rb"(^|;)([ \t\r\n]*b[ \t\r\n]*=)[^;]*")
+_REQUIRED_SET = frozenset(_REQUIRED)
+# The b= tag: first in the list, or after a ";" (a literal the search skips to).
+_B_FIRST = re.compile(rb"[ \t\r\n]*b[ \t\r\n]*=")
+_B_LATER = re.compile(rb";[ \t\r\n]*b[ \t\r\n]*=")
 _DIGITS = re.compile(rb"[0-9]{1,12}\Z")
 _DOMAIN = re.compile(r"[a-z0-9._-]+")
 MAX_SIGNATURE_BYTES = 1024  # an RSA-8192 signature is 1,024 bytes
@@ -39,6 +41,9 @@ class Algorithm(enum.StrEnum):
     @property
     def hash_name(self) -> str:
         return "sha1" if self is Algorithm.RSA_SHA1 else "sha256"
+
+
+_ALGORITHMS = {a.value.encode(): a for a in Algorithm}  # by a= in lower case
 
 
 class SignatureError(ValueError):
@@ -72,17 +77,16 @@ def parse_signature(value: bytes) -> Signature:
 
 def signature_from_tags(tags: dict[str, bytes]) -> Signature:
     """The signature of a parsed tag list (:func:`parse_signature` after the syntax)."""
-    missing = [t for t in _REQUIRED if t not in tags]
-    if missing:
+    if not tags.keys() >= _REQUIRED_SET:
+        missing = [t for t in _REQUIRED if t not in tags]
         raise SignatureError(f"signature lacks {', '.join(t + '=' for t in missing)}")
     if tags["v"] != b"1":
         raise SignatureError("signature version is not 1")
-    try:
-        algorithm = Algorithm(tags["a"].decode("ascii").lower())
-    except ValueError:
-        raise SignatureError("unknown signing algorithm") from None
+    algorithm = _ALGORITHMS.get(tags["a"].lower())  # (bytes.lower: ASCII letters only)
+    if algorithm is None:
+        raise SignatureError("unknown signing algorithm")
     domain = _domain(tags["d"])
-    headers = tuple(strip_fws(h).lower() for h in tags["h"].split(b":"))
+    headers = tuple(strip_fws(tags["h"]).lower().split(b":"))
     if b"from" not in headers:
         raise SignatureError("h= does not include From")
     try:
@@ -94,7 +98,8 @@ def signature_from_tags(tags: dict[str, bytes]) -> Signature:
     idomain = idomain.lower().rstrip(".")
     if not at or not (idomain == domain or idomain.endswith("." + domain)):
         raise SignatureError("i= is not in d= or a subdomain of it")
-    timestamp, expires = _number(tags, "t"), _number(tags, "x")
+    timestamp = _number(tags, "t") if "t" in tags else None
+    expires = _number(tags, "x") if "x" in tags else None
     if timestamp is not None and expires is not None and expires < timestamp:
         raise SignatureError("x= is before t=")
     if "q" in tags and b"dns/txt" not in strip_fws(tags["q"]).lower().split(b":"):
@@ -104,7 +109,8 @@ def signature_from_tags(tags: dict[str, bytes]) -> Signature:
         body_hash=_b64(tags["bh"], "bh=", 64), domain=domain,
         selector=strip_fws(tags["s"]).decode("ascii", "replace"), headers=headers,
         header_canon=header_canon, body_canon=body_canon, identity=f"{local}@{idomain}",
-        length=_number(tags, "l"), timestamp=timestamp, expires=expires)
+        length=_number(tags, "l") if "l" in tags else None, timestamp=timestamp,
+        expires=expires)
 
 
 def _domain(value: bytes) -> str:
@@ -119,7 +125,8 @@ def _domain(value: bytes) -> str:
 
 def _b64(value: bytes, name: str, limit: int) -> bytes:
     try:
-        data = base64.b64decode(strip_fws(value), validate=True)
+        # (base64.b64decode(..., validate=True) without its Python wrapper)
+        data = binascii.a2b_base64(strip_fws(value), strict_mode=True)
     except (binascii.Error, ValueError):
         raise SignatureError(f"{name} is not valid base64") from None
     if not data or len(data) > limit:
@@ -140,4 +147,9 @@ def _number(tags: dict[str, bytes], name: str) -> int | None:
 def without_b_value(raw: bytes) -> bytes:
     """The field with the value of its b= tag removed (3.7), for hashing."""
     name, colon, value = raw.partition(b":")
-    return name + colon + _B_VALUE.sub(rb"\1\2", value, count=1)
+    found = _B_FIRST.match(value) or _B_LATER.search(value)
+    if found is None:
+        return raw
+    start = found.end()
+    end = value.find(b";", start)
+    return name + colon + value[:start] + (value[end:] if end >= 0 else b"")

@@ -147,7 +147,8 @@ class Verification:
             return result(DkimStatus.PERMERROR, "key type does not match a=")
         if record.hashes and sig.algorithm.hash_name not in record.hashes:
             return result(DkimStatus.PERMERROR, "key record h= excludes the hash")
-        if not {"*", "email"} & set(record.services):
+        services = record.services
+        if "*" not in services and "email" not in services:
             return result(DkimStatus.PERMERROR, "key record s= is not for email")
         if record.strict_identity and sig.identity.rpartition("@")[2] != sig.domain:
             return result(DkimStatus.PERMERROR, "key requires i= domain equal to d= (t=s)")

@@ -17,13 +17,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from mailyard.authres.format import dmarc_result
+from mailyard.authres.format import Spec, dmarc_result, dmarc_spec
 from mailyard.authres.model import MethodResult
 from mailyard.config import DmarcConfig
 from mailyard.dmarc.evaluate import Disposition, DmarcResult, DmarcStatus
 from mailyard.proto.smtp.replies import REPLY_DMARC_REJECT, Reply
 
-__all__ = ["QUARANTINE_FIELD", "ActionKind", "DmarcAction", "authres_entry", "dmarc_action"]
+__all__ = ["QUARANTINE_FIELD", "ActionKind", "DmarcAction", "authres_entry", "authres_spec",
+           "dmarc_action"]
 
 QUARANTINE_FIELD = "X-Mailyard-Quarantine"
 
@@ -41,6 +42,9 @@ class DmarcAction:
     field: bytes = b""  # a header field to add, for QUARANTINE
 
 
+_ACCEPT = DmarcAction(ActionKind.ACCEPT)  # immutable: one for every accepted message
+
+
 def _quarantine(result: DmarcResult) -> DmarcAction:
     policy = result.policy.value if result.policy is not None else "quarantine"
     field = f"{QUARANTINE_FIELD}: dmarc domain={result.author_domain} policy={policy}\r\n"
@@ -49,7 +53,7 @@ def _quarantine(result: DmarcResult) -> DmarcAction:
 
 def dmarc_action(result: DmarcResult, config: DmarcConfig) -> DmarcAction:
     if not config.enabled or result.status is not DmarcStatus.FAIL:
-        return DmarcAction(ActionKind.ACCEPT)
+        return _ACCEPT
     if result.disposition is Disposition.REJECT:
         if config.reject:
             return DmarcAction(ActionKind.REJECT,
@@ -57,7 +61,7 @@ def dmarc_action(result: DmarcResult, config: DmarcConfig) -> DmarcAction:
         return _quarantine(result)
     if result.disposition is Disposition.QUARANTINE:
         return _quarantine(result)
-    return DmarcAction(ActionKind.ACCEPT)
+    return _ACCEPT
 
 
 def authres_entry(result: DmarcResult) -> MethodResult:
@@ -69,3 +73,11 @@ def authres_entry(result: DmarcResult) -> MethodResult:
     return dmarc_result(str(result.status), result.author_domain, policy=policy,
                         disposition=disposition)
 
+
+
+def authres_spec(result: DmarcResult) -> Spec:
+    """:func:`authres_entry` as plain values (:mod:`mailyard.authres.format`)."""
+    policy = str(result.policy) if result.policy is not None else ""
+    disposition = str(result.disposition) if result.policy is not None else ""
+    return dmarc_spec(str(result.status), result.author_domain, policy=policy,
+                      disposition=disposition)

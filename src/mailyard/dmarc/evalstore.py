@@ -26,9 +26,10 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from mailyard.dmarc.aggregate import AuthEntry, CountedEvaluation, Evaluation, PublishedPolicy
 from mailyard.obs import log_event
@@ -103,6 +104,8 @@ class SentReport:
 
 
 _Pending = dict[Evaluation, list[float]]  # evaluation -> [count, first, last]
+# key -> [count, first, last, the function that makes the key an Evaluation (None: it is one)]
+_Keyed = dict[Hashable, list[Any]]
 
 
 class EvaluationStore:
@@ -211,15 +214,22 @@ class EvaluationRecorder:
         self.store = store
         self.clock = clock
         self.delay = delay
-        self._pending: _Pending = {}
+        self._pending: _Keyed = {}
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     def note(self, evaluation: Evaluation) -> None:
+        self.note_key(evaluation, None)
+
+    def note_key(self, key: Hashable, facts: Callable[[Any], Evaluation] | None) -> None:
+        """Count the evaluation ``facts(key)`` (``key`` itself when ``facts`` is None).
+        Equal keys are counted together and ``facts`` runs once per distinct key, when
+        the counts are written: a message costs a tuple and a dictionary update, not an
+        Evaluation and its hash."""
         now = self.clock()
-        counted = self._pending.get(evaluation)
+        counted = self._pending.get(key)
         if counted is None:
-            self._pending[evaluation] = [1, now, now]
+            self._pending[key] = [1, now, now, facts]
         else:
             counted[0] += 1
             counted[2] = now
@@ -249,10 +259,25 @@ class EvaluationRecorder:
         if not pending:
             return
         try:
-            await asyncio.to_thread(self.store.add, pending)
+            await asyncio.to_thread(self._add, pending)
         except (sqlite3.Error, OSError) as exc:
             log_event(log, "DMARC evaluations not recorded", level=logging.WARNING,
                       rows=len(pending), error=f"{type(exc).__name__}: {exc}")
+
+    def _add(self, pending: _Keyed) -> None:
+        """The counts by key made Evaluations (keys that give the same one are summed),
+        then written."""
+        rows: _Pending = {}
+        for key, (count, first, last, facts) in pending.items():
+            evaluation = facts(key) if facts is not None else cast(Evaluation, key)
+            row = rows.get(evaluation)
+            if row is None:
+                rows[evaluation] = [count, first, last]
+            else:
+                row[0] += count
+                row[1] = min(row[1], first)
+                row[2] = max(row[2], last)
+        self.store.add(rows)
 
     async def aclose(self) -> None:
         if self._timer is not None:

@@ -204,12 +204,24 @@ async def evaluate_domain(author: str, spf: SpfOutcome | None, dkim: Sequence[Dk
     """DMARC for one Author Domain (U-labels are converted, case is ignored)."""
     try:
         author = ascii_domain(author)
+    except DnsNameError:
+        return DmarcResult(DmarcStatus.PERMERROR, author_domain=author,
+                           reason="From domain is not a valid domain name")
+    return await _evaluate(author, spf, dkim, resolver, suffixes, sample)
+
+
+async def _evaluate(author: str, spf: SpfOutcome | None, dkim: Sequence[DkimOutcome],
+                    resolver: Resolver, suffixes: PublicSuffixes, sample: Sampler) -> DmarcResult:
+    """:func:`evaluate_domain` for a name already in the form :func:`ascii_domain`
+    gives (the Author Domains of :func:`author_domains` are)."""
+    try:
         found = await _discover(resolver, author, suffixes.organizational_domain(author))
         if found.record is None:
             return DmarcResult(DmarcStatus.NONE, author_domain=author,
                                policy_domain=found.domain, reason=found.reason)
         record = found.record
-        policy = await _requested_policy(resolver, record, author, found.domain)
+        policy = (record.policy if found.domain == author  # (no coroutine for the usual case)
+                  else await _requested_policy(resolver, record, author, found.domain))
     except DnsTemporaryError as exc:
         return DmarcResult(DmarcStatus.TEMPERROR, author_domain=author,
                            reason=f"DNS: {exc.reason}")
@@ -233,6 +245,8 @@ async def evaluate_domain(author: str, spf: SpfOutcome | None, dkim: Sequence[Dk
 def _combine(results: Sequence[DmarcResult]) -> DmarcResult:
     """Several Author Domains (RFC 7489 6.6.1): the strictest failing policy wins;
     without a failure, an error, then none, then pass."""
+    if len(results) == 1:
+        return results[0]
     failed = [r for r in results if r.status is DmarcStatus.FAIL]
     if failed:
         return max(failed, key=lambda r: _STRICTNESS[r.disposition])
@@ -251,6 +265,6 @@ async def evaluate_message(from_values: Sequence[str], spf: SpfOutcome | None,
     domains = author_domains(from_values)
     if isinstance(domains, FromProblem):
         return DmarcResult(DmarcStatus.PERMERROR, reason=domains.value)
-    results = [await evaluate_domain(domain, spf, dkim, resolver, suffixes, sample)
+    results = [await _evaluate(domain, spf, dkim, resolver, suffixes, sample)
                for domain in domains]
     return _combine(results)

@@ -15,6 +15,7 @@ import functools
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from mailyard.dns.api import AnswerKind, BaseResolver, RecordSet
 
@@ -36,7 +37,8 @@ class CachingResolver(BaseResolver):
         self.max_ttl = max_ttl
         self.max_negative_ttl = max_negative_ttl
         self.clock = clock
-        self._entries: OrderedDict[_Key, tuple[float, RecordSet]] = OrderedDict()
+        # key -> [expiry, the answer, its last copy with the TTL left (None: none yet)]
+        self._entries: OrderedDict[_Key, list[Any]] = OrderedDict()
         self._inflight: dict[_Key, asyncio.Task[RecordSet]] = {}
 
     def __len__(self) -> int:
@@ -63,15 +65,21 @@ class CachingResolver(BaseResolver):
         entry = self._entries.get(key)
         if entry is None:
             return None
-        expires, answer = entry
+        expires, answer, _ = entry
         remaining = expires - self.clock()
         if remaining <= 0:
             del self._entries[key]
             return None
         self._entries.move_to_end(key)
-        # (the constructor, not dataclasses.replace: this is the hot path of a warm cache)
-        return RecordSet(answer.name, answer.rdtype, answer.kind, answer.records,
-                         int(remaining), answer.canonical_name)
+        # The answer with the TTL left: one copy per whole second, shared by the hits
+        # within it (immutable, so a shared copy is the same as a new one).
+        ttl = int(remaining)
+        copy = entry[2]
+        if copy is None or copy.ttl != ttl:
+            # (the constructor, not dataclasses.replace: the hot path of a warm cache)
+            copy = entry[2] = RecordSet(answer.name, answer.rdtype, answer.kind,
+                                        answer.records, ttl, answer.canonical_name)
+        return copy
 
     def _finished(self, key: _Key, task: asyncio.Task[RecordSet]) -> None:
         self._inflight.pop(key, None)
@@ -82,7 +90,7 @@ class CachingResolver(BaseResolver):
         ttl = min(answer.ttl, cap)
         if ttl <= 0:
             return
-        self._entries[key] = (self.clock() + ttl, answer)
+        self._entries[key] = [self.clock() + ttl, answer, None]
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

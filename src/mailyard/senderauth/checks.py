@@ -19,14 +19,22 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from mailyard.arc.chain import ArcResult, ArcStatus, ArcValidation
-from mailyard.authres.format import arc_result, dkim_results, format_field, spf_result
+from mailyard.authres.format import (
+    Spec,
+    arc_spec,
+    dkim_specs,
+    field_of,
+    method_result,
+    resinfo_text,
+    spf_spec,
+)
 from mailyard.authres.model import AuthResults, MethodResult
 from mailyard.config import DmarcConfig
 from mailyard.dkim.canon import split_header
 from mailyard.dkim.result import DkimResult, DkimStatus
 from mailyard.dkim.tags import strip_fws
 from mailyard.dkim.verify import Verification, VerifyPolicy
-from mailyard.dmarc.action import ActionKind, DmarcAction, authres_entry, dmarc_action
+from mailyard.dmarc.action import ActionKind, DmarcAction, authres_spec, dmarc_action
 from mailyard.dmarc.evaluate import (
     DkimOutcome,
     DmarcResult,
@@ -61,9 +69,12 @@ class SpfInput:
                 "domain": self.domain}
 
     def entry(self) -> MethodResult:
+        return method_result(self.spec())
+
+    def spec(self) -> Spec:
         if self.identity == "helo":
-            return spf_result(self.result, helo=self.domain)
-        return spf_result(self.result, mail_from=self.sender)
+            return spf_spec(self.result, helo=self.domain)
+        return spf_spec(self.result, mail_from=self.sender)
 
 
 @dataclass(frozen=True)
@@ -79,24 +90,28 @@ class Verdict:
     dmarc_config: DmarcConfig = field(default_factory=DmarcConfig)
     spf_helo: SpfInput | None = None  # the HELO identity, when checked separately
 
-    def results(self, authserv_id: str) -> AuthResults:
-        entries: list[MethodResult] = []
+    def _specs(self) -> list[Spec]:
+        specs: list[Spec] = []
         if self.spf is not None:
-            entries.append(self.spf.entry())
+            specs.append(self.spf.spec())
         if self.spf_helo is not None:
-            entries.append(self.spf_helo.entry())
-        entries += dkim_results([(str(r.status), r.domain, r.selector, b)
-                                 for r, b in zip(self.dkim, self.signatures, strict=True)])
+            specs.append(self.spf_helo.spec())
+        specs += dkim_specs([(str(r.status), r.domain, r.selector, b)
+                             for r, b in zip(self.dkim, self.signatures, strict=True)])
         if not self.dkim:
-            entries.append(MethodResult("dkim", "none"))
+            specs.append(("dkim", "none", (), ""))
         if self.dmarc is not None:
-            entries.append(authres_entry(self.dmarc))
-        entries.append(arc_result(str(self.arc.status), remote_ip=self.remote_ip))
-        return AuthResults(authserv_id, tuple(entries))
+            specs.append(authres_spec(self.dmarc))
+        specs.append(arc_spec(str(self.arc.status), remote_ip=self.remote_ip))
+        return specs
+
+    def results(self, authserv_id: str) -> AuthResults:
+        return AuthResults(authserv_id, tuple(method_result(s) for s in self._specs()))
 
     def field(self, authserv_id: str) -> bytes:
-        """Our Authentication-Results field, with its CRLF."""
-        return format_field(self.results(authserv_id))
+        """Our Authentication-Results field, with its CRLF: :meth:`results` formatted
+        (``format_field``), written straight from the results' values."""
+        return field_of(authserv_id, [resinfo_text(*spec) for spec in self._specs()])
 
     def action(self) -> DmarcAction:
         return self._action
@@ -126,8 +141,10 @@ def _dsb(tags: dict[str, bytes] | None) -> tuple[str, str, str]:
     unreadable: ``tags`` None)."""
     if tags is None:
         return "", "", ""
-    d, s, b = (strip_fws(tags.get(t, b"")).decode("ascii", "replace") for t in "dsb")
-    return d.lower(), s, b
+    get = tags.get
+    return (strip_fws(get("d", b"")).decode("ascii", "replace").lower(),
+            strip_fws(get("s", b"")).decode("ascii", "replace"),
+            strip_fws(get("b", b"")).decode("ascii", "replace"))
 
 
 class MessageChecks:

@@ -31,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from mailyard.authres.strip import strip_claimed
 from mailyard.config import (
@@ -48,6 +48,7 @@ from mailyard.dmarc.action import ActionKind
 from mailyard.dmarc.aggregate import AuthEntry, Evaluation, PublishedPolicy
 from mailyard.dmarc.evalstore import EvaluationRecorder, EvaluationStore
 from mailyard.dmarc.orgdomain import PublicSuffixes
+from mailyard.dmarc.record import DmarcRecord
 from mailyard.dns.api import Resolver
 from mailyard.ingest.api import ContentObserver, IngestRefused, Origin, Submission
 from mailyard.obs import log_event
@@ -58,6 +59,7 @@ __all__ = ["FOLDER_FIELD", "JUNK", "InboundChecks", "OwnFields", "inbound_checks
            "without_fields"]
 
 log = logging.getLogger("mailyard.senderauth")
+T = TypeVar("T")
 
 FOLDER_FIELD = b"X-Mailyard-Folder"
 JUNK = "Junk"  # the folder instruction's value: the mailbox's \Junk folder
@@ -119,6 +121,48 @@ def spf_helo_of(submission: Submission) -> SpfInput | None:
     return None if submission.spf_helo is None else spf_input(submission.spf_helo)
 
 
+async def within(budget: float, coro: Coroutine[Any, Any, T]) -> T:
+    """``await coro``, given at most ``budget`` seconds (TimeoutError), as under
+    ``asyncio.timeout`` (in this task, no task of its own as ``wait_for`` would make);
+    but the timer is set only once ``coro`` has to wait.  The checks of a message whose
+    DNS answers are all in the caches finish at their first step, and then no timer
+    handle is made, pushed onto the event loop's heap and cancelled per message."""
+    deadline = asyncio.get_running_loop().time() + budget
+    try:
+        try:
+            yielded = coro.send(None)
+        except StopIteration as done:
+            return cast(T, done.value)
+        async with asyncio.timeout_at(deadline):
+            return await _resumed(coro, yielded)
+    finally:
+        coro.close()  # (a no-op once it has finished)
+
+
+async def _resumed(coro: Coroutine[Any, Any, T], yielded: Any) -> T:
+    """Go on with ``coro``, which yielded ``yielded`` to the event loop (a future it
+    waits for, or None for a bare yield), as a task would: resumed once the future is
+    done (the coroutine takes its result or exception itself); a cancellation of this
+    task cancels that future, or is thrown into ``coro`` when there is none to cancel."""
+    while True:
+        try:
+            if yielded is None:
+                await asyncio.sleep(0)
+            else:
+                await asyncio.wait((yielded,))
+        except asyncio.CancelledError as exc:
+            if yielded is None or not yielded.cancel():
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as done:
+                    return cast(T, done.value)
+                continue
+        try:
+            yielded = coro.send(None)
+        except StopIteration as done:
+            return cast(T, done.value)
+
+
 class InboundChecks:
     """DKIM, ARC and DMARC on port-25 mail (see the module doc).  ``resolver`` is made
     on first use (the CLI's ingest never needs one); ``spf_of`` gives the SPF result
@@ -140,6 +184,7 @@ class InboundChecks:
         self.spf_of = spf_of
         self.spf_helo_of = spf_helo_of
         self.time_budget = time_budget
+        self._published = PublishedPolicies()
 
     @property
     def resolver(self) -> Resolver:
@@ -172,9 +217,8 @@ class InboundChecks:
         than ``time_budget`` seconds in all (the session waits for its answer)."""
         spf, spf_helo = self.spf_of(submission), self.spf_helo_of(submission)
         try:
-            async with asyncio.timeout(self.time_budget):  # no task of its own, unlike wait_for
-                return await checks.finish(self.resolver, spf, self._make_suffixes(),
-                                           spf_helo=spf_helo)
+            return await within(self.time_budget, checks.finish(
+                self.resolver, spf, self._make_suffixes(), spf_helo=spf_helo))
         except TimeoutError:
             return checks.timed_out(spf, spf_helo)
 
@@ -182,9 +226,9 @@ class InboundChecks:
         """Count the DMARC evaluation for the aggregate reports (``[dmarc] reports``)."""
         if self.recorder is None:
             return
-        evaluation = report_facts(verdict, submission)
-        if evaluation is not None:
-            self.recorder.note(evaluation)
+        key = report_key(verdict, submission, self._published)
+        if key is not None:
+            self.recorder.note_key(key, evaluation_of)
 
     async def aclose(self) -> None:
         """Write the evaluations counted but not yet recorded (at shutdown)."""
@@ -208,30 +252,75 @@ _APPLIED = {ActionKind.ACCEPT: "none", ActionKind.QUARANTINE: "quarantine",
             ActionKind.REJECT: "reject"}
 
 
-def report_facts(verdict: Verdict, submission: Submission) -> Evaluation | None:
-    """What an aggregate report says about this message (RFC 7489 appendix C); None
-    when no DMARC record with a ``rua`` applied to it (nobody asked for a report)."""
+# What an aggregate report row says about one message, as plain values (cheap to make
+# and to hash, for the count per message): the fields of an Evaluation in order, each
+# AuthEntry a tuple of its fields.
+ReportKey = tuple[str, str, str, str, str, str, str, tuple[str, ...],
+                  tuple[tuple[str, str, str, str, str], ...], PublishedPolicy]
+
+
+class PublishedPolicies:
+    """The ``policy_published`` of each DMARC record in use, made once per record
+    object (records are remembered per text by the parser; the policy is immutable)."""
+
+    MAX = 1024
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[DmarcRecord, PublishedPolicy]] = {}
+
+    def of(self, record: DmarcRecord) -> PublishedPolicy:
+        known = self._by_id.get(id(record))
+        if known is not None and known[0] is record:  # (held here: its id is not reused)
+            return known[1]
+        if len(self._by_id) >= self.MAX:
+            self._by_id.clear()
+        policy = PublishedPolicy.of(record)
+        self._by_id[id(record)] = (record, policy)
+        return policy
+
+
+def report_key(verdict: Verdict, submission: Submission,
+               published: PublishedPolicies | None = None) -> ReportKey | None:
+    """What an aggregate report says about this message (RFC 7489 appendix C), as
+    :data:`ReportKey` (:func:`evaluation_of` makes it an Evaluation); None when no
+    DMARC record with a ``rua`` applied to it (nobody asked for a report)."""
     dmarc = verdict.dmarc
     if dmarc is None or dmarc.record is None or not dmarc.record.rua:
         return None
     applied = _APPLIED[verdict.action().kind]
-    reasons: list[str] = []
+    reasons: tuple[str, ...] = ()
     if dmarc.sampled_out:
-        reasons.append("sampled_out")
-    if applied != str(dmarc.disposition) and not dmarc.sampled_out:
-        reasons.append("local_policy")
-    auth = [AuthEntry("dkim", r.domain, str(r.status), selector=r.selector)
-            for r in verdict.dkim if r.domain]
-    if verdict.spf is not None:
-        scope = "helo" if verdict.spf.identity == "helo" else "mfrom"
-        auth.append(AuthEntry("spf", verdict.spf.domain, verdict.spf.result, scope=scope))
-    sender = submission.envelope.sender
+        reasons = ("sampled_out",)
+    elif applied != str(dmarc.disposition):
+        reasons = ("local_policy",)
+    auth = tuple([("dkim", r.domain, str(r.status), r.selector, "")
+                  for r in verdict.dkim if r.domain])
+    spf = verdict.spf
+    if spf is not None:
+        scope = "helo" if spf.identity == "helo" else "mfrom"
+        auth += (("spf", spf.domain, spf.result, "", scope),)
+    envelope = submission.envelope
+    policy = (PublishedPolicy.of(dmarc.record) if published is None
+              else published.of(dmarc.record))
+    return (dmarc.policy_domain, dmarc.author_domain, envelope.client_ip,
+            envelope.sender.rpartition("@")[2].lower(), applied,
+            "pass" if dmarc.dkim_aligned else "fail", "pass" if dmarc.spf_aligned else "fail",
+            reasons, auth, policy)
+
+
+def evaluation_of(key: ReportKey) -> Evaluation:
+    (policy_domain, header_from, source_ip, envelope_from, disposition, dkim, spf, reasons,
+     auth, policy) = key
     return Evaluation(
-        policy_domain=dmarc.policy_domain, header_from=dmarc.author_domain,
-        source_ip=submission.envelope.client_ip, envelope_from=sender.rpartition("@")[2].lower(),
-        disposition=applied, dkim="pass" if dmarc.dkim_aligned else "fail",
-        spf="pass" if dmarc.spf_aligned else "fail", reasons=tuple(reasons),
-        auth=tuple(auth), policy=PublishedPolicy.of(dmarc.record))
+        policy_domain=policy_domain, header_from=header_from, source_ip=source_ip,
+        envelope_from=envelope_from, disposition=disposition, dkim=dkim, spf=spf,
+        reasons=reasons, auth=tuple(AuthEntry(*entry) for entry in auth), policy=policy)
+
+
+def report_facts(verdict: Verdict, submission: Submission) -> Evaluation | None:
+    """The Evaluation of :func:`report_key`."""
+    key = report_key(verdict, submission)
+    return None if key is None else evaluation_of(key)
 
 
 # The end of a line (as ``bytes.splitlines`` sees one) that no continuation follows.

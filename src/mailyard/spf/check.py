@@ -417,10 +417,12 @@ async def _check_helo(resolver: Resolver, ip: str, helo: str, identity: Identity
                             receiver=receiver, limits=limits, clock=clock, memo=memo)
 
 
+@functools.lru_cache(maxsize=4096)  # a client says the same HELO for every message
 def _helo_identity(ip: str, helo: str, identity: Identity
                    ) -> tuple[str, str, SpfResult | None]:
     """The HELO name and its ``postmaster`` sender, and the ``none`` result when the
-    name is an address literal or not a domain name (then nothing is looked up)."""
+    name is an address literal or not a domain name (then nothing is looked up).
+    Values only (the result is immutable), so they are remembered."""
     name = helo.strip().rstrip(".")
     sender = f"postmaster@{name}"
     if name.startswith("[") or not valid_domain(name) or name.rpartition(".")[2].isdigit():

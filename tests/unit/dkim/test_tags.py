@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import random
+import re
+from collections.abc import Callable
+
 import pytest
 
+from mailyard.dkim import tags as tags_module
+from mailyard.dkim.signature import without_b_value
 from mailyard.dkim.tags import TagListError, parse_tag_list
 
 
@@ -30,3 +36,55 @@ def test_a_value_outside_valchar_is_an_error_naming_its_tag(text: bytes) -> None
 def test_tag_names_are_strict(text: bytes, message: str) -> None:
     with pytest.raises(TagListError, match=message):
         parse_tag_list(text)
+
+
+def _reference_b_removed(raw: bytes) -> bytes:
+    """3.7 as one substitution: the value of the first b= tag removed."""
+    name, colon, value = raw.partition(b":")
+    return name + colon + re.sub(rb"(^|;)([ \t\r\n]*b[ \t\r\n]*=)[^;]*", rb"\1\2", value,
+                                 count=1)
+
+
+# Octets that make tag lists interesting: FWS, separators, tag name characters,
+# base64, a control and a non-ASCII octet.
+_ALPHABET = b" \t\r\n;=:bBhv1a_-+/\x00\xe4"
+
+
+def _random_lists(count: int) -> list[bytes]:
+    rng = random.Random(6376)
+    texts = [b"", b";", b" ; ", b"v=1;;a=2", b"b=;", b"=1", b"v=1; v=2", b"a=1;\r\n\t"]
+    for _ in range(count):
+        items = []
+        for _ in range(rng.randrange(1, 6)):
+            if rng.random() < 0.8:  # mostly well-formed items, now and then a stray octet
+                items.append(rng.choice([b"", b" ", b"\r\n\t"]) + rng.choice([b"v", b"b", b"bh",
+                             b"h", b"a_1", b"1a", b"x y"]) + rng.choice([b"", b" "]) + b"="
+                             + bytes(rng.choice(_ALPHABET.replace(b";", b""))
+                                     for _ in range(rng.randrange(0, 8))))
+            else:
+                items.append(bytes(rng.choice(_ALPHABET) for _ in range(rng.randrange(0, 6))))
+        texts.append(b";".join(items) + rng.choice([b"", b";", b"; ", b"\r\n "]))
+    return texts
+
+
+def _outcome(parse: Callable[[bytes], dict[str, bytes]], text: bytes) -> object:
+    try:
+        return parse(text)
+    except TagListError as exc:
+        return str(exc)
+
+
+def test_the_one_pass_parse_gives_what_the_item_by_item_parse_gives() -> None:
+    """3.2: the usual list is read in two regex passes; on any input (well formed, a tag
+    twice, a bad name, a bad value, empty items) the result or the error is that of
+    reading it item by item."""
+    for text in _random_lists(20_000):
+        assert _outcome(parse_tag_list, text) == _outcome(tags_module._parse_items, text), text
+
+
+def test_removing_the_b_value_matches_the_substitution() -> None:
+    """3.7: the b= value removed, everything else untouched, whatever surrounds it."""
+    for text in _random_lists(20_000):
+        raw = b"DKIM-Signature:" + text
+        assert without_b_value(raw) == _reference_b_removed(raw), raw
+    assert without_b_value(b"no colon b=x") == b"no colon b=x"

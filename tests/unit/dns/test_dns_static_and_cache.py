@@ -123,6 +123,33 @@ def test_positive_answers_cached_for_their_ttl():
     run(go())
 
 
+def test_hits_within_a_second_share_one_answer_with_the_ttl_left():
+    """The answer a hit returns carries the TTL left in whole seconds (RFC 2181 8);
+    within one second the hits get one shared (immutable) copy, a later hit a new one
+    with the lower TTL."""
+    cache, upstream, now = make_cache()
+
+    async def go():
+        first = await cache.query("mx.example.org", "A")
+        now[0] = 10.2
+        a = await cache.query("mx.example.org", "A")
+        now[0] = 10.9
+        b = await cache.query("MX.example.org", "A")
+        now[0] = 11.5
+        c = await cache.query("mx.example.org", "A")
+        now[0] = 99.5
+        d = await cache.query("mx.example.org", "A")
+        assert (first.ttl, a.ttl, b.ttl, c.ttl, d.ttl) == (100, 89, 89, 88, 0)
+        assert b is a and c is not a and c.records == a.records == first.records
+        assert (c.name, c.rdtype, c.kind, c.canonical_name) == (
+            first.name, first.rdtype, first.kind, first.canonical_name)
+        now[0] = 100.0
+        await cache.query("mx.example.org", "A")
+        assert upstream.calls == 2  # expired at its TTL
+
+    asyncio.run(go())
+
+
 def test_negative_answers_cached_for_negative_ttl():
     """RFC 2308 5: NXDOMAIN and NODATA are cached for the negative TTL."""
     cache, upstream, now = make_cache()
