@@ -31,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection
 from dataclasses import replace
-from typing import Any, Protocol, TypeVar, cast
+from typing import Protocol
 
 from mailyard.authres.strip import strip_claimed
 from mailyard.config import (
@@ -59,7 +59,6 @@ __all__ = ["FOLDER_FIELD", "JUNK", "InboundChecks", "OwnFields", "inbound_checks
            "without_fields"]
 
 log = logging.getLogger("mailyard.senderauth")
-T = TypeVar("T")
 
 FOLDER_FIELD = b"X-Mailyard-Folder"
 JUNK = "Junk"  # the folder instruction's value: the mailbox's \Junk folder
@@ -121,48 +120,6 @@ def spf_helo_of(submission: Submission) -> SpfInput | None:
     return None if submission.spf_helo is None else spf_input(submission.spf_helo)
 
 
-async def within(budget: float, coro: Coroutine[Any, Any, T]) -> T:
-    """``await coro``, given at most ``budget`` seconds (TimeoutError), as under
-    ``asyncio.timeout`` (in this task, no task of its own as ``wait_for`` would make);
-    but the timer is set only once ``coro`` has to wait.  The checks of a message whose
-    DNS answers are all in the caches finish at their first step, and then no timer
-    handle is made, pushed onto the event loop's heap and cancelled per message."""
-    deadline = asyncio.get_running_loop().time() + budget
-    try:
-        try:
-            yielded = coro.send(None)
-        except StopIteration as done:
-            return cast(T, done.value)
-        async with asyncio.timeout_at(deadline):
-            return await _resumed(coro, yielded)
-    finally:
-        coro.close()  # (a no-op once it has finished)
-
-
-async def _resumed(coro: Coroutine[Any, Any, T], yielded: Any) -> T:
-    """Go on with ``coro``, which yielded ``yielded`` to the event loop (a future it
-    waits for, or None for a bare yield), as a task would: resumed once the future is
-    done (the coroutine takes its result or exception itself); a cancellation of this
-    task cancels that future, or is thrown into ``coro`` when there is none to cancel."""
-    while True:
-        try:
-            if yielded is None:
-                await asyncio.sleep(0)
-            else:
-                await asyncio.wait((yielded,))
-        except asyncio.CancelledError as exc:
-            if yielded is None or not yielded.cancel():
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as done:
-                    return cast(T, done.value)
-                continue
-        try:
-            yielded = coro.send(None)
-        except StopIteration as done:
-            return cast(T, done.value)
-
-
 class InboundChecks:
     """DKIM, ARC and DMARC on port-25 mail (see the module doc).  ``resolver`` is made
     on first use (the CLI's ingest never needs one); ``spf_of`` gives the SPF result
@@ -217,8 +174,9 @@ class InboundChecks:
         than ``time_budget`` seconds in all (the session waits for its answer)."""
         spf, spf_helo = self.spf_of(submission), self.spf_helo_of(submission)
         try:
-            return await within(self.time_budget, checks.finish(
-                self.resolver, spf, self._make_suffixes(), spf_helo=spf_helo))
+            async with asyncio.timeout(self.time_budget):  # no task of its own, unlike wait_for
+                return await checks.finish(self.resolver, spf, self._make_suffixes(),
+                                           spf_helo=spf_helo)
         except TimeoutError:
             return checks.timed_out(spf, spf_helo)
 
