@@ -432,10 +432,14 @@ class SourceRun:
 
 def run_smtp_source(port: int, *, messages: int, sessions: int, size: int,
                     sender: str, recipient: str, timeout: float,
-                    extra: Sequence[str] = ()) -> SourceRun:
-    """One ``smtp-source`` run (a new connection per message: no ``-d``); wall time."""
+                    extra: Sequence[str] = (), message_file: Path | None = None) -> SourceRun:
+    """One ``smtp-source`` run (a new connection per message: no ``-d``); wall time.
+    With ``message_file`` every message is that file as it is (``-F``: header and body,
+    LF line ends, sent with CRLF and dot-stuffed) instead of a generated ``size``-byte
+    one."""
+    content = ["-F", str(message_file)] if message_file is not None else ["-l", str(size)]
     argv = [postfix_tool("smtp-source"), "-s", str(sessions), "-m", str(messages),
-            "-l", str(size), "-f", sender, "-t", recipient, "-M", "source.bench.test",
+            *content, "-f", sender, "-t", recipient, "-M", "source.bench.test",
             *extra, f"127.0.0.1:{port}"]
     start = time.monotonic()
     try:
