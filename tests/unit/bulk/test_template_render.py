@@ -122,6 +122,16 @@ def test_syntax_errors_are_reported_at_compile_time_with_line() -> None:
     assert caught.value.part is Part.HTML and caught.value.line is not None
 
 
+@pytest.mark.parametrize("subject", ["{{" * 1000, "{{" + "(" * 300 + "1" + ")" * 300 + "}}",
+                                     "{{" + "-" * 3000 + "1 }}"], ids=["braces", "parens", "minus"])
+def test_deep_nesting_is_a_syntax_problem(subject: str) -> None:
+    """The parser and compiler recurse once per level: a deep template is refused as
+    a template problem (an HTTP 422, a CLI message), not a RecursionError."""
+    with pytest.raises(TemplateSyntaxProblem, match="nested too deeply") as caught:
+        compiled(subject=subject)
+    assert caught.value.part is Part.SUBJECT
+
+
 def test_a_template_needs_a_body() -> None:
     with pytest.raises(TemplateSyntaxProblem):
         CompiledTemplate(TemplateSource(subject="s"))

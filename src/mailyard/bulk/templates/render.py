@@ -144,6 +144,8 @@ class _CompiledPart:
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateSyntaxProblem(part, exc.message or "syntax error",
                                         exc.lineno) from None
+        except RecursionError:  # the parser and compiler recurse once per nesting level
+            raise TemplateSyntaxProblem(part, "nested too deeply") from None
         self.template = env.template_class.from_code(env, code, env.make_globals(None))
         self.filename = f"<{part.value}>"
 
