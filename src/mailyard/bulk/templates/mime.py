@@ -26,6 +26,7 @@ MIME boundary, which contains ``=_``, can never occur in a quoted-printable body
 from __future__ import annotations
 
 import binascii
+import functools
 import itertools
 import re
 import secrets
@@ -282,6 +283,13 @@ def quoted_printable(text: str) -> bytes:
     return b"".join(out)
 
 
+@functools.lru_cache(maxsize=64)
+def _mailbox_field(name: str, box: Mailbox) -> str:
+    """The From or Reply-To field of ``box``: the same in every message of a campaign,
+    so made once (HeaderRefused is raised each time, exceptions are not kept)."""
+    return _line(name, format_mailbox(box))
+
+
 def build_message(content: RenderedContent, *, sender: Mailbox, to: Mailbox,
                   date: float, message_id: str | None = None,
                   reply_to: Mailbox | None = None, lists: ListHeaders | None = None,
@@ -296,12 +304,12 @@ def build_message(content: RenderedContent, *, sender: Mailbox, to: Mailbox,
     elif not _MSG_ID.fullmatch(message_id):
         raise HeaderRefused(f"not a Message-ID: {message_id!r}")
     head = [f"Date: {format_date(date)}\r\n",
-            _line("From", format_mailbox(sender)),
+            _mailbox_field("From", sender),
             _line("To", ", ".join(format_mailbox(m) for m in (to, *also_to))),
             _subject(content.subject),
             f"Message-ID: {message_id}\r\n"]
     if reply_to is not None:
-        head.append(_line("Reply-To", format_mailbox(reply_to)))
+        head.append(_mailbox_field("Reply-To", reply_to))
     if lists is not None:
         head += list_fields(lists)
     head += [extra_field(name, value) for name, value in extra]
