@@ -8,8 +8,9 @@ Prints the wall and CPU time per message and the top functions by cumulative and
 time.  Run: ``python3 bench/profile_campaign.py [--contacts 10000] [--top 40]``.
 ``--render-step``: only what a render process does, in this process (the call's and
 the answer's pickles, ``compose_chunk`` with RSA-2048 signing, chunks of ten), with
-the CPU time of this thread.  Profiles count the CPU time of the main thread (the
-spool's commit threads are not in them; the totals printed are of the process).
+the CPU time of this thread (``--no-sign``: without the signing).  Profiles count
+the CPU time of the main thread (the spool's commit threads are not in them; the
+totals printed are of the process).
 """
 
 from __future__ import annotations
@@ -55,13 +56,14 @@ def bench_module() -> object:
 
 
 def render_step(campaign: object, settings: object, config: object, links: list[str],
-                contacts: int) -> None:
+                contacts: int, sign: bool = True) -> None:
     """What a render process does for ``contacts`` recipients."""
     import pickle
 
     from mailyard.bulk.campaigns.runner import CHUNK
 
-    renderpool.start(RenderSigning.of(config.dkim, config.data_dir))  # type: ignore[attr-defined]
+    renderpool.start(RenderSigning.of(config.dkim, config.data_dir)  # type: ignore[attr-defined]
+                     if sign else None)
     jobs = [renderpool.ComposeJob(i + 1, f"r{i}@readers.bench.test", f"Reader {i}",
                                   {"plan": "pro" if i % 3 else "free", "city": f"City {i % 50}",
                                    "since": f"20{10 + i % 15}", "points": str(i % 997)},
@@ -87,6 +89,7 @@ def main() -> int:
     p.add_argument("--no-profile", action="store_true")
     p.add_argument("--render-workers", type=int, default=0)
     p.add_argument("--render-step", action="store_true")
+    p.add_argument("--no-sign", action="store_true", help="--render-step without DKIM")
     args = p.parse_args()
     bench = bench_module()
     with tempfile.TemporaryDirectory(prefix="profile-campaign-") as tmp:
@@ -114,11 +117,12 @@ def main() -> int:
             links = list(bench.LINKS)  # type: ignore[attr-defined]
             profile = cProfile.Profile(time.thread_time)
             wall, cpu = time.perf_counter(), time.thread_time()
-            render_step(campaign, settings, config, links, min(CHUNK_WARM, args.contacts))
+            render_step(campaign, settings, config, links, min(CHUNK_WARM, args.contacts),
+                        not args.no_sign)
             wall, cpu = time.perf_counter(), time.thread_time()
             if not args.no_profile:
                 profile.enable()
-            render_step(campaign, settings, config, links, args.contacts)
+            render_step(campaign, settings, config, links, args.contacts, not args.no_sign)
             profile.disable()
             wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
             return report(args, wall, cpu, "", profile)
