@@ -153,12 +153,14 @@ class PreparedHtml:
                 skip_space = True  # "a {{ '' }} b" reads "a b"
         return "".join(out).strip() + "\n"
 
+
 _HTML_SPECIAL = re.compile(r"[&<>\"']")  # what markupsafe's escape replaces
 
 
 def _attribute(text: str) -> str:
-    """``text`` escaped for an attribute value; a tracked URL (letters, digits and
-    ``/:._-``) needs nothing, and is returned without the Markup object escape makes."""
+    """``text`` escaped for an attribute value, as markupsafe's ``escape`` does; a
+    tracked URL (our public URL, a path and a base64url token) has nothing to escape
+    and is returned as it is, without the Markup object and copy ``escape`` makes."""
     return str(escape(text)) if _HTML_SPECIAL.search(text) else text
 
 
