@@ -3,7 +3,6 @@ and the HTTP workers alike (the composition, in one place)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -86,7 +85,7 @@ def open_contacts(config: Config) -> Contacts:
     digest_key = derive_key(secret, "suppression digest")
 
     def digest(address: str) -> str:
-        return hmac.new(digest_key, address.encode("utf-8"), hashlib.sha256).hexdigest()
+        return hmac.digest(digest_key, address.encode("utf-8"), "sha256").hex()
 
     store = SqliteContactStore(config.data_path / BULK_DB, digest)
     settings = Settings(sender=confirmation_sender(config), public_url=public_url(config),

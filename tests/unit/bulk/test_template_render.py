@@ -5,6 +5,8 @@ contact on its own gives."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailyard.bulk.templates.render import (
     RESERVED_NAMES,
@@ -299,3 +301,14 @@ def test_literal_links_are_tracked_unescaped_and_written_escaped() -> None:
     untracked = render(template, ALICE).html or ""
     assert 'href="https://shop.example.com/?a=1&amp;b=2"' in untracked
     assert template.finisher.prepared == 1
+
+
+@settings(max_examples=300)
+@given(st.text(alphabet=st.sampled_from(list("&<>\"'aZ/:._-=?é ")), max_size=30))
+def test_attribute_values_are_escaped_as_markupsafe_does(text: str) -> None:
+    # A tracked URL without & < > " ' is written as it is, anything else through escape.
+    from markupsafe import escape
+
+    from mailyard.bulk.templates.html import _attribute
+
+    assert _attribute(text) == str(escape(text))

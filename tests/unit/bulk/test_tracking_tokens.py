@@ -306,3 +306,18 @@ def test_tracker_urls_are_the_tokens_encode_writes(token: TrackingToken) -> None
         same = TrackingToken(kind, token.campaign_id, token.contact_id)
         assert SIGNER.encode(same) in url
         assert SIGNER.decode(url.rsplit("/", 1)[1].removesuffix(".gif"), kind) == same
+
+
+@settings(max_examples=200)
+@given(st.binary(min_size=16, max_size=200), st.binary(max_size=40))
+def test_tag_is_hmac_sha256_rfc_2104(key: bytes, payload: bytes) -> None:
+    # The tag is made from the padded key's two SHA-256 states (RFC 2104 2, keys
+    # longer than the 64-byte block hashed first): the same bytes as hmac's.
+    import hashlib
+    import hmac
+
+    from mailyard.bulk.tracking import TAG_BYTES, TokenSigner
+
+    assert TokenSigner(key)._tag(payload) == \
+        hmac.new(key, payload, hashlib.sha256).digest()[:TAG_BYTES]
+

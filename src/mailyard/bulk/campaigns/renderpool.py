@@ -45,7 +45,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mailyard.bulk.campaigns.compose import CampaignMailer, Composed, SendSettings
@@ -138,7 +138,8 @@ def compose_chunk(campaign: Campaign, settings: SendSettings, links: Sequence[st
             mailer.links.truncate(known)
             out.append(None)
         elif _sign is not None and isinstance(built, Composed):
-            out.append(replace(built, dkim=_sign(built.message.data, time.time())))
+            out.append(Composed(built.sender, built.message,
+                                _sign(built.message.data, time.time())))
         else:
             out.append(built)
     mailer.stored_links = len(mailer.links)

@@ -278,8 +278,10 @@ class CampaignRunner:
         caps = normalise_caps(campaign.spec.domain_caps)
         left = remaining(caps, self.recipients.sent_since(campaign.id, caps, now - HOUR))
         full = {d for d, n in left.items() if n <= 0}
+        # Without a capped domain the first candidates are the batch; with one, more
+        # are read so those of other domains can fill the batch.
         candidates = self.recipients.candidates(campaign.id, sample=sample, full=full,
-                                                limit=self.batch * 4)
+                                                limit=self.batch * 4 if left else self.batch)
         if not candidates:
             if self.recipients.left(campaign.id, sample=sample):
                 return 0  # everything left waits for a domain's hour to pass

@@ -153,22 +153,33 @@ class PreparedHtml:
                 skip_space = True  # "a {{ '' }} b" reads "a b"
         return "".join(out).strip() + "\n"
 
+
+_HTML_SPECIAL = re.compile(r"[&<>\"']")  # what markupsafe's escape replaces
+
+
+def _attribute(text: str) -> str:
+    """``text`` escaped for an attribute value, as markupsafe's ``escape`` does; a
+    tracked URL (our public URL, a path and a base64url token) has nothing to escape
+    and is returned as it is, without the Markup object and copy ``escape`` makes."""
+    return str(escape(text)) if _HTML_SPECIAL.search(text) else text
+
+
 def _href(href: Href, values: Sequence[str], links: LinkRewriter | None) -> str:
     if href.url is not None:  # no values in it
         if links is None or not href.url:
             return str(href.pieces[0])
-        return str(escape(links(href.url)))
+        return _attribute(links(href.url))
     raw = "".join(p if isinstance(p, str) else escape(values[p]) for p in href.pieces)
     if links is None:
         return raw
     url = html.unescape(raw)
     if not url.lower().startswith(("http://", "https://")):
         return raw
-    return str(escape(links(url)))
+    return _attribute(links(url))
 
 
 def pixel_tag(url: str) -> str:
-    return (f'<img src="{escape(url)}" width="1" height="1" alt="" '
+    return (f'<img src="{_attribute(url)}" width="1" height="1" alt="" '
             'style="display:block;width:1px;height:1px;border:0">')
 
 
