@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from email.utils import getaddresses
@@ -35,9 +34,8 @@ def from_domain(header: bytes, fields: Sequence[HeaderField] | None = None) -> s
     From, several, or an address without a domain); ``fields``: the section already
     split (:func:`split_header`)."""
     if fields is None:
-        values = _from_values(header)
-    else:
-        values = [f.raw.partition(b":")[2] for f in fields if f.name == b"from"]
+        fields = split_header(header)
+    values = [f.raw.partition(b":")[2] for f in fields if f.name == b"from"]
     if len(values) != 1:
         return ""
     value = values[0]
@@ -61,37 +59,6 @@ def _address_domain(value: bytes) -> str:
 
 # A campaign's messages share one From field: it is parsed once.
 _address_domain_cached = functools.lru_cache(maxsize=256)(_address_domain)
-
-
-_FIELD_END = re.compile(rb"\r\n(?![ \t])")
-
-
-def _from_values(header: bytes) -> list[bytes]:
-    """The values of the From fields as :func:`split_header` would give them (with
-    the field's CRLF), without splitting every other field: the ingest hook looks for
-    the From domain of each message it signs or checks.  The section ends at its empty
-    line, as :func:`split_header` reads it; a field starts at the section's start or
-    after a line end that does not begin a continuation line (RFC 5322 2.2.3)."""
-    if header[:2] == b"\r\n":
-        return []
-    end = header.find(b"\r\n\r\n")
-    if end >= 0:
-        header = header[:end]
-    low = header.lower()
-    starts = [0] if low[:4] == b"from" else []
-    at = low.find(b"\r\nfrom")
-    while at >= 0:
-        starts.append(at + 2)
-        at = low.find(b"\r\nfrom", at + 2)
-    values = []
-    for at in starts:
-        colon = at + 4
-        while low[colon:colon + 1] in (b" ", b"\t"):
-            colon += 1
-        if low[colon:colon + 1] == b":":
-            stop = _FIELD_END.search(header, colon + 1)
-            values.append(header[colon + 1:stop.start() if stop else len(header)] + b"\r\n")
-    return values
 
 
 class Signing:

@@ -7,8 +7,6 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mailyard.config import DkimConfig
 from mailyard.dkim.hook import from_domain, signing_for
@@ -227,19 +225,3 @@ def test_signatures_made_before_ingest_get_the_public_key_check_first_and_then_s
     checks = [signing.full_check() for _ in range(2 * FULL_CHECK_EVERY + 1)]
     assert [i for i, full in enumerate(checks) if full] == [0, FULL_CHECK_EVERY,
                                                            2 * FULL_CHECK_EVERY]
-
-
-@settings(max_examples=1000)
-@given(st.lists(st.sampled_from([b"From", b"from", b"FROM", b"fRoM", b"To", b" ", b"\t",
-                                 b":", b"\r\n", b"\r", b"\n", b"x", b"a@b.example",
-                                 b"<c@d.example>", b"\r\n\r\n"]), max_size=30).map(b"".join))
-def test_from_field_found_as_split_header_reads_it_rfc_5322_2_2(header: bytes) -> None:
-    # The From field is looked for without splitting the whole section: the same
-    # fields (unfolding per RFC 5322 2.2.3, the section ending at its empty line, a
-    # line without a colon no field of that name) and values as split_header's.
-    from mailyard.dkim.canon import split_header
-    from mailyard.dkim.signing import _from_values
-
-    expected = [f.raw.partition(b":")[2] for f in split_header(header) if f.name == b"from"]
-    assert _from_values(header) == expected
-    assert from_domain(header) == from_domain(header, split_header(header))

@@ -231,32 +231,6 @@ _QP_LINE_LONGEST = 20_000
 _qp_cached_chars = 0
 
 
-def _qp_plain_line(line: str) -> bytes:
-    """What b2a_qp makes of ``line`` and its line end, for a line of printable ASCII
-    that ends with neither a blank nor a dot (so nothing but ``=`` is encoded), at
-    about twice its speed: the tracked links make most HTML lines new in every message.
-    b2a_qp's soft breaks are greedy: a line holds at most 75 characters before its
-    ``=``, an ``=3D`` is never cut, and the last line may be 76 long when it ends
-    with a plain character."""
-    encoded = line.replace("=", "=3D")
-    end = len(encoded)
-    longest = 75 if line[-1] == "=" else 76
-    if end <= longest:
-        return f"{encoded}\r\n".encode()
-    out: list[str] = []
-    pos = 0
-    while end - pos > longest:
-        cut = pos + 75
-        if encoded[cut - 1] == "=":
-            cut -= 1
-        elif encoded[cut - 2] == "=":
-            cut -= 2
-        out.append(encoded[pos:cut])
-        pos = cut
-    out.append(encoded[pos:])
-    return ("=\r\n".join(out) + "\r\n").encode()
-
-
 def quoted_printable(text: str) -> bytes:
     """UTF-8, quoted-printable (RFC 2045 6.7), CRLF line ends."""
     lf = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -270,9 +244,8 @@ def quoted_printable(text: str) -> bytes:
     for line in lines:
         encoded = cache.get(line)
         if encoded is None:
-            encoded = _qp_plain_line(line) if line.isascii() and line.isprintable() and \
-                line[-1:] not in ("", " ", ".") else binascii.b2a_qp(
-                    f"{line}\n".encode(), istext=True).replace(b"\n", b"\r\n")
+            encoded = binascii.b2a_qp(f"{line}\n".encode(), istext=True).replace(
+                b"\n", b"\r\n")
             if len(line) <= _QP_LINE_LONGEST:
                 if len(cache) >= _QP_LINES_MAX or _qp_cached_chars > _QP_LINES_CHARS:
                     cache.clear()
