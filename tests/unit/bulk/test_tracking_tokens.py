@@ -311,8 +311,8 @@ def test_tracker_urls_are_the_tokens_encode_writes(token: TrackingToken) -> None
 @settings(max_examples=200)
 @given(st.binary(min_size=16, max_size=200), st.binary(max_size=40))
 def test_tag_is_hmac_sha256_rfc_2104(key: bytes, payload: bytes) -> None:
-    # The tag is made from the padded key's two SHA-256 states (RFC 2104 2, keys
-    # longer than the 64-byte block hashed first): the same bytes as hmac's.
+    # The tag is the truncated HMAC-SHA256 (RFC 2104) of the payload, whatever the
+    # key's length (keys longer than the 64-byte block are hashed first).
     import hashlib
     import hmac
 
