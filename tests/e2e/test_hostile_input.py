@@ -5,10 +5,13 @@ reply, keep the connection usable where the protocol says so, and log no traceba
 
 from __future__ import annotations
 
+import socket
+import ssl
 from collections.abc import Iterator
 
 import pytest
 
+from tests.support.certs import unverified_tls
 from tests.support.mailyard_server import MailyardServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
@@ -28,6 +31,48 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MailyardServer]
 def no_traceback(server: MailyardServer) -> None:
     out = server.output()
     assert "Traceback" not in out and "Exception in" not in out, out
+
+
+def imap_login(server: MailyardServer, user: str) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", server.ports["imaps"]), timeout=30)
+    sock = unverified_tls().wrap_socket(raw)
+    assert sock.recv(4096).startswith(b"* OK")
+    assert b"l OK" in imap(sock, f"l LOGIN {user}@example.test pw")
+    return sock
+
+
+def imap(sock: socket.socket, line: str | bytes) -> bytes:
+    """Send one command line; the response up to and including its tagged status."""
+    data = line.encode() if isinstance(line, str) else line
+    tag = data.split(b" ", 1)[0] + b" "
+    sock.sendall(data + b"\r\n")
+    out = b""
+    while not (out.startswith(tag) or b"\r\n" + tag in out) or not out.endswith(b"\r\n"):
+        chunk = sock.recv(65536)
+        assert chunk, out
+        out += chunk
+    return out
+
+
+def test_imap_mailbox_name_too_long_for_the_disk(server: MailyardServer) -> None:
+    """A folder is one directory entry (at most 255 bytes): a longer CREATE is a NO
+    [CANNOT] before anything is made, not a SERVERBUG reply that names the server's
+    paths after 127 parent folders were created; a RENAME that would make a
+    sub-folder's name too long renames nothing."""
+    sock = imap_login(server, "alice")
+    before = imap(sock, 'l1 LIST "" *')
+    out = imap(sock, "c1 CREATE " + "a/" * 500 + "a")
+    assert out.startswith(b"c1 NO [CANNOT]") and b"too long" in out, out
+    assert b"SERVERBUG" not in out and str(server.data_dir).encode() not in out
+    assert imap(sock, 'l2 LIST "" *').replace(b"l2 ", b"l1 ") == before
+    assert b"c2 OK" in imap(sock, "c2 CREATE p/" + "c" * 252)
+    out = imap(sock, "r1 RENAME p pq")
+    assert out.startswith(b"r1 NO [CANNOT]") and b"too long" in out, out
+    listing = imap(sock, 'l3 LIST "" p*')
+    assert b'"/" p\r\n' in listing and b"pq" not in listing
+    assert b"n OK" in imap(sock, "n NOOP")
+    sock.close()
+    no_traceback(server)
 
 
 def test_deeply_nested_template_is_a_422(server: MailyardServer) -> None:
