@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -72,6 +74,55 @@ def test_imap_mailbox_name_too_long_for_the_disk(server: MailyardServer) -> None
     assert b'"/" p\r\n' in listing and b"pq" not in listing
     assert b"n OK" in imap(sock, "n NOOP")
     sock.close()
+    no_traceback(server)
+
+
+def flood_without_reading(port: int, line: bytes, last: bytes, done: bytes) -> int:
+    """Pipeline ``line`` without reading a reply until the server stops taking input
+    (no progress for 2 s), or 16 MB went in; then read everything, send ``last``,
+    and return how many bytes went in before the stall."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    batch, sent, pending = line * 4096, 0, b""
+    progress = time.monotonic()
+    while sent < 16 << 20 and time.monotonic() - progress < 2:
+        pending = pending or batch
+        try:
+            n = sock.send(pending)
+        except BlockingIOError:
+            time.sleep(0.05)
+            continue
+        sent, pending, progress = sent + n, pending[n:], time.monotonic()
+    replies = bytearray()
+
+    def read() -> None:
+        while not replies.endswith(done) and (chunk := sock.recv(1 << 20)):
+            replies.extend(chunk)
+
+    reader = threading.Thread(target=read)
+    sock.settimeout(60)
+    reader.start()
+    sock.sendall(pending + last)
+    reader.join(120)
+    sock.close()
+    assert replies.endswith(done), bytes(replies[-200:])
+    return sent
+
+
+def test_client_that_never_reads_its_replies(server: MailyardServer) -> None:
+    """IMAP and POP3 before login: a client that pipelines commands (up to 16 MB of
+    them, each answered with hundreds of bytes) and never reads the replies.  The
+    server stops reading once the replies back up, instead of holding them all in
+    memory; once the client reads, the session goes on to the last command."""
+    sent = flood_without_reading(server.ports["imap"], b"a CAPABILITY\r\n",
+                                 b"z NOOP\r\n", b"z OK NOOP completed\r\n")
+    assert sent < 8 << 20, sent
+    sent = flood_without_reading(server.ports["pop3"], b"CAPA\r\n", b"QUIT\r\n",
+                                 b"+OK Bye\r\n")
+    assert sent < 8 << 20, sent
     no_traceback(server)
 
 
