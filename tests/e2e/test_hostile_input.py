@@ -140,3 +140,18 @@ def test_deeply_nested_template_is_a_422(server: MailyardServer) -> None:
         resp = client.put("/api/v1/templates/deep", json={"subject": "ok", "text": "x"})
         assert resp.status_code == 200, resp.text
     no_traceback(server)
+
+
+def test_campaign_id_too_big_for_the_store(server: MailyardServer) -> None:
+    """A campaign id past SQLite's integer range on the report page and report-link
+    paths is a 422 problem (as on the other campaign paths), not an OverflowError
+    answered 500 with a traceback; the keep-alive connection stays usable."""
+    with server.api_client("campaigns") as client:
+        for path in ("/reports/campaigns/99999999999999999999999999",
+                     "/api/v1/campaigns/99999999999999999999999999/report-link",
+                     "/reports/campaigns/-1"):
+            resp = client.get(path)
+            assert resp.status_code == 422, resp.text
+            assert resp.headers["content-type"] == PROBLEM
+        assert client.get("/reports/campaigns/12345").status_code == 404
+    no_traceback(server)
