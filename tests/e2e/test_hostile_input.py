@@ -155,3 +155,18 @@ def test_campaign_id_too_big_for_the_store(server: MailyardServer) -> None:
             assert resp.headers["content-type"] == PROBLEM
         assert client.get("/reports/campaigns/12345").status_code == 404
     no_traceback(server)
+
+
+def test_subscribe_json_nested_too_deeply(server: MailyardServer) -> None:
+    """The public subscribe form (no API key) with a JSON body nested 100,000 deep: a
+    422 problem, not a RecursionError answered 500 and a dropped connection."""
+    import httpx
+
+    with httpx.Client(base_url=server.http_url, timeout=60) as client:
+        for body in (b"[" * 100_000 + b"]" * 100_000, b'{"email": ' * 3000 + b"1" + b"}" * 3000):
+            resp = client.post("/subscribe/news", content=body, headers={
+                "content-type": "application/json", "accept": "application/json"})
+            assert resp.status_code == 422, resp.text
+            assert resp.headers["content-type"] == PROBLEM
+            assert resp.json()["detail"] == "the body is not JSON"
+    no_traceback(server)

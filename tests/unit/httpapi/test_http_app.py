@@ -150,6 +150,18 @@ def test_subscribe_json_and_rate_limit(app: App) -> None:
     assert "text/html" in page.headers["content-type"]
 
 
+def test_subscribe_body_nested_too_deeply(app: App) -> None:
+    """The public form takes JSON: one nested deeper than the parser goes is a 422
+    problem like any other body that is not JSON, not a RecursionError answered 500."""
+    key = app.keys.create("c", "contacts").secret
+    app.call("POST", "/api/v1/lists", key, json={"name": "d", "opt_in": "double"})
+    body = b"[" * 1020 + b"]" * 1020  # past the interpreter's recursion limit, in 2 kB
+    body_problem = problem(app.call("POST", "/subscribe/d", content=body, headers={
+        "content-type": "application/json"}), 422, "validation_failed")
+    assert body_problem["detail"] == "the body is not JSON"
+    assert app.mails == []
+
+
 def test_openapi_and_docs(app: App) -> None:
     schema = app.call("GET", "/api/openapi.json").json()
     assert "/api/v1/contacts" in schema["paths"]
