@@ -170,3 +170,26 @@ def test_subscribe_json_nested_too_deeply(server: MailyardServer) -> None:
             assert resp.headers["content-type"] == PROBLEM
             assert resp.json()["detail"] == "the body is not JSON"
     no_traceback(server)
+
+
+def test_contact_attributes_nested_too_deeply(server: MailyardServer) -> None:
+    """Contact attributes nesting lists 300 deep were stored, then every answer
+    holding the contact (its creation, GET, the contact listing) failed with a 500:
+    one call broke the listing for good.  Now a 422 problem, and nothing stored."""
+    import json
+
+    deep = json.loads("[" * 300 + "]" * 300)
+    with server.api_client("contacts") as client:
+        assert client.post("/api/v1/contacts", json={"address": "flat@example.org"}
+                           ).status_code == 201
+        for resp in (client.post("/api/v1/contacts", json={
+                         "address": "deep@example.org", "attributes": {"x": deep}}),
+                     client.patch("/api/v1/contacts/flat@example.org",
+                                  json={"attributes": {"x": deep}})):
+            assert resp.status_code == 422, resp.text
+            assert resp.headers["content-type"] == PROBLEM
+            assert "deeper than 32" in resp.json()["detail"]
+        listing = client.get("/api/v1/contacts")
+        assert listing.status_code == 200, listing.text
+        assert [c["address"] for c in listing.json()["items"]] == ["flat@example.org"]
+    no_traceback(server)
