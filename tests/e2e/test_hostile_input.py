@@ -193,3 +193,20 @@ def test_contact_attributes_nested_too_deeply(server: MailyardServer) -> None:
         assert listing.status_code == 200, listing.text
         assert [c["address"] for c in listing.json()["items"]] == ["flat@example.org"]
     no_traceback(server)
+
+
+def test_message_variables_nested_too_deeply(server: MailyardServer) -> None:
+    """POST /api/v1/messages with variables nesting lists 300 deep: a 422 problem,
+    not a 500 (the request could not be kept as JSON) and a dropped connection."""
+    import json
+
+    deep = json.loads("[" * 300 + "]" * 300)
+    with server.api_client("send", name="deep-variables") as client:
+        for _ in range(2):  # the keep-alive connection stays usable
+            resp = client.post("/api/v1/messages", json={
+                "from": "alice@example.test", "to": ["bob@example.test"],
+                "template": {"subject": "s", "text": "{{ v }}"}, "variables": {"v": deep}})
+            assert resp.status_code == 422, resp.text
+            assert resp.headers["content-type"] == PROBLEM
+            assert "deeper than 32" in resp.text
+    no_traceback(server)

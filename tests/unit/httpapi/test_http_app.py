@@ -183,3 +183,24 @@ def test_a_bug_is_a_bare_500(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "secret internals" not in resp.text and "Traceback" not in resp.text
     assert "detail" not in body
 
+
+
+def test_message_variables_nested_too_deeply() -> None:
+    """POST /api/v1/messages keeps the request as JSON (for Idempotency-Key replays):
+    variables nested past what the encoder takes were a 500; 32 levels are fine, 33
+    a validation error."""
+    from pydantic import ValidationError
+
+    from mailyard.http.messages import MessageIn
+
+    def message(depth: int) -> dict[str, Any]:
+        value: Any = "x"
+        for _ in range(depth):
+            value = [value]
+        return {"from": "a@example.test", "to": ["b@example.org"], "template": "t",
+                "variables": {"v": value}}
+
+    assert MessageIn.model_validate(message(32)).request().canonical["variables"]
+    for depth in (33, 300):
+        with pytest.raises(ValidationError, match="deeper than 32 levels"):
+            MessageIn.model_validate(message(depth))
