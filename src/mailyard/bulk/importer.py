@@ -36,6 +36,10 @@ from mailyard.bulk.addresses import InvalidAddress, normalise_address
 MAX_LINE = 1_048_576  # bytes of one physical line (and of one CSV cell)
 MAX_COLUMNS = 200
 MAX_ATTRIBUTES = 16_384  # bytes of a contact's attributes as JSON
+#: Lists and objects nested in one attribute value (or in the variables of an API
+#: message): deeper ones could be stored but not given back (the API's JSON encoder
+#: stops at a depth of about 250).
+MAX_ATTRIBUTE_DEPTH = 32
 MAX_NAME = 256  # characters
 
 ADDRESS_COLUMNS = ("email", "e_mail", "email_address", "address", "mail")
@@ -229,6 +233,23 @@ def _row(line: int, address: str, name: str | None,
     return ImportRow(line, key, name.strip() if name is not None else None, attributes)
 
 
+def nesting(value: object) -> int:
+    """How deep lists and objects nest in ``value`` (the attributes object itself is
+    level 0); without recursion, whatever the depth."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        children = (item.values() if isinstance(item, dict)
+                    else item if isinstance(item, list) else ())
+        for child in children:
+            if isinstance(child, (dict, list)):
+                deepest = max(deepest, depth + 1)
+                if deepest > MAX_ATTRIBUTE_DEPTH:
+                    return deepest
+                stack.append((child, depth + 1))
+    return deepest
+
+
 def check_fields(name: str | None, attributes: dict[str, Any]) -> str | None:
     """Why a name or attributes cannot be stored, or None.  Control characters are
     refused: a name goes into the To: field of every mail (no CR/LF header
@@ -246,6 +267,8 @@ def check_fields(name: str | None, attributes: dict[str, Any]) -> str | None:
             size += len(k) + len(v)
         else:
             flat = False
+    if not flat and nesting(attributes) > MAX_ATTRIBUTE_DEPTH:
+        return f"the attributes nest lists and objects deeper than {MAX_ATTRIBUTE_DEPTH} levels"
     if not flat or size * 6 > MAX_ATTRIBUTES:
         try:  # JSON escapes may make a character six bytes: measure when it might count
             text = json.dumps(attributes, ensure_ascii=False)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from starlette.concurrency import run_in_threadpool
 
 from mailyard.apikeys.api import ApiKey, Scope
+from mailyard.bulk.importer import MAX_ATTRIBUTE_DEPTH, nesting
 from mailyard.bulk.templates.mime import Mailbox
 from mailyard.bulk.templates.render import TemplateSource
 from mailyard.http.auth import context, require
@@ -88,6 +89,14 @@ class MessageIn(BaseModel):
                 raise ValueError(f"header field {name!r} may not be set")
             if "\r" in text or "\n" in text:
                 raise ValueError(f"the value of {name} holds a line break")
+        return value
+
+    @field_validator("variables")
+    @classmethod
+    def _shallow_variables(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if nesting(value) > MAX_ATTRIBUTE_DEPTH:  # the request is stored as JSON
+            raise ValueError(f"the variables nest lists and objects deeper than "
+                             f"{MAX_ATTRIBUTE_DEPTH} levels")
         return value
 
     @model_validator(mode="after")

@@ -94,7 +94,7 @@ async def _fields(request: Request) -> dict[str, str]:
     if ctype == "application/json":
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deeply for the parser
             raise Problem("validation_failed", "the body is not JSON") from None
         if not isinstance(data, dict):
             raise Problem("validation_failed", "the body must be a JSON object")

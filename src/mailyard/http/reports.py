@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from mailyard.apikeys.api import Scope, allows
 from mailyard.bulk.report_page import render_report_page
 from mailyard.http.auth import context, require
+from mailyard.http.campaigns import CampaignId
 from mailyard.http.problems import Problem, documented, from_service
 from mailyard.http.public import _error
 from mailyard.services.errors import ServiceError
@@ -47,7 +48,7 @@ def _reports(request: Request) -> CampaignReports:
 
 
 @api.get("/campaigns/{campaign_id}/report-link")
-def report_link(request: Request, campaign_id: int,
+def report_link(request: Request, campaign_id: CampaignId,
                 ttl: Annotated[int, Query(ge=60, le=MAX_TTL)] = DEFAULT_TTL) -> dict[str, Any]:
     """A link to the campaign's report page that works without an API key until it
     expires."""
@@ -64,7 +65,7 @@ async def _key_allows(request: Request) -> bool:
 
 
 @pages.get("/reports/campaigns/{campaign_id}", response_class=HTMLResponse)
-async def report_page(request: Request, campaign_id: int, token: str = "") -> Response:
+async def report_page(request: Request, campaign_id: CampaignId, token: str = "") -> Response:
     ctx = context(request)
     try:
         reports = _reports(request)

@@ -3,10 +3,11 @@ reads, feeds a sans-IO core, writes what the core emits and spawns one task per
 decision.  The protocol sessions subclass it and answer the decisions.
 
 Here: admission (the server's caps), back-pressure both ways (reading pauses while
-a decision waits on pipelined input or during a TLS handshake; writers wait on
-:attr:`StreamSession.writable`), the timer plumbing, STARTTLS and implicit TLS, and
-the end of a connection.  What differs by protocol is a hook: how a refusal is
-said, what ends a session on error, what is released when the connection is lost.
+a decision waits on pipelined input, during a TLS handshake, or while the client
+does not read its replies; writers wait on :attr:`StreamSession.writable`), the
+timer plumbing, STARTTLS and implicit TLS, and the end of a connection.  What
+differs by protocol is a hook: how a refusal is said, what ends a session on error,
+what is released when the connection is lost.
 """
 
 from __future__ import annotations
@@ -201,10 +202,14 @@ class StreamSession(ReadingControl, asyncio.Protocol):
         self.host.release(self, self.ip)
 
     def pause_writing(self) -> None:
+        # A client that sends commands but never reads their replies: stop reading
+        # too, or the replies pile up in memory without bound.
         self.writable.clear()
+        self._pause_reading("writing")
 
     def resume_writing(self) -> None:
         self.writable.set()
+        self._resume_reading("writing")
 
     # --- driving the core ---------------------------------------------------------
 
@@ -287,13 +292,13 @@ class StreamSession(ReadingControl, asyncio.Protocol):
 
     def _time_out(self, close: Callable[[], None]) -> None:
         """End a session whose timer ran out: ``close`` says why to the core."""
-        stuck = self.task is not None and not self.writable.is_set()
+        stuck = not self.writable.is_set()  # a client that stopped reading
         if self.task is not None:
             self.task.cancel()
         close()
         self._pump()
         if stuck and self.transport is not None:
-            self.transport.abort()  # a client that stopped reading: nothing would flush
+            self.transport.abort()  # nothing would flush: close() would wait for ever
 
     def _shutdown_early(self) -> bool:
         """Server shutdown before there is a session to close: True when done (gone

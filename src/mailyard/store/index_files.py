@@ -30,6 +30,8 @@ _LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
 _FLAG_CANON = {k.lower(): k for k in FLAG_LETTERS}
 
 _BAD_LEVEL = re.compile(r"[.%*\\\x00-\x1f\x7f]")
+#: The longest ``.Name`` directory entry a file system takes (NAME_MAX).
+MAX_DISK_NAME = 255
 _NAME_TIME = re.compile(r"(\d+)\.(?:M(\d+))?")
 
 
@@ -37,7 +39,8 @@ _NAME_TIME = re.compile(r"(\d+)\.(?:M(\d+))?")
 
 def normalize(name: str) -> str:
     """The canonical IMAP name: ``INBOX`` in any case is ``INBOX``.  Raises
-    :class:`MailboxNameError` for a name that cannot be stored."""
+    :class:`MailboxNameError` for a name that cannot be stored, among them one whose
+    directory name would be longer than the file system allows."""
     if name.upper() == INBOX:
         return INBOX
     levels = name.split(DELIMITER)
@@ -46,7 +49,10 @@ def normalize(name: str) -> str:
             raise MailboxNameError(f"cannot use {name!r} as a folder name")
     if levels[0].upper() == INBOX:
         levels[0] = INBOX
-    return DELIMITER.join(levels)
+    name = DELIMITER.join(levels)
+    if len(disk_name(name)) + 1 > MAX_DISK_NAME:  # refused before anything is created
+        raise MailboxNameError("mailbox name too long")
+    return name
 
 
 def disk_name(name: str) -> str:

@@ -100,9 +100,10 @@ class FolderOperations(IndexDatabase):
                 raise FolderNotFound(f"no folder {old!r}")
             if dst.exists():
                 raise FolderExists(f"folder {new!r} exists")
+            # Every new name is checked before the first rename: none half done.
             moves = [(old, new)] + [
-                (f.name, new + f.name[len(old):]) for f in self.list_folders_unlocked()
-                if f.name.startswith(old + DELIMITER)]
+                (f.name, normalize(new + f.name[len(old):]))
+                for f in self.list_folders_unlocked() if f.name.startswith(old + DELIMITER)]
             for a, b in moves:
                 os.rename(self.maildir(a).path, self.maildir(b).path)
                 db.execute("UPDATE folders SET name = ? WHERE name = ?", (b, a))

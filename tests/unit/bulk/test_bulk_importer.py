@@ -110,6 +110,18 @@ def test_jsonl() -> None:
         (2, "RowError"), (3, "RowError"), (4, "RowError"), (5, "RowError")]
 
 
+def test_attributes_nested_too_deeply() -> None:
+    """32 levels of lists and objects in an attribute are stored; 33 are a row error
+    (far below the depth at which the API could no longer give the contact back)."""
+    ok = b'{"email": "a@example.org", "deep": ' + b"[" * 32 + b"]" * 32 + b"}\n"
+    deep = b'{"email": "b@example.org", "deep": ' + b'{"k": ' * 33 + b"1" + b"}" * 33 + b"}\n"
+    out = rows(ok + deep + b'{"email": "c@example.org", "deep": ' + b"[" * 300
+               + b"]" * 300 + b"}\n", ImportFormat.JSONL)
+    assert isinstance(out[0], ImportRow)
+    assert [(r.line, "deeper than 32" in r.reason) for r in out[1:]
+            if isinstance(r, RowError)] == [(2, True), (3, True)]
+
+
 def test_attributes_too_large() -> None:
     data = b'{"email": "a@example.org", "big": "' + b"y" * 20_000 + b'"}\n'
     out = rows(data, ImportFormat.JSONL)

@@ -234,7 +234,14 @@ def test_contact_rules(contacts: Contacts) -> None:
     assert code_of(lambda: contacts.create("x")) == "invalid_address"
     assert code_of(lambda: contacts.create("a@example.org", "Evil\r\nBcc: x@y")) == \
         "invalid_contact"
+    deep: object = "x"
+    for _ in range(300):
+        deep = [deep]
+    assert code_of(lambda: contacts.create("a@example.org", "", {"deep": deep})) == \
+        "invalid_contact"
     contacts.create("a@example.org")
+    assert code_of(lambda: contacts.update("a@example.org", attributes={"deep": deep})) \
+        == "invalid_contact"
     assert code_of(lambda: contacts.create("A@EXAMPLE.org")) == "contact_exists"
     assert code_of(lambda: contacts.create_list("Bad Name!")) == "invalid_list"
     contacts.create_list("ok")

@@ -323,6 +323,20 @@ def test_report_page_needs_a_link_or_a_key(world: World) -> None:
                       headers={"Authorization": f"Bearer {key}"}).status_code == 404
 
 
+def test_report_ids_outside_the_store_range(world: World) -> None:
+    """A campaign id SQLite cannot hold (or not positive) is a 422 problem, as on the
+    other campaign paths, not an OverflowError answered 500."""
+    key = world.keys.create("k", "campaigns").secret
+    auth = {"Authorization": f"Bearer {key}"}
+    for bad in ("99999999999999999999999999", str(1 << 63), "0", "-1"):
+        for path in (f"/reports/campaigns/{bad}", f"/api/v1/campaigns/{bad}/report-link"):
+            resp = world.call("GET", path, headers=auth)
+            assert resp.status_code == 422, (path, resp.text)
+            assert resp.headers["content-type"] == "application/problem+json"
+    assert world.call("GET", f"/reports/campaigns/{(1 << 63) - 1}", headers=auth
+                      ).status_code == 404
+
+
 def test_hostile_tracking_paths(world: World) -> None:
     for path in ("/t/c/" + "A" * 60_000, "/t/c/%C3%A9%00", "/t/c/..%2F..%2Fetc",
                  "/t/c/a/b", "/t/c/"):

@@ -150,6 +150,18 @@ def test_subscribe_json_and_rate_limit(app: App) -> None:
     assert "text/html" in page.headers["content-type"]
 
 
+def test_subscribe_body_nested_too_deeply(app: App) -> None:
+    """The public form takes JSON: one nested deeper than the parser goes is a 422
+    problem like any other body that is not JSON, not a RecursionError answered 500."""
+    key = app.keys.create("c", "contacts").secret
+    app.call("POST", "/api/v1/lists", key, json={"name": "d", "opt_in": "double"})
+    body = b"[" * 1020 + b"]" * 1020  # past the interpreter's recursion limit, in 2 kB
+    body_problem = problem(app.call("POST", "/subscribe/d", content=body, headers={
+        "content-type": "application/json"}), 422, "validation_failed")
+    assert body_problem["detail"] == "the body is not JSON"
+    assert app.mails == []
+
+
 def test_openapi_and_docs(app: App) -> None:
     schema = app.call("GET", "/api/openapi.json").json()
     assert "/api/v1/contacts" in schema["paths"]
@@ -171,3 +183,24 @@ def test_a_bug_is_a_bare_500(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "secret internals" not in resp.text and "Traceback" not in resp.text
     assert "detail" not in body
 
+
+
+def test_message_variables_nested_too_deeply() -> None:
+    """POST /api/v1/messages keeps the request as JSON (for Idempotency-Key replays):
+    variables nested past what the encoder takes were a 500; 32 levels are fine, 33
+    a validation error."""
+    from pydantic import ValidationError
+
+    from mailyard.http.messages import MessageIn
+
+    def message(depth: int) -> dict[str, Any]:
+        value: Any = "x"
+        for _ in range(depth):
+            value = [value]
+        return {"from": "a@example.test", "to": ["b@example.org"], "template": "t",
+                "variables": {"v": value}}
+
+    assert MessageIn.model_validate(message(32)).request().canonical["variables"]
+    for depth in (33, 300):
+        with pytest.raises(ValidationError, match="deeper than 32 levels"):
+            MessageIn.model_validate(message(depth))

@@ -55,10 +55,11 @@ class Client:
 
 
 @asynccontextmanager
-async def serving(tmp_path: Path) -> AsyncIterator[tuple[Pop3Server, MaildirStore, int]]:
+async def serving(tmp_path: Path, idle_timeout: float = 600.0,
+                  ) -> AsyncIterator[tuple[Pop3Server, MaildirStore, int]]:
     config = Config(hostname="mx.example.test", data_dir=str(tmp_path),
                     listen=ListenConfig(),
-                    pop3=Pop3Config(allow_plaintext_login=True))
+                    pop3=Pop3Config(allow_plaintext_login=True, idle_timeout=idle_timeout))
     store = MaildirStore(tmp_path / "mail", "mx.example.test")
     gate = AuthGate(None, 1, 4)
     server = Pop3Server(config, cast(Directory, FakeDirectory()), store, None, gate)
@@ -174,3 +175,46 @@ def test_uidl_is_the_key_or_a_stable_digest() -> None:
     long = "x" * 71
     assert uidl(long) == uidl(long) != long and len(uidl(long)) <= 70
     assert uidl("with space") != "with space"
+
+
+def test_client_that_does_not_read_stops_the_reading(tmp_path: Path) -> None:
+    """A client that pipelines commands but never reads the replies: once the
+    replies back up, the session stops reading its input (the replies would pile up
+    in memory without bound otherwise), and goes on when the client reads."""
+    asyncio.run(_test_client_that_does_not_read_stops_the_reading(tmp_path))
+
+
+async def _test_client_that_does_not_read_stops_the_reading(tmp_path: Path) -> None:
+    async with serving(tmp_path) as (server, store, port):
+        client = await connect(port)
+        count = 100_000  # 600 kB of commands, some 10 MB of replies
+        client.writer.write(b"CAPA\r\n" * count + b"QUIT\r\n")
+        (session,) = server.sessions
+        for _ in range(1000):
+            if "writing" in session.reading_paused:
+                break
+            await asyncio.sleep(0.01)
+        assert "writing" in session.reading_paused
+        assert session.transport.get_write_buffer_size() < 1 << 20
+        replies = await asyncio.wait_for(client.reader.read(), 60)
+        assert replies.count(b"+OK Capability list follows\r\n") == count
+        assert replies.endswith(b"+OK Bye\r\n")
+
+
+def test_idle_timeout_ends_a_session_whose_client_does_not_read(tmp_path: Path) -> None:
+    """The idle timeout of a client that stopped reading its replies aborts the
+    connection (a close would wait for ever on replies nobody reads): its place in
+    the connection caps comes back."""
+    asyncio.run(_test_idle_timeout_ends_a_session_whose_client_does_not_read(tmp_path))
+
+
+async def _test_idle_timeout_ends_a_session_whose_client_does_not_read(tmp_path: Path) -> None:
+    async with serving(tmp_path, idle_timeout=0.5) as (server, store, port):
+        client = await connect(port)
+        client.writer.write(b"CAPA\r\n" * 100_000)
+        for _ in range(2000):
+            if not server.sessions:
+                break
+            await asyncio.sleep(0.01)
+        assert not server.sessions
+        client.writer.close()

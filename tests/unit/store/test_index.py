@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mailyard.store.api import INBOX
+from mailyard.store.api import INBOX, MailboxNameError
 from mailyard.store.index import (
     INDEX_NAME,
     FolderExists,
@@ -290,3 +290,24 @@ def test_two_processes_no_lost_update_unique_uids(index: MailboxIndex, inbox: Ma
     assert uids == list(range(1, 2 + 2 * rounds))
     assert state.messages[0].flags == {f"{k}{i}" for k in "ab" for i in range(rounds)}
     assert len(os.listdir(inbox.path / "cur")) == 1 + 2 * rounds
+
+
+def test_name_longer_than_a_directory_entry_is_refused_whole(index: MailboxIndex,
+                                                            inbox: Maildir) -> None:
+    """A folder is one ``.Name`` directory entry, at most 255 bytes (NAME_MAX): a
+    longer name is a name error before anything is created, and a RENAME whose
+    sub-folder would get too long renames nothing (no half-moved hierarchy)."""
+    before = sorted(os.listdir(inbox.path))
+    longest = "b" * 254  # ".bbb…" is 255 bytes
+    index.create_folder(longest)
+    # "é" * 95 is one modified UTF-7 run of 256 bytes on disk.
+    for bad in ("b" * 255, "é" * 95, "a/" * 127 + "a"):
+        with pytest.raises(MailboxNameError, match="too long"):
+            index.create_folder(bad)
+    assert sorted(os.listdir(inbox.path)) == sorted(before + ["." + longest])
+    index.create_folder("p")
+    index.create_folder("p/" + "c" * 252)
+    with pytest.raises(MailboxNameError, match="too long"):
+        index.rename_folder("p", "pq")
+    names = {f.name for f in index.list_folders()}
+    assert {"p", "p/" + "c" * 252} <= names and not any(n.startswith("pq") for n in names)
