@@ -61,6 +61,20 @@ def test_rfc1939_top() -> None:
     assert [e.body_lines for e in run.of_type(Retrieve)] == [0, 2, 99]  # type: ignore[attr-defined]
 
 
+def test_rfc1939_top_with_more_lines_than_any_message_sends_it_whole() -> None:
+    """RFC 1939 7: a line count past the body's length gives the entire message, also
+    one with more digits than a message number may have; a sign or a blank is no count."""
+    stored = {"a": b"H: 1\n\nb1\nb2\nb3\n"}
+    top = [b"+OK Top of message follows", b"H: 1", b"", b"b1", b"b2"]
+    data = LOGIN + b"TOP 1 99999999999999999999\r\nTOP 1 0000000000000000002\r\n" \
+        b"TOP 1 +5\r\nTOP 1 1e9\r\nQUIT\r\n"
+    run = run_all_ways(data, stored=stored)
+    assert run.lines[3:10] == [*top, b"b3", b"."]
+    assert run.lines[10:16] == [*top, b"."]  # a count of 2, written with leading zeros
+    assert run.lines[16].startswith(b"-ERR") and run.lines[17].startswith(b"-ERR")
+    assert run.lines[18] == b"+OK Bye"
+
+
 def test_rfc1939_update_only_on_quit() -> None:
     """RFC 1939 6: deletions happen in UPDATE after QUIT; a dropped connection deletes
     nothing and produces no Update."""

@@ -510,7 +510,7 @@ class Pop3Connection:
         if len(parts) != 2:
             raise Pop3Error(RESP_SYNTAX.with_text("Syntax: TOP msg n"))
         number, message = self._message(parts[0])
-        lines = _number(parts[1], allow_zero=True)
+        lines = _line_count(parts[1])
         if lines is None:
             raise Pop3Error(RESP_SYNTAX.with_text("TOP needs a non-negative line count"))
         self._ask(Retrieve(number, message, lines))
@@ -600,6 +600,17 @@ def _number(text: str, allow_zero: bool = False) -> int | None:
     if value == 0 and not allow_zero:
         return None
     return value
+
+
+def _line_count(text: str) -> int | None:
+    """TOP's line count: ASCII digits.  A count too long for :func:`_number` asks for
+    more lines than any message has, so it is read as "the whole body" (RFC 1939 7:
+    the server then sends the entire message), without making a big integer."""
+    if text.isascii() and text.isdigit():
+        text = text.lstrip("0") or "0"
+        if len(text) > _MAX_NUMBER_DIGITS:
+            return int(10 ** _MAX_NUMBER_DIGITS - 1)
+    return _number(text, allow_zero=True)
 
 
 def _one_argument(arg: str, syntax: str) -> str:
