@@ -97,9 +97,18 @@ def ensure_certificate(directory: str | os.PathLike[str], hostname: str) -> tupl
     return str(cert_path), str(key_path)
 
 
+# TLS 1.2 suites a listener offers: forward secret (ECDHE, DHE), AES or ChaCha20, no
+# SHA-1 MACs; TLS 1.3 suites are all of that already.  Set explicitly because the
+# default depends on how Python was built (Debian's takes OpenSSL's, which also offers
+# static-RSA and SHA-1 suites); this is CPython's own default list since 3.10.
+SERVER_CIPHERS = ("@SECLEVEL=2:ECDH+AESGCM:ECDH+CHACHA20:ECDH+AES:DHE+AES"
+                  ":!aNULL:!eNULL:!aDSS:!SHA1:!AESCCM")
+
+
 def server_context(cert: str, key: str) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(SERVER_CIPHERS)
     ctx.load_cert_chain(cert, key)
     ctx.options |= ssl.OP_NO_COMPRESSION
     return ctx

@@ -20,12 +20,13 @@ _BAD_VALUE = re.compile(rb"[^\x21-\x3a\x3c-\x7e \t\r\n]")
 _BAD_TEXT = re.compile(rb"[^\x21-\x7e \t\r\n]")  # the same, ";" allowed
 # The usual tag list, matched whole in one pass: items ``FWS name FWS = value`` (the
 # value VALCHAR and FWS only) separated by ";", no empty item but a last one of FWS
-# only.  Possessive (no backtracking: the classes at each boundary are disjoint, so
-# nothing could be given back to make a match), so the time is linear in the text
-# whatever it holds.  Every octet of a matching list is in one of these classes, so
-# it has no character _BAD_TEXT would find.
-_ITEM = rb"[ \t\r\n]*+[A-Za-z][A-Za-z0-9_]*+[ \t\r\n]*+=[\x21-\x3a\x3c-\x7e \t\r\n]*+"
-_PLAIN_LIST = re.compile(rb"(?:" + _ITEM + rb";)*+(?:" + _ITEM + rb"|[ \t\r\n]*+)")
+# only.  The classes at each boundary are disjoint, so a failed match gives back each
+# run at most once per item and the time stays linear in the text whatever it holds
+# (plain greedy quantifiers: possessive ones misbehave on some 3.11 releases).  Every
+# octet of a matching list is in one of these classes, so it has no character
+# _BAD_TEXT would find.
+_ITEM = rb"[ \t\r\n]*[A-Za-z][A-Za-z0-9_]*[ \t\r\n]*=[\x21-\x3a\x3c-\x7e \t\r\n]*"
+_PLAIN_LIST = re.compile(rb"(?:" + _ITEM + rb";)*(?:" + _ITEM + rb"|[ \t\r\n]*)")
 _PAIR = re.compile(rb"[ \t\r\n]*([A-Za-z][A-Za-z0-9_]*)[ \t\r\n]*=([^;]*)")
 
 

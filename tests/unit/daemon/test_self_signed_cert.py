@@ -84,3 +84,14 @@ def test_renewed_when_it_expires_soon_or_names_another_host(tmp_path: Path):
     other = load(ensure_certificate(tmp_path, "mail.example.org")[0])
     assert "mail.example.org" in other.extensions.get_extension_for_class(
         x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+
+
+def test_listeners_offer_only_forward_secret_suites_whatever_python_was_built_with(
+        tmp_path: Path):
+    # Debian's Python takes OpenSSL's default list (static RSA, SHA-1 MACs); the
+    # listener context must not depend on that.
+    cert_path, key_path = ensure_certificate(tmp_path, "mx.example.test")
+    names = [c["name"] for c in server_context(cert_path, key_path).get_ciphers()]
+    tls12 = [n for n in names if not n.startswith("TLS_")]
+    assert tls12 and all(n.startswith(("ECDHE-", "DHE-")) for n in tls12), tls12
+    assert not [n for n in tls12 if n.endswith("-SHA") or "CBC3" in n or "RC4" in n]
