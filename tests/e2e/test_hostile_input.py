@@ -210,3 +210,46 @@ def test_message_variables_nested_too_deeply(server: MailyardServer) -> None:
             assert resp.headers["content-type"] == PROBLEM
             assert "deeper than 32" in resp.text
     no_traceback(server)
+
+
+def test_imap_keywords_are_bounded(server: MailyardServer) -> None:
+    """A client may not pile keywords on its messages without end (each FETCH FLAGS
+    and every SELECT carries them): past 64 characters, 64 per message or 256 per
+    mailbox it gets NO [LIMIT] (RFC 9051 7.1) and nothing changes; a full mailbox
+    stops offering \\* in PERMANENTFLAGS."""
+    sock = imap_login(server, "bob")
+    assert b"c OK" in imap(sock, "c CREATE Tags")
+    message = b"Subject: k\r\n\r\nk\r\n"
+
+    def append(tag: str, keywords: list[str]) -> bytes:
+        line = f"{tag} APPEND Tags ({' '.join(keywords)}) {{{len(message)}}}"
+        sock.sendall(line.encode() + b"\r\n")
+        out = sock.recv(4096)
+        if out.startswith(b"+"):
+            sock.sendall(message + b"\r\n")
+            out = b""
+        while f"{tag} ".encode() not in out or not out.endswith(b"\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, out
+            out += chunk
+        return out
+
+    out = append("a1", [f"k{i}" for i in range(65)])
+    assert out.startswith(b"a1 NO [LIMIT]"), out
+    out = append("a2", ["x" * 65])
+    assert out.startswith(b"a2 NO [LIMIT]"), out
+    for n in range(4):
+        out = append(f"b{n}", [f"m{n}k{i}" for i in range(64)])
+        assert f"b{n} OK".encode() in out, out
+    out = imap(sock, "s SELECT Tags")
+    assert b"m3k63" in out and b"\\*" not in out.split(b"PERMANENTFLAGS", 1)[1].split(b"]")[0]
+    out = imap(sock, "t1 STORE 1 +FLAGS (extra)")
+    assert out.startswith(b"t1 NO [LIMIT]") and b"message" in out, out
+    out = imap(sock, "t2 STORE 1 FLAGS (new1)")
+    assert out.startswith(b"t2 NO [LIMIT]") and b"mailbox" in out, out
+    out = imap(sock, "t3 STORE 1 FLAGS (m1k0 \\Seen)")
+    assert b"t3 OK" in out, out
+    out = imap(sock, "f FETCH 1:2 FLAGS")
+    assert b"m0k5" not in out and b"m1k0" in out and b"extra" not in out, out
+    sock.close()
+    no_traceback(server)

@@ -47,7 +47,7 @@ from mailyard.imapd.search import (
 )
 from mailyard.imapd.sort import sort
 from mailyard.imapd.thread import render_threads, thread
-from mailyard.imapd.view import BadSequence, MailboxView, Notify, flag_atoms
+from mailyard.imapd.view import MAX_MAILBOX_KEYWORDS, BadSequence, MailboxView, Notify, flag_atoms
 from mailyard.imapd.watch import FolderWatch, Watcher
 from mailyard.message.structure import Structure
 from mailyard.proto.imap import responses as resp
@@ -209,9 +209,12 @@ class MailSession:
             self.done(event, "NO", "No such mailbox", "NONEXISTENT")
             return
         view = MailboxView.open(state, readonly=cmd.readonly)
-        out = [resp.flags([*SYSTEM_FLAGS, *view.keywords()])]
+        keywords = view.keywords()
+        out = [resp.flags([*SYSTEM_FLAGS, *keywords])]
+        # "\\*" (new keywords may be made) only while the mailbox has room for them
+        more = ["\\*"] if len(keywords) < MAX_MAILBOX_KEYWORDS else []
         permanent = "()" if cmd.readonly else \
-            "(" + " ".join([*SYSTEM_FLAGS, *view.keywords(), "\\*"]) + ")"
+            "(" + " ".join([*SYSTEM_FLAGS, *keywords, *more]) + ")"
         out.append(resp.untagged_status("OK", "Flags permitted",
                                         f"PERMANENTFLAGS {permanent}"))
         out.append(resp.exists(view.exists))
@@ -426,6 +429,10 @@ class MailSession:
             self.done(event, "BAD", str(exc))
             return
         flags = [f for f in cmd.flags if f.lower() != "\\recent"]
+        problem = view.store_problem(cmd.mode or "=", flags, positions)
+        if problem is not None:
+            self.done(event, "NO", problem, "LIMIT")
+            return
         uids = [view.messages[p].uid for p in positions if view.messages[p].uid
                 not in view.expunged]
         try:

@@ -23,6 +23,7 @@ from mailyard.directory.api import DirectoryError
 from mailyard.imapd.engine import MailSession
 from mailyard.imapd.listing import list_entries, status_items
 from mailyard.imapd.quota import storage_kib
+from mailyard.imapd.view import keyword_problem
 from mailyard.proto.imap import responses as resp
 from mailyard.proto.imap.commands import (
     Append,
@@ -254,6 +255,10 @@ class FolderCommands:
             return None
         if cmd.size > ms.limits.appendlimit:
             ms.done(event, "NO", "Message too big", "TOOBIG")
+            return None
+        problem = keyword_problem(cmd.flags)
+        if problem is not None:
+            ms.done(event, "NO", problem, "LIMIT")
             return None
         try:
             # One thread hop for the three checks (an APPEND is a round trip each).

@@ -27,7 +27,15 @@ from mailyard.proto.imap import responses as resp
 from mailyard.proto.imap.commands import SequenceSet
 from mailyard.store.index import FolderState, MessageInfo
 
-__all__ = ["BadSequence", "MailboxView", "Notify", "flag_atoms"]
+__all__ = ["MAX_MAILBOX_KEYWORDS", "BadSequence", "MailboxView", "Notify", "flag_atoms",
+           "keyword_problem"]
+
+# Limits on the keywords a client may set: a message's keywords travel in every FETCH
+# FLAGS, a mailbox's in FLAGS and PERMANENTFLAGS at each SELECT.  Real clients use a
+# handful ($Forwarded, $Junk, a few labels); Dovecot caps a keyword at 50 characters.
+MAX_KEYWORD_LENGTH = 64
+MAX_MESSAGE_KEYWORDS = 64
+MAX_MAILBOX_KEYWORDS = 256
 
 
 class BadSequence(ValueError):
@@ -45,6 +53,18 @@ class Notify:
 def flag_atoms(flags: Iterable[str]) -> list[resp.Atom]:
     """Flags in a stable order (system flags first) as atoms."""
     return [resp.Atom(f) for f in sorted(flags, key=lambda f: (not f.startswith("\\"), f))]
+
+
+def keyword_problem(flags: Iterable[str], have: Iterable[str] = ()) -> str | None:
+    """Why one message may not carry ``flags`` (added to the keywords it ``have``s),
+    or None: the text of a ``NO [LIMIT]``."""
+    keywords = {f for f in flags if not f.startswith("\\")}
+    if any(len(k) > MAX_KEYWORD_LENGTH for k in keywords):
+        return f"A keyword may have at most {MAX_KEYWORD_LENGTH} characters"
+    keywords.update(f for f in have if not f.startswith("\\"))
+    if len(keywords) > MAX_MESSAGE_KEYWORDS:
+        return f"A message may have at most {MAX_MESSAGE_KEYWORDS} keywords"
+    return None
 
 
 @dataclass
@@ -219,3 +239,23 @@ class MailboxView:
         for flags in {m.flags for m in self.messages}:  # few distinct sets
             seen.update(f for f in flags if not f.startswith("\\"))
         return sorted(seen)
+
+    def store_problem(self, mode: str, flags: Sequence[str],
+                      positions: Iterable[int]) -> str | None:
+        """Why STORE ``mode`` ``flags`` on ``positions`` would pass a keyword limit
+        (per keyword, per message, or new keywords beyond the mailbox's), or None."""
+        if mode == "-":
+            return None
+        problem = keyword_problem(flags)
+        if problem is None and mode == "+":
+            for flag_set in {self.messages[p].flags for p in positions}:
+                problem = keyword_problem(flags, flag_set)
+                if problem is not None:
+                    break
+        if problem is not None:
+            return problem
+        known = set(self.keywords())
+        new = {f for f in flags if not f.startswith("\\")} - known
+        if new and len(known) + len(new) > MAX_MAILBOX_KEYWORDS:
+            return f"A mailbox may have at most {MAX_MAILBOX_KEYWORDS} keywords"
+        return None

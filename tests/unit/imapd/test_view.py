@@ -115,3 +115,27 @@ def test_first_unseen_and_keywords() -> None:
         info(1, ("\\Seen",)), info(2, ("b", "a")), info(3, ("\\Seen", "a")))))
     assert v.first_unseen() == 2
     assert v.keywords() == ["a", "b"]
+
+
+def test_keyword_limits() -> None:
+    """Per keyword (64 characters), per message (64) and per mailbox (256 distinct):
+    the text of a NO [LIMIT]; removing is always allowed."""
+    from mailyard.imapd.view import MAX_MAILBOX_KEYWORDS, keyword_problem
+    assert keyword_problem(["\\Seen", "$Forwarded", "k" * 64]) is None
+    assert "characters" in (keyword_problem(["k" * 65]) or "")
+    assert keyword_problem([f"k{i}" for i in range(64)] + ["\\Seen", "\\Flagged"]) is None
+    assert "64 keywords" in (keyword_problem([f"k{i}" for i in range(65)]) or "")
+    assert "64 keywords" in (keyword_problem(["new"], [f"k{i}" for i in range(64)]) or "")
+    v = MailboxView.open(FolderState("INBOX", 7, 10, 1, (
+        info(1, tuple(f"a{i}" for i in range(64))),
+        info(2, ("b",)),
+    )))
+    assert v.store_problem("+", ["b"], [0]) is not None  # message 1 would have 65
+    assert v.store_problem("=", ["b"], [0]) is None
+    assert v.store_problem("+", ["b", "\\Seen"], [1]) is None
+    assert v.store_problem("-", [f"z{i}" for i in range(99)], [0, 1]) is None
+    full = MailboxView.open(FolderState("INBOX", 7, 10, 1, tuple(
+        info(n + 1, tuple(f"m{n}k{i}" for i in range(64))) for n in range(4))))
+    assert len(full.keywords()) == MAX_MAILBOX_KEYWORDS
+    assert "mailbox" in (full.store_problem("=", ["new"], [0]) or "")
+    assert full.store_problem("=", ["m3k1", "\\Deleted"], [0]) is None
