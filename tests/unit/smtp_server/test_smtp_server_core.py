@@ -455,6 +455,24 @@ def test_helo_with_control_characters_refused(name: bytes) -> None:
     assert not [e for e in run.events if isinstance(e, Helo) and e.name != "ok.test"]
 
 
+@pytest.mark.parametrize("name", [b"[1.2.3.4", b"[1.2.3.999]", b"[IPv6:1::2::3]", b"[]",
+                                  b"[foo]", b"[1.2.3.4]x", b"[:x]"])
+def test_helo_with_a_malformed_address_literal_refused(name: bytes) -> None:
+    """An address literal must be one (RFC 5321 4.1.3): 501 5.5.4, session usable;
+    the well-formed ones, and any domain, are taken."""
+    run = run_all_ways(b"EHLO " + name + b"\r\nHELO " + name + b"\r\nEHLO ok.test\r\n")
+    assert run.codes == ["220", f"501 {REPLY_SYNTAX.status}", f"501 {REPLY_SYNTAX.status}",
+                         "250"]
+    assert not [e for e in run.events if isinstance(e, Helo) and e.name != "ok.test"]
+
+
+@pytest.mark.parametrize("name", [b"[192.0.2.1]", b"[IPv6:2001:db8::1]", b"[x-tag:content]",
+                                  b"unchecked..domain", b"mx.example"])
+def test_helo_names_taken(name: bytes) -> None:
+    run = run_all_ways(b"EHLO " + name + b"\r\n")
+    assert run.codes == ["220", "250"]
+
+
 def test_adapter_misuse_is_a_local_protocol_error() -> None:
     """Answering a decision that is not pending, or with the wrong method, is the
     adapter's bug: LocalProtocolError (the same type the client core raises)."""

@@ -40,6 +40,7 @@ __all__ = [
     "parse_params",
     "parse_reverse_path",
     "quote_local_part",
+    "valid_address_literal",
     "xtext_decode",
     "xtext_encode",
 ]
@@ -134,8 +135,10 @@ def _unquote(local: str) -> str:
     return local
 
 
-def _valid_literal(literal: str) -> bool:
-    """RFC 5321 4.1.3: IPv4, ``IPv6:`` or a general ``tag:content`` literal."""
+def valid_address_literal(literal: str) -> bool:
+    """``[...]``, RFC 5321 4.1.3: IPv4, ``IPv6:`` or a general ``tag:content`` literal."""
+    if len(literal) < 2 or literal[0] != "[" or literal[-1] != "]":
+        return False
     inner = literal[1:-1]
     tag, colon, rest = inner.partition(":")
     if not colon:
@@ -155,7 +158,7 @@ def _valid_literal(literal: str) -> bool:
 
 def _valid_domain(domain: str) -> bool:
     if domain.startswith("["):
-        return _valid_literal(domain)
+        return valid_address_literal(domain)
     if len(domain.encode("utf-8")) > MAX_DOMAIN_OCTETS:
         return False
     return all(len(label.encode("utf-8")) <= MAX_LABEL_OCTETS for label in domain.split("."))

@@ -26,7 +26,7 @@ from functools import lru_cache
 
 from mailyard.envelope import Recipient
 from mailyard.proto.errors import LocalProtocolError
-from mailyard.proto.smtp.address import needs_smtputf8
+from mailyard.proto.smtp.address import needs_smtputf8, valid_address_literal
 from mailyard.proto.smtp.content import ChunkDecoder, ContentCheck, DataDecoder
 from mailyard.proto.smtp.events import (
     CLOSED,
@@ -487,6 +487,11 @@ class ServerConnection(AuthCommands):
             return
         if _HELO_CONTROL.search(name):  # no domain or address literal contains one
             self._refuse(REPLY_BAD_CHARS.with_text("Control character in EHLO/HELO argument"))
+            return
+        if name.startswith("[") and not valid_address_literal(name.split(None, 1)[0]):
+            # an address literal is checked (it may go to SPF and to trace fields); a
+            # domain is not (RFC 5321 4.1.4 forbids refusing mail for a wrong one)
+            self._refuse(REPLY_SYNTAX.with_text("Invalid address literal in EHLO/HELO"))
             return
         self._abort_transaction("helo")
         self._ask(Helo(name, extended))
