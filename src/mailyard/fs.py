@@ -3,6 +3,8 @@
 * :func:`write_all` writes chunks to a descriptor, retrying short writes.
 * :func:`fsync_dir` makes the entries of a directory (a rename into it) durable.
 * :func:`unlink_quietly` removes a file that may already be gone.
+* :func:`disk_full` tells a full disk (ENOSPC, EDQUOT, SQLite's SQLITE_FULL) from
+  other storage failures.
 * :func:`create_private_database` creates an SQLite database file owner-only without
   ever closing a descriptor of a file SQLite may already hold open in this process.
 * :class:`DirectorySyncer` groups directory fsyncs for callers in threads: one fsync
@@ -13,7 +15,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -64,6 +68,26 @@ def create_private_database(path: StrPath) -> None:
         except FileExistsError:
             return
         os.close(fd)
+
+
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """True when ``exc``, or an exception it was raised from, says the disk (or the
+    user's disk quota) is full: OSError ENOSPC or EDQUOT, or SQLite's SQLITE_FULL
+    ("database or disk is full")."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+            return True
+        if isinstance(exc, sqlite3.Error) and (
+                getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or "database or disk is full" in str(exc)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def unlink_quietly(path: StrPath) -> None:

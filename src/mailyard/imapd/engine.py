@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import operator
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailyard.directory.api import DirectoryError
+from mailyard.fs import disk_full
 from mailyard.imapd.accounts import Account
 from mailyard.imapd.fetch import (
     FetchError,
@@ -50,6 +52,7 @@ from mailyard.imapd.thread import render_threads, thread
 from mailyard.imapd.view import MAX_MAILBOX_KEYWORDS, BadSequence, MailboxView, Notify, flag_atoms
 from mailyard.imapd.watch import FolderWatch, Watcher
 from mailyard.message.structure import Structure
+from mailyard.obs import log_event
 from mailyard.proto.imap import responses as resp
 from mailyard.proto.imap.commands import (
     CopyMove,
@@ -74,10 +77,12 @@ from mailyard.proto.imap.events import (
 )
 from mailyard.proto.imap.server import ServerConnection
 from mailyard.store.api import MailboxNameError
-from mailyard.store.index import FolderNotFound, FolderState, MailboxIndexError, MessageInfo
+from mailyard.store.index import FolderNotFound, FolderState, MessageInfo
 from mailyard.store.maildir import read_message
 
-__all__ = ["Limits", "MailSession", "SYSTEM_FLAGS"]
+__all__ = ["DISK_FULL_TEXT", "Limits", "MailSession", "SYSTEM_FLAGS", "write_refusal"]
+
+log = logging.getLogger("mailyard.imapd")
 
 T = TypeVar("T")
 
@@ -85,6 +90,23 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _UID, _PATH = operator.attrgetter("uid"), operator.attrgetter("path")
 FETCH_BATCH = 32  # messages rendered per executor call when their files are read
 FETCH_BATCH_INDEX = 500  # ... when the index has all the FETCH needs
+
+
+DISK_FULL_TEXT = "Not enough disk space"
+
+
+def write_refusal(command: str, exc: BaseException) -> tuple[str, str]:
+    """(text, response code) of the tagged NO for a change the store could not make.
+    A full disk (ENOSPC, EDQUOT, SQLite's "database or disk is full") is
+    ``[OVERQUOTA] Not enough disk space``, as Dovecot says it; anything else is
+    logged and answered without its details (no server paths on the wire)."""
+    if disk_full(exc):
+        log_event(log, "imap write refused: disk full", level=logging.WARNING,
+                  command=command, error=str(exc))
+        return DISK_FULL_TEXT, "OVERQUOTA"
+    log_event(log, "imap command failed", level=logging.ERROR, command=command,
+              error=str(exc))
+    return f"{command} failed, try again", "SERVERBUG"
 
 
 @dataclass(frozen=True)
@@ -438,8 +460,11 @@ class MailSession:
         try:
             result = await self.blocking(self.index.store, view.name, uids, cmd.mode or "=",
                                          flags, cmd.unchanged_since)
-        except (MailboxNameError, MailboxIndexError, OSError) as exc:
-            await self.finish(event, "NO", f"STORE failed: {exc}", "SERVERBUG", expunges=False)
+        except MailboxNameError as exc:
+            await self.finish(event, "NO", str(exc), "CANNOT", expunges=False)
+            return
+        except OSError as exc:  # MailboxIndexError too
+            await self.finish(event, "NO", *write_refusal("STORE", exc), expunges=False)
             return
         if self.view is not view:
             return
@@ -507,7 +532,7 @@ class MailSession:
             self.done(event, "NO", str(exc), "CANNOT")
             return
         except OSError as exc:
-            self.done(event, "NO", f"{cmd.name} failed: {exc}", "SERVERBUG")
+            self.done(event, "NO", *write_refusal(cmd.name, exc))
             return
         code = ""
         if result.uids:
@@ -536,8 +561,11 @@ class MailSession:
             uids = [view.messages[p].uid for p in view.resolve(cmd.uids, True, self.saved)]
         try:
             gone = await self.blocking(self.index.expunge, view.name, uids)
-        except (MailboxNameError, OSError) as exc:
-            self.done(event, "NO", f"EXPUNGE failed: {exc}", "SERVERBUG")
+        except MailboxNameError as exc:
+            self.done(event, "NO", str(exc), "CANNOT")
+            return
+        except OSError as exc:
+            self.done(event, "NO", *write_refusal("EXPUNGE", exc))
             return
         view.removed(gone)
         if gone:

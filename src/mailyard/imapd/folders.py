@@ -20,7 +20,7 @@ import tempfile
 from typing import BinaryIO
 
 from mailyard.directory.api import DirectoryError
-from mailyard.imapd.engine import MailSession
+from mailyard.imapd.engine import MailSession, write_refusal
 from mailyard.imapd.listing import list_entries, status_items
 from mailyard.imapd.quota import storage_kib
 from mailyard.imapd.view import keyword_problem
@@ -58,9 +58,18 @@ class PendingAppend:
         self.command = command
         self.file = file
         self.size = 0
+        self.failed: OSError | None = None  # the write that failed (a full disk)
 
     def write(self, data: bytes) -> None:
-        self.file.write(data)
+        """Keep a piece of the literal; after a failed write the rest is dropped (the
+        literal still has to be read) and the APPEND is refused at its end."""
+        if self.failed is not None:
+            return
+        try:
+            self.file.write(data)
+        except OSError as exc:
+            self.failed = exc
+            return
         self.size += len(data)
 
     def close(self) -> None:
@@ -89,7 +98,7 @@ class FolderCommands:
             ms.done(event, "BAD", str(exc))
             return
         except OSError as exc:
-            ms.done(event, "NO", f"Cannot list folders: {exc}", "SERVERBUG")
+            ms.done(event, "NO", *write_refusal("LIST", exc))
             return
         utf8 = ms.conn.utf8
         out = []
@@ -123,7 +132,7 @@ class FolderCommands:
             ms.done(event, "NO", "No such mailbox", "NONEXISTENT")
             return
         except OSError as exc:
-            ms.done(event, "NO", f"STATUS failed: {exc}", "SERVERBUG")
+            ms.done(event, "NO", *write_refusal("STATUS", exc))
             return
         if ms.answering(event):
             ms.conn.respond(resp.status(state.name, status_items(
@@ -148,7 +157,7 @@ class FolderCommands:
         except MailboxNameError as exc:
             _name_error(self.ms, event, exc)
         except OSError as exc:
-            self.ms.done(event, "NO", f"{cmd.name} failed: {exc}", "SERVERBUG")
+            self.ms.done(event, "NO", *write_refusal(cmd.name, exc))
 
     async def _create(self, event: CommandRequested) -> None:
         cmd = event.command
@@ -263,8 +272,11 @@ class FolderCommands:
         try:
             # One thread hop for the three checks (an APPEND is a round trip each).
             exists, full, file = await ms.blocking(self._prepare, box, cmd.size)
-        except (DirectoryError, OSError) as exc:
-            ms.done(event, "NO", f"Cannot take the message: {exc}", "UNAVAILABLE")
+        except DirectoryError:
+            ms.done(event, "NO", "Cannot check the quota, try again", "UNAVAILABLE")
+            return None
+        except OSError as exc:  # the temporary file for the literal
+            ms.done(event, "NO", *write_refusal("APPEND", exc))
             return None
         if not exists:
             ms.done(event, "NO", "No such mailbox", "TRYCREATE")
@@ -280,13 +292,18 @@ class FolderCommands:
         date = cmd.date.timestamp() if cmd.date is not None else None
         flags = [f for f in cmd.flags if f.lower() != "\\recent"]
         try:
+            if pending.failed is not None:
+                raise pending.failed
             validity, info = await ms.blocking(self._store, pending, cmd.mailbox.name, flags,
                                                date)
         except FolderNotFound:
             ms.done(event, "NO", "No such mailbox", "TRYCREATE")
             return
-        except (MailboxNameError, OSError) as exc:
-            ms.done(event, "NO", f"APPEND failed: {exc}", "SERVERBUG")
+        except MailboxNameError as exc:
+            ms.done(event, "NO", str(exc), "CANNOT")
+            return
+        except OSError as exc:
+            ms.done(event, "NO", *write_refusal("APPEND", exc))
             return
         finally:
             pending.close()

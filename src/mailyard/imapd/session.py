@@ -33,8 +33,9 @@ from typing import Protocol
 
 from mailyard.directory.addresses import address_key
 from mailyard.directory.api import Directory, DirectoryError
+from mailyard.fs import disk_full
 from mailyard.imapd.accounts import Account, Accounts
-from mailyard.imapd.engine import Limits, MailSession
+from mailyard.imapd.engine import DISK_FULL_TEXT, Limits, MailSession
 from mailyard.imapd.folders import FolderCommands, PendingAppend
 from mailyard.imapd.logincache import LoginCache
 from mailyard.imapd.watch import Watcher
@@ -202,9 +203,12 @@ class ImapSession(StreamSession):
         except FolderNotFound:  # deleted or renamed by another session meanwhile
             self._refuse(event, "Mailbox does not exist any more", "NONEXISTENT")
         except (MailboxNameError, OSError) as exc:  # the index or the disk failed
-            log_event(log, "imap command failed", level=logging.ERROR, client=self.ip,
-                      error=str(exc))
-            self._refuse(event, "Server error, try again", "SERVERBUG")
+            if disk_full(exc):
+                self._refuse(event, DISK_FULL_TEXT, "OVERQUOTA")
+            else:
+                log_event(log, "imap command failed", level=logging.ERROR, client=self.ip,
+                          error=str(exc))
+                self._refuse(event, "Server error, try again", "SERVERBUG")
         self._pump()
 
     def _refuse(self, event: Decision, text: str, code: str) -> None:

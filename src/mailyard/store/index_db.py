@@ -16,6 +16,7 @@ index's own changes to ``cur/``.  It is the base class of
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import sqlite3
@@ -26,7 +27,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailyard.fs import create_private_database
+from mailyard.fs import create_private_database, disk_full
 from mailyard.message import structure
 from mailyard.store.api import INBOX, MailboxNameError
 from mailyard.store.index_files import _flags, _mtime_ns, _split, disk_name, normalize
@@ -46,7 +47,31 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 class MailboxIndexError(OSError):
-    """The index database cannot be used (I/O error, locked past the timeout)."""
+    """The index database cannot be used (I/O error, locked past the timeout, a full
+    disk: then its errno is ENOSPC)."""
+
+
+def index_error(path: Path, exc: BaseException) -> MailboxIndexError:
+    """The :class:`MailboxIndexError` for a failure of the index at ``path``."""
+    if disk_full(exc):
+        return MailboxIndexError(errno.ENOSPC, f"mailbox index {path}: {exc}")
+    return MailboxIndexError(f"mailbox index {path}: {exc}")
+
+
+@contextmanager
+def undone_on_failure() -> Iterator[list[Callable[[], None]]]:
+    """A list of file operations to undo, last first, if the block fails with a
+    storage error (the index commit included, when the block holds the write
+    transaction: a full disk).  Anything else is left as a crash would leave it, for
+    the next sync."""
+    undo: list[Callable[[], None]] = []
+    try:
+        yield undo
+    except OSError:
+        for step in reversed(undo):
+            with suppress(OSError):
+                step()
+        raise
 
 
 class FolderNotFound(MailboxNameError):
@@ -92,19 +117,21 @@ class IndexDatabase:
         try:
             return self._connect()
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
-                raise MailboxIndexError(f"mailbox index {self.path}: {exc}") from exc
+            if isinstance(exc, sqlite3.OperationalError) and (
+                    "locked" in str(exc) or disk_full(exc)):  # not damage: keep the file
+                raise index_error(self.path, exc) from exc
             self._set_aside()  # damaged: rebuilt from the Maildir under new UIDVALIDITYs
             try:
                 return self._connect()
             except sqlite3.DatabaseError as again:
-                raise MailboxIndexError(f"mailbox index {self.path}: {again}") from again
+                raise index_error(self.path, again) from again
 
     def _connect(self) -> sqlite3.Connection:
         try:
             create_private_database(self.path)
         except OSError as exc:
-            raise MailboxIndexError(f"cannot create mailbox index {self.path}: {exc}") from exc
+            raise MailboxIndexError(exc.errno, f"cannot create mailbox index {self.path}: {exc}"
+                                    ) from exc
         db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000,
                              isolation_level=None, check_same_thread=False)
         try:
@@ -156,17 +183,27 @@ class IndexDatabase:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise MailboxIndexError(f"mailbox index {self.path}: {exc}") from exc
+                raise index_error(self.path, exc) from exc
             try:
                 yield self._db
+            except sqlite3.Error as exc:  # a full disk while writing a row
+                self._rollback()
+                raise index_error(self.path, exc) from exc
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
+                self._rollback()
+                raise index_error(self.path, exc) from exc
+
+    def _rollback(self) -> None:
+        """Roll the open transaction back (SQLite may have done so itself already,
+        after SQLITE_FULL)."""
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):
                 self._db.execute("ROLLBACK")
-                raise MailboxIndexError(f"mailbox index {self.path}: {exc}") from exc
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:

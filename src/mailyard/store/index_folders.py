@@ -10,6 +10,7 @@ the files inside one folder.
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from mailyard.fs import fsync_dir
 from mailyard.store.api import INBOX, MailboxNameError
-from mailyard.store.index_db import FolderNotFound, IndexDatabase
+from mailyard.store.index_db import FolderNotFound, IndexDatabase, undone_on_failure
 from mailyard.store.index_files import DELIMITER, imap_name, normalize
 
 #: The default folders and their SPECIAL-USE attributes (RFC 6154).
@@ -66,9 +67,10 @@ class FolderOperations(IndexDatabase):
         """Create a folder (RFC 9051 CREATE; ``special_use`` for RFC 6154 CREATE-SPECIAL-USE)."""
         name = normalize(name)
         box = self.maildir(name)
-        with self._write() as db:
+        with undone_on_failure() as undo, self._write() as db:
             if box.exists():
                 raise FolderExists(f"folder {name!r} exists")
+            undo.append(functools.partial(shutil.rmtree, box.path))
             box.create()
             self._folder(db, name, special_use)
 
@@ -78,11 +80,12 @@ class FolderOperations(IndexDatabase):
         if name == INBOX:
             raise MailboxNameError("INBOX cannot be deleted")
         box = self.maildir(name)
-        with self._write() as db:
+        with undone_on_failure() as undo, self._write() as db:
             if not box.exists():
                 raise FolderNotFound(f"no folder {name!r}")
             trash = self.inbox.path / f"..mailyard-deleted-{secrets.token_hex(6)}"
             os.rename(box.path, trash)  # atomic: gone from every listing at once
+            undo.append(functools.partial(os.rename, trash, box.path))
             fsync_dir(self.inbox.path)
             row = db.execute("SELECT id FROM folders WHERE name = ?", (name,)).fetchone()
             if row is not None:
@@ -95,7 +98,7 @@ class FolderOperations(IndexDatabase):
         if INBOX in (old, new):
             raise MailboxNameError("renaming INBOX is not supported")
         src, dst = self.maildir(old), self.maildir(new)
-        with self._write() as db:
+        with undone_on_failure() as undo, self._write() as db:
             if not src.exists():
                 raise FolderNotFound(f"no folder {old!r}")
             if dst.exists():
@@ -106,6 +109,8 @@ class FolderOperations(IndexDatabase):
                 for f in self.list_folders_unlocked() if f.name.startswith(old + DELIMITER)]
             for a, b in moves:
                 os.rename(self.maildir(a).path, self.maildir(b).path)
+                undo.append(functools.partial(os.rename, self.maildir(b).path,
+                                              self.maildir(a).path))
                 db.execute("UPDATE folders SET name = ? WHERE name = ?", (b, a))
             fsync_dir(self.inbox.path)
 

@@ -5,12 +5,16 @@ MOVE, and reading the cached structures and quota usage.
 Each mutation does its file operations first (rename for flags, unlink, link or
 copy, rename into another folder) and commits the rows after in one write
 transaction with one new mod-sequence, so a crash in between leaves what the next
-sync repairs.  Separate from the folder operations and from the sync because these
-are the changes a client asks for on the messages of one folder.
+sync repairs.  When the commit fails instead (a full disk), the file operations of
+APPEND, COPY, MOVE and STORE are undone, so that a command answered NO changed
+nothing the next sync would bring back.  Separate from the folder operations and
+from the sync because these are the changes a client asks for on the messages of
+one folder.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -24,7 +28,14 @@ from typing import Any
 from mailyard.fs import fsync_dir
 from mailyard.message import structure
 from mailyard.store.api import MailboxNameError, Source
-from mailyard.store.index_db import _ROW, FolderNotFound, IndexDatabase, MessageInfo, _Row
+from mailyard.store.index_db import (
+    _ROW,
+    FolderNotFound,
+    IndexDatabase,
+    MessageInfo,
+    _Row,
+    undone_on_failure,
+)
 from mailyard.store.index_files import (
     _entries,
     _flags,
@@ -120,7 +131,7 @@ class MessageOperations(IndexDatabase):
         want_letters, want_keywords = _letters_of(flags)
         out: list[MessageInfo] = []
         modified: list[int] = []
-        with self._write() as db:
+        with undone_on_failure() as undo, self._write() as db:
             fid, _, _, highest = self._folder(db, name)
             before = _mtime_ns(box.path / "cur")
             modseq = highest + 1
@@ -138,6 +149,8 @@ class MessageOperations(IndexDatabase):
                     renamed = _rename_flags(box, row, letters)
                     if renamed is None:
                         continue  # removed by another program: the next sync expunges it
+                    undo.append(functools.partial(os.rename, box.path / "cur" / renamed,
+                                                  box.path / "cur" / row.filename))
                     filename = renamed
                 db.execute("UPDATE messages SET filename = ?, letters = ?, keywords = ?,"
                            " modseq = ? WHERE folder = ? AND uid = ?",
@@ -182,7 +195,7 @@ class MessageOperations(IndexDatabase):
         if not box.exists():
             raise FolderNotFound(f"no folder {name!r}")
         letters, keywords = _letters_of(flags)
-        with self._write() as db:
+        with undone_on_failure() as undo, self._write() as db:
             fid, validity, uidnext, highest = self._folder(db, name)
             cur = box.path / "cur"
             before = _mtime_ns(cur)
@@ -191,6 +204,7 @@ class MessageOperations(IndexDatabase):
             # commit leaves a file the next sync indexes.
             filename = box.deliver(source, info=letters)
             path = cur / filename
+            undo.append(functools.partial(os.unlink, path))
             if internal_date is not None:
                 os.utime(path, (internal_date, internal_date))
             modseq = highest + 1
@@ -216,7 +230,7 @@ class MessageOperations(IndexDatabase):
         source, target = normalize(source), normalize(target)
         src, dst = self.maildir(source), self.maildir(target)
         pairs: list[tuple[int, int]] = []
-        with self._write() as db:
+        with undone_on_failure() as undo, self._write() as db:
             sid, _, _, s_highest = self._folder(db, source)
             try:
                 did, validity, uidnext, d_highest = self._folder(db, target)
@@ -234,6 +248,7 @@ class MessageOperations(IndexDatabase):
                         os.rename(old, new)
                     except FileNotFoundError:
                         continue
+                    undo.append(functools.partial(os.rename, new, old))
                     moved.append(row.uid)
                 else:
                     new = dst.path / "cur" / _with_letters(_fresh_base(dst, row.base), row.letters)
@@ -241,6 +256,7 @@ class MessageOperations(IndexDatabase):
                         _link_or_copy(old, new, dst)
                     except FileNotFoundError:
                         continue
+                    undo.append(functools.partial(os.unlink, new))
                 cached = db.execute(f"SELECT {_CACHED} FROM messages m JOIN structures s"
                                     " ON s.folder = m.folder AND s.uid = m.uid"
                                     " WHERE m.folder = ? AND m.uid = ?",
