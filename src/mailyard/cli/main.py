@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from mailyard import __version__
 from mailyard.config import Config, ConfigError, resolve_config
+from mailyard.fs import disk_full
 
 Handler = Callable[[argparse.Namespace, Config], int]
 
@@ -88,6 +89,15 @@ def _tolerant_output() -> None:
             reconfigure(errors="backslashreplace")
 
 
+def _disk_full_exit(exc: BaseException, config: Config | None) -> int:
+    """A full disk (ENOSPC, EDQUOT, SQLite's "database or disk is full"): one line and
+    exit status 1; the same command may be run again once space is freed."""
+    where = f" in {config.data_dir}" if config is not None else ""
+    print(f"mailyard: not enough disk space{where} ({exc}); free some and try again",
+          file=sys.stderr)
+    return EXIT_FAILED
+
+
 def main(argv: list[str] | None = None) -> int:
     _tolerant_output()
     parser = build_parser()
@@ -119,15 +129,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except OSError as exc:
+        if disk_full(exc):
+            return _disk_full_exit(exc, config)
         if os.environ.get("MAILYARD_DEBUG"):
             traceback.print_exc()
         print(f"mailyard: {_os_error_message(exc, config)}", file=sys.stderr)
         return EXIT_USAGE
     except sqlite3.Error as exc:
+        if disk_full(exc):
+            return _disk_full_exit(exc, config)
         where = f" in {config.data_dir}" if config is not None else ""
         print(f"mailyard: database error{where}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except Exception as exc:  # the last line of defence: never a traceback on the terminal
+        if disk_full(exc):
+            return _disk_full_exit(exc, config)
         if os.environ.get("MAILYARD_DEBUG"):
             traceback.print_exc()
         print(f"mailyard: unexpected error: {type(exc).__name__}: {exc} "

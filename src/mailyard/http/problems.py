@@ -6,12 +6,16 @@ it), and the same ``code`` as an extension member.  ``title`` is fixed per type,
 ``detail`` says what happened this time, ``instance`` is the request path.  A
 validation error lists the fields (``errors``: location and message).  An unexpected
 exception is logged with its traceback and answered with a bare 500 problem: nothing
-of the code reaches the client.
+of the code reaches the client.  A full disk (ENOSPC, EDQUOT, SQLite's "database or
+disk is full"), whether a service reported it or not, is ``507 insufficient_storage``
+(RFC 4918 11.5) with ``Retry-After``, logged in one line: nothing was done, and the
+same request may be sent again once space is freed.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,6 +25,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mailyard.fs import disk_full
 from mailyard.obs import log_event
 from mailyard.services.errors import (
     Conflict,
@@ -49,7 +54,9 @@ TITLES: dict[str, tuple[int, str]] = {
     "validation_failed": (422, "The request is not valid"),
     "rate_limited": (429, "Too many requests"),
     "internal_error": (500, "Internal error"),
+    "insufficient_storage": (507, "Insufficient storage"),
 }
+DISK_FULL_RETRY_AFTER = 60  # seconds: for a client's retry once space is freed
 
 _SERVICE_STATUS: tuple[tuple[type[ServiceError], int], ...] = (
     (InvalidInput, 422), (Forbidden, 403), (NotFound, 404), (Conflict, 409), (Expired, 410),
@@ -115,6 +122,18 @@ def problem_response(problem: Problem, instance: str = "") -> JSONResponse:
                         media_type=MEDIA_TYPE)
 
 
+def insufficient_storage() -> Problem:
+    """The answer to a request refused because the disk is full."""
+    return Problem("insufficient_storage", "the server's disk is full; nothing was done, "
+                   "try again later", headers={"Retry-After": str(DISK_FULL_RETRY_AFTER)})
+
+
+def _disk_full(request: Request, exc: Exception) -> JSONResponse:
+    log_event(log, "request refused: disk full", level=logging.WARNING,
+              path=request.url.path, method=request.method, error=str(exc))
+    return problem_response(insufficient_storage(), request.url.path)
+
+
 def from_service(exc: ServiceError) -> Problem:
     status = next((s for cls, s in _SERVICE_STATUS if isinstance(exc, cls)), 500)
     title = exc.code.replace("_", " ").capitalize()
@@ -132,6 +151,8 @@ def install(app: FastAPI) -> None:
 
     async def on_service(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ServiceError)
+        if isinstance(exc, StorageFailure) and disk_full(exc):
+            return _disk_full(request, exc)
         return problem_response(from_service(exc), request.url.path)
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -148,7 +169,17 @@ def install(app: FastAPI) -> None:
                           status=exc.status_code, headers=exc.headers)
         return problem_response(problem, request.url.path)
 
+    async def on_storage(request: Request, exc: Exception) -> JSONResponse:
+        # OSError and sqlite3.Error have handlers of their own: the one for Exception
+        # runs in Starlette's outermost middleware, which raises the error again
+        # after answering (a traceback on the server's stderr, the connection closed).
+        if disk_full(exc):
+            return _disk_full(request, exc)
+        return await on_unexpected(request, exc)
+
     async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if disk_full(exc):
+            return _disk_full(request, exc)
         log_event(log, "request failed", level=logging.ERROR, path=request.url.path,
                   method=request.method, error=type(exc).__name__, exc_info=exc)
         return problem_response(Problem("internal_error"), request.url.path)
@@ -157,4 +188,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, on_service)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(OSError, on_storage)
+    app.add_exception_handler(sqlite3.Error, on_storage)
     app.add_exception_handler(Exception, on_unexpected)

@@ -146,6 +146,10 @@ class TransactionalMail:
     max_recipients: int = 50
     clock: Callable[[], float] = time.time
     _last_sweep: float = 0.0
+    # Reservations whose release failed (a full disk): (API key, key) -> holder, released
+    # before the key is used again, so that a request that queued nothing is never
+    # replayed as sent.  Per process.
+    _unreleased: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def templates(self) -> MessageTemplates:
@@ -179,17 +183,37 @@ class TransactionalMail:
             queued = True
         finally:
             if record is not None and not queued:
-                await asyncio.to_thread(self.store.release, record.api_key, record.key,
-                                        record.holder)
+                await asyncio.to_thread(self._release, record)
         if record is not None:
-            await asyncio.to_thread(self.store.finish, record.api_key, record.key)
+            try:
+                await asyncio.to_thread(self.store.finish, record.api_key, record.key)
+            except sqlite3.Error as exc:  # queued: the stored answer replays it
+                log_event(log, "idempotency key not marked done", level=logging.WARNING,
+                          key=record.api_key, error=str(exc))
         return SendResult(202, prepared.body)
+
+    def _release(self, record: KeyRecord) -> None:
+        """Free the key of a request that queued nothing; when that fails too (a full
+        disk), it is freed before the key's next use instead of failing the answer."""
+        try:
+            self.store.release(record.api_key, record.key, record.holder)
+        except sqlite3.Error as exc:
+            log_event(log, "idempotency key not released", level=logging.WARNING,
+                      key=record.api_key, error=str(exc))
+            self._unreleased[(record.api_key, record.key)] = record.holder
+
+    def _release_left(self, api_key: str, key: str) -> None:
+        holder = self._unreleased.get((api_key, key))
+        if holder is not None:
+            self.store.release(api_key, key, holder)
+            del self._unreleased[(api_key, key)]
 
     async def _reserve(self, key: ApiKey, idempotency_key: str,
                        request: MessageRequest) -> KeyRecord | SendResult:
         digest = fingerprint(dict(request.canonical))
         message_id = message_id_for(self.id_key, key.key_id, idempotency_key)
         waited = 0.0
+        await asyncio.to_thread(self._release_left, key.key_id, idempotency_key)
         while True:
             outcome, record = await asyncio.to_thread(
                 self.store.reserve, key.key_id, idempotency_key, digest, message_id,

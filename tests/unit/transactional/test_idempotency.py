@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,3 +263,28 @@ def test_api_keys_carry_pool_and_senders_across_the_schema_upgrade(tmp_path: Pat
     for bad in ({"pool": "nope", "pools": ["tx"]}, {"senders": ["a b@c"]}):
         with pytest.raises(ServiceError):
             keys.create("bad", "send", **bad)  # type: ignore[arg-type]
+
+
+def test_failed_commit_and_failed_release_on_a_full_disk_send_once_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The queue commit fails and so does freeing the key (the disk is full): the
+    answer is still the queue's failure, and a retry once space is back, after the
+    lease, sends the message instead of replaying an answer that was never true."""
+    service, ingest, clock = _service(tmp_path)
+    ingest.fail = True
+    real_release = service.store.release
+
+    def full(*args: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(service.store, "release", full)
+    with pytest.raises(ServiceError) as caught:
+        asyncio.run(service.send(KEY, _request(), "k6"))
+    assert caught.value.code == "mail_not_queued"
+    monkeypatch.setattr(service.store, "release", real_release)
+    ingest.fail = False
+    clock.now += LEASE + 1
+    result = asyncio.run(service.send(KEY, _request(), "k6"))
+    assert result.status == 202 and not result.replayed and len(ingest.queued) == 1
+    assert asyncio.run(service.send(KEY, _request(), "k6")).replayed
+    assert len(ingest.queued) == 1
