@@ -129,3 +129,23 @@ def test_create_delete_rename_on_a_full_disk_change_nothing(index: MailboxIndex)
     assert index.maildir("Archive").exists() and not index.maildir("Old").exists()
     index.create_folder("Projects")
     assert "Projects" in {f.name for f in index.list_folders()}
+
+
+def test_a_full_disk_at_open_is_not_damage(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLITE_FULL while opening is no reason to set the index aside (and give every
+    folder a new UIDVALIDITY): the open fails with ENOSPC and the file stays."""
+    box = Maildir(tmp_path / "example.test" / "user", "mx.example.test")
+    box.create()
+    first = MailboxIndex(box)
+    validity = first.sync(INBOX).uidvalidity
+    first.close()
+
+    def full(self: object) -> sqlite3.Connection:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(MailboxIndex, "_connect", full)
+    refused(MailboxIndex, box)
+    monkeypatch.undo()
+    assert not [n for n in os.listdir(box.path) if ".damaged-" in n]
+    assert MailboxIndex(box).sync(INBOX).uidvalidity == validity

@@ -1,0 +1,52 @@
+"""IMAP's answers for a change the store could not make: a full disk is
+``NO [OVERQUOTA] Not enough disk space`` (as Dovecot answers ENOSPC and EDQUOT), other
+failures a generic ``[SERVERBUG]`` without server paths; an APPEND literal whose
+temporary file cannot take more is still read to its end and then refused."""
+
+from __future__ import annotations
+
+import errno
+import io
+import sqlite3
+from pathlib import Path
+
+from mailyard.imapd.engine import write_refusal
+from mailyard.imapd.folders import PendingAppend
+from mailyard.proto.imap.commands import Append
+from mailyard.store.index import MailboxIndexError
+from mailyard.store.index_db import index_error
+
+
+def test_disk_full_is_overquota() -> None:
+    index_full = index_error(Path("/srv/mail/u/mailyard-index.db"),
+                             sqlite3.OperationalError("database or disk is full"))
+    assert isinstance(index_full, MailboxIndexError) and index_full.errno == errno.ENOSPC
+    for exc in (OSError(errno.ENOSPC, "No space left on device"),
+                OSError(errno.EDQUOT, "Disk quota exceeded"), index_full):
+        assert write_refusal("APPEND", exc) == ("Not enough disk space", "OVERQUOTA")
+
+
+def test_other_failures_say_nothing_of_the_server() -> None:
+    exc = MailboxIndexError("mailbox index /srv/mail/u/mailyard-index.db: disk I/O error")
+    text, code = write_refusal("STORE", exc)
+    assert (text, code) == ("STORE failed, try again", "SERVERBUG")
+
+
+class FullFile(io.BytesIO):
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def test_append_literal_on_a_full_disk_is_read_and_remembered() -> None:
+    pending = PendingAppend(Append.__new__(Append), FullFile(10))
+    pending.write(b"12345")
+    pending.write(b"678901")  # no room: remembered, not raised
+    pending.write(b"more")  # the rest of the literal is dropped
+    assert pending.failed is not None and pending.failed.errno == errno.ENOSPC
+    assert pending.size == 5
