@@ -73,16 +73,22 @@ def create_private_database(path: StrPath) -> None:
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
+# SQLite's result codes for a full disk: SQLITE_FULL ("database or disk is full"), and
+# SQLITE_IOERR_SHMSIZE ("disk I/O error"), a -shm file it cannot grow, which is what a
+# new connection to a WAL database meets on a full disk.
+SQLITE_DISK_FULL_CODES = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR_SHMSIZE})
+
+
 def disk_full(exc: BaseException | None) -> bool:
     """True when ``exc``, or an exception it was raised from, says the disk (or the
     user's disk quota) is full: OSError ENOSPC or EDQUOT, or SQLite's SQLITE_FULL
-    ("database or disk is full")."""
+    ("database or disk is full") or SQLITE_IOERR_SHMSIZE."""
     seen = 0
     while exc is not None and seen < 8:
         if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
             return True
         if isinstance(exc, sqlite3.Error) and (
-                getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                getattr(exc, "sqlite_errorcode", None) in SQLITE_DISK_FULL_CODES
                 or "database or disk is full" in str(exc)):
             return True
         exc = exc.__cause__ or exc.__context__

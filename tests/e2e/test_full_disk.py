@@ -14,6 +14,7 @@ import contextlib
 import imaplib
 import os
 import poplib
+import re
 import shutil
 import subprocess
 import threading
@@ -276,6 +277,7 @@ def test_cli_writes_fail_in_one_line_then_work(disk: Disk, server: MailyardServe
             err = res.stderr.decode()
             assert res.returncode == 1, (args, err)
             assert "Traceback" not in err and len(err.strip().splitlines()) <= 2, err
+            assert re.search(r"disk full|not enough disk space", err.splitlines()[-1]), err
     for args, stdin in commands:
         res = server.cli(*args, input=stdin, check=False)
         assert res.returncode == 0, (args, res.stderr.decode())

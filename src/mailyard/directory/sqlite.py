@@ -53,7 +53,7 @@ from mailyard.directory.api import (
     UserRecord,
 )
 from mailyard.directory.scram import SaslprepError, new_credentials, saslprep
-from mailyard.fs import create_private_database
+from mailyard.fs import create_private_database, disk_full
 from mailyard.store.quota import Keep, QuotaLimits
 
 SCHEMA_VERSION = 2
@@ -629,6 +629,9 @@ def _database_errors() -> Iterator[None]:
     try:
         yield
     except sqlite3.Error as exc:
+        if disk_full(exc):
+            raise DirectoryError(f"directory database: not enough disk space ({exc})"
+                                 ) from exc
         raise DirectoryError(f"directory database error: {exc}") from exc
 
 

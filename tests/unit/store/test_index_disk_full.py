@@ -75,6 +75,9 @@ def test_disk_full_tells_enospc_edquot_and_sqlite_full() -> None:
             raise RuntimeError("wrapped") from exc
     except RuntimeError as outer:
         assert disk_full(outer)
+    shm = sqlite3.OperationalError("disk I/O error")  # a -shm file it cannot grow
+    shm.sqlite_errorcode = sqlite3.SQLITE_IOERR_SHMSIZE
+    assert disk_full(shm)
     assert not disk_full(OSError(errno.EIO, "I/O error"))
     assert not disk_full(sqlite3.OperationalError("database is locked"))
     assert not disk_full(None)
