@@ -22,6 +22,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import sqlite3
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -30,8 +31,9 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from mailyard.bulk.model import Consent, MembershipStatus
+from mailyard.fs import disk_full
 from mailyard.http.auth import context
-from mailyard.http.problems import Problem, from_service, problem_response
+from mailyard.http.problems import Problem, from_service, insufficient_storage, problem_response
 from mailyard.ingest.api import IngestRefused
 from mailyard.obs import log_event
 from mailyard.queue.api import StorageError
@@ -140,6 +142,13 @@ async def subscribe(request: Request, name: str) -> Response:
     except (StorageError, IngestRefused, OSError) as exc:
         log_event(log, "confirmation mail not queued", level=logging.ERROR, list=name,
                   error=str(exc))
+        try:  # the same request again sends the mail, not "one went out moments ago"
+            await run_in_threadpool(ctx.contacts.confirmation_not_sent, name, address)
+        except (ServiceError, sqlite3.Error) as again:
+            log_event(log, "confirmation left to RESEND_AFTER", level=logging.WARNING,
+                      list=name, error=str(again))
+        if disk_full(exc):
+            return _error(request, insufficient_storage())
         return _error(request, Problem("mail_not_queued", "the confirmation mail could not "
                                        "be sent; try again later", status=503,
                                        title="Service unavailable"))

@@ -355,6 +355,20 @@ class Contacts:
                                            consent=consent, now=self.clock())
         return Subscribed(member, self._confirmation(mlist, contact))
 
+    def confirmation_not_sent(self, list_name: str, address: str) -> None:
+        """The confirmation mail :meth:`subscribe` asked for could not be queued (a
+        full disk): the membership's time is set back past RESEND_AFTER, so that the
+        same request once space is freed sends one instead of being taken for a
+        repeat.  Raises ServiceError, sqlite3.Error."""
+        mlist = self.get_list(list_name)
+        contact = self.store.get_contact(self.address(address))
+        member = None if contact is None else self.store.membership(mlist.id, contact.id)
+        if contact is None or member is None or member.status not in (
+                MembershipStatus.UNCONFIRMED, MembershipStatus.UNSUBSCRIBED):
+            return
+        self.store.set_membership(mlist.id, contact.id, member.status,
+                                  now=member.updated - RESEND_AFTER)
+
     def _resubscribe(self, mlist: MailingList, contact: Contact, existing: Membership
                      ) -> Subscribed:
         """A confirmation mail for someone who unsubscribed (at most every

@@ -269,3 +269,28 @@ def test_api_keys(tmp_path: Path, clock: Clock) -> None:
     keys.revoke("ci")
     assert keys.authenticate(made.secret) is None
     keys.create("ci", "admin")  # the name is free again
+
+
+def test_a_confirmation_not_queued_is_sent_by_the_next_request(contacts: Contacts,
+                                                                clock: Clock) -> None:
+    """The confirmation mail could not be queued (a full disk): the same request a
+    moment later sends one, instead of being taken for a repeat within ten minutes."""
+    contacts.create_list("news", "", OptIn.DOUBLE)
+    first = contacts.subscribe("news", "d@example.org", "", Consent(clock()))
+    assert first.mail is not None
+    contacts.confirmation_not_sent("news", "d@example.org")
+    clock.now += 5
+    again = contacts.subscribe("news", "d@example.org", "", Consent(clock()))
+    assert again.mail is not None
+    assert contacts.members("news")[0][1].status is MembershipStatus.UNCONFIRMED
+    clock.now += 5  # sent this time: a repeat within ten minutes sends nothing
+    assert contacts.subscribe("news", "d@example.org", "", Consent(clock())).mail is None
+    # The same for an unsubscribed person coming back.
+    contacts.set_member("news", "u@example.org", MembershipStatus.UNSUBSCRIBED, Consent(0))
+    clock.now += 3600
+    assert contacts.subscribe("news", "u@example.org", "", Consent(clock())).mail is not None
+    contacts.confirmation_not_sent("news", "u@example.org")
+    clock.now += 5
+    retry = contacts.subscribe("news", "u@example.org", "", Consent(clock())).mail
+    assert retry is not None
+    contacts.confirm(_link_token(retry), Consent(clock()))

@@ -4,6 +4,7 @@ scopes, the body cap; and the per-client rate limiter."""
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ import httpx
 import pytest
 
 from mailyard.apikeys.sqlite import SqliteKeyStore
+from mailyard.bulk.model import OptIn
 from mailyard.bulk.sqlite import SqliteContactStore
 from mailyard.http.app import create_app
 from mailyard.http.context import HttpContext
 from mailyard.http.ratelimit import RateLimiter, client_key
+from mailyard.queue.api import StorageError
 from mailyard.services.apikeys import ApiKeys
 from mailyard.services.contacts import ConfirmationMail, Contacts, Settings
 
@@ -49,7 +52,11 @@ class App:
         contacts = Contacts(SqliteContactStore(tmp / "bulk.db", lambda a: a), settings)
         self.keys = ApiKeys(SqliteKeyStore(tmp / "apikeys.db"))
 
+        self.mail_error: Exception | None = None  # what queueing a mail raises
+
         async def mailer(mail: ConfirmationMail) -> str:
+            if self.mail_error is not None:
+                raise self.mail_error
             self.mails.append(mail)
             return "QID"
 
@@ -204,3 +211,21 @@ def test_message_variables_nested_too_deeply() -> None:
     for depth in (33, 300):
         with pytest.raises(ValidationError, match="deeper than 32 levels"):
             MessageIn.model_validate(message(depth))
+
+
+def test_subscribe_on_a_full_disk_is_507_and_the_retry_sends(app: App) -> None:
+    """The confirmation mail cannot be queued (the queue's disk is full): 507 with
+    Retry-After, and the same post once space is back sends the mail at once."""
+    app.contacts.create_list("d", "", OptIn.DOUBLE)
+    try:
+        raise OSError(errno.ENOSPC, "No space left on device")
+    except OSError as exc:
+        full = StorageError("cannot commit the queue file: disk full")
+        full.__cause__ = exc
+    app.mail_error = full
+    resp = app.call("POST", "/subscribe/d", json={"email": "p@example.org"})
+    problem(resp, 507, "insufficient_storage")
+    assert int(resp.headers["retry-after"]) > 0
+    app.mail_error = None
+    assert app.call("POST", "/subscribe/d", json={"email": "p@example.org"}).status_code == 202
+    assert [m.recipient for m in app.mails] == ["p@example.org"]
