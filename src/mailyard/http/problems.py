@@ -15,7 +15,6 @@ same request may be sent again once space is freed.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailyard.fs import disk_full
 from mailyard.obs import log_event
@@ -144,6 +144,41 @@ _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
                413: "body_too_large", 415: "unsupported_media_type"}
 
 
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if disk_full(exc):
+        return _disk_full(request, exc)
+    log_event(log, "request failed", level=logging.ERROR, path=request.url.path,
+              method=request.method, error=type(exc).__name__, exc_info=exc)
+    return problem_response(Problem("internal_error"), request.url.path)
+
+
+class _AnswerBugs:
+    """ASGI middleware: an exception no handler took (a bug, or a full disk met
+    outside the services) is logged and answered with a bare 500 problem (507 for a
+    full disk) if no response has started, and goes no further."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            response = _unexpected(Request(scope), exc)
+            if not started:  # else the client sees the connection end mid-answer
+                await response(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
     async def on_problem(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
@@ -169,25 +204,11 @@ def install(app: FastAPI) -> None:
                           status=exc.status_code, headers=exc.headers)
         return problem_response(problem, request.url.path)
 
-    async def on_storage(request: Request, exc: Exception) -> JSONResponse:
-        # OSError and sqlite3.Error have handlers of their own: the one for Exception
-        # runs in Starlette's outermost middleware, which raises the error again
-        # after answering (a traceback on the server's stderr, the connection closed).
-        if disk_full(exc):
-            return _disk_full(request, exc)
-        return await on_unexpected(request, exc)
-
-    async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-        if disk_full(exc):
-            return _disk_full(request, exc)
-        log_event(log, "request failed", level=logging.ERROR, path=request.url.path,
-                  method=request.method, error=type(exc).__name__, exc_info=exc)
-        return problem_response(Problem("internal_error"), request.url.path)
-
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(ServiceError, on_service)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(OSError, on_storage)
-    app.add_exception_handler(sqlite3.Error, on_storage)
-    app.add_exception_handler(Exception, on_unexpected)
+    # Not a handler for Exception: Starlette gives that one to its outermost
+    # middleware, which raises the error again after answering (a traceback on the
+    # server's stderr, the connection closed).  This middleware sits inside it.
+    app.add_middleware(_AnswerBugs)

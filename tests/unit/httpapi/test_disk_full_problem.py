@@ -59,3 +59,20 @@ def test_other_storage_errors_stay_a_bare_500() -> None:
         r = client.post("/io")
         assert r.status_code == 500
         assert r.json()["code"] == "internal_error" and "I/O" not in r.text
+
+
+def test_a_bug_is_answered_once_and_not_raised_again() -> None:
+    """An unexpected exception is a 500 problem from the inner exception middleware:
+    the server does not raise it again after answering (no traceback on its stderr,
+    the connection kept for the next request)."""
+    a = app()
+
+    @a.get("/bug")
+    def bug() -> None:
+        raise KeyError("internals")
+
+    with TestClient(a, raise_server_exceptions=True) as client:
+        r = client.get("/bug")
+        assert r.status_code == 500 and r.json()["code"] == "internal_error"
+        assert "internals" not in r.text
+        assert client.post("/sqlite").status_code == 507
