@@ -72,7 +72,12 @@ from mailyard.queue.record import open_content
 from mailyard.queue.sweep import SweepReport, purge_tombstones, sweep
 from mailyard.queue.writer import SpoolWriter, storage_error
 
-COMMIT_THREADS = 2  # file stages of small messages run at once (see groupcommit)
+# File stages of small messages run at once (see groupcommit), and so the most commits
+# one sync stage covers.  A journaled file system merges fsyncs that arrive together
+# into one journal commit, so more of them in flight is what lifts the accept rate
+# (bench/README.md, "Commit threads": 8 accepted 21-36% more than 2 on a journaled
+# ext4, alternating runs); the threads start only when commits wait for one.
+COMMIT_THREADS = 8
 FLUSH_THREADS = 4  # file stages of large messages (already on disk) flushed at once
 PURGE_INTERVAL = 5.0  # seconds between tombstone purges in claim_due
 # Seconds between looks for leases of dead owners in claim_due (a query and a /proc read
