@@ -87,33 +87,28 @@ def test_copy_on_a_failing_quota_check(exc: Exception) -> None:
     assert SECRET not in repr(conn.completed)
 
 
-def test_search_failure_names_nothing_of_the_server() -> None:
+def search_failing_with(exc: Exception) -> list[tuple[str, str, str]]:
+    """The answer to ``SEARCH ALL`` when the search itself raises ``exc``."""
     conn = Conn()
     ms = session(conn, OSError())
     ms.view = SimpleNamespace(messages=[], name="INBOX", highestmodseq=1,  # type: ignore[assignment]
                               uidvalidity=1)
 
     def failing(*_: Any) -> Any:
-        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, f"in {SECRET}")
+        raise exc
 
     ms._search = failing  # type: ignore[method-assign]
     event = SearchRequested("a1", command(b"a1 SEARCH ALL"))
     conn.pending = event
     asyncio.run(ms.search(event))
-    assert conn.completed == [("NO", "SEARCH failed, try again", "SERVERBUG")]
+    return conn.completed
+
+
+def test_search_failure_names_nothing_of_the_server() -> None:
+    got = search_failing_with(UnicodeDecodeError("utf-8", b"\xff", 0, 1, f"in {SECRET}"))
+    assert got == [("NO", "SEARCH failed, try again", "SERVERBUG")]
 
 
 def test_an_unknown_search_program_is_bad() -> None:
-    conn = Conn()
-    ms = session(conn, OSError())
-    ms.view = SimpleNamespace(messages=[], name="INBOX", highestmodseq=1,  # type: ignore[assignment]
-                              uidvalidity=1)
-
-    def unknown(*_: Any) -> Any:
-        raise SearchProgramError("unknown sort key COLOUR")
-
-    ms._search = unknown  # type: ignore[method-assign]
-    event = SearchRequested("a1", command(b"a1 SEARCH ALL"))
-    conn.pending = event
-    asyncio.run(ms.search(event))
-    assert conn.completed == [("BAD", "SEARCH: unknown sort key COLOUR", "")]
+    got = search_failing_with(SearchProgramError("unknown sort key COLOUR"))
+    assert got == [("BAD", "SEARCH: unknown sort key COLOUR", "")]
