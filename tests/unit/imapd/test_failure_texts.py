@@ -42,14 +42,25 @@ def command(line: bytes) -> Any:
     return parse_command([line], ParseContext())[1]
 
 
+class FailingIndex:
+    """A mailbox index every use of which fails with ``exc``."""
+
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def __getattr__(self, name: str) -> Any:
+        raise self.exc
+
+
 def session(conn: Conn, exc: Exception) -> MailSession:
+    """A session whose mailbox index and directory (quota limits) fail with ``exc``."""
     def limits() -> Any:
         raise exc
 
     async def drain() -> None:
         return None
 
-    account = SimpleNamespace(index=None)
+    account = SimpleNamespace(index=FailingIndex(exc))
     return MailSession(conn, account, None, Limits(1 << 20, 1.0), drain,  # type: ignore[arg-type]
                        quota_limits=limits)
 
