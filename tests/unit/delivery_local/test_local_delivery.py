@@ -310,7 +310,7 @@ def test_unreadable_queue_file_defers(agent: LocalDeliveryAgent,
         result = agent.deliver(entry, entry.recipients[0], broken)
     assert result.status is LocalStatus.DEFERRED
     assert str(result.reply) == "451 4.3.0 Local delivery failed: cannot read the queued message"
-    assert any(QUEUE_FILE in str(getattr(r, "fields", "")) for r in caplog.records)
+    assert any(QUEUE_FILE in str(getattr(rec, "fields", "")) for rec in caplog.records)
 
 
 class BrokenDirectory:

@@ -50,7 +50,7 @@ def test_storage_failure_detail_is_fixed(path: str, code: str,
     body = r.json()
     assert body["code"] == code and body["detail"] == problems.STORAGE_FAILED_DETAIL
     assert SECRET not in r.text and "Errno" not in r.text and "database" not in r.text
-    assert any(SECRET in str(getattr(r, "fields", "")) for r in caplog.records)  # the operator still learns what failed
+    assert any(SECRET in str(getattr(rec, "fields", "")) for rec in caplog.records)  # logged
 
 
 def test_from_service_for_the_public_pages() -> None:

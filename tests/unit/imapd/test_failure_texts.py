@@ -71,7 +71,7 @@ def test_the_refusal_names_nothing_of_the_server(exc: Exception,
     with caplog.at_level(logging.ERROR, logger="mailyard.imapd"):
         text, code = quota_refusal("GETQUOTAROOT", exc)
     assert (text, code) == ("Cannot check the quota, try again", "UNAVAILABLE")
-    assert any(SECRET in str(getattr(r, "fields", "")) for r in caplog.records)  # the operator still learns what failed
+    assert any(SECRET in str(getattr(rec, "fields", "")) for rec in caplog.records)  # logged
 
 
 @pytest.mark.parametrize("exc", FAILURES)
