@@ -7,6 +7,7 @@ other's changes, user isolation, hostile input, a worker killed mid-APPEND."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import imaplib
 import os
 import re
@@ -32,7 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
 PASSWORD = "imap-secret"
 USERS = ("alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan",
-         "judy", "mallory", "oscar", "sync", "peggy")
+         "judy", "mallory", "oscar", "sync", "peggy", "victor")
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +262,47 @@ def test_append_copy_move_with_uidplus(server: MailyardServer) -> None:
     for name, count in (("Sent", b"1"), ("Trash", b"1")):
         typ, data = client.select(name, readonly=True)
         assert data == [count], name
+    client.logout()
+
+
+_LAST = dt.datetime(9999, 12, 29, tzinfo=dt.UTC)  # two days more still have a year
+
+
+def _day(when: dt.datetime) -> str:
+    return f"{when.day}-{when.strftime('%b')}-{when.year}"
+
+
+@pytest.mark.parametrize("date", ["01-Jan-0000 00:00:00 +0000", "01-Jan-0001 00:00:00 +0100",
+                                  "15-Jun-1950 12:00:00 +0000", "31-Dec-9999 23:59:59 -2359"])
+def test_append_date_out_of_range_is_clamped_alike_everywhere(server: MailyardServer,
+                                                              date: str) -> None:
+    """RFC 9051 6.3.12: any four-digit year is a valid APPEND date-time.  One the
+    store cannot keep is accepted and clamped (as Dovecot does): before 1970 to the
+    epoch, past what the file system holds to its last second; FETCH INTERNALDATE
+    and SEARCH BEFORE/SINCE (RFC 9051 6.4.4) then see the same instant."""
+    client = login(server, "victor")
+    message = f"Subject: dated {date}\r\n\r\nhello\r\n".encode()
+    typ, data = client.append("INBOX", None, f'"{date}"', message)
+    assert typ == "OK", data
+    uid = re.search(rb"APPENDUID \d+ (\d+)", data[0])
+    assert uid is not None
+    client.select("INBOX", readonly=True)
+    typ, data = client.uid("FETCH", uid.group(1), "INTERNALDATE")
+    got = re.search(rb'INTERNALDATE "([^"]+)"', data[0])
+    assert got is not None, data
+    when = dt.datetime.strptime(got.group(1).decode(), "%d-%b-%Y %H:%M:%S %z")
+    if not date.startswith("31-Dec-9999"):
+        assert when == dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    two_days = dt.timedelta(days=2)
+    checks = [(f"BEFORE {_day(when - two_days)}", False),
+              (f"SINCE {_day(when - two_days)}", True)]
+    if when < _LAST:
+        checks += [(f"BEFORE {_day(when + two_days)}", True),
+                   (f"SINCE {_day(when + two_days)}", False)]
+    for criteria, present in checks:
+        typ, data = client.uid("SEARCH", criteria)
+        assert typ == "OK" and (uid.group(1) in data[0].split()) is present, \
+            (date, got.group(1), criteria)
     client.logout()
 
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -45,6 +46,7 @@ from typing import BinaryIO
 from mailyard.config import Config
 from mailyard.directory.addresses import address_key
 from mailyard.directory.api import Directory, DirectoryError
+from mailyard.obs import log_event
 from mailyard.proto.smtp.replies import (
     REPLY_BAD_MAILBOX_NAME,
     REPLY_DISK_FULL,
@@ -107,6 +109,9 @@ def trace_headers(sender: str, mailbox: str) -> bytes:
             f"Delivered-To: {clean(mailbox)}\r\n").encode()
 
 
+log = logging.getLogger("mailyard.delivery")
+
+READ_FAILED = "cannot read the queued message"
 MAX_HEADER_SCAN = 256 * 1024
 
 
@@ -149,8 +154,23 @@ def os_error_reply(exc: OSError) -> Reply:
         return REPLY_MAILBOX_FULL
     if exc.errno == errno.ENOSPC:
         return REPLY_DISK_FULL
-    reason = exc.strerror or type(exc).__name__
-    return REPLY_LOCAL_DELIVERY_ERROR.fill(error=reason)
+    return deferred_reply("cannot write to the mailbox", exc)
+
+
+def deferred_reply(what: str, exc: BaseException, mailbox: str = "") -> Reply:
+    """``451 4.3.0 Local delivery failed: <what>`` for a failure of the server's own
+    storage.  The reply travels to the queue, the logs and delay or failure reports
+    (to the sender), so it says what failed, not how: the details (paths, SQLite's
+    words) are logged here."""
+    log_event(log, "local delivery failed", level=logging.WARNING, mailbox=mailbox,
+              reason=what, error=str(exc) or type(exc).__name__)
+    return REPLY_LOCAL_DELIVERY_ERROR.fill(error=what)
+
+
+def _lookup_failed(exc: DirectoryError, address: str) -> LocalDeliveryResult:
+    log_event(log, "local delivery: directory lookup failed", level=logging.WARNING,
+              address=address, error=str(exc))
+    return LocalDeliveryResult.of(AttemptStatus.DEFERRED, REPLY_TEMP_LOOKUP)
 
 
 class LocalDeliveryAgent:
@@ -198,9 +218,7 @@ class LocalDeliveryAgent:
         try:
             resolution = self.directory.resolve(recipient.address)
         except DirectoryError as exc:
-            return LocalDeliveryResult.of(
-                AttemptStatus.DEFERRED,
-                REPLY_TEMP_LOOKUP.with_text(f"{REPLY_TEMP_LOOKUP.text} ({exc})"))
+            return _lookup_failed(exc, recipient.address)
         if resolution.unknown:
             reply = REPLY_UNKNOWN_USER.with_text(
                 f"<{recipient.address}>: Recipient address rejected: user unknown")
@@ -208,9 +226,8 @@ class LocalDeliveryAgent:
         try:
             looped, folder = self._looped(resolution.mailboxes, content)
         except (StorageError, OSError) as exc:
-            reason = f"cannot read queued message: {exc}"
             return LocalDeliveryResult.of(AttemptStatus.DEFERRED,
-                                          REPLY_LOCAL_DELIVERY_ERROR.fill(error=reason))
+                                          deferred_reply(READ_FAILED, exc))
         mailboxes = [m for m in resolution.mailboxes if m not in looped]
         if looped and not mailboxes:
             reply = REPLY_FORWARDING_LOOP.fill(address=", ".join(sorted(looped)))
@@ -270,9 +287,8 @@ class LocalDeliveryAgent:
             return LocalDeliveryResult.of(AttemptStatus.FAILED,
                                           REPLY_BAD_MAILBOX_NAME.fill(address=mailbox))
         except StorageError as exc:
-            reason = f"cannot read queued message: {exc}"
             return LocalDeliveryResult.of(AttemptStatus.DEFERRED,
-                                          REPLY_LOCAL_DELIVERY_ERROR.fill(error=reason))
+                                          deferred_reply(READ_FAILED, exc, mailbox))
         except OSError as exc:
             return LocalDeliveryResult.of(AttemptStatus.DEFERRED, os_error_reply(exc))
         return None
@@ -283,17 +299,14 @@ class LocalDeliveryAgent:
         try:
             limits = self.directory.quota_limits(mailbox)
         except DirectoryError as exc:
-            return LocalDeliveryResult.of(
-                AttemptStatus.DEFERRED,
-                REPLY_TEMP_LOOKUP.with_text(f"{REPLY_TEMP_LOOKUP.text} ({exc})"))
+            return _lookup_failed(exc, mailbox)
         if limits.unlimited:
             return None
         try:
             usage = self.usage.get(mailbox)
         except sqlite3.Error as exc:
-            reason = f"cannot read the mailbox index: {exc}"
-            return LocalDeliveryResult.of(AttemptStatus.DEFERRED,
-                                          REPLY_LOCAL_DELIVERY_ERROR.fill(error=reason))
+            return LocalDeliveryResult.of(AttemptStatus.DEFERRED, deferred_reply(
+                "cannot read the mailbox index", exc, mailbox))
         if not over_quota(usage, limits, size):
             return None
         return LocalDeliveryResult.of(AttemptStatus.FAILED, REPLY_OVER_QUOTA.with_text(

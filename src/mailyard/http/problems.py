@@ -134,10 +134,21 @@ def _disk_full(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(insufficient_storage(), request.url.path)
 
 
+STORAGE_FAILED_DETAIL = "the server's storage failed; try again later"
+
+
 def from_service(exc: ServiceError) -> Problem:
+    """The problem for a service's refusal.  A storage failure's message is for the
+    operator (it may name files or database errors): logged, and answered with a
+    fixed ``detail``."""
     status = next((s for cls, s in _SERVICE_STATUS if isinstance(exc, cls)), 500)
     title = exc.code.replace("_", " ").capitalize()
-    return Problem(exc.code, str(exc), status=status, title=title)
+    detail = str(exc)
+    if isinstance(exc, StorageFailure):
+        log_event(log, "request failed: storage", level=logging.ERROR, code=exc.code,
+                  error=detail)
+        detail = STORAGE_FAILED_DETAIL
+    return Problem(exc.code, detail, status=status, title=title)
 
 
 _HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed",

@@ -42,6 +42,7 @@ from mailyard.imapd.fetch import (
 from mailyard.imapd.quota import QuotaLimits, QuotaUsage, over_quota, usage
 from mailyard.imapd.search import (
     SearchContext,
+    SearchProgramError,
     SearchTimeout,
     search,
     search_modseq,
@@ -80,7 +81,8 @@ from mailyard.store.api import MailboxNameError
 from mailyard.store.index import FolderNotFound, FolderState, MessageInfo
 from mailyard.store.maildir import read_message
 
-__all__ = ["DISK_FULL_TEXT", "Limits", "MailSession", "SYSTEM_FLAGS", "write_refusal"]
+__all__ = ["DISK_FULL_TEXT", "Limits", "MailSession", "SYSTEM_FLAGS", "quota_refusal",
+           "write_refusal"]
 
 log = logging.getLogger("mailyard.imapd")
 
@@ -107,6 +109,17 @@ def write_refusal(command: str, exc: BaseException) -> tuple[str, str]:
     log_event(log, "imap command failed", level=logging.ERROR, command=command,
               error=str(exc))
     return f"{command} failed, try again", "SERVERBUG"
+
+
+QUOTA_UNAVAILABLE_TEXT = "Cannot check the quota, try again"
+
+
+def quota_refusal(command: str, exc: BaseException) -> tuple[str, str]:
+    """(text, response code) of the tagged NO when the quota (the directory's limits,
+    the index's usage) cannot be read: ``[UNAVAILABLE]``, the details logged."""
+    log_event(log, "imap quota unreadable", level=logging.ERROR, command=command,
+              error=str(exc))
+    return QUOTA_UNAVAILABLE_TEXT, "UNAVAILABLE"
 
 
 @dataclass(frozen=True)
@@ -517,7 +530,7 @@ class MailSession:
             try:
                 full = await self.blocking(self.over_quota, adding, len(uids))
             except (DirectoryError, OSError) as exc:
-                self.done(event, "NO", f"Cannot check the quota: {exc}", "UNAVAILABLE")
+                self.done(event, "NO", *quota_refusal(cmd.name, exc))
                 return
             if full:
                 self.done(event, "NO", "Quota exceeded", "OVERQUOTA")
@@ -596,8 +609,11 @@ class MailSession:
         except SearchTimeout:
             self.done(event, "NO", "Search took too long", "LIMIT")
             return
-        except ValueError as exc:
+        except SearchProgramError as exc:
             self.done(event, "BAD", f"{cmd.name}: {exc}")
+            return
+        except ValueError as exc:  # a message the search could not read: no details out
+            self.done(event, "NO", *write_refusal(cmd.name, exc))
             return
         if not self.answering(event):
             return

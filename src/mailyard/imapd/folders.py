@@ -20,7 +20,7 @@ import tempfile
 from typing import BinaryIO
 
 from mailyard.directory.api import DirectoryError
-from mailyard.imapd.engine import MailSession, write_refusal
+from mailyard.imapd.engine import MailSession, quota_refusal, write_refusal
 from mailyard.imapd.listing import list_entries, status_items
 from mailyard.imapd.quota import storage_kib
 from mailyard.imapd.view import keyword_problem
@@ -223,7 +223,7 @@ class FolderCommands:
         try:
             used, limits = await ms.blocking(ms.quota)
         except (DirectoryError, OSError) as exc:
-            ms.done(event, "NO", f"Cannot read the quota: {exc}", "UNAVAILABLE")
+            ms.done(event, "NO", *quota_refusal(cmd.name, exc))
             return
         resources = []
         if limits.storage_bytes is not None:
@@ -272,8 +272,8 @@ class FolderCommands:
         try:
             # One thread hop for the three checks (an APPEND is a round trip each).
             exists, full, file = await ms.blocking(self._prepare, box, cmd.size)
-        except DirectoryError:
-            ms.done(event, "NO", "Cannot check the quota, try again", "UNAVAILABLE")
+        except DirectoryError as exc:
+            ms.done(event, "NO", *quota_refusal("APPEND", exc))
             return None
         except OSError as exc:  # the temporary file for the literal
             ms.done(event, "NO", *write_refusal("APPEND", exc))

@@ -72,7 +72,8 @@ from mailyard.proto.imap.commands import SearchKey, SequenceSet
 from mailyard.store.index import MessageInfo
 
 __all__ = [
-    "MAX_NESTING", "SearchContext", "SearchIndex", "SearchTimeout", "field_matches",
+    "MAX_NESTING", "SearchContext", "SearchIndex", "SearchProgramError", "SearchTimeout",
+    "field_matches",
     "fields_document", "header_fields", "internal_day", "search", "search_modseq",
     "texts_document", "uses_string_keys",
 ]
@@ -87,6 +88,11 @@ _FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")  # RFC 5322 3.6.8 ftext
 _INDEX, _HEADER, _BODY = 0, 1, 2
 
 _UID = operator.attrgetter("uid")  # over 10,000 messages, map() with it runs in C
+
+
+class SearchProgramError(ValueError):
+    """A search key, sort key or threading algorithm this server does not evaluate:
+    the adapter answers ``BAD`` with this text (it names only the client's input)."""
 
 
 class SearchTimeout(Exception):
@@ -496,7 +502,7 @@ def _compile(key: SearchKey, ctx: SearchContext, depth: int = 0) -> _Node:
         return _header(_arg(key, 0, str), _arg(key, 1, str), ctx)
     if name in ("BODY", "TEXT"):
         return _body(_arg(key, 0, str), name == "TEXT", ctx)
-    raise ValueError(f"unknown search key {name}")
+    raise SearchProgramError(f"unknown search key {name}")
 
 
 # --- running it ---------------------------------------------------------------------------

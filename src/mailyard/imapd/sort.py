@@ -27,7 +27,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mailyard.imapd.search import SearchContext, header_fields
+from mailyard.imapd.search import SearchContext, SearchProgramError, header_fields
 from mailyard.message import text
 from mailyard.message.structure import Structure
 from mailyard.store.index import MessageInfo
@@ -190,7 +190,7 @@ def sort(criteria: Sequence[str], indices: Sequence[int], ctx: SearchContext,
     keys = [(c.startswith("REVERSE "), c.removeprefix("REVERSE ")) for c in criteria]
     for _, name in keys:
         if name not in SORT_KEYS:
-            raise ValueError(f"unknown sort key {name}")
+            raise SearchProgramError(f"unknown sort key {name}")
     need_header = any(name not in _INDEX_KEYS for _, name in keys)
     numbers: list[dict[int, float]] = [{} for _ in keys]
     strings: list[dict[int, str]] = [{} for _ in keys]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from mailyard.imapd.search import SearchContext, header_fields
+from mailyard.imapd.search import SearchContext, SearchProgramError, header_fields
 from mailyard.imapd.sort import base_subject, casemap, sent_time, summary
 from mailyard.message import text
 from mailyard.message.structure import Structure
@@ -97,7 +97,7 @@ def thread(algorithm: str, indices: Sequence[int], ctx: SearchContext,
         return _ordered_subject(_gather(indices, ctx, envelopes))
     if algorithm == "REFERENCES":
         return _References(_gather_references(indices, ctx), ctx).run()
-    raise ValueError(f"unknown threading algorithm {algorithm}")
+    raise SearchProgramError(f"unknown threading algorithm {algorithm}")
 
 
 # --- ORDEREDSUBJECT ---------------------------------------------------------------------

@@ -30,7 +30,14 @@ from pathlib import Path
 from mailyard.fs import create_private_database, disk_full
 from mailyard.message import structure
 from mailyard.store.api import INBOX, MailboxNameError
-from mailyard.store.index_files import _flags, _mtime_ns, _split, disk_name, normalize
+from mailyard.store.index_files import (
+    _flags,
+    _mtime_ns,
+    _split,
+    clamp_internal_date,
+    disk_name,
+    normalize,
+)
 from mailyard.store.index_schema import (
     _MESSAGE_COLUMNS,
     SCHEMA,
@@ -259,7 +266,7 @@ class IndexDatabase:
         if cached is None:
             try:
                 data = read_message(path)
-                mtime = path.stat().st_mtime
+                mtime = clamp_internal_date(path.stat().st_mtime)
             except FileNotFoundError:
                 return False
             sizes = message_sizes(path.name)

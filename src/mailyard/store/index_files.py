@@ -33,6 +33,17 @@ _BAD_LEVEL = re.compile(r"[.%*\\\x00-\x1f\x7f]")
 #: The longest ``.Name`` directory entry a file system takes (NAME_MAX).
 MAX_DISK_NAME = 255
 _NAME_TIME = re.compile(r"(\d+)\.(?:M(\d+))?")
+#: The internal dates the index keeps: 01-Jan-1970 00:00:00 to 31-Dec-9999 23:59:59 UTC
+#: (an IMAP date-time has a four-digit year; mail before the epoch is a bogus date).
+FIRST_INTERNAL_DATE, LAST_INTERNAL_DATE = 0.0, 253402300799.0
+
+
+def clamp_internal_date(when: float) -> float:
+    """``when`` (an APPEND's date-time, a file's modification time) brought into the
+    range of internal dates the index keeps (:data:`FIRST_INTERNAL_DATE` to
+    :data:`LAST_INTERNAL_DATE`), so FETCH INTERNALDATE and SEARCH BEFORE/SINCE see
+    the same instant."""
+    return min(max(when, FIRST_INTERNAL_DATE), LAST_INTERNAL_DATE)
 
 
 # --- names ------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from mailyard.store.index_files import (
     _mtime_ns,
     _split,
     _with_letters,
+    clamp_internal_date,
     normalize,
 )
 from mailyard.store.index_schema import _CACHED, WIRE_ITEMS
@@ -205,8 +206,9 @@ class MessageOperations(IndexDatabase):
             filename = box.deliver(source, info=letters)
             path = cur / filename
             undo.append(functools.partial(os.unlink, path))
-            if internal_date is not None:
-                os.utime(path, (internal_date, internal_date))
+            if internal_date is not None:  # before the epoch: the epoch (what the index keeps)
+                when = clamp_internal_date(internal_date)
+                os.utime(path, (when, when))
             modseq = highest + 1
             if not self._insert(db, fid, uidnext, path, letters, " ".join(keywords), modseq):
                 raise FileNotFoundError(f"appended message {path} vanished")

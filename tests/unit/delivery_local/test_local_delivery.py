@@ -295,19 +295,27 @@ def test_partial_failure_retry_does_not_duplicate(agent: LocalDeliveryAgent,
     assert len(messages(config, "bob@example.test")) == 1
 
 
-def test_unreadable_queue_file_defers(agent: LocalDeliveryAgent) -> None:
+QUEUE_FILE = "/srv/mailyard/data/queue/active/Q1abc"
+
+
+def test_unreadable_queue_file_defers(agent: LocalDeliveryAgent,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    """The reply goes to the queue and to delay or failure reports (to the sender):
+    what failed, not the server's paths; those are logged."""
     def broken() -> BinaryIO:
-        raise StorageError("queue file missing")
+        raise StorageError(f"cannot open {QUEUE_FILE}: [Errno 5] Input/output error")
 
     entry = make_entry("alice@example.test")
-    result = agent.deliver(entry, entry.recipients[0], broken)
+    with caplog.at_level("WARNING", logger="mailyard.delivery"):
+        result = agent.deliver(entry, entry.recipients[0], broken)
     assert result.status is LocalStatus.DEFERRED
-    assert str(result.reply).startswith("451 4.3.0") and "queue file missing" in str(result.reply)
+    assert str(result.reply) == "451 4.3.0 Local delivery failed: cannot read the queued message"
+    assert any(QUEUE_FILE in str(getattr(rec, "fields", "")) for rec in caplog.records)
 
 
 class BrokenDirectory:
     def resolve(self, address: str) -> Resolution:
-        raise DirectoryError("database is locked")
+        raise DirectoryError("directory database error: database is locked")
 
 
 def test_directory_failure_defers(config: Config) -> None:
@@ -315,7 +323,7 @@ def test_directory_failure_defers(config: Config) -> None:
     entry = make_entry("alice@example.test")
     result = agent.deliver(entry, entry.recipients[0], content())
     assert result.status is LocalStatus.DEFERRED
-    assert str(result.reply).startswith("451 4.4.3")
+    assert str(result.reply) == "451 4.4.3 Temporary lookup failure, try again later"
 
 
 def test_unknown_user_at_delivery_time(agent: LocalDeliveryAgent,

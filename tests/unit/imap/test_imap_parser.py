@@ -298,3 +298,21 @@ def test_append_head() -> None:
     assert head is not None and head.binary and not head.synchronizing and head.size == 12
     with pytest.raises(ParseError):
         append_head([b'a APPEND x "31-Jul-1996 99:44:25 -0700" {1}'], CTX)
+
+
+def test_append_date_years_0000_to_9999() -> None:
+    """RFC 9051 9: date-year is any four digits.  Year 0000 (which datetime cannot
+    hold; the store clamps such dates anyway) is its earliest instant; a day that year
+    has not (30-Feb) is still refused."""
+    def date(text: bytes) -> dt.datetime | None:
+        head = append_head([b'a APPEND x "' + text + b'" {1}'], CTX)
+        assert head is not None
+        return head.date
+
+    assert date(b"01-Jan-0000 00:00:00 +0000") == dt.datetime.min.replace(tzinfo=dt.UTC)
+    assert date(b"29-Feb-0000 12:00:00 -0700") == dt.datetime.min.replace(tzinfo=dt.UTC)
+    assert date(b"01-Jan-0001 00:00:00 +0000") == dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+    last = date(b"31-Dec-9999 23:59:59 -2359")
+    assert last is not None and last.year == 9999
+    with pytest.raises(ParseError):
+        append_head([b'a APPEND x "30-Feb-0000 00:00:00 +0000" {1}'], CTX)

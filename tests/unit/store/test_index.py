@@ -169,6 +169,28 @@ def test_append_copy_move(index: MailboxIndex, inbox: Maildir) -> None:
         index.append("Nope", io.BytesIO(MESSAGE))
 
 
+@pytest.mark.parametrize(("asked", "kept"), [
+    (-62135596800.0, 0.0),  # 01-Jan-0001: before the epoch, the epoch
+    (-617_000_000.0, 0.0),  # 1950: a file system could keep it, the index does not
+    (0.0, 0.0),
+    (1_600_000_000.0, 1_600_000_000.0)])
+def test_append_internal_date_before_the_epoch(index: MailboxIndex, asked: float,
+                                               kept: float) -> None:
+    """The index and the file agree on the internal date an APPEND asked for, clamped
+    to the range FETCH INTERNALDATE shows (01-Jan-1970 to 31-Dec-9999)."""
+    _, info = index.append(INBOX, io.BytesIO(MESSAGE), internal_date=asked)
+    assert info.internal_date == kept
+    assert info.path.stat().st_mtime == kept
+    assert index.sync(INBOX).messages[0].internal_date == kept
+
+
+def test_synced_file_from_before_the_epoch(index: MailboxIndex, inbox: Maildir) -> None:
+    """A file another program dated before 1970 is indexed at the epoch."""
+    name = drop(inbox)
+    os.utime(inbox.path / "new" / name, (-86400.0, -86400.0))
+    assert index.sync(INBOX).messages[0].internal_date == 0.0
+
+
 def test_folders_create_rename_delete(index: MailboxIndex, inbox: Maildir) -> None:
     index.create_folder("Projekte/Bücher")
     assert (inbox.path / ".Projekte.B&APw-cher" / "maildirfolder").exists()

@@ -276,8 +276,11 @@ class _Reader:
             if offset >= dt.timedelta(hours=24):
                 raise ValueError
             tz = dt.timezone(-offset if m.group(7) == b"-" else offset)
-            return dt.datetime(int(m.group(3)), month, int(m.group(1)), int(m.group(4)),
-                               int(m.group(5)), int(m.group(6)), tzinfo=tz)
+            year = int(m.group(3))  # 0000 (a leap year, RFC 9051 allows it) checked as 0004
+            value = dt.datetime(year or 4, month, int(m.group(1)), int(m.group(4)),
+                                int(m.group(5)), int(m.group(6)), tzinfo=tz)
+            # Before what datetime holds: its earliest instant (the store keeps neither).
+            return value if year else dt.datetime.min.replace(tzinfo=dt.UTC)
         except ValueError:
             raise ParseError("Bad date-time (expected e.g. \"17-Jul-1996 02:44:25 -0700\")"
                              ) from None
