@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import operator
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mailyard.directory.api import DirectoryError
-from mailyard.fs import disk_full
 from mailyard.imapd.accounts import Account
 from mailyard.imapd.fetch import (
     FetchError,
@@ -40,6 +38,7 @@ from mailyard.imapd.fetch import (
     wire_items,
 )
 from mailyard.imapd.quota import QuotaLimits, QuotaUsage, over_quota, usage
+from mailyard.imapd.refusals import quota_refusal, write_refusal
 from mailyard.imapd.search import (
     SearchContext,
     SearchProgramError,
@@ -53,7 +52,6 @@ from mailyard.imapd.thread import render_threads, thread
 from mailyard.imapd.view import MAX_MAILBOX_KEYWORDS, BadSequence, MailboxView, Notify, flag_atoms
 from mailyard.imapd.watch import FolderWatch, Watcher
 from mailyard.message.structure import Structure
-from mailyard.obs import log_event
 from mailyard.proto.imap import responses as resp
 from mailyard.proto.imap.commands import (
     CopyMove,
@@ -81,10 +79,7 @@ from mailyard.store.api import MailboxNameError
 from mailyard.store.index import FolderNotFound, FolderState, MessageInfo
 from mailyard.store.maildir import read_message
 
-__all__ = ["DISK_FULL_TEXT", "Limits", "MailSession", "SYSTEM_FLAGS", "quota_refusal",
-           "write_refusal"]
-
-log = logging.getLogger("mailyard.imapd")
+__all__ = ["Limits", "MailSession", "SYSTEM_FLAGS"]
 
 T = TypeVar("T")
 
@@ -92,34 +87,6 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _UID, _PATH = operator.attrgetter("uid"), operator.attrgetter("path")
 FETCH_BATCH = 32  # messages rendered per executor call when their files are read
 FETCH_BATCH_INDEX = 500  # ... when the index has all the FETCH needs
-
-
-DISK_FULL_TEXT = "Not enough disk space"
-
-
-def write_refusal(command: str, exc: BaseException) -> tuple[str, str]:
-    """(text, response code) of the tagged NO for a change the store could not make.
-    A full disk (ENOSPC, EDQUOT, SQLite's "database or disk is full") is
-    ``[OVERQUOTA] Not enough disk space``, as Dovecot says it; anything else is
-    logged and answered without its details (no server paths on the wire)."""
-    if disk_full(exc):
-        log_event(log, "imap write refused: disk full", level=logging.WARNING,
-                  command=command, error=str(exc))
-        return DISK_FULL_TEXT, "OVERQUOTA"
-    log_event(log, "imap command failed", level=logging.ERROR, command=command,
-              error=str(exc))
-    return f"{command} failed, try again", "SERVERBUG"
-
-
-QUOTA_UNAVAILABLE_TEXT = "Cannot check the quota, try again"
-
-
-def quota_refusal(command: str, exc: BaseException) -> tuple[str, str]:
-    """(text, response code) of the tagged NO when the quota (the directory's limits,
-    the index's usage) cannot be read: ``[UNAVAILABLE]``, the details logged."""
-    log_event(log, "imap quota unreadable", level=logging.ERROR, command=command,
-              error=str(exc))
-    return QUOTA_UNAVAILABLE_TEXT, "UNAVAILABLE"
 
 
 @dataclass(frozen=True)

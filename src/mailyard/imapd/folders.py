@@ -20,9 +20,10 @@ import tempfile
 from typing import BinaryIO
 
 from mailyard.directory.api import DirectoryError
-from mailyard.imapd.engine import MailSession, quota_refusal, write_refusal
+from mailyard.imapd.engine import MailSession
 from mailyard.imapd.listing import list_entries, status_items
 from mailyard.imapd.quota import storage_kib
+from mailyard.imapd.refusals import quota_refusal, write_refusal
 from mailyard.imapd.view import keyword_problem
 from mailyard.proto.imap import responses as resp
 from mailyard.proto.imap.commands import (

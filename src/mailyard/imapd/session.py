@@ -35,9 +35,10 @@ from mailyard.directory.addresses import address_key
 from mailyard.directory.api import Directory, DirectoryError
 from mailyard.fs import disk_full
 from mailyard.imapd.accounts import Account, Accounts
-from mailyard.imapd.engine import DISK_FULL_TEXT, Limits, MailSession
+from mailyard.imapd.engine import Limits, MailSession
 from mailyard.imapd.folders import FolderCommands, PendingAppend
 from mailyard.imapd.logincache import LoginCache
+from mailyard.imapd.refusals import DISK_FULL_TEXT
 from mailyard.imapd.watch import Watcher
 from mailyard.listener.session import StreamSession
 from mailyard.obs import log_event

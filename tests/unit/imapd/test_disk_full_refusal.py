@@ -10,8 +10,8 @@ import io
 import sqlite3
 from pathlib import Path
 
-from mailyard.imapd.engine import write_refusal
 from mailyard.imapd.folders import PendingAppend
+from mailyard.imapd.refusals import write_refusal
 from mailyard.proto.imap.commands import Append
 from mailyard.store.index import MailboxIndexError
 from mailyard.store.index_db import index_error

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from mailyard.directory.api import DirectoryError
-from mailyard.imapd.engine import Limits, MailSession, quota_refusal
+from mailyard.imapd.engine import Limits, MailSession
 from mailyard.imapd.folders import FolderCommands
+from mailyard.imapd.refusals import quota_refusal
 from mailyard.imapd.search import SearchProgramError
 from mailyard.proto.imap.events import CommandRequested, CopyRequested, SearchRequested
 from mailyard.proto.imap.parser import ParseContext, parse_command
