@@ -244,18 +244,19 @@ class MailboxView:
                       positions: Iterable[int]) -> str | None:
         """Why STORE ``mode`` ``flags`` on ``positions`` would pass a keyword limit
         (per keyword, per message, or new keywords beyond the mailbox's), or None."""
-        if mode == "-":
-            return None
-        problem = keyword_problem(flags)
+        keywords = {f for f in flags if not f.startswith("\\")}
+        if mode == "-" or not keywords:
+            return None  # removing, or system flags only: no limit to pass
+        problem = keyword_problem(keywords)
         if problem is None and mode == "+":
             for flag_set in {self.messages[p].flags for p in positions}:
-                problem = keyword_problem(flags, flag_set)
+                problem = keyword_problem(keywords, flag_set)
                 if problem is not None:
                     break
         if problem is not None:
             return problem
         known = set(self.keywords())
-        new = {f for f in flags if not f.startswith("\\")} - known
+        new = keywords - known
         if new and len(known) + len(new) > MAX_MAILBOX_KEYWORDS:
             return f"A mailbox may have at most {MAX_MAILBOX_KEYWORDS} keywords"
         return None
