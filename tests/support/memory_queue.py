@@ -12,9 +12,13 @@ class MemoryQueueWriter:
         self.qid = qid
         self.parts: list[bytes] = []
         self.aborted = False
+        self.spilled = False  # as a large message is: no held()
 
     def write(self, data: bytes) -> None:
         self.parts.append(data)
+
+    def held(self) -> bytes | None:
+        return None if self.spilled else b"".join(self.parts)
 
     async def commit(self, prepend: bytes = b"") -> str:
         self.queue.messages[self.qid] = (self.envelope, b"".join(self.parts), prepend)

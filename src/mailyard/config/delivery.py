@@ -119,6 +119,9 @@ class DeliveryConfig:
     max_lifetime: int = 5 * 86400
     delay_warning: int = 4 * 3600
     defer_all: bool = False
+    # Mail for one local mailbox is written into it while the sender waits (the
+    # queue only when that fails): mailyard.delivery.direct.
+    direct_local: bool = True
     transports: tuple[TransportRoute, ...] = ()
     relayhost_tls_ca_file: str = ""
     relayhost_tls_fingerprints: tuple[str, ...] = ()

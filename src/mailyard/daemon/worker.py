@@ -94,9 +94,15 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
         from mailyard.queue.threaded import ThreadedSpool
 
         deliver_now = EndToEndDelivery(config, ThreadedSpool(spool))
+    direct = None
+    if config.delivery.direct_local:
+        # Mail for one local mailbox goes into it at once (mailyard.delivery.direct).
+        from mailyard.delivery.direct import DirectLocalDelivery
+
+        direct = DirectLocalDelivery(config, directory, metrics)
     tls = server_context(cert, key)
     decoy_key = derive_key(secret, "scram decoy")
-    ingest = ingest_for(config, spool)
+    ingest = ingest_for(config, spool, direct=direct)
     ingest.prepare_hooks()  # e.g. the Public Suffix List, before the first message
     server = SmtpServer(config, spool, directory, tls, metrics,
                         QueueNotifier(notify_fd),
@@ -143,6 +149,8 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     await ingest.close_hooks()  # e.g. the DMARC evaluations still in memory
     if deliver_now is not None:
         await deliver_now.close()
+    if direct is not None:
+        await direct.close()
     with contextlib.suppress(OSError):
         metrics.dump(metrics_dir)
 

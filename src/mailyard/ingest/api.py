@@ -30,6 +30,9 @@ What ingest does, by origin (see :mod:`mailyard.ingest.pipeline`):
 * the whole-message origins (``submit``): the size limit and the ``Received:`` count
   (a mail loop, RFC 5321 6.3) where no SMTP core checked them while streaming;
 * at commit, the hooks' fields go to the record's ``prepend`` section;
+* at commit, a message the direct delivery service takes (``[delivery]
+  direct_local``: one recipient, one local mailbox) goes into that mailbox and its
+  queue record is discarded; see :class:`DirectDelivery`;
 * the delivery pool (``Envelope.pool``, kept in the queue record): the producer's
   choice (``Submission.pool``), else for ``SUBMISSION``, ``LOCAL``, ``API`` and
   ``CAMPAIGN`` the pool whose ``senders`` list the envelope sender, its domain or the
@@ -101,6 +104,9 @@ class IngestWriter(Protocol):
     """Streams one message through ingest into the queue."""
 
     qid: str  # the queue id, known from the start (it goes into the Received field)
+    # After commit: True when the message went straight into a local mailbox (see
+    # :class:`DirectDelivery`) instead of into the queue.
+    delivered: bool
 
     def write(self, data: bytes) -> None:
         """Content bytes as received (CRLF line ends).  Raises StorageError."""
@@ -183,6 +189,24 @@ class HeaderRewrite(Protocol):
     def rewrite(self, submission: Submission, block: bytes) -> bytes:
         """The header section as it is to be stored (``block`` ends with the CRLF of
         its last field)."""
+        ...
+
+
+class DirectDelivery(Protocol):
+    """Final delivery instead of queueing (``[delivery] direct_local``): at commit,
+    once the prepend fields are known, ingest offers the whole message to this service
+    and, when it says delivered, discards the queue record it was writing.  Anything
+    else (not applicable, a failure of any kind) and the message is committed to the
+    queue as usual, so what the service cannot do the queue does, exactly as before."""
+
+    def applies(self, submission: Submission) -> bool:
+        """Worth trying for this message (cheap: origin, envelope, settings)?"""
+        ...
+
+    async def deliver(self, qid: str, envelope: Envelope, content: bytes) -> bool:
+        """Deliver ``content`` (the prepend fields included) for every recipient of
+        ``envelope``; True only when all of it is durably stored, False when nothing
+        was (the caller then queues the message).  Never raises for an outcome."""
         ...
 
 

@@ -43,6 +43,7 @@ from mailyard.daemon.secret import derive_key, load_server_secret
 from mailyard.envelope import Envelope
 from mailyard.ingest.api import (
     ContentObserver,
+    DirectDelivery,
     HeaderRewrite,
     IngestHook,
     IngestRefused,
@@ -103,6 +104,7 @@ class _Writer:
                  writer: MessageWriter) -> None:
         self.submission = submission
         self.qid = writer.qid
+        self.delivered = False
         self._ingest = ingest
         self._writer = writer
         self._header: bytes | None = None
@@ -178,9 +180,26 @@ class _Writer:
         prepend = self._ingest.at_commit(self.submission, self._header or b"")
         if self._observers:
             prepend += b"".join([await observer.fields() for observer in self._observers])
+        if await self._deliver_directly(prepend):
+            return self.qid
         if prepend:
             return await self._writer.commit(prepend=prepend)
         return await self._writer.commit()
+
+    async def _deliver_directly(self, prepend: bytes) -> bool:
+        """Offer the message to the direct delivery service; True when it took it
+        (the queue record is then discarded)."""
+        direct = self._ingest.direct
+        if direct is None or not direct.applies(self.submission):
+            return False
+        content = self._writer.held()
+        if content is None:  # spilled to disk: a large message goes through the queue
+            return False
+        if not await direct.deliver(self.qid, self.submission.envelope, prepend + content):
+            return False
+        self._writer.abort()
+        self.delivered = True
+        return True
 
     def abort(self) -> None:
         self._held = None
@@ -200,8 +219,10 @@ class QueueIngest:
                  rewrite: HeaderRewrite | None = None,
                  clock: Callable[[], float] = time.time,
                  pool_for: PoolRouter | None = None,
-                 srs: Callable[[], Srs] | None = None) -> None:
+                 srs: Callable[[], Srs] | None = None,
+                 direct: DirectDelivery | None = None) -> None:
         self._queue = queue
+        self.direct = direct
         self._pool_for = pool_for
         self.srs = srs
         self.hostname = hostname
@@ -349,11 +370,13 @@ def srs_for(config: _Settings) -> Callable[[], Srs] | None:
     return functools.cache(lambda: Srs(derive_key(load_server_secret(data_dir), "srs")))
 
 
-def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
+def ingest_for(config: _Settings, queue: QueueWriterLike, *,
+               direct: DirectDelivery | None = None) -> QueueIngest:
     """Ingest over ``queue`` with the configured limits (``smtpd.max_message_size``,
     ``smtpd.max_received_headers``), DKIM signing (``[dkim]``), the inbound checks
     (``[dkim] verify``, ``[dmarc]``, ``[auth_results]``) and the removal of fields only
-    we may write, as every producer uses it."""
+    we may write, as every producer uses it; ``direct``: the SMTP workers' direct
+    local delivery."""
     from mailyard.dkim.hook import signing_for
     from mailyard.senderauth.hook import OwnFields, inbound_checks_for
 
@@ -365,5 +388,5 @@ def ingest_for(config: _Settings, queue: QueueWriterLike) -> QueueIngest:
     return QueueIngest(queue, config.hostname, max_message_size=config.smtpd.max_message_size,
                        max_received=config.smtpd.max_received_headers,
                        streaming_hooks=streaming, pool_for=config.delivery.pool_for,
-                       srs=srs_for(config),
+                       srs=srs_for(config), direct=direct,
                        rewrite=OwnFields((config.auth_results.authserv_id,)))

@@ -198,6 +198,11 @@ class MessageWriter(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def held(self) -> bytes | None:
+        """The content written so far when it is all still in memory (small messages),
+        else None; for ingest's direct delivery (:class:`mailyard.ingest.api.DirectDelivery`)."""
+        ...
+
     async def commit(self, prepend: bytes = b"") -> str:
         """Make the message durable and return its queue id.  ``prepend``: header
         fields computed once the content is known (a DKIM signature), stored with the

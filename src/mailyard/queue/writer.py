@@ -84,6 +84,11 @@ class SpoolWriter:
         if len(self._buffer) >= BUFFER_LIMIT:
             self._spill()
 
+    def held(self) -> bytes | None:
+        if self._state != "open" or self._fd is not None:
+            return None
+        return bytes(self._buffer)
+
     def _spill(self) -> None:
         try:
             if self._fd is None:

@@ -60,6 +60,7 @@ from mailyard.proto.smtp.replies import (
     REPLY_AUTH_FAILED,
     REPLY_AUTH_LOCKED_OUT,
     REPLY_AUTH_TEMP,
+    REPLY_DELIVERED_NOW,
     REPLY_INTERNAL_ERROR,
     REPLY_QUEUED,
     REPLY_SHUTTING_DOWN,
@@ -525,7 +526,10 @@ class SmtpSession(ReadingControl, asyncio.Protocol):
             reply = exc.reply
         finally:
             self.task = None
-        if qid:
+        delivered = bool(qid) and writer.delivered  # into a local mailbox, not queued
+        if delivered:
+            reply = REPLY_DELIVERED_NOW.with_text(f"Delivered as {qid}")
+        elif qid:
             reply = REPLY_QUEUED.with_text(f"Queued as {qid}")
             now = self.services.deliver_now
             if txn.envelope is not None and now is not None and now.applies(txn.envelope):
@@ -533,12 +537,14 @@ class SmtpSession(ReadingControl, asyncio.Protocol):
                 if verdict is not None:
                     reply, qid = verdict, qid if verdict.is_positive else ""
         txn.log(self.services.metrics, self.ip, self.conn.session.helo,
-                "queued" if qid else "failed", reply, qid=qid, size=event.size)
+                "delivered" if delivered else "queued" if qid else "failed", reply, qid=qid,
+                size=event.size)
         if self._answered(event):
             self._answer(reply)
         if qid:
             self.services.metrics.inc(MESSAGES_ACCEPTED)
-            self.host.queued(qid)
+            if not delivered:
+                self.host.queued(qid)
             if txn.allowance is not None and txn.envelope is not None:
                 self._spawn(self.listener.policy.message_sent(
                     txn.allowance, len(txn.envelope.recipients)))

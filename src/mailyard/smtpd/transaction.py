@@ -134,7 +134,7 @@ class InboundTransaction:
 
     def log(self, metrics: Metrics, client: str, helo: str, result: str,
             reply: Reply | None, qid: str = "", size: int = 0) -> None:
-        if result != "queued":
+        if result not in ("queued", "delivered"):
             metrics.inc(MESSAGES_REJECTED,
                         reason=reason_for(reply) if reply else result)
         # Any: log_event's named parameters (exc_info) must not narrow the field values.

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pytest
-from argon2 import PasswordHasher
 
 from mailyard.config import Config
 from mailyard.delivery import local as local_module
@@ -29,21 +28,6 @@ from mailyard.queue.api import (
 from mailyard.store.maildir import message_sizes, read_message
 
 MESSAGE = b"From: sender@remote.org\r\nSubject: test\r\n\r\nbody line\r\n"
-
-
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return Config(hostname="mx.example.test", data_dir=str(tmp_path),
-                  local_domains=("example.test",))
-
-
-@pytest.fixture
-def directory(tmp_path: Path, config: Config) -> SqliteDirectory:
-    d = SqliteDirectory(tmp_path / "directory.db", config,
-                        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    d.add_user("alice@example.test", "pw")
-    d.add_user("bob@example.test", "pw")
-    return d
 
 
 @pytest.fixture

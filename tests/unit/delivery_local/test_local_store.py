@@ -8,9 +8,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-import pytest
-from argon2 import PasswordHasher
-
 from mailyard.config import Config
 from mailyard.delivery.local import LocalDeliveryAgent
 from mailyard.directory.sqlite import SqliteDirectory
@@ -92,20 +89,6 @@ class MemoryStore(MailStore):
         return QuotaUsage(sum(len(m) for m in box.messages.values()), len(box.messages))
 
 
-@pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return Config(hostname="mx.example.test", data_dir=str(tmp_path),
-                  local_domains=("example.test",))
-
-
-@pytest.fixture
-def directory(tmp_path: Path, config: Config) -> SqliteDirectory:
-    d = SqliteDirectory(tmp_path / "directory.db", config,
-                        hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
-    d.add_user("alice@example.test", "pw")
-    return d
-
-
 def entry_for(address: str, *, attempts: int = 0) -> QueueEntry:
     env = Envelope(sender="s@remote.org", recipients=(Recipient(address),))
     return QueueEntry("Q1", env, len(MESSAGE), 1700000000.0,
@@ -164,7 +147,6 @@ def test_queued_message_is_opened_once_per_recipient(config: Config,
                                                      directory: SqliteDirectory) -> None:
     """The loop check and every mailbox copy read the same opened file, each from the
     start (an alias to two mailboxes here)."""
-    directory.add_user("bob@example.test", "pw")
     directory.add_alias("team@example.test", ["alice@example.test", "bob@example.test"])
     store = MemoryStore()
     agent = LocalDeliveryAgent(config, directory, store=store)
@@ -228,7 +210,6 @@ def test_a_copy_from_an_earlier_attempt_counts_whatever_the_quota(
 
 def test_quota_of_one_alias_member_fails_only_its_copy(config: Config,
                                                        directory: SqliteDirectory) -> None:
-    directory.add_user("bob@example.test", "pw")
     directory.add_alias("team@example.test", ["alice@example.test", "bob@example.test"])
     directory.set_quota("alice@example.test", messages=0)  # 0: unlimited
     directory.set_quota("bob@example.test", storage_bytes=10)

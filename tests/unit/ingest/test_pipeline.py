@@ -208,3 +208,56 @@ def test_srs_recipients_of_bounces_go_back_to_the_original_sender(origin: Origin
     qid = asyncio.run(ingest.submit(Submission(origin, envelope), HEADER + b"\r\nhi\r\n"))
     got = [r.address for r in queue.messages[qid][0].recipients]
     assert got == [("Dave@remote.test" if reversed_ else good), forged, "b@y.test"]
+
+
+class Direct:
+    """A test DirectDelivery: takes what ``answer`` says, records what it was given."""
+
+    def __init__(self, answer: bool, applies: bool = True) -> None:
+        self.answer = answer
+        self.offered = applies
+        self.given: list[tuple[str, Envelope, bytes]] = []
+
+    def applies(self, submission: Submission) -> bool:
+        return self.offered
+
+    async def deliver(self, qid: str, envelope: Envelope, content: bytes) -> bool:
+        self.given.append((qid, envelope, content))
+        return self.answer
+
+
+def test_direct_delivery_takes_the_message_with_its_prepend_and_nothing_is_queued() -> None:
+    queue = MemoryQueue()
+    direct = Direct(True)
+    ingest = QueueIngest(queue, "mx.test", hooks=[Signer()], direct=direct)
+    writer = ingest.open(smtp(Origin.INBOUND))
+    writer.write(HEADER)
+    writer.header(HEADER, inspect_header(HEADER))
+    writer.write(b"\r\nbody\r\n")
+    assert asyncio.run(writer.commit()) == writer.qid
+    assert writer.delivered and queue.writers[0].aborted and not queue.messages
+    [(qid, env, content)] = direct.given
+    assert qid == writer.qid and env == ENVELOPE
+    prepend, received = content.split(b"\r\n", 1)
+    assert prepend == b"X-Test-Signature: %d" % len(HEADER)
+    assert received.startswith(b"Received: from client.test") and content.endswith(b"body\r\n")
+
+
+@pytest.mark.parametrize("direct", [Direct(False), Direct(True, applies=False)])
+def test_a_message_direct_delivery_does_not_take_is_queued(direct: Direct) -> None:
+    queue = MemoryQueue()
+    writer = QueueIngest(queue, "mx.test", direct=direct).open(smtp(Origin.INBOUND))
+    writer.write(HEADER + b"\r\nbody\r\n")
+    qid = asyncio.run(writer.commit())
+    assert not writer.delivered and qid in queue.messages
+    assert len(direct.given) == (1 if direct.offered else 0)
+
+
+def test_a_message_spilled_to_disk_is_queued_without_an_offer() -> None:
+    queue = MemoryQueue()
+    direct = Direct(True)
+    writer = QueueIngest(queue, "mx.test", direct=direct).open(smtp(Origin.INBOUND))
+    writer.write(HEADER + b"\r\nbody\r\n")
+    queue.writers[0].spilled = True
+    qid = asyncio.run(writer.commit())
+    assert not writer.delivered and qid in queue.messages and not direct.given

@@ -71,6 +71,7 @@ REPLY_OK = Reply(250, "2.0.0", "OK")
 REPLY_SENDER_OK = Reply(250, "2.1.0", "Sender OK")
 REPLY_RCPT_OK = Reply(250, "2.1.5", "Recipient OK")
 REPLY_QUEUED = Reply(250, "2.0.0", "Queued as {qid}")
+REPLY_DELIVERED_NOW = Reply(250, "2.0.0", "Delivered as {qid}")  # direct local delivery
 REPLY_RESET = Reply(250, "2.0.0", "Reset state")
 REPLY_NOOP = Reply(250, "2.0.0", "OK")
 REPLY_BYE = Reply(221, "2.0.0", "Bye")
