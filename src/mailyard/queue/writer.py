@@ -60,7 +60,6 @@ class SpoolWriter:
         self.qid = qid
         self._created = created
         self._envelope = envelope
-        self._header = encode_header(RecordMeta(qid, created, envelope))
         self._tmp_path = tmp_path
         self._final_path = final_path
         self._group = group
@@ -84,6 +83,11 @@ class SpoolWriter:
         if len(self._buffer) >= BUFFER_LIMIT:
             self._spill()
 
+    def _record_header(self) -> bytes:
+        # Made when the record is first written, not at open: a message that ingest
+        # delivers directly (small, in memory) never needs it.
+        return encode_header(RecordMeta(self.qid, self._created, self._envelope))
+
     def held(self) -> bytes | None:
         if self._state != "open" or self._fd is not None:
             return None
@@ -93,7 +97,7 @@ class SpoolWriter:
         try:
             if self._fd is None:
                 self._fd = os.open(self._tmp_path, _OPEN_FLAGS, 0o600)
-                write_all(self._fd, self._header)
+                write_all(self._fd, self._record_header())
             write_all(self._fd, self._buffer)
         except OSError as exc:
             self.abort()
@@ -114,6 +118,8 @@ class SpoolWriter:
                 raise
             self._state = "committing"
             tail = bytes(self._buffer) + trailer
+            if self._fd is None:  # the whole record is written by the commit
+                tail = self._record_header() + tail
             self._buffer = bytearray()
             message = NewMessage(self.qid, self._created, self._length + len(prepend),
                                  self._envelope)
@@ -134,7 +140,6 @@ class SpoolWriter:
         try:
             if fd is None:
                 fd = os.open(self._tmp_path, _OPEN_FLAGS, 0o600)
-                tail = self._header + tail
             try:
                 write_all(fd, tail)
                 os.fdatasync(fd)

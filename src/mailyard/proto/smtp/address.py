@@ -159,6 +159,8 @@ def valid_address_literal(literal: str) -> bool:
 def _valid_domain(domain: str) -> bool:
     if domain.startswith("["):
         return valid_address_literal(domain)
+    if len(domain) <= MAX_LABEL_OCTETS and domain.isascii():  # the usual case: no label too long
+        return True
     if len(domain.encode("utf-8")) > MAX_DOMAIN_OCTETS:
         return False
     return all(len(label.encode("utf-8")) <= MAX_LABEL_OCTETS for label in domain.split("."))
