@@ -78,6 +78,12 @@ class DmarcConfig:
     # Mail to this local part of a local domain is imported as reports received ("": no).
     report_mailbox: str = "dmarc-reports"
 
+    def is_report_address(self, address: str) -> bool:
+        """Is ``address`` (in a local domain) the one our domains publish in their
+        DMARC ``rua``, whose mail is imported as reports received?"""
+        local = address.rpartition("@")[0] if "@" in address else address
+        return bool(self.report_mailbox) and local.lower() == self.report_mailbox.lower()
+
     def validate(self, key: str) -> None:
         if self.public_suffix_list and not os.path.isabs(self.public_suffix_list):
             raise ConfigError(f"{key}.public_suffix_list", "must be an absolute path")

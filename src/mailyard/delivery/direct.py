@@ -47,7 +47,6 @@ from mailyard.delivery.attempt import TRANSPORT_LOCAL
 from mailyard.delivery.local import LocalDeliveryAgent, LocalDeliveryResult
 from mailyard.directory.api import Directory
 from mailyard.envelope import Envelope, split_address
-from mailyard.feedback.verp import DELIMITER
 from mailyard.ingest.api import Origin, Submission
 from mailyard.metrics import DELIVERY_ATTEMPTS
 from mailyard.obs import Metrics, log_event
@@ -73,8 +72,6 @@ class DirectLocalDelivery:
         self.metrics = metrics
         self.agent = LocalDeliveryAgent(config, directory, store=store)
         self.feedback = feedback_addresses(config)
-        self._verp_head = (self.feedback.bounce_prefix + DELIMITER).lower()
-        self._report_mailbox = config.dmarc.report_mailbox.lower()
         self._executor = ThreadPoolExecutor(max_workers=max(1, threads),
                                             thread_name_prefix="direct-local")
 
@@ -86,11 +83,10 @@ class DirectLocalDelivery:
         recipient = envelope.recipients[0]
         if "SUCCESS" in recipient.dsn.notify:
             return False
-        if envelope.sender[:len(self._verp_head)].lower() == self._verp_head:
+        if (self.feedback.verp_prefixed(envelope.sender)
+                or self.config.dmarc.is_report_address(recipient.address)):
             return False
-        local, domain = split_address(recipient.address)
-        if self._report_mailbox and local.lower() == self._report_mailbox:
-            return False
+        domain = split_address(recipient.address)[1]
         return not (domain in self.feedback.domains
                     and self.feedback.match(recipient.address) is not None)
 

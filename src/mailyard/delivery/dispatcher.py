@@ -325,15 +325,10 @@ class Dispatcher:
             forwarded = await self.forward(entry, r, result.external)
             out.append(_local_attempt(r, result, forwarded))
             reports = reports or (result.status is AttemptStatus.DELIVERED
-                                  and self._report_mailbox(r.address))
+                                  and self.config.dmarc.is_report_address(r.address))
         if reports:  # before the entry is finished: its content is still there
             await self.import_dmarc_reports(entry)
         return out
-
-    def _report_mailbox(self, address: str) -> bool:
-        """Is this the address our domains publish in their DMARC ``rua``?"""
-        mailbox = self.config.dmarc.report_mailbox
-        return bool(mailbox) and split_address(address)[0].lower() == mailbox.lower()
 
     async def import_dmarc_reports(self, entry: QueueEntry) -> None:
         """Aggregate reports delivered to ``[dmarc] report_mailbox`` go into the

@@ -177,7 +177,7 @@ class DeliveryResults:
         self.metrics = metrics
         self.target_of: Callable[[str], VerpTarget | None] = functools.lru_cache(
             maxsize=SENDER_CACHE)(addresses.sender_target)
-        self._prefix = addresses.bounce_prefix.lower() + "+"
+        self._verp_prefixed = addresses.verp_prefixed
         self._pending: list[FeedbackAction] = []
         self._flushing = False
 
@@ -186,7 +186,7 @@ class DeliveryResults:
         """Note the results of one attempt; True when a flush should be started
         (:meth:`flush`, which the caller runs as a background task)."""
         sender = entry.envelope.sender
-        if not sender or sender[:len(self._prefix)].lower() != self._prefix:
+        if not self._verp_prefixed(sender):
             return False
         target = self.target_of(sender)
         if target is None:

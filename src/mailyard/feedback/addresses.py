@@ -91,10 +91,15 @@ class FeedbackAddresses:
                 address, self.key, prefix=self.unsubscribe_prefix))
         return None
 
+    def verp_prefixed(self, sender: str) -> bool:
+        """Does ``sender`` start like our VERP senders (``bounces+``)?  The cheap test
+        before any HMAC: who handles such mail apart (delivery results) asks this."""
+        return sender[:len(self._bounce_head)].lower() == self._bounce_head
+
     def sender_target(self, sender: str) -> VerpTarget | None:
         """The target of a VERP envelope sender of ours; None for any other sender
         (decided by the prefix before any HMAC is computed)."""
-        if not sender or sender[:len(self._bounce_head)].lower() != self._bounce_head:
+        if not self.verp_prefixed(sender):
             return None
         if not sender.lower().endswith("@" + self.domain):
             return None
