@@ -30,8 +30,10 @@ copy may then exist and the queued message makes a second one (never a lost one)
 Each worker process keeps its own mailbox usage cache (as the dispatcher does), so a
 quota is checked against usage at most a few seconds old, per process.
 
-The agent is synchronous (file I/O with fsync); it runs in this service's own
-threads, one hand-off per message, never on the worker's event loop.
+Whether the recipient's domain is local is asked on the event loop, of the lookups the
+SMTP session cached when it checked the recipient (refreshed at MAIL), so relayed mail
+costs nothing here.  The agent is synchronous (file I/O with fsync); it runs in this
+service's own threads, one hand-off per message, never on the worker's event loop.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from mailyard.config import Config
 from mailyard.delivery.attempt import TRANSPORT_LOCAL
 from mailyard.delivery.local import LocalDeliveryAgent, LocalDeliveryResult
-from mailyard.directory.api import Directory
+from mailyard.directory.api import Directory, DirectoryError
 from mailyard.envelope import Envelope, split_address
 from mailyard.ingest.api import Origin, Submission
 from mailyard.metrics import DELIVERY_ATTEMPTS
@@ -87,8 +89,13 @@ class DirectLocalDelivery:
                 or self.config.dmarc.is_report_address(recipient.address)):
             return False
         domain = split_address(recipient.address)[1]
-        return not (domain in self.feedback.domains
-                    and self.feedback.match(recipient.address) is not None)
+        if (domain in self.feedback.domains
+                and self.feedback.match(recipient.address) is not None):
+            return False
+        try:  # relayed mail never costs a trip to the threads
+            return self.directory.is_local_domain(domain)
+        except DirectoryError:
+            return False
 
     async def deliver(self, qid: str, envelope: Envelope, content: bytes) -> bool:
         loop = asyncio.get_running_loop()

@@ -200,7 +200,8 @@ class DirectDelivery(Protocol):
     queue as usual, so what the service cannot do the queue does, exactly as before."""
 
     def applies(self, submission: Submission) -> bool:
-        """Worth trying for this message (cheap: origin, envelope, settings)?"""
+        """Worth trying for this message (cheap: origin, envelope, settings, cached
+        lookups; called on the event loop)?"""
         ...
 
     async def deliver(self, qid: str, envelope: Envelope, content: bytes) -> bool:

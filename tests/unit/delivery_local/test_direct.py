@@ -12,6 +12,7 @@ import pytest
 
 from mailyard.config import Config
 from mailyard.delivery.direct import DirectLocalDelivery
+from mailyard.directory.api import DirectoryError
 from mailyard.directory.sqlite import SqliteDirectory
 from mailyard.envelope import DsnRecipient, Envelope, Recipient
 from mailyard.ingest.api import Origin, Submission
@@ -66,10 +67,23 @@ def test_which_messages_are_offered(config: Config, directory: SqliteDirectory) 
     assert not offered(envelope("dmarc-reports@example.test"))
     assert not offered(envelope("bounces+abc@example.test"))
     assert not offered(envelope(service.feedback.complaint_address))
+    # Relayed mail is ruled out here, before any trip to the delivery threads.
+    assert not offered(envelope("someone@elsewhere.test"))
     held = dataclasses.replace(config, delivery=dataclasses.replace(config.delivery,
                                                                      defer_all=True))
     assert not DirectLocalDelivery(held, directory, Metrics()).applies(
         Submission(origin=Origin.INBOUND, envelope=envelope("alice@example.test")))
+
+
+def test_a_failing_directory_means_not_offered(config: Config, directory: SqliteDirectory,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(domain: str) -> bool:
+        raise DirectoryError("database is locked")
+
+    service = DirectLocalDelivery(config, directory, Metrics(), store=MemoryStore())
+    monkeypatch.setattr(directory, "is_local_domain", broken)
+    assert not service.applies(Submission(origin=Origin.INBOUND,
+                                          envelope=envelope("alice@example.test")))
 
 
 def test_one_mailbox_is_written_with_the_trace_fields(config: Config,
