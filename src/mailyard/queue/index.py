@@ -17,7 +17,9 @@ survives the death of the process (it is in the WAL file), and a power loss can 
 roll the index back to an earlier consistent state (recipients retried again, never a
 message lost, since each committed message's file is durable and re-indexed by the
 sweep).  Several processes use the database at once; writers take the lock up front
-(``BEGIN IMMEDIATE``) and wait for each other through the busy timeout.
+(``BEGIN IMMEDIATE``) and wait for each other, polling for the lock every millisecond
+or so (:func:`mailyard.sqlitedb.begin_immediate`) rather than through SQLite's busy
+handler, whose sleeps grow to tens of milliseconds.
 
 The schema carries a version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`).  An
 older index is migrated when it is opened; a newer one (written by a later Mailyard)
@@ -52,6 +54,7 @@ from mailyard.queue.api import (
     RecipientState,
     StorageError,
 )
+from mailyard.sqlitedb import begin_immediate
 
 BUSY_TIMEOUT_MS = 30_000
 SCHEMA_VERSION = 1
@@ -170,7 +173,7 @@ class QueueIndex:
         """One write transaction (the database lock is taken up front)."""
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
+                begin_immediate(self._db, BUSY_TIMEOUT_MS)
                 try:
                     yield self._db
                 except BaseException:
