@@ -18,7 +18,7 @@ import os
 import sys
 
 from mailyard.config import Config
-from mailyard.daemon.process import cannot_start, on_stop_signal, start_process
+from mailyard.daemon.process import cannot_start, on_stop_signal, settle, start_process
 from mailyard.obs import log_event
 
 log = logging.getLogger("mailyard.campaigns")
@@ -66,6 +66,7 @@ async def run_campaign_worker(config: Config, notify_fd: int) -> None:
                             ProcessIdentity.current().token, owner_is_dead,
                             render_workers=render_processes(config.bulk.render_workers),
                             render_signing=RenderSigning.of(config.dkim, config.data_dir))
+    settle()
     log_event(log, "campaign worker started", pid=os.getpid())
     try:
         await runner.run(stop)

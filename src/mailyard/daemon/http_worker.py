@@ -18,7 +18,7 @@ import socket
 import sys
 
 from mailyard.config import Config
-from mailyard.daemon.process import cannot_start, on_stop_signal, start_process
+from mailyard.daemon.process import cannot_start, on_stop_signal, settle, start_process
 from mailyard.obs import log_event
 
 log = logging.getLogger("mailyard.http")
@@ -73,6 +73,7 @@ async def run_http_worker(config: Config, listeners: list[tuple[str, socket.sock
     tls = server_context(cert, key) if any(k == "https" for k, _ in listeners) else None
     servers = HttpServers(create_app(ctx), listeners, tls)
     on_stop_signal(servers.stop)
+    settle()
     log_event(log, "http worker started", pid=os.getpid())
     try:
         await servers.serve()

@@ -32,7 +32,7 @@ from mailyard.daemon.privileges import (
     give_tree,
     server_identity,
 )
-from mailyard.daemon.process import install_event_loop_policy
+from mailyard.daemon.process import install_event_loop_policy, settle
 from mailyard.daemon.startup import startup_lines
 from mailyard.metrics import QUEUE_RECIPIENTS, WORKER_RESTARTS
 from mailyard.obs import (
@@ -244,6 +244,7 @@ class Supervisor:
         dispatch_task = asyncio.create_task(dispatcher.run())
         pickup_task = asyncio.create_task(  # noqa: F841
             MaildropPickup(self.config, queue.spool).run())
+        settle()
         log_event(log, "mailyard started", workers=len(self.workers),
                   listeners=",".join(f"{s.kind}={s.bound}" for s in self.listeners))
         dumped = float("-inf")

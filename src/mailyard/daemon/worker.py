@@ -29,7 +29,7 @@ from mailyard.daemon.fdlimit import (
     plan_worker,
     raise_nofile_limit,
 )
-from mailyard.daemon.process import cannot_start, on_stop_signal, start_process
+from mailyard.daemon.process import cannot_start, on_stop_signal, settle, start_process
 from mailyard.obs import Metrics, log_event
 
 log = logging.getLogger("mailyard.worker")
@@ -132,6 +132,7 @@ async def run_worker(config: Config, listeners: list[tuple[str, socket.socket]],
     stop = asyncio.Event()
     on_stop_signal(stop.set)
     metrics_dir = data / "run" / "metrics"
+    settle()
     log_event(log, "worker started", pid=os.getpid())
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):

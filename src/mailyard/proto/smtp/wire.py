@@ -12,6 +12,7 @@ sends is, by construction, what our server reads back
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from mailyard.envelope import DsnRecipient
 from mailyard.proto.smtp.address import (
@@ -106,6 +107,7 @@ class RcptCommand:
         return " ".join(parts)
 
 
+@lru_cache(maxsize=4096)  # the client asks for every message; most senders recur
 def reverse_path_ok(address: str) -> bool:
     """True when the server's grammar takes ``<address>`` as a MAIL FROM path
     ("" is the null path)."""
@@ -116,6 +118,7 @@ def reverse_path_ok(address: str) -> bool:
     return not rest
 
 
+@lru_cache(maxsize=4096)
 def forward_path_ok(address: str) -> bool:
     """True when the server's grammar takes ``<address>`` as a RCPT TO path."""
     try:
