@@ -6,6 +6,7 @@ commands and the session."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from mailyard.fs import disk_full
 from mailyard.obs import log_event
@@ -18,17 +19,19 @@ log = logging.getLogger("mailyard.imapd")
 DISK_FULL_TEXT = "Not enough disk space"
 
 
-def write_refusal(command: str, exc: BaseException) -> tuple[str, str]:
+def write_refusal(command: str, exc: BaseException, client: str = "") -> tuple[str, str]:
     """(text, response code) of the tagged NO for a change the store could not make.
     A full disk (ENOSPC, EDQUOT, SQLite's "database or disk is full") is
     ``[OVERQUOTA] Not enough disk space``, as Dovecot says it; anything else is
-    logged and answered without its details (no server paths on the wire)."""
+    logged and answered without its details (no server paths on the wire).
+    ``client``, when given, goes to the log line."""
+    fields: dict[str, Any] = {"client": client} if client else {}
     if disk_full(exc):
         log_event(log, "imap write refused: disk full", level=logging.WARNING,
-                  command=command, error=str(exc))
+                  command=command, error=str(exc), **fields)
         return DISK_FULL_TEXT, "OVERQUOTA"
     log_event(log, "imap command failed", level=logging.ERROR, command=command,
-              error=str(exc))
+              error=str(exc), **fields)
     return f"{command} failed, try again", "SERVERBUG"
 
 

@@ -33,12 +33,11 @@ from typing import Protocol
 
 from mailyard.directory.addresses import address_key
 from mailyard.directory.api import Directory, DirectoryError
-from mailyard.fs import disk_full
 from mailyard.imapd.accounts import Account, Accounts
 from mailyard.imapd.engine import Limits, MailSession
 from mailyard.imapd.folders import FolderCommands, PendingAppend
 from mailyard.imapd.logincache import LoginCache
-from mailyard.imapd.refusals import DISK_FULL_TEXT
+from mailyard.imapd.refusals import write_refusal
 from mailyard.imapd.watch import Watcher
 from mailyard.listener.session import StreamSession
 from mailyard.obs import log_event
@@ -204,12 +203,7 @@ class ImapSession(StreamSession):
         except FolderNotFound:  # deleted or renamed by another session meanwhile
             self._refuse(event, "Mailbox does not exist any more", "NONEXISTENT")
         except (MailboxNameError, OSError) as exc:  # the index or the disk failed
-            if disk_full(exc):
-                self._refuse(event, DISK_FULL_TEXT, "OVERQUOTA")
-            else:
-                log_event(log, "imap command failed", level=logging.ERROR, client=self.ip,
-                          error=str(exc))
-                self._refuse(event, "Server error, try again", "SERVERBUG")
+            self._refuse(event, *write_refusal(command_name(event), exc, client=self.ip))
         self._pump()
 
     def _refuse(self, event: Decision, text: str, code: str) -> None:
@@ -484,3 +478,19 @@ def _refusal(reply: Reply) -> tuple[str, str]:
     if reply is REPLY_AUTH_FAILED:
         return "Authentication failed", "AUTHENTICATIONFAILED"
     return "Too many logins at once, try again", "UNAVAILABLE"
+
+
+_NAMES: dict[type[Decision], str] = {
+    LoginRequested: "LOGIN", AuthenticateStep: "AUTHENTICATE",
+    StartTlsRequested: "STARTTLS", AppendComplete: "APPEND", IdleRequested: "IDLE",
+}
+_WITH_COMMAND = (SelectRequested, ListRequested, StatusRequested, AppendRequested,
+                 FetchRequested, StoreRequested, SearchRequested, CopyRequested,
+                 ExpungeRequested, CommandRequested)
+
+
+def command_name(event: Decision) -> str:
+    """The IMAP command a decision answers (for a refusal's text and the log)."""
+    if isinstance(event, _WITH_COMMAND):
+        return event.command.name
+    return _NAMES.get(type(event), type(event).__name__)

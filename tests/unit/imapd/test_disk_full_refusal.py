@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import errno
 import io
+import logging
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from mailyard.imapd.folders import PendingAppend
 from mailyard.imapd.refusals import write_refusal
+from mailyard.imapd.session import command_name
 from mailyard.proto.imap.commands import Append
+from mailyard.proto.imap.events import CommandRequested, IdleRequested, LoginRequested
+from mailyard.proto.imap.parser import ParseContext, parse_command
 from mailyard.store.index import MailboxIndexError
 from mailyard.store.index_db import index_error
 
@@ -50,3 +56,18 @@ def test_append_literal_on_a_full_disk_is_read_and_remembered() -> None:
     pending.write(b"more")  # the rest of the literal is dropped
     assert pending.failed is not None and pending.failed.errno == errno.ENOSPC
     assert pending.size == 5
+
+
+def test_a_failed_command_is_named_in_its_refusal(caplog: pytest.LogCaptureFixture) -> None:
+    """The session's own refusal (a store failure under any command) names the command,
+    as the engine's do, and logs the client."""
+    caplog.set_level(logging.INFO, logger="mailyard.imapd")
+    requested = CommandRequested("a1", parse_command([b"a1 GETQUOTAROOT INBOX"],
+                                                     ParseContext())[1])
+    assert command_name(requested) == "GETQUOTAROOT"
+    assert command_name(LoginRequested("a2", "u", "p")) == "LOGIN"
+    assert command_name(IdleRequested("a3")) == "IDLE"
+    exc = OSError(errno.EIO, "Input/output error: '/srv/mail/u/x'")
+    assert write_refusal(command_name(requested), exc, client="192.0.2.1") == (
+        "GETQUOTAROOT failed, try again", "SERVERBUG")
+    assert any(getattr(r, "fields", {}).get("client") == "192.0.2.1" for r in caplog.records)
