@@ -18,6 +18,7 @@ so:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sqlite3
 import threading
@@ -44,24 +45,18 @@ def begin_immediate(conn: sqlite3.Connection, timeout_ms: int) -> None:
     writer's lock with :data:`LOCK_PAUSES` rather than the busy handler's long sleeps;
     raises ``sqlite3.OperationalError`` ("database is locked") after that.  The
     connection's busy timeout is ``timeout_ms`` again afterwards, for everything else."""
+    deadline = time.monotonic() + timeout_ms / 1000
     conn.execute("PRAGMA busy_timeout = 0")
     try:
-        deadline = 0.0
-        tries = 0
-        while True:
+        for tries in itertools.count():
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 return
             except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
-                    raise
-                now = time.monotonic()
-                if not deadline:
-                    deadline = now + timeout_ms / 1000
-                elif now >= deadline:
+                if (exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY
+                        or time.monotonic() >= deadline):
                     raise
             time.sleep(LOCK_PAUSES[min(tries, len(LOCK_PAUSES) - 1)])
-            tries += 1
     finally:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
 

@@ -68,7 +68,7 @@ from mailyard.proto.imap.events import (
     StatusRequested,
     StoreRequested,
 )
-from mailyard.proto.imap.server import ImapSettings, ServerConnection
+from mailyard.proto.imap.server import ImapSettings, ServerConnection, command_of
 from mailyard.proto.imap.states import State
 from mailyard.proto.smtp.replies import (
     REPLY_AUTH_BUSY,
@@ -203,7 +203,7 @@ class ImapSession(StreamSession):
         except FolderNotFound:  # deleted or renamed by another session meanwhile
             self._refuse(event, "Mailbox does not exist any more", "NONEXISTENT")
         except (MailboxNameError, OSError) as exc:  # the index or the disk failed
-            self._refuse(event, *write_refusal(command_name(event), exc, client=self.ip))
+            self._refuse(event, *write_refusal(command_of(event), exc, client=self.ip))
         self._pump()
 
     def _refuse(self, event: Decision, text: str, code: str) -> None:
@@ -479,18 +479,3 @@ def _refusal(reply: Reply) -> tuple[str, str]:
         return "Authentication failed", "AUTHENTICATIONFAILED"
     return "Too many logins at once, try again", "UNAVAILABLE"
 
-
-_NAMES: dict[type[Decision], str] = {
-    LoginRequested: "LOGIN", AuthenticateStep: "AUTHENTICATE",
-    StartTlsRequested: "STARTTLS", AppendComplete: "APPEND", IdleRequested: "IDLE",
-}
-_WITH_COMMAND = (SelectRequested, ListRequested, StatusRequested, AppendRequested,
-                 FetchRequested, StoreRequested, SearchRequested, CopyRequested,
-                 ExpungeRequested, CommandRequested)
-
-
-def command_name(event: Decision) -> str:
-    """The IMAP command a decision answers (for a refusal's text and the log)."""
-    if isinstance(event, _WITH_COMMAND):
-        return event.command.name
-    return _NAMES.get(type(event), type(event).__name__)

@@ -15,10 +15,10 @@ import pytest
 
 from mailyard.imapd.folders import PendingAppend
 from mailyard.imapd.refusals import write_refusal
-from mailyard.imapd.session import command_name
 from mailyard.proto.imap.commands import Append
 from mailyard.proto.imap.events import CommandRequested, IdleRequested, LoginRequested
 from mailyard.proto.imap.parser import ParseContext, parse_command
+from mailyard.proto.imap.server import command_of as command_name
 from mailyard.store.index import MailboxIndexError
 from mailyard.store.index_db import index_error
 

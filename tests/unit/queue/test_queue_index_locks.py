@@ -56,12 +56,16 @@ def test_a_new_index_file_is_private(tmp_path: Path) -> None:
     assert (tmp_path / "index.db").stat().st_mode & 0o777 == 0o600
 
 
-
 def connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("CREATE TABLE IF NOT EXISTS t (x)")
     return conn
+
+
+def new_message() -> NewMessage:
+    return NewMessage("Q1", time.time(), 10, Envelope(
+        sender="a@example.test", recipients=(Recipient("b@example.test"),)))
 
 
 def test_the_lock_is_taken_once_released(tmp_path: Path) -> None:
@@ -101,12 +105,10 @@ def test_queue_index_writers_in_two_processes_wait_for_each_other(tmp_path: Path
     other.execute("BEGIN IMMEDIATE")
     timer = threading.Timer(0.05, lambda: other.execute("COMMIT"))
     timer.start()
-    message = NewMessage("Q1", time.time(), 10,
-                         Envelope(sender="a@example.test",
-                                  recipients=(Recipient("b@example.test"),)))
-    index.insert([message])
+    index.insert([new_message()])
     timer.join()
-    assert [e.qid for e in index.claim_due(time.time() + 1, 10, time.time() + 60, "test")] == ["Q1"]
+    claimed = index.claim_due(time.time() + 1, 10, time.time() + 60, "test")
+    assert [e.qid for e in claimed] == ["Q1"]
     index.close()
 
 
@@ -116,10 +118,7 @@ def test_queue_index_reports_a_lock_that_stays_as_a_storage_error(
     index = QueueIndex(tmp_path / "index.db")
     other = connect(tmp_path / "index.db")
     other.execute("BEGIN IMMEDIATE")
-    message = NewMessage("Q1", time.time(), 10,
-                         Envelope(sender="a@example.test",
-                                  recipients=(Recipient("b@example.test"),)))
     with pytest.raises(StorageError, match="locked"):
-        index.insert([message])
+        index.insert([new_message()])
     other.execute("COMMIT")
     index.close()

@@ -160,7 +160,7 @@ class ServerConnection(AuthCommands, MailboxCommands):
             return
         if isinstance(event, AuthenticateStep):
             raise LocalProtocolError("AuthenticateStep is answered with sasl_step()")
-        name = _command_of(event)
+        name = command_of(event)
         if status == "OK":
             new = ON_OK.get(name)
             if isinstance(event, SelectRequested):
@@ -262,12 +262,17 @@ class ServerConnection(AuthCommands, MailboxCommands):
         self._tagged(tag, "OK", "ID completed")
 
 
-def _command_of(event: Decision) -> str:
+def command_of(event: Decision) -> str:
+    """The name of the IMAP command a decision answers ("" if none)."""
     command = getattr(event, "command", None)
     if isinstance(command, Command):
         return command.name
-    return {StartTlsRequested: "STARTTLS", IdleRequested: "IDLE",
-            AppendComplete: "APPEND"}.get(type(event), "")
+    return _NAMED_DECISIONS.get(type(event), "")
+
+
+_NAMED_DECISIONS: dict[type[Decision], str] = {
+    LoginRequested: "LOGIN", AuthenticateStep: "AUTHENTICATE",
+    StartTlsRequested: "STARTTLS", IdleRequested: "IDLE", AppendComplete: "APPEND"}
 
 
 _Handler = Callable[[ServerConnection, str, Command], None]
