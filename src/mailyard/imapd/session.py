@@ -478,4 +478,3 @@ def _refusal(reply: Reply) -> tuple[str, str]:
     if reply is REPLY_AUTH_FAILED:
         return "Authentication failed", "AUTHENTICATIONFAILED"
     return "Too many logins at once, try again", "UNAVAILABLE"
-
