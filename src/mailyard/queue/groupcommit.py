@@ -12,9 +12,9 @@ while several threads doing it at once share the file system's journal commits (
 and 8 threads: about 3.2x, 4.1x and 6.8x the files per second).  So a few commit
 threads (``threads``, created when first needed) take the file stages of waiting
 commits, each thread one at a time, and the disk sees several requests at once.
-The spool uses two per process: with two SMTP workers that is four flushes in
-flight, and on two busy cores four threads per worker cost more CPU per message
-than the shorter waits gave back (see bench/README.md).
+How many is the spool's choice (``queue.spool.COMMIT_THREADS``): a journaled file
+system merges flushes that arrive together into one journal commit, so more of them
+in flight lifts the accept rate there (bench/README.md).
 
 Why the sync stage needs no thread of its own: the thread that finishes a file stage
 appends the commit to the *ready* list and, when no sync stage is running, runs one

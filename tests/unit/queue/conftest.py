@@ -6,14 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from mailyard.envelope import Envelope, Recipient
+from mailyard.envelope import Envelope
 from mailyard.queue.spool import FileSpool
-
-
-def make_envelope(*recipients: str, sender: str = "sender@example.org") -> Envelope:
-    rcpts = recipients or ("rcpt@example.net",)
-    return Envelope(sender, tuple(Recipient(r) for r in rcpts), client_ip="192.0.2.1",
-                    client_helo="client.example.org", received_at=1_700_000_000.0)
+from tests.support.envelopes import make_envelope
 
 
 @pytest.fixture

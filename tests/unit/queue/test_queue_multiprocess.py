@@ -12,10 +12,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import make_envelope
 
 from mailyard.queue.api import Outcome, RecipientState
 from mailyard.queue.spool import FileSpool
+from tests.support.envelopes import make_envelope
 from tests.support.replies import reply
 
 PER_PRODUCER = 300

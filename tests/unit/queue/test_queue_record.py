@@ -8,7 +8,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import make_envelope
 
 from mailyard.queue.record import (
     HEADER,
@@ -21,6 +20,7 @@ from mailyard.queue.record import (
     read_info,
     validate,
 )
+from tests.support.envelopes import make_envelope
 
 CONTENT = b"From: a@example.org\r\nSubject: test\r\n\r\n" + b"line of body text\r\n" * 50
 

@@ -12,11 +12,11 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from conftest import make_envelope
 
 from mailyard.envelope import Envelope
 from mailyard.queue.index import CLAIM_QUERY, NewMessage
 from mailyard.queue.spool import FileSpool
+from tests.support.envelopes import make_envelope
 
 MESSAGE_SIZE = 50 * 1024 * 1024
 CHUNK = 64 * 1024

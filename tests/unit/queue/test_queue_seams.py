@@ -11,7 +11,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import make_envelope
 
 from mailyard.ingest.api import Origin, Submission
 from mailyard.ingest.pipeline import QueueIngest
@@ -39,6 +38,7 @@ from mailyard.queue.record import (
 )
 from mailyard.queue.spool import FileSpool
 from mailyard.queue.threaded import ThreadedSpool
+from tests.support.envelopes import make_envelope
 from tests.support.replies import reply
 
 BODY = b"From: a@example.org\r\nSubject: signed later\r\n\r\nbody\r\n"

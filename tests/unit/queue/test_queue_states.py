@@ -8,11 +8,11 @@ import os
 import time
 
 import pytest
-from conftest import make_envelope
 
 from mailyard.envelope import Envelope
 from mailyard.queue.api import Outcome, RecipientState, StorageError
 from mailyard.queue.spool import FileSpool
+from tests.support.envelopes import make_envelope
 from tests.support.replies import reply
 
 NOW = time.time()

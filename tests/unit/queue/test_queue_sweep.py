@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import make_envelope
 
 from mailyard.queue.api import Outcome, RecipientState
 from mailyard.queue.index import QueueIndex
 from mailyard.queue.record import RecordMeta, encode_header, encode_trailer
 from mailyard.queue.spool import FileSpool
+from tests.support.envelopes import make_envelope
 from tests.support.replies import reply
 
 CONTENT = b"Subject: crash\r\n\r\n" + b"data line\r\n" * 300

@@ -11,12 +11,12 @@ import zlib
 from pathlib import Path
 
 import pytest
-from conftest import make_envelope
 
 from mailyard.envelope import Envelope
 from mailyard.queue.identity import QueueIdGenerator
 from mailyard.queue.record import HEADER, MAGIC, VERSION, RecordError, encode_trailer, validate
 from mailyard.queue.spool import FileSpool
+from tests.support.envelopes import make_envelope
 
 CONTENT = b"Subject: s\r\n\r\nbody\r\n"
 

@@ -9,7 +9,6 @@ import dataclasses
 import time
 from pathlib import Path
 
-from conftest import make_envelope
 from test_queue_sweep import CONTENT, die, run_child
 
 from mailyard.envelope import Envelope
@@ -17,6 +16,7 @@ from mailyard.queue.api import Outcome, RecipientState
 from mailyard.queue.index import QueueIndex
 from mailyard.queue.spool import FileSpool
 from mailyard.queue.sweep import SUBMIT_KEY_SECONDS
+from tests.support.envelopes import make_envelope
 from tests.support.replies import reply
 
 
