@@ -148,6 +148,46 @@ def test_serve_as_root_runs_as_the_configured_user(public_root):
     assert "mailyard started" in log.read_text()
 
 
+@needs_root
+def test_an_interpreter_closed_to_the_user_is_named_before_any_worker_starts(public_root):
+    """The server checks, once it is the mail user, that it can run the interpreter its
+    workers are started with; a Python under a directory closed to that user (root's
+    home) is one line naming it, not a worker failing to start."""
+    from mailyard.daemon.privileges import Identity, PrivilegeError, check_runnable
+
+    user = _test_user()
+    closed = public_root / "closed"
+    closed.mkdir(mode=0o700)
+    python = closed / "python3"
+    python.symlink_to(sys.executable)
+    reachable = public_root / "open.txt"
+    reachable.write_text("")
+    os.chmod(reachable, 0o644)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child drops privileges as the server does and reports back
+        code = 1
+        try:
+            os.setgroups([])
+            os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
+            os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
+            identity = Identity(user.pw_uid, user.pw_gid, user.pw_name)
+            check_runnable(identity, [(str(reachable), os.R_OK)])
+            try:
+                check_runnable(identity, [(str(python), os.X_OK)])
+            except PrivilegeError as exc:
+                os.write(write_end, str(exc).encode())
+                code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        message = answer.read().decode()
+    assert os.waitpid(pid, 0)[1] == 0
+    assert message.startswith(f"user '{TEST_USER}' cannot run {python}:"), message
+    assert "/root?" in message
+
+
 def _serve(srv: MailyardServer) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "mailyard.cli.main", "--config",
                            str(srv.config_path), "serve"], capture_output=True, text=True,

@@ -19,6 +19,8 @@ import logging
 import os
 import pwd
 import stat
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,6 +144,31 @@ def drop_privileges(identity: Identity) -> None:
     except PermissionError:
         return
     raise PrivilegeError("privileges could be regained after dropping them; stopping")
+
+
+def check_runnable(identity: Identity,
+                   paths: Sequence[tuple[str, int]] | None = None) -> None:
+    """After the drop: every worker is a new process of this interpreter, started as
+    the server's user, so that user must be able to run the interpreter and read its
+    library and Mailyard's code.  A Python or a checkout in a directory closed to other
+    users (root's home) is the usual reason it cannot; say so before the first worker
+    fails to start.  ``paths``: (path, ``os.access`` mode) pairs, by default those."""
+    if identity.uid == 0:
+        return
+    for path, mode in paths if paths is not None else _runtime_paths():
+        if not os.access(path, mode):
+            verb = "run" if mode == os.X_OK else "read"
+            raise PrivilegeError(
+                f"user {identity.name or identity.uid!r} cannot {verb} {path}: it or a "
+                "directory above it is closed to that user (a Python or a checkout under "
+                "/root?); install Mailyard where that user can read it, or set `user`")
+
+
+def _runtime_paths() -> list[tuple[str, int]]:
+    import mailyard
+
+    return [(sys.executable, os.X_OK), (os.path.dirname(os.__file__), os.R_OK | os.X_OK),
+            (os.path.dirname(mailyard.__file__), os.R_OK | os.X_OK)]
 
 
 def cli_take_data_dir_owner(data_dir: Path) -> None:

@@ -27,6 +27,7 @@ from mailyard.daemon.fdlimit import raise_nofile_limit
 from mailyard.daemon.listeners import HTTP_KINDS, KINDS, Listener, bind_listeners
 from mailyard.daemon.privileges import (
     PrivilegeError,
+    check_runnable,
     drop_privileges,
     give_file,
     give_tree,
@@ -179,6 +180,7 @@ class Supervisor:
                 if cfg.log.file:
                     give_file(cfg.log.file, identity)
                 drop_privileges(identity)
+                check_runnable(identity)
             except OSError as exc:
                 raise PrivilegeError(f"cannot switch to user {cfg.user!r}: "
                                      f"{exc.strerror} ({exc.filename or 'set ids'})") from None

@@ -88,3 +88,26 @@ def test_give_tree_follows_no_link(tmp_path: Path):
         assert (path.stat().st_uid, path.stat().st_gid) == (nobody.pw_uid, nobody.pw_gid)
     assert os.lstat(data / "link").st_uid == nobody.pw_uid  # the link itself
     assert outside.stat().st_uid == 0  # neither its target nor a hard link to it
+
+
+def test_a_path_the_user_cannot_reach_stops_the_start(tmp_path: Path):
+    user = Identity(1234, 1234, "mail")
+    privileges.check_runnable(user, [(str(tmp_path), os.R_OK | os.X_OK)])
+    missing = tmp_path / "gone" / "python3"
+    with pytest.raises(PrivilegeError) as err:
+        privileges.check_runnable(user, [(str(tmp_path), os.R_OK), (str(missing), os.X_OK)])
+    assert str(err.value).startswith(f"user 'mail' cannot run {missing}:")
+    assert "install Mailyard where that user can read it" in str(err.value)
+    # Staying root (allow_root) needs no check.
+    privileges.check_runnable(Identity(0, 0, "root"), [(str(missing), os.X_OK)])
+
+
+def test_the_runtime_paths_are_the_interpreter_its_library_and_mailyard():
+    import sys
+
+    import mailyard
+
+    paths = dict(privileges._runtime_paths())
+    assert paths[sys.executable] == os.X_OK
+    assert paths[os.path.dirname(os.__file__)] == os.R_OK | os.X_OK
+    assert paths[os.path.dirname(mailyard.__file__)] == os.R_OK | os.X_OK
