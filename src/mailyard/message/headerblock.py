@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from email.utils import getaddresses
 
 from mailyard.directory.addresses import address_key
@@ -34,11 +35,17 @@ _ADDRESS_TOKEN = re.compile(r"""[^\s<>()\[\]",;:@\\]+@[^\s<>()\[\]",;:@\\]+""")
 @dataclass(frozen=True)
 class HeaderSummary:
     delivered_to: frozenset[str] = frozenset()  # address keys (lower-case)
-    from_addresses: tuple[str, ...] = ()  # as written; empty when there is no From
-    from_fields: int = 0
+    from_values: tuple[bytes, ...] = ()  # the From fields' unfolded values
     has_date: bool = False
     has_message_id: bool = False
     complete: bool = True  # False: the header section was longer than what was read
+
+    @cached_property
+    def from_addresses(self) -> tuple[str, ...]:
+        """The addresses in ``From:``, as written; empty when there is no From.  Parsed
+        when first asked for: only an authenticated submission's ownership check needs
+        them, and mail from other servers is most of what a server receives."""
+        return _from_addresses(self.from_values) if self.from_values else ()
 
 
 EMPTY = HeaderSummary()
@@ -64,7 +71,7 @@ def _fields(block: bytes) -> dict[bytes, list[bytes]]:
     return found
 
 
-def _from_addresses(values: list[bytes]) -> tuple[str, ...]:
+def _from_addresses(values: tuple[bytes, ...]) -> tuple[str, ...]:
     out: dict[str, None] = {}
     for raw in values:
         text = raw.decode("utf-8", "replace").strip()
@@ -84,11 +91,9 @@ def inspect_header(block: bytes, complete: bool = True) -> HeaderSummary:
     delivered = frozenset(
         address_key(v.decode("utf-8", "replace").strip().strip("<>"))
         for v in fields.get(b"delivered-to", ()))
-    froms = fields.get(b"from", [])
     return HeaderSummary(
         delivered_to=delivered,
-        from_addresses=_from_addresses(froms) if froms else (),
-        from_fields=len(froms),
+        from_values=tuple(fields.get(b"from", ())),
         has_date=b"date" in fields,
         has_message_id=b"message-id" in fields,
         complete=complete,
