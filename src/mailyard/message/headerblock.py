@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from email.utils import getaddresses
+from functools import cached_property
 
 from mailyard.directory.addresses import address_key
 from mailyard.message.headers import fold_field, format_date, make_message_id
