@@ -52,9 +52,18 @@ def test_tree_sampling_sees_child_processes() -> None:
         assert len(pids) == 2 and pids[0] == parent.pid
         rss, pss = benchlib.tree_memory_kb(pids)
         assert rss > 1000 and 0 < pss <= rss
-        sampler = benchlib.ProcessTreeSampler(parent.pid, interval=0.01).start()
+        # The cheap RSS of the samples between two full ones (statm) is the same figure.
+        assert abs(benchlib.tree_rss_kb(pids) - rss) <= rss // 10
+        assert benchlib.tree_rss_kb([*pids, 2 ** 22 + 1]) > 0  # a process gone counts 0
+        sampler = benchlib.ProcessTreeSampler(parent.pid, interval=0.01, full_every=5).start()
+        for _ in range(100):
+            if sampler.usage.samples > 10:
+                break
+            subprocess.run(["sleep", "0.02"])
         usage = sampler.stop()
+        assert usage.samples > 10
         assert usage.peak_processes == 2 and usage.peak_rss_kb >= usage.baseline_rss_kb > 0
+        assert usage.peak_pss_kb > 0
     finally:
         for pid in reversed(benchlib.tree_pids(parent.pid)):
             subprocess.run(["kill", str(pid)])
