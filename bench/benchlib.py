@@ -170,11 +170,8 @@ def _kb_fields(path: str, names: Sequence[str]) -> dict[str, int]:
 
 def tree_memory_kb(pids: Sequence[int]) -> tuple[int, int]:
     """(sum of RSS, sum of PSS) in KiB over ``pids``."""
-    rss = pss = 0
-    for pid in pids:
-        rss += _kb_fields(f"/proc/{pid}/status", ("VmRSS",)).get("VmRSS", 0)
-        pss += _kb_fields(f"/proc/{pid}/smaps_rollup", ("Pss",)).get("Pss", 0)
-    return rss, pss
+    pss = sum(_kb_fields(f"/proc/{pid}/smaps_rollup", ("Pss",)).get("Pss", 0) for pid in pids)
+    return tree_rss_kb(pids), pss
 
 
 def tree_rss_kb(pids: Sequence[int]) -> int:

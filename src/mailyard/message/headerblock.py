@@ -45,7 +45,7 @@ class HeaderSummary:
         """The addresses in ``From:``, as written; empty when there is no From.  Parsed
         when first asked for: only an authenticated submission's ownership check needs
         them, and mail from other servers is most of what a server receives."""
-        return _from_addresses(self.from_values) if self.from_values else ()
+        return _from_addresses(self.from_values)
 
 
 EMPTY = HeaderSummary()
