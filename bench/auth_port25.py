@@ -14,6 +14,7 @@ an in-memory zone.
 Reported: CPU microseconds per message (``time.process_time``), the minimum and
 median of ``--rounds`` rounds of ``--iterations`` messages, and Python calls per
 message (``--calls``: one round under cProfile; ``--profile N``: print its top N).
+``PYTHONPATH`` picks the code measured, so two trees can be compared in turn.
 
 Run back to back, the messages find the processor's caches holding everything the
 previous one used; in a server each message's checks run between other sessions'
@@ -21,7 +22,6 @@ work and find them cold.  ``--cold`` writes a 64 MiB buffer between messages (ou
 the time measured), which evicts the caches and the TLB, and so gives the cost of a
 message checked on a busy server (an upper bound: the caches are never quite that
 cold there).
-``PYTHONPATH`` picks the code measured, so two trees can be compared in turn.
 
 Run: ``python3 bench/auth_port25.py [--iterations 1000] [--rounds 5] [--calls] [--cold]``
 """
@@ -134,11 +134,12 @@ async def run(args: argparse.Namespace) -> None:
             await path.one(data)
         rounds = []
         evict = bytearray(EVICT_BYTES) if args.cold else None
+        line_bytes = bytes(EVICT_BYTES // 64)  # one byte for each cache line of evict
         for _ in range(args.rounds):
             spent = 0.0
             for i in range(args.iterations):
                 if evict is not None:
-                    evict[::64] = bytes(len(evict) // 64)  # one write per cache line
+                    evict[::64] = line_bytes
                 start = time.process_time()
                 await path.one(found[i % DISTINCT])
                 spent += time.process_time() - start
