@@ -18,7 +18,7 @@ so:
 from __future__ import annotations
 
 import contextlib
-import itertools
+import fcntl
 import os
 import sqlite3
 import threading
@@ -30,35 +30,50 @@ from mailyard.fs import create_private_database
 
 BUSY_TIMEOUT_MS = 10_000
 
-#: Pauses between tries for another process's write lock (seconds; the last repeats).
-#: SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms... between tries, so a
-#: writer that finds a lock held for a fraction of a millisecond commonly waits 10-20
-#: ms: with several processes writing one database (the queue index: every SMTP
-#: worker, the supervisor, the campaign worker) those sleeps, not the work, set how
-#: long a commit takes.  These pauses keep the wait within about a millisecond of the
-#: lock's release, for a few failed tries (microseconds each) more.
-LOCK_PAUSES = (0.0001, 0.0002, 0.0005, 0.001, 0.002)
 
+class WriterLock:
+    """An exclusive lock that a database's writers in every process take before
+    ``BEGIN IMMEDIATE`` and drop after ``COMMIT``: ``flock`` on a file of its own.
 
-def begin_immediate(conn: sqlite3.Connection, timeout_ms: int) -> None:
-    """``BEGIN IMMEDIATE`` on ``conn``, waiting up to ``timeout_ms`` for another
-    writer's lock with :data:`LOCK_PAUSES` rather than the busy handler's long sleeps;
-    raises ``sqlite3.OperationalError`` ("database is locked") after that.  The
-    connection's busy timeout is ``timeout_ms`` again afterwards, for everything else."""
-    deadline = time.monotonic() + timeout_ms / 1000
-    conn.execute("PRAGMA busy_timeout = 0")
-    try:
-        for tries in itertools.count():
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                return
-            except sqlite3.OperationalError as exc:
-                if (exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY
-                        or time.monotonic() >= deadline):
-                    raise
-            time.sleep(LOCK_PAUSES[min(tries, len(LOCK_PAUSES) - 1)])
-    finally:
-        conn.execute(f"PRAGMA busy_timeout = {int(timeout_ms)}")
+    Several processes write the queue index (every SMTP worker, the supervisor, the
+    campaign worker).  Waiting for SQLite's write lock means trying again: its busy
+    handler sleeps 1, 2, 5, 10 ... ms between tries, and polling it more often spends
+    a failed ``BEGIN`` and a sleep and wake-up per try.  A writer waiting here sleeps
+    in the kernel until the holder drops the lock and is woken then, once.  SQLite's
+    own lock still guards the data: a writer that does not take this lock (the
+    ``sqlite3`` shell) is waited for by the busy timeout as before.
+
+    The lock belongs to the open file description, so each instance opens its own:
+    two instances exclude each other in one process as in two, and a process that dies
+    holding the lock loses it with its descriptors.  The file is created 0600 and
+    holds nothing; made by root (a CLI command), it is given to the owner of
+    ``database``, as SQLite does with its ``-wal`` and ``-shm`` files.  A holder keeps
+    the lock for one write transaction; there is no timeout on the wait (a holder
+    stopped with SIGSTOP stops the other writers too)."""
+
+    def __init__(self, path: Path, database: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            if os.geteuid() == 0:
+                owner, mine = os.stat(database), os.fstat(self._fd)
+                if (owner.st_uid, owner.st_gid) != (mine.st_uid, mine.st_gid):
+                    os.fchown(self._fd, owner.st_uid, owner.st_gid)
+        except OSError:
+            self.close()
+            raise
+
+    def __enter__(self) -> WriterLock:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class SchemaTooNew(Exception):

@@ -16,10 +16,10 @@ The database runs in WAL mode with ``synchronous=NORMAL``: a committed transacti
 survives the death of the process (it is in the WAL file), and a power loss can only
 roll the index back to an earlier consistent state (recipients retried again, never a
 message lost, since each committed message's file is durable and re-indexed by the
-sweep).  Several processes use the database at once; writers take the lock up front
-(``BEGIN IMMEDIATE``) and wait for each other, polling for the lock every millisecond
-or so (:func:`mailyard.sqlitedb.begin_immediate`) rather than through SQLite's busy
-handler, whose sleeps grow to tens of milliseconds.
+sweep).  Several processes use the database at once; a writer takes the writers' lock
+(:class:`mailyard.sqlitedb.WriterLock`, ``flock`` on ``index.db-lock``) before ``BEGIN
+IMMEDIATE`` and drops it after ``COMMIT``, so writers that find it taken sleep until it
+is dropped instead of trying SQLite's lock again and again.
 
 The schema carries a version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`).  An
 older index is migrated when it is opened; a newer one (written by a later Mailyard)
@@ -54,7 +54,7 @@ from mailyard.queue.api import (
     RecipientState,
     StorageError,
 )
-from mailyard.sqlitedb import begin_immediate
+from mailyard.sqlitedb import WriterLock
 
 BUSY_TIMEOUT_MS = 30_000
 SCHEMA_VERSION = 1
@@ -130,7 +130,7 @@ def _private_database_files(path: Path) -> None:
     files the database's mode) and repair an existing one that others could read."""
     try:
         create_private_database(path)
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-lock"):
             p = Path(f"{path}{suffix}")
             if p.exists() and p.stat().st_mode & 0o077 and p.stat().st_uid == os.geteuid():
                 os.chmod(p, 0o600)
@@ -146,13 +146,17 @@ class QueueIndex:
         self._lock = threading.Lock()
         _private_database_files(path)
         try:
+            self._writers = WriterLock(Path(f"{path}-lock"), path)
+        except OSError as exc:
+            raise StorageError(f"cannot open queue index lock {path}-lock: {exc}") from exc
+        try:
             self._db = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000,
                                        isolation_level=None, check_same_thread=False)
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            with self._lock:
+            with self._lock, self._writers:
                 self._db.executescript("BEGIN IMMEDIATE;" + SCHEMA)
                 try:
                     _migrate(self._db, path)
@@ -161,19 +165,21 @@ class QueueIndex:
                     raise
                 self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            self._writers.close()
             raise StorageError(f"cannot open queue index {path}: {exc}") from exc
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            self._writers.close()
 
     # --- transactions ----------------------------------------------------------
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (the database lock is taken up front)."""
-        with self._lock:
+        with self._lock, self._writers:
             try:
-                begin_immediate(self._db, BUSY_TIMEOUT_MS)
+                self._db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
                 except BaseException:

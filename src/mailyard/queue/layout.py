@@ -6,7 +6,8 @@
                                       directory fsync covers every rename of a batch)
     <root>/tmp/<qid>.<owner>.tmp      records being written by process <owner>
     <root>/corrupt/<qid>[.<n>]        records that failed validation, kept for the operator
-    <root>/index.db                   the SQLite index (plus -wal and -shm)
+    <root>/index.db                   the SQLite index (plus -wal and -shm, and -lock:
+                                      its writers' lock)
 """
 
 from __future__ import annotations

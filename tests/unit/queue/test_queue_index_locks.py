@@ -1,5 +1,6 @@
-"""The queue index's SQLite locks: kept when the same process opens it again, and
-waited for (briefly, by polling) when another writer holds them.
+"""The queue index's locks: SQLite's kept when the same process opens it again; the
+writers' lock (``index.db-lock``) waited for, in one process and across processes; a
+writer that skips it (the ``sqlite3`` shell) waited for by SQLite's busy timeout.
 
 The supervisor, its queue thread and the CLI each open the index; a process that
 opened a database file by hand and closed the descriptor would drop every POSIX lock
@@ -10,6 +11,7 @@ image is malformed".  Opening the index a second time must never do that.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import subprocess
@@ -24,7 +26,7 @@ import mailyard
 from mailyard.envelope import Envelope, Recipient
 from mailyard.queue.api import StorageError
 from mailyard.queue.index import NewMessage, QueueIndex
-from mailyard.sqlitedb import begin_immediate
+from mailyard.sqlitedb import WriterLock
 
 _OTHER_PROCESS = """
 import sqlite3, sys
@@ -68,35 +70,78 @@ def new_message() -> NewMessage:
         sender="a@example.test", recipients=(Recipient("b@example.test"),)))
 
 
-def test_the_lock_is_taken_once_released(tmp_path: Path) -> None:
-    holder, waiter = connect(tmp_path / "db"), connect(tmp_path / "db")
-    holder.execute("BEGIN IMMEDIATE")
-    thread = threading.Timer(0.05, lambda: holder.execute("COMMIT"))
+def test_a_writer_waits_for_the_lock_in_the_same_process(tmp_path: Path) -> None:
+    index = QueueIndex(tmp_path / "index.db")
+    holder = WriterLock(tmp_path / "index.db-lock", tmp_path / "index.db")
+    holder.__enter__()
+    timer = threading.Timer(0.05, holder.__exit__)
     start = time.monotonic()
-    thread.start()
-    begin_immediate(waiter, 5000)
-    assert time.monotonic() - start >= 0.045  # it waited for the holder's COMMIT
-    waiter.execute("INSERT INTO t VALUES (1)")
-    waiter.execute("COMMIT")
-    thread.join()
-    assert waiter.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    timer.start()
+    index.insert([new_message()])
+    assert time.monotonic() - start >= 0.045  # it slept until the holder let go
+    timer.join()
+    assert [e.qid for e in index.claim_due(time.time() + 1, 10, time.time() + 60, "t")] == [
+        "Q1"]
+    holder.close()
+    index.close()
 
 
-def test_a_lock_never_released_ends_in_database_is_locked(tmp_path: Path) -> None:
-    holder, waiter = connect(tmp_path / "db"), connect(tmp_path / "db")
-    holder.execute("BEGIN IMMEDIATE")
-    with pytest.raises(sqlite3.OperationalError, match="locked"):
-        begin_immediate(waiter, 30)
-    assert not waiter.in_transaction
-    assert waiter.execute("PRAGMA busy_timeout").fetchone()[0] == 30
-    holder.execute("COMMIT")
+_HOLDER = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.readline()
+fcntl.flock(fd, fcntl.LOCK_UN)
+print("dropped", flush=True)
+sys.stdin.readline()
+"""
 
 
-def test_other_errors_are_not_retried(tmp_path: Path) -> None:
-    conn = connect(tmp_path / "db")
-    conn.execute("BEGIN")
-    with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
-        begin_immediate(conn, 5000)
+def test_a_writer_waits_for_another_process_holding_the_lock(tmp_path: Path) -> None:
+    index = QueueIndex(tmp_path / "index.db")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, f"{tmp_path}/index.db-lock"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    writer = threading.Thread(target=index.insert, args=([new_message()],))
+    try:
+        assert holder.stdout.readline() == "held\n"
+        writer.start()
+        writer.join(0.2)
+        assert writer.is_alive()  # waiting for the other process
+        holder.stdin.write("drop\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline() == "dropped\n"
+        writer.join(10)
+        assert not writer.is_alive()  # woken once the lock was dropped
+        assert holder.poll() is None  # and not because the other process ended
+    finally:
+        holder.kill()
+        holder.wait()
+        writer.join(10)
+    assert [e.qid for e in index.claim_due(time.time() + 1, 10, time.time() + 60, "t")] == [
+        "Q1"]
+    index.close()
+
+
+def test_the_lock_is_dropped_when_a_transaction_fails(tmp_path: Path) -> None:
+    index = QueueIndex(tmp_path / "index.db")
+    with pytest.raises(StorageError), index._write() as db:
+        db.execute("INSERT INTO no_such_table VALUES (1)")
+    fd = os.open(tmp_path / "index.db-lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises if still held
+    os.close(fd)
+    index.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_a_lock_file_made_by_root_belongs_to_the_index_owner(tmp_path: Path) -> None:
+    QueueIndex(tmp_path / "index.db").close()
+    (tmp_path / "index.db-lock").unlink()
+    os.chown(tmp_path / "index.db", 65534, 65534)
+    QueueIndex(tmp_path / "index.db").close()  # as a CLI command run by root
+    lock = (tmp_path / "index.db-lock").stat()
+    assert (lock.st_uid, lock.st_gid, lock.st_mode & 0o777) == (65534, 65534, 0o600)
 
 
 def test_queue_index_writers_in_two_processes_wait_for_each_other(tmp_path: Path) -> None:

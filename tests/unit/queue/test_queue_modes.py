@@ -16,7 +16,7 @@ def test_spool_is_private_despite_a_loose_umask(tmp_path: Path):
     (root / "msg").mkdir(mode=0o755)
     old = os.umask(0o022)
     try:
-        for name in ("index.db", "index.db-wal", "index.db-shm"):
+        for name in ("index.db", "index.db-wal", "index.db-shm", "index.db-lock"):
             (root / name).touch()
             (root / name).chmod(0o644)
         spool = FileSpool(root, "mx.example.test")
