@@ -274,12 +274,15 @@ class QueueIndex:
             for qid, previous_owner in rows:
                 if previous_owner is not None:  # an expired lease: that attempt was lost
                     self._lose_lease(db, qid)
-                db.execute("UPDATE messages SET lease_owner = ?, lease_until = ? WHERE qid = ?",
-                           (owner, lease_until, qid))
-                db.execute("UPDATE recipients SET claimed = 1 WHERE qid = ?"
+            qids = [row[0] for row in rows]
+            if qids:  # one statement per table for the whole round
+                marks = ",".join("?" * len(qids))
+                db.execute("UPDATE messages SET lease_owner = ?, lease_until = ?"
+                           f" WHERE qid IN ({marks})", (owner, lease_until, *qids))
+                db.execute(f"UPDATE recipients SET claimed = 1 WHERE qid IN ({marks})"
                            " AND state IN ('pending', 'deferred') AND next_attempt <= ?",
-                           (qid, now))
-            return self._entries(db, [row[0] for row in rows])
+                           (*qids, now))
+            return self._entries(db, qids)
 
     def release_lease(self, qid: str) -> None:
         with self._write() as db:
@@ -366,6 +369,7 @@ class QueueIndex:
                         idx, address, RecipientState(state), attempts, next_attempt,
                         last_attempt, decode_reply(last_reply), bool(delay_notified),
                         bool(interrupted))
+            done_qids: list[str] = []
             for item in items:
                 qid = item.qid
                 current = known.get(qid)
@@ -381,7 +385,7 @@ class QueueIndex:
                     self._known(current, qid, p.index)
                 done = not item.postponed and all(r.state.is_final for r in current.values())
                 if done:  # the rows would be deleted at once: no updates before
-                    self._entomb(db, qid)
+                    done_qids.append(qid)
                     out.append(done)
                     continue
                 for index in changed:
@@ -396,6 +400,7 @@ class QueueIndex:
                            " WHERE qid = ?", (qid,))
                 db.execute(_REFRESH_DUE, (qid,))
                 out.append(done)
+            self._entomb_all(db, done_qids)
         return out
 
     @staticmethod
@@ -489,9 +494,16 @@ class QueueIndex:
 
     @staticmethod
     def _entomb(db: sqlite3.Connection, qid: str) -> None:
-        db.execute("DELETE FROM recipients WHERE qid = ?", (qid,))
+        QueueIndex._entomb_all(db, [qid])
+
+    @staticmethod
+    def _entomb_all(db: sqlite3.Connection, qids: Sequence[str]) -> None:
+        if not qids:
+            return
+        marks = ",".join("?" * len(qids))
+        db.execute(f"DELETE FROM recipients WHERE qid IN ({marks})", qids)
         db.execute("UPDATE messages SET done = 1, next_due = NULL, lease_owner = NULL,"
-                   " lease_until = 0, envelope = '{}' WHERE qid = ?", (qid,))
+                   f" lease_until = 0, envelope = '{{}}' WHERE qid IN ({marks})", qids)
 
     def stats(self) -> dict[RecipientState, int]:
         counts = dict.fromkeys(RecipientState, 0)
