@@ -13,6 +13,9 @@ so:
 * the schema carries a version (``PRAGMA user_version``): each migration script is
   applied once, in order, inside the transaction that records its number; a database
   newer than this program is refused with both versions named.
+
+:class:`WriterLock` is for a database that several processes write many times a
+second (the queue index): its writers wait for each other in the kernel.
 """
 
 from __future__ import annotations
