@@ -55,7 +55,6 @@ class WriterLock:
     stopped with SIGSTOP stops the other writers too)."""
 
     def __init__(self, path: Path, database: Path) -> None:
-        self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             if os.geteuid() == 0:

@@ -313,7 +313,7 @@ class QueueIndex:
             entry = QueueEntry(entries[0].qid, entries[0].envelope, entries[0].size,
                                entries[0].created, tuple(current[i] for i in sorted(current)))
             if entry.is_done:
-                self._entomb(db, qid)
+                self._entomb(db, [qid])
             return entry
 
     @staticmethod
@@ -400,7 +400,7 @@ class QueueIndex:
                            " WHERE qid = ?", (qid,))
                 db.execute(_REFRESH_DUE, (qid,))
                 out.append(done)
-            self._entomb_all(db, done_qids)
+            self._entomb(db, done_qids)
         return out
 
     @staticmethod
@@ -489,15 +489,11 @@ class QueueIndex:
         with self._write() as db:
             if not self._exists(db, qid):
                 return False
-            self._entomb(db, qid)
+            self._entomb(db, [qid])
             return True
 
     @staticmethod
-    def _entomb(db: sqlite3.Connection, qid: str) -> None:
-        QueueIndex._entomb_all(db, [qid])
-
-    @staticmethod
-    def _entomb_all(db: sqlite3.Connection, qids: Sequence[str]) -> None:
+    def _entomb(db: sqlite3.Connection, qids: Sequence[str]) -> None:
         if not qids:
             return
         marks = ",".join("?" * len(qids))
