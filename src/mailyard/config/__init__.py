@@ -24,6 +24,7 @@ from mailyard.config.bulk import BulkConfig
 from mailyard.config.delivery import DeliveryConfig, DeliveryPool, TransportRoute
 from mailyard.config.enums import (
     BareLineEndings,
+    CpuAffinity,
     ListenerKind,
     LogFormat,
     LogLevel,
@@ -49,6 +50,7 @@ from mailyard.config.tls import DaneConfig, MtaStsConfig, TlsConfig, TlsRptConfi
 __all__ = [
     "AuthConfig",
     "BareLineEndings",
+    "CpuAffinity",
     "BulkConfig",
     "HttpConfig",
     "ListenerKind",

@@ -45,6 +45,11 @@ class BareLineEndings(enum.StrEnum):
     NORMALIZE = "normalize"
 
 
+class CpuAffinity(enum.StrEnum):
+    AUTO = "auto"  # each SMTP worker on a CPU of its own, when there are enough
+    NONE = "none"  # the kernel's scheduler places every worker
+
+
 class LogFormat(enum.StrEnum):
     TEXT = "text"
     JSON = "json"

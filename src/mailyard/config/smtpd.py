@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailyard.config._parse import ConfigError
-from mailyard.config.enums import BareLineEndings
+from mailyard.config.enums import BareLineEndings, CpuAffinity
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class SmtpdConfig:
     vrfy: bool = False
     min_free_disk: int = 104_857_600
     workers: int = 0
+    cpu_affinity: CpuAffinity = CpuAffinity.AUTO
     banner: str = ""
     max_line_length: int = 1000
     data_rate_grace: float = 30.0

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from mailyard.config import Config, config_from_dict
+from mailyard.daemon.cpus import keep_to_cpu
 from mailyard.obs import log_event, setup_logging
+
+log = logging.getLogger("mailyard.worker")
 
 __all__ = ["WorkerStart", "cannot_start", "install_event_loop_policy", "on_stop_signal",
            "pem_files", "settle", "start_process"]
@@ -79,14 +82,23 @@ def start_process(prog: str, argv: list[str] | None, *, listens: bool) -> Worker
     parser = argparse.ArgumentParser(prog=prog)
     if listens:
         parser.add_argument("--listen", action="append", default=[], metavar="KIND:FD")
+        parser.add_argument("--cpu", type=int, default=None,
+                            help="keep to this CPU (see mailyard.daemon.cpus)")
     parser.add_argument("--notify-fd", type=int, required=True)
     args = parser.parse_args(argv)
+    # Before any thread starts (the log flusher, the commit threads): they inherit it.
+    cpu = getattr(args, "cpu", None)
+    refused = keep_to_cpu(cpu) if cpu is not None else None
     payload = json.loads(sys.stdin.read())
     cert = key = ""
     if listens:
         cert, key = pem_files(payload["cert_pem"], payload["key_pem"])
     config = config_from_dict(payload["config"], payload.get("source", ""))
     setup_logging(config.log.format, config.log.level, config.log.file, buffered=True)
+    if refused is not None:
+        log_event(log, "cpu affinity not set", level=logging.WARNING, error=refused)
+    elif cpu is not None:
+        log_event(log, "worker keeps to a cpu", cpu=cpu)
     listeners = []
     for item in args.listen if listens else ():
         kind, fd = item.split(":")

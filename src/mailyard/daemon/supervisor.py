@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mailyard.config import Config, config_to_dict
+from mailyard.daemon.cpus import allowed_cpus, worker_cpus
 from mailyard.daemon.fdlimit import raise_nofile_limit
 from mailyard.daemon.listeners import HTTP_KINDS, KINDS, Listener, bind_listeners
 from mailyard.daemon.privileges import (
@@ -125,7 +126,7 @@ class Supervisor:
     # --- start-up --------------------------------------------------------------
     def worker_count(self) -> int:
         n = self.config.smtpd.workers
-        return n if n > 0 else max(1, os.cpu_count() or 1)
+        return n if n > 0 else len(allowed_cpus())
 
     def start_workers(self, tls_pem: tuple[str, str], notify_w: int) -> None:
         # The certificate and key were read before privileges were dropped (a key
@@ -148,8 +149,12 @@ class Supervisor:
                 os.set_inheritable(fd, True)
                 argv += ["--listen", f"{listener.kind}:{fd}"]
                 fds.append(fd)
-            for slot in range(count):
-                worker = WorkerProcess(slot, argv, fds, payload)
+            cpus: list[int | None] = [None] * count
+            if module == "mailyard.daemon.worker":
+                cpus = worker_cpus(self.config.smtpd.cpu_affinity, count, allowed_cpus())
+            for slot, cpu in enumerate(cpus):
+                extra = [] if cpu is None else ["--cpu", str(cpu)]
+                worker = WorkerProcess(slot, argv + extra, fds, payload)
                 worker.start()
                 self.workers.append(worker)
         # The campaign sending engine: one process, no listener (see campaign_worker).
