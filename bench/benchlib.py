@@ -481,6 +481,36 @@ def run_smtp_source(port: int, *, messages: int, sessions: int, size: int,
 
 # --- results ------------------------------------------------------------------------------
 
+def host_cpu_times() -> list[int]:
+    """The machine's CPU time counters (the first line of /proc/stat), for
+    :func:`host_cpu_share`."""
+    try:
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return []
+
+
+def host_cpu_share(before: list[int]) -> dict[str, float]:
+    """How the machine's CPU time went since ``before``: the share, in percent, that
+    was idle and that the hypervisor gave to other guests (steal).  A round with much
+    steal ran on a slower machine than one without."""
+    after = host_cpu_times()
+    delta = [b - a for a, b in zip(before, after, strict=False)]
+    total = sum(delta)
+    if len(delta) < 8 or total <= 0:
+        return {}
+    return {"idle_pct": round(100 * (delta[3] + delta[4]) / total, 1),
+            "steal_pct": round(100 * delta[7] / total, 1)}
+
+
+def host_note(share: Mapping[str, float]) -> str:
+    """``share`` for a round's line: ", steal 3.1%, idle 12.0%"."""
+    if not share:
+        return ""
+    return f", steal {share['steal_pct']}%, idle {share['idle_pct']}%"
+
+
 def machine_info() -> dict[str, Any]:
     cpu = "unknown"
     try:

@@ -89,3 +89,22 @@ def test_spread_out_sets_the_top_directory_flag(tmp_path: Path) -> None:
 
 def test_spread_out_reports_failure(tmp_path: Path) -> None:
     assert benchlib.spread_out(tmp_path / "missing") is False
+
+
+def test_host_cpu_share_splits_the_machine_s_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # user nice system idle iowait irq softirq steal
+    before = [100, 0, 50, 800, 50, 0, 0, 0]
+    monkeypatch.setattr(benchlib, "host_cpu_times", lambda: [300, 0, 150, 1000, 50, 0, 0, 100])
+    share = benchlib.host_cpu_share(before)
+    assert share == {"idle_pct": 33.3, "steal_pct": 16.7}
+    assert benchlib.host_note(share) == ", steal 16.7%, idle 33.3%"
+
+
+def test_host_cpu_share_without_counters_is_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(benchlib, "host_cpu_times", lambda: [])
+    assert benchlib.host_cpu_share([1, 2, 3, 4, 5, 6, 7, 8]) == {}
+    assert benchlib.host_note({}) == ""
+
+
+def test_host_cpu_times_reads_this_machine_s_counters() -> None:
+    assert len(benchlib.host_cpu_times()) >= 8
