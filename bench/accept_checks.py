@@ -40,6 +40,9 @@ from benchlib import (  # noqa: E402
     ProcessTreeSampler,
     SideResult,
     combine_rounds,
+    host_cpu_share,
+    host_cpu_times,
+    host_note,
     machine_info,
     ratio,
     run_smtp_source,
@@ -162,13 +165,16 @@ def main(args: argparse.Namespace) -> int:
         for n in range(args.rounds):
             order = (False, True) if n % 2 == 0 else (True, False)
             for checks in order:
+                host = host_cpu_times()
                 one = bench_side(checks, dns, message_file, args,
                                  Path(tmp) / f"round{n + 1}-{checks}")
+                one.figures["host"] = host_cpu_share(host)
                 one.figures["loadavg"] = os.getloadavg()[0]
                 runs[one.server].append(one.as_dict())
                 status = f"{one.figures.get('msgs_per_s')} msg/s" if one.ok else "failed"
                 print(f"  round {n + 1}/{args.rounds} {one.server}: {status} "
-                      f"(load average {one.figures['loadavg']:.2f})", flush=True)
+                      f"(load average {one.figures['loadavg']:.2f}"
+                      f"{host_note(one.figures['host'])})", flush=True)
                 if not one.ok:
                     print(one.error, file=sys.stderr)
                     return 1
