@@ -4,9 +4,9 @@ The SMTP workers do the most work per message, and most of it touches the same c
 and data again and again (the session, the checks, the queue's commit path).  Left to
 the scheduler, a worker moves between CPUs whenever both are busy for a moment, and
 starts over on one whose caches hold another process's data; kept to one CPU, it finds
-its own there.  On the bench machine (2 CPUs, relay) that was 8-20% less CPU per
-message and 5-37% more messages per second in every pair of runs but one
-(bench/README.md, "SMTP workers on a CPU each").
+its own there.  On the bench machine (2 CPUs) 20 of 22 alternating pairs of runs
+(relay, accept, local delivery) did better kept: a median 13% less CPU per message
+and 18% more messages per second (bench/README.md, "SMTP workers on a CPU each").
 
 ``[smtpd] cpu_affinity = "auto"`` (the default) therefore keeps SMTP worker *i* on the
 *i*-th CPU the server may use, when there are at least two and no fewer CPUs than
