@@ -39,7 +39,7 @@ def allowed_cpus() -> list[int]:
 def worker_cpus(mode: CpuAffinity, workers: int, allowed: list[int]) -> list[int | None]:
     """The CPU each of ``workers`` SMTP workers keeps to (None: any of ``allowed``)."""
     if mode is CpuAffinity.AUTO and len(allowed) >= 2 and workers <= len(allowed):
-        return list(allowed[:workers])
+        return list(allowed[:workers])  # list[int | None], for the type checker
     return [None] * workers
 
 

@@ -124,9 +124,11 @@ class Supervisor:
         self._background: set[asyncio.Task[None]] = set()
 
     # --- start-up --------------------------------------------------------------
-    def worker_count(self) -> int:
-        n = self.config.smtpd.workers
-        return n if n > 0 else len(allowed_cpus())
+    def smtp_worker_cpus(self) -> list[int | None]:
+        """One entry per SMTP worker: the CPU it keeps to, or None (see daemon.cpus)."""
+        allowed = allowed_cpus()
+        count = self.config.smtpd.workers or len(allowed)
+        return worker_cpus(self.config.smtpd.cpu_affinity, count, allowed)
 
     def start_workers(self, tls_pem: tuple[str, str], notify_w: int) -> None:
         # The certificate and key were read before privileges were dropped (a key
@@ -136,9 +138,10 @@ class Supervisor:
         worker_config["tls"] = {"cert": "", "key": ""}
         payload = json.dumps({"config": worker_config, "source": self.config.source,
                               "cert_pem": tls_pem[0], "key_pem": tls_pem[1]}).encode()
-        for module, kinds, count in (
-                ("mailyard.daemon.worker", SMTP_KINDS, self.worker_count()),
-                ("mailyard.daemon.http_worker", HTTP_KINDS, self.config.http.workers)):
+        no_cpu: list[int | None] = [None] * self.config.http.workers
+        for module, kinds, cpus in (
+                ("mailyard.daemon.worker", SMTP_KINDS, self.smtp_worker_cpus()),
+                ("mailyard.daemon.http_worker", HTTP_KINDS, no_cpu)):
             mine = [listener for listener in self.listeners if listener.kind in kinds]
             if not mine:
                 continue
@@ -149,9 +152,6 @@ class Supervisor:
                 os.set_inheritable(fd, True)
                 argv += ["--listen", f"{listener.kind}:{fd}"]
                 fds.append(fd)
-            cpus: list[int | None] = [None] * count
-            if module == "mailyard.daemon.worker":
-                cpus = worker_cpus(self.config.smtpd.cpu_affinity, count, allowed_cpus())
             for slot, cpu in enumerate(cpus):
                 extra = [] if cpu is None else ["--cpu", str(cpu)]
                 worker = WorkerProcess(slot, argv + extra, fds, payload)
